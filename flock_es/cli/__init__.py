@@ -1,0 +1,1 @@
+"""The ``flock-es`` command line."""

@@ -1,0 +1,69 @@
+"""The ``flock-es`` entry point.
+
+Each command lives in its own module and registers itself here. User mistakes
+(``UserError``) become one line on stderr and a non-zero exit; anything else is
+a bug and keeps its traceback. Nothing here imports litellm or textual.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from flock_es.errors import UserError
+
+app = typer.Typer(
+    name="flock-es",
+    help=(
+        "Durable multi-agent LLM runs on a blackboard: every step is recorded in a SQLite "
+        "event log, so runs resume after a crash, replay offline and can be watched live."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the flock-es version and exit."),
+) -> None:
+    if version:
+        from flock_es import __version__
+
+        typer.echo(f"flock-es {__version__}")
+        raise typer.Exit()
+
+
+def _register() -> None:
+    from flock_es.cli import inspect_cmd, replay_cmd, run_cmd, tui_cmd
+
+    for module in (run_cmd, inspect_cmd, replay_cmd, tui_cmd):
+        module.register(app)
+
+
+_register()
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print a one-line error and exit."""
+    typer.echo(f"flock-es: error: {message}", err=True)
+    raise SystemExit(code)
+
+
+def main() -> None:
+    """Console script: ``flock-es``."""
+    try:
+        app(prog_name="flock-es")
+    except UserError as exc:
+        fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("flock-es: interrupted", err=True)
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""``flock-es run PROGRAM.py``: load a program, run it until idle, summarise."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flock_es.cli.loader import Program, call_main, describe_exception, load_program
+from flock_es.cli.options import DbOption
+from flock_es.cli.progress import Progress, print_summary, summary_lines
+from flock_es.domain.events import RunStatus
+from flock_es.errors import ProgramError, UserError
+from flock_es.runtime.flock import Flock
+
+
+async def drive(flock: Flock, body: object, progress: Progress | None) -> RunStatus:
+    """Run ``body`` (a coroutine) then until idle; stop cleanly on SIGINT/SIGTERM.
+
+    An interrupted run is recorded as ``interrupted`` and stays resumable.
+    """
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    stopped: list[str] = []
+
+    def stop(signame: str) -> None:
+        if not stopped:
+            stopped.append(signame)
+            main_task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop, sig.name)
+    if progress is not None:
+        flock.add_listener(progress.on_events)
+    try:
+        await body  # type: ignore[misc]
+        await flock.run_until_idle()
+        return await flock.close()
+    except asyncio.CancelledError:
+        if not stopped:
+            raise
+        if flock._engine is not None:
+            await flock.engine.cancel_all()
+        return await flock.close(RunStatus.INTERRUPTED, reason=stopped[0])
+    except BaseException as exc:
+        if flock._engine is not None and not isinstance(exc, KeyboardInterrupt):
+            await flock.engine.cancel_all()
+            await flock.close(RunStatus.FAILED, reason=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+
+def configure(program: Program, db: Path | None, model: str | None, max_calls: int | None) -> Flock:
+    flock = program.flock
+    flock.program = program.path.resolve()
+    if db is not None:
+        flock.db_path = db
+    if model is not None:
+        flock.model = model
+    if max_calls is not None:
+        if max_calls < 1:
+            raise UserError("--max-concurrent-calls must be at least 1")
+        flock.max_concurrent_calls = max_calls
+    flock.check_models()
+    return flock
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def run(
+        program: Annotated[Path, typer.Argument(help="Python file defining `flock = Flock(...)` and `async def main()`.", show_default=False)],
+        db: DbOption = None,
+        model: Annotated[
+            str | None,
+            typer.Option(
+                "--model", "-m",
+                help="Model for every agent without its own: 'offline' (default), "
+                "'offline?latency=2', or a litellm string such as 'openai/gpt-4.1'. "
+                "Overrides the program and $FLOCK_ES_MODEL.",
+                show_default=False,
+            ),
+        ] = None,
+        max_concurrent_calls: Annotated[
+            int | None,
+            typer.Option("--max-concurrent-calls", help="Cap on model calls in flight across all agents.", show_default=False),
+        ] = None,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress; summary only.")] = False,
+    ) -> None:
+        """Run PROGRAM until nothing is pending, recording every step in the event log.
+
+        The program's `main()` publishes the seed artifacts; the run then goes on
+        until every triggered agent has finished. Ctrl-C stops cleanly and leaves
+        the run resumable with `flock-es resume RUN`.
+        """
+        prog = load_program(program)
+        flock = configure(prog, db, model, max_concurrent_calls)
+        t0 = time.time()
+        progress = Progress(lambda: flock.state, quiet=quiet)
+
+        async def go() -> RunStatus:
+            try:
+                with progress:
+                    return await drive(flock, call_main(prog), progress)
+            except UserError:
+                raise
+            except Exception as exc:
+                raise ProgramError(describe_exception(program, exc)) from None
+
+        status = asyncio.run(go())
+        wall = time.time() - t0
+        print_summary(summary_lines(flock.state, status.value, wall, str(flock.db_path)))
+        if status is RunStatus.INTERRUPTED:
+            raise typer.Exit(130)
+        if status is RunStatus.FAILED:
+            raise typer.Exit(1)

@@ -1,0 +1,47 @@
+"""Deterministic identities (DESIGN.md, "Deterministic identities").
+
+A task id is a digest of what the task is (run, agent, subscription, inputs), so
+the same inputs can never schedule the same subscription twice, and a
+re-executed task produces the same output ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Iterable
+
+
+def _digest(*parts: str, size: int = 16) -> str:
+    h = hashlib.blake2b(digest_size=size)
+    for p in parts:
+        h.update(p.encode())
+        h.update(b"\x1f")
+    return h.hexdigest()
+
+
+def task_id(run_id: str, agent: str, sub_index: int, inputs: Iterable[str]) -> str:
+    """``t-`` + digest(run id, agent, subscription index, input artifact ids)."""
+    return "t-" + _digest(run_id, agent, str(sub_index), *inputs, size=10)
+
+
+def output_id(task: str, position: int) -> str:
+    """The id of the ``position``-th output of ``task``: stable across re-execution."""
+    return "a-" + _digest(task, str(position), size=10)
+
+
+def external_artifact_id() -> str:
+    """Random id for an artifact published from outside a run; it is recorded."""
+    return "a-" + secrets.token_hex(10)
+
+
+def new_run_id(now: float | None = None) -> str:
+    """A sortable, typable run id such as ``r-20261128-032512-9f3a1c``."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now if now is not None else time.time()))
+    return f"r-{stamp}-{secrets.token_hex(3)}"
+
+
+def content_hash(data: bytes) -> str:
+    """Digest of a program file, recorded so replay can warn when code changed."""
+    return hashlib.sha256(data).hexdigest()[:16]

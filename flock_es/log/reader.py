@@ -1,0 +1,167 @@
+"""Read-only access to the log, for the CLI, resume, replay and the TUI.
+
+Readers open their own read-only connection, so any number of them can follow
+a live run while its writer commits. ``changed()`` is the cheap poll: SQLite's
+``PRAGMA data_version`` moves only when another connection committed.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from flock_es.domain.events import Event, EventKind, upcast
+from flock_es.errors import DatabaseError, RunNotFoundError
+from flock_es.log.schema import BUSY_TIMEOUT_MS, check_database
+
+_KINDS = {k.value: k for k in EventKind}
+
+
+@dataclass(slots=True, frozen=True)
+class RunRow:
+    run_id: str
+    program: str | None
+    model: str | None
+    started_at: float | None
+    finished_at: float | None
+    status: str | None
+    parent_run: str | None
+    fork_seq: int | None
+    first_seq: int | None
+    last_seq: int | None
+    events: int
+
+
+def row_to_event(row: tuple[int, str, str, float, int, str]) -> Event | None:
+    seq, run_id, kind, ts, v, body = row
+    k = _KINDS.get(kind)
+    if k is None:  # written by a newer flock-es with the same schema: skip, stay total
+        return None
+    return Event(run_id=run_id, kind=k, body=upcast(kind, v, json.loads(body)), ts=ts, seq=seq, v=v)
+
+
+class LogReader:
+    """A read-only view of a flock-es database.
+
+    Example::
+
+        with LogReader(Path("data/flock-es.db")) as log:
+            run = log.resolve_run("r-2026")
+            state = fold(log.events(run))
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        check_database(self.path, must_exist=True)
+        try:
+            self._con = sqlite3.connect(
+                f"file:{self.path}?mode=ro", uri=True, check_same_thread=False
+            )
+            self._con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self._con.execute("SELECT 1 FROM events LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise DatabaseError(f"cannot read {self.path}: {exc}") from None
+
+    def __enter__(self) -> LogReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._con.close()
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits; a cheap "anything new?" check."""
+        return int(self._con.execute("PRAGMA data_version").fetchone()[0])
+
+    def runs(self) -> list[RunRow]:
+        rows = self._con.execute(
+            "SELECT run_id, program, model, started_at, finished_at, status, parent_run, "
+            "fork_seq, first_seq, last_seq, events FROM runs ORDER BY started_at, first_seq"
+        ).fetchall()
+        return [RunRow(*r) for r in rows]
+
+    def latest_run(self) -> RunRow | None:
+        runs = self.runs()
+        return runs[-1] if runs else None
+
+    def resolve_run(self, ref: str) -> str:
+        """The full run id for ``ref``: an id, a unique prefix, or ``latest``."""
+        if ref in ("latest", "last"):
+            latest = self.latest_run()
+            if latest is None:
+                raise RunNotFoundError(f"no runs in {self.path}")
+            return latest.run_id
+        rows = self._con.execute(
+            "SELECT run_id FROM runs WHERE run_id = ? OR run_id LIKE ? ESCAPE '\\'",
+            (ref, ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"),
+        ).fetchall()
+        ids = sorted({r[0] for r in rows})
+        if ref in ids:
+            return ref
+        if not ids:
+            raise RunNotFoundError(f"no run {ref!r} in {self.path} (see `flock-es runs`)")
+        if len(ids) > 1:
+            raise RunNotFoundError(
+                f"run id {ref!r} is ambiguous in {self.path}: {', '.join(ids[:5])}"
+            )
+        return ids[0]
+
+    def iter_events(
+        self, run_id: str, after: int = 0, until: int | None = None, limit: int | None = None
+    ) -> Iterator[Event]:
+        sql = "SELECT seq, run_id, kind, ts, v, body FROM events WHERE run_id = ? AND seq > ?"
+        args: list[object] = [run_id, after]
+        if until is not None:
+            sql += " AND seq <= ?"
+            args.append(until)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        for row in self._con.execute(sql, args):
+            e = row_to_event(row)
+            if e is not None:
+                yield e
+
+    def events(
+        self, run_id: str, after: int = 0, until: int | None = None, limit: int | None = None
+    ) -> list[Event]:
+        return list(self.iter_events(run_id, after, until, limit))
+
+    def all_events(self, after: int = 0, limit: int | None = None) -> list[Event]:
+        """Events of every run, in commit order (for following a database)."""
+        sql = "SELECT seq, run_id, kind, ts, v, body FROM events WHERE seq > ? ORDER BY seq"
+        args: list[object] = [after]
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        out = []
+        for row in self._con.execute(sql, args):
+            e = row_to_event(row)
+            if e is not None:
+                out.append(e)
+        return out
+
+    def last_seq(self, run_id: str | None = None) -> int:
+        if run_id is None:
+            row = self._con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+        else:
+            row = self._con.execute(
+                "SELECT coalesce(max(seq), 0) FROM events WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        return int(row[0])
+
+    def first_seq(self, run_id: str) -> int:
+        row = self._con.execute(
+            "SELECT coalesce(min(seq), 0) FROM events WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        return int(row[0])
+
+    def query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """Run a read-only SQL query (used by tests and the spans trace)."""
+        return list(self._con.execute(sql, args).fetchall())

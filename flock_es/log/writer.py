@@ -1,0 +1,224 @@
+"""The writer: one connection, group commit.
+
+Concurrent agents hand their events to ``append``; a single task drains the
+queue and commits everything waiting in one ``BEGIN IMMEDIATE`` transaction.
+Each ``append`` call is one unit and is never split across transactions, so an
+agent's outputs, its ``task.completed`` and the schedules they cause land
+together or not at all. ``append`` returns only after the commit, which is what
+lets callers make effects depend on durable events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from flock_es.domain.events import Event, EventKind
+from flock_es.log.schema import PRAGMAS, check_database, initialise
+
+_INSERT_EVENT = "INSERT INTO events(seq, run_id, kind, ts, v, task_id, body) VALUES (?,?,?,?,?,?,?)"
+_INSERT_ARTIFACT = (
+    "INSERT OR IGNORE INTO artifacts(id, run_id, type, produced_by, seq, ts, payload) "
+    "VALUES (?,?,?,?,?,?,?)"
+)
+_INSERT_RUN = (
+    "INSERT OR REPLACE INTO runs(run_id, program, model, started_at, status, parent_run, "
+    "fork_seq, first_seq, last_seq, events) VALUES (?,?,?,?,?,?,?,?,?,0)"
+)
+_FINISH_RUN = "UPDATE runs SET finished_at=?, status=? WHERE run_id=?"
+_TOUCH_RUN = "UPDATE runs SET last_seq=?, events=events+? WHERE run_id=?"
+
+
+def dumps(body: dict[str, Any]) -> str:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
+def read_model_rows(
+    events: list[Event],
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Rows for the read models derived from committed ``events`` (seq assigned)."""
+    runs: list[tuple[Any, ...]] = []
+    finished: list[tuple[Any, ...]] = []
+    arts: list[tuple[Any, ...]] = []
+    touched: dict[str, list[int]] = defaultdict(list)
+    for e in events:
+        b = e.body
+        if e.kind is EventKind.RUN_STARTED:
+            runs.append(
+                (e.run_id, b.get("program"), b.get("model"), e.ts, "running",
+                 b.get("parent_run"), b.get("fork_seq"), e.seq, e.seq)
+            )
+        elif e.kind is EventKind.RUN_FINISHED:
+            finished.append((e.ts, b.get("status"), e.run_id))
+        elif e.kind is EventKind.ARTIFACT_PUBLISHED:
+            arts.append(
+                (b["id"], e.run_id, b["type"], b.get("produced_by", "external"), e.seq, e.ts,
+                 dumps(b.get("payload", {})))
+            )
+        touched[e.run_id].append(e.seq or 0)
+    touch = [(max(seqs), len(seqs), run) for run, seqs in touched.items()]
+    return runs, finished, arts, touch
+
+
+def _stop_without_loop(conn: aiosqlite.Connection) -> None:
+    """Stop aiosqlite's worker thread when the event loop is going away.
+
+    ``Connection.stop()`` answers through a future on the loop; if the loop has
+    closed by then, the thread prints a traceback. Queue the stop with no future.
+    """
+    try:
+        from aiosqlite.core import _STOP_RUNNING_SENTINEL
+
+        raw = conn._connection
+
+        def close_and_stop() -> object:
+            if raw is not None:
+                raw.close()
+            return _STOP_RUNNING_SENTINEL
+
+        conn._tx.put_nowait((None, close_and_stop))
+    except Exception:
+        conn.stop()
+
+
+class LogWriter:
+    """Appends events to the SQLite log with group commit.
+
+    Example::
+
+        writer = await LogWriter.open(Path("data/flock-es.db"))
+        await writer.append([event])
+        await writer.close()
+    """
+
+    def __init__(self, path: Path, max_batch: int = 4096) -> None:
+        self.path = path
+        self.max_batch = max_batch
+        self._conn: aiosqlite.Connection | None = None
+        self._queue: asyncio.Queue[tuple[list[Event], asyncio.Future[None]] | None] = (
+            asyncio.Queue()
+        )
+        self._task: asyncio.Task[None] | None = None
+        self.commits = 0
+        self.committed_events = 0
+
+    @classmethod
+    async def open(cls, path: Path, max_batch: int = 4096) -> LogWriter:
+        self = cls(path, max_batch)
+        path = Path(path)
+        exists = check_database(path, must_exist=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not exists:
+            con = sqlite3.connect(path)
+            try:
+                initialise(con)
+            finally:
+                con.close()
+        self._conn = await aiosqlite.connect(path, isolation_level=None)
+        for p in PRAGMAS:
+            await self._conn.execute(p)
+        self._task = asyncio.create_task(self._drain(), name="flock-es-log-writer")
+        return self
+
+    def submit(self, events: list[Event]) -> asyncio.Future[None]:
+        """Queue one atomic unit; the future resolves after its commit."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._task is None or self._task.done():
+            fut.set_exception(RuntimeError("the log writer is closed"))
+            return fut
+        self._queue.put_nowait((events, fut))
+        return fut
+
+    async def append(self, events: list[Event]) -> None:
+        """Commit ``events`` as one unit; returns after the commit."""
+        await self.submit(events)
+
+    async def _drain(self) -> None:
+        try:
+            await self._drain_queue()
+        except asyncio.CancelledError:
+            # The loop is shutting down without close() (a script that ended after
+            # run_until_idle). Stop the connection thread, or the process never exits.
+            if self._conn is not None:
+                _stop_without_loop(self._conn)
+                self._conn = None
+            raise
+
+    async def _drain_queue(self) -> None:
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            units = [item]
+            size = len(item[0])
+            stop = False
+            while size < self.max_batch and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt is None:
+                    stop = True
+                    break
+                units.append(nxt)
+                size += len(nxt[0])
+            try:
+                await self._commit([e for evs, _ in units for e in evs])
+            except BaseException as exc:  # the waiters must hear about it
+                for _, fut in units:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+            else:
+                for _, fut in units:
+                    if not fut.done():
+                        fut.set_result(None)
+            if stop:
+                return
+
+    async def _commit(self, events: list[Event]) -> None:
+        assert self._conn is not None
+        conn = self._conn
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            async with conn.execute("SELECT coalesce(max(seq), 0) FROM events") as cur:
+                row = await cur.fetchone()
+            seq = int(row[0]) if row else 0
+            rows = []
+            for e in events:
+                seq += 1
+                e.seq = seq
+                rows.append((seq, e.run_id, e.kind.value, e.ts, e.v, e.task_id, dumps(e.body)))
+            await conn.executemany(_INSERT_EVENT, rows)
+            runs, finished, arts, touch = read_model_rows(events)
+            if runs:
+                await conn.executemany(_INSERT_RUN, runs)
+            if arts:
+                await conn.executemany(_INSERT_ARTIFACT, arts)
+            if finished:
+                await conn.executemany(_FINISH_RUN, finished)
+            await conn.executemany(_TOUCH_RUN, touch)
+            await conn.execute("COMMIT")
+        except BaseException:
+            for e in events:
+                e.seq = None
+            with contextlib.suppress(Exception):
+                await conn.execute("ROLLBACK")
+            raise
+        self.commits += 1
+        self.committed_events += len(events)
+
+    async def close(self) -> None:
+        """Commit what is queued, then close the connection."""
+        if self._task is not None and not self._task.done():
+            self._queue.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await self._task
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None

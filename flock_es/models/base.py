@@ -1,0 +1,68 @@
+"""What every model client takes and returns, and how a model string picks one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+
+class ModelRequest(BaseModel):
+    """One call to a model: the prompt plus the structure the answer must have."""
+
+    model: str
+    agent: str
+    description: str = ""
+    inputs: list[dict[str, Any]] = Field(default_factory=list)
+    output_schema: dict[str, Any]
+    messages: list[dict[str, Any]] = Field(default_factory=list)
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    def digest(self) -> str:
+        blob = json.dumps(
+            {"agent": self.agent, "inputs": self.inputs, "schema": self.output_schema},
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def redacted(self) -> dict[str, Any]:
+        """The request as recorded: no credentials, whatever the settings held."""
+        from flock_es.models.redact import redact
+
+        data = self.model_dump(mode="json", exclude={"inputs"})
+        return redact(data)
+
+
+class ModelResponse(BaseModel):
+    """A model's raw answer and what it cost."""
+
+    content: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float | None = 0.0
+    latency_ms: float = 0.0
+
+
+@runtime_checkable
+class ModelClient(Protocol):
+    """A model backend. ``check`` fails fast (before any work) on bad configuration."""
+
+    name: str
+
+    def check(self) -> None: ...
+
+    async def complete(self, request: ModelRequest) -> ModelResponse: ...
+
+
+def resolve_client(model: str) -> ModelClient:
+    """``offline`` (optionally ``offline?latency=SECONDS``) or a litellm model string."""
+    if model == "offline" or model.startswith("offline?") or model.startswith("offline:"):
+        from flock_es.models.offline import OfflineModel
+
+        return OfflineModel.from_string(model)
+    from flock_es.models.litellm_client import LiteLLMClient
+
+    return LiteLLMClient(model)

@@ -1,0 +1,240 @@
+"""The ``offline`` model: deterministic, in-process, no network, no litellm.
+
+It answers with JSON that validates against the requested schema (string and
+list bounds, enums and ``Literal``s, numbers with bounds, nested models),
+filled with text drawn from the input artifacts. The answer is seeded by a
+digest of the request, so the same request always gets the same answer.
+
+Simulated latency, for demos and benchmarks: ``offline?latency=2`` (seconds),
+or the ``FLOCK_ES_OFFLINE_LATENCY`` environment variable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import re
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from flock_es.errors import ConfigError
+from flock_es.models.base import ModelRequest, ModelResponse
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_FILLER = (
+    "The available material points to a consistent picture",
+    "Further developments are expected as the story unfolds",
+    "Observers note the broader significance of the announcement",
+    "Reactions so far have been measured but attentive",
+)
+
+
+class _Text:
+    """Sentences and words harvested from the inputs, to fill string fields."""
+
+    def __init__(self, inputs: list[dict[str, Any]]) -> None:
+        self.strings: list[str] = []
+        self.fields: dict[str, Any] = {}
+        for inp in inputs:
+            self._walk(inp.get("payload", {}), None)
+        text = " ".join(self.strings)
+        sentences = [s.strip() for s in _SENTENCE.split(text) if len(s.strip()) > 3]
+        self.sentences = sentences or list(_FILLER)
+        self.words = re.findall(r"[A-Za-z][A-Za-z'\-]+", text) or ["offline", "answer"]
+
+    def _walk(self, value: Any, key: str | None) -> None:
+        if key is not None and key not in self.fields:
+            self.fields[key] = value
+        if isinstance(value, str):
+            self.strings.append(" ".join(value.split()))
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                self._walk(v, k)
+        elif isinstance(value, list):
+            for v in value:
+                self._walk(v, None)
+
+
+class _Generator:
+    def __init__(self, request: ModelRequest) -> None:
+        self.root = request.output_schema
+        self.rng = random.Random(int(request.digest()[:16], 16))
+        self.text = _Text(request.inputs)
+        self.agent = request.agent
+        self.hint = f"{request.agent} {request.description}".lower()
+        self.n_inputs = len(request.inputs)
+
+    def resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
+        seen = 0
+        while "$ref" in schema and seen < 32:
+            ref = schema["$ref"]
+            node: Any = self.root
+            for part in ref.lstrip("#/").split("/"):
+                node = node.get(part, {}) if isinstance(node, dict) else {}
+            merged = {k: v for k, v in schema.items() if k != "$ref"}
+            schema = {**node, **merged}
+            seen += 1
+        return schema
+
+    def value(self, schema: dict[str, Any], name: str, depth: int = 0) -> Any:
+        schema = self.resolve(schema)
+        if "const" in schema:
+            return schema["const"]
+        if "enum" in schema:
+            return self.choose_enum(list(schema["enum"]), name)
+        for key in ("anyOf", "oneOf"):
+            if key in schema:
+                options = [self.resolve(o) for o in schema[key]]
+                non_null = [o for o in options if o.get("type") != "null"]
+                return self.value((non_null or options)[0], name, depth)
+        if "allOf" in schema:
+            merged: dict[str, Any] = {}
+            for part in schema["allOf"]:
+                merged.update(self.resolve(part))
+            return self.value(merged, name, depth)
+        kind = schema.get("type")
+        if isinstance(kind, list):
+            kind = next((k for k in kind if k != "null"), "string")
+        if kind == "object" or "properties" in schema:
+            return self.obj(schema, depth)
+        if kind == "array":
+            return self.array(schema, name, depth)
+        if kind == "integer":
+            return int(self.number(schema, name, integer=True))
+        if kind == "number":
+            return self.number(schema, name, integer=False)
+        if kind == "boolean":
+            return self.rng.random() < 0.5
+        if kind == "null":
+            return None
+        return self.string(schema, name)
+
+    def obj(self, schema: dict[str, Any], depth: int) -> dict[str, Any]:
+        props: dict[str, Any] = schema.get("properties", {})
+        required = set(schema.get("required", props))
+        out: dict[str, Any] = {}
+        for key, sub in props.items():
+            if key not in required and depth > 3:
+                continue
+            out[key] = self.value(sub, key, depth + 1)
+        return out
+
+    def array(self, schema: dict[str, Any], name: str, depth: int) -> list[Any]:
+        lo = int(schema.get("minItems", 0))
+        hi = int(schema.get("maxItems", max(lo, 3)))
+        n = max(lo, min(hi, 3 if lo <= 3 else lo))
+        items = schema.get("items", {"type": "string"})
+        out: list[Any] = []
+        for i in range(n):
+            v = self.value(items, f"{name}_{i}", depth + 1)
+            if schema.get("uniqueItems") and v in out and isinstance(v, str):
+                v = f"{v} ({i + 1})"
+            out.append(v)
+        return out
+
+    def number(self, schema: dict[str, Any], name: str, integer: bool) -> float:
+        lo = schema.get("minimum", schema.get("exclusiveMinimum"))
+        hi = schema.get("maximum", schema.get("exclusiveMaximum"))
+        if any(w in name for w in ("total", "count", "num")) and self.n_inputs:
+            guess: float = self.n_inputs
+        else:
+            low = lo if lo is not None else 0
+            high = hi if hi is not None else (low + 10)
+            guess = self.rng.uniform(low, high)
+        if "exclusiveMinimum" in schema:
+            guess = max(guess, schema["exclusiveMinimum"] + (1 if integer else 1e-6))
+        if "exclusiveMaximum" in schema:
+            guess = min(guess, schema["exclusiveMaximum"] - (1 if integer else 1e-6))
+        if lo is not None and "minimum" in schema:
+            guess = max(guess, lo)
+        if hi is not None and "maximum" in schema:
+            guess = min(guess, hi)
+        return float(round(guess)) if integer else round(guess, 3)
+
+    def choose_enum(self, options: list[Any], name: str) -> Any:
+        # An agent named "technology_analyst" should answer "technology".
+        for opt in options:
+            if isinstance(opt, str) and opt.lower() in self.hint:
+                return opt
+        return self.rng.choice(options)
+
+    def string(self, schema: dict[str, Any], name: str) -> str:
+        lo = int(schema.get("minLength", 0))
+        hi = int(schema.get("maxLength", max(lo, 400)))
+        fmt = schema.get("format")
+        if fmt == "date-time":
+            return "2025-01-01T00:00:00Z"
+        if fmt == "date":
+            return "2025-01-01"
+        base = name.split("_")[0] if name else ""
+        copied = self.text.fields.get(name)
+        if isinstance(copied, str) and lo <= len(copied) <= hi:
+            return copied
+        if name.endswith("name") and (not base or base in self.agent or base == "name"):
+            text = self.agent
+        else:
+            label = name.replace("_", " ").strip().capitalize()
+            text = f"{label}: {self.rng.choice(self.text.sentences)}" if label else ""
+            if not label:
+                text = self.rng.choice(self.text.sentences)
+        while len(text) < lo:
+            text = f"{text} {self.rng.choice(self.text.sentences)}"
+        if len(text) > hi:
+            text = text[:hi].rstrip() if hi > 0 else ""
+            while len(text) < lo:
+                text += "."
+        return text
+
+
+class OfflineModel:
+    """The deterministic in-process model. See the module docstring."""
+
+    def __init__(self, latency: float = 0.0) -> None:
+        self.latency = latency
+        self.name = "offline"
+        self.calls = 0
+
+    @classmethod
+    def from_string(cls, model: str) -> OfflineModel:
+        latency = float(os.environ.get("FLOCK_ES_OFFLINE_LATENCY", "0") or 0)
+        sep = "?" if "?" in model else (":" if ":" in model else None)
+        if sep is not None:
+            query = model.split(sep, 1)[1]
+            if sep == ":":
+                query = f"latency={query}"
+            params = parse_qs(query)
+            unknown = set(params) - {"latency"}
+            if unknown:
+                raise ConfigError(f"unknown offline model option(s): {', '.join(sorted(unknown))}")
+            try:
+                latency = float(params.get("latency", [latency])[0])
+            except ValueError:
+                raise ConfigError(f"offline latency must be a number of seconds: {model!r}") from None
+        if latency < 0:
+            raise ConfigError("offline latency must not be negative")
+        return cls(latency)
+
+    def check(self) -> None:
+        return None
+
+    def answer(self, request: ModelRequest) -> str:
+        gen = _Generator(request)
+        return json.dumps(gen.value(request.output_schema, ""), ensure_ascii=False)
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        t0 = time.perf_counter()
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
+        content = self.answer(request)
+        self.calls += 1
+        prompt_chars = sum(len(str(m.get("content", ""))) for m in request.messages)
+        return ModelResponse(
+            content=content,
+            tokens_in=max(1, prompt_chars // 4),
+            tokens_out=max(1, len(content) // 4),
+            cost=0.0,
+            latency_ms=(time.perf_counter() - t0) * 1000.0,
+        )

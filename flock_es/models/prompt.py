@@ -1,0 +1,77 @@
+"""The prompt a model agent sends, the schema it asks for, and parsing the answer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from flock_es.errors import OutputValidationError
+
+
+def output_schema(publishes: Sequence[type[BaseModel]]) -> dict[str, Any]:
+    """One type: its JSON schema. Several: an object with one property per type."""
+    if len(publishes) == 1:
+        return publishes[0].model_json_schema()
+    defs: dict[str, Any] = {}
+    props: dict[str, Any] = {}
+    for cls in publishes:
+        schema = cls.model_json_schema(ref_template="#/$defs/{model}")
+        defs.update(schema.pop("$defs", {}))
+        defs[cls.__name__] = schema
+        props[cls.__name__] = {"$ref": f"#/$defs/{cls.__name__}"}
+    return {
+        "type": "object",
+        "title": "Outputs",
+        "properties": props,
+        "required": list(props),
+        "$defs": defs,
+    }
+
+
+def build_messages(
+    agent: str, description: str, inputs: list[dict[str, Any]], schema: dict[str, Any]
+) -> list[dict[str, Any]]:
+    system = (
+        f"You are the agent {agent!r} in a multi-agent system.\n"
+        + (f"Your role: {description}\n" if description else "")
+        + "Answer with a single JSON object that validates against this JSON schema, "
+        "and nothing else:\n"
+        + json.dumps(schema, ensure_ascii=False)
+    )
+    user = "Input artifacts:\n" + "\n".join(
+        f"- {inp['type']}: {json.dumps(inp['payload'], ensure_ascii=False)}" for inp in inputs
+    )
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def _strip_fences(text: str) -> str:
+    t = text.strip()
+    if t.startswith("```"):
+        t = t.split("\n", 1)[1] if "\n" in t else ""
+        if t.rstrip().endswith("```"):
+            t = t.rstrip()[:-3]
+    return t.strip()
+
+
+def parse_output(content: str, publishes: Sequence[type[BaseModel]]) -> list[BaseModel]:
+    """Validate a model's answer into output objects, or raise OutputValidationError."""
+    try:
+        data = json.loads(_strip_fences(content))
+    except json.JSONDecodeError as exc:
+        raise OutputValidationError(f"the answer is not JSON: {exc}", raw=content) from None
+    try:
+        if len(publishes) == 1:
+            return [publishes[0].model_validate(data)]
+        if not isinstance(data, dict):
+            raise OutputValidationError("expected a JSON object keyed by type name", raw=content)
+        return [cls.model_validate(data[cls.__name__]) for cls in publishes if cls.__name__ in data]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first.get("loc", ()))
+        raise OutputValidationError(
+            f"{exc.title}: {exc.error_count()} validation error(s); {loc}: {first.get('msg')}",
+            raw=content,
+        ) from None

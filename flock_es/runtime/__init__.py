@@ -1,0 +1,1 @@
+"""The runtime: asyncio scheduling; the only code that runs agents."""

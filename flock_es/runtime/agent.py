@@ -1,0 +1,179 @@
+"""Agents and the fluent builder that declares them (spelled as in Flock)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from flock_es.domain import registry
+from flock_es.domain.events import AgentSpec
+from flock_es.domain.subscriptions import BatchSpec, Predicate, Subscription
+from flock_es.errors import DefinitionError
+
+if TYPE_CHECKING:
+    from flock_es.runtime.context import AgentContext
+
+AgentFunction = Callable[..., Any]
+ErrorHandler = Callable[..., Any]
+
+
+@dataclass(slots=True)
+class Agent:
+    """An agent as declared. The runtime reads it; users build it with ``AgentBuilder``."""
+
+    name: str
+    description: str = ""
+    subscriptions: list[Subscription] = field(default_factory=list)
+    publishes: list[type[BaseModel]] = field(default_factory=list)
+    max_concurrency: int | None = None
+    error_handlers: list[ErrorHandler] = field(default_factory=list)
+    function: AgentFunction | None = None
+    model: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    self_trigger: bool = False
+    _fn_wants_ctx: bool = False
+
+    @property
+    def kind(self) -> str:
+        return "function" if self.function is not None else "model"
+
+    def spec(self) -> AgentSpec:
+        return AgentSpec(
+            name=self.name,
+            description=self.description,
+            kind=self.kind,
+            model=self.model,
+            publishes=[t.__name__ for t in self.publishes],
+            subscriptions=[s.spec() for s in self.subscriptions],
+            max_concurrency=self.max_concurrency,
+        )
+
+    async def call_function(self, ctx: AgentContext, inputs: list[BaseModel], batched: bool) -> Any:
+        assert self.function is not None
+        arg: Any = inputs if batched or len(inputs) != 1 else inputs[0]
+        result = self.function(arg, ctx) if self._fn_wants_ctx else self.function(arg)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def handle_error(self, ctx: AgentContext, exc: BaseException) -> None:
+        for handler in self.error_handlers:
+            n = _positional_count(handler)
+            out: Any = handler(ctx, exc) if n >= 2 else handler(exc)
+            if inspect.isawaitable(out):
+                await out
+
+
+def _positional_count(fn: Callable[..., Any]) -> int:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 1
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        return 2
+    return sum(1 for p in params if p.kind in kinds)
+
+
+class AgentBuilder:
+    """Fluent declaration of an agent; every method returns the builder.
+
+    Example::
+
+        flock.agent("editor").description("Writes the digest") \\
+            .consumes(NewsAnalysis, batch=BatchSpec(size=8, timeout=30)) \\
+            .publishes(NewsDigest)
+    """
+
+    def __init__(self, agent: Agent, on_change: Callable[[], None]) -> None:
+        self.agent = agent
+        self._on_change = on_change
+
+    @property
+    def name(self) -> str:
+        return self.agent.name
+
+    def _changed(self) -> AgentBuilder:
+        self._on_change()
+        return self
+
+    def description(self, text: str) -> AgentBuilder:
+        self.agent.description = text
+        return self._changed()
+
+    def consumes(
+        self,
+        *types: type[BaseModel],
+        where: Predicate | Iterable[Predicate] | None = None,
+        from_agents: Iterable[str] | str | None = None,
+        tags: Iterable[str] | str | None = None,
+        batch: BatchSpec | dict[str, Any] | None = None,
+    ) -> AgentBuilder:
+        """Subscribe to artifacts of ``types``; ``where`` filters them (one predicate or a list)."""
+        sub = Subscription.build(
+            self.agent.name, len(self.agent.subscriptions), types, where, from_agents, tags, batch
+        )
+        for t in types:
+            registry.register(t)
+        self.agent.subscriptions.append(sub)
+        return self._changed()
+
+    def publishes(self, *types: type[BaseModel]) -> AgentBuilder:
+        """The types this agent produces (a model agent answers with one of each)."""
+        if not types:
+            raise DefinitionError(f"agent {self.agent.name!r}: .publishes() needs at least one type")
+        for t in types:
+            if not (isinstance(t, type) and issubclass(t, BaseModel)):
+                raise DefinitionError(
+                    f"agent {self.agent.name!r}: .publishes() takes pydantic model classes, got {t!r}"
+                )
+            registry.register(t)
+            if t not in self.agent.publishes:
+                self.agent.publishes.append(t)
+        return self._changed()
+
+    def max_concurrency(self, n: int) -> AgentBuilder:
+        """At most ``n`` runs of this agent at once (default: no limit)."""
+        if not isinstance(n, int) or n < 1:
+            raise DefinitionError(f"agent {self.agent.name!r}: max_concurrency must be >= 1")
+        self.agent.max_concurrency = n
+        return self._changed()
+
+    def on_error(self, handler: ErrorHandler) -> AgentBuilder:
+        """Call ``handler(exc)`` or ``handler(ctx, exc)`` when a run of this agent fails."""
+        if not callable(handler):
+            raise DefinitionError(f"agent {self.agent.name!r}: on_error takes a callable")
+        self.agent.error_handlers.append(handler)
+        return self._changed()
+
+    def with_function(self, fn: AgentFunction) -> AgentBuilder:
+        """Run ``fn`` instead of a model.
+
+        ``fn(input)`` or ``fn(input, ctx)``, sync or async. ``input`` is the artifact
+        object (a list for a batch). Return one output, several (a list or tuple,
+        of the same or different types: a fan-out), or None. A plain ``def`` runs
+        on the event loop, so keep it quick or make it ``async def``.
+        """
+        if not callable(fn):
+            raise DefinitionError(f"agent {self.agent.name!r}: with_function takes a callable")
+        self.agent.function = fn
+        self.agent._fn_wants_ctx = _positional_count(fn) >= 2
+        return self._changed()
+
+    def model(self, model: str, **settings: Any) -> AgentBuilder:
+        """Use ``model`` for this agent instead of the Flock's; ``settings`` go to the call."""
+        self.agent.model = model
+        self.agent.settings.update(settings)
+        return self._changed()
+
+    def prevent_self_trigger(self, enabled: bool = True) -> AgentBuilder:
+        """On by default: an agent is not fed its own outputs."""
+        self.agent.self_trigger = not enabled
+        return self._changed()
+
+
+AsyncAgentFunction = Callable[..., Awaitable[Any]]

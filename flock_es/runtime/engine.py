@@ -1,0 +1,427 @@
+"""The engine: turns committed decisions into running agents, and agent results
+into new events.
+
+Every effect waits for the commit of the event it depends on: a task starts
+only after its ``task.scheduled`` is durable, ``publish`` returns only after
+its artifact and the schedules it caused are. The in-memory state is advanced
+with the same ``apply`` as every reader, before the commit, so decisions made
+in between see them (the event loop runs one decision at a time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from flock_es.domain import ids, registry
+from flock_es.domain.events import (
+    ArtifactPublished,
+    Event,
+    EventKind,
+    ModelCalled,
+    ScheduleReason,
+    TaskCompleted,
+    TaskFailed,
+    TaskStarted,
+    make_event,
+)
+from flock_es.errors import OutputValidationError
+from flock_es.log.writer import LogWriter
+from flock_es.models.base import ModelClient, ModelRequest, ModelResponse
+from flock_es.projection.decide import (
+    SubscriptionIndex,
+    decide_artifact,
+    decide_batch_flush,
+    schedule,
+)
+from flock_es.projection.fold import apply
+from flock_es.projection.state import RunState, TaskView
+from flock_es.runtime.agent import Agent
+from flock_es.runtime.context import AgentContext
+from flock_es.runtime.model_agent import run_model_agent
+
+Listener = Callable[[list[Event]], None]
+INVOKE_SUB = -1
+UNPUBLISHED_TAG = "flock-es:unpublished"
+
+
+class ReplayMiss(Exception):
+    """A model call that has no recorded response while only records may be served."""
+
+
+class Engine:
+    def __init__(
+        self,
+        run_id: str,
+        writer: LogWriter,
+        agents: dict[str, Agent],
+        clients: Callable[[Agent], ModelClient],
+        default_model: str,
+        state: RunState | None = None,
+        max_concurrent_calls: int | None = None,
+        record_only: bool = False,
+    ) -> None:
+        self.run_id = run_id
+        self.writer = writer
+        self.agents = agents
+        self.clients = clients
+        self.default_model = default_model
+        self.state = state if state is not None else RunState(run_id=run_id)
+        self.state.run_id = run_id
+        self.index = SubscriptionIndex.build(
+            (s for a in agents.values() for s in a.subscriptions),
+            allow_self=[a.name for a in agents.values() if a.self_trigger],
+        )
+        self.objects: dict[str, BaseModel] = {}
+        self.work: set[asyncio.Task[Any]] = set()
+        self.timers: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self.listeners: list[Listener] = []
+        self.agent_sems = {
+            a.name: asyncio.Semaphore(a.max_concurrency)
+            for a in agents.values()
+            if a.max_concurrency
+        }
+        self.call_sem = asyncio.Semaphore(max_concurrent_calls) if max_concurrent_calls else None
+        self.record_only = record_only
+        self.model_calls_made = 0
+        self.invoke_waiters: dict[str, asyncio.Future[list[BaseModel]]] = {}
+        self.unpublished: set[str] = set()
+
+    # --- commit ----------------------------------------------------------
+
+    def _apply(self, events: list[Event]) -> None:
+        for e in events:
+            apply(self.state, e)
+
+    async def _commit(self, events: list[Event]) -> None:
+        await self.writer.submit(events)
+        for e in events:
+            if e.kind is EventKind.ARTIFACT_PUBLISHED:
+                view = self.state.artifacts.get(e.body["id"])
+                if view is not None:
+                    view.seq = e.seq
+            if e.seq is not None:
+                self.state.last_seq = max(self.state.last_seq, e.seq)
+        for listener in self.listeners:
+            listener(events)
+
+    async def emit(self, events: list[Event]) -> None:
+        """Apply, commit, then act on what the events decided."""
+        self._apply(events)
+        await self._commit(events)
+        self._act(events)
+
+    def _act(self, events: list[Event]) -> None:
+        for e in events:
+            if e.kind is EventKind.TASK_SCHEDULED and e.body["sub_index"] != INVOKE_SUB:
+                self.launch(e.body["task_id"])
+            elif e.kind is EventKind.BATCH_BUFFERED and e.body.get("deadline") is not None:
+                self.arm(e.body["agent"], e.body["sub_index"])
+        for key, timer in list(self.timers.items()):
+            if key not in self.state.batches:
+                timer.cancel()
+                self.timers.pop(key, None)
+
+    # --- deciding --------------------------------------------------------
+
+    def artifact_event(
+        self,
+        obj: BaseModel,
+        aid: str,
+        produced_by: str,
+        task_id: str | None,
+        correlation_id: str | None,
+        tags: list[str],
+        visibility: dict[str, Any] | None,
+        now: float,
+    ) -> Event:
+        registry.register(type(obj))
+        self.objects[aid] = obj
+        body = ArtifactPublished(
+            id=aid,
+            type=type(obj).__name__,
+            payload=obj.model_dump(mode="json"),
+            produced_by=produced_by,
+            task_id=task_id,
+            correlation_id=correlation_id,
+            tags=tags,
+            visibility=visibility or {"kind": "public"},
+        )
+        return make_event(self.run_id, body, now)
+
+    def decide(self, artifact_events: list[Event], now: float) -> list[Event]:
+        """Apply each artifact event and append what it causes; returns all of them."""
+        out: list[Event] = []
+        for ev in artifact_events:
+            apply(self.state, ev)
+            out.append(ev)
+            view = self.state.artifacts[ev.body["id"]]
+            if UNPUBLISHED_TAG in view.tags:
+                continue
+            caused = decide_artifact(self.state, self.index, view, self.obj(view.id), now)
+            self._apply(caused)
+            out.extend(caused)
+        return out
+
+    def obj(self, aid: str) -> BaseModel:
+        cached = self.objects.get(aid)
+        if cached is None:
+            view = self.state.artifacts[aid]
+            cached = self.objects[aid] = registry.to_object(view.type, view.payload)
+        return cached
+
+    async def publish_external(
+        self,
+        objs: list[BaseModel],
+        tags: list[str],
+        correlation_id: str | None,
+        visibility: dict[str, Any] | None,
+    ) -> list[str]:
+        now = time.time()
+        evs = []
+        for obj in objs:
+            aid = ids.external_artifact_id()
+            corr = correlation_id or aid
+            evs.append(self.artifact_event(obj, aid, "external", None, corr, tags, visibility, now))
+        events = self.decide(evs, now)
+        await self._commit(events)
+        self._act(events)
+        return [e.body["id"] for e in evs]
+
+    # --- running tasks ---------------------------------------------------
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        self.work.add(task)
+        task.add_done_callback(self.work.discard)
+
+    def launch(self, task_id: str) -> None:
+        self._track(asyncio.create_task(self._run(task_id), name=f"flock-es:{task_id}"))
+
+    def arm(self, agent: str, sub_index: int) -> None:
+        key = (agent, sub_index)
+        timer = self.timers.get(key)
+        if timer is not None and not timer.done():
+            return
+        task = asyncio.create_task(self._timer(key), name=f"flock-es:batch:{agent}")
+        self.timers[key] = task
+        self._track(task)
+
+    async def _timer(self, key: tuple[str, int]) -> None:
+        while True:
+            buf = self.state.batches.get(key)
+            if buf is None or buf.deadline is None:
+                return
+            delay = buf.deadline - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                continue
+            events = decide_batch_flush(
+                self.state, key[0], key[1], ScheduleReason.BATCH_TIMEOUT, time.time()
+            )
+            self.timers.pop(key, None)
+            await self.emit(events)
+            return
+
+    async def _run(self, task_id: str) -> None:
+        task = self.state.tasks[task_id]
+        agent = self.agents.get(task.agent)
+        if agent is None:
+            await self._fail(task, f"agent {task.agent!r} is not defined in this program", "LookupError", None)
+            return
+        sem = self.agent_sems.get(agent.name)
+        async with sem if sem is not None else contextlib.nullcontext():
+            await self._execute(task, agent)
+
+    async def _execute(self, task: TaskView, agent: Agent) -> None:
+        attempt = task.attempt + 1
+        started = make_event(self.run_id, TaskStarted(task_id=task.id, agent=agent.name, attempt=attempt), time.time())
+        self._apply([started])
+        # Not awaited: the writer keeps order, so later events of this task commit after it.
+        self.writer.submit([started]).add_done_callback(_consume)
+        t0 = time.perf_counter()
+        corr = next(
+            (self.state.artifacts[i].correlation_id for i in task.inputs if i in self.state.artifacts),
+            None,
+        )
+        ctx = AgentContext(
+            run_id=self.run_id, task_id=task.id, agent=agent.name, attempt=attempt,
+            input_ids=list(task.inputs), correlation_id=corr,
+        )
+        try:
+            inputs = [self.obj(i) for i in task.inputs]
+            batched = self._batched(task, agent)
+            if agent.function is not None:
+                result = await agent.call_function(ctx, inputs, batched)
+                outputs = _normalise(result)
+            else:
+                outputs = await self._model_outputs(ctx, agent, inputs)
+            _check_types(agent, outputs)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            raw = exc.raw if isinstance(exc, OutputValidationError) else None
+            await self._fail(task, str(exc) or type(exc).__name__, type(exc).__name__, raw, t0)
+            await self._on_error(agent, ctx, exc)
+            return
+        now = time.time()
+        tags = [UNPUBLISHED_TAG] if task.id in self.unpublished else []
+        arts = [
+            self.artifact_event(o, ids.output_id(task.id, pos), agent.name, task.id, corr, tags, None, now)
+            for pos, o in enumerate(outputs)
+        ]
+        done = make_event(
+            self.run_id,
+            TaskCompleted(
+                task_id=task.id, agent=agent.name, outputs=[a.body["id"] for a in arts],
+                attempt=attempt, duration_ms=(time.perf_counter() - t0) * 1000.0,
+            ),
+            now,
+        )
+        events = self.decide(arts, now)
+        apply(self.state, done)
+        events.insert(len(arts), done)
+        await self._commit(events)
+        self._act(events)
+        waiter = self.invoke_waiters.pop(task.id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(outputs)
+
+    def _batched(self, task: TaskView, agent: Agent) -> bool:
+        if 0 <= task.sub_index < len(agent.subscriptions):
+            return agent.subscriptions[task.sub_index].batch is not None
+        return False
+
+    async def _fail(
+        self, task: TaskView, error: str, error_type: str, raw: str | None, t0: float | None = None
+    ) -> None:
+        dur = (time.perf_counter() - t0) * 1000.0 if t0 is not None else 0.0
+        body = TaskFailed(
+            task_id=task.id, agent=task.agent, error=error, error_type=error_type,
+            attempt=max(task.attempt, 1), duration_ms=dur, raw=raw,
+        )
+        await self.emit([make_event(self.run_id, body, time.time())])
+        waiter = self.invoke_waiters.pop(task.id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(RuntimeError(f"agent {task.agent!r} failed: {error}"))
+
+    async def _on_error(self, agent: Agent, ctx: AgentContext, exc: BaseException) -> None:
+        try:
+            await agent.handle_error(ctx, exc)
+        except Exception as handler_exc:  # a broken handler must not take the run down
+            ctx.extra["on_error_failed"] = repr(handler_exc)
+
+    # --- model calls -----------------------------------------------------
+
+    async def _model_outputs(
+        self, ctx: AgentContext, agent: Agent, inputs: list[BaseModel]
+    ) -> list[BaseModel]:
+        return await run_model_agent(self, ctx, agent, inputs)
+
+    async def call_model(
+        self, ctx: AgentContext, agent: Agent, request: ModelRequest
+    ) -> ModelResponse:
+        """One model call, served from the record when this (task, index) was already paid for."""
+        key = (ctx.task_id, ctx.call_index)
+        ctx.call_index += 1
+        rec = self.state.calls.get(key)
+        if rec is not None:
+            return ModelResponse(
+                content=rec.response, tokens_in=rec.tokens_in, tokens_out=rec.tokens_out,
+                cost=rec.cost, latency_ms=rec.latency_ms,
+            )
+        if self.record_only:
+            raise ReplayMiss(f"no recorded model call {key[1]} for task {key[0]} ({agent.name})")
+        client = self.clients(agent)
+        async with self.call_sem if self.call_sem is not None else contextlib.nullcontext():
+            response = await client.complete(request)
+        self.model_calls_made += 1
+        body = ModelCalled(
+            task_id=ctx.task_id, agent=agent.name, call_index=key[1], model=request.model,
+            request=request.redacted(), response=response.content,
+            tokens_in=response.tokens_in, tokens_out=response.tokens_out,
+            cost=response.cost, latency_ms=response.latency_ms,
+        )
+        # Awaited: once a call is paid for, its answer must survive a crash.
+        await self.emit([make_event(self.run_id, body, time.time())])
+        return response
+
+    # --- invoke & idle ---------------------------------------------------
+
+    async def invoke(self, agent: Agent, obj: BaseModel, publish_outputs: bool) -> list[BaseModel]:
+        now = time.time()
+        aid = ids.external_artifact_id()
+        art = self.artifact_event(obj, aid, "external", None, aid, [UNPUBLISHED_TAG], None, now)
+        sched = schedule(self.state, agent.name, INVOKE_SUB, [aid], ScheduleReason.INVOKE, now)
+        fut: asyncio.Future[list[BaseModel]] = asyncio.get_running_loop().create_future()
+        if not publish_outputs:
+            self.unpublished.add(sched.body["task_id"])
+        self.invoke_waiters[sched.body["task_id"]] = fut
+        await self.emit([art, sched])
+        self.launch(sched.body["task_id"])
+        return await fut
+
+    async def run_until_idle(self) -> None:
+        while self.work:
+            done, _ = await asyncio.wait(set(self.work))
+            for t in done:
+                if not t.cancelled() and t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+
+    def resume_pending(self) -> int:
+        """Re-launch unfinished tasks and re-arm batch timers; returns tasks re-launched."""
+        n = 0
+        for t in self.state.pending_tasks():
+            self.launch(t.id)
+            n += 1
+        for key, buf in self.state.batches.items():
+            if buf.deadline is not None:
+                self.arm(*key)
+        return n
+
+    async def cancel_all(self) -> None:
+        for t in list(self.work):
+            t.cancel()
+        if self.work:
+            await asyncio.wait(set(self.work))
+
+
+def _consume(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+def _normalise(result: Any) -> list[BaseModel]:
+    if result is None:
+        return []
+    if isinstance(result, BaseModel):
+        return [result]
+    if isinstance(result, list | tuple):
+        out = []
+        for r in result:
+            if not isinstance(r, BaseModel):
+                raise OutputValidationError(
+                    f"an agent function returned {type(r).__name__}; expected pydantic models"
+                )
+            out.append(r)
+        return out
+    raise OutputValidationError(
+        f"an agent function returned {type(result).__name__}; expected a pydantic model, "
+        "a list of them, or None"
+    )
+
+
+def _check_types(agent: Agent, outputs: list[BaseModel]) -> None:
+    if not agent.publishes:
+        return
+    allowed = {t.__name__ for t in agent.publishes}
+    for o in outputs:
+        if type(o).__name__ not in allowed:
+            raise OutputValidationError(
+                f"agent {agent.name!r} produced {type(o).__name__}, but publishes only "
+                f"{', '.join(sorted(allowed))}"
+            )

@@ -1,0 +1,257 @@
+"""``Flock``: the public entry point, spelled as in Flock (flock-core)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from flock_es import __version__
+from flock_es.domain import ids
+from flock_es.domain.events import (
+    Event,
+    RunFinished,
+    RunStarted,
+    RunStatus,
+    make_event,
+)
+from flock_es.errors import ArtifactValidationError, DefinitionError, UserError
+from flock_es.log.schema import default_db_path
+from flock_es.log.writer import LogWriter
+from flock_es.models.base import ModelClient, resolve_client
+from flock_es.projection.state import RunState
+from flock_es.runtime.agent import Agent, AgentBuilder
+from flock_es.runtime.engine import Engine, Listener
+from flock_es.runtime.store import Store
+
+OFFLINE = "offline"
+
+
+def default_model() -> str:
+    """``$FLOCK_ES_MODEL``, else ``$DEFAULT_MODEL``, else ``offline``."""
+    return os.environ.get("FLOCK_ES_MODEL") or os.environ.get("DEFAULT_MODEL") or OFFLINE
+
+
+class Flock:
+    """A blackboard of agents whose every step is recorded in a SQLite event log.
+
+    Example::
+
+        flock = Flock()                      # model: $FLOCK_ES_MODEL or "offline"
+        flock.agent("summariser").consumes(Story).publishes(Summary)
+        await flock.publish(Story(text="..."))
+        await flock.run_until_idle()
+        summaries = await flock.store.get_by_type(Summary)
+
+    ``model``: a litellm model string, or ``offline`` (the default). ``db``: the
+    database file (else ``$FLOCK_ES_DB``, else ``data/flock-es.db``).
+    ``max_concurrent_calls`` caps model calls in flight across all agents.
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        db: str | Path | None = None,
+        max_concurrent_calls: int | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        self.model = model or default_model()
+        self.db_path = Path(db) if db is not None else default_db_path()
+        if max_concurrent_calls is not None and max_concurrent_calls < 1:
+            raise DefinitionError("max_concurrent_calls must be >= 1")
+        self.max_concurrent_calls = max_concurrent_calls
+        self.run_id = run_id or ids.new_run_id()
+        self.agents: dict[str, Agent] = {}
+        self.store = Store(self)
+        self.program: Path | None = None
+        self.parent_run: str | None = None
+        self.fork_seq: int | None = None
+        self._engine: Engine | None = None
+        self._clients: dict[str, ModelClient] = {}
+        self._listeners: list[Listener] = []
+        self._initial_state: RunState | None = None
+        self._record_only = False
+        self._closed = False
+
+    # --- declaration -----------------------------------------------------
+
+    def agent(self, name: str) -> AgentBuilder:
+        """Declare an agent; returns its builder (see ``AgentBuilder``)."""
+        if not isinstance(name, str) or not name.strip():
+            raise DefinitionError("an agent needs a non-empty name")
+        if name in self.agents:
+            raise DefinitionError(f"an agent named {name!r} is already defined")
+        self._check_not_started("define agents")
+        agent = Agent(name=name)
+        self.agents[name] = agent
+        return AgentBuilder(agent, lambda: self._check_not_started("change agents"))
+
+    def _check_not_started(self, what: str) -> None:
+        if self._engine is not None:
+            raise DefinitionError(f"cannot {what} after the run has started")
+
+    # --- running ---------------------------------------------------------
+
+    @property
+    def state(self) -> RunState:
+        """The folded state of the current run (empty before the run starts)."""
+        if self._engine is None:
+            return self._initial_state or RunState(run_id=self.run_id)
+        return self._engine.state
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise RuntimeError("the run has not started")
+        return self._engine
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(events)`` after every commit (progress displays use this)."""
+        self._listeners.append(listener)
+        if self._engine is not None:
+            self._engine.listeners.append(listener)
+
+    def _client(self, agent: Agent) -> ModelClient:
+        model = agent.model or self.model
+        client = self._clients.get(model)
+        if client is None:
+            client = self._clients[model] = resolve_client(model)
+        return client
+
+    def check_models(self) -> None:
+        """Fail fast on an unknown provider or a missing API key, before any work."""
+        for agent in self.agents.values():
+            if agent.function is None:
+                self._client(agent).check()
+                if not agent.publishes:
+                    raise DefinitionError(
+                        f"agent {agent.name!r} has no .publishes() and no function; "
+                        "the model would not know what to answer"
+                    )
+
+    def _program_path(self) -> Path | None:
+        if self.program is not None:
+            return self.program
+        main = sys.modules.get("__main__")
+        f = getattr(main, "__file__", None)
+        return Path(f).resolve() if f else None
+
+    async def start(self) -> Engine:
+        """Open the log and record ``run.started`` (done implicitly by the first publish)."""
+        if self._engine is not None:
+            return self._engine
+        if self._closed:
+            raise UserError(f"run {self.run_id} is closed")
+        self.check_models()
+        writer = await LogWriter.open(self.db_path)
+        engine = Engine(
+            self.run_id, writer, self.agents, self._client, self.model,
+            state=self._initial_state, max_concurrent_calls=self.max_concurrent_calls,
+            record_only=self._record_only,
+        )
+        engine.listeners.extend(self._listeners)
+        self._engine = engine
+        if self._initial_state is None:
+            await engine.emit([self._run_started_event()])
+        return engine
+
+    def _run_started_event(self) -> Event:
+        program = self._program_path()
+        body = RunStarted(
+            program=str(program) if program else None,
+            program_hash=ids.content_hash(program.read_bytes()) if program and program.is_file() else None,
+            model=self.model,
+            agents=[a.spec() for a in self.agents.values()],
+            parent_run=self.parent_run,
+            fork_seq=self.fork_seq,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            version=__version__,
+        )
+        return make_event(self.run_id, body, time.time())
+
+    async def publish(
+        self,
+        obj: BaseModel,
+        *,
+        tags: Iterable[str] | None = None,
+        correlation_id: str | None = None,
+        visibility: dict[str, Any] | None = None,
+    ) -> str:
+        """Put ``obj`` on the blackboard; returns its artifact id once it is durable.
+
+        Every matching agent is scheduled in the same transaction and starts right away.
+        """
+        return (await self.publish_many([obj], tags=tags, correlation_id=correlation_id, visibility=visibility))[0]
+
+    async def publish_many(
+        self,
+        objs: Iterable[BaseModel],
+        *,
+        tags: Iterable[str] | None = None,
+        correlation_id: str | None = None,
+        visibility: dict[str, Any] | None = None,
+    ) -> list[str]:
+        """Publish several objects in one transaction; returns their ids."""
+        items = list(objs)
+        for o in items:
+            if not isinstance(o, BaseModel):
+                raise ArtifactValidationError(
+                    f"publish() takes pydantic model instances, got {type(o).__name__}"
+                )
+        engine = await self.start()
+        return await engine.publish_external(items, list(tags or ()), correlation_id, visibility)
+
+    async def run_until_idle(self) -> None:
+        """Return when no task is pending and no batch timer is armed.
+
+        A partial batch with a timeout is flushed when the timeout expires, and
+        its task runs before this returns. A size-only batch that is not full
+        stays buffered (it is visible in ``flock-es show``).
+        """
+        engine = await self.start()
+        await engine.run_until_idle()
+
+    async def invoke(
+        self, agent: str | AgentBuilder | Agent, obj: BaseModel, *, publish_outputs: bool = True
+    ) -> list[BaseModel]:
+        """Run ``agent`` exactly once on ``obj`` and return its outputs.
+
+        ``obj`` is recorded but not offered to other agents. With
+        ``publish_outputs=False`` the outputs are recorded but not published.
+        """
+        name = agent if isinstance(agent, str) else agent.name
+        if name not in self.agents:
+            raise DefinitionError(f"no agent named {name!r}")
+        engine = await self.start()
+        return await engine.invoke(self.agents[name], obj, publish_outputs)
+
+    async def close(self, status: RunStatus | None = None, reason: str | None = None) -> RunStatus:
+        """Record ``run.finished`` and close the log. Returns the final status."""
+        if self._engine is None or self._closed:
+            self._closed = True
+            return status or RunStatus.COMPLETED
+        engine = self._engine
+        failed = [t.id for t in engine.state.failed_tasks()]
+        if status is None:
+            status = RunStatus.FAILED if failed else RunStatus.COMPLETED
+        body = RunFinished(status=status, failed_tasks=failed, reason=reason)
+        try:
+            await engine.emit([make_event(self.run_id, body, time.time())])
+        finally:
+            await engine.writer.close()
+            self._closed = True
+        return status
+
+    async def __aenter__(self) -> Flock:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,74 @@
+"""The blackboard as a program sees it: the artifacts of the current run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel
+
+from flock_es.domain import registry
+
+if TYPE_CHECKING:
+    from flock_es.runtime.flock import Flock
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class Artifact:
+    """An artifact on the blackboard: its payload and where it came from."""
+
+    id: str
+    type: str
+    payload: dict[str, Any]
+    produced_by: str
+    correlation_id: str | None
+    tags: tuple[str, ...]
+    created_at: float
+
+    @property
+    def obj(self) -> BaseModel:
+        """The payload as an instance of its registered pydantic type."""
+        return registry.to_object(self.type, self.payload)
+
+
+class Store:
+    """Queries over the current run's artifacts.
+
+    Example::
+
+        analyses = await flock.store.get_artifacts_by_type("NewsAnalysis")
+        digests = await flock.store.get_by_type(NewsDigest)
+    """
+
+    def __init__(self, flock: Flock) -> None:
+        self._flock = flock
+
+    def _views(self, type_or_name: type[BaseModel] | str) -> list[Artifact]:
+        from flock_es.runtime.engine import UNPUBLISHED_TAG
+
+        state = self._flock.state
+        name = registry.type_name(type_or_name)
+        out = []
+        for aid in state.by_type.get(name, []):
+            v = state.artifacts[aid]
+            if UNPUBLISHED_TAG in v.tags:
+                continue
+            out.append(
+                Artifact(v.id, v.type, v.payload, v.produced_by, v.correlation_id, tuple(v.tags), v.ts)
+            )
+        return out
+
+    async def get_artifacts_by_type(self, type_or_name: type[BaseModel] | str) -> list[Artifact]:
+        """Artifacts of a type (a class or its name), in publication order."""
+        return self._views(type_or_name)
+
+    async def get_by_type(self, cls: type[M]) -> list[M]:
+        """The payloads of a type, as instances of ``cls``."""
+        return [cls.model_validate(a.payload) for a in self._views(cls)]
+
+    async def list(self) -> list[Artifact]:
+        """Every artifact of the run, in publication order."""
+        state = self._flock.state
+        return [a for t in list(state.by_type) for a in self._views(t)]
