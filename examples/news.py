@@ -38,8 +38,14 @@ class NewsAnalysis(BaseModel):
     """OUTPUT: specialised analysis from each analyst."""
 
     category: Literal[
-        "world", "technology", "business", "sports",
-        "entertainment", "science", "politics", "health",
+        "world",
+        "technology",
+        "business",
+        "sports",
+        "entertainment",
+        "science",
+        "politics",
+        "health",
     ]
     analyst_name: str
     key_takeaways: list[str] = Field(min_length=3, max_length=5)
@@ -74,10 +80,9 @@ categories = [
 
 # Create 8 analysts automatically
 for category, description in categories:
-    flock.agent(f"{category}_analyst") \
-        .description(description) \
-        .consumes(BreakingNews) \
-        .publishes(NewsAnalysis)
+    flock.agent(f"{category}_analyst").description(description).consumes(BreakingNews).publishes(
+        NewsAnalysis
+    )
 
 # The editor waits for all eight analyses (or 30 s) before writing the digest.
 editor = (

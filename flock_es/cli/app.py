@@ -7,8 +7,6 @@ a bug and keeps its traceback. Nothing here imports litellm or textual.
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
 from flock_es.errors import UserError
@@ -66,4 +64,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

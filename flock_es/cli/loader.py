@@ -74,9 +74,7 @@ def load_program(path: Path) -> Program:
         raise ProgramError(describe_exception(path, exc)) from None
     flocks = [v for v in vars(module).values() if isinstance(v, Flock)]
     if not flocks:
-        raise ProgramError(
-            f"{path} defines no Flock: add `flock = Flock()` at module level"
-        )
+        raise ProgramError(f"{path} defines no Flock: add `flock = Flock()` at module level")
     if len({id(f) for f in flocks}) > 1:
         raise ProgramError(f"{path} defines more than one Flock; keep one per program")
     main = getattr(module, "main", None)

@@ -33,8 +33,13 @@ class Progress:
     def __enter__(self) -> Progress:
         if not self.quiet and self.console.is_terminal:
             self.live = Live(
-                self._render(), console=self.console, refresh_per_second=8, transient=True,
-                get_renderable=self._render, redirect_stdout=True, redirect_stderr=False,
+                self._render(),
+                console=self.console,
+                refresh_per_second=8,
+                transient=True,
+                get_renderable=self._render,
+                redirect_stdout=True,
+                redirect_stderr=False,
             )
             self.live.__enter__()
         return self
@@ -84,7 +89,11 @@ def summary_lines(state: RunState, status: str, wall: float, db: str) -> list[st
     lines = [
         f"Run {state.run_id}  {status}",
         f"  tasks      {by['completed']} done, {by['failed']} failed"
-        + (f", {by['scheduled'] + by['running']} pending" if by["scheduled"] + by["running"] else ""),
+        + (
+            f", {by['scheduled'] + by['running']} pending"
+            if by["scheduled"] + by["running"]
+            else ""
+        ),
         f"  artifacts  {counts}",
         f"  time       wall {wall:.2f} s · agent busy {busy:.2f} s{speed}",
         f"  model      {state.model} · {tot['calls']} calls · "

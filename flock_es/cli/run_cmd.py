@@ -78,12 +78,19 @@ def configure(program: Program, db: Path | None, model: str | None, max_calls: i
 def register(app: typer.Typer) -> None:
     @app.command()
     def run(
-        program: Annotated[Path, typer.Argument(help="Python file defining `flock = Flock(...)` and `async def main()`.", show_default=False)],
+        program: Annotated[
+            Path,
+            typer.Argument(
+                help="Python file defining `flock = Flock(...)` and `async def main()`.",
+                show_default=False,
+            ),
+        ],
         db: DbOption = None,
         model: Annotated[
             str | None,
             typer.Option(
-                "--model", "-m",
+                "--model",
+                "-m",
                 help="Model for every agent without its own: 'offline' (default), "
                 "'offline?latency=2', or a litellm string such as 'openai/gpt-4.1'. "
                 "Overrides the program and $FLOCK_ES_MODEL.",
@@ -92,9 +99,15 @@ def register(app: typer.Typer) -> None:
         ] = None,
         max_concurrent_calls: Annotated[
             int | None,
-            typer.Option("--max-concurrent-calls", help="Cap on model calls in flight across all agents.", show_default=False),
+            typer.Option(
+                "--max-concurrent-calls",
+                help="Cap on model calls in flight across all agents.",
+                show_default=False,
+            ),
         ] = None,
-        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live progress; summary only.")] = False,
+        quiet: Annotated[
+            bool, typer.Option("--quiet", "-q", help="No live progress; summary only.")
+        ] = False,
     ) -> None:
         """Run PROGRAM until nothing is pending, recording every step in the event log.
 

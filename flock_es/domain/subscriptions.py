@@ -36,7 +36,8 @@ class BatchSpec:
             raise DefinitionError("BatchSpec needs a size, a timeout, or both")
         if self.size is not None and (not isinstance(self.size, int) or self.size < 1):
             raise DefinitionError(f"BatchSpec size must be a positive integer, got {self.size!r}")
-        if self.timeout is not None and self.timeout_seconds <= 0:
+        seconds = self.timeout_seconds
+        if seconds is not None and seconds <= 0:
             raise DefinitionError(f"BatchSpec timeout must be positive, got {self.timeout!r}")
 
     @property

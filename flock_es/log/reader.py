@@ -95,7 +95,7 @@ class LogReader:
             latest = self.latest_run()
             if latest is None:
                 raise RunNotFoundError(f"no runs in {self.path}")
-            return latest.run_id
+            return str(latest.run_id)
         rows = self._con.execute(
             "SELECT run_id FROM runs WHERE run_id = ? OR run_id LIKE ? ESCAPE '\\'",
             (ref, ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"),
@@ -109,7 +109,7 @@ class LogReader:
             raise RunNotFoundError(
                 f"run id {ref!r} is ambiguous in {self.path}: {', '.join(ids[:5])}"
             )
-        return ids[0]
+        return str(ids[0])
 
     def iter_events(
         self, run_id: str, after: int = 0, until: int | None = None, limit: int | None = None

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sqlite3
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
+from pydantic_core import to_json
 
 from flock_es.domain.events import Event, EventKind
 from flock_es.log.schema import PRAGMAS, check_database, initialise
@@ -37,12 +37,15 @@ _TOUCH_RUN = "UPDATE runs SET last_seq=?, events=events+? WHERE run_id=?"
 
 
 def dumps(body: dict[str, Any]) -> str:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    # pydantic's Rust serialiser: several times faster than json.dumps on event bodies.
+    return to_json(body).decode()
 
 
 def read_model_rows(
     events: list[Event],
-) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+) -> tuple[
+    list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]
+]:
     """Rows for the read models derived from committed ``events`` (seq assigned)."""
     runs: list[tuple[Any, ...]] = []
     finished: list[tuple[Any, ...]] = []
@@ -52,15 +55,31 @@ def read_model_rows(
         b = e.body
         if e.kind is EventKind.RUN_STARTED:
             runs.append(
-                (e.run_id, b.get("program"), b.get("model"), e.ts, "running",
-                 b.get("parent_run"), b.get("fork_seq"), e.seq, e.seq)
+                (
+                    e.run_id,
+                    b.get("program"),
+                    b.get("model"),
+                    e.ts,
+                    "running",
+                    b.get("parent_run"),
+                    b.get("fork_seq"),
+                    e.seq,
+                    e.seq,
+                )
             )
         elif e.kind is EventKind.RUN_FINISHED:
             finished.append((e.ts, b.get("status"), e.run_id))
         elif e.kind is EventKind.ARTIFACT_PUBLISHED:
             arts.append(
-                (b["id"], e.run_id, b["type"], b.get("produced_by", "external"), e.seq, e.ts,
-                 dumps(b.get("payload", {})))
+                (
+                    b["id"],
+                    e.run_id,
+                    b["type"],
+                    b.get("produced_by", "external"),
+                    e.seq,
+                    e.ts,
+                    dumps(b.get("payload", {})),
+                )
             )
         touched[e.run_id].append(e.seq or 0)
     touch = [(max(seqs), len(seqs), run) for run, seqs in touched.items()]
@@ -102,7 +121,7 @@ class LogWriter:
         self.path = path
         self.max_batch = max_batch
         self._conn: aiosqlite.Connection | None = None
-        self._queue: asyncio.Queue[tuple[list[Event], asyncio.Future[None]] | None] = (
+        self._queue: asyncio.Queue[tuple[list[Event], asyncio.Future[None] | None] | None] = (
             asyncio.Queue()
         )
         self._task: asyncio.Task[None] | None = None
@@ -135,6 +154,12 @@ class LogWriter:
             return fut
         self._queue.put_nowait((events, fut))
         return fut
+
+    def enqueue(self, events: list[Event]) -> None:
+        """Queue one atomic unit without waiting for it; order with later units is kept."""
+        if self._task is None or self._task.done():
+            raise RuntimeError("the log writer is closed")
+        self._queue.put_nowait((events, None))
 
     async def append(self, events: list[Event]) -> None:
         """Commit ``events`` as one unit; returns after the commit."""
@@ -170,13 +195,13 @@ class LogWriter:
                 await self._commit([e for evs, _ in units for e in evs])
             except BaseException as exc:  # the waiters must hear about it
                 for _, fut in units:
-                    if not fut.done():
+                    if fut is not None and not fut.done():
                         fut.set_exception(exc)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
             else:
                 for _, fut in units:
-                    if not fut.done():
+                    if fut is not None and not fut.done():
                         fut.set_result(None)
             if stop:
                 return
@@ -222,3 +247,41 @@ class LogWriter:
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
+
+
+def rebuild_read_models(path: Path, chunk: int = 10_000) -> int:
+    """Drop and re-derive the ``runs`` and ``artifacts`` tables from the events alone.
+
+    Proves (and repairs) the rule that read models hold nothing the log does not.
+    Returns the number of events read.
+    """
+    from flock_es.log.reader import row_to_event
+
+    check_database(path, must_exist=True)
+    con = sqlite3.connect(path, isolation_level=None)
+    try:
+        for p in PRAGMAS:
+            con.execute(p)
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("DELETE FROM runs")
+        con.execute("DELETE FROM artifacts")
+        cursor, total = 0, 0
+        while True:
+            rows = con.execute(
+                "SELECT seq, run_id, kind, ts, v, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                (cursor, chunk),
+            ).fetchall()
+            if not rows:
+                break
+            events = [e for e in (row_to_event(r) for r in rows) if e is not None]
+            runs, finished, arts, touch = read_model_rows(events)
+            con.executemany(_INSERT_RUN, runs)
+            con.executemany(_INSERT_ARTIFACT, arts)
+            con.executemany(_FINISH_RUN, finished)
+            con.executemany(_TOUCH_RUN, touch)
+            cursor = rows[-1][0]
+            total += len(rows)
+        con.execute("COMMIT")
+    finally:
+        con.close()
+    return total

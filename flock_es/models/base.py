@@ -33,7 +33,8 @@ class ModelRequest(BaseModel):
         from flock_es.models.redact import redact
 
         data = self.model_dump(mode="json", exclude={"inputs"})
-        return redact(data)
+        cleaned: dict[str, Any] = redact(data)
+        return cleaned
 
 
 class ModelResponse(BaseModel):

@@ -24,6 +24,9 @@ from flock_es.errors import ConfigError
 from flock_es.models.base import ModelRequest, ModelResponse
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
+# Outputs of earlier offline calls start with "Field name: "; strip it so text does not nest.
+_LABEL = re.compile(r"^(?:[A-Z][A-Za-z ]{0,40}?\d*: )+")
+_LISTING = re.compile(r"perspective|categor|included|topics|sources|covered", re.IGNORECASE)
 _FILLER = (
     "The available material points to a consistent picture",
     "Further developments are expected as the story unfolds",
@@ -38,10 +41,26 @@ class _Text:
     def __init__(self, inputs: list[dict[str, Any]]) -> None:
         self.strings: list[str] = []
         self.fields: dict[str, Any] = {}
+        # One-word fields that differ across inputs (a batch's categories, say).
+        self.labels: list[str] = []
+        columns: dict[str, list[str]] = {}
         for inp in inputs:
-            self._walk(inp.get("payload", {}), None)
+            payload = inp.get("payload", {})
+            self._walk(payload, None)
+            for k, v in payload.items() if isinstance(payload, dict) else ():
+                if isinstance(v, str) and v and " " not in v.strip():
+                    columns.setdefault(k, []).append(v)
+        for values in columns.values():
+            if len(values) == len(inputs) > 1 and len(set(values)) == len(values):
+                self.labels = values
+                break
+        sentences: list[str] = []
+        for chunk in self.strings:
+            for part in _SENTENCE.split(chunk):
+                part = _LABEL.sub("", part.strip())
+                if len(part.split()) >= 3 and part not in sentences:
+                    sentences.append(part)
         text = " ".join(self.strings)
-        sentences = [s.strip() for s in _SENTENCE.split(text) if len(s.strip()) > 3]
         self.sentences = sentences or list(_FILLER)
         self.words = re.findall(r"[A-Za-z][A-Za-z'\-]+", text) or ["offline", "answer"]
 
@@ -49,7 +68,9 @@ class _Text:
         if key is not None and key not in self.fields:
             self.fields[key] = value
         if isinstance(value, str):
-            self.strings.append(" ".join(value.split()))
+            text = _LABEL.sub("", " ".join(value.split()))
+            if len(text.split()) >= 3:
+                self.strings.append(text)
         elif isinstance(value, dict):
             for k, v in value.items():
                 self._walk(v, k)
@@ -66,6 +87,7 @@ class _Generator:
         self.agent = request.agent
         self.hint = f"{request.agent} {request.description}".lower()
         self.n_inputs = len(request.inputs)
+        self.used: set[str] = set()
 
     def resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
         seen = 0
@@ -126,7 +148,11 @@ class _Generator:
         lo = int(schema.get("minItems", 0))
         hi = int(schema.get("maxItems", max(lo, 3)))
         n = max(lo, min(hi, 3 if lo <= 3 else lo))
-        items = schema.get("items", {"type": "string"})
+        items = self.resolve(schema.get("items", {"type": "string"}))
+        if items.get("type") == "string" and self.text.labels and _LISTING.search(name):
+            labels = self.text.labels[: int(schema.get("maxItems", len(self.text.labels)))]
+            if len(labels) >= lo:
+                return list(labels)
         out: list[Any] = []
         for i in range(n):
             v = self.value(items, f"{name}_{i}", depth + 1)
@@ -161,6 +187,13 @@ class _Generator:
                 return opt
         return self.rng.choice(options)
 
+    def sentence(self) -> str:
+        """A sentence from the inputs, preferring ones not used yet in this answer."""
+        fresh = [x for x in self.text.sentences if x not in self.used]
+        pick = self.rng.choice(fresh or self.text.sentences)
+        self.used.add(pick)
+        return pick
+
     def string(self, schema: dict[str, Any], name: str) -> str:
         lo = int(schema.get("minLength", 0))
         hi = int(schema.get("maxLength", max(lo, 400)))
@@ -176,12 +209,9 @@ class _Generator:
         if name.endswith("name") and (not base or base in self.agent or base == "name"):
             text = self.agent
         else:
-            label = name.replace("_", " ").strip().capitalize()
-            text = f"{label}: {self.rng.choice(self.text.sentences)}" if label else ""
-            if not label:
-                text = self.rng.choice(self.text.sentences)
+            text = self.sentence()
         while len(text) < lo:
-            text = f"{text} {self.rng.choice(self.text.sentences)}"
+            text = f"{text} {self.sentence()}"
         if len(text) > hi:
             text = text[:hi].rstrip() if hi > 0 else ""
             while len(text) < lo:
@@ -212,7 +242,9 @@ class OfflineModel:
             try:
                 latency = float(params.get("latency", [latency])[0])
             except ValueError:
-                raise ConfigError(f"offline latency must be a number of seconds: {model!r}") from None
+                raise ConfigError(
+                    f"offline latency must be a number of seconds: {model!r}"
+                ) from None
         if latency < 0:
             raise ConfigError("offline latency must not be negative")
         return cls(latency)
@@ -226,8 +258,9 @@ class OfflineModel:
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         t0 = time.perf_counter()
-        if self.latency > 0:
-            await asyncio.sleep(self.latency)
+        # Always yield, as a real call would: a zero-latency model must not run
+        # agents that were started together one after another.
+        await asyncio.sleep(self.latency if self.latency > 0 else 0)
         content = self.answer(request)
         self.calls += 1
         prompt_chars = sum(len(str(m.get("content", ""))) for m in request.messages)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -12,7 +13,16 @@ from flock_es.errors import OutputValidationError
 
 
 def output_schema(publishes: Sequence[type[BaseModel]]) -> dict[str, Any]:
-    """One type: its JSON schema. Several: an object with one property per type."""
+    """One type: its JSON schema. Several: an object with one property per type.
+
+    Cached per tuple of types (building a schema costs about a millisecond);
+    treat the result as read-only.
+    """
+    return _output_schema(tuple(publishes))
+
+
+@functools.lru_cache(maxsize=256)
+def _output_schema(publishes: tuple[type[BaseModel], ...]) -> dict[str, Any]:
     if len(publishes) == 1:
         return publishes[0].model_json_schema()
     defs: dict[str, Any] = {}
@@ -38,8 +48,7 @@ def build_messages(
         f"You are the agent {agent!r} in a multi-agent system.\n"
         + (f"Your role: {description}\n" if description else "")
         + "Answer with a single JSON object that validates against this JSON schema, "
-        "and nothing else:\n"
-        + json.dumps(schema, ensure_ascii=False)
+        "and nothing else:\n" + json.dumps(schema, ensure_ascii=False)
     )
     user = "Input artifacts:\n" + "\n".join(
         f"- {inp['type']}: {json.dumps(inp['payload'], ensure_ascii=False)}" for inp in inputs

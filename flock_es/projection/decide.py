@@ -16,10 +16,11 @@ from flock_es.domain import ids
 from flock_es.domain.events import (
     BatchBuffered,
     Event,
+    EventKind,
     PredicateFailed,
     ScheduleReason,
-    TaskScheduled,
     make_event,
+    trusted_event,
 )
 from flock_es.domain.subscriptions import Subscription
 from flock_es.projection.state import ArtifactView, RunState
@@ -54,8 +55,14 @@ def schedule(
     state: RunState, agent: str, sub_index: int, inputs: list[str], reason: ScheduleReason, now: float
 ) -> Event:
     tid = ids.task_id(state.run_id, agent, sub_index, inputs)
-    body = TaskScheduled(task_id=tid, agent=agent, sub_index=sub_index, inputs=inputs, reason=reason)
-    return make_event(state.run_id, body, now)
+    body = {
+        "task_id": tid,
+        "agent": agent,
+        "sub_index": sub_index,
+        "inputs": inputs,
+        "reason": reason.value,
+    }
+    return trusted_event(state.run_id, EventKind.TASK_SCHEDULED, body, now)
 
 
 def decide_artifact(

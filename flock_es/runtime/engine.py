@@ -20,15 +20,13 @@ from pydantic import BaseModel
 
 from flock_es.domain import ids, registry
 from flock_es.domain.events import (
-    ArtifactPublished,
     Event,
     EventKind,
     ModelCalled,
     ScheduleReason,
-    TaskCompleted,
     TaskFailed,
-    TaskStarted,
     make_event,
+    trusted_event,
 )
 from flock_es.errors import OutputValidationError
 from flock_es.log.writer import LogWriter
@@ -142,17 +140,17 @@ class Engine:
     ) -> Event:
         registry.register(type(obj))
         self.objects[aid] = obj
-        body = ArtifactPublished(
-            id=aid,
-            type=type(obj).__name__,
-            payload=obj.model_dump(mode="json"),
-            produced_by=produced_by,
-            task_id=task_id,
-            correlation_id=correlation_id,
-            tags=tags,
-            visibility=visibility or {"kind": "public"},
-        )
-        return make_event(self.run_id, body, now)
+        body = {
+            "id": aid,
+            "type": type(obj).__name__,
+            "payload": obj.model_dump(mode="json"),
+            "produced_by": produced_by,
+            "task_id": task_id,
+            "correlation_id": correlation_id,
+            "tags": tags,
+            "visibility": visibility or {"kind": "public"},
+        }
+        return trusted_event(self.run_id, EventKind.ARTIFACT_PUBLISHED, body, now)
 
     def decide(self, artifact_events: list[Event], now: float) -> list[Event]:
         """Apply each artifact event and append what it causes; returns all of them."""
@@ -234,15 +232,23 @@ class Engine:
             await self._fail(task, f"agent {task.agent!r} is not defined in this program", "LookupError", None)
             return
         sem = self.agent_sems.get(agent.name)
-        async with sem if sem is not None else contextlib.nullcontext():
+        if sem is None:
+            await self._execute(task, agent)
+            return
+        async with sem:
             await self._execute(task, agent)
 
     async def _execute(self, task: TaskView, agent: Agent) -> None:
         attempt = task.attempt + 1
-        started = make_event(self.run_id, TaskStarted(task_id=task.id, agent=agent.name, attempt=attempt), time.time())
+        started = trusted_event(
+            self.run_id,
+            EventKind.TASK_STARTED,
+            {"task_id": task.id, "agent": agent.name, "attempt": attempt},
+            time.time(),
+        )
         self._apply([started])
         # Not awaited: the writer keeps order, so later events of this task commit after it.
-        self.writer.submit([started]).add_done_callback(_consume)
+        self.writer.enqueue([started])
         t0 = time.perf_counter()
         corr = next(
             (self.state.artifacts[i].correlation_id for i in task.inputs if i in self.state.artifacts),
@@ -274,12 +280,16 @@ class Engine:
             self.artifact_event(o, ids.output_id(task.id, pos), agent.name, task.id, corr, tags, None, now)
             for pos, o in enumerate(outputs)
         ]
-        done = make_event(
+        done = trusted_event(
             self.run_id,
-            TaskCompleted(
-                task_id=task.id, agent=agent.name, outputs=[a.body["id"] for a in arts],
-                attempt=attempt, duration_ms=(time.perf_counter() - t0) * 1000.0,
-            ),
+            EventKind.TASK_COMPLETED,
+            {
+                "task_id": task.id,
+                "agent": agent.name,
+                "outputs": [a.body["id"] for a in arts],
+                "attempt": attempt,
+                "duration_ms": (time.perf_counter() - t0) * 1000.0,
+            },
             now,
         )
         events = self.decide(arts, now)
@@ -346,8 +356,11 @@ class Engine:
             tokens_in=response.tokens_in, tokens_out=response.tokens_out,
             cost=response.cost, latency_ms=response.latency_ms,
         )
-        # Awaited: once a call is paid for, its answer must survive a crash.
-        await self.emit([make_event(self.run_id, body, time.time())])
+        # Queued at once, so the answer is durable with the very next group commit;
+        # not awaited, because waiting would only delay the agent, not the write.
+        called = make_event(self.run_id, body, time.time())
+        self._apply([called])
+        self.writer.enqueue([called])
         return response
 
     # --- invoke & idle ---------------------------------------------------

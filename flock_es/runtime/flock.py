@@ -152,8 +152,13 @@ class Flock:
         self.check_models()
         writer = await LogWriter.open(self.db_path)
         engine = Engine(
-            self.run_id, writer, self.agents, self._client, self.model,
-            state=self._initial_state, max_concurrent_calls=self.max_concurrent_calls,
+            self.run_id,
+            writer,
+            self.agents,
+            self._client,
+            self.model,
+            state=self._initial_state,
+            max_concurrent_calls=self.max_concurrent_calls,
             record_only=self._record_only,
         )
         engine.listeners.extend(self._listeners)
@@ -166,7 +171,9 @@ class Flock:
         program = self._program_path()
         body = RunStarted(
             program=str(program) if program else None,
-            program_hash=ids.content_hash(program.read_bytes()) if program and program.is_file() else None,
+            program_hash=ids.content_hash(program.read_bytes())
+            if program and program.is_file()
+            else None,
             model=self.model,
             agents=[a.spec() for a in self.agents.values()],
             parent_run=self.parent_run,
@@ -189,7 +196,11 @@ class Flock:
 
         Every matching agent is scheduled in the same transaction and starts right away.
         """
-        return (await self.publish_many([obj], tags=tags, correlation_id=correlation_id, visibility=visibility))[0]
+        return (
+            await self.publish_many(
+                [obj], tags=tags, correlation_id=correlation_id, visibility=visibility
+            )
+        )[0]
 
     async def publish_many(
         self,

@@ -56,7 +56,9 @@ class Store:
             if UNPUBLISHED_TAG in v.tags:
                 continue
             out.append(
-                Artifact(v.id, v.type, v.payload, v.produced_by, v.correlation_id, tuple(v.tags), v.ts)
+                Artifact(
+                    v.id, v.type, v.payload, v.produced_by, v.correlation_id, tuple(v.tags), v.ts
+                )
             )
         return out
 

@@ -1,0 +1,139 @@
+"""Core benchmarks of issue 2 (a), (b), (c). Prints numbers and the machine.
+
+    python bench/bench_core.py            # all three
+    python bench/bench_core.py b          # one of them
+
+(a) the news scenario with 0.05 s offline latency per call: wall time minus the
+    ideal 0.10 s (analysts in parallel, then the editor).
+(b) 8 Python-function agents consume 2,000 artifacts, one output each, durable
+    on SQLite: agent runs per second, and peak RSS.
+(c) 1, 8, 64, 256 agents subscribed to one type: cost per agent run; and 1
+    matching agent among 256 subscribed to other types: cost per publish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pydantic import BaseModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._machine import machine, median, peak_rss_mb  # noqa: E402
+from flock_es import Flock  # noqa: E402
+from flock_es.cli.loader import load_program  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Item(BaseModel):
+    n: int
+
+
+class Out(BaseModel):
+    n: int
+
+
+def bench_a(repeats: int = 7) -> None:
+    overs = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as d:
+            prog = load_program(ROOT / "examples" / "news.py")
+            flock = prog.flock
+            flock.db_path = Path(d) / "a.db"
+            flock.model = "offline?latency=0.05"
+            flock.run_id = flock.run_id + f"-{len(overs)}"
+
+            async def go() -> float:
+                import contextlib
+                import io
+
+                engine_news = prog.module.BreakingNews(
+                    headline="h", raw_story="x " * 60, source="s", timestamp="t"
+                )
+                await flock.start()  # opening the database is setup, not orchestration
+                t0 = time.perf_counter()
+                with contextlib.redirect_stdout(io.StringIO()):
+                    await flock.publish(engine_news)
+                    await flock.run_until_idle()
+                wall = time.perf_counter() - t0
+                await flock.close()
+                return wall
+
+            overs.append(asyncio.run(go()) - 0.10)
+    print(
+        f"(a) news, 0.05 s/call: wall - ideal 0.10 s = median {median(overs) * 1000:.1f} ms "
+        f"(min {min(overs) * 1000:.1f}, max {max(overs) * 1000:.1f}, n={repeats})"
+    )
+
+
+async def _throughput(n_agents: int, n_items: int, db: Path) -> tuple[int, float]:
+    flock = Flock(db=db)
+    for i in range(n_agents):
+        flock.agent(f"f{i}").consumes(Item).publishes(Out).with_function(lambda x: Out(n=x.n))
+    await flock.start()
+    t0 = time.perf_counter()
+    await flock.publish_many([Item(n=i) for i in range(n_items)])
+    await flock.run_until_idle()
+    wall = time.perf_counter() - t0
+    await flock.close()
+    runs = n_agents * n_items
+    return runs, wall
+
+
+def bench_b(repeats: int = 3) -> None:
+    rates = []
+    for r in range(repeats):
+        with tempfile.TemporaryDirectory() as d:
+            runs, wall = asyncio.run(_throughput(8, 2000, Path(d) / f"b{r}.db"))
+            rates.append(runs / wall)
+    print(
+        f"(b) 8 function agents x 2,000 artifacts, durable: median {median(rates):,.0f} runs/s "
+        f"(min {min(rates):,.0f}, max {max(rates):,.0f}, n={repeats}); peak RSS {peak_rss_mb():.0f} MB"
+    )
+
+
+async def _per_run(n_agents: int, n_items: int, db: Path, distractors: int = 0) -> float:
+    flock = Flock(db=db)
+
+    class Other(BaseModel):
+        x: int
+
+    for i in range(n_agents):
+        flock.agent(f"f{i}").consumes(Item).with_function(lambda x: None)
+    for i in range(distractors):
+        flock.agent(f"d{i}").consumes(Other).with_function(lambda x: None)
+    await flock.start()
+    t0 = time.perf_counter()
+    await flock.publish_many([Item(n=i) for i in range(n_items)])
+    await flock.run_until_idle()
+    wall = time.perf_counter() - t0
+    await flock.close()
+    return wall / (n_agents * n_items)
+
+
+def bench_c() -> None:
+    print("(c) cost per agent run, agents subscribed to one type (durable, function agents):")
+    for n in (1, 8, 64, 256):
+        items = max(4, 4096 // n)
+        samples = []
+        for r in range(3):
+            with tempfile.TemporaryDirectory() as d:
+                samples.append(asyncio.run(_per_run(n, items, Path(d) / f"c{n}-{r}.db")))
+        print(f"    {n:>4} matching agents: median {median(samples) * 1e6:6.1f} µs per run")
+    samples = []
+    for r in range(3):
+        with tempfile.TemporaryDirectory() as d:
+            samples.append(asyncio.run(_per_run(1, 2048, Path(d) / f"cd-{r}.db", distractors=255)))
+    print(f"    1 matching + 255 on other types: median {median(samples) * 1e6:6.1f} µs per run")
+
+
+if __name__ == "__main__":
+    print(machine())
+    which = sys.argv[1:] or ["a", "b", "c"]
+    for w in which:
+        {"a": bench_a, "b": bench_b, "c": bench_c}[w]()

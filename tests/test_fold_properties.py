@@ -1,0 +1,95 @@
+"""Property tests for the fold: it is pure, total, and folding composes."""
+
+from __future__ import annotations
+
+import copy
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flock_es.domain.events import Event, EventKind
+from flock_es.projection import evolve, fold
+
+RUN = "r-prop"
+ARTS = [f"a-{i}" for i in range(4)]
+TASKS = [f"t-{i}" for i in range(4)]
+AGENTS = ["x", "y"]
+
+
+def _body(kind: EventKind, draw: st.DrawFn) -> dict[str, object]:
+    task = draw(st.sampled_from(TASKS))
+    agent = draw(st.sampled_from(AGENTS))
+    art = draw(st.sampled_from(ARTS))
+    if kind is EventKind.RUN_STARTED:
+        return {
+            "model": "offline",
+            "agents": [
+                {"name": a, "subscriptions": [{"index": 0, "types": ["T"], "batch_size": 2}]}
+                for a in AGENTS
+            ],
+        }
+    if kind is EventKind.RUN_FINISHED:
+        return {"status": draw(st.sampled_from(["completed", "failed", "interrupted"]))}
+    if kind is EventKind.ARTIFACT_PUBLISHED:
+        return {"id": art, "type": "T", "payload": {"v": draw(st.integers(0, 3))}, "produced_by": agent}
+    if kind is EventKind.TASK_SCHEDULED:
+        reason = draw(st.sampled_from(["match", "batch_size", "batch_timeout"]))
+        inputs = draw(st.lists(st.sampled_from(ARTS), min_size=1, max_size=3))
+        return {"task_id": task, "agent": agent, "sub_index": 0, "inputs": inputs, "reason": reason}
+    if kind is EventKind.TASK_STARTED:
+        return {"task_id": task, "agent": agent, "attempt": draw(st.integers(1, 3))}
+    if kind is EventKind.TASK_COMPLETED:
+        return {"task_id": task, "agent": agent, "outputs": [art]}
+    if kind is EventKind.TASK_FAILED:
+        return {"task_id": task, "agent": agent, "error": "e", "will_retry": draw(st.booleans())}
+    if kind is EventKind.MODEL_CALLED:
+        return {
+            "task_id": task, "agent": agent, "call_index": draw(st.integers(0, 2)),
+            "model": "offline", "request": {}, "response": "{}",
+            "tokens_in": draw(st.integers(0, 50)), "tokens_out": draw(st.integers(0, 50)),
+            "cost": draw(st.one_of(st.none(), st.floats(0, 1))),
+        }
+    if kind is EventKind.BATCH_BUFFERED:
+        return {"agent": agent, "sub_index": 0, "artifact_id": art,
+                "deadline": draw(st.one_of(st.none(), st.floats(0, 10)))}
+    return {"agent": agent, "sub_index": 0, "artifact_id": art, "error": "boom"}
+
+
+@st.composite
+def event_lists(draw: st.DrawFn) -> list[Event]:
+    kinds = draw(st.lists(st.sampled_from(list(EventKind)), max_size=40))
+    return [
+        Event(run_id=RUN, kind=k, body=_body(k, draw), ts=float(i), seq=i + 1)
+        for i, k in enumerate(kinds)
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(event_lists(), st.integers(0, 40))
+def test_folding_a_prefix_then_the_rest_equals_folding_everything(evs: list[Event], cut: int) -> None:
+    cut = min(cut, len(evs))
+    whole = fold(evs)
+    assert fold(evs[cut:], fold(evs[:cut])) == whole
+
+
+@settings(max_examples=200, deadline=None)
+@given(event_lists())
+def test_evolve_is_pure_and_agrees_with_fold(evs: list[Event]) -> None:
+    state = fold([])
+    for e in evs:
+        before = copy.deepcopy(state)
+        nxt = evolve(state, e)
+        assert state == before  # the input state is untouched
+        state = nxt
+    assert state == fold(evs)
+
+
+@settings(max_examples=100, deadline=None)
+@given(event_lists())
+def test_fold_is_deterministic_and_counts_are_consistent(evs: list[Event]) -> None:
+    a, b = fold(evs), fold(evs)
+    assert a == b
+    assert a.events == len(evs)
+    for agent in a.agents.values():
+        assert agent.running >= 0
+    assert sum(len(v) for v in a.by_type.values()) == len(a.artifacts)
