@@ -166,3 +166,12 @@ def test_help_never_imports_litellm_or_textual() -> None:
     assert out.returncode == 0 and "run" in out.stdout
     imported = {line.split("|")[-1].strip() for line in out.stderr.splitlines()}
     assert not any(m.startswith(("litellm", "textual")) for m in imported)
+
+
+def test_the_tutorial_runs_with_only_its_imports_changed(tmp_path: Path) -> None:
+    prog = ROOT / "tests" / "programs" / "tutorial_verbatim.py"
+    out = run_cli(["run", prog, "--db", tmp_path / "t.db", "--model", "offline"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "Total Analysts: 8" in out.stdout
+    # Without a batch the editor fires once per analysis, as the tutorial's gotcha says.
+    assert "NewsDigest 8" in out.stdout

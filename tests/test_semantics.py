@@ -309,3 +309,22 @@ async def test_publishing_a_non_model_is_a_user_error(db_path: Path) -> None:
     flock = Flock(db=db_path)
     with pytest.raises(ArtifactValidationError):
         await flock.publish({"text": "x"})  # type: ignore[arg-type]
+
+
+@flock_type
+class Coded(BaseModel):
+    code: str = Field(pattern=r"^[A-Z]{3}-\d{4}$")  # the offline model cannot guess this
+
+
+async def test_model_output_failing_validation_fails_only_that_task(db_path: Path) -> None:
+    flock = Flock(db=db_path)
+    flock.agent("coder").consumes(Seed).publishes(Coded)
+    flock.agent("writer").consumes(Seed).publishes(Step)
+    await flock.publish(Seed(text="some words to write about."))
+    await flock.run_until_idle()
+    status = await flock.close()
+    assert status.value == "failed"
+    assert len(await flock.store.get_by_type(Step)) == 1
+    failed = [b for k, b in events(db_path, flock.run_id) if k == "task.failed"]
+    assert len(failed) == 1 and failed[0]["agent"] == "coder"
+    assert "code" in str(failed[0]["error"]) and failed[0]["raw"]

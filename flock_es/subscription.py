@@ -1,0 +1,5 @@
+"""Flock-compatible import path: ``from flock_es.subscription import BatchSpec``."""
+
+from flock_es.domain.subscriptions import BatchSpec
+
+__all__ = ["BatchSpec"]
