@@ -23,9 +23,9 @@ from pydantic import BaseModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._machine import machine, median, peak_rss_mb  # noqa: E402
-from flock_es import Flock  # noqa: E402
-from flock_es.cli.loader import load_program  # noqa: E402
+from bench._machine import machine, median, peak_rss_mb
+from flock_es import Flock
+from flock_es.cli.loader import load_program
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,33 +38,30 @@ class Out(BaseModel):
     n: int
 
 
+async def _news_once(db: Path) -> float:
+    import contextlib
+    import io
+
+    prog = load_program(ROOT / "examples" / "news.py")
+    flock = prog.flock
+    flock.db_path = db
+    flock.model = "offline?latency=0.05"
+    news = prog.module.BreakingNews(headline="h", raw_story="x " * 60, source="s", timestamp="t")
+    await flock.start()  # opening the database is setup, not orchestration
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        await flock.publish(news)
+        await flock.run_until_idle()
+    wall = time.perf_counter() - t0
+    await flock.close()
+    return wall
+
+
 def bench_a(repeats: int = 7) -> None:
     overs = []
-    for _ in range(repeats):
+    for r in range(repeats):
         with tempfile.TemporaryDirectory() as d:
-            prog = load_program(ROOT / "examples" / "news.py")
-            flock = prog.flock
-            flock.db_path = Path(d) / "a.db"
-            flock.model = "offline?latency=0.05"
-            flock.run_id = flock.run_id + f"-{len(overs)}"
-
-            async def go() -> float:
-                import contextlib
-                import io
-
-                engine_news = prog.module.BreakingNews(
-                    headline="h", raw_story="x " * 60, source="s", timestamp="t"
-                )
-                await flock.start()  # opening the database is setup, not orchestration
-                t0 = time.perf_counter()
-                with contextlib.redirect_stdout(io.StringIO()):
-                    await flock.publish(engine_news)
-                    await flock.run_until_idle()
-                wall = time.perf_counter() - t0
-                await flock.close()
-                return wall
-
-            overs.append(asyncio.run(go()) - 0.10)
+            overs.append(asyncio.run(_news_once(Path(d) / f"a{r}.db")) - 0.10)
     print(
         f"(a) news, 0.05 s/call: wall - ideal 0.10 s = median {median(overs) * 1000:.1f} ms "
         f"(min {min(overs) * 1000:.1f}, max {max(overs) * 1000:.1f}, n={repeats})"

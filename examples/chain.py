@@ -1,6 +1,6 @@
 """A sequential chain formed by types: Idea -> Outline -> Draft -> Review.
 
-    flock-es run examples/chain.py
+flock-es run examples/chain.py
 """
 
 import asyncio
@@ -36,8 +36,12 @@ class Review(BaseModel):
 
 flock = Flock()
 
-flock.agent("outliner").description("Turns an idea into an outline").consumes(Idea).publishes(Outline)
-flock.agent("writer").description("Writes a draft from an outline").consumes(Outline).publishes(Draft)
+flock.agent("outliner").description("Turns an idea into an outline").consumes(Idea).publishes(
+    Outline
+)
+flock.agent("writer").description("Writes a draft from an outline").consumes(Outline).publishes(
+    Draft
+)
 flock.agent("reviewer").description("Reviews a draft").consumes(Draft).publishes(Review)
 
 

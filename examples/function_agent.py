@@ -58,7 +58,9 @@ def tally(counts: list[WordCount]) -> Report:
 
 flock.agent("tokenise").consumes(Document).publishes(Sentence).with_function(tokenise)
 flock.agent("count").consumes(Sentence).publishes(WordCount).with_function(count)
-flock.agent("tally").consumes(WordCount, batch=BatchSpec(timeout=0.5)).publishes(Report).with_function(tally)
+flock.agent("tally").consumes(WordCount, batch=BatchSpec(timeout=0.5)).publishes(
+    Report
+).with_function(tally)
 
 
 async def main():

@@ -43,15 +43,23 @@ class Digest(BaseModel):
 
 
 categories = [
-    "world", "tech", "business", "sports",
-    "entertainment", "science", "politics", "health",
+    "world",
+    "tech",
+    "business",
+    "sports",
+    "entertainment",
+    "science",
+    "politics",
+    "health",
 ]
 
 flock = Flock()
 
 # Stage 1: 8 analysts (parallel)
 for cat in categories:
-    flock.agent(f"{cat}_analyst").description(f"Analyses {cat} angles").consumes(News).publishes(Analysis)
+    flock.agent(f"{cat}_analyst").description(f"Analyses {cat} angles").consumes(News).publishes(
+        Analysis
+    )
 
 # Stage 2: 3 fact-checkers (parallel)
 for i in range(3):

@@ -1,6 +1,6 @@
 """Conditional routing with ``where``: only some agents fire, based on the payload.
 
-    flock-es run examples/routing.py
+flock-es run examples/routing.py
 """
 
 import asyncio

@@ -14,8 +14,14 @@ import pytest
 from tests.conftest import EXAMPLES, ROOT, cli_env, run_cli
 
 CATEGORIES = {
-    "world", "technology", "business", "sports",
-    "entertainment", "science", "politics", "health",
+    "world",
+    "technology",
+    "business",
+    "sports",
+    "entertainment",
+    "science",
+    "politics",
+    "health",
 }
 
 
@@ -32,9 +38,16 @@ def test_news_example_end_to_end(tmp_path: Path) -> None:
     out = run_cli(["run", EXAMPLES / "news.py", "--db", db], cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "perspectives:" in out.stdout and "Total Analysts: 8" in out.stdout
-    assert "completed" in out.stdout and "NewsAnalysis 8" in out.stdout and "NewsDigest 1" in out.stdout
+    assert (
+        "completed" in out.stdout
+        and "NewsAnalysis 8" in out.stdout
+        and "NewsDigest 1" in out.stdout
+    )
     assert "Traceback" not in out.stderr
-    payloads = [json.loads(str(p)) for (p,) in rows(db, "SELECT payload FROM artifacts WHERE type='NewsAnalysis'")]
+    payloads = [
+        json.loads(str(p))
+        for (p,) in rows(db, "SELECT payload FROM artifacts WHERE type='NewsAnalysis'")
+    ]
     assert {p["category"] for p in payloads} == CATEGORIES
     assert rows(db, "SELECT count(*) FROM artifacts WHERE type='NewsDigest'") == [(1,)]
     kinds = [
@@ -56,7 +69,9 @@ def test_tutorial_trace_query_works_on_our_database(tmp_path: Path) -> None:
     spans = rows(db, query)
     assert len(spans) == 8 and all(float(str(d)) >= 0 for _, _, d in spans)
     if shutil.which("sqlite3"):
-        cli = subprocess.run(["sqlite3", str(db), query], capture_output=True, text=True, timeout=30)
+        cli = subprocess.run(
+            ["sqlite3", str(db), query], capture_output=True, text=True, timeout=30
+        )
         assert cli.returncode == 0 and cli.stdout.count(".execute") == 8
 
 
@@ -64,8 +79,11 @@ def test_program_also_runs_as_plain_python(tmp_path: Path) -> None:
     db = tmp_path / "plain.db"
     out = subprocess.run(
         [sys.executable, str(EXAMPLES / "news.py")],
-        cwd=tmp_path, env=cli_env({"FLOCK_ES_DB": str(db)}),
-        capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+        env=cli_env({"FLOCK_ES_DB": str(db)}),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 0, out.stderr
     assert "Total Analysts: 8" in out.stdout
@@ -84,7 +102,9 @@ def test_default_database_lives_under_data(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "data" / "flock-es.db").exists()
     env_db = tmp_path / "elsewhere.db"
-    out = run_cli(["run", EXAMPLES / "routing.py", "-q"], cwd=tmp_path, env={"FLOCK_ES_DB": str(env_db)})
+    out = run_cli(
+        ["run", EXAMPLES / "routing.py", "-q"], cwd=tmp_path, env={"FLOCK_ES_DB": str(env_db)}
+    )
     assert out.returncode == 0 and env_db.exists()
 
 
@@ -149,7 +169,9 @@ def test_missing_program_path(tmp_path: Path) -> None:
 
 def test_unknown_provider_and_missing_key_fail_before_any_work(tmp_path: Path) -> None:
     db = tmp_path / "x.db"
-    out = run_cli(["run", EXAMPLES / "news.py", "--db", db, "-m", "notaprovider/some-model"], cwd=tmp_path)
+    out = run_cli(
+        ["run", EXAMPLES / "news.py", "--db", db, "-m", "notaprovider/some-model"], cwd=tmp_path
+    )
     assert out.returncode == 2 and "unknown model provider" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     out = run_cli(["run", EXAMPLES / "news.py", "--db", db, "-m", "openai/gpt-4.1"], cwd=tmp_path)
@@ -161,7 +183,11 @@ def test_unknown_provider_and_missing_key_fail_before_any_work(tmp_path: Path) -
 def test_help_never_imports_litellm_or_textual() -> None:
     out = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "flock_es.cli.app", "--help"],
-        capture_output=True, text=True, timeout=60, cwd=ROOT, env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env=cli_env(),
     )
     assert out.returncode == 0 and "run" in out.stdout
     imported = {line.split("|")[-1].strip() for line in out.stderr.splitlines()}

@@ -29,9 +29,9 @@ async def test_all_emitted_bodies_validate(db_path: Path) -> None:
     flock.agent("model").consumes(Ask).publishes(Answer)
     flock.agent("fn").consumes(Ask).with_function(lambda a: Answer(text=a.text))
     flock.agent("bad").consumes(Ask).with_function(lambda a: 1 / 0)
-    flock.agent("batch").consumes(Answer, batch=BatchSpec(size=10, timeout=timedelta(seconds=0.1))).with_function(
-        lambda xs: None
-    )
+    flock.agent("batch").consumes(
+        Answer, batch=BatchSpec(size=10, timeout=timedelta(seconds=0.1))
+    ).with_function(lambda xs: None)
     flock.agent("picky").consumes(Ask, where=lambda a: a.missing).with_function(lambda a: None)  # type: ignore[attr-defined]
     await flock.publish_many([Ask(text="one two three four."), Ask(text="five six seven.")])
     await flock.invoke("fn", Ask(text="direct"), publish_outputs=False)
@@ -41,8 +41,16 @@ async def test_all_emitted_bodies_validate(db_path: Path) -> None:
         events = r.events(flock.run_id)
     kinds = {e.kind for e in events}
     core = {
-        "run.started", "run.finished", "artifact.published", "task.scheduled", "task.started",
-        "model.called", "task.completed", "task.failed", "batch.buffered", "predicate.failed",
+        "run.started",
+        "run.finished",
+        "artifact.published",
+        "task.scheduled",
+        "task.started",
+        "model.called",
+        "task.completed",
+        "task.failed",
+        "batch.buffered",
+        "predicate.failed",
     }
     assert core <= {k.value for k in kinds}  # every core kind was exercised
     for e in events:

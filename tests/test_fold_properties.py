@@ -31,7 +31,12 @@ def _body(kind: EventKind, draw: st.DrawFn) -> dict[str, object]:
     if kind is EventKind.RUN_FINISHED:
         return {"status": draw(st.sampled_from(["completed", "failed", "interrupted"]))}
     if kind is EventKind.ARTIFACT_PUBLISHED:
-        return {"id": art, "type": "T", "payload": {"v": draw(st.integers(0, 3))}, "produced_by": agent}
+        return {
+            "id": art,
+            "type": "T",
+            "payload": {"v": draw(st.integers(0, 3))},
+            "produced_by": agent,
+        }
     if kind is EventKind.TASK_SCHEDULED:
         reason = draw(st.sampled_from(["match", "batch_size", "batch_timeout"]))
         inputs = draw(st.lists(st.sampled_from(ARTS), min_size=1, max_size=3))
@@ -44,14 +49,23 @@ def _body(kind: EventKind, draw: st.DrawFn) -> dict[str, object]:
         return {"task_id": task, "agent": agent, "error": "e", "will_retry": draw(st.booleans())}
     if kind is EventKind.MODEL_CALLED:
         return {
-            "task_id": task, "agent": agent, "call_index": draw(st.integers(0, 2)),
-            "model": "offline", "request": {}, "response": "{}",
-            "tokens_in": draw(st.integers(0, 50)), "tokens_out": draw(st.integers(0, 50)),
+            "task_id": task,
+            "agent": agent,
+            "call_index": draw(st.integers(0, 2)),
+            "model": "offline",
+            "request": {},
+            "response": "{}",
+            "tokens_in": draw(st.integers(0, 50)),
+            "tokens_out": draw(st.integers(0, 50)),
             "cost": draw(st.one_of(st.none(), st.floats(0, 1))),
         }
     if kind is EventKind.BATCH_BUFFERED:
-        return {"agent": agent, "sub_index": 0, "artifact_id": art,
-                "deadline": draw(st.one_of(st.none(), st.floats(0, 10)))}
+        return {
+            "agent": agent,
+            "sub_index": 0,
+            "artifact_id": art,
+            "deadline": draw(st.one_of(st.none(), st.floats(0, 10))),
+        }
     return {"agent": agent, "sub_index": 0, "artifact_id": art, "error": "boom"}
 
 
@@ -66,7 +80,9 @@ def event_lists(draw: st.DrawFn) -> list[Event]:
 
 @settings(max_examples=200, deadline=None)
 @given(event_lists(), st.integers(0, 40))
-def test_folding_a_prefix_then_the_rest_equals_folding_everything(evs: list[Event], cut: int) -> None:
+def test_folding_a_prefix_then_the_rest_equals_folding_everything(
+    evs: list[Event], cut: int
+) -> None:
     cut = min(cut, len(evs))
     whole = fold(evs)
     assert fold(evs[cut:], fold(evs[:cut])) == whole

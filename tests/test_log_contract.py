@@ -19,10 +19,10 @@ import pytest
 from pydantic_core import PydanticSerializationError
 
 from flock_es.domain.events import (
+    SCHEMA_VERSION,
     ArtifactPublished,
     Event,
     RunStarted,
-    SCHEMA_VERSION,
     TaskScheduled,
     make_event,
 )
@@ -92,7 +92,9 @@ async def test_schedules_and_outputs_commit_together(backend: Path) -> None:
     unit = [
         started(),
         artifact(1),
-        make_event(RUN, TaskScheduled(task_id="t-1", agent="x", sub_index=0, inputs=["a-1"]), time.time()),
+        make_event(
+            RUN, TaskScheduled(task_id="t-1", agent="x", sub_index=0, inputs=["a-1"]), time.time()
+        ),
     ]
     await w.append(unit)
     with LogReader(backend) as r:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from enum import Enum
+from enum import StrEnum
 from typing import Literal
 
 import pytest
@@ -19,7 +19,7 @@ from flock_es.models.offline import OfflineModel
 from flock_es.models.prompt import output_schema, parse_output
 
 
-class Mood(str, Enum):
+class Mood(StrEnum):
     happy = "happy"
     sad = "sad"
 
@@ -44,13 +44,21 @@ class Complex(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict)
 
 
-def request(agent: str, inputs: list[dict[str, object]], cls: type[BaseModel] = Complex) -> ModelRequest:
+def request(
+    agent: str, inputs: list[dict[str, object]], cls: type[BaseModel] = Complex
+) -> ModelRequest:
     return ModelRequest(
         model="offline", agent=agent, inputs=inputs, output_schema=output_schema([cls])
     )
 
 
-STORY = {"type": "News", "payload": {"headline": "Rivers rise", "body": "Rain fell for days. The river rose fast. Towns are on alert."}}
+STORY = {
+    "type": "News",
+    "payload": {
+        "headline": "Rivers rise",
+        "body": "Rain fell for days. The river rose fast. Towns are on alert.",
+    },
+}
 
 
 def test_answer_validates_against_constraints_and_prefers_named_enum() -> None:

@@ -74,9 +74,9 @@ async def test_where_routes_conditionally(db_path: Path) -> None:
     flock.agent("small").consumes(Seed, where=lambda s: s.n < 10).with_function(
         lambda s: Other(note=f"small {s.n}")
     )
-    flock.agent("big").consumes(Seed, where=[lambda s: s.n >= 10, lambda s: s.n < 100]).with_function(
-        lambda s: Other(note=f"big {s.n}")
-    )
+    flock.agent("big").consumes(
+        Seed, where=[lambda s: s.n >= 10, lambda s: s.n < 100]
+    ).with_function(lambda s: Other(note=f"big {s.n}"))
     await flock.publish_many([Seed(text="x", n=n) for n in (1, 50, 500)])
     await flock.run_until_idle()
     notes = sorted(o.note for o in await flock.store.get_by_type(Other))
@@ -155,7 +155,9 @@ async def test_failure_is_isolated_recorded_and_reported(db_path: Path) -> None:
     def boom(s: Seed) -> Step:
         raise ValueError("bad input")
 
-    flock.agent("boom").consumes(Seed).with_function(boom).on_error(lambda exc: handled.append(str(exc)))
+    flock.agent("boom").consumes(Seed).with_function(boom).on_error(
+        lambda exc: handled.append(str(exc))
+    )
     flock.agent("fine").consumes(Seed).with_function(lambda s: Step(text="ok"))
     await flock.publish(Seed(text="s"))
     await flock.run_until_idle()
