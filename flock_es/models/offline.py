@@ -170,15 +170,18 @@ class _Generator:
             low = lo if lo is not None else 0
             high = hi if hi is not None else (low + 10)
             guess = self.rng.uniform(low, high)
+        # Round first, then clamp with a step the rounding cannot undo.
+        step = 1.0 if integer else 0.001
+        guess = float(round(guess)) if integer else round(guess, 3)
         if "exclusiveMinimum" in schema:
-            guess = max(guess, schema["exclusiveMinimum"] + (1 if integer else 1e-6))
+            guess = max(guess, schema["exclusiveMinimum"] + step)
         if "exclusiveMaximum" in schema:
-            guess = min(guess, schema["exclusiveMaximum"] - (1 if integer else 1e-6))
+            guess = min(guess, schema["exclusiveMaximum"] - step)
         if lo is not None and "minimum" in schema:
             guess = max(guess, lo)
         if hi is not None and "maximum" in schema:
             guess = min(guess, hi)
-        return float(round(guess)) if integer else round(guess, 3)
+        return guess
 
     def choose_enum(self, options: list[Any], name: str) -> Any:
         # An agent named "technology_analyst" should answer "technology".
