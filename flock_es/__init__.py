@@ -25,7 +25,15 @@ __version__ = "0.1.0"
 
 from flock_es.domain.events import EventKind, RunStatus, ScheduleReason, TaskStatus
 from flock_es.domain.registry import flock_type
-from flock_es.domain.subscriptions import BatchSpec
+from flock_es.domain.subscriptions import BatchSpec, JoinSpec
+from flock_es.domain.visibility import (
+    AfterVisibility,
+    LabelledVisibility,
+    PrivateVisibility,
+    PublicVisibility,
+    TenantVisibility,
+    Visibility,
+)
 from flock_es.errors import FlockError, UserError
 from flock_es.projection.fold import evolve, fold
 from flock_es.projection.state import RunState
@@ -35,6 +43,7 @@ from flock_es.runtime.flock import Flock
 from flock_es.runtime.store import Artifact, Store
 
 __all__ = [
+    "AfterVisibility",
     "AgentBuilder",
     "AgentContext",
     "Artifact",
@@ -42,12 +51,18 @@ __all__ = [
     "EventKind",
     "Flock",
     "FlockError",
+    "JoinSpec",
+    "LabelledVisibility",
+    "PrivateVisibility",
+    "PublicVisibility",
     "RunState",
     "RunStatus",
     "ScheduleReason",
     "Store",
     "TaskStatus",
+    "TenantVisibility",
     "UserError",
+    "Visibility",
     "__version__",
     "evolve",
     "flock_type",

@@ -1,5 +1,5 @@
 """Flock-compatible import path: ``from flock_es.subscription import BatchSpec``."""
 
-from flock_es.domain.subscriptions import BatchSpec
+from flock_es.domain.subscriptions import BatchSpec, JoinSpec
 
-__all__ = ["BatchSpec"]
+__all__ = ["BatchSpec", "JoinSpec"]

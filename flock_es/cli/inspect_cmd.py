@@ -1,9 +1,253 @@
-"""Placeholder: commands of this module are being built."""
+"""``flock-es runs`` and ``flock-es show``: read-only views of the log.
+
+Both open the database read-only, so they work while a run is writing to it.
+``show`` builds its picture with the same fold as the runtime.
+"""
 
 from __future__ import annotations
 
+import json
+import time
+from typing import Annotated, Any
+
 import typer
+
+from flock_es.cli.options import DbOption, JsonOption, db_path
+
+AtOption = Annotated[
+    int | None,
+    typer.Option("--at", help="Show the state right after this event (seq).", show_default=False),
+]
+
+
+def _fmt_time(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+def _fmt_cost(cost: float | None) -> str:
+    return "unknown" if cost is None else f"${cost:.4f}"
+
+
+def run_rows(db: Any) -> list[dict[str, Any]]:
+    """One dict per run, as ``runs --json`` prints it."""
+    from flock_es.log.reader import LogReader
+    from flock_es.runtime.resume import live_status
+
+    with LogReader(db) as reader:
+        rows = reader.runs()
+        stats = reader.run_stats()
+    out = []
+    now = time.time()
+    for r in rows:
+        st = stats.get(r.run_id, {})
+        status = live_status(r.status, _int(st.get("pid")), _str(st.get("host")))
+        end = r.finished_at
+        if end is None:
+            end = now if status == "running" else _float(st.get("last_ts"))
+        scheduled, done, failed = (_int(st.get(k)) or 0 for k in ("scheduled", "done", "failed"))
+        out.append(
+            {
+                "run_id": r.run_id,
+                "program": r.program,
+                "model": r.model,
+                "started_at": r.started_at,
+                "duration_s": round(end - r.started_at, 3) if end and r.started_at else None,
+                "status": status,
+                "tasks": {
+                    "done": done,
+                    "failed": failed,
+                    "pending": max(0, scheduled - done - failed),
+                },
+                "artifacts": _int(st.get("artifacts")) or 0,
+                "model_calls": _int(st.get("calls")) or 0,
+                "tokens": (_int(st.get("tokens_in")) or 0) + (_int(st.get("tokens_out")) or 0),
+                "cost": None if _int(st.get("cost_unknown")) else _float(st.get("cost")) or 0.0,
+                "parent_run": r.parent_run,
+                "fork_seq": r.fork_seq,
+                "events": r.events,
+                "first_seq": r.first_seq,
+                "last_seq": r.last_seq,
+            }
+        )
+    return out
+
+
+def _int(v: object) -> int | None:
+    return int(v) if isinstance(v, int | float) else None
+
+
+def _float(v: object) -> float | None:
+    return float(v) if isinstance(v, int | float) else None
+
+
+def _str(v: object) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def show_data(state: Any, payloads: bool, before_end: bool = False) -> dict[str, Any]:
+    """The blackboard of a folded state, as ``show --json`` prints it."""
+    from flock_es.runtime.resume import live_status
+
+    by_type: dict[str, Any] = {}
+    for t, aids in state.by_type.items():
+        arts = [state.artifacts[a] for a in aids]
+        entry: dict[str, Any] = {"count": len(arts)}
+        entry["artifacts"] = [
+            {"id": a.id, "produced_by": a.produced_by, "seq": a.seq}
+            | ({"payload": a.payload} if payloads else {})
+            for a in arts
+        ]
+        by_type[t] = entry
+    tasks: dict[str, list[dict[str, Any]]] = {}
+    for task in state.tasks.values():
+        tasks.setdefault(task.status.value, []).append(
+            {
+                "id": task.id,
+                "agent": task.agent,
+                "inputs": task.inputs,
+                "reason": task.reason,
+                "attempt": task.attempt,
+                "outputs": task.outputs,
+                "error": task.error,
+            }
+        )
+    batches = [
+        {
+            "agent": b.agent,
+            "sub_index": b.sub_index,
+            "members": b.members,
+            "size": b.size,
+            "deadline": b.deadline,
+        }
+        for b in state.batches.values()
+        if b.members
+    ]
+    status = state.finished_status or (
+        "running" if before_end else live_status(None, state.pid, state.host)
+    )
+    return {
+        "run_id": state.run_id,
+        "program": state.program,
+        "model": state.model,
+        "status": status,
+        "parent_run": state.parent_run,
+        "fork_seq": state.fork_seq,
+        "at_seq": state.last_seq,
+        "events": state.events,
+        "artifacts": by_type,
+        "tasks": state.tasks_by_status(),
+        "task_list": tasks,
+        "batches": batches,
+        "totals": state.totals(),
+    }
+
+
+def _print_show(data: dict[str, Any], payloads: bool) -> None:
+    echo = typer.echo
+    echo(
+        f"Run {data['run_id']}  {data['status']}  (at seq {data['at_seq']}, {data['events']} events)"
+    )
+    echo(f"  program  {data['program']}  ·  model {data['model']}")
+    if data["parent_run"]:
+        echo(f"  fork of  {data['parent_run']} at seq {data['fork_seq']}")
+    echo("Artifacts")
+    if not data["artifacts"]:
+        echo("  (none)")
+    for t, entry in data["artifacts"].items():
+        echo(f"  {t}: {entry['count']}")
+        if payloads:
+            for a in entry["artifacts"]:
+                echo(f"    {a['id']} by {a['produced_by']}: {json.dumps(a['payload'])}")
+    tasks = data["tasks"]
+    echo("Tasks")
+    echo("  " + " · ".join(f"{k} {v}" for k, v in tasks.items()))
+    for status in ("running", "scheduled", "failed"):
+        for t in data["task_list"].get(status, []):
+            extra = f": {t['error']}" if t["error"] else ""
+            echo(f"  {status:<9} {t['agent']} {t['id']}{extra}")
+    echo("Waiting batches")
+    if not data["batches"]:
+        echo("  (none)")
+    for b in data["batches"]:
+        size = f"/{b['size']}" if b["size"] else ""
+        due = f", timeout at {_fmt_time(b['deadline'])}" if b["deadline"] else ""
+        echo(f"  {b['agent']}: {len(b['members'])}{size} artifacts{due}")
+    tot = data["totals"]
+    echo(
+        f"Model calls {tot['calls']} · tokens {tot['tokens_in'] + tot['tokens_out']} "
+        f"· cost {_fmt_cost(tot['cost'])}"
+    )
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    @app.command()
+    def runs(db: DbOption = None, as_json: JsonOption = False) -> None:
+        """List the runs in the database: status, tasks, artifacts, model usage, forks."""
+        rows = run_rows(db_path(db))
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        if not rows:
+            typer.echo(f"no runs in {db_path(db)}")
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(box=None, pad_edge=False)
+        for col in (
+            "run",
+            "program",
+            "started",
+            "dur",
+            "status",
+            "tasks d/f/p",
+            "artifacts",
+            "calls",
+            "tokens",
+            "cost",
+            "fork of",
+        ):
+            table.add_column(col)
+        for r in rows:
+            t = r["tasks"]
+            dur = f"{r['duration_s']:.1f}s" if r["duration_s"] is not None else "-"
+            fork = f"{r['parent_run']}@{r['fork_seq']}" if r["parent_run"] else ""
+            prog = (r["program"] or "-").rsplit("/", 1)[-1]
+            table.add_row(
+                r["run_id"],
+                prog,
+                _fmt_time(r["started_at"]),
+                dur,
+                r["status"],
+                f"{t['done']}/{t['failed']}/{t['pending']}",
+                str(r["artifacts"]),
+                str(r["model_calls"]),
+                str(r["tokens"]),
+                _fmt_cost(r["cost"]),
+                fork,
+            )
+        Console(width=200, highlight=False).print(table)
+
+    @app.command()
+    def show(
+        run: Annotated[str, typer.Argument(help="Run id, unique prefix, or 'latest'.")] = "latest",
+        db: DbOption = None,
+        at: AtOption = None,
+        payloads: Annotated[
+            bool, typer.Option("--payloads", help="Print every artifact's payload.")
+        ] = False,
+        as_json: JsonOption = False,
+    ) -> None:
+        """Show the blackboard of RUN at its end, or right after event --at SEQ."""
+        from flock_es.log.reader import LogReader
+        from flock_es.runtime.resume import load_run
+
+        with LogReader(db_path(db)) as reader:
+            run_id = reader.resolve_run(run)
+            state = load_run(reader, run_id, at)
+            before_end = at is not None and at < reader.last_seq(run_id)
+        data = show_data(state, payloads, before_end)
+        if as_json:
+            typer.echo(json.dumps(data, indent=2, default=str))
+        else:
+            _print_show(data, payloads)

@@ -99,14 +99,50 @@ def summary_lines(state: RunState, status: str, wall: float, db: str) -> list[st
         f"  model      {state.model} · {tot['calls']} calls · "
         f"{tot['tokens_in'] + tot['tokens_out']} tokens · cost {format_cost(tot['cost'])}",
     ]
+    lines.extend(ledger_lines(state))
     for t in state.failed_tasks():
         lines.append(f"  failed     {t.agent} ({t.id}): {t.error}")
     waiting = [b for b in state.batches.values() if b.members]
     for b in waiting:
         size = f"/{b.size}" if b.size else ""
         lines.append(f"  waiting    batch for {b.agent}: {len(b.members)}{size} artifacts")
+    for gate, group in state.waiting_gates():
+        key = f" key {group.key!r}" if group.key else ""
+        lines.append(f"  waiting    join for {gate.agent}{key}: {len(group.members)} artifacts")
+    if state.expired_joins:
+        lines.append(f"  expired    {len(state.expired_joins)} join group(s) timed out incomplete")
+    for agent in state.agents.values():
+        if agent.tripped:
+            lines.append(
+                f"  circuit    breaker tripped for {agent.name}: stopped after "
+                f"{agent.scheduled} runs, {agent.tripped} match(es) not scheduled"
+            )
     lines.append(f"  log        {db}  (flock-es show {state.run_id} --db {db})")
     return lines
+
+
+def ledger_lines(state: RunState, limit: int = 12) -> list[str]:
+    """Per-agent model usage, failed attempts and tool calls (the cost ledger)."""
+    users = [a for a in state.agents.values() if a.calls]
+    users.sort(key=lambda a: (-(a.cost or 0.0), -(a.tokens_in + a.tokens_out), a.name))
+    width = max((len(a.name) for a in users[:limit]), default=0)
+    out = [
+        f"  per agent  {a.name:<{width}}  {a.calls} call{'s' if a.calls != 1 else ''} · "
+        f"{a.tokens_in} in + {a.tokens_out} out tokens · cost {format_cost(a.cost)}"
+        for a in users[:limit]
+    ]
+    if len(users) > limit:
+        out.append(f"  per agent  … {len(users) - limit} more (flock-es show)")
+    if state.model_attempts:
+        kinds: dict[str, int] = {}
+        for att in state.model_attempts:
+            kinds[att.get("outcome", "?")] = kinds.get(att.get("outcome", "?"), 0) + 1
+        detail = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+        n = len(state.model_attempts)
+        out.append(f"  attempts   {n} failed model-call attempt(s): {detail}")
+    if state.tool_calls:
+        out.append(f"  tools      {len(state.tool_calls)} tool call(s)")
+    return out
 
 
 def print_summary(lines: list[str]) -> None:

@@ -1,9 +1,89 @@
-"""Placeholder: commands of this module are being built."""
+"""``flock-es tui``: the live monitor.
+
+Everything a user can get wrong (the database, the run, the seq, the terminal)
+is checked here, before Textual starts, so each mistake is one line and a
+non-zero exit rather than a crash inside the UI. The ``tui`` package (and so
+Textual) is imported only inside the command, which keeps ``flock-es --help``
+fast.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from flock_es.cli.options import DbOption, db_path
+from flock_es.errors import UserError
+
+MIN_WIDTH = 80
+MIN_HEIGHT = 24
+
+
+def check_terminal() -> None:
+    """Raise UserError unless stdout is a terminal of at least MIN_WIDTH x MIN_HEIGHT."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UserError("flock-es tui needs an interactive terminal (stdin/stdout is not a tty)")
+    try:
+        size = os.get_terminal_size(sys.stdout.fileno())
+    except OSError:
+        raise UserError("flock-es tui cannot read the terminal size") from None
+    if size.columns < MIN_WIDTH or size.lines < MIN_HEIGHT:
+        raise UserError(
+            f"terminal too small: {size.columns}x{size.lines}; "
+            f"flock-es tui needs at least {MIN_WIDTH}x{MIN_HEIGHT}"
+        )
+
+
+def resolve(db: Path, run: str | None, at: int | None) -> tuple[str | None, int | None]:
+    """Check the database, the run and the seq; returns (run id or None, seq or None)."""
+    from flock_es.log.reader import LogReader
+
+    with LogReader(db) as log:
+        run_id = log.resolve_run(run) if run is not None else None
+        if at is None:
+            return run_id, None
+        target = run_id if run_id is not None else log.resolve_run("latest")
+        first, last = log.first_seq(target), log.last_seq(target)
+        if not first <= at <= last:
+            raise UserError(f"--at {at} is outside run {target} (its seqs are {first}..{last})")
+        return target, at
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    @app.command()
+    def tui(
+        db: DbOption = None,
+        run: Annotated[
+            str | None,
+            typer.Option(
+                "--run",
+                "-r",
+                help="Run id or unique prefix. Default: the latest run, switching to new ones.",
+                show_default=False,
+            ),
+        ] = None,
+        at: Annotated[
+            int | None,
+            typer.Option(
+                "--at",
+                help="Open at this seq (time travel); the same fold as `flock-es show --at`.",
+                show_default=False,
+            ),
+        ] = None,
+    ) -> None:
+        """Watch a run live: agents, in-flight tasks, artifacts, batches, events, timeline.
+
+        Opens the database read-only, so it works while `flock-es run` writes from
+        another process and after the run has ended. Press ? for keys, ctrl+p for
+        the command palette, q to quit.
+        """
+        path = db_path(db)
+        run_id, seq = resolve(path, run, at)
+        check_terminal()
+        from tui import MonitorApp  # Textual is imported only when the monitor starts
+
+        MonitorApp(path, run_id, at=seq).run()

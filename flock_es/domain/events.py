@@ -20,6 +20,7 @@ SCHEMA_VERSION = 1
 class EventKind(StrEnum):
     RUN_STARTED = "run.started"
     RUN_FINISHED = "run.finished"
+    RUN_RESUMED = "run.resumed"
     ARTIFACT_PUBLISHED = "artifact.published"
     TASK_SCHEDULED = "task.scheduled"
     TASK_STARTED = "task.started"
@@ -28,6 +29,12 @@ class EventKind(StrEnum):
     TASK_FAILED = "task.failed"
     BATCH_BUFFERED = "batch.buffered"
     PREDICATE_FAILED = "predicate.failed"
+    GATE_BUFFERED = "gate.buffered"
+    JOIN_EXPIRED = "join.expired"
+    ARTIFACT_RELEASED = "artifact.released"
+    CIRCUIT_TRIPPED = "circuit.tripped"
+    MODEL_ATTEMPT = "model.attempt"
+    TOOL_CALLED = "tool.called"
 
 
 class TaskStatus(StrEnum):
@@ -51,6 +58,7 @@ class ScheduleReason(StrEnum):
     BATCH_FLUSH = "batch_flush"
     JOIN = "join"
     INVOKE = "invoke"
+    GATE = "gate"
 
 
 class _Body(BaseModel):
@@ -67,6 +75,10 @@ class SubscriptionSpec(_Body):
     tags: list[str] = Field(default_factory=list)
     batch_size: int | None = None
     batch_timeout: float | None = None
+    join_by: str | None = None
+    join_window_seconds: float | None = None
+    join_window_count: int | None = None
+    priority: int = 0
 
 
 class AgentSpec(_Body):
@@ -77,6 +89,9 @@ class AgentSpec(_Body):
     publishes: list[str] = Field(default_factory=list)
     subscriptions: list[SubscriptionSpec] = Field(default_factory=list)
     max_concurrency: int | None = None
+    labels: list[str] = Field(default_factory=list)
+    tenant: str | None = None
+    tools: list[str] = Field(default_factory=list)
 
 
 class RunStarted(_Body):
@@ -86,9 +101,24 @@ class RunStarted(_Body):
     agents: list[AgentSpec]
     parent_run: str | None = None
     fork_seq: int | None = None
+    # Forks keep their parent's id namespace, so inherited tasks keep their ids.
+    id_root: str | None = None
+    # How many of the parent's events follow, copied, so the fork's log stands alone.
+    inherited: int = 0
     pid: int | None = None
     host: str | None = None
     version: str = ""
+
+
+class RunResumed(_Body):
+    """A process took over an unfinished run (``flock-es resume``)."""
+
+    program: str | None = None
+    program_hash: str | None = None
+    model: str
+    pid: int | None = None
+    host: str | None = None
+    pending_tasks: int = 0
 
 
 class RunFinished(_Body):
@@ -120,6 +150,8 @@ class TaskStarted(_Body):
     task_id: str
     agent: str
     attempt: int = 1
+    # Earlier artifacts of the correlation given to the agent as context (visible ones only).
+    context: list[str] | None = None
 
 
 class ModelCalled(_Body):
@@ -133,6 +165,45 @@ class ModelCalled(_Body):
     tokens_out: int = 0
     cost: float | None = None
     latency_ms: float = 0.0
+    # Tools the model asked for instead of answering: [{"id", "name", "arguments"}].
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
+    # Which attempt answered; the failed ones before it are model.attempt events.
+    attempt: int = 1
+
+
+class ModelAttempt(_Body):
+    """A model call attempt that gave no usable answer.
+
+    ``outcome``: rate_limited, server_error, connection, timeout (retried with
+    backoff), auth, bad_request, not_found (not retried), or invalid_output
+    (the answer did not validate; the model is asked again with the error).
+    """
+
+    task_id: str
+    agent: str
+    call_index: int
+    attempt: int
+    outcome: str
+    error: str
+    status: int | None = None
+    will_retry: bool = False
+    retry_in: float | None = None
+    latency_ms: float = 0.0
+
+
+class ToolCalled(_Body):
+    """A tool the model asked for, and its result (served from here on resume/replay)."""
+
+    task_id: str
+    agent: str
+    call_index: int  # the model call that asked for it
+    position: int  # its place among that call's tool calls
+    call_id: str
+    tool: str
+    arguments: str
+    result: str
+    error: str | None = None
+    duration_ms: float = 0.0
 
 
 class TaskCompleted(_Body):
@@ -159,6 +230,45 @@ class BatchBuffered(_Body):
     sub_index: int
     artifact_id: str
     deadline: float | None = None
+    # A joined set entering a batch as one unit (join + batch); None for one artifact.
+    group: list[str] | None = None
+
+
+class GateBuffered(_Body):
+    """An artifact reached an AND/count gate or a join (``key`` is its join key, or "")."""
+
+    agent: str
+    sub_index: int
+    artifact_id: str
+    type: str
+    key: str = ""
+    # Set when this artifact opens a group with a time window: when the group expires.
+    deadline: float | None = None
+
+
+class JoinExpired(_Body):
+    """A join group's window passed before it was complete; its members leave the gate."""
+
+    agent: str
+    sub_index: int
+    key: str
+    members: list[str]
+    reason: str  # "time" or "count"
+
+
+class ArtifactReleased(_Body):
+    """An ``AfterVisibility`` artifact's ttl passed: it becomes visible as its ``then``."""
+
+    artifact_id: str
+
+
+class CircuitTripped(_Body):
+    """``max_agent_iterations`` reached: this match was not scheduled."""
+
+    agent: str
+    sub_index: int
+    inputs: list[str]
+    limit: int
 
 
 class PredicateFailed(_Body):
@@ -171,6 +281,7 @@ class PredicateFailed(_Body):
 BODY_MODELS: dict[EventKind, type[_Body]] = {
     EventKind.RUN_STARTED: RunStarted,
     EventKind.RUN_FINISHED: RunFinished,
+    EventKind.RUN_RESUMED: RunResumed,
     EventKind.ARTIFACT_PUBLISHED: ArtifactPublished,
     EventKind.TASK_SCHEDULED: TaskScheduled,
     EventKind.TASK_STARTED: TaskStarted,
@@ -179,6 +290,12 @@ BODY_MODELS: dict[EventKind, type[_Body]] = {
     EventKind.TASK_FAILED: TaskFailed,
     EventKind.BATCH_BUFFERED: BatchBuffered,
     EventKind.PREDICATE_FAILED: PredicateFailed,
+    EventKind.GATE_BUFFERED: GateBuffered,
+    EventKind.JOIN_EXPIRED: JoinExpired,
+    EventKind.ARTIFACT_RELEASED: ArtifactReleased,
+    EventKind.CIRCUIT_TRIPPED: CircuitTripped,
+    EventKind.MODEL_ATTEMPT: ModelAttempt,
+    EventKind.TOOL_CALLED: ToolCalled,
 }
 
 _KIND_OF: dict[type[_Body], EventKind] = {v: k for k, v in BODY_MODELS.items()}

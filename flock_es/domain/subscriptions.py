@@ -60,6 +60,55 @@ class BatchSpec:
         raise DefinitionError(f"batch= takes a BatchSpec or a dict, got {type(value).__name__}")
 
 
+@dataclass(frozen=True, slots=True)
+class JoinSpec:
+    """Correlate an AND gate on a key taken from each artifact's payload.
+
+    ``by(obj)`` gives the key; only artifacts with equal keys fire together.
+    ``within`` bounds how long a group may wait for its missing members: a
+    timedelta (or seconds as a float) is a time window, an int is a count window
+    (the group expires once that many more artifacts reached this gate). An
+    expired group is recorded as a ``join.expired`` event and its members leave
+    the gate.
+
+    Example::
+
+        fuser.consumes(XRay, LabResult, join=JoinSpec(by=lambda r: r.patient_id,
+                                                    within=timedelta(minutes=5)))
+    """
+
+    by: Callable[[Any], Any]
+    within: timedelta | float | int | None = None
+
+    def __post_init__(self) -> None:
+        if not callable(self.by):
+            raise DefinitionError(f"JoinSpec by= must be callable, got {self.by!r}")
+        w = self.within
+        if w is None:
+            return
+        if isinstance(w, bool) or not isinstance(w, timedelta | int | float):
+            raise DefinitionError(f"JoinSpec within= takes a timedelta or a count, got {w!r}")
+        if (w.total_seconds() if isinstance(w, timedelta) else w) <= 0:
+            raise DefinitionError(f"JoinSpec within= must be positive, got {w!r}")
+
+    @property
+    def window_seconds(self) -> float | None:
+        """The time window, or None for a count window or no window."""
+        if isinstance(self.within, timedelta):
+            return self.within.total_seconds()
+        if isinstance(self.within, float):
+            return self.within
+        return None
+
+    @property
+    def window_count(self) -> int | None:
+        """The count window, or None for a time window or no window."""
+        return self.within if isinstance(self.within, int) else None
+
+    def key(self, obj: Any) -> str:
+        return str(self.by(obj))
+
+
 def _describe(fn: Predicate) -> str:
     try:
         src = inspect.getsource(fn).strip()
@@ -93,6 +142,13 @@ class Subscription:
     tags: frozenset[str] = frozenset()
     batch: BatchSpec | None = None
     where_text: tuple[str, ...] = field(default=())
+    join: JoinSpec | None = None
+    priority: int = 0
+    # How many of each type one firing takes: ("A", "A", "B") needs {"A": 2, "B": 1}.
+    need: dict[str, int] = field(default_factory=dict)
+
+    # Several inputs per firing (an AND or count gate, or a join); set by ``build``.
+    gated: bool = False
 
     @classmethod
     def build(
@@ -104,6 +160,8 @@ class Subscription:
         from_agents: Iterable[str] | str | None,
         tags: Iterable[str] | str | None,
         batch: BatchSpec | dict[str, Any] | None,
+        join: JoinSpec | None = None,
+        priority: int = 0,
     ) -> Subscription:
         if not types:
             raise DefinitionError(f"agent {agent!r}: .consumes() needs at least one type")
@@ -112,30 +170,43 @@ class Subscription:
                 raise DefinitionError(
                     f"agent {agent!r}: .consumes() takes pydantic model classes, got {t!r}"
                 )
-        if len(types) > 1:
+        if join is not None and not isinstance(join, JoinSpec):
+            raise DefinitionError(f"agent {agent!r}: join= takes a JoinSpec, got {join!r}")
+        if isinstance(priority, bool) or not isinstance(priority, int):
             raise DefinitionError(
-                f"agent {agent!r}: consuming several types at once (an AND gate) "
-                "is not supported yet; use one .consumes() per type"
+                f"agent {agent!r}: priority= must be an integer, got {priority!r}"
             )
+        names = tuple(t.__name__ for t in types)
+        need: dict[str, int] = {}
+        for n in names:
+            need[n] = need.get(n, 0) + 1
         preds: tuple[Predicate, ...]
         if where is None:
             preds = ()
         elif callable(where):
             preds = (where,)
-        else:
+        elif isinstance(where, Iterable) and not isinstance(where, str | bytes):
             preds = tuple(where)
+        else:
+            raise DefinitionError(f"agent {agent!r}: where= must be callable, got {where!r}")
         for p in preds:
             if not callable(p):
                 raise DefinitionError(f"agent {agent!r}: where= must be callable, got {p!r}")
         return cls(
             agent=agent,
             index=index,
-            types=tuple(t.__name__ for t in types),
+            types=names,
             where=preds,
-            from_agents=frozenset([from_agents] if isinstance(from_agents, str) else from_agents or ()),
+            from_agents=frozenset(
+                [from_agents] if isinstance(from_agents, str) else from_agents or ()
+            ),
             tags=frozenset([tags] if isinstance(tags, str) else tags or ()),
             batch=BatchSpec.coerce(batch),
             where_text=tuple(_describe(p) for p in preds),
+            join=join,
+            priority=priority,
+            need=need,
+            gated=len(names) > 1 or join is not None,
         )
 
     def routes(self, produced_by: str, tags: Iterable[str]) -> bool:
@@ -153,4 +224,8 @@ class Subscription:
             tags=sorted(self.tags),
             batch_size=self.batch.size if self.batch else None,
             batch_timeout=self.batch.timeout_seconds if self.batch else None,
+            join_by=_describe(self.join.by) if self.join else None,
+            join_window_seconds=self.join.window_seconds if self.join else None,
+            join_window_count=self.join.window_count if self.join else None,
+            priority=self.priority,
         )

@@ -7,11 +7,12 @@ a live run while its writer commits. ``changed()`` is the cheap poll: SQLite's
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from pydantic_core import from_json
 
 from flock_es.domain.events import Event, EventKind, upcast
 from flock_es.errors import DatabaseError, RunNotFoundError
@@ -40,7 +41,8 @@ def row_to_event(row: tuple[int, str, str, float, int, str]) -> Event | None:
     k = _KINDS.get(kind)
     if k is None:  # written by a newer flock-es with the same schema: skip, stay total
         return None
-    return Event(run_id=run_id, kind=k, body=upcast(kind, v, json.loads(body)), ts=ts, seq=seq, v=v)
+    # pydantic's Rust parser: about three times faster than json.loads on event bodies.
+    return Event(run_id=run_id, kind=k, body=upcast(kind, v, from_json(body)), ts=ts, seq=seq, v=v)
 
 
 class LogReader:
@@ -161,6 +163,45 @@ class LogReader:
             "SELECT coalesce(min(seq), 0) FROM events WHERE run_id = ?", (run_id,)
         ).fetchone()
         return int(row[0])
+
+    def run_stats(self) -> dict[str, dict[str, object]]:
+        """Per-run counters for ``flock-es runs``, aggregated in SQL (no fold).
+
+        Keys: scheduled, done, failed, calls, tokens_in, tokens_out, cost,
+        cost_unknown, last_ts, artifacts, pid, host (of the last process that ran it).
+        """
+        out: dict[str, dict[str, object]] = {}
+        rows = self._con.execute(
+            "SELECT run_id,"
+            " count(DISTINCT CASE WHEN kind='task.scheduled' THEN task_id END),"
+            " count(DISTINCT CASE WHEN kind='task.completed' THEN task_id END),"
+            " count(DISTINCT CASE WHEN kind='task.failed'"
+            "   AND NOT json_extract(body, '$.will_retry') THEN task_id END),"
+            " sum(kind='model.called'),"
+            " coalesce(sum(CASE WHEN kind='model.called' THEN json_extract(body, '$.tokens_in') END), 0),"
+            " coalesce(sum(CASE WHEN kind='model.called' THEN json_extract(body, '$.tokens_out') END), 0),"
+            " coalesce(sum(CASE WHEN kind='model.called' THEN json_extract(body, '$.cost') END), 0),"
+            " sum(kind='model.called' AND json_extract(body, '$.cost') IS NULL),"
+            " max(ts)"
+            " FROM events GROUP BY run_id"
+        ).fetchall()
+        keys: tuple[str, ...] = ("scheduled", "done", "failed", "calls", "tokens_in")
+        keys += ("tokens_out", "cost", "cost_unknown", "last_ts")
+        for run_id, *vals in rows:
+            out[run_id] = dict(zip(keys, vals, strict=True))
+            out[run_id].update(artifacts=0, pid=None, host=None)
+        for run_id, n in self._con.execute(
+            "SELECT run_id, count(*) FROM artifacts GROUP BY run_id"
+        ).fetchall():
+            if run_id in out:
+                out[run_id]["artifacts"] = n
+        for run_id, pid, host in self._con.execute(
+            "SELECT run_id, json_extract(body, '$.pid'), json_extract(body, '$.host') FROM events"
+            " WHERE kind IN ('run.started', 'run.resumed') ORDER BY seq"
+        ).fetchall():
+            if run_id in out:
+                out[run_id].update(pid=pid, host=host)
+        return out
 
     def query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         """Run a read-only SQL query (used by tests and the spans trace)."""

@@ -69,6 +69,8 @@ def read_model_rows(
             )
         elif e.kind is EventKind.RUN_FINISHED:
             finished.append((e.ts, b.get("status"), e.run_id))
+        elif e.kind is EventKind.RUN_RESUMED:
+            finished.append((None, "running", e.run_id))
         elif e.kind is EventKind.ARTIFACT_PUBLISHED:
             arts.append(
                 (

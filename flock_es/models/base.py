@@ -19,6 +19,8 @@ class ModelRequest(BaseModel):
     output_schema: dict[str, Any]
     messages: list[dict[str, Any]] = Field(default_factory=list)
     settings: dict[str, Any] = Field(default_factory=dict)
+    # Function-calling tool specs, in the OpenAI format litellm takes.
+    tools: list[dict[str, Any]] = Field(default_factory=list)
 
     def digest(self) -> str:
         blob = json.dumps(
@@ -38,13 +40,21 @@ class ModelRequest(BaseModel):
 
 
 class ModelResponse(BaseModel):
-    """A model's raw answer and what it cost."""
+    """A model's raw answer and what it cost.
+
+    ``tool_calls``: the tools the model asked for instead of answering, each
+    ``{"id", "name", "arguments"}`` (arguments as the JSON text the model wrote).
+    ``recorded``: served from the log, not from the model.
+    """
 
     content: str
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
     tokens_in: int = 0
     tokens_out: int = 0
     cost: float | None = 0.0
     latency_ms: float = 0.0
+    attempt: int = 1
+    recorded: bool = False
 
 
 @runtime_checkable
@@ -58,12 +68,15 @@ class ModelClient(Protocol):
     async def complete(self, request: ModelRequest) -> ModelResponse: ...
 
 
-def resolve_client(model: str) -> ModelClient:
-    """``offline`` (optionally ``offline?latency=SECONDS``) or a litellm model string."""
+def resolve_client(model: str, settings: dict[str, Any] | None = None) -> ModelClient:
+    """``offline`` (optionally ``offline?latency=SECONDS``) or a litellm model string.
+
+    ``settings`` (``api_base``, ``api_key``, ...) configure a litellm client.
+    """
     if model == "offline" or model.startswith("offline?") or model.startswith("offline:"):
         from flock_es.models.offline import OfflineModel
 
         return OfflineModel.from_string(model)
     from flock_es.models.litellm_client import LiteLLMClient
 
-    return LiteLLMClient(model)
+    return LiteLLMClient(model, **(settings or {}))

@@ -2,34 +2,74 @@
 
 litellm is imported lazily, and only after ``LITELLM_LOCAL_MODEL_COST_MAP`` is
 set, so nothing pays its import (or a network fetch of the cost map) unless a
-real provider is used.
+real provider is used. Calls go through ``litellm.acompletion`` (never the
+blocking ``completion``) with litellm's and the OpenAI SDK's own retries turned
+off: the engine retries, so that every attempt is recorded. Failures come out
+as ``TransientModelError`` (worth retrying) or ``PermanentModelError``, with
+credentials scrubbed from their messages.
 """
 
 from __future__ import annotations
 
+import gc
 import os
+import re
+import sys
 import time
 from typing import Any
 
 from flock_es.errors import ConfigError
 from flock_es.models.base import ModelRequest, ModelResponse
+from flock_es.models.redact import redact_text, register_secret
+from flock_es.models.retry import PermanentModelError, TransientModelError, parse_retry_after
+
+# Providers that run without a key (local servers).
+_KEYLESS = {"ollama", "ollama_chat", "hosted_vllm", "lm_studio", "llamafile", "vllm"}
+# flock-es settings that are not litellm parameters.
+_OWN_SETTINGS = {"structured_output"}
+_SECRET_SETTING = re.compile(r"(key|token|secret|password|credential)", re.IGNORECASE)
+_PREFIX = re.compile(r"^(litellm\.\w+:\s*)?(\w+Error:\s*)?(\w+Exception\s*-\s*)?")
 
 
 def import_litellm() -> Any:
+    """litellm, imported once, without a network fetch of its cost map."""
+    if "litellm" in sys.modules:
+        return sys.modules["litellm"]
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
     litellm.suppress_debug_info = True
+    # litellm's import leaves a very large heap of long-lived objects; every full
+    # garbage collection then walks it and stalls the event loop for ~0.2 s
+    # mid-run. Freezing them after one collection makes later collections cheap.
+    gc.collect()
+    gc.freeze()
     return litellm
 
 
 class LiteLLMClient:
-    """Calls a provider through ``litellm.acompletion``."""
+    """Calls a provider through ``litellm.acompletion``.
+
+    ``settings`` (``api_base``, ``api_key``, ``temperature``, ``max_tokens``,
+    ...) go to every call; a request's own settings override them.
+    ``structured_output=False`` keeps the schema out of ``response_format``
+    (it is always in the prompt), ``True`` sends it even where litellm does not
+    know that the model supports it.
+
+    Example::
+
+        client = LiteLLMClient("openai/gpt-4.1-mini", temperature=0.2)
+        client.check()   # ConfigError on an unknown provider or a missing key
+    """
 
     def __init__(self, model: str, **settings: Any) -> None:
         self.name = model
         self.model = model
         self.settings = settings
+        self._schema_support: bool | None = None
+        for key, value in settings.items():
+            if _SECRET_SETTING.search(key):
+                register_secret(value)
 
     def check(self) -> None:
         """Fail before any work on an unknown provider or a missing API key."""
@@ -41,43 +81,155 @@ class LiteLLMClient:
                 f"unknown model provider in {self.model!r}; use e.g. 'openai/gpt-4.1', "
                 "'anthropic/claude-sonnet-4-5', 'ollama/llama3' or 'offline'"
             ) from None
-        if self.settings.get("api_key") or self.settings.get("api_base"):
-            return
-        env = litellm.validate_environment(model=self.model)
-        missing = env.get("missing_keys") or []
-        if missing and provider not in ("ollama", "ollama_chat"):
-            raise ConfigError(
-                f"model {self.model!r} needs {', '.join(missing)} in the environment "
-                "(or run with --model offline)"
-            )
+        if not self.settings.get("api_key") and provider not in _KEYLESS:
+            env = litellm.validate_environment(model=self.model)
+            missing = [k for k in env.get("missing_keys") or [] if not k.endswith("_API_BASE")]
+            if missing:
+                raise ConfigError(
+                    f"model {self.model!r} needs {', '.join(missing)} in the environment "
+                    "(or run with --model offline)"
+                )
+        _warm_up(litellm, self.model)
 
     def _supports_schema(self, litellm: Any) -> bool:
-        try:
-            return bool(litellm.supports_response_schema(model=self.model))
-        except Exception:
-            return False
+        if self._schema_support is None:
+            try:
+                self._schema_support = bool(litellm.supports_response_schema(model=self.model))
+            except Exception:
+                self._schema_support = False
+        return self._schema_support
+
+    def call_kwargs(self, request: ModelRequest, litellm: Any) -> dict[str, Any]:
+        """The keyword arguments of ``litellm.acompletion`` for ``request``."""
+        merged: dict[str, Any] = {**self.settings, **request.settings}
+        structured = merged.get("structured_output")
+        kwargs = {k: v for k, v in merged.items() if k not in _OWN_SETTINGS}
+        if "response_format" not in kwargs and (
+            structured is True or (structured is None and self._supports_schema(litellm))
+        ):
+            title = str(request.output_schema.get("title") or "output")
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": re.sub(r"[^A-Za-z0-9_-]", "_", title)[:64],
+                    "schema": request.output_schema,
+                },
+            }
+        if request.tools:
+            kwargs["tools"] = request.tools
+        # Our engine retries, and records each attempt; nobody below it may.
+        kwargs["max_retries"] = 0
+        kwargs.setdefault("num_retries", 0)
+        return kwargs
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         litellm = import_litellm()
-        kwargs: dict[str, Any] = {**self.settings, **request.settings}
-        if self._supports_schema(litellm):
-            kwargs["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "output", "schema": request.output_schema},
-            }
+        kwargs = self.call_kwargs(request, litellm)
         t0 = time.perf_counter()
-        resp = await litellm.acompletion(model=self.model, messages=request.messages, **kwargs)
-        latency = (time.perf_counter() - t0) * 1000.0
-        content = resp.choices[0].message.content or ""
-        usage = getattr(resp, "usage", None)
         try:
-            cost: float | None = float(litellm.completion_cost(completion_response=resp))
-        except Exception:
-            cost = None
+            resp = await litellm.acompletion(model=self.model, messages=request.messages, **kwargs)
+        except Exception as exc:
+            raise classify(exc, self.model) from None
+        latency = (time.perf_counter() - t0) * 1000.0
+        message = resp.choices[0].message
+        usage = getattr(resp, "usage", None)
         return ModelResponse(
-            content=content,
+            content=message.content or "",
+            tool_calls=[
+                {
+                    "id": tc.id,
+                    "name": tc.function.name,
+                    "arguments": tc.function.arguments or "{}",
+                }
+                for tc in (getattr(message, "tool_calls", None) or [])
+            ],
             tokens_in=int(getattr(usage, "prompt_tokens", 0) or 0),
             tokens_out=int(getattr(usage, "completion_tokens", 0) or 0),
-            cost=cost,
+            cost=_cost(litellm, resp),
             latency_ms=latency,
         )
+
+
+_warmed: set[str] = set()
+
+
+def _warm_up(litellm: Any, model: str) -> None:
+    """One mocked call (no network) before the run, per provider.
+
+    litellm imports and builds a lot lazily on its first call; done inside the
+    run, that is ~0.2 s of blocked event loop while the first agents start.
+    """
+    if model.split("/", 1)[0] in _warmed:
+        return
+    _warmed.add(model.split("/", 1)[0])
+    try:
+        resp = litellm.completion(
+            model=model,
+            messages=[{"role": "user", "content": "warm-up"}],
+            mock_response="{}",
+            api_key="warm-up",
+        )
+        _cost(litellm, resp)
+    except Exception:
+        return  # a warm-up is an optimisation, never a reason to fail
+
+
+def _cost(litellm: Any, resp: Any) -> float | None:
+    """The call's price from litellm's local cost map; None when the model has none."""
+    try:
+        return float(litellm.completion_cost(completion_response=resp))
+    except Exception:
+        return None
+
+
+def _detail(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    text = _PREFIX.sub("", text, count=1)
+    text = redact_text(text)
+    return text if len(text) <= 300 else text[:299] + "…"
+
+
+def classify(exc: Exception, model: str) -> Exception:
+    """A litellm exception as a transient or permanent model error with a clear message."""
+    name = type(exc).__name__
+    status = getattr(exc, "status_code", None)
+    status = status if isinstance(status, int) else None
+    detail = _detail(exc)
+    where = f"model {model!r}"
+    if name == "Timeout" or "Timeout" in name:
+        return TransientModelError(f"{where}: timed out ({detail})", "timeout", status)
+    if name == "RateLimitError" or status == 429:
+        headers = getattr(exc, "litellm_response_headers", None)
+        if headers is None:
+            headers = getattr(getattr(exc, "response", None), "headers", None)
+        return TransientModelError(
+            f"{where}: rate limited (HTTP 429): {detail}",
+            "rate_limited",
+            429,
+            parse_retry_after(headers),
+        )
+    if name == "APIConnectionError" or "connection error" in detail.lower():
+        return TransientModelError(f"{where}: connection failed: {detail}", "connection", status)
+    if name == "AuthenticationError" or status == 401:
+        return PermanentModelError(
+            f"{where}: authentication failed (HTTP 401), check the API key: {detail}",
+            "auth",
+            status,
+        )
+    if name == "PermissionDeniedError" or status == 403:
+        return PermanentModelError(f"{where}: permission denied (HTTP 403): {detail}", "auth", 403)
+    if name == "NotFoundError" or status == 404:
+        return PermanentModelError(
+            f"{where}: not found (HTTP 404), check the model name: {detail}", "not_found", 404
+        )
+    if status is not None and (status >= 500 or status in (408, 409, 425)):
+        return TransientModelError(
+            f"{where}: server error (HTTP {status}): {detail}", "server_error", status
+        )
+    if name in ("InternalServerError", "ServiceUnavailableError", "APIError"):
+        return TransientModelError(f"{where}: server error: {detail}", "server_error", status)
+    if (status is not None and 400 <= status < 500) or "BadRequest" in name:
+        return PermanentModelError(
+            f"{where}: bad request (HTTP {status or 400}): {detail}", "bad_request", status
+        )
+    return PermanentModelError(f"{where}: {name}: {detail}", "error", status)

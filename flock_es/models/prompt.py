@@ -12,26 +12,36 @@ from pydantic import BaseModel, ValidationError
 from flock_es.errors import OutputValidationError
 
 
-def output_schema(publishes: Sequence[type[BaseModel]]) -> dict[str, Any]:
+def output_schema(
+    publishes: Sequence[type[BaseModel]], fan_out: dict[str, int] | None = None
+) -> dict[str, Any]:
     """One type: its JSON schema. Several: an object with one property per type.
 
+    ``fan_out`` (type name -> N): that property is a list of exactly N.
     Cached per tuple of types (building a schema costs about a millisecond);
     treat the result as read-only.
     """
-    return _output_schema(tuple(publishes))
+    return _output_schema(tuple(publishes), tuple(sorted((fan_out or {}).items())))
 
 
 @functools.lru_cache(maxsize=256)
-def _output_schema(publishes: tuple[type[BaseModel], ...]) -> dict[str, Any]:
-    if len(publishes) == 1:
+def _output_schema(
+    publishes: tuple[type[BaseModel], ...], fan_out: tuple[tuple[str, int], ...] = ()
+) -> dict[str, Any]:
+    if len(publishes) == 1 and not fan_out:
         return publishes[0].model_json_schema()
+    counts = dict(fan_out)
     defs: dict[str, Any] = {}
     props: dict[str, Any] = {}
     for cls in publishes:
         schema = cls.model_json_schema(ref_template="#/$defs/{model}")
         defs.update(schema.pop("$defs", {}))
         defs[cls.__name__] = schema
-        props[cls.__name__] = {"$ref": f"#/$defs/{cls.__name__}"}
+        ref = {"$ref": f"#/$defs/{cls.__name__}"}
+        n = counts.get(cls.__name__)
+        props[cls.__name__] = (
+            ref if n is None else {"type": "array", "items": ref, "minItems": n, "maxItems": n}
+        )
     return {
         "type": "object",
         "title": "Outputs",
@@ -65,17 +75,21 @@ def _strip_fences(text: str) -> str:
     return t.strip()
 
 
-def parse_output(content: str, publishes: Sequence[type[BaseModel]]) -> list[BaseModel]:
+def parse_output(
+    content: str, publishes: Sequence[type[BaseModel]], fan_out: dict[str, int] | None = None
+) -> list[BaseModel]:
     """Validate a model's answer into output objects, or raise OutputValidationError."""
     try:
         data = json.loads(_strip_fences(content))
     except json.JSONDecodeError as exc:
         raise OutputValidationError(f"the answer is not JSON: {exc}", raw=content) from None
     try:
-        if len(publishes) == 1:
+        if len(publishes) == 1 and not fan_out:
             return [publishes[0].model_validate(data)]
         if not isinstance(data, dict):
             raise OutputValidationError("expected a JSON object keyed by type name", raw=content)
+        if fan_out:
+            return _fanned(data, publishes, fan_out, content)
         return [cls.model_validate(data[cls.__name__]) for cls in publishes if cls.__name__ in data]
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -84,3 +98,28 @@ def parse_output(content: str, publishes: Sequence[type[BaseModel]]) -> list[Bas
             f"{exc.title}: {exc.error_count()} validation error(s); {loc}: {first.get('msg')}",
             raw=content,
         ) from None
+
+
+def _fanned(
+    data: dict[str, Any],
+    publishes: Sequence[type[BaseModel]],
+    fan_out: dict[str, int],
+    content: str,
+) -> list[BaseModel]:
+    out: list[BaseModel] = []
+    for cls in publishes:
+        name = cls.__name__
+        if name not in data:
+            continue
+        n = fan_out.get(name)
+        if n is None:
+            out.append(cls.model_validate(data[name]))
+            continue
+        items = data[name]
+        if not isinstance(items, list) or len(items) != n:
+            got = f"{len(items)} items" if isinstance(items, list) else type(items).__name__
+            raise OutputValidationError(
+                f"{name}: expected a list of exactly {n}, got {got}", raw=content
+            )
+        out.extend(cls.model_validate(item) for item in items)
+    return out

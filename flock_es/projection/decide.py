@@ -4,17 +4,24 @@ Matching goes through a type index first, so the cost of a publish grows with
 the number of subscriptions to that type, not with the number of agents.
 Predicates are user code and may raise; that counts as no match and is
 recorded as a ``predicate.failed`` event rather than swallowed.
+
+Visibility is checked here, before anything is scheduled; the circuit breaker
+(``max_agent_iterations``) turns a schedule past the limit into a recorded
+``circuit.tripped``. AND/count gates and joins live in ``gates.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from flock_es.domain import ids
 from flock_es.domain.events import (
+    ArtifactReleased,
     BatchBuffered,
+    CircuitTripped,
     Event,
     EventKind,
     PredicateFailed,
@@ -23,6 +30,8 @@ from flock_es.domain.events import (
     trusted_event,
 )
 from flock_es.domain.subscriptions import Subscription
+from flock_es.domain.visibility import Identity, visible_to
+from flock_es.projection.gates import gate_arrival
 from flock_es.projection.state import ArtifactView, RunState
 
 
@@ -32,16 +41,30 @@ class SubscriptionIndex:
 
     by_type: dict[str, list[Subscription]] = field(default_factory=dict)
     allow_self: frozenset[str] = frozenset()
+    identities: dict[str, Identity] = field(default_factory=dict)
+    max_iterations: int | None = None
 
     @classmethod
     def build(
-        cls, subscriptions: Iterable[Subscription], allow_self: Iterable[str] = ()
+        cls,
+        subscriptions: Iterable[Subscription],
+        allow_self: Iterable[str] = (),
+        identities: Iterable[Identity] = (),
+        max_iterations: int | None = None,
     ) -> SubscriptionIndex:
-        idx = cls(allow_self=frozenset(allow_self))
+        idx = cls(
+            allow_self=frozenset(allow_self),
+            identities={i.name: i for i in identities},
+            max_iterations=max_iterations,
+        )
         for sub in subscriptions:
-            for t in sub.types:
+            for t in dict.fromkeys(sub.types):  # a count gate lists a type twice; index it once
                 idx.by_type.setdefault(t, []).append(sub)
         return idx
+
+    def identity(self, agent: str) -> Identity:
+        who = self.identities.get(agent)
+        return who if who is not None else Identity(agent)
 
     def get(self, agent: str, sub_index: int) -> Subscription | None:
         for subs in self.by_type.values():
@@ -52,9 +75,14 @@ class SubscriptionIndex:
 
 
 def schedule(
-    state: RunState, agent: str, sub_index: int, inputs: list[str], reason: ScheduleReason, now: float
+    state: RunState,
+    agent: str,
+    sub_index: int,
+    inputs: list[str],
+    reason: ScheduleReason,
+    now: float,
 ) -> Event:
-    tid = ids.task_id(state.run_id, agent, sub_index, inputs)
+    tid = ids.task_id(state.ids_run, agent, sub_index, inputs)
     body = {
         "task_id": tid,
         "agent": agent,
@@ -68,15 +96,43 @@ def schedule(
 def decide_artifact(
     state: RunState, index: SubscriptionIndex, art: ArtifactView, obj: Any, now: float
 ) -> list[Event]:
-    """The events that publishing ``art`` (already folded into ``state``) causes."""
+    """The events that publishing ``art`` (already folded into ``state``) causes.
+
+    An ``AfterVisibility`` artifact causes nothing until it is released
+    (``decide_release``); every agent that may not see ``art`` is skipped.
+    """
     out: list[Event] = []
+    vis = art.visibility
+    public = vis.get("kind", "public") == "public"
+    if not public and vis.get("kind") == "after" and not art.released:
+        return out
+    planned: dict[str, int] = {}
+
+    def fire(sub: Subscription, inputs: list[str], reason: ScheduleReason) -> list[Event]:
+        return _fire(state, index, sub, inputs, reason, now, planned)
+
+    def deliver(sub: Subscription, unit: list[str], reason: ScheduleReason) -> list[Event]:
+        return _to_batch(state, sub, unit, now, fire)
+
+    produced_by = art.produced_by
     for sub in index.by_type.get(art.type, ()):
-        if sub.agent == art.produced_by and sub.agent not in index.allow_self:
+        # Cheapest checks first: this loop runs once per subscriber of the type.
+        if sub.agent == produced_by and sub.agent not in index.allow_self:
             continue
-        if not sub.routes(art.produced_by, art.tags):
+        if (sub.from_agents or sub.tags) and not sub.routes(produced_by, art.tags):
             continue
+        if not public and not visible_to(vis, index.identity(sub.agent), art.released):
+            continue
+        where = sub.where
+        gated = sub.gated
         try:
-            ok = all(pred(obj) for pred in sub.where)
+            if not where:
+                ok = True
+            elif len(where) == 1:
+                ok = bool(where[0](obj))
+            else:
+                ok = all(pred(obj) for pred in where)
+            caused = gate_arrival(state, sub, art, obj, now, deliver) if ok and gated else []
         except Exception as exc:
             err = f"{type(exc).__name__}: {exc}"
             body = PredicateFailed(
@@ -86,25 +142,81 @@ def decide_artifact(
             continue
         if not ok:
             continue
-        out.append(_route(state, sub, art.id, now))
+        if gated:
+            out.extend(caused)
+        elif sub.batch is None and index.max_iterations is None:
+            out.append(schedule(state, sub.agent, sub.index, [art.id], ScheduleReason.MATCH, now))
+        else:
+            out.extend(_to_batch(state, sub, [art.id], now, fire))
     return out
 
 
-def _route(state: RunState, sub: Subscription, artifact_id: str, now: float) -> Event:
+def _fire(
+    state: RunState,
+    index: SubscriptionIndex,
+    sub: Subscription,
+    inputs: list[str],
+    reason: ScheduleReason,
+    now: float,
+    planned: dict[str, int],
+) -> list[Event]:
+    """Schedule ``inputs`` for ``sub``, unless the agent's circuit breaker is open."""
+    limit = index.max_iterations
+    if limit is not None:
+        view = state.agents.get(sub.agent)
+        done = (view.scheduled if view is not None else 0) + planned.get(sub.agent, 0)
+        if done >= limit:
+            body = CircuitTripped(agent=sub.agent, sub_index=sub.index, inputs=inputs, limit=limit)
+            return [make_event(state.run_id, body, now)]
+        planned[sub.agent] = planned.get(sub.agent, 0) + 1
+    return [schedule(state, sub.agent, sub.index, inputs, reason, now)]
+
+
+def _to_batch(
+    state: RunState,
+    sub: Subscription,
+    unit: list[str],
+    now: float,
+    fire: Callable[[Subscription, list[str], ScheduleReason], list[Event]],
+) -> list[Event]:
+    """Hand one unit (an artifact, or a joined set) to ``sub``: fire it, or add it to the batch."""
     if sub.batch is None:
-        return schedule(state, sub.agent, sub.index, [artifact_id], ScheduleReason.MATCH, now)
+        return fire(sub, unit, ScheduleReason.MATCH if not sub.gated else _gate_reason(sub))
     buf = state.batches.get((sub.agent, sub.index))
-    members = buf.members if buf is not None else []
-    if sub.batch.size is not None and len(members) + 1 >= sub.batch.size:
-        return schedule(
-            state, sub.agent, sub.index, [*members, artifact_id], ScheduleReason.BATCH_SIZE, now
-        )
+    units = len(buf.groups) if buf is not None else 0
+    if sub.batch.size is not None and units + 1 >= sub.batch.size:
+        members = buf.members if buf is not None else []
+        return fire(sub, [*members, *unit], ScheduleReason.BATCH_SIZE)
     timeout = sub.batch.timeout_seconds
     deadline = now + timeout if (buf is None and timeout is not None) else None
     body = BatchBuffered(
-        agent=sub.agent, sub_index=sub.index, artifact_id=artifact_id, deadline=deadline
+        agent=sub.agent,
+        sub_index=sub.index,
+        artifact_id=unit[0],
+        deadline=deadline,
+        group=unit if sub.gated else None,
     )
-    return make_event(state.run_id, body, now)
+    return [make_event(state.run_id, body, now)]
+
+
+def _gate_reason(sub: Subscription) -> ScheduleReason:
+    return ScheduleReason.JOIN if sub.join is not None else ScheduleReason.GATE
+
+
+def decide_release(
+    state: RunState, index: SubscriptionIndex, aid: str, obj: Any, now: float
+) -> list[Event]:
+    """An AfterVisibility artifact is due: release it, then decide it like a new publish.
+
+    Mutates nothing; the caller applies ``artifact.released`` before the decisions
+    (both are returned, in order), exactly as a reader of the log will.
+    """
+    art = state.artifacts.get(aid)
+    if art is None or art.released or aid not in state.unreleased:
+        return []
+    released = make_event(state.run_id, ArtifactReleased(artifact_id=aid), now)
+    view = dataclasses.replace(art, released=True)
+    return [released, *decide_artifact(state, index, view, obj, now)]
 
 
 def decide_batch_flush(

@@ -20,8 +20,11 @@ from flock_es.projection.state import (
     ArtifactView,
     BatchView,
     CallView,
+    GateView,
+    GroupView,
     RunState,
     TaskView,
+    ToolCallView,
 )
 
 _BATCH_REASONS = {
@@ -29,6 +32,7 @@ _BATCH_REASONS = {
     ScheduleReason.BATCH_TIMEOUT.value,
     ScheduleReason.BATCH_FLUSH.value,
 }
+_GATE_REASONS = {ScheduleReason.GATE.value, ScheduleReason.JOIN.value}
 
 
 def _run_started(s: RunState, e: Event, b: dict[str, Any]) -> None:
@@ -39,6 +43,7 @@ def _run_started(s: RunState, e: Event, b: dict[str, Any]) -> None:
     s.started_at = e.ts
     s.parent_run = b.get("parent_run")
     s.fork_seq = b.get("fork_seq")
+    s.id_root = b.get("id_root")
     s.pid = b.get("pid")
     s.host = b.get("host")
     for a in b.get("agents", []):
@@ -52,6 +57,8 @@ def _run_started(s: RunState, e: Event, b: dict[str, Any]) -> None:
             publishes=list(a.get("publishes", [])),
             subscriptions=list(a.get("subscriptions", [])),
             max_concurrency=a.get("max_concurrency"),
+            labels=list(a.get("labels", [])),
+            tenant=a.get("tenant"),
         )
 
 
@@ -59,6 +66,15 @@ def _run_finished(s: RunState, e: Event, b: dict[str, Any]) -> None:
     s.finished_at = e.ts
     s.finished_status = b.get("status")
     s.finish_reason = b.get("reason")
+
+
+def _run_resumed(s: RunState, e: Event, b: dict[str, Any]) -> None:
+    s.finished_at = None
+    s.finished_status = None
+    s.finish_reason = None
+    s.pid = b.get("pid")
+    s.host = b.get("host")
+    s.resumed += 1
 
 
 def _artifact(s: RunState, e: Event, b: dict[str, Any]) -> None:
@@ -78,6 +94,9 @@ def _artifact(s: RunState, e: Event, b: dict[str, Any]) -> None:
         ts=e.ts,
     )
     s.by_type.setdefault(b["type"], []).append(aid)
+    vis = b.get("visibility")
+    if vis and vis.get("kind") == "after":
+        s.unreleased[aid] = e.ts + float(vis.get("ttl", 0.0))
 
 
 def _agent(s: RunState, name: str) -> AgentView:
@@ -99,14 +118,36 @@ def _scheduled(s: RunState, e: Event, b: dict[str, Any]) -> None:
             scheduled_at=e.ts,
             seq=e.seq,
         )
-    if b.get("reason") in _BATCH_REASONS:
+        _agent(s, b["agent"]).scheduled += 1
+    reason = b.get("reason")
+    if reason in _BATCH_REASONS:
         key = (b["agent"], b.get("sub_index", 0))
         buf = s.batches.get(key)
         if buf is not None:
             taken = set(b.get("inputs", []))
             buf.members = [m for m in buf.members if m not in taken]
+            buf.groups = [g for g in buf.groups if not taken.intersection(g)]
             if not buf.members:
                 del s.batches[key]
+        _leave_gate(s, key, b.get("inputs", []))
+    elif reason in _GATE_REASONS:
+        _leave_gate(s, (b["agent"], b.get("sub_index", 0)), b.get("inputs", []))
+
+
+def _leave_gate(s: RunState, key: tuple[str, int], taken: list[str]) -> None:
+    gate = s.gates.get(key)
+    if gate is None:
+        return
+    for aid in taken:
+        gkey = gate.key_of.pop(aid, None)
+        group = gate.groups.get(gkey) if gkey is not None else None
+        if group is None:
+            continue
+        for ids in group.by_type.values():
+            if aid in ids:
+                ids.remove(aid)
+        if not any(group.by_type.values()):
+            del gate.groups[group.key]
 
 
 def _started(s: RunState, e: Event, b: dict[str, Any]) -> None:
@@ -118,6 +159,8 @@ def _started(s: RunState, e: Event, b: dict[str, Any]) -> None:
     t.status = TaskStatus.RUNNING
     t.attempt = b.get("attempt", t.attempt + 1)
     t.started_at = e.ts
+    if b.get("context") is not None:
+        t.context = list(b["context"])
 
 
 def _finish(s: RunState, e: Event, t: TaskView) -> AgentView:
@@ -169,6 +212,8 @@ def _model_called(s: RunState, e: Event, b: dict[str, Any]) -> None:
         cost=cost,
         latency_ms=b.get("latency_ms", 0.0),
         seq=e.seq,
+        tool_calls=list(b.get("tool_calls") or ()),
+        attempt=b.get("attempt", 1),
     )
     t = s.tasks.get(b["task_id"])
     a = _agent(s, b.get("agent") or (t.agent if t else "?"))
@@ -179,6 +224,26 @@ def _model_called(s: RunState, e: Event, b: dict[str, Any]) -> None:
         view.tokens_in += b.get("tokens_in", 0)
         view.tokens_out += b.get("tokens_out", 0)
         view.cost = None if cost is None or view.cost is None else view.cost + cost
+
+
+def _model_attempt(s: RunState, e: Event, b: dict[str, Any]) -> None:
+    s.model_attempts.append(dict(b, seq=e.seq, ts=e.ts))
+
+
+def _tool_called(s: RunState, e: Event, b: dict[str, Any]) -> None:
+    key = (b["task_id"], b["call_index"], b["position"])
+    if key not in s.tool_calls:
+        s.tool_calls[key] = ToolCallView(
+            task_id=b["task_id"],
+            agent=b.get("agent", ""),
+            call_index=b["call_index"],
+            position=b["position"],
+            tool=b.get("tool", ""),
+            arguments=b.get("arguments", ""),
+            result=b.get("result", ""),
+            error=b.get("error"),
+            seq=e.seq,
+        )
 
 
 def _buffered(s: RunState, e: Event, b: dict[str, Any]) -> None:
@@ -196,8 +261,66 @@ def _buffered(s: RunState, e: Event, b: dict[str, Any]) -> None:
         )
     if b.get("deadline") is not None:
         buf.deadline = b["deadline"]
-    if b["artifact_id"] not in buf.members:
-        buf.members.append(b["artifact_id"])
+    group = b.get("group") or [b["artifact_id"]]
+    fresh = [a for a in group if a not in buf.members]
+    if fresh:
+        buf.members.extend(fresh)
+        buf.groups.append(fresh)
+    if b.get("group"):
+        _leave_gate(s, key, group)
+
+
+def _gate_buffered(s: RunState, e: Event, b: dict[str, Any]) -> None:
+    if "type" not in b:
+        return  # not a body this version wrote: ignored, the fold stays total
+    key = (b["agent"], b["sub_index"])
+    gate = s.gates.get(key)
+    if gate is None:
+        gate = s.gates[key] = GateView(agent=b["agent"], sub_index=b["sub_index"])
+    aid = b["artifact_id"]
+    if aid in gate.key_of:
+        return
+    gate.arrivals += 1
+    gkey = b.get("key", "")
+    group = gate.groups.get(gkey)
+    if group is None:
+        group = gate.groups[gkey] = GroupView(
+            key=gkey, opened_at=e.ts, opened_arrival=gate.arrivals, deadline=b.get("deadline")
+        )
+    group.by_type.setdefault(b["type"], []).append(aid)
+    gate.key_of[aid] = gkey
+
+
+def _join_expired(s: RunState, e: Event, b: dict[str, Any]) -> None:
+    gate = s.gates.get((b["agent"], b["sub_index"]))
+    if gate is not None and b.get("key") in gate.groups:
+        del gate.groups[b["key"]]
+        for aid in b.get("members", []):
+            gate.key_of.pop(aid, None)
+        gate.expired += 1
+    s.expired_joins.append(dict(b, seq=e.seq, ts=e.ts))
+
+
+def _released(s: RunState, e: Event, b: dict[str, Any]) -> None:
+    s.unreleased.pop(b.get("artifact_id", ""), None)
+    art = s.artifacts.get(b.get("artifact_id", ""))
+    if art is not None:
+        art.released = True
+
+
+def _circuit(s: RunState, e: Event, b: dict[str, Any]) -> None:
+    _agent(s, b["agent"]).tripped += 1
+    # The refused inputs leave their batch or gate, or they would trip again on every flush.
+    key = (b["agent"], b["sub_index"])
+    taken = set(b.get("inputs", []))
+    buf = s.batches.get(key)
+    if buf is not None:
+        buf.members = [m for m in buf.members if m not in taken]
+        buf.groups = [g for g in buf.groups if not taken.intersection(g)]
+        if not buf.members:
+            del s.batches[key]
+    _leave_gate(s, key, b.get("inputs", []))
+    s.circuit_trips.append(dict(b, seq=e.seq))
 
 
 def _predicate_failed(s: RunState, e: Event, b: dict[str, Any]) -> None:
@@ -207,6 +330,7 @@ def _predicate_failed(s: RunState, e: Event, b: dict[str, Any]) -> None:
 _HANDLERS: dict[str, Callable[[RunState, Event, dict[str, Any]], None]] = {
     EventKind.RUN_STARTED: _run_started,
     EventKind.RUN_FINISHED: _run_finished,
+    EventKind.RUN_RESUMED: _run_resumed,
     EventKind.ARTIFACT_PUBLISHED: _artifact,
     EventKind.TASK_SCHEDULED: _scheduled,
     EventKind.TASK_STARTED: _started,
@@ -215,6 +339,12 @@ _HANDLERS: dict[str, Callable[[RunState, Event, dict[str, Any]], None]] = {
     EventKind.MODEL_CALLED: _model_called,
     EventKind.BATCH_BUFFERED: _buffered,
     EventKind.PREDICATE_FAILED: _predicate_failed,
+    EventKind.GATE_BUFFERED: _gate_buffered,
+    EventKind.JOIN_EXPIRED: _join_expired,
+    EventKind.ARTIFACT_RELEASED: _released,
+    EventKind.CIRCUIT_TRIPPED: _circuit,
+    EventKind.MODEL_ATTEMPT: _model_attempt,
+    EventKind.TOOL_CALLED: _tool_called,
 }
 
 

@@ -20,6 +20,8 @@ class ArtifactView:
     visibility: dict[str, Any]
     seq: int | None
     ts: float
+    # For an "after" visibility: whether its artifact.released event has been folded.
+    released: bool = False
 
 
 @dataclass(slots=True)
@@ -34,6 +36,23 @@ class CallView:
     tokens_out: int
     cost: float | None
     latency_ms: float
+    seq: int | None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    attempt: int = 1
+
+
+@dataclass(slots=True)
+class ToolCallView:
+    """A recorded tool call; resume and replay serve ``result`` instead of calling again."""
+
+    task_id: str
+    agent: str
+    call_index: int
+    position: int
+    tool: str
+    arguments: str
+    result: str
+    error: str | None
     seq: int | None
 
 
@@ -56,6 +75,7 @@ class TaskView:
     tokens_out: int = 0
     cost: float | None = 0.0
     seq: int | None = None
+    context: list[str] | None = None
 
 
 @dataclass(slots=True)
@@ -67,6 +87,10 @@ class AgentView:
     publishes: list[str] = field(default_factory=list)
     subscriptions: list[dict[str, Any]] = field(default_factory=list)
     max_concurrency: int | None = None
+    labels: list[str] = field(default_factory=list)
+    tenant: str | None = None
+    scheduled: int = 0
+    tripped: int = 0
     done: int = 0
     failed: int = 0
     running: int = 0
@@ -98,6 +122,35 @@ class BatchView:
     opened_at: float = 0.0
     deadline: float | None = None
     size: int | None = None
+    # Each unit that entered the batch: one artifact, or a joined set (join + batch).
+    groups: list[list[str]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class GroupView:
+    """Artifacts waiting in a gate under one join key ("" for a plain AND gate)."""
+
+    key: str
+    by_type: dict[str, list[str]] = field(default_factory=dict)
+    opened_at: float = 0.0
+    opened_arrival: int = 0
+    deadline: float | None = None
+
+    @property
+    def members(self) -> list[str]:
+        return [a for ids in self.by_type.values() for a in ids]
+
+
+@dataclass(slots=True)
+class GateView:
+    """The waiting room of one AND/count/join subscription: its open groups."""
+
+    agent: str
+    sub_index: int
+    groups: dict[str, GroupView] = field(default_factory=dict)
+    key_of: dict[str, str] = field(default_factory=dict)
+    arrivals: int = 0
+    expired: int = 0
 
 
 @dataclass(slots=True)
@@ -114,8 +167,10 @@ class RunState:
     finish_reason: str | None = None
     parent_run: str | None = None
     fork_seq: int | None = None
+    id_root: str | None = None
     pid: int | None = None
     host: str | None = None
+    resumed: int = 0
     agents: dict[str, AgentView] = field(default_factory=dict)
     artifacts: dict[str, ArtifactView] = field(default_factory=dict)
     by_type: dict[str, list[str]] = field(default_factory=dict)
@@ -123,11 +178,25 @@ class RunState:
     batches: dict[tuple[str, int], BatchView] = field(default_factory=dict)
     calls: dict[tuple[str, int], CallView] = field(default_factory=dict)
     predicate_errors: list[dict[str, Any]] = field(default_factory=list)
+    gates: dict[tuple[str, int], GateView] = field(default_factory=dict)
+    # AfterVisibility artifacts not yet released, with the time they are due.
+    unreleased: dict[str, float] = field(default_factory=dict)
+    expired_joins: list[dict[str, Any]] = field(default_factory=list)
+    circuit_trips: list[dict[str, Any]] = field(default_factory=list)
+    # Failed model-call attempts (model.attempt bodies with their seq), in log order.
+    model_attempts: list[dict[str, Any]] = field(default_factory=list)
+    # Tool calls keyed (task id, model call index, position).
+    tool_calls: dict[tuple[str, int, int], ToolCallView] = field(default_factory=dict)
     last_seq: int = 0
     last_ts: float = 0.0
     events: int = 0
 
     # Queries -------------------------------------------------------------
+
+    @property
+    def ids_run(self) -> str:
+        """The run id that task ids are derived from (a fork keeps its parent's)."""
+        return self.id_root or self.run_id
 
     def pending_tasks(self) -> list[TaskView]:
         """Tasks scheduled or started but not finished: the work a resume re-runs."""
@@ -138,7 +207,15 @@ class RunState:
         ]
 
     def has_pending_work(self) -> bool:
-        return bool(self.pending_tasks()) or any(b.members for b in self.batches.values())
+        return (
+            bool(self.pending_tasks())
+            or any(b.members for b in self.batches.values())
+            or bool(self.unreleased)
+        )
+
+    def waiting_gates(self) -> list[tuple[GateView, GroupView]]:
+        """Join/AND groups still waiting for members (the TUI and ``show`` list them)."""
+        return [(gv, g) for gv in self.gates.values() for g in gv.groups.values() if g.by_type]
 
     def tasks_by_status(self) -> dict[str, int]:
         out: dict[str, int] = {s.value: 0 for s in TaskStatus}

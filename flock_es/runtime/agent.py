@@ -11,7 +11,9 @@ from pydantic import BaseModel
 
 from flock_es.domain import registry
 from flock_es.domain.events import AgentSpec
-from flock_es.domain.subscriptions import BatchSpec, Predicate, Subscription
+from flock_es.domain.subscriptions import BatchSpec, JoinSpec, Predicate, Subscription
+from flock_es.domain.visibility import Identity, Visibility
+from flock_es.domain.visibility import to_dict as visibility_dict
 from flock_es.errors import DefinitionError
 
 if TYPE_CHECKING:
@@ -36,6 +38,23 @@ class Agent:
     settings: dict[str, Any] = field(default_factory=dict)
     self_trigger: bool = False
     _fn_wants_ctx: bool = False
+    labels: frozenset[str] = frozenset()
+    tenant: str | None = None
+    # Give the agent the earlier artifacts of its correlation (see ``with_context``).
+    with_context: bool = False
+    # Visibility of this agent's outputs: per type name, else the default (None = public).
+    output_visibility: dict[str, Any] | None = None
+    type_visibility: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Python functions the model may call (see ``with_tools``).
+    tools: list[Callable[..., Any]] = field(default_factory=list)
+    # How many outputs of a type a model agent answers with (``publishes(fan_out=N)``).
+    fan_out: dict[str, int] = field(default_factory=dict)
+
+    def identity(self) -> Identity:
+        return Identity(self.name, self.labels, self.tenant)
+
+    def visibility_for(self, type_name: str) -> dict[str, Any] | None:
+        return self.type_visibility.get(type_name, self.output_visibility)
 
     @property
     def kind(self) -> str:
@@ -50,6 +69,9 @@ class Agent:
             publishes=[t.__name__ for t in self.publishes],
             subscriptions=[s.spec() for s in self.subscriptions],
             max_concurrency=self.max_concurrency,
+            labels=sorted(self.labels),
+            tenant=self.tenant,
+            tools=[t.__name__ for t in self.tools],
         )
 
     async def call_function(self, ctx: AgentContext, inputs: list[BaseModel], batched: bool) -> Any:
@@ -112,18 +134,54 @@ class AgentBuilder:
         from_agents: Iterable[str] | str | None = None,
         tags: Iterable[str] | str | None = None,
         batch: BatchSpec | dict[str, Any] | None = None,
+        join: JoinSpec | None = None,
+        priority: int = 0,
+        channels: Iterable[str] | str | None = None,
     ) -> AgentBuilder:
-        """Subscribe to artifacts of ``types``; ``where`` filters them (one predicate or a list)."""
+        """Subscribe to artifacts of ``types``; ``where`` filters them (one predicate or a list).
+
+        Several types make an AND gate: ``.consumes(A, B)`` fires once one A and one B
+        are there, ``.consumes(A, A, B)`` needs two A and one B; the surplus waits
+        for the next firing. ``join=JoinSpec(by=..., within=...)`` pairs only
+        artifacts with equal keys. ``from_agents``/``tags`` (alias ``channels``)
+        route; ``batch`` collects; ``priority`` orders this subscription's tasks
+        ahead of lower ones when concurrency is limited.
+        """
+        if channels is not None:
+            extra = [channels] if isinstance(channels, str) else list(channels)
+            tags = [*([tags] if isinstance(tags, str) else list(tags or ())), *extra]
         sub = Subscription.build(
-            self.agent.name, len(self.agent.subscriptions), types, where, from_agents, tags, batch
+            self.agent.name,
+            len(self.agent.subscriptions),
+            types,
+            where,
+            from_agents,
+            tags,
+            batch,
+            join=join,
+            priority=priority,
         )
         for t in types:
             registry.register(t)
         self.agent.subscriptions.append(sub)
         return self._changed()
 
-    def publishes(self, *types: type[BaseModel]) -> AgentBuilder:
-        """The types this agent produces (a model agent answers with one of each)."""
+    def publishes(
+        self,
+        *types: type[BaseModel],
+        visibility: Visibility | dict[str, Any] | None = None,
+        fan_out: int | None = None,
+    ) -> AgentBuilder:
+        """The types this agent produces (a model agent answers with one of each).
+
+        ``visibility`` restricts who sees these outputs, e.g.
+        ``.publishes(Diagnosis, visibility=PrivateVisibility(agents={"doctor"}))``.
+        ``fan_out=N``: a model agent answers with N of each of these types.
+        """
+        if fan_out is not None and (
+            isinstance(fan_out, bool) or not isinstance(fan_out, int) or fan_out < 1
+        ):
+            raise DefinitionError(f"agent {self.agent.name!r}: fan_out must be an integer >= 1")
         if not types:
             raise DefinitionError(f"agent {self.agent.name!r}: .publishes() needs at least one type")
         for t in types:
@@ -134,6 +192,41 @@ class AgentBuilder:
             registry.register(t)
             if t not in self.agent.publishes:
                 self.agent.publishes.append(t)
+            if visibility is not None:
+                self.agent.type_visibility[t.__name__] = visibility_dict(visibility)
+            if fan_out is not None:
+                self.agent.fan_out[t.__name__] = fan_out
+        return self._changed()
+
+    def only_for(self, *agents: str) -> AgentBuilder:
+        """Publish every output privately to ``agents`` (``PrivateVisibility``)."""
+        if not agents or not all(isinstance(a, str) and a for a in agents):
+            raise DefinitionError(f"agent {self.agent.name!r}: .only_for() takes agent names")
+        self.agent.output_visibility = {"kind": "private", "agents": sorted(set(agents))}
+        return self._changed()
+
+    def labels(self, *labels: str) -> AgentBuilder:
+        """Labels this agent carries; it sees ``LabelledVisibility`` artifacts it has all labels of."""
+        if not all(isinstance(x, str) and x for x in labels):
+            raise DefinitionError(f"agent {self.agent.name!r}: .labels() takes non-empty strings")
+        self.agent.labels = self.agent.labels | frozenset(labels)
+        return self._changed()
+
+    def tenant(self, tenant_id: str) -> AgentBuilder:
+        """The tenant this agent belongs to; it sees ``TenantVisibility`` artifacts of it."""
+        if not isinstance(tenant_id, str) or not tenant_id:
+            raise DefinitionError(f"agent {self.agent.name!r}: .tenant() takes a non-empty string")
+        self.agent.tenant = tenant_id
+        return self._changed()
+
+    def with_context(self, enabled: bool = True) -> AgentBuilder:
+        """Also give the agent the earlier artifacts of its correlation, as Flock does.
+
+        Only artifacts this agent may see are included; their ids are recorded in
+        ``task.started`` and the model request, so resume and replay see the same.
+        A function agent finds them in ``ctx.context``.
+        """
+        self.agent.with_context = enabled
         return self._changed()
 
     def max_concurrency(self, n: int) -> AgentBuilder:
@@ -168,6 +261,24 @@ class AgentBuilder:
         """Use ``model`` for this agent instead of the Flock's; ``settings`` go to the call."""
         self.agent.model = model
         self.agent.settings.update(settings)
+        return self._changed()
+
+    def with_tools(self, tools: Iterable[Callable[..., Any]]) -> AgentBuilder:
+        """Let the model call these Python functions (litellm function calling).
+
+        Each tool's typed parameters become its JSON schema, its docstring the
+        description. Every call and result is recorded; resume and replay serve
+        the recorded result instead of calling the tool again. Example::
+
+            def lookup(ticker: str) -> float:
+                "Latest price of a stock."
+                return prices[ticker]
+
+            flock.agent("analyst").consumes(News).publishes(Note).with_tools([lookup])
+        """
+        from flock_es.models.tools import check_tools
+
+        self.agent.tools = check_tools(self.agent.name, [*self.agent.tools, *tools])
         return self._changed()
 
     def prevent_self_trigger(self, enabled: bool = True) -> AgentBuilder:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flock_es.runtime.store import AgentStore, Artifact
 
 
 @dataclass(slots=True)
@@ -24,3 +27,7 @@ class AgentContext:
     correlation_id: str | None = None
     call_index: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    # Earlier artifacts of the correlation this agent may see (agents built ``.with_context()``).
+    context: list[Artifact] = field(default_factory=list)
+    # The blackboard filtered by this agent's visibility.
+    store: AgentStore | None = None

@@ -22,26 +22,36 @@ from flock_es.domain import ids, registry
 from flock_es.domain.events import (
     Event,
     EventKind,
+    ModelAttempt,
     ModelCalled,
     ScheduleReason,
     TaskFailed,
+    ToolCalled,
     make_event,
     trusted_event,
 )
+from flock_es.domain.visibility import visible_to
 from flock_es.errors import OutputValidationError
 from flock_es.log.writer import LogWriter
 from flock_es.models.base import ModelClient, ModelRequest, ModelResponse
+from flock_es.models.redact import redact, redact_text
+from flock_es.models.retry import FailedAttempt, RetryPolicy, call_with_retries
+from flock_es.models.tools import run_tool
 from flock_es.projection.decide import (
     SubscriptionIndex,
     decide_artifact,
     decide_batch_flush,
+    decide_release,
     schedule,
 )
 from flock_es.projection.fold import apply
+from flock_es.projection.gates import decide_join_expiry
 from flock_es.projection.state import RunState, TaskView
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.context import AgentContext
 from flock_es.runtime.model_agent import run_model_agent
+from flock_es.runtime.priority import PrioritySemaphore
+from flock_es.runtime.store import AgentStore, artifact_of
 
 Listener = Callable[[list[Event]], None]
 INVOKE_SUB = -1
@@ -63,6 +73,8 @@ class Engine:
         state: RunState | None = None,
         max_concurrent_calls: int | None = None,
         record_only: bool = False,
+        retry: RetryPolicy | None = None,
+        max_agent_iterations: int | None = None,
     ) -> None:
         self.run_id = run_id
         self.writer = writer
@@ -74,18 +86,24 @@ class Engine:
         self.index = SubscriptionIndex.build(
             (s for a in agents.values() for s in a.subscriptions),
             allow_self=[a.name for a in agents.values() if a.self_trigger],
+            identities=[a.identity() for a in agents.values()],
+            max_iterations=max_agent_iterations,
         )
         self.objects: dict[str, BaseModel] = {}
         self.work: set[asyncio.Task[Any]] = set()
         self.timers: dict[tuple[str, int], asyncio.Task[None]] = {}
         self.listeners: list[Listener] = []
         self.agent_sems = {
-            a.name: asyncio.Semaphore(a.max_concurrency)
+            a.name: PrioritySemaphore(a.max_concurrency)
             for a in agents.values()
             if a.max_concurrency
         }
-        self.call_sem = asyncio.Semaphore(max_concurrent_calls) if max_concurrent_calls else None
+        self.call_sem = PrioritySemaphore(max_concurrent_calls) if max_concurrent_calls else None
+        # Like batch timers, join-window timers are work: run_until_idle waits for the expiry.
+        self.join_timers: dict[tuple[str, int, str], tuple[float, asyncio.Task[None]]] = {}
+        self.release_timers: dict[str, asyncio.Task[None]] = {}
         self.record_only = record_only
+        self.retry = retry or RetryPolicy()
         self.model_calls_made = 0
         self.invoke_waiters: dict[str, asyncio.Future[list[BaseModel]]] = {}
         self.unpublished: set[str] = set()
@@ -120,10 +138,21 @@ class Engine:
                 self.launch(e.body["task_id"])
             elif e.kind is EventKind.BATCH_BUFFERED and e.body.get("deadline") is not None:
                 self.arm(e.body["agent"], e.body["sub_index"])
+            elif e.kind is EventKind.GATE_BUFFERED and e.body.get("deadline") is not None:
+                b = e.body
+                self.arm_join(b["agent"], b["sub_index"], b["key"], b["deadline"])
+            elif e.kind is EventKind.ARTIFACT_PUBLISHED and e.body["id"] in self.state.unreleased:
+                self.arm_release(e.body["id"])
         for key, timer in list(self.timers.items()):
             if key not in self.state.batches:
                 timer.cancel()
                 self.timers.pop(key, None)
+        for tkey, (deadline, jt) in list(self.join_timers.items()):
+            gate = self.state.gates.get((tkey[0], tkey[1]))
+            group = gate.groups.get(tkey[2]) if gate is not None else None
+            if group is None or group.deadline != deadline:
+                jt.cancel()  # the group completed or expired: nothing left to time
+                self.join_timers.pop(tkey, None)
 
     # --- deciding --------------------------------------------------------
 
@@ -225,6 +254,58 @@ class Engine:
             await self.emit(events)
             return
 
+    def arm_join(self, agent: str, sub_index: int, key: str, deadline: float) -> None:
+        """Expire a join group when its time window passes (unless it completes first)."""
+        tkey = (agent, sub_index, key)
+        old = self.join_timers.get(tkey)
+        if old is not None:
+            if old[0] == deadline and not old[1].done():
+                return
+            old[1].cancel()
+        task = asyncio.create_task(self._join_timer(tkey, deadline), name=f"flock-es:join:{agent}")
+        self.join_timers[tkey] = (deadline, task)
+        self._track(task)
+
+    async def _join_timer(self, tkey: tuple[str, int, str], deadline: float) -> None:
+        await asyncio.sleep(max(0.0, deadline - time.time()))
+        if self.join_timers.get(tkey, (0.0, None))[1] is asyncio.current_task():
+            self.join_timers.pop(tkey, None)
+        events = decide_join_expiry(self.state, tkey[0], tkey[1], tkey[2], deadline, time.time())
+        if events:
+            await self.emit(events)
+
+    def arm_release(self, aid: str) -> None:
+        """Release an AfterVisibility artifact when its ttl passes; its consumers then fire."""
+        old = self.release_timers.get(aid)
+        if old is not None and not old.done():
+            return
+        task = asyncio.create_task(self._release(aid), name=f"flock-es:release:{aid}")
+        self.release_timers[aid] = task
+        self._track(task)
+
+    async def _release(self, aid: str) -> None:
+        due = self.state.unreleased.get(aid)
+        if due is None:
+            return
+        await asyncio.sleep(max(0.0, due - time.time()))
+        self.release_timers.pop(aid, None)
+        events = decide_release(self.state, self.index, aid, self.obj(aid), time.time())
+        await self.emit(events)
+
+    def stop_timers(self) -> None:
+        """Cancel join and release timers (a closing run records no more; resume re-arms them)."""
+        for _, t in self.join_timers.values():
+            t.cancel()
+        self.join_timers.clear()
+        for rt in self.release_timers.values():
+            rt.cancel()
+        self.release_timers.clear()
+
+    def _priority(self, task: TaskView, agent: Agent) -> int:
+        if 0 <= task.sub_index < len(agent.subscriptions):
+            return agent.subscriptions[task.sub_index].priority
+        return 0
+
     async def _run(self, task_id: str) -> None:
         task = self.state.tasks[task_id]
         agent = self.agents.get(task.agent)
@@ -235,29 +316,49 @@ class Engine:
         if sem is None:
             await self._execute(task, agent)
             return
-        async with sem:
+        async with sem.slot(self._priority(task, agent)):
             await self._execute(task, agent)
+
+    def _context_ids(self, task: TaskView, agent: Agent, corr: str | None) -> list[str]:
+        """Earlier artifacts of the correlation that ``agent`` may see (recorded once per task)."""
+        who = agent.identity()
+        if task.context is not None:
+            candidates = [i for i in task.context if i in self.state.artifacts]
+        elif corr is None:
+            return []
+        else:
+            skip = set(task.inputs)
+            candidates = [
+                a.id
+                for a in self.state.artifacts.values()
+                if a.correlation_id == corr and a.id not in skip and UNPUBLISHED_TAG not in a.tags
+            ]
+        arts = self.state.artifacts
+        return [i for i in candidates if visible_to(arts[i].visibility, who, arts[i].released)]
 
     async def _execute(self, task: TaskView, agent: Agent) -> None:
         attempt = task.attempt + 1
-        started = trusted_event(
-            self.run_id,
-            EventKind.TASK_STARTED,
-            {"task_id": task.id, "agent": agent.name, "attempt": attempt},
-            time.time(),
-        )
-        self._apply([started])
-        # Not awaited: the writer keeps order, so later events of this task commit after it.
-        self.writer.enqueue([started])
-        t0 = time.perf_counter()
         corr = next(
             (self.state.artifacts[i].correlation_id for i in task.inputs if i in self.state.artifacts),
             None,
         )
+        body: dict[str, Any] = {"task_id": task.id, "agent": agent.name, "attempt": attempt}
+        context = self._context_ids(task, agent, corr) if agent.with_context else None
+        if context is not None:
+            body["context"] = context
+        started = trusted_event(self.run_id, EventKind.TASK_STARTED, body, time.time())
+        self._apply([started])
+        # Not awaited: the writer keeps order, so later events of this task commit after it.
+        self.writer.enqueue([started])
+        t0 = time.perf_counter()
         ctx = AgentContext(
             run_id=self.run_id, task_id=task.id, agent=agent.name, attempt=attempt,
             input_ids=list(task.inputs), correlation_id=corr,
         )
+        ctx.store = AgentStore(lambda: self.state, agent.identity())
+        ctx.extra["priority"] = self._priority(task, agent)
+        if context:
+            ctx.context = [artifact_of(self.state.artifacts[i]) for i in context]
         try:
             inputs = [self.obj(i) for i in task.inputs]
             batched = self._batched(task, agent)
@@ -277,7 +378,16 @@ class Engine:
         now = time.time()
         tags = [UNPUBLISHED_TAG] if task.id in self.unpublished else []
         arts = [
-            self.artifact_event(o, ids.output_id(task.id, pos), agent.name, task.id, corr, tags, None, now)
+            self.artifact_event(
+                o,
+                ids.output_id(task.id, pos),
+                agent.name,
+                task.id,
+                corr,
+                tags,
+                agent.visibility_for(type(o).__name__),
+                now,
+            )
             for pos, o in enumerate(outputs)
         ]
         done = trusted_event(
@@ -311,8 +421,13 @@ class Engine:
     ) -> None:
         dur = (time.perf_counter() - t0) * 1000.0 if t0 is not None else 0.0
         body = TaskFailed(
-            task_id=task.id, agent=task.agent, error=error, error_type=error_type,
-            attempt=max(task.attempt, 1), duration_ms=dur, raw=raw,
+            task_id=task.id,
+            agent=task.agent,
+            error=redact_text(error),
+            error_type=error_type,
+            attempt=max(task.attempt, 1),
+            duration_ms=dur,
+            raw=redact_text(raw) if raw is not None else None,
         )
         await self.emit([make_event(self.run_id, body, time.time())])
         waiter = self.invoke_waiters.pop(task.id, None)
@@ -341,20 +456,49 @@ class Engine:
         rec = self.state.calls.get(key)
         if rec is not None:
             return ModelResponse(
-                content=rec.response, tokens_in=rec.tokens_in, tokens_out=rec.tokens_out,
-                cost=rec.cost, latency_ms=rec.latency_ms,
+                content=rec.response,
+                tokens_in=rec.tokens_in,
+                tokens_out=rec.tokens_out,
+                cost=rec.cost,
+                latency_ms=rec.latency_ms,
+                tool_calls=rec.tool_calls,
+                attempt=rec.attempt,
+                recorded=True,
             )
         if self.record_only:
             raise ReplayMiss(f"no recorded model call {key[1]} for task {key[0]} ({agent.name})")
         client = self.clients(agent)
-        async with self.call_sem if self.call_sem is not None else contextlib.nullcontext():
-            response = await client.complete(request)
+        priority = int(ctx.extra.get("priority", 0))
+
+        def slot() -> contextlib.AbstractAsyncContextManager[Any]:
+            sem = self.call_sem
+            return sem.slot(priority) if sem is not None else contextlib.nullcontext()
+
+        def failed(f: FailedAttempt) -> None:
+            self.record_attempt(ctx, agent, key[1], f)
+
+        # Each attempt holds a slot of the global cap; backoff waits between them do not.
+        response, attempt = await call_with_retries(
+            lambda: client.complete(request), self.retry, failed, slot
+        )
+        # What the agent sees is exactly what is recorded, so a replay matches.
+        response.content = redact_text(response.content)
+        response.tool_calls = redact(response.tool_calls)
+        response.attempt = attempt
         self.model_calls_made += 1
         body = ModelCalled(
-            task_id=ctx.task_id, agent=agent.name, call_index=key[1], model=request.model,
-            request=request.redacted(), response=response.content,
-            tokens_in=response.tokens_in, tokens_out=response.tokens_out,
-            cost=response.cost, latency_ms=response.latency_ms,
+            task_id=ctx.task_id,
+            agent=agent.name,
+            call_index=key[1],
+            model=request.model,
+            request=request.redacted(),
+            response=response.content,
+            tokens_in=response.tokens_in,
+            tokens_out=response.tokens_out,
+            cost=response.cost,
+            latency_ms=response.latency_ms,
+            tool_calls=response.tool_calls,
+            attempt=attempt,
         )
         # Queued at once, so the answer is durable with the very next group commit;
         # not awaited, because waiting would only delay the agent, not the write.
@@ -362,6 +506,65 @@ class Engine:
         self._apply([called])
         self.writer.enqueue([called])
         return response
+
+    def record_attempt(
+        self, ctx: AgentContext, agent: Agent, call_index: int, failed: FailedAttempt
+    ) -> None:
+        """Record a model-call attempt that gave no usable answer (``model.attempt``)."""
+        body = ModelAttempt(
+            task_id=ctx.task_id,
+            agent=agent.name,
+            call_index=call_index,
+            attempt=failed.attempt,
+            outcome=failed.outcome,
+            error=redact_text(failed.error),
+            status=failed.status,
+            will_retry=failed.will_retry,
+            retry_in=failed.retry_in,
+            latency_ms=failed.latency_ms,
+        )
+        event = make_event(self.run_id, body, time.time())
+        self._apply([event])
+        self.writer.enqueue([event])
+
+    async def call_tool(
+        self,
+        ctx: AgentContext,
+        agent: Agent,
+        call_index: int,
+        position: int,
+        call: dict[str, Any],
+    ) -> str:
+        """Run a tool the model asked for, or serve its recorded result (resume, replay).
+
+        Keyed (task id, model call index, position). The result is durable before
+        the model hears it, so a tool with side effects never runs twice for one call.
+        """
+        key = (ctx.task_id, call_index, position)
+        rec = self.state.tool_calls.get(key)
+        if rec is not None:
+            return rec.result
+        if self.record_only:
+            raise ReplayMiss(f"no recorded tool call {key[1]}.{key[2]} for task {key[0]}")
+        t0 = time.perf_counter()
+        result, error = await run_tool(agent.tools, str(call["name"]), str(call["arguments"]))
+        result = redact_text(result)
+        body = ToolCalled(
+            task_id=ctx.task_id,
+            agent=agent.name,
+            call_index=call_index,
+            position=position,
+            call_id=str(call.get("id", "")),
+            tool=str(call["name"]),
+            arguments=redact_text(str(call["arguments"])),
+            result=result,
+            error=redact_text(error) if error else None,
+            duration_ms=(time.perf_counter() - t0) * 1000.0,
+        )
+        event = make_event(self.run_id, body, time.time())
+        self._apply([event])
+        await self._commit([event])
+        return result
 
     # --- invoke & idle ---------------------------------------------------
 
@@ -394,9 +597,16 @@ class Engine:
         for key, buf in self.state.batches.items():
             if buf.deadline is not None:
                 self.arm(*key)
+        for (agent, sub_index), gate in self.state.gates.items():
+            for group in gate.groups.values():
+                if group.deadline is not None:
+                    self.arm_join(agent, sub_index, group.key, group.deadline)
+        for aid in list(self.state.unreleased):
+            self.arm_release(aid)
         return n
 
     async def cancel_all(self) -> None:
+        self.stop_timers()
         for t in list(self.work):
             t.cancel()
         if self.work:

@@ -8,7 +8,6 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel
 
@@ -21,10 +20,13 @@ from flock_es.domain.events import (
     RunStatus,
     make_event,
 )
+from flock_es.domain.visibility import VisibilityLike
+from flock_es.domain.visibility import to_dict as visibility_dict
 from flock_es.errors import ArtifactValidationError, DefinitionError, UserError
 from flock_es.log.schema import default_db_path
 from flock_es.log.writer import LogWriter
 from flock_es.models.base import ModelClient, resolve_client
+from flock_es.models.retry import RetryPolicy
 from flock_es.projection.state import RunState
 from flock_es.runtime.agent import Agent, AgentBuilder
 from flock_es.runtime.engine import Engine, Listener
@@ -52,6 +54,10 @@ class Flock:
     ``model``: a litellm model string, or ``offline`` (the default). ``db``: the
     database file (else ``$FLOCK_ES_DB``, else ``data/flock-es.db``).
     ``max_concurrent_calls`` caps model calls in flight across all agents.
+    ``retry`` (a ``RetryPolicy``) bounds retries, backoff and timeouts of model
+    calls and how often an answer that does not validate is sent back.
+    ``max_agent_iterations`` is a circuit breaker: no agent runs more often than
+    that in one run; a refused match is recorded as ``circuit.tripped``.
     """
 
     def __init__(
@@ -61,8 +67,18 @@ class Flock:
         db: str | Path | None = None,
         max_concurrent_calls: int | None = None,
         run_id: str | None = None,
+        max_agent_iterations: int | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.model = model or default_model()
+        self.retry = retry
+        if max_agent_iterations is not None and (
+            isinstance(max_agent_iterations, bool)
+            or not isinstance(max_agent_iterations, int)
+            or max_agent_iterations < 1
+        ):
+            raise DefinitionError("max_agent_iterations must be a positive integer")
+        self.max_agent_iterations = max_agent_iterations
         self.db_path = Path(db) if db is not None else default_db_path()
         if max_concurrent_calls is not None and max_concurrent_calls < 1:
             raise DefinitionError("max_concurrent_calls must be >= 1")
@@ -120,9 +136,11 @@ class Flock:
 
     def _client(self, agent: Agent) -> ModelClient:
         model = agent.model or self.model
-        client = self._clients.get(model)
+        # Settings may hold an agent's own api_base/api_key, which check() must see.
+        key = f"{model}\x00{agent.name}" if agent.settings else model
+        client = self._clients.get(key)
         if client is None:
-            client = self._clients[model] = resolve_client(model)
+            client = self._clients[key] = resolve_client(model, agent.settings)
         return client
 
     def check_models(self) -> None:
@@ -160,6 +178,8 @@ class Flock:
             state=self._initial_state,
             max_concurrent_calls=self.max_concurrent_calls,
             record_only=self._record_only,
+            max_agent_iterations=self.max_agent_iterations,
+            retry=self.retry,
         )
         engine.listeners.extend(self._listeners)
         self._engine = engine
@@ -190,11 +210,14 @@ class Flock:
         *,
         tags: Iterable[str] | None = None,
         correlation_id: str | None = None,
-        visibility: dict[str, Any] | None = None,
+        visibility: VisibilityLike = None,
     ) -> str:
         """Put ``obj`` on the blackboard; returns its artifact id once it is durable.
 
         Every matching agent is scheduled in the same transaction and starts right away.
+        ``tags`` route to ``.consumes(..., tags=...)``; ``correlation_id`` groups the
+        artifacts of one conversation (outputs inherit it); ``visibility`` is a
+        ``PublicVisibility``/``PrivateVisibility``/... (default public).
         """
         return (
             await self.publish_many(
@@ -208,7 +231,7 @@ class Flock:
         *,
         tags: Iterable[str] | None = None,
         correlation_id: str | None = None,
-        visibility: dict[str, Any] | None = None,
+        visibility: VisibilityLike = None,
     ) -> list[str]:
         """Publish several objects in one transaction; returns their ids."""
         items = list(objs)
@@ -217,8 +240,10 @@ class Flock:
                 raise ArtifactValidationError(
                     f"publish() takes pydantic model instances, got {type(o).__name__}"
                 )
+        vis = visibility_dict(visibility)
         engine = await self.start()
-        return await engine.publish_external(items, list(tags or ()), correlation_id, visibility)
+        tag_list = [tags] if isinstance(tags, str) else list(tags or ())
+        return await engine.publish_external(items, tag_list, correlation_id, vis)
 
     async def run_until_idle(self) -> None:
         """Return when no task is pending and no batch timer is armed.
@@ -254,6 +279,7 @@ class Flock:
         if status is None:
             status = RunStatus.FAILED if failed else RunStatus.COMPLETED
         body = RunFinished(status=status, failed_tasks=failed, reason=reason)
+        engine.stop_timers()
         try:
             await engine.emit([make_event(self.run_id, body, time.time())])
         finally:

@@ -1,19 +1,42 @@
-"""How a model agent turns its inputs into outputs: prompt, call, parse."""
+"""How a model agent turns its inputs into outputs.
+
+prompt -> call -> (tool calls -> results -> call again)* -> validate; an answer
+that does not validate goes back to the model with the error, a bounded number
+of times (``RetryPolicy.validation_retries``). Every call goes through
+``Engine.call_model`` and every tool through ``Engine.call_tool``, keyed
+(task id, call index), so resume and replay follow the same conversation from
+the record without calling anything.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from flock_es.errors import OutputValidationError
-from flock_es.models.base import ModelRequest
+from flock_es.models.base import ModelRequest, ModelResponse
 from flock_es.models.prompt import build_messages, output_schema, parse_output
+from flock_es.models.retry import FailedAttempt
+from flock_es.models.tools import tool_specs
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.context import AgentContext
 
 if TYPE_CHECKING:
     from flock_es.runtime.engine import Engine
+
+
+def retry_message(error: str) -> dict[str, Any]:
+    """What the model is told when its answer did not validate."""
+    return {
+        "role": "user",
+        "content": (
+            f"Your answer did not validate: {error}\n"
+            "Answer again with a single JSON object that validates against the schema, "
+            "and nothing else."
+        ),
+    }
 
 
 async def run_model_agent(
@@ -22,16 +45,98 @@ async def run_model_agent(
     """Ask the agent's model for one output of each published type, validated."""
     if not agent.publishes:
         raise OutputValidationError(f"agent {agent.name!r} has no .publishes(); nothing to ask for")
-    schema = output_schema(agent.publishes)
+    schema = output_schema(agent.publishes, agent.fan_out)
     payloads = [{"type": type(o).__name__, "payload": o.model_dump(mode="json")} for o in inputs]
-    request = ModelRequest(
-        model=agent.model or engine.default_model,
-        agent=agent.name,
-        description=agent.description,
-        inputs=payloads,
-        output_schema=schema,
-        messages=build_messages(agent.name, agent.description, payloads, schema),
-        settings=dict(agent.settings),
+    messages = build_messages(agent.name, agent.description, payloads, schema)
+    if ctx.context:
+        # Only what the engine let through the visibility filter reaches the model.
+        earlier = "\n".join(
+            f"- {a.type} (by {a.produced_by}): {json.dumps(a.payload, ensure_ascii=False)}"
+            for a in ctx.context
+        )
+        messages.insert(
+            1, {"role": "user", "content": "Earlier artifacts of this conversation:\n" + earlier}
+        )
+    tools = tool_specs(agent.tools) if agent.tools else []
+    policy = engine.retry
+    rounds = policy.validation_retries + 1
+    last: OutputValidationError | None = None
+    for round_no in range(1, rounds + 1):
+        response, call_index = await _answer(engine, ctx, agent, payloads, schema, messages, tools)
+        try:
+            return parse_output(response.content, agent.publishes, agent.fan_out)
+        except OutputValidationError as exc:
+            last = exc
+            will_retry = round_no < rounds
+            if not response.recorded:
+                engine.record_attempt(
+                    ctx,
+                    agent,
+                    call_index,
+                    FailedAttempt(
+                        round_no,
+                        "invalid_output",
+                        str(exc),
+                        None,
+                        will_retry,
+                        0.0,
+                        response.latency_ms,
+                    ),
+                )
+            messages = [
+                *messages,
+                {"role": "assistant", "content": response.content},
+                retry_message(str(exc)),
+            ]
+    assert last is not None
+    raise OutputValidationError(
+        f"the answer did not validate after {rounds} attempt(s): {last}", raw=last.raw
     )
-    response = await engine.call_model(ctx, agent, request)
-    return parse_output(response.content, agent.publishes)
+
+
+async def _answer(
+    engine: Engine,
+    ctx: AgentContext,
+    agent: Agent,
+    payloads: list[dict[str, Any]],
+    schema: dict[str, Any],
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
+) -> tuple[ModelResponse, int]:
+    """One answer of the model, after any tool calls it makes; ``messages`` grows in place."""
+    for _ in range(engine.retry.max_tool_rounds + 1):
+        request = ModelRequest(
+            model=agent.model or engine.default_model,
+            agent=agent.name,
+            description=agent.description,
+            inputs=payloads,
+            output_schema=schema,
+            messages=list(messages),
+            settings=dict(agent.settings),
+            tools=tools,
+        )
+        call_index = ctx.call_index
+        response = await engine.call_model(ctx, agent, request)
+        if not response.tool_calls or not tools:
+            return response, call_index
+        messages.append(
+            {
+                "role": "assistant",
+                "content": response.content or None,
+                "tool_calls": [
+                    {
+                        "id": tc["id"],
+                        "type": "function",
+                        "function": {"name": tc["name"], "arguments": tc["arguments"]},
+                    }
+                    for tc in response.tool_calls
+                ],
+            }
+        )
+        for pos, tc in enumerate(response.tool_calls):
+            result = await engine.call_tool(ctx, agent, call_index, pos, tc)
+            messages.append({"role": "tool", "tool_call_id": tc["id"], "content": result})
+    raise OutputValidationError(
+        f"agent {agent.name!r} still calling tools after {engine.retry.max_tool_rounds} rounds",
+        raw=json.dumps(response.tool_calls),
+    )

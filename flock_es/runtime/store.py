@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel
 
 from flock_es.domain import registry
+from flock_es.domain.visibility import Identity, visible_to
 
 if TYPE_CHECKING:
+    from flock_es.projection.state import ArtifactView, RunState
     from flock_es.runtime.flock import Flock
 
 M = TypeVar("M", bound=BaseModel)
@@ -74,3 +77,52 @@ class Store:
         """Every artifact of the run, in publication order."""
         state = self._flock.state
         return [a for t in list(state.by_type) for a in self._views(t)]
+
+
+def artifact_of(v: ArtifactView) -> Artifact:
+    return Artifact(v.id, v.type, v.payload, v.produced_by, v.correlation_id, tuple(v.tags), v.ts)
+
+
+class AgentStore:
+    """The blackboard as one agent may see it: ``ctx.store`` inside an agent function.
+
+    Every query is filtered by the agent's visibility (name, labels, tenant), so an
+    agent can never read a private artifact of another agent through the store.
+
+    Example::
+
+        async def review(draft: Draft, ctx: AgentContext) -> Review:
+            notes = await ctx.store.get_by_type(Note)   # only notes this agent may see
+    """
+
+    def __init__(self, state: Callable[[], RunState], who: Identity) -> None:
+        self._state = state
+        self._who = who
+
+    def _views(self, type_or_name: type[BaseModel] | str | None) -> list[Artifact]:
+        from flock_es.runtime.engine import UNPUBLISHED_TAG
+
+        state = self._state()
+        if type_or_name is None:
+            aids = [a for t in list(state.by_type) for a in state.by_type[t]]
+        else:
+            aids = list(state.by_type.get(registry.type_name(type_or_name), []))
+        out = []
+        for aid in aids:
+            v = state.artifacts[aid]
+            if UNPUBLISHED_TAG in v.tags or not visible_to(v.visibility, self._who, v.released):
+                continue
+            out.append(artifact_of(v))
+        return out
+
+    async def get_artifacts_by_type(self, type_or_name: type[BaseModel] | str) -> list[Artifact]:
+        """Visible artifacts of a type, in publication order."""
+        return self._views(type_or_name)
+
+    async def get_by_type(self, cls: type[M]) -> list[M]:
+        """Visible payloads of a type, as instances of ``cls``."""
+        return [cls.model_validate(a.payload) for a in self._views(cls)]
+
+    async def list(self) -> list[Artifact]:
+        """Every artifact of the run this agent may see."""
+        return self._views(None)

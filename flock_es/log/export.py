@@ -1,0 +1,167 @@
+"""Export a run as JSON Lines, and import such a file into another database.
+
+The file is self-describing and checks itself: a header line, one line per
+event, and a trailer with the event count. A file cut short (no trailer, or a
+count that does not match) or with a line that does not parse is refused as a
+whole, so a half-imported run never appears in a database.
+
+Example::
+
+    n = export_run(Path("data/flock-es.db"), "r-2026...", Path("run.jsonl"))
+    run_id, n = import_run(Path("run.jsonl"), Path("/tmp/colleague.db"))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic import ValidationError
+
+from flock_es.domain.events import BODY_MODELS, SCHEMA_VERSION, Event, EventKind, upcast
+from flock_es.errors import DatabaseError, ExportFormatError
+from flock_es.log.reader import LogReader
+from flock_es.log.schema import DB_SCHEMA_VERSION, check_database
+from flock_es.log.writer import LogWriter, dumps
+from flock_es.models.redact import redact
+
+FORMAT = "flock-es-export"
+FORMAT_VERSION = 1
+
+
+def _lines(reader: LogReader, run_id: str) -> Iterator[str]:
+    events = reader.events(run_id)
+    yield dumps(
+        {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "event_schema": SCHEMA_VERSION,
+            "db_schema": DB_SCHEMA_VERSION,
+            "run_id": run_id,
+            "events": len(events),
+        }
+    )
+    for e in events:
+        body = e.body
+        if e.kind is EventKind.MODEL_CALLED:
+            # Recorded requests are already redacted; an export leaves the machine, so again.
+            body = dict(body, request=redact(body.get("request", {})))
+        yield dumps(
+            {
+                "seq": e.seq,
+                "run_id": e.run_id,
+                "kind": e.kind.value,
+                "ts": e.ts,
+                "v": e.v,
+                "body": body,
+            }
+        )
+    yield dumps({"end": True, "events": len(events)})
+
+
+def export_run(reader: LogReader, run_id: str, out: IO[str]) -> int:
+    """Write ``run_id``'s events to ``out`` as JSON Lines; returns the number of events."""
+    n = -2
+    for line in _lines(reader, run_id):
+        out.write(line + "\n")
+        n += 1
+    return n
+
+
+def _bad(path: Path, lineno: int, what: str) -> ExportFormatError:
+    return ExportFormatError(f"{path}:{lineno}: {what}")
+
+
+def read_export(path: Path) -> tuple[str, list[Event]]:
+    """Parse and validate an export file; raises ExportFormatError naming the line."""
+    if not path.is_file():
+        raise ExportFormatError(f"{path}: no such export file")
+    events: list[Event] = []
+    header: dict[str, Any] | None = None
+    trailer: dict[str, Any] | None = None
+    try:
+        with path.open(encoding="utf-8") as f:
+            for lineno, raw in enumerate(f, start=1):
+                if not raw.strip():
+                    continue
+                if trailer is not None:
+                    raise _bad(path, lineno, "data after the end marker")
+                try:
+                    obj = json.loads(raw)
+                except json.JSONDecodeError as exc:
+                    raise _bad(path, lineno, f"not valid JSON ({exc.msg}); truncated?") from None
+                if not isinstance(obj, dict):
+                    raise _bad(path, lineno, "expected a JSON object")
+                if header is None:
+                    if obj.get("format") != FORMAT:
+                        raise _bad(path, lineno, "not a flock-es export (no header line)")
+                    if int(obj.get("version", 0)) > FORMAT_VERSION:
+                        raise _bad(path, lineno, "written by a newer flock-es; upgrade flock-es")
+                    header = obj
+                    continue
+                if obj.get("end") is True:
+                    trailer = obj
+                    continue
+                events.append(_event(path, lineno, obj, str(header.get("run_id"))))
+    except UnicodeDecodeError:
+        raise ExportFormatError(f"{path}: not a flock-es export (binary data)") from None
+    if header is None:
+        raise ExportFormatError(f"{path}: empty file, not a flock-es export")
+    if trailer is None:
+        raise ExportFormatError(
+            f"{path}: truncated export (no end marker after {len(events)} events)"
+        )
+    if trailer.get("events") != len(events) or header.get("events") != len(events):
+        raise ExportFormatError(
+            f"{path}: truncated or edited export: {len(events)} events, "
+            f"header says {header.get('events')}"
+        )
+    if not events or events[0].kind is not EventKind.RUN_STARTED:
+        raise ExportFormatError(f"{path}: the export does not start with run.started")
+    return str(header["run_id"]), events
+
+
+def _event(path: Path, lineno: int, obj: dict[str, Any], run_id: str) -> Event:
+    try:
+        kind = EventKind(obj["kind"])
+    except (KeyError, ValueError):
+        raise _bad(path, lineno, f"unknown event kind {obj.get('kind')!r}") from None
+    if obj.get("run_id") != run_id:
+        raise _bad(path, lineno, f"event of run {obj.get('run_id')!r} in an export of {run_id}")
+    body = obj.get("body")
+    ts = obj.get("ts")
+    v = obj.get("v", SCHEMA_VERSION)
+    if not isinstance(body, dict) or not isinstance(ts, int | float) or not isinstance(v, int):
+        raise _bad(path, lineno, "an event needs a body object, a numeric ts and a version")
+    if v > SCHEMA_VERSION:
+        raise _bad(path, lineno, f"event schema {v} is newer than this flock-es ({SCHEMA_VERSION})")
+    body = upcast(kind.value, v, body)
+    try:
+        BODY_MODELS[kind].model_validate(body)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        raise _bad(path, lineno, f"{kind.value} body: {loc}: {err.get('msg')}") from None
+    return Event(run_id=run_id, kind=kind, body=body, ts=float(ts), v=SCHEMA_VERSION)
+
+
+def import_run(path: Path, db: Path) -> tuple[str, int]:
+    """Load an export into ``db`` (created if needed) in one transaction."""
+    run_id, events = read_export(path)
+    if check_database(db, must_exist=False):
+        with LogReader(db) as reader:
+            if reader.first_seq(run_id):
+                raise DatabaseError(f"run {run_id} is already in {db}")
+    asyncio.run(_append(db, events))
+    return run_id, len(events)
+
+
+async def _append(db: Path, events: list[Event]) -> None:
+    writer = await LogWriter.open(db)
+    try:
+        await writer.append(events)
+    finally:
+        await writer.close()

@@ -1,0 +1,130 @@
+"""Python functions as model tools: their JSON schema, and calling them with the model's arguments.
+
+A tool is a plain or async function with type-annotated parameters; its
+docstring's first paragraph is the description the model sees. A plain
+``def`` runs in a worker thread, so a tool that blocks (HTTP, disk) does not
+stop the other agents.
+
+Example::
+
+    def get_weather(city: str, unit: Literal["C", "F"] = "C") -> str:
+        "Current weather in a city."
+        return f"18 {unit} in {city}"
+
+    flock.agent("reporter").consumes(Trip).publishes(Report).with_tools([get_weather])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, get_type_hints
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from flock_es.errors import DefinitionError
+
+Tool = Callable[..., Any]
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+
+@functools.lru_cache(maxsize=512)
+def _arguments_model(fn: Tool) -> type[BaseModel]:
+    try:
+        hints = get_type_hints(fn)
+    except Exception:
+        hints = {}
+    fields: dict[str, Any] = {}
+    for name, p in inspect.signature(fn).parameters.items():
+        if p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            continue
+        default = ... if p.default is inspect.Parameter.empty else p.default
+        fields[name] = (hints.get(name, Any), default)
+    return create_model(f"{fn.__name__}_arguments", __base__=_Args, **fields)
+
+
+def check_tools(agent: str, tools: Sequence[Tool]) -> list[Tool]:
+    """The tools, validated: callables with distinct names whose schema can be built."""
+    out: list[Tool] = []
+    names: set[str] = set()
+    for fn in tools:
+        if not callable(fn) or not hasattr(fn, "__name__"):
+            raise DefinitionError(f"agent {agent!r}: with_tools takes functions, got {fn!r}")
+        if fn.__name__ in names:
+            raise DefinitionError(f"agent {agent!r}: two tools are named {fn.__name__!r}")
+        try:
+            _arguments_model(fn).model_json_schema()
+        except Exception as exc:
+            raise DefinitionError(
+                f"agent {agent!r}: tool {fn.__name__!r} has parameters without a JSON schema: {exc}"
+            ) from None
+        names.add(fn.__name__)
+        out.append(fn)
+    return out
+
+
+def tool_spec(fn: Tool) -> dict[str, Any]:
+    """The OpenAI function-calling spec of ``fn`` (the format litellm takes)."""
+    schema = _arguments_model(fn).model_json_schema()
+    schema.pop("title", None)
+    doc = inspect.getdoc(fn) or ""
+    return {
+        "type": "function",
+        "function": {
+            "name": fn.__name__,
+            "description": doc.split("\n\n", 1)[0].strip() or fn.__name__,
+            "parameters": schema,
+        },
+    }
+
+
+def tool_specs(tools: Sequence[Tool]) -> list[dict[str, Any]]:
+    return [tool_spec(fn) for fn in tools]
+
+
+def result_text(value: Any) -> str:
+    """What the model is told a tool returned."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, BaseModel):
+        return value.model_dump_json()
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+async def run_tool(tools: Sequence[Tool], name: str, arguments: str) -> tuple[str, str | None]:
+    """Call the tool ``name`` with the model's JSON ``arguments``.
+
+    Returns ``(result, error)``. A bad call (unknown tool, arguments that do not
+    parse or validate, an exception in the tool) is not fatal: the error text
+    goes back to the model as the result, so it can correct itself.
+    """
+    fn = next((t for t in tools if t.__name__ == name), None)
+    if fn is None:
+        err = f"unknown tool {name!r}; available: {', '.join(t.__name__ for t in tools)}"
+        return f"error: {err}", err
+    try:
+        raw = json.loads(arguments or "{}")
+        if not isinstance(raw, dict):
+            raise ValueError("arguments must be a JSON object")
+        parsed = _arguments_model(fn).model_validate(raw)
+    except (ValueError, ValidationError) as exc:
+        err = f"bad arguments for {name}: {' '.join(str(exc).split())}"
+        return f"error: {err}", err
+    kwargs = {k: getattr(parsed, k) for k in type(parsed).model_fields}
+    try:
+        if inspect.iscoroutinefunction(fn):
+            value = await fn(**kwargs)
+        else:
+            value = await asyncio.to_thread(fn, **kwargs)
+            if inspect.isawaitable(value):
+                value = await value
+    except Exception as exc:
+        err = f"{name} raised {type(exc).__name__}: {exc}"
+        return f"error: {err}", err
+    return result_text(value), None

@@ -1,0 +1,444 @@
+"""Replay: re-execute a recorded run with the current code, offline, and compare.
+
+The replay walks the recorded log in commit order and folds it with the same
+``apply`` as every reader, so it always stands where the live run stood. At
+each decision the live run made, it decides again with the current program
+and compares:
+
+* every ``artifact.published``: the current subscriptions (``where``
+  predicates, batches, routing) are asked what it causes, and the answer must
+  equal the recorded ``task.scheduled`` / ``batch.buffered`` /
+  ``predicate.failed`` events it caused;
+* every finished task: the agent runs again on the recorded inputs (a
+  function agent with the current code; a model agent with its current prompt,
+  its answers served from the record only), and its outputs must equal the
+  recorded ones, in type and payload;
+* time-dependent decisions (a batch flushed by its timeout) are followed as
+  recorded, not decided again.
+
+Nothing is written anywhere: the replay is pure memory. No model is ever
+called: a call missing from the record is a divergence, not a network request.
+
+Example::
+
+    report = await Replayer(events, program.flock.agents).run()
+    print("identical" if report.identical else report.divergence)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, cast
+
+from pydantic import BaseModel
+
+from flock_es.domain.events import Event, EventKind, ScheduleReason
+from flock_es.log.writer import LogWriter, dumps
+from flock_es.models.base import ModelClient, ModelRequest, ModelResponse
+from flock_es.projection.decide import decide_artifact, decide_batch_flush, decide_release
+from flock_es.projection.fold import apply
+from flock_es.projection.state import RunState, TaskView
+from flock_es.runtime.agent import Agent
+from flock_es.runtime.context import AgentContext
+from flock_es.runtime.engine import (
+    UNPUBLISHED_TAG,
+    Engine,
+    ReplayMiss,
+    _check_types,
+    _normalise,
+)
+from flock_es.runtime.replay_report import (
+    DECISIONS,
+    Divergence,
+    ReplayReport,
+    describe_decision,
+    timeline_step,
+)
+from flock_es.runtime.store import AgentStore, artifact_of
+
+_TIMED = {ScheduleReason.BATCH_TIMEOUT.value, ScheduleReason.BATCH_FLUSH.value}
+
+
+class _NoModel:
+    """The client a replay hands out: it is never supposed to be asked anything."""
+
+    name = "replay"
+
+    def __init__(self) -> None:
+        self.requests = 0
+
+    def check(self) -> None:
+        return None
+
+    async def complete(self, request: ModelRequest) -> ModelResponse:
+        self.requests += 1
+        raise ReplayMiss("replay never calls a model")
+
+
+class _RequestChanged(Exception):
+    def __init__(self, key: tuple[str, int], expected: Any, actual: Any) -> None:
+        super().__init__(f"model call {key[1]} of task {key[0]}: the request changed")
+        self.key, self.expected, self.actual = key, expected, actual
+
+
+class _ReplayEngine(Engine):
+    """The live engine's agent and model-call code, with records as the only model."""
+
+    requests: dict[tuple[str, int], dict[str, Any]]
+    served = 0
+
+    async def call_model(
+        self, ctx: AgentContext, agent: Agent, request: ModelRequest
+    ) -> ModelResponse:
+        key = (ctx.task_id, ctx.call_index)
+        recorded = self.requests.get(key)
+        if recorded is not None:
+            now = json.loads(dumps(request.redacted()))
+            for part in ("messages", "output_schema"):
+                if recorded.get(part) != now.get(part):
+                    raise _RequestChanged(key, recorded.get(part), now.get(part))
+        response = await super().call_model(ctx, agent, request)
+        self.served += 1
+        return response
+
+
+@dataclass(slots=True)
+class _Outcome:
+    outputs: list[BaseModel] | None = None
+    error: str | None = None
+    error_type: str | None = None
+    divergence: tuple[str, Any, Any] | None = None
+
+
+def _decision(e: Event) -> str:
+    return f"{e.kind.value} {dumps(e.body)}"
+
+
+def recorded_decisions(events: list[Event], i: int) -> list[Event]:
+    """The decisions recorded for the artifact at ``events[i]``.
+
+    They follow it in its transaction, whose events share one timestamp (the
+    engine decides a whole unit at one ``now``); the task's own completion may
+    sit among them.
+    """
+    out = []
+    ts = events[i].ts
+    for e in events[i + 1 :]:
+        if e.ts != ts:
+            break
+        if e.kind is EventKind.TASK_COMPLETED:
+            continue
+        if e.kind not in DECISIONS:
+            break
+        out.append(e)
+    return out
+
+
+class Replayer:
+    """Walks a recorded run; ``run()`` returns the report."""
+
+    def __init__(
+        self, events: list[Event], agents: dict[str, Agent], state: RunState | None = None
+    ) -> None:
+        self.recorded = events
+        self.agents = agents
+        self.state = state if state is not None else RunState()
+        self.no_model = _NoModel()
+        run_id = events[0].run_id if events else ""
+        model = str(events[0].body.get("model", "offline")) if events else "offline"
+        self.engine = _ReplayEngine(
+            run_id,
+            cast(LogWriter, None),  # never written to: a replay records nothing
+            agents,
+            self._client,
+            model,
+            state=self.state,
+            record_only=True,
+        )
+        self.engine.requests = {}
+        self.completion: dict[str, Event] = {}
+        for e in events:
+            b = e.body
+            if e.kind is EventKind.MODEL_CALLED:
+                self.engine.requests.setdefault(
+                    (b["task_id"], b["call_index"]), b.get("request", {})
+                )
+            elif e.kind is EventKind.TASK_COMPLETED:
+                self.completion.setdefault(b["task_id"], e)
+        self.outcomes: dict[str, _Outcome] = {}
+        self.report = ReplayReport(run_id=run_id, events=len(events))
+
+    def _client(self, agent: Agent) -> ModelClient:
+        return self.no_model
+
+    async def run(self) -> ReplayReport:
+        t0 = time.perf_counter()
+        start = self.recorded[0].ts if self.recorded else 0.0
+        # A fork's inherited prefix was decided by its parent's code: replay the
+        # parent to check it. Here it is only folded.
+        inherited = int(self.recorded[0].body.get("inherited", 0)) if self.recorded else 0
+        for i, e in enumerate(self.recorded):
+            if 1 <= i <= inherited:
+                apply(self.state, e)
+                continue
+            div = await self._step(e, i)
+            if div is not None:
+                self._mark(div, i, start)
+                break
+            self.report.timeline.append(timeline_step(e, start))
+        if self.report.identical:
+            self.report.pending_at_end = len(self.state.pending_tasks())
+        self.report.model_calls = self.engine.model_calls_made + self.no_model.requests
+        self.report.served_calls = self.engine.served
+        self.report.seconds = time.perf_counter() - t0
+        return self.report
+
+    def _mark(self, div: Divergence, i: int, start: float) -> None:
+        """End the timeline at the divergence (a decision may sit a few events later)."""
+        self.report.identical = False
+        self.report.divergence = div
+        for e in self.recorded[i:]:
+            step = timeline_step(e, start)
+            if (e.seq or 0) >= div.seq:
+                step.ok = False
+                self.report.timeline.append(step)
+                return
+            self.report.timeline.append(step)
+
+    # --- one recorded event ------------------------------------------------
+
+    async def _step(self, e: Event, i: int) -> Divergence | None:
+        b = e.body
+        seq = e.seq or 0
+        if e.kind is EventKind.ARTIFACT_PUBLISHED:
+            div = await self._check_output(e) if b.get("task_id") else None
+            apply(self.state, e)
+            return div or self._check_decisions(e, i)
+        if e.kind is EventKind.ARTIFACT_RELEASED:
+            # The release is a time decision (followed); what it then triggers is checked.
+            return self._check_decisions(e, i)
+        if e.kind is EventKind.TASK_COMPLETED:
+            div = await self._check_completed(e)
+        elif e.kind is EventKind.TASK_FAILED and not b.get("will_retry"):
+            div = await self._check_failed(e)
+        elif e.kind is EventKind.TASK_SCHEDULED and b.get("reason") in _TIMED:
+            expected = decide_batch_flush(
+                self.state, b["agent"], b["sub_index"], ScheduleReason(b["reason"]), e.ts
+            )
+            got = [tuple(x.body["inputs"]) for x in expected]
+            div = None
+            if got != [tuple(b["inputs"])]:
+                div = Divergence(seq, "batch flushed by its timeout", b["inputs"], got, b["agent"])
+        else:
+            div = None
+        apply(self.state, e)
+        return div
+
+    def _check_decisions(self, e: Event, i: int) -> Divergence | None:
+        released = e.kind is EventKind.ARTIFACT_RELEASED
+        aid = e.body["artifact_id"] if released else e.body["id"]
+        view = self.state.artifacts.get(aid)
+        if view is None or UNPUBLISHED_TAG in view.tags:
+            if released:
+                apply(self.state, e)
+            return None
+        recorded = recorded_decisions(self.recorded, i)
+        try:
+            obj = self.engine.obj(aid)
+        except Exception as exc:
+            if released:
+                apply(self.state, e)
+            return Divergence(
+                e.seq or 0,
+                f"artifact {aid} cannot be rebuilt",
+                view.type,
+                str(exc),
+                view.produced_by,
+            )
+        # A live decision sees the artifact and the decisions of those before it in
+        # its transaction: exactly what the fold holds at this point of the walk.
+        if released:
+            decided = decide_release(self.state, self.engine.index, aid, obj, e.ts)[1:]
+            apply(self.state, e)
+        else:
+            decided = decide_artifact(self.state, self.engine.index, view, obj, e.ts)
+        self.report.decisions_checked += 1
+        exp = [_decision(x) for x in recorded]
+        got = [_decision(x) for x in decided]
+        if exp == got:
+            return None
+        k = next(
+            (
+                n
+                for n in range(max(len(exp), len(got)))
+                if n >= min(len(exp), len(got)) or exp[n] != got[n]
+            ),
+            0,
+        )
+        seq = (recorded[k].seq if k < len(recorded) else None) or e.seq or 0
+        first = recorded[k] if k < len(recorded) else decided[k]
+        expected = [describe_decision(x) for x in recorded]
+        actual = [describe_decision(x) for x in decided]
+        if expected == actual:  # the difference is in a detail the summary leaves out
+            expected, actual = exp, got
+        return Divergence(
+            seq,
+            f"what {view.type} {aid} (seq {e.seq}) triggers",
+            expected or "nothing",
+            actual or "nothing",
+            str(first.body.get("agent")),
+        )
+
+    async def _outcome(self, task_id: str, attempt: int) -> _Outcome:
+        done = self.outcomes.get(task_id)
+        if done is None:
+            done = self.outcomes[task_id] = await self._execute(self.state.tasks[task_id], attempt)
+            self.report.tasks_replayed += 1
+        return done
+
+    async def _execute(self, task: TaskView, attempt: int) -> _Outcome:
+        agent = self.agents.get(task.agent)
+        if agent is None:
+            return _Outcome(divergence=("agent", task.agent, "not defined in this program"))
+        corr = next(
+            (
+                self.state.artifacts[i].correlation_id
+                for i in task.inputs
+                if i in self.state.artifacts
+            ),
+            None,
+        )
+        ctx = AgentContext(
+            run_id=self.state.run_id,
+            task_id=task.id,
+            agent=agent.name,
+            attempt=attempt,
+            input_ids=list(task.inputs),
+            correlation_id=corr,
+        )
+        # As the live engine builds it; the context ids are the ones it recorded.
+        ctx.store = AgentStore(lambda: self.state, agent.identity())
+        ctx.extra["priority"] = self.engine._priority(task, agent)
+        if task.context:
+            arts = self.state.artifacts
+            ctx.context = [artifact_of(arts[i]) for i in task.context if i in arts]
+        try:
+            inputs = [self.engine.obj(i) for i in task.inputs]
+            if agent.function is not None:
+                batched = self.engine._batched(task, agent)
+                outputs = _normalise(await agent.call_function(ctx, inputs, batched))
+            else:
+                outputs = await self.engine._model_outputs(ctx, agent, inputs)
+            _check_types(agent, outputs)
+        except ReplayMiss as exc:
+            return _Outcome(divergence=("model call", "a recorded answer", f"{exc}"))
+        except _RequestChanged as exc:
+            return _Outcome(
+                divergence=(f"prompt of model call {exc.key[1]}", exc.expected, exc.actual)
+            )
+        except Exception as exc:
+            return _Outcome(error=str(exc) or type(exc).__name__, error_type=type(exc).__name__)
+        return _Outcome(outputs=outputs)
+
+    def _task_div(self, e: Event, out: _Outcome, task_id: str) -> Divergence | None:
+        agent = self.state.tasks[task_id].agent if task_id in self.state.tasks else None
+        if out.divergence is not None:
+            what, exp, got = out.divergence
+            return Divergence(e.seq or 0, f"task {task_id}: {what}", exp, got, agent, task_id)
+        return None
+
+    async def _check_output(self, e: Event) -> Divergence | None:
+        b = e.body
+        tid = b["task_id"]
+        done = self.completion.get(tid)
+        if tid not in self.state.tasks or done is None:
+            return None
+        out = await self._outcome(tid, int(done.body.get("attempt", 1)))
+        div = self._task_div(e, out, tid)
+        if div is not None:
+            return div
+        agent = self.state.tasks[tid].agent
+        expected = {"type": b["type"], "payload": b["payload"]}
+        if out.outputs is None:
+            return Divergence(
+                e.seq or 0,
+                f"task {tid} failed on replay",
+                expected,
+                f"{out.error_type}: {out.error}",
+                agent,
+                tid,
+            )
+        pos = done.body["outputs"].index(b["id"]) if b["id"] in done.body["outputs"] else -1
+        if not 0 <= pos < len(out.outputs):
+            return Divergence(
+                e.seq or 0, f"output {pos} of task {tid}", expected, "no such output", agent, tid
+            )
+        o = out.outputs[pos]
+        actual = {"type": type(o).__name__, "payload": json.loads(dumps(o.model_dump(mode="json")))}
+        if actual != expected:
+            return Divergence(
+                e.seq or 0, f"output {pos} of task {tid}", expected, actual, agent, tid
+            )
+        return None
+
+    async def _check_completed(self, e: Event) -> Divergence | None:
+        b = e.body
+        tid = b["task_id"]
+        if tid not in self.state.tasks:
+            return None
+        out = await self._outcome(tid, int(b.get("attempt", 1)))
+        div = self._task_div(e, out, tid)
+        if div is not None:
+            return div
+        if out.outputs is None:
+            return Divergence(
+                e.seq or 0,
+                f"task {tid} failed on replay",
+                "completed",
+                f"{out.error_type}: {out.error}",
+                b["agent"],
+                tid,
+            )
+        if len(out.outputs) != len(b["outputs"]):
+            return Divergence(
+                e.seq or 0,
+                f"number of outputs of task {tid}",
+                len(b["outputs"]),
+                len(out.outputs),
+                b["agent"],
+                tid,
+            )
+        return None
+
+    async def _check_failed(self, e: Event) -> Divergence | None:
+        b = e.body
+        tid = b["task_id"]
+        if tid not in self.state.tasks:
+            return None
+        out = await self._outcome(tid, int(b.get("attempt", 1)))
+        div = self._task_div(e, out, tid)
+        if div is not None:
+            return div
+        expected = f"failed: {b.get('error_type')}: {b.get('error')}"
+        if out.outputs is not None:
+            got = [type(o).__name__ for o in out.outputs]
+            return Divergence(
+                e.seq or 0,
+                f"task {tid} succeeded on replay",
+                expected,
+                f"completed with {got}",
+                b["agent"],
+                tid,
+            )
+        if out.error_type != b.get("error_type"):
+            return Divergence(
+                e.seq or 0,
+                f"error of task {tid}",
+                expected,
+                f"failed: {out.error_type}: {out.error}",
+                b["agent"],
+                tid,
+            )
+        return None

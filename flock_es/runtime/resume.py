@@ -1,0 +1,235 @@
+"""Resume and fork: continue a recorded run, or branch a new one off it.
+
+Both start from the fold of the log. Resume hands the folded state to the
+program's ``Flock`` (which then skips ``run.started``), records ``run.resumed``
+and re-launches every task that was scheduled or started but not finished;
+batch timers are re-armed from their recorded deadlines. Model calls already
+recorded for a task are served from the record by ``(task id, call index)``.
+
+A fork copies the parent's events up to the fork point into a new run, so the
+child's log is self-contained (it can be exported and replayed on its own).
+It keeps the parent's id namespace (``id_root``), so inherited tasks keep
+their ids and a re-executed inherited task produces the same artifact ids.
+
+Example::
+
+    state = load_run(reader, "r-2026...")
+    flock = program.flock
+    prepare_resume(flock, state, db)
+    await drive(flock, start_resumed(flock), progress=None)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+from pathlib import Path
+
+from flock_es import __version__
+from flock_es.domain import ids
+from flock_es.domain.events import (
+    Event,
+    EventKind,
+    RunResumed,
+    RunStarted,
+    RunStatus,
+    ScheduleReason,
+    make_event,
+)
+from flock_es.errors import UserError
+from flock_es.log.reader import LogReader
+from flock_es.log.writer import LogWriter
+from flock_es.projection.fold import fold
+from flock_es.projection.state import RunState
+from flock_es.runtime.flock import Flock
+
+_RUN_KINDS = {EventKind.RUN_STARTED, EventKind.RUN_FINISHED, EventKind.RUN_RESUMED}
+_UNIT_KINDS = {
+    EventKind.ARTIFACT_PUBLISHED,
+    EventKind.ARTIFACT_RELEASED,
+    EventKind.TASK_COMPLETED,
+    EventKind.TASK_SCHEDULED,
+    EventKind.BATCH_BUFFERED,
+    EventKind.PREDICATE_FAILED,
+    EventKind.GATE_BUFFERED,
+    EventKind.JOIN_EXPIRED,
+    EventKind.CIRCUIT_TRIPPED,
+}
+_TRIGGERED = {ScheduleReason.MATCH.value, ScheduleReason.BATCH_SIZE.value}
+
+
+class AtOutOfRange(UserError):
+    """``--at SEQ`` is outside the run."""
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether process ``pid`` exists on this machine (a zombie counts as dead)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+def live_status(status: str | None, pid: int | None, host: str | None) -> str:
+    """The status to show: a "running" run whose process is gone is "interrupted".
+
+    A run on another host cannot be checked and stays "running".
+    """
+    if status and status != RunStatus.RUNNING.value:
+        return status
+    if host is not None and host != socket.gethostname():
+        return RunStatus.RUNNING.value
+    return RunStatus.RUNNING.value if pid_alive(pid) else RunStatus.INTERRUPTED.value
+
+
+def check_at(reader: LogReader, run_id: str, at: int | None) -> int | None:
+    """Validate ``--at SEQ`` against the run's range of sequence numbers."""
+    if at is None:
+        return None
+    first, last = reader.first_seq(run_id), reader.last_seq(run_id)
+    if at > last:
+        raise AtOutOfRange(f"--at {at} is beyond the end of run {run_id} (last seq {last})")
+    if at < first:
+        raise AtOutOfRange(f"--at {at} is before the start of run {run_id} (first seq {first})")
+    return at
+
+
+def load_run(reader: LogReader, run_id: str, at: int | None = None) -> RunState:
+    """The folded state of ``run_id`` (up to and including seq ``at``)."""
+    return fold(reader.iter_events(run_id, until=check_at(reader, run_id, at)))
+
+
+def resumable_work(state: RunState) -> int:
+    """Tasks to re-run plus timers to re-arm (batch timeouts, join windows, releases)."""
+    timers = sum(1 for b in state.batches.values() if b.members and b.deadline is not None)
+    timers += sum(
+        1 for g in state.gates.values() for grp in g.groups.values() if grp.deadline is not None
+    )
+    return len(state.pending_tasks()) + timers + len(state.unreleased)
+
+
+def nothing_to_resume(state: RunState) -> bool:
+    """A finished run with no work left (an interrupted one is always resumable)."""
+    finished = state.finished_status in (RunStatus.COMPLETED.value, RunStatus.FAILED.value)
+    return finished and resumable_work(state) == 0
+
+
+def prepare(flock: Flock, state: RunState, db: Path, model: str | None, program: Path) -> None:
+    """Point ``flock`` (freshly loaded from the program) at the recorded run."""
+    flock.run_id = state.run_id
+    flock.db_path = db
+    flock.model = model or state.model or flock.model
+    flock.program = program.resolve()
+    flock.parent_run = state.parent_run
+    flock.fork_seq = state.fork_seq
+    flock._initial_state = state
+
+
+async def start_resumed(flock: Flock, record: bool = True) -> int:
+    """Start the engine on the folded state, record ``run.resumed``, re-launch the work."""
+    engine = await flock.start()
+    if record:
+        program = flock.program
+        body = RunResumed(
+            program=str(program) if program else None,
+            program_hash=program_hash(program),
+            model=flock.model,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            pending_tasks=len(engine.state.pending_tasks()),
+        )
+        await engine.emit([make_event(flock.run_id, body, time.time())])
+    return engine.resume_pending()
+
+
+def program_hash(path: Path | None) -> str | None:
+    if path is None or not path.is_file():
+        return None
+    return ids.content_hash(path.read_bytes())
+
+
+# --- fork ------------------------------------------------------------------
+
+
+def unit_end(events: list[Event], at: int) -> int:
+    """Move ``at`` forward to the end of the transaction it falls in.
+
+    The writer never splits a unit (an agent's outputs, its completion and the
+    schedules they cause; or a publish and its schedules), so a fork must not
+    either: all events of a unit share one timestamp, and a decision follows
+    the artifact that caused it.
+    """
+    prefix = [e for e in events if e.seq is not None and e.seq <= at]
+    if not prefix:
+        return at
+    rest = events[len(prefix) :]
+    unit_ts = prefix[-1].ts if prefix[-1].kind in _UNIT_KINDS else None
+    seen = {e.body["id"] for e in prefix if e.kind is EventKind.ARTIFACT_PUBLISHED}
+    for e in rest:
+        trigger = _trigger(e)
+        same_unit = unit_ts is not None and e.ts == unit_ts and e.kind in _UNIT_KINDS
+        if not same_unit and not (trigger is not None and trigger in seen):
+            break
+        if e.kind is EventKind.ARTIFACT_PUBLISHED:
+            seen.add(e.body["id"])
+        at = e.seq if e.seq is not None else at
+    return at
+
+
+def _trigger(e: Event) -> str | None:
+    """The artifact whose publication decided ``e``, for decision events."""
+    b = e.body
+    if e.kind is EventKind.TASK_SCHEDULED and b.get("reason") in _TRIGGERED and b.get("inputs"):
+        return str(b["inputs"][-1])
+    if e.kind in (EventKind.BATCH_BUFFERED, EventKind.PREDICATE_FAILED, EventKind.GATE_BUFFERED):
+        return str(b.get("artifact_id"))
+    return None
+
+
+def fork_events(
+    parent: list[Event], parent_state: RunState, at: int, flock: Flock, model: str
+) -> list[Event]:
+    """The child's first events: its ``run.started``, then the parent's prefix, re-labelled."""
+    program = flock.program
+    started = RunStarted(
+        program=str(program) if program else None,
+        program_hash=program_hash(program),
+        model=model,
+        agents=[a.spec() for a in flock.agents.values()],
+        parent_run=parent_state.run_id,
+        fork_seq=at,
+        id_root=parent_state.ids_run,
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        version=__version__,
+    )
+    child = flock.run_id
+    out: list[Event] = []
+    for e in parent:
+        if e.seq is None or e.seq > at:
+            break
+        if e.kind in _RUN_KINDS:
+            continue
+        out.append(Event(run_id=child, kind=e.kind, body=e.body, ts=e.ts, v=e.v))
+    started = started.model_copy(update={"inherited": len(out)})
+    return [make_event(child, started, time.time()), *out]
+
+
+async def write_fork(db: Path, events: list[Event]) -> None:
+    """Write the child's inherited prefix in one transaction."""
+    writer = await LogWriter.open(db)
+    try:
+        await writer.append(events)
+    finally:
+        await writer.close()

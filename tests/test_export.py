@@ -1,0 +1,94 @@
+"""``flock-es export`` / ``import``: a run travels to another database and replays there."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLES, run_cli
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("export")
+    db = tmp / "src.db"
+    assert run_cli(["run", EXAMPLES / "pipeline.py", "--db", db, "-q"]).returncode == 0
+    out = tmp / "run.jsonl"
+    res = run_cli(["export", "latest", "--db", db, "-o", out])
+    assert res.returncode == 0, res.stderr
+    return db, out
+
+
+def test_export_import_then_show_and_replay_on_the_copy(
+    exported: tuple[Path, Path], tmp_path: Path
+) -> None:
+    src, file = exported
+    lines = file.read_text().splitlines()
+    header, trailer = json.loads(lines[0]), json.loads(lines[-1])
+    assert header["format"] == "flock-es-export" and trailer == {
+        "end": True,
+        "events": len(lines) - 2,
+    }
+
+    dst = tmp_path / "colleague.db"
+    out = run_cli(["import", file, "--db", dst])
+    assert out.returncode == 0, out.stderr
+    assert header["run_id"] in out.stdout
+
+    a = json.loads(run_cli(["show", "latest", "--db", src, "--json", "--payloads"]).stdout)
+    b = json.loads(run_cli(["show", "latest", "--db", dst, "--json", "--payloads"]).stdout)
+    for key in ("run_id", "status", "tasks", "totals", "batches", "program"):
+        assert a[key] == b[key]
+    strip = {t: [x["payload"] for x in v["artifacts"]] for t, v in a["artifacts"].items()}
+    assert strip == {t: [x["payload"] for x in v["artifacts"]] for t, v in b["artifacts"].items()}
+
+    replay = run_cli(["replay", "latest", "--db", dst, "--json", "--no-timeline"])
+    assert replay.returncode == 0, replay.stderr
+    assert json.loads(replay.stdout)["model_calls"] == 0
+
+    again = run_cli(["import", file, "--db", dst])
+    assert again.returncode == 2 and "already in" in again.stderr
+
+
+def test_export_to_stdout_has_no_secrets(exported: tuple[Path, Path]) -> None:
+    src, _ = exported
+    out = run_cli(["export", "latest", "--db", src])
+    assert out.returncode == 0
+    assert out.stdout.count("\n") > 100
+    assert "sk-" not in out.stdout and "Bearer" not in out.stdout
+
+
+def test_broken_exports_are_refused_whole(exported: tuple[Path, Path], tmp_path: Path) -> None:
+    _, file = exported
+    text = file.read_text()
+    lines = text.splitlines(keepends=True)
+    cases = {
+        "cut.jsonl": (text[: len(text) // 2], "not valid JSON"),
+        "no_end.jsonl": ("".join(lines[:-1]), "truncated export"),
+        "dropped.jsonl": ("".join(lines[:5] + lines[6:]), "truncated or edited"),
+        "garbage.jsonl": (
+            "".join(lines[:3]) + "{oops\n" + "".join(lines[3:]),
+            ":4: not valid JSON",
+        ),
+        "kind.jsonl": (
+            "".join(lines[:2]) + lines[2].replace('"kind":"', '"kind":"x.') + "".join(lines[3:]),
+            "unknown event kind",
+        ),
+        "body.jsonl": (
+            "".join(lines[:1]) + lines[1].replace('"model":', '"modelx":', 1) + "".join(lines[2:]),
+            "run.started body",
+        ),
+        "empty.jsonl": ("", "empty file"),
+        "other.jsonl": ('{"hello": 1}\n', "not a flock-es export"),
+    }
+    dst = tmp_path / "dst.db"
+    for name, (content, message) in cases.items():
+        bad = tmp_path / name
+        bad.write_text(content)
+        out = run_cli(["import", bad, "--db", dst])
+        assert out.returncode == 2, name
+        assert message in out.stderr and name in out.stderr, (name, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1
+    assert not dst.exists() or "no runs" in run_cli(["runs", "--db", dst]).stdout

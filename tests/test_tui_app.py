@@ -1,0 +1,295 @@
+"""Pilot tests of ``flock-es tui``: the real Textual app on a real SQLite log."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from textual.widgets import Static
+
+from flock_es.domain.events import EventKind
+from tests.conftest import EXAMPLES, cli_env
+from tests.tui_logs import NEWS_RUN, T0, news_events, write_news_log
+from tui import MonitorApp
+from tui.screens import DetailScreen, HelpScreen
+from tui.widgets import DiffTable
+
+SIZE = (120, 40)
+
+
+def frozen() -> float:
+    return T0 + 100.0
+
+
+async def settle(pilot, app: MonitorApp, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    await pilot.pause()
+    while not app.monitor.caught_up and time.monotonic() < deadline:
+        await pilot.pause(0.05)
+    await pilot.pause()
+
+
+def keys_of(table: DiffTable) -> list[str]:
+    return [str(k.value) for k in table.rows]
+
+
+def five_of_eight_seq() -> int:
+    """The seq at which the editor's batch held 5 of its 8 analyses."""
+    buffered = [e for e in news_events() if e.kind is EventKind.BATCH_BUFFERED]
+    return news_events().index(buffered[4]) + 1
+
+
+@pytest.fixture
+def news_db(tmp_path: Path) -> Path:
+    db = tmp_path / "news.db"
+    write_news_log(db)
+    return db
+
+
+async def test_number_keys_and_tab_switch_views(news_db: Path) -> None:
+    app = MonitorApp(news_db, clock=frozen)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        assert app.view == "agents"
+        for key, view in zip(
+            "1234567",
+            ("runs", "agents", "tasks", "artifacts", "batches", "log", "timeline"),
+            strict=True,
+        ):
+            await pilot.press(key)
+            assert app.view == view
+        await pilot.press("tab")
+        assert app.view == "runs"
+        await pilot.press("shift+tab")
+        assert app.view == "timeline"
+        await pilot.press("escape")
+        assert app.view == "agents"
+
+
+async def test_agents_table_shows_the_fold(news_db: Path) -> None:
+    app = MonitorApp(news_db, clock=frozen)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        agents = app.table("agents")
+        assert keys_of(agents)[:2] == ["world_analyst", "technology_analyst"]
+        assert keys_of(agents)[-1] == "editor"
+        row = agents.rows_by_key["editor"]
+        assert row[:5] == ("editor", "idle", "1", "0", "0")
+        assert row[6] == "1800"  # tokens in + out
+        assert app.table("tasks").row_count == 0
+        assert app.table("log").row_count == len(news_events())
+
+
+async def test_artifact_selection_shows_payload_and_drills_down(news_db: Path) -> None:
+    app = MonitorApp(news_db, clock=frozen)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("4")
+        table = app.table("artifacts")
+        assert keys_of(table)[-1] == "a-news-digest-000001"
+        await pilot.press(*["down"] * 9)
+        await pilot.pause()
+        assert table.selected_key == "a-news-digest-000001"
+        payload = app.query_one("#payload", Static).content.code  # type: ignore[union-attr]
+        assert "total_analysts" in payload
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, DetailScreen)
+        assert app.screen.data["total_analysts"] == 8
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, DetailScreen)
+
+
+async def test_filter_by_agent_type_and_text(news_db: Path) -> None:
+    app = MonitorApp(news_db, clock=frozen)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("slash")
+        await pilot.press(*"agent:editor", "enter")
+        await pilot.pause()
+        assert keys_of(app.table("agents")) == ["editor"]
+        assert keys_of(app.table("artifacts")) == ["a-news-digest-000001"]
+        assert all(r[3] == "editor" for r in app.table("log").rows_by_key.values())
+        await pilot.press("escape")  # clears the filter
+        await pilot.pause()
+        assert app.table("agents").row_count == 9
+        app.set_filter("type:newsanalysis")
+        await pilot.pause()
+        assert app.table("artifacts").row_count == 8
+        app.set_filter("sports")
+        await pilot.pause()
+        assert keys_of(app.table("agents")) == ["sports_analyst"]
+
+
+async def test_time_travel_shows_the_batch_holding_five_of_eight(news_db: Path) -> None:
+    seq = five_of_eight_seq()
+    app = MonitorApp(news_db, NEWS_RUN, at=seq, clock=frozen)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        assert app.monitor.position == seq
+        assert app.table("batches").rows_by_key["editor[0]"][3] == "5/8"
+        assert app.table("tasks").row_count == 3  # three analysts still running
+        assert app.table("artifacts").row_count == 6  # the news and five analyses
+        assert app.table("log").row_count == seq
+        await pilot.press("right_square_bracket")
+        assert app.monitor.position == seq + 1
+        await pilot.press("left_square_bracket", "left_square_bracket")
+        assert app.monitor.position == seq - 1
+        assert app.table("artifacts").row_count == 6
+        await pilot.press("less_than_sign")
+        assert app.monitor.position == 1
+        assert app.table("artifacts").row_count == 0
+        assert app.table("agents").row_count == 9
+        await pilot.press("right_curly_bracket")
+        assert app.monitor.position == 11
+        assert app.table("tasks").row_count == 8
+        await pilot.press("f")  # follow: back to live
+        await pilot.pause()
+        assert app.monitor.at is None
+        assert app.table("tasks").row_count == 0
+        assert app.table("artifacts").row_count == 10
+
+
+async def test_pause_freezes_and_scrub_bar_seeks(news_db: Path) -> None:
+    app = MonitorApp(news_db, clock=frozen)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("p")
+        assert app.monitor.at == app.monitor.cursor
+        await pilot.press("p")
+        assert app.monitor.at is None
+        app.action_seek(0.5)
+        await pilot.pause()
+        assert app.monitor.index == round(0.5 * (len(news_events()) - 1)) + 1
+
+
+async def test_help_lists_every_binding_and_palette_switches_view(news_db: Path) -> None:
+    app = MonitorApp(news_db, clock=frozen)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, HelpScreen)
+        descriptions = {b.description for b in app.screen.bindings}  # type: ignore[union-attr]
+        assert {"Help", "Filter", "Follow", "Pause", "Open", "Back", "Quit"} <= descriptions
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"View: Timeline")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.view == "timeline"
+
+
+async def test_drill_down_task_agent_event_and_runs(tmp_path: Path) -> None:
+    db = tmp_path / "two.db"
+    await asyncio.to_thread(write_news_log, db, 18)  # unfinished: analysts still running
+    await asyncio.to_thread(write_news_log, db, None, "r-20250101-120100-news01", T0 + 60)
+    app = MonitorApp(db, clock=lambda: T0 + 2.0)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        assert app.monitor.run_id == "r-20250101-120100-news01"
+        await pilot.press("1")
+        runs = app.table("runs")
+        assert keys_of(runs) == [NEWS_RUN, "r-20250101-120100-news01"]
+        runs.move_cursor(row=0)
+        await pilot.press("enter")
+        await settle(pilot, app)
+        assert app.monitor.run_id == NEWS_RUN
+        assert app.view == "agents"
+        await pilot.press("3")
+        assert app.table("tasks").row_count == 8
+        elapsed = app.table("tasks").rows_by_key["t-techno-analyst-000"][4]
+        assert elapsed == "2.0s"  # the frozen clock minus task.started
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, DetailScreen)
+        assert app.screen.data["agent"] == "world_analyst"
+        await pilot.press("escape", "2", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, DetailScreen)
+        assert app.screen.data["agent"] == "world_analyst"
+        await pilot.press("escape", "6", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, DetailScreen)
+        assert app.screen.data["body"]["model"] == "offline?latency=3"
+
+
+async def test_switches_to_a_new_run_when_one_starts(news_db: Path) -> None:
+    app = MonitorApp(news_db, clock=frozen, poll_seconds=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        assert app.monitor.run_id == NEWS_RUN
+        await asyncio.to_thread(write_news_log, news_db, None, "r-20250101-120200-news02", T0 + 120)
+        deadline = time.monotonic() + 10
+        while app.monitor.run_id == NEWS_RUN and time.monotonic() < deadline:
+            await pilot.pause(0.05)
+        await settle(pilot, app)
+        assert app.monitor.run_id == "r-20250101-120200-news02"
+        assert app.table("artifacts").row_count == 10
+        assert app.table("runs").row_count == 2
+
+
+async def test_too_small_terminal_shows_a_message_not_a_crash(news_db: Path) -> None:
+    app = MonitorApp(news_db, clock=frozen)
+    async with app.run_test(size=(60, 20)) as pilot:
+        await settle(pilot, app)
+        msg = app.query_one("#too-small")
+        assert msg.display
+        assert "terminal too small: 60x20" in str(msg.content)
+        await pilot.resize_terminal(100, 30)
+        await pilot.pause()
+        assert not msg.display
+        assert app.query_one("#main").display
+
+
+async def test_follows_a_live_run_in_another_process(news_db: Path, tmp_path: Path) -> None:
+    """`flock-es run` writes from a subprocess; the TUI switches to it and sees it progress."""
+    app = MonitorApp(news_db, poll_seconds=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "flock_es.cli.app",
+                "run",
+                str(EXAMPLES / "news.py"),
+                "-m",
+                "offline?latency=0.3",
+                "--db",
+                str(news_db),
+                "-q",
+            ],
+            cwd=tmp_path,
+            env=cli_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            most_in_flight = 0
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                await pilot.pause(0.02)
+                if app.monitor.run_id != NEWS_RUN:
+                    most_in_flight = max(most_in_flight, app.table("tasks").row_count)
+                    if app.monitor.state.finished_status and app.monitor.caught_up:
+                        break
+            await settle(pilot, app)
+        finally:
+            proc.wait(timeout=60)
+        assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+        s = app.monitor.state
+        assert app.monitor.run_id != NEWS_RUN
+        assert s.finished_status == "completed"
+        assert most_in_flight == 8  # the eight analysts were on screen together
+        assert s.artifact_counts() == {"BreakingNews": 1, "NewsAnalysis": 8, "NewsDigest": 1}
+        assert app.table("artifacts").row_count == 10
+        assert app.table("log").row_count == s.events

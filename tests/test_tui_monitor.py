@@ -1,0 +1,105 @@
+"""The monitor's model without widgets: the same fold, time travel, following."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+from flock_es.cli.loader import load_program
+from flock_es.log.reader import LogReader
+from flock_es.projection.fold import fold
+from tests.conftest import EXAMPLES
+from tests.tui_logs import NEWS_RUN, news_events, write_news_log
+from tui import rows
+from tui.monitor import Monitor
+
+
+def comparable(state: object) -> dict[str, object]:
+    return dataclasses.asdict(state)  # type: ignore[call-overload, no-any-return]
+
+
+async def run_news(db: Path) -> str:
+    program = load_program(EXAMPLES / "news.py")
+    flock = program.flock
+    flock.db_path = db
+    await program.main()  # type: ignore[misc]
+    await flock.close()
+    return flock.run_id
+
+
+def test_monitor_folds_a_real_run_like_everyone_else(tmp_path: Path) -> None:
+    db = tmp_path / "real.db"
+    run_id = asyncio.run(run_news(db))
+    with LogReader(db) as log:
+        monitor = Monitor(log, chunk=7)  # small chunks: the incremental path
+        assert monitor.run_id == run_id
+        polls = 0
+        while monitor.poll():
+            polls += 1
+        assert polls > 5
+        expected = fold(log.events(run_id))
+        assert comparable(monitor.live) == comparable(expected)
+        assert monitor.live.artifact_counts() == {
+            "BreakingNews": 1,
+            "NewsAnalysis": 8,
+            "NewsDigest": 1,
+        }
+        for seq in (monitor.seqs[0], monitor.seqs[len(monitor.seqs) // 2], monitor.seqs[-2]):
+            monitor.travel(seq)
+            assert comparable(monitor.state) == comparable(fold(log.events(run_id, until=seq)))
+            assert monitor.lines[-1].seq == seq
+        monitor.travel(None)
+        assert monitor.state is monitor.live
+
+
+def test_stepping_forward_and_back_matches_a_fresh_fold(tmp_path: Path) -> None:
+    db = tmp_path / "news.db"
+    write_news_log(db)
+    with LogReader(db) as log:
+        m = Monitor(log, NEWS_RUN)
+        m.catch_up()
+        m.travel(10)
+        for n in (1, 5, 17, -3, -20, 40):
+            m.step(n)
+            want = fold(log.events(NEWS_RUN, until=m.position))
+            assert comparable(m.state) == comparable(want)
+        m.seek_fraction(0.0)
+        assert m.position == 1
+        m.seek_fraction(1.0)
+        assert m.position == len(news_events())
+
+
+def test_log_tail_is_capped(tmp_path: Path) -> None:
+    db = tmp_path / "news.db"
+    write_news_log(db)
+    with LogReader(db) as log:
+        m = Monitor(log, log_cap=10)
+        m.catch_up()
+        assert [line.seq for line in m.lines] == list(range(46, 56))
+        m.travel(30)
+        assert [line.seq for line in m.lines] == list(range(21, 31))
+
+
+def test_empty_database_waits_for_a_run(tmp_path: Path) -> None:
+    db = tmp_path / "news.db"
+    write_news_log(db, upto=0)
+    with LogReader(db) as log:
+        m = Monitor(log)
+        assert m.run_id is None
+        assert m.poll() == []
+        write_news_log(db, upto=5)
+        assert len(m.poll()) == 5
+        assert m.run_id == NEWS_RUN
+
+
+def test_filter_syntax() -> None:
+    f = rows.Filter.parse("agent:editor digest")
+    assert f.matches(agent="editor", text="NewsDigest a-1")
+    assert not f.matches(agent="world_analyst", text="NewsDigest")
+    assert not f.matches(agent="editor", text="NewsAnalysis")
+    assert rows.Filter.parse("type:news").matches(type="NewsAnalysis")
+    assert not rows.Filter.parse("")
+    assert rows.fmt_seconds(0.25) == "250ms"
+    assert rows.fmt_seconds(75) == "1m15s"
+    assert rows.bar(5, 8, 8) == "█████░░░"
