@@ -21,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
@@ -30,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench._machine import machine, median, peak_rss_mb  # noqa: E402
 from flock_es.log.reader import LogReader  # noqa: E402
-from tests.tui_logs import LARGE_RUN, write_large_log, write_news_log  # noqa: E402
+from tests.tui_logs import write_large_log, write_news_log  # noqa: E402
 from tui import Monitor, MonitorApp  # noqa: E402
 
 STARTUP_SCRIPT = """
@@ -136,7 +135,12 @@ def bench_latency(tmp: Path) -> None:
         async with app.run_test(size=(120, 40)) as pilot:
             await pilot.pause()
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", WRITER, str(db), str(ROOT), str(count),
+                sys.executable,
+                "-c",
+                WRITER,
+                str(db),
+                str(ROOT),
+                str(count),
                 stdout=asyncio.subprocess.PIPE,
             )
             log = app.table("log")
@@ -174,7 +178,6 @@ def main() -> None:
         tmp = Path(d)
         for name in which:
             {"startup": bench_startup, "large": bench_large, "latency": bench_latency}[name](tmp)
-    _ = LARGE_RUN
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from flock_es.domain.visibility import (
     Visibility,
 )
 from flock_es.errors import FlockError, UserError
+from flock_es.models.retry import RetryPolicy
 from flock_es.projection.fold import evolve, fold
 from flock_es.projection.state import RunState
 from flock_es.runtime.agent import AgentBuilder
@@ -55,6 +56,7 @@ __all__ = [
     "LabelledVisibility",
     "PrivateVisibility",
     "PublicVisibility",
+    "RetryPolicy",
     "RunState",
     "RunStatus",
     "ScheduleReason",

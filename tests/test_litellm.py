@@ -201,6 +201,25 @@ async def test_slower_than_the_timeout(server: OpenAIServer, db_path: Path) -> N
     assert len(events(db_path, "task.completed")) == 1
 
 
+async def test_connection_refused_is_retried_then_fails(db_path: Path) -> None:
+    gone = OpenAIServer().start()
+    gone.stop()  # a port nobody listens on any more
+    flock = Flock(
+        "openai/test-model", db=db_path, retry=RetryPolicy(max_attempts=2, base_delay=0.01)
+    )
+    flock.agent("triage").consumes(Ticket).publishes(Triage).model(
+        "openai/test-model", api_base=gone.url, api_key=KEY
+    )
+    await run_one(flock)
+    attempts = events(db_path, "model.attempt")
+    assert [(a["outcome"], a["will_retry"]) for a in attempts] == [
+        ("connection", True),
+        ("connection", False),
+    ]
+    [failed] = events(db_path, "task.failed")
+    assert "connection failed" in failed["error"] and "gave up after 2 attempts" in failed["error"]
+
+
 async def test_unauthorised_is_not_retried_and_says_so(server: OpenAIServer, db_path: Path) -> None:
     server.script(Step(status=401, error=f"Incorrect API key provided: {KEY}"))
     flock = triage_flock(db_path, server)

@@ -9,8 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 from textual.widgets import Static
 
+from flock_es import Flock, JoinSpec, flock_type
 from flock_es.domain.events import EventKind
 from tests.conftest import EXAMPLES, cli_env
 from tests.tui_logs import NEWS_RUN, T0, news_events, write_news_log
@@ -19,6 +21,21 @@ from tui.screens import DetailScreen, HelpScreen
 from tui.widgets import DiffTable
 
 SIZE = (120, 40)
+
+
+@flock_type
+class TuiXRay(BaseModel):
+    patient: str
+
+
+@flock_type
+class TuiLab(BaseModel):
+    patient: str
+
+
+@flock_type
+class TuiDiagnosis(BaseModel):
+    patients: list[str]
 
 
 def frozen() -> float:
@@ -293,3 +310,28 @@ async def test_follows_a_live_run_in_another_process(news_db: Path, tmp_path: Pa
         assert s.artifact_counts() == {"BreakingNews": 1, "NewsAnalysis": 8, "NewsDigest": 1}
         assert app.table("artifacts").row_count == 10
         assert app.table("log").row_count == s.events
+
+
+async def test_join_gate_waiting_shows_in_the_batches_view(tmp_path: Path) -> None:
+    db = tmp_path / "join.db"
+    flock = Flock(db=db)
+    flock.agent("radiologist").consumes(
+        TuiXRay, TuiLab, join=JoinSpec(by=lambda r: r.patient)
+    ).with_function(lambda items: TuiDiagnosis(patients=[i.patient for i in items])).publishes(
+        TuiDiagnosis
+    )
+    await flock.publish(TuiXRay(patient="p1"))
+    await flock.publish(TuiLab(patient="p2"))
+    await flock.run_until_idle()
+    await flock.close()
+    app = MonitorApp(db, clock=frozen)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("5")
+        gates = app.table("batches").rows_by_key
+        assert set(gates) == {"radiologist[0]/p1", "radiologist[0]/p2"}
+        assert gates["radiologist[0]/p1"][1:4:2] == ("join p1", "1/2 types")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, DetailScreen)
+        assert list(app.screen.data) == ["TuiXRay"]

@@ -469,8 +469,15 @@ class MonitorApp(App[None]):
             a = s.artifacts[key]
             self.push_screen(DetailScreen(f"{a.type} {a.id} by {a.produced_by}", a.payload))
         elif view == "batches":
-            agent, _, sub = key.partition("[")
-            b = s.batches.get((agent, int(sub.rstrip("]"))))
+            agent, _, rest = key.partition("[")
+            sub, _, group = rest.partition("]")
+            if "/" in key:
+                gate = s.gates.get((agent, int(sub)))
+                g = gate.groups.get(group.lstrip("/")) if gate is not None else None
+                if g is not None:
+                    self.push_screen(DetailScreen(f"gate {key}", g.by_type))
+                return
+            b = s.batches.get((agent, int(sub)))
             if b is not None:
                 members = {
                     i: s.artifacts[i].payload if i in s.artifacts else None for i in b.members

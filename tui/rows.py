@@ -198,7 +198,29 @@ def batch_rows(state: RunState, now: float, flt: Filter = NO_FILTER) -> dict[str
             fmt_seconds(now - b.opened_at),
             flush,
         )
+    for gate, group in state.waiting_gates():
+        if flt and not flt.matches(agent=gate.agent):
+            continue
+        types = _sub_types(state, gate.agent, gate.sub_index)
+        have = sum(1 for t in types if group.by_type.get(t))
+        label = f"join {group.key}" if group.key else "AND gate"
+        out[f"{gate.agent}[{gate.sub_index}]/{group.key}"] = (
+            gate.agent,
+            label[:24],
+            bar(have, len(types)),
+            f"{have}/{len(types)} types",
+            fmt_seconds(now - group.opened_at),
+            fmt_seconds(group.deadline - now) if group.deadline is not None else "",
+        )
     return out
+
+
+def _sub_types(state: RunState, agent: str, sub_index: int) -> list[str]:
+    a = state.agents.get(agent)
+    for sub in a.subscriptions if a is not None else []:
+        if sub.get("index") == sub_index:
+            return list(sub.get("types", []))
+    return []
 
 
 def log_row(line: LogLine, run_start: float) -> Row:

@@ -108,6 +108,8 @@ class RunStarted(_Body):
     pid: int | None = None
     host: str | None = None
     version: str = ""
+    # The circuit breaker's limit, so resume and replay decide with the same one.
+    max_agent_iterations: int | None = None
 
 
 class RunResumed(_Body):

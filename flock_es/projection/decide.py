@@ -144,7 +144,7 @@ def decide_artifact(
             continue
         if gated:
             out.extend(caused)
-        elif sub.batch is None and index.max_iterations is None:
+        elif sub.batch is None and _limit(state, index) is None:
             out.append(schedule(state, sub.agent, sub.index, [art.id], ScheduleReason.MATCH, now))
         else:
             out.extend(_to_batch(state, sub, [art.id], now, fire))
@@ -161,7 +161,7 @@ def _fire(
     planned: dict[str, int],
 ) -> list[Event]:
     """Schedule ``inputs`` for ``sub``, unless the agent's circuit breaker is open."""
-    limit = index.max_iterations
+    limit = _limit(state, index)
     if limit is not None:
         view = state.agents.get(sub.agent)
         done = (view.scheduled if view is not None else 0) + planned.get(sub.agent, 0)
@@ -170,6 +170,11 @@ def _fire(
             return [make_event(state.run_id, body, now)]
         planned[sub.agent] = planned.get(sub.agent, 0) + 1
     return [schedule(state, sub.agent, sub.index, inputs, reason, now)]
+
+
+def _limit(state: RunState, index: SubscriptionIndex) -> int | None:
+    """The program's limit, else the one recorded in ``run.started`` (replay passes none)."""
+    return index.max_iterations if index.max_iterations is not None else state.max_agent_iterations
 
 
 def _to_batch(
@@ -226,4 +231,11 @@ def decide_batch_flush(
     buf = state.batches.get((agent, sub_index))
     if buf is None or not buf.members:
         return []
+    limit = state.max_agent_iterations
+    view = state.agents.get(agent)
+    if limit is not None and view is not None and view.scheduled >= limit:
+        body = CircuitTripped(
+            agent=agent, sub_index=sub_index, inputs=list(buf.members), limit=limit
+        )
+        return [make_event(state.run_id, body, now)]
     return [schedule(state, agent, sub_index, list(buf.members), reason, now)]

@@ -44,6 +44,7 @@ def _run_started(s: RunState, e: Event, b: dict[str, Any]) -> None:
     s.parent_run = b.get("parent_run")
     s.fork_seq = b.get("fork_seq")
     s.id_root = b.get("id_root")
+    s.max_agent_iterations = b.get("max_agent_iterations")
     s.pid = b.get("pid")
     s.host = b.get("host")
     for a in b.get("agents", []):

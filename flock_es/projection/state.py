@@ -179,6 +179,7 @@ class RunState:
     calls: dict[tuple[str, int], CallView] = field(default_factory=dict)
     predicate_errors: list[dict[str, Any]] = field(default_factory=list)
     gates: dict[tuple[str, int], GateView] = field(default_factory=dict)
+    max_agent_iterations: int | None = None
     # AfterVisibility artifacts not yet released, with the time they are due.
     unreleased: dict[str, float] = field(default_factory=dict)
     expired_joins: list[dict[str, Any]] = field(default_factory=list)

@@ -22,11 +22,9 @@ from flock_es.domain import ids, registry
 from flock_es.domain.events import (
     Event,
     EventKind,
-    ModelAttempt,
     ModelCalled,
     ScheduleReason,
     TaskFailed,
-    ToolCalled,
     make_event,
     trusted_event,
 )
@@ -36,7 +34,6 @@ from flock_es.log.writer import LogWriter
 from flock_es.models.base import ModelClient, ModelRequest, ModelResponse
 from flock_es.models.redact import redact, redact_text
 from flock_es.models.retry import FailedAttempt, RetryPolicy, call_with_retries
-from flock_es.models.tools import run_tool
 from flock_es.projection.decide import (
     SubscriptionIndex,
     decide_artifact,
@@ -49,7 +46,7 @@ from flock_es.projection.gates import decide_join_expiry
 from flock_es.projection.state import RunState, TaskView
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.context import AgentContext
-from flock_es.runtime.model_agent import run_model_agent
+from flock_es.runtime.model_agent import record_attempt, run_model_agent
 from flock_es.runtime.priority import PrioritySemaphore
 from flock_es.runtime.store import AgentStore, artifact_of
 
@@ -475,7 +472,7 @@ class Engine:
             return sem.slot(priority) if sem is not None else contextlib.nullcontext()
 
         def failed(f: FailedAttempt) -> None:
-            self.record_attempt(ctx, agent, key[1], f)
+            record_attempt(self, ctx, agent, key[1], f)
 
         # Each attempt holds a slot of the global cap; backoff waits between them do not.
         response, attempt = await call_with_retries(
@@ -506,65 +503,6 @@ class Engine:
         self._apply([called])
         self.writer.enqueue([called])
         return response
-
-    def record_attempt(
-        self, ctx: AgentContext, agent: Agent, call_index: int, failed: FailedAttempt
-    ) -> None:
-        """Record a model-call attempt that gave no usable answer (``model.attempt``)."""
-        body = ModelAttempt(
-            task_id=ctx.task_id,
-            agent=agent.name,
-            call_index=call_index,
-            attempt=failed.attempt,
-            outcome=failed.outcome,
-            error=redact_text(failed.error),
-            status=failed.status,
-            will_retry=failed.will_retry,
-            retry_in=failed.retry_in,
-            latency_ms=failed.latency_ms,
-        )
-        event = make_event(self.run_id, body, time.time())
-        self._apply([event])
-        self.writer.enqueue([event])
-
-    async def call_tool(
-        self,
-        ctx: AgentContext,
-        agent: Agent,
-        call_index: int,
-        position: int,
-        call: dict[str, Any],
-    ) -> str:
-        """Run a tool the model asked for, or serve its recorded result (resume, replay).
-
-        Keyed (task id, model call index, position). The result is durable before
-        the model hears it, so a tool with side effects never runs twice for one call.
-        """
-        key = (ctx.task_id, call_index, position)
-        rec = self.state.tool_calls.get(key)
-        if rec is not None:
-            return rec.result
-        if self.record_only:
-            raise ReplayMiss(f"no recorded tool call {key[1]}.{key[2]} for task {key[0]}")
-        t0 = time.perf_counter()
-        result, error = await run_tool(agent.tools, str(call["name"]), str(call["arguments"]))
-        result = redact_text(result)
-        body = ToolCalled(
-            task_id=ctx.task_id,
-            agent=agent.name,
-            call_index=call_index,
-            position=position,
-            call_id=str(call.get("id", "")),
-            tool=str(call["name"]),
-            arguments=redact_text(str(call["arguments"])),
-            result=result,
-            error=redact_text(error) if error else None,
-            duration_ms=(time.perf_counter() - t0) * 1000.0,
-        )
-        event = make_event(self.run_id, body, time.time())
-        self._apply([event])
-        await self._commit([event])
-        return result
 
     # --- invoke & idle ---------------------------------------------------
 

@@ -201,6 +201,7 @@ class Flock:
             pid=os.getpid(),
             host=socket.gethostname(),
             version=__version__,
+            max_agent_iterations=self.max_agent_iterations,
         )
         return make_event(self.run_id, body, time.time())
 

@@ -3,7 +3,7 @@
 prompt -> call -> (tool calls -> results -> call again)* -> validate; an answer
 that does not validate goes back to the model with the error, a bounded number
 of times (``RetryPolicy.validation_retries``). Every call goes through
-``Engine.call_model`` and every tool through ``Engine.call_tool``, keyed
+``Engine.call_model`` and every tool through ``call_tool``, keyed
 (task id, call index), so resume and replay follow the same conversation from
 the record without calling anything.
 """
@@ -11,15 +11,18 @@ the record without calling anything.
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from flock_es.domain.events import ModelAttempt, ToolCalled, make_event
 from flock_es.errors import OutputValidationError
 from flock_es.models.base import ModelRequest, ModelResponse
 from flock_es.models.prompt import build_messages, output_schema, parse_output
+from flock_es.models.redact import redact_text
 from flock_es.models.retry import FailedAttempt
-from flock_es.models.tools import tool_specs
+from flock_es.models.tools import run_tool, tool_specs
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.context import AgentContext
 
@@ -69,7 +72,8 @@ async def run_model_agent(
             last = exc
             will_retry = round_no < rounds
             if not response.recorded:
-                engine.record_attempt(
+                record_attempt(
+                    engine,
                     ctx,
                     agent,
                     call_index,
@@ -134,9 +138,72 @@ async def _answer(
             }
         )
         for pos, tc in enumerate(response.tool_calls):
-            result = await engine.call_tool(ctx, agent, call_index, pos, tc)
+            result = await call_tool(engine, ctx, agent, call_index, pos, tc)
             messages.append({"role": "tool", "tool_call_id": tc["id"], "content": result})
     raise OutputValidationError(
         f"agent {agent.name!r} still calling tools after {engine.retry.max_tool_rounds} rounds",
         raw=json.dumps(response.tool_calls),
     )
+
+
+def record_attempt(
+    engine: Engine, ctx: AgentContext, agent: Agent, call_index: int, failed: FailedAttempt
+) -> None:
+    """Record a model-call attempt that gave no usable answer (``model.attempt``)."""
+    body = ModelAttempt(
+        task_id=ctx.task_id,
+        agent=agent.name,
+        call_index=call_index,
+        attempt=failed.attempt,
+        outcome=failed.outcome,
+        error=redact_text(failed.error),
+        status=failed.status,
+        will_retry=failed.will_retry,
+        retry_in=failed.retry_in,
+        latency_ms=failed.latency_ms,
+    )
+    event = make_event(engine.run_id, body, time.time())
+    engine._apply([event])
+    engine.writer.enqueue([event])
+
+
+async def call_tool(
+    engine: Engine,
+    ctx: AgentContext,
+    agent: Agent,
+    call_index: int,
+    position: int,
+    call: dict[str, Any],
+) -> str:
+    """Run a tool the model asked for, or serve its recorded result (resume, replay).
+
+    Keyed (task id, model call index, position). The result is durable before
+    the model hears it, so a tool with side effects never runs twice for one call.
+    """
+    from flock_es.runtime.engine import ReplayMiss
+
+    key = (ctx.task_id, call_index, position)
+    rec = engine.state.tool_calls.get(key)
+    if rec is not None:
+        return rec.result
+    if engine.record_only:
+        raise ReplayMiss(f"no recorded tool call {key[1]}.{key[2]} for task {key[0]}")
+    t0 = time.perf_counter()
+    result, error = await run_tool(agent.tools, str(call["name"]), str(call["arguments"]))
+    result = redact_text(result)
+    body = ToolCalled(
+        task_id=ctx.task_id,
+        agent=agent.name,
+        call_index=call_index,
+        position=position,
+        call_id=str(call.get("id", "")),
+        tool=str(call["name"]),
+        arguments=redact_text(str(call["arguments"])),
+        result=result,
+        error=redact_text(error) if error else None,
+        duration_ms=(time.perf_counter() - t0) * 1000.0,
+    )
+    event = make_event(engine.run_id, body, time.time())
+    engine._apply([event])
+    await engine._commit([event])
+    return result

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from pydantic import BaseModel
 
-from flock_es import BatchSpec, Flock, JoinSpec, flock_type
+from flock_es import AfterVisibility, BatchSpec, Flock, JoinSpec, flock_type
 
 
 @flock_type
@@ -28,6 +28,11 @@ class Right(BaseModel):
 
 @flock_type
 class Item(BaseModel):
+    n: int
+
+
+@flock_type
+class Memo(BaseModel):
     n: int
 
 
@@ -65,6 +70,7 @@ flock.agent("batcher").consumes(
     Item, batch=BatchSpec(size=10, timeout=2) if TIMERS else BatchSpec(size=3)
 ).with_function(fire("batcher")).publishes(Joined)
 flock.agent("slow").consumes(Item, where=lambda i: i.n == 4).with_function(slow)
+flock.agent("embargo").consumes(Memo).with_function(fire("embargo")).publishes(Joined)
 
 
 async def main() -> None:
@@ -74,4 +80,6 @@ async def main() -> None:
     await flock.publish(Left(key="k3", n=3))
     for n in range(1, 5):
         await flock.publish(Item(n=n))
+    if TIMERS:  # released by a timer that the crash interrupts
+        await flock.publish(Memo(n=1), visibility=AfterVisibility(ttl=2))
     await flock.run_until_idle()
