@@ -31,6 +31,7 @@ from bench._machine import machine, median, peak_rss_mb  # noqa: E402
 from flock_es.log.reader import LogReader  # noqa: E402
 from tests.tui_logs import write_large_log, write_news_log  # noqa: E402
 from tui import Monitor, MonitorApp  # noqa: E402
+from tui.widgets import LogTable  # noqa: E402
 
 STARTUP_SCRIPT = """
 import asyncio, sys, time
@@ -143,12 +144,12 @@ def bench_latency(tmp: Path) -> None:
                 str(count),
                 stdout=asyncio.subprocess.PIPE,
             )
-            log = app.table("log")
+            log = app.query_one("#log-table", LogTable)
 
             def look() -> None:
                 now = time.time()
-                for key in log.rows_by_key:
-                    seen.setdefault(int(key), now)
+                for seq in log.slot_seq.values():
+                    seen.setdefault(seq, now)
 
             while proc.returncode is None:
                 await pilot.pause(0.002)

@@ -176,9 +176,11 @@ async def test_killed_mid_join_and_batch_resumes_with_every_gate_exactly_once(
 def timer_point(events: list[tuple[str, dict[str, object]]]) -> bool:
     done = Counter(str(b["agent"]) for k, b in events if k == "task.completed")
     started = {str(b["agent"]) for k, b in events if k == "task.started"}
+    memo = any(k == "artifact.published" and b["type"] == "Memo" for k, b in events)
     return (
         done["joiner"] == 1
         and "slow" in started
+        and memo
         and (sum(1 for k, _ in events if k == "batch.buffered") == 4)
     )
 
@@ -187,6 +189,7 @@ def test_killed_with_armed_timers_resume_fires_each_timer_once(tmp_path: Path) -
     db = tmp_path / "timers.db"
     env = {"GATES_TEST_BLOCK": "1", "GATES_TEST_TIMERS": "1"}
     run_id = run_and_kill(db, tmp_path, env, timer_point)
+    at_crash = {k for k, _ in _events(db)}
     out = run_cli(
         ["resume", run_id, "--db", db, "-q"], cwd=tmp_path, env={"GATES_TEST_TIMERS": "1"}
     )
@@ -202,6 +205,14 @@ def test_killed_with_armed_timers_resume_fires_each_timer_once(tmp_path: Path) -
     assert ("batcher", ("I1", "I2", "I3", "I4")) in firings(db, run_id)
     expired = sorted(str(e.body["key"]) for e in evs if e.kind.value == "join.expired")
     assert expired == ["k2", "k3"]
+    # The AfterVisibility release is re-armed too: released once, its consumer ran once.
+    assert sum(1 for e in evs if e.kind.value == "artifact.released") == 1
+    kinds = [e.kind.value for e in evs]
+    if not at_crash & {"artifact.released", "join.expired"}:  # the usual case: timers were armed
+        resumed = kinds.index("run.resumed")
+        assert kinds.index("artifact.released") > resumed
+        assert kinds.index("join.expired") > resumed
+    assert firings(db, run_id).count(("embargo", ("M1",))) == 1
     assert_no_duplicates(db, run_id)
     state = fold(evs)
     assert not state.batches

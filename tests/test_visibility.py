@@ -204,3 +204,52 @@ async def test_no_model_request_contains_an_artifact_its_agent_may_not_see(db_pa
     # The context given is recorded with the task, so resume and replay see the same.
     started = [b for k, b in log(db_path, flock.run_id) if k == "task.started"]
     assert all(isinstance(b.get("context"), list) and b["context"] for b in started)
+
+
+async def test_a_re_executed_task_gets_the_context_recorded_for_it(db_path: Path) -> None:
+    import asyncio
+
+    from flock_es.projection import fold as fold_events
+
+    gate = asyncio.Event()
+    got: list[list[str]] = []
+
+    def build(block: bool) -> Flock:
+        flock = Flock(db=db_path)
+
+        async def slow(t: Trigger, ctx: AgentContext) -> None:
+            got.append([a.payload["note"] for a in ctx.context])
+            if block:
+                await gate.wait()
+
+        flock.agent("slow").consumes(Trigger).with_function(slow).with_context()
+        flock.agent("fast").consumes(Trigger).with_function(lambda t: Memo(note="later")).publishes(
+            Memo
+        )
+        return flock
+
+    first = build(block=True)
+    await first.publish(Memo(note="earlier"), correlation_id="c")
+    await first.publish(Memo(note="secret"), correlation_id="c", visibility=PrivateVisibility("x"))
+    await first.publish(Trigger(), correlation_id="c")
+    while len(await first.store.get_by_type(Memo)) < 3 or not got:
+        await asyncio.sleep(0.01)
+    await first.engine.cancel_all()  # the process dies with "slow" still running
+    await first.engine.writer.close()
+    assert got == [["earlier"]]
+
+    with LogReader(db_path) as r:
+        state = fold_events(r.events(first.run_id))
+    second = build(block=False)
+    second.run_id = first.run_id
+    second._initial_state = state
+    await second.start()
+    assert second.engine.resume_pending() == 1
+    await second.run_until_idle()
+    await second.close()
+    # "later" joined the correlation meanwhile; the re-run still sees what was recorded.
+    assert got == [["earlier"], ["earlier"]]
+    started = [
+        b for k, b in log(db_path, first.run_id) if k == "task.started" and b["agent"] == "slow"
+    ]
+    assert len(started) == 2 and started[0]["context"] == started[1]["context"]

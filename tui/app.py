@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from rich.syntax import Syntax
 from textual import events, on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
@@ -19,12 +20,13 @@ from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, Tab
 from flock_es.cli.tui_cmd import MIN_HEIGHT, MIN_WIDTH
 from flock_es.domain.events import Event, EventKind
 from flock_es.log.reader import LogReader
-from tui import rows
+from tui import drill, rows
 from tui.monitor import Clock, Monitor
 from tui.rows import Filter
 from tui.screens import DetailScreen, GotoScreen, HelpScreen
 from tui.widgets import DiffTable, LogTable, ScrubBar, Timeline
 
+FIRST_CHUNK = 500  # events folded before the first paint
 POLL_SECONDS = 0.1  # a committed event is on screen within about this long
 
 W = TypeVar("W", bound=Widget)
@@ -155,7 +157,9 @@ class MonitorApp(App[None]):
         self._q("#filter", Input).display = False
         self._q("#filter", Input).cursor_blink = self.blink
         self._check_size()
-        self._catch_up()
+        chunk, self.monitor.chunk = self.monitor.chunk, FIRST_CHUNK
+        self.monitor.poll()  # a small first slice: paint at once, the ticks load the rest
+        self.monitor.chunk = chunk
         if self.start_at is not None:
             self.monitor.travel(self.start_at)
         self.refresh_views(full=True)
@@ -167,11 +171,16 @@ class MonitorApp(App[None]):
         """Poll the log and update what changed; called every ``poll_seconds``."""
         if self._exit or not self._running:
             return  # shutting down: the widgets are going away
+        m = self.monitor
         events = self._catch_up()
-        full = self.monitor.generation != self._generation
-        if self.monitor.at is not None:
+        full = m.generation != self._generation
+        if m.at is not None:
             events = []  # the live state moved; the screen stays in the past
-        self.refresh_views(full=full, events=events)
+        clock_moves = m.at is None and m.state.started_at and m.state.finished_at is None
+        if events or full or clock_moves or m.runs != self._runs_seen:
+            self.refresh_views(full=full, events=events)
+        elif m.at is not None:
+            self._status()  # the event counter of the scrub bar still grows
 
     def _catch_up(self, budget: float = 0.06) -> list[Event]:
         """Poll in chunks for at most ``budget`` seconds, so a large backlog never freezes keys."""
@@ -301,8 +310,6 @@ class MonitorApp(App[None]):
         if a is None:
             widget.update("select an artifact")
             return
-        from rich.syntax import Syntax
-
         text = json.dumps(a.payload, indent=2, ensure_ascii=False)
         widget.update(
             Syntax(f"// {a.type} {a.id}\n{text}", "json", word_wrap=True, theme="ansi_dark")
@@ -454,44 +461,14 @@ class MonitorApp(App[None]):
         key = self.table(view).selected_key
         if key is None:
             return
-        s = self.monitor.state
         if view == "runs":
-            self.monitor.switch_run(key, follow_latest=False)
-            self.monitor.catch_up()
-            self.follow = True
-            self.refresh_views(full=True)
+            self._open_run(key)
             self.action_view("agents")
-        elif view == "agents" and key in s.agents:
-            self.push_screen(DetailScreen(f"agent {key}", rows.agent_detail(s, key)))
-        elif view == "tasks" and key in s.tasks:
-            self.push_screen(DetailScreen(f"task {key}", rows.task_detail(s, s.tasks[key])))
-        elif view == "artifacts" and key in s.artifacts:
-            a = s.artifacts[key]
-            self.push_screen(DetailScreen(f"{a.type} {a.id} by {a.produced_by}", a.payload))
-        elif view == "batches":
-            agent, _, rest = key.partition("[")
-            sub, _, group = rest.partition("]")
-            if "/" in key:
-                gate = s.gates.get((agent, int(sub)))
-                g = gate.groups.get(group.lstrip("/")) if gate is not None else None
-                if g is not None:
-                    self.push_screen(DetailScreen(f"gate {key}", g.by_type))
-                return
-            b = s.batches.get((agent, int(sub)))
-            if b is not None:
-                members = {
-                    i: s.artifacts[i].payload if i in s.artifacts else None for i in b.members
-                }
-                self.push_screen(DetailScreen(f"batch {key}", members))
-        elif view == "log":
-            seq = self._q("#log-table", LogTable).seq_at_cursor()
-            run = self.monitor.run_id or ""
-            evs = self.reader.events(run, after=(seq or 0) - 1, until=seq or 0)
-            if evs:
-                e = evs[0]
-                self.push_screen(
-                    DetailScreen(f"seq {e.seq} {e.kind}", {"ts": e.ts, "body": e.body})
-                )
+            return
+        seq = self._q("#log-table", LogTable).seq_at_cursor() if view == "log" else None
+        found = drill.detail(view, key, self.monitor.state, self.reader, seq)
+        if found is not None:
+            self.push_screen(DetailScreen(*found))
 
     @on(DataTable.RowSelected)
     def _row_selected(self, event: DataTable.RowSelected) -> None:
@@ -524,7 +501,7 @@ class MonitorApp(App[None]):
 
     def _open_run(self, run_id: str) -> None:
         self.monitor.switch_run(run_id, follow_latest=False)
-        self.monitor.catch_up()
+        self._catch_up()
         self.follow = True
         self.refresh_views(full=True)
 

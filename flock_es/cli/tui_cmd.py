@@ -24,11 +24,15 @@ MIN_HEIGHT = 24
 
 
 def check_terminal() -> None:
-    """Raise UserError unless stdout is a terminal of at least MIN_WIDTH x MIN_HEIGHT."""
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise UserError("flock-es tui needs an interactive terminal (stdin/stdout is not a tty)")
+    """Raise UserError unless the terminal is at least MIN_WIDTH x MIN_HEIGHT.
+
+    Textual reads keys from stdin and draws on stderr, so those are the two
+    that must be a terminal.
+    """
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        raise UserError("flock-es tui needs an interactive terminal (stdin/stderr is not a tty)")
     try:
-        size = os.get_terminal_size(sys.stdout.fileno())
+        size = os.get_terminal_size(sys.stderr.fileno())
     except OSError:
         raise UserError("flock-es tui cannot read the terminal size") from None
     if size.columns < MIN_WIDTH or size.lines < MIN_HEIGHT:

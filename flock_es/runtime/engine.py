@@ -38,14 +38,13 @@ from flock_es.projection.decide import (
     SubscriptionIndex,
     decide_artifact,
     decide_batch_flush,
-    decide_release,
     schedule,
 )
 from flock_es.projection.fold import apply
-from flock_es.projection.gates import decide_join_expiry
 from flock_es.projection.state import RunState, TaskView
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.context import AgentContext
+from flock_es.runtime.gate_timers import GateTimers
 from flock_es.runtime.model_agent import record_attempt, run_model_agent
 from flock_es.runtime.priority import PrioritySemaphore
 from flock_es.runtime.store import AgentStore, artifact_of
@@ -96,9 +95,7 @@ class Engine:
             if a.max_concurrency
         }
         self.call_sem = PrioritySemaphore(max_concurrent_calls) if max_concurrent_calls else None
-        # Like batch timers, join-window timers are work: run_until_idle waits for the expiry.
-        self.join_timers: dict[tuple[str, int, str], tuple[float, asyncio.Task[None]]] = {}
-        self.release_timers: dict[str, asyncio.Task[None]] = {}
+        self.gate_timers = GateTimers(self)
         self.record_only = record_only
         self.retry = retry or RetryPolicy()
         self.model_calls_made = 0
@@ -137,19 +134,15 @@ class Engine:
                 self.arm(e.body["agent"], e.body["sub_index"])
             elif e.kind is EventKind.GATE_BUFFERED and e.body.get("deadline") is not None:
                 b = e.body
-                self.arm_join(b["agent"], b["sub_index"], b["key"], b["deadline"])
+                self.gate_timers.arm_join(b["agent"], b["sub_index"], b["key"], b["deadline"])
             elif e.kind is EventKind.ARTIFACT_PUBLISHED and e.body["id"] in self.state.unreleased:
-                self.arm_release(e.body["id"])
+                self.gate_timers.arm_release(e.body["id"])
         for key, timer in list(self.timers.items()):
             if key not in self.state.batches:
                 timer.cancel()
                 self.timers.pop(key, None)
-        for tkey, (deadline, jt) in list(self.join_timers.items()):
-            gate = self.state.gates.get((tkey[0], tkey[1]))
-            group = gate.groups.get(tkey[2]) if gate is not None else None
-            if group is None or group.deadline != deadline:
-                jt.cancel()  # the group completed or expired: nothing left to time
-                self.join_timers.pop(tkey, None)
+        if self.gate_timers.joins:
+            self.gate_timers.prune()
 
     # --- deciding --------------------------------------------------------
 
@@ -251,52 +244,9 @@ class Engine:
             await self.emit(events)
             return
 
-    def arm_join(self, agent: str, sub_index: int, key: str, deadline: float) -> None:
-        """Expire a join group when its time window passes (unless it completes first)."""
-        tkey = (agent, sub_index, key)
-        old = self.join_timers.get(tkey)
-        if old is not None:
-            if old[0] == deadline and not old[1].done():
-                return
-            old[1].cancel()
-        task = asyncio.create_task(self._join_timer(tkey, deadline), name=f"flock-es:join:{agent}")
-        self.join_timers[tkey] = (deadline, task)
-        self._track(task)
-
-    async def _join_timer(self, tkey: tuple[str, int, str], deadline: float) -> None:
-        await asyncio.sleep(max(0.0, deadline - time.time()))
-        if self.join_timers.get(tkey, (0.0, None))[1] is asyncio.current_task():
-            self.join_timers.pop(tkey, None)
-        events = decide_join_expiry(self.state, tkey[0], tkey[1], tkey[2], deadline, time.time())
-        if events:
-            await self.emit(events)
-
-    def arm_release(self, aid: str) -> None:
-        """Release an AfterVisibility artifact when its ttl passes; its consumers then fire."""
-        old = self.release_timers.get(aid)
-        if old is not None and not old.done():
-            return
-        task = asyncio.create_task(self._release(aid), name=f"flock-es:release:{aid}")
-        self.release_timers[aid] = task
-        self._track(task)
-
-    async def _release(self, aid: str) -> None:
-        due = self.state.unreleased.get(aid)
-        if due is None:
-            return
-        await asyncio.sleep(max(0.0, due - time.time()))
-        self.release_timers.pop(aid, None)
-        events = decide_release(self.state, self.index, aid, self.obj(aid), time.time())
-        await self.emit(events)
-
     def stop_timers(self) -> None:
         """Cancel join and release timers (a closing run records no more; resume re-arms them)."""
-        for _, t in self.join_timers.values():
-            t.cancel()
-        self.join_timers.clear()
-        for rt in self.release_timers.values():
-            rt.cancel()
-        self.release_timers.clear()
+        self.gate_timers.stop()
 
     def _priority(self, task: TaskView, agent: Agent) -> int:
         if 0 <= task.sub_index < len(agent.subscriptions):
@@ -535,12 +485,7 @@ class Engine:
         for key, buf in self.state.batches.items():
             if buf.deadline is not None:
                 self.arm(*key)
-        for (agent, sub_index), gate in self.state.gates.items():
-            for group in gate.groups.values():
-                if group.deadline is not None:
-                    self.arm_join(agent, sub_index, group.key, group.deadline)
-        for aid in list(self.state.unreleased):
-            self.arm_release(aid)
+        self.gate_timers.rearm()
         return n
 
     async def cancel_all(self) -> None:

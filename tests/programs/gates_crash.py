@@ -42,7 +42,8 @@ class Joined(BaseModel):
     members: list[str]
 
 
-def names(items: list[BaseModel]) -> list[str]:
+def names(items: list[BaseModel] | BaseModel) -> list[str]:
+    items = items if isinstance(items, list) else [items]
     return [f"{type(i).__name__[0]}{i.n}" for i in items]  # type: ignore[attr-defined]
 
 
