@@ -51,6 +51,10 @@ class ModelError(FlockError):
     """A model call failed (the task fails; the run goes on)."""
 
 
+class ReplayMiss(ModelError):
+    """No recorded answer for a model or tool call while only records may be served."""
+
+
 class OutputValidationError(ModelError):
     """A model or function answered with output that does not validate."""
 

@@ -202,9 +202,7 @@ class RunState:
     def pending_tasks(self) -> list[TaskView]:
         """Tasks scheduled or started but not finished: the work a resume re-runs."""
         return [
-            t
-            for t in self.tasks.values()
-            if t.status in (TaskStatus.SCHEDULED, TaskStatus.RUNNING)
+            t for t in self.tasks.values() if t.status in (TaskStatus.SCHEDULED, TaskStatus.RUNNING)
         ]
 
     def has_pending_work(self) -> bool:

@@ -183,7 +183,9 @@ class AgentBuilder:
         ):
             raise DefinitionError(f"agent {self.agent.name!r}: fan_out must be an integer >= 1")
         if not types:
-            raise DefinitionError(f"agent {self.agent.name!r}: .publishes() needs at least one type")
+            raise DefinitionError(
+                f"agent {self.agent.name!r}: .publishes() needs at least one type"
+            )
         for t in types:
             if not (isinstance(t, type) and issubclass(t, BaseModel)):
                 raise DefinitionError(

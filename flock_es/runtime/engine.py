@@ -11,7 +11,6 @@ in between see them (the event loop runs one decision at a time).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +21,6 @@ from flock_es.domain import ids, registry
 from flock_es.domain.events import (
     Event,
     EventKind,
-    ModelCalled,
     ScheduleReason,
     TaskFailed,
     make_event,
@@ -32,8 +30,8 @@ from flock_es.domain.visibility import visible_to
 from flock_es.errors import OutputValidationError
 from flock_es.log.writer import LogWriter
 from flock_es.models.base import ModelClient, ModelRequest, ModelResponse
-from flock_es.models.redact import redact, redact_text
-from flock_es.models.retry import FailedAttempt, RetryPolicy, call_with_retries
+from flock_es.models.redact import redact_text
+from flock_es.models.retry import RetryPolicy
 from flock_es.projection.decide import (
     SubscriptionIndex,
     decide_artifact,
@@ -45,17 +43,15 @@ from flock_es.projection.state import RunState, TaskView
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.context import AgentContext
 from flock_es.runtime.gate_timers import GateTimers
-from flock_es.runtime.model_agent import record_attempt, run_model_agent
+from flock_es.runtime.model_agent import run_model_agent
+from flock_es.runtime.model_calls import call_model
+from flock_es.runtime.outputs import check_output_types, normalise_outputs
 from flock_es.runtime.priority import PrioritySemaphore
 from flock_es.runtime.store import AgentStore, artifact_of
 
 Listener = Callable[[list[Event]], None]
 INVOKE_SUB = -1
 UNPUBLISHED_TAG = "flock-es:unpublished"
-
-
-class ReplayMiss(Exception):
-    """A model call that has no recorded response while only records may be served."""
 
 
 class Engine:
@@ -119,6 +115,11 @@ class Engine:
                 self.state.last_seq = max(self.state.last_seq, e.seq)
         for listener in self.listeners:
             listener(events)
+
+    def record(self, events: list[Event]) -> None:
+        """Apply and queue events that nothing waits on; order with later commits is kept."""
+        self._apply(events)
+        self.writer.enqueue(events)
 
     async def emit(self, events: list[Event]) -> None:
         """Apply, commit, then act on what the events decided."""
@@ -257,7 +258,9 @@ class Engine:
         task = self.state.tasks[task_id]
         agent = self.agents.get(task.agent)
         if agent is None:
-            await self._fail(task, f"agent {task.agent!r} is not defined in this program", "LookupError", None)
+            await self._fail(
+                task, f"agent {task.agent!r} is not defined in this program", "LookupError", None
+            )
             return
         sem = self.agent_sems.get(agent.name)
         if sem is None:
@@ -286,7 +289,11 @@ class Engine:
     async def _execute(self, task: TaskView, agent: Agent) -> None:
         attempt = task.attempt + 1
         corr = next(
-            (self.state.artifacts[i].correlation_id for i in task.inputs if i in self.state.artifacts),
+            (
+                self.state.artifacts[i].correlation_id
+                for i in task.inputs
+                if i in self.state.artifacts
+            ),
             None,
         )
         body: dict[str, Any] = {"task_id": task.id, "agent": agent.name, "attempt": attempt}
@@ -299,8 +306,12 @@ class Engine:
         self.writer.enqueue([started])
         t0 = time.perf_counter()
         ctx = AgentContext(
-            run_id=self.run_id, task_id=task.id, agent=agent.name, attempt=attempt,
-            input_ids=list(task.inputs), correlation_id=corr,
+            run_id=self.run_id,
+            task_id=task.id,
+            agent=agent.name,
+            attempt=attempt,
+            input_ids=list(task.inputs),
+            correlation_id=corr,
         )
         ctx.store = AgentStore(lambda: self.state, agent.identity())
         ctx.extra["priority"] = self._priority(task, agent)
@@ -311,10 +322,10 @@ class Engine:
             batched = self._batched(task, agent)
             if agent.function is not None:
                 result = await agent.call_function(ctx, inputs, batched)
-                outputs = _normalise(result)
+                outputs = normalise_outputs(result)
             else:
                 outputs = await self._model_outputs(ctx, agent, inputs)
-            _check_types(agent, outputs)
+            check_output_types(agent, outputs)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -398,61 +409,7 @@ class Engine:
         self, ctx: AgentContext, agent: Agent, request: ModelRequest
     ) -> ModelResponse:
         """One model call, served from the record when this (task, index) was already paid for."""
-        key = (ctx.task_id, ctx.call_index)
-        ctx.call_index += 1
-        rec = self.state.calls.get(key)
-        if rec is not None:
-            return ModelResponse(
-                content=rec.response,
-                tokens_in=rec.tokens_in,
-                tokens_out=rec.tokens_out,
-                cost=rec.cost,
-                latency_ms=rec.latency_ms,
-                tool_calls=rec.tool_calls,
-                attempt=rec.attempt,
-                recorded=True,
-            )
-        if self.record_only:
-            raise ReplayMiss(f"no recorded model call {key[1]} for task {key[0]} ({agent.name})")
-        client = self.clients(agent)
-        priority = int(ctx.extra.get("priority", 0))
-
-        def slot() -> contextlib.AbstractAsyncContextManager[Any]:
-            sem = self.call_sem
-            return sem.slot(priority) if sem is not None else contextlib.nullcontext()
-
-        def failed(f: FailedAttempt) -> None:
-            record_attempt(self, ctx, agent, key[1], f)
-
-        # Each attempt holds a slot of the global cap; backoff waits between them do not.
-        response, attempt = await call_with_retries(
-            lambda: client.complete(request), self.retry, failed, slot
-        )
-        # What the agent sees is exactly what is recorded, so a replay matches.
-        response.content = redact_text(response.content)
-        response.tool_calls = redact(response.tool_calls)
-        response.attempt = attempt
-        self.model_calls_made += 1
-        body = ModelCalled(
-            task_id=ctx.task_id,
-            agent=agent.name,
-            call_index=key[1],
-            model=request.model,
-            request=request.redacted(),
-            response=response.content,
-            tokens_in=response.tokens_in,
-            tokens_out=response.tokens_out,
-            cost=response.cost,
-            latency_ms=response.latency_ms,
-            tool_calls=response.tool_calls,
-            attempt=attempt,
-        )
-        # Queued at once, so the answer is durable with the very next group commit;
-        # not awaited, because waiting would only delay the agent, not the write.
-        called = make_event(self.run_id, body, time.time())
-        self._apply([called])
-        self.writer.enqueue([called])
-        return response
+        return await call_model(self, ctx, agent, request)
 
     # --- invoke & idle ---------------------------------------------------
 
@@ -494,40 +451,3 @@ class Engine:
             t.cancel()
         if self.work:
             await asyncio.wait(set(self.work))
-
-
-def _consume(fut: asyncio.Future[None]) -> None:
-    if not fut.cancelled():
-        fut.exception()
-
-
-def _normalise(result: Any) -> list[BaseModel]:
-    if result is None:
-        return []
-    if isinstance(result, BaseModel):
-        return [result]
-    if isinstance(result, list | tuple):
-        out = []
-        for r in result:
-            if not isinstance(r, BaseModel):
-                raise OutputValidationError(
-                    f"an agent function returned {type(r).__name__}; expected pydantic models"
-                )
-            out.append(r)
-        return out
-    raise OutputValidationError(
-        f"an agent function returned {type(result).__name__}; expected a pydantic model, "
-        "a list of them, or None"
-    )
-
-
-def _check_types(agent: Agent, outputs: list[BaseModel]) -> None:
-    if not agent.publishes:
-        return
-    allowed = {t.__name__ for t in agent.publishes}
-    for o in outputs:
-        if type(o).__name__ not in allowed:
-            raise OutputValidationError(
-                f"agent {agent.name!r} produced {type(o).__name__}, but publishes only "
-                f"{', '.join(sorted(allowed))}"
-            )

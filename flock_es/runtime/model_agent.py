@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from flock_es.domain.events import ModelAttempt, ToolCalled, make_event
-from flock_es.errors import OutputValidationError
+from flock_es.errors import OutputValidationError, ReplayMiss
 from flock_es.models.base import ModelRequest, ModelResponse
 from flock_es.models.prompt import build_messages, output_schema, parse_output
 from flock_es.models.redact import redact_text
@@ -162,9 +162,7 @@ def record_attempt(
         retry_in=failed.retry_in,
         latency_ms=failed.latency_ms,
     )
-    event = make_event(engine.run_id, body, time.time())
-    engine._apply([event])
-    engine.writer.enqueue([event])
+    engine.record([make_event(engine.run_id, body, time.time())])
 
 
 async def call_tool(
@@ -180,8 +178,6 @@ async def call_tool(
     Keyed (task id, model call index, position). The result is durable before
     the model hears it, so a tool with side effects never runs twice for one call.
     """
-    from flock_es.runtime.engine import ReplayMiss
-
     key = (ctx.task_id, call_index, position)
     rec = engine.state.tool_calls.get(key)
     if rec is not None:
@@ -203,7 +199,6 @@ async def call_tool(
         error=redact_text(error) if error else None,
         duration_ms=(time.perf_counter() - t0) * 1000.0,
     )
-    event = make_event(engine.run_id, body, time.time())
-    engine._apply([event])
-    await engine._commit([event])
+    # Awaited: the result must be durable before the model hears it.
+    await engine.emit([make_event(engine.run_id, body, time.time())])
     return result

@@ -35,6 +35,7 @@ from typing import Any, cast
 from pydantic import BaseModel
 
 from flock_es.domain.events import Event, EventKind, ScheduleReason
+from flock_es.errors import ReplayMiss
 from flock_es.log.writer import LogWriter, dumps
 from flock_es.models.base import ModelClient, ModelRequest, ModelResponse
 from flock_es.projection.decide import decide_artifact, decide_batch_flush, decide_release
@@ -42,13 +43,8 @@ from flock_es.projection.fold import apply
 from flock_es.projection.state import RunState, TaskView
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.context import AgentContext
-from flock_es.runtime.engine import (
-    UNPUBLISHED_TAG,
-    Engine,
-    ReplayMiss,
-    _check_types,
-    _normalise,
-)
+from flock_es.runtime.engine import UNPUBLISHED_TAG, Engine
+from flock_es.runtime.outputs import check_output_types, normalise_outputs
 from flock_es.runtime.replay_report import (
     DECISIONS,
     Divergence,
@@ -328,10 +324,10 @@ class Replayer:
             inputs = [self.engine.obj(i) for i in task.inputs]
             if agent.function is not None:
                 batched = self.engine._batched(task, agent)
-                outputs = _normalise(await agent.call_function(ctx, inputs, batched))
+                outputs = normalise_outputs(await agent.call_function(ctx, inputs, batched))
             else:
                 outputs = await self.engine._model_outputs(ctx, agent, inputs)
-            _check_types(agent, outputs)
+            check_output_types(agent, outputs)
         except ReplayMiss as exc:
             return _Outcome(divergence=("model call", "a recorded answer", f"{exc}"))
         except _RequestChanged as exc:
