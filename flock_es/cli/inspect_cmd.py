@@ -13,19 +13,14 @@ from typing import Annotated, Any
 import typer
 
 from flock_es.cli.options import DbOption, JsonOption, db_path
+from flock_es.cli.show_render import fmt_cost as _fmt_cost
+from flock_es.cli.show_render import fmt_time as _fmt_time
+from flock_es.cli.show_render import print_show, show_data
 
 AtOption = Annotated[
     int | None,
     typer.Option("--at", help="Show the state right after this event (seq).", show_default=False),
 ]
-
-
-def _fmt_time(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
-
-
-def _fmt_cost(cost: float | None) -> str:
-    return "unknown" if cost is None else f"${cost:.4f}"
 
 
 def run_rows(db: Any) -> list[dict[str, Any]]:
@@ -60,6 +55,10 @@ def run_rows(db: Any) -> list[dict[str, Any]]:
                 },
                 "artifacts": _int(st.get("artifacts")) or 0,
                 "model_calls": _int(st.get("calls")) or 0,
+                # Attempts that gave no usable answer (each is a model.attempt event),
+                # and calls that were answered only after such a retry.
+                "failed_attempts": _int(st.get("failed_attempts")) or 0,
+                "retried_calls": _int(st.get("retried")) or 0,
                 "tokens": (_int(st.get("tokens_in")) or 0) + (_int(st.get("tokens_out")) or 0),
                 "cost": None if _int(st.get("cost_unknown")) else _float(st.get("cost")) or 0.0,
                 "parent_run": r.parent_run,
@@ -82,101 +81,6 @@ def _float(v: object) -> float | None:
 
 def _str(v: object) -> str | None:
     return v if isinstance(v, str) else None
-
-
-def show_data(state: Any, payloads: bool, before_end: bool = False) -> dict[str, Any]:
-    """The blackboard of a folded state, as ``show --json`` prints it."""
-    from flock_es.runtime.resume import live_status
-
-    by_type: dict[str, Any] = {}
-    for t, aids in state.by_type.items():
-        arts = [state.artifacts[a] for a in aids]
-        entry: dict[str, Any] = {"count": len(arts)}
-        entry["artifacts"] = [
-            {"id": a.id, "produced_by": a.produced_by, "seq": a.seq}
-            | ({"payload": a.payload} if payloads else {})
-            for a in arts
-        ]
-        by_type[t] = entry
-    tasks: dict[str, list[dict[str, Any]]] = {}
-    for task in state.tasks.values():
-        tasks.setdefault(task.status.value, []).append(
-            {
-                "id": task.id,
-                "agent": task.agent,
-                "inputs": task.inputs,
-                "reason": task.reason,
-                "attempt": task.attempt,
-                "outputs": task.outputs,
-                "error": task.error,
-            }
-        )
-    batches = [
-        {
-            "agent": b.agent,
-            "sub_index": b.sub_index,
-            "members": b.members,
-            "size": b.size,
-            "deadline": b.deadline,
-        }
-        for b in state.batches.values()
-        if b.members
-    ]
-    status = state.finished_status or (
-        "running" if before_end else live_status(None, state.pid, state.host)
-    )
-    return {
-        "run_id": state.run_id,
-        "program": state.program,
-        "model": state.model,
-        "status": status,
-        "parent_run": state.parent_run,
-        "fork_seq": state.fork_seq,
-        "at_seq": state.last_seq,
-        "events": state.events,
-        "artifacts": by_type,
-        "tasks": state.tasks_by_status(),
-        "task_list": tasks,
-        "batches": batches,
-        "totals": state.totals(),
-    }
-
-
-def _print_show(data: dict[str, Any], payloads: bool) -> None:
-    echo = typer.echo
-    echo(
-        f"Run {data['run_id']}  {data['status']}  (at seq {data['at_seq']}, {data['events']} events)"
-    )
-    echo(f"  program  {data['program']}  ·  model {data['model']}")
-    if data["parent_run"]:
-        echo(f"  fork of  {data['parent_run']} at seq {data['fork_seq']}")
-    echo("Artifacts")
-    if not data["artifacts"]:
-        echo("  (none)")
-    for t, entry in data["artifacts"].items():
-        echo(f"  {t}: {entry['count']}")
-        if payloads:
-            for a in entry["artifacts"]:
-                echo(f"    {a['id']} by {a['produced_by']}: {json.dumps(a['payload'])}")
-    tasks = data["tasks"]
-    echo("Tasks")
-    echo("  " + " · ".join(f"{k} {v}" for k, v in tasks.items()))
-    for status in ("running", "scheduled", "failed"):
-        for t in data["task_list"].get(status, []):
-            extra = f": {t['error']}" if t["error"] else ""
-            echo(f"  {status:<9} {t['agent']} {t['id']}{extra}")
-    echo("Waiting batches")
-    if not data["batches"]:
-        echo("  (none)")
-    for b in data["batches"]:
-        size = f"/{b['size']}" if b["size"] else ""
-        due = f", timeout at {_fmt_time(b['deadline'])}" if b["deadline"] else ""
-        echo(f"  {b['agent']}: {len(b['members'])}{size} artifacts{due}")
-    tot = data["totals"]
-    echo(
-        f"Model calls {tot['calls']} · tokens {tot['tokens_in'] + tot['tokens_out']} "
-        f"· cost {_fmt_cost(tot['cost'])}"
-    )
 
 
 def register(app: typer.Typer) -> None:
@@ -203,6 +107,7 @@ def register(app: typer.Typer) -> None:
             "tasks d/f/p",
             "artifacts",
             "calls",
+            "failed att.",
             "tokens",
             "cost",
             "fork of",
@@ -222,6 +127,7 @@ def register(app: typer.Typer) -> None:
                 f"{t['done']}/{t['failed']}/{t['pending']}",
                 str(r["artifacts"]),
                 str(r["model_calls"]),
+                str(r["failed_attempts"]),
                 str(r["tokens"]),
                 _fmt_cost(r["cost"]),
                 fork,
@@ -250,4 +156,4 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json.dumps(data, indent=2, default=str))
         else:
-            _print_show(data, payloads)
+            print_show(data, payloads)

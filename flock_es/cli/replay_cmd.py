@@ -65,34 +65,15 @@ def _hash_warning(path: Path, recorded: str | None) -> dict[str, str | None]:
 
 
 def _finish(flock: Any, status: Any, t0: float) -> None:
-    from flock_es.cli.progress import print_summary, summary_lines
-    from flock_es.domain.events import RunStatus
+    from flock_es.cli.run_cmd import finish
 
-    print_summary(summary_lines(flock.state, status.value, time.time() - t0, str(flock.db_path)))
-    if status is RunStatus.INTERRUPTED:
-        raise typer.Exit(130)
-    if status is RunStatus.FAILED:
-        raise typer.Exit(1)
+    finish(flock, status, t0)
 
 
 def _drive(flock: Any, body: Any, quiet: bool, program: Path) -> Any:
-    from flock_es.cli.loader import describe_exception
-    from flock_es.cli.progress import Progress
-    from flock_es.cli.run_cmd import drive
-    from flock_es.errors import ProgramError, UserError
+    from flock_es.cli.run_cmd import run_to_end
 
-    progress = Progress(lambda: flock.state, quiet=quiet)
-
-    async def go() -> Any:
-        try:
-            with progress:
-                return await drive(flock, body(), progress)
-        except UserError:
-            raise
-        except Exception as exc:
-            raise ProgramError(describe_exception(program, exc)) from None
-
-    return asyncio.run(go())
+    return run_to_end(flock, body, quiet, program)
 
 
 def register(app: typer.Typer) -> None:

@@ -168,7 +168,8 @@ class LogReader:
         """Per-run counters for ``flock-es runs``, aggregated in SQL (no fold).
 
         Keys: scheduled, done, failed, calls, tokens_in, tokens_out, cost,
-        cost_unknown, last_ts, artifacts, pid, host (of the last process that ran it).
+        cost_unknown, last_ts, failed_attempts (model.attempt events), retried (model calls
+        answered after a retry), artifacts, pid, host (of the last process that ran it).
         """
         out: dict[str, dict[str, object]] = {}
         rows = self._con.execute(
@@ -182,11 +183,13 @@ class LogReader:
             " coalesce(sum(CASE WHEN kind='model.called' THEN json_extract(body, '$.tokens_out') END), 0),"
             " coalesce(sum(CASE WHEN kind='model.called' THEN json_extract(body, '$.cost') END), 0),"
             " sum(kind='model.called' AND json_extract(body, '$.cost') IS NULL),"
-            " max(ts)"
+            " max(ts),"
+            " sum(kind='model.attempt'),"
+            " sum(kind='model.called' AND coalesce(json_extract(body, '$.attempt'), 1) > 1)"
             " FROM events GROUP BY run_id"
         ).fetchall()
         keys: tuple[str, ...] = ("scheduled", "done", "failed", "calls", "tokens_in")
-        keys += ("tokens_out", "cost", "cost_unknown", "last_ts")
+        keys += ("tokens_out", "cost", "cost_unknown", "last_ts", "failed_attempts", "retried")
         for run_id, *vals in rows:
             out[run_id] = dict(zip(keys, vals, strict=True))
             out[run_id].update(artifacts=0, pid=None, host=None)

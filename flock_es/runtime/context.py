@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from flock_es.runtime.store import AgentStore, artifact_of
+
 if TYPE_CHECKING:
-    from flock_es.runtime.store import AgentStore, Artifact
+    from flock_es.projection.state import RunState, TaskView
+    from flock_es.runtime.agent import Agent
+    from flock_es.runtime.store import Artifact
 
 
 @dataclass(slots=True)
@@ -31,3 +35,44 @@ class AgentContext:
     context: list[Artifact] = field(default_factory=list)
     # The blackboard filtered by this agent's visibility.
     store: AgentStore | None = None
+
+
+def correlation_of(state: RunState, task: TaskView) -> str | None:
+    """The correlation id a task works in: that of its first known input."""
+    arts = state.artifacts
+    return next((arts[i].correlation_id for i in task.inputs if i in arts), None)
+
+
+def build_context(
+    state: RunState,
+    task: TaskView,
+    agent: Agent,
+    attempt: int,
+    priority: int = 0,
+    context_ids: list[str] | None = None,
+) -> AgentContext:
+    """The context ``agent`` runs ``task`` with; the engine and replay both build it here,
+    so a function agent sees the same ``ctx`` live, on resume and under replay.
+
+    ``context_ids`` are the correlation artifacts recorded for the task
+    (``task.started``); the store reads ``state`` as it is when queried.
+
+    Example::
+
+        ctx = build_context(state, state.tasks[task_id], agent, attempt=1)
+        notes = await ctx.store.get_by_type(Note)
+    """
+    ctx = AgentContext(
+        run_id=state.run_id,
+        task_id=task.id,
+        agent=agent.name,
+        attempt=attempt,
+        input_ids=list(task.inputs),
+        correlation_id=correlation_of(state, task),
+    )
+    ctx.store = AgentStore(lambda: state, agent.identity())
+    ctx.extra["priority"] = priority
+    if context_ids:
+        arts = state.artifacts
+        ctx.context = [artifact_of(arts[i]) for i in context_ids if i in arts]
+    return ctx

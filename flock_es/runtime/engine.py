@@ -41,13 +41,12 @@ from flock_es.projection.decide import (
 from flock_es.projection.fold import apply
 from flock_es.projection.state import RunState, TaskView
 from flock_es.runtime.agent import Agent
-from flock_es.runtime.context import AgentContext
+from flock_es.runtime.context import AgentContext, build_context, correlation_of
 from flock_es.runtime.gate_timers import GateTimers
 from flock_es.runtime.model_agent import run_model_agent
 from flock_es.runtime.model_calls import call_model
 from flock_es.runtime.outputs import check_output_types, normalise_outputs
 from flock_es.runtime.priority import PrioritySemaphore
-from flock_es.runtime.store import AgentStore, artifact_of
 
 Listener = Callable[[list[Event]], None]
 INVOKE_SUB = -1
@@ -288,14 +287,7 @@ class Engine:
 
     async def _execute(self, task: TaskView, agent: Agent) -> None:
         attempt = task.attempt + 1
-        corr = next(
-            (
-                self.state.artifacts[i].correlation_id
-                for i in task.inputs
-                if i in self.state.artifacts
-            ),
-            None,
-        )
+        corr = correlation_of(self.state, task)
         body: dict[str, Any] = {"task_id": task.id, "agent": agent.name, "attempt": attempt}
         context = self._context_ids(task, agent, corr) if agent.with_context else None
         if context is not None:
@@ -305,18 +297,7 @@ class Engine:
         # Not awaited: the writer keeps order, so later events of this task commit after it.
         self.writer.enqueue([started])
         t0 = time.perf_counter()
-        ctx = AgentContext(
-            run_id=self.run_id,
-            task_id=task.id,
-            agent=agent.name,
-            attempt=attempt,
-            input_ids=list(task.inputs),
-            correlation_id=corr,
-        )
-        ctx.store = AgentStore(lambda: self.state, agent.identity())
-        ctx.extra["priority"] = self._priority(task, agent)
-        if context:
-            ctx.context = [artifact_of(self.state.artifacts[i]) for i in context]
+        ctx = build_context(self.state, task, agent, attempt, self._priority(task, agent), context)
         try:
             inputs = [self.obj(i) for i in task.inputs]
             batched = self._batched(task, agent)

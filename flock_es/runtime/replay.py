@@ -42,7 +42,7 @@ from flock_es.projection.decide import decide_artifact, decide_batch_flush, deci
 from flock_es.projection.fold import apply
 from flock_es.projection.state import RunState, TaskView
 from flock_es.runtime.agent import Agent
-from flock_es.runtime.context import AgentContext
+from flock_es.runtime.context import AgentContext, build_context
 from flock_es.runtime.engine import UNPUBLISHED_TAG, Engine
 from flock_es.runtime.outputs import check_output_types, normalise_outputs
 from flock_es.runtime.replay_report import (
@@ -52,7 +52,6 @@ from flock_es.runtime.replay_report import (
     describe_decision,
     timeline_step,
 )
-from flock_es.runtime.store import AgentStore, artifact_of
 
 _TIMED = {ScheduleReason.BATCH_TIMEOUT.value, ScheduleReason.BATCH_FLUSH.value}
 
@@ -298,28 +297,9 @@ class Replayer:
         agent = self.agents.get(task.agent)
         if agent is None:
             return _Outcome(divergence=("agent", task.agent, "not defined in this program"))
-        corr = next(
-            (
-                self.state.artifacts[i].correlation_id
-                for i in task.inputs
-                if i in self.state.artifacts
-            ),
-            None,
-        )
-        ctx = AgentContext(
-            run_id=self.state.run_id,
-            task_id=task.id,
-            agent=agent.name,
-            attempt=attempt,
-            input_ids=list(task.inputs),
-            correlation_id=corr,
-        )
-        # As the live engine builds it; the context ids are the ones it recorded.
-        ctx.store = AgentStore(lambda: self.state, agent.identity())
-        ctx.extra["priority"] = self.engine._priority(task, agent)
-        if task.context:
-            arts = self.state.artifacts
-            ctx.context = [artifact_of(arts[i]) for i in task.context if i in arts]
+        # Exactly as the live engine builds it; the context ids are the ones it recorded.
+        priority = self.engine._priority(task, agent)
+        ctx = build_context(self.state, task, agent, attempt, priority, task.context)
         try:
             inputs = [self.engine.obj(i) for i in task.inputs]
             if agent.function is not None:

@@ -111,12 +111,15 @@ def load_run(reader: LogReader, run_id: str, at: int | None = None) -> RunState:
 
 
 def resumable_work(state: RunState) -> int:
-    """Tasks to re-run plus timers to re-arm (batch timeouts, join windows, releases)."""
-    timers = sum(1 for b in state.batches.values() if b.members and b.deadline is not None)
-    timers += sum(
-        1 for g in state.gates.values() for grp in g.groups.values() if grp.deadline is not None
-    )
-    return len(state.pending_tasks()) + timers + len(state.unreleased)
+    """Tasks to re-run plus timers to re-arm: what ``Engine.resume_pending`` restarts.
+
+    A run closed without waiting (``await flock.close()`` right after a
+    publish) is "completed" yet may still owe a batch timeout, a join window's
+    expiry or an ``AfterVisibility`` release; each of those counts as work.
+    """
+    batches = sum(1 for b in state.batches.values() if b.members and b.deadline is not None)
+    windows = sum(1 for _, group in state.waiting_gates() if group.deadline is not None)
+    return len(state.pending_tasks()) + batches + windows + len(state.unreleased)
 
 
 def nothing_to_resume(state: RunState) -> bool:
