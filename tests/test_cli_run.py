@@ -88,6 +88,10 @@ def test_program_also_runs_as_plain_python(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "Total Analysts: 8" in out.stdout
     assert rows(db, "SELECT count(*) FROM artifacts WHERE type='NewsAnalysis'") == [(8,)]
+    # Nobody closed the run, but its process ended with nothing left to do.
+    listed = run_cli(["runs", "--db", db, "--json"], cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert [r["status"] for r in json.loads(listed.stdout)] == ["completed"]
 
 
 @pytest.mark.parametrize("name", ["chain", "pipeline", "routing", "function_agent"])

@@ -20,6 +20,7 @@ from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, Tab
 from flock_es.cli.tui_cmd import MIN_HEIGHT, MIN_WIDTH
 from flock_es.domain.events import Event, EventKind
 from flock_es.log.reader import LogReader
+from flock_es.runtime.resume import live_status
 from tui import drill, rows
 from tui.monitor import Clock, Monitor
 from tui.rows import Filter
@@ -250,7 +251,12 @@ class MonitorApp(App[None]):
             self._set("#status", f" {self.db}: waiting for a run to start…")
             self._q("#scrub", ScrubBar).show("LIVE", 0, 0, 0)
             return
-        status = s.finished_status or ("running" if s.started_at else "…")
+        status = s.finished_status or "…"
+        if s.started_at and not s.finished_status and m.at is not None:
+            status = "running"  # as it was at that point in time
+        elif s.started_at and not s.finished_status:
+            # A run nobody closed: running while its process lives, else ended or crashed.
+            status = live_status(None, s.pid, s.host, s.has_pending_work(), bool(s.failed_tasks()))
         counts = s.tasks_by_status()
         totals = s.totals()
         now = m.now()

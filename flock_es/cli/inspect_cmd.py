@@ -35,11 +35,17 @@ def run_rows(db: Any) -> list[dict[str, Any]]:
     now = time.time()
     for r in rows:
         st = stats.get(r.run_id, {})
-        status = live_status(r.status, _int(st.get("pid")), _str(st.get("host")))
+        scheduled, done, failed = (_int(st.get(k)) or 0 for k in ("scheduled", "done", "failed"))
+        status = live_status(
+            r.status,
+            _int(st.get("pid")),
+            _str(st.get("host")),
+            pending=scheduled > done + failed,
+            failed=failed > 0,
+        )
         end = r.finished_at
         if end is None:
             end = now if status == "running" else _float(st.get("last_ts"))
-        scheduled, done, failed = (_int(st.get(k)) or 0 for k in ("scheduled", "done", "failed"))
         out.append(
             {
                 "run_id": r.run_id,

@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = False,
     ) -> None:
-        """Continue RUN after a crash or Ctrl-C: re-run unfinished tasks, re-arm batch timers.
+        """Continue RUN after a crash or Ctrl-C: re-run unfinished tasks, re-arm timers.
 
         Model calls already recorded are served from the log, never paid twice;
         finished tasks are not re-run.

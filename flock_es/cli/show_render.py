@@ -78,7 +78,15 @@ def show_data(state: RunState, payloads: bool, before_end: bool = False) -> dict
         if b.members
     ]
     status = state.finished_status or (
-        "running" if before_end else live_status(None, state.pid, state.host)
+        "running"
+        if before_end
+        else live_status(
+            None,
+            state.pid,
+            state.host,
+            pending=state.has_pending_work(),
+            failed=bool(state.failed_tasks()),
+        )
     )
     return {
         "run_id": state.run_id,

@@ -415,7 +415,7 @@ class Engine:
                     raise t.exception()  # type: ignore[misc]
 
     def resume_pending(self) -> int:
-        """Re-launch unfinished tasks and re-arm batch timers; returns tasks re-launched."""
+        """Re-launch unfinished tasks and re-arm batch, join and visibility timers; returns tasks re-launched."""
         n = 0
         for t in self.state.pending_tasks():
             self.launch(t.id)

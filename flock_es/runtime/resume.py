@@ -81,16 +81,30 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
-def live_status(status: str | None, pid: int | None, host: str | None) -> str:
-    """The status to show: a "running" run whose process is gone is "interrupted".
+def live_status(
+    status: str | None,
+    pid: int | None,
+    host: str | None,
+    pending: bool = True,
+    failed: bool = False,
+) -> str:
+    """The status to show for a run with no ``run.finished`` (or a finished one).
 
-    A run on another host cannot be checked and stays "running".
+    Its process still alive: "running". Gone with work left (``pending``):
+    "interrupted", it crashed or was killed. Gone with nothing left: it ended
+    without closing the run (a script run as ``python program.py`` does that),
+    so "completed", or "failed" if a task failed. A run on another host, or
+    with no recorded pid, cannot be checked and stays "running".
     """
     if status and status != RunStatus.RUNNING.value:
         return status
-    if host is not None and host != socket.gethostname():
+    if pid is None or (host is not None and host != socket.gethostname()):
         return RunStatus.RUNNING.value
-    return RunStatus.RUNNING.value if pid_alive(pid) else RunStatus.INTERRUPTED.value
+    if pid_alive(pid):
+        return RunStatus.RUNNING.value
+    if pending:
+        return RunStatus.INTERRUPTED.value
+    return RunStatus.FAILED.value if failed else RunStatus.COMPLETED.value
 
 
 def check_at(reader: LogReader, run_id: str, at: int | None) -> int | None:
