@@ -205,3 +205,12 @@ def test_the_tutorial_runs_with_only_its_imports_changed(tmp_path: Path) -> None
     assert "Total Analysts: 8" in out.stdout
     # Without a batch the editor fires once per analysis, as the tutorial's gotcha says.
     assert "NewsDigest 8" in out.stdout
+
+
+def test_a_database_path_that_cannot_be_created(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    out = run_cli(["run", EXAMPLES / "routing.py", "--db", blocker / "x.db"], cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("flock-es: error: cannot write the database")
+    assert len(out.stderr.strip().splitlines()) == 1

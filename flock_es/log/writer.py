@@ -21,6 +21,7 @@ import aiosqlite
 from pydantic_core import to_json
 
 from flock_es.domain.events import Event, EventKind
+from flock_es.errors import DatabaseError
 from flock_es.log.schema import PRAGMAS, check_database, initialise
 
 _INSERT_EVENT = "INSERT INTO events(seq, run_id, kind, ts, v, task_id, body) VALUES (?,?,?,?,?,?,?)"
@@ -135,16 +136,20 @@ class LogWriter:
         self = cls(path, max_batch)
         path = Path(path)
         exists = check_database(path, must_exist=False)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not exists:
-            con = sqlite3.connect(path)
-            try:
-                initialise(con)
-            finally:
-                con.close()
-        self._conn = await aiosqlite.connect(path, isolation_level=None)
-        for p in PRAGMAS:
-            await self._conn.execute(p)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not exists:
+                con = sqlite3.connect(path)
+                try:
+                    initialise(con)
+                finally:
+                    con.close()
+            self._conn = await aiosqlite.connect(path, isolation_level=None)
+            for p in PRAGMAS:
+                await self._conn.execute(p)
+        except (OSError, sqlite3.Error) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise DatabaseError(f"cannot write the database {path}: {reason}") from None
         self._task = asyncio.create_task(self._drain(), name="flock-es-log-writer")
         return self
 
