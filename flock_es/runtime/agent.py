@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -288,5 +288,3 @@ class AgentBuilder:
         self.agent.self_trigger = not enabled
         return self._changed()
 
-
-AsyncAgentFunction = Callable[..., Awaitable[Any]]
