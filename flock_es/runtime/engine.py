@@ -11,8 +11,10 @@ in between see them (the event loop runs one decision at a time).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
@@ -49,6 +51,18 @@ from flock_es.runtime.outputs import check_output_types, normalise_outputs
 from flock_es.runtime.priority import PrioritySemaphore
 
 Listener = Callable[[list[Event]], None]
+
+
+@dataclass(slots=True)
+class _Started:
+    """A task that has been recorded as started: what its run needs to finish."""
+
+    ctx: AgentContext
+    corr: str | None
+    attempt: int
+    t0: float
+
+
 INVOKE_SUB = -1
 UNPUBLISHED_TAG = "flock-es:unpublished"
 
@@ -127,9 +141,14 @@ class Engine:
         self._act(events)
 
     def _act(self, events: list[Event]) -> None:
+        inline: list[str] = []
         for e in events:
             if e.kind is EventKind.TASK_SCHEDULED and e.body["sub_index"] != INVOKE_SUB:
-                self.launch(e.body["task_id"])
+                tid = e.body["task_id"]
+                if self._inline(tid):
+                    inline.append(tid)
+                else:
+                    self.launch(tid)
             elif e.kind is EventKind.BATCH_BUFFERED and e.body.get("deadline") is not None:
                 self.arm(e.body["agent"], e.body["sub_index"])
             elif e.kind is EventKind.GATE_BUFFERED and e.body.get("deadline") is not None:
@@ -143,6 +162,8 @@ class Engine:
                 self.timers.pop(key, None)
         if self.gate_timers.joins:
             self.gate_timers.prune()
+        if inline:
+            self._track(asyncio.create_task(self._run_inline(inline), name="flock-es:inline"))
 
     # --- deciding --------------------------------------------------------
 
@@ -257,9 +278,9 @@ class Engine:
         task = self.state.tasks[task_id]
         agent = self.agents.get(task.agent)
         if agent is None:
-            await self._fail(
-                task, f"agent {task.agent!r} is not defined in this program", "LookupError", None
-            )
+            missing = LookupError(f"agent {task.agent!r} is not defined in this program")
+            await self.emit([self._failed(task, missing)])
+            self._settle(task.id, missing)
             return
         sem = self.agent_sems.get(agent.name)
         if sem is None:
@@ -285,35 +306,33 @@ class Engine:
         arts = self.state.artifacts
         return [i for i in candidates if visible_to(arts[i].visibility, who, arts[i].released)]
 
-    async def _execute(self, task: TaskView, agent: Agent) -> None:
+    def _start(self, task: TaskView, agent: Agent) -> _Started:
+        """Record ``task.started`` and build what the agent sees."""
         attempt = task.attempt + 1
         corr = correlation_of(self.state, task)
         body: dict[str, Any] = {"task_id": task.id, "agent": agent.name, "attempt": attempt}
         context = self._context_ids(task, agent, corr) if agent.with_context else None
         if context is not None:
             body["context"] = context
-        started = trusted_event(self.run_id, EventKind.TASK_STARTED, body, time.time())
-        self._apply([started])
         # Not awaited: the writer keeps order, so later events of this task commit after it.
-        self.writer.enqueue([started])
-        t0 = time.perf_counter()
+        self.record([trusted_event(self.run_id, EventKind.TASK_STARTED, body, time.time())])
         ctx = build_context(self.state, task, agent, attempt, self._priority(task, agent), context)
-        try:
-            inputs = [self.obj(i) for i in task.inputs]
-            batched = self._batched(task, agent)
-            if agent.function is not None:
-                result = await agent.call_function(ctx, inputs, batched)
-                outputs = normalise_outputs(result)
-            else:
-                outputs = await self._model_outputs(ctx, agent, inputs)
-            check_output_types(agent, outputs)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            raw = exc.raw if isinstance(exc, OutputValidationError) else None
-            await self._fail(task, str(exc) or type(exc).__name__, type(exc).__name__, raw, t0)
-            await self._on_error(agent, ctx, exc)
-            return
+        return _Started(ctx, corr, attempt, time.perf_counter())
+
+    async def _outputs(self, task: TaskView, agent: Agent, ctx: AgentContext) -> list[BaseModel]:
+        inputs = [self.obj(i) for i in task.inputs]
+        if agent.function is not None:
+            result = await agent.call_function(ctx, inputs, self._batched(task, agent))
+            outputs = normalise_outputs(result)
+        else:
+            outputs = await self._model_outputs(ctx, agent, inputs)
+        check_output_types(agent, outputs)
+        return outputs
+
+    def _completed(
+        self, task: TaskView, agent: Agent, run: _Started, outputs: list[BaseModel]
+    ) -> list[Event]:
+        """Outputs, ``task.completed`` and what the outputs cause: one atomic unit, applied."""
         now = time.time()
         tags = [UNPUBLISHED_TAG] if task.id in self.unpublished else []
         arts = [
@@ -322,7 +341,7 @@ class Engine:
                 ids.output_id(task.id, pos),
                 agent.name,
                 task.id,
-                corr,
+                run.corr,
                 tags,
                 agent.visibility_for(type(o).__name__),
                 now,
@@ -336,42 +355,93 @@ class Engine:
                 "task_id": task.id,
                 "agent": agent.name,
                 "outputs": [a.body["id"] for a in arts],
-                "attempt": attempt,
-                "duration_ms": (time.perf_counter() - t0) * 1000.0,
+                "attempt": run.attempt,
+                "duration_ms": (time.perf_counter() - run.t0) * 1000.0,
             },
             now,
         )
         events = self.decide(arts, now)
         apply(self.state, done)
         events.insert(len(arts), done)
+        return events
+
+    async def _execute(self, task: TaskView, agent: Agent) -> None:
+        run = self._start(task, agent)
+        try:
+            outputs = await self._outputs(task, agent, run.ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self.emit([self._failed(task, exc, run.t0)])
+            self._settle(task.id, exc)
+            await self._on_error(agent, run.ctx, exc)
+            return
+        events = self._completed(task, agent, run, outputs)
         await self._commit(events)
         self._act(events)
-        waiter = self.invoke_waiters.pop(task.id, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(outputs)
+        self._settle(task.id, outputs)
+
+    def _inline(self, task_id: str) -> bool:
+        """Plain ``def`` function agents never yield, so a whole batch of them runs in
+        one asyncio task and commits once: the same work without a task per run."""
+        task = self.state.tasks.get(task_id)
+        agent = self.agents.get(task.agent) if task is not None else None
+        return (
+            agent is not None
+            and agent.function is not None
+            and not inspect.iscoroutinefunction(agent.function)
+            and agent.name not in self.agent_sems
+            and task_id not in self.invoke_waiters
+        )
+
+    async def _run_inline(self, task_ids: list[str]) -> None:
+        events: list[Event] = []
+        failures: list[tuple[Agent, AgentContext, Exception]] = []
+        for tid in task_ids:
+            task = self.state.tasks[tid]
+            agent = self.agents[task.agent]
+            run = self._start(task, agent)
+            try:
+                outputs = await self._outputs(task, agent, run.ctx)
+            except Exception as exc:
+                failed = self._failed(task, exc, run.t0)
+                apply(self.state, failed)
+                events.append(failed)
+                failures.append((agent, run.ctx, exc))
+                continue
+            events.extend(self._completed(task, agent, run, outputs))
+        await self._commit(events)
+        self._act(events)
+        for failed_agent, ctx, error in failures:
+            await self._on_error(failed_agent, ctx, error)
+
+    def _settle(self, task_id: str, result: list[BaseModel] | Exception) -> None:
+        waiter = self.invoke_waiters.pop(task_id, None)
+        if waiter is None or waiter.done():
+            return
+        if isinstance(result, Exception):
+            waiter.set_exception(RuntimeError(f"agent failed: {result}"))
+        else:
+            waiter.set_result(result)
 
     def _batched(self, task: TaskView, agent: Agent) -> bool:
         if 0 <= task.sub_index < len(agent.subscriptions):
             return agent.subscriptions[task.sub_index].batch is not None
         return False
 
-    async def _fail(
-        self, task: TaskView, error: str, error_type: str, raw: str | None, t0: float | None = None
-    ) -> None:
-        dur = (time.perf_counter() - t0) * 1000.0 if t0 is not None else 0.0
+    def _failed(self, task: TaskView, exc: Exception, t0: float | None = None) -> Event:
+        raw = exc.raw if isinstance(exc, OutputValidationError) else None
+        error = str(exc) or type(exc).__name__
         body = TaskFailed(
             task_id=task.id,
             agent=task.agent,
             error=redact_text(error),
-            error_type=error_type,
+            error_type=type(exc).__name__,
             attempt=max(task.attempt, 1),
-            duration_ms=dur,
+            duration_ms=(time.perf_counter() - t0) * 1000.0 if t0 is not None else 0.0,
             raw=redact_text(raw) if raw is not None else None,
         )
-        await self.emit([make_event(self.run_id, body, time.time())])
-        waiter = self.invoke_waiters.pop(task.id, None)
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(RuntimeError(f"agent {task.agent!r} failed: {error}"))
+        return make_event(self.run_id, body, time.time())
 
     async def _on_error(self, agent: Agent, ctx: AgentContext, exc: BaseException) -> None:
         try:
