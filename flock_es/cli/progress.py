@@ -122,8 +122,13 @@ def summary_lines(state: RunState, status: str, wall: float, db: str) -> list[st
 
 
 def ledger_lines(state: RunState, limit: int = 12) -> list[str]:
-    """Per-agent model usage, failed attempts and tool calls (the cost ledger)."""
+    """Per-agent model usage, failed attempts and tool calls (the cost ledger).
+
+    Per-agent lines appear when some call cost money or has an unknown price.
+    """
     users = [a for a in state.agents.values() if a.calls]
+    if all(a.cost == 0.0 for a in users):
+        users = []  # nothing was paid for (the offline model): the totals line says it all
     users.sort(key=lambda a: (-(a.cost or 0.0), -(a.tokens_in + a.tokens_out), a.name))
     width = max((len(a.name) for a in users[:limit]), default=0)
     out = [

@@ -287,4 +287,3 @@ class AgentBuilder:
         """On by default: an agent is not fed its own outputs."""
         self.agent.self_trigger = not enabled
         return self._changed()
-
