@@ -359,15 +359,20 @@ class Replayer:
             )
         return None
 
-    async def _check_completed(self, e: Event) -> Divergence | None:
-        b = e.body
-        tid = b["task_id"]
+    async def _replayed(self, e: Event) -> tuple[str, _Outcome] | Divergence | None:
+        """Re-execute (once) the task a completion or failure event is about."""
+        tid = e.body["task_id"]
         if tid not in self.state.tasks:
             return None
-        out = await self._outcome(tid, int(b.get("attempt", 1)))
-        div = self._task_div(e, out, tid)
-        if div is not None:
-            return div
+        out = await self._outcome(tid, int(e.body.get("attempt", 1)))
+        return self._task_div(e, out, tid) or (tid, out)
+
+    async def _check_completed(self, e: Event) -> Divergence | None:
+        b = e.body
+        got = await self._replayed(e)
+        if got is None or isinstance(got, Divergence):
+            return got
+        tid, out = got
         if out.outputs is None:
             return Divergence(
                 e.seq or 0,
@@ -390,21 +395,18 @@ class Replayer:
 
     async def _check_failed(self, e: Event) -> Divergence | None:
         b = e.body
-        tid = b["task_id"]
-        if tid not in self.state.tasks:
-            return None
-        out = await self._outcome(tid, int(b.get("attempt", 1)))
-        div = self._task_div(e, out, tid)
-        if div is not None:
-            return div
+        got = await self._replayed(e)
+        if got is None or isinstance(got, Divergence):
+            return got
+        tid, out = got
         expected = f"failed: {b.get('error_type')}: {b.get('error')}"
         if out.outputs is not None:
-            got = [type(o).__name__ for o in out.outputs]
+            types = [type(o).__name__ for o in out.outputs]
             return Divergence(
                 e.seq or 0,
                 f"task {tid} succeeded on replay",
                 expected,
-                f"completed with {got}",
+                f"completed with {types}",
                 b["agent"],
                 tid,
             )
