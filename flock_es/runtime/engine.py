@@ -65,6 +65,7 @@ class _Started:
 
 INVOKE_SUB = -1
 UNPUBLISHED_TAG = "flock-es:unpublished"
+INLINE_CHUNK = 256
 
 
 class Engine:
@@ -162,8 +163,10 @@ class Engine:
                 self.timers.pop(key, None)
         if self.gate_timers.joins:
             self.gate_timers.prune()
-        if inline:
-            self._track(asyncio.create_task(self._run_inline(inline), name="flock-es:inline"))
+        # In chunks, so one chunk's commit (on the writer's thread) overlaps the next one's work.
+        for i in range(0, len(inline), INLINE_CHUNK):
+            chunk = inline[i : i + INLINE_CHUNK]
+            self._track(asyncio.create_task(self._run_inline(chunk), name="flock-es:inline"))
 
     # --- deciding --------------------------------------------------------
 
