@@ -34,6 +34,19 @@ from flock_es.domain.visibility import Identity, visible_to
 from flock_es.projection.gates import gate_arrival
 from flock_es.projection.state import ArtifactView, RunState
 
+# What ``decide`` may cause. They sit right after their artifact, in its transaction
+# (replay matches them there; resume's unit boundaries rely on it).
+DECISIONS = frozenset(
+    {
+        EventKind.TASK_SCHEDULED,
+        EventKind.BATCH_BUFFERED,
+        EventKind.PREDICATE_FAILED,
+        EventKind.GATE_BUFFERED,
+        EventKind.JOIN_EXPIRED,
+        EventKind.CIRCUIT_TRIPPED,
+    }
+)
+
 
 @dataclass(slots=True)
 class SubscriptionIndex:

@@ -38,7 +38,12 @@ from flock_es.domain.events import Event, EventKind, ScheduleReason
 from flock_es.errors import ReplayMiss
 from flock_es.log.writer import LogWriter, dumps
 from flock_es.models.base import ModelClient, ModelRequest, ModelResponse
-from flock_es.projection.decide import decide_artifact, decide_batch_flush, decide_release
+from flock_es.projection.decide import (
+    DECISIONS,
+    decide_artifact,
+    decide_batch_flush,
+    decide_release,
+)
 from flock_es.projection.fold import apply
 from flock_es.projection.state import RunState, TaskView
 from flock_es.runtime.agent import Agent
@@ -46,7 +51,6 @@ from flock_es.runtime.context import AgentContext, build_context
 from flock_es.runtime.engine import UNPUBLISHED_TAG, Engine
 from flock_es.runtime.outputs import check_output_types, normalise_outputs
 from flock_es.runtime.replay_report import (
-    DECISIONS,
     Divergence,
     ReplayReport,
     describe_decision,

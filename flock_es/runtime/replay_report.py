@@ -12,16 +12,7 @@ from typing import Any
 
 from flock_es.domain.events import Event, EventKind
 from flock_es.log.writer import dumps
-
-# What ``decide`` may cause. They sit right after their artifact, in its transaction.
-DECISIONS = {
-    EventKind.TASK_SCHEDULED,
-    EventKind.BATCH_BUFFERED,
-    EventKind.PREDICATE_FAILED,
-    EventKind.GATE_BUFFERED,
-    EventKind.JOIN_EXPIRED,
-    EventKind.CIRCUIT_TRIPPED,
-}
+from flock_es.projection.decide import DECISIONS
 
 
 @dataclass(slots=True)

@@ -41,6 +41,7 @@ from flock_es.domain.events import (
 from flock_es.errors import UserError
 from flock_es.log.reader import LogReader
 from flock_es.log.writer import LogWriter
+from flock_es.projection.decide import DECISIONS
 from flock_es.projection.fold import fold
 from flock_es.projection.state import RunState
 from flock_es.runtime.flock import Flock
@@ -50,12 +51,7 @@ _UNIT_KINDS = {
     EventKind.ARTIFACT_PUBLISHED,
     EventKind.ARTIFACT_RELEASED,
     EventKind.TASK_COMPLETED,
-    EventKind.TASK_SCHEDULED,
-    EventKind.BATCH_BUFFERED,
-    EventKind.PREDICATE_FAILED,
-    EventKind.GATE_BUFFERED,
-    EventKind.JOIN_EXPIRED,
-    EventKind.CIRCUIT_TRIPPED,
+    *DECISIONS,
 }
 _TRIGGERED = {ScheduleReason.MATCH.value, ScheduleReason.BATCH_SIZE.value}
 
