@@ -25,15 +25,26 @@ app = typer.Typer(
 )
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", help="Print the flock-es version and exit."),
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    # Eager, so it runs while the options are parsed, before click insists on a command.
+    if value:
         from flock_es import __version__
 
         typer.echo(f"flock-es {__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the flock-es version and exit.",
+        is_eager=True,
+        callback=_print_version,
+    ),
+) -> None:
+    """Durable multi-agent LLM runs on a blackboard."""
 
 
 def _register() -> None:
