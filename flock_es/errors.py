@@ -61,3 +61,15 @@ class OutputValidationError(ModelError):
     def __init__(self, message: str, raw: str | None = None) -> None:
         super().__init__(message)
         self.raw = raw
+
+
+class DatabaseDamagedError(DatabaseError):
+    """The database fails an integrity check or holds an event that does not parse."""
+
+
+class DiskFullError(DatabaseError):
+    """The disk holding the database is full; the run stops and stays resumable."""
+
+
+class RunOwnedError(UserError):
+    """Another live process owns the run (its lease has not expired)."""

@@ -1,8 +1,7 @@
-"""Contract suite for the event log.
+"""The log contract suite on SQLite, plus what only SQLite has (its file policy).
 
-Written against the log's ports (``LogWriter``/``LogReader``) through a
-``backend`` fixture, so a second backend would run the same suite by adding a
-parameter to the fixture.
+``EventStoreContract`` (tests/log_contract.py) holds the backend-neutral tests;
+the Postgres store subclasses it the same way.
 """
 
 from __future__ import annotations
@@ -16,96 +15,40 @@ import time
 from pathlib import Path
 
 import pytest
-from pydantic_core import PydanticSerializationError
 
-from flock_es.domain.events import (
-    SCHEMA_VERSION,
-    ArtifactPublished,
-    Event,
-    RunStarted,
-    TaskScheduled,
-    make_event,
-)
 from flock_es.errors import DatabaseError
-from flock_es.log import LogReader, LogWriter, check_database
+from flock_es.log import LogReader, LogWriter, check_database, open_store
+from flock_es.log.ports import EventStore, sqlite_path, store_kind
 from flock_es.log.schema import DB_SCHEMA_VERSION
+from flock_es.log.sqlite_store import SqliteStore
 from flock_es.log.writer import rebuild_read_models
-
-RUN = "r-test-0001"
-
-
-def started(run: str = RUN) -> Event:
-    return make_event(run, RunStarted(model="offline", agents=[]), time.time())
+from tests.log_contract import EventStoreContract, started
 
 
-def artifact(i: int, run: str = RUN) -> Event:
-    body = ArtifactPublished(id=f"a-{i}", type="Seed", payload={"i": i})
-    return make_event(run, body, time.time())
+class TestSqliteLog(EventStoreContract):
+    def make_store(self, tmp_path: Path) -> EventStore:
+        return open_store(tmp_path / "sqlite.db")
+
+    def set_schema_version(self, store: EventStore, version: int) -> None:
+        assert isinstance(store, SqliteStore)
+        con = sqlite3.connect(store.path)
+        con.execute(f"PRAGMA user_version = {version}")
+        con.close()
 
 
-@pytest.fixture(params=["sqlite"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
-    return tmp_path / f"{request.param}.db"
+@pytest.fixture
+def backend(tmp_path: Path) -> Path:
+    return tmp_path / "sqlite.db"
 
 
-async def test_append_returns_after_commit_with_gap_free_seq(backend: Path) -> None:
-    w = await LogWriter.open(backend)
-    await w.append([started()])
-    await w.append([artifact(1), artifact(2)])
-    # Visible to a separate reader connection as soon as append returned.
-    with LogReader(backend) as r:
-        evs = r.events(RUN)
-    assert [e.seq for e in evs] == [1, 2, 3]
-    assert [e.body.get("id") for e in evs[1:]] == ["a-1", "a-2"]
-    assert all(e.v == SCHEMA_VERSION for e in evs)
-    await w.close()
-
-
-async def test_concurrent_units_are_group_committed(backend: Path) -> None:
-    w = await LogWriter.open(backend)
-    await w.append([started()])
-    before = w.commits
-    await asyncio.gather(*(w.append([artifact(i)]) for i in range(200)))
-    assert w.commits - before < 200  # batched, not one transaction per unit
-    with LogReader(backend) as r:
-        seqs = [e.seq for e in r.events(RUN)]
-    assert seqs == list(range(1, 202))
-    await w.close()
-
-
-async def test_a_failing_unit_leaves_nothing_and_the_writer_goes_on(backend: Path) -> None:
-    w = await LogWriter.open(backend)
-    await w.append([started()])
-    bad = artifact(1)
-    bad.body["payload"] = {"x": object()}  # not JSON: the transaction must roll back
-    with pytest.raises(PydanticSerializationError):
-        await w.append([artifact(0), bad])
-    await w.append([artifact(2)])
-    with LogReader(backend) as r:
-        ids = [e.body.get("id") for e in r.events(RUN)]
-    assert ids == [None, "a-2"]
-    await w.close()
-
-
-async def test_schedules_and_outputs_commit_together(backend: Path) -> None:
-    w = await LogWriter.open(backend)
-    unit = [
-        started(),
-        artifact(1),
-        make_event(
-            RUN, TaskScheduled(task_id="t-1", agent="x", sub_index=0, inputs=["a-1"]), time.time()
-        ),
-    ]
-    await w.append(unit)
-    with LogReader(backend) as r:
-        assert [e.kind.value for e in r.events(RUN)] == [
-            "run.started",
-            "artifact.published",
-            "task.scheduled",
-        ]
-        # task_id is denormalised for the spans view and task lookups
-        assert r.query("SELECT task_id FROM events WHERE seq = 3") == [("t-1",)]
-    await w.close()
+def test_open_store_picks_the_backend_by_url(tmp_path: Path) -> None:
+    assert isinstance(open_store(tmp_path / "x.db"), SqliteStore)
+    assert sqlite_path("sqlite:///data/x.db") == Path("data/x.db")
+    assert sqlite_path("sqlite:////abs/x.db") == Path("/abs/x.db")
+    assert store_kind("postgresql://u:pw@h/db") == "postgresql"
+    with pytest.raises(DatabaseError, match="unsupported database URL scheme 'mysql'") as err:
+        open_store("mysql://u:secret@h/db")
+    assert "secret" not in str(err.value)
 
 
 async def test_sqlite_policy(backend: Path) -> None:
@@ -167,17 +110,6 @@ def test_missing_foreign_and_newer_files_get_clear_errors(tmp_path: Path) -> Non
     with pytest.raises(DatabaseError):
         asyncio.run(LogWriter.open(foreign))
     assert sqlite3.connect(foreign).execute("SELECT name FROM sqlite_master").fetchall() == [("t",)]
-
-
-async def test_newer_schema_is_refused(backend: Path) -> None:
-    w = await LogWriter.open(backend)
-    await w.append([started()])
-    await w.close()
-    con = sqlite3.connect(backend)
-    con.execute(f"PRAGMA user_version = {DB_SCHEMA_VERSION + 1}")
-    con.close()
-    with pytest.raises(DatabaseError, match="newer flock-es"):
-        LogReader(backend)
 
 
 WRITER = textwrap.dedent(

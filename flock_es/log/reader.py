@@ -9,31 +9,18 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic_core import from_json
 
 from flock_es.domain.events import Event, EventKind, upcast
 from flock_es.errors import DatabaseError, RunNotFoundError
-from flock_es.log.schema import BUSY_TIMEOUT_MS, check_database
+from flock_es.log.ports import Lease, RunRow
+from flock_es.log.schema import BUSY_TIMEOUT_MS, check_database, read_uri
+
+__all__ = ["LogReader", "RunRow", "row_to_event"]
 
 _KINDS = {k.value: k for k in EventKind}
-
-
-@dataclass(slots=True, frozen=True)
-class RunRow:
-    run_id: str
-    program: str | None
-    model: str | None
-    started_at: float | None
-    finished_at: float | None
-    status: str | None
-    parent_run: str | None
-    fork_seq: int | None
-    first_seq: int | None
-    last_seq: int | None
-    events: int
 
 
 def row_to_event(row: tuple[int, str, str, float, int, str]) -> Event | None:
@@ -59,9 +46,7 @@ class LogReader:
         self.path = Path(path)
         check_database(self.path, must_exist=True)
         try:
-            self._con = sqlite3.connect(
-                f"file:{self.path}?mode=ro", uri=True, check_same_thread=False
-            )
+            self._con = sqlite3.connect(read_uri(self.path), uri=True, check_same_thread=False)
             self._con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self._con.execute("SELECT 1 FROM events LIMIT 1").fetchall()
         except sqlite3.DatabaseError as exc:
@@ -135,10 +120,10 @@ class LogReader:
     ) -> list[Event]:
         return list(self.iter_events(run_id, after, until, limit))
 
-    def all_events(self, after: int = 0, limit: int | None = None) -> list[Event]:
-        """Events of every run, in commit order (for following a database)."""
+    def events_after(self, cursor: int, limit: int | None = None) -> list[Event]:
+        """Events of every run with ``seq > cursor``, in commit order (following a database)."""
         sql = "SELECT seq, run_id, kind, ts, v, body FROM events WHERE seq > ? ORDER BY seq"
-        args: list[object] = [after]
+        args: list[object] = [cursor]
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
@@ -205,6 +190,18 @@ class LogReader:
             if run_id in out:
                 out[run_id].update(pid=pid, host=host)
         return out
+
+    def owner(self, run_id: str) -> Lease | None:
+        """The lease on ``run_id`` (expired or not), or None."""
+        try:
+            row = self._con.execute(
+                "SELECT run_id, token, pid, host, since, heartbeat, expires FROM owners "
+                "WHERE run_id = ?",
+                (run_id,),
+            ).fetchone()
+        except sqlite3.OperationalError:  # a schema-1 file has no owners table
+            return None
+        return Lease(*row) if row else None
 
     def query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         """Run a read-only SQL query (used by tests and the spans trace)."""

@@ -1,21 +1,27 @@
 """Schema, SQLite policy and the file checks, in one place.
 
-Policy: WAL journal, ``synchronous=NORMAL`` (a committed transaction survives a
-crash of the process; the last transactions may be lost if the machine loses
-power), writers take the lock up front with ``BEGIN IMMEDIATE`` and wait on a
-busy timeout, readers use their own read-only connections.
+Policy: WAL journal; ``synchronous=NORMAL`` between syncs, and the writer
+switches to ``FULL`` for each commit that must survive power loss (see
+``Durability``); writers take the lock up front with ``BEGIN IMMEDIATE`` and
+wait on a busy timeout; readers use their own read-only connections
+(``immutable=1`` where the medium is read-only, as no writer can exist there).
+A new file gets its whole schema, ``application_id`` and ``user_version`` in one
+transaction, so a kill during creation leaves an empty file that the next
+writer initialises, never a half-made one.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 from flock_es.errors import DatabaseError
 
 APPLICATION_ID = 0x464C4553  # "FLES": tells our files from other SQLite files
-DB_SCHEMA_VERSION = 1
+DB_SCHEMA_VERSION = 2
+"""2: the ``owners`` lease table; ``spans`` joins on run_id too (forks copy task ids)."""
 BUSY_TIMEOUT_MS = 10_000
 
 PRAGMAS = (
@@ -65,7 +71,9 @@ CREATE TABLE IF NOT EXISTS artifacts (
 CREATE INDEX IF NOT EXISTS artifacts_type ON artifacts(run_id, type);
 
 -- The tutorial's trace query ("SELECT name, start_time, duration_ms FROM spans")
--- works on this view: one span per task attempt, named <agent>.execute.
+-- works on this view: one span per task.started (per attempt), named <agent>.execute.
+-- An attempt that never ended (a crash, a fork point) is 'unfinished' with no duration.
+-- Joined on run_id too: a fork copies its parent's task ids.
 CREATE VIEW IF NOT EXISTS spans AS
 SELECT
     s.run_id                                          AS run_id,
@@ -74,15 +82,29 @@ SELECT
     (e.ts - s.ts) * 1000.0                            AS duration_ms,
     s.task_id                                         AS task_id,
     json_extract(s.body, '$.attempt')                 AS attempt,
-    CASE e.kind WHEN 'task.completed' THEN 'ok' ELSE 'error' END AS status,
+    CASE e.kind WHEN 'task.completed' THEN 'ok' WHEN 'task.failed' THEN 'error'
+         ELSE 'unfinished' END                        AS status,
     s.ts                                              AS start_ts,
     e.ts                                              AS end_ts
 FROM events s
-JOIN events e
-  ON e.task_id = s.task_id
+LEFT JOIN events e
+  ON e.run_id = s.run_id
+ AND e.task_id = s.task_id
  AND e.kind IN ('task.completed', 'task.failed')
  AND json_extract(e.body, '$.attempt') = json_extract(s.body, '$.attempt')
 WHERE s.kind = 'task.started';
+
+-- Run ownership: one lease per run, taken with BEGIN IMMEDIATE before any work.
+-- Not a read model: a lease is about live processes, not history.
+CREATE TABLE IF NOT EXISTS owners (
+    run_id    TEXT PRIMARY KEY,
+    token     TEXT NOT NULL,
+    pid       INTEGER NOT NULL,
+    host      TEXT NOT NULL,
+    since     REAL NOT NULL,
+    heartbeat REAL NOT NULL,
+    expires   REAL NOT NULL
+);
 
 PRAGMA application_id = {APPLICATION_ID};
 PRAGMA user_version = {DB_SCHEMA_VERSION};
@@ -95,11 +117,48 @@ def default_db_path() -> Path:
     return Path(env) if env else Path("data") / "flock-es.db"
 
 
+_OUR_TABLES = {"events", "runs", "artifacts", "owners"}
+
+
+def read_uri(path: Path) -> str:
+    """A read-only URI; ``immutable=1`` when the file or its directory cannot be written,
+    since then no writer can exist and SQLite must not try to create the -shm file."""
+    from urllib.parse import quote
+
+    base = f"file:{quote(str(path.resolve()))}?mode=ro"
+    writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+    return base + ("" if writable and not _read_only_mount(path) else "&immutable=1")
+
+
+def _read_only_mount(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _header(path: Path) -> tuple[int, int, int, int]:
+    """(application_id, user_version, objects, our tables without app id) of ``path``."""
+    con = sqlite3.connect(read_uri(path), uri=True)
+    try:
+        app_id = con.execute("PRAGMA application_id").fetchone()[0]
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        objects = con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        half = 0
+        if app_id == 0 and names and names <= _OUR_TABLES and "events" in names:
+            half = 0 if con.execute("SELECT 1 FROM events LIMIT 1").fetchone() else 1
+    finally:
+        con.close()
+    return app_id, version, objects, half
+
+
 def check_database(path: Path, *, must_exist: bool) -> bool:
     """Raise DatabaseError unless ``path`` is a flock-es database we can read.
 
     Returns False when the file does not exist yet (and ``must_exist`` is False)
-    or is an empty SQLite file that the writer may initialise.
+    or is an empty (or half-created, event-less) SQLite file that the writer may
+    initialise.
     """
     if not path.exists():
         if must_exist:
@@ -107,17 +166,13 @@ def check_database(path: Path, *, must_exist: bool) -> bool:
         return False
     if path.is_dir():
         raise DatabaseError(f"{path} is a directory, not a flock-es database")
+    if not os.access(path, os.R_OK):
+        raise DatabaseError(f"cannot read the database {path}: permission denied")
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            app_id = con.execute("PRAGMA application_id").fetchone()[0]
-            version = con.execute("PRAGMA user_version").fetchone()[0]
-            tables = con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        finally:
-            con.close()
+        app_id, version, objects, half = _header(path)
     except sqlite3.DatabaseError as exc:
         raise DatabaseError(f"{path} is not a flock-es database ({exc})") from None
-    if app_id == 0 and tables == 0:
+    if app_id == 0 and (objects == 0 or half):
         if must_exist:
             raise DatabaseError(f"{path} is an empty file, not a flock-es database")
         return False
@@ -131,8 +186,65 @@ def check_database(path: Path, *, must_exist: bool) -> bool:
     return True
 
 
+def _statements(script: str) -> list[str]:
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    return out
+
+
+MIGRATIONS: dict[int, str] = {
+    # 1 -> 2: the lease table, and spans joined on run_id as well as task_id.
+    1: "DROP VIEW IF EXISTS spans;",
+}
+
+
 def initialise(con: sqlite3.Connection) -> None:
-    """Apply the policy pragmas and create the schema (idempotent)."""
+    """Create or upgrade the schema in one ``BEGIN IMMEDIATE`` transaction.
+
+    ``con`` must be in autocommit mode (``isolation_level=None``). Idempotent: a
+    second creator waiting on the lock finds everything there.
+    """
     for p in PRAGMAS:
         con.execute(p)
-    con.executescript(DDL)
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        if version > DB_SCHEMA_VERSION:
+            raise DatabaseError("the database was written by a newer flock-es; upgrade flock-es")
+        for v in range(version, DB_SCHEMA_VERSION):
+            for stmt in _statements(MIGRATIONS.get(v, "")):
+                con.execute(stmt)
+        for i, stmt in enumerate(_statements(DDL)):
+            con.execute(stmt)
+            if i == 0 and (pause := os.environ.get("FLOCK_ES_TEST_CREATE_PAUSE")):
+                time.sleep(float(pause))  # lets a test kill the process mid-creation
+        con.execute("COMMIT")
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+
+
+def ensure_schema(path: Path) -> None:
+    """Make ``path`` a current flock-es database (create, finish or upgrade it)."""
+    exists = check_database(path, must_exist=False)
+    if exists:
+        con = sqlite3.connect(read_uri(path), uri=True)
+        try:
+            version = con.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            con.close()
+        if version == DB_SCHEMA_VERSION:
+            return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        initialise(con)
+    finally:
+        con.close()

@@ -22,7 +22,8 @@ from pydantic_core import to_json
 
 from flock_es.domain.events import Event, EventKind
 from flock_es.errors import DatabaseError
-from flock_es.log.schema import PRAGMAS, check_database, initialise
+from flock_es.log.ports import Durability
+from flock_es.log.schema import PRAGMAS, check_database, ensure_schema
 
 _INSERT_EVENT = "INSERT INTO events(seq, run_id, kind, ts, v, task_id, body) VALUES (?,?,?,?,?,?,?)"
 _INSERT_ARTIFACT = (
@@ -35,6 +36,9 @@ _INSERT_RUN = (
 )
 _FINISH_RUN = "UPDATE runs SET finished_at=?, status=? WHERE run_id=?"
 _TOUCH_RUN = "UPDATE runs SET last_seq=?, events=events+? WHERE run_id=?"
+
+PAID_KINDS = frozenset({EventKind.MODEL_CALLED, EventKind.TOOL_CALLED})
+"""Kinds whose commit carries something paid for; in ``full`` durability it is fsynced."""
 
 
 def dumps(body: dict[str, Any]) -> str:
@@ -120,9 +124,14 @@ class LogWriter:
         await writer.close()
     """
 
-    def __init__(self, path: Path, max_batch: int = 4096) -> None:
+    def __init__(
+        self, path: Path, max_batch: int = 4096, durability: Durability = Durability.FULL
+    ) -> None:
         self.path = path
         self.max_batch = max_batch
+        self.durability = Durability(durability)
+        self._synchronous = "NORMAL"
+        self.synced_commits = 0
         self._conn: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[tuple[list[Event], asyncio.Future[None] | None] | None] = (
             asyncio.Queue()
@@ -132,18 +141,13 @@ class LogWriter:
         self.committed_events = 0
 
     @classmethod
-    async def open(cls, path: Path, max_batch: int = 4096) -> LogWriter:
-        self = cls(path, max_batch)
+    async def open(
+        cls, path: Path, max_batch: int = 4096, durability: Durability = Durability.FULL
+    ) -> LogWriter:
+        self = cls(path, max_batch, durability)
         path = Path(path)
-        exists = check_database(path, must_exist=False)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not exists:
-                con = sqlite3.connect(path)
-                try:
-                    initialise(con)
-                finally:
-                    con.close()
+            ensure_schema(path)
             self._conn = await aiosqlite.connect(path, isolation_level=None)
             for p in PRAGMAS:
                 await self._conn.execute(p)
@@ -216,6 +220,14 @@ class LogWriter:
     async def _commit(self, events: list[Event]) -> None:
         assert self._conn is not None
         conn = self._conn
+        # Paid answers must survive power loss before anything acts on them: in WAL
+        # mode, synchronous=FULL fsyncs the WAL at this commit (and so every earlier one).
+        sync = "NORMAL"
+        if self.durability is Durability.FULL and any(e.kind in PAID_KINDS for e in events):
+            sync = "FULL"
+        if sync != self._synchronous:
+            await conn.execute(f"PRAGMA synchronous={sync}")
+            self._synchronous = sync
         await conn.execute("BEGIN IMMEDIATE")
         try:
             async with conn.execute("SELECT coalesce(max(seq), 0) FROM events") as cur:
@@ -244,6 +256,8 @@ class LogWriter:
             raise
         self.commits += 1
         self.committed_events += len(events)
+        if sync == "FULL":
+            self.synced_commits += 1
 
     async def close(self) -> None:
         """Commit what is queued, then close the connection."""

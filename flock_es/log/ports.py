@@ -1,0 +1,293 @@
+"""The log's ports: what the runtime, the CLI and the TUI need from a backend.
+
+SQLite (``flock_es.log.sqlite_store``) is the embedded default; PostgreSQL is the
+scale-out backend. Both implement ``EventStore`` and pass the same inheritable
+contract suite (``tests/log_contract.py``). ``open_store`` picks the backend
+from a path or URL.
+
+The rules every backend keeps:
+
+- ``seq`` is global, gap-free and in commit order; a reader polling
+  ``seq > cursor`` never skips an event that commits late.
+- A unit handed to ``EventWriter.append``/``submit``/``enqueue`` is committed
+  whole or not at all, together with the read-model rows derived from it
+  (``runs``, ``artifacts``), and ``append`` returns only after the commit, so an
+  effect that depends on an event happens only after the event is durable.
+- Read models are rebuildable from the events alone (``rebuild_read_models``).
+- One owner per run: ``claim`` is atomic; a live lease held by another
+  process is refused with ``RunOwnedError``; an expired one (or one whose
+  process is known dead on this host) is taken over; ``force`` overrides.
+
+Example::
+
+    store = open_store("data/flock-es.db")
+    lease = store.claim("r-2026...")
+    writer = await store.open_writer()
+    await writer.append(events)
+    await writer.close()
+    store.release(lease)
+    with store.reader() as log:
+        print(log.last_seq())
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from flock_es.domain.events import Event
+from flock_es.errors import DatabaseError
+
+__all__ = [
+    "LEASE_SECONDS",
+    "Durability",
+    "EventReader",
+    "EventStore",
+    "EventWriter",
+    "Lease",
+    "RunRow",
+    "open_store",
+    "store_kind",
+]
+
+LEASE_SECONDS = float(os.environ.get("FLOCK_ES_LEASE_SECONDS", "30") or 30)
+"""How long a run's lease lasts without a heartbeat (the owner renews it every third)."""
+
+
+class Durability(StrEnum):
+    """What a commit survives (README, "Durability").
+
+    ``full`` (default): a commit carrying a paid result (``model.called``,
+    ``tool.called``) is fsynced before ``append`` returns, and with it every
+    earlier commit. ``normal``: commits survive a crash of the process, not
+    necessarily a power loss (synced at checkpoints only).
+    """
+
+    NORMAL = "normal"
+    FULL = "full"
+
+
+@dataclass(slots=True, frozen=True)
+class RunRow:
+    """One row of the ``runs`` read model."""
+
+    run_id: str
+    program: str | None
+    model: str | None
+    started_at: float | None
+    finished_at: float | None
+    status: str | None
+    parent_run: str | None
+    fork_seq: int | None
+    first_seq: int | None
+    last_seq: int | None
+    events: int
+
+
+@dataclass(slots=True, frozen=True)
+class Lease:
+    """Who owns a run, until when. ``token`` identifies one claim (never shown)."""
+
+    run_id: str
+    token: str
+    pid: int
+    host: str
+    since: float
+    heartbeat: float
+    expires: float
+    lease_seconds: float = field(default=LEASE_SECONDS)
+
+    @classmethod
+    def mine(cls, run_id: str, lease_seconds: float = LEASE_SECONDS) -> Lease:
+        """A fresh lease for this process (not yet claimed)."""
+        now = time.time()
+        return cls(
+            run_id=run_id,
+            token=uuid.uuid4().hex,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            since=now,
+            heartbeat=now,
+            expires=now + lease_seconds,
+            lease_seconds=lease_seconds,
+        )
+
+    def describe(self) -> str:
+        """``pid 123 on host since 08:51:02 UTC``, for one-line errors."""
+        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.since))
+        return f"pid {self.pid} on {self.host} since {since}"
+
+
+@runtime_checkable
+class EventReader(Protocol):
+    """A read-only view of the log; any number may follow a live writer."""
+
+    def close(self) -> None: ...
+    def __enter__(self) -> EventReader: ...
+    def __exit__(self, *exc: object) -> None: ...
+    def data_version(self) -> int:
+        """Changes whenever another connection committed: the cheap "anything new?" check."""
+        ...
+
+    def runs(self) -> list[RunRow]: ...
+    def latest_run(self) -> RunRow | None: ...
+    def resolve_run(self, ref: str) -> str:
+        """The full run id for ``ref``: an id, a unique prefix, or ``latest``."""
+        ...
+
+    def iter_events(
+        self, run_id: str, after: int = 0, until: int | None = None, limit: int | None = None
+    ) -> Iterator[Event]:
+        """One run's events with ``after < seq <= until``, in seq order."""
+        ...
+
+    def events(
+        self, run_id: str, after: int = 0, until: int | None = None, limit: int | None = None
+    ) -> list[Event]: ...
+    def events_after(self, cursor: int, limit: int | None = None) -> list[Event]:
+        """Events of every run with ``seq > cursor``, in commit order, gap-free."""
+        ...
+
+    def last_seq(self, run_id: str | None = None) -> int: ...
+    def first_seq(self, run_id: str) -> int: ...
+    def run_stats(self) -> dict[str, dict[str, object]]:
+        """Per-run counters for ``flock-es runs`` (see ``LogReader.run_stats``)."""
+        ...
+
+    def owner(self, run_id: str) -> Lease | None:
+        """The lease on ``run_id``, expired or not, or None."""
+        ...
+
+
+@runtime_checkable
+class EventWriter(Protocol):
+    """Appends units of events with group commit; one per process and store."""
+
+    commits: int
+    committed_events: int
+
+    def submit(self, events: list[Event]) -> asyncio.Future[None]:
+        """Queue one atomic unit; the future resolves after its commit."""
+        ...
+
+    def enqueue(self, events: list[Event]) -> None:
+        """Queue one atomic unit without waiting; order with later units is kept."""
+        ...
+
+    async def append(self, events: list[Event]) -> None:
+        """Commit ``events`` as one unit (with their read-model rows); returns after it."""
+        ...
+
+    async def close(self) -> None:
+        """Commit what is queued, then close."""
+        ...
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """A log backend: readers, one writer, run ownership, maintenance."""
+
+    @property
+    def location(self) -> str:
+        """Path or URL (without password), for messages."""
+        ...
+
+    def reader(self) -> EventReader:
+        """A new read-only view (raises DatabaseError if there is no log)."""
+        ...
+
+    async def open_writer(self, durability: Durability = Durability.FULL) -> EventWriter:
+        """The writer; creates the schema on first use, atomically."""
+        ...
+
+    def claim(
+        self, run_id: str, *, lease_seconds: float = LEASE_SECONDS, force: bool = False
+    ) -> Lease:
+        """Take ``run_id`` for this process, or raise ``RunOwnedError`` naming the owner."""
+        ...
+
+    def heartbeat(self, lease: Lease) -> Lease:
+        """Extend ``lease``; raises ``RunOwnedError`` if someone took it over."""
+        ...
+
+    def release(self, lease: Lease) -> None:
+        """Give ``lease`` up (a no-op if it was taken over)."""
+        ...
+
+    def rebuild_read_models(self) -> int:
+        """Re-derive every read model from the events alone; returns events read."""
+        ...
+
+    def check(self) -> None:
+        """A cheap integrity check; raises DatabaseError naming the damage."""
+        ...
+
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def store_kind(url_or_path: str | os.PathLike[str]) -> str:
+    """``sqlite`` or ``postgresql`` for a location, or DatabaseError for anything else."""
+    text = os.fspath(url_or_path)
+    m = _SCHEME.match(text)
+    if m is None:
+        return "sqlite"
+    scheme = m.group(1).lower()
+    if scheme == "sqlite":
+        return "sqlite"
+    if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
+        return "postgresql"
+    raise DatabaseError(
+        f"unsupported database URL scheme {scheme!r} in {_safe(text)} "
+        "(use a file path, sqlite:///PATH or postgresql://...)"
+    )
+
+
+def sqlite_path(url_or_path: str | os.PathLike[str]) -> Path:
+    """The file behind a plain path or a ``sqlite:///PATH`` URL."""
+    text = os.fspath(url_or_path)
+    if text.lower().startswith("sqlite://"):
+        rest = text[len("sqlite://") :]
+        # sqlite:///relative/x.db -> relative; sqlite:////abs/x.db -> /abs (SQLAlchemy's rule)
+        return Path(rest[1:] if rest.startswith("/") else rest)
+    return Path(text)
+
+
+def _safe(url: str) -> str:
+    """``url`` without a password."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
+def open_store(url_or_path: str | os.PathLike[str], *, readonly: bool = False) -> EventStore:
+    """The store for a path, ``sqlite:///PATH`` or ``postgresql://...`` URL.
+
+    Example::
+
+        store = open_store("sqlite:///data/flock-es.db", readonly=True)
+    """
+    kind = store_kind(url_or_path)
+    if kind == "sqlite":
+        from flock_es.log.sqlite_store import SqliteStore
+
+        return SqliteStore(sqlite_path(url_or_path), readonly=readonly)
+    import importlib
+
+    try:
+        # The Postgres engineer's module; it exports open_postgres_store(url, readonly=).
+        postgres = importlib.import_module("flock_es.log.postgres_store")
+    except ImportError:
+        raise DatabaseError(
+            f"PostgreSQL support is not available in this flock-es yet "
+            f"({_safe(os.fspath(url_or_path))})"
+        ) from None
+    store: EventStore = postgres.open_postgres_store(os.fspath(url_or_path), readonly=readonly)
+    return store

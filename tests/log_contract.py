@@ -1,0 +1,290 @@
+"""The log contract: what every ``EventStore`` backend must do.
+
+Inherit ``EventStoreContract`` in a ``Test...`` class and implement
+``make_store`` (a fresh, empty store), ``location`` (the path or URL a second
+process passes to ``open_store``) and ``set_schema_version``; pytest then runs
+every test below against that backend (the eventsourcing recorder-test
+pattern). ``tests/test_log_contract.py`` does it for SQLite.
+
+Example::
+
+    class TestPostgresLog(EventStoreContract):
+        def make_store(self, tmp_path): ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flock_es.domain.events import (
+    SCHEMA_VERSION,
+    ArtifactPublished,
+    Event,
+    RunFinished,
+    RunStarted,
+    TaskScheduled,
+    make_event,
+)
+from flock_es.errors import DatabaseError, RunNotFoundError, RunOwnedError
+from flock_es.log.ports import EventReader, EventStore, EventWriter
+
+RUN = "r-test-0001"
+
+__all__ = ["EventStoreContract", "artifact", "started"]
+
+
+def started(run: str = RUN, **kw: Any) -> Event:
+    return make_event(run, RunStarted(model="offline", agents=[], **kw), time.time())
+
+
+def artifact(i: int, run: str = RUN) -> Event:
+    body = ArtifactPublished(id=f"a-{i}", type="Seed", payload={"i": i})
+    return make_event(run, body, time.time())
+
+
+def finished(run: str = RUN) -> Event:
+    return make_event(run, RunFinished(status="completed"), time.time())
+
+
+CLAIMER = textwrap.dedent(
+    """
+    import os, sys
+    from flock_es.errors import UserError
+    from flock_es.log import open_store
+    store = open_store(sys.argv[1])
+    try:
+        lease = store.claim(sys.argv[2], lease_seconds=float(sys.argv[3]))
+    except UserError as exc:
+        print(exc)
+        sys.exit(exc.exit_code)
+    print("claimed", lease.pid)
+    sys.stdout.flush()
+    if sys.argv[4] == "die":
+        os._exit(0)  # no release: a dead owner
+    store.release(lease)
+    """
+)
+
+
+class EventStoreContract:
+    """Tests every backend inherits. Not collected by itself (no ``Test`` prefix)."""
+
+    def make_store(self, tmp_path: Path) -> EventStore:
+        raise NotImplementedError
+
+    def location(self, store: EventStore) -> str:
+        return store.location
+
+    def set_schema_version(self, store: EventStore, version: int) -> None:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> EventStore:
+        return self.make_store(tmp_path)
+
+    async def writer(self, store: EventStore) -> EventWriter:
+        w = await store.open_writer()
+        assert isinstance(w, EventWriter)
+        return w
+
+    def claim_in_subprocess(
+        self, store: EventStore, run_id: str, lease: float = 30, then: str = "release"
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", CLAIMER, self.location(store), run_id, str(lease), then],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    # -- appending and reading -------------------------------------------------
+
+    async def test_append_returns_after_commit_with_gap_free_seq(self, store: EventStore) -> None:
+        w = await self.writer(store)
+        await w.append([started()])
+        await w.append([artifact(1), artifact(2)])
+        with store.reader() as r:  # a separate reader sees it as soon as append returned
+            assert isinstance(r, EventReader)
+            evs = r.events(RUN)
+        assert [e.seq for e in evs] == [1, 2, 3]
+        assert [e.body.get("id") for e in evs[1:]] == ["a-1", "a-2"]
+        assert all(e.v == SCHEMA_VERSION for e in evs)
+        await w.close()
+
+    async def test_concurrent_units_are_group_committed(self, store: EventStore) -> None:
+        w = await self.writer(store)
+        await w.append([started()])
+        before = w.commits
+        await asyncio.gather(*(w.append([artifact(i)]) for i in range(200)))
+        assert w.commits - before < 200  # batched, not one transaction per unit
+        with store.reader() as r:
+            assert [e.seq for e in r.events(RUN)] == list(range(1, 202))
+        await w.close()
+
+    async def test_a_failing_unit_leaves_nothing_and_the_writer_goes_on(
+        self, store: EventStore
+    ) -> None:
+        w = await self.writer(store)
+        await w.append([started()])
+        bad = artifact(1)
+        bad.body["payload"] = {"x": object()}  # not JSON: the transaction must roll back
+        with pytest.raises(Exception):  # noqa: B017 - the backend's serialisation error
+            await w.append([artifact(0), bad])
+        await w.append([artifact(2)])
+        with store.reader() as r:
+            assert [e.body.get("id") for e in r.events(RUN)] == [None, "a-2"]
+            assert r.last_seq() == 2  # the failed unit used no seq: no gap
+        await w.close()
+
+    async def test_a_unit_commits_whole(self, store: EventStore) -> None:
+        w = await self.writer(store)
+        sched = TaskScheduled(task_id="t-1", agent="x", sub_index=0, inputs=["a-1"])
+        await w.append([started(), artifact(1), make_event(RUN, sched, time.time())])
+        with store.reader() as r:
+            kinds = [e.kind.value for e in r.events(RUN)]
+        assert kinds == ["run.started", "artifact.published", "task.scheduled"]
+        await w.close()
+
+    async def test_enqueue_keeps_order_with_later_units(self, store: EventStore) -> None:
+        w = await self.writer(store)
+        w.enqueue([started()])
+        w.enqueue([artifact(1)])
+        await w.submit([artifact(2)])
+        with store.reader() as r:
+            assert [e.body.get("id") for e in r.events(RUN)] == [None, "a-1", "a-2"]
+        await w.close()
+
+    async def test_cursor_reads_every_run_in_commit_order(self, store: EventStore) -> None:
+        w = await self.writer(store)
+        await w.append([started("r-a"), started("r-b")])
+        await asyncio.gather(
+            *(w.append([artifact(i, "r-a" if i % 2 else "r-b")]) for i in range(50))
+        )
+        with store.reader() as r:
+            seen: list[int] = []
+            cursor = 0
+            while batch := r.events_after(cursor, limit=7):
+                seen.extend(e.seq or 0 for e in batch)
+                cursor = batch[-1].seq or 0
+            assert seen == list(range(1, 53))
+            assert r.last_seq() == 52 and r.first_seq("r-b") == 2
+            assert [e.seq for e in r.events("r-a", after=3, until=9)] == [
+                e.seq for e in r.events_after(3) if e.run_id == "r-a" and (e.seq or 0) <= 9
+            ]
+        await w.close()
+
+    async def test_change_check_moves_only_on_commit(self, store: EventStore) -> None:
+        w = await self.writer(store)
+        await w.append([started()])
+        with store.reader() as r:
+            v0 = r.data_version()
+            assert r.data_version() == v0
+            await w.append([artifact(1)])
+            assert r.data_version() != v0
+            assert r.events_after(1)[0].body["id"] == "a-1"
+        await w.close()
+
+    # -- read models -------------------------------------------------------------
+
+    async def test_runs_listing_and_resolution(self, store: EventStore) -> None:
+        w = await self.writer(store)
+        await w.append([started("r-2026-aaa1"), artifact(1, "r-2026-aaa1")])
+        await w.append([started("r-2026-bbb2", parent_run="r-2026-aaa1", fork_seq=2)])
+        await w.append([finished("r-2026-aaa1")])
+        with store.reader() as r:
+            runs = {row.run_id: row for row in r.runs()}
+            assert runs["r-2026-aaa1"].status == "completed"
+            assert runs["r-2026-aaa1"].events == 3
+            assert runs["r-2026-bbb2"].status == "running"
+            assert runs["r-2026-bbb2"].parent_run == "r-2026-aaa1"
+            assert r.resolve_run("r-2026-b") == "r-2026-bbb2"
+            assert r.resolve_run("latest") == "r-2026-bbb2"
+            with pytest.raises(RunNotFoundError, match="ambiguous"):
+                r.resolve_run("r-2026")
+            with pytest.raises(RunNotFoundError):
+                r.resolve_run("nope")
+            assert r.run_stats()["r-2026-aaa1"]["artifacts"] == 1
+        await w.close()
+
+    async def test_read_models_rebuilt_from_events_equal_live_ones(self, store: EventStore) -> None:
+        w = await self.writer(store)
+        await w.append([started("r-one"), *(artifact(i, "r-one") for i in range(5))])
+        await w.append([started("r-two", parent_run="r-one", fork_seq=3), artifact(9, "r-two")])
+        await w.append([finished("r-one")])
+        await w.close()
+
+        def snapshot() -> tuple[list[Any], dict[str, Any]]:
+            with store.reader() as r:
+                return r.runs(), r.run_stats()
+
+        before = snapshot()
+        assert store.rebuild_read_models() == 9
+        assert snapshot() == before
+
+    async def test_newer_schema_is_refused(self, store: EventStore) -> None:
+        w = await self.writer(store)
+        await w.append([started()])
+        await w.close()
+        self.set_schema_version(store, 10_000)
+        with pytest.raises(DatabaseError, match="newer flock-es"):
+            store.reader()
+        with pytest.raises(DatabaseError, match="newer flock-es"):
+            await store.open_writer()
+
+    # -- ownership ---------------------------------------------------------------
+
+    def test_claim_is_exclusive(self, store: EventStore) -> None:
+        lease = store.claim(RUN)
+        with pytest.raises(RunOwnedError, match=rf"pid {lease.pid} on {lease.host} since"):
+            store.claim(RUN)  # even this process, with another claim
+        other = self.claim_in_subprocess(store, RUN)
+        assert other.returncode == RunOwnedError.exit_code
+        assert f"pid {lease.pid}" in other.stdout
+        with store.reader() as r:
+            owner = r.owner(RUN)
+        assert owner is not None and owner.token == lease.token
+        store.release(lease)
+        assert self.claim_in_subprocess(store, RUN).returncode == 0
+        store.release(store.claim(RUN))
+
+    def test_claims_of_different_runs_do_not_conflict(self, store: EventStore) -> None:
+        a = store.claim("r-a")
+        b = store.claim("r-b")
+        store.release(a)
+        store.release(b)
+
+    def test_heartbeat_extends_and_expired_leases_are_taken_over(self, store: EventStore) -> None:
+        lease = store.claim(RUN, lease_seconds=0.5)
+        renewed = store.heartbeat(lease)
+        assert renewed.expires >= lease.expires
+        time.sleep(0.6)
+        other = self.claim_in_subprocess(store, RUN, lease=30, then="die")
+        assert other.returncode == 0, other.stdout + other.stderr
+        with pytest.raises(RunOwnedError):
+            store.heartbeat(renewed)  # the old owner learns it lost the run
+        store.release(renewed)  # a no-op now: must not free the new owner's lease
+        with store.reader() as r:
+            owner = r.owner(RUN)
+        assert owner is not None and owner.token != lease.token
+
+    def test_a_dead_owner_on_this_host_is_taken_over(self, store: EventStore) -> None:
+        died = self.claim_in_subprocess(store, RUN, lease=600, then="die")
+        assert died.returncode == 0
+        lease = store.claim(RUN)  # the pid is gone: no need to wait 600 s or force
+        store.release(lease)
+
+    def test_force_overrides_a_live_lease(self, store: EventStore) -> None:
+        lease = store.claim(RUN)
+        forced = store.claim(RUN, force=True)
+        assert forced.token != lease.token
+        with pytest.raises(RunOwnedError):
+            store.heartbeat(lease)
+        store.release(forced)
