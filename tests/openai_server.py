@@ -9,7 +9,10 @@ any flock-es program runs against it. Tests script it per call::
     server.script(Step(status=429, headers={"Retry-After": "0.05"}), Step(content='{"x": 1}'))
 
 A step is consumed by one request, in arrival order; with the script empty the
-default answer is used. ``latency`` delays every answer. Run it as a process
+default answer is used. Fault switches: ``Step(body={"choices": []})`` sends
+any JSON body, ``Step(status=500, echo=True)`` an error that echoes the
+request's headers, and ``OpenAIServer(max_inflight=8, retry_after="1")`` a
+rate limit: 429 for every request beyond 8 in flight (``rejected`` counts them). ``latency`` delays every answer. Run it as a process
 for the CLI acceptance and the benchmarks::
 
     python -m tests.openai_server --latency 1     # prints "port N", serves until killed
@@ -18,6 +21,7 @@ for the CLI acceptance and the benchmarks::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import threading
@@ -44,6 +48,11 @@ class Step:
     headers: dict[str, str] = field(default_factory=dict)
     tool_calls: list[dict[str, Any]] | None = None  # [{"name": ..., "arguments": {...}}]
     error: str = ""
+    # Fault switches: the whole JSON body to send instead of a completion
+    # (``{"choices": []}``, a completion without ``usage``, ...), and an error
+    # body that echoes the request's headers and URL (as careless proxies do).
+    body: dict[str, Any] | None = None
+    echo: bool = False
 
 
 def schema_of(body: dict[str, Any]) -> dict[str, Any] | None:
@@ -83,8 +92,20 @@ def default_answer(body: dict[str, Any]) -> str:
 class OpenAIServer:
     """The server; ``start()`` returns it listening, ``url`` is its ``api_base``."""
 
-    def __init__(self, latency: float = 0.0, port: int = 0) -> None:
+    def __init__(
+        self,
+        latency: float = 0.0,
+        port: int = 0,
+        max_inflight: int | None = None,
+        retry_after: str | None = None,
+    ) -> None:
         self.latency = latency
+        # Rate limit: a request beyond ``max_inflight`` concurrent ones gets a 429
+        # (with ``Retry-After: retry_after`` when given); ``rejected`` counts them.
+        self.max_allowed = max_inflight
+        self.retry_after = retry_after
+        self.rejected = 0
+        self.completed = 0
         self.steps: deque[Step] = deque()
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
@@ -153,22 +174,33 @@ class OpenAIServer:
         with self.lock:
             self.requests.append(body)
             self.headers.append({k.lower(): v for k, v in h.headers.items()})
-            step = self.steps.popleft() if self.steps else Step()
-            self.inflight += 1
-            self.max_inflight = max(self.max_inflight, self.inflight)
+            if self.max_allowed is not None and self.inflight >= self.max_allowed:
+                self.rejected += 1
+                limited = True
+            else:
+                limited = False
+                step = self.steps.popleft() if self.steps else Step()
+                self.inflight += 1
+                self.max_inflight = max(self.max_inflight, self.inflight)
+        if limited:
+            self._rate_limited(h)
+            return
         try:
             delay = step.delay or self.latency
             if delay:
                 time.sleep(delay)
+            message = step.error or f"scripted HTTP {step.status}"
+            if step.echo:
+                seen = {k: v for k, v in h.headers.items()}
+                message += f" (request to {h.path} with headers {json.dumps(seen)})"
             if step.status != 200:
-                err = {
-                    "message": step.error or f"scripted HTTP {step.status}",
-                    "type": "scripted",
-                    "code": step.status,
-                }
+                err = {"message": message, "type": "scripted", "code": step.status}
                 self._send(h, step.status, {"error": err}, step.headers)
                 return
-            self._send(h, 200, self._completion(body, step), step.headers)
+            payload = step.body if step.body is not None else self._completion(body, step)
+            self._send(h, 200, payload, step.headers)
+            with self.lock:
+                self.completed += 1
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a timeout test)
         finally:
@@ -209,6 +241,14 @@ class OpenAIServer:
             "usage": usage,
         }
 
+    def _rate_limited(self, h: BaseHTTPRequestHandler) -> None:
+        headers = {"x-ratelimit-limit-requests": str(self.max_allowed)}
+        if self.retry_after is not None:
+            headers["Retry-After"] = self.retry_after
+        err = {"message": "Rate limit reached: too many requests in flight", "type": "requests"}
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self._send(h, 429, {"error": err}, headers)
+
     @staticmethod
     def _send(
         h: BaseHTTPRequestHandler,
@@ -230,14 +270,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--max-inflight", type=int, default=None, help="429 beyond N in flight")
+    parser.add_argument("--retry-after", default=None, help="Retry-After value on those 429s")
     args = parser.parse_args()
-    server = OpenAIServer(latency=args.latency, port=args.port).start()
+    server = OpenAIServer(
+        latency=args.latency,
+        port=args.port,
+        max_inflight=args.max_inflight,
+        retry_after=args.retry_after,
+    ).start()
     print(f"port {server.port}", flush=True)
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         server.stop()
+        print(
+            f"served {server.completed} completions, rejected {server.rejected} with 429, "
+            f"max {server.max_inflight} in flight",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -32,10 +32,12 @@ class ModelRequest(BaseModel):
 
     def redacted(self) -> dict[str, Any]:
         """The request as recorded: no credentials, whatever the settings held."""
-        from flock_es.models.redact import redact
+        from flock_es.models.redact import redact, redact_settings, register_settings
 
-        data = self.model_dump(mode="json", exclude={"inputs"})
+        register_settings(self.settings)
+        data = self.model_dump(mode="json", exclude={"inputs", "settings"})
         cleaned: dict[str, Any] = redact(data)
+        cleaned["settings"] = redact_settings(self.settings)
         return cleaned
 
 

@@ -20,14 +20,18 @@ from typing import Any
 
 from flock_es.errors import ConfigError
 from flock_es.models.base import ModelRequest, ModelResponse
-from flock_es.models.redact import redact_text, register_secret
+from flock_es.models.redact import (
+    redact_provider_error,
+    register_settings,
+    strip_url_credentials,
+    url_credentials,
+)
 from flock_es.models.retry import PermanentModelError, TransientModelError, parse_retry_after
 
 # Providers that run without a key (local servers).
 _KEYLESS = {"ollama", "ollama_chat", "hosted_vllm", "lm_studio", "llamafile", "vllm"}
 # flock-es settings that are not litellm parameters.
 _OWN_SETTINGS = {"structured_output"}
-_SECRET_SETTING = re.compile(r"(key|token|secret|password|credential)", re.IGNORECASE)
 _PREFIX = re.compile(r"^(litellm\.\w+:\s*)?(\w+Error:\s*)?(\w+Exception\s*-\s*)?")
 
 
@@ -67,12 +71,18 @@ class LiteLLMClient:
         self.model = model
         self.settings = settings
         self._schema_support: bool | None = None
-        for key, value in settings.items():
-            if _SECRET_SETTING.search(key):
-                register_secret(value)
+        register_settings(settings)
 
     def check(self) -> None:
-        """Fail before any work on an unknown provider or a missing API key."""
+        """Fail before any work on an unknown provider, a missing API key or a bad api_base."""
+        base = self.settings.get("api_base") or self.settings.get("base_url")
+        if isinstance(base, str) and url_credentials(base):
+            # The OpenAI client cannot send them next to its API key; every call would fail.
+            raise ConfigError(
+                f"model {self.model!r}: api_base {strip_url_credentials(base)} has credentials "
+                "in the URL, which cannot be sent next to the API key; pass them as api_key= "
+                "or in extra_headers= instead"
+            )
         litellm = import_litellm()
         try:
             _, provider, _, _ = litellm.get_llm_provider(self.model)
@@ -185,7 +195,7 @@ def _cost(litellm: Any, resp: Any) -> float | None:
 def _detail(exc: Exception) -> str:
     text = " ".join(str(exc).split())
     text = _PREFIX.sub("", text, count=1)
-    text = redact_text(text)
+    text = redact_provider_error(text)
     return text if len(text) <= 300 else text[:299] + "…"
 
 
@@ -207,6 +217,13 @@ def classify(exc: Exception, model: str) -> Exception:
             "rate_limited",
             429,
             parse_retry_after(headers),
+        )
+    if "credentials encoded in URL" in detail:
+        return PermanentModelError(
+            f"{where}: the api_base URL has credentials in it; pass them as api_key= or "
+            "in extra_headers= instead",
+            "bad_config",
+            None,
         )
     if name == "APIConnectionError" or "connection error" in detail.lower():
         return TransientModelError(f"{where}: connection failed: {detail}", "connection", status)

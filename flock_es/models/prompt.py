@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -66,38 +67,111 @@ def build_messages(
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
-def _strip_fences(text: str) -> str:
-    t = text.strip()
-    if t.startswith("```"):
-        t = t.split("\n", 1)[1] if "\n" in t else ""
-        if t.rstrip().endswith("```"):
-            t = t.rstrip()[:-3]
-    return t.strip()
+_FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:\n[ \t]*```|\Z)", re.DOTALL)
+
+
+def json_candidates(content: str) -> list[Any]:
+    """Every JSON value an answer may mean, most likely first.
+
+    Real models wrap their JSON: a sentence then a fenced block, the JSON then
+    an explanation, several fenced blocks. Tried in order: the whole answer,
+    each fenced block, then each object or list embedded in the prose.
+    """
+    out: list[Any] = []
+    seen: set[str] = set()
+
+    def add(text: str) -> None:
+        text = text.strip()
+        if not text or text in seen:
+            return
+        seen.add(text)
+        try:
+            out.append(json.loads(text))
+        except json.JSONDecodeError:
+            return
+
+    add(content)
+    for match in _FENCE.finditer(content):
+        add(match.group(2))
+    decoder = json.JSONDecoder()
+    pos = 0
+    while len(out) < 16:
+        starts = [i for i in (content.find("{", pos), content.find("[", pos)) if i >= 0]
+        if not starts:
+            break
+        i = min(starts)
+        try:
+            value, end = decoder.raw_decode(content, i)
+        except json.JSONDecodeError:
+            pos = i + 1
+            continue
+        key = content[i:end]
+        if key not in seen:
+            seen.add(key)
+            out.append(value)
+        pos = end
+    return out
+
+
+def describe_validation(exc: ValidationError) -> str:
+    """Every error of ``exc`` on one line: ``Title: N validation error(s); loc: msg; ...``."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "(root)"
+        parts.append(f"{loc}: {err.get('msg')}")
+    return f"{exc.title}: {exc.error_count()} validation error(s); " + "; ".join(parts)
 
 
 def parse_output(
     content: str, publishes: Sequence[type[BaseModel]], fan_out: dict[str, int] | None = None
 ) -> list[BaseModel]:
-    """Validate a model's answer into output objects, or raise OutputValidationError."""
-    try:
-        data = json.loads(_strip_fences(content))
-    except json.JSONDecodeError as exc:
-        raise OutputValidationError(f"the answer is not JSON: {exc}", raw=content) from None
+    """Validate a model's answer into output objects, or raise OutputValidationError.
+
+    The first JSON value in the answer that validates wins (see
+    ``json_candidates``); if none does, the error names every validation
+    problem of the first one, so the re-ask can quote them all.
+
+    Example::
+
+        parse_output('Here you go:\n```json\n{"label": "x"}\n```', [Tag])  # [Tag(label='x')]
+    """
+    candidates = json_candidates(content)
+    if not candidates:
+        try:
+            json.loads(content)
+        except json.JSONDecodeError as exc:
+            raise OutputValidationError(f"the answer is not JSON: {exc}", raw=content) from None
+    first: OutputValidationError | None = None
+    for data in candidates:
+        try:
+            return _validate(data, publishes, fan_out, content)
+        except OutputValidationError as exc:
+            first = first or exc
+    assert first is not None
+    raise first
+
+
+def _validate(
+    data: Any,
+    publishes: Sequence[type[BaseModel]],
+    fan_out: dict[str, int] | None,
+    content: str,
+) -> list[BaseModel]:
     try:
         if len(publishes) == 1 and not fan_out:
             return [publishes[0].model_validate(data)]
         if not isinstance(data, dict):
             raise OutputValidationError("expected a JSON object keyed by type name", raw=content)
+        names = [cls.__name__ for cls in publishes]
+        if not any(n in data for n in names):
+            raise OutputValidationError(
+                f"expected a JSON object keyed by type name ({', '.join(names)})", raw=content
+            )
         if fan_out:
             return _fanned(data, publishes, fan_out, content)
         return [cls.model_validate(data[cls.__name__]) for cls in publishes if cls.__name__ in data]
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first.get("loc", ()))
-        raise OutputValidationError(
-            f"{exc.title}: {exc.error_count()} validation error(s); {loc}: {first.get('msg')}",
-            raw=content,
-        ) from None
+        raise OutputValidationError(describe_validation(exc), raw=content) from None
 
 
 def _fanned(

@@ -1,0 +1,95 @@
+"""Answers as real models send them, and unexpected response shapes, against the loopback server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, Field
+
+from flock_es import Flock
+from flock_es.models.prompt import parse_output
+from flock_es.models.retry import RetryPolicy
+from tests.openai_server import OpenAIServer, Step
+from tests.test_litellm import events
+
+KEY = "sk-test-SHAPES1234567890abcdef"
+FAST = RetryPolicy(base_delay=0.01, max_delay=0.2, timeout=5.0)
+GOOD = {"summary": "printer on fire", "priority": 2}
+
+
+class Ticket(BaseModel):
+    text: str = Field(min_length=5)
+
+
+class Triage(BaseModel):
+    summary: str
+    priority: int = Field(ge=1, le=5)
+
+
+@pytest.fixture
+def server() -> Iterator[OpenAIServer]:
+    srv = OpenAIServer().start()
+    yield srv
+    srv.stop()
+
+
+async def run_triage(server: OpenAIServer, db: Path, **settings: Any) -> Flock:
+    flock = Flock("openai/test-model", db=db, retry=settings.pop("retry", FAST))
+    flock.agent("triage").consumes(Ticket).publishes(Triage).model(
+        "openai/test-model", api_base=server.url, api_key=KEY, **settings
+    )
+    await flock.publish(Ticket(text="The printer is on fire again"))
+    await flock.run_until_idle()
+    await flock.close()
+    return flock
+
+
+def triage_payloads(db: Path) -> list[dict[str, Any]]:
+    return [e["payload"] for e in events(db, "artifact.published") if e["type"] == "Triage"]
+
+
+WRAPPED = [
+    "Sure! Here is the triage:\n```json\n" + json.dumps(GOOD) + "\n```",
+    json.dumps(GOOD) + "\n\nI rated it 2 because nobody is hurt.",
+    'First a draft:\n```json\n{"summary": "x", "priority": 9}\n```\nFixed:\n```\n'
+    + json.dumps(GOOD)
+    + "\n```\nDone.",
+    "The answer is " + json.dumps(GOOD) + ", hope that helps.",
+]
+
+
+@pytest.mark.parametrize(
+    "answer", WRAPPED, ids=["prose+fence", "json+prose", "two-fences", "inline"]
+)
+async def test_wrapped_json_is_parsed_in_one_call(
+    server: OpenAIServer, db_path: Path, answer: str
+) -> None:
+    server.script(Step(content=answer))
+    await run_triage(server, db_path)
+    assert server.calls == 1
+    assert triage_payloads(db_path) == [GOOD]
+    [called] = events(db_path, "model.called")
+    assert called["response"] == answer  # the raw answer is recorded as sent
+
+
+async def test_the_re_ask_quotes_every_validation_error(
+    server: OpenAIServer, db_path: Path
+) -> None:
+    server.script(Step(content='{"priority": 9}'))
+    await run_triage(server, db_path)
+    [attempt] = events(db_path, "model.attempt")
+    assert "2 validation error(s)" in attempt["error"]
+    re_ask = server.requests[1]["messages"][-1]["content"]
+    assert "summary: Field required" in re_ask and "priority: Input should be less than" in re_ask
+
+
+def test_parse_output_picks_the_block_that_validates() -> None:
+    text = '```json\n{"summary": 1}\n```\n```json\n{"summary": "ok", "priority": 3}\n```'
+    [out] = parse_output(text, [Triage])
+    assert out == Triage(summary="ok", priority=3)
+    with pytest.raises(Exception, match="not JSON"):
+        parse_output("no json here", [Triage])
