@@ -29,15 +29,15 @@ sys.path.insert(0, str(ROOT))
 
 from bench._machine import machine, median, peak_rss_mb  # noqa: E402
 from flock_es.log.reader import LogReader  # noqa: E402
+from flock_es.tui import Monitor, MonitorApp  # noqa: E402
+from flock_es.tui.widgets import LogTable  # noqa: E402
 from tests.tui_logs import write_large_log, write_news_log  # noqa: E402
-from tui import Monitor, MonitorApp  # noqa: E402
-from tui.widgets import LogTable  # noqa: E402
 
 STARTUP_SCRIPT = """
 import asyncio, sys, time
 t0 = time.perf_counter()
 from pathlib import Path
-from tui import MonitorApp
+from flock_es.tui import MonitorApp
 async def main():
     app = MonitorApp(Path(sys.argv[1]))
     async with app.run_test(size=(120, 40)) as pilot:

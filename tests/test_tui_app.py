@@ -14,11 +14,11 @@ from textual.widgets import Static
 
 from flock_es import Flock, JoinSpec, flock_type
 from flock_es.domain.events import EventKind
+from flock_es.tui import MonitorApp
+from flock_es.tui.screens import DetailScreen, HelpScreen
+from flock_es.tui.widgets import DiffTable
 from tests.conftest import EXAMPLES, cli_env
 from tests.tui_logs import NEWS_RUN, T0, news_events, write_news_log
-from tui import MonitorApp
-from tui.screens import DetailScreen, HelpScreen
-from tui.widgets import DiffTable
 
 SIZE = (120, 40)
 

@@ -122,7 +122,7 @@ def test_tui_and_help_do_not_import_litellm(news_db: Path) -> None:
         f"""
         import asyncio, sys
         from pathlib import Path
-        from tui import MonitorApp
+        from flock_es.tui import MonitorApp
 
         async def main():
             app = MonitorApp(Path({str(news_db)!r}))

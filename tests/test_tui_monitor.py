@@ -9,10 +9,10 @@ from pathlib import Path
 from flock_es.cli.loader import load_program
 from flock_es.log.reader import LogReader
 from flock_es.projection.fold import fold
+from flock_es.tui import rows
+from flock_es.tui.monitor import Monitor
 from tests.conftest import EXAMPLES
 from tests.tui_logs import NEWS_RUN, news_events, write_news_log
-from tui import rows
-from tui.monitor import Monitor
 
 
 def comparable(state: object) -> dict[str, object]:

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
+from flock_es.tui import MonitorApp
+from flock_es.tui.monitor import LOG_CAP
+from flock_es.tui.rows import LOG_COLUMNS
+from flock_es.tui.widgets import DiffTable, TableStats
 from tests.tui_logs import LARGE_RUN, T0, unit_events, write_events, write_large_log
-from tui import MonitorApp
-from tui.monitor import LOG_CAP
-from tui.rows import LOG_COLUMNS
-from tui.widgets import DiffTable, TableStats
 
 UNITS = 10_000  # x 10 events, x 2 artifacts
 

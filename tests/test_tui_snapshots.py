@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
+from flock_es.tui import MonitorApp
 from tests.test_tui_app import five_of_eight_seq
 from tests.tui_logs import NEWS_RUN, T0, write_news_log
-from tui import MonitorApp
 
 SIZE = (120, 34)
 

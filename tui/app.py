@@ -17,15 +17,16 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 
-from flock_es.cli.tui_cmd import MIN_HEIGHT, MIN_WIDTH
 from flock_es.domain.events import Event, EventKind
+from flock_es.log.liveness import live_status
 from flock_es.log.reader import LogReader
-from flock_es.runtime.resume import live_status
-from tui import drill, rows
-from tui.monitor import Clock, Monitor
-from tui.rows import Filter
-from tui.screens import DetailScreen, GotoScreen, HelpScreen
-from tui.widgets import DiffTable, LogTable, ScrubBar, Timeline
+
+from . import drill, rows
+from .monitor import Clock, Monitor
+from .rows import Filter
+from .screens import DetailScreen, GotoScreen, HelpScreen
+from .terminal import MIN_HEIGHT, MIN_WIDTH
+from .widgets import DiffTable, LogTable, ScrubBar, Timeline
 
 FIRST_CHUNK = 500  # events folded before the first paint
 POLL_SECONDS = 0.1  # a committed event is on screen within about this long

@@ -6,7 +6,8 @@ from typing import Any
 
 from flock_es.log.reader import LogReader
 from flock_es.projection.state import RunState
-from tui import rows
+
+from . import rows
 
 
 def detail(

@@ -16,7 +16,8 @@ from typing import Any
 from flock_es.domain.events import TaskStatus
 from flock_es.log.reader import RunRow
 from flock_es.projection.state import ArtifactView, RunState, TaskView
-from tui.monitor import LogLine
+
+from .monitor import LogLine
 
 Row = tuple[str, ...]
 

@@ -17,7 +17,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import DataTable, Static
 
-from tui.rows import Row, Span, fmt_seconds
+from .rows import Row, Span, fmt_seconds
 
 T = TypeVar("T")
 

@@ -25,8 +25,8 @@ AtOption = Annotated[
 
 def run_rows(db: Any) -> list[dict[str, Any]]:
     """One dict per run, as ``runs --json`` prints it."""
+    from flock_es.log.liveness import live_status
     from flock_es.log.reader import LogReader
-    from flock_es.runtime.resume import live_status
 
     with LogReader(db) as reader:
         rows = reader.runs()

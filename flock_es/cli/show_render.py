@@ -41,7 +41,7 @@ def _clip(text: str, n: int = _CLIP) -> str:
 
 def show_data(state: RunState, payloads: bool, before_end: bool = False) -> dict[str, Any]:
     """The blackboard of a folded state, as ``show --json`` prints it."""
-    from flock_es.runtime.resume import live_status
+    from flock_es.log.liveness import live_status
 
     by_type: dict[str, Any] = {}
     for t, aids in state.by_type.items():

@@ -2,15 +2,13 @@
 
 Everything a user can get wrong (the database, the run, the seq, the terminal)
 is checked here, before Textual starts, so each mistake is one line and a
-non-zero exit rather than a crash inside the UI. The ``tui`` package (and so
+non-zero exit rather than a crash inside the UI. The ``flock_es.tui`` package (and so
 Textual) is imported only inside the command, which keeps ``flock-es --help``
 fast.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -18,28 +16,6 @@ import typer
 
 from flock_es.cli.options import DbOption, db_path
 from flock_es.errors import UserError
-
-MIN_WIDTH = 80
-MIN_HEIGHT = 24
-
-
-def check_terminal() -> None:
-    """Raise UserError unless the terminal is at least MIN_WIDTH x MIN_HEIGHT.
-
-    Textual reads keys from stdin and draws on stderr, so those are the two
-    that must be a terminal.
-    """
-    if not (sys.stdin.isatty() and sys.stderr.isatty()):
-        raise UserError("flock-es tui needs an interactive terminal (stdin/stderr is not a tty)")
-    try:
-        size = os.get_terminal_size(sys.stderr.fileno())
-    except OSError:
-        raise UserError("flock-es tui cannot read the terminal size") from None
-    if size.columns < MIN_WIDTH or size.lines < MIN_HEIGHT:
-        raise UserError(
-            f"terminal too small: {size.columns}x{size.lines}; "
-            f"flock-es tui needs at least {MIN_WIDTH}x{MIN_HEIGHT}"
-        )
 
 
 def resolve(db: Path, run: str | None, at: int | None) -> tuple[str | None, int | None]:
@@ -87,7 +63,9 @@ def register(app: typer.Typer) -> None:
         """
         path = db_path(db)
         run_id, seq = resolve(path, run, at)
+        from flock_es.tui.terminal import check_terminal
+
         check_terminal()
-        from tui import MonitorApp  # Textual is imported only when the monitor starts
+        from flock_es.tui import MonitorApp  # Textual is imported only when the monitor starts
 
         MonitorApp(path, run_id, at=seq).run()

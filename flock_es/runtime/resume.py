@@ -21,7 +21,6 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import time
@@ -39,6 +38,11 @@ from flock_es.domain.events import (
     make_event,
 )
 from flock_es.errors import UserError
+
+# Re-exported: live_status and pid_alive moved down to the log layer so readers
+# (cli show/runs, the TUI) need not import the runtime.
+from flock_es.log.liveness import live_status as live_status
+from flock_es.log.liveness import pid_alive as pid_alive
 from flock_es.log.reader import LogReader
 from flock_es.log.writer import LogWriter
 from flock_es.projection.decide import DECISIONS
@@ -58,49 +62,6 @@ _TRIGGERED = {ScheduleReason.MATCH.value, ScheduleReason.BATCH_SIZE.value}
 
 class AtOutOfRange(UserError):
     """``--at SEQ`` is outside the run."""
-
-
-def pid_alive(pid: int | None) -> bool:
-    """Whether process ``pid`` exists on this machine (a zombie counts as dead)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError, IndexError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
-
-
-def live_status(
-    status: str | None,
-    pid: int | None,
-    host: str | None,
-    pending: bool = True,
-    failed: bool = False,
-) -> str:
-    """The status to show for a run with no ``run.finished`` (or a finished one).
-
-    Its process still alive: "running". Gone with work left (``pending``):
-    "interrupted", it crashed or was killed. Gone with nothing left: it ended
-    without closing the run (a script run as ``python program.py`` does that),
-    so "completed", or "failed" if a task failed. A run on another host, or
-    with no recorded pid, cannot be checked and stays "running".
-    """
-    if status and status != RunStatus.RUNNING.value:
-        return status
-    if pid is None or (host is not None and host != socket.gethostname()):
-        return RunStatus.RUNNING.value
-    if pid_alive(pid):
-        return RunStatus.RUNNING.value
-    if pending:
-        return RunStatus.INTERRUPTED.value
-    return RunStatus.FAILED.value if failed else RunStatus.COMPLETED.value
 
 
 def check_at(reader: LogReader, run_id: str, at: int | None) -> int | None:
