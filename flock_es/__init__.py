@@ -21,27 +21,62 @@ Example::
         await flock.run_until_idle()
 """
 
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from flock_es.domain.events import EventKind, RunStatus, ScheduleReason, TaskStatus
-from flock_es.domain.registry import flock_type
-from flock_es.domain.subscriptions import BatchSpec, JoinSpec
-from flock_es.domain.visibility import (
-    AfterVisibility,
-    LabelledVisibility,
-    PrivateVisibility,
-    PublicVisibility,
-    TenantVisibility,
-    Visibility,
-)
-from flock_es.errors import FlockError, UserError
-from flock_es.models.retry import RetryPolicy
-from flock_es.projection.fold import evolve, fold
-from flock_es.projection.state import RunState
-from flock_es.runtime.agent import AgentBuilder
-from flock_es.runtime.context import AgentContext
-from flock_es.runtime.flock import Flock
-from flock_es.runtime.store import Artifact, Store
+# The public API resolves on first use, so ``import flock_es.domain.events`` (or
+# the TUI, or ``flock-es --help``) does not load the runtime, aiosqlite or litellm.
+_API = {
+    "AfterVisibility": "flock_es.domain.visibility",
+    "AgentBuilder": "flock_es.runtime.agent",
+    "AgentContext": "flock_es.runtime.context",
+    "Artifact": "flock_es.runtime.store",
+    "BatchSpec": "flock_es.domain.subscriptions",
+    "EventKind": "flock_es.domain.events",
+    "Flock": "flock_es.runtime.flock",
+    "FlockError": "flock_es.errors",
+    "JoinSpec": "flock_es.domain.subscriptions",
+    "LabelledVisibility": "flock_es.domain.visibility",
+    "PrivateVisibility": "flock_es.domain.visibility",
+    "PublicVisibility": "flock_es.domain.visibility",
+    "RetryPolicy": "flock_es.models.retry",
+    "RunState": "flock_es.projection.state",
+    "RunStatus": "flock_es.domain.events",
+    "ScheduleReason": "flock_es.domain.events",
+    "Store": "flock_es.runtime.store",
+    "TaskStatus": "flock_es.domain.events",
+    "TenantVisibility": "flock_es.domain.visibility",
+    "UserError": "flock_es.errors",
+    "Visibility": "flock_es.domain.visibility",
+    "evolve": "flock_es.projection.fold",
+    "flock_type": "flock_es.domain.registry",
+    "fold": "flock_es.projection.fold",
+}
+
+if TYPE_CHECKING:
+    from flock_es.domain.events import EventKind, RunStatus, ScheduleReason, TaskStatus
+    from flock_es.domain.registry import flock_type
+    from flock_es.domain.subscriptions import BatchSpec, JoinSpec
+    from flock_es.domain.visibility import (
+        AfterVisibility,
+        LabelledVisibility,
+        PrivateVisibility,
+        PublicVisibility,
+        TenantVisibility,
+        Visibility,
+    )
+    from flock_es.errors import FlockError, UserError
+    from flock_es.models.retry import RetryPolicy
+    from flock_es.projection.fold import evolve, fold
+    from flock_es.projection.state import RunState
+    from flock_es.runtime.agent import AgentBuilder
+    from flock_es.runtime.context import AgentContext
+    from flock_es.runtime.flock import Flock
+    from flock_es.runtime.store import Artifact, Store
 
 __all__ = [
     "AfterVisibility",
@@ -70,3 +105,17 @@ __all__ = [
     "flock_type",
     "fold",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module that defines ``name`` on first access (PEP 562)."""
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))

@@ -7,7 +7,8 @@ import copy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flock_es.domain.events import BODY_MODELS, Event, EventKind
+from flock_es.domain.events import BODIES, Event, EventKind
+from flock_es.domain.validate import body_adapter
 from flock_es.models.base import ModelRequest
 from flock_es.models.offline import OfflineModel
 from flock_es.projection import evolve, fold
@@ -127,17 +128,17 @@ def test_fold_is_deterministic_and_counts_are_consistent(evs: list[Event]) -> No
 
 @st.composite
 def any_valid_events(draw: st.DrawFn) -> list[Event]:
-    """Events of every kind in BODY_MODELS; the offline model fills each body's schema."""
+    """Events of every kind in BODIES; the offline model fills each body's schema."""
     out = []
     for i in range(draw(st.integers(0, 12))):
-        kind = draw(st.sampled_from(sorted(BODY_MODELS)))
-        model = BODY_MODELS[kind]
+        kind = draw(st.sampled_from(sorted(BODIES)))
+        adapter = body_adapter(kind)
         req = ModelRequest(
             model="offline",
             agent=draw(st.sampled_from(AGENTS + TASKS + ARTS)),
-            output_schema=model.model_json_schema(),
+            output_schema=adapter.json_schema(),
         )
-        body = model.model_validate_json(OfflineModel().answer(req)).model_dump(mode="json")
+        body = adapter.dump_python(adapter.validate_json(OfflineModel().answer(req)), mode="json")
         out.append(Event(run_id=RUN, kind=kind, body=body, ts=float(i), seq=i + 1))
     return out
 

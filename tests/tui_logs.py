@@ -2,7 +2,7 @@
 
 ``write_news_log`` writes the news scenario (8 analysts in parallel, then the
 editor) with fixed ids and timestamps, so SVG snapshots are byte-stable;
-every body is validated by its pydantic model (``make_event``), so the fixture
+every body is validated against its kind's definition (``make_event``), so the fixture
 cannot drift from what the runtime writes. ``write_large_log`` writes 100,000
 events and 20,000 artifacts for the scale test and the benchmark.
 """
@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any, cast
 
 from flock_es.domain.events import (
     AgentSpec,
     ArtifactPublished,
     BatchBuffered,
+    Body,
     Event,
     EventKind,
     ModelCalled,
@@ -74,11 +76,16 @@ def news_events(run_id: str = NEWS_RUN, t0: float = T0) -> list[Event]:
     """The news run: analysts start together, finish 0.1 s apart, then the editor."""
     out: list[Event] = []
 
-    def add(body: object, ts: float) -> None:
-        out.append(make_event(run_id, body, t0 + ts))  # type: ignore[arg-type]
+    def add(kind: EventKind, body: Body, ts: float) -> None:
+        out.append(make_event(run_id, kind, body, t0 + ts))
 
-    add(RunStarted(program="/demo/news.py", model="offline?latency=3", agents=_agents()), 0.0)
     add(
+        EventKind.RUN_STARTED,
+        RunStarted(program="/demo/news.py", model="offline?latency=3", agents=_agents()),
+        0.0,
+    )
+    add(
+        EventKind.ARTIFACT_PUBLISHED,
         ArtifactPublished(
             id="a-breaking-news-0001",
             type="BreakingNews",
@@ -94,13 +101,14 @@ def news_events(run_id: str = NEWS_RUN, t0: float = T0) -> list[Event]:
     tasks = [f"t-{c[:6]}-analyst-000" for c in CATEGORIES]
     for c, tid in zip(CATEGORIES, tasks, strict=True):
         add(
+            EventKind.TASK_SCHEDULED,
             TaskScheduled(
                 task_id=tid, agent=f"{c}_analyst", sub_index=0, inputs=["a-breaking-news-0001"]
             ),
             0.02,
         )
     for c, tid in zip(CATEGORIES, tasks, strict=True):
-        add(TaskStarted(task_id=tid, agent=f"{c}_analyst"), 0.03)
+        add(EventKind.TASK_STARTED, TaskStarted(task_id=tid, agent=f"{c}_analyst"), 0.03)
     analyses = []
     for i, (c, tid) in enumerate(zip(CATEGORIES, tasks, strict=True)):
         ts = LATENCY + 0.1 * i
@@ -108,6 +116,7 @@ def news_events(run_id: str = NEWS_RUN, t0: float = T0) -> list[Event]:
         analyses.append(aid)
         agent = f"{c}_analyst"
         add(
+            EventKind.MODEL_CALLED,
             ModelCalled(
                 task_id=tid,
                 agent=agent,
@@ -123,6 +132,7 @@ def news_events(run_id: str = NEWS_RUN, t0: float = T0) -> list[Event]:
             ts,
         )
         add(
+            EventKind.ARTIFACT_PUBLISHED,
             ArtifactPublished(
                 id=aid,
                 type="NewsAnalysis",
@@ -139,12 +149,21 @@ def news_events(run_id: str = NEWS_RUN, t0: float = T0) -> list[Event]:
             ),
             ts,
         )
-        add(TaskCompleted(task_id=tid, agent=agent, outputs=[aid], duration_ms=LATENCY * 1000), ts)
+        add(
+            EventKind.TASK_COMPLETED,
+            TaskCompleted(task_id=tid, agent=agent, outputs=[aid], duration_ms=LATENCY * 1000),
+            ts,
+        )
         if i < len(CATEGORIES) - 1:
             deadline = T0 + LATENCY + 30.0 if i == 0 else None
-            add(BatchBuffered(agent="editor", sub_index=0, artifact_id=aid, deadline=deadline), ts)
+            add(
+                EventKind.BATCH_BUFFERED,
+                BatchBuffered(agent="editor", sub_index=0, artifact_id=aid, deadline=deadline),
+                ts,
+            )
     t_ed = LATENCY + 0.1 * (len(CATEGORIES) - 1)
     add(
+        EventKind.TASK_SCHEDULED,
         TaskScheduled(
             task_id="t-editor-digest-000",
             agent="editor",
@@ -154,9 +173,14 @@ def news_events(run_id: str = NEWS_RUN, t0: float = T0) -> list[Event]:
         ),
         t_ed,
     )
-    add(TaskStarted(task_id="t-editor-digest-000", agent="editor"), t_ed + 0.01)
+    add(
+        EventKind.TASK_STARTED,
+        TaskStarted(task_id="t-editor-digest-000", agent="editor"),
+        t_ed + 0.01,
+    )
     t_end = t_ed + LATENCY
     add(
+        EventKind.MODEL_CALLED,
         ModelCalled(
             task_id="t-editor-digest-000",
             agent="editor",
@@ -172,6 +196,7 @@ def news_events(run_id: str = NEWS_RUN, t0: float = T0) -> list[Event]:
         t_end,
     )
     add(
+        EventKind.ARTIFACT_PUBLISHED,
         ArtifactPublished(
             id="a-news-digest-000001",
             type="NewsDigest",
@@ -188,6 +213,7 @@ def news_events(run_id: str = NEWS_RUN, t0: float = T0) -> list[Event]:
         t_end,
     )
     add(
+        EventKind.TASK_COMPLETED,
         TaskCompleted(
             task_id="t-editor-digest-000",
             agent="editor",
@@ -196,7 +222,7 @@ def news_events(run_id: str = NEWS_RUN, t0: float = T0) -> list[Event]:
         ),
         t_end,
     )
-    add(RunFinished(status=RunStatus.COMPLETED), t_end + 0.01)
+    add(EventKind.RUN_FINISHED, RunFinished(status=RunStatus.COMPLETED), t_end + 0.01)
     return out
 
 
@@ -223,7 +249,7 @@ LARGE_AGENTS = 10
 
 def large_events(units: int = 10_000, run_id: str = "r-20250101-130000-large0") -> list[Event]:
     """``units`` x 10 events and 2 artifacts: 100,000 events and 20,000 artifacts by default."""
-    agents = [
+    agents: list[AgentSpec] = [
         {
             "name": f"worker_{i}",
             "description": "",
@@ -250,7 +276,7 @@ def large_events(units: int = 10_000, run_id: str = "r-20250101-130000-large0") 
         trusted_event(
             run_id,
             EventKind.RUN_STARTED,
-            {"program": "/demo/large.py", "model": "offline", "agents": agents},
+            RunStarted(program="/demo/large.py", model="offline", agents=agents),
             t,
         )
     ]
@@ -269,8 +295,8 @@ def unit_events(run_id: str, numbers: range) -> list[Event]:
         agent = f"worker_{n % LARGE_AGENTS}"
         item, tid, res = f"a-item-{n:08d}", f"t-task-{n:08d}", f"a-out-{n:08d}"
 
-        def ev(kind: EventKind, body: dict[str, object], t: float = t) -> None:
-            out.append(trusted_event(run_id, kind, body, t))
+        def ev(kind: EventKind, body: dict[str, Any], t: float = t) -> None:
+            out.append(trusted_event(run_id, kind, cast(Body, body), t))
 
         ev(
             EventKind.ARTIFACT_PUBLISHED,

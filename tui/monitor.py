@@ -21,7 +21,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from flock_es.domain.events import Event, EventKind
+from flock_es.domain.describe import actor, describe
+from flock_es.domain.events import Event
 from flock_es.log.reader import LogReader, RunRow
 from flock_es.projection.fold import apply
 from flock_es.projection.state import RunState
@@ -48,34 +49,9 @@ class LogLine:
 
 def summarise(e: Event) -> LogLine:
     """A one-line description of an event for the log tail."""
-    b = e.body
-    agent = str(b.get("agent") or b.get("produced_by") or "")
-    k = e.kind
-    if k is EventKind.ARTIFACT_PUBLISHED:
-        text = f"{b.get('type')} {b.get('id')}"
-    elif k is EventKind.TASK_SCHEDULED:
-        text = f"{b.get('task_id')} ({b.get('reason')}, {len(b.get('inputs', []))} inputs)"
-    elif k is EventKind.TASK_STARTED:
-        text = f"{b.get('task_id')} attempt {b.get('attempt')}"
-    elif k is EventKind.TASK_COMPLETED:
-        text = f"{b.get('task_id')} -> {', '.join(b.get('outputs', []))}"
-    elif k is EventKind.TASK_FAILED:
-        retry = " (will retry)" if b.get("will_retry") else ""
-        text = f"{b.get('task_id')} {b.get('error_type')}: {b.get('error')}{retry}"
-    elif k is EventKind.MODEL_CALLED:
-        text = (
-            f"{b.get('task_id')} #{b.get('call_index')} {b.get('model')} "
-            f"{b.get('tokens_in', 0)}+{b.get('tokens_out', 0)} tok"
-        )
-    elif k is EventKind.BATCH_BUFFERED:
-        text = f"{b.get('artifact_id')} -> batch {b.get('agent')}[{b.get('sub_index')}]"
-    elif k is EventKind.RUN_STARTED:
-        text = f"{b.get('program') or ''} model={b.get('model')}"
-    elif k is EventKind.RUN_FINISHED:
-        text = f"{b.get('status')} {b.get('reason') or ''}".strip()
-    else:
-        text = ", ".join(f"{key}={val}" for key, val in list(b.items())[:4])
-    return LogLine(seq=e.seq or 0, ts=e.ts, kind=str(k), agent=agent, summary=text[:200])
+    return LogLine(
+        seq=e.seq or 0, ts=e.ts, kind=str(e.kind), agent=actor(e), summary=describe(e)[:200]
+    )
 
 
 class Monitor:

@@ -1,20 +1,66 @@
-"""The event vocabulary: one enumeration of kinds, one pydantic model per body.
+"""The event vocabulary: one enumeration of kinds, one typed body per kind.
 
-Bodies are validated at the edges (when the runtime emits them, when an export
-is imported). The fold reads the plain dict bodies, which keeps a 100,000-event
-fold fast.
+The ``TypedDict`` bodies below are the single definition of every event's
+fields. mypy checks them wherever a body is built (the runtime, ``decide``, the
+gates) and wherever one is read (the fold, the read models, ``describe``); a
+misspelt key is a type error. At run time a body stays a plain ``dict``, so the
+hot path pays nothing for the types. ``NotRequired`` fields may be absent from
+a stored body; the comment names the value a reader assumes then.
+
+Pydantic validation of the same definitions, for bodies that come from outside
+(imports, old logs, tests), lives in ``flock_es.domain.validate``; it is the only
+place that imports pydantic for events.
+
+Example::
+
+    body: TaskStarted = {"task_id": "t-1", "agent": "writer", "attempt": 1}
+    event = trusted_event("r-1", EventKind.TASK_STARTED, body, ts=0.0)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NotRequired, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, Field
+# typing_extensions' TypedDict: pydantic validates it on Python 3.11 too.
+from typing_extensions import TypedDict
 
 SCHEMA_VERSION = 1
-"""Version stamped on every event body; bump and add an upcaster when bodies change."""
+"""Version stamped on every event; bump it and register an upcaster when a body changes."""
+
+__all__ = [
+    "BODIES",
+    "SCHEMA_VERSION",
+    "AgentSpec",
+    "ArtifactPublished",
+    "ArtifactReleased",
+    "BatchBuffered",
+    "Body",
+    "CircuitTripped",
+    "Event",
+    "EventKind",
+    "GateBuffered",
+    "JoinExpired",
+    "ModelAttempt",
+    "ModelCalled",
+    "PredicateFailed",
+    "RunFinished",
+    "RunResumed",
+    "RunStarted",
+    "RunStatus",
+    "ScheduleReason",
+    "SubscriptionSpec",
+    "TaskCompleted",
+    "TaskFailed",
+    "TaskScheduled",
+    "TaskStarted",
+    "TaskStatus",
+    "ToolCalled",
+    "body_as",
+    "make_event",
+    "trusted_event",
+]
 
 
 class EventKind(StrEnum):
@@ -61,119 +107,115 @@ class ScheduleReason(StrEnum):
     GATE = "gate"
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SubscriptionSpec(_Body):
+class SubscriptionSpec(TypedDict):
     """What a reader needs to know about a subscription, without user code."""
 
     index: int
     types: list[str]
-    where: list[str] = Field(default_factory=list)
-    from_agents: list[str] = Field(default_factory=list)
-    tags: list[str] = Field(default_factory=list)
-    batch_size: int | None = None
-    batch_timeout: float | None = None
-    join_by: str | None = None
-    join_window_seconds: float | None = None
-    join_window_count: int | None = None
-    priority: int = 0
+    where: NotRequired[list[str]]  # absent: []
+    from_agents: NotRequired[list[str]]  # absent: []
+    tags: NotRequired[list[str]]  # absent: []
+    batch_size: NotRequired[int | None]  # absent: None
+    batch_timeout: NotRequired[float | None]  # absent: None
+    join_by: NotRequired[str | None]  # absent: None
+    join_window_seconds: NotRequired[float | None]  # absent: None
+    join_window_count: NotRequired[int | None]  # absent: None
+    priority: NotRequired[int]  # absent: 0
 
 
-class AgentSpec(_Body):
+class AgentSpec(TypedDict):
     name: str
-    description: str = ""
-    kind: str = "model"  # "model" or "function"
-    model: str | None = None
-    publishes: list[str] = Field(default_factory=list)
-    subscriptions: list[SubscriptionSpec] = Field(default_factory=list)
-    max_concurrency: int | None = None
-    labels: list[str] = Field(default_factory=list)
-    tenant: str | None = None
-    tools: list[str] = Field(default_factory=list)
+    description: NotRequired[str]  # absent: ""
+    kind: NotRequired[str]  # "model" or "function"; absent: "model"
+    model: NotRequired[str | None]  # absent: None
+    publishes: NotRequired[list[str]]  # absent: []
+    subscriptions: NotRequired[list[SubscriptionSpec]]  # absent: []
+    max_concurrency: NotRequired[int | None]  # absent: None
+    labels: NotRequired[list[str]]  # absent: []
+    tenant: NotRequired[str | None]  # absent: None
+    tools: NotRequired[list[str]]  # absent: []
 
 
-class RunStarted(_Body):
-    program: str | None = None
-    program_hash: str | None = None
+class RunStarted(TypedDict):
+    program: NotRequired[str | None]  # absent: None
+    program_hash: NotRequired[str | None]  # absent: None
     model: str
     agents: list[AgentSpec]
-    parent_run: str | None = None
-    fork_seq: int | None = None
+    parent_run: NotRequired[str | None]  # absent: None
+    fork_seq: NotRequired[int | None]  # absent: None
     # Forks keep their parent's id namespace, so inherited tasks keep their ids.
-    id_root: str | None = None
+    id_root: NotRequired[str | None]  # absent: None
     # How many of the parent's events follow, copied, so the fork's log stands alone.
-    inherited: int = 0
-    pid: int | None = None
-    host: str | None = None
-    version: str = ""
+    inherited: NotRequired[int]  # absent: 0
+    pid: NotRequired[int | None]  # absent: None
+    host: NotRequired[str | None]  # absent: None
+    version: NotRequired[str]  # absent: ""
     # The circuit breaker's limit, so resume and replay decide with the same one.
-    max_agent_iterations: int | None = None
+    max_agent_iterations: NotRequired[int | None]  # absent: None
 
 
-class RunResumed(_Body):
+class RunResumed(TypedDict):
     """A process took over an unfinished run (``flock-es resume``)."""
 
-    program: str | None = None
-    program_hash: str | None = None
+    program: NotRequired[str | None]  # absent: None
+    program_hash: NotRequired[str | None]  # absent: None
     model: str
-    pid: int | None = None
-    host: str | None = None
-    pending_tasks: int = 0
+    pid: NotRequired[int | None]  # absent: None
+    host: NotRequired[str | None]  # absent: None
+    pending_tasks: NotRequired[int]  # absent: 0
 
 
-class RunFinished(_Body):
-    status: RunStatus
-    failed_tasks: list[str] = Field(default_factory=list)
-    reason: str | None = None
+class RunFinished(TypedDict):
+    status: str  # a RunStatus value
+    failed_tasks: NotRequired[list[str]]  # absent: []
+    reason: NotRequired[str | None]  # absent: None
 
 
-class ArtifactPublished(_Body):
+class ArtifactPublished(TypedDict):
     id: str
     type: str
     payload: dict[str, Any]
-    produced_by: str = "external"
-    task_id: str | None = None
-    correlation_id: str | None = None
-    tags: list[str] = Field(default_factory=list)
-    visibility: dict[str, Any] = Field(default_factory=lambda: {"kind": "public"})
+    produced_by: NotRequired[str]  # absent: "external"
+    task_id: NotRequired[str | None]  # absent: None
+    correlation_id: NotRequired[str | None]  # absent: None
+    tags: NotRequired[list[str]]  # absent: []
+    visibility: NotRequired[dict[str, Any]]  # absent: {"kind": "public"}
 
 
-class TaskScheduled(_Body):
+class TaskScheduled(TypedDict):
     task_id: str
     agent: str
     sub_index: int
     inputs: list[str]
-    reason: ScheduleReason = ScheduleReason.MATCH
+    reason: NotRequired[str]  # a ScheduleReason value; absent: "match"
 
 
-class TaskStarted(_Body):
+class TaskStarted(TypedDict):
     task_id: str
     agent: str
-    attempt: int = 1
+    attempt: NotRequired[int]  # absent: 1
     # Earlier artifacts of the correlation given to the agent as context (visible ones only).
-    context: list[str] | None = None
+    context: NotRequired[list[str] | None]  # absent: None
 
 
-class ModelCalled(_Body):
+class ModelCalled(TypedDict):
     task_id: str
     agent: str
     call_index: int
     model: str
     request: dict[str, Any]
     response: str
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost: float | None = None
-    latency_ms: float = 0.0
+    tokens_in: NotRequired[int]  # absent: 0
+    tokens_out: NotRequired[int]  # absent: 0
+    cost: NotRequired[float | None]  # absent: None
+    latency_ms: NotRequired[float]  # absent: 0.0
     # Tools the model asked for instead of answering: [{"id", "name", "arguments"}].
-    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
+    tool_calls: NotRequired[list[dict[str, Any]]]  # absent: []
     # Which attempt answered; the failed ones before it are model.attempt events.
-    attempt: int = 1
+    attempt: NotRequired[int]  # absent: 1
 
 
-class ModelAttempt(_Body):
+class ModelAttempt(TypedDict):
     """A model call attempt that gave no usable answer.
 
     ``outcome``: rate_limited, server_error, connection, timeout (retried with
@@ -187,13 +229,13 @@ class ModelAttempt(_Body):
     attempt: int
     outcome: str
     error: str
-    status: int | None = None
-    will_retry: bool = False
-    retry_in: float | None = None
-    latency_ms: float = 0.0
+    status: NotRequired[int | None]  # absent: None
+    will_retry: NotRequired[bool]  # absent: False
+    retry_in: NotRequired[float | None]  # absent: None
+    latency_ms: NotRequired[float]  # absent: 0.0
 
 
-class ToolCalled(_Body):
+class ToolCalled(TypedDict):
     """A tool the model asked for, and its result (served from here on resume/replay)."""
 
     task_id: str
@@ -204,51 +246,51 @@ class ToolCalled(_Body):
     tool: str
     arguments: str
     result: str
-    error: str | None = None
-    duration_ms: float = 0.0
+    error: NotRequired[str | None]  # absent: None
+    duration_ms: NotRequired[float]  # absent: 0.0
 
 
-class TaskCompleted(_Body):
+class TaskCompleted(TypedDict):
     task_id: str
     agent: str
     outputs: list[str]
-    attempt: int = 1
-    duration_ms: float = 0.0
+    attempt: NotRequired[int]  # absent: 1
+    duration_ms: NotRequired[float]  # absent: 0.0
 
 
-class TaskFailed(_Body):
+class TaskFailed(TypedDict):
     task_id: str
     agent: str
     error: str
-    error_type: str = "Exception"
-    attempt: int = 1
-    will_retry: bool = False
-    duration_ms: float = 0.0
-    raw: str | None = None
+    error_type: NotRequired[str]  # absent: "Exception"
+    attempt: NotRequired[int]  # absent: 1
+    will_retry: NotRequired[bool]  # absent: False
+    duration_ms: NotRequired[float]  # absent: 0.0
+    raw: NotRequired[str | None]  # absent: None
 
 
-class BatchBuffered(_Body):
+class BatchBuffered(TypedDict):
     agent: str
     sub_index: int
     artifact_id: str
-    deadline: float | None = None
+    deadline: NotRequired[float | None]  # absent: None
     # A joined set entering a batch as one unit (join + batch); None for one artifact.
-    group: list[str] | None = None
+    group: NotRequired[list[str] | None]  # absent: None
 
 
-class GateBuffered(_Body):
+class GateBuffered(TypedDict):
     """An artifact reached an AND/count gate or a join (``key`` is its join key, or "")."""
 
     agent: str
     sub_index: int
     artifact_id: str
     type: str
-    key: str = ""
+    key: NotRequired[str]  # absent: ""
     # Set when this artifact opens a group with a time window: when the group expires.
-    deadline: float | None = None
+    deadline: NotRequired[float | None]  # absent: None
 
 
-class JoinExpired(_Body):
+class JoinExpired(TypedDict):
     """A join group's window passed before it was complete; its members leave the gate."""
 
     agent: str
@@ -258,13 +300,13 @@ class JoinExpired(_Body):
     reason: str  # "time" or "count"
 
 
-class ArtifactReleased(_Body):
+class ArtifactReleased(TypedDict):
     """An ``AfterVisibility`` artifact's ttl passed: it becomes visible as its ``then``."""
 
     artifact_id: str
 
 
-class CircuitTripped(_Body):
+class CircuitTripped(TypedDict):
     """``max_agent_iterations`` reached: this match was not scheduled."""
 
     agent: str
@@ -273,14 +315,14 @@ class CircuitTripped(_Body):
     limit: int
 
 
-class PredicateFailed(_Body):
+class PredicateFailed(TypedDict):
     agent: str
     sub_index: int
     artifact_id: str
     error: str
 
 
-BODY_MODELS: dict[EventKind, type[_Body]] = {
+BODIES: dict[EventKind, type] = {
     EventKind.RUN_STARTED: RunStarted,
     EventKind.RUN_FINISHED: RunFinished,
     EventKind.RUN_RESUMED: RunResumed,
@@ -299,8 +341,29 @@ BODY_MODELS: dict[EventKind, type[_Body]] = {
     EventKind.MODEL_ATTEMPT: ModelAttempt,
     EventKind.TOOL_CALLED: ToolCalled,
 }
+"""The body definition of every kind (``tests`` check that no kind is missing)."""
 
-_KIND_OF: dict[type[_Body], EventKind] = {v: k for k, v in BODY_MODELS.items()}
+Body = (
+    RunStarted
+    | RunFinished
+    | RunResumed
+    | ArtifactPublished
+    | TaskScheduled
+    | TaskStarted
+    | ModelCalled
+    | TaskCompleted
+    | TaskFailed
+    | BatchBuffered
+    | PredicateFailed
+    | GateBuffered
+    | JoinExpired
+    | ArtifactReleased
+    | CircuitTripped
+    | ModelAttempt
+    | ToolCalled
+)
+
+B = TypeVar("B")
 
 
 @dataclass(slots=True)
@@ -321,28 +384,29 @@ class Event:
         return tid if isinstance(tid, str) else None
 
 
-def make_event(run_id: str, body: _Body, ts: float) -> Event:
-    """Wrap a validated body in an event envelope."""
-    return Event(run_id=run_id, kind=_KIND_OF[type(body)], body=body.model_dump(mode="json"), ts=ts)
+def body_as(event: Event, definition: type[B]) -> B:
+    """``event.body`` seen through its kind's definition (a cast: no copy, no check).
 
-
-def trusted_event(run_id: str, kind: EventKind, body: dict[str, Any], ts: float) -> Event:
-    """An event whose body the runtime built itself from typed values, on the hot path.
-
-    Skips pydantic validation (a few microseconds an event at tens of thousands of
-    events a second). ``tests/test_event_bodies.py`` validates every body a real run
-    emits against ``BODY_MODELS``, so the two cannot drift apart.
+    Example: ``body_as(e, TaskScheduled)["inputs"]`` (mypy knows it is ``list[str]``).
     """
-    return Event(run_id=run_id, kind=kind, body=body, ts=ts)
+    return cast(B, event.body)
 
 
-def validate_body(kind: str, body: dict[str, Any]) -> Event | None:
-    """Validate a body read from outside (an import); raises pydantic ValidationError."""
-    model = BODY_MODELS[EventKind(kind)]
-    model.model_validate(body)
-    return None
+def make_event(run_id: str, kind: EventKind, body: Body, ts: float) -> Event:
+    """Wrap ``body`` in an event envelope after validating it against ``kind``'s definition.
+
+    For events off the hot path; raises ``pydantic.ValidationError`` on a bad body.
+    """
+    from flock_es.domain.validate import check_body
+
+    check_body(kind, body)
+    return Event(run_id=run_id, kind=kind, body=cast("dict[str, Any]", body), ts=ts)
 
 
-def upcast(kind: str, v: int, body: dict[str, Any]) -> dict[str, Any]:
-    """Bring an old event body up to SCHEMA_VERSION. Version 1 is the first."""
-    return body
+def trusted_event(run_id: str, kind: EventKind, body: Body, ts: float) -> Event:
+    """An event whose body the runtime built itself, on the hot path: no validation.
+
+    mypy checks the body against its definition where it is built; a test
+    validates every body real runs write, so the two cannot drift apart.
+    """
+    return Event(run_id=run_id, kind=kind, body=cast("dict[str, Any]", body), ts=ts)

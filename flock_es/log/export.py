@@ -21,7 +21,9 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
-from flock_es.domain.events import BODY_MODELS, SCHEMA_VERSION, Event, EventKind, upcast
+from flock_es.domain.events import SCHEMA_VERSION, Event, EventKind
+from flock_es.domain.upcast import upcast
+from flock_es.domain.validate import check_body
 from flock_es.errors import DatabaseError, ExportFormatError
 from flock_es.log.reader import LogReader
 from flock_es.log.schema import DB_SCHEMA_VERSION, check_database
@@ -138,14 +140,14 @@ def _event(path: Path, lineno: int, obj: dict[str, Any], run_id: str) -> Event:
         raise _bad(path, lineno, "an event needs a body object, a numeric ts and a version")
     if v > SCHEMA_VERSION:
         raise _bad(path, lineno, f"event schema {v} is newer than this flock-es ({SCHEMA_VERSION})")
-    body = upcast(kind.value, v, body)
+    body, v = upcast(kind, v, body)
     try:
-        BODY_MODELS[kind].model_validate(body)
+        check_body(kind, body)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err.get("loc", ()))
         raise _bad(path, lineno, f"{kind.value} body: {loc}: {err.get('msg')}") from None
-    return Event(run_id=run_id, kind=kind, body=body, ts=float(ts), v=SCHEMA_VERSION)
+    return Event(run_id=run_id, kind=kind, body=body, ts=float(ts), v=v)
 
 
 def import_run(path: Path, db: Path) -> tuple[str, int]:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from pydantic_core import from_json
 
-from flock_es.domain.events import Event, EventKind, upcast
+from flock_es.domain.events import Event, EventKind
+from flock_es.domain.upcast import upcast
 from flock_es.errors import DatabaseError, RunNotFoundError
 from flock_es.log.ports import Lease, RunRow
 from flock_es.log.schema import BUSY_TIMEOUT_MS, check_database, read_uri
@@ -29,7 +30,8 @@ def row_to_event(row: tuple[int, str, str, float, int, str]) -> Event | None:
     if k is None:  # written by a newer flock-es with the same schema: skip, stay total
         return None
     # pydantic's Rust parser: about three times faster than json.loads on event bodies.
-    return Event(run_id=run_id, kind=k, body=upcast(kind, v, from_json(body)), ts=ts, seq=seq, v=v)
+    current, v = upcast(k, v, from_json(body))
+    return Event(run_id=run_id, kind=k, body=current, ts=ts, seq=seq, v=v)
 
 
 class LogReader:

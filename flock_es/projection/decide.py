@@ -26,6 +26,7 @@ from flock_es.domain.events import (
     EventKind,
     PredicateFailed,
     ScheduleReason,
+    TaskScheduled,
     make_event,
     trusted_event,
 )
@@ -96,7 +97,7 @@ def schedule(
     now: float,
 ) -> Event:
     tid = ids.task_id(state.ids_run, agent, sub_index, inputs)
-    body = {
+    body: TaskScheduled = {
         "task_id": tid,
         "agent": agent,
         "sub_index": sub_index,
@@ -151,7 +152,7 @@ def decide_artifact(
             body = PredicateFailed(
                 agent=sub.agent, sub_index=sub.index, artifact_id=art.id, error=err
             )
-            out.append(make_event(state.run_id, body, now))
+            out.append(make_event(state.run_id, EventKind.PREDICATE_FAILED, body, now))
             continue
         if not ok:
             continue
@@ -180,7 +181,7 @@ def _fire(
         done = (view.scheduled if view is not None else 0) + planned.get(sub.agent, 0)
         if done >= limit:
             body = CircuitTripped(agent=sub.agent, sub_index=sub.index, inputs=inputs, limit=limit)
-            return [make_event(state.run_id, body, now)]
+            return [make_event(state.run_id, EventKind.CIRCUIT_TRIPPED, body, now)]
         planned[sub.agent] = planned.get(sub.agent, 0) + 1
     return [schedule(state, sub.agent, sub.index, inputs, reason, now)]
 
@@ -214,7 +215,7 @@ def _to_batch(
         deadline=deadline,
         group=unit if sub.gated else None,
     )
-    return [make_event(state.run_id, body, now)]
+    return [make_event(state.run_id, EventKind.BATCH_BUFFERED, body, now)]
 
 
 def _gate_reason(sub: Subscription) -> ScheduleReason:
@@ -232,7 +233,9 @@ def decide_release(
     art = state.artifacts.get(aid)
     if art is None or art.released or aid not in state.unreleased:
         return []
-    released = make_event(state.run_id, ArtifactReleased(artifact_id=aid), now)
+    released = make_event(
+        state.run_id, EventKind.ARTIFACT_RELEASED, ArtifactReleased(artifact_id=aid), now
+    )
     view = dataclasses.replace(art, released=True)
     return [released, *decide_artifact(state, index, view, obj, now)]
 
@@ -250,5 +253,5 @@ def decide_batch_flush(
         body = CircuitTripped(
             agent=agent, sub_index=sub_index, inputs=list(buf.members), limit=limit
         )
-        return [make_event(state.run_id, body, now)]
+        return [make_event(state.run_id, EventKind.CIRCUIT_TRIPPED, body, now)]
     return [schedule(state, agent, sub_index, list(buf.members), reason, now)]

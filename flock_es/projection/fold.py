@@ -14,7 +14,29 @@ import copy
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from flock_es.domain.events import Event, EventKind, ScheduleReason, TaskStatus
+from flock_es.domain.events import (
+    ArtifactPublished,
+    ArtifactReleased,
+    BatchBuffered,
+    CircuitTripped,
+    Event,
+    EventKind,
+    GateBuffered,
+    JoinExpired,
+    ModelAttempt,
+    ModelCalled,
+    PredicateFailed,
+    RunFinished,
+    RunResumed,
+    RunStarted,
+    ScheduleReason,
+    TaskCompleted,
+    TaskFailed,
+    TaskScheduled,
+    TaskStarted,
+    TaskStatus,
+    ToolCalled,
+)
 from flock_es.projection.state import (
     AgentView,
     ArtifactView,
@@ -35,11 +57,11 @@ _BATCH_REASONS = {
 _GATE_REASONS = {ScheduleReason.GATE.value, ScheduleReason.JOIN.value}
 
 
-def _run_started(s: RunState, e: Event, b: dict[str, Any]) -> None:
+def _run_started(s: RunState, e: Event, b: RunStarted) -> None:
     s.run_id = e.run_id
     s.program = b.get("program")
     s.program_hash = b.get("program_hash")
-    s.model = b.get("model", "")
+    s.model = b["model"]
     s.started_at = e.ts
     s.parent_run = b.get("parent_run")
     s.fork_seq = b.get("fork_seq")
@@ -47,7 +69,7 @@ def _run_started(s: RunState, e: Event, b: dict[str, Any]) -> None:
     s.max_agent_iterations = b.get("max_agent_iterations")
     s.pid = b.get("pid")
     s.host = b.get("host")
-    for a in b.get("agents", []):
+    for a in b["agents"]:
         if a["name"] in s.agents:
             continue  # a fork keeps the counters it inherited
         s.agents[a["name"]] = AgentView(
@@ -56,20 +78,20 @@ def _run_started(s: RunState, e: Event, b: dict[str, Any]) -> None:
             kind=a.get("kind", "model"),
             model=a.get("model"),
             publishes=list(a.get("publishes", [])),
-            subscriptions=list(a.get("subscriptions", [])),
+            subscriptions=[dict(sub) for sub in a.get("subscriptions", [])],
             max_concurrency=a.get("max_concurrency"),
             labels=list(a.get("labels", [])),
             tenant=a.get("tenant"),
         )
 
 
-def _run_finished(s: RunState, e: Event, b: dict[str, Any]) -> None:
+def _run_finished(s: RunState, e: Event, b: RunFinished) -> None:
     s.finished_at = e.ts
-    s.finished_status = b.get("status")
+    s.finished_status = b["status"]
     s.finish_reason = b.get("reason")
 
 
-def _run_resumed(s: RunState, e: Event, b: dict[str, Any]) -> None:
+def _run_resumed(s: RunState, e: Event, b: RunResumed) -> None:
     s.finished_at = None
     s.finished_status = None
     s.finish_reason = None
@@ -78,14 +100,14 @@ def _run_resumed(s: RunState, e: Event, b: dict[str, Any]) -> None:
     s.resumed += 1
 
 
-def _artifact(s: RunState, e: Event, b: dict[str, Any]) -> None:
+def _artifact(s: RunState, e: Event, b: ArtifactPublished) -> None:
     aid = b["id"]
     if aid in s.artifacts:
         return
     s.artifacts[aid] = ArtifactView(
         id=aid,
         type=b["type"],
-        payload=b.get("payload", {}),
+        payload=b["payload"],
         produced_by=b.get("produced_by", "external"),
         task_id=b.get("task_id"),
         correlation_id=b.get("correlation_id"),
@@ -107,14 +129,14 @@ def _agent(s: RunState, name: str) -> AgentView:
     return a
 
 
-def _scheduled(s: RunState, e: Event, b: dict[str, Any]) -> None:
+def _scheduled(s: RunState, e: Event, b: TaskScheduled) -> None:
     tid = b["task_id"]
     if tid not in s.tasks:
         s.tasks[tid] = TaskView(
             id=tid,
             agent=b["agent"],
-            sub_index=b.get("sub_index", 0),
-            inputs=list(b.get("inputs", [])),
+            sub_index=b["sub_index"],
+            inputs=list(b["inputs"]),
             reason=b.get("reason", ScheduleReason.MATCH.value),
             scheduled_at=e.ts,
             seq=e.seq,
@@ -122,17 +144,17 @@ def _scheduled(s: RunState, e: Event, b: dict[str, Any]) -> None:
         _agent(s, b["agent"]).scheduled += 1
     reason = b.get("reason")
     if reason in _BATCH_REASONS:
-        key = (b["agent"], b.get("sub_index", 0))
+        key = (b["agent"], b["sub_index"])
         buf = s.batches.get(key)
         if buf is not None:
-            taken = set(b.get("inputs", []))
+            taken = set(b["inputs"])
             buf.members = [m for m in buf.members if m not in taken]
             buf.groups = [g for g in buf.groups if not taken.intersection(g)]
             if not buf.members:
                 del s.batches[key]
-        _leave_gate(s, key, b.get("inputs", []))
+        _leave_gate(s, key, b["inputs"])
     elif reason in _GATE_REASONS:
-        _leave_gate(s, (b["agent"], b.get("sub_index", 0)), b.get("inputs", []))
+        _leave_gate(s, (b["agent"], b["sub_index"]), b["inputs"])
 
 
 def _leave_gate(s: RunState, key: tuple[str, int], taken: list[str]) -> None:
@@ -151,7 +173,7 @@ def _leave_gate(s: RunState, key: tuple[str, int], taken: list[str]) -> None:
             del gate.groups[group.key]
 
 
-def _started(s: RunState, e: Event, b: dict[str, Any]) -> None:
+def _started(s: RunState, e: Event, b: TaskStarted) -> None:
     t = s.tasks.get(b["task_id"])
     if t is None:
         return
@@ -160,8 +182,9 @@ def _started(s: RunState, e: Event, b: dict[str, Any]) -> None:
     t.status = TaskStatus.RUNNING
     t.attempt = b.get("attempt", t.attempt + 1)
     t.started_at = e.ts
-    if b.get("context") is not None:
-        t.context = list(b["context"])
+    context = b.get("context")
+    if context is not None:
+        t.context = list(context)
 
 
 def _finish(s: RunState, e: Event, t: TaskView) -> AgentView:
@@ -174,23 +197,23 @@ def _finish(s: RunState, e: Event, t: TaskView) -> AgentView:
     return a
 
 
-def _completed(s: RunState, e: Event, b: dict[str, Any]) -> None:
+def _completed(s: RunState, e: Event, b: TaskCompleted) -> None:
     t = s.tasks.get(b["task_id"])
     if t is None or t.status is TaskStatus.COMPLETED:
         return
     a = _finish(s, e, t)
     t.status = TaskStatus.COMPLETED
-    t.outputs = list(b.get("outputs", []))
+    t.outputs = list(b["outputs"])
     t.error = None
     a.done += 1
 
 
-def _failed(s: RunState, e: Event, b: dict[str, Any]) -> None:
+def _failed(s: RunState, e: Event, b: TaskFailed) -> None:
     t = s.tasks.get(b["task_id"])
     if t is None or t.status in (TaskStatus.COMPLETED, TaskStatus.FAILED):
         return
     a = _finish(s, e, t)
-    t.error = b.get("error")
+    t.error = b["error"]
     if b.get("will_retry"):
         t.status = TaskStatus.SCHEDULED
     else:
@@ -198,7 +221,7 @@ def _failed(s: RunState, e: Event, b: dict[str, Any]) -> None:
         a.failed += 1
 
 
-def _model_called(s: RunState, e: Event, b: dict[str, Any]) -> None:
+def _model_called(s: RunState, e: Event, b: ModelCalled) -> None:
     key = (b["task_id"], b["call_index"])
     if key in s.calls:
         return
@@ -206,8 +229,8 @@ def _model_called(s: RunState, e: Event, b: dict[str, Any]) -> None:
     s.calls[key] = CallView(
         task_id=b["task_id"],
         call_index=b["call_index"],
-        model=b.get("model", ""),
-        response=b.get("response", ""),
+        model=b["model"],
+        response=b["response"],
         tokens_in=b.get("tokens_in", 0),
         tokens_out=b.get("tokens_out", 0),
         cost=cost,
@@ -217,7 +240,7 @@ def _model_called(s: RunState, e: Event, b: dict[str, Any]) -> None:
         attempt=b.get("attempt", 1),
     )
     t = s.tasks.get(b["task_id"])
-    a = _agent(s, b.get("agent") or (t.agent if t else "?"))
+    a = _agent(s, b["agent"] or (t.agent if t else "?"))
     for view in (t, a):
         if view is None:
             continue
@@ -227,27 +250,27 @@ def _model_called(s: RunState, e: Event, b: dict[str, Any]) -> None:
         view.cost = None if cost is None or view.cost is None else view.cost + cost
 
 
-def _model_attempt(s: RunState, e: Event, b: dict[str, Any]) -> None:
+def _model_attempt(s: RunState, e: Event, b: ModelAttempt) -> None:
     s.model_attempts.append(dict(b, seq=e.seq, ts=e.ts))
 
 
-def _tool_called(s: RunState, e: Event, b: dict[str, Any]) -> None:
+def _tool_called(s: RunState, e: Event, b: ToolCalled) -> None:
     key = (b["task_id"], b["call_index"], b["position"])
     if key not in s.tool_calls:
         s.tool_calls[key] = ToolCallView(
             task_id=b["task_id"],
-            agent=b.get("agent", ""),
+            agent=b["agent"],
             call_index=b["call_index"],
             position=b["position"],
-            tool=b.get("tool", ""),
-            arguments=b.get("arguments", ""),
-            result=b.get("result", ""),
+            tool=b["tool"],
+            arguments=b["arguments"],
+            result=b["result"],
             error=b.get("error"),
             seq=e.seq,
         )
 
 
-def _buffered(s: RunState, e: Event, b: dict[str, Any]) -> None:
+def _buffered(s: RunState, e: Event, b: BatchBuffered) -> None:
     key = (b["agent"], b["sub_index"])
     buf = s.batches.get(key)
     if buf is None:
@@ -260,8 +283,9 @@ def _buffered(s: RunState, e: Event, b: dict[str, Any]) -> None:
         buf = s.batches[key] = BatchView(
             agent=b["agent"], sub_index=b["sub_index"], opened_at=e.ts, size=size
         )
-    if b.get("deadline") is not None:
-        buf.deadline = b["deadline"]
+    deadline = b.get("deadline")
+    if deadline is not None:
+        buf.deadline = deadline
     group = b.get("group") or [b["artifact_id"]]
     fresh = [a for a in group if a not in buf.members]
     if fresh:
@@ -271,7 +295,7 @@ def _buffered(s: RunState, e: Event, b: dict[str, Any]) -> None:
         _leave_gate(s, key, group)
 
 
-def _gate_buffered(s: RunState, e: Event, b: dict[str, Any]) -> None:
+def _gate_buffered(s: RunState, e: Event, b: GateBuffered) -> None:
     if "type" not in b:
         return  # not a body this version wrote: ignored, the fold stays total
     key = (b["agent"], b["sub_index"])
@@ -292,43 +316,44 @@ def _gate_buffered(s: RunState, e: Event, b: dict[str, Any]) -> None:
     gate.key_of[aid] = gkey
 
 
-def _join_expired(s: RunState, e: Event, b: dict[str, Any]) -> None:
+def _join_expired(s: RunState, e: Event, b: JoinExpired) -> None:
     gate = s.gates.get((b["agent"], b["sub_index"]))
-    if gate is not None and b.get("key") in gate.groups:
+    if gate is not None and b["key"] in gate.groups:
         del gate.groups[b["key"]]
-        for aid in b.get("members", []):
+        for aid in b["members"]:
             gate.key_of.pop(aid, None)
         gate.expired += 1
     s.expired_joins.append(dict(b, seq=e.seq, ts=e.ts))
 
 
-def _released(s: RunState, e: Event, b: dict[str, Any]) -> None:
-    s.unreleased.pop(b.get("artifact_id", ""), None)
-    art = s.artifacts.get(b.get("artifact_id", ""))
+def _released(s: RunState, e: Event, b: ArtifactReleased) -> None:
+    s.unreleased.pop(b["artifact_id"], None)
+    art = s.artifacts.get(b["artifact_id"])
     if art is not None:
         art.released = True
 
 
-def _circuit(s: RunState, e: Event, b: dict[str, Any]) -> None:
+def _circuit(s: RunState, e: Event, b: CircuitTripped) -> None:
     _agent(s, b["agent"]).tripped += 1
     # The refused inputs leave their batch or gate, or they would trip again on every flush.
     key = (b["agent"], b["sub_index"])
-    taken = set(b.get("inputs", []))
+    taken = set(b["inputs"])
     buf = s.batches.get(key)
     if buf is not None:
         buf.members = [m for m in buf.members if m not in taken]
         buf.groups = [g for g in buf.groups if not taken.intersection(g)]
         if not buf.members:
             del s.batches[key]
-    _leave_gate(s, key, b.get("inputs", []))
+    _leave_gate(s, key, b["inputs"])
     s.circuit_trips.append(dict(b, seq=e.seq))
 
 
-def _predicate_failed(s: RunState, e: Event, b: dict[str, Any]) -> None:
+def _predicate_failed(s: RunState, e: Event, b: PredicateFailed) -> None:
     s.predicate_errors.append(dict(b, seq=e.seq))
 
 
-_HANDLERS: dict[str, Callable[[RunState, Event, dict[str, Any]], None]] = {
+# Each handler reads its kind's body through the kind's definition (mypy checks the keys).
+_HANDLERS: dict[str, Callable[[RunState, Event, Any], None]] = {
     EventKind.RUN_STARTED: _run_started,
     EventKind.RUN_FINISHED: _run_finished,
     EventKind.RUN_RESUMED: _run_resumed,

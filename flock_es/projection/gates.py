@@ -20,6 +20,7 @@ from typing import Any
 from flock_es.domain.events import (
     Event,
     EventKind,
+    GateBuffered,
     JoinExpired,
     ScheduleReason,
     make_event,
@@ -52,7 +53,7 @@ def gate_arrival(
     window = join.window_seconds if join is not None else None
     deadline = now + window if group is None and window is not None else None
     # The hot path of every join: a trusted body (tests/test_gates.py validates it).
-    body = {
+    body: GateBuffered = {
         "agent": sub.agent,
         "sub_index": sub.index,
         "artifact_id": art.id,
@@ -86,7 +87,7 @@ def _expiry(
     body = JoinExpired(
         agent=agent, sub_index=sub_index, key=group.key, members=group.members, reason=reason
     )
-    return make_event(state.run_id, body, now)
+    return make_event(state.run_id, EventKind.JOIN_EXPIRED, body, now)
 
 
 def decide_join_expiry(

@@ -21,10 +21,12 @@ from pydantic import BaseModel
 
 from flock_es.domain import ids, registry
 from flock_es.domain.events import (
+    ArtifactPublished,
     Event,
     EventKind,
     ScheduleReason,
     TaskFailed,
+    TaskStarted,
     make_event,
     trusted_event,
 )
@@ -183,7 +185,7 @@ class Engine:
     ) -> Event:
         registry.register(type(obj))
         self.objects[aid] = obj
-        body = {
+        body: ArtifactPublished = {
             "id": aid,
             "type": type(obj).__name__,
             "payload": obj.model_dump(mode="json"),
@@ -313,7 +315,7 @@ class Engine:
         """Record ``task.started`` and build what the agent sees."""
         attempt = task.attempt + 1
         corr = correlation_of(self.state, task)
-        body: dict[str, Any] = {"task_id": task.id, "agent": agent.name, "attempt": attempt}
+        body: TaskStarted = {"task_id": task.id, "agent": agent.name, "attempt": attempt}
         context = self._context_ids(task, agent, corr) if agent.with_context else None
         if context is not None:
             body["context"] = context
@@ -444,7 +446,7 @@ class Engine:
             duration_ms=(time.perf_counter() - t0) * 1000.0 if t0 is not None else 0.0,
             raw=redact_text(raw) if raw is not None else None,
         )
-        return make_event(self.run_id, body, time.time())
+        return make_event(self.run_id, EventKind.TASK_FAILED, body, time.time())
 
     async def _on_error(self, agent: Agent, ctx: AgentContext, exc: BaseException) -> None:
         try:

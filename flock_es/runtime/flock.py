@@ -15,6 +15,7 @@ from flock_es import __version__
 from flock_es.domain import ids
 from flock_es.domain.events import (
     Event,
+    EventKind,
     RunFinished,
     RunStarted,
     RunStatus,
@@ -203,7 +204,7 @@ class Flock:
             version=__version__,
             max_agent_iterations=self.max_agent_iterations,
         )
-        return make_event(self.run_id, body, time.time())
+        return make_event(self.run_id, EventKind.RUN_STARTED, body, time.time())
 
     async def publish(
         self,
@@ -282,7 +283,7 @@ class Flock:
         body = RunFinished(status=status, failed_tasks=failed, reason=reason)
         engine.stop_timers()
         try:
-            await engine.emit([make_event(self.run_id, body, time.time())])
+            await engine.emit([make_event(self.run_id, EventKind.RUN_FINISHED, body, time.time())])
         finally:
             await engine.writer.close()
             self._closed = True

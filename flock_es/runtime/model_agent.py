@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from flock_es.domain.events import ModelAttempt, ToolCalled, make_event
+from flock_es.domain.events import EventKind, ModelAttempt, ToolCalled, make_event
 from flock_es.errors import OutputValidationError, ReplayMiss
 from flock_es.models.base import ModelRequest, ModelResponse
 from flock_es.models.prompt import build_messages, output_schema, parse_output
@@ -162,7 +162,7 @@ def record_attempt(
         retry_in=failed.retry_in,
         latency_ms=failed.latency_ms,
     )
-    engine.record([make_event(engine.run_id, body, time.time())])
+    engine.record([make_event(engine.run_id, EventKind.MODEL_ATTEMPT, body, time.time())])
 
 
 async def call_tool(
@@ -200,5 +200,5 @@ async def call_tool(
         duration_ms=(time.perf_counter() - t0) * 1000.0,
     )
     # Awaited: the result must be durable before the model hears it.
-    await engine.emit([make_event(engine.run_id, body, time.time())])
+    await engine.emit([make_event(engine.run_id, EventKind.TOOL_CALLED, body, time.time())])
     return result

@@ -7,7 +7,7 @@ import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
-from flock_es.domain.events import ModelCalled, make_event
+from flock_es.domain.events import EventKind, ModelCalled, make_event
 from flock_es.errors import ReplayMiss
 from flock_es.models.base import ModelRequest, ModelResponse
 from flock_es.models.redact import redact, redact_text
@@ -75,5 +75,5 @@ async def call_model(
     )
     # Queued at once, so the answer is durable with the very next group commit;
     # not awaited, because waiting would only delay the agent, not the write.
-    engine.record([make_event(engine.run_id, body, time.time())])
+    engine.record([make_event(engine.run_id, EventKind.MODEL_CALLED, body, time.time())])
     return response

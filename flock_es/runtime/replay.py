@@ -34,6 +34,7 @@ from typing import Any, cast
 
 from pydantic import BaseModel
 
+from flock_es.domain.describe import describe
 from flock_es.domain.events import Event, EventKind, ScheduleReason
 from flock_es.errors import ReplayMiss
 from flock_es.log.writer import LogWriter, dumps
@@ -53,7 +54,6 @@ from flock_es.runtime.outputs import check_output_types, normalise_outputs
 from flock_es.runtime.replay_report import (
     Divergence,
     ReplayReport,
-    describe_decision,
     timeline_step,
 )
 
@@ -278,8 +278,8 @@ class Replayer:
         )
         seq = (recorded[k].seq if k < len(recorded) else None) or e.seq or 0
         first = recorded[k] if k < len(recorded) else decided[k]
-        expected = [describe_decision(x) for x in recorded]
-        actual = [describe_decision(x) for x in decided]
+        expected = [describe(x) for x in recorded]
+        actual = [describe(x) for x in decided]
         if expected == actual:  # the difference is in a detail the summary leaves out
             expected, actual = exp, got
         return Divergence(

@@ -123,7 +123,7 @@ async def start_resumed(flock: Flock, record: bool = True) -> int:
             host=socket.gethostname(),
             pending_tasks=len(engine.state.pending_tasks()),
         )
-        await engine.emit([make_event(flock.run_id, body, time.time())])
+        await engine.emit([make_event(flock.run_id, EventKind.RUN_RESUMED, body, time.time())])
     return engine.resume_pending()
 
 
@@ -196,8 +196,8 @@ def fork_events(
         if e.kind in _RUN_KINDS:
             continue
         out.append(Event(run_id=child, kind=e.kind, body=e.body, ts=e.ts, v=e.v))
-    started = started.model_copy(update={"inherited": len(out)})
-    return [make_event(child, started, time.time()), *out]
+    started["inherited"] = len(out)
+    return [make_event(child, EventKind.RUN_STARTED, started, time.time()), *out]
 
 
 async def write_fork(db: Path, events: list[Event]) -> None:

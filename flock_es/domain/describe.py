@@ -1,0 +1,159 @@
+"""One readable line per event: what the replay timeline, its divergences and the TUI print.
+
+Each kind's line reads the body through the kind's definition, so a renamed
+field is a type error here too. Decisions read as what was decided ("schedule
+x on ..."), everything else as what happened. ``describe`` is total: a kind this
+version does not know is shown by its first fields.
+
+Example::
+
+    describe(event)  # 'schedule editor on a-1, a-2 (batch_size) → t-3f2a'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flock_es.domain.events import (
+    ArtifactPublished,
+    ArtifactReleased,
+    BatchBuffered,
+    CircuitTripped,
+    Event,
+    EventKind,
+    GateBuffered,
+    JoinExpired,
+    ModelAttempt,
+    ModelCalled,
+    PredicateFailed,
+    RunFinished,
+    RunResumed,
+    RunStarted,
+    TaskCompleted,
+    TaskFailed,
+    TaskScheduled,
+    TaskStarted,
+    ToolCalled,
+)
+
+__all__ = ["actor", "describe"]
+
+
+def _run_started(b: RunStarted) -> str:
+    text = f"run started · model {b['model']} · {len(b['agents'])} agents"
+    if b.get("parent_run"):
+        text += f" · fork of {b.get('parent_run')} at seq {b.get('fork_seq')}"
+    return text
+
+
+def _run_resumed(b: RunResumed) -> str:
+    return f"run resumed · {b.get('pending_tasks', 0)} pending tasks"
+
+
+def _run_finished(b: RunFinished) -> str:
+    reason = b.get("reason")
+    return f"run finished: {b['status']}" + (f" ({reason})" if reason else "")
+
+
+def _published(b: ArtifactPublished) -> str:
+    return f"published {b['type']} {b['id']}"
+
+
+def _released(b: ArtifactReleased) -> str:
+    return f"released {b['artifact_id']} (its visibility delay passed)"
+
+
+def _scheduled(b: TaskScheduled) -> str:
+    inputs = ", ".join(b["inputs"])
+    return f"schedule {b['agent']} on {inputs} ({b.get('reason', 'match')}) → {b['task_id']}"
+
+
+def _started(b: TaskStarted) -> str:
+    return f"started {b['task_id']} (attempt {b.get('attempt', 1)})"
+
+
+def _model_called(b: ModelCalled) -> str:
+    tokens = b.get("tokens_in", 0) + b.get("tokens_out", 0)
+    return f"model call {b['call_index']} of {b['task_id']} ({b['model']}, {tokens} tokens)"
+
+
+def _model_attempt(b: ModelAttempt) -> str:
+    retry = " · will retry" if b.get("will_retry") else ""
+    return f"model call {b['call_index']} of {b['task_id']} failed: {b['outcome']}{retry}"
+
+
+def _tool_called(b: ToolCalled) -> str:
+    error = b.get("error")
+    return f"tool {b['tool']} called by {b['task_id']}" + (f" · error: {error}" if error else "")
+
+
+def _completed(b: TaskCompleted) -> str:
+    return f"completed {b['task_id']} → {', '.join(b['outputs']) or 'no outputs'}"
+
+
+def _failed(b: TaskFailed) -> str:
+    retry = " (will retry)" if b.get("will_retry") else ""
+    return f"failed {b['task_id']}: {b.get('error_type', 'Exception')}: {b['error']}{retry}"
+
+
+def _batch_buffered(b: BatchBuffered) -> str:
+    group = b.get("group")
+    what = ", ".join(group) if group else b["artifact_id"]
+    return f"buffer {what} for {b['agent']} (batch {b['sub_index']})"
+
+
+def _gate_buffered(b: GateBuffered) -> str:
+    return f"gate of {b['agent']} takes {b['artifact_id']} (join key {b.get('key', '')!r})"
+
+
+def _predicate_failed(b: PredicateFailed) -> str:
+    return f"predicate of {b['agent']} raised on {b['artifact_id']}: {b['error']}"
+
+
+def _join_expired(b: JoinExpired) -> str:
+    return f"join group {b['key']!r} of {b['agent']} expires ({b['reason']})"
+
+
+def _circuit_tripped(b: CircuitTripped) -> str:
+    return f"circuit breaker of {b['agent']} refuses {', '.join(b['inputs'])} (limit {b['limit']})"
+
+
+# Each function reads its kind's body through the kind's definition (mypy checks the keys).
+_LINES: dict[str, Callable[[Any], str]] = {
+    EventKind.RUN_STARTED: _run_started,
+    EventKind.RUN_RESUMED: _run_resumed,
+    EventKind.RUN_FINISHED: _run_finished,
+    EventKind.ARTIFACT_PUBLISHED: _published,
+    EventKind.ARTIFACT_RELEASED: _released,
+    EventKind.TASK_SCHEDULED: _scheduled,
+    EventKind.TASK_STARTED: _started,
+    EventKind.MODEL_CALLED: _model_called,
+    EventKind.MODEL_ATTEMPT: _model_attempt,
+    EventKind.TOOL_CALLED: _tool_called,
+    EventKind.TASK_COMPLETED: _completed,
+    EventKind.TASK_FAILED: _failed,
+    EventKind.BATCH_BUFFERED: _batch_buffered,
+    EventKind.GATE_BUFFERED: _gate_buffered,
+    EventKind.PREDICATE_FAILED: _predicate_failed,
+    EventKind.JOIN_EXPIRED: _join_expired,
+    EventKind.CIRCUIT_TRIPPED: _circuit_tripped,
+}
+
+
+def describe(event: Event) -> str:
+    """One line saying what ``event`` records (without its seq, time or actor)."""
+    line = _LINES.get(event.kind)
+    if line is not None:
+        try:
+            return line(event.body)
+        except (KeyError, TypeError):
+            pass  # a body this version did not write: fall through to its fields
+    fields = ", ".join(f"{k}={v}" for k, v in list(event.body.items())[:4])
+    return f"{event.kind} {fields}".strip()
+
+
+def actor(event: Event) -> str:
+    """Who the event is about: its agent, or who produced its artifact ("" for the run)."""
+    b = event.body
+    return str(b.get("agent") or b.get("produced_by") or "")
