@@ -28,6 +28,7 @@ from flock_es.domain.events import (
     SCHEMA_VERSION,
     ArtifactPublished,
     Event,
+    EventKind,
     RunFinished,
     RunStarted,
     TaskScheduled,
@@ -42,16 +43,17 @@ __all__ = ["EventStoreContract", "artifact", "started"]
 
 
 def started(run: str = RUN, **kw: Any) -> Event:
-    return make_event(run, RunStarted(model="offline", agents=[], **kw), time.time())
+    body = RunStarted(model="offline", agents=[], **kw)
+    return make_event(run, EventKind.RUN_STARTED, body, time.time())
 
 
 def artifact(i: int, run: str = RUN) -> Event:
     body = ArtifactPublished(id=f"a-{i}", type="Seed", payload={"i": i})
-    return make_event(run, body, time.time())
+    return make_event(run, EventKind.ARTIFACT_PUBLISHED, body, time.time())
 
 
 def finished(run: str = RUN) -> Event:
-    return make_event(run, RunFinished(status="completed"), time.time())
+    return make_event(run, EventKind.RUN_FINISHED, RunFinished(status="completed"), time.time())
 
 
 CLAIMER = textwrap.dedent(
@@ -147,7 +149,9 @@ class EventStoreContract:
     async def test_a_unit_commits_whole(self, store: EventStore) -> None:
         w = await self.writer(store)
         sched = TaskScheduled(task_id="t-1", agent="x", sub_index=0, inputs=["a-1"])
-        await w.append([started(), artifact(1), make_event(RUN, sched, time.time())])
+        await w.append(
+            [started(), artifact(1), make_event(RUN, EventKind.TASK_SCHEDULED, sched, time.time())]
+        )
         with store.reader() as r:
             kinds = [e.kind.value for e in r.events(RUN)]
         assert kinds == ["run.started", "artifact.published", "task.scheduled"]

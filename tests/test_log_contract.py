@@ -115,15 +115,16 @@ def test_missing_foreign_and_newer_files_get_clear_errors(tmp_path: Path) -> Non
 WRITER = textwrap.dedent(
     """
     import asyncio, sys, time
-    from flock_es.domain.events import ArtifactPublished, RunStarted, make_event
+    from flock_es.domain.events import ArtifactPublished, EventKind, RunStarted, make_event
     from flock_es.log import LogWriter
 
     async def main():
         w = await LogWriter.open(__import__("pathlib").Path(sys.argv[1]))
-        await w.append([make_event("r-live", RunStarted(model="offline", agents=[]), time.time())])
+        started = RunStarted(model="offline", agents=[])
+        await w.append([make_event("r-live", EventKind.RUN_STARTED, started, time.time())])
         for i in range(60):
             body = ArtifactPublished(id=f"a-{i}", type="Seed", payload={"i": i})
-            await w.append([make_event("r-live", body, time.time())])
+            await w.append([make_event("r-live", EventKind.ARTIFACT_PUBLISHED, body, time.time())])
             await asyncio.sleep(0.01)
         await w.close()
 
