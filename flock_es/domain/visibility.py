@@ -134,17 +134,6 @@ def to_dict(value: VisibilityLike) -> dict[str, Any]:
     raise DefinitionError(f"visibility= takes a Visibility, got {type(value).__name__}")
 
 
-def is_public(vis: Mapping[str, Any]) -> bool:
-    return bool(vis.get("kind", "public") == "public")
-
-
-def release_delay(vis: Mapping[str, Any]) -> float | None:
-    """Seconds an ``after`` visibility hides its artifact; None for the other kinds."""
-    if vis.get("kind") != "after":
-        return None
-    return float(vis.get("ttl", 0.0))
-
-
 def visible_to(vis: Mapping[str, Any], who: Identity, released: bool = False) -> bool:
     """May ``who`` see an artifact with visibility ``vis``?
 
