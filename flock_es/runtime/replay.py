@@ -124,7 +124,10 @@ def recorded_decisions(events: list[Event], i: int) -> list[Event]:
     """
     out = []
     ts = events[i].ts
-    for e in events[i + 1 :]:
+    # Walk by index: slicing ``events[i + 1:]`` copies the rest of the log per
+    # artifact, which made a replay quadratic in the log's length.
+    for j in range(i + 1, len(events)):
+        e = events[j]
         if e.ts != ts:
             break
         if e.kind is EventKind.TASK_COMPLETED:
