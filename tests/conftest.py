@@ -14,6 +14,30 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--run-slow",
+        action="store_true",
+        help="also run the long crash, scale and subprocess-heavy tests (marked slow)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out tests marked ``slow`` unless asked for.
+
+    ``--run-slow`` (what ``.ci/run`` passes), any ``-m`` expression, or naming a
+    test by its node id (``path::name``) brings them back.
+    """
+    if config.getoption("--run-slow") or config.option.markexpr:
+        return
+    if any("::" in str(arg) for arg in config.args):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow") is not None]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if item.get_closest_marker("slow") is None]
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     """A fresh database file path for this test (created on first write)."""

@@ -171,6 +171,7 @@ def test_missing_program_path(tmp_path: Path) -> None:
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_unknown_provider_and_missing_key_fail_before_any_work(tmp_path: Path) -> None:
     db = tmp_path / "x.db"
     out = run_cli(

@@ -23,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from flock_es.errors import DatabaseError
 from flock_es.log.reader import LogReader
 from flock_es.projection.fold import fold
@@ -132,6 +134,7 @@ def crash_and_resume(tmp: Path, n_events: int) -> tuple[int, RunState, str]:
     return at, state, str(status)
 
 
+@pytest.mark.slow
 def test_sigkill_at_seeded_points_then_resume(tmp_path: Path) -> None:
     ref_db = tmp_path / "reference.db"
     out = run_cli(["run", PROGRAM, "--db", ref_db, "-q"])

@@ -60,6 +60,7 @@ def test_export_to_stdout_has_no_secrets(exported: tuple[Path, Path]) -> None:
     assert "sk-" not in out.stdout and "Bearer" not in out.stdout
 
 
+@pytest.mark.slow
 def test_broken_exports_are_refused_whole(exported: tuple[Path, Path], tmp_path: Path) -> None:
     _, file = exported
     text = file.read_text()

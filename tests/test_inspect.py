@@ -89,6 +89,7 @@ def test_bad_run_references(pipeline_db: Path, args: list[str], message: str) ->
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [["runs"], ["show", "latest"], ["replay", "latest"]])
 def test_foreign_and_newer_databases_are_refused(tmp_path: Path, command: list[str]) -> None:
     text = tmp_path / "notes.txt"

@@ -131,6 +131,7 @@ def weather(city: str) -> str:
     return f"sunny in {city}"
 
 
+@pytest.mark.slow
 async def test_show_and_runs_report_retried_model_calls_and_tool_calls(
     db_path: Path, server: OpenAIServer
 ) -> None:

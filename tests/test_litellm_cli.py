@@ -39,6 +39,7 @@ def one_line_error(out: object) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_missing_key_fails_before_any_work(tmp_path: Path) -> None:
     db = tmp_path / "k.db"
     out = run_cli(["run", EXAMPLES / "news.py", "-m", "openai/gpt-4.1", "--db", db], cwd=tmp_path)
@@ -47,6 +48,7 @@ def test_missing_key_fails_before_any_work(tmp_path: Path) -> None:
     assert not db.exists() and "News Agency" not in out.stdout
 
 
+@pytest.mark.slow
 def test_misspelled_provider_fails_before_any_work(tmp_path: Path) -> None:
     db = tmp_path / "p.db"
     out = run_cli(["run", EXAMPLES / "news.py", "-m", "notaprovider/x", "--db", db], cwd=tmp_path)
@@ -55,6 +57,7 @@ def test_misspelled_provider_fails_before_any_work(tmp_path: Path) -> None:
     assert not db.exists() and out.stdout == ""
 
 
+@pytest.mark.slow
 def test_news_against_the_server_then_export_and_replay_without_it(
     server: OpenAIServer, tmp_path: Path
 ) -> None:
@@ -91,6 +94,7 @@ def test_news_against_the_server_then_export_and_replay_without_it(
     assert "identical" in rep.stdout
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_does_not_run_a_tool_twice(
     server: OpenAIServer, tmp_path: Path
 ) -> None:
@@ -143,6 +147,7 @@ def test_resume_after_sigkill_does_not_run_a_tool_twice(
     assert kinds.count("model.called") == 2
 
 
+@pytest.mark.slow
 def test_cli_cap_on_calls_in_flight(server: OpenAIServer, tmp_path: Path) -> None:
     db = tmp_path / "cap.db"
     env = {"OPENAI_API_BASE": server.url, "OPENAI_API_KEY": KEY}

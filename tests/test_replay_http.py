@@ -7,6 +7,8 @@ import json
 import socket
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT, run_cli
 from tests.openai_server import OpenAIServer
 
@@ -14,6 +16,7 @@ PROGRAM = ROOT / "tests" / "programs" / "loopback_program.py"
 KEY = "sk-loopback-test-key-123456"  # the agent's api_key in the program
 
 
+@pytest.mark.slow
 def test_run_against_loopback_server_then_replay_without_it(tmp_path: Path) -> None:
     db = tmp_path / "http.db"
     server = OpenAIServer().start()

@@ -51,6 +51,7 @@ def start_run(program: Path, db: Path, env: dict[str, str] | None = None) -> sub
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_marks_interrupted_and_resume_finishes(tmp_path: Path, sig: signal.Signals) -> None:
     db = tmp_path / "c.db"

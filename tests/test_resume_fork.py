@@ -6,11 +6,14 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from flock_es.log.reader import LogReader
 from flock_es.projection.fold import fold
 from tests.conftest import EXAMPLES, ROOT, run_cli
 
 
+@pytest.mark.slow
 def test_fork_continues_live_and_records_its_parent(tmp_path: Path) -> None:
     db = tmp_path / "f.db"
     assert run_cli(["run", EXAMPLES / "pipeline.py", "--db", db, "-q"]).returncode == 0
