@@ -63,6 +63,7 @@ def show(db: Path, *extra: str) -> tuple[dict[str, object], str]:
     return json.loads(js.stdout), text.stdout
 
 
+@pytest.mark.slow
 async def test_show_lists_waiting_and_expired_joins_trips_and_embargoed_artifacts(
     db_path: Path,
 ) -> None:

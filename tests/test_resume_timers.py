@@ -13,6 +13,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from flock_es.cli.loader import load_program
 from flock_es.log import LogReader
 from flock_es.projection import fold
@@ -37,6 +39,7 @@ def kinds(db: Path, run_id: str) -> list[str]:
         return [e.kind.value for e in r.events(run_id)]
 
 
+@pytest.mark.slow
 async def test_resume_finishes_a_completed_run_with_armed_join_window_and_release(
     tmp_path: Path,
 ) -> None:
