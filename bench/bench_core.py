@@ -2,6 +2,8 @@
 
     python bench/bench_core.py            # all three
     python bench/bench_core.py b          # one of them
+    python bench/bench_core.py --compare --flock-core-python /path/to/flockcore/bin/python
+                                          # side by side with flock-core 0.5.7 (bench/_compare.py)
 
 (a) the news scenario with 0.05 s offline latency per call: wall time minus the
     ideal 0.10 s (analysts in parallel, then the editor).
@@ -143,6 +145,10 @@ def bench_c() -> None:
 
 
 if __name__ == "__main__":
+    if "--compare" in sys.argv or "--one" in sys.argv:
+        from bench._compare import main
+
+        raise SystemExit(main(sys.argv[1:]))
     print(machine())
     which = sys.argv[1:] or ["a", "b", "c"]
     for w in which:

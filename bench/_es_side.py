@@ -1,0 +1,133 @@
+"""flock-es's side of ``bench_core.py --compare``: one workload, measured in this process.
+
+Each function returns one number (see bench/_compare.py for the workloads).
+Databases go to a fresh temporary directory on the default temp disk; the
+durability mode is the library's default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from bench.bench_core import _news_once
+from flock_es import BatchSpec, Flock
+
+LATENCY = 0.05
+
+
+class Item(BaseModel):
+    n: int
+
+
+class Out(BaseModel):
+    n: int
+
+
+class News(BaseModel):
+    headline: str
+
+
+class Analysis(BaseModel):
+    category: str
+
+
+class Digest(BaseModel):
+    headline: str
+    total: int
+
+
+async def _news_fn(db: Path) -> float:
+    flock = Flock(db=db)
+
+    async def analyse(news: News) -> Analysis:
+        await asyncio.sleep(LATENCY)
+        return Analysis(category="c")
+
+    async def edit(batch: list[Analysis]) -> Digest:
+        await asyncio.sleep(LATENCY)
+        return Digest(headline="h", total=len(batch))
+
+    for i in range(8):
+        flock.agent(f"analyst{i}").consumes(News).publishes(Analysis).with_function(analyse)
+    flock.agent("editor").consumes(
+        Analysis, batch=BatchSpec(size=8, timeout=timedelta(seconds=30))
+    ).publishes(Digest).with_function(edit)
+    await flock.start()
+    t0 = time.perf_counter()
+    await flock.publish(News(headline="h"))
+    await flock.run_until_idle()
+    wall = time.perf_counter() - t0
+    await flock.close()
+    return wall - 2 * LATENCY
+
+
+async def _per_run(agents: int, items: int, db: Path, *, kind: str, output: bool) -> float:
+    """Seconds per agent run."""
+    flock = Flock(db=db)
+
+    def fn(x: Item) -> Out | None:
+        return Out(n=x.n) if output else None
+
+    async def afn(x: Item) -> Out | None:
+        return Out(n=x.n) if output else None
+
+    for i in range(agents):
+        b = flock.agent(f"f{i}").consumes(Item)
+        if output:
+            b = b.publishes(Out)
+        b.with_function(fn if kind == "def" else afn)
+    await flock.start()
+    t0 = time.perf_counter()
+    await flock.publish_many([Item(n=i) for i in range(items)])
+    await flock.run_until_idle()
+    wall = time.perf_counter() - t0
+    await flock.close()
+    return wall / (agents * items)
+
+
+async def _wide(db: Path, agents: int = 200, latency: float = 1.0) -> float:
+    flock = Flock(db=db, model=f"offline?latency={latency}")
+    for i in range(agents):
+        flock.agent(f"m{i}").description("answers").consumes(Item).publishes(Out)
+    await flock.start()
+    t0 = time.perf_counter()
+    await flock.publish(Item(n=1))
+    await flock.run_until_idle()
+    wall = time.perf_counter() - t0
+    await flock.close()
+    return wall
+
+
+def _fresh(coro_fn, *args, **kw):  # type: ignore[no-untyped-def]
+    with tempfile.TemporaryDirectory() as d:
+        return asyncio.run(coro_fn(*args, db=Path(d) / "bench.db", **kw))
+
+
+def measure(name: str) -> float:
+    if name == "a_fn":
+        _fresh(_news_fn)  # warm-up: imports and first-call caches
+        return statistics.median(_fresh(_news_fn) for _ in range(5)) * 1000
+    if name == "a_model":
+        with tempfile.TemporaryDirectory() as d:
+            asyncio.run(_news_once(Path(d) / "warm.db"))
+            overs = [asyncio.run(_news_once(Path(d) / f"a{r}.db")) - 2 * LATENCY for r in range(5)]
+        return statistics.median(overs) * 1000
+    if name.startswith("b_"):
+        kind = name[2:]
+        _fresh(_per_run, 8, 100, kind=kind, output=True)
+        return 1 / _fresh(_per_run, 8, 2000, kind=kind, output=True)
+    if name.startswith("c"):
+        n, kind = name[1:].split("_")
+        agents = int(n)
+        _fresh(_per_run, agents, 4, kind=kind, output=False)
+        return _fresh(_per_run, agents, max(4, 4096 // agents), kind=kind, output=False) * 1e6
+    if name == "e_model":
+        return _fresh(_wide)
+    raise SystemExit(f"unknown workload {name!r}")
