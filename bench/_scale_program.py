@@ -1,0 +1,68 @@
+"""The program behind bench/bench_scale.py: workload (b), 8 ``def`` agents, N artifacts.
+
+    FLOCK_ES_BENCH_N=2000 python bench/_scale_program.py DB
+
+Run directly, it publishes N artifacts, runs until idle and prints one JSON
+line: wall seconds, CPU seconds and peak RSS of this process for the run.
+``flock-es resume`` and ``replay`` load the same file (``main`` is not called
+on resume).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from flock_es import Flock, flock_type
+
+AGENTS = 8
+
+
+@flock_type
+class Item(BaseModel):
+    n: int
+
+
+@flock_type
+class Out(BaseModel):
+    n: int
+
+
+flock = Flock()
+
+
+def work(x: Item) -> Out:
+    return Out(n=x.n)
+
+
+for i in range(AGENTS):
+    flock.agent(f"f{i}").consumes(Item).publishes(Out).with_function(work)
+
+
+async def main() -> None:
+    n = int(os.environ.get("FLOCK_ES_BENCH_N", "2000"))
+    await flock.publish_many([Item(n=i) for i in range(n)])
+
+
+async def measured(db: Path) -> dict[str, float]:
+    flock.db_path = db
+    await flock.start()
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    await main()
+    await flock.run_until_idle()
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    await flock.close()
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return {"wall": wall, "cpu": cpu, "rss_mb": r1.ru_maxrss / 1024, "run_id": flock.run_id}
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(measured(Path(sys.argv[1])))), flush=True)

@@ -1,0 +1,161 @@
+"""Workload (b) at growing sizes: is flock-es flat at scale?
+
+    python bench/bench_scale.py                     # 2,000, 20,000 and 100,000 artifacts
+    python bench/bench_scale.py --sizes 2000,5000   # quicker
+
+For each size (8 ``def`` agents, one output each, so 8 agent runs per artifact;
+program: bench/_scale_program.py), in fresh processes:
+
+run      the program itself: agent runs per second, CPU per run, peak RSS, and
+         database bytes per run (database plus WAL after close);
+resume   a second run of the same size is SIGKILLed about halfway (once half of
+         its events are in the log), then ``flock-es resume`` finishes it:
+         wall time and peak RSS of the resume process;
+replay   ``flock-es replay`` of the complete run: wall time and peak RSS.
+
+Each process's peak RSS comes from ``wait4``; the databases live in a
+temporary directory on the default temp disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._machine import machine
+
+ROOT = Path(__file__).resolve().parent.parent
+PROGRAM = ROOT / "bench" / "_scale_program.py"
+AGENTS = 8
+
+
+def _env(n: int) -> dict[str, str]:
+    return dict(os.environ, FLOCK_ES_BENCH_N=str(n), PYTHONPATH=str(ROOT))
+
+
+def _wait(proc: subprocess.Popen[str]) -> tuple[int, float]:
+    """Exit status and peak RSS (MB) of a child."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_maxrss / 1024
+
+
+def _cli(args: list[str], n: int) -> tuple[float, float, str]:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flock_es.cli.app", *args],
+        env=_env(n),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    out, err = proc.stdout, proc.stderr
+    assert out is not None and err is not None
+    text = out.read()
+    errors = err.read()
+    code, rss = _wait(proc)
+    wall = time.perf_counter() - t0
+    if code not in (0,):
+        raise SystemExit(f"flock-es {' '.join(args)} exited {code}: {errors[-1500:]}")
+    return wall, rss, text
+
+
+def _run(db: Path, n: int) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, str(PROGRAM), str(db)], env=_env(n), capture_output=True, text=True
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"the run failed: {out.stderr[-1500:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _events(db: Path) -> int:
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        try:
+            return int(con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
+def _killed_halfway(db: Path, n: int, full_events: int) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, str(PROGRAM), str(db)],
+        env=_env(n),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    while proc.poll() is None and _events(db) < full_events // 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def _size(db: Path) -> int:
+    return sum(p.stat().st_size for p in db.parent.glob(db.name + "*"))
+
+
+def one_size(n: int, tmp: Path) -> dict[str, float]:
+    runs = AGENTS * n
+    db = tmp / f"run-{n}.db"
+    r = _run(db, n)
+    full_events = _events(db)
+    row: dict[str, float] = {
+        "artifacts": n,
+        "runs": runs,
+        "events": full_events,
+        "runs_per_s": runs / r["wall"],
+        "cpu_us_per_run": r["cpu"] / runs * 1e6,
+        "run_rss_mb": r["rss_mb"],
+        "db_bytes_per_run": _size(db) / runs,
+    }
+    wall, rss, _ = _cli(["replay", "latest", "--db", str(db), "--no-timeline"], n)
+    row.update(replay_s=wall, replay_rss_mb=rss)
+    killed = tmp / f"killed-{n}.db"
+    _killed_halfway(killed, n, full_events)
+    at = _events(killed)
+    wall, rss, _ = _cli(["resume", "latest", "--db", str(killed), "-q"], n)
+    row.update(killed_at_events=at, resume_s=wall, resume_rss_mb=rss)
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="2000,20000,100000")
+    args = ap.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    print(machine())
+    print(
+        "| Artifacts (agent runs) | events | runs/s | CPU µs/run | run RSS | db bytes/run "
+        "| replay | replay RSS | resume (killed at) | resume RSS |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as d:
+        for n in sizes:
+            r = one_size(n, Path(d))
+            print(
+                f"| {n:,} ({r['runs']:,}) | {r['events']:,} | {r['runs_per_s']:,.0f} "
+                f"| {r['cpu_us_per_run']:.1f} | {r['run_rss_mb']:.0f} MB "
+                f"| {r['db_bytes_per_run']:.0f} | {r['replay_s']:.1f} s "
+                f"| {r['replay_rss_mb']:.0f} MB | {r['resume_s']:.1f} s ({r['killed_at_events']:,}) "
+                f"| {r['resume_rss_mb']:.0f} MB |",
+                flush=True,
+            )
+            for f in Path(d).iterdir():
+                f.unlink()
+
+
+if __name__ == "__main__":
+    main()
