@@ -27,6 +27,10 @@ class ConfigError(UserError):
     """Bad configuration: unknown model provider, missing API key, bad option."""
 
 
+class MissingCredentialsError(ConfigError):
+    """A model needs an API key that is neither in the environment nor in its settings."""
+
+
 class DefinitionError(UserError):
     """An agent or subscription is declared wrongly (e.g. ``.consumes()`` with no types)."""
 

@@ -178,7 +178,8 @@ async def test_server_error_then_success(server: OpenAIServer, db_path: Path) ->
         ("server_error", 500, 1),
         ("server_error", 503, 2),
     ]
-    assert attempts[1]["retry_in"] >= 2 * attempts[0]["retry_in"] / 1.25  # exponential
+    # Full jitter: a random wait up to base * 2**(n-1), so retries do not land together.
+    assert 0 <= attempts[0]["retry_in"] <= 0.01 and 0 <= attempts[1]["retry_in"] <= 0.02
     assert events(db_path, "model.called")[0]["attempt"] == 3
 
 
@@ -217,7 +218,10 @@ async def test_connection_refused_is_retried_then_fails(db_path: Path) -> None:
         ("connection", False),
     ]
     [failed] = events(db_path, "task.failed")
-    assert "connection failed" in failed["error"] and "gave up after 2 attempts" in failed["error"]
+    # The endpoint is named, and no HTTP status that never happened is claimed.
+    assert f"cannot connect to {gone.url}" in failed["error"] and "HTTP" not in failed["error"]
+    assert "gave up after 2 attempts" in failed["error"] and failed["transient"]
+    assert [a["status"] for a in attempts] == [None, None]
 
 
 async def test_unauthorised_is_not_retried_and_says_so(server: OpenAIServer, db_path: Path) -> None:

@@ -131,3 +131,33 @@ def test_redaction_is_exact() -> None:
         "Incorrect API key provided: [redacted]. risk-assessment, sk-learn"
     )
     assert redact_provider_error(TRICKY) == TRICKY
+
+
+def test_offline_latency_typo_is_one_line(tmp_path: Path) -> None:
+    out = run_cli(
+        ["run", ROOT / "examples" / "news.py", "--db", tmp_path / "o.db"],
+        cwd=tmp_path,
+        env={"FLOCK_ES_OFFLINE_LATENCY": "abc"},
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == (
+        "flock-es: error: FLOCK_ES_OFFLINE_LATENCY must be a number of seconds, got 'abc'"
+    )
+
+
+def test_missing_key_hint_is_true_for_an_agent_with_its_own_model(tmp_path: Path) -> None:
+    program = tmp_path / "own_model.py"
+    program.write_text(
+        "from pydantic import BaseModel\n"
+        "from flock_es import Flock, flock_type\n"
+        "@flock_type\nclass Q(BaseModel):\n    text: str\n"
+        "@flock_type\nclass A(BaseModel):\n    text: str\n"
+        "flock = Flock()\n"
+        "flock.agent('writer').consumes(Q).publishes(A).model('anthropic/claude-sonnet-4-5')\n"
+        "async def main() -> None:\n    await flock.publish(Q(text='hi'))\n"
+    )
+    out = run_cli(["run", program, "--db", tmp_path / "h.db", "-m", "offline"], cwd=tmp_path)
+    assert out.returncode == 2
+    [line] = out.stderr.strip().splitlines()
+    assert "ANTHROPIC_API_KEY" in line and "--model does not change it" in line
+    assert "run with --model offline" not in line

@@ -93,3 +93,73 @@ def test_parse_output_picks_the_block_that_validates() -> None:
     assert out == Triage(summary="ok", priority=3)
     with pytest.raises(Exception, match="not JSON"):
         parse_output("no json here", [Triage])
+
+
+# --- unexpected shapes ----------------------------------------------------------
+
+EMPTY = {"id": "x", "object": "chat.completion", "created": 1, "model": "m", "choices": []}
+NO_USAGE = {
+    "id": "y",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "m",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": json.dumps(GOOD)},
+            "finish_reason": "stop",
+        }
+    ],
+}
+
+
+async def test_empty_choices_is_classified_retried_and_recorded(
+    server: OpenAIServer, db_path: Path
+) -> None:
+    server.script(Step(body=EMPTY))
+    await run_triage(server, db_path)
+    [attempt] = events(db_path, "model.attempt")
+    assert attempt["outcome"] == "malformed" and attempt["will_retry"]
+    assert "no choices" in attempt["error"] and '"choices":[]' in attempt["error"]
+    assert triage_payloads(db_path) == [triage_payloads(db_path)[0]]
+
+
+async def test_empty_choices_every_time_fails_with_the_raw_answer(
+    server: OpenAIServer, db_path: Path
+) -> None:
+    server.script(*[Step(body=EMPTY) for _ in range(2)])
+    await run_triage(server, db_path, retry=RetryPolicy(max_attempts=2, base_delay=0.01))
+    [failed] = events(db_path, "task.failed")
+    assert "\n" not in failed["error"] and "no choices" in failed["error"]
+    assert failed["raw"] and '"choices":[]' in failed["raw"] and failed["transient"]
+
+
+async def test_missing_usage_is_unknown_not_zero(server: OpenAIServer, db_path: Path) -> None:
+    server.script(Step(body=NO_USAGE))
+    flock = await run_triage(server, db_path)
+    [called] = events(db_path, "model.called")
+    assert called["tokens_in"] is None and called["tokens_out"] is None
+    assert called["cost"] is None and flock.state.totals()["cost"] is None
+
+
+async def test_a_503_retry_after_is_honoured(server: OpenAIServer, db_path: Path) -> None:
+    server.script(Step(status=503, headers={"Retry-After": "0.05"}))
+    policy = RetryPolicy(base_delay=5.0, max_delay=10.0, timeout=5.0)
+    await run_triage(server, db_path, retry=policy)
+    [attempt] = events(db_path, "model.attempt")
+    assert attempt["status"] == 503 and 0.05 <= attempt["retry_in"] < 0.1
+
+
+async def test_a_timeout_names_the_model(server: OpenAIServer, db_path: Path) -> None:
+    server.script(Step(delay=2.0))
+    await run_triage(server, db_path, retry=RetryPolicy(base_delay=0.01, timeout=0.3))
+    [attempt] = events(db_path, "model.attempt")
+    assert attempt["outcome"] == "timeout" and "openai/test-model" in attempt["error"]
+
+
+async def test_stream_is_refused_before_the_first_call(server: OpenAIServer, db_path: Path) -> None:
+    from flock_es.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="stream=True is not supported"):
+        await run_triage(server, db_path, stream=True)
+    assert server.calls == 0

@@ -7,6 +7,9 @@ a bug and keeps its traceback. Nothing here imports litellm or textual.
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from flock_es.errors import UserError
@@ -58,9 +61,29 @@ _register()
 
 
 def fail(message: str, code: int = 2) -> None:
-    """Print a one-line error and exit."""
-    typer.echo(f"flock-es: error: {message}", err=True)
+    """Print a one-line error (without any secret this process holds) and exit."""
+    from flock_es.models.redact import redact_text
+
+    typer.echo(f"flock-es: error: {redact_text(message)}", err=True)
     raise SystemExit(code)
+
+
+def _exit(code: object) -> None:
+    """Leave at once when litellm was loaded: tearing its heap down takes seconds.
+
+    Everything that matters is done by now (the run closed, its log committed,
+    the output printed); only the interpreter's module teardown is skipped.
+    """
+    if "litellm" not in sys.modules:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr, flush=True)
+        code = 1
+    os._exit(code)
 
 
 def main() -> None:
@@ -72,6 +95,9 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("flock-es: interrupted", err=True)
         raise SystemExit(130) from None
+    except SystemExit as exc:
+        _exit(exc.code)
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

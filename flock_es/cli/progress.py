@@ -19,6 +19,18 @@ def format_cost(cost: float | None) -> str:
     return "unknown" if cost is None else f"${cost:.4f}"
 
 
+def limiter_text(lim: dict[str, Any]) -> str:
+    """A model's shared concurrency budget: ``openai/gpt-4o: 8 in flight, limit 8, limited``."""
+    text = f"{lim.get('key')}: {lim.get('in_flight', 0)} in flight"
+    if lim.get("limit") is not None:
+        text += f", limit {lim['limit']}"
+    if lim.get("queued"):
+        text += f", {lim['queued']} queued"
+    if lim.get("paused_for"):
+        text += f", paused {float(lim['paused_for']):.1f}s"
+    return text + ", limited"
+
+
 class Progress:
     """Redraws a small status panel on stderr; plain lines when stderr is not a terminal."""
 
@@ -65,6 +77,7 @@ class Progress:
             f"[{time.time() - self.t0:6.1f}s] {by['running']} running"
             + (f" ({names})" if names else "")
             + f" · {by['completed']} done · {by['failed']} failed · {len(s.artifacts)} artifacts"
+            + "".join(f" · {limiter_text(lim)}" for lim in s.limiters.values())
         )
 
     def _render(self) -> Table:

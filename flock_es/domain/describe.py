@@ -74,7 +74,7 @@ def _started(b: TaskStarted) -> str:
 
 
 def _model_called(b: ModelCalled) -> str:
-    tokens = b.get("tokens_in", 0) + b.get("tokens_out", 0)
+    tokens = (b.get("tokens_in") or 0) + (b.get("tokens_out") or 0)
     return f"model call {b['call_index']} of {b['task_id']} ({b['model']}, {tokens} tokens)"
 
 

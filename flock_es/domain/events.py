@@ -205,14 +205,18 @@ class ModelCalled(TypedDict):
     model: str
     request: dict[str, Any]
     response: str
-    tokens_in: NotRequired[int]  # absent: 0
-    tokens_out: NotRequired[int]  # absent: 0
+    # None: the provider sent no usage (unknown, not zero).
+    tokens_in: NotRequired[int | None]  # absent: 0
+    tokens_out: NotRequired[int | None]  # absent: 0
     cost: NotRequired[float | None]  # absent: None
     latency_ms: NotRequired[float]  # absent: 0.0
     # Tools the model asked for instead of answering: [{"id", "name", "arguments"}].
     tool_calls: NotRequired[list[dict[str, Any]]]  # absent: []
     # Which attempt answered; the failed ones before it are model.attempt events.
     attempt: NotRequired[int]  # absent: 1
+    # The model's shared concurrency budget once it has learned a limit
+    # ({"key", "in_flight", "limit", "queued", "paused_for", "rate_limited"}).
+    limiter: NotRequired[dict[str, Any] | None]  # absent: None
 
 
 class ModelAttempt(TypedDict):
@@ -233,6 +237,8 @@ class ModelAttempt(TypedDict):
     will_retry: NotRequired[bool]  # absent: False
     retry_in: NotRequired[float | None]  # absent: None
     latency_ms: NotRequired[float]  # absent: 0.0
+    # The model's limiter after this attempt (as in model.called), once it has a limit.
+    limiter: NotRequired[dict[str, Any] | None]  # absent: None
 
 
 class ToolCalled(TypedDict):
@@ -267,6 +273,8 @@ class TaskFailed(TypedDict):
     will_retry: NotRequired[bool]  # absent: False
     duration_ms: NotRequired[float]  # absent: 0.0
     raw: NotRequired[str | None]  # absent: None
+    # The failure may pass (rate limit, 5xx, timeout, connection): ``resume --retry-failed``.
+    transient: NotRequired[bool]  # absent: False
 
 
 class BatchBuffered(TypedDict):

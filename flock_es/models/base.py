@@ -46,17 +46,21 @@ class ModelResponse(BaseModel):
 
     ``tool_calls``: the tools the model asked for instead of answering, each
     ``{"id", "name", "arguments"}`` (arguments as the JSON text the model wrote).
-    ``recorded``: served from the log, not from the model.
+    ``recorded``: served from the log, not from the model. ``tokens_in`` /
+    ``tokens_out`` are None when the provider sent no usage.
     """
 
     content: str
     tool_calls: list[dict[str, Any]] = Field(default_factory=list)
-    tokens_in: int = 0
-    tokens_out: int = 0
+    # None: the provider did not say (unknown, not zero).
+    tokens_in: int | None = 0
+    tokens_out: int | None = 0
     cost: float | None = 0.0
     latency_ms: float = 0.0
     attempt: int = 1
     recorded: bool = False
+    # Rate-limit headers of the response, for the model's limiter; never recorded.
+    headers: dict[str, str] = Field(default_factory=dict, exclude=True)
 
 
 @runtime_checkable

@@ -11,44 +11,38 @@ credentials scrubbed from their messages.
 
 from __future__ import annotations
 
-import gc
 import os
 import re
-import sys
 import time
 from typing import Any
 
-from flock_es.errors import ConfigError
+from flock_es.errors import ConfigError, MissingCredentialsError
 from flock_es.models.base import ModelRequest, ModelResponse
+from flock_es.models.limiter import limiter_for
+from flock_es.models.preflight import (
+    KEYLESS,
+    import_in_background,
+    import_litellm,
+    missing_keys,
+    wait_for_litellm,
+)
 from flock_es.models.redact import (
     redact_provider_error,
+    redact_text,
     register_settings,
     strip_url_credentials,
     url_credentials,
 )
-from flock_es.models.retry import PermanentModelError, TransientModelError, parse_retry_after
+from flock_es.models.retry import (
+    MalformedResponseError,
+    PermanentModelError,
+    TransientModelError,
+    parse_retry_after,
+)
 
-# Providers that run without a key (local servers).
-_KEYLESS = {"ollama", "ollama_chat", "hosted_vllm", "lm_studio", "llamafile", "vllm"}
 # flock-es settings that are not litellm parameters.
 _OWN_SETTINGS = {"structured_output"}
 _PREFIX = re.compile(r"^(litellm\.\w+:\s*)?(\w+Error:\s*)?(\w+Exception\s*-\s*)?")
-
-
-def import_litellm() -> Any:
-    """litellm, imported once, without a network fetch of its cost map."""
-    if "litellm" in sys.modules:
-        return sys.modules["litellm"]
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
-
-    litellm.suppress_debug_info = True
-    # litellm's import leaves a very large heap of long-lived objects; every full
-    # garbage collection then walks it and stalls the event loop for ~0.2 s
-    # mid-run. Freezing them after one collection makes later collections cheap.
-    gc.collect()
-    gc.freeze()
-    return litellm
 
 
 class LiteLLMClient:
@@ -72,6 +66,18 @@ class LiteLLMClient:
         self.settings = settings
         self._schema_support: bool | None = None
         register_settings(settings)
+        # One shared concurrency budget per model and endpoint, across agents.
+        self.limiter = limiter_for(model, self.endpoint())
+
+    def endpoint(self) -> str | None:
+        """Where the calls go: ``api_base`` or the provider's ``*_API_BASE``, no credentials."""
+        base = self.settings.get("api_base") or self.settings.get("base_url")
+        if not base:
+            provider = self.model.split("/", 1)[0] if "/" in self.model else "openai"
+            base = os.environ.get(f"{provider.upper()}_API_BASE") or os.environ.get(
+                f"{provider.upper()}_BASE_URL"
+            )
+        return strip_url_credentials(str(base)) if base else None
 
     def check(self) -> None:
         """Fail before any work on an unknown provider, a missing API key or a bad api_base."""
@@ -83,6 +89,20 @@ class LiteLLMClient:
                 "in the URL, which cannot be sent next to the API key; pass them as api_key= "
                 "or in extra_headers= instead"
             )
+        if self.settings.get("stream"):
+            raise ConfigError(
+                f"model {self.model!r}: stream=True is not supported (an answer is validated "
+                "and recorded whole); remove it from the model settings"
+            )
+        known = missing_keys(self.model, self.settings)
+        if known is not None:  # a provider whose key variable is known: no import needed
+            if known:
+                raise MissingCredentialsError(
+                    f"model {self.model!r} needs {', '.join(known)} in the environment"
+                )
+            model = self.model
+            import_in_background(lambda litellm: _warm_up(litellm, model))
+            return
         litellm = import_litellm()
         try:
             _, provider, _, _ = litellm.get_llm_provider(self.model)
@@ -91,13 +111,12 @@ class LiteLLMClient:
                 f"unknown model provider in {self.model!r}; use e.g. 'openai/gpt-4.1', "
                 "'anthropic/claude-sonnet-4-5', 'ollama/llama3' or 'offline'"
             ) from None
-        if not self.settings.get("api_key") and provider not in _KEYLESS:
+        if not self.settings.get("api_key") and provider not in KEYLESS:
             env = litellm.validate_environment(model=self.model)
             missing = [k for k in env.get("missing_keys") or [] if not k.endswith("_API_BASE")]
             if missing:
-                raise ConfigError(
-                    f"model {self.model!r} needs {', '.join(missing)} in the environment "
-                    "(or run with --model offline)"
+                raise MissingCredentialsError(
+                    f"model {self.model!r} needs {', '.join(missing)} in the environment"
                 )
         _warm_up(litellm, self.model)
 
@@ -133,16 +152,23 @@ class LiteLLMClient:
         return kwargs
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
-        litellm = import_litellm()
+        litellm = await wait_for_litellm()
         kwargs = self.call_kwargs(request, litellm)
         t0 = time.perf_counter()
         try:
             resp = await litellm.acompletion(model=self.model, messages=request.messages, **kwargs)
         except Exception as exc:
-            raise classify(exc, self.model) from None
+            raise classify(exc, self.model, self.endpoint()) from None
         latency = (time.perf_counter() - t0) * 1000.0
+        headers = _response_headers(resp)
+        if not getattr(resp, "choices", None):
+            raw = _raw(resp)
+            raise MalformedResponseError(
+                f"model {self.model!r}: the response has no choices (HTTP 200): {raw[:300]}",
+                raw=raw,
+            )
         message = resp.choices[0].message
-        usage = getattr(resp, "usage", None)
+        tokens_in, tokens_out = _usage(resp)
         return ModelResponse(
             content=message.content or "",
             tool_calls=[
@@ -153,11 +179,41 @@ class LiteLLMClient:
                 }
                 for tc in (getattr(message, "tool_calls", None) or [])
             ],
-            tokens_in=int(getattr(usage, "prompt_tokens", 0) or 0),
-            tokens_out=int(getattr(usage, "completion_tokens", 0) or 0),
-            cost=_cost(litellm, resp),
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cost=_cost(litellm, resp) if tokens_in is not None else None,
             latency_ms=latency,
+            headers=headers,
         )
+
+
+def _usage(resp: Any) -> tuple[int | None, int | None]:
+    """Prompt and completion tokens; None (unknown) when the provider sent no usage.
+
+    litellm fills a missing ``usage`` with zeros, and no real call has a prompt
+    of 0 tokens, so all-zero means unknown, not free.
+    """
+    usage = getattr(resp, "usage", None)
+    tin = getattr(usage, "prompt_tokens", None)
+    tout = getattr(usage, "completion_tokens", None)
+    if not tin and not tout:
+        return None, None
+    return int(tin or 0), int(tout or 0)
+
+
+def _response_headers(resp: Any) -> dict[str, str]:
+    hidden = getattr(resp, "_hidden_params", None) or {}
+    headers = hidden.get("additional_headers") if isinstance(hidden, dict) else None
+    if not isinstance(headers, dict):
+        return {}
+    return {str(k).lower(): str(v) for k, v in headers.items() if "ratelimit" in str(k).lower()}
+
+
+def _raw(resp: Any) -> str:
+    try:
+        return str(redact_text(resp.model_dump_json()))
+    except Exception:
+        return redact_text(repr(resp))
 
 
 _warmed: set[str] = set()
@@ -199,24 +255,53 @@ def _detail(exc: Exception) -> str:
     return text if len(text) <= 300 else text[:299] + "…"
 
 
-def classify(exc: Exception, model: str) -> Exception:
-    """A litellm exception as a transient or permanent model error with a clear message."""
+def _headers_of(exc: Exception) -> dict[str, str] | None:
+    headers = getattr(exc, "litellm_response_headers", None)
+    if headers is None:
+        headers = getattr(getattr(exc, "response", None), "headers", None)
+    try:
+        return {str(k).lower(): str(v) for k, v in headers.items()} if headers else None
+    except (AttributeError, TypeError):
+        return None
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost cause's message (``Connection refused``, ``Name or service not known``)."""
+    seen: set[int] = set()
+    found = ""
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        text = " ".join(str(cur).split())
+        if text and text.lower() not in ("connection error.", "connection error"):
+            found = text
+        cur = cur.__cause__ or cur.__context__
+    return redact_provider_error(found)[:200]
+
+
+def classify(exc: Exception, model: str, endpoint: str | None = None) -> Exception:
+    """A litellm exception as a transient or permanent model error with a clear message.
+
+    Timeouts name the model, connection failures the endpoint; a connection
+    failure is never reported as an HTTP status it did not get.
+    """
     name = type(exc).__name__
     status = getattr(exc, "status_code", None)
     status = status if isinstance(status, int) else None
     detail = _detail(exc)
     where = f"model {model!r}"
     if name == "Timeout" or "Timeout" in name:
-        return TransientModelError(f"{where}: timed out ({detail})", "timeout", status)
+        return TransientModelError(
+            f"{where}: timed out at {endpoint or 'the provider'} ({detail})", "timeout", None
+        )
     if name == "RateLimitError" or status == 429:
-        headers = getattr(exc, "litellm_response_headers", None)
-        if headers is None:
-            headers = getattr(getattr(exc, "response", None), "headers", None)
+        headers = _headers_of(exc)
         return TransientModelError(
             f"{where}: rate limited (HTTP 429): {detail}",
             "rate_limited",
             429,
             parse_retry_after(headers),
+            headers,
         )
     if "credentials encoded in URL" in detail:
         return PermanentModelError(
@@ -226,7 +311,13 @@ def classify(exc: Exception, model: str) -> Exception:
             None,
         )
     if name == "APIConnectionError" or "connection error" in detail.lower():
-        return TransientModelError(f"{where}: connection failed: {detail}", "connection", status)
+        cause = _root_cause(exc)
+        return TransientModelError(
+            f"{where}: cannot connect to {endpoint or 'the provider'}"
+            + (f" ({cause})" if cause and cause != detail else f" ({detail})"),
+            "connection",
+            None,
+        )
     if name == "AuthenticationError" or status == 401:
         return PermanentModelError(
             f"{where}: authentication failed (HTTP 401), check the API key: {detail}",
@@ -240,8 +331,13 @@ def classify(exc: Exception, model: str) -> Exception:
             f"{where}: not found (HTTP 404), check the model name: {detail}", "not_found", 404
         )
     if status is not None and (status >= 500 or status in (408, 409, 425)):
+        headers = _headers_of(exc)
         return TransientModelError(
-            f"{where}: server error (HTTP {status}): {detail}", "server_error", status
+            f"{where}: server error (HTTP {status}): {detail}",
+            "server_error",
+            status,
+            parse_retry_after(headers),
+            headers,
         )
     if name in ("InternalServerError", "ServiceUnavailableError", "APIError"):
         return TransientModelError(f"{where}: server error: {detail}", "server_error", status)

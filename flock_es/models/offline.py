@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import random
 import re
@@ -232,7 +233,13 @@ class OfflineModel:
 
     @classmethod
     def from_string(cls, model: str) -> OfflineModel:
-        latency = float(os.environ.get("FLOCK_ES_OFFLINE_LATENCY", "0") or 0)
+        env = os.environ.get("FLOCK_ES_OFFLINE_LATENCY", "") or "0"
+        try:
+            latency = float(env)
+        except ValueError:
+            raise ConfigError(
+                f"FLOCK_ES_OFFLINE_LATENCY must be a number of seconds, got {env!r}"
+            ) from None
         sep = "?" if "?" in model else (":" if ":" in model else None)
         if sep is not None:
             query = model.split(sep, 1)[1]
@@ -248,8 +255,8 @@ class OfflineModel:
                 raise ConfigError(
                     f"offline latency must be a number of seconds: {model!r}"
                 ) from None
-        if latency < 0:
-            raise ConfigError("offline latency must not be negative")
+        if not math.isfinite(latency) or latency < 0:
+            raise ConfigError(f"offline latency must be a finite, non-negative number: {latency}")
         return cls(latency)
 
     def check(self) -> None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flock_es.errors import ModelError
+from flock_es.models.limiter import AdaptiveLimiter
 
 T = TypeVar("T")
 
@@ -33,10 +34,14 @@ T = TypeVar("T")
 class RetryPolicy:
     """Bounds for one model call.
 
-    ``max_attempts`` counts the first try. The n-th retry waits
-    ``base_delay * 2**(n-1)`` seconds (at most ``max_delay``), plus up to
-    ``jitter`` of that at random, unless the server sent ``Retry-After`` (then
-    that, capped at ``max_delay``). ``timeout`` bounds one attempt.
+    ``max_attempts`` counts the first try and every failure except rate limits.
+    The n-th retry waits a random time between 0 and ``base_delay * 2**(n-1)``
+    seconds (at most ``max_delay``; "full jitter", so retries do not land
+    together), unless the server sent ``Retry-After`` (then that, capped at
+    ``max_delay``, plus up to ``jitter`` of it). ``rate_limit_retries``: how
+    many 429s one call may get before it fails (a rate-limited provider slows a
+    burst down, it should not fail it). ``timeout`` bounds one attempt (the wait
+    for the model's shared concurrency budget is not part of it).
     ``validation_retries``: how many times an answer that does not validate is
     sent back with the error. ``max_tool_rounds`` bounds tool-call round trips.
     """
@@ -48,6 +53,7 @@ class RetryPolicy:
     timeout: float = 120.0
     validation_retries: int = 2
     max_tool_rounds: int = 8
+    rate_limit_retries: int = 30
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -61,15 +67,17 @@ class RetryPolicy:
         """Seconds to wait before retry number ``retry`` (1 for the first retry)."""
         if retry_after is not None:
             base = min(max(retry_after, 0.0), self.max_delay)
-            return base + base * 0.1 * rng.random()
-        base = min(self.base_delay * 2.0 ** (retry - 1), self.max_delay)
-        return base + base * self.jitter * rng.random()
+            return base + base * self.jitter * rng.random()
+        cap = min(self.base_delay * 2.0 ** (min(retry, 30) - 1), self.max_delay)
+        return cap * rng.random()
 
 
 class ModelCallError(ModelError):
     """A model call that failed; ``outcome`` names the kind, ``status`` the HTTP status."""
 
     outcome = "error"
+    # The raw response, when the provider answered with something unusable.
+    raw: str | None = None
 
     def __init__(
         self, message: str, status: int | None = None, retry_after: float | None = None
@@ -80,7 +88,12 @@ class ModelCallError(ModelError):
 
 
 class TransientModelError(ModelCallError):
-    """May succeed if tried again: 429, 5xx, connection errors, timeouts."""
+    """May succeed if tried again: 429, 5xx, connection errors, timeouts.
+
+    ``headers``: the response's rate-limit headers, for the model's limiter.
+    """
+
+    transient = True
 
     def __init__(
         self,
@@ -88,9 +101,19 @@ class TransientModelError(ModelCallError):
         outcome: str,
         status: int | None = None,
         retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message, status, retry_after)
         self.outcome = outcome
+        self.headers = headers
+
+
+class MalformedResponseError(TransientModelError):
+    """HTTP 200 with a body that has no answer in it (``"choices": []``): tried again."""
+
+    def __init__(self, message: str, raw: str) -> None:
+        super().__init__(message, "malformed")
+        self.raw = raw
 
 
 class PermanentModelError(ModelCallError):
@@ -136,6 +159,7 @@ class FailedAttempt:
     will_retry: bool
     retry_in: float | None
     latency_ms: float
+    limiter: dict[str, Any] | None = None
 
 
 async def call_with_retries(
@@ -144,38 +168,82 @@ async def call_with_retries(
     on_failure: Callable[[FailedAttempt], None],
     slot: Callable[[], AbstractAsyncContextManager[Any]] | None = None,
     rng: random.Random | None = None,
+    limiter: AdaptiveLimiter | None = None,
+    what: str = "the model",
 ) -> tuple[T, int]:
     """Run ``call`` until it answers; returns the answer and the attempt that gave it.
 
-    Each attempt holds a ``slot`` (the global cap on calls in flight) and is
-    bounded by ``policy.timeout``; the backoff waits between attempts hold no
-    slot. Transient failures are retried up to ``policy.max_attempts``; the
-    last one, or any permanent failure, is raised after ``on_failure`` has
-    seen it.
+    Each attempt first waits for room in the model's ``limiter`` (its shared
+    concurrency budget), then holds a ``slot`` (the global cap on calls in
+    flight) and is bounded by ``policy.timeout``; the backoff waits between
+    attempts hold neither. Transient failures are retried (429s up to
+    ``policy.rate_limit_retries``, the others up to ``policy.max_attempts``);
+    the last one, or any permanent failure, is raised after ``on_failure`` has
+    seen it. ``what`` names the model in timeout messages.
     """
     rng = rng or random.Random()
-    attempt = 0
+    attempt = failures = limited = 0
     while True:
         attempt += 1
-        async with slot() if slot is not None else contextlib.nullcontext():
-            t0 = time.perf_counter()
-            try:
-                async with asyncio.timeout(policy.timeout or None):
-                    return await call(), attempt
-            except TimeoutError:
-                exc: ModelCallError = TransientModelError(
-                    f"no answer within {policy.timeout:g} s", "timeout"
-                )
-            except ModelCallError as err:
-                exc = err
-        latency = (time.perf_counter() - t0) * 1000.0
-        retry = isinstance(exc, TransientModelError) and attempt < policy.max_attempts
-        wait = policy.delay(attempt, exc.retry_after, rng) if retry else None
-        on_failure(FailedAttempt(attempt, exc.outcome, str(exc), exc.status, retry, wait, latency))
+        exc, latency = await _attempt(call, policy, slot, limiter, what)
+        if not isinstance(exc, ModelCallError):
+            return exc, attempt
+        if exc.outcome == "rate_limited":
+            limited += 1
+            retry = limited <= policy.rate_limit_retries
+        else:
+            failures += 1
+            retry = isinstance(exc, TransientModelError) and failures < policy.max_attempts
+        retry = retry and isinstance(exc, TransientModelError)
+        # 429s back off gently (the limiter queues the retries anyway): at most 8x base.
+        nth = min(limited, 4) if exc.outcome == "rate_limited" else max(failures, 1)
+        wait = policy.delay(nth, exc.retry_after, rng) if retry else None
+        snapshot = limiter.snapshot() if limiter is not None and limiter.limited else None
+        on_failure(
+            FailedAttempt(
+                attempt, exc.outcome, str(exc), exc.status, retry, wait, latency, snapshot
+            )
+        )
         if not retry:
             if isinstance(exc, TransientModelError) and attempt > 1:
-                raise TransientModelError(
+                gave_up = TransientModelError(
                     f"{exc} (gave up after {attempt} attempts)", exc.outcome, exc.status
-                ) from None
+                )
+                gave_up.raw = exc.raw
+                raise gave_up from None
             raise exc
         await asyncio.sleep(wait or 0.0)
+
+
+async def _attempt(
+    call: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    slot: Callable[[], AbstractAsyncContextManager[Any]] | None,
+    limiter: AdaptiveLimiter | None,
+    what: str,
+) -> tuple[T | ModelCallError, float]:
+    """One attempt: the answer, or the error it ended with; and its latency in ms."""
+    budget = limiter.slot() if limiter is not None else contextlib.nullcontext(None)
+    async with budget as ticket, slot() if slot is not None else contextlib.nullcontext():
+        t0 = time.perf_counter()
+        try:
+            async with asyncio.timeout(policy.timeout or None):
+                answer = await call()
+        except TimeoutError:
+            exc: ModelCallError = TransientModelError(
+                f"{what}: no answer within {policy.timeout:g} s (RetryPolicy.timeout)", "timeout"
+            )
+        except ModelCallError as err:
+            exc = err
+        else:
+            if ticket is not None:
+                ticket.answered(getattr(answer, "headers", None))
+            return answer, (time.perf_counter() - t0) * 1000.0
+        if ticket is not None:
+            if exc.outcome == "rate_limited":
+                ticket.rate_limited(exc.retry_after, getattr(exc, "headers", None))
+            else:
+                ticket.failed()
+                if exc.retry_after:  # a 503's Retry-After holds the whole model's queue too
+                    ticket.limiter.pause(exc.retry_after)
+        return exc, (time.perf_counter() - t0) * 1000.0

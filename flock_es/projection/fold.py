@@ -214,6 +214,7 @@ def _failed(s: RunState, e: Event, b: TaskFailed) -> None:
         return
     a = _finish(s, e, t)
     t.error = b["error"]
+    t.transient = bool(b.get("transient"))
     if b.get("will_retry"):
         t.status = TaskStatus.SCHEDULED
     else:
@@ -231,8 +232,8 @@ def _model_called(s: RunState, e: Event, b: ModelCalled) -> None:
         call_index=b["call_index"],
         model=b["model"],
         response=b["response"],
-        tokens_in=b.get("tokens_in", 0),
-        tokens_out=b.get("tokens_out", 0),
+        tokens_in=b.get("tokens_in") or 0,
+        tokens_out=b.get("tokens_out") or 0,
         cost=cost,
         latency_ms=b.get("latency_ms", 0.0),
         seq=e.seq,
@@ -245,13 +246,21 @@ def _model_called(s: RunState, e: Event, b: ModelCalled) -> None:
         if view is None:
             continue
         view.calls += 1
-        view.tokens_in += b.get("tokens_in", 0)
-        view.tokens_out += b.get("tokens_out", 0)
+        view.tokens_in += b.get("tokens_in") or 0
+        view.tokens_out += b.get("tokens_out") or 0
         view.cost = None if cost is None or view.cost is None else view.cost + cost
+    if b.get("limiter"):
+        _limiter(s, e, b.get("limiter"))
 
 
 def _model_attempt(s: RunState, e: Event, b: ModelAttempt) -> None:
     s.model_attempts.append(dict(b, seq=e.seq, ts=e.ts))
+    _limiter(s, e, b.get("limiter"))
+
+
+def _limiter(s: RunState, e: Event, lim: object) -> None:
+    if isinstance(lim, dict) and lim.get("key"):
+        s.limiters[str(lim["key"])] = dict(lim, ts=e.ts)
 
 
 def _tool_called(s: RunState, e: Event, b: ToolCalled) -> None:

@@ -76,6 +76,8 @@ class TaskView:
     cost: float | None = 0.0
     seq: int | None = None
     context: list[str] | None = None
+    # Failed on a provider error that may pass (``resume --retry-failed`` re-runs it).
+    transient: bool = False
 
 
 @dataclass(slots=True)
@@ -186,6 +188,8 @@ class RunState:
     circuit_trips: list[dict[str, Any]] = field(default_factory=list)
     # Failed model-call attempts (model.attempt bodies with their seq), in log order.
     model_attempts: list[dict[str, Any]] = field(default_factory=list)
+    # The latest limiter snapshot per model endpoint (from model.called/model.attempt).
+    limiters: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Tool calls keyed (task id, model call index, position).
     tool_calls: dict[tuple[str, int, int], ToolCallView] = field(default_factory=dict)
     last_seq: int = 0
@@ -224,6 +228,10 @@ class RunState:
 
     def failed_tasks(self) -> list[TaskView]:
         return [t for t in self.tasks.values() if t.status is TaskStatus.FAILED]
+
+    def retryable_tasks(self) -> list[TaskView]:
+        """Failed tasks whose failure may pass (rate limit, 5xx, timeout, connection)."""
+        return [t for t in self.failed_tasks() if t.transient]
 
     def artifact_counts(self) -> dict[str, int]:
         return {k: len(v) for k, v in self.by_type.items()}

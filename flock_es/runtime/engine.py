@@ -31,7 +31,7 @@ from flock_es.domain.events import (
     trusted_event,
 )
 from flock_es.domain.visibility import visible_to
-from flock_es.errors import OutputValidationError
+from flock_es.errors import ModelError, OutputValidationError
 from flock_es.log.writer import LogWriter
 from flock_es.models.base import ModelClient, ModelRequest, ModelResponse
 from flock_es.models.redact import redact_text
@@ -435,7 +435,11 @@ class Engine:
         return False
 
     def _failed(self, task: TaskView, exc: Exception, t0: float | None = None) -> Event:
-        raw = exc.raw if isinstance(exc, OutputValidationError) else None
+        raw = (
+            getattr(exc, "raw", None)
+            if isinstance(exc, OutputValidationError | ModelError)
+            else None
+        )
         error = str(exc) or type(exc).__name__
         body = TaskFailed(
             task_id=task.id,
@@ -445,6 +449,7 @@ class Engine:
             attempt=max(task.attempt, 1),
             duration_ms=(time.perf_counter() - t0) * 1000.0 if t0 is not None else 0.0,
             raw=redact_text(raw) if raw is not None else None,
+            transient=bool(getattr(exc, "transient", False)),
         )
         return make_event(self.run_id, EventKind.TASK_FAILED, body, time.time())
 

@@ -23,7 +23,12 @@ from flock_es.domain.events import (
 )
 from flock_es.domain.visibility import VisibilityLike
 from flock_es.domain.visibility import to_dict as visibility_dict
-from flock_es.errors import ArtifactValidationError, DefinitionError, UserError
+from flock_es.errors import (
+    ArtifactValidationError,
+    DefinitionError,
+    MissingCredentialsError,
+    UserError,
+)
 from flock_es.log.schema import default_db_path
 from flock_es.log.writer import LogWriter
 from flock_es.models.base import ModelClient, resolve_client
@@ -148,7 +153,17 @@ class Flock:
         """Fail fast on an unknown provider or a missing API key, before any work."""
         for agent in self.agents.values():
             if agent.function is None:
-                self._client(agent).check()
+                try:
+                    self._client(agent).check()
+                except MissingCredentialsError as exc:
+                    # Say what will work: --model only reaches agents without their own.
+                    hint = (
+                        f"agent {agent.name!r} sets it with .model(), so --model does not change "
+                        "it; set the key, or change the agent's model"
+                        if agent.model
+                        else "or run with --model offline"
+                    )
+                    raise MissingCredentialsError(f"{exc} ({hint})") from None
                 if not agent.publishes:
                     raise DefinitionError(
                         f"agent {agent.name!r} has no .publishes() and no function; "

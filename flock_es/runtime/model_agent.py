@@ -161,6 +161,7 @@ def record_attempt(
         will_retry=failed.will_retry,
         retry_in=failed.retry_in,
         latency_ms=failed.latency_ms,
+        limiter=failed.limiter,
     )
     engine.record([make_event(engine.run_id, EventKind.MODEL_ATTEMPT, body, time.time())])
 

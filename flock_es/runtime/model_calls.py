@@ -51,8 +51,14 @@ async def call_model(
         record_attempt(engine, ctx, agent, key[1], f)
 
     # Each attempt holds a slot of the global cap; backoff waits between them do not.
+    limiter = getattr(client, "limiter", None)
     response, attempt = await call_with_retries(
-        lambda: client.complete(request), engine.retry, failed, slot
+        lambda: client.complete(request),
+        engine.retry,
+        failed,
+        slot,
+        limiter=limiter,
+        what=f"model {request.model!r}",
     )
     # What the agent sees is exactly what is recorded, so a replay matches.
     response.content = redact_text(response.content)
@@ -72,6 +78,7 @@ async def call_model(
         latency_ms=response.latency_ms,
         tool_calls=response.tool_calls,
         attempt=attempt,
+        limiter=limiter.snapshot() if limiter is not None and limiter.limited else None,
     )
     # Queued at once, so the answer is durable with the very next group commit;
     # not awaited, because waiting would only delay the agent, not the write.

@@ -1,0 +1,102 @@
+"""A burst of model agents against a rate-limited provider (issue 11).
+
+    python bench/bench_ratelimit.py                      # 200 agents, 8 in flight, latency 0.2 s
+    python bench/bench_ratelimit.py --agents 200 --max-inflight 8 --retry-after 1
+
+The loopback server (``python -m tests.openai_server --max-inflight N``, a
+separate process) answers 429 to every request beyond N in flight. The run is
+the real CLI (``flock-es run tests/programs/swarm_program.py``). Printed: wall
+time (ideal: agents / N * latency), tasks done and failed, 429s the server
+sent, the most calls it saw in flight, and the limit the client learned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench._machine import machine  # noqa: E402
+
+
+def start_server(latency: float, max_inflight: int, retry_after: str | None) -> tuple[Any, int]:
+    args = [sys.executable, "-m", "tests.openai_server", "--latency", str(latency)]
+    args += ["--max-inflight", str(max_inflight)]
+    if retry_after is not None:
+        args += ["--retry-after", retry_after]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    port = int(proc.stdout.readline().split()[1])
+    return proc, port
+
+
+def one(agents: int, latency: float, max_inflight: int, retry_after: str | None) -> None:
+    server, port = start_server(latency, max_inflight, retry_after)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            db = Path(tmp) / "burst.db"
+            env = {
+                k: v for k, v in os.environ.items() if not k.startswith(("FLOCK_ES_", "OPENAI_"))
+            }
+            env.update(
+                OPENAI_API_BASE=f"http://127.0.0.1:{port}/v1",
+                OPENAI_API_KEY="sk-bench-0000000000000000000000",
+                SWARM_N=str(agents),
+            )
+            program = ROOT / "tests" / "programs" / "swarm_program.py"
+            cmd = [sys.executable, "-m", "flock_es.cli.app", "run", str(program), "-q"]
+            cmd += ["-m", "openai/test-model", "--db", str(db)]
+            t0 = time.perf_counter()
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp)
+            wall = time.perf_counter() - t0
+            con = sqlite3.connect(db)
+            rows = con.execute("SELECT kind, body FROM events").fetchall()
+            con.close()
+    finally:
+        server.send_signal(signal.SIGINT)
+        log = server.communicate(timeout=30)[0].strip().splitlines()
+    done = sum(1 for k, _ in rows if k == "task.completed")
+    failed = sum(1 for k, _ in rows if k == "task.failed")
+    limits = [json.loads(b).get("limiter") for k, b in rows if k == "model.called"]
+    learned = [x["limit"] for x in limits if x]
+    print(
+        f"agents {agents} · server allows {max_inflight} in flight, latency {latency} s, "
+        f"Retry-After {retry_after or 'none'}"
+    )
+    print(
+        f"  wall {wall:.2f} s (ideal {agents / max_inflight * latency:.2f} s) · "
+        f"{done} done · {failed} failed · exit {out.returncode}"
+    )
+    print(f"  server: {log[-1] if log else '?'}")
+    if learned:
+        print(f"  learned limit: first {learned[0]}, last {learned[-1]}, max {max(learned)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--agents", type=int, default=200)
+    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--max-inflight", type=int, default=8)
+    parser.add_argument("--retry-after", default=None)
+    args = parser.parse_args()
+    print(machine())
+    if args.retry_after is not None:
+        one(args.agents, args.latency, args.max_inflight, args.retry_after)
+        return
+    for ra in (None, "1"):
+        one(args.agents, args.latency, args.max_inflight, ra)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""Client-side adaptive concurrency: one shared budget per model and endpoint.
+
+A provider that allows N calls in flight answers the N+1st with a 429. Every
+agent of a run that talks to the same model at the same endpoint shares one
+``AdaptiveLimiter``, which learns N instead of letting each call find out on
+its own (retries landing together, 429 after 429, tasks failing):
+
+* until the first 429 it does not limit at all (so 200 agents against a
+  provider without a limit really are 200 calls in flight);
+* a 429 caps the limit at the number of calls still in flight (the ones the
+  provider accepted), then it grows again by one per window of successes
+  (additive increase, multiplicative decrease: AIMD);
+* a ``Retry-After`` (or ``x-ratelimit-remaining-requests: 0`` with its reset
+  time) pauses the whole model's queue, not only the call that got it.
+
+Waiting for the limiter is not part of a call's timeout. Its state goes into
+the log (``model.attempt`` and ``model.called`` carry a ``limiter`` snapshot
+once a limit has been learned), so the progress line and the TUI show it.
+
+Example::
+
+    limiter = limiter_for("openai/gpt-4o", "https://api.openai.com/v1")
+    async with limiter.slot() as ticket:
+        ...  # the call; then ticket.rate_limited(retry_after) on a 429
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["AdaptiveLimiter", "Ticket", "limiter_for", "parse_reset"]
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_reset(value: object) -> float | None:
+    """Seconds in an ``x-ratelimit-reset-*`` value: ``"1s"``, ``"6m0s"``, ``"120ms"``, ``"2.5"``."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    try:
+        return max(float(text), 0.0)
+    except ValueError:
+        pass
+    parts = _DURATION.findall(text)
+    if not parts:
+        return None
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+def _header(headers: Mapping[str, Any] | None, name: str) -> Any:
+    if not headers:
+        return None
+    for key in (name, f"llm_provider-{name}"):
+        try:
+            value = headers.get(key)
+        except (AttributeError, TypeError):
+            return None
+        if value is not None:
+            return value
+    return None
+
+
+@dataclass(slots=True)
+class Ticket:
+    """One call's place in the budget; tells the limiter how the call went."""
+
+    limiter: AdaptiveLimiter
+    outcome: str = "ok"
+
+    def rate_limited(self, retry_after: float | None, headers: Mapping[str, Any] | None) -> None:
+        self.outcome = "rate_limited"
+        self.limiter.on_rate_limited(retry_after, headers)
+
+    def failed(self) -> None:
+        self.outcome = "error"
+
+    def answered(self, headers: Mapping[str, Any] | None = None) -> None:
+        self.outcome = "ok"
+        self.limiter.on_headers(headers)
+
+
+class AdaptiveLimiter:
+    """AIMD concurrency limit for one model at one endpoint (see the module docstring)."""
+
+    def __init__(self, name: str, max_limit: int = 1024) -> None:
+        self.name = name
+        self.max_limit = max_limit
+        self.limit: float | None = None  # None: no limit learned yet
+        self.in_flight = 0
+        self.paused_until = 0.0
+        self.rate_limited = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._wake_handle: asyncio.TimerHandle | None = None
+
+    # --- state -------------------------------------------------------------
+
+    @property
+    def limited(self) -> bool:
+        """Whether a limit has been learned (the provider said 429 at least once)."""
+        return self.limit is not None
+
+    def paused_for(self) -> float:
+        return max(self.paused_until - time.monotonic(), 0.0)
+
+    def snapshot(self) -> dict[str, Any]:
+        """What the log records and the progress line shows."""
+        return {
+            "key": self.name,
+            "in_flight": self.in_flight,
+            "limit": None if self.limit is None else int(self.limit),
+            "queued": len(self._waiters),
+            "paused_for": round(self.paused_for(), 3),
+            "rate_limited": self.rate_limited,
+        }
+
+    def _room(self) -> bool:
+        return self.limit is None or self.in_flight < int(self.limit)
+
+    # --- acquire / release -------------------------------------------------
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[Ticket]:
+        """Wait for room (and for any pause to end), hold it for one call."""
+        await self._acquire()
+        ticket = Ticket(self)
+        try:
+            yield ticket
+        finally:
+            self._release(ticket)
+
+    async def _acquire(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if self.paused_for() == 0 and self._room() and not self._waiters:
+                self.in_flight += 1
+                return
+            fut: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(fut)
+            if self.paused_for() > 0:
+                self._schedule_wake(self.paused_for())
+            try:
+                await fut
+            except asyncio.CancelledError:
+                if fut in self._waiters:
+                    self._waiters.remove(fut)
+                else:
+                    self._wake()  # it was woken: pass the turn on
+                raise
+            if self.paused_for() == 0 and self._room():
+                self.in_flight += 1
+                self._wake()  # room left over goes to the next in line
+                return
+            # Woken, but a pause began or the limit shrank meanwhile: queue again.
+
+    def _release(self, ticket: Ticket) -> None:
+        self.in_flight -= 1
+        if ticket.outcome == "ok" and self.limit is not None:
+            self.limit = min(self.limit + 1.0 / max(self.limit, 1.0), float(self.max_limit))
+        self._wake()
+
+    def _wake(self) -> None:
+        wait = self.paused_for()
+        if wait > 0:
+            self._schedule_wake(wait)
+            return
+        room = (
+            len(self._waiters) if self.limit is None else max(int(self.limit) - self.in_flight, 0)
+        )
+        while room > 0 and self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                room -= 1
+
+    def _schedule_wake(self, delay: float) -> None:
+        if self._wake_handle is not None and not self._wake_handle.cancelled():
+            self._wake_handle.cancel()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._wake_handle = loop.call_later(delay + 0.001, self._wake)
+
+    # --- what the provider said ---------------------------------------------
+
+    def on_rate_limited(self, retry_after: float | None, headers: Mapping[str, Any] | None) -> None:
+        """A 429: the calls still in flight are what the provider accepts."""
+        self.rate_limited += 1
+        accepted = max(self.in_flight - 1, 1)
+        current = self.limit if self.limit is not None else float(self.max_limit)
+        self.limit = float(max(min(current, accepted), 1))
+        if retry_after:
+            self.pause(retry_after)
+        self.on_headers(headers)
+
+    def on_headers(self, headers: Mapping[str, Any] | None) -> None:
+        """``x-ratelimit-remaining-requests: 0`` pauses the queue until its reset time."""
+        remaining = _header(headers, "x-ratelimit-remaining-requests")
+        if remaining is None:
+            return
+        try:
+            left = int(float(remaining))
+        except (TypeError, ValueError):
+            return
+        if left <= 0:
+            reset = parse_reset(_header(headers, "x-ratelimit-reset-requests"))
+            if reset:
+                self.pause(reset)
+
+    def pause(self, seconds: float) -> None:
+        """Hold every queued and new call of this model for ``seconds``."""
+        until = time.monotonic() + max(seconds, 0.0)
+        if until > self.paused_until:
+            self.paused_until = until
+            self._schedule_wake(seconds)
+
+
+_limiters: dict[tuple[str, str], AdaptiveLimiter] = {}
+
+
+def limiter_for(model: str, endpoint: str | None) -> AdaptiveLimiter:
+    """The one limiter of ``model`` at ``endpoint`` in this process."""
+    key = (model, endpoint or "")
+    found = _limiters.get(key)
+    if found is None:
+        name = model if not endpoint else f"{model} @ {endpoint}"
+        found = _limiters[key] = AdaptiveLimiter(name)
+    return found

@@ -1,0 +1,32 @@
+"""$SWARM_N model agents that all consume one ticket: a burst against one provider.
+
+The model comes from ``--model`` (``openai/test-model`` with ``OPENAI_API_BASE``
+pointing at the loopback server). Used by the rate-limit tests and
+``bench/bench_ratelimit.py``.
+"""
+
+import os
+
+from pydantic import BaseModel, Field
+
+from flock_es import Flock, flock_type
+from flock_es.models.retry import RetryPolicy
+
+
+@flock_type
+class Ticket(BaseModel):
+    text: str = Field(min_length=5)
+
+
+@flock_type
+class Tag(BaseModel):
+    label: str
+
+
+flock = Flock(retry=RetryPolicy(base_delay=0.2, max_delay=5.0, timeout=30))
+for i in range(int(os.environ.get("SWARM_N", "40"))):
+    flock.agent(f"a{i:03d}").consumes(Ticket).publishes(Tag)
+
+
+async def main() -> None:
+    await flock.publish(Ticket(text="The printer is on fire again"))

@@ -1,0 +1,62 @@
+"""A burst of agents against a provider that allows 8 calls in flight: none fails."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, run_cli
+from tests.openai_server import OpenAIServer
+
+PROGRAM = ROOT / "tests" / "programs" / "swarm_program.py"
+KEY = "sk-test-RATELIMIT1234567890abcd"
+
+
+@pytest.fixture
+def limited() -> Iterator[OpenAIServer]:
+    srv = OpenAIServer(latency=0.2, max_inflight=8).start()
+    yield srv
+    srv.stop()
+
+
+def kinds(db: Path) -> list[tuple[str, dict[str, object]]]:
+    con = sqlite3.connect(db)
+    try:
+        rows = con.execute("SELECT kind, body FROM events ORDER BY seq").fetchall()
+    finally:
+        con.close()
+    return [(k, json.loads(b)) for k, b in rows]
+
+
+@pytest.mark.parametrize("retry_after", [None, "0.3"], ids=["no-retry-after", "retry-after"])
+def test_forty_agents_against_eight_in_flight_all_complete(
+    limited: OpenAIServer, tmp_path: Path, retry_after: str | None
+) -> None:
+    limited.retry_after = retry_after
+    db = tmp_path / "burst.db"
+    env = {"OPENAI_API_BASE": limited.url, "OPENAI_API_KEY": KEY, "SWARM_N": "40"}
+    out = run_cli(
+        ["run", PROGRAM, "-m", "openai/test-model", "--db", db],
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "40 done, 0 failed" in out.stdout.replace("tasks      ", ""), out.stdout
+    # The server log: every agent answered, some were turned away, never more than 8 at once.
+    assert limited.completed == 40 and limited.max_inflight <= 8
+    assert limited.rejected > 0
+    events = kinds(db)
+    attempts = [b for k, b in events if k == "model.attempt"]
+    assert attempts and all(a["outcome"] == "rate_limited" for a in attempts)
+    # The limiter learned the budget and recorded it where the TUI can read it.
+    called = [b for k, b in events if k == "model.called" and b.get("limiter")]
+    assert called, [b.get("limiter") for k, b in events if k == "model.called"]
+    assert all(1 <= b["limiter"]["limit"] <= 16 for b in called), [b["limiter"] for b in called]
+    assert sum(1 for k, _ in events if k == "task.completed") == 40
+    # Rejections stay a small multiple of the burst, not 429 storms.
+    assert limited.rejected < 4 * 40
