@@ -1,37 +1,45 @@
-"""TUI benchmarks of issue 4. Prints numbers and the machine.
+"""TUI benchmarks (issues 4 and 12). Prints numbers and the machine.
 
-    python bench/bench_tui.py            # all three
-    python bench/bench_tui.py startup    # one of them: startup | large | latency
+    python bench/bench_tui.py                 # all
+    python bench/bench_tui.py fanout live     # some: startup | fanout | live | idle
 
-startup  a fresh process that imports the TUI, opens the news log, paints
-         the first screen (headless) and quits; median of 5. Also whether
-         litellm got imported (it must not).
-large    fold and first paint of a 100,000-event, 20,000-artifact log: the
-         pure fold (Monitor.catch_up), then the app until every event is
-         folded and on screen; plus one jump back in time to the middle.
-latency  a writer in another process commits one event every 0.2 s; the time
-         from its commit to the row being on screen in the app; median, p95.
+startup  a fresh process imports the TUI, paints the news run headless and quits;
+         median of 3; and whether litellm or the runtime got imported (they must not).
+fanout   a completed fan-out run, 8 agents x 12,500 items: 100,000 tasks, about
+         412,000 events, written straight through the LogWriter. First paint,
+         fully loaded (every event folded and the screen settled), key latency
+         while loading (p50/p95 of a key press until the screen is idle again),
+         peak RSS.
+live     the same fan-out left open with 4,000 tasks in flight, then a writer in
+         another process commits 1,000 events a second (tasks finishing) while the
+         app follows it; key latency p50/p95 while following.
+idle     CPU used by the app over 10 s once loaded: on the completed run, and on a
+         crashed run (no run.finished, its recorded process dead).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import statistics
+import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._machine import machine, median, peak_rss_mb  # noqa: E402
-from flock_es.log.reader import LogReader  # noqa: E402
-from flock_es.tui import Monitor, MonitorApp  # noqa: E402
-from flock_es.tui.widgets import LogTable  # noqa: E402
-from tests.tui_logs import write_large_log, write_news_log  # noqa: E402
+from flock_es.tui import MonitorApp  # noqa: E402
+from tests.tui_fanout import write_fanout_log  # noqa: E402
+from tests.tui_logs import write_news_log  # noqa: E402
+
+ITEMS = 12_500
+IN_FLIGHT = 4_000
+SIZE = (120, 40)
 
 STARTUP_SCRIPT = """
 import asyncio, sys, time
@@ -43,142 +51,174 @@ async def main():
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
 asyncio.run(main())
-print(time.perf_counter() - t0, "litellm" in sys.modules)
+print(time.perf_counter() - t0, "litellm" in sys.modules, "flock_es.runtime" in sys.modules)
 """
 
 
 def bench_startup(tmp: Path) -> None:
     db = tmp / "news.db"
     write_news_log(db)
-    walls, inner, litellm = [], [], set()
-    for _ in range(5):
+    walls, inner, loaded = [], [], set()
+    for _ in range(3):
         t = time.perf_counter()
         out = subprocess.run(
             [sys.executable, "-c", STARTUP_SCRIPT, str(db)],
-            cwd=ROOT,
+            cwd=tmp,
             capture_output=True,
             text=True,
             check=True,
         ).stdout.split()
         walls.append(time.perf_counter() - t)
         inner.append(float(out[0]))
-        litellm.add(out[1])
+        loaded.add(f"litellm={out[1]} runtime={out[2]}")
     print(
         f"startup: process start to first paint and exit {median(walls) * 1000:.0f} ms median "
-        f"(import + first paint {median(inner) * 1000:.0f} ms); litellm imported: "
-        f"{', '.join(sorted(litellm))}"
+        f"(import + first paint {median(inner) * 1000:.0f} ms); imported: {', '.join(loaded)}"
     )
 
 
-def bench_large(tmp: Path) -> None:
-    db = tmp / "large.db"
+def pct(values: list[float], q: float) -> float:
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q * len(v)))] if v else float("nan")
+
+
+async def press(pilot: Any, key: str) -> float:
     t = time.perf_counter()
-    n = write_large_log(db)
-    print(f"large: wrote {n:,} events / 20,000 artifacts in {time.perf_counter() - t:.1f} s")
-    folds = []
-    for _ in range(3):
-        with LogReader(db) as log:
-            t = time.perf_counter()
-            Monitor(log).catch_up()
-            folds.append(time.perf_counter() - t)
-    print(f"large: fold only (read + apply) {median(folds):.2f} s median of 3")
+    await pilot.press(key)
+    return time.perf_counter() - t
 
-    async def app_run() -> tuple[float, float, float]:
-        app = MonitorApp(db)
-        t0 = time.perf_counter()
-        async with app.run_test(size=(120, 40)) as pilot:
-            await pilot.pause()
-            first = time.perf_counter() - t0
-            while not app.monitor.caught_up:
-                await pilot.pause(0.01)
-            await pilot.pause()
-            full = time.perf_counter() - t0
-            t1 = time.perf_counter()
-            app.travel_to(app.monitor.seqs[len(app.monitor.seqs) // 2])
-            await pilot.pause()
-            jump = time.perf_counter() - t1
-        return first, full, jump
 
-    first, full, jump = asyncio.run(app_run())
+async def load(db: Path, keys: bool = True) -> tuple[float, float, list[float]]:
+    app = MonitorApp(db)
+    t0 = time.perf_counter()
+    lat: list[float] = []
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        first = time.perf_counter() - t0
+        cycle = ["3", "4", "2", "down", "down", "8", "6", "7", "2", "up"]
+        n = 0
+        while not app.settled:
+            if keys:
+                lat.append(await press(pilot, cycle[n % len(cycle)]))
+                n += 1
+            await pilot.pause(0.1)
+        full = time.perf_counter() - t0
+    return first, full, lat
+
+
+def bench_fanout(tmp: Path) -> None:
+    db = tmp / "fanout.db"
+    t = time.perf_counter()
+    n = write_fanout_log(db, ITEMS)
+    print(f"fanout: wrote {n:,} events ({ITEMS * 8:,} tasks) in {time.perf_counter() - t:.1f} s")
+    first, full, lat = asyncio.run(load(db))
     print(
-        f"large: first paint {first * 1000:.0f} ms (the first chunk), all 100,001 events "
-        f"folded and on screen {full:.2f} s, jump back to the middle {jump:.2f} s; "
+        f"fanout: first paint {first * 1000:.0f} ms; fully loaded {full:.1f} s "
+        f"(while {len(lat)} keys were pressed); key latency while loading "
+        f"p50 {pct(lat, 0.5) * 1000:.0f} ms, p95 {pct(lat, 0.95) * 1000:.0f} ms; "
         f"peak RSS {peak_rss_mb():.0f} MB"
     )
+    _, quiet, _ = asyncio.run(load(db, keys=False))
+    print(f"fanout: fully loaded with no keys pressed {quiet:.1f} s")
 
 
 WRITER = """
 import asyncio, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
-from tests.tui_logs import LARGE_RUN, unit_events
+from tests.tui_fanout import AGENTS, T0, run_task
 from flock_es.log.writer import LogWriter
 async def main():
+    items, in_flight, seconds = int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
     w = await LogWriter.open(Path(sys.argv[1]))
-    for n in range(int(sys.argv[3])):
-        e = unit_events(LARGE_RUN, range(10**6 + n, 10**6 + n + 1))[0]
-        await w.append([e])
-        print(e.seq, time.time(), flush=True)
-        await asyncio.sleep(0.2)
+    first = items * len(AGENTS) - in_flight // 2   # the waiting half: start and finish them
+    j, start, sent = first, time.monotonic(), 0
+    while time.monotonic() - start < seconds and j < items * len(AGENTS):
+        unit = []
+        while len(unit) < 100 and j < items * len(AGENTS):
+            k, i = divmod(j, len(AGENTS))
+            unit.extend(run_task(k, i, T0 + 100))
+            j += 1
+        await w.append(unit)
+        sent += len(unit)
+        await asyncio.sleep(max(0.0, start + sent / 1000 - time.monotonic()))
     await w.close()
+    print(sent, time.monotonic() - start)
 asyncio.run(main())
 """
 
 
-def bench_latency(tmp: Path) -> None:
-    db = tmp / "latency.db"
-    write_large_log(db, units=100)
-    count = 30
+def bench_live(tmp: Path) -> None:
+    db = tmp / "live.db"
+    n = write_fanout_log(db, ITEMS, live=True, in_flight=IN_FLIGHT, pid=os.getpid())
+    print(f"live: wrote {n:,} events, {IN_FLIGHT:,} tasks in flight")
 
-    async def run() -> list[float]:
+    async def run() -> tuple[list[float], str, float]:
         app = MonitorApp(db)
-        seen: dict[int, float] = {}
-        async with app.run_test(size=(120, 40)) as pilot:
-            await pilot.pause()
+        async with app.run_test(size=SIZE) as pilot:
+            while not app.settled:
+                await pilot.pause(0.2)
             proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-c",
-                WRITER,
-                str(db),
-                str(ROOT),
-                str(count),
+                sys.executable, "-c", WRITER, str(db), str(ROOT), str(ITEMS), str(IN_FLIGHT), "15",
                 stdout=asyncio.subprocess.PIPE,
-            )
-            log = app.query_one("#log-table", LogTable)
-
-            def look() -> None:
-                now = time.time()
-                for seq in log.slot_seq.values():
-                    seen.setdefault(seq, now)
-
+            )  # fmt: skip
+            lat: list[float] = []
+            cycle = ["3", "down", "4", "2", "6", "up", "8", "2"]
             while proc.returncode is None:
-                await pilot.pause(0.002)
-                look()
-            assert proc.stdout is not None
-            commits = [line.split() for line in (await proc.stdout.read()).decode().splitlines()]
-            deadline = time.monotonic() + 2
-            while any(int(s) not in seen for s, _ in commits) and time.monotonic() < deadline:
-                await pilot.pause(0.002)
-                look()
-        return [seen[int(s)] - float(ts) for s, ts in commits if int(s) in seen]
+                lat.append(await press(pilot, cycle[len(lat) % len(cycle)]))
+                await pilot.pause(0.1)
+            out = (await proc.communicate())[0].decode().split()
+            rate = float(out[0]) / float(out[1])
+            flight = app.vlist("tasks").row_count
+        return lat, f"{flight} in flight at the end", rate
 
-    lat = sorted(asyncio.run(run()))
-    p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))]
+    lat, flight, rate = asyncio.run(run())
     print(
-        f"latency: commit to on-screen over {len(lat)} events (poll every 0.1 s): "
-        f"median {statistics.median(lat) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, "
-        f"max {lat[-1] * 1000:.0f} ms"
+        f"live: following a run committing {rate:,.0f} events/s: key latency over {len(lat)} keys "
+        f"p50 {pct(lat, 0.5) * 1000:.0f} ms, p95 {pct(lat, 0.95) * 1000:.0f} ms ({flight})"
     )
 
 
+def cpu_idle(db: Path, seconds: float = 10.0) -> tuple[str, float]:
+    async def run() -> tuple[str, float]:
+        app = MonitorApp(db)
+        async with app.run_test(size=SIZE) as pilot:
+            while not app.settled:
+                await pilot.pause(0.2)
+            await pilot.pause(2.0)
+            r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+            await asyncio.sleep(seconds)
+            r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+            cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+            assert app.monitor is not None
+            return app.monitor.run_status(), 100 * cpu / (t1 - t0)
+
+    return asyncio.run(run())
+
+
+def bench_idle(tmp: Path) -> None:
+    done = tmp / "idle-done.db"
+    write_fanout_log(done, 1_250)
+    status, cpu = cpu_idle(done)
+    print(f"idle: completed run ({status}): {cpu:.2f}% CPU over 10 s")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    crashed = tmp / "idle-crashed.db"
+    write_fanout_log(crashed, 1_250, live=True, in_flight=2_000, pid=dead.pid)
+    status, cpu = cpu_idle(crashed)
+    print(f"idle: crashed run ({status}, process {dead.pid} gone): {cpu:.2f}% CPU over 10 s")
+
+
 def main() -> None:
-    which = sys.argv[1:] or ["startup", "large", "latency"]
+    which = sys.argv[1:] or ["startup", "fanout", "live", "idle"]
     print(machine())
+    print(f"load average: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     os.environ.setdefault("NO_COLOR", "1")
+    benches = {"startup": bench_startup, "fanout": bench_fanout, "live": bench_live}
+    benches["idle"] = bench_idle
     with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d)
         for name in which:
-            {"startup": bench_startup, "large": bench_large, "latency": bench_latency}[name](tmp)
+            benches[name](Path(d))
 
 
 if __name__ == "__main__":

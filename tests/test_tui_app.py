@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -16,9 +17,10 @@ from flock_es import Flock, JoinSpec, flock_type
 from flock_es.domain.events import EventKind
 from flock_es.tui import MonitorApp
 from flock_es.tui.screens import DetailScreen, HelpScreen
+from flock_es.tui.vlist import VirtualList
 from flock_es.tui.widgets import DiffTable
 from tests.conftest import EXAMPLES, cli_env
-from tests.tui_logs import NEWS_RUN, T0, news_events, write_news_log
+from tests.tui_logs import CATEGORIES, NEWS_RUN, T0, news_events, write_news_log
 
 SIZE = (120, 40)
 
@@ -43,15 +45,25 @@ def frozen() -> float:
 
 
 async def settle(pilot, app: MonitorApp, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the worker has folded everything and done what it was asked."""
     deadline = time.monotonic() + timeout
     await pilot.pause()
-    while not app.monitor.caught_up and time.monotonic() < deadline:
-        await pilot.pause(0.05)
+    while not app.settled and time.monotonic() < deadline:
+        await pilot.pause(0.02)
     await pilot.pause()
 
 
-def keys_of(table: DiffTable) -> list[str]:
+def keys_of(table: DiffTable | VirtualList) -> list[str]:
+    if isinstance(table, VirtualList):
+        return table.keys()
     return [str(k.value) for k in table.rows]
+
+
+def cells(vlist: VirtualList, key: str) -> tuple[str, ...]:
+    for k, row in vlist.source.rows(0, vlist.row_count):
+        if k == key:
+            return tuple(c.plain for c in row)
+    raise KeyError(key)
 
 
 def five_of_eight_seq() -> int:
@@ -73,8 +85,8 @@ async def test_number_keys_and_tab_switch_views(news_db: Path) -> None:
         await settle(pilot, app)
         assert app.view == "agents"
         for key, view in zip(
-            "1234567",
-            ("runs", "agents", "tasks", "artifacts", "batches", "log", "timeline"),
+            "12345678",
+            ("runs", "agents", "tasks", "artifacts", "batches", "log", "timeline", "failures"),
             strict=True,
         ):
             await pilot.press(key)
@@ -82,7 +94,7 @@ async def test_number_keys_and_tab_switch_views(news_db: Path) -> None:
         await pilot.press("tab")
         assert app.view == "runs"
         await pilot.press("shift+tab")
-        assert app.view == "timeline"
+        assert app.view == "failures"
         await pilot.press("escape")
         assert app.view == "agents"
 
@@ -95,10 +107,11 @@ async def test_agents_table_shows_the_fold(news_db: Path) -> None:
         assert keys_of(agents)[:2] == ["world_analyst", "technology_analyst"]
         assert keys_of(agents)[-1] == "editor"
         row = agents.rows_by_key["editor"]
-        assert row[:5] == ("editor", "idle", "1", "0", "0")
-        assert row[6] == "1800"  # tokens in + out
-        assert app.table("tasks").row_count == 0
-        assert app.table("log").row_count == len(news_events())
+        assert row[:6] == ("editor", "idle", "0", "0", "1", "0")
+        assert row[6] == row[7] == "3.0s"  # p50, p95 of its one task
+        assert row[8] == "1800"  # tokens in + out
+        assert app.vlist("tasks").row_count == 0  # nothing in flight
+        assert app.vlist("log").row_count == len(news_events())
 
 
 async def test_artifact_selection_shows_payload_and_drills_down(news_db: Path) -> None:
@@ -106,9 +119,9 @@ async def test_artifact_selection_shows_payload_and_drills_down(news_db: Path) -
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("4")
-        table = app.table("artifacts")
+        table = app.vlist("artifacts")
         assert keys_of(table)[-1] == "a-news-digest-000001"
-        await pilot.press(*["down"] * 9)
+        await pilot.press("home", *["down"] * 9)
         await pilot.pause()
         assert table.selected_key == "a-news-digest-000001"
         payload = app.query_one("#payload", Static).content.code  # type: ignore[union-attr]
@@ -130,14 +143,16 @@ async def test_filter_by_agent_type_and_text(news_db: Path) -> None:
         await pilot.press(*"agent:editor", "enter")
         await pilot.pause()
         assert keys_of(app.table("agents")) == ["editor"]
-        assert keys_of(app.table("artifacts")) == ["a-news-digest-000001"]
-        assert all(r[3] == "editor" for r in app.table("log").rows_by_key.values())
+        assert keys_of(app.vlist("artifacts")) == ["a-news-digest-000001"]
+        log = app.vlist("log")
+        assert log.row_count > 0
+        assert all(row[3].plain == "editor" for _, row in log.source.rows(0, log.row_count))
         await pilot.press("escape")  # clears the filter
         await pilot.pause()
         assert app.table("agents").row_count == 9
         app.set_filter("type:newsanalysis")
         await pilot.pause()
-        assert app.table("artifacts").row_count == 8
+        assert app.vlist("artifacts").row_count == 8
         app.set_filter("sports")
         await pilot.pause()
         assert keys_of(app.table("agents")) == ["sports_analyst"]
@@ -148,28 +163,32 @@ async def test_time_travel_shows_the_batch_holding_five_of_eight(news_db: Path) 
     app = MonitorApp(news_db, NEWS_RUN, at=seq, clock=frozen)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
+
+        async def press(*keys: str) -> None:
+            await pilot.press(*keys)
+            await settle(pilot, app)
+
         assert app.monitor.position == seq
         assert app.table("batches").rows_by_key["editor[0]"][3] == "5/8"
-        assert app.table("tasks").row_count == 3  # three analysts still running
-        assert app.table("artifacts").row_count == 6  # the news and five analyses
-        assert app.table("log").row_count == seq
-        await pilot.press("right_square_bracket")
+        assert app.vlist("tasks").row_count == 3  # three analysts still running
+        assert app.vlist("artifacts").row_count == 6  # the news and five analyses
+        assert app.vlist("log").row_count == seq
+        await press("right_square_bracket")
         assert app.monitor.position == seq + 1
-        await pilot.press("left_square_bracket", "left_square_bracket")
+        await press("left_square_bracket", "left_square_bracket")
         assert app.monitor.position == seq - 1
-        assert app.table("artifacts").row_count == 6
-        await pilot.press("less_than_sign")
+        assert app.vlist("artifacts").row_count == 6
+        await press("less_than_sign")
         assert app.monitor.position == 1
-        assert app.table("artifacts").row_count == 0
+        assert app.vlist("artifacts").row_count == 0
         assert app.table("agents").row_count == 9
-        await pilot.press("right_curly_bracket")
+        await press("right_curly_bracket")
         assert app.monitor.position == 11
-        assert app.table("tasks").row_count == 8
-        await pilot.press("f")  # follow: back to live
-        await pilot.pause()
+        assert app.vlist("tasks").row_count == 8
+        await press("f")  # follow: back to live
         assert app.monitor.at is None
-        assert app.table("tasks").row_count == 0
-        assert app.table("artifacts").row_count == 10
+        assert app.vlist("tasks").row_count == 0
+        assert app.vlist("artifacts").row_count == 10
 
 
 async def test_pause_freezes_and_scrub_bar_seeks(news_db: Path) -> None:
@@ -177,12 +196,17 @@ async def test_pause_freezes_and_scrub_bar_seeks(news_db: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot, app)
         await pilot.press("p")
+        await settle(pilot, app)
         assert app.monitor.at == app.monitor.cursor
         await pilot.press("p")
+        await settle(pilot, app)
         assert app.monitor.at is None
         app.action_seek(0.5)
-        await pilot.pause()
-        assert app.monitor.index == round(0.5 * (len(news_events()) - 1)) + 1
+        await settle(pilot, app)
+        assert app.monitor.ordinal == round(0.5 * (len(news_events()) - 1)) + 1
+        app.travel_to_event(7)  # `g 7`: event 7 of the scrub bar's "event N/M"
+        await settle(pilot, app)
+        assert app.monitor.ordinal == 7
 
 
 async def test_help_lists_every_binding_and_palette_switches_view(news_db: Path) -> None:
@@ -215,15 +239,17 @@ async def test_drill_down_task_agent_event_and_runs(tmp_path: Path) -> None:
         assert app.monitor.run_id == "r-20250101-120100-news01"
         await pilot.press("1")
         runs = app.table("runs")
-        assert keys_of(runs) == [NEWS_RUN, "r-20250101-120100-news01"]
-        runs.move_cursor(row=0)
+        assert keys_of(runs) == ["r-20250101-120100-news01", NEWS_RUN]  # newest first
+        runs.move_cursor(row=1)
         await pilot.press("enter")
         await settle(pilot, app)
         assert app.monitor.run_id == NEWS_RUN
+        assert not app.monitor.follow_latest  # opening a run stops following
+        assert "f: follow newest" in str(app.query_one("#status", Static).content)
         assert app.view == "agents"
         await pilot.press("3")
-        assert app.table("tasks").row_count == 8
-        elapsed = app.table("tasks").rows_by_key["t-techno-analyst-000"][4]
+        assert app.vlist("tasks").row_count == 8
+        elapsed = cells(app.vlist("tasks"), "t-techno-analyst-000")[4]
         assert elapsed == "2.0s"  # the frozen clock minus task.started
         await pilot.press("enter")
         await pilot.pause()
@@ -250,7 +276,7 @@ async def test_switches_to_a_new_run_when_one_starts(news_db: Path) -> None:
             await pilot.pause(0.05)
         await settle(pilot, app)
         assert app.monitor.run_id == "r-20250101-120200-news02"
-        assert app.table("artifacts").row_count == 10
+        assert app.vlist("artifacts").row_count == 10
         assert app.table("runs").row_count == 2
 
 
@@ -296,7 +322,7 @@ async def test_follows_a_live_run_in_another_process(news_db: Path, tmp_path: Pa
             while time.monotonic() < deadline:
                 await pilot.pause(0.02)
                 if app.monitor.run_id != NEWS_RUN:
-                    most_in_flight = max(most_in_flight, app.table("tasks").row_count)
+                    most_in_flight = max(most_in_flight, app.vlist("tasks").row_count)
                     if app.monitor.state.finished_status and app.monitor.caught_up:
                         break
             await settle(pilot, app)
@@ -308,8 +334,8 @@ async def test_follows_a_live_run_in_another_process(news_db: Path, tmp_path: Pa
         assert s.finished_status == "completed"
         assert most_in_flight == 8  # the eight analysts were on screen together
         assert s.artifact_counts() == {"BreakingNews": 1, "NewsAnalysis": 8, "NewsDigest": 1}
-        assert app.table("artifacts").row_count == 10
-        assert app.table("log").row_count == s.events
+        assert app.vlist("artifacts").row_count == 10
+        assert app.vlist("log").row_count == s.events
 
 
 async def test_join_gate_waiting_shows_in_the_batches_view(tmp_path: Path) -> None:
@@ -335,3 +361,66 @@ async def test_join_gate_waiting_shows_in_the_batches_view(tmp_path: Path) -> No
         await pilot.pause()
         assert isinstance(app.screen, DetailScreen)
         assert list(app.screen.data) == ["TuiXRay"]
+
+
+async def test_waits_for_a_database_that_does_not_exist_yet(tmp_path: Path) -> None:
+    db = tmp_path / "new.db"
+    app = MonitorApp(db, clock=frozen, poll_seconds=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.2)
+        assert app.monitor is None
+        assert "waiting for a database" in str(app.query_one("#status", Static).content)
+        await asyncio.to_thread(write_news_log, db)
+        deadline = time.monotonic() + 20
+        while app.monitor is None and time.monotonic() < deadline:
+            await pilot.pause(0.1)
+        await settle(pilot, app)
+        assert app.monitor is not None and app.monitor.run_id == NEWS_RUN
+        assert app.vlist("artifacts").row_count == 10
+
+
+async def test_open_finished_task_and_walk_the_lineage(news_db: Path) -> None:
+    """Artifact -> consuming tasks -> their outputs, and back to the producer."""
+    app = MonitorApp(news_db, clock=frozen)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("4", "home", "enter")  # the BreakingNews artifact
+        await pilot.pause()
+        assert isinstance(app.screen, DetailScreen)
+        links = app.screen.detail.links
+        assert [lk.key for lk in links] == [f"t-{c[:6]}-analyst-000" for c in CATEGORIES]
+        await pilot.press("enter")  # its first consumer: a finished task
+        await pilot.pause()
+        assert isinstance(app.screen, DetailScreen)
+        assert app.screen.data["task"] == "t-world-analyst-000"
+        assert app.screen.data["status"] == "completed"
+        assert app.screen.data["model_calls"][0]["request"]["messages"][0]["role"] == "system"
+        await pilot.press("down", "enter")  # its output
+        await pilot.pause()
+        assert app.screen.title_text.startswith("NewsAnalysis a-analysis-world-01")  # type: ignore[attr-defined]
+        await pilot.press("enter")  # back up: its producer task
+        await pilot.pause()
+        assert app.screen.data["task"] == "t-world-analyst-000"  # type: ignore[attr-defined]
+
+
+async def test_runs_view_and_export_action_behind_a_confirm(news_db: Path, tmp_path: Path) -> None:
+    """Runs show status, tasks, failures, cost; E exports through the CLI after a yes."""
+    app = MonitorApp(news_db, clock=frozen)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        await pilot.press("1")
+        deadline = time.monotonic() + 20
+        while not app.run_stats and time.monotonic() < deadline:
+            await pilot.pause(0.05)
+        row = app.table("runs").rows_by_key[NEWS_RUN]
+        assert row[2] == "completed" and row[5] == "9" and row[6] == ""  # 9 tasks, none failed
+        await pilot.press("E")
+        await pilot.pause()
+        assert "Export run" in str(app.screen.query_one(Static).content)
+        await pilot.press("y")
+        deadline = time.monotonic() + 60
+        while not isinstance(app.screen, DetailScreen) and time.monotonic() < deadline:
+            await pilot.pause(0.1)
+        assert isinstance(app.screen, DetailScreen)
+        assert app.screen.title_text.startswith("flock-es export: ok")
+        assert (Path(tempfile.gettempdir()) / f"{NEWS_RUN}.jsonl").exists()

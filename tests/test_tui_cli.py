@@ -37,8 +37,16 @@ def one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> Non
         assert n in err
 
 
-def test_missing_database(tmp_path: Path) -> None:
-    one_line_error(run_cli(["tui", "--db", tmp_path / "nope.db"]), "nope.db")
+def test_missing_database_folder_or_run(tmp_path: Path) -> None:
+    """A missing file is waited for (see test_tui_app); a missing folder or run is an error."""
+    one_line_error(run_cli(["tui", "--db", tmp_path / "no" / "new.db"]), "new.db")
+    one_line_error(run_cli(["tui", "--db", tmp_path / "new.db", "--run", "r-x"]), "new.db")
+
+
+def test_waits_for_a_database_on_a_real_terminal(tmp_path: Path) -> None:
+    code, out = run_in_pty(["tui", "--db", str(tmp_path / "new.db")], cols=100, rows=30, keys=b"q")
+    assert code == 0, out[-2000:]
+    assert "waiting for a database" in out
 
 
 def test_not_a_flock_es_database(tmp_path: Path) -> None:
@@ -131,7 +139,7 @@ def test_tui_and_help_do_not_import_litellm(news_db: Path) -> None:
                 await pilot.press("4", "7", "6")
                 await pilot.pause()
         asyncio.run(main())
-        print("litellm" in sys.modules)
+        print("litellm" in sys.modules or "flock_es.runtime" in sys.modules)
         """
     )
     proc = subprocess.run(

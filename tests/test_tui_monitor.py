@@ -6,6 +6,8 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
+import pytest
+
 from flock_es.cli.loader import load_program
 from flock_es.log.reader import LogReader
 from flock_es.projection.fold import fold
@@ -48,7 +50,8 @@ def test_monitor_folds_a_real_run_like_everyone_else(tmp_path: Path) -> None:
         for seq in (monitor.seqs[0], monitor.seqs[len(monitor.seqs) // 2], monitor.seqs[-2]):
             monitor.travel(seq)
             assert comparable(monitor.state) == comparable(fold(log.events(run_id, until=seq)))
-            assert monitor.lines[-1].seq == seq
+            last = monitor.log_lines(log, monitor.ordinal - 1, 1)
+            assert [line.seq for line in last] == [seq]
         monitor.travel(None)
         assert monitor.state is monitor.live
 
@@ -68,17 +71,36 @@ def test_stepping_forward_and_back_matches_a_fresh_fold(tmp_path: Path) -> None:
         assert m.position == 1
         m.seek_fraction(1.0)
         assert m.position == len(news_events())
+        m.seek_ordinal(7)  # `g 7` and the scrub bar's "event 7/N" are the same number
+        assert m.ordinal == 7
 
 
-def test_log_tail_is_capped(tmp_path: Path) -> None:
+def test_event_log_is_every_event_read_on_demand(tmp_path: Path) -> None:
+    """No cap: any window of the run's events, up to the position on screen."""
     db = tmp_path / "news.db"
     write_news_log(db)
     with LogReader(db) as log:
-        m = Monitor(log, log_cap=10)
+        m = Monitor(log)
         m.catch_up()
-        assert [line.seq for line in m.lines] == list(range(46, 56))
+        assert [line.seq for line in m.log_lines(log, 45, 10)] == list(range(46, 56))
+        assert len(m.log_lines(log, 0, 1000)) == len(news_events())
         m.travel(30)
-        assert [line.seq for line in m.lines] == list(range(21, 31))
+        assert m.ordinal == 30
+        assert [line.seq for line in m.log_lines(log, 20, 100)] == list(range(21, 31))
+
+
+def test_index_orders_tasks_and_aggregates_agents(tmp_path: Path) -> None:
+    db = tmp_path / "news.db"
+    write_news_log(db)
+    with LogReader(db) as log:
+        m = Monitor(log)
+        m.catch_up()
+        index = m.index
+        assert len(index.tasks) == 9 and index.tasks[-1] == "t-editor-digest-000"
+        assert not index.in_flight and not index.failed
+        assert index.consumers["a-breaking-news-0001"] == index.tasks[:8]
+        assert index.percentile("world_analyst", 0.5) == pytest.approx(2.97, abs=1e-3)
+        assert m.run_status() == "completed"
 
 
 def test_empty_database_waits_for_a_run(tmp_path: Path) -> None:
@@ -100,6 +122,8 @@ def test_filter_syntax() -> None:
     assert not f.matches(agent="editor", text="NewsAnalysis")
     assert rows.Filter.parse("type:news").matches(type="NewsAnalysis")
     assert not rows.Filter.parse("")
+    assert rows.Filter.parse("status:fail").matches(status="failed")
+    assert not rows.Filter.parse("status:fail").matches(status="completed")
     assert rows.fmt_seconds(0.25) == "250ms"
     assert rows.fmt_seconds(75) == "1m15s"
     assert rows.bar(5, 8, 8) == "█████░░░"

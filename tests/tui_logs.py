@@ -10,6 +10,7 @@ events and 20,000 artifacts for the scale test and the benchmark.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any, cast
 
@@ -72,6 +73,31 @@ def _agents() -> list[AgentSpec]:
     return specs
 
 
+def _request(agent: str, role: str, input_type: str) -> dict[str, object]:
+    """A recorded model request as the runtime writes it: the prompt as chat messages."""
+    schema = {"type": "object", "properties": {"headline": {"type": "string"}}}
+    return {
+        "model": "offline",
+        "agent": agent,
+        "description": role,
+        "output_schema": schema,
+        "messages": [
+            {
+                "role": "system",
+                "content": f"You are the agent {agent!r} in a multi-agent system.\n"
+                f"Your role: {role}\nAnswer with a single JSON object.",
+            },
+            {
+                "role": "user",
+                "content": f"Input artifacts:\n- {input_type}: "
+                '{"headline": "Major AI Breakthrough Announced at Tech Summit"}',
+            },
+        ],
+        "tools": [],
+        "settings": {},
+    }
+
+
 def news_events(run_id: str = NEWS_RUN, t0: float = T0) -> list[Event]:
     """The news run: analysts start together, finish 0.1 s apart, then the editor."""
     out: list[Event] = []
@@ -122,8 +148,8 @@ def news_events(run_id: str = NEWS_RUN, t0: float = T0) -> list[Event]:
                 agent=agent,
                 call_index=0,
                 model="offline",
-                request={"agent": agent},
-                response="{}",
+                request=_request(agent, f"Analyses {c} news", "BreakingNews"),
+                response=json.dumps({"category": c, "impact_assessment": f"High impact on {c}"}),
                 tokens_in=400 + i,
                 tokens_out=120 + i,
                 cost=0.0,
@@ -186,7 +212,7 @@ def news_events(run_id: str = NEWS_RUN, t0: float = T0) -> list[Event]:
             agent="editor",
             call_index=0,
             model="offline",
-            request={"agent": "editor"},
+            request=_request("editor", "Synthesizes all analyst perspectives", "NewsAnalysis"),
             response="{}",
             tokens_in=1500,
             tokens_out=300,

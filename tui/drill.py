@@ -2,47 +2,69 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from flock_es.log.reader import LogReader
+from flock_es.log.ports import EventReader
 from flock_es.projection.state import RunState
 
 from . import rows
+from .detail import Detail, Link, artifact_detail, pretty, task_detail
+from .index import RunIndex
+
+__all__ = ["KIND_OF_VIEW", "detail"]
+
+KIND_OF_VIEW = {
+    "agents": "agent",
+    "tasks": "task",
+    "failures": "task",
+    "artifacts": "artifact",
+    "batches": "batch",
+    "log": "event",
+}
 
 
 def detail(
-    view: str, key: str, state: RunState, reader: LogReader, seq: int | None
-) -> tuple[str, Any] | None:
-    """(title, data) to pretty-print for ``key`` in ``view``, or None if there is nothing.
+    kind: str, key: str, state: RunState, index: RunIndex, reader: EventReader
+) -> Detail | None:
+    """The detail of object ``key`` of ``kind``, or None if there is nothing to show.
 
     Example::
 
-        detail("artifacts", "a-0aeabb97", state, reader, None)
-        # ("NewsDigest a-0aeabb97 by editor", {"headline": ...})
+        detail("artifact", "a-0aeabb97", state, index, reader).title
+        # "NewsDigest a-0aeabb97 by editor"
     """
     s = state
-    if view == "agents" and key in s.agents:
-        return f"agent {key}", rows.agent_detail(s, key)
-    if view == "tasks" and key in s.tasks:
-        return f"task {key}", rows.task_detail(s, s.tasks[key])
-    if view == "artifacts" and key in s.artifacts:
-        a = s.artifacts[key]
-        return f"{a.type} {a.id} by {a.produced_by}", a.payload
-    if view == "batches":
-        agent, _, rest = key.partition("[")
-        sub, _, group = rest.partition("]")
-        if group.startswith("/"):
-            gate = s.gates.get((agent, int(sub)))
-            g = gate.groups.get(group[1:]) if gate is not None else None
-            return (f"gate {key}", g.by_type) if g is not None else None
-        b = s.batches.get((agent, int(sub)))
-        if b is None:
-            return None
-        members = {i: s.artifacts[i].payload if i in s.artifacts else None for i in b.members}
-        return f"batch {key}", members
-    if view == "log" and seq is not None:
-        events = reader.events(s.run_id, after=seq - 1, until=seq)
+    if kind == "task" and key in s.tasks:
+        return task_detail(s, index, reader, key)
+    if kind == "artifact" and key in s.artifacts:
+        return artifact_detail(s, index, key)
+    if kind == "agent" and key in s.agents:
+        data = rows.agent_detail(s, index, key)
+        links = [Link(f"task {t} ({st})", "task", t) for t, st in data["recent tasks"].items()]
+        return Detail(f"agent {key}", [pretty(data)], links, data)
+    if kind == "batch":
+        return _batch(s, key)
+    if kind == "event":
+        events = reader.events(s.run_id, after=int(key) - 1, until=int(key))
         if events:
             e = events[0]
-            return f"seq {e.seq} {e.kind}", {"ts": e.ts, "body": e.body}
+            data = {"ts": rows.fmt_iso(e.ts), "body": e.body}
+            links = [Link(f"task {e.task_id}", "task", e.task_id)] if e.task_id else []
+            return Detail(f"seq {e.seq} {e.kind}", [pretty(data)], links, data)
     return None
+
+
+def _batch(s: RunState, key: str) -> Detail | None:
+    agent, _, rest = key.partition("[")
+    sub, _, group = rest.partition("]")
+    if group.startswith("/"):
+        gate = s.gates.get((agent, int(sub)))
+        g = gate.groups.get(group[1:]) if gate is not None else None
+        if g is None:
+            return None
+        links = [Link(f"member {a}", "artifact", a) for ids in g.by_type.values() for a in ids]
+        return Detail(f"gate {key}", [pretty(g.by_type)], links, dict(g.by_type))
+    b = s.batches.get((agent, int(sub)))
+    if b is None:
+        return None
+    members = {i: s.artifacts[i].payload if i in s.artifacts else None for i in b.members}
+    links = [Link(f"member {a}", "artifact", a) for a in b.members]
+    return Detail(f"batch {key}", [pretty(members)], links, members)

@@ -1,57 +1,60 @@
 """The monitor's model: what the TUI knows about the log, without any widget.
 
-It follows one run of a database through a read-only ``LogReader``: a cheap
-``data_version`` check, then ``events(run, after=cursor)`` folded with the same
-``apply`` as the runtime, resume, replay and ``show --at``. Time travel folds
-the run's events up to a chosen seq into a second state. Nothing here imports
-Textual, so it is tested and benchmarked on its own.
+It follows one run through a read-only ``EventReader`` (SQLite or PostgreSQL,
+from ``flock_es.log.open_store``): a cheap ``data_version`` check, then
+``events(run, after=cursor)`` folded with the same ``apply`` as the runtime,
+resume, replay and ``show --at``, plus a ``RunIndex`` for ordered windows and
+aggregates. Time travel folds the run's events up to a chosen seq into a second
+state. The app calls ``poll`` and ``travel`` from one worker thread and reads
+under ``lock`` from the UI thread. Nothing here imports Textual.
 
 Example::
 
-    monitor = Monitor(LogReader(Path("data/flock-es.db")))
-    monitor.poll()                 # fold whatever was committed since last time
-    state = monitor.state          # the RunState the screen shows
+    monitor = Monitor(open_store("data/flock-es.db", readonly=True).reader())
+    monitor.catch_up()              # fold whatever was committed so far
+    monitor.state.agents            # the RunState the screen shows
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from bisect import bisect_left, bisect_right
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from flock_es.domain.describe import actor, describe
-from flock_es.domain.events import Event
-from flock_es.log.reader import LogReader, RunRow
+from flock_es.domain.events import Event, RunStatus
+from flock_es.log.liveness import live_status
+from flock_es.log.ports import EventReader, RunRow
 from flock_es.projection.fold import apply
 from flock_es.projection.state import RunState
 
-LOG_CAP = 500
-"""Event-log lines kept on screen; older lines are dropped (the log is in the DB)."""
+from .describe import summarise
+from .index import RunIndex
 
-CHUNK = 5_000
-"""Events folded per poll, so catching up on a large log never freezes the screen."""
+__all__ = ["CHUNK", "Clock", "LogLine", "Monitor", "summarise"]
+
+CHUNK = 2_000
+"""Events folded per poll (under the lock): the UI thread never waits longer than one chunk."""
+
+SLICE = 250
+"""Events folded under one hold of the lock (a few milliseconds)."""
+
+LIVENESS_SECONDS = 2.0
+"""How often an unfinished run's process is checked (a cheap ``kill(pid, 0)``)."""
 
 Clock = Callable[[], float]
 
 
 @dataclass(slots=True, frozen=True)
 class LogLine:
-    """One row of the event-log tail."""
+    """One row of the event log."""
 
     seq: int
     ts: float
     kind: str
     agent: str
     summary: str
-
-
-def summarise(e: Event) -> LogLine:
-    """A one-line description of an event for the log tail."""
-    return LogLine(
-        seq=e.seq or 0, ts=e.ts, kind=str(e.kind), agent=actor(e), summary=describe(e)[:200]
-    )
 
 
 class Monitor:
@@ -63,86 +66,106 @@ class Monitor:
 
     def __init__(
         self,
-        reader: LogReader,
+        reader: EventReader,
         run_id: str | None = None,
         *,
         clock: Clock = time.time,
-        log_cap: int = LOG_CAP,
         chunk: int = CHUNK,
     ) -> None:
         self.reader = reader
         self.clock = clock
+        self.lock = threading.RLock()
         self.follow_latest = run_id is None
-        self.log_cap = log_cap
         self.chunk = chunk
         self.runs: list[RunRow] = []
         self.run_id: str | None = run_id
         self.live = RunState()
+        self.live_index = RunIndex()
         self.cursor = 0
-        self.seqs: list[int] = []  # every seq of the run folded so far, for stepping
-        self.tail: deque[LogLine] = deque(maxlen=log_cap)
         self.at: int | None = None  # time-travel position, None = live
         self.past = RunState()
-        self._past_tail: list[LogLine] = []
+        self.past_index = RunIndex()
         self._data_version: int | None = None
+        self._liveness: tuple[float, str] = (0.0, "")
         self.generation = 0  # bumped on run switch: views drop everything they hold
         self.refresh_runs()
         if self.run_id is None and self.runs:
-            self.run_id = self.runs[-1].run_id
+            self.run_id = self._newest()
 
     # Following the log ---------------------------------------------------
+
+    def _newest(self) -> str | None:
+        return self.runs[-1].run_id if self.runs else None
+
+    @property
+    def seqs(self) -> list[int]:
+        """Every seq of the run folded so far (for stepping and the event log)."""
+        return self.live_index.seqs
 
     @property
     def caught_up(self) -> bool:
         return self.run_id is not None and self.cursor >= self._run_last_seq()
 
     def _run_last_seq(self) -> int:
-        for r in self.runs:
-            if r.run_id == self.run_id:
-                return int(r.last_seq or 0)
-        return 0
+        row = self.run_row()
+        return int(row.last_seq or 0) if row is not None else 0
+
+    def progress(self) -> float:
+        """How much of the run's committed log is folded, 0..1."""
+        row = self.run_row()
+        if row is None or not row.last_seq:
+            return 1.0
+        first = int(row.first_seq or 0)
+        span = max(int(row.last_seq) - first, 1)
+        return min(max((self.cursor - first) / span, 0.0), 1.0)
 
     def refresh_runs(self) -> None:
         self.runs = self.reader.runs()
 
     def switch_run(self, run_id: str, *, follow_latest: bool | None = None) -> None:
         """Show ``run_id`` from its first event (live, not time travelling)."""
-        if follow_latest is not None:
-            self.follow_latest = follow_latest
-        if run_id == self.run_id:
-            return
-        self.run_id = run_id
-        self.live = RunState()
-        self.cursor = 0
-        self.seqs = []
-        self.tail.clear()
-        self.at = None
-        self.past = RunState()
-        self._past_tail = []
-        self.generation += 1
+        with self.lock:
+            if follow_latest is not None:
+                self.follow_latest = follow_latest
+            if run_id == self.run_id:
+                return
+            self.run_id = run_id
+            self.live = RunState()
+            self.live_index = RunIndex()
+            self.cursor = 0
+            self.at = None
+            self.past = RunState()
+            self.past_index = RunIndex()
+            self._liveness = (0.0, "")
+            self.generation += 1
 
-    def poll(self) -> list[Event]:
+    def poll(self, pause: Callable[[], None] | None = None) -> list[Event]:
         """Fold what was committed since the last poll (at most ``chunk`` events).
 
-        Returns the events folded, so a view can update by diff. Cheap when
-        nothing changed: one ``PRAGMA data_version``.
+        Returns the events folded. Cheap when nothing changed: one ``data_version``.
+        ``pause`` is called (outside the lock) every ``SLICE`` events: the app's
+        worker sleeps there while the UI thread is answering a key.
         """
         version = self.reader.data_version()
         if version != self._data_version or not self.caught_up:
             if version != self._data_version:
                 self.refresh_runs()
             self._data_version = version
-            if self.follow_latest and self.runs and self.runs[-1].run_id != self.run_id:
-                self.switch_run(self.runs[-1].run_id)
+            newest = self._newest()
+            if self.follow_latest and newest is not None and newest != self.run_id:
+                self.switch_run(newest)
         if self.run_id is None or self.caught_up:
             return []
         events = self.reader.events(self.run_id, after=self.cursor, limit=self.chunk)
-        for e in events:
-            apply(self.live, e)
-            if e.seq is not None:
-                self.seqs.append(e.seq)
-                self.cursor = e.seq
-        self.tail.extend(summarise(e) for e in events[-self.log_cap :])
+        for i in range(0, len(events), SLICE):
+            if pause is not None:
+                pause()
+            with self.lock:
+                for e in events[i : i + SLICE]:
+                    apply(self.live, e)
+                    self.live_index.add(self.live, e)
+                    if e.seq is not None:
+                        self.cursor = e.seq
         if not events:  # the runs row is ahead of what we can see yet; retry next poll
             self._data_version = None
         return events
@@ -156,6 +179,34 @@ class Monitor:
             if not got:
                 return n
 
+    # Status -----------------------------------------------------------------
+
+    def run_status(self) -> str:
+        """What the run is, truthfully: never "interrupted" for a run still loading.
+
+        ``loading 35%`` until the fold has caught up with the log; then the
+        recorded status, or for a run nobody closed, whether its process lives.
+        """
+        s = self.state
+        if self.run_id is None:
+            return "waiting"
+        if s.finished_status and (self.at is not None or self.caught_up):
+            return s.finished_status
+        if self.at is not None:
+            return "running"  # as it was at that point in time
+        if not self.caught_up:
+            return f"loading {int(self.progress() * 100)}%"
+        when, status = self._liveness
+        if not status or time.monotonic() - when > LIVENESS_SECONDS:
+            pending = bool(self.live_index.in_flight) or bool(s.batches) or bool(s.unreleased)
+            status = live_status(None, s.pid, s.host, pending, bool(self.live_index.failed))
+            self._liveness = (time.monotonic(), status)
+        return status
+
+    def is_live(self) -> bool:
+        """Whether elapsed times on screen move: a running run, shown live."""
+        return self.at is None and self.run_status() == RunStatus.RUNNING.value
+
     # Time travel -----------------------------------------------------------
 
     @property
@@ -164,57 +215,61 @@ class Monitor:
         return self.past if self.at is not None else self.live
 
     @property
+    def index(self) -> RunIndex:
+        """The index of the state on screen."""
+        return self.past_index if self.at is not None else self.live_index
+
+    @property
     def position(self) -> int:
         """The seq on screen."""
         return self.at if self.at is not None else self.cursor
 
     @property
-    def index(self) -> int:
-        """How many of the run's events are on screen."""
+    def ordinal(self) -> int:
+        """How many of the run's events are on screen (event N of M: the scrub bar and ``g``)."""
         return bisect_right(self.seqs, self.position)
 
     def now(self) -> float:
-        """The time elapsed times are measured to."""
+        """The time elapsed times are measured to; frozen unless the run is running."""
         s = self.state
         if self.at is not None:
             return s.last_ts
         if s.finished_at is not None:
             return s.finished_at
+        if not self.caught_up or self.run_status() != RunStatus.RUNNING.value:
+            return s.last_ts  # a crashed or loading run: the clock stops at its last event
         return max(self.clock(), s.last_ts)
 
     def travel(self, seq: int | None) -> list[Event]:
         """Show the run as it was right after ``seq`` (None: back to live).
 
         Stepping forward folds only the events in between; stepping back folds
-        the run again from its start (``events(run, until=seq)``), exactly as
-        ``flock-es show --at`` does. Returns the events folded forward, or []
-        when the state was rebuilt.
+        the run again from its start, exactly as ``flock-es show --at`` does.
+        Returns the events folded forward, or [] when the state was rebuilt.
         """
         if seq is None or self.run_id is None:
-            self.at = None
+            with self.lock:
+                self.at = None
             return []
-        seq = max(seq, self.seqs[0] if self.seqs else 0)
-        if self.seqs and seq >= self.seqs[-1] and self.caught_up:
-            seq = self.seqs[-1]
+        seqs = self.seqs
+        seq = max(seq, seqs[0] if seqs else 0)
+        if seqs and seq >= seqs[-1] and self.caught_up:
+            seq = seqs[-1]
         if self.at is not None and seq >= self.at:
             events = self.reader.events(self.run_id, after=self.at, until=seq)
-            for e in events:
-                apply(self.past, e)
-            self.at = seq
-            self._past_tail = self._tail_until(seq)
+            with self.lock:
+                for e in events:
+                    apply(self.past, e)
+                    self.past_index.add(self.past, e)
+                self.at = seq
             return events
-        self.past = RunState()
+        past, index = RunState(), RunIndex()
         for e in self.reader.iter_events(self.run_id, until=seq):
-            apply(self.past, e)
-        self.at = seq
-        self._past_tail = self._tail_until(seq)
+            apply(past, e)
+            index.add(past, e)
+        with self.lock:
+            self.past, self.past_index, self.at = past, index, seq
         return []
-
-    def _tail_until(self, seq: int) -> list[LogLine]:
-        assert self.run_id is not None
-        i = bisect_right(self.seqs, seq)
-        after = self.seqs[i - self.log_cap - 1] if i > self.log_cap else 0
-        return [summarise(e) for e in self.reader.events(self.run_id, after=after, until=seq)]
 
     def step(self, n: int) -> list[Event]:
         """Move ``n`` events forward (or back); returns the events folded forward."""
@@ -231,13 +286,22 @@ class Monitor:
         i = round(min(max(fraction, 0.0), 1.0) * (len(self.seqs) - 1))
         self.travel(self.seqs[i])
 
-    @property
-    def lines(self) -> list[LogLine]:
-        """The event-log tail on screen (at most ``log_cap`` lines)."""
-        return self._past_tail if self.at is not None else list(self.tail)
+    def seek_ordinal(self, n: int) -> None:
+        """Jump to the run's ``n``-th event (1-based), the number the scrub bar shows."""
+        if self.seqs:
+            self.travel(self.seqs[min(max(n, 1), len(self.seqs)) - 1])
+
+    def log_lines(self, reader: EventReader, start: int, count: int) -> list[LogLine]:
+        """Event-log rows ``start .. start+count`` of the events on screen (read on demand)."""
+        seqs = self.seqs[: self.ordinal]
+        window = seqs[start : start + count]
+        if not window or self.run_id is None:
+            return []
+        events = reader.events(self.run_id, after=window[0] - 1, until=window[-1])
+        return [summarise(e) for e in events]
 
     def run_row(self) -> RunRow | None:
-        for r in self.runs:
+        for r in reversed(self.runs):
             if r.run_id == self.run_id:
                 return r
         return None

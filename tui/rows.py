@@ -13,18 +13,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from flock_es.domain.events import TaskStatus
-from flock_es.log.reader import RunRow
-from flock_es.projection.state import ArtifactView, RunState, TaskView
+from flock_es.log.ports import RunRow
+from flock_es.projection.state import AgentView, ArtifactView, RunState
 
+from .index import RunIndex
 from .monitor import LogLine
 
 Row = tuple[str, ...]
 
-RUN_COLUMNS = ("run", "program", "status", "started (UTC)", "events")
-AGENT_COLUMNS = ("agent", "status", "done", "in flight", "failures", "avg", "tokens", "cost")
-TASK_COLUMNS = ("task", "agent", "status", "attempt", "elapsed", "inputs")
-ARTIFACT_COLUMNS = ("type", "producer", "time", "preview")
+RUN_COLUMNS = (
+    "run",
+    "program",
+    "status",
+    "started",
+    "duration",
+    "tasks",
+    "failed",
+    "cost",
+    "fork of",
+)
+AGENT_COLUMNS = (
+    "agent", "status", "sched", "running", "done", "failed", "p50", "p95", "tokens", "cost",
+)  # fmt: skip
 BATCH_COLUMNS = ("agent", "buffer", "fill", "held", "open for", "flush in")
 LOG_COLUMNS = ("seq", "time", "kind", "agent", "event")
 
@@ -53,7 +63,20 @@ def fmt_utc(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def preview(payload: dict[str, Any], width: int = 40) -> str:
+def fmt_ago(ts: float | None, now: float) -> str:
+    """A relative time ("3m12s ago"); detail views show the ISO time."""
+    if ts is None:
+        return ""
+    return fmt_seconds(now - ts) + " ago"
+
+
+def fmt_iso(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+def preview(payload: dict[str, Any], width: int = 400) -> str:
     text = json.dumps(payload, ensure_ascii=False, separators=(", ", ": "))
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -79,10 +102,11 @@ class Filter:
     type: str = ""
     kind: str = ""
     words: tuple[str, ...] = ()
+    status: str = ""
 
     @classmethod
     def parse(cls, text: str) -> Filter:
-        agent = type_ = kind = ""
+        agent = type_ = kind = status = ""
         words: list[str] = []
         for tok in text.lower().split():
             key, sep, val = tok.partition(":")
@@ -92,14 +116,20 @@ class Filter:
                 type_ = val
             elif sep and key == "kind":
                 kind = val
+            elif sep and key == "status":
+                status = val
             else:
                 words.append(tok)
-        return cls(agent, type_, kind, tuple(words))
+        return cls(agent, type_, kind, tuple(words), status)
 
     def __bool__(self) -> bool:
-        return bool(self.agent or self.type or self.kind or self.words)
+        return bool(self.agent or self.type or self.kind or self.words or self.status)
 
-    def matches(self, *, agent: str = "", type: str = "", kind: str = "", text: str = "") -> bool:
+    def matches(
+        self, *, agent: str = "", type: str = "", kind: str = "", text: str = "", status: str = ""
+    ) -> bool:
+        if self.status and not status.lower().startswith(self.status):
+            return False
         if self.agent and self.agent not in agent.lower():
             return False
         if self.type and self.type not in type.lower():
@@ -113,63 +143,83 @@ class Filter:
 NO_FILTER = Filter()
 
 
-def run_rows(runs: Iterable[RunRow], flt: Filter = NO_FILTER) -> dict[str, Row]:
-    out: dict[str, Row] = {}
+def run_rows(
+    runs: Iterable[RunRow],
+    stats: dict[str, dict[str, Any]],
+    now: float,
+    flt: Filter = NO_FILTER,
+    sort: str = "started",
+) -> dict[str, Row]:
+    """One row per run, newest first (or by ``sort``: a column name, descending)."""
+    out: list[tuple[Any, str, Row]] = []
     for r in runs:
         program = (r.program or "").rsplit("/", 1)[-1]
-        if flt and not flt.matches(text=f"{r.run_id} {program} {r.status}"):
+        st = stats.get(r.run_id, {})
+        status = str(st.get("status") or r.status or "")
+        if flt and not flt.matches(text=f"{r.run_id} {program}", status=status):
             continue
-        out[r.run_id] = (
+        end = r.finished_at or float(st.get("last_ts") or r.started_at or 0.0)
+        duration = end - (r.started_at or end)
+        failed = int(st.get("failed") or 0)
+        cost = None if st.get("cost_unknown") else float(st.get("cost") or 0.0)
+        row = (
             r.run_id,
             program,
-            r.status or "",
-            fmt_utc(r.started_at),
-            str(r.events),
+            ("✗ " if status in ("failed", "interrupted") else "") + status,
+            fmt_ago(r.started_at, now),
+            fmt_seconds(duration),
+            str(st.get("scheduled", "")),
+            f"{failed} failed" if failed else "",
+            fmt_cost(cost) if st else "",
+            r.parent_run or "",
         )
-    return out
+        keys = {
+            "started": r.started_at or 0.0,
+            "status": status,
+            "duration": duration,
+            "tasks": int(st.get("scheduled") or 0),
+            "failed": failed,
+            "cost": cost or 0.0,
+        }
+        out.append((keys.get(sort, keys["started"]), r.run_id, row))
+    out.sort(key=lambda x: (x[0], x[1]), reverse=True)
+    return {rid: row for _, rid, row in out}
 
 
-def agent_rows(state: RunState, flt: Filter = NO_FILTER) -> dict[str, Row]:
+RUN_SORTS = ("started", "status", "duration", "tasks", "failed", "cost")
+
+
+def agent_status(a: AgentView) -> str:
+    """running / N failed / idle: an agent with failures says so, whatever else it did."""
+    if a.running:
+        return "running"
+    if a.failed:
+        return f"✗ {a.failed} failed"
+    return "idle"
+
+
+def agent_rows(
+    state: RunState, index: RunIndex, flt: Filter = NO_FILTER, loading: bool = False
+) -> dict[str, Row]:
+    """Per-agent lanes: counts, p50/p95 of finished tasks, tokens, cost."""
     out: dict[str, Row] = {}
-    for a in state.agents.values():
+    for a in list(state.agents.values()):
         if flt and not flt.matches(agent=a.name, text=a.description):
             continue
+        p50, p95 = index.percentile(a.name, 0.5), index.percentile(a.name, 0.95)
+        waiting = a.scheduled - a.done - a.failed - a.running
         out[a.name] = (
             a.name,
-            a.status,
-            str(a.done),
+            "loading" if loading else agent_status(a),
+            str(max(waiting, 0)),
             str(a.running),
-            str(a.failed),
-            fmt_seconds(a.avg_ms / 1000.0) if a.done + a.failed else "",
+            str(a.done),
+            f"{a.failed} failed" if a.failed else "0",
+            fmt_seconds(p50) if p50 is not None else "",
+            fmt_seconds(p95) if p95 is not None else "",
             str(a.tokens_in + a.tokens_out),
             fmt_cost(a.cost),
         )
-    return out
-
-
-def in_flight(state: RunState) -> list[TaskView]:
-    """Tasks scheduled or running, oldest first."""
-    tasks = [
-        t for t in state.tasks.values() if t.status in (TaskStatus.SCHEDULED, TaskStatus.RUNNING)
-    ]
-    tasks.sort(key=lambda t: (t.seq or 0, t.id))
-    return tasks
-
-
-def task_row(t: TaskView, now: float) -> Row:
-    if t.status is TaskStatus.RUNNING and t.started_at is not None:
-        elapsed = fmt_seconds(now - t.started_at)
-    else:
-        elapsed = "waiting " + fmt_seconds(now - t.scheduled_at)
-    return (t.id, t.agent, t.status.value, str(t.attempt), elapsed, str(len(t.inputs)))
-
-
-def task_rows(state: RunState, now: float, flt: Filter = NO_FILTER) -> dict[str, Row]:
-    out: dict[str, Row] = {}
-    for t in in_flight(state):
-        if flt and not flt.matches(agent=t.agent, text=t.id):
-            continue
-        out[t.id] = task_row(t, now)
     return out
 
 
@@ -177,10 +227,6 @@ def artifact_matches(a: ArtifactView, flt: Filter) -> bool:
     if not flt:
         return True
     return flt.matches(agent=a.produced_by, type=a.type, text=f"{a.id} {preview(a.payload, 400)}")
-
-
-def artifact_row(a: ArtifactView, run_start: float) -> Row:
-    return (a.type, a.produced_by, "+" + fmt_seconds(a.ts - run_start), preview(a.payload))
 
 
 def batch_rows(state: RunState, now: float, flt: Filter = NO_FILTER) -> dict[str, Row]:
@@ -238,35 +284,9 @@ def log_matches(line: LogLine, flt: Filter) -> bool:
     return not flt or flt.matches(agent=line.agent, kind=line.kind, text=line.summary)
 
 
-def task_detail(state: RunState, t: TaskView) -> dict[str, Any]:
-    """Everything the log holds about one task, for the drill-down screen."""
-    calls = [
-        {
-            "call_index": c.call_index,
-            "model": c.model,
-            "tokens_in": c.tokens_in,
-            "tokens_out": c.tokens_out,
-            "cost": c.cost,
-            "latency_ms": round(c.latency_ms, 1),
-        }
-        for (tid, _), c in sorted(state.calls.items())
-        if tid == t.id
-    ]
-    return {
-        "task": t.id,
-        "agent": t.agent,
-        "status": t.status.value,
-        "attempt": t.attempt,
-        "reason": t.reason,
-        "inputs": {i: state.artifacts[i].type if i in state.artifacts else "?" for i in t.inputs},
-        "outputs": {o: state.artifacts[o].type if o in state.artifacts else "?" for o in t.outputs},
-        "error": t.error,
-        "model_calls": calls,
-    }
-
-
-def agent_detail(state: RunState, name: str) -> dict[str, Any]:
+def agent_detail(state: RunState, index: RunIndex, name: str) -> dict[str, Any]:
     a = state.agents[name]
+    recent = index.by_agent.get(name, [])[-20:]
     return {
         "agent": a.name,
         "description": a.description,
@@ -275,32 +295,9 @@ def agent_detail(state: RunState, name: str) -> dict[str, Any]:
         "publishes": a.publishes,
         "subscriptions": a.subscriptions,
         "max_concurrency": a.max_concurrency,
-        "tasks": {t.id: t.status.value for t in state.tasks.values() if t.agent == name},
+        "tasks": {"scheduled": a.scheduled, "running": a.running, "done": a.done},
+        "failed": a.failed,
+        "recent tasks": {
+            tid: state.tasks[tid].status.value for tid in recent if tid in state.tasks
+        },
     }
-
-
-@dataclass(slots=True, frozen=True)
-class Span:
-    """One bar of the timeline: a task from its start to its end (or now)."""
-
-    agent: str
-    task: str
-    start: float
-    end: float
-    status: str
-    attempt: int
-
-
-def timeline(state: RunState, now: float, flt: Filter = NO_FILTER) -> list[Span]:
-    """One span per task, grouped by agent (agents in order of their first task)."""
-    groups: dict[str, list[Span]] = {}
-    for t in sorted(state.tasks.values(), key=lambda t: (t.seq or 0, t.id)):
-        if flt and not flt.matches(agent=t.agent, text=t.id):
-            continue
-        start = t.started_at if t.started_at is not None else t.scheduled_at
-        end = t.finished_at if t.finished_at is not None else now
-        status = t.status.value
-        groups.setdefault(t.agent, []).append(
-            Span(t.agent, t.id, start, max(end, start), status, t.attempt)
-        )
-    return [s for spans in groups.values() for s in spans]

@@ -1,17 +1,21 @@
-"""Screens pushed over the monitor: help, a drill-down payload, go to seq."""
+"""Screens pushed over the monitor: help, an object's detail, go to seq, confirm."""
 
 from __future__ import annotations
 
-import json
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from rich.syntax import Syntax
+from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import Input, Static
+from textual.widgets import Input, OptionList, Static
+from textual.widgets.option_list import Option
+
+from .detail import Detail
 
 
 def key_label(key: str) -> str:
@@ -56,21 +60,62 @@ class HelpScreen(ModalScreen[None]):
 
 
 class DetailScreen(ModalScreen[None]):
-    """A drill-down: one object (artifact payload, task, agent, event) pretty-printed."""
+    """One object (task, artifact, agent, event) and the links to open next (lineage)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q", "dismiss", "Back")]
 
-    def __init__(self, title: str, data: Any) -> None:
+    class Open(Message):
+        """A link was chosen: open object ``key`` of ``kind`` on top."""
+
+        def __init__(self, kind: str, key: str) -> None:
+            super().__init__()
+            self.kind = kind
+            self.key = key
+
+    def __init__(self, detail: Detail) -> None:
         super().__init__()
-        self.title_text = title
-        self.data = data
+        self.detail = detail
+        self.title_text = detail.title
+        self.data = detail.data
 
     def compose(self) -> ComposeResult:
-        text = json.dumps(self.data, indent=2, ensure_ascii=False, default=str)
+        d = self.detail
         with Vertical(id="detail-box"):
-            yield Static(f"[b]{self.title_text}[/b]  (esc: back)", id="detail-title")
+            yield Static(f"[b]{escape(d.title)}[/b]  (esc: back)", id="detail-title")
             with VerticalScroll(id="detail-scroll"):
-                yield Static(Syntax(text, "json", word_wrap=True, theme="ansi_dark"))
+                yield Static(Group(*d.body))
+            if d.links:
+                yield Static(f"{len(d.links)} linked (enter opens):", id="detail-links-title")
+                yield OptionList(*(Option(escape(k.label)) for k in d.links), id="detail-links")
+
+    def on_mount(self) -> None:
+        if self.detail.links:
+            self.query_one("#detail-links", OptionList).focus()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        link = self.detail.links[event.option_index]
+        self.app.post_message(self.Open(link.kind, link.key))
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Ask before an action that starts a process (resume, replay, fork, export)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="goto-box"):
+            yield Static(self.question)
+            yield Static("[b]y[/b] yes · [b]n[/b] no")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
 
 
 class GotoScreen(ModalScreen[int | None]):

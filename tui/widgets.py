@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from rich.segment import Segment
 from rich.style import Style
@@ -17,7 +17,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import DataTable, Static
 
-from .rows import Row, Span, fmt_seconds
+from .rows import Row, fmt_seconds
+from .sources import Span
 
 T = TypeVar("T")
 
@@ -97,7 +98,7 @@ class DiffTable(DataTable[Text]):
             return
         for name, before, after in zip(self.column_names, old, row, strict=True):
             if before != after:
-                self.update_cell(key, name, Text(after))
+                self.update_cell(key, name, Text(after), update_width=True)
                 self.stats.updates += 1
         self.rows_by_key[key] = row
 
@@ -124,68 +125,6 @@ class DiffTable(DataTable[Text]):
             self.rows_by_key[key] = row
 
 
-class LogTable(DiffTable):
-    """The event-log tail: a ring of row slots, so the oldest line's row is reused.
-
-    Removing the oldest of 500 rows costs ``DataTable.remove_row`` a pass over
-    every row; a busy run would pay that per event. Here a new line overwrites
-    the cells of the slot that showed the oldest line (``update_cell``) and one
-    sort per refresh puts the slots back in seq order.
-    """
-
-    def __init__(self, columns: Iterable[str], *, cap: int, **kwargs: Any) -> None:
-        super().__init__(columns, **kwargs)
-        self.cap = cap
-        self.slot_seq: dict[str, int] = {}
-        self._next_slot = 0
-
-    def seq_at_cursor(self) -> int | None:
-        key = self.selected_key
-        return self.slot_seq.get(key) if key is not None else None
-
-    def show(self, lines: dict[int, T], render: Callable[[T], Row]) -> None:
-        """Show exactly ``lines`` (seq -> line, at most ``cap``), reusing slots.
-
-        ``render`` makes the row of a line; it runs only for lines not yet shown.
-        """
-        shown = set(self.slot_seq.values())
-        free = [slot for slot, seq in self.slot_seq.items() if seq not in lines]
-        extra = len(free) - sum(1 for seq in lines if seq not in shown)
-        if extra * len(self.slot_seq) > REBUILD_FACTOR * max(len(lines), 100):
-            self.slot_seq = {}
-            slots = {}
-            for seq, line in lines.items():
-                slot = self._slot()
-                self.slot_seq[slot] = seq
-                slots[slot] = render(line)
-            self.rebuild(slots)
-            return
-        free.sort(key=self.slot_seq.__getitem__)
-        for seq, line in lines.items():
-            if seq in shown:
-                continue
-            row = render(line)
-            if free:
-                slot = free.pop(0)
-                self._update(slot, row)
-            else:
-                slot = self._slot()
-                self.add({slot: row})
-            self.slot_seq[slot] = seq
-        if free:
-            self.drop(free)
-            for slot in free:
-                del self.slot_seq[slot]
-        order = sorted(self.slot_seq, key=self.slot_seq.__getitem__)
-        if order != list(self.rows_by_key):
-            self.sort(self.column_names[0], key=lambda cell: int(cell.plain))
-            self.rows_by_key = {slot: self.rows_by_key[slot] for slot in order}
-
-    def _slot(self) -> str:
-        self._next_slot += 1
-        return f"s{self._next_slot}"
-
-
 _STATUS_STYLE = {
     "running": Style(color="yellow", bold=True),
     "completed": Style(color="green"),
@@ -196,51 +135,71 @@ LABEL = 24
 _PLAIN = Style()  # segments need a style: NO_COLOR's monochrome filter reads it
 
 
-class Timeline(ScrollView, can_focus=True):
-    """One bar per task, grouped by agent, on a shared time axis.
+class SpanSource(Protocol):
+    """Where the timeline gets its bars (``sources.TimelineSource``)."""
 
-    Only the lines on screen are drawn (``render_line``), so a run of 20,000
-    tasks scrolls as smoothly as one of nine.
+    def count(self) -> int: ...
+
+    def spans(self, start: int, count: int, now: float) -> list[Span]: ...
+
+
+class Timeline(ScrollView, can_focus=True):
+    """One bar per task on a shared time axis, grouped by agent.
+
+    Only the lines on screen are drawn (``render_line`` asks the source for
+    that window), so 100,000 tasks scroll as smoothly as nine. Every line
+    carries its agent's name, so the labels stay visible while scrolling.
     """
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, source: SpanSource, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.spans: list[Span] = []
+        self.source = source
         self.t0 = 0.0
         self.t1 = 1.0
+        self._count = 0
+        self._cache: dict[int, Span] = {}
 
-    def show(self, spans: list[Span], t0: float, t1: float) -> None:
-        self.spans = spans
+    def show(self, t0: float, t1: float) -> None:
         self.t0 = t0
         self.t1 = max(t1, t0 + 1e-6)
-        self.virtual_size = Size(self.size.width, len(spans) + 1)
+        self._count = self.source.count()
+        self._cache.clear()
+        self.virtual_size = Size(self.size.width, self._count + 1)
         self.refresh()
 
     def on_resize(self, event: events.Resize) -> None:
-        self.virtual_size = Size(event.size.width, len(self.spans) + 1)
+        self.virtual_size = Size(event.size.width, self._count + 1)
+
+    def _span(self, idx: int) -> Span | None:
+        if idx not in self._cache:
+            height = max(self.size.height, 1)
+            start = max(idx - height, 0)  # the screenful around idx, never more
+            for k, span in enumerate(self.source.spans(start, 2 * height + 1, self.t1)):
+                self._cache[start + k] = span
+        return self._cache.get(idx)
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
-        idx = y + int(self.scroll_offset.y)
         bar_w = max(width - LABEL - 10, 10)
-        if idx == 0:
+        if y == 0:  # the axis stays on top while the bars scroll under it
             axis = f"{'agent':<{LABEL}}0s{fmt_seconds(self.t1 - self.t0):>{bar_w - 2}}"
             return Strip([Segment(axis[:width], Style(bold=True))]).extend_cell_length(
                 width, _PLAIN
             )
-        idx -= 1
-        if idx >= len(self.spans):
+        idx = y - 1 + int(self.scroll_offset.y)
+        s = self._span(idx) if idx < self._count else None
+        if s is None:
             return Strip.blank(width, _PLAIN)
-        s = self.spans[idx]
-        first = idx == 0 or self.spans[idx - 1].agent != s.agent
-        label = (s.agent if first else "").ljust(LABEL)[:LABEL]
+        prev = self._span(idx - 1) if idx > 0 else None
+        first = prev is None or prev.agent != s.agent
+        label = s.agent.ljust(LABEL)[:LABEL]
         scale = bar_w / (self.t1 - self.t0)
-        a = min(int((s.start - self.t0) * scale), bar_w - 1)
+        a = min(max(int((s.start - self.t0) * scale), 0), bar_w - 1)
         b = min(max(int((s.end - self.t0) * scale), a + 1), bar_w)
         style = _STATUS_STYLE.get(s.status, _PLAIN)
-        glyph = "·" if s.status == "scheduled" else "█"
+        glyph = {"scheduled": "·", "failed": "✗"}.get(s.status, "█")
         segs = [
-            Segment(label, Style(bold=first)),
+            Segment(label, Style(bold=first, dim=not first)),
             Segment(" " * a, _PLAIN),
             Segment(glyph * (b - a), style),
             Segment(" " * (bar_w - b), _PLAIN),

@@ -19,9 +19,20 @@ from flock_es.errors import UserError
 
 
 def resolve(db: Path, run: str | None, at: int | None) -> tuple[str | None, int | None]:
-    """Check the database, the run and the seq; returns (run id or None, seq or None)."""
-    from flock_es.log.reader import LogReader
+    """Check the database, the run and the seq; returns (run id or None, seq or None).
 
+    A database that does not exist yet is fine (the monitor waits for the first
+    run), unless a run or a seq was asked for, or its folder does not exist.
+    """
+    from flock_es.log.reader import LogReader
+    from flock_es.log.schema import check_database
+
+    if not check_database(db, must_exist=False):
+        if run is not None or at is not None:
+            check_database(db, must_exist=True)  # raises: no database at PATH
+        if not db.parent.is_dir():
+            raise UserError(f"no folder {db.parent} for the database {db}")
+        return None, None
     with LogReader(db) as log:
         run_id = log.resolve_run(run) if run is not None else None
         if at is None:

@@ -1,0 +1,22 @@
+"""One event-log row per event, worded by the shared ``flock_es.domain.describe``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flock_es.domain.describe import actor, describe
+from flock_es.domain.events import Event
+
+if TYPE_CHECKING:
+    from .monitor import LogLine
+
+__all__ = ["summarise"]
+
+
+def summarise(e: Event) -> LogLine:
+    """A one-line description of an event for the event log (no length cap: the
+    screen truncates to its width)."""
+    from .monitor import LogLine
+
+    text = " ".join(describe(e).split())
+    return LogLine(seq=e.seq or 0, ts=e.ts, kind=str(e.kind), agent=actor(e), summary=text)

@@ -1,0 +1,228 @@
+"""What ``enter`` opens: every object of a run, finished ones included.
+
+A task shows its inputs (payloads), outputs, every attempt with its error and
+traceback, each model call with the prompt rendered as a chat (system, user,
+assistant and tool turns, not escaped JSON), the response, tokens, cost and
+duration, and its tool calls with their results. An artifact shows its
+payload, its producer, the tasks that consumed it and its visibility. Each
+detail lists links (inputs, outputs, consumers, producer) to open next, so the
+lineage can be walked both ways.
+
+Example::
+
+    d = task_detail(state, index, reader, "t-editor-digest-000")
+    d.title, d.links          # "task t-editor-...", [Link("input", "artifact", "a-..."), ...]
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.rule import Rule
+from rich.syntax import Syntax
+from rich.text import Text
+
+from flock_es.domain.events import Event, EventKind, TaskStatus
+from flock_es.log.ports import EventReader
+from flock_es.projection.state import RunState
+
+from .index import RunIndex
+from .rows import fmt_cost, fmt_iso, fmt_seconds, preview
+
+__all__ = ["Detail", "Link", "artifact_detail", "chat", "task_detail"]
+
+ROLE_STYLE = {"system": "magenta", "user": "cyan", "assistant": "green", "tool": "yellow"}
+
+
+@dataclass(slots=True, frozen=True)
+class Link:
+    """Something a detail points at: ``kind`` is "task" or "artifact"."""
+
+    label: str
+    kind: str
+    key: str
+
+
+@dataclass(slots=True)
+class Detail:
+    """A detail screen's content: a title, renderables, links to open, and the plain data."""
+
+    title: str
+    body: list[RenderableType] = field(default_factory=list)
+    links: list[Link] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def pretty(value: Any) -> Syntax:
+    text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    return Syntax(text, "json", word_wrap=True, theme="ansi_dark", background_color="default")
+
+
+def _content_text(content: Any) -> RenderableType:
+    """A message's content: text as text; JSON text or structured parts pretty-printed."""
+    if isinstance(content, str):
+        stripped = content.strip()
+        if stripped[:1] in "{[":
+            try:
+                return pretty(json.loads(stripped))
+            except ValueError:
+                pass
+        return Text(content)
+    if isinstance(content, list):
+        parts = [p.get("text") if isinstance(p, dict) and "text" in p else p for p in content]
+        if all(isinstance(p, str) for p in parts):
+            return Text("\n".join(str(p) for p in parts))
+    return pretty(content)
+
+
+def chat(messages: list[dict[str, Any]]) -> Group:
+    """A prompt as a chat: one titled turn per message (tool calls and results included)."""
+    turns: list[RenderableType] = []
+    for m in messages:
+        role = str(m.get("role", "?"))
+        title = role + (f" · {m['name']}" if m.get("name") else "")
+        if m.get("tool_call_id"):
+            title += f" · result of {m['tool_call_id']}"
+        parts: list[RenderableType] = []
+        if m.get("content") not in (None, ""):
+            parts.append(_content_text(m.get("content")))
+        for call in m.get("tool_calls") or []:
+            fn = call.get("function", call)
+            parts.append(Text(f"→ calls {fn.get('name')}({fn.get('arguments', '')})", "yellow"))
+        style = ROLE_STYLE.get(role, "white")
+        turns.append(Panel(Group(*parts), title=title, title_align="left", border_style=style))
+    return Group(*turns)
+
+
+def _task_events(reader: EventReader, run_id: str, seqs: list[int]) -> list[Event]:
+    out: list[Event] = []
+    for s in seqs:  # a handful of primary-key reads, whatever the size of the run
+        out.extend(reader.events(run_id, after=s - 1, until=s))
+    return out
+
+
+def _artifact_block(state: RunState, aid: str, role: str) -> list[RenderableType]:
+    a = state.artifacts.get(aid)
+    if a is None:
+        return [Text(f"{role} {aid} (not in the log yet)", "dim")]
+    head = Text.assemble((f"{role} ", "bold"), f"{a.type} {a.id}", (f" by {a.produced_by}", "dim"))
+    return [head, pretty(a.payload)]
+
+
+def task_detail(state: RunState, index: RunIndex, reader: EventReader, tid: str) -> Detail:
+    t = state.tasks[tid]
+    events = _task_events(reader, state.run_id, index.task_seqs.get(tid, []))
+    failed = t.status is TaskStatus.FAILED
+    status = Text("✗ FAILED" if failed else t.status.value, "bold red" if failed else "bold")
+    end = t.finished_at
+    d = Detail(title=f"task {t.id}")
+    d.body.append(
+        Text.assemble(
+            (f"{t.agent} ", "bold"),
+            status,
+            f" · attempt {t.attempt} · {t.reason}\n",
+            f"scheduled {fmt_iso(t.scheduled_at)} · started {fmt_iso(t.started_at)} · ",
+            f"finished {fmt_iso(end)}",
+            f" · took {fmt_seconds(end - (t.started_at or t.scheduled_at))}" if end else "",
+        )
+    )
+    d.data = {"task": t.id, "agent": t.agent, "status": t.status.value, "attempt": t.attempt}
+    d.data.update(inputs=list(t.inputs), outputs=list(t.outputs), error=t.error)
+    for aid in t.inputs:
+        d.body.extend(_artifact_block(state, aid, "input"))
+        d.links.append(Link(f"input  {_label(state, aid)}", "artifact", aid))
+    calls: list[dict[str, Any]] = []
+    for e in events:
+        d.body.extend(_event_block(e, calls))
+    d.data["model_calls"] = calls
+    for aid in t.outputs:
+        d.body.extend(_artifact_block(state, aid, "output"))
+        d.links.append(Link(f"output {_label(state, aid)}", "artifact", aid))
+    return d
+
+
+def _label(state: RunState, aid: str) -> str:
+    a = state.artifacts.get(aid)
+    return f"{a.type} {aid} by {a.produced_by}" if a is not None else aid
+
+
+def _event_block(e: Event, calls: list[dict[str, Any]]) -> list[RenderableType]:
+    b = e.body
+    when = fmt_iso(e.ts)
+    if e.kind is EventKind.TASK_STARTED:
+        return [Rule(f"attempt {b.get('attempt', 1)} started {when}", align="left")]
+    if e.kind is EventKind.TASK_FAILED:
+        retry = " (will retry)" if b.get("will_retry") else ""
+        out: list[RenderableType] = [
+            Text(f"✗ {b.get('error_type')}: {b.get('error')}{retry}", "bold red")
+        ]
+        if b.get("raw"):
+            out.append(Panel(Text(str(b["raw"])), title="traceback", border_style="red"))
+        return out
+    if e.kind is EventKind.MODEL_CALLED:
+        req = b.get("request") or {}
+        calls.append({"call_index": b.get("call_index"), "model": b.get("model"), "request": req})
+        head = (
+            f"model call #{b.get('call_index')} · {b.get('model')} · "
+            f"{b.get('tokens_in', 0)}+{b.get('tokens_out', 0)} tokens · {fmt_cost(b.get('cost'))}"
+            f" · {fmt_seconds(float(b.get('latency_ms') or 0) / 1000)} · attempt {b.get('attempt', 1)}"
+        )
+        messages = list(req.get("messages") or [])
+        out = [Rule(head, align="left", style="cyan")]
+        out.append(chat(messages) if messages else Text("(no messages recorded)", "dim"))
+        reply: dict[str, Any] = {"role": "assistant", "content": b.get("response", "")}
+        if b.get("tool_calls"):
+            reply["tool_calls"] = b["tool_calls"]
+        out.append(chat([reply]))
+        return out
+    if e.kind is EventKind.TOOL_CALLED:
+        err = f" ✗ {b['error']}" if b.get("error") else ""
+        return [
+            Text(f"tool {b.get('tool')}({b.get('arguments')}) · {b.get('duration_ms', 0):.0f}ms{err}", "yellow"),
+            _content_text(b.get("result", "")),
+        ]  # fmt: skip
+    if e.kind is EventKind.MODEL_ATTEMPT:
+        return [
+            Text(f"model attempt {b.get('attempt')}: {b.get('outcome')} {b.get('error')}", "red")
+        ]
+    return []
+
+
+def artifact_detail(state: RunState, index: RunIndex, aid: str) -> Detail:
+    a = state.artifacts[aid]
+    d = Detail(title=f"{a.type} {a.id} by {a.produced_by}")
+    consumers = index.consumers.get(aid, [])
+    d.body.append(
+        Text.assemble(
+            ("produced by ", "dim"),
+            a.produced_by,
+            (" · task ", "dim"),
+            a.task_id or "(published from outside)",
+            (" · at ", "dim"),
+            fmt_iso(a.ts),
+            (" · seq ", "dim"),
+            str(a.seq),
+            (" · visibility ", "dim"),
+            json.dumps(a.visibility),
+            (" · tags ", "dim"),
+            ", ".join(a.tags) or "-",
+            (f" · consumed by {len(consumers)} task(s)", "bold"),
+        )
+    )
+    d.body.append(pretty(a.payload))
+    d.data = dict(a.payload)
+    if a.task_id and a.task_id in state.tasks:
+        d.links.append(Link(f"producer task {a.task_id} ({a.produced_by})", "task", a.task_id))
+    for tid in consumers:
+        t = state.tasks.get(tid)
+        status = t.status.value if t is not None else "?"
+        d.links.append(Link(f"consumer {tid} ({t.agent if t else '?'}, {status})", "task", tid))
+    return d
+
+
+def short(value: Any) -> str:
+    return preview(value, 80) if isinstance(value, dict) else str(value)

@@ -1,0 +1,94 @@
+"""What the screen needs beyond the fold, kept up to date event by event.
+
+``RunState`` (the shared fold) holds every task and artifact by id. A screen
+that draws a window of 40 rows out of 100,000 needs them *in order* and
+needs aggregates without a pass over everything: the tasks in schedule order
+and per agent, the failed ones, who consumed an artifact, the seqs that
+mention a task (to open it), and each agent's sorted durations (p50/p95).
+``RunIndex.add`` updates all of that in O(log n) per event, after ``apply``.
+
+No Textual here; the monitor's worker thread owns the writes.
+
+Example::
+
+    index = RunIndex()
+    for e in events:
+        apply(state, e)
+        index.add(state, e)
+    index.percentile("editor", 0.95)
+"""
+
+from __future__ import annotations
+
+from bisect import insort
+from dataclasses import dataclass, field
+
+from flock_es.domain.events import Event, EventKind, TaskStatus
+from flock_es.projection.state import RunState
+
+__all__ = ["RunIndex"]
+
+_FINISH = (EventKind.TASK_COMPLETED, EventKind.TASK_FAILED)
+
+
+@dataclass(slots=True)
+class RunIndex:
+    """Ordered and aggregated views of one folded run (append-mostly lists)."""
+
+    seqs: list[int] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=list)
+    by_agent: dict[str, list[str]] = field(default_factory=dict)
+    artifacts: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    in_flight: dict[str, None] = field(default_factory=dict)
+    consumers: dict[str, list[str]] = field(default_factory=dict)
+    task_seqs: dict[str, list[int]] = field(default_factory=dict)
+    durations: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, state: RunState, e: Event) -> None:
+        """Index ``e``, already applied to ``state``."""
+        if e.seq is not None:
+            self.seqs.append(e.seq)
+        k = e.kind
+        b = e.body
+        tid = b.get("task_id") if k is not EventKind.ARTIFACT_PUBLISHED else None
+        if isinstance(tid, str) and e.seq is not None:
+            self.task_seqs.setdefault(tid, []).append(e.seq)
+        if k is EventKind.TASK_SCHEDULED:
+            self._scheduled(state, b["task_id"])
+        elif k is EventKind.TASK_STARTED or k in _FINISH:
+            self._moved(state, b["task_id"], k)
+        elif k is EventKind.ARTIFACT_PUBLISHED and len(self.artifacts) < len(state.artifacts):
+            self.artifacts.append(b["id"])
+
+    def _scheduled(self, state: RunState, tid: str) -> None:
+        t = state.tasks.get(tid)
+        if t is None or len(self.task_seqs.get(tid, ())) > 1:
+            return  # unknown, or scheduled before: indexed once
+        self.tasks.append(tid)
+        self.by_agent.setdefault(t.agent, []).append(tid)
+        self.in_flight[tid] = None
+        for aid in t.inputs:
+            self.consumers.setdefault(aid, []).append(tid)
+
+    def _moved(self, state: RunState, tid: str, kind: EventKind) -> None:
+        t = state.tasks.get(tid)
+        if t is None:
+            return
+        if t.status in (TaskStatus.SCHEDULED, TaskStatus.RUNNING):
+            self.in_flight.setdefault(tid, None)
+            if tid in self.failed:  # resumed with --retry-failed: in flight again
+                self.failed.remove(tid)
+            return
+        if self.in_flight.pop(tid, 0) is None and kind in _FINISH:
+            if t.started_at is not None and t.finished_at is not None:
+                insort(self.durations.setdefault(t.agent, []), t.finished_at - t.started_at)
+            if t.status is TaskStatus.FAILED:
+                self.failed.append(tid)
+
+    def percentile(self, agent: str, q: float) -> float | None:
+        """The ``q`` quantile (0..1) of ``agent``'s finished task durations, seconds."""
+        d = self.durations.get(agent)
+        if not d:
+            return None
+        return d[min(len(d) - 1, int(q * (len(d) - 1) + 0.5))]

@@ -1,0 +1,310 @@
+"""Row sources of the virtual lists: windows over the monitor's ordered index.
+
+Each source answers ``count()`` and ``rows(start, count)`` under the
+monitor's lock, touching only the rows asked for. A filter is applied
+incrementally: the keys scanned so far are remembered, so following a live
+run costs the new keys only.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from rich.text import Text
+
+from flock_es.domain.events import TaskStatus
+from flock_es.log.ports import EventReader
+from flock_es.projection.state import ArtifactView, TaskView
+
+from . import rows
+from .monitor import LogLine, Monitor
+from .rows import Filter
+from .vlist import Row
+
+__all__ = ["ArtifactSource", "FailureSource", "LogSource", "Span", "TaskSource", "TimelineSource"]
+
+FAILED_STYLE = "bold red"
+
+
+def status_text(status: str) -> Text:
+    """A task status; failed ones red and marked, so NO_COLOR still shows them."""
+    if status == TaskStatus.FAILED.value:
+        return Text("✗ failed", FAILED_STYLE)
+    if status == TaskStatus.RUNNING.value:
+        return Text(status, "yellow")
+    if status == TaskStatus.COMPLETED.value:
+        return Text("done", "green")
+    return Text(status, "bright_black")
+
+
+class _Filtered:
+    """Keys of an append-only list that pass a predicate, extended as the list grows."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.scanned = 0
+        self.base: object = None
+
+    def update(self, base: Sequence[str], keep: Callable[[str], bool]) -> list[str]:
+        if base is not self.base or len(base) < self.scanned:
+            self.keys, self.scanned, self.base = [], 0, base
+        for key in base[self.scanned :]:
+            if keep(key):
+                self.keys.append(key)
+        self.scanned = len(base)
+        return self.keys
+
+
+class _Base:
+    columns: tuple[str, ...] = ()
+
+    def __init__(self, monitor: Monitor, flt: Filter = rows.NO_FILTER) -> None:
+        self.m = monitor
+        self.flt = flt
+        self._filtered = _Filtered()
+
+    def keys(self) -> Sequence[str]:
+        raise NotImplementedError
+
+    def keep(self, key: str) -> bool:
+        return True
+
+    def _ordered(self) -> Sequence[str]:
+        base = self.keys()
+        return self._filtered.update(base, self.keep) if self.flt else base
+
+    def count(self) -> int:
+        with self.m.lock:
+            return len(self._ordered())
+
+    def rows(self, start: int, count: int) -> list[Row]:
+        with self.m.lock:
+            keys = self._ordered()[start : start + count]
+            return [(k, self.cells(k)) for k in keys]
+
+    def cells(self, key: str) -> tuple[Text, ...]:
+        raise NotImplementedError
+
+
+class TaskSource(_Base):
+    """Tasks: ``flight`` (scheduled or running, oldest first), ``all`` or ``failed``."""
+
+    columns = ("task", "agent", "status", "attempt", "elapsed", "inputs")
+    MODES = ("flight", "all", "failed")
+
+    def __init__(self, monitor: Monitor, flt: Filter = rows.NO_FILTER, mode: str = "flight"):
+        super().__init__(monitor, flt)
+        self.mode = mode
+
+    def keys(self) -> Sequence[str]:
+        index = self.m.index
+        if self.mode == "all":
+            return index.tasks
+        if self.mode == "failed":
+            return index.failed
+        return _DictKeys(index.in_flight)
+
+    def _ordered(self) -> Sequence[str]:
+        if self.mode == "flight" and self.flt:
+            return [k for k in self.m.index.in_flight if self.keep(k)]
+        return super()._ordered()
+
+    def keep(self, key: str) -> bool:
+        t = self.m.state.tasks.get(key)
+        return t is not None and self.flt.matches(agent=t.agent, text=t.id)
+
+    def cells(self, key: str) -> tuple[Text, ...]:
+        t = self.m.state.tasks.get(key)
+        if t is None:
+            return (Text(key),)
+        return task_cells(t, self.m.now())
+
+
+class _DictKeys(Sequence[str]):
+    """A dict's keys indexed by position (islice), without copying 100,000 of them."""
+
+    def __init__(self, d: dict[str, None]) -> None:
+        self.d = d
+
+    def __len__(self) -> int:
+        return len(self.d)
+
+    def __getitem__(self, i: int | slice) -> list[str]:  # type: ignore[override]
+        if isinstance(i, slice):
+            start, stop, _ = i.indices(len(self.d))
+            return list(itertools.islice(self.d, start, stop))
+        return list(itertools.islice(self.d, i, i + 1))
+
+
+def task_cells(t: TaskView, now: float) -> tuple[Text, ...]:
+    if t.status is TaskStatus.RUNNING and t.started_at is not None:
+        elapsed = rows.fmt_seconds(now - t.started_at)
+    elif t.status is TaskStatus.SCHEDULED:
+        elapsed = "waiting " + rows.fmt_seconds(now - t.scheduled_at)
+    else:
+        start = t.started_at if t.started_at is not None else t.scheduled_at
+        elapsed = rows.fmt_seconds((t.finished_at or start) - start)
+    return (
+        Text(t.id),
+        Text(t.agent),
+        status_text(t.status.value),
+        Text(str(t.attempt)),
+        Text(elapsed),
+        Text(str(len(t.inputs))),
+    )
+
+
+class ArtifactSource(_Base):
+    columns = ("type", "producer", "time", "preview")
+
+    def keys(self) -> Sequence[str]:
+        return self.m.index.artifacts
+
+    def keep(self, key: str) -> bool:
+        a = self.m.state.artifacts.get(key)
+        return a is not None and rows.artifact_matches(a, self.flt)
+
+    def cells(self, key: str) -> tuple[Text, ...]:
+        a = self.m.state.artifacts.get(key)
+        if a is None:
+            return (Text(key),)
+        return artifact_cells(a, self.m.state.started_at or a.ts)
+
+
+def artifact_cells(a: ArtifactView, start: float) -> tuple[Text, ...]:
+    return (
+        Text(a.type),
+        Text(a.produced_by),
+        Text("+" + rows.fmt_seconds(a.ts - start)),
+        Text(rows.preview(a.payload, 400)),
+    )
+
+
+class FailureSource(_Base):
+    columns = ("task", "agent", "attempt", "failed at", "error")
+
+    def keys(self) -> Sequence[str]:
+        return self.m.index.failed
+
+    def keep(self, key: str) -> bool:
+        t = self.m.state.tasks.get(key)
+        return t is not None and self.flt.matches(agent=t.agent, text=f"{t.id} {t.error}")
+
+    def cells(self, key: str) -> tuple[Text, ...]:
+        t = self.m.state.tasks.get(key)
+        if t is None:
+            return (Text(key),)
+        start = self.m.state.started_at or t.scheduled_at
+        error = " ".join((t.error or "").split())
+        return (
+            Text("✗ " + t.id, FAILED_STYLE),
+            Text(t.agent),
+            Text(str(t.attempt)),
+            Text("+" + rows.fmt_seconds((t.finished_at or start) - start)),
+            Text(error, "red"),
+        )
+
+
+class LogSource:
+    """The event log, every event of the run (read from the log for the rows on screen)."""
+
+    columns = ("seq", "time", "kind", "agent", "event")
+
+    def __init__(self, monitor: Monitor, reader: EventReader, flt: Filter = rows.NO_FILTER):
+        self.m = monitor
+        self.reader = reader
+        self.flt = flt
+        self._lines: dict[int, LogLine] = {}
+        self._filtered: list[int] | None = None
+
+    def count(self) -> int:
+        if self.flt:
+            return len(self._matching())
+        return self.m.ordinal
+
+    def _matching(self) -> list[int]:
+        """With a filter: the matching seqs (one pass over the log, on a user action)."""
+        if self._filtered is None:
+            lines = self.m.log_lines(self.reader, 0, self.m.ordinal)
+            self._filtered = [ln.seq for ln in lines if rows.log_matches(ln, self.flt)]
+            self._lines.update((ln.seq, ln) for ln in lines if ln.seq in set(self._filtered))
+        return self._filtered
+
+    def rows(self, start: int, count: int) -> list[Row]:
+        with self.m.lock:
+            if self.flt:
+                seqs = self._matching()[start : start + count]
+                lines = [self._lines[s] for s in seqs if s in self._lines]
+            else:
+                lines = self.m.log_lines(self.reader, start, count)
+            run_start = self.m.state.started_at or 0.0
+        out = []
+        for ln in lines:
+            cells = rows.log_row(ln, run_start)
+            style = FAILED_STYLE if ln.kind == "task.failed" else ""
+            out.append((str(ln.seq), tuple(Text(c, style) for c in cells)))
+        return out
+
+
+@dataclass(slots=True, frozen=True)
+class Span:
+    """One bar of the timeline: a task from its start to its end (or now)."""
+
+    agent: str
+    task: str
+    start: float
+    end: float
+    status: str
+    attempt: int
+
+
+class TimelineSource:
+    """Every task as a span, grouped by agent (in the run's agent order)."""
+
+    def __init__(self, monitor: Monitor, flt: Filter = rows.NO_FILTER) -> None:
+        self.m = monitor
+        self.flt = flt
+
+    def _lanes(self) -> list[list[str]]:
+        index = self.m.index
+        names = list(self.m.state.agents) + [
+            a for a in index.by_agent if a not in self.m.state.agents
+        ]
+        lanes = []
+        for name in names:
+            if self.flt and not self.flt.matches(agent=name):
+                continue
+            lanes.append(index.by_agent.get(name, []))
+        return lanes
+
+    def count(self) -> int:
+        with self.m.lock:
+            return sum(len(lane) for lane in self._lanes())
+
+    def spans(self, start: int, count: int, now: float) -> list[Span]:
+        out: list[Span] = []
+        with self.m.lock:
+            tasks = self.m.state.tasks
+            for lane in self._lanes():
+                if start >= len(lane):
+                    start -= len(lane)
+                    continue
+                for tid in lane[start : start + count - len(out)]:
+                    t = tasks.get(tid)
+                    if t is None:
+                        continue
+                    begin = t.started_at if t.started_at is not None else t.scheduled_at
+                    end = t.finished_at if t.finished_at is not None else now
+                    out.append(
+                        Span(t.agent, t.id, begin, max(end, begin), t.status.value, t.attempt)
+                    )
+                start = 0
+                if len(out) >= count:
+                    break
+        return out
+
+    def bounds(self, now: float) -> tuple[float, float]:
+        s = self.m.state
+        return (s.started_at or now, max(now, s.last_ts))

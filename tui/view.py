@@ -1,0 +1,383 @@
+"""Drawing and keys of the monitor: the half of the app that runs on the UI thread.
+
+Everything here reads the monitor under its lock and touches only what is on
+screen: the status line, the banner, the agent lanes (one row per agent), the
+small tables, and the visible window of the active virtual list.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from rich.markup import escape
+from rich.syntax import Syntax
+from textual import events, on, work
+from textual.app import App
+from textual.widget import Widget
+from textual.widgets import DataTable, Input, Static, TabbedContent
+
+from flock_es.domain.events import RunStatus
+from flock_es.log.liveness import live_status
+from flock_es.log.ports import EventReader, open_store
+
+from . import rows
+from .screens import HelpScreen
+from .sources import TaskSource
+from .sources import task_cells as _task_cells
+from .terminal import MIN_HEIGHT, MIN_WIDTH
+from .vlist import VirtualList
+from .widgets import DiffTable, ScrubBar, Timeline
+
+if TYPE_CHECKING:
+    from .monitor import Monitor
+
+__all__ = ["ViewMixin"]
+
+W = TypeVar("W", bound=Widget)
+LISTS = {"tasks", "artifacts", "log", "failures"}
+
+
+class ViewMixin(App[None]):
+    """Refresh and actions of ``MonitorApp`` (see there)."""
+
+    db: str
+    monitor: Monitor | None
+    ui_reader: EventReader | None
+    follow: bool
+    filter: rows.Filter
+    task_mode: str
+    run_sort: str
+    run_stats: dict[str, dict[str, Any]]
+    _generation: int
+    _texts: dict[str, str]
+    _filter_text = ""
+    _travel_mode = "TIME TRAVEL"
+    _error: str
+
+    if TYPE_CHECKING:
+
+        @property
+        def m(self) -> Monitor: ...
+
+        def command(self, cmd: Any) -> None: ...
+
+    # Queries --------------------------------------------------------------
+
+    def _q(self, selector: str, expect: type[W]) -> W:
+        """Query the monitor's own screen (a help or detail screen may be on top)."""
+        return self.screen_stack[0].query_one(selector, expect)
+
+    def table(self, view: str) -> DiffTable:
+        return self._q(f"#{view}-table", DiffTable)
+
+    def vlist(self, view: str) -> VirtualList:
+        return self._q(f"#{view}-list", VirtualList)
+
+    @property
+    def view(self) -> str:
+        return self._q("#views", TabbedContent).active or "agents"
+
+    # Refresh --------------------------------------------------------------
+
+    def refresh_views(self, *, full: bool = False, clock_only: bool = False) -> None:
+        m = self.monitor
+        if m is None:
+            self._set("#status", f" {self.db}: waiting for a database… {self._error}")
+            return
+        if m.generation != self._generation:
+            self._generation = m.generation
+            full = True
+            for vl in self.query(VirtualList).results():
+                vl.move_to(0)  # another run: start at its top (follow moves to its end)
+        with m.lock:
+            self._status()
+            view = self.view
+            if not clock_only or full:
+                if full or view == "runs":
+                    self._runs(full)
+                agents = self.table("agents")
+                lanes = rows.agent_rows(m.state, m.index, self.filter, loading=not m.caught_up)
+                agents.rebuild(lanes) if full else agents.sync(lanes)
+                self._recent()
+                self.table("batches").sync(rows.batch_rows(m.state, m.now(), self.filter))
+                self._batch_members()
+            for name in LISTS:
+                vl = self.vlist(name)
+                vl.stick_to_end = self.follow and m.at is None and name in ("artifacts", "log")
+                if name == view or full:
+                    vl.invalidate()
+            if view == "tasks":
+                mode = {"flight": "in flight", "all": "all tasks", "failed": "failed tasks"}
+                self._set("#tasks-mode", f" {mode[self.task_mode]} (m: in flight / all / failed)")
+            if view == "timeline" or full:
+                tl = self._q("#timeline-view", Timeline)
+                now = m.now()
+                tl.show(m.state.started_at or now, max(now, m.state.last_ts))
+
+    def _runs(self, full: bool) -> None:
+        m = self.m
+        table = self.table("runs")
+        desired = rows.run_rows(m.runs, self.run_stats, m.clock(), self.filter, self.run_sort)
+        if full or list(desired) != list(table.rows_by_key):
+            table.rebuild(desired)
+        else:
+            table.sync(desired)
+
+    def _status(self) -> None:
+        m = self.m
+        s = m.state
+        if m.run_id is None:
+            self._set("#status", f" {self.db}: waiting for a run to start…")
+            self._q("#scrub", ScrubBar).show("LIVE", 0, 0, 0)
+            return
+        status = m.run_status()
+        counts = {k: 0 for k in ("scheduled", "running", "completed", "failed")}
+        for a in list(s.agents.values()):
+            counts["running"] += a.running
+            counts["completed"] += a.done
+            counts["failed"] += a.failed
+            counts["scheduled"] += max(a.scheduled - a.done - a.failed - a.running, 0)
+        cost = [a.cost for a in s.agents.values()]
+        total = None if any(c is None for c in cost) else sum(c or 0.0 for c in cost)
+        elapsed = rows.fmt_seconds(m.now() - s.started_at) if s.started_at else ""
+        program = (s.program or "").rsplit("/", 1)[-1]
+        bad = status in (RunStatus.FAILED.value, RunStatus.INTERRUPTED.value)
+        shown = f"[b red]✗ {status}[/]" if bad else f"[b]{status}[/b]"
+        failed = f"[b red]✗ {counts['failed']} failed[/]" if counts["failed"] else "0 failed"
+        follow = " · [b]following newest run[/b]" if self.follow and m.follow_latest else ""
+        if not m.follow_latest:
+            follow = " · [b]this run[/b] (f: follow newest)"
+        flt = f" · filter: {escape(self._filter_text)}" if self.filter else ""
+        self._set(
+            "#status",
+            f" [b]{m.run_id}[/b] {escape(program)} · {shown} {elapsed} · "
+            f"{counts['running']} running {counts['scheduled']} waiting "
+            f"{counts['completed']} done {failed} · {len(s.artifacts)} artifacts · "
+            f"{rows.fmt_cost(total)}{follow}{flt}",
+        )
+        self._banner(status, counts["failed"])
+        mode = "LIVE" if m.at is None else self._travel_mode
+        self._q("#scrub", ScrubBar).show(mode, m.position, m.ordinal, len(m.seqs))
+
+    def _banner(self, status: str, failed: int) -> None:
+        m = self.m
+        banner = self._q("#banner", Static)
+        run = m.run_id
+        text = ""
+        if status == RunStatus.INTERRUPTED.value:
+            text = (
+                f" ✗ INTERRUPTED: run {run}'s process is gone with work left. "
+                f"R: flock-es resume {run} · F: flock-es fork {run} --at SEQ"
+            )
+        elif failed and m.at is None and m.caught_up:
+            text = (
+                f" ✗ {failed} TASK(S) FAILED (8: failures view). T: flock-es resume {run} "
+                f"--retry-failed · F: fork at the current event"
+            )
+        banner.display = bool(text)
+        self._set("#banner", text)
+
+    def _set(self, selector: str, text: str) -> None:
+        """Update a Static only when its text changed (a repaint per tick is wasted work)."""
+        if self._texts.get(selector) != text:
+            self._texts[selector] = text
+            self._q(selector, Static).update(text)
+
+    def _recent(self) -> None:
+        m = self.m
+        agent = self.table("agents").selected_key
+        if agent is None:
+            self._set("#recent", "")
+            return
+        recent = m.index.by_agent.get(agent, [])[-8:]
+        now = m.now()
+        parts = []
+        for tid in reversed(recent):
+            t = m.state.tasks.get(tid)
+            if t is not None:
+                cells = [c.plain for c in _task_cells(t, now)]
+                parts.append(f"{cells[0]}  {cells[2]}  {cells[4]}")
+        head = f"[b]{escape(agent)}[/b]: most recent tasks (3: all tasks, m: in flight/all/failed)"
+        self._set("#recent", "\n".join([head, *map(escape, parts)]))
+
+    def _batch_members(self) -> None:
+        s = self.m.state
+        parts = []
+        for (agent, sub), b in sorted(s.batches.items()):
+            kinds = [s.artifacts[i].type if i in s.artifacts else "?" for i in b.members[:20]]
+            parts.append(
+                f"[b]{agent}[{sub}][/b] holds {len(b.members)}"
+                + (f" of {b.size}" if b.size else "")
+                + ": "
+                + ", ".join(kinds)
+            )
+        self._set("#batch-members", "\n".join(parts) or "no batch is filling")
+
+    def _payload(self) -> None:
+        m = self.monitor
+        key = self.vlist("artifacts").selected_key
+        widget = self._q("#payload", Static)
+        if m is None or key is None:
+            widget.update("select an artifact")
+            return
+        with m.lock:
+            a = m.state.artifacts.get(key)
+            consumers = len(m.index.consumers.get(key, []))
+        if a is None:
+            return
+        text = json.dumps(a.payload, indent=2, ensure_ascii=False)
+        head = f"// {a.type} {a.id} by {a.produced_by}, consumed by {consumers} task(s)\n"
+        widget.update(Syntax(head + text, "json", word_wrap=True, theme="ansi_dark"))
+
+    @on(VirtualList.Highlighted, "#artifacts-list")
+    def _artifact_highlighted(self) -> None:
+        self._payload()
+
+    @on(DataTable.RowHighlighted, "#agents-table")
+    def _agent_highlighted(self) -> None:
+        if self.monitor is not None:
+            with self.monitor.lock:
+                self._recent()
+
+    # Size ----------------------------------------------------------------
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._check_size(event.size.width, event.size.height)
+
+    def _check_size(self, w: int | None = None, h: int | None = None) -> None:
+        if w is None or h is None:
+            w, h = self.size
+        small = w < MIN_WIDTH or h < MIN_HEIGHT
+        self._q("#main", Widget).display = not small
+        msg = self._q("#too-small", Static)
+        msg.display = small
+        msg.update(
+            f"terminal too small: {w}x{h}; flock-es tui needs at least {MIN_WIDTH}x{MIN_HEIGHT}"
+        )
+
+    # Actions: views and filter ---------------------------------------------
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(list(self.BINDINGS)))
+
+    def action_filter(self) -> None:
+        box = self._q("#filter", Input)
+        box.display = True
+        box.value = self._filter_text
+        box.focus()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        self.set_filter(event.value)
+        event.input.display = False
+        self._focus_view()
+
+    def set_filter(self, text: str) -> None:
+        """Filter every view (``agent:NAME``, ``type:TYPE``, ``kind:KIND``, ``status:S``, words)."""
+        self._filter_text = text.strip()
+        self.filter = rows.Filter.parse(text)
+        self._rebuild_sources()
+
+    def _rebuild_sources(self) -> None:
+        for vl in self.query(VirtualList).results():
+            src = vl.source
+            if hasattr(src, "flt"):
+                src.flt = self.filter
+                if hasattr(src, "_filtered"):
+                    src._filtered = type(src._filtered)() if src._filtered is not None else None
+            if isinstance(src, TaskSource):
+                src.mode = self.task_mode
+            vl.set_source(src)
+        tl = self._q("#timeline-view", Timeline)
+        if hasattr(tl.source, "flt"):
+            tl.source.flt = self.filter
+        self.refresh_views(full=True)
+
+    def action_task_mode(self) -> None:
+        modes = TaskSource.MODES
+        self.task_mode = modes[(modes.index(self.task_mode) + 1) % len(modes)]
+        self._rebuild_sources()
+
+    def action_sort_runs(self) -> None:
+        sorts = rows.RUN_SORTS
+        self.run_sort = sorts[(sorts.index(self.run_sort) + 1) % len(sorts)]
+        self.notify(f"runs sorted by {self.run_sort}, descending")
+        self.refresh_views(full=True)
+
+    def action_next_view(self) -> None:
+        self._cycle(1)
+
+    def action_prev_view(self) -> None:
+        self._cycle(-1)
+
+    def _cycle(self, d: int) -> None:
+        if len(self.screen_stack) > 1:
+            return
+        from .app import VIEWS
+
+        i = VIEWS.index(self.view)
+        self.action_view(VIEWS[(i + d) % len(VIEWS)])
+
+    def action_view(self, view: str) -> None:
+        self._q("#views", TabbedContent).active = view
+        if view == "runs":
+            self._load_run_stats()
+        self.refresh_views()
+        self._focus_view()
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self) -> None:
+        self.refresh_views()
+
+    def _focus_view(self) -> None:
+        view = self.view
+        if view in LISTS:
+            self.vlist(view).focus()
+        elif view == "timeline":
+            self._q("#timeline-view", Widget).focus()
+        else:
+            self.table(view).focus()
+
+    def action_go_back(self) -> None:
+        box = self._q("#filter", Input)
+        if box.display:
+            box.display = False
+            self._focus_view()
+        elif self.filter:
+            self.set_filter("")
+        elif self.view != "agents":
+            self.action_view("agents")
+
+    @work(thread=True, exclusive=True, group="stats")
+    def _load_run_stats(self) -> None:
+        """Per-run counters (one aggregate query) for the Runs view, off the UI thread."""
+        if self.monitor is None:
+            return
+        with open_store(self.db, readonly=True).reader() as reader:
+            stats = reader.run_stats()
+            for r in reader.runs():
+                st = stats.get(r.run_id)
+                if st is None or (r.status and r.status != RunStatus.RUNNING.value):
+                    continue
+                done = _count(st["done"]) + _count(st["failed"])
+                pending = _count(st["scheduled"]) > done
+                pid, host = st.get("pid"), st.get("host")
+                st["status"] = live_status(
+                    r.status,
+                    pid if isinstance(pid, int) else None,
+                    host if isinstance(host, str) else None,
+                    pending,
+                    bool(st["failed"]),
+                )
+        self.call_from_thread(self._stats_loaded, stats)
+
+    def _stats_loaded(self, stats: dict[str, dict[str, Any]]) -> None:
+        self.run_stats = stats
+        if self.monitor is not None:
+            with self.monitor.lock:
+                self._runs(True)
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) else 0

@@ -1,0 +1,173 @@
+"""Keys that move through time, open objects, switch runs and start actions."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from textual import on, work
+
+from . import actions, drill
+from .detail import Detail
+from .monitor import Monitor
+from .screens import ConfirmScreen, DetailScreen, GotoScreen
+from .view import ViewMixin
+from .vlist import VirtualList
+from .widgets import DiffTable, ScrubBar
+
+__all__ = ["ActionsMixin"]
+
+
+class ActionsMixin(ViewMixin):
+    """Time travel, drill-down, runs and CLI actions of ``MonitorApp``."""
+
+    # Following and time travel ----------------------------------------------
+
+    def action_follow(self) -> None:
+        """Follow: back to live, newest rows in view, switch to new runs."""
+        if self.monitor is None:
+            return
+        self.follow = True
+        newest = self.m.runs[-1].run_id if self.m.runs else None
+
+        def go(m: Monitor) -> None:
+            m.follow_latest = True
+            m.travel(None)
+            if newest is not None:
+                m.switch_run(newest)
+
+        self.command(go)
+        self.refresh_views(full=True)
+
+    def action_pause(self) -> None:
+        """Pause: freeze the screen at the current event (new events still get folded)."""
+        if self.monitor is None:
+            return
+        if self.m.at is None:
+            self._travel_mode = "PAUSED"
+            self.follow = False
+            self.command(lambda m: m.travel(m.cursor))
+        else:
+            self.command(lambda m: m.travel(None))
+
+    def action_step(self, n: int) -> None:
+        """Step ``n`` events through the run (time travel)."""
+        self._travel("TIME TRAVEL", lambda m: m.step(n))
+
+    def action_seek(self, fraction: float) -> None:
+        self._travel("TIME TRAVEL", lambda m: m.seek_fraction(fraction))
+
+    def _travel(self, mode: str, cmd: object) -> None:
+        if self.monitor is None:
+            return
+        self.follow = False
+        self._travel_mode = mode
+        self.command(cmd)
+
+    @on(ScrubBar.Scrub)
+    def _scrub(self, event: ScrubBar.Scrub) -> None:
+        self.action_seek(event.fraction)
+
+    def action_goto(self) -> None:
+        """Go to event N: the number the scrub bar shows (``event N/M``), not the seq."""
+
+        def done(n: int | None) -> None:
+            if n != GotoScreen.CANCEL:
+                self.travel_to_event(n)
+
+        self.push_screen(GotoScreen(), done)
+
+    def travel_to_event(self, n: int | None) -> None:
+        """Show the run after its ``n``-th event (None: live)."""
+        if n is None:
+            self.follow = True
+            self.command(lambda m: m.travel(None))
+        else:
+            self._travel("TIME TRAVEL", lambda m: m.seek_ordinal(n))
+
+    def travel_to(self, seq: int | None) -> None:
+        """Show the run at ``seq`` (None: live)."""
+        self.follow = seq is None
+        self._travel_mode = "TIME TRAVEL"
+        self.command(lambda m: m.travel(seq))
+
+    # Opening things -----------------------------------------------------------
+
+    def action_drill(self) -> None:
+        """Open what is selected: a run, an agent, a task, an artifact, an event."""
+        view = self.view
+        if view == "timeline" or self.monitor is None:
+            return
+        if view in ("tasks", "artifacts", "log", "failures"):
+            key = self.vlist(view).selected_key
+        else:
+            key = self.table(view).selected_key
+        if key is None:
+            return
+        if view == "runs":
+            self.open_run(key)
+            self.action_view("agents")
+            return
+        self.open_object(drill.KIND_OF_VIEW[view], key)
+
+    def open_object(self, kind: str, key: str) -> None:
+        m = self.m
+        assert self.ui_reader is not None
+        with m.lock:
+            found: Detail | None = drill.detail(kind, key, m.state, m.index, self.ui_reader)
+        if found is not None:
+            self.push_screen(DetailScreen(found))
+
+    @on(DetailScreen.Open)
+    def _open_link(self, event: DetailScreen.Open) -> None:
+        self.open_object(event.kind, event.key)
+
+    @on(VirtualList.Selected)
+    def _list_selected(self, event: VirtualList.Selected) -> None:
+        event.stop()
+        self.action_drill()
+
+    @on(DiffTable.RowSelected)
+    def _row_selected(self, event: DiffTable.RowSelected) -> None:
+        event.stop()
+        self.action_drill()
+
+    def open_run(self, run_id: str) -> None:
+        """Show ``run_id`` and stop following new runs (the header says so; f follows again)."""
+        self.follow = False
+
+        def go(m: Monitor) -> None:
+            m.switch_run(run_id, follow_latest=False)
+
+        self.command(go)
+
+    # CLI actions ------------------------------------------------------------
+
+    def action_run_action(self, action: str) -> None:
+        """Resume, replay, fork (at the event on screen) or export, after a confirm."""
+        if self.monitor is None or self.m.run_id is None:
+            return
+        run, at = self.m.run_id, self.m.position
+        out = Path(tempfile.gettempdir()) / f"{run}.jsonl"
+        question = actions.ACTIONS[action].format(run=run, at=at, out=out)
+        argv = actions.command(action, self.db, run, at=at, out=out)
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.notify(f"{action} {run}: started")
+                self._run_action(action, argv)
+
+        self.push_screen(ConfirmScreen(question), answered)
+
+    @work(thread=True, group="actions")
+    def _run_action(self, action: str, argv: list[str]) -> None:
+        result = actions.run(action, argv)
+        self.call_from_thread(self._action_done, result)
+
+    def _action_done(self, result: actions.Result) -> None:
+        verdict = "ok" if result.ok else f"exit {result.code}"
+        title = f"flock-es {result.action}: {verdict} ({result.seconds:.1f}s)"
+        from rich.text import Text
+
+        detail = Detail(title, [Text(result.output or "(no output)")], [], {"code": result.code})
+        self.push_screen(DetailScreen(detail))
