@@ -293,8 +293,7 @@ class Monitor:
 
     def log_lines(self, reader: EventReader, start: int, count: int) -> list[LogLine]:
         """Event-log rows ``start .. start+count`` of the events on screen (read on demand)."""
-        seqs = self.seqs[: self.ordinal]
-        window = seqs[start : start + count]
+        window = self.seqs[start : min(start + count, self.ordinal)]
         if not window or self.run_id is None:
             return []
         events = reader.events(self.run_id, after=window[0] - 1, until=window[-1])
