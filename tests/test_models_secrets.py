@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flock_es.models.redact import (
+from flock_es.redaction import (
     redact_provider_error,
     redact_settings,
     redact_text,

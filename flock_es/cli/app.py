@@ -62,7 +62,7 @@ _register()
 
 def fail(message: str, code: int = 2) -> None:
     """Print a one-line error (without any secret this process holds) and exit."""
-    from flock_es.models.redact import redact_text
+    from flock_es.redaction import redact_text
 
     typer.echo(f"flock-es: error: {redact_text(message)}", err=True)
     raise SystemExit(code)

@@ -58,6 +58,7 @@ __all__ = [
     "TaskStatus",
     "ToolCalled",
     "body_as",
+    "body_field",
     "make_event",
     "trusted_event",
 ]
@@ -398,6 +399,19 @@ def body_as(event: Event, definition: type[B]) -> B:
     Example: ``body_as(e, TaskScheduled)["inputs"]`` (mypy knows it is ``list[str]``).
     """
     return cast(B, event.body)
+
+
+def body_field(definition: type, name: str) -> str:
+    """``name``, checked to be a field of ``definition``: how SQL text names body fields.
+
+    SQL is not type-checked, so the log builds its JSON paths through this; a
+    renamed field then fails when the log module is imported, not in a query.
+
+    Example: ``f"json_extract(body, '$.{body_field(ModelCalled, 'tokens_in')}')"``
+    """
+    if name not in definition.__required_keys__ | definition.__optional_keys__:  # type: ignore[attr-defined]
+        raise KeyError(f"{definition.__name__} has no field {name!r}")
+    return name
 
 
 def make_event(run_id: str, kind: EventKind, body: Body, ts: float) -> Event:

@@ -12,6 +12,8 @@ import secrets
 import time
 from collections.abc import Iterable
 
+__all__ = ["content_hash", "external_artifact_id", "new_run_id", "output_id", "task_id"]
+
 
 def _digest(*parts: str, size: int = 16) -> str:
     h = hashlib.blake2b(digest_size=size)

@@ -8,6 +8,8 @@ from pydantic import BaseModel
 
 from flock_es.errors import ArtifactValidationError, DefinitionError
 
+__all__ = ["flock_type", "register", "resolve", "to_object", "type_name"]
+
 M = TypeVar("M", bound=type[BaseModel])
 
 _TYPES: dict[str, type[BaseModel]] = {}

@@ -13,6 +13,8 @@ from pydantic import BaseModel
 from flock_es.domain.events import SubscriptionSpec
 from flock_es.errors import DefinitionError
 
+__all__ = ["BatchSpec", "JoinSpec", "Predicate", "Subscription"]
+
 Predicate = Callable[[Any], bool]
 
 

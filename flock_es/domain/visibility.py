@@ -23,6 +23,20 @@ from typing import Any
 
 from flock_es.errors import DefinitionError
 
+__all__ = [
+    "PUBLIC",
+    "AfterVisibility",
+    "Identity",
+    "LabelledVisibility",
+    "PrivateVisibility",
+    "PublicVisibility",
+    "TenantVisibility",
+    "Visibility",
+    "VisibilityLike",
+    "to_dict",
+    "visible_to",
+]
+
 PUBLIC: dict[str, Any] = {"kind": "public"}
 
 

@@ -28,7 +28,7 @@ from flock_es.errors import DatabaseError, ExportFormatError
 from flock_es.log.reader import LogReader
 from flock_es.log.schema import DB_SCHEMA_VERSION, check_database
 from flock_es.log.writer import LogWriter, dumps
-from flock_es.models.redact import redact
+from flock_es.redaction import redact
 
 FORMAT = "flock-es-export"
 FORMAT_VERSION = 1

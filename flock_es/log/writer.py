@@ -20,7 +20,14 @@ from typing import Any
 import aiosqlite
 from pydantic_core import to_json
 
-from flock_es.domain.events import Event, EventKind
+from flock_es.domain.events import (
+    ArtifactPublished,
+    Event,
+    EventKind,
+    RunFinished,
+    RunStarted,
+    body_as,
+)
 from flock_es.errors import DatabaseError
 from flock_es.log.ports import Durability
 from flock_es.log.schema import PRAGMAS, check_database, ensure_schema
@@ -57,35 +64,37 @@ def read_model_rows(
     arts: list[tuple[Any, ...]] = []
     touched: dict[str, list[int]] = defaultdict(list)
     for e in events:
-        b = e.body
+        # Each body is read through its kind's definition: mypy checks these keys.
         if e.kind is EventKind.RUN_STARTED:
+            rs = body_as(e, RunStarted)
             runs.append(
                 (
                     e.run_id,
-                    b.get("program"),
-                    b.get("model"),
+                    rs.get("program"),
+                    rs["model"],
                     e.ts,
                     "running",
-                    b.get("parent_run"),
-                    b.get("fork_seq"),
+                    rs.get("parent_run"),
+                    rs.get("fork_seq"),
                     e.seq,
                     e.seq,
                 )
             )
         elif e.kind is EventKind.RUN_FINISHED:
-            finished.append((e.ts, b.get("status"), e.run_id))
+            finished.append((e.ts, body_as(e, RunFinished)["status"], e.run_id))
         elif e.kind is EventKind.RUN_RESUMED:
             finished.append((None, "running", e.run_id))
         elif e.kind is EventKind.ARTIFACT_PUBLISHED:
+            a = body_as(e, ArtifactPublished)
             arts.append(
                 (
-                    b["id"],
+                    a["id"],
                     e.run_id,
-                    b["type"],
-                    b.get("produced_by", "external"),
+                    a["type"],
+                    a.get("produced_by", "external"),
                     e.seq,
                     e.ts,
-                    dumps(b.get("payload", {})),
+                    dumps(a["payload"]),
                 )
             )
         touched[e.run_id].append(e.seq or 0)

@@ -32,7 +32,7 @@ class ModelRequest(BaseModel):
 
     def redacted(self) -> dict[str, Any]:
         """The request as recorded: no credentials, whatever the settings held."""
-        from flock_es.models.redact import redact, redact_settings, register_settings
+        from flock_es.redaction import redact, redact_settings, register_settings
 
         register_settings(self.settings)
         data = self.model_dump(mode="json", exclude={"inputs", "settings"})

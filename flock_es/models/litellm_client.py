@@ -26,18 +26,18 @@ from flock_es.models.preflight import (
     missing_keys,
     wait_for_litellm,
 )
-from flock_es.models.redact import (
-    redact_provider_error,
-    redact_text,
-    register_settings,
-    strip_url_credentials,
-    url_credentials,
-)
 from flock_es.models.retry import (
     MalformedResponseError,
     PermanentModelError,
     TransientModelError,
     parse_retry_after,
+)
+from flock_es.redaction import (
+    redact_provider_error,
+    redact_text,
+    register_settings,
+    strip_url_credentials,
+    url_credentials,
 )
 
 # flock-es settings that are not litellm parameters.

@@ -35,6 +35,15 @@ from flock_es.domain.visibility import Identity, visible_to
 from flock_es.projection.gates import gate_arrival
 from flock_es.projection.state import ArtifactView, RunState
 
+__all__ = [
+    "DECISIONS",
+    "SubscriptionIndex",
+    "decide_artifact",
+    "decide_batch_flush",
+    "decide_release",
+    "schedule",
+]
+
 # What ``decide`` may cause. They sit right after their artifact, in its transaction
 # (replay matches them there; resume's unit boundaries rely on it).
 DECISIONS = frozenset(

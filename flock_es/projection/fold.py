@@ -49,6 +49,8 @@ from flock_es.projection.state import (
     ToolCallView,
 )
 
+__all__ = ["apply", "evolve", "fold"]
+
 _BATCH_REASONS = {
     ScheduleReason.BATCH_SIZE.value,
     ScheduleReason.BATCH_TIMEOUT.value,

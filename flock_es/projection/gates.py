@@ -29,6 +29,8 @@ from flock_es.domain.events import (
 from flock_es.domain.subscriptions import JoinSpec, Subscription
 from flock_es.projection.state import ArtifactView, GroupView, RunState
 
+__all__ = ["Fire", "decide_join_expiry", "gate_arrival"]
+
 Fire = Callable[[Subscription, list[str], ScheduleReason], list[Event]]
 
 

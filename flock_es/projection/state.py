@@ -7,6 +7,18 @@ from typing import Any
 
 from flock_es.domain.events import TaskStatus
 
+__all__ = [
+    "AgentView",
+    "ArtifactView",
+    "BatchView",
+    "CallView",
+    "GateView",
+    "GroupView",
+    "RunState",
+    "TaskView",
+    "ToolCallView",
+]
+
 
 @dataclass(slots=True)
 class ArtifactView:

@@ -34,7 +34,6 @@ from flock_es.domain.visibility import visible_to
 from flock_es.errors import ModelError, OutputValidationError
 from flock_es.log.writer import LogWriter
 from flock_es.models.base import ModelClient, ModelRequest, ModelResponse
-from flock_es.models.redact import redact_text
 from flock_es.models.retry import RetryPolicy
 from flock_es.projection.decide import (
     SubscriptionIndex,
@@ -44,6 +43,7 @@ from flock_es.projection.decide import (
 )
 from flock_es.projection.fold import apply
 from flock_es.projection.state import RunState, TaskView
+from flock_es.redaction import redact_text
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.context import AgentContext, build_context, correlation_of
 from flock_es.runtime.gate_timers import GateTimers

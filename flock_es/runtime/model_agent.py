@@ -20,9 +20,9 @@ from flock_es.domain.events import EventKind, ModelAttempt, ToolCalled, make_eve
 from flock_es.errors import OutputValidationError, ReplayMiss
 from flock_es.models.base import ModelRequest, ModelResponse
 from flock_es.models.prompt import build_messages, output_schema, parse_output
-from flock_es.models.redact import redact_text
 from flock_es.models.retry import FailedAttempt
 from flock_es.models.tools import run_tool, tool_specs
+from flock_es.redaction import redact_text
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.context import AgentContext
 

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from flock_es.domain.events import EventKind, ModelCalled, make_event
 from flock_es.errors import ReplayMiss
 from flock_es.models.base import ModelRequest, ModelResponse
-from flock_es.models.redact import redact, redact_text
 from flock_es.models.retry import FailedAttempt, call_with_retries
+from flock_es.redaction import redact, redact_text
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.context import AgentContext
 from flock_es.runtime.model_agent import record_attempt

@@ -22,6 +22,9 @@ digit, so words like "risk-assessment" or "sk-learn" stay intact.
 Not redacted, by design: what a user publishes. A key pasted into an artifact
 payload is the user's data and is stored as given.
 
+It sits at the package root, below every layer (standard library only): the
+model clients, the runtime and the log's export all redact with it.
+
 Example::
 
     register_settings({"api_key": "k-1234567890", "extra_headers": {"X-Key": "hdr-secret-1"}})
