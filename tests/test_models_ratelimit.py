@@ -32,6 +32,7 @@ def kinds(db: Path) -> list[tuple[str, dict[str, object]]]:
     return [(k, json.loads(b)) for k, b in rows]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("retry_after", [None, "0.3"], ids=["no-retry-after", "retry-after"])
 def test_forty_agents_against_eight_in_flight_all_complete(
     limited: OpenAIServer, tmp_path: Path, retry_after: str | None

@@ -90,11 +90,20 @@ def register(app: typer.Typer) -> None:
                 "--force", help="Resume even if the recorded process id is alive (a reused pid)."
             ),
         ] = False,
+        retry_failed: Annotated[
+            bool,
+            typer.Option(
+                "--retry-failed",
+                help="Also re-run tasks that failed on a provider error that may pass "
+                "(rate limit, 5xx, timeout, connection).",
+            ),
+        ] = False,
     ) -> None:
         """Continue RUN after a crash or Ctrl-C: re-run unfinished tasks, re-arm timers.
 
         Model calls already recorded are served from the log, never paid twice;
-        finished tasks are not re-run.
+        finished tasks are not re-run. After a provider outage, --retry-failed
+        re-runs the tasks it made fail.
         """
         from flock_es.cli.loader import load_program
         from flock_es.errors import UserError
@@ -111,8 +120,16 @@ def register(app: typer.Typer) -> None:
         with LogReader(path_db) as reader:
             run_id = reader.resolve_run(run)
             state = load_run(reader, run_id)
-        if nothing_to_resume(state):
-            typer.echo(f"Run {run_id} is {state.finished_status}; nothing to resume.")
+        if nothing_to_resume(state, retry_failed):
+            retryable = len(state.retryable_tasks())
+            status = state.finished_status or "interrupted"
+            if retryable:
+                typer.echo(
+                    f"Run {run_id} is {status}; {retryable} task(s) failed on a provider error "
+                    f"that may pass: `flock-es resume {run_id} --retry-failed` re-runs them."
+                )
+                return
+            typer.echo(f"Run {run_id} is {status}; nothing to resume.")
             return
         alive = live_status(None, state.pid, state.host) == "running"
         if state.finished_status is None and alive and not force:
@@ -125,7 +142,9 @@ def register(app: typer.Typer) -> None:
         prog = load_program(path)
         prepare(prog.flock, state, path_db, model, path)
         t0 = time.time()
-        status = _drive(prog.flock, lambda: start_resumed(prog.flock), quiet, path)
+        status = _drive(
+            prog.flock, lambda: start_resumed(prog.flock, retry_failed=retry_failed), quiet, path
+        )
         _finish(prog.flock, status, t0)
 
     @app.command()

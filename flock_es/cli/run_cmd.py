@@ -97,8 +97,20 @@ def run_to_end(
 
 
 def finish(flock: Flock, status: RunStatus, t0: float) -> None:
-    """Print the summary; exit 130 when interrupted, 1 when a task failed."""
-    print_summary(summary_lines(flock.state, status.value, time.time() - t0, str(flock.db_path)))
+    """Print the summary; exit 130 when interrupted, 1 when a task failed.
+
+    A run that stopped only because of provider errors that may pass (an
+    outage) is interrupted, not failed: exit 1, with the command that retries.
+    """
+    state = flock.state
+    print_summary(summary_lines(state, status.value, time.time() - t0, str(flock.db_path)))
+    retryable = state.retryable_tasks()
+    if status is RunStatus.INTERRUPTED and retryable and not state.pending_tasks():
+        typer.echo(
+            f"{len(retryable)} task(s) failed on provider errors that may pass; "
+            f"`flock-es resume {flock.run_id} --retry-failed` re-runs them."
+        )
+        raise typer.Exit(1)
     if status is RunStatus.INTERRUPTED:
         raise typer.Exit(130)
     if status is RunStatus.FAILED:

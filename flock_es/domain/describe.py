@@ -48,7 +48,9 @@ def _run_started(b: RunStarted) -> str:
 
 
 def _run_resumed(b: RunResumed) -> str:
-    return f"run resumed · {b.get('pending_tasks', 0)} pending tasks"
+    retried = len(b.get("retried", ()))
+    again = f" · {retried} failed tasks retried" if retried else ""
+    return f"run resumed · {b.get('pending_tasks', 0)} pending tasks{again}"
 
 
 def _run_finished(b: RunFinished) -> str:

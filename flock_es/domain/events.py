@@ -164,6 +164,8 @@ class RunResumed(TypedDict):
     pid: NotRequired[int | None]  # absent: None
     host: NotRequired[str | None]  # absent: None
     pending_tasks: NotRequired[int]  # absent: 0
+    # Failed tasks that ``resume --retry-failed`` re-runs (their failure was transient).
+    retried: NotRequired[list[str]]  # absent: []
 
 
 class RunFinished(TypedDict):

@@ -100,6 +100,14 @@ def _run_resumed(s: RunState, e: Event, b: RunResumed) -> None:
     s.pid = b.get("pid")
     s.host = b.get("host")
     s.resumed += 1
+    for tid in b.get("retried", ()):
+        # ``resume --retry-failed``: the task is scheduled again; its attempts keep counting.
+        t = s.tasks.get(tid)
+        if t is not None and t.status is TaskStatus.FAILED:
+            t.status = TaskStatus.SCHEDULED
+            t.error = None
+            t.transient = False
+            _agent(s, t.agent).failed -= 1
 
 
 def _artifact(s: RunState, e: Event, b: ArtifactPublished) -> None:

@@ -295,6 +295,14 @@ class Flock:
         failed = [t.id for t in engine.state.failed_tasks()]
         if status is None:
             status = RunStatus.FAILED if failed else RunStatus.COMPLETED
+            if failed and len(engine.state.retryable_tasks()) == len(failed):
+                # Only provider errors that may pass (an outage, a rate limit): the run is
+                # interrupted, not failed; ``resume --retry-failed`` continues it.
+                status = RunStatus.INTERRUPTED
+                reason = reason or (
+                    f"{len(failed)} task(s) failed on provider errors that may pass; "
+                    "resume with --retry-failed"
+                )
         body = RunFinished(status=status, failed_tasks=failed, reason=reason)
         engine.stop_timers()
         try:

@@ -223,7 +223,9 @@ class Replayer:
             return self._check_decisions(e, i)
         if e.kind is EventKind.TASK_COMPLETED:
             div = await self._check_completed(e)
-        elif e.kind is EventKind.TASK_FAILED and not b.get("will_retry"):
+        # A transient failure (the provider was down) is the outside world: followed as
+        # recorded, like a time decision; a ``resume --retry-failed`` re-ran the task.
+        elif e.kind is EventKind.TASK_FAILED and not b.get("will_retry") and not b.get("transient"):
             div = await self._check_failed(e)
         elif e.kind is EventKind.TASK_SCHEDULED and b.get("reason") in _TIMED:
             expected = decide_batch_flush(

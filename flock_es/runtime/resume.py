@@ -93,9 +93,13 @@ def resumable_work(state: RunState) -> int:
     return len(state.pending_tasks()) + batches + windows + len(state.unreleased)
 
 
-def nothing_to_resume(state: RunState) -> bool:
-    """A finished run with no work left (an interrupted one is always resumable)."""
+def nothing_to_resume(state: RunState, retry_failed: bool = False) -> bool:
+    """A run with no work left: nothing pending, and no failed task to retry if asked."""
+    if retry_failed and state.retryable_tasks():
+        return False
     finished = state.finished_status in (RunStatus.COMPLETED.value, RunStatus.FAILED.value)
+    if not finished and state.retryable_tasks() and resumable_work(state) == 0:
+        return True  # interrupted by a provider outage: only --retry-failed has work
     return finished and resumable_work(state) == 0
 
 
@@ -110,19 +114,27 @@ def prepare(flock: Flock, state: RunState, db: Path, model: str | None, program:
     flock._initial_state = state
 
 
-async def start_resumed(flock: Flock, record: bool = True) -> int:
-    """Start the engine on the folded state, record ``run.resumed``, re-launch the work."""
+async def start_resumed(flock: Flock, record: bool = True, retry_failed: bool = False) -> int:
+    """Start the engine on the folded state, record ``run.resumed``, re-launch the work.
+
+    ``retry_failed``: also re-run the tasks that failed on a transient provider
+    error (``TaskView.transient``); ``run.resumed`` records which, and their
+    attempt numbers continue where they stopped.
+    """
     engine = await flock.start()
     if record:
         program = flock.program
+        retried = [t.id for t in engine.state.retryable_tasks()] if retry_failed else []
         body = RunResumed(
             program=str(program) if program else None,
             program_hash=program_hash(program),
             model=flock.model,
             pid=os.getpid(),
             host=socket.gethostname(),
-            pending_tasks=len(engine.state.pending_tasks()),
+            pending_tasks=len(engine.state.pending_tasks()) + len(retried),
         )
+        if retried:
+            body["retried"] = retried
         await engine.emit([make_event(flock.run_id, EventKind.RUN_RESUMED, body, time.time())])
     return engine.resume_pending()
 
