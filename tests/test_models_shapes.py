@@ -70,7 +70,7 @@ async def test_wrapped_json_is_parsed_in_one_call(
 ) -> None:
     server.script(Step(content=answer))
     await run_triage(server, db_path)
-    assert server.calls == 1
+    assert server.calls == 1, [(e["_kind"], e.get("error")) for e in events(db_path)]
     assert triage_payloads(db_path) == [GOOD]
     [called] = events(db_path, "model.called")
     assert called["response"] == answer  # the raw answer is recorded as sent
@@ -163,3 +163,34 @@ async def test_stream_is_refused_before_the_first_call(server: OpenAIServer, db_
     with pytest.raises(ConfigError, match="stream=True is not supported"):
         await run_triage(server, db_path, stream=True)
     assert server.calls == 0
+
+
+# --- prompts ----------------------------------------------------------------------
+
+
+async def test_the_schema_is_sent_once(server: OpenAIServer, db_path: Path) -> None:
+    flock = Flock("openai/gpt-4o-mini", db=db_path, retry=FAST)
+    flock.agent("triage").consumes(Ticket).publishes(Triage).model(
+        "openai/gpt-4o-mini", api_base=server.url, api_key=KEY
+    )
+    await flock.publish(Ticket(text="The printer is on fire again"))
+    await flock.run_until_idle()
+    await flock.close()
+    sent = server.requests[0]
+    assert sent["response_format"]["json_schema"]["schema"]["title"] == "Triage"
+    system = sent["messages"][0]["content"]
+    assert '"properties"' not in system and "response format 'Triage'" in system
+    # A model without response_format gets it in the prompt (test_litellm checks the rest).
+    [called] = events(db_path, "model.called")
+    assert '"properties"' in called["request"]["messages"][0]["content"]
+
+
+def test_a_batch_is_described_as_a_batch_and_tools_are_mentioned() -> None:
+    from flock_es.models.prompt import build_messages
+
+    inputs = [{"type": "NewsAnalysis", "payload": {"n": i}} for i in range(8)]
+    system, user = build_messages("editor", "", inputs, {"title": "X"}, ["lookup"])
+    assert user["content"].startswith("The input: a batch of these 8 NewsAnalysis artifacts")
+    assert "You can call these tools before answering: lookup." in system["content"]
+    _, one = build_messages("a", "", inputs[:1], {"title": "X"})
+    assert one["content"].startswith("The input: one NewsAnalysis artifact.")

@@ -26,6 +26,7 @@ from flock_es.models.preflight import (
     missing_keys,
     wait_for_litellm,
 )
+from flock_es.models.prompt import schema_by_reference
 from flock_es.models.retry import (
     MalformedResponseError,
     PermanentModelError,
@@ -137,13 +138,13 @@ class LiteLLMClient:
             structured is True or (structured is None and self._supports_schema(litellm))
         ):
             title = str(request.output_schema.get("title") or "output")
+            name = re.sub(r"[^A-Za-z0-9_-]", "_", title)[:64]
             kwargs["response_format"] = {
                 "type": "json_schema",
-                "json_schema": {
-                    "name": re.sub(r"[^A-Za-z0-9_-]", "_", title)[:64],
-                    "schema": request.output_schema,
-                },
+                "json_schema": {"name": name, "schema": request.output_schema},
             }
+            # The schema goes once: in response_format, not in the prompt as well.
+            kwargs["messages"] = schema_by_reference(request.messages, name)
         if request.tools:
             kwargs["tools"] = request.tools
         # Our engine retries, and records each attempt; nobody below it may.
@@ -151,12 +152,17 @@ class LiteLLMClient:
         kwargs.setdefault("num_retries", 0)
         return kwargs
 
+    async def ready(self) -> None:
+        """Wait (off the event loop) for litellm's import, which ``check`` started."""
+        await wait_for_litellm()
+
     async def complete(self, request: ModelRequest) -> ModelResponse:
         litellm = await wait_for_litellm()
         kwargs = self.call_kwargs(request, litellm)
         t0 = time.perf_counter()
         try:
-            resp = await litellm.acompletion(model=self.model, messages=request.messages, **kwargs)
+            messages = kwargs.pop("messages", request.messages)
+            resp = await litellm.acompletion(model=self.model, messages=messages, **kwargs)
         except Exception as exc:
             raise classify(exc, self.model, self.endpoint()) from None
         latency = (time.perf_counter() - t0) * 1000.0

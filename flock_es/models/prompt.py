@@ -52,19 +52,65 @@ def _output_schema(
     }
 
 
+SCHEMA_INTRO = "Answer with a single JSON object that validates against this JSON schema, "
+SCHEMA_INTRO += "and nothing else:\n"
+
+
 def build_messages(
-    agent: str, description: str, inputs: list[dict[str, Any]], schema: dict[str, Any]
+    agent: str,
+    description: str,
+    inputs: list[dict[str, Any]],
+    schema: dict[str, Any],
+    tools: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
+    """The system and user messages of a model agent's call (docs/models.md shows one).
+
+    The schema closes the system message; a client that sends it as
+    ``response_format`` replaces it there with a reference (``schema_by_reference``),
+    so a provider never reads it twice.
+    """
     system = (
         f"You are the agent {agent!r} in a multi-agent system.\n"
         + (f"Your role: {description}\n" if description else "")
-        + "Answer with a single JSON object that validates against this JSON schema, "
-        "and nothing else:\n" + json.dumps(schema, ensure_ascii=False)
+        + (f"You can call these tools before answering: {', '.join(tools)}.\n" if tools else "")
+        + SCHEMA_INTRO
+        + json.dumps(schema, ensure_ascii=False)
     )
-    user = "Input artifacts:\n" + "\n".join(
-        f"- {inp['type']}: {json.dumps(inp['payload'], ensure_ascii=False)}" for inp in inputs
+    return [{"role": "system", "content": system}, {"role": "user", "content": _inputs(inputs)}]
+
+
+def _inputs(inputs: list[dict[str, Any]]) -> str:
+    types = sorted({str(inp["type"]) for inp in inputs})
+    if len(inputs) == 1:
+        head = f"The input: one {types[0]} artifact."
+    elif len(types) == 1:
+        head = f"The input: a batch of these {len(inputs)} {types[0]} artifacts; answer once for all of them."
+    else:
+        head = f"The input: these {len(inputs)} artifacts ({', '.join(types)}), together."
+    return (
+        head
+        + "\n"
+        + "\n".join(
+            f"- {inp['type']}: {json.dumps(inp['payload'], ensure_ascii=False)}" for inp in inputs
+        )
     )
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def schema_by_reference(messages: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """``messages`` with the schema in the system message replaced by a reference to
+    the ``response_format`` named ``name`` (for a provider that takes one)."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        text = m.get("content")
+        if m.get("role") == "system" and isinstance(text, str) and SCHEMA_INTRO in text:
+            head = text[: text.index(SCHEMA_INTRO)]
+            m = {
+                **m,
+                "content": head
+                + f"Answer with a single JSON object in the response format {name!r}, and nothing else.",
+            }
+        out.append(m)
+    return out
 
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n(.*?)(?:\n[ \t]*```|\Z)", re.DOTALL)

@@ -170,6 +170,7 @@ async def call_with_retries(
     rng: random.Random | None = None,
     limiter: AdaptiveLimiter | None = None,
     what: str = "the model",
+    ready: Callable[[], Awaitable[Any]] | None = None,
 ) -> tuple[T, int]:
     """Run ``call`` until it answers; returns the answer and the attempt that gave it.
 
@@ -179,8 +180,12 @@ async def call_with_retries(
     attempts hold neither. Transient failures are retried (429s up to
     ``policy.rate_limit_retries``, the others up to ``policy.max_attempts``);
     the last one, or any permanent failure, is raised after ``on_failure`` has
-    seen it. ``what`` names the model in timeout messages.
+    seen it. ``what`` names the model in timeout messages. ``ready`` is awaited
+    first, outside every timeout (the client finishing its start-up, such as
+    litellm's import in the background).
     """
+    if ready is not None:
+        await ready()
     rng = rng or random.Random()
     attempt = failures = limited = 0
     while True:

@@ -50,7 +50,8 @@ async def run_model_agent(
         raise OutputValidationError(f"agent {agent.name!r} has no .publishes(); nothing to ask for")
     schema = output_schema(agent.publishes, agent.fan_out)
     payloads = [{"type": type(o).__name__, "payload": o.model_dump(mode="json")} for o in inputs]
-    messages = build_messages(agent.name, agent.description, payloads, schema)
+    tool_names = [t.__name__ for t in agent.tools]
+    messages = build_messages(agent.name, agent.description, payloads, schema, tool_names)
     if ctx.context:
         # Only what the engine let through the visibility filter reaches the model.
         earlier = "\n".join(

@@ -59,6 +59,7 @@ async def call_model(
         slot,
         limiter=limiter,
         what=f"model {request.model!r}",
+        ready=getattr(client, "ready", None),
     )
     # What the agent sees is exactly what is recorded, so a replay matches.
     response.content = redact_text(response.content)
