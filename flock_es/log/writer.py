@@ -14,10 +14,10 @@ import asyncio
 import contextlib
 import sqlite3
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 from pydantic_core import to_json
 
 from flock_es.domain.events import (
@@ -102,25 +102,11 @@ def read_model_rows(
     return runs, finished, arts, touch
 
 
-def _stop_without_loop(conn: aiosqlite.Connection) -> None:
-    """Stop aiosqlite's worker thread when the event loop is going away.
-
-    ``Connection.stop()`` answers through a future on the loop; if the loop has
-    closed by then, the thread prints a traceback. Queue the stop with no future.
-    """
-    try:
-        from aiosqlite.core import _STOP_RUNNING_SENTINEL
-
-        raw = conn._connection
-
-        def close_and_stop() -> object:
-            if raw is not None:
-                raw.close()
-            return _STOP_RUNNING_SENTINEL
-
-        conn._tx.put_nowait((None, close_and_stop))
-    except Exception:
-        conn.stop()
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    for p in PRAGMAS:
+        conn.execute(p)
+    return conn
 
 
 class LogWriter:
@@ -141,7 +127,10 @@ class LogWriter:
         self.durability = Durability(durability)
         self._synchronous = "NORMAL"
         self.synced_commits = 0
-        self._conn: aiosqlite.Connection | None = None
+        # One thread owns the connection; a whole transaction is handed to it at once
+        # (one thread hop per commit, not one per statement).
+        self._conn: sqlite3.Connection | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flock-es-writer")
         self._queue: asyncio.Queue[tuple[list[Event], asyncio.Future[None] | None] | None] = (
             asyncio.Queue()
         )
@@ -157,14 +146,16 @@ class LogWriter:
         path = Path(path)
         try:
             ensure_schema(path)
-            self._conn = await aiosqlite.connect(path, isolation_level=None)
-            for p in PRAGMAS:
-                await self._conn.execute(p)
+            self._conn = await self._in_thread(_connect, path)
         except (OSError, sqlite3.Error) as exc:
+            self._thread.shutdown(wait=False)
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise DatabaseError(f"cannot write the database {path}: {reason}") from None
         self._task = asyncio.create_task(self._drain(), name="flock-es-log-writer")
         return self
+
+    async def _in_thread(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     def submit(self, events: list[Event]) -> asyncio.Future[None]:
         """Queue one atomic unit; the future resolves after its commit."""
@@ -190,10 +181,11 @@ class LogWriter:
             await self._drain_queue()
         except asyncio.CancelledError:
             # The loop is shutting down without close() (a script that ended after
-            # run_until_idle). Stop the connection thread, or the process never exits.
+            # run_until_idle): close the connection in its thread, without waiting.
             if self._conn is not None:
-                _stop_without_loop(self._conn)
+                self._thread.submit(self._conn.close)
                 self._conn = None
+            self._thread.shutdown(wait=False)
             raise
 
     async def _drain_queue(self) -> None:
@@ -228,45 +220,47 @@ class LogWriter:
 
     async def _commit(self, events: list[Event]) -> None:
         assert self._conn is not None
-        conn = self._conn
         # Paid answers must survive power loss before anything acts on them: in WAL
         # mode, synchronous=FULL fsyncs the WAL at this commit (and so every earlier one).
         sync = "NORMAL"
         if self.durability is Durability.FULL and any(e.kind in PAID_KINDS for e in events):
             sync = "FULL"
+        await self._in_thread(self._transaction, self._conn, events, sync)
+        self.commits += 1
+        self.committed_events += len(events)
+        if sync == "FULL":
+            self.synced_commits += 1
+
+    def _transaction(self, conn: sqlite3.Connection, events: list[Event], sync: str) -> None:
+        """One whole commit, run in the writer's thread (seqs assigned inside it)."""
         if sync != self._synchronous:
-            await conn.execute(f"PRAGMA synchronous={sync}")
+            conn.execute(f"PRAGMA synchronous={sync}")
             self._synchronous = sync
-        await conn.execute("BEGIN IMMEDIATE")
+        conn.execute("BEGIN IMMEDIATE")
         try:
-            async with conn.execute("SELECT coalesce(max(seq), 0) FROM events") as cur:
-                row = await cur.fetchone()
+            row = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
             seq = int(row[0]) if row else 0
             rows = []
             for e in events:
                 seq += 1
                 e.seq = seq
                 rows.append((seq, e.run_id, e.kind.value, e.ts, e.v, e.task_id, dumps(e.body)))
-            await conn.executemany(_INSERT_EVENT, rows)
+            conn.executemany(_INSERT_EVENT, rows)
             runs, finished, arts, touch = read_model_rows(events)
             if runs:
-                await conn.executemany(_INSERT_RUN, runs)
+                conn.executemany(_INSERT_RUN, runs)
             if arts:
-                await conn.executemany(_INSERT_ARTIFACT, arts)
+                conn.executemany(_INSERT_ARTIFACT, arts)
             if finished:
-                await conn.executemany(_FINISH_RUN, finished)
-            await conn.executemany(_TOUCH_RUN, touch)
-            await conn.execute("COMMIT")
+                conn.executemany(_FINISH_RUN, finished)
+            conn.executemany(_TOUCH_RUN, touch)
+            conn.execute("COMMIT")
         except BaseException:
             for e in events:
                 e.seq = None
             with contextlib.suppress(Exception):
-                await conn.execute("ROLLBACK")
+                conn.execute("ROLLBACK")
             raise
-        self.commits += 1
-        self.committed_events += len(events)
-        if sync == "FULL":
-            self.synced_commits += 1
 
     async def close(self) -> None:
         """Commit what is queued, then close the connection."""
@@ -275,8 +269,9 @@ class LogWriter:
             with contextlib.suppress(Exception):
                 await self._task
         if self._conn is not None:
-            await self._conn.close()
+            await self._in_thread(self._conn.close)
             self._conn = None
+        self._thread.shutdown(wait=False)
 
 
 def rebuild_read_models(path: Path, chunk: int = 10_000) -> int:
