@@ -36,6 +36,7 @@ from flock_es.models.retry import RetryPolicy
 from flock_es.projection.state import RunState
 from flock_es.runtime.agent import Agent, AgentBuilder
 from flock_es.runtime.engine import Engine, Listener
+from flock_es.runtime.gc_policy import fewer_collections
 from flock_es.runtime.store import Store
 
 OFFLINE = "offline"
@@ -270,7 +271,8 @@ class Flock:
         stays buffered (it is visible in ``flock-es show``).
         """
         engine = await self.start()
-        await engine.run_until_idle()
+        with fewer_collections():
+            await engine.run_until_idle()
 
     async def invoke(
         self, agent: str | AgentBuilder | Agent, obj: BaseModel, *, publish_outputs: bool = True
