@@ -238,8 +238,7 @@ class LogWriter:
             self._synchronous = sync
         conn.execute("BEGIN IMMEDIATE")
         try:
-            row = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
-            seq = int(row[0]) if row else 0
+            seq = self._next_seq(conn)
             rows = []
             for e in events:
                 seq += 1
@@ -261,6 +260,11 @@ class LogWriter:
             with contextlib.suppress(Exception):
                 conn.execute("ROLLBACK")
             raise
+
+    def _next_seq(self, conn: sqlite3.Connection) -> int:
+        """The last seq, read inside the transaction (in the writer's thread)."""
+        row = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+        return int(row[0]) if row else 0
 
     async def close(self) -> None:
         """Commit what is queued, then close the connection."""
