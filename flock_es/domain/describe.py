@@ -102,11 +102,15 @@ def _failed(b: TaskFailed) -> str:
 def _batch_buffered(b: BatchBuffered) -> str:
     group = b.get("group")
     what = ", ".join(group) if group else b["artifact_id"]
-    return f"buffer {what} for {b['agent']} (batch {b['sub_index']})"
+    sub = f" (subscription {b['sub_index']})" if b["sub_index"] else ""
+    return f"buffer {what} in the batch of {b['agent']}{sub}"
 
 
 def _gate_buffered(b: GateBuffered) -> str:
-    return f"gate of {b['agent']} takes {b['artifact_id']} (join key {b.get('key', '')!r})"
+    key = b.get("key", "")
+    return f"gate of {b['agent']} takes {b['artifact_id']}" + (
+        f" (join key {key!r})" if key else ""
+    )
 
 
 def _predicate_failed(b: PredicateFailed) -> str:
