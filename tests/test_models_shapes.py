@@ -194,3 +194,17 @@ def test_a_batch_is_described_as_a_batch_and_tools_are_mentioned() -> None:
     assert "You can call these tools before answering: lookup." in system["content"]
     _, one = build_messages("a", "", inputs[:1], {"title": "X"})
     assert one["content"].startswith("The input: one NewsAnalysis artifact.")
+
+
+async def test_a_dns_failure_names_the_endpoint_and_claims_no_http_status(db_path: Path) -> None:
+    flock = Flock("openai/test-model", db=db_path, retry=RetryPolicy(max_attempts=1, timeout=20))
+    flock.agent("triage").consumes(Ticket).publishes(Triage).model(
+        "openai/test-model", api_base="http://no-such-host.invalid/v1", api_key=KEY
+    )
+    await flock.publish(Ticket(text="The printer is on fire again"))
+    await flock.run_until_idle()
+    status = await flock.close()
+    [failed] = events(db_path, "task.failed")
+    assert "cannot connect to http://no-such-host.invalid/v1" in failed["error"]
+    assert "HTTP" not in failed["error"] and failed["transient"]
+    assert status == "interrupted"  # an outage, not a failure: resume --retry-failed

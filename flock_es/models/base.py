@@ -8,6 +8,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
+__all__ = ["ModelClient", "ModelRequest", "ModelResponse", "resolve_client"]
+
 
 class ModelRequest(BaseModel):
     """One call to a model: the prompt plus the structure the answer must have."""

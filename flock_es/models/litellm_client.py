@@ -41,6 +41,8 @@ from flock_es.redaction import (
     url_credentials,
 )
 
+__all__ = ["LiteLLMClient", "classify", "import_litellm"]
+
 # flock-es settings that are not litellm parameters.
 _OWN_SETTINGS = {"structured_output"}
 _PREFIX = re.compile(r"^(litellm\.\w+:\s*)?(\w+Error:\s*)?(\w+Exception\s*-\s*)?")

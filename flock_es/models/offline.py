@@ -24,6 +24,8 @@ from urllib.parse import parse_qs
 from flock_es.errors import ConfigError
 from flock_es.models.base import ModelRequest, ModelResponse
 
+__all__ = ["OfflineModel"]
+
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 # Outputs of earlier offline calls start with "Field name: "; strip it so text does not nest.
 _LABEL = re.compile(r"^(?:[A-Z][A-Za-z ]{0,40}?\d*: )+")

@@ -12,6 +12,16 @@ from pydantic import BaseModel, ValidationError
 
 from flock_es.errors import OutputValidationError
 
+__all__ = [
+    "SCHEMA_INTRO",
+    "build_messages",
+    "describe_validation",
+    "json_candidates",
+    "output_schema",
+    "parse_output",
+    "schema_by_reference",
+]
+
 
 def output_schema(
     publishes: Sequence[type[BaseModel]], fan_out: dict[str, int] | None = None

@@ -27,6 +27,17 @@ from typing import Any, TypeVar
 from flock_es.errors import ModelError
 from flock_es.models.limiter import AdaptiveLimiter
 
+__all__ = [
+    "FailedAttempt",
+    "MalformedResponseError",
+    "ModelCallError",
+    "PermanentModelError",
+    "RetryPolicy",
+    "TransientModelError",
+    "call_with_retries",
+    "parse_retry_after",
+]
+
 T = TypeVar("T")
 
 

@@ -27,6 +27,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from flock_es.errors import DefinitionError
 
+__all__ = ["Tool", "check_tools", "result_text", "run_tool", "tool_spec", "tool_specs"]
+
 Tool = Callable[..., Any]
 
 
