@@ -9,7 +9,9 @@ its own (retries landing together, 429 after 429, tasks failing):
   provider without a limit really are 200 calls in flight);
 * a 429 caps the limit at the number of calls still in flight (the ones the
   provider accepted), then it grows again by one per window of successes
-  (additive increase, multiplicative decrease: AIMD);
+  (additive increase, multiplicative decrease: AIMD), eight times slower
+  where it would pass the level that got the last 429 (a probe there may
+  cost everyone a ``Retry-After`` pause);
 * a ``Retry-After`` (or ``x-ratelimit-remaining-requests: 0`` with its reset
   time) pauses the whole model's queue, not only the call that got it.
 
@@ -95,6 +97,9 @@ class AdaptiveLimiter:
         self.name = name
         self.max_limit = max_limit
         self.limit: float | None = None  # None: no limit learned yet
+        # Calls in flight when the provider last said 429: growing past it is a probe,
+        # and each probe may cost a Retry-After pause for everyone, so it is rare.
+        self.ceiling: float | None = None
         self.in_flight = 0
         self.paused_until = 0.0
         self.rate_limited = 0
@@ -164,7 +169,10 @@ class AdaptiveLimiter:
     def _release(self, ticket: Ticket) -> None:
         self.in_flight -= 1
         if ticket.outcome == "ok" and self.limit is not None:
-            self.limit = min(self.limit + 1.0 / max(self.limit, 1.0), float(self.max_limit))
+            step = 1.0 / max(self.limit, 1.0)
+            if self.ceiling is not None and self.limit + 1.0 >= self.ceiling:
+                step /= 8.0  # probe above the last known limit once per ~8 windows
+            self.limit = min(self.limit + step, float(self.max_limit))
         self._wake()
 
     def _wake(self) -> None:
@@ -196,6 +204,7 @@ class AdaptiveLimiter:
         """A 429: the calls still in flight are what the provider accepts."""
         self.rate_limited += 1
         accepted = max(self.in_flight - 1, 1)
+        self.ceiling = float(self.in_flight)
         current = self.limit if self.limit is not None else float(self.max_limit)
         self.limit = float(max(min(current, accepted), 1))
         if retry_after:
