@@ -26,7 +26,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from flock_es._version import __version__
 
 # The public API resolves on first use, so ``import flock_es.domain.events`` (or
 # the TUI, or ``flock-es --help``) does not load the runtime, aiosqlite or litellm.

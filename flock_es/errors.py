@@ -1,12 +1,64 @@
-"""One error hierarchy.
+"""One error hierarchy, and the one table of exit codes.
 
 ``UserError`` and its subclasses are mistakes a user can fix (a bad path, an
 unknown run id, a program that does not validate). The CLI prints them as one
-line and exits non-zero. Anything else that escapes is a bug in flock-es and
-keeps its traceback.
+line and exits with their ``exit_code``. Anything else that escapes is a bug in
+flock-es and keeps its traceback.
+
+Example::
+
+    try:
+        ...
+    except UserError as exc:
+        print(f"flock-es: error: {exc}")
+        raise SystemExit(exc.exit_code)
 """
 
 from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any
+
+__all__ = [
+    "AgentFailed",
+    "ArtifactValidationError",
+    "AtOutOfRange",
+    "CommitFailed",
+    "ConfigError",
+    "DatabaseError",
+    "DefinitionError",
+    "ExitCode",
+    "ExportFormatError",
+    "FlockError",
+    "MalformedResponseError",
+    "ModelCallError",
+    "ModelError",
+    "OutputValidationError",
+    "PermanentModelError",
+    "ProgramError",
+    "RecordedCallChanged",
+    "ReplayMiss",
+    "RunNotFoundError",
+    "TransientModelError",
+    "UserError",
+]
+
+
+class ExitCode(IntEnum):
+    """Every exit status the CLI uses, in one place.
+
+    Example::
+
+        raise typer.Exit(ExitCode.RUN_FAILED)
+    """
+
+    OK = 0
+    # A task of the run failed, or a replay diverged from the record.
+    RUN_FAILED = 1
+    # A mistake the user can fix (bad argument, program, run id, database, changed program).
+    USER_ERROR = 2
+    # Stopped by Ctrl-C or SIGTERM; the run is resumable.
+    INTERRUPTED = 130
 
 
 class FlockError(Exception):
@@ -16,7 +68,7 @@ class FlockError(Exception):
 class UserError(FlockError):
     """A mistake the user can fix; shown as a one-line message, never a traceback."""
 
-    exit_code: int = 2
+    exit_code: int = ExitCode.USER_ERROR
 
 
 class ProgramError(UserError):
@@ -47,12 +99,99 @@ class RunNotFoundError(UserError):
     """No run with that id (or id prefix) exists in the database."""
 
 
+class AtOutOfRange(UserError):
+    """``--at SEQ`` is outside the run."""
+
+
 class ExportFormatError(UserError):
     """An export file is truncated or malformed."""
 
 
+class RecordedCallChanged(UserError):
+    """A recorded model call would be served to a request the program no longer makes.
+
+    ``task_id``/``agent``/``call_index`` name the call; ``part`` what differs
+    (``messages``, ``output_schema``, ``tools``); ``expected``/``actual`` the two versions.
+    """
+
+    def __init__(
+        self,
+        task_id: str,
+        agent: str,
+        call_index: int,
+        part: str,
+        expected: Any = None,
+        actual: Any = None,
+        detail: str = "",
+    ) -> None:
+        what = f"the {detail or part} of its recorded model call {call_index} changed"
+        super().__init__(f"agent {agent!r}, task {task_id}: {what}")
+        self.task_id, self.agent, self.call_index = task_id, agent, call_index
+        self.part, self.expected, self.actual, self.detail = part, expected, actual, detail
+
+
+class CommitFailed(FlockError):
+    """The log refused a commit; the run stops and its state is the log's again."""
+
+
+class AgentFailed(FlockError):
+    """``Flock.invoke``: the invoked agent's task failed."""
+
+
 class ModelError(FlockError):
     """A model call failed (the task fails; the run goes on)."""
+
+
+class ModelCallError(ModelError):
+    """A model call that failed; ``outcome`` names the kind, ``status`` the HTTP status."""
+
+    outcome = "error"
+    # The raw response, when the provider answered with something unusable.
+    raw: str | None = None
+
+    def __init__(
+        self, message: str, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class TransientModelError(ModelCallError):
+    """May succeed if tried again: 429, 5xx, connection errors, timeouts.
+
+    ``headers``: the response's rate-limit headers, for the model's limiter.
+    """
+
+    transient = True
+
+    def __init__(
+        self,
+        message: str,
+        outcome: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, status, retry_after)
+        self.outcome = outcome
+        self.headers = headers
+
+
+class MalformedResponseError(TransientModelError):
+    """HTTP 200 with a body that has no answer in it (``"choices": []``): tried again."""
+
+    def __init__(self, message: str, raw: str) -> None:
+        super().__init__(message, "malformed")
+        self.raw = raw
+
+
+class PermanentModelError(ModelCallError):
+    """Will fail again: authentication, permission, bad request, unknown model."""
+
+    def __init__(self, message: str, outcome: str, status: int | None = None) -> None:
+        super().__init__(message, status)
+        self.outcome = outcome
 
 
 class ReplayMiss(ModelError):

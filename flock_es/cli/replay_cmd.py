@@ -175,7 +175,7 @@ def register(app: typer.Typer) -> None:
         digests = _hash_warning(path, started.get("program_hash"))
         prog = load_program(path)
         replayer = Replayer(events, prog.flock.agents)
-        prog.flock._initial_state = replayer.state  # the program's store sees the replay
+        prog.flock.continue_from(replayer.state)  # the program's store sees the replay
         report = asyncio.run(replayer.run())
         if as_json:
             data = report.to_json()

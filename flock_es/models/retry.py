@@ -24,7 +24,14 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from flock_es.errors import ModelError
+# The model-call errors live in flock_es.errors (one hierarchy); imported here for
+# the clients that raise them.
+from flock_es.errors import (
+    MalformedResponseError,
+    ModelCallError,
+    PermanentModelError,
+    TransientModelError,
+)
 from flock_es.models.limiter import AdaptiveLimiter
 
 __all__ = [
@@ -81,58 +88,6 @@ class RetryPolicy:
             return base + base * self.jitter * rng.random()
         cap = min(self.base_delay * 2.0 ** (min(retry, 30) - 1), self.max_delay)
         return cap * rng.random()
-
-
-class ModelCallError(ModelError):
-    """A model call that failed; ``outcome`` names the kind, ``status`` the HTTP status."""
-
-    outcome = "error"
-    # The raw response, when the provider answered with something unusable.
-    raw: str | None = None
-
-    def __init__(
-        self, message: str, status: int | None = None, retry_after: float | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-
-
-class TransientModelError(ModelCallError):
-    """May succeed if tried again: 429, 5xx, connection errors, timeouts.
-
-    ``headers``: the response's rate-limit headers, for the model's limiter.
-    """
-
-    transient = True
-
-    def __init__(
-        self,
-        message: str,
-        outcome: str,
-        status: int | None = None,
-        retry_after: float | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message, status, retry_after)
-        self.outcome = outcome
-        self.headers = headers
-
-
-class MalformedResponseError(TransientModelError):
-    """HTTP 200 with a body that has no answer in it (``"choices": []``): tried again."""
-
-    def __init__(self, message: str, raw: str) -> None:
-        super().__init__(message, "malformed")
-        self.raw = raw
-
-
-class PermanentModelError(ModelCallError):
-    """Will fail again: authentication, permission, bad request, unknown model."""
-
-    def __init__(self, message: str, outcome: str, status: int | None = None) -> None:
-        super().__init__(message, status)
-        self.outcome = outcome
 
 
 def parse_retry_after(headers: Any) -> float | None:

@@ -1,4 +1,10 @@
-"""What a running agent can see of its task."""
+"""What a running agent can see of its task, and what the runtime keeps about it.
+
+``AgentContext`` is the user's: what an agent function or ``on_error`` handler
+is given. ``TaskRun`` is the kernel's bookkeeping for one execution of a task
+(its attempt, priority, next model-call index); it never rides on the user's
+context.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,8 @@ if TYPE_CHECKING:
     from flock_es.projection.state import RunState, TaskView
     from flock_es.runtime.agent import Agent
     from flock_es.runtime.store import Artifact
+
+__all__ = ["AgentContext", "TaskRun", "build_context", "correlation_of"]
 
 
 @dataclass(slots=True)
@@ -29,12 +37,31 @@ class AgentContext:
     attempt: int
     input_ids: list[str]
     correlation_id: str | None = None
-    call_index: int = 0
+    # Free for the user's own use (handlers and functions of one task share it).
     extra: dict[str, Any] = field(default_factory=dict)
     # Earlier artifacts of the correlation this agent may see (agents built ``.with_context()``).
     context: list[Artifact] = field(default_factory=list)
     # The blackboard filtered by this agent's visibility.
     store: AgentStore | None = None
+
+
+@dataclass(slots=True)
+class TaskRun:
+    """One execution of a task as the runtime tracks it (not visible to the agent)."""
+
+    task: TaskView
+    agent: Agent
+    ctx: AgentContext
+    attempt: int
+    priority: int
+    t0: float
+    # The index the task's next model call gets: (task id, index) keys its record.
+    calls: int = 0
+
+    def next_call(self) -> int:
+        index = self.calls
+        self.calls += 1
+        return index
 
 
 def correlation_of(state: RunState, task: TaskView) -> str | None:
@@ -48,7 +75,6 @@ def build_context(
     task: TaskView,
     agent: Agent,
     attempt: int,
-    priority: int = 0,
     context_ids: list[str] | None = None,
 ) -> AgentContext:
     """The context ``agent`` runs ``task`` with; the engine and replay both build it here,
@@ -71,7 +97,6 @@ def build_context(
         correlation_id=correlation_of(state, task),
     )
     ctx.store = AgentStore(lambda: state, agent.identity())
-    ctx.extra["priority"] = priority
     if context_ids:
         arts = state.artifacts
         ctx.context = [artifact_of(arts[i]) for i in context_ids if i in arts]

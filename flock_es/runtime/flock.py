@@ -8,10 +8,11 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
-from flock_es import __version__
+from flock_es._version import __version__
 from flock_es.domain import ids
 from flock_es.domain.events import (
     Event,
@@ -29,15 +30,21 @@ from flock_es.errors import (
     MissingCredentialsError,
     UserError,
 )
+from flock_es.log.reader import LogReader
 from flock_es.log.schema import default_db_path
 from flock_es.log.writer import LogWriter
 from flock_es.models.base import ModelClient, resolve_client
 from flock_es.models.retry import RetryPolicy
+from flock_es.projection.fold import fold
 from flock_es.projection.state import RunState
 from flock_es.runtime.agent import Agent, AgentBuilder
-from flock_es.runtime.engine import Engine, Listener
+from flock_es.runtime.engine import Engine
 from flock_es.runtime.gc_policy import fewer_collections
+from flock_es.runtime.kernel import Kernel, Listener, build_index
+from flock_es.runtime.model_calls import ModelCalls
 from flock_es.runtime.store import Store
+
+__all__ = ["OFFLINE", "Flock", "default_model"]
 
 OFFLINE = "offline"
 
@@ -97,10 +104,12 @@ class Flock:
         self.parent_run: str | None = None
         self.fork_seq: int | None = None
         self._engine: Engine | None = None
+        self._writer: LogWriter | None = None
         self._clients: dict[str, ModelClient] = {}
         self._listeners: list[Listener] = []
         self._initial_state: RunState | None = None
-        self._record_only = False
+        # Recorded requests of the calls resume may serve (checked before serving).
+        self._recorded_requests: dict[tuple[str, int], dict[str, Any]] | None = None
         self._closed = False
 
     # --- declaration -----------------------------------------------------
@@ -131,9 +140,33 @@ class Flock:
 
     @property
     def engine(self) -> Engine:
+        """The running engine (after ``start``)."""
         if self._engine is None:
-            raise RuntimeError("the run has not started")
+            raise UserError(f"run {self.run_id} has not started")
         return self._engine
+
+    @property
+    def started(self) -> bool:
+        """Whether the run's log is open (``start`` or the first publish)."""
+        return self._engine is not None
+
+    def continue_from(
+        self,
+        state: RunState,
+        recorded_requests: dict[tuple[str, int], dict[str, Any]] | None = None,
+    ) -> None:
+        """Continue a recorded run from its folded ``state`` (resume, fork) instead of
+        starting a new one; ``start`` then records no ``run.started``.
+
+        ``recorded_requests`` are the requests of the model calls recorded for
+        the tasks to re-run: a recorded answer is served only to the same request.
+        """
+        self._check_not_started("continue another run")
+        self.run_id = state.run_id
+        self.parent_run = state.parent_run
+        self.fork_seq = state.fork_seq
+        self._initial_state = state
+        self._recorded_requests = recorded_requests
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(events)`` after every commit (progress displays use this)."""
@@ -185,24 +218,32 @@ class Flock:
         if self._closed:
             raise UserError(f"run {self.run_id} is closed")
         self.check_models()
-        writer = await LogWriter.open(self.db_path)
-        engine = Engine(
-            self.run_id,
-            writer,
-            self.agents,
+        writer = self._writer = await LogWriter.open(self.db_path)
+        index = build_index(self.agents.values(), self.max_agent_iterations)
+        kernel = Kernel(self.run_id, writer, index, self._initial_state, self._durable_state)
+        calls = ModelCalls(
+            kernel.state,
+            kernel,
             self._client,
             self.model,
-            state=self._initial_state,
-            max_concurrent_calls=self.max_concurrent_calls,
-            record_only=self._record_only,
-            max_agent_iterations=self.max_agent_iterations,
             retry=self.retry,
+            max_concurrent=self.max_concurrent_calls,
+            requests=self._recorded_requests,
         )
-        engine.listeners.extend(self._listeners)
+        engine = Engine(kernel, self.agents, calls)
+        kernel.listeners.extend(self._listeners)
         self._engine = engine
         if self._initial_state is None:
-            await engine.emit([self._run_started_event()])
+            await kernel.emit([self._run_started_event()])
         return engine
+
+    def _durable_state(self) -> RunState:
+        """The run as its log holds it (the kernel's state after a failed commit)."""
+        try:
+            with LogReader(self.db_path) as reader:
+                return fold(reader.iter_events(self.run_id))
+        except Exception:  # the log cannot even be read: nothing of the run is durable here
+            return RunState(run_id=self.run_id)
 
     def _run_started_event(self) -> Event:
         program = self._program_path()
@@ -308,9 +349,13 @@ class Flock:
         body = RunFinished(status=status, failed_tasks=failed, reason=reason)
         engine.stop_timers()
         try:
-            await engine.emit([make_event(self.run_id, EventKind.RUN_FINISHED, body, time.time())])
+            if engine.kernel.halted is None:
+                await engine.emit(
+                    [make_event(self.run_id, EventKind.RUN_FINISHED, body, time.time())]
+                )
         finally:
-            await engine.writer.close()
+            if self._writer is not None:
+                await self._writer.close()
             self._closed = True
         return status
 

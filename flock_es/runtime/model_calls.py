@@ -1,87 +1,236 @@
-"""One model call as the engine makes it: served from the record when it was
-already paid for, otherwise made with retries and recorded at once."""
+"""Model and tool calls as a task makes them: served from the record when they
+were already paid for, otherwise made (with retries) and recorded at once.
+
+A recorded call is keyed (task id, call index). Before a recorded answer is
+served, the request the program makes *now* is compared with the recorded one
+(when the recorded requests are known: resume and replay): an answer to a
+different prompt must never be passed off as the answer to this one, so a
+changed request raises ``RecordedCallChanged`` instead.
+
+Example::
+
+    calls = ModelCalls(state, kernel, clients, "offline")
+    response = await calls.call(task_run, request)
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from flock_es.domain.events import EventKind, ModelCalled, make_event
-from flock_es.errors import ReplayMiss
-from flock_es.models.base import ModelRequest, ModelResponse
-from flock_es.models.retry import FailedAttempt, call_with_retries
+from flock_es.domain.events import EventKind, ModelAttempt, ModelCalled, ToolCalled, make_event
+from flock_es.errors import RecordedCallChanged, ReplayMiss
+from flock_es.log.writer import dumps
+from flock_es.models.base import ModelClient, ModelRequest, ModelResponse
+from flock_es.models.retry import FailedAttempt, RetryPolicy, call_with_retries
+from flock_es.models.tools import run_tool
+from flock_es.projection.state import CallView, RunState
 from flock_es.redaction import redact, redact_text
 from flock_es.runtime.agent import Agent
-from flock_es.runtime.context import AgentContext
-from flock_es.runtime.model_agent import record_attempt
+from flock_es.runtime.context import TaskRun
+from flock_es.runtime.kernel import Recorder
+from flock_es.runtime.priority import PrioritySemaphore
 
-if TYPE_CHECKING:
-    from flock_es.runtime.engine import Engine
+__all__ = ["CHECKED_PARTS", "ModelCalls", "request_change"]
+
+CallKey = tuple[str, int]
+# The parts of a request that decide the answer; the model name and settings may change.
+CHECKED_PARTS = ("messages", "output_schema", "tools")
 
 
-async def call_model(
-    engine: Engine, ctx: AgentContext, agent: Agent, request: ModelRequest
-) -> ModelResponse:
-    """The response for call ``ctx.call_index`` of ``ctx.task_id``; a recorded one if any."""
-    key = (ctx.task_id, ctx.call_index)
-    ctx.call_index += 1
-    rec = engine.state.calls.get(key)
-    if rec is not None:
-        return ModelResponse(
-            content=rec.response,
-            tokens_in=rec.tokens_in,
-            tokens_out=rec.tokens_out,
-            cost=rec.cost,
-            latency_ms=rec.latency_ms,
-            tool_calls=rec.tool_calls,
-            attempt=rec.attempt,
-            recorded=True,
+def _canonical(request: ModelRequest) -> dict[str, Any]:
+    canonical: dict[str, Any] = json.loads(dumps(request.redacted()))
+    return canonical
+
+
+def request_change(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(part, detail)`` of the first difference between two recorded requests, or None."""
+    for part in CHECKED_PARTS:
+        old, new = recorded.get(part), now.get(part)
+        if part == "tools" and not old and not new:
+            continue
+        if old == new:
+            continue
+        if part == "messages" and isinstance(old, list) and isinstance(new, list):
+            for i in range(max(len(old), len(new))):
+                a = old[i] if i < len(old) else None
+                b = new[i] if i < len(new) else None
+                if a != b:
+                    role = (a or b or {}).get("role", "")
+                    return part, f"{role} message {i} of the prompt".strip()
+        return part, {"output_schema": "output schema", "tools": "tool list"}.get(part, part)
+    return None
+
+
+class ModelCalls:
+    """Every model and tool call of one run goes through here."""
+
+    def __init__(
+        self,
+        state: RunState,
+        recorder: Recorder,
+        clients: Callable[[Agent], ModelClient],
+        default_model: str,
+        retry: RetryPolicy | None = None,
+        max_concurrent: int | None = None,
+        record_only: bool = False,
+        requests: Mapping[CallKey, Mapping[str, Any]] | None = None,
+    ) -> None:
+        self.state = state
+        self.recorder = recorder
+        self.clients = clients
+        self.default_model = default_model
+        self.retry = retry or RetryPolicy()
+        self.sem = PrioritySemaphore(max_concurrent) if max_concurrent else None
+        # Never call a model: serve records or raise ``ReplayMiss`` (replay, pre-flight).
+        self.record_only = record_only
+        # Recorded requests by (task, call index): served answers must match them.
+        self.requests = requests
+        self.made = 0
+        self.served = 0
+
+    def _recorded(self, run: TaskRun, index: int, request: ModelRequest) -> CallView | None:
+        rec = self.state.calls.get((run.task.id, index))
+        if rec is None:
+            return None
+        recorded = self.requests.get((run.task.id, index)) if self.requests is not None else None
+        if recorded is not None:
+            now = _canonical(request)
+            change = request_change(recorded, now)
+            if change is not None:
+                part, detail = change
+                raise RecordedCallChanged(
+                    run.task.id,
+                    run.agent.name,
+                    index,
+                    part,
+                    recorded.get(part),
+                    now.get(part),
+                    detail,
+                )
+        return rec
+
+    async def call(self, run: TaskRun, request: ModelRequest) -> ModelResponse:
+        """The response to the task's next call; a recorded one if it was paid for."""
+        index = run.next_call()
+        rec = self._recorded(run, index, request)
+        if rec is not None:
+            self.served += 1
+            return ModelResponse(
+                content=rec.response,
+                tokens_in=rec.tokens_in,
+                tokens_out=rec.tokens_out,
+                cost=rec.cost,
+                latency_ms=rec.latency_ms,
+                tool_calls=rec.tool_calls,
+                attempt=rec.attempt,
+                recorded=True,
+            )
+        agent = run.agent
+        if self.record_only:
+            raise ReplayMiss(
+                f"no recorded model call {index} for task {run.task.id} ({agent.name})"
+            )
+        client = self.clients(agent)
+        sem = self.sem
+
+        def slot() -> contextlib.AbstractAsyncContextManager[Any]:
+            return sem.slot(run.priority) if sem is not None else contextlib.nullcontext()
+
+        def failed(f: FailedAttempt) -> None:
+            self.attempt_failed(run, index, f)
+
+        # Each attempt holds a slot of the global cap; backoff waits between them do not.
+        limiter = getattr(client, "limiter", None)
+        response, attempt = await call_with_retries(
+            lambda: client.complete(request),
+            self.retry,
+            failed,
+            slot,
+            limiter=limiter,
+            what=f"model {request.model!r}",
+            ready=getattr(client, "ready", None),
         )
-    if engine.record_only:
-        raise ReplayMiss(f"no recorded model call {key[1]} for task {key[0]} ({agent.name})")
-    client = engine.clients(agent)
-    priority = int(ctx.extra.get("priority", 0))
+        # What the agent sees is exactly what is recorded, so a replay matches.
+        response.content = redact_text(response.content)
+        response.tool_calls = redact(response.tool_calls)
+        response.attempt = attempt
+        self.made += 1
+        body = ModelCalled(
+            task_id=run.task.id,
+            agent=agent.name,
+            call_index=index,
+            model=request.model,
+            request=request.redacted(),
+            response=response.content,
+            tokens_in=response.tokens_in,
+            tokens_out=response.tokens_out,
+            cost=response.cost,
+            latency_ms=response.latency_ms,
+            tool_calls=response.tool_calls,
+            attempt=attempt,
+            limiter=limiter.snapshot() if limiter is not None and limiter.limited else None,
+        )
+        # Queued at once, so the answer is durable with the very next group commit;
+        # not awaited, because waiting would only delay the agent, not the write.
+        self.recorder.record(
+            [make_event(self.state.run_id, EventKind.MODEL_CALLED, body, time.time())]
+        )
+        return response
 
-    def slot() -> contextlib.AbstractAsyncContextManager[Any]:
-        sem = engine.call_sem
-        return sem.slot(priority) if sem is not None else contextlib.nullcontext()
+    def attempt_failed(self, run: TaskRun, index: int, failed: FailedAttempt) -> None:
+        """Record a model-call attempt that gave no usable answer (``model.attempt``)."""
+        if self.record_only:
+            return
+        body = ModelAttempt(
+            task_id=run.task.id,
+            agent=run.agent.name,
+            call_index=index,
+            attempt=failed.attempt,
+            outcome=failed.outcome,
+            error=redact_text(failed.error),
+            status=failed.status,
+            will_retry=failed.will_retry,
+            retry_in=failed.retry_in,
+            latency_ms=failed.latency_ms,
+            limiter=failed.limiter,
+        )
+        self.recorder.record(
+            [make_event(self.state.run_id, EventKind.MODEL_ATTEMPT, body, time.time())]
+        )
 
-    def failed(f: FailedAttempt) -> None:
-        record_attempt(engine, ctx, agent, key[1], f)
+    async def tool(self, run: TaskRun, index: int, position: int, call: dict[str, Any]) -> str:
+        """Run a tool the model asked for, or serve its recorded result (resume, replay).
 
-    # Each attempt holds a slot of the global cap; backoff waits between them do not.
-    limiter = getattr(client, "limiter", None)
-    response, attempt = await call_with_retries(
-        lambda: client.complete(request),
-        engine.retry,
-        failed,
-        slot,
-        limiter=limiter,
-        what=f"model {request.model!r}",
-        ready=getattr(client, "ready", None),
-    )
-    # What the agent sees is exactly what is recorded, so a replay matches.
-    response.content = redact_text(response.content)
-    response.tool_calls = redact(response.tool_calls)
-    response.attempt = attempt
-    engine.model_calls_made += 1
-    body = ModelCalled(
-        task_id=ctx.task_id,
-        agent=agent.name,
-        call_index=key[1],
-        model=request.model,
-        request=request.redacted(),
-        response=response.content,
-        tokens_in=response.tokens_in,
-        tokens_out=response.tokens_out,
-        cost=response.cost,
-        latency_ms=response.latency_ms,
-        tool_calls=response.tool_calls,
-        attempt=attempt,
-        limiter=limiter.snapshot() if limiter is not None and limiter.limited else None,
-    )
-    # Queued at once, so the answer is durable with the very next group commit;
-    # not awaited, because waiting would only delay the agent, not the write.
-    engine.record([make_event(engine.run_id, EventKind.MODEL_CALLED, body, time.time())])
-    return response
+        Keyed (task id, model call index, position). The result is durable before
+        the model hears it, so a tool with side effects never runs twice for one call.
+        """
+        key = (run.task.id, index, position)
+        rec = self.state.tool_calls.get(key)
+        if rec is not None:
+            return rec.result
+        if self.record_only:
+            raise ReplayMiss(f"no recorded tool call {index}.{position} for task {key[0]}")
+        t0 = time.perf_counter()
+        result, error = await run_tool(run.agent.tools, str(call["name"]), str(call["arguments"]))
+        result = redact_text(result)
+        body = ToolCalled(
+            task_id=run.task.id,
+            agent=run.agent.name,
+            call_index=index,
+            position=position,
+            call_id=str(call.get("id", "")),
+            tool=str(call["name"]),
+            arguments=redact_text(str(call["arguments"])),
+            result=result,
+            error=redact_text(error) if error else None,
+            duration_ms=(time.perf_counter() - t0) * 1000.0,
+        )
+        # Awaited: the result must be durable before the model hears it.
+        await self.recorder.emit(
+            [make_event(self.state.run_id, EventKind.TOOL_CALLED, body, time.time())]
+        )
+        return result

@@ -30,15 +30,15 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from pydantic import BaseModel
 
 from flock_es.domain.describe import describe
 from flock_es.domain.events import Event, EventKind, ScheduleReason
-from flock_es.errors import ReplayMiss
-from flock_es.log.writer import LogWriter, dumps
-from flock_es.models.base import ModelClient, ModelRequest, ModelResponse
+from flock_es.errors import RecordedCallChanged, ReplayMiss
+from flock_es.log.writer import dumps
+from flock_es.models.base import ModelClient
 from flock_es.projection.decide import (
     DECISIONS,
     decide_artifact,
@@ -48,59 +48,22 @@ from flock_es.projection.decide import (
 from flock_es.projection.fold import apply
 from flock_es.projection.state import RunState, TaskView
 from flock_es.runtime.agent import Agent
-from flock_es.runtime.context import AgentContext, build_context
-from flock_es.runtime.engine import UNPUBLISHED_TAG, Engine
-from flock_es.runtime.outputs import check_output_types, normalise_outputs
+from flock_es.runtime.executor import Executor
+from flock_es.runtime.kernel import UNPUBLISHED_TAG, Kernel, NullRecorder, NullSink, build_index
+from flock_es.runtime.model_calls import ModelCalls
 from flock_es.runtime.replay_report import (
     Divergence,
     ReplayReport,
     timeline_step,
 )
 
+__all__ = ["Replayer", "recorded_decisions"]
+
 _TIMED = {ScheduleReason.BATCH_TIMEOUT.value, ScheduleReason.BATCH_FLUSH.value}
 
 
-class _NoModel:
-    """The client a replay hands out: it is never supposed to be asked anything."""
-
-    name = "replay"
-
-    def __init__(self) -> None:
-        self.requests = 0
-
-    def check(self) -> None:
-        return None
-
-    async def complete(self, request: ModelRequest) -> ModelResponse:
-        self.requests += 1
-        raise ReplayMiss("replay never calls a model")
-
-
-class _RequestChanged(Exception):
-    def __init__(self, key: tuple[str, int], expected: Any, actual: Any) -> None:
-        super().__init__(f"model call {key[1]} of task {key[0]}: the request changed")
-        self.key, self.expected, self.actual = key, expected, actual
-
-
-class _ReplayEngine(Engine):
-    """The live engine's agent and model-call code, with records as the only model."""
-
-    requests: dict[tuple[str, int], dict[str, Any]]
-    served = 0
-
-    async def call_model(
-        self, ctx: AgentContext, agent: Agent, request: ModelRequest
-    ) -> ModelResponse:
-        key = (ctx.task_id, ctx.call_index)
-        recorded = self.requests.get(key)
-        if recorded is not None:
-            now = json.loads(dumps(request.redacted()))
-            for part in ("messages", "output_schema"):
-                if recorded.get(part) != now.get(part):
-                    raise _RequestChanged(key, recorded.get(part), now.get(part))
-        response = await super().call_model(ctx, agent, request)
-        self.served += 1
-        return response
+def _no_client(agent: Agent) -> ModelClient:
+    raise ReplayMiss("replay never calls a model")
 
 
 @dataclass(slots=True)
@@ -147,33 +110,25 @@ class Replayer:
         self.recorded = events
         self.agents = agents
         self.state = state if state is not None else RunState()
-        self.no_model = _NoModel()
         run_id = events[0].run_id if events else ""
         model = str(events[0].body.get("model", "offline")) if events else "offline"
-        self.engine = _ReplayEngine(
-            run_id,
-            cast(LogWriter, None),  # never written to: a replay records nothing
-            agents,
-            self._client,
-            model,
-            state=self.state,
-            record_only=True,
-        )
-        self.engine.requests = {}
+        requests: dict[tuple[str, int], dict[str, Any]] = {}
         self.completion: dict[str, Event] = {}
         for e in events:
             b = e.body
             if e.kind is EventKind.MODEL_CALLED:
-                self.engine.requests.setdefault(
-                    (b["task_id"], b["call_index"]), b.get("request", {})
-                )
+                requests.setdefault((b["task_id"], b["call_index"]), b.get("request", {}))
             elif e.kind is EventKind.TASK_COMPLETED:
                 self.completion.setdefault(b["task_id"], e)
+        # The live run's executor, Temporal-Replayer style: a kernel whose sink records
+        # nothing (the state is the fold of the record) and calls served from the record.
+        self.kernel = Kernel(run_id, NullSink(), build_index(agents.values()), self.state)
+        self.calls = ModelCalls(
+            self.state, NullRecorder(), _no_client, model, record_only=True, requests=requests
+        )
+        self.executor = Executor(self.kernel, agents, self.calls)
         self.outcomes: dict[str, _Outcome] = {}
         self.report = ReplayReport(run_id=run_id, events=len(events))
-
-    def _client(self, agent: Agent) -> ModelClient:
-        return self.no_model
 
     async def run(self) -> ReplayReport:
         t0 = time.perf_counter()
@@ -192,8 +147,8 @@ class Replayer:
             self.report.timeline.append(timeline_step(e, start))
         if self.report.identical:
             self.report.pending_at_end = len(self.state.pending_tasks())
-        self.report.model_calls = self.engine.model_calls_made + self.no_model.requests
-        self.report.served_calls = self.engine.served
+        self.report.model_calls = self.calls.made
+        self.report.served_calls = self.calls.served
         self.report.seconds = time.perf_counter() - t0
         return self.report
 
@@ -250,7 +205,7 @@ class Replayer:
             return None
         recorded = recorded_decisions(self.recorded, i)
         try:
-            obj = self.engine.obj(aid)
+            obj = self.kernel.obj(aid)
         except Exception as exc:
             if released:
                 apply(self.state, e)
@@ -264,10 +219,10 @@ class Replayer:
         # A live decision sees the artifact and the decisions of those before it in
         # its transaction: exactly what the fold holds at this point of the walk.
         if released:
-            decided = decide_release(self.state, self.engine.index, aid, obj, e.ts)[1:]
+            decided = decide_release(self.state, self.kernel.index, aid, obj, e.ts)[1:]
             apply(self.state, e)
         else:
-            decided = decide_artifact(self.state, self.engine.index, view, obj, e.ts)
+            decided = decide_artifact(self.state, self.kernel.index, view, obj, e.ts)
         self.report.decisions_checked += 1
         exp = [_decision(x) for x in recorded]
         got = [_decision(x) for x in decided]
@@ -306,23 +261,15 @@ class Replayer:
         agent = self.agents.get(task.agent)
         if agent is None:
             return _Outcome(divergence=("agent", task.agent, "not defined in this program"))
-        # Exactly as the live engine builds it; the context ids are the ones it recorded.
-        priority = self.engine._priority(task, agent)
-        ctx = build_context(self.state, task, agent, attempt, priority, task.context)
+        # Exactly as the live run prepares it; the context ids are the ones it recorded.
+        run = self.executor.prepare(task, agent, attempt, task.context)
         try:
-            inputs = [self.engine.obj(i) for i in task.inputs]
-            if agent.function is not None:
-                batched = self.engine._batched(task, agent)
-                outputs = normalise_outputs(await agent.call_function(ctx, inputs, batched))
-            else:
-                outputs = await self.engine._model_outputs(ctx, agent, inputs)
-            check_output_types(agent, outputs)
+            outputs = await self.executor.outputs(run)
         except ReplayMiss as exc:
             return _Outcome(divergence=("model call", "a recorded answer", f"{exc}"))
-        except _RequestChanged as exc:
-            return _Outcome(
-                divergence=(f"prompt of model call {exc.key[1]}", exc.expected, exc.actual)
-            )
+        except RecordedCallChanged as exc:
+            what = f"prompt of model call {exc.call_index}"
+            return _Outcome(divergence=(what, exc.expected, exc.actual))
         except Exception as exc:
             return _Outcome(error=str(exc) or type(exc).__name__, error_type=type(exc).__name__)
         return _Outcome(outputs=outputs)

@@ -26,7 +26,7 @@ import socket
 import time
 from pathlib import Path
 
-from flock_es import __version__
+from flock_es._version import __version__
 from flock_es.domain import ids
 from flock_es.domain.events import (
     Event,
@@ -37,7 +37,7 @@ from flock_es.domain.events import (
     ScheduleReason,
     make_event,
 )
-from flock_es.errors import UserError
+from flock_es.errors import AtOutOfRange
 
 # Re-exported: live_status and pid_alive moved down to the log layer so readers
 # (cli show/runs, the TUI) need not import the runtime.
@@ -58,10 +58,6 @@ _UNIT_KINDS = {
     *DECISIONS,
 }
 _TRIGGERED = {ScheduleReason.MATCH.value, ScheduleReason.BATCH_SIZE.value}
-
-
-class AtOutOfRange(UserError):
-    """``--at SEQ`` is outside the run."""
 
 
 def check_at(reader: LogReader, run_id: str, at: int | None) -> int | None:
@@ -105,13 +101,10 @@ def nothing_to_resume(state: RunState, retry_failed: bool = False) -> bool:
 
 def prepare(flock: Flock, state: RunState, db: Path, model: str | None, program: Path) -> None:
     """Point ``flock`` (freshly loaded from the program) at the recorded run."""
-    flock.run_id = state.run_id
     flock.db_path = db
     flock.model = model or state.model or flock.model
     flock.program = program.resolve()
-    flock.parent_run = state.parent_run
-    flock.fork_seq = state.fork_seq
-    flock._initial_state = state
+    flock.continue_from(state)
 
 
 async def start_resumed(flock: Flock, record: bool = True, retry_failed: bool = False) -> int:

@@ -10,10 +10,13 @@ from pydantic import BaseModel
 
 from flock_es.domain import registry
 from flock_es.domain.visibility import Identity, visible_to
+from flock_es.runtime.kernel import UNPUBLISHED_TAG
 
 if TYPE_CHECKING:
     from flock_es.projection.state import ArtifactView, RunState
     from flock_es.runtime.flock import Flock
+
+__all__ = ["AgentStore", "Artifact", "Store", "artifact_of"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -49,8 +52,6 @@ class Store:
         self._flock = flock
 
     def _views(self, type_or_name: type[BaseModel] | str) -> list[Artifact]:
-        from flock_es.runtime.engine import UNPUBLISHED_TAG
-
         state = self._flock.state
         name = registry.type_name(type_or_name)
         out = []
@@ -100,8 +101,6 @@ class AgentStore:
         self._who = who
 
     def _views(self, type_or_name: type[BaseModel] | str | None) -> list[Artifact]:
-        from flock_es.runtime.engine import UNPUBLISHED_TAG
-
         state = self._state()
         if type_or_name is None:
             aids = [a for t in list(state.by_type) for a in state.by_type[t]]

@@ -1,0 +1,225 @@
+"""The executor: start a task, compute its outputs, complete or fail it.
+
+One executor serves the live run, resume and replay. Live and resumed runs
+use all of it through a kernel that commits to the log; replay uses
+``prepare`` and ``outputs`` only, with a kernel whose sink records nothing and
+model calls that serve the record, and compares what comes out with the log.
+
+Example::
+
+    executor = Executor(kernel, agents, calls)
+    result = await executor.execute(state.tasks[task_id])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from pydantic import BaseModel
+
+from flock_es.domain import ids
+from flock_es.domain.events import (
+    Event,
+    EventKind,
+    TaskFailed,
+    TaskStarted,
+    make_event,
+    trusted_event,
+)
+from flock_es.domain.visibility import visible_to
+from flock_es.errors import CommitFailed, ModelError, OutputValidationError, RecordedCallChanged
+from flock_es.projection.state import TaskView
+from flock_es.redaction import redact_text
+from flock_es.runtime.agent import Agent
+from flock_es.runtime.context import TaskRun, build_context, correlation_of
+from flock_es.runtime.kernel import UNPUBLISHED_TAG, Kernel
+from flock_es.runtime.model_agent import run_model_agent
+from flock_es.runtime.model_calls import ModelCalls
+from flock_es.runtime.outputs import check_output_types, normalise_outputs
+
+__all__ = ["FATAL", "Executor", "Outcome"]
+
+Outcome = list[BaseModel] | Exception
+# Errors that stop the run instead of failing one task.
+FATAL = (asyncio.CancelledError, RecordedCallChanged, CommitFailed)
+
+
+class Executor:
+    """Runs tasks of one run's agents through a kernel and a model-call policy."""
+
+    def __init__(self, kernel: Kernel, agents: dict[str, Agent], calls: ModelCalls) -> None:
+        self.kernel = kernel
+        self.agents = agents
+        self.calls = calls
+        # (task id, repr) of ``on_error`` handlers that raised (they must not stop the run).
+        self.handler_failures: list[tuple[str, str]] = []
+
+    # --- pieces shared with replay -----------------------------------------
+
+    @staticmethod
+    def priority(task: TaskView, agent: Agent) -> int:
+        if 0 <= task.sub_index < len(agent.subscriptions):
+            return agent.subscriptions[task.sub_index].priority
+        return 0
+
+    @staticmethod
+    def batched(task: TaskView, agent: Agent) -> bool:
+        if 0 <= task.sub_index < len(agent.subscriptions):
+            return agent.subscriptions[task.sub_index].batch is not None
+        return False
+
+    def prepare(
+        self, task: TaskView, agent: Agent, attempt: int, context_ids: list[str] | None
+    ) -> TaskRun:
+        """What one execution of ``task`` needs; records nothing (replay calls this)."""
+        ctx = build_context(self.kernel.state, task, agent, attempt, context_ids)
+        return TaskRun(task, agent, ctx, attempt, self.priority(task, agent), time.perf_counter())
+
+    async def outputs(self, run: TaskRun) -> list[BaseModel]:
+        """Run the agent on the task's inputs; its outputs, checked against ``.publishes()``."""
+        agent = run.agent
+        inputs = [self.kernel.obj(i) for i in run.task.inputs]
+        if agent.function is not None:
+            result = await agent.call_function(run.ctx, inputs, self.batched(run.task, agent))
+            outputs = normalise_outputs(result)
+        else:
+            outputs = await run_model_agent(self.calls, run, inputs)
+        check_output_types(agent, outputs)
+        return outputs
+
+    # --- the live cycle ----------------------------------------------------
+
+    def _context_ids(self, task: TaskView, agent: Agent) -> list[str]:
+        """Earlier artifacts of the correlation that ``agent`` may see (recorded once per task)."""
+        state = self.kernel.state
+        arts = state.artifacts
+        if task.context is not None:
+            candidates = [i for i in task.context if i in arts]
+        else:
+            corr = correlation_of(state, task)
+            if corr is None:
+                return []
+            skip = set(task.inputs)
+            candidates = [
+                a.id
+                for a in arts.values()
+                if a.correlation_id == corr and a.id not in skip and UNPUBLISHED_TAG not in a.tags
+            ]
+        who = agent.identity()
+        return [i for i in candidates if visible_to(arts[i].visibility, who, arts[i].released)]
+
+    def start(self, task: TaskView, agent: Agent) -> TaskRun:
+        """Record ``task.started`` and build what the agent sees."""
+        attempt = task.attempt + 1
+        body: TaskStarted = {"task_id": task.id, "agent": agent.name, "attempt": attempt}
+        context = self._context_ids(task, agent) if agent.with_context else None
+        if context is not None:
+            body["context"] = context
+        # Not awaited: the writer keeps order, so later events of this task commit after it.
+        kernel = self.kernel
+        kernel.record([trusted_event(kernel.run_id, EventKind.TASK_STARTED, body, time.time())])
+        return self.prepare(task, agent, attempt, context)
+
+    def completion(self, run: TaskRun, outputs: list[BaseModel], unpublished: bool) -> list[Event]:
+        """Outputs, ``task.completed`` and what the outputs cause: one atomic unit, applied."""
+        kernel, task, agent = self.kernel, run.task, run.agent
+        now = time.time()
+        tags = [UNPUBLISHED_TAG] if unpublished else []
+        corr = run.ctx.correlation_id
+        arts = [
+            kernel.artifact_event(
+                o,
+                ids.output_id(task.id, pos),
+                agent.name,
+                task.id,
+                corr,
+                tags,
+                agent.visibility_for(type(o).__name__),
+                now,
+            )
+            for pos, o in enumerate(outputs)
+        ]
+        done = trusted_event(
+            kernel.run_id,
+            EventKind.TASK_COMPLETED,
+            {
+                "task_id": task.id,
+                "agent": agent.name,
+                "outputs": [a.body["id"] for a in arts],
+                "attempt": run.attempt,
+                "duration_ms": (time.perf_counter() - run.t0) * 1000.0,
+            },
+            now,
+        )
+        events = kernel.decide(arts, now)
+        kernel.apply([done])
+        events.insert(len(arts), done)
+        return events
+
+    def failure(self, task: TaskView, exc: Exception, t0: float | None = None) -> Event:
+        """The ``task.failed`` event for ``exc`` (not applied)."""
+        raw = (
+            getattr(exc, "raw", None)
+            if isinstance(exc, OutputValidationError | ModelError)
+            else None
+        )
+        error = str(exc) or type(exc).__name__
+        body = TaskFailed(
+            task_id=task.id,
+            agent=task.agent,
+            error=redact_text(error),
+            error_type=type(exc).__name__,
+            attempt=max(task.attempt, 1),
+            duration_ms=(time.perf_counter() - t0) * 1000.0 if t0 is not None else 0.0,
+            raw=redact_text(raw) if raw is not None else None,
+            transient=bool(getattr(exc, "transient", False)),
+        )
+        return make_event(self.kernel.run_id, EventKind.TASK_FAILED, body, time.time())
+
+    async def on_error(self, run: TaskRun, exc: BaseException) -> None:
+        try:
+            await run.agent.handle_error(run.ctx, exc)
+        except Exception as handler_exc:  # a broken handler must not take the run down
+            self.handler_failures.append((run.task.id, repr(handler_exc)))
+
+    async def _settled(self, run: TaskRun, unpublished: bool) -> tuple[list[Event], Outcome]:
+        """Run the agent; the events of its outcome (applied, not committed) and the outcome."""
+        try:
+            outputs = await self.outputs(run)
+            return self.completion(run, outputs, unpublished), outputs
+        except FATAL:
+            raise
+        except Exception as exc:
+            failed = self.failure(run.task, exc, run.t0)
+            self.kernel.apply([failed])
+            return [failed], exc
+
+    async def execute(self, task: TaskView, unpublished: bool = False) -> Outcome:
+        """Start, run and finish one task; its outcome is committed before this returns."""
+        agent = self.agents.get(task.agent)
+        if agent is None:
+            missing = LookupError(f"agent {task.agent!r} is not defined in this program")
+            await self.kernel.emit([self.failure(task, missing)])
+            return missing
+        run = self.start(task, agent)
+        events, outcome = await self._settled(run, unpublished)
+        await self.kernel.commit(events)
+        if isinstance(outcome, Exception):
+            await self.on_error(run, outcome)
+        return outcome
+
+    async def execute_inline(self, tasks: list[TaskView]) -> None:
+        """Plain ``def`` agents never yield: run a chunk of them back to back, commit once."""
+        events: list[Event] = []
+        failures: list[tuple[TaskRun, Exception]] = []
+        agents = self.agents
+        for task in tasks:
+            run = self.start(task, agents[task.agent])
+            done, outcome = await self._settled(run, False)
+            events.extend(done)
+            if isinstance(outcome, Exception):
+                failures.append((run, outcome))
+        await self.kernel.commit(events)
+        for run, exc in failures:
+            await self.on_error(run, exc)

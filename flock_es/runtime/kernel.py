@@ -1,0 +1,249 @@
+"""The kernel: apply -> commit -> act, over one run's state and subscription index.
+
+Decisions need to see the effects of earlier decisions whose commit is still
+in flight (group commit keeps many units in flight at once), so events are
+folded into ``state`` when they are decided and handed to the log's sink in
+that same order. Nothing *acts* on an event before its commit: ``act`` (start
+a task, arm a timer, notify a listener) runs only after the sink confirms it.
+
+If a commit fails, the state is ahead of the log; the kernel then halts (no
+further event is accepted) and restores ``state`` from the log through its
+``restore`` port, in place, before the error reaches anyone. So after a
+failure ``state`` is exactly the fold of what is durable.
+
+Example::
+
+    kernel = Kernel(run_id, writer, SubscriptionIndex.build(subs), restore=reload)
+    kernel.actor = dispatcher           # told about every committed unit
+    await kernel.emit([event])          # apply, commit, act
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from flock_es.domain import registry
+from flock_es.domain.events import ArtifactPublished, Event, EventKind, trusted_event
+from flock_es.errors import ArtifactValidationError, CommitFailed
+from flock_es.projection.decide import SubscriptionIndex, decide_artifact
+from flock_es.projection.fold import apply
+from flock_es.projection.state import RunState
+from flock_es.runtime.agent import Agent
+
+__all__ = [
+    "UNPUBLISHED_TAG",
+    "Actor",
+    "Kernel",
+    "Listener",
+    "NullRecorder",
+    "NullSink",
+    "Recorder",
+    "Sink",
+    "build_index",
+]
+
+# Artifacts recorded but not offered to subscribers (``invoke(..., publish_outputs=False)``).
+UNPUBLISHED_TAG = "flock-es:unpublished"
+
+Listener = Callable[[list[Event]], None]
+
+
+class Sink(Protocol):
+    """Where committed events go: the log's group-commit writer."""
+
+    def submit(self, events: list[Event]) -> Awaitable[None]:
+        """Queue one atomic unit; the awaitable resolves after its commit."""
+
+    def enqueue(self, events: list[Event]) -> None:
+        """Queue one unit nothing waits on; order with later units is kept."""
+
+
+class Actor(Protocol):
+    """What the kernel tells about every committed unit (runs tasks, arms timers)."""
+
+    def act(self, events: list[Event]) -> None: ...
+
+
+class Recorder(Protocol):
+    """The recording half of the kernel, as model and tool calls use it."""
+
+    def record(self, events: list[Event]) -> None: ...
+
+    async def emit(self, events: list[Event]) -> None: ...
+
+
+class NullSink:
+    """A sink that records nothing (replay, and the resume pre-flight check)."""
+
+    async def _done(self) -> None:
+        return None
+
+    def submit(self, events: list[Event]) -> Awaitable[None]:
+        return self._done()
+
+    def enqueue(self, events: list[Event]) -> None:
+        return None
+
+
+class NullRecorder:
+    """Records nothing: model calls of a replay or a pre-flight check go nowhere."""
+
+    def record(self, events: list[Event]) -> None:
+        return None
+
+    async def emit(self, events: list[Event]) -> None:
+        return None
+
+
+def build_index(agents: Iterable[Agent], max_iterations: int | None = None) -> SubscriptionIndex:
+    """The subscription index of a program's agents (``max_iterations``: circuit breaker)."""
+    agents = list(agents)
+    return SubscriptionIndex.build(
+        (s for a in agents for s in a.subscriptions),
+        allow_self=[a.name for a in agents if a.self_trigger],
+        identities=[a.identity() for a in agents],
+        max_iterations=max_iterations,
+    )
+
+
+class Kernel:
+    """State, subscription index and the apply -> commit -> act cycle of one run."""
+
+    def __init__(
+        self,
+        run_id: str,
+        sink: Sink,
+        index: SubscriptionIndex,
+        state: RunState | None = None,
+        restore: Callable[[], RunState] | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.sink = sink
+        self.index = index
+        self.state = state if state is not None else RunState(run_id=run_id)
+        self.state.run_id = run_id
+        self.restore = restore
+        self.actor: Actor | None = None
+        self.listeners: list[Listener] = []
+        self.objects: dict[str, BaseModel] = {}
+        self.halted: Exception | None = None
+
+    # --- apply -> commit -> act --------------------------------------------
+
+    def apply(self, events: list[Event]) -> None:
+        """Fold decided events into the state (they are on their way to the sink)."""
+        self._check()
+        state = self.state
+        for e in events:
+            apply(state, e)
+
+    def record(self, events: list[Event]) -> None:
+        """Apply and queue events that nothing waits on; order with later commits is kept."""
+        self.apply(events)
+        self.sink.enqueue(events)
+
+    async def emit(self, events: list[Event]) -> None:
+        """Apply, commit, then act on what the events decided."""
+        self.apply(events)
+        await self.commit(events)
+
+    async def commit(self, events: list[Event]) -> None:
+        """Commit events already applied, then act on them."""
+        self._check()
+        try:
+            await self.sink.submit(events)
+        except Exception as exc:  # not a cancellation: the unit still commits then
+            self._halt(exc)
+            raise
+        arts = self.state.artifacts
+        last = self.state.last_seq
+        for e in events:
+            if e.kind is EventKind.ARTIFACT_PUBLISHED:
+                view = arts.get(e.body["id"])
+                if view is not None:
+                    view.seq = e.seq
+            if e.seq is not None and e.seq > last:
+                last = e.seq
+        self.state.last_seq = last
+        for listener in self.listeners:
+            listener(events)
+        if self.actor is not None:
+            self.actor.act(events)
+
+    def _check(self) -> None:
+        if self.halted is not None:
+            raise CommitFailed(f"run {self.run_id} stopped: a commit failed: {self.halted}")
+
+    def _halt(self, exc: Exception) -> None:
+        """A commit failed: accept nothing more, and make the state the log's again."""
+        if self.halted is not None:
+            return
+        self.halted = exc
+        if self.restore is None:
+            return
+        durable = self.restore()
+        for f in dataclasses.fields(RunState):
+            setattr(self.state, f.name, getattr(durable, f.name))
+        self.objects.clear()
+
+    # --- deciding ----------------------------------------------------------
+
+    def artifact_event(
+        self,
+        obj: BaseModel,
+        aid: str,
+        produced_by: str,
+        task_id: str | None,
+        correlation_id: str | None,
+        tags: list[str],
+        visibility: dict[str, Any] | None,
+        now: float,
+    ) -> Event:
+        """The ``artifact.published`` event for ``obj`` (its type must be registered)."""
+        name = type(obj).__name__
+        if registry.resolve(name) is None:
+            raise ArtifactValidationError(
+                f"artifact type {name!r} is not registered: decorate it with @flock_type or "
+                "name it in an agent's .consumes()/.publishes(), so a replay can load it"
+            )
+        self.objects[aid] = obj
+        body: ArtifactPublished = {
+            "id": aid,
+            "type": name,
+            "payload": obj.model_dump(mode="json"),
+            "produced_by": produced_by,
+            "task_id": task_id,
+            "correlation_id": correlation_id,
+            "tags": tags,
+            "visibility": visibility or {"kind": "public"},
+        }
+        return trusted_event(self.run_id, EventKind.ARTIFACT_PUBLISHED, body, now)
+
+    def decide(self, artifact_events: list[Event], now: float) -> list[Event]:
+        """Apply each artifact event and what it causes; returns all of them, in order."""
+        self._check()
+        out: list[Event] = []
+        state, index = self.state, self.index
+        for ev in artifact_events:
+            apply(state, ev)
+            out.append(ev)
+            view = state.artifacts[ev.body["id"]]
+            if UNPUBLISHED_TAG in view.tags:
+                continue
+            caused = decide_artifact(state, index, view, self.obj(view.id), now)
+            for c in caused:
+                apply(state, c)
+            out.extend(caused)
+        return out
+
+    def obj(self, aid: str) -> BaseModel:
+        """Artifact ``aid`` as an instance of its registered type (cached)."""
+        cached = self.objects.get(aid)
+        if cached is None:
+            view = self.state.artifacts[aid]
+            cached = self.objects[aid] = registry.to_object(view.type, view.payload)
+        return cached

@@ -1,0 +1,52 @@
+"""The asyncio tasks of one run: agents at work and armed timers.
+
+``run_until_idle`` waits for all of them; ``cancel_all`` stops them (a closing
+or interrupted run). Every part that starts background work hands it here, so
+nothing is left running unnoticed.
+
+Example::
+
+    work = Work()
+    work.spawn(some_coroutine(), "flock-es:timer")
+    await work.until_idle()
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+__all__ = ["Work"]
+
+
+class Work:
+    """A set of tracked asyncio tasks."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    def __bool__(self) -> bool:
+        return bool(self.tasks)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Start ``coro`` as a tracked task."""
+        task = asyncio.create_task(coro, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def until_idle(self) -> None:
+        """Return when no tracked task is left; re-raise the first that failed."""
+        while self.tasks:
+            done, _ = await asyncio.wait(set(self.tasks))
+            for t in done:
+                if not t.cancelled() and t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+
+    async def cancel_all(self) -> None:
+        """Cancel every tracked task and wait until they are gone."""
+        for t in list(self.tasks):
+            t.cancel()
+        if self.tasks:
+            await asyncio.wait(set(self.tasks))

@@ -1,0 +1,79 @@
+"""The kernel: nothing acts before its commit, and a failed commit leaves the
+in-memory state equal to the log (a real SQLite file that refuses a write)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from flock_es import Flock, flock_type
+from flock_es.errors import ArtifactValidationError, CommitFailed
+from flock_es.log import LogReader
+from flock_es.projection.fold import fold
+
+
+@flock_type
+class KPing(BaseModel):
+    n: int
+
+
+@flock_type
+class KPong(BaseModel):
+    n: int
+
+
+@flock_type
+class KBad(BaseModel):
+    n: int
+
+
+class NeverRegistered(BaseModel):
+    n: int
+
+
+def refuse(db: Path, type_name: str) -> None:
+    """Make the database itself refuse the commit of any artifact of ``type_name``."""
+    con = sqlite3.connect(db)
+    con.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON events WHEN NEW.kind = 'artifact.published' "
+        f"AND json_extract(NEW.body, '$.type') = '{type_name}' "
+        "BEGIN SELECT RAISE(ABORT, 'the disk says no'); END"
+    )
+    con.commit()
+    con.close()
+
+
+async def test_a_failed_commit_leaves_the_state_equal_to_the_log(db_path: Path) -> None:
+    flock = Flock(db=db_path)
+    flock.agent("echo").consumes(KPing).with_function(lambda p: KPong(n=p.n)).publishes(KPong)
+    flock.agent("bad").consumes(KBad).with_function(lambda p: KPong(n=p.n)).publishes(KPong)
+    await flock.publish(KPing(n=1))
+    await flock.run_until_idle()
+    refuse(db_path, "KBad")
+    with pytest.raises(sqlite3.IntegrityError):
+        await flock.publish(KBad(n=2))
+    with LogReader(db_path) as reader:
+        durable = fold(reader.iter_events(flock.run_id))
+    state = flock.state
+    assert set(state.artifacts) == set(durable.artifacts)
+    assert set(state.tasks) == set(durable.tasks)
+    assert state.last_seq == durable.last_seq
+    assert "KBad" not in state.by_type or not state.by_type["KBad"]
+    # The run accepts nothing more: what it would decide next could rest on a lost commit.
+    with pytest.raises(CommitFailed):
+        await flock.publish(KPing(n=3))
+    await flock.close()
+
+
+async def test_publishing_an_unregistered_type_fails_at_publish(db_path: Path) -> None:
+    flock = Flock(db=db_path)
+    flock.agent("echo").consumes(KPing).with_function(lambda p: KPong(n=p.n)).publishes(KPong)
+    with pytest.raises(ArtifactValidationError, match=r"NeverRegistered.*not registered"):
+        await flock.publish(NeverRegistered(n=1))
+    await flock.close()
+    with LogReader(db_path) as reader:
+        kinds = [e.kind.value for e in reader.events(flock.run_id)]
+    assert "artifact.published" not in kinds
