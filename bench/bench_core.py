@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._machine import machine, median, peak_rss_mb
 from flock_es import Flock
-from flock_es.cli.loader import load_program
+from flock_es.runtime.program import load_program
 
 ROOT = Path(__file__).resolve().parent.parent
 

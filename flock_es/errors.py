@@ -35,6 +35,7 @@ __all__ = [
     "ModelError",
     "OutputValidationError",
     "PermanentModelError",
+    "ProgramChanged",
     "ProgramError",
     "RecordedCallChanged",
     "ReplayMiss",
@@ -128,6 +129,10 @@ class RecordedCallChanged(UserError):
         super().__init__(f"agent {agent!r}, task {task_id}: {what}")
         self.task_id, self.agent, self.call_index = task_id, agent, call_index
         self.part, self.expected, self.actual, self.detail = part, expected, actual, detail
+
+
+class ProgramChanged(UserError):
+    """Resume refused: the program no longer makes a request whose answer is recorded."""
 
 
 class CommitFailed(FlockError):

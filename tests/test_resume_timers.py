@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from flock_es.cli.loader import load_program
 from flock_es.log import LogReader
 from flock_es.projection import fold
+from flock_es.runtime.program import load_program
 from flock_es.runtime.resume import nothing_to_resume, resumable_work
 from tests.conftest import ROOT, run_cli
 

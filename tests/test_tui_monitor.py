@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from flock_es.cli.loader import load_program
 from flock_es.log.reader import LogReader
 from flock_es.projection.fold import fold
+from flock_es.runtime.program import load_program
 from flock_es.tui import rows
 from flock_es.tui.monitor import Monitor
 from tests.conftest import EXAMPLES

@@ -241,8 +241,7 @@ async def test_a_re_executed_task_gets_the_context_recorded_for_it(db_path: Path
     with LogReader(db_path) as r:
         state = fold_events(r.events(first.run_id))
     second = build(block=False)
-    second.run_id = first.run_id
-    second._initial_state = state
+    second.continue_from(state)
     await second.start()
     assert second.engine.resume_pending() == 1
     await second.run_until_idle()

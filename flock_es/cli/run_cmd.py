@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -13,53 +11,13 @@ from typing import Annotated
 
 import typer
 
-from flock_es.cli.loader import Program, call_main, describe_exception, load_program
 from flock_es.cli.options import DbOption
 from flock_es.cli.progress import Progress, print_summary, summary_lines
 from flock_es.domain.events import RunStatus
-from flock_es.errors import ProgramError, UserError
+from flock_es.errors import ExitCode, ProgramError, UserError
 from flock_es.runtime.flock import Flock
-
-
-async def drive(flock: Flock, body: object, progress: Progress | None) -> RunStatus:
-    """Run ``body`` (a coroutine) then until idle; stop cleanly on SIGINT/SIGTERM.
-
-    An interrupted run is recorded as ``interrupted`` and stays resumable.
-    """
-    loop = asyncio.get_running_loop()
-    main_task = asyncio.current_task()
-    assert main_task is not None
-    stopped: list[str] = []
-
-    def stop(signame: str) -> None:
-        if not stopped:
-            stopped.append(signame)
-            main_task.cancel()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop, sig.name)
-    if progress is not None:
-        flock.add_listener(progress.on_events)
-    try:
-        await body  # type: ignore[misc]
-        await flock.run_until_idle()
-        return await flock.close()
-    except asyncio.CancelledError:
-        if not stopped:
-            raise
-        if flock._engine is not None:
-            await flock.engine.cancel_all()
-        return await flock.close(RunStatus.INTERRUPTED, reason=stopped[0])
-    except BaseException as exc:
-        if flock._engine is not None and not isinstance(exc, KeyboardInterrupt):
-            await flock.engine.cancel_all()
-            await flock.close(RunStatus.FAILED, reason=f"{type(exc).__name__}: {exc}")
-        raise
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
+from flock_es.runtime.lifecycle import Ownership, drive
+from flock_es.runtime.program import Program, call_main, describe_exception, load_program
 
 
 def tune_gc() -> None:
@@ -77,17 +35,22 @@ def tune_gc() -> None:
 
 
 def run_to_end(
-    flock: Flock, body: Callable[[], Awaitable[None]], quiet: bool, program: Path
+    flock: Flock,
+    body: Callable[[], Awaitable[object]],
+    quiet: bool,
+    program: Path,
+    owner: Ownership | None = None,
 ) -> RunStatus:
     """Drive ``body()`` and the run to the end with live progress; user-code errors
     become one-line ``ProgramError``s naming ``program``."""
     tune_gc()
     progress = Progress(lambda: flock.state, quiet=quiet)
+    flock.add_listener(progress.on_events)
 
     async def go() -> RunStatus:
         try:
             with progress:
-                return await drive(flock, body(), progress)
+                return await drive(flock, body(), owner)
         except UserError:
             raise
         except Exception as exc:
@@ -97,10 +60,10 @@ def run_to_end(
 
 
 def finish(flock: Flock, status: RunStatus, t0: float) -> None:
-    """Print the summary; exit 130 when interrupted, 1 when a task failed.
+    """Print the summary; exit ``INTERRUPTED`` or ``RUN_FAILED`` when the run says so.
 
     A run that stopped only because of provider errors that may pass (an
-    outage) is interrupted, not failed: exit 1, with the command that retries.
+    outage) is interrupted, not failed: ``RUN_FAILED``, with the command that retries.
     """
     state = flock.state
     print_summary(summary_lines(state, status.value, time.time() - t0, str(flock.db_path)))
@@ -110,11 +73,11 @@ def finish(flock: Flock, status: RunStatus, t0: float) -> None:
             f"{len(retryable)} task(s) failed on provider errors that may pass; "
             f"`flock-es resume {flock.run_id} --retry-failed` re-runs them."
         )
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.RUN_FAILED)
     if status is RunStatus.INTERRUPTED:
-        raise typer.Exit(130)
+        raise typer.Exit(ExitCode.INTERRUPTED)
     if status is RunStatus.FAILED:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.RUN_FAILED)
 
 
 def configure(program: Program, db: Path | None, model: str | None, max_calls: int | None) -> Flock:
@@ -175,5 +138,6 @@ def register(app: typer.Typer) -> None:
         prog = load_program(program)
         flock = configure(prog, db, model, max_concurrent_calls)
         t0 = time.time()
-        status = run_to_end(flock, lambda: call_main(prog), quiet, program)
+        with Ownership(flock.db_path, flock.run_id) as owner:
+            status = run_to_end(flock, lambda: call_main(prog), quiet, program, owner)
         finish(flock, status, t0)

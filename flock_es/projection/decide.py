@@ -184,15 +184,33 @@ def _fire(
     planned: dict[str, int],
 ) -> list[Event]:
     """Schedule ``inputs`` for ``sub``, unless the agent's circuit breaker is open."""
-    limit = _limit(state, index)
-    if limit is not None:
-        view = state.agents.get(sub.agent)
-        done = (view.scheduled if view is not None else 0) + planned.get(sub.agent, 0)
-        if done >= limit:
-            body = CircuitTripped(agent=sub.agent, sub_index=sub.index, inputs=inputs, limit=limit)
-            return [make_event(state.run_id, EventKind.CIRCUIT_TRIPPED, body, now)]
-        planned[sub.agent] = planned.get(sub.agent, 0) + 1
+    tripped = _breaker(state, _limit(state, index), sub.agent, sub.index, inputs, planned, now)
+    if tripped is not None:
+        return [tripped]
     return [schedule(state, sub.agent, sub.index, inputs, reason, now)]
+
+
+def _breaker(
+    state: RunState,
+    limit: int | None,
+    agent: str,
+    sub_index: int,
+    inputs: list[str],
+    planned: dict[str, int],
+    now: float,
+) -> Event | None:
+    """The circuit breaker, the one place it is decided: ``circuit.tripped`` if ``agent``
+    has been scheduled ``limit`` times (counting ``planned`` schedules of this
+    decision), else None, counting this schedule in ``planned``."""
+    if limit is None:
+        return None
+    view = state.agents.get(agent)
+    done = (view.scheduled if view is not None else 0) + planned.get(agent, 0)
+    if done >= limit:
+        body = CircuitTripped(agent=agent, sub_index=sub_index, inputs=inputs, limit=limit)
+        return make_event(state.run_id, EventKind.CIRCUIT_TRIPPED, body, now)
+    planned[agent] = planned.get(agent, 0) + 1
+    return None
 
 
 def _limit(state: RunState, index: SubscriptionIndex) -> int | None:
@@ -256,11 +274,9 @@ def decide_batch_flush(
     buf = state.batches.get((agent, sub_index))
     if buf is None or not buf.members:
         return []
+    members = list(buf.members)
     limit = state.max_agent_iterations
-    view = state.agents.get(agent)
-    if limit is not None and view is not None and view.scheduled >= limit:
-        body = CircuitTripped(
-            agent=agent, sub_index=sub_index, inputs=list(buf.members), limit=limit
-        )
-        return [make_event(state.run_id, EventKind.CIRCUIT_TRIPPED, body, now)]
-    return [schedule(state, agent, sub_index, list(buf.members), reason, now)]
+    tripped = _breaker(state, limit, agent, sub_index, members, {}, now)
+    if tripped is not None:
+        return [tripped]
+    return [schedule(state, agent, sub_index, members, reason, now)]

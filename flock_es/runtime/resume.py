@@ -107,12 +107,19 @@ def prepare(flock: Flock, state: RunState, db: Path, model: str | None, program:
     flock.continue_from(state)
 
 
-async def start_resumed(flock: Flock, record: bool = True, retry_failed: bool = False) -> int:
+async def start_resumed(
+    flock: Flock,
+    record: bool = True,
+    retry_failed: bool = False,
+    shift: float = 0.0,
+    until: float | None = None,
+) -> int:
     """Start the engine on the folded state, record ``run.resumed``, re-launch the work.
 
     ``retry_failed``: also re-run the tasks that failed on a transient provider
     error (``TaskView.transient``); ``run.resumed`` records which, and their
-    attempt numbers continue where they stopped.
+    attempt numbers continue where they stopped. A fork passes ``shift``/``until``:
+    its inherited timers restart relative to the fork.
     """
     engine = await flock.start()
     if record:
@@ -129,7 +136,7 @@ async def start_resumed(flock: Flock, record: bool = True, retry_failed: bool = 
         if retried:
             body["retried"] = retried
         await engine.emit([make_event(flock.run_id, EventKind.RUN_RESUMED, body, time.time())])
-    return engine.resume_pending()
+    return engine.resume_pending(shift, until)
 
 
 def program_hash(path: Path | None) -> str | None:

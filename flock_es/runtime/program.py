@@ -24,6 +24,8 @@ from pydantic import ValidationError
 from flock_es.errors import ProgramError, UserError
 from flock_es.runtime.flock import Flock
 
+__all__ = ["MODULE_NAME", "Program", "call_main", "describe_exception", "load_program"]
+
 MODULE_NAME = "__flock_program__"
 
 
@@ -54,6 +56,13 @@ def describe_exception(path: Path, exc: BaseException) -> str:
 
 
 def load_program(path: Path) -> Program:
+    """Import the program file at ``path`` and find its Flock and ``main``.
+
+    Example::
+
+        program = load_program(Path("examples/news.py"))
+        program.flock.db_path = Path("/tmp/news.db")
+    """
     if not path.exists():
         raise ProgramError(f"{path}: no such file")
     if path.is_dir() or path.suffix != ".py":

@@ -1,0 +1,278 @@
+"""The life of a run as runtime API: own it, drive it to the end, resume or fork it.
+
+The CLI parses arguments, calls these and renders what they return; a
+program or a test can call them the same way.
+
+* ``Ownership``: the run's lease in the log, claimed before any work,
+  heart-beaten while the run goes on, released at the end.
+* ``drive``: run a body (``main()``, a resume, a fork) and then the run until
+  idle; SIGINT/SIGTERM stop it cleanly as ``interrupted`` (resumable).
+* ``plan_resume``/``resume``: fold the run, pick its program, and
+  check every recorded model call a re-run task would be served against the
+  request the program makes now, before anything runs or is paid for.
+* ``plan_fork``/``start_fork``: a new run from the state of another at a seq,
+  with its pending timers restarted relative to the fork.
+
+Example::
+
+    with Ownership(db, run_id) as owner:
+        plan = plan_resume(db, run_id)
+        program = load_program(plan.program)
+        status = asyncio.run(drive(program.flock, resume(program.flock, plan, None), owner))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sqlite3
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flock_es.domain.events import Event, RunStatus
+from flock_es.errors import DatabaseError, ProgramError, UserError
+from flock_es.log.ports import Lease, open_store
+from flock_es.log.reader import LogReader
+from flock_es.projection.fold import fold
+from flock_es.projection.state import RunState
+from flock_es.runtime.flock import Flock
+from flock_es.runtime.preflight import check_recorded_calls, recorded_requests
+from flock_es.runtime.resume import (
+    check_at,
+    fork_events,
+    live_status,
+    load_run,
+    nothing_to_resume,
+    prepare,
+    program_hash,
+    start_resumed,
+    unit_end,
+    write_fork,
+)
+
+__all__ = [
+    "ForkPlan",
+    "Ownership",
+    "ResumePlan",
+    "drive",
+    "plan_fork",
+    "plan_resume",
+    "program_of",
+    "resume",
+    "start_fork",
+]
+
+
+class Ownership:
+    """The lease on one run: ``with Ownership(db, run_id):`` around all its work."""
+
+    def __init__(self, db: Path, run_id: str, force: bool = False) -> None:
+        self.store = open_store(db)
+        self.run_id = run_id
+        self.force = force
+        self.lease: Lease | None = None
+
+    def __enter__(self) -> Ownership:
+        try:
+            self.lease = self.store.claim(self.run_id, force=self.force)
+        except (OSError, sqlite3.Error) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise DatabaseError(
+                f"cannot write the database {self.store.location}: {reason}"
+            ) from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.lease is not None:
+            with contextlib.suppress(Exception):
+                self.store.release(self.lease)
+            self.lease = None
+
+    async def keep(self) -> None:
+        """Renew the lease until cancelled (a third of its length at a time)."""
+        while self.lease is not None:
+            await asyncio.sleep(max(0.05, self.lease.lease_seconds / 3))
+            if self.lease is not None:
+                self.lease = await asyncio.to_thread(self.store.heartbeat, self.lease)
+
+
+async def drive(
+    flock: Flock, body: Awaitable[Any] | None, owner: Ownership | None = None
+) -> RunStatus:
+    """Await ``body``, run until idle, close; SIGINT/SIGTERM close it ``interrupted``.
+
+    A user error raised on the way (a changed recorded call, a bad publish)
+    also closes the run ``interrupted``: nothing is lost and it stays resumable.
+    """
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    stopped: list[str] = []
+
+    def stop(signame: str) -> None:
+        if not stopped:
+            stopped.append(signame)
+            main_task.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop, sig.name)
+    keeper = asyncio.create_task(owner.keep(), name="flock-es:lease") if owner else None
+    try:
+        if body is not None:
+            await body
+        await flock.run_until_idle()
+        return await flock.close()
+    except asyncio.CancelledError:
+        if not stopped:
+            raise
+        if flock.started:
+            await flock.engine.cancel_all()
+        return await flock.close(RunStatus.INTERRUPTED, reason=stopped[0])
+    except BaseException as exc:
+        if flock.started and not isinstance(exc, KeyboardInterrupt):
+            await flock.engine.cancel_all()
+            status = RunStatus.INTERRUPTED if isinstance(exc, UserError) else RunStatus.FAILED
+            await flock.close(status, reason=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        if keeper is not None:
+            keeper.cancel()
+            with contextlib.suppress(BaseException):
+                await keeper
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+
+def program_of(recorded: str | None, given: Path | None, run_id: str) -> Path:
+    """The program to load for ``run_id``: ``given``, else the one the run recorded."""
+    if given is not None:
+        return given
+    if not recorded:
+        raise ProgramError(f"run {run_id} recorded no program file; pass --program PROGRAM.py")
+    path = Path(recorded)
+    if not path.is_file():
+        raise ProgramError(
+            f"the program of run {run_id} ({recorded}) no longer exists; pass --program PROGRAM.py"
+        )
+    return path
+
+
+# --- resume -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ResumePlan:
+    """What ``resume`` found: the folded run and the program to continue it with."""
+
+    run_id: str
+    db: Path
+    state: RunState
+    program: Path | None
+    recorded_hash: str | None
+    current_hash: str | None
+    nothing_to_do: bool = False
+    # Also re-run tasks that failed on a provider error that may pass.
+    retry_failed: bool = False
+
+    @property
+    def program_changed(self) -> bool:
+        return bool(self.recorded_hash and self.current_hash) and (
+            self.recorded_hash != self.current_hash
+        )
+
+
+def plan_resume(
+    db: Path,
+    run_id: str,
+    program: Path | None = None,
+    force: bool = False,
+    retry_failed: bool = False,
+) -> ResumePlan:
+    """Fold ``run_id`` (take its ``Ownership`` first) and decide what resuming it means."""
+    with LogReader(db) as reader:
+        state = load_run(reader, run_id)
+    if nothing_to_resume(state, retry_failed):
+        return ResumePlan(run_id, db, state, None, state.program_hash, None, nothing_to_do=True)
+    alive = live_status(None, state.pid, state.host) == RunStatus.RUNNING.value
+    if state.finished_status is None and alive and not force:
+        raise UserError(
+            f"run {run_id} is still running (pid {state.pid} on {state.host}); stop it "
+            "first, or pass --force if that process is not flock-es"
+        )
+    path = program_of(state.program, program, run_id)
+    return ResumePlan(
+        run_id, db, state, path, state.program_hash, program_hash(path), retry_failed=retry_failed
+    )
+
+
+async def resume(flock: Flock, plan: ResumePlan, model: str | None) -> int:
+    """Continue the run with the loaded program; returns the tasks re-launched.
+
+    Raises ``ProgramChanged`` (one line naming the agent, the task, what
+    changed, and the fork to take instead) before anything runs or is paid,
+    if a recorded call would answer a request the program no longer makes.
+    """
+    assert plan.program is not None
+    with LogReader(plan.db) as reader:
+        requests = recorded_requests(reader.iter_events(plan.run_id), plan.state, plan.retry_failed)
+    prepare(flock, plan.state, plan.db, model, plan.program)
+    await check_recorded_calls(flock, plan.state, requests)
+    flock.continue_from(plan.state, requests)
+    return await start_resumed(flock, retry_failed=plan.retry_failed)
+
+
+# --- fork ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ForkPlan:
+    """A fork to take: the parent's prefix up to ``cut`` (``at``, moved to a unit's end)."""
+
+    parent_id: str
+    db: Path
+    at: int
+    cut: int
+    parent: list[Event]
+    state: RunState
+    program: Path
+
+
+def plan_fork(db: Path, run_id: str, at: int, program: Path | None = None) -> ForkPlan:
+    """Read the parent and fix the fork point (never inside a transaction)."""
+    with LogReader(db) as reader:
+        check_at(reader, run_id, at)
+        parent = reader.events(run_id)
+    cut = unit_end(parent, at)
+    state = fold(e for e in parent if e.seq is not None and e.seq <= cut)
+    path = program_of(state.program, program, run_id)
+    return ForkPlan(run_id, db, at, cut, parent, state, path)
+
+
+def _fork_point_ts(plan: ForkPlan) -> float:
+    inherited = [e.ts for e in plan.parent if e.seq is not None and e.seq <= plan.cut]
+    return max(inherited) if inherited else time.time()
+
+
+async def start_fork(flock: Flock, plan: ForkPlan, model: str | None) -> int:
+    """Write the child's inherited prefix, then continue it live; tasks re-launched.
+
+    The inherited timers get the time they had left at the fork point, counted
+    from now: a fork taken long after its parent does not flush a batch early.
+    """
+    flock.program = plan.program.resolve()
+    flock.db_path = plan.db
+    chosen = model or plan.state.model or flock.model
+    flock.model = chosen
+    flock.check_models()
+    await write_fork(plan.db, fork_events(plan.parent, plan.state, plan.cut, flock, chosen))
+    with LogReader(plan.db) as reader:
+        state = fold(reader.iter_events(flock.run_id))
+    prepare(flock, state, plan.db, chosen, plan.program)
+    fork_ts = _fork_point_ts(plan)
+    return await start_resumed(flock, record=False, shift=time.time() - fork_ts, until=fork_ts)

@@ -1,0 +1,91 @@
+"""Before a resume runs anything: would every recorded call still be served honestly?
+
+A task that was running when its run stopped may have model (and tool) calls
+recorded. Resume serves them from the log instead of paying again, but only
+if the program still asks the same thing. This module re-plays each such
+task's conversation against the record, in memory (no model, nothing
+recorded), up to its first unrecorded call, and raises ``ProgramChanged``
+naming the agent, the task and what changed, with the fork to take instead.
+DBOS raises ``DBOSUnexpectedStepError`` in the same case.
+
+Example::
+
+    requests = recorded_requests(reader.iter_events(run_id), state)
+    await check_recorded_calls(flock, state, requests)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from flock_es.domain.events import Event, EventKind
+from flock_es.errors import ProgramChanged, RecordedCallChanged, ReplayMiss
+from flock_es.models.base import ModelClient
+from flock_es.projection.state import RunState
+from flock_es.runtime.agent import Agent
+from flock_es.runtime.executor import Executor
+from flock_es.runtime.flock import Flock
+from flock_es.runtime.kernel import Kernel, NullRecorder, NullSink, build_index
+from flock_es.runtime.model_calls import ModelCalls
+
+__all__ = ["check_recorded_calls", "recorded_requests"]
+
+CallKey = tuple[str, int]
+
+
+def recorded_requests(
+    events: Iterable[Event], state: RunState, retry_failed: bool = False
+) -> dict[CallKey, dict[str, Any]]:
+    """The recorded requests of the model calls of tasks a resume would re-run."""
+    pending = {t.id for t in state.pending_tasks()}
+    if retry_failed:
+        pending.update(t.id for t in state.retryable_tasks())
+    out: dict[CallKey, dict[str, Any]] = {}
+    for e in events:
+        if e.kind is EventKind.MODEL_CALLED and e.body.get("task_id") in pending:
+            key = (str(e.body["task_id"]), int(e.body["call_index"]))
+            out.setdefault(key, e.body.get("request") or {})
+    return out
+
+
+def _no_client(agent: Agent) -> ModelClient:
+    raise ReplayMiss("the pre-flight check never calls a model")
+
+
+async def check_recorded_calls(
+    flock: Flock, state: RunState, requests: Mapping[CallKey, Mapping[str, Any]]
+) -> None:
+    """Raise ``ProgramChanged`` if a recorded call would answer a changed request."""
+    tasks = sorted({k[0] for k in requests})
+    if not tasks:
+        return
+    kernel = Kernel(state.run_id, NullSink(), build_index(flock.agents.values()), state)
+    calls = ModelCalls(
+        state,
+        NullRecorder(),
+        _no_client,
+        flock.model,
+        retry=flock.retry,
+        record_only=True,
+        requests=requests,
+    )
+    executor = Executor(kernel, flock.agents, calls)
+    for task_id in tasks:
+        task = state.tasks.get(task_id)
+        agent = flock.agents.get(task.agent) if task is not None else None
+        if task is None or agent is None or agent.function is not None:
+            continue
+        run = executor.prepare(task, agent, max(task.attempt, 1), task.context)
+        try:
+            await executor.outputs(run)
+        except RecordedCallChanged as exc:
+            seq = state.calls[(exc.task_id, 0)].seq if (exc.task_id, 0) in state.calls else None
+            at = f" --at {seq - 1}" if seq else " --at SEQ"
+            raise ProgramChanged(
+                f"cannot resume run {state.run_id}: {exc}; the program changed since the "
+                f"call was paid for, so its answer does not apply: continue as a new run "
+                f"with `flock-es fork {state.run_id}{at}`"
+            ) from None
+        except Exception:  # ReplayMiss: the rest runs live; anything else fails as it would live
+            continue
