@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from flock_es.errors import UserError
+from flock_es.errors import ExitCode, UserError
 
 app = typer.Typer(
     name="flock-es",
@@ -60,7 +60,7 @@ def _register() -> None:
 _register()
 
 
-def fail(message: str, code: int = 2) -> None:
+def fail(message: str, code: int = ExitCode.USER_ERROR) -> None:
     """Print a one-line error (without any secret this process holds) and exit."""
     from flock_es.redaction import redact_text
 
@@ -82,7 +82,7 @@ def _exit(code: object) -> None:
         code = 0
     elif not isinstance(code, int):
         print(code, file=sys.stderr, flush=True)
-        code = 1
+        code = ExitCode.RUN_FAILED
     os._exit(code)
 
 
@@ -94,7 +94,7 @@ def main() -> None:
         fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         typer.echo("flock-es: interrupted", err=True)
-        raise SystemExit(130) from None
+        raise SystemExit(ExitCode.INTERRUPTED) from None
     except SystemExit as exc:
         _exit(exc.code)
         raise
