@@ -136,8 +136,6 @@ class LogWriter:
         )
         self._task: asyncio.Task[None] | None = None
         self.commits = 0
-        # The first commit that failed: every later unit fails with it (see _drain_queue).
-        self.failed: Exception | None = None
         self.committed_events = 0
 
     @classmethod
@@ -206,9 +204,6 @@ class LogWriter:
                 units.append(nxt)
                 size += len(nxt[0])
             try:
-                if self.failed is not None:
-                    # Later units may rest on the lost one: none of them may commit either.
-                    raise self.failed
                 await self._commit([e for evs, _ in units for e in evs])
             except BaseException as exc:  # the waiters must hear about it
                 for _, fut in units:
@@ -216,8 +211,6 @@ class LogWriter:
                         fut.set_exception(exc)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
-                if isinstance(exc, Exception):
-                    self.failed = exc
             else:
                 for _, fut in units:
                     if fut is not None and not fut.done():
