@@ -72,6 +72,7 @@ def killed_with_calls_recorded(server: OpenAIServer, tmp_path: Path, env: dict[s
     return db
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_changed_prompt_then_resumes_the_unchanged_program(
     server: OpenAIServer, tmp_path: Path
 ) -> None:
