@@ -320,14 +320,17 @@ class ViewMixin(App[None]):
         self.action_view(VIEWS[(i + d) % len(VIEWS)])
 
     def action_view(self, view: str) -> None:
-        self._q("#views", TabbedContent).active = view
-        if view == "runs":
-            self._load_run_stats()
-        self.refresh_views()
+        tabs = self._q("#views", TabbedContent)
+        if tabs.active == view:
+            self._focus_view()
+            return
+        tabs.active = view  # TabActivated redraws it
         self._focus_view()
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self) -> None:
+        if self.view == "runs":
+            self._load_run_stats()
         self.refresh_views()
 
     def _focus_view(self) -> None:
