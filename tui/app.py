@@ -48,7 +48,7 @@ so it is visible at 80 columns."""
 
 POLL_SECONDS = 0.1  # a committed event is on screen within about this long while a run is busy
 IDLE_SECONDS = 1.0
-LOADING_REFRESH = 0.25  # while a backlog folds, the screen is redrawn this often
+REDRAW_SECONDS = 0.25  # the screen is redrawn at most this often (a key's answer: at once)
 KEY_BUDGET = 0.3  # after a key, the fold pauses this long so the answer is drawn at once  # nothing new for a while: check (one PRAGMA data_version) once a second
 
 VIEWS = ("runs", "agents", "tasks", "artifacts", "batches", "log", "timeline", "failures")
@@ -251,17 +251,22 @@ class MonitorApp(ActionsMixin):
             events = m.poll(self._yield_to_ui)
             if events or did:
                 quiet_since = time.monotonic()
-                if did or m.caught_up or time.monotonic() - self._notified > LOADING_REFRESH:
+                if did or time.monotonic() - self._notified > REDRAW_SECONDS:
                     self._notify()
+                else:
+                    self._owed = True
             self.pending_commands -= did
             if events and not m.caught_up:
                 continue
+            if self._owed and not events:  # the last events of a burst get drawn too
+                self._notify()
             idle = time.monotonic() - quiet_since > 5.0
             self._wake.wait(IDLE_SECONDS if idle else self.poll_seconds)
 
     _error = ""
     _notified = 0.0
     pending_commands = 0
+    _owed = False  # events folded but not drawn yet (redraws are throttled)
 
     @property
     def settled(self) -> bool:
@@ -271,6 +276,7 @@ class MonitorApp(ActionsMixin):
             m is not None
             and self.pending_commands == 0
             and not self._posted
+            and not self._owed
             and (m.caught_up or m.run_id is None)
         )
 
@@ -309,6 +315,7 @@ class MonitorApp(ActionsMixin):
 
     def _notify(self) -> None:
         self._notified = time.monotonic()
+        self._owed = False
         if not self._posted:
             self._posted = True
             self.post_message(Folded())
