@@ -21,7 +21,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
-from flock_es.domain.events import SCHEMA_VERSION, Event, EventKind
+from flock_es.domain.events import SCHEMA_VERSION, Event, EventKind, ModelCalled, body_as
 from flock_es.domain.upcast import upcast
 from flock_es.domain.validate import check_body
 from flock_es.errors import DatabaseError, ExportFormatError
@@ -50,7 +50,7 @@ def _lines(reader: LogReader, run_id: str) -> Iterator[str]:
         body = e.body
         if e.kind is EventKind.MODEL_CALLED:
             # Recorded requests are already redacted; an export leaves the machine, so again.
-            body = dict(body, request=redact(body.get("request", {})))
+            body = dict(body, request=redact(body_as(e, ModelCalled)["request"]))
         yield dumps(
             {
                 "seq": e.seq,

@@ -173,7 +173,6 @@ class EventWriter(Protocol):
     """Appends units of events with group commit; one per process and store."""
 
     commits: int
-    committed_events: int
 
     def submit(self, events: list[Event]) -> asyncio.Future[None]:
         """Queue one atomic unit; the future resolves after its commit."""

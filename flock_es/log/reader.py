@@ -13,7 +13,15 @@ from pathlib import Path
 
 from pydantic_core import from_json
 
-from flock_es.domain.events import Event, EventKind
+from flock_es.domain.events import (
+    Event,
+    EventKind,
+    ModelCalled,
+    RunResumed,
+    RunStarted,
+    TaskFailed,
+    body_field,
+)
 from flock_es.domain.upcast import upcast
 from flock_es.errors import DatabaseError, RunNotFoundError
 from flock_es.log.ports import Lease, RunRow
@@ -22,6 +30,38 @@ from flock_es.log.schema import BUSY_TIMEOUT_MS, check_database, read_uri
 __all__ = ["LogReader", "RunRow", "row_to_event"]
 
 _KINDS = {k.value: k for k in EventKind}
+
+
+def _field(definition: type, name: str) -> str:
+    """The SQLite JSON path of a body field, checked against its definition at import."""
+    return f"json_extract(body, '$.{body_field(definition, name)}')"
+
+
+_K = EventKind
+_CALLED = f"kind='{_K.MODEL_CALLED}'"
+_TOKENS_IN, _TOKENS_OUT = _field(ModelCalled, "tokens_in"), _field(ModelCalled, "tokens_out")
+_COST, _ATTEMPT = _field(ModelCalled, "cost"), _field(ModelCalled, "attempt")
+_RUN_STATS = (
+    "SELECT run_id,"
+    f" count(DISTINCT CASE WHEN kind='{_K.TASK_SCHEDULED}' THEN task_id END),"
+    f" count(DISTINCT CASE WHEN kind='{_K.TASK_COMPLETED}' THEN task_id END),"
+    f" count(DISTINCT CASE WHEN kind='{_K.TASK_FAILED}'"
+    f"   AND NOT {_field(TaskFailed, 'will_retry')} THEN task_id END),"
+    f" sum({_CALLED}),"
+    f" coalesce(sum(CASE WHEN {_CALLED} THEN {_TOKENS_IN} END), 0),"
+    f" coalesce(sum(CASE WHEN {_CALLED} THEN {_TOKENS_OUT} END), 0),"
+    f" coalesce(sum(CASE WHEN {_CALLED} THEN {_COST} END), 0),"
+    f" sum({_CALLED} AND {_COST} IS NULL),"
+    " max(ts),"
+    f" sum(kind='{_K.MODEL_ATTEMPT}'),"
+    f" sum({_CALLED} AND coalesce({_ATTEMPT}, 1) > 1)"
+    " FROM events GROUP BY run_id"
+)
+# run.resumed names the same fields as run.started: the last process that ran the run.
+_LAST_PROCESS = (
+    f"SELECT run_id, {_field(RunStarted, 'pid')}, {_field(RunResumed, 'host')} FROM events"
+    f" WHERE kind IN ('{_K.RUN_STARTED}', '{_K.RUN_RESUMED}') ORDER BY seq"
+)
 
 
 def row_to_event(row: tuple[int, str, str, float, int, str]) -> Event | None:
@@ -159,22 +199,7 @@ class LogReader:
         answered after a retry), artifacts, pid, host (of the last process that ran it).
         """
         out: dict[str, dict[str, object]] = {}
-        rows = self._con.execute(
-            "SELECT run_id,"
-            " count(DISTINCT CASE WHEN kind='task.scheduled' THEN task_id END),"
-            " count(DISTINCT CASE WHEN kind='task.completed' THEN task_id END),"
-            " count(DISTINCT CASE WHEN kind='task.failed'"
-            "   AND NOT json_extract(body, '$.will_retry') THEN task_id END),"
-            " sum(kind='model.called'),"
-            " coalesce(sum(CASE WHEN kind='model.called' THEN json_extract(body, '$.tokens_in') END), 0),"
-            " coalesce(sum(CASE WHEN kind='model.called' THEN json_extract(body, '$.tokens_out') END), 0),"
-            " coalesce(sum(CASE WHEN kind='model.called' THEN json_extract(body, '$.cost') END), 0),"
-            " sum(kind='model.called' AND json_extract(body, '$.cost') IS NULL),"
-            " max(ts),"
-            " sum(kind='model.attempt'),"
-            " sum(kind='model.called' AND coalesce(json_extract(body, '$.attempt'), 1) > 1)"
-            " FROM events GROUP BY run_id"
-        ).fetchall()
+        rows = self._con.execute(_RUN_STATS).fetchall()
         keys: tuple[str, ...] = ("scheduled", "done", "failed", "calls", "tokens_in")
         keys += ("tokens_out", "cost", "cost_unknown", "last_ts", "failed_attempts", "retried")
         for run_id, *vals in rows:
@@ -185,10 +210,7 @@ class LogReader:
         ).fetchall():
             if run_id in out:
                 out[run_id]["artifacts"] = n
-        for run_id, pid, host in self._con.execute(
-            "SELECT run_id, json_extract(body, '$.pid'), json_extract(body, '$.host') FROM events"
-            " WHERE kind IN ('run.started', 'run.resumed') ORDER BY seq"
-        ).fetchall():
+        for run_id, pid, host in self._con.execute(_LAST_PROCESS).fetchall():
             if run_id in out:
                 out[run_id].update(pid=pid, host=host)
         return out

@@ -17,6 +17,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from flock_es.domain.events import EventKind, TaskCompleted, TaskFailed, TaskStarted, body_field
 from flock_es.errors import DatabaseError
 
 APPLICATION_ID = 0x464C4553  # "FLES": tells our files from other SQLite files
@@ -29,6 +30,19 @@ PRAGMAS = (
     "PRAGMA synchronous=NORMAL",
     f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
     "PRAGMA foreign_keys=OFF",
+)
+
+# The spans view's fields and kinds, named through the event definitions (a renamed
+# field fails here, at import). An attempt ends with the completion or failure that
+# carries the same attempt number.
+_AGENT = f"json_extract(s.body, '$.{body_field(TaskStarted, 'agent')}')"
+_START_ATTEMPT = f"json_extract(s.body, '$.{body_field(TaskStarted, 'attempt')}')"
+_END_ATTEMPT = f"json_extract(e.body, '$.{body_field(TaskCompleted, 'attempt')}')"
+body_field(TaskFailed, "attempt")  # task.failed carries the attempt too
+_STARTED, _DONE, _FAILED = (
+    EventKind.TASK_STARTED.value,
+    EventKind.TASK_COMPLETED.value,
+    EventKind.TASK_FAILED.value,
 )
 
 DDL = f"""
@@ -77,12 +91,12 @@ CREATE INDEX IF NOT EXISTS artifacts_type ON artifacts(run_id, type);
 CREATE VIEW IF NOT EXISTS spans AS
 SELECT
     s.run_id                                          AS run_id,
-    json_extract(s.body, '$.agent') || '.execute'     AS name,
+    {_AGENT} || '.execute'     AS name,
     strftime('%Y-%m-%dT%H:%M:%fZ', s.ts, 'unixepoch') AS start_time,
     (e.ts - s.ts) * 1000.0                            AS duration_ms,
     s.task_id                                         AS task_id,
-    json_extract(s.body, '$.attempt')                 AS attempt,
-    CASE e.kind WHEN 'task.completed' THEN 'ok' WHEN 'task.failed' THEN 'error'
+    {_START_ATTEMPT}                 AS attempt,
+    CASE e.kind WHEN '{_DONE}' THEN 'ok' WHEN '{_FAILED}' THEN 'error'
          ELSE 'unfinished' END                        AS status,
     s.ts                                              AS start_ts,
     e.ts                                              AS end_ts
@@ -90,9 +104,9 @@ FROM events s
 LEFT JOIN events e
   ON e.run_id = s.run_id
  AND e.task_id = s.task_id
- AND e.kind IN ('task.completed', 'task.failed')
- AND json_extract(e.body, '$.attempt') = json_extract(s.body, '$.attempt')
-WHERE s.kind = 'task.started';
+ AND e.kind IN ('{_DONE}', '{_FAILED}')
+ AND {_END_ATTEMPT} = {_START_ATTEMPT}
+WHERE s.kind = '{_STARTED}';
 
 -- Run ownership: one lease per run, taken with BEGIN IMMEDIATE before any work.
 -- Not a read model: a lease is about live processes, not history.

@@ -136,7 +136,6 @@ class LogWriter:
         )
         self._task: asyncio.Task[None] | None = None
         self.commits = 0
-        self.committed_events = 0
 
     @classmethod
     async def open(
@@ -227,7 +226,6 @@ class LogWriter:
             sync = "FULL"
         await self._in_thread(self._transaction, self._conn, events, sync)
         self.commits += 1
-        self.committed_events += len(events)
         if sync == "FULL":
             self.synced_commits += 1
 
