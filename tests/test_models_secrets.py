@@ -161,3 +161,15 @@ def test_missing_key_hint_is_true_for_an_agent_with_its_own_model(tmp_path: Path
     [line] = out.stderr.strip().splitlines()
     assert "ANTHROPIC_API_KEY" in line and "--model does not change it" in line
     assert "run with --model offline" not in line
+
+
+def test_an_api_base_that_is_not_a_url_fails_before_any_work(tmp_path: Path) -> None:
+    program = ROOT / "tests" / "programs" / "swarm_program.py"
+    out = run_cli(
+        ["run", program, "-m", "openai/test-model", "--db", tmp_path / "u.db"],
+        cwd=tmp_path,
+        env={"OPENAI_API_BASE": "http://127.0.0.1:Error/v1", "OPENAI_API_KEY": K_ENV},
+    )
+    assert out.returncode == 2 and not (tmp_path / "u.db").exists()
+    [line] = out.stderr.strip().splitlines()
+    assert "is not a valid URL" in line and K_ENV not in line

@@ -15,6 +15,7 @@ import os
 import re
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from flock_es.errors import ConfigError, MissingCredentialsError
 from flock_es.models.base import ModelRequest, ModelResponse
@@ -92,6 +93,7 @@ class LiteLLMClient:
                 "in the URL, which cannot be sent next to the API key; pass them as api_key= "
                 "or in extra_headers= instead"
             )
+        _check_url(self.model, self.endpoint())
         if self.settings.get("stream"):
             raise ConfigError(
                 f"model {self.model!r}: stream=True is not supported (an answer is validated "
@@ -263,6 +265,21 @@ def _detail(exc: Exception) -> str:
     return text if len(text) <= 300 else text[:299] + "…"
 
 
+def _check_url(model: str, base: str | None) -> None:
+    """An ``api_base`` (or ``*_API_BASE``) that is not a URL fails before any work."""
+    if not base:
+        return
+    try:
+        parts = urlsplit(base)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError as exc:
+        raise ConfigError(
+            f"model {model!r}: api_base {base!r} is not a valid URL ({exc})"
+        ) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"model {model!r}: api_base {base!r} is not an http(s) URL with a host")
+
+
 def _headers_of(exc: Exception) -> dict[str, str] | None:
     headers = getattr(exc, "litellm_response_headers", None)
     if headers is None:
@@ -310,6 +327,10 @@ def classify(exc: Exception, model: str, endpoint: str | None = None) -> Excepti
             429,
             parse_retry_after(headers),
             headers,
+        )
+    if "Invalid port" in detail or "InvalidURL" in detail or "Invalid URL" in detail:
+        return PermanentModelError(
+            f"{where}: the api_base URL {endpoint or ''} is not valid: {detail}", "bad_config", None
         )
     if "credentials encoded in URL" in detail:
         return PermanentModelError(
