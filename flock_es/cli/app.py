@@ -51,9 +51,9 @@ def _root(
 
 
 def _register() -> None:
-    from flock_es.cli import inspect_cmd, replay_cmd, run_cmd, tui_cmd
+    from flock_es.cli import inspect_cmd, replay_cmd, run_cmd, scale_cmd, tui_cmd
 
-    for module in (run_cmd, inspect_cmd, replay_cmd, tui_cmd):
+    for module in (run_cmd, inspect_cmd, replay_cmd, tui_cmd, scale_cmd):
         module.register(app)
 
 

@@ -25,10 +25,10 @@ AtOption = Annotated[
 
 def run_rows(db: Any) -> list[dict[str, Any]]:
     """One dict per run, as ``runs --json`` prints it."""
+    from flock_es.log.backends import open_reader
     from flock_es.log.liveness import live_status
-    from flock_es.log.reader import LogReader
 
-    with LogReader(db) as reader:
+    with open_reader(db) as reader:
         rows = reader.runs()
         stats = reader.run_stats()
     out = []
@@ -151,10 +151,10 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOption = False,
     ) -> None:
         """Show the blackboard of RUN at its end, or right after event --at SEQ."""
-        from flock_es.log.reader import LogReader
+        from flock_es.log.backends import open_reader
         from flock_es.runtime.resume import load_run
 
-        with LogReader(db_path(db)) as reader:
+        with open_reader(db_path(db)) as reader:
             run_id = reader.resolve_run(run)
             state = load_run(reader, run_id, at)
             before_end = at is not None and at < reader.last_seq(run_id)

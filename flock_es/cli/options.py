@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+if TYPE_CHECKING:
+    from flock_es.log.backends import DbRef
+
 DbOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--db",
-        help="SQLite database file. Default: $FLOCK_ES_DB, else data/flock-es.db.",
+        help=(
+            "SQLite database file, or postgresql://user@host:port/dbname. "
+            "Default: $FLOCK_ES_DB, else data/flock-es.db."
+        ),
         show_default=False,
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 
-def db_path(db: Path | None) -> Path:
+def db_path(db: str | Path | None) -> DbRef:
+    """The database ``--db`` names (a path or a PostgreSQL URL), else the default."""
+    from flock_es.log.backends import parse_db
     from flock_es.log.schema import default_db_path
 
-    return db if db is not None else default_db_path()
+    return parse_db(db) if db is not None else default_db_path()

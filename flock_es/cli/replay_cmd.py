@@ -91,12 +91,12 @@ def resume(
     no longer makes stops resume before any work (exit 2): fork instead.
     """
     from flock_es.cli.run_cmd import finish, run_to_end
-    from flock_es.log.reader import LogReader
+    from flock_es.log.backends import open_reader
     from flock_es.runtime.lifecycle import Ownership, plan_resume, resume
     from flock_es.runtime.program import load_program
 
     path_db = db_path(db)
-    with LogReader(path_db) as reader:
+    with open_reader(path_db) as reader:
         run_id = reader.resolve_run(run)
     # Owned before the log is even folded: a second resume never sees the same work.
     with Ownership(path_db, run_id, force=force) as owner:
@@ -128,13 +128,13 @@ def replay(
     calls. Prints the timeline, then "identical" or the first divergence.
     Exit code: 0 identical, 1 diverged, 2 error.
     """
-    from flock_es.log.reader import LogReader
+    from flock_es.log.backends import open_reader
     from flock_es.runtime.lifecycle import program_of
     from flock_es.runtime.program import load_program
     from flock_es.runtime.replay import Replayer
     from flock_es.runtime.resume import program_hash
 
-    with LogReader(db_path(db)) as reader:
+    with open_reader(db_path(db)) as reader:
         run_id = reader.resolve_run(run)
         events = reader.events(run_id)
     started = events[0].body if events else {}
@@ -183,12 +183,12 @@ def fork(
     and the fork point.
     """
     from flock_es.cli.run_cmd import finish, run_to_end
-    from flock_es.log.reader import LogReader
+    from flock_es.log.backends import open_reader
     from flock_es.runtime.lifecycle import Ownership, plan_fork, start_fork
     from flock_es.runtime.program import load_program
 
     path_db = db_path(db)
-    with LogReader(path_db) as reader:
+    with open_reader(path_db) as reader:
         parent_id = reader.resolve_run(run)
     plan = plan_fork(path_db, parent_id, at, program)
     if plan.cut != at:
@@ -213,10 +213,10 @@ def export_(
     ] = None,
 ) -> None:
     """Write RUN's events as JSON Lines (secrets are never in the log or the export)."""
+    from flock_es.log.backends import open_reader
     from flock_es.log.export import export_run
-    from flock_es.log.reader import LogReader
 
-    with LogReader(db_path(db)) as reader:
+    with open_reader(db_path(db)) as reader:
         run_id = reader.resolve_run(run)
         if output is None:
             n = export_run(reader, run_id, sys.stdout)

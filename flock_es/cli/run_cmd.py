@@ -15,6 +15,7 @@ from flock_es.cli.options import DbOption
 from flock_es.cli.progress import Progress, print_summary, summary_lines
 from flock_es.domain.events import RunStatus
 from flock_es.errors import ExitCode, ProgramError, UserError
+from flock_es.log.backends import describe_db, parse_db
 from flock_es.runtime.flock import Flock
 from flock_es.runtime.lifecycle import Ownership, drive
 from flock_es.runtime.program import Program, call_main, describe_exception, load_program
@@ -66,7 +67,7 @@ def finish(flock: Flock, status: RunStatus, t0: float) -> None:
     outage) is interrupted, not failed: ``RUN_FAILED``, with the command that retries.
     """
     state = flock.state
-    print_summary(summary_lines(state, status.value, time.time() - t0, str(flock.db_path)))
+    print_summary(summary_lines(state, status.value, time.time() - t0, describe_db(flock.db_path)))
     retryable = state.retryable_tasks()
     if status is RunStatus.INTERRUPTED and retryable and not state.pending_tasks():
         typer.echo(
@@ -80,11 +81,11 @@ def finish(flock: Flock, status: RunStatus, t0: float) -> None:
         raise typer.Exit(ExitCode.RUN_FAILED)
 
 
-def configure(program: Program, db: Path | None, model: str | None, max_calls: int | None) -> Flock:
+def configure(program: Program, db: str | None, model: str | None, max_calls: int | None) -> Flock:
     flock = program.flock
     flock.program = program.path.resolve()
     if db is not None:
-        flock.db_path = db
+        flock.db_path = parse_db(db)
     if model is not None:
         flock.model = model
     if max_calls is not None:

@@ -73,6 +73,8 @@ def register(app: typer.Typer) -> None:
         the command palette, q to quit.
         """
         path = db_path(db)
+        if not isinstance(path, Path):
+            raise UserError("flock-es tui reads SQLite files only for now; use `flock-es show`")
         run_id, seq = resolve(path, run, at)
         from flock_es.tui.terminal import check_terminal
 

@@ -25,16 +25,17 @@ from flock_es.domain.events import SCHEMA_VERSION, Event, EventKind, ModelCalled
 from flock_es.domain.upcast import upcast
 from flock_es.domain.validate import check_body
 from flock_es.errors import DatabaseError, ExportFormatError
-from flock_es.log.reader import LogReader
+from flock_es.log.backends import DbRef, describe_db, is_postgres, open_reader, open_writer
+from flock_es.log.ports import EventReader
 from flock_es.log.schema import DB_SCHEMA_VERSION, check_database
-from flock_es.log.writer import LogWriter, dumps
+from flock_es.log.writer import dumps
 from flock_es.redaction import redact
 
 FORMAT = "flock-es-export"
 FORMAT_VERSION = 1
 
 
-def _lines(reader: LogReader, run_id: str) -> Iterator[str]:
+def _lines(reader: EventReader, run_id: str) -> Iterator[str]:
     events = reader.events(run_id)
     yield dumps(
         {
@@ -64,7 +65,7 @@ def _lines(reader: LogReader, run_id: str) -> Iterator[str]:
     yield dumps({"end": True, "events": len(events)})
 
 
-def export_run(reader: LogReader, run_id: str, out: IO[str]) -> int:
+def export_run(reader: EventReader, run_id: str, out: IO[str]) -> int:
     """Write ``run_id``'s events to ``out`` as JSON Lines; returns the number of events."""
     n = -2
     for line in _lines(reader, run_id):
@@ -150,19 +151,24 @@ def _event(path: Path, lineno: int, obj: dict[str, Any], run_id: str) -> Event:
     return Event(run_id=run_id, kind=kind, body=body, ts=float(ts), v=v)
 
 
-def import_run(path: Path, db: Path) -> tuple[str, int]:
+def import_run(path: Path, db: DbRef) -> tuple[str, int]:
     """Load an export into ``db`` (created if needed) in one transaction."""
     run_id, events = read_export(path)
-    if check_database(db, must_exist=False):
-        with LogReader(db) as reader:
-            if reader.first_seq(run_id):
-                raise DatabaseError(f"run {run_id} is already in {db}")
+    if is_postgres(db) or check_database(Path(db), must_exist=False):
+        try:
+            reader = open_reader(db)
+        except DatabaseError:
+            reader = None  # a PostgreSQL database without the schema yet: the writer makes it
+        if reader is not None:
+            with reader:
+                if reader.first_seq(run_id):
+                    raise DatabaseError(f"run {run_id} is already in {describe_db(db)}")
     asyncio.run(_append(db, events))
     return run_id, len(events)
 
 
-async def _append(db: Path, events: list[Event]) -> None:
-    writer = await LogWriter.open(db)
+async def _append(db: DbRef, events: list[Event]) -> None:
+    writer = await open_writer(db)
     try:
         await writer.append(events)
     finally:

@@ -125,10 +125,12 @@ PRAGMA user_version = {DB_SCHEMA_VERSION};
 """
 
 
-def default_db_path() -> Path:
-    """``$FLOCK_ES_DB``, else ``data/flock-es.db`` under the current directory."""
+def default_db_path() -> Path | str:
+    """``$FLOCK_ES_DB`` (a path or a PostgreSQL URL), else ``data/flock-es.db``."""
+    from flock_es.log.backends import parse_db
+
     env = os.environ.get("FLOCK_ES_DB")
-    return Path(env) if env else Path("data") / "flock-es.db"
+    return parse_db(env) if env else Path("data") / "flock-es.db"
 
 
 _OUR_TABLES = {"events", "runs", "artifacts", "owners"}

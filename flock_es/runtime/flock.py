@@ -30,9 +30,9 @@ from flock_es.errors import (
     MissingCredentialsError,
     UserError,
 )
-from flock_es.log.reader import LogReader
+from flock_es.log.backends import DbRef, open_reader, open_writer, parse_db
+from flock_es.log.ports import EventWriter
 from flock_es.log.schema import default_db_path
-from flock_es.log.writer import LogWriter
 from flock_es.models.base import ModelClient, resolve_client
 from flock_es.models.retry import RetryPolicy
 from flock_es.projection.fold import fold
@@ -93,7 +93,7 @@ class Flock:
         ):
             raise DefinitionError("max_agent_iterations must be a positive integer")
         self.max_agent_iterations = max_agent_iterations
-        self.db_path = Path(db) if db is not None else default_db_path()
+        self.db_path: DbRef = parse_db(db) if db is not None else default_db_path()
         if max_concurrent_calls is not None and max_concurrent_calls < 1:
             raise DefinitionError("max_concurrent_calls must be >= 1")
         self.max_concurrent_calls = max_concurrent_calls
@@ -104,7 +104,7 @@ class Flock:
         self.parent_run: str | None = None
         self.fork_seq: int | None = None
         self._engine: Engine | None = None
-        self._writer: LogWriter | None = None
+        self._writer: EventWriter | None = None
         self._clients: dict[str, ModelClient] = {}
         self._listeners: list[Listener] = []
         self._initial_state: RunState | None = None
@@ -218,7 +218,7 @@ class Flock:
         if self._closed:
             raise UserError(f"run {self.run_id} is closed")
         self.check_models()
-        writer = self._writer = await LogWriter.open(self.db_path)
+        writer = self._writer = await open_writer(self.db_path)
         index = build_index(self.agents.values(), self.max_agent_iterations)
         kernel = Kernel(self.run_id, writer, index, self._initial_state, self._durable_state)
         calls = ModelCalls(
@@ -240,7 +240,7 @@ class Flock:
     def _durable_state(self) -> RunState:
         """The run as its log holds it (the kernel's state after a failed commit)."""
         try:
-            with LogReader(self.db_path) as reader:
+            with open_reader(self.db_path) as reader:
                 return fold(reader.iter_events(self.run_id))
         except Exception:  # the log cannot even be read: nothing of the run is durable here
             return RunState(run_id=self.run_id)

@@ -35,8 +35,8 @@ from typing import Any
 
 from flock_es.domain.events import Event, RunStatus
 from flock_es.errors import DatabaseError, ProgramError, UserError
+from flock_es.log.backends import DbRef, open_reader
 from flock_es.log.ports import Lease, open_store
-from flock_es.log.reader import LogReader
 from flock_es.projection.fold import fold
 from flock_es.projection.state import RunState
 from flock_es.runtime.flock import Flock
@@ -70,7 +70,7 @@ __all__ = [
 class Ownership:
     """The lease on one run: ``with Ownership(db, run_id):`` around all its work."""
 
-    def __init__(self, db: Path, run_id: str, force: bool = False) -> None:
+    def __init__(self, db: DbRef, run_id: str, force: bool = False) -> None:
         self.store = open_store(db)
         self.run_id = run_id
         self.force = force
@@ -171,7 +171,7 @@ class ResumePlan:
     """What ``resume`` found: the folded run and the program to continue it with."""
 
     run_id: str
-    db: Path
+    db: DbRef
     state: RunState
     program: Path | None
     recorded_hash: str | None
@@ -188,14 +188,14 @@ class ResumePlan:
 
 
 def plan_resume(
-    db: Path,
+    db: DbRef,
     run_id: str,
     program: Path | None = None,
     force: bool = False,
     retry_failed: bool = False,
 ) -> ResumePlan:
     """Fold ``run_id`` (take its ``Ownership`` first) and decide what resuming it means."""
-    with LogReader(db) as reader:
+    with open_reader(db) as reader:
         state = load_run(reader, run_id)
     if nothing_to_resume(state, retry_failed):
         return ResumePlan(run_id, db, state, None, state.program_hash, None, nothing_to_do=True)
@@ -219,7 +219,7 @@ async def resume(flock: Flock, plan: ResumePlan, model: str | None) -> int:
     if a recorded call would answer a request the program no longer makes.
     """
     assert plan.program is not None
-    with LogReader(plan.db) as reader:
+    with open_reader(plan.db) as reader:
         requests = recorded_requests(reader.iter_events(plan.run_id), plan.state, plan.retry_failed)
     prepare(flock, plan.state, plan.db, model, plan.program)
     await check_recorded_calls(flock, plan.state, requests)
@@ -235,7 +235,7 @@ class ForkPlan:
     """A fork to take: the parent's prefix up to ``cut`` (``at``, moved to a unit's end)."""
 
     parent_id: str
-    db: Path
+    db: DbRef
     at: int
     cut: int
     parent: list[Event]
@@ -243,9 +243,9 @@ class ForkPlan:
     program: Path
 
 
-def plan_fork(db: Path, run_id: str, at: int, program: Path | None = None) -> ForkPlan:
+def plan_fork(db: DbRef, run_id: str, at: int, program: Path | None = None) -> ForkPlan:
     """Read the parent and fix the fork point (never inside a transaction)."""
-    with LogReader(db) as reader:
+    with open_reader(db) as reader:
         check_at(reader, run_id, at)
         parent = reader.events(run_id)
     cut = unit_end(parent, at)
@@ -271,7 +271,7 @@ async def start_fork(flock: Flock, plan: ForkPlan, model: str | None) -> int:
     flock.model = chosen
     flock.check_models()
     await write_fork(plan.db, fork_events(plan.parent, plan.state, plan.cut, flock, chosen))
-    with LogReader(plan.db) as reader:
+    with open_reader(plan.db) as reader:
         state = fold(reader.iter_events(flock.run_id))
     prepare(flock, state, plan.db, chosen, plan.program)
     fork_ts = _fork_point_ts(plan)

@@ -38,13 +38,13 @@ from flock_es.domain.events import (
     make_event,
 )
 from flock_es.errors import AtOutOfRange
+from flock_es.log.backends import DbRef, open_writer
 
 # Re-exported: live_status and pid_alive moved down to the log layer so readers
 # (cli show/runs, the TUI) need not import the runtime.
 from flock_es.log.liveness import live_status as live_status
 from flock_es.log.liveness import pid_alive as pid_alive
-from flock_es.log.reader import LogReader
-from flock_es.log.writer import LogWriter
+from flock_es.log.ports import EventReader
 from flock_es.projection.decide import DECISIONS
 from flock_es.projection.fold import fold
 from flock_es.projection.state import RunState
@@ -60,7 +60,7 @@ _UNIT_KINDS = {
 _TRIGGERED = {ScheduleReason.MATCH.value, ScheduleReason.BATCH_SIZE.value}
 
 
-def check_at(reader: LogReader, run_id: str, at: int | None) -> int | None:
+def check_at(reader: EventReader, run_id: str, at: int | None) -> int | None:
     """Validate ``--at SEQ`` against the run's range of sequence numbers."""
     if at is None:
         return None
@@ -72,7 +72,7 @@ def check_at(reader: LogReader, run_id: str, at: int | None) -> int | None:
     return at
 
 
-def load_run(reader: LogReader, run_id: str, at: int | None = None) -> RunState:
+def load_run(reader: EventReader, run_id: str, at: int | None = None) -> RunState:
     """The folded state of ``run_id`` (up to and including seq ``at``)."""
     return fold(reader.iter_events(run_id, until=check_at(reader, run_id, at)))
 
@@ -99,7 +99,7 @@ def nothing_to_resume(state: RunState, retry_failed: bool = False) -> bool:
     return finished and resumable_work(state) == 0
 
 
-def prepare(flock: Flock, state: RunState, db: Path, model: str | None, program: Path) -> None:
+def prepare(flock: Flock, state: RunState, db: DbRef, model: str | None, program: Path) -> None:
     """Point ``flock`` (freshly loaded from the program) at the recorded run."""
     flock.db_path = db
     flock.model = model or state.model or flock.model
@@ -212,9 +212,9 @@ def fork_events(
     return [make_event(child, EventKind.RUN_STARTED, started, time.time()), *out]
 
 
-async def write_fork(db: Path, events: list[Event]) -> None:
+async def write_fork(db: DbRef, events: list[Event]) -> None:
     """Write the child's inherited prefix in one transaction."""
-    writer = await LogWriter.open(db)
+    writer = await open_writer(db)
     try:
         await writer.append(events)
     finally:

@@ -1,0 +1,212 @@
+"""Read access to the PostgreSQL log: the same queries as the SQLite reader.
+
+``data_version()`` is the cheap "anything new?" poll (the highest seq, one
+index probe); ``wait(timeout)`` sleeps until a writer's NOTIFY arrives or the
+timeout passes, so followers wake at once and still poll as a fallback.
+
+Example::
+
+    with PgLogReader("postgresql://postgres@127.0.0.1:5432/test") as log:
+        run = log.resolve_run("latest")
+        state = fold(log.events(run))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+
+from flock_es.domain.events import Event
+from flock_es.errors import DatabaseError, RunNotFoundError
+from flock_es.log.pg_schema import NOTIFY_CHANNEL, check_schema, describe_url, pg_connect
+from flock_es.log.ports import Lease, RunRow
+from flock_es.log.reader import row_to_event
+
+__all__ = ["PgLogReader"]
+
+_EVENT_COLS = "seq, run_id, kind, ts, v, body::text"
+
+
+class PgLogReader:
+    """A read-only view of a flock-es PostgreSQL database.
+
+    Example::
+
+        with PgLogReader("postgresql://postgres@127.0.0.1:5432/test") as log:
+            print([r.run_id for r in log.runs()])
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path = describe_url(url)
+        self._con = pg_connect(url)
+        self._listener: psycopg.Connection[tuple[Any, ...]] | None = None
+        try:
+            check_schema(self._con, url)
+            self._con.read_only = True
+        except BaseException:
+            self._con.close()
+            raise
+
+    def __enter__(self) -> PgLogReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._con.close()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    def _rows(self, sql: str, args: tuple[object, ...] | list[object] = ()) -> list[Any]:
+        try:
+            return self._con.execute(sql, args).fetchall()
+        except psycopg.OperationalError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "connection lost"
+            raise DatabaseError(f"cannot read {self.path}: {first}") from None
+
+    def data_version(self) -> int:
+        """Moves whenever something was committed; a cheap "anything new?" check."""
+        return int(self._rows("SELECT coalesce(max(seq), 0) FROM events")[0][0])
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a writer commits (LISTEN/NOTIFY) or ``timeout`` seconds pass.
+
+        Returns True when woken by a notification. Callers poll afterwards either
+        way, so a missed notification costs at most one timeout.
+        """
+        if self._listener is None:
+            self._listener = pg_connect(self.url)
+            self._listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        woke = False
+        for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+            woke = True
+        return woke
+
+    def runs(self) -> list[RunRow]:
+        rows = self._rows(
+            "SELECT run_id, program, model, started_at, finished_at, status, parent_run, "
+            "fork_seq, first_seq, last_seq, events FROM runs ORDER BY started_at, first_seq"
+        )
+        return [RunRow(*r) for r in rows]
+
+    def latest_run(self) -> RunRow | None:
+        runs = self.runs()
+        return runs[-1] if runs else None
+
+    def resolve_run(self, ref: str) -> str:
+        """The full run id for ``ref``: an id, a unique prefix, or ``latest``."""
+        if ref in ("latest", "last"):
+            latest = self.latest_run()
+            if latest is None:
+                raise RunNotFoundError(f"no runs in {self.path}")
+            return str(latest.run_id)
+        like = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self._rows(
+            "SELECT run_id FROM runs WHERE run_id = %s OR run_id LIKE %s", (ref, like)
+        )
+        ids = sorted({r[0] for r in rows})
+        if ref in ids:
+            return ref
+        if not ids:
+            raise RunNotFoundError(f"no run {ref!r} in {self.path} (see `flock-es runs`)")
+        if len(ids) > 1:
+            raise RunNotFoundError(
+                f"run id {ref!r} is ambiguous in {self.path}: {', '.join(ids[:5])}"
+            )
+        return str(ids[0])
+
+    def iter_events(
+        self, run_id: str, after: int = 0, until: int | None = None, limit: int | None = None
+    ) -> Iterator[Event]:
+        sql = f"SELECT {_EVENT_COLS} FROM events WHERE run_id = %s AND seq > %s"
+        args: list[object] = [run_id, after]
+        if until is not None:
+            sql += " AND seq <= %s"
+            args.append(until)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT %s"
+            args.append(limit)
+        for row in self._rows(sql, args):
+            e = row_to_event(row)
+            if e is not None:
+                yield e
+
+    def events(
+        self, run_id: str, after: int = 0, until: int | None = None, limit: int | None = None
+    ) -> list[Event]:
+        return list(self.iter_events(run_id, after, until, limit))
+
+    def events_after(self, cursor: int, limit: int | None = None) -> list[Event]:
+        """Events of every run with ``seq > cursor``, in commit order, gap-free."""
+        sql = f"SELECT {_EVENT_COLS} FROM events WHERE seq > %s ORDER BY seq"
+        args: list[object] = [cursor]
+        if limit is not None:
+            sql += " LIMIT %s"
+            args.append(limit)
+        return [e for e in (row_to_event(r) for r in self._rows(sql, args)) if e is not None]
+
+    def last_seq(self, run_id: str | None = None) -> int:
+        if run_id is None:
+            return self.data_version()
+        rows = self._rows("SELECT coalesce(max(seq), 0) FROM events WHERE run_id = %s", (run_id,))
+        return int(rows[0][0])
+
+    def first_seq(self, run_id: str) -> int:
+        rows = self._rows("SELECT coalesce(min(seq), 0) FROM events WHERE run_id = %s", (run_id,))
+        return int(rows[0][0])
+
+    def run_stats(self) -> dict[str, dict[str, object]]:
+        """Per-run counters for ``flock-es runs``, aggregated in SQL (no fold)."""
+        out: dict[str, dict[str, object]] = {}
+        num = "(body->>'{}')::double precision"
+        rows = self._rows(
+            "SELECT run_id,"
+            " count(DISTINCT CASE WHEN kind='task.scheduled' THEN task_id END),"
+            " count(DISTINCT CASE WHEN kind='task.completed' THEN task_id END),"
+            " count(DISTINCT CASE WHEN kind='task.failed'"
+            "   AND NOT coalesce((body->>'will_retry')::boolean, false) THEN task_id END),"
+            " count(*) FILTER (WHERE kind='model.called'),"
+            f" coalesce(sum({num.format('tokens_in')}) FILTER (WHERE kind='model.called'), 0)::bigint,"
+            f" coalesce(sum({num.format('tokens_out')}) FILTER (WHERE kind='model.called'), 0)::bigint,"
+            f" coalesce(sum({num.format('cost')}) FILTER (WHERE kind='model.called'), 0),"
+            " count(*) FILTER (WHERE kind='model.called' AND body->>'cost' IS NULL),"
+            " max(ts),"
+            " count(*) FILTER (WHERE kind='model.attempt'),"
+            " count(*) FILTER (WHERE kind='model.called'"
+            "   AND coalesce((body->>'attempt')::integer, 1) > 1)"
+            " FROM events GROUP BY run_id"
+        )
+        keys: tuple[str, ...] = ("scheduled", "done", "failed", "calls", "tokens_in")
+        keys += ("tokens_out", "cost", "cost_unknown", "last_ts", "failed_attempts", "retried")
+        for run_id, *vals in rows:
+            out[run_id] = dict(zip(keys, vals, strict=True))
+            out[run_id].update(artifacts=0, pid=None, host=None)
+        for run_id, n in self._rows("SELECT run_id, count(*) FROM artifacts GROUP BY run_id"):
+            if run_id in out:
+                out[run_id]["artifacts"] = n
+        for run_id, pid, host in self._rows(
+            "SELECT run_id, (body->>'pid')::integer, body->>'host' FROM events"
+            " WHERE kind IN ('run.started', 'run.resumed') ORDER BY seq"
+        ):
+            if run_id in out:
+                out[run_id].update(pid=pid, host=host)
+        return out
+
+    def owner(self, run_id: str) -> Lease | None:
+        """The lease on ``run_id`` (expired or not), or None."""
+        rows = self._rows(
+            "SELECT run_id, token, pid, host, since, heartbeat, expires FROM owners "
+            "WHERE run_id = %s",
+            (run_id,),
+        )
+        return Lease(*rows[0]) if rows else None
+
+    def query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """Run a read-only SQL query; ``?`` placeholders work as on SQLite."""
+        return [tuple(r) for r in self._rows(sql.replace("?", "%s"), args)]

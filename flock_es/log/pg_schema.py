@@ -1,0 +1,220 @@
+"""The PostgreSQL schema, its migrations and the connection policy, in one place.
+
+The tables mirror the SQLite log (``events`` with a global gap-free ``seq``,
+the ``runs`` and ``artifacts`` read models, the ``spans`` view) plus two
+coordination tables that hold no history: ``owners`` (the run ownership
+lease) and ``task_leases`` (which worker executes which task).
+
+Ordering (the gap problem): every append transaction first takes one
+transaction-scoped advisory lock, then numbers its events ``max(seq) + 1 ...``
+and commits. PostgreSQL makes a commit visible before it releases the
+transaction's locks, so the next append cannot get a seq until the previous one
+is visible: seqs become visible in order, and a reader polling ``seq > cursor``
+can never skip an event that commits late.
+
+Example::
+
+    with psycopg.connect(url, autocommit=True) as con:
+        migrate(con)
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import psycopg
+
+from flock_es.errors import DatabaseError
+
+__all__ = [
+    "APPEND_LOCK",
+    "PG_SCHEMA_VERSION",
+    "check_schema",
+    "describe_url",
+    "is_postgres_url",
+    "migrate",
+    "pg_connect",
+]
+
+PG_SCHEMA_VERSION = 1
+APPEND_LOCK = 0x464C4553_0001  # advisory lock key that serialises appends
+MIGRATE_LOCK = 0x464C4553_0002  # advisory lock key held while creating/upgrading the schema
+NOTIFY_CHANNEL = "flock_es_events"
+APPLICATION = "flock-es"
+
+_V1 = """
+CREATE TABLE flock_es_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE events (
+    seq     BIGINT PRIMARY KEY,
+    run_id  TEXT    NOT NULL,
+    kind    TEXT    NOT NULL,
+    ts      DOUBLE PRECISION NOT NULL,
+    v       INTEGER NOT NULL,
+    task_id TEXT,
+    body    JSON    NOT NULL
+);
+CREATE INDEX events_run ON events(run_id, seq);
+CREATE INDEX events_task ON events(task_id) WHERE task_id IS NOT NULL;
+
+-- Read models: written in the same transaction as their events, rebuildable from them.
+CREATE TABLE runs (
+    run_id      TEXT PRIMARY KEY,
+    program     TEXT,
+    model       TEXT,
+    started_at  DOUBLE PRECISION,
+    finished_at DOUBLE PRECISION,
+    status      TEXT,
+    parent_run  TEXT,
+    fork_seq    BIGINT,
+    first_seq   BIGINT,
+    last_seq    BIGINT,
+    events      BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE artifacts (
+    id          TEXT NOT NULL,
+    run_id      TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    produced_by TEXT NOT NULL,
+    seq         BIGINT NOT NULL,
+    ts          DOUBLE PRECISION NOT NULL,
+    payload     TEXT NOT NULL,
+    PRIMARY KEY (run_id, id)
+);
+CREATE INDEX artifacts_type ON artifacts(run_id, type);
+
+-- Coordination, not history: who owns a run, who executes a task, until when.
+-- Times are the server's clock (epoch seconds), so machines need not agree on theirs.
+CREATE TABLE owners (
+    run_id    TEXT PRIMARY KEY,
+    token     TEXT NOT NULL,
+    pid       INTEGER NOT NULL,
+    host      TEXT NOT NULL,
+    since     DOUBLE PRECISION NOT NULL,
+    heartbeat DOUBLE PRECISION NOT NULL,
+    expires   DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE task_leases (
+    run_id   TEXT NOT NULL,
+    task_id  TEXT NOT NULL,
+    worker   TEXT NOT NULL,
+    expires  DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (run_id, task_id)
+);
+
+-- One span per task.started (per attempt), named <agent>.execute (the tutorial's
+-- trace query); an attempt that never ended is 'unfinished' with no duration.
+CREATE VIEW spans AS
+SELECT
+    s.run_id                                          AS run_id,
+    (s.body->>'agent') || '.execute'                  AS name,
+    to_char(to_timestamp(s.ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+                                                      AS start_time,
+    (e.ts - s.ts) * 1000.0                            AS duration_ms,
+    s.task_id                                         AS task_id,
+    (s.body->>'attempt')::INTEGER                     AS attempt,
+    CASE e.kind WHEN 'task.completed' THEN 'ok' WHEN 'task.failed' THEN 'error'
+         ELSE 'unfinished' END                        AS status,
+    s.ts                                              AS start_ts,
+    e.ts                                              AS end_ts
+FROM events s
+LEFT JOIN events e
+  ON e.run_id = s.run_id
+ AND e.task_id = s.task_id
+ AND e.kind IN ('task.completed', 'task.failed')
+ AND (e.body->>'attempt') = (s.body->>'attempt')
+WHERE s.kind = 'task.started';
+"""
+
+# MIGRATIONS[n] upgrades a schema at version n to n + 1; index 0 creates it.
+MIGRATIONS: tuple[str, ...] = (_V1,)
+assert len(MIGRATIONS) == PG_SCHEMA_VERSION
+
+
+def is_postgres_url(db: object) -> bool:
+    """True for ``postgresql://...`` and ``postgres://...`` database URLs."""
+    return str(db).startswith(("postgresql://", "postgres://"))
+
+
+def describe_url(url: str) -> str:
+    """The URL without its password, for messages and the log."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    user = f"{parts.username}@" if parts.username else ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
+
+
+def pg_connect(url: str, *, autocommit: bool = True) -> psycopg.Connection[tuple[object, ...]]:
+    """A synchronous connection, or a one-line DatabaseError naming the server."""
+    try:
+        return psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseError(f"cannot connect to {describe_url(url)}: {first}") from None
+
+
+def _version(con: psycopg.Connection[tuple[object, ...]], url: str) -> int | None:
+    """The schema version, None for a database without flock-es tables."""
+    row = con.execute(
+        "SELECT to_regclass('flock_es_meta') IS NOT NULL, to_regclass('events') IS NOT NULL"
+    ).fetchone()
+    assert row is not None
+    has_meta, has_events = bool(row[0]), bool(row[1])
+    if not has_meta:
+        if has_events:
+            raise DatabaseError(f"{describe_url(url)} is not a flock-es database")
+        return None
+    meta = {str(k): str(v) for k, v in con.execute("SELECT key, value FROM flock_es_meta")}
+    if meta.get("application") != APPLICATION:
+        raise DatabaseError(f"{describe_url(url)} is not a flock-es database")
+    version = int(str(meta.get("schema_version", "0")))
+    if version > PG_SCHEMA_VERSION:
+        raise DatabaseError(
+            f"{describe_url(url)} was written by a newer flock-es (schema {version}; "
+            f"this version reads up to {PG_SCHEMA_VERSION}); upgrade flock-es"
+        )
+    return version
+
+
+def check_schema(con: psycopg.Connection[tuple[object, ...]], url: str) -> None:
+    """Raise DatabaseError unless the database holds a current flock-es schema."""
+    version = _version(con, url)
+    if version is None:
+        raise DatabaseError(
+            f"no flock-es database at {describe_url(url)} (run `flock-es migrate --db URL`)"
+        )
+    if version < PG_SCHEMA_VERSION:
+        raise DatabaseError(
+            f"{describe_url(url)} has schema {version}; run `flock-es migrate --db URL`"
+        )
+
+
+def migrate(con: psycopg.Connection[tuple[object, ...]], url: str) -> tuple[int | None, int]:
+    """Create or upgrade the schema in one transaction; returns (before, after).
+
+    Concurrent first uses are safe: the migration holds an advisory lock, and the
+    second process finds the schema already there.
+    """
+    try:
+        with con.transaction():
+            con.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+            before = _version(con, url)
+            start = 0 if before is None else before
+            for step in MIGRATIONS[start:]:
+                con.execute(step)
+            if before is None:
+                con.execute(
+                    "INSERT INTO flock_es_meta(key, value) VALUES ('application', %s)",
+                    (APPLICATION,),
+                )
+            con.execute(
+                "INSERT INTO flock_es_meta(key, value) VALUES ('schema_version', %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(PG_SCHEMA_VERSION),),
+            )
+    except psycopg.Error as exc:
+        raise DatabaseError(f"cannot migrate {describe_url(url)}: {exc}") from None
+    return before, PG_SCHEMA_VERSION

@@ -1,0 +1,222 @@
+"""The PostgreSQL writer: one connection, group commit, appends serialised.
+
+Same contract as the SQLite ``LogWriter``: concurrent ``append`` units are
+committed together in one transaction, a unit is never split, and ``append``
+returns only after the commit. Each transaction takes the append lock (see
+``pg_schema``), so seqs are gap-free and become visible in order across any
+number of writer processes, and it sends a NOTIFY that readers wake up on.
+
+Example::
+
+    writer = await PgLogWriter.open("postgresql://postgres@127.0.0.1:5432/test")
+    await writer.append([event])
+    await writer.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import psycopg
+
+from flock_es.domain.events import Event
+from flock_es.errors import DatabaseError
+from flock_es.log.pg_schema import (
+    APPEND_LOCK,
+    NOTIFY_CHANNEL,
+    describe_url,
+    migrate,
+    pg_connect,
+)
+from flock_es.log.ports import Durability
+from flock_es.log.writer import PAID_KINDS, dumps, read_model_rows
+
+__all__ = ["PgLogWriter", "insert_events", "read_model_sql"]
+
+_INSERT_EVENT = (
+    "INSERT INTO events(seq, run_id, kind, ts, v, task_id, body) VALUES (%s,%s,%s,%s,%s,%s,%s)"
+)
+_INSERT_ARTIFACT = (
+    "INSERT INTO artifacts(id, run_id, type, produced_by, seq, ts, payload) "
+    "VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING"
+)
+_INSERT_RUN = (
+    "INSERT INTO runs(run_id, program, model, started_at, status, parent_run, fork_seq, "
+    "first_seq, last_seq, events) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,0) "
+    "ON CONFLICT (run_id) DO UPDATE SET program=excluded.program, model=excluded.model, "
+    "started_at=excluded.started_at, status=excluded.status, parent_run=excluded.parent_run, "
+    "fork_seq=excluded.fork_seq, first_seq=excluded.first_seq, last_seq=excluded.last_seq, "
+    "events=0, finished_at=NULL"
+)
+_FINISH_RUN = "UPDATE runs SET finished_at=%s, status=%s WHERE run_id=%s"
+_TOUCH_RUN = "UPDATE runs SET last_seq=%s, events=events+%s WHERE run_id=%s"
+
+AsyncConn = psycopg.AsyncConnection[tuple[Any, ...]]
+
+
+def read_model_sql(events: list[Event]) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """The statements (with their rows) that keep the read models in step with ``events``."""
+    runs, finished, arts, touch = read_model_rows(events)
+    pairs = ((_INSERT_RUN, runs), (_INSERT_ARTIFACT, arts), (_FINISH_RUN, finished))
+    return [(sql, args) for sql, args in (*pairs, (_TOUCH_RUN, touch)) if args]
+
+
+async def insert_events(conn: AsyncConn, events: list[Event]) -> None:
+    """Number and insert ``events`` with their read-model rows, inside the caller's
+    transaction. Takes the append lock first; sets ``seq`` on each event."""
+    async with conn.cursor() as cur:
+        await cur.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
+        await cur.execute("SELECT coalesce(max(seq), 0) FROM events")
+        row = await cur.fetchone()
+        seq = int(row[0]) if row else 0
+        first = seq + 1
+        rows = []
+        for e in events:
+            seq += 1
+            e.seq = seq
+            rows.append((seq, e.run_id, e.kind.value, e.ts, e.v, e.task_id, dumps(e.body)))
+        await cur.executemany(_INSERT_EVENT, rows)
+        for sql, args in read_model_sql(events):
+            await cur.executemany(sql, args)
+        # Delivered at commit, to every LISTENing reader; the payload is the range.
+        await cur.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, f"{first}-{seq}"))
+
+
+class PgLogWriter:
+    """Appends events to the PostgreSQL log with group commit.
+
+    Example::
+
+        writer = await PgLogWriter.open("postgresql://postgres@127.0.0.1:5432/test")
+        await writer.append([event])
+        await writer.close()
+    """
+
+    def __init__(
+        self, url: str, max_batch: int = 4096, durability: Durability = Durability.FULL
+    ) -> None:
+        self.url = url
+        self.durability = Durability(durability)
+        self.path = describe_url(url)
+        self.max_batch = max_batch
+        self._conn: AsyncConn | None = None
+        self._queue: asyncio.Queue[tuple[list[Event], asyncio.Future[None] | None] | None] = (
+            asyncio.Queue()
+        )
+        self._task: asyncio.Task[None] | None = None
+        self.commits = 0
+        self.committed_events = 0
+
+    @classmethod
+    async def open(
+        cls, url: str, max_batch: int = 4096, durability: Durability = Durability.FULL
+    ) -> PgLogWriter:
+        """Connect, create or upgrade the schema (one transaction), start the writer."""
+        self = cls(url, max_batch, durability)
+        await asyncio.to_thread(_migrate_sync, url)
+        try:
+            self._conn = await psycopg.AsyncConnection.connect(
+                url, autocommit=True, connect_timeout=10
+            )
+        except psycopg.Error as exc:
+            raise DatabaseError(f"cannot connect to {self.path}: {_first_line(exc)}") from None
+        if self.durability is Durability.NORMAL:
+            # Commits survive a crash of this process (the server has them) but not
+            # necessarily of the server's machine; paid results still wait for the flush.
+            await self._conn.execute("SET synchronous_commit TO off")
+        self._task = asyncio.create_task(self._drain(), name="flock-es-pg-writer")
+        return self
+
+    def submit(self, events: list[Event]) -> asyncio.Future[None]:
+        """Queue one atomic unit; the future resolves after its commit."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._task is None or self._task.done():
+            fut.set_exception(DatabaseError(f"the log writer for {self.path} is closed"))
+            return fut
+        self._queue.put_nowait((events, fut))
+        return fut
+
+    def enqueue(self, events: list[Event]) -> None:
+        """Queue one atomic unit without waiting for it; order with later units is kept."""
+        if self._task is None or self._task.done():
+            raise DatabaseError(f"the log writer for {self.path} is closed")
+        self._queue.put_nowait((events, None))
+
+    async def append(self, events: list[Event]) -> None:
+        """Commit ``events`` as one unit; returns after the commit."""
+        await self.submit(events)
+
+    async def _drain(self) -> None:
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            units = [item]
+            size = len(item[0])
+            stop = False
+            while size < self.max_batch and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt is None:
+                    stop = True
+                    break
+                units.append(nxt)
+                size += len(nxt[0])
+            try:
+                await self._commit([e for evs, _ in units for e in evs])
+            except BaseException as exc:  # the waiters must hear about it
+                for _, fut in units:
+                    if fut is not None and not fut.done():
+                        fut.set_exception(_as_database_error(exc, self.path))
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+            else:
+                for _, fut in units:
+                    if fut is not None and not fut.done():
+                        fut.set_result(None)
+            if stop:
+                return
+
+    async def _commit(self, events: list[Event]) -> None:
+        assert self._conn is not None
+        try:
+            async with self._conn.transaction():
+                if self.durability is Durability.NORMAL and any(
+                    e.kind in PAID_KINDS for e in events
+                ):
+                    await self._conn.execute("SET LOCAL synchronous_commit TO on")
+                await insert_events(self._conn, events)
+        except BaseException:
+            for e in events:
+                e.seq = None
+            raise
+        self.commits += 1
+        self.committed_events += len(events)
+
+    async def close(self) -> None:
+        """Commit what is queued, then close the connection."""
+        if self._task is not None and not self._task.done():
+            self._queue.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await self._task
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _as_database_error(exc: BaseException, where: str) -> BaseException:
+    """Connection failures become one-line DatabaseErrors; anything else is kept."""
+    if isinstance(exc, psycopg.OperationalError):
+        return DatabaseError(f"cannot write to {where}: {_first_line(exc)}")
+    return exc
+
+
+def _migrate_sync(url: str) -> None:
+    with pg_connect(url) as con:
+        migrate(con, url)

@@ -1,0 +1,98 @@
+"""The CLI against PostgreSQL: run, runs, show, replay, fork, export, import, migrate.
+
+Each test gets a database of its own on $FLOCK_ES_TEST_PG (see tests/pg.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flock_es.log.backends import open_reader
+from tests.conftest import EXAMPLES, run_cli
+from tests.pg import pg_url  # noqa: F401  (fixture)
+
+
+def _artifacts(db: str | Path, run: str) -> dict[str, int]:
+    with open_reader(db if isinstance(db, str) else Path(db)) as r:
+        rows = r.query(
+            "SELECT type, count(*) FROM artifacts WHERE run_id = ? GROUP BY type", (run,)
+        )
+    return {str(t): int(str(n)) for t, n in rows}
+
+
+def _latest(db: str | Path) -> str:
+    out = run_cli(["runs", "--db", db, "--json"])
+    assert out.returncode == 0, out.stderr
+    return str(json.loads(out.stdout)[-1]["run_id"])
+
+
+@pytest.mark.parametrize("scheme", ["mysql", "http", "redis"])
+def test_an_unsupported_url_is_an_error_not_a_file(tmp_path: Path, scheme: str) -> None:
+    out = run_cli(["run", EXAMPLES / "news.py", "--db", f"{scheme}://u@h:1/db"], cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.startswith("flock-es: error: unsupported database URL scheme")
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []  # no file was created under ./mysql:/...
+
+
+def test_an_unreachable_server_is_one_line(tmp_path: Path) -> None:
+    out = run_cli(["runs", "--db", "postgresql://postgres@127.0.0.1:1/nope"], cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.startswith("flock-es: error: cannot connect to postgresql://")
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_news_on_postgres_matches_sqlite_and_replays_identical(
+    tmp_path: Path,
+    pg_url: str,  # noqa: F811
+) -> None:
+    assert run_cli(["migrate", "--db", pg_url]).stdout.startswith("created the flock-es schema")
+    assert "up to date" in run_cli(["migrate", "--db", pg_url]).stdout
+    out = run_cli(["run", EXAMPLES / "news.py", "--db", pg_url], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "completed" in out.stdout and "postgresql://" in out.stdout
+    lite = tmp_path / "news.db"
+    assert run_cli(["run", EXAMPLES / "news.py", "--db", lite, "-q"], cwd=tmp_path).returncode == 0
+    run = _latest(pg_url)
+    assert _artifacts(pg_url, run) == _artifacts(lite, _latest(lite))
+    replay = run_cli(["replay", run, "--db", pg_url])
+    assert replay.returncode == 0, replay.stderr
+    assert replay.stdout.strip().endswith("identical")
+    show = run_cli(["show", run[:12], "--db", pg_url])
+    assert show.returncode == 0 and "NewsDigest: 1" in show.stdout
+    with open_reader(pg_url) as r:
+        spans = r.query("SELECT name, duration_ms FROM spans WHERE run_id = ?", (run,))
+    assert len(spans) == 9 and all(str(n).endswith(".execute") for n, _ in spans)
+
+
+def test_export_import_and_fork_across_backends(tmp_path: Path, pg_url: str) -> None:  # noqa: F811
+    lite = tmp_path / "news.db"
+    assert run_cli(["run", EXAMPLES / "news.py", "--db", lite, "-q"], cwd=tmp_path).returncode == 0
+    run = _latest(lite)
+    dump = tmp_path / "run.jsonl"
+    assert run_cli(["export", run, "--db", lite, "-o", dump]).returncode == 0
+    out = run_cli(["import", dump, "--db", pg_url])
+    assert out.returncode == 0, out.stderr
+    again = run_cli(["import", dump, "--db", pg_url])
+    assert again.returncode == 2 and "already in postgresql://" in again.stderr
+    assert _artifacts(pg_url, run) == _artifacts(lite, run)
+    back = tmp_path / "back.jsonl"
+    assert run_cli(["export", run, "--db", pg_url, "-o", back]).returncode == 0
+    assert back.read_text() == dump.read_text()  # byte-identical round trip
+    fork = run_cli(["fork", run, "--at", "20", "--db", pg_url, "-q"], cwd=tmp_path)
+    assert fork.returncode == 0, fork.stderr
+    child = _latest(pg_url)
+    assert child != run
+    assert _artifacts(pg_url, child) == _artifacts(pg_url, run)
+    assert run_cli(["replay", child, "--db", pg_url]).stdout.strip().endswith("identical")
+
+
+def test_flock_es_db_environment_selects_postgres(tmp_path: Path, pg_url: str) -> None:  # noqa: F811
+    out = run_cli(["run", EXAMPLES / "news.py", "-q"], cwd=tmp_path, env={"FLOCK_ES_DB": pg_url})
+    assert out.returncode == 0, out.stderr
+    assert not (tmp_path / "data").exists()
+    runs = run_cli(["runs"], env={"FLOCK_ES_DB": pg_url})
+    assert runs.returncode == 0 and "completed" in runs.stdout

@@ -1,0 +1,58 @@
+"""The log contract suite on PostgreSQL (runs when $FLOCK_ES_TEST_PG is set; CI sets it)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flock_es.errors import DatabaseError
+from flock_es.log import open_store
+from flock_es.log.pg_schema import pg_connect
+from flock_es.log.ports import EventStore
+from flock_es.log.postgres_store import PostgresStore
+from tests.log_contract import EventStoreContract, started
+from tests.pg import pg_url  # noqa: F401  (fixture)
+
+
+class TestPostgresLog(EventStoreContract):
+    @pytest.fixture
+    def store(self, pg_url: str) -> Iterator[EventStore]:  # noqa: F811
+        yield open_store(pg_url)
+
+    def set_schema_version(self, store: EventStore, version: int) -> None:
+        assert isinstance(store, PostgresStore)
+        with pg_connect(store.url) as con:
+            con.execute(
+                "UPDATE flock_es_meta SET value = %s WHERE key = 'schema_version'", (str(version),)
+            )
+
+
+def test_a_foreign_database_is_refused_and_untouched(pg_url: str) -> None:  # noqa: F811
+    with pg_connect(pg_url) as con:
+        con.execute("CREATE TABLE events (x int)")
+    store = open_store(pg_url)
+    with pytest.raises(DatabaseError, match="not a flock-es database"):
+        store.reader()
+    with pytest.raises(DatabaseError, match="not a flock-es database"):
+        store.claim("r-1")
+    with pg_connect(pg_url) as con:
+        assert con.execute("SELECT to_regclass('runs')").fetchone() == (None,)
+
+
+def test_an_empty_database_is_no_log_until_first_write(pg_url: str, tmp_path: Path) -> None:  # noqa: F811
+    import asyncio
+
+    with pytest.raises(DatabaseError, match="no flock-es database"):
+        open_store(pg_url).reader()
+
+    async def write() -> None:
+        w = await open_store(pg_url).open_writer()
+        await w.append([started()])
+        await w.close()
+
+    asyncio.run(write())
+    with open_store(pg_url).reader() as r:
+        assert r.last_seq() == 1
+        assert r.query("SELECT count(*) FROM spans") == [(0,)]
