@@ -19,7 +19,7 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NotRequired, TypeVar, cast
 
@@ -387,7 +387,6 @@ class Event:
     ts: float
     seq: int | None = None
     v: int = SCHEMA_VERSION
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def task_id(self) -> str | None:
