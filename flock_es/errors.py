@@ -221,3 +221,7 @@ class DiskFullError(DatabaseError):
 
 class RunOwnedError(UserError):
     """Another live process owns the run (its lease has not expired)."""
+
+
+class OutputError(UserError):
+    """A file the user asked for cannot be written (no directory, a directory, read-only)."""

@@ -9,6 +9,7 @@ import typer
 
 if TYPE_CHECKING:
     from flock_es.log.backends import DbRef
+    from flock_es.log.ports import Durability
 
 DbOption = Annotated[
     str | None,
@@ -22,6 +23,24 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+DurabilityOption = Annotated[
+    str | None,
+    typer.Option(
+        "--durability",
+        help="full (default): every commit carrying a paid model or tool answer is "
+        "fsynced before anything acts on it, so it survives power loss. normal: "
+        "commits survive a crash of the process, and power loss only once "
+        "checkpointed (faster). Default: $FLOCK_ES_DURABILITY, else full.",
+        show_default=False,
+    ),
+]
+
+
+def durability(value: str | None) -> Durability:
+    """The ``--durability`` choice (or $FLOCK_ES_DURABILITY), checked."""
+    from flock_es.log.ports import Durability
+
+    return Durability.choose(value)
 
 
 def db_path(db: str | Path | None) -> DbRef:

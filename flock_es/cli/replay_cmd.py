@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from flock_es.cli.options import DbOption, JsonOption, db_path
+from flock_es.cli.options import DbOption, DurabilityOption, JsonOption, db_path, durability
 from flock_es.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -68,10 +68,13 @@ def resume(
     program: ProgramOption = None,
     model: ModelOption = None,
     quiet: QuietOption = False,
+    sync: DurabilityOption = None,
     force: Annotated[
         bool,
         typer.Option(
-            "--force", help="Resume even if the recorded process id is alive (a reused pid)."
+            "--force",
+            help="Take the run over even though its owner's lease has not expired "
+            "(only when that process is dead, e.g. on another machine).",
         ),
     ] = False,
     retry_failed: Annotated[
@@ -106,6 +109,7 @@ def resume(
             return
         _hash_warning(plan.program, plan.recorded_hash, plan.current_hash)
         prog = load_program(plan.program)
+        prog.flock.durability = durability(sync)
         t0 = time.time()
         status = run_to_end(
             prog.flock, lambda: resume(prog.flock, plan, model), quiet, plan.program, owner
@@ -176,6 +180,7 @@ def fork(
     program: ProgramOption = None,
     model: ModelOption = None,
     quiet: QuietOption = False,
+    sync: DurabilityOption = None,
 ) -> None:
     """Start a new run from the state of RUN at seq --at and continue it live.
 
@@ -195,6 +200,7 @@ def fork(
         _warn(f"seq {at} is inside a transaction; forking after seq {plan.cut}, where it ends")
     prog = load_program(plan.program)
     flock = prog.flock
+    flock.durability = durability(sync)
     with Ownership(path_db, flock.run_id) as owner:
         t0 = time.time()
         typer.echo(f"Forked {parent_id} at seq {plan.cut} into {flock.run_id}", err=True)
@@ -214,17 +220,14 @@ def export_(
 ) -> None:
     """Write RUN's events as JSON Lines (secrets are never in the log or the export)."""
     from flock_es.log.backends import open_reader
-    from flock_es.log.export import export_run
+    from flock_es.log.export import export_run, export_to_file
 
     with open_reader(db_path(db)) as reader:
         run_id = reader.resolve_run(run)
         if output is None:
             n = export_run(reader, run_id, sys.stdout)
         else:
-            tmp = output.with_name(output.name + ".part")
-            with tmp.open("w", encoding="utf-8") as f:
-                n = export_run(reader, run_id, f)
-            tmp.replace(output)
+            n = export_to_file(reader, run_id, output)
     if output is not None:
         typer.echo(f"exported {n} events of {run_id} to {output}", err=True)
 

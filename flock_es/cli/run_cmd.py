@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from flock_es.cli.options import DbOption
+from flock_es.cli.options import DbOption, DurabilityOption, durability
 from flock_es.cli.progress import Progress, print_summary, summary_lines
 from flock_es.domain.events import RunStatus
 from flock_es.errors import ExitCode, ProgramError, UserError
@@ -81,8 +81,15 @@ def finish(flock: Flock, status: RunStatus, t0: float) -> None:
         raise typer.Exit(ExitCode.RUN_FAILED)
 
 
-def configure(program: Program, db: str | None, model: str | None, max_calls: int | None) -> Flock:
+def configure(
+    program: Program,
+    db: str | None,
+    model: str | None,
+    max_calls: int | None,
+    sync: str | None = None,
+) -> Flock:
     flock = program.flock
+    flock.durability = durability(sync)
     flock.program = program.path.resolve()
     if db is not None:
         flock.db_path = parse_db(db)
@@ -129,6 +136,7 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[
             bool, typer.Option("--quiet", "-q", help="No live progress; summary only.")
         ] = False,
+        sync: DurabilityOption = None,
     ) -> None:
         """Run PROGRAM until nothing is pending, recording every step in the event log.
 
@@ -137,7 +145,7 @@ def register(app: typer.Typer) -> None:
         the run resumable with `flock-es resume RUN`.
         """
         prog = load_program(program)
-        flock = configure(prog, db, model, max_concurrent_calls)
+        flock = configure(prog, db, model, max_concurrent_calls, sync)
         t0 = time.time()
         with Ownership(flock.db_path, flock.run_id) as owner:
             status = run_to_end(flock, lambda: call_main(prog), quiet, program, owner)

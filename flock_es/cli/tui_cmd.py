@@ -33,7 +33,7 @@ def resolve(db: Path, run: str | None, at: int | None) -> tuple[str | None, int 
         if not db.parent.is_dir():
             raise UserError(f"no folder {db.parent} for the database {db}")
         return None, None
-    with LogReader(db) as log:
+    with LogReader(db, verify=True) as log:
         run_id = log.resolve_run(run) if run is not None else None
         if at is None:
             return run_id, None

@@ -14,7 +14,10 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -24,10 +27,10 @@ from pydantic import ValidationError
 from flock_es.domain.events import SCHEMA_VERSION, Event, EventKind, ModelCalled, body_as
 from flock_es.domain.upcast import upcast
 from flock_es.domain.validate import check_body
-from flock_es.errors import DatabaseError, ExportFormatError
+from flock_es.errors import DatabaseDamagedError, DatabaseError, ExportFormatError, OutputError
 from flock_es.log.backends import DbRef, describe_db, is_postgres, open_reader, open_writer
 from flock_es.log.ports import EventReader
-from flock_es.log.schema import DB_SCHEMA_VERSION, check_database
+from flock_es.log.schema import DB_SCHEMA_VERSION, check_database, damaged_message
 from flock_es.log.writer import dumps
 from flock_es.redaction import redact
 
@@ -35,8 +38,32 @@ FORMAT = "flock-es-export"
 FORMAT_VERSION = 1
 
 
-def _lines(reader: EventReader, run_id: str) -> Iterator[str]:
+def _checked_events(reader: EventReader, run_id: str) -> list[Event]:
+    """The run's events, verified against other access paths before they leave: seqs
+    strictly increasing, the last one the run's last seq, the count the ``runs`` read
+    model's, the first event ``run.started``. A damaged b-tree that ends a scan early
+    is caught here instead of exporting a silently short run."""
     events = reader.events(run_id)
+    where = str(getattr(reader, "path", None) or getattr(reader, "location", "the database"))
+    seqs = [e.seq or 0 for e in events]
+    last = reader.last_seq(run_id)
+    modelled = [r.events for r in reader.runs() if r.run_id == run_id]
+    problems = []
+    if any(b <= a for a, b in itertools.pairwise(seqs)):
+        problems.append("event seqs out of order")
+    if seqs and seqs[-1] != last:
+        problems.append(f"the events read end at seq {seqs[-1]}, the run at seq {last}")
+    if modelled and modelled[0] != len(events):
+        problems.append(f"read {len(events)} events, the runs table says {modelled[0]}")
+    if events and events[0].kind is not EventKind.RUN_STARTED:
+        problems.append("the run does not start with run.started")
+    if problems:
+        raise DatabaseDamagedError(damaged_message(where, "; ".join(problems)))
+    return events
+
+
+def _lines(reader: EventReader, run_id: str) -> Iterator[str]:
+    events = _checked_events(reader, run_id)
     yield dumps(
         {
             "format": FORMAT,
@@ -74,6 +101,34 @@ def export_run(reader: EventReader, run_id: str, out: IO[str]) -> int:
     return n
 
 
+def export_to_file(reader: EventReader, run_id: str, output: Path) -> int:
+    """Write the export to ``output`` atomically (``.part`` then rename); nothing is left
+    behind on failure. Returns the number of events."""
+    if output.is_dir():
+        raise OutputError(f"cannot write the export to {output}: it is a directory")
+    if not output.parent.is_dir():
+        raise OutputError(f"cannot write the export to {output}: no directory {output.parent}")
+    tmp = output.with_name(output.name + ".part")
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            n = export_run(reader, run_id, f)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(output)
+    except OSError as exc:
+        _discard(tmp)
+        raise OutputError(f"cannot write the export to {output}: {exc.strerror or exc}") from None
+    except BaseException:
+        _discard(tmp)
+        raise
+    return n
+
+
+def _discard(tmp: Path) -> None:
+    with contextlib.suppress(OSError):  # e.g. a read-only directory: nothing was created
+        tmp.unlink(missing_ok=True)
+
+
 def _bad(path: Path, lineno: int, what: str) -> ExportFormatError:
     return ExportFormatError(f"{path}:{lineno}: {what}")
 
@@ -85,6 +140,7 @@ def read_export(path: Path) -> tuple[str, list[Event]]:
     events: list[Event] = []
     header: dict[str, Any] | None = None
     trailer: dict[str, Any] | None = None
+    last_seq = 0
     try:
         with path.open(encoding="utf-8") as f:
             for lineno, raw in enumerate(f, start=1):
@@ -108,6 +164,10 @@ def read_export(path: Path) -> tuple[str, list[Event]]:
                 if obj.get("end") is True:
                     trailer = obj
                     continue
+                seq = obj.get("seq")
+                if not isinstance(seq, int) or seq <= last_seq:
+                    raise _bad(path, lineno, f"seq {seq!r} does not follow seq {last_seq}")
+                last_seq = seq
                 events.append(_event(path, lineno, obj, str(header.get("run_id"))))
     except UnicodeDecodeError:
         raise ExportFormatError(f"{path}: not a flock-es export (binary data)") from None
@@ -164,6 +224,14 @@ def import_run(path: Path, db: DbRef) -> tuple[str, int]:
                 if reader.first_seq(run_id):
                     raise DatabaseError(f"run {run_id} is already in {describe_db(db)}")
     asyncio.run(_append(db, events))
+    with open_reader(db) as reader:  # read back what was written: same count, same kinds
+        back = reader.events(run_id)
+    if [(e.kind, e.body) for e in back] != [(e.kind, e.body) for e in events]:
+        raise DatabaseDamagedError(
+            damaged_message(
+                describe_db(db), f"run {run_id} reads back differently than it was imported"
+            )
+        )
     return run_id, len(events)
 
 

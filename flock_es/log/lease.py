@@ -7,32 +7,13 @@ another host can only be waited out (or overridden with ``force``).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import socket
-from pathlib import Path
 
 from flock_es.errors import RunOwnedError
+from flock_es.log.liveness import pid_alive
 from flock_es.log.ports import Lease
 
-__all__ = ["owned_error", "pid_alive", "stealable"]
-
-
-def pid_alive(pid: int | None) -> bool:
-    """Whether process ``pid`` exists on this machine (a zombie counts as dead)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError, IndexError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
+__all__ = ["owned_error", "stealable"]
 
 
 def stealable(current: Lease, now: float) -> bool:

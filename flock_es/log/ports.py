@@ -75,6 +75,17 @@ class Durability(StrEnum):
     NORMAL = "normal"
     FULL = "full"
 
+    @classmethod
+    def choose(cls, value: str | None = None) -> Durability:
+        """``value``, else ``$FLOCK_ES_DURABILITY``, else ``full``; ConfigError if unknown."""
+        from flock_es.errors import ConfigError
+
+        raw = value or os.environ.get("FLOCK_ES_DURABILITY") or cls.FULL.value
+        try:
+            return cls(raw.strip().lower())
+        except ValueError:
+            raise ConfigError(f"--durability must be 'normal' or 'full', not {raw!r}") from None
+
 
 @dataclass(slots=True, frozen=True)
 class RunRow:
@@ -204,8 +215,12 @@ class EventStore(Protocol):
         """A new read-only view (raises DatabaseError if there is no log)."""
         ...
 
-    async def open_writer(self, durability: Durability = Durability.FULL) -> EventWriter:
-        """The writer; creates the schema on first use, atomically."""
+    async def open_writer(
+        self, durability: Durability = Durability.FULL, fence: Lease | None = None
+    ) -> EventWriter:
+        """The writer; creates the schema on first use, atomically. With ``fence``,
+        every commit verifies in its transaction that the lease is still held, and
+        raises ``RunOwnedError`` (committing nothing) once it is not."""
         ...
 
     def claim(

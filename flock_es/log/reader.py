@@ -7,9 +7,12 @@ a live run while its writer commits. ``changed()`` is the cheap poll: SQLite's
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 from pydantic_core import from_json
 
@@ -25,7 +28,14 @@ from flock_es.domain.events import (
 from flock_es.domain.upcast import upcast
 from flock_es.errors import DatabaseError, RunNotFoundError
 from flock_es.log.ports import Lease, RunRow
-from flock_es.log.schema import BUSY_TIMEOUT_MS, check_database, read_uri
+from flock_es.log.schema import (
+    BUSY_TIMEOUT_MS,
+    READER_CHECK_SECONDS,
+    check_database,
+    read_uri,
+    storage_error,
+)
+from flock_es.log.schema import verify as verify_db
 
 __all__ = ["LogReader", "RunRow", "row_to_event"]
 
@@ -74,6 +84,36 @@ def row_to_event(row: tuple[int, str, str, float, int, str]) -> Event | None:
     return Event(run_id=run_id, kind=k, body=current, ts=ts, seq=seq, v=v)
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _guarded(method: _F) -> _F:
+    """SQLite faults and unparsable bodies become one-line DatabaseErrors naming the file."""
+
+    def translate(self: LogReader, exc: Exception) -> DatabaseError:
+        return storage_error(self.path, exc)
+
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def gen(self: LogReader, *args: Any, **kw: Any) -> Iterator[Any]:
+            try:
+                yield from method(self, *args, **kw)
+            except (sqlite3.Error, ValueError) as exc:  # ValueError: a body that is not JSON
+                raise translate(self, exc) from None
+
+        return cast(_F, gen)
+
+    @functools.wraps(method)
+    def call(self: LogReader, *args: Any, **kw: Any) -> Any:
+        try:
+            return method(self, *args, **kw)
+        except (sqlite3.Error, ValueError) as exc:
+            raise translate(self, exc) from None
+
+    return cast(_F, call)
+
+
 class LogReader:
     """A read-only view of a flock-es database.
 
@@ -84,7 +124,7 @@ class LogReader:
             state = fold(log.events(run))
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, verify: bool = False) -> None:
         self.path = Path(path)
         check_database(self.path, must_exist=True)
         try:
@@ -92,7 +132,9 @@ class LogReader:
             self._con.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self._con.execute("SELECT 1 FROM events LIMIT 1").fetchall()
         except sqlite3.DatabaseError as exc:
-            raise DatabaseError(f"cannot read {self.path}: {exc}") from None
+            raise storage_error(self.path, exc) from None
+        if verify:  # commands check before they trust the file (bounded in time)
+            verify_db(self.path, self._con, READER_CHECK_SECONDS)
 
     def __enter__(self) -> LogReader:
         return self
@@ -103,10 +145,12 @@ class LogReader:
     def close(self) -> None:
         self._con.close()
 
+    @_guarded
     def data_version(self) -> int:
         """Changes whenever another connection commits; a cheap "anything new?" check."""
         return int(self._con.execute("PRAGMA data_version").fetchone()[0])
 
+    @_guarded
     def runs(self) -> list[RunRow]:
         rows = self._con.execute(
             "SELECT run_id, program, model, started_at, finished_at, status, parent_run, "
@@ -118,6 +162,7 @@ class LogReader:
         runs = self.runs()
         return runs[-1] if runs else None
 
+    @_guarded
     def resolve_run(self, ref: str) -> str:
         """The full run id for ``ref``: an id, a unique prefix, or ``latest``."""
         if ref in ("latest", "last"):
@@ -140,6 +185,7 @@ class LogReader:
             )
         return str(ids[0])
 
+    @_guarded
     def iter_events(
         self, run_id: str, after: int = 0, until: int | None = None, limit: int | None = None
     ) -> Iterator[Event]:
@@ -162,6 +208,7 @@ class LogReader:
     ) -> list[Event]:
         return list(self.iter_events(run_id, after, until, limit))
 
+    @_guarded
     def events_after(self, cursor: int, limit: int | None = None) -> list[Event]:
         """Events of every run with ``seq > cursor``, in commit order (following a database)."""
         sql = "SELECT seq, run_id, kind, ts, v, body FROM events WHERE seq > ? ORDER BY seq"
@@ -176,6 +223,7 @@ class LogReader:
                 out.append(e)
         return out
 
+    @_guarded
     def last_seq(self, run_id: str | None = None) -> int:
         if run_id is None:
             row = self._con.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
@@ -185,12 +233,14 @@ class LogReader:
             ).fetchone()
         return int(row[0])
 
+    @_guarded
     def first_seq(self, run_id: str) -> int:
         row = self._con.execute(
             "SELECT coalesce(min(seq), 0) FROM events WHERE run_id = ?", (run_id,)
         ).fetchone()
         return int(row[0])
 
+    @_guarded
     def run_stats(self) -> dict[str, dict[str, object]]:
         """Per-run counters for ``flock-es runs``, aggregated in SQL (no fold).
 
@@ -215,6 +265,7 @@ class LogReader:
                 out[run_id].update(pid=pid, host=host)
         return out
 
+    @_guarded
     def owner(self, run_id: str) -> Lease | None:
         """The lease on ``run_id`` (expired or not), or None."""
         try:
@@ -227,6 +278,7 @@ class LogReader:
             return None
         return Lease(*row) if row else None
 
+    @_guarded
     def query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         """Run a read-only SQL query (used by tests and the spans trace)."""
         return list(self._con.execute(sql, args).fetchall())

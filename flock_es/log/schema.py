@@ -12,6 +12,7 @@ writer initialises, never a half-made one.
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import time
@@ -24,6 +25,8 @@ APPLICATION_ID = 0x464C4553  # "FLES": tells our files from other SQLite files
 DB_SCHEMA_VERSION = 2
 """2: the ``owners`` lease table; ``spans`` joins on run_id too (forks copy task ids)."""
 BUSY_TIMEOUT_MS = 10_000
+WRITER_CHECK_SECONDS = 1.0  # integrity check before appending (bounded; see verify)
+READER_CHECK_SECONDS = 0.2  # before a command reads (the TUI's first paint stays fast)
 
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -187,6 +190,10 @@ def check_database(path: Path, *, must_exist: bool) -> bool:
     try:
         app_id, version, objects, half = _header(path)
     except sqlite3.DatabaseError as exc:
+        with path.open("rb") as f:
+            sqlite_file = f.read(16) == b"SQLite format 3\x00"
+        if sqlite_file and not isinstance(exc, sqlite3.OperationalError):
+            raise storage_error(path, exc) from None
         raise DatabaseError(f"{path} is not a flock-es database ({exc})") from None
     if app_id == 0 and (objects == 0 or half):
         if must_exist:
@@ -200,6 +207,31 @@ def check_database(path: Path, *, must_exist: bool) -> bool:
             f"this version reads up to {DB_SCHEMA_VERSION}); upgrade flock-es"
         )
     return True
+
+
+def verify(path: Path, con: sqlite3.Connection, budget_s: float) -> None:
+    """A cheap integrity check, bounded in time: ``PRAGMA quick_check`` and every event
+    body valid JSON. Raises DatabaseDamagedError; a check cut short by the budget on a
+    huge file passes (damage found later while reading still gives the same error)."""
+    from flock_es.errors import DatabaseDamagedError
+
+    deadline = time.monotonic() + budget_s
+    con.set_progress_handler(lambda: int(time.monotonic() > deadline), 20_000)
+    try:
+        rows = con.execute("PRAGMA quick_check(1)").fetchall()
+        if rows != [("ok",)]:
+            what = str(rows[0][0]).replace("*** in database main ***", "")
+            raise DatabaseDamagedError(damaged_message(path, " ".join(what.split())[:160]))
+        bad = con.execute("SELECT seq FROM events WHERE NOT json_valid(body) LIMIT 1").fetchone()
+        if bad is not None:
+            raise DatabaseDamagedError(damaged_message(path, f"event {bad[0]} is not valid JSON"))
+    except sqlite3.OperationalError as exc:
+        if "interrupted" not in str(exc):
+            raise storage_error(path, exc) from None
+    except sqlite3.DatabaseError as exc:
+        raise storage_error(path, exc) from None
+    finally:
+        con.set_progress_handler(None, 0)
 
 
 def _statements(script: str) -> list[str]:
@@ -247,12 +279,23 @@ def initialise(con: sqlite3.Connection) -> None:
         raise
 
 
-def ensure_schema(path: Path) -> None:
-    """Make ``path`` a current flock-es database (create, finish or upgrade it)."""
+def ensure_schema(path: Path, *, verify: bool = True) -> None:
+    """Make ``path`` a current flock-es database (create, finish or upgrade it), after a
+    bounded integrity check of an existing file (``verify``)."""
+    try:
+        _ensure_schema(path, verify)
+    except (OSError, sqlite3.Error) as exc:
+        raise storage_error(path, exc, writing=True) from None
+
+
+def _ensure_schema(path: Path, check: bool) -> None:
     exists = check_database(path, must_exist=False)
     if exists:
         con = sqlite3.connect(read_uri(path), uri=True)
         try:
+            # Never append to a damaged file: that buries the damage under new events.
+            if check:
+                verify(path, con, WRITER_CHECK_SECONDS)
             version = con.execute("PRAGMA user_version").fetchone()[0]
         finally:
             con.close()
@@ -264,3 +307,52 @@ def ensure_schema(path: Path) -> None:
         initialise(con)
     finally:
         con.close()
+
+
+def storage_error(path: Path, exc: BaseException, *, writing: bool = False) -> DatabaseError:
+    """One-line ``DatabaseError`` naming ``path`` and the cause of an SQLite/OS failure."""
+    from flock_es.errors import DatabaseDamagedError, DiskFullError
+
+    if isinstance(exc, DatabaseError):
+        return exc
+    if writing and path.exists() and _read_only_mount(path):
+        return DatabaseError(
+            f"cannot write the database {path}: it is on a read-only file system "
+            "(runs, show, replay and export still work)"
+        )
+    if writing and path.exists() and not os.access(path, os.W_OK):
+        return DatabaseError(f"cannot write the database {path}: permission denied")
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc)
+    if (
+        name.startswith("SQLITE_FULL")
+        or "disk is full" in text
+        or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC)
+    ):
+        return DiskFullError(
+            f"the disk holding {path} is full ({text}); the run stopped and can be "
+            "resumed with `flock-es resume` once there is space"
+        )
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text:
+        return DatabaseDamagedError(damaged_message(path, text))
+    if isinstance(exc, UnicodeDecodeError | ValueError) and not isinstance(exc, sqlite3.Error):
+        return DatabaseDamagedError(damaged_message(path, f"an event does not parse: {text}"))
+    if "decode" in text:
+        return DatabaseDamagedError(damaged_message(path, text))
+    if name.startswith("SQLITE_READONLY") or (
+        isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
+    ):
+        return DatabaseError(f"cannot write the database {path}: {text}")
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return DatabaseError(f"the database {path} is locked by another process ({text})")
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else text
+    verb = "write" if writing else "use"
+    return DatabaseError(f"cannot {verb} the database {path}: {reason}")
+
+
+def damaged_message(path: Path | str, what: str) -> str:
+    what = " ".join(what.split())  # one line, whatever SQLite said
+    return (
+        f"the database {path} is damaged ({what}); salvage what is left with "
+        f"`sqlite3 {path} .recover | sqlite3 recovered.db`"
+    )

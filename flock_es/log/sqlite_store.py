@@ -24,7 +24,7 @@ from flock_es.errors import DatabaseError, RunOwnedError
 from flock_es.log.lease import owned_error, stealable
 from flock_es.log.ports import LEASE_SECONDS, Durability, Lease
 from flock_es.log.reader import LogReader
-from flock_es.log.schema import BUSY_TIMEOUT_MS, check_database, ensure_schema
+from flock_es.log.schema import BUSY_TIMEOUT_MS, check_database, ensure_schema, storage_error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ class SqliteStore:
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
         self.readonly = readonly
+        self._ready = False  # schema created/upgraded and the file checked, once per store
 
     @property
     def location(self) -> str:
@@ -49,23 +50,30 @@ class SqliteStore:
     def reader(self) -> LogReader:
         return LogReader(self.path)
 
-    async def open_writer(self, durability: Durability = Durability.FULL) -> LogWriter:
+    async def open_writer(
+        self, durability: Durability = Durability.FULL, fence: Lease | None = None
+    ) -> LogWriter:
         from flock_es.log.writer import LogWriter
 
-        self._writable()
-        return await LogWriter.open(self.path, durability=durability)
+        self._prepare()
+        return await LogWriter.open(self.path, durability=durability, fence=fence, ensure=False)
 
     def _writable(self) -> None:
         if self.readonly:
             raise DatabaseError(f"{self.path} was opened read-only")
 
-    def _connect(self) -> sqlite3.Connection:
+    def _prepare(self) -> None:
         self._writable()
-        ensure_schema(self.path)
+        # The bounded integrity check once per store; the header (version) every time.
+        ensure_schema(self.path, verify=not self._ready)
+        self._ready = True
+
+    def _connect(self) -> sqlite3.Connection:
+        self._prepare()
         try:
             return sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
         except sqlite3.Error as exc:
-            raise DatabaseError(f"cannot write the database {self.path}: {exc}") from None
+            raise storage_error(self.path, exc, writing=True) from None
 
     def _current(self, con: sqlite3.Connection, run_id: str) -> Lease | None:
         row = con.execute(
@@ -78,7 +86,7 @@ class SqliteStore:
             con.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             con.close()
-            raise DatabaseError(f"cannot write the database {self.path}: {exc}") from None
+            raise storage_error(self.path, exc, writing=True) from None
 
     def claim(
         self, run_id: str, *, lease_seconds: float = LEASE_SECONDS, force: bool = False
@@ -114,9 +122,11 @@ class SqliteStore:
             )
             if cur.rowcount != 1:
                 current = self._current(con, lease.run_id)
-                if current is None:
-                    raise RunOwnedError(f"run {lease.run_id}: this process's lease was removed")
-                raise owned_error(current, now)
+                who = current.describe() if current is not None else "another process"
+                raise RunOwnedError(
+                    f"run {lease.run_id} was taken over by {who}; this process stops "
+                    "without writing more"
+                )
             con.execute("COMMIT")
         finally:
             if con.in_transaction:
@@ -146,4 +156,5 @@ class SqliteStore:
         return rebuild_read_models(self.path)
 
     def check(self) -> None:
-        check_database(self.path, must_exist=True)
+        with LogReader(self.path, verify=True):
+            pass

@@ -28,9 +28,9 @@ from flock_es.domain.events import (
     RunStarted,
     body_as,
 )
-from flock_es.errors import DatabaseError
-from flock_es.log.ports import Durability
-from flock_es.log.schema import PRAGMAS, check_database, ensure_schema
+from flock_es.errors import RunOwnedError
+from flock_es.log.ports import Durability, Lease
+from flock_es.log.schema import PRAGMAS, check_database, ensure_schema, storage_error
 
 _INSERT_EVENT = "INSERT INTO events(seq, run_id, kind, ts, v, task_id, body) VALUES (?,?,?,?,?,?,?)"
 _INSERT_ARTIFACT = (
@@ -120,9 +120,16 @@ class LogWriter:
     """
 
     def __init__(
-        self, path: Path, max_batch: int = 4096, durability: Durability = Durability.FULL
+        self,
+        path: Path,
+        max_batch: int = 4096,
+        durability: Durability = Durability.FULL,
+        fence: Lease | None = None,
     ) -> None:
         self.path = path
+        # With a lease, every commit checks in its transaction that the run is still
+        # ours: a process whose lease was taken over can never append to the run.
+        self.fence = fence
         self.max_batch = max_batch
         self.durability = Durability(durability)
         self._synchronous = "NORMAL"
@@ -139,17 +146,22 @@ class LogWriter:
 
     @classmethod
     async def open(
-        cls, path: Path, max_batch: int = 4096, durability: Durability = Durability.FULL
+        cls,
+        path: Path,
+        max_batch: int = 4096,
+        durability: Durability = Durability.FULL,
+        fence: Lease | None = None,
+        ensure: bool = True,
     ) -> LogWriter:
-        self = cls(path, max_batch, durability)
+        """Open the writer; ``ensure=False`` when the caller already checked the file."""
+        self = cls(path, max_batch, durability, fence)
         path = Path(path)
         try:
-            ensure_schema(path)
+            ensure_schema(path, verify=ensure)
             self._conn = await self._in_thread(_connect, path)
         except (OSError, sqlite3.Error) as exc:
             self._thread.shutdown(wait=False)
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise DatabaseError(f"cannot write the database {path}: {reason}") from None
+            raise storage_error(path, exc, writing=True) from None
         self._task = asyncio.create_task(self._drain(), name="flock-es-log-writer")
         return self
 
@@ -205,6 +217,8 @@ class LogWriter:
             try:
                 await self._commit([e for evs, _ in units for e in evs])
             except BaseException as exc:  # the waiters must hear about it
+                if isinstance(exc, sqlite3.Error | OSError):
+                    exc = storage_error(self.path, exc)  # one line naming the database
                 for _, fut in units:
                     if fut is not None and not fut.done():
                         fut.set_exception(exc)
@@ -260,9 +274,22 @@ class LogWriter:
             raise
 
     def _next_seq(self, conn: sqlite3.Connection) -> int:
-        """The last seq, read inside the transaction (in the writer's thread)."""
-        row = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
-        return int(row[0]) if row else 0
+        """The last seq, and the fence check, read inside the transaction (in the
+        writer's thread, one statement)."""
+        fence = self.fence
+        if fence is None:
+            row = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+            return int(row[0]) if row else 0
+        row = conn.execute(
+            "SELECT coalesce(max(seq), 0), (SELECT token FROM owners WHERE run_id = ?) FROM events",
+            (fence.run_id,),
+        ).fetchone()
+        if row is None or row[1] != fence.token:
+            raise RunOwnedError(
+                f"run {fence.run_id} was taken over by another process; "
+                "this one stops without writing more"
+            )
+        return int(row[0])
 
     async def close(self) -> None:
         """Commit what is queued, then close the connection."""

@@ -30,8 +30,8 @@ from flock_es.errors import (
     MissingCredentialsError,
     UserError,
 )
-from flock_es.log.backends import DbRef, open_reader, open_writer, parse_db
-from flock_es.log.ports import EventWriter
+from flock_es.log.backends import DbRef, open_reader, parse_db
+from flock_es.log.ports import Durability, EventWriter, Lease, open_store
 from flock_es.log.schema import default_db_path
 from flock_es.models.base import ModelClient, resolve_client
 from flock_es.models.retry import RetryPolicy
@@ -111,6 +111,10 @@ class Flock:
         # Recorded requests of the calls resume may serve (checked before serving).
         self._recorded_requests: dict[tuple[str, int], dict[str, Any]] | None = None
         self._closed = False
+        # The run's lease (lifecycle.Ownership): every commit checks it is still ours.
+        self.lease: Lease | None = None
+        # full: paid answers are fsynced before anything acts on them (README, durability).
+        self.durability = Durability.choose()
 
     # --- declaration -----------------------------------------------------
 
@@ -218,7 +222,8 @@ class Flock:
         if self._closed:
             raise UserError(f"run {self.run_id} is closed")
         self.check_models()
-        writer = self._writer = await open_writer(self.db_path)
+        store = open_store(self.db_path)
+        writer = self._writer = await store.open_writer(self.durability, fence=self.lease)
         index = build_index(self.agents.values(), self.max_agent_iterations)
         kernel = Kernel(self.run_id, writer, index, self._initial_state, self._durable_state)
         calls = ModelCalls(

@@ -26,15 +26,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sqlite3
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flock_es.domain.events import Event, RunStatus
-from flock_es.errors import DatabaseError, ProgramError, UserError
+from flock_es.errors import DatabaseError, ProgramError, RunOwnedError, UserError
 from flock_es.log.backends import DbRef, open_reader
 from flock_es.log.ports import Lease, open_store
 from flock_es.projection.fold import fold
@@ -75,15 +74,12 @@ class Ownership:
         self.run_id = run_id
         self.force = force
         self.lease: Lease | None = None
+        # Called when a heartbeat finds the run taken over (drive stops the run).
+        self.on_lost: Callable[[RunOwnedError], None] | None = None
 
     def __enter__(self) -> Ownership:
-        try:
-            self.lease = self.store.claim(self.run_id, force=self.force)
-        except (OSError, sqlite3.Error) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise DatabaseError(
-                f"cannot write the database {self.store.location}: {reason}"
-            ) from None
+        # The store names the database in one line for any fault (full, read-only, damaged).
+        self.lease = self.store.claim(self.run_id, force=self.force)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -96,8 +92,19 @@ class Ownership:
         """Renew the lease until cancelled (a third of its length at a time)."""
         while self.lease is not None:
             await asyncio.sleep(max(0.05, self.lease.lease_seconds / 3))
-            if self.lease is not None:
+            if self.lease is None:
+                return
+            try:
                 self.lease = await asyncio.to_thread(self.store.heartbeat, self.lease)
+            except RunOwnedError as exc:
+                # The writer is fenced with the lease, so nothing more is committed;
+                # stop the work too, so no model call is paid that cannot be recorded.
+                self.lease = None
+                if self.on_lost is not None:
+                    self.on_lost(exc)
+                return
+            except DatabaseError:
+                continue  # a busy or full disk: the writer reports it; try again later
 
 
 async def drive(
@@ -121,7 +128,11 @@ async def drive(
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop, sig.name)
-    keeper = asyncio.create_task(owner.keep(), name="flock-es:lease") if owner else None
+    keeper = None
+    if owner is not None:
+        flock.lease = owner.lease  # every commit checks the run is still ours
+        owner.on_lost = lambda exc: stop(str(exc))
+        keeper = asyncio.create_task(owner.keep(), name="flock-es:lease")
     try:
         if body is not None:
             await body
@@ -270,7 +281,8 @@ async def start_fork(flock: Flock, plan: ForkPlan, model: str | None) -> int:
     chosen = model or plan.state.model or flock.model
     flock.model = chosen
     flock.check_models()
-    await write_fork(plan.db, fork_events(plan.parent, plan.state, plan.cut, flock, chosen))
+    events = fork_events(plan.parent, plan.state, plan.cut, flock, chosen)
+    await write_fork(plan.db, events, flock.lease)
     with open_reader(plan.db) as reader:
         state = fold(reader.iter_events(flock.run_id))
     prepare(flock, state, plan.db, chosen, plan.program)

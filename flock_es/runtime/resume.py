@@ -38,13 +38,13 @@ from flock_es.domain.events import (
     make_event,
 )
 from flock_es.errors import AtOutOfRange
-from flock_es.log.backends import DbRef, open_writer
+from flock_es.log.backends import DbRef
 
 # Re-exported: live_status and pid_alive moved down to the log layer so readers
 # (cli show/runs, the TUI) need not import the runtime.
 from flock_es.log.liveness import live_status as live_status
 from flock_es.log.liveness import pid_alive as pid_alive
-from flock_es.log.ports import EventReader
+from flock_es.log.ports import EventReader, Lease, open_store
 from flock_es.projection.decide import DECISIONS
 from flock_es.projection.fold import fold
 from flock_es.projection.state import RunState
@@ -212,9 +212,9 @@ def fork_events(
     return [make_event(child, EventKind.RUN_STARTED, started, time.time()), *out]
 
 
-async def write_fork(db: DbRef, events: list[Event]) -> None:
-    """Write the child's inherited prefix in one transaction."""
-    writer = await open_writer(db)
+async def write_fork(db: DbRef, events: list[Event], lease: Lease | None = None) -> None:
+    """Write the child's inherited prefix in one transaction (fenced by the child's lease)."""
+    writer = await open_store(db).open_writer(fence=lease)
     try:
         await writer.append(events)
     finally:

@@ -25,6 +25,8 @@ class Work:
 
     def __init__(self) -> None:
         self.tasks: set[asyncio.Task[Any]] = set()
+        # The first exception a task ended with (a failed commit stops the others too).
+        self.failure: BaseException | None = None
 
     def __bool__(self) -> bool:
         return bool(self.tasks)
@@ -33,16 +35,23 @@ class Work:
         """Start ``coro`` as a tracked task."""
         task = asyncio.create_task(coro, name=name)
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self._done)
         return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()  # retrieved here: no "Task exception was never retrieved"
+        if exc is not None and self.failure is None:
+            self.failure = exc
 
     async def until_idle(self) -> None:
         """Return when no tracked task is left; re-raise the first that failed."""
-        while self.tasks:
-            done, _ = await asyncio.wait(set(self.tasks))
-            for t in done:
-                if not t.cancelled() and t.exception() is not None:
-                    raise t.exception()  # type: ignore[misc]
+        while self.tasks and self.failure is None:
+            await asyncio.wait(set(self.tasks), return_when=asyncio.FIRST_EXCEPTION)
+        if self.failure is not None:
+            raise self.failure
 
     async def cancel_all(self) -> None:
         """Cancel every tracked task and wait until they are gone."""

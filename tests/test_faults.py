@@ -1,0 +1,245 @@
+"""Trust under faults (issue 10), through the real CLI: damaged files, a full disk,
+a read-only mount, a kill during creation, exports that cannot be written.
+
+Each fault gives one line naming the database (or file), a non-zero exit, no
+traceback, and loses nothing committed. Mount tests need root (we are in CI);
+they skip with the reason when ``mount`` is refused.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLES, cli_env, run_cli
+
+NEWS = EXAMPLES / "news.py"
+
+
+def one_line_error(out: subprocess.CompletedProcess[str], *needles: str) -> str:
+    assert out.returncode != 0, out.stdout
+    assert "Traceback" not in out.stderr and "never retrieved" not in out.stderr, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("flock-es: error: "), lines[0]
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def news_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    db = tmp_path_factory.mktemp("good") / "news.db"
+    out = run_cli(["run", NEWS, "--db", db, "-q"])
+    assert out.returncode == 0, out.stderr
+    return db
+
+
+def zero_page(src: Path, dst: Path) -> None:
+    data = bytearray(src.read_bytes())
+    page = 4096
+    middle = len(data) // page // 2
+    data[middle * page : (middle + 1) * page] = bytes(page)
+    dst.write_bytes(bytes(data))
+
+
+def flip_bytes(src: Path, dst: Path, n: int = 400) -> None:
+    data = bytearray(src.read_bytes())
+    rnd = random.Random(7)
+    for _ in range(n):
+        i = rnd.randrange(4096, len(data))  # past the header: a damaged file, not a foreign one
+        data[i] ^= 0xFF
+    dst.write_bytes(bytes(data))
+
+
+def bad_json(src: Path, dst: Path) -> None:
+    shutil.copy(src, dst)
+    con = sqlite3.connect(dst)
+    con.execute("UPDATE events SET body = '{not json' WHERE seq = 20")
+    con.commit()
+    con.close()
+
+
+COMMANDS = [
+    ["runs"],
+    ["show", "latest"],
+    ["replay", "latest", "--no-timeline"],
+    ["resume", "latest", "-q"],
+    ["export", "latest", "-o", "{tmp}/out.jsonl"],
+    ["run", str(NEWS), "-q"],
+    ["tui"],
+]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(zero_page, marks=pytest.mark.slow),
+        pytest.param(flip_bytes, marks=pytest.mark.slow),
+        bad_json,
+    ],
+)
+def test_damaged_databases_are_refused_by_every_command(
+    damage: object, news_db: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "damaged.db"
+    damage(news_db, db)  # type: ignore[operator]
+    before = db.read_bytes()
+    for cmd in COMMANDS:
+        args = [a.replace("{tmp}", str(tmp_path)) for a in cmd]
+        out = run_cli([*args, "--db", db], cwd=tmp_path)
+        one_line_error(out, "is damaged", ".recover", str(db))
+    assert db.read_bytes() == before  # nobody appended to it
+    assert not list(tmp_path.glob("*.part")) and not (tmp_path / "out.jsonl").exists()
+
+
+def test_export_checks_what_it_writes_and_import_checks_it_again(
+    news_db: Path, tmp_path: Path
+) -> None:
+    good = tmp_path / "run.jsonl"
+    assert run_cli(["export", "latest", "--db", news_db, "-o", good]).returncode == 0
+    lines = good.read_text().splitlines()
+    # Two events swapped: the counts still match, the seq order does not.
+    swapped = tmp_path / "swapped.jsonl"
+    swapped.write_text("\n".join([lines[0], lines[2], lines[1], *lines[3:]]) + "\n")
+    out = run_cli(["import", swapped, "--db", tmp_path / "x.db"])
+    one_line_error(out, "does not follow seq")
+    ok = run_cli(["import", good, "--db", tmp_path / "y.db"])
+    assert ok.returncode == 0, ok.stderr
+
+
+@pytest.mark.parametrize("where", ["missing-dir", "a-directory"])
+def test_export_to_a_path_that_cannot_be_written(where: str, news_db: Path, tmp_path: Path) -> None:
+    target = tmp_path / "nonexistent" / "x.jsonl" if where == "missing-dir" else tmp_path
+    out = run_cli(["export", "latest", "--db", news_db, "-o", target])
+    one_line_error(out, "cannot write the export to")
+    assert not list(tmp_path.rglob("*.part"))
+
+
+def test_a_kill_during_creation_leaves_a_usable_path(tmp_path: Path) -> None:
+    db = tmp_path / "new.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flock_es.cli.app", "run", str(NEWS), "--db", str(db), "-q"],
+        env=cli_env({"FLOCK_ES_TEST_CREATE_PAUSE": "30"}),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not db.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)  # inside the creating transaction, paused
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert db.exists()
+    out = run_cli(["run", NEWS, "--db", db, "-q"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert run_cli(["runs", "--db", db]).returncode == 0
+
+
+# -- mounts (root) -----------------------------------------------------------------
+
+
+def _mount(target: Path, size: str) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    out = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if out.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {out.stderr.strip()}")
+
+
+def _remount(target: Path, opts: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{opts}", str(target)], check=True, timeout=30)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    mnt = tmp_path / "mnt"
+    _mount(mnt, "512k")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], timeout=30, check=False)
+
+
+FILLER = """
+from pydantic import BaseModel
+from flock_es import Flock, flock_type
+
+@flock_type
+class Blob(BaseModel):
+    n: int
+    text: str
+
+@flock_type
+class Copy(BaseModel):
+    n: int
+    text: str
+
+flock = Flock()
+flock.agent("copier").consumes(Blob).with_function(lambda b: Copy(n=b.n, text=b.text))
+
+async def main():
+    for i in range(60):
+        await flock.publish_many([Blob(n=i * 10 + k, text="x" * 2000) for k in range(10)])
+"""
+
+
+def test_a_full_disk_stops_the_run_cleanly_and_it_resumes_later(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    prog = tmp_path / "filler.py"
+    prog.write_text(FILLER)
+    db = small_disk / "full.db"
+    out = run_cli(["run", prog, "--db", db, "-q"], cwd=tmp_path)
+    line = one_line_error(out, str(db), "full")
+    assert str(prog) not in line  # the program is not blamed
+    again = run_cli(["resume", "latest", "--db", db, "-q"], cwd=tmp_path)
+    one_line_error(again, str(db), "full")
+    _remount(small_disk, "size=64m")
+    done = run_cli(["resume", "latest", "--db", db, "-q"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    con = sqlite3.connect(db)
+    dupes = con.execute(
+        "SELECT task_id FROM events WHERE kind='task.completed' GROUP BY 1 HAVING count(*) > 1"
+    ).fetchall()
+    con.close()
+    assert dupes == []
+
+
+def test_read_only_mount(small_disk: Path, news_db: Path, tmp_path: Path) -> None:
+    _remount(small_disk, "size=64m")
+    db = small_disk / "ro.db"
+    shutil.copy(news_db, db)
+    _remount(small_disk, "ro")
+    for cmd in (["runs"], ["show", "latest"], ["replay", "latest", "--no-timeline"]):
+        out = run_cli([*cmd, "--db", db], cwd=tmp_path)
+        assert out.returncode == 0, (cmd, out.stderr)
+    exported = tmp_path / "ro.jsonl"
+    assert run_cli(["export", "latest", "--db", db, "-o", exported]).returncode == 0
+    assert exported.read_text().count("\n") > 10
+    # Writing commands name the database, never the program.
+    last = str(sqlite3.connect(news_db).execute("SELECT max(seq) FROM events").fetchone()[0])
+    for cmd in (["run", str(NEWS), "-q"], ["fork", "latest", "--at", last, "-q"]):
+        out = run_cli([*cmd, "--db", db], cwd=tmp_path)
+        line = one_line_error(out, str(db), "read-only file system")
+        assert "news.py" not in line
+    out = run_cli(["export", "latest", "--db", news_db, "-o", small_disk / "x.jsonl"])
+    one_line_error(out, "cannot write the export to")
+    assert not list(small_disk.glob("*.part"))
