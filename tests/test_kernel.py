@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 from flock_es import Flock, flock_type
-from flock_es.errors import ArtifactValidationError, CommitFailed
+from flock_es.errors import ArtifactValidationError, CommitFailed, DatabaseError
 from flock_es.log import LogReader
 from flock_es.projection.fold import fold
 
@@ -53,7 +53,8 @@ async def test_a_failed_commit_leaves_the_state_equal_to_the_log(db_path: Path) 
     await flock.publish(KPing(n=1))
     await flock.run_until_idle()
     refuse(db_path, "KBad")
-    with pytest.raises(sqlite3.IntegrityError):
+    # The writer reports SQLite's refusal as one line naming the database.
+    with pytest.raises(DatabaseError, match="the disk says no"):
         await flock.publish(KBad(n=2))
     with LogReader(db_path) as reader:
         durable = fold(reader.iter_events(flock.run_id))
