@@ -48,7 +48,8 @@ class SqliteStore:
         return str(self.path)
 
     def reader(self) -> LogReader:
-        return LogReader(self.path)
+        # A read-only store is what the commands open: they check the file first (bounded).
+        return LogReader(self.path, verify=self.readonly)
 
     async def open_writer(
         self, durability: Durability = Durability.FULL, fence: Lease | None = None
