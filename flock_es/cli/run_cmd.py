@@ -15,7 +15,7 @@ from flock_es.cli.options import DbOption, DurabilityOption, durability
 from flock_es.cli.progress import Progress, print_summary, summary_lines
 from flock_es.domain.events import RunStatus
 from flock_es.errors import ExitCode, ProgramError, UserError
-from flock_es.log.backends import describe_db, parse_db
+from flock_es.log.backends import describe_db, is_postgres, parse_db
 from flock_es.runtime.flock import Flock
 from flock_es.runtime.lifecycle import Ownership, drive
 from flock_es.runtime.program import Program, call_main, describe_exception, load_program
@@ -103,6 +103,21 @@ def configure(
     return flock
 
 
+def share(flock: Flock, no_execute: bool, concurrency: int) -> None:
+    """On PostgreSQL, run through the shared log so workers can take part."""
+    if not is_postgres(flock.db_path):
+        if no_execute:
+            raise UserError("--no-execute needs a PostgreSQL database (--db postgresql://...)")
+        return
+    if concurrency < 1:
+        raise UserError("--concurrency must be at least 1")
+    from flock_es.runtime.worker import ShareRun
+
+    flock.share = ShareRun(
+        flock, str(flock.db_path), execute=not no_execute, concurrency=concurrency
+    )
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def run(
@@ -137,6 +152,19 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--quiet", "-q", help="No live progress; summary only.")
         ] = False,
         sync: DurabilityOption = None,
+        no_execute: Annotated[
+            bool,
+            typer.Option(
+                "--no-execute",
+                help="PostgreSQL only: publish and wait; `flock-es worker` processes do the work.",
+            ),
+        ] = False,
+        concurrency: Annotated[
+            int,
+            typer.Option(
+                "--concurrency", help="PostgreSQL only: tasks this process executes at once."
+            ),
+        ] = 16,
     ) -> None:
         """Run PROGRAM until nothing is pending, recording every step in the event log.
 
@@ -146,6 +174,7 @@ def register(app: typer.Typer) -> None:
         """
         prog = load_program(program)
         flock = configure(prog, db, model, max_concurrent_calls, sync)
+        share(flock, no_execute, concurrency)
         t0 = time.time()
         with Ownership(flock.db_path, flock.run_id) as owner:
             status = run_to_end(flock, lambda: call_main(prog), quiet, program, owner)

@@ -1,10 +1,19 @@
-"""``migrate``: create or upgrade a database's schema (SQLite or PostgreSQL)."""
+"""``migrate`` (create or upgrade a database's schema) and ``worker`` (scale-out)."""
 
 from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from flock_es.cli.options import DbOption, db_path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from flock_es.runtime.worker import Worker
 
 __all__ = ["register"]
 
@@ -15,7 +24,7 @@ def register(app: typer.Typer) -> None:
         """Create or upgrade the database's schema, in one transaction.
 
         Optional: the first run does it too. Useful to prepare a PostgreSQL
-        database before pointing several machines at it.
+        database before starting workers on several machines.
         """
         from flock_es.log.backends import describe_db, migrate_db
 
@@ -28,3 +37,66 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{where} is up to date (schema version {after})")
         else:
             typer.echo(f"upgraded {where} from schema {before} to {after}")
+
+    @app.command()
+    def worker(
+        program: Annotated[
+            Path, typer.Argument(help="The program whose runs to serve.", show_default=False)
+        ],
+        db: DbOption = None,
+        concurrency: Annotated[
+            int, typer.Option("--concurrency", help="Tasks this worker executes at once.")
+        ] = 16,
+        lease: Annotated[
+            float,
+            typer.Option(
+                "--lease", help="Seconds a dead worker's tasks stay claimed before takeover."
+            ),
+        ] = 10.0,
+        model: Annotated[
+            str | None,
+            typer.Option(
+                "--model",
+                "-m",
+                help="Model instead of the one each run recorded.",
+                show_default=False,
+            ),
+        ] = None,
+    ) -> None:
+        """Execute the tasks of every open run of PROGRAM in a PostgreSQL log.
+
+        Start one or more on any machine that reaches the database; each claims
+        scheduled tasks under a lease and commits their results. Runs started with
+        `flock-es run PROGRAM --db URL` (with or without --no-execute) are served.
+        Stop with Ctrl-C or SIGTERM; a killed worker's tasks are taken over when its
+        leases expire.
+        """
+        from flock_es.errors import UserError
+        from flock_es.log.backends import describe_db, is_postgres
+        from flock_es.runtime.program import load_program
+
+        target = db_path(db)
+        if not is_postgres(target):
+            raise UserError("flock-es worker needs a PostgreSQL database (--db postgresql://...)")
+        if concurrency < 1 or lease <= 0:
+            raise UserError("--concurrency must be at least 1 and --lease positive")
+        prog = load_program(program)
+        prog.flock.program = prog.path.resolve()
+        from flock_es.runtime.worker import Worker
+
+        w = Worker(prog.flock, str(target), concurrency=concurrency, lease=lease, model=model)
+        typer.echo(f"worker {w.id} serving {program} on {describe_db(target)}")
+        asyncio.run(_serve(w))
+        typer.echo(f"worker {w.id} stopped after {w.executed} tasks")
+
+
+async def _serve(w: Worker) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await w.connect()
+    try:
+        await w.serve(stop)
+    finally:
+        await w.close()

@@ -199,6 +199,8 @@ class TaskStarted(TypedDict):
     attempt: NotRequired[int]  # absent: 1
     # Earlier artifacts of the correlation given to the agent as context (visible ones only).
     context: NotRequired[list[str] | None]  # absent: None
+    # The worker process (host:pid:n) that executes this attempt, under `flock-es worker`.
+    worker: NotRequired[str]
 
 
 class ModelCalled(TypedDict):

@@ -36,7 +36,7 @@ __all__ = [
     "pg_connect",
 ]
 
-PG_SCHEMA_VERSION = 1
+PG_SCHEMA_VERSION = 2
 APPEND_LOCK = 0x464C4553_0001  # advisory lock key that serialises appends
 MIGRATE_LOCK = 0x464C4553_0002  # advisory lock key held while creating/upgrading the schema
 NOTIFY_CHANNEL = "flock_es_events"
@@ -128,8 +128,15 @@ LEFT JOIN events e
 WHERE s.kind = 'task.started';
 """
 
+# 2: runs open to `flock-es worker` (a run one process drives alone is not).
+_V2 = """
+CREATE TABLE shared_runs (
+    run_id TEXT PRIMARY KEY
+);
+"""
+
 # MIGRATIONS[n] upgrades a schema at version n to n + 1; index 0 creates it.
-MIGRATIONS: tuple[str, ...] = (_V1,)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 assert len(MIGRATIONS) == PG_SCHEMA_VERSION
 
 

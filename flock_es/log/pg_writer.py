@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 
 from flock_es.domain.events import Event
-from flock_es.errors import DatabaseError
+from flock_es.errors import DatabaseError, RunOwnedError
 from flock_es.log.pg_schema import (
     APPEND_LOCK,
     NOTIFY_CHANNEL,
@@ -30,7 +30,7 @@ from flock_es.log.pg_schema import (
     migrate,
     pg_connect,
 )
-from flock_es.log.ports import Durability
+from flock_es.log.ports import Durability, Lease
 from flock_es.log.writer import PAID_KINDS, dumps, read_model_rows
 
 __all__ = ["PgLogWriter", "insert_events", "read_model_sql"]
@@ -99,6 +99,7 @@ class PgLogWriter:
     ) -> None:
         self.url = url
         self.durability = Durability(durability)
+        self.fence: Lease | None = None
         self.path = describe_url(url)
         self.max_batch = max_batch
         self._conn: AsyncConn | None = None
@@ -111,10 +112,19 @@ class PgLogWriter:
 
     @classmethod
     async def open(
-        cls, url: str, max_batch: int = 4096, durability: Durability = Durability.FULL
+        cls,
+        url: str,
+        max_batch: int = 4096,
+        durability: Durability = Durability.FULL,
+        fence: Lease | None = None,
     ) -> PgLogWriter:
-        """Connect, create or upgrade the schema (one transaction), start the writer."""
+        """Connect, create or upgrade the schema (one transaction), start the writer.
+
+        With ``fence``, every commit first checks in its transaction that the
+        lease is still held, and commits nothing (``RunOwnedError``) once it is not.
+        """
         self = cls(url, max_batch, durability)
+        self.fence = fence
         await asyncio.to_thread(_migrate_sync, url)
         try:
             self._conn = await psycopg.AsyncConnection.connect(
@@ -186,6 +196,8 @@ class PgLogWriter:
                     e.kind in PAID_KINDS for e in events
                 ):
                     await self._conn.execute("SET LOCAL synchronous_commit TO on")
+                if self.fence is not None:
+                    await self._check_fence(self.fence)
                 await insert_events(self._conn, events)
         except BaseException:
             for e in events:
@@ -193,6 +205,18 @@ class PgLogWriter:
             raise
         self.commits += 1
         self.committed_events += len(events)
+
+    async def _check_fence(self, lease: Lease) -> None:
+        assert self._conn is not None
+        cur = await self._conn.execute(
+            "SELECT 1 FROM owners WHERE run_id = %s AND token = %s FOR SHARE",
+            (lease.run_id, lease.token),
+        )
+        if await cur.fetchone() is None:
+            raise RunOwnedError(
+                f"run {lease.run_id}: this process lost its lease on {self.path}; "
+                "nothing more was committed"
+            )
 
     async def close(self) -> None:
         """Commit what is queued, then close the connection."""

@@ -55,9 +55,11 @@ class PostgresStore:
     def reader(self) -> PgLogReader:
         return PgLogReader(self.url)
 
-    async def open_writer(self, durability: Durability = Durability.FULL) -> PgLogWriter:
+    async def open_writer(
+        self, durability: Durability = Durability.FULL, fence: Lease | None = None
+    ) -> PgLogWriter:
         self._writable()
-        return await PgLogWriter.open(self.url, durability=durability)
+        return await PgLogWriter.open(self.url, durability=durability, fence=fence)
 
     def migrate(self) -> tuple[int | None, int]:
         """Create or upgrade the schema in one transaction: (version before, after)."""

@@ -170,7 +170,7 @@ class Engine:
             evs.append(
                 kernel.artifact_event(obj, aid, "external", None, corr, tags, visibility, now)
             )
-        await kernel.commit(kernel.decide(evs, now))
+        await kernel.commit_decided(lambda: kernel.decide(evs, now))
         return [e.body["id"] for e in evs]
 
     async def invoke(self, agent: Agent, obj: BaseModel, publish_outputs: bool) -> list[BaseModel]:

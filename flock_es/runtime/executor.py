@@ -54,6 +54,8 @@ class Executor:
         self.calls = calls
         # (task id, repr) of ``on_error`` handlers that raised (they must not stop the run).
         self.handler_failures: list[tuple[str, str]] = []
+        # The worker (host:pid:n) recorded in task.started under `flock-es worker`.
+        self.worker: str | None = None
 
     # --- pieces shared with replay -----------------------------------------
 
@@ -116,6 +118,8 @@ class Executor:
         context = self._context_ids(task, agent) if agent.with_context else None
         if context is not None:
             body["context"] = context
+        if self.worker is not None:
+            body["worker"] = self.worker
         # Not awaited: the writer keeps order, so later events of this task commit after it.
         kernel = self.kernel
         kernel.record([trusted_event(kernel.run_id, EventKind.TASK_STARTED, body, time.time())])

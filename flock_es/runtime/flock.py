@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
@@ -40,9 +40,19 @@ from flock_es.projection.state import RunState
 from flock_es.runtime.agent import Agent, AgentBuilder
 from flock_es.runtime.engine import Engine
 from flock_es.runtime.gc_policy import fewer_collections
-from flock_es.runtime.kernel import Kernel, Listener, build_index
+from flock_es.runtime.kernel import Kernel, Listener, Sink, build_index
 from flock_es.runtime.model_calls import ModelCalls
 from flock_es.runtime.store import Store
+
+
+class ShareHook(Protocol):
+    """How a run joins a shared log (``runtime.worker.ShareRun``): the sink its
+    events go through, and the engine it then serves."""
+
+    async def open_sink(self) -> EventWriter: ...
+
+    def bind(self, engine: Engine) -> None: ...
+
 
 __all__ = ["OFFLINE", "Flock", "default_model"]
 
@@ -115,6 +125,9 @@ class Flock:
         self.lease: Lease | None = None
         # full: paid answers are fsynced before anything acts on them (README, durability).
         self.durability = Durability.choose()
+        # Set by `flock-es run` on a shared log: the run's events go through it, and
+        # its tasks are claimed by workers (runtime/worker.py).
+        self.share: ShareHook | None = None
 
     # --- declaration -----------------------------------------------------
 
@@ -222,8 +235,12 @@ class Flock:
         if self._closed:
             raise UserError(f"run {self.run_id} is closed")
         self.check_models()
-        store = open_store(self.db_path)
-        writer = self._writer = await store.open_writer(self.durability, fence=self.lease)
+        share = self.share
+        if share is not None:
+            writer = self._writer = await share.open_sink()
+        else:
+            store = open_store(self.db_path)
+            writer = self._writer = await store.open_writer(self.durability, fence=self.lease)
         index = build_index(self.agents.values(), self.max_agent_iterations)
         kernel = Kernel(self.run_id, writer, index, self._initial_state, self._durable_state)
         calls = ModelCalls(
@@ -236,11 +253,28 @@ class Flock:
             requests=self._recorded_requests,
         )
         engine = Engine(kernel, self.agents, calls)
+        if share is not None:
+            share.bind(engine)
         kernel.listeners.extend(self._listeners)
         self._engine = engine
         if self._initial_state is None:
             await kernel.emit([self._run_started_event()])
         return engine
+
+    def kernel_for(self, run_id: str, sink: Sink, state: RunState) -> tuple[Kernel, ModelCalls]:
+        """A kernel and model calls for ``run_id`` with this program's agents, models
+        and settings (``flock-es worker`` makes one per run it serves)."""
+        index = build_index(self.agents.values(), self.max_agent_iterations)
+        kernel = Kernel(run_id, sink, index, state)
+        calls = ModelCalls(
+            kernel.state,
+            kernel,
+            self._client,
+            self.model,
+            retry=self.retry,
+            max_concurrent=self.max_concurrent_calls,
+        )
+        return kernel, calls
 
     def _durable_state(self) -> RunState:
         """The run as its log holds it (the kernel's state after a failed commit)."""

@@ -159,6 +159,32 @@ class Kernel:
         except Exception as exc:  # not a cancellation: the unit still commits then
             self._halt(exc)
             raise
+        self.committed(events)
+
+    async def commit_decided(self, decide: Callable[[], list[Event]]) -> list[Event]:
+        """Decide and commit as one step; returns the events.
+
+        On a shared log (``flock-es worker``) the sink runs ``decide`` inside the
+        transaction that holds the run's lock, after catching up with what other
+        processes committed, so decisions never rest on a stale state. Any other
+        sink just commits what ``decide()`` returns.
+        """
+        submit_built = getattr(self.sink, "submit_built", None)
+        if submit_built is None:
+            events = decide()
+            await self.commit(events)
+            return events
+        self._check()
+        try:
+            events = list(await submit_built(decide))
+        except Exception as exc:
+            self._halt(exc)
+            raise
+        self.committed(events)
+        return events
+
+    def committed(self, events: list[Event]) -> None:
+        """After ``events`` (applied) committed: seqs, listeners, then the actor."""
         arts = self.state.artifacts
         last = self.state.last_seq
         for e in events:

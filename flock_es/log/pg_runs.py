@@ -1,0 +1,189 @@
+"""Coordination of many worker processes on one PostgreSQL log.
+
+- **Task leases** (``task_leases``): a worker claims a scheduled task by
+  inserting its lease row, or by taking over an expired one it locked with
+  ``FOR UPDATE SKIP LOCKED`` (workers never wait on each other's claims). A
+  heartbeat extends all of a worker's leases; the server's clock decides
+  expiry, so machines need not agree on theirs.
+- **Serialised decisions**: ``commit_serialised`` holds the run's advisory
+  lock for one transaction, hands the run's events committed since the
+  caller's cursor to ``catch_up``, then calls ``build`` (which decides on the
+  caught-up state) and appends what it returns. Two workers can never decide
+  on the same stale state, so batches, gates and joins stay exact.
+
+Example::
+
+    runs = await PgRuns.open(url)
+    got = await runs.claim("r-1", ["t-1", "t-2"], "host:123:0", lease=10)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from flock_es.domain.events import Event
+from flock_es.errors import DatabaseError
+from flock_es.log.pg_schema import NOTIFY_CHANNEL, describe_url, migrate, pg_connect
+from flock_es.log.pg_writer import insert_events
+from flock_es.log.reader import row_to_event
+
+__all__ = ["PgRuns"]
+
+_NOW = "extract(epoch FROM clock_timestamp())"
+_RUN_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 13))"
+_EVENTS = (
+    "SELECT seq, run_id, kind, ts, v, body::text FROM events "
+    "WHERE run_id = %s AND seq > %s ORDER BY seq"
+)
+
+
+class PgRuns:
+    """Leases and per-run serialised commits over a small connection pool."""
+
+    def __init__(self, url: str, pool: AsyncConnectionPool) -> None:
+        self.url = url
+        self.location = describe_url(url)
+        self.pool = pool
+        self._listen: psycopg.AsyncConnection[tuple[Any, ...]] | None = None
+
+    @classmethod
+    async def open(cls, url: str, size: int = 4) -> PgRuns:
+        """Connect (creating or upgrading the schema first, in one transaction)."""
+        await asyncio.to_thread(_migrate, url)
+        pool = AsyncConnectionPool(
+            url, min_size=1, max_size=size, open=False, kwargs={"autocommit": True}
+        )
+        try:
+            await pool.open(wait=True, timeout=10)
+        except psycopg.Error as exc:
+            raise DatabaseError(f"cannot connect to {describe_url(url)}: {exc}") from None
+        return cls(url, pool)
+
+    async def close(self) -> None:
+        if self._listen is not None:
+            await self._listen.close()
+        await self.pool.close()
+
+    async def mark_shared(self, run_id: str) -> None:
+        """Open ``run_id`` to workers (a run driven by one process alone is not)."""
+        async with self.pool.connection() as con:
+            await con.execute(
+                "INSERT INTO shared_runs(run_id) VALUES (%s) ON CONFLICT DO NOTHING", (run_id,)
+            )
+
+    async def open_runs(self, program_hash: str | None, only: str | None = None) -> list[str]:
+        """Shared runs still running whose ``run.started`` recorded this program's hash."""
+        sql = (
+            "SELECT r.run_id FROM runs r JOIN shared_runs s ON s.run_id = r.run_id "
+            "JOIN events e ON e.seq = r.first_seq "
+            "WHERE r.status = 'running' AND e.body->>'program_hash' IS NOT DISTINCT FROM %s"
+        )
+        args: list[object] = [program_hash]
+        if only is not None:
+            sql += " AND r.run_id = %s"
+            args.append(only)
+        async with self.pool.connection() as con:
+            cur = await con.execute(sql + " ORDER BY r.first_seq", args)
+            return [str(r[0]) for r in await cur.fetchall()]
+
+    async def events_after(self, run_id: str, cursor: int) -> list[Event]:
+        async with self.pool.connection() as con:
+            cur = await con.execute(_EVENTS, (run_id, cursor))
+            rows = await cur.fetchall()
+        return [e for e in (row_to_event(r) for r in rows) if e is not None]
+
+    async def commit_serialised(
+        self,
+        run_id: str,
+        cursor: int,
+        catch_up: Callable[[list[Event]], None],
+        build: Callable[[], list[Event]],
+        worker: str | None = None,
+        releases: Callable[[list[Event]], list[str]] | None = None,
+    ) -> list[Event]:
+        """One transaction under the run's lock: catch up, build, append, and drop
+        ``worker``'s leases on the tasks ``releases(events)`` names (those it ended)."""
+        async with self.pool.connection() as con, con.transaction():
+            await con.execute(_RUN_LOCK, (run_id,))
+            cur = await con.execute(_EVENTS, (run_id, cursor))
+            rows = await cur.fetchall()
+            catch_up([e for e in (row_to_event(r) for r in rows) if e is not None])
+            events = build()
+            if events:
+                await insert_events(con, events)
+            ended = releases(events) if releases is not None and worker else []
+            if ended:
+                await con.execute(
+                    "DELETE FROM task_leases WHERE run_id = %s AND worker = %s "
+                    "AND task_id = ANY(%s)",
+                    (run_id, worker, ended),
+                )
+        return events
+
+    async def claim(
+        self, run_id: str, candidates: list[str], worker: str, lease: float, limit: int
+    ) -> list[str]:
+        """Up to ``limit`` of ``candidates`` (in order) that this worker now holds:
+        expired leases of others first (skipping rows another claimant has locked,
+        so workers never wait on each other), then tasks nobody holds."""
+        if not candidates or limit <= 0:
+            return []
+        async with self.pool.connection() as con, con.transaction():
+            cur = await con.execute(
+                "WITH expired AS ("
+                " SELECT run_id, task_id FROM task_leases"
+                f" WHERE run_id = %s AND task_id = ANY(%s) AND expires < {_NOW}"
+                " LIMIT %s FOR UPDATE SKIP LOCKED)"
+                f" UPDATE task_leases l SET worker = %s, expires = {_NOW} + %s FROM expired x"
+                " WHERE l.run_id = x.run_id AND l.task_id = x.task_id RETURNING l.task_id",
+                (run_id, candidates, limit, worker, lease),
+            )
+            got = [str(r[0]) for r in await cur.fetchall()]
+            if len(got) < limit:
+                cur = await con.execute(
+                    "INSERT INTO task_leases(run_id, task_id, worker, expires)"
+                    f" SELECT %s, u.t, %s, {_NOW} + %s"
+                    " FROM unnest(%s::text[]) WITH ORDINALITY AS u(t, n)"
+                    " WHERE NOT EXISTS (SELECT 1 FROM task_leases l"
+                    "  WHERE l.run_id = %s AND l.task_id = u.t)"
+                    " ORDER BY u.n LIMIT %s"
+                    " ON CONFLICT (run_id, task_id) DO NOTHING RETURNING task_id",
+                    (run_id, worker, lease, candidates, run_id, limit - len(got)),
+                )
+                got += [str(r[0]) for r in await cur.fetchall()]
+        return got
+
+    async def heartbeat(self, worker: str, lease: float) -> int:
+        """Extend every lease ``worker`` holds; returns how many it still holds."""
+        async with self.pool.connection() as con:
+            cur = await con.execute(
+                f"UPDATE task_leases SET expires = {_NOW} + %s WHERE worker = %s", (lease, worker)
+            )
+            return cur.rowcount
+
+    async def release(self, run_id: str, worker: str, task_ids: list[str]) -> None:
+        async with self.pool.connection() as con:
+            await con.execute(
+                "DELETE FROM task_leases WHERE run_id = %s AND worker = %s AND task_id = ANY(%s)",
+                (run_id, worker, task_ids),
+            )
+
+    async def wait(self, timeout: float) -> bool:
+        """Sleep until a commit anywhere (NOTIFY) or ``timeout``; True when woken."""
+        if self._listen is None:
+            self._listen = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+            await self._listen.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        woke = False
+        async for _ in self._listen.notifies(timeout=timeout, stop_after=1):
+            woke = True
+        return woke
+
+
+def _migrate(url: str) -> None:
+    with pg_connect(url) as con:
+        migrate(con, url)

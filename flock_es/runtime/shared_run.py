@@ -1,0 +1,258 @@
+"""One process's seat at a run on a shared (PostgreSQL) log.
+
+A ``RunLink`` is the kernel's sink (and the run's ``EventWriter``):
+
+- every unit the kernel hands it is committed by one drain task, in batches
+  (group commit), each batch in one transaction holding the run's lock;
+- inside that transaction it first applies what other processes committed
+  to the run since its cursor, then builds the decisions that wait on the
+  state (``submit_built(decide)``, used by ``Kernel.commit_decided``), so
+  they are made on the current state;
+- the kernel's own events are applied before they commit (as the kernel
+  always does); their seqs are remembered so catching up never applies them
+  twice.
+
+``SharedActor`` is the kernel's actor on a shared log: it starts nothing
+itself (workers claim the tasks) and only wakes the claimer.
+
+Example::
+
+    link = RunLink(await PgRuns.open(url), run_id)
+    kernel, calls = flock.kernel_for(run_id, link, state)
+    link.bind(kernel)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from flock_es.domain.events import Event, EventKind
+from flock_es.errors import DatabaseError
+from flock_es.log.pg_runs import PgRuns
+from flock_es.projection.fold import apply
+from flock_es.projection.state import RunState
+from flock_es.runtime.kernel import Kernel
+from flock_es.runtime.work import Work
+
+__all__ = ["RunLink", "SharedActor", "idle"]
+
+Build = Callable[[], list[Event]]
+_ENDED = (EventKind.TASK_COMPLETED, EventKind.TASK_FAILED)
+
+
+@dataclass(slots=True)
+class _Unit:
+    build: Build
+    future: asyncio.Future[list[Event]] | None
+
+
+def idle(state: RunState) -> bool:
+    """No task left to run and no batch waiting for its timeout."""
+    if state.pending_tasks():
+        return False
+    return not any(b.members and b.deadline is not None for b in state.batches.values())
+
+
+class RunLink:
+    """The kernel's sink and the run's writer for ``run_id``, on a shared log."""
+
+    def __init__(
+        self,
+        runs: PgRuns,
+        run_id: str,
+        on_launch: Callable[[str], None] | None = None,
+        held: Callable[[str], bool] | None = None,
+        worker: str | None = None,
+    ) -> None:
+        self.runs = runs
+        self.run_id = run_id
+        self.cursor = 0
+        self.own: set[int] = set()
+        self.commits = 0
+        self.committed_events = 0
+        self.on_launch = on_launch
+        self.held = held or (lambda _task: False)
+        self.worker = worker
+        self.broken: BaseException | None = None
+        self.on_close: Callable[[], Awaitable[None]] | None = None
+        self._kernel: Kernel | None = None
+        self._queue: list[_Unit] = []
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._lock = asyncio.Lock()  # one catch-up or commit at a time
+        self._drainer: asyncio.Task[None] | None = None
+
+    @property
+    def bound(self) -> bool:
+        return self._kernel is not None
+
+    @property
+    def kernel(self) -> Kernel:
+        assert self._kernel is not None, "RunLink.bind() first"
+        return self._kernel
+
+    def bind(self, kernel: Kernel) -> None:
+        """Follow and commit for ``kernel`` (whose sink this link is)."""
+        self._kernel = kernel
+        self._drainer = asyncio.create_task(self._drain(), name=f"flock-es:link:{self.run_id}")
+
+    # --- EventWriter --------------------------------------------------------
+
+    def _put(self, build: Build, wait: bool) -> asyncio.Future[list[Event]] | None:
+        if self.broken is not None:
+            raise DatabaseError(f"cannot write to {self.runs.location}: {self.broken}")
+        if self._closing:
+            raise DatabaseError(f"the log writer for {self.runs.location} is closed")
+        fut = asyncio.get_running_loop().create_future() if wait else None
+        self._queue.append(_Unit(build, fut))
+        self._wake.set()
+        return fut
+
+    def submit(self, events: list[Event]) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        inner = self._put(lambda: events, True)
+        assert inner is not None
+
+        def relay(f: asyncio.Future[list[Event]]) -> None:
+            if done.done():
+                return
+            if f.exception() is not None:
+                done.set_exception(f.exception())  # type: ignore[arg-type]
+            else:
+                done.set_result(None)
+
+        inner.add_done_callback(relay)
+        return done
+
+    def enqueue(self, events: list[Event]) -> None:
+        self._put(lambda: events, False)
+
+    async def append(self, events: list[Event]) -> None:
+        await self.submit(events)
+
+    async def close(self) -> None:
+        """Commit what is queued, then stop the drain task."""
+        self._closing = True
+        self._wake.set()
+        if self._drainer is not None:
+            with contextlib.suppress(Exception):
+                await self._drainer
+        if self.on_close is not None:
+            done, self.on_close = self.on_close, None
+            await done()
+
+    async def submit_built(self, build: Build) -> list[Event]:
+        """Commit what ``build()`` returns; it runs under the run's lock, caught up."""
+        fut = self._put(build, True)
+        assert fut is not None
+        return await fut
+
+    def launch(self, task_id: str) -> None:
+        if self.on_launch is not None:
+            self.on_launch(task_id)
+
+    async def until_idle(self) -> None:
+        """Follow the log until the run has nothing left to do."""
+        while True:
+            await self.catch_up()
+            if idle(self.kernel.state) and not self._queue:
+                return
+            await asyncio.sleep(0.05)
+
+    # --- following and committing -------------------------------------------
+
+    async def catch_up(self) -> None:
+        async with self._lock:
+            self._apply_foreign(await self.runs.events_after(self.run_id, self.cursor))
+
+    def _apply_foreign(self, events: list[Event]) -> None:
+        foreign = []
+        for e in events:
+            seq = e.seq or 0
+            self.cursor = max(self.cursor, seq)
+            if seq in self.own:
+                self.own.discard(seq)
+                continue
+            apply(self.kernel.state, e)
+            foreign.append(e)
+        if foreign:
+            self.kernel.committed(foreign)  # seqs, listeners (progress), the actor
+
+    async def _drain(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._queue:
+                if self._closing:
+                    return
+                continue
+            units, self._queue = self._queue, []
+            async with self._lock:
+                await self._commit_units(units)
+
+    async def _commit_units(self, units: list[_Unit]) -> None:
+        built: list[list[Event]] = []
+
+        def build_all() -> list[Event]:
+            for u in units:
+                built.append(u.build())
+            return [e for evs in built for e in evs]
+
+        try:
+            events = await self.runs.commit_serialised(
+                self.run_id,
+                self.cursor,
+                self._apply_foreign,
+                build_all,
+                self.worker,
+                self._releases,
+            )
+        except BaseException as exc:
+            # The kernel already applied these events: its state is now ahead of the
+            # log, so this link refuses further work (the process stops; leases expire).
+            self.broken = exc
+            for u in units:
+                if u.future is not None and not u.future.done():
+                    u.future.set_exception(
+                        DatabaseError(f"cannot write to {self.runs.location}: {exc}")
+                    )
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        self.own.update(e.seq for e in events if e.seq is not None)
+        self.commits += 1
+        self.committed_events += len(events)
+        for u, evs in zip(units, built, strict=True):
+            if u.future is not None and not u.future.done():
+                u.future.set_result(evs)
+
+    def _releases(self, events: list[Event]) -> list[str]:
+        """Leases to drop with this commit: the tasks it finished that this worker held."""
+        return [
+            e.body["task_id"] for e in events if e.kind in _ENDED and self.held(e.body["task_id"])
+        ]
+
+
+class SharedActor:
+    """The kernel's actor on a shared log: tasks are claimed by workers, so a
+    committed schedule only wakes the claimer; ``work`` (a run's engine) is kept
+    busy until the run is idle, so ``run_until_idle`` waits for the workers."""
+
+    def __init__(self, link: RunLink, wake: Callable[[], None], work: Work | None = None) -> None:
+        self.link = link
+        self.wake = wake
+        self.work = work
+        self._waiter: asyncio.Task[object] | None = None
+
+    def act(self, events: list[Event]) -> None:
+        if not any(e.kind in _WAKE for e in events):
+            return
+        self.wake()
+        if self.work is not None and (self._waiter is None or self._waiter.done()):
+            self._waiter = self.work.spawn(self.link.until_idle(), "flock-es:shared-idle")
+
+
+_WAKE = (EventKind.TASK_SCHEDULED, EventKind.BATCH_BUFFERED)
