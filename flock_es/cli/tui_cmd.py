@@ -18,22 +18,25 @@ from flock_es.cli.options import DbOption, db_path
 from flock_es.errors import UserError
 
 
-def resolve(db: Path, run: str | None, at: int | None) -> tuple[str | None, int | None]:
+def resolve(db: Path | str, run: str | None, at: int | None) -> tuple[str | None, int | None]:
     """Check the database, the run and the seq; returns (run id or None, seq or None).
 
     A database that does not exist yet is fine (the monitor waits for the first
     run), unless a run or a seq was asked for, or its folder does not exist.
     """
+    from flock_es.log.backends import open_reader
+    from flock_es.log.ports import EventReader
     from flock_es.log.reader import LogReader
     from flock_es.log.schema import check_database
 
-    if not check_database(db, must_exist=False):
+    if isinstance(db, Path) and not check_database(db, must_exist=False):
         if run is not None or at is not None:
             check_database(db, must_exist=True)  # raises: no database at PATH
         if not db.parent.is_dir():
             raise UserError(f"no folder {db.parent} for the database {db}")
         return None, None
-    with LogReader(db, verify=True) as log:
+    log: EventReader = LogReader(db, verify=True) if isinstance(db, Path) else open_reader(db)
+    with log:
         run_id = log.resolve_run(run) if run is not None else None
         if at is None:
             return run_id, None
@@ -72,9 +75,7 @@ def register(app: typer.Typer) -> None:
         another process and after the run has ended. Press ? for keys, ctrl+p for
         the command palette, q to quit.
         """
-        path = db_path(db)
-        if not isinstance(path, Path):
-            raise UserError("flock-es tui reads SQLite files only for now; use `flock-es show`")
+        path = db_path(db)  # a SQLite file, or a PostgreSQL URL: the monitor reads either
         run_id, seq = resolve(path, run, at)
         from flock_es.tui.terminal import check_terminal
 
