@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -71,3 +74,46 @@ def run_cli(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+def event_kinds(db: Path) -> list[str]:
+    """The kinds of every event in a SQLite log, in commit order."""
+    con = sqlite3.connect(db)
+    try:
+        return [k for (k,) in con.execute("SELECT kind FROM events ORDER BY seq")]
+    finally:
+        con.close()
+
+
+def kill_cli_when(
+    args: Sequence[object],
+    reached: Callable[[], bool],
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    then_wait: float = 0.0,
+) -> bool:
+    """Start ``flock-es ARGS``, SIGKILL it once ``reached()`` holds; whether it did.
+
+    Waits at most 60 s, and no longer than the process lives. ``then_wait`` lets
+    it go on that long past the point before the kill (inside a pause, say).
+
+    Example: ``assert kill_cli_when(["run", prog, "--db", db], lambda: server.calls >= 2)``.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flock_es.cli.app", *map(str, args)],
+        cwd=cwd,
+        env=cli_env(env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline and not reached():
+            time.sleep(0.005)
+        done = reached()
+        time.sleep(then_wait)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    return done

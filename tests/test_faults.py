@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import random
 import shutil
-import signal
 import sqlite3
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, cli_env, run_cli
+from tests.conftest import EXAMPLES, kill_cli_when, run_cli
 
 NEWS = EXAMPLES / "news.py"
 
@@ -127,22 +124,10 @@ def test_export_to_a_path_that_cannot_be_written(where: str, news_db: Path, tmp_
 
 def test_a_kill_during_creation_leaves_a_usable_path(tmp_path: Path) -> None:
     db = tmp_path / "new.db"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flock_es.cli.app", "run", str(NEWS), "--db", str(db), "-q"],
-        env=cli_env({"FLOCK_ES_TEST_CREATE_PAUSE": "30"}),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        cwd=tmp_path,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not db.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.3)  # inside the creating transaction, paused
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+    args = ["run", NEWS, "--db", db, "-q"]
+    env = {"FLOCK_ES_TEST_CREATE_PAUSE": "30"}
+    # Killed 0.3 s after the file appears: inside the creating transaction, paused.
+    kill_cli_when(args, db.exists, tmp_path, env, then_wait=0.3)
     assert db.exists()
     out = run_cli(["run", NEWS, "--db", db, "-q"], cwd=tmp_path)
     assert out.returncode == 0, out.stderr

@@ -8,17 +8,12 @@ OpenAI-compatible server would.
 from __future__ import annotations
 
 import json
-import signal
-import sqlite3
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, ROOT, cli_env, run_cli
+from tests.conftest import EXAMPLES, ROOT, event_kinds, kill_cli_when, run_cli
 from tests.openai_server import OpenAIServer, Step
 
 KEY = "sk-test-SECRET1234567890abcdef"
@@ -109,27 +104,10 @@ def test_resume_after_sigkill_does_not_run_a_tool_twice(
     )
     program = ROOT / "tests" / "programs" / "litellm_tool_program.py"
     args = ["run", program, "-m", "openai/test-model", "--db", db, "-q"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flock_es.cli.app", *map(str, args)],
-        cwd=tmp_path,
-        env=cli_env(env),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and server.calls < 2:
-            time.sleep(0.02)
-        assert server.calls == 2, "the run never reached its second model call"
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+    reached = kill_cli_when(args, lambda: server.calls >= 2, tmp_path, env)
+    assert reached and server.calls == 2, "the run never reached its second model call"
     assert log.read_text() == "teapot 42\n"
-    con = sqlite3.connect(db)
-    try:
-        kinds = [k for (k,) in con.execute("SELECT kind FROM events ORDER BY seq")]
-    finally:
-        con.close()
+    kinds = event_kinds(db)
     assert kinds.count("tool.called") == 1 and "task.completed" not in kinds
 
     out = run_cli(["resume", "latest", "--db", db, "-q"], cwd=tmp_path, env=env)
@@ -138,11 +116,7 @@ def test_resume_after_sigkill_does_not_run_a_tool_twice(
     assert server.calls == 3  # only the missing answer was asked for
     resumed = server.requests[2]["messages"]
     assert resumed[-1]["role"] == "tool" and "charged 42" in resumed[-1]["content"]
-    con = sqlite3.connect(db)
-    try:
-        kinds = [k for (k,) in con.execute("SELECT kind FROM events ORDER BY seq")]
-    finally:
-        con.close()
+    kinds = event_kinds(db)
     assert kinds.count("tool.called") == 1 and kinds.count("task.completed") == 1
     assert kinds.count("model.called") == 2
 

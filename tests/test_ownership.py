@@ -8,7 +8,6 @@ is paid twice, and replay says identical.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -17,27 +16,15 @@ from pathlib import Path
 import pytest
 
 from flock_es.log.reader import LogReader
-from tests.conftest import cli_env, run_cli
+from tests.conftest import cli_env, kill_cli_when, run_cli
 from tests.test_crash import PROGRAM, check_log_invariants, committed
 
 CLI = [sys.executable, "-m", "flock_es.cli.app"]
 
 
 def kill_with_work_pending(db: Path, n_events: int = 12) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flock_es.cli.app", "run", str(PROGRAM), "--db", str(db), "-q"],
-        env=cli_env({"CRASH_LATENCY": "0.5"}),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while proc.poll() is None and time.monotonic() < deadline and committed(db) < n_events:
-            time.sleep(0.005)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
+    args = ["run", PROGRAM, "--db", db, "-q"]
+    kill_cli_when(args, lambda: committed(db) >= n_events, env={"CRASH_LATENCY": "0.5"})
 
 
 def resume_four_at_once(db: Path) -> list[subprocess.CompletedProcess[str]]:

@@ -9,17 +9,12 @@ before. Real CLI subprocesses, a real SIGKILL, the loopback OpenAI server.
 
 from __future__ import annotations
 
-import signal
-import sqlite3
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, cli_env, run_cli
+from tests.conftest import ROOT, event_kinds, kill_cli_when, run_cli
 from tests.openai_server import OpenAIServer, Step
 
 KEY = "sk-test-SECRET1234567890abcdef"
@@ -34,14 +29,6 @@ def server() -> Iterator[OpenAIServer]:
     srv.stop()
 
 
-def kinds(db: Path) -> list[str]:
-    con = sqlite3.connect(db)
-    try:
-        return [k for (k,) in con.execute("SELECT kind FROM events ORDER BY seq")]
-    finally:
-        con.close()
-
-
 def killed_with_calls_recorded(server: OpenAIServer, tmp_path: Path, env: dict[str, str]) -> Path:
     """Run the tool program until its second model call is in flight, then SIGKILL it."""
     program = tmp_path / "cashier.py"
@@ -53,22 +40,9 @@ def killed_with_calls_recorded(server: OpenAIServer, tmp_path: Path, env: dict[s
     )
     db = tmp_path / "run.db"
     args = ["run", program, "-m", "openai/test-model", "--db", db, "-q"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "flock_es.cli.app", *map(str, args)],
-        cwd=tmp_path,
-        env=cli_env(env),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and server.calls < 2:
-            time.sleep(0.02)
-        assert server.calls == 2, "the run never reached its second model call"
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    assert kinds(db).count("model.called") == 1 and "task.completed" not in kinds(db)
+    reached = kill_cli_when(args, lambda: server.calls >= 2, tmp_path, env)
+    assert reached and server.calls == 2, "the run never reached its second model call"
+    assert event_kinds(db).count("model.called") == 1 and "task.completed" not in event_kinds(db)
     return db
 
 
@@ -80,7 +54,7 @@ def test_resume_refuses_a_changed_prompt_then_resumes_the_unchanged_program(
     env = {"OPENAI_API_BASE": server.url, "OPENAI_API_KEY": KEY, "TOOL_LOG": str(log)}
     db = killed_with_calls_recorded(server, tmp_path, env)
     program = tmp_path / "cashier.py"
-    before = kinds(db)
+    before = event_kinds(db)
 
     program.write_text(program.read_text().replace(ORIGINAL, EDITED))
     out = run_cli(["resume", "latest", "--db", db, "-q"], cwd=tmp_path, env=env)
@@ -91,7 +65,7 @@ def test_resume_refuses_a_changed_prompt_then_resumes_the_unchanged_program(
     assert line.startswith("flock-es: error: cannot resume run ")
     assert "agent 'cashier'" in line and "task " in line and "system message" in line
     assert "flock-es fork " in line
-    assert kinds(db) == before  # nothing recorded, nothing run
+    assert event_kinds(db) == before  # nothing recorded, nothing run
     assert server.calls == 2 and log.read_text() == "teapot 42\n"  # nothing paid or charged
 
     program.write_text(program.read_text().replace(EDITED, ORIGINAL))
@@ -99,5 +73,5 @@ def test_resume_refuses_a_changed_prompt_then_resumes_the_unchanged_program(
     assert out.returncode == 0, out.stdout + out.stderr
     assert server.calls == 3  # only the missing answer was asked for
     assert log.read_text() == "teapot 42\n"  # the recorded tool call was served
-    after = kinds(db)
+    after = event_kinds(db)
     assert after.count("model.called") == 2 and after.count("task.completed") == 1
