@@ -22,7 +22,7 @@ from flock_es.domain.events import Event
 from flock_es.errors import DatabaseError, RunNotFoundError
 from flock_es.log.pg_schema import NOTIFY_CHANNEL, check_schema, describe_url, pg_connect
 from flock_es.log.ports import Lease, RunRow
-from flock_es.log.reader import row_to_event
+from flock_es.log.reader import pick_run, prefix_pattern, row_to_event
 
 __all__ = ["PgLogReader"]
 
@@ -105,20 +105,11 @@ class PgLogReader:
             if latest is None:
                 raise RunNotFoundError(f"no runs in {self.path}")
             return str(latest.run_id)
-        like = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         rows = self._rows(
-            "SELECT run_id FROM runs WHERE run_id = %s OR run_id LIKE %s", (ref, like)
+            "SELECT run_id FROM runs WHERE run_id = %s OR run_id LIKE %s",
+            (ref, prefix_pattern(ref)),
         )
-        ids = sorted({r[0] for r in rows})
-        if ref in ids:
-            return ref
-        if not ids:
-            raise RunNotFoundError(f"no run {ref!r} in {self.path} (see `flock-es runs`)")
-        if len(ids) > 1:
-            raise RunNotFoundError(
-                f"run id {ref!r} is ambiguous in {self.path}: {', '.join(ids[:5])}"
-            )
-        return str(ids[0])
+        return pick_run(ref, [r[0] for r in rows], self.path)
 
     def iter_events(
         self, run_id: str, after: int = 0, until: int | None = None, limit: int | None = None

@@ -31,7 +31,7 @@ from flock_es.log.pg_schema import (
     pg_connect,
 )
 from flock_es.log.ports import Durability, Lease
-from flock_es.log.writer import PAID_KINDS, dumps, read_model_rows
+from flock_es.log.writer import PAID_KINDS, Unit, dumps, next_batch, read_model_rows, settle
 
 __all__ = ["PgLogWriter", "insert_events", "read_model_sql"]
 
@@ -103,9 +103,7 @@ class PgLogWriter:
         self.path = describe_url(url)
         self.max_batch = max_batch
         self._conn: AsyncConn | None = None
-        self._queue: asyncio.Queue[tuple[list[Event], asyncio.Future[None] | None] | None] = (
-            asyncio.Queue()
-        )
+        self._queue: asyncio.Queue[Unit | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.commits = 0
         self.committed_events = 0
@@ -160,31 +158,16 @@ class PgLogWriter:
 
     async def _drain(self) -> None:
         while True:
-            item = await self._queue.get()
-            if item is None:
-                return
-            units = [item]
-            size = len(item[0])
-            stop = False
-            while size < self.max_batch and not self._queue.empty():
-                nxt = self._queue.get_nowait()
-                if nxt is None:
-                    stop = True
-                    break
-                units.append(nxt)
-                size += len(nxt[0])
+            units, stop = await next_batch(self._queue, self.max_batch)
             try:
-                await self._commit([e for evs, _ in units for e in evs])
+                if units:
+                    await self._commit([e for evs, _ in units for e in evs])
             except BaseException as exc:  # the waiters must hear about it
-                for _, fut in units:
-                    if fut is not None and not fut.done():
-                        fut.set_exception(_as_database_error(exc, self.path))
+                settle(units, _as_database_error(exc, self.path))
                 if isinstance(exc, asyncio.CancelledError):
                     raise
             else:
-                for _, fut in units:
-                    if fut is not None and not fut.done():
-                        fut.set_result(None)
+                settle(units, None)
             if stop:
                 return
 

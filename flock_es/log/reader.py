@@ -37,7 +37,7 @@ from flock_es.log.schema import (
 )
 from flock_es.log.schema import verify as verify_db
 
-__all__ = ["LogReader", "RunRow", "row_to_event"]
+__all__ = ["LogReader", "RunRow", "pick_run", "prefix_pattern", "row_to_event"]
 
 _KINDS = {k.value: k for k in EventKind}
 
@@ -114,6 +114,29 @@ def _guarded(method: _F) -> _F:
     return cast(_F, call)
 
 
+def prefix_pattern(ref: str) -> str:
+    """A ``LIKE`` pattern (escape character ``\\``) for the run ids starting with ``ref``.
+
+    Example: ``prefix_pattern("a_1") == "a\\_1%"``.
+    """
+    return ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def pick_run(ref: str, ids: list[str], where: object) -> str:
+    """The one run ``ref`` names among ``ids`` (its exact id, or the only one it starts).
+
+    Example: ``pick_run("a", ["a1"], "x.db") == "a1"``; none or several raise RunNotFoundError.
+    """
+    found = sorted(set(ids))
+    if ref in found:
+        return ref
+    if not found:
+        raise RunNotFoundError(f"no run {ref!r} in {where} (see `flock-es runs`)")
+    if len(found) > 1:
+        raise RunNotFoundError(f"run id {ref!r} is ambiguous in {where}: {', '.join(found[:5])}")
+    return str(found[0])
+
+
 class LogReader:
     """A read-only view of a flock-es database.
 
@@ -172,18 +195,9 @@ class LogReader:
             return str(latest.run_id)
         rows = self._con.execute(
             "SELECT run_id FROM runs WHERE run_id = ? OR run_id LIKE ? ESCAPE '\\'",
-            (ref, ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"),
+            (ref, prefix_pattern(ref)),
         ).fetchall()
-        ids = sorted({r[0] for r in rows})
-        if ref in ids:
-            return ref
-        if not ids:
-            raise RunNotFoundError(f"no run {ref!r} in {self.path} (see `flock-es runs`)")
-        if len(ids) > 1:
-            raise RunNotFoundError(
-                f"run id {ref!r} is ambiguous in {self.path}: {', '.join(ids[:5])}"
-            )
-        return str(ids[0])
+        return pick_run(ref, [r[0] for r in rows], self.path)
 
     @_guarded
     def iter_events(

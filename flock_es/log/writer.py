@@ -109,6 +109,46 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+# One atomic unit of the group commit: its events and who waits for them (if anyone).
+Unit = tuple[list[Event], asyncio.Future[None] | None]
+
+
+async def next_batch(queue: asyncio.Queue[Unit | None], max_batch: int) -> tuple[list[Unit], bool]:
+    """The units of the next group commit (up to ``max_batch`` events), and whether to stop.
+
+    Waits for the first unit; takes whatever else is already queued. ``None`` in
+    the queue asks the drain to stop after what came before it. Shared by the
+    SQLite and PostgreSQL writers.
+
+    Example: ``units, stop = await next_batch(queue, 512)``.
+    """
+    item = await queue.get()
+    if item is None:
+        return [], True
+    units = [item]
+    size = len(item[0])
+    while size < max_batch and not queue.empty():
+        nxt = queue.get_nowait()
+        if nxt is None:
+            return units, True
+        units.append(nxt)
+        size += len(nxt[0])
+    return units, False
+
+
+def settle(units: list[Unit], exc: BaseException | None) -> None:
+    """Tell every waiter of ``units`` how their commit went (``exc`` None: it is durable).
+
+    Example: ``settle(units, None)`` after the commit, ``settle(units, error)`` if it failed.
+    """
+    for _, fut in units:
+        if fut is not None and not fut.done():
+            if exc is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)
+
+
 class LogWriter:
     """Appends events to the SQLite log with group commit.
 
@@ -138,9 +178,7 @@ class LogWriter:
         # (one thread hop per commit, not one per statement).
         self._conn: sqlite3.Connection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flock-es-writer")
-        self._queue: asyncio.Queue[tuple[list[Event], asyncio.Future[None] | None] | None] = (
-            asyncio.Queue()
-        )
+        self._queue: asyncio.Queue[Unit | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.commits = 0
 
@@ -201,33 +239,18 @@ class LogWriter:
 
     async def _drain_queue(self) -> None:
         while True:
-            item = await self._queue.get()
-            if item is None:
-                return
-            units = [item]
-            size = len(item[0])
-            stop = False
-            while size < self.max_batch and not self._queue.empty():
-                nxt = self._queue.get_nowait()
-                if nxt is None:
-                    stop = True
-                    break
-                units.append(nxt)
-                size += len(nxt[0])
+            units, stop = await next_batch(self._queue, self.max_batch)
             try:
-                await self._commit([e for evs, _ in units for e in evs])
+                if units:
+                    await self._commit([e for evs, _ in units for e in evs])
             except BaseException as exc:  # the waiters must hear about it
                 if isinstance(exc, sqlite3.Error | OSError):
                     exc = storage_error(self.path, exc)  # one line naming the database
-                for _, fut in units:
-                    if fut is not None and not fut.done():
-                        fut.set_exception(exc)
+                settle(units, exc)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
             else:
-                for _, fut in units:
-                    if fut is not None and not fut.done():
-                        fut.set_result(None)
+                settle(units, None)
             if stop:
                 return
 
