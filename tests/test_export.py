@@ -60,6 +60,14 @@ def test_export_to_stdout_has_no_secrets(exported: tuple[Path, Path]) -> None:
     assert "sk-" not in out.stdout and "Bearer" not in out.stdout
 
 
+def test_export_dash_means_stdout(exported: tuple[Path, Path], tmp_path: Path) -> None:
+    src, file = exported
+    out = run_cli(["export", "latest", "--db", src, "-o", "-"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == file.read_text(encoding="utf-8")
+    assert not (tmp_path / "-").exists()
+
+
 @pytest.mark.slow
 def test_broken_exports_are_refused_whole(exported: tuple[Path, Path], tmp_path: Path) -> None:
     _, file = exported

@@ -215,13 +215,17 @@ def export_(
     db: DbOption = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="File to write (default: stdout).", show_default=False),
+        typer.Option(
+            "--output", "-o", help="File to write (default, or '-': stdout).", show_default=False
+        ),
     ] = None,
 ) -> None:
     """Write RUN's events as JSON Lines (secrets are never in the log or the export)."""
     from flock_es.log.backends import open_reader
     from flock_es.log.export import export_run, export_to_file
 
+    if output == Path("-"):  # the usual spelling of stdout, not a file named "-"
+        output = None
     with open_reader(db_path(db)) as reader:
         run_id = reader.resolve_run(run)
         if output is None:
