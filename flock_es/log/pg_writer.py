@@ -31,7 +31,7 @@ from flock_es.log.pg_schema import (
     pg_connect,
 )
 from flock_es.log.ports import Durability, Lease
-from flock_es.log.writer import PAID_KINDS, Unit, dumps, next_batch, read_model_rows, settle
+from flock_es.log.writer import PAID_KINDS, Unit, drain, dumps, read_model_rows
 
 __all__ = ["PgLogWriter", "insert_events", "read_model_sql"]
 
@@ -157,19 +157,10 @@ class PgLogWriter:
         await self.submit(events)
 
     async def _drain(self) -> None:
-        while True:
-            units, stop = await next_batch(self._queue, self.max_batch)
-            try:
-                if units:
-                    await self._commit([e for evs, _ in units for e in evs])
-            except BaseException as exc:  # the waiters must hear about it
-                settle(units, _as_database_error(exc, self.path))
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-            else:
-                settle(units, None)
-            if stop:
-                return
+        path = self.path
+        await drain(
+            self._queue, self.max_batch, self._commit, lambda e: _as_database_error(e, path)
+        )
 
     async def _commit(self, events: list[Event]) -> None:
         assert self._conn is not None

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import sqlite3
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,34 @@ def settle(units: list[Unit], exc: BaseException | None) -> None:
                 fut.set_exception(exc)
 
 
+async def drain(
+    queue: asyncio.Queue[Unit | None],
+    max_batch: int,
+    commit: Callable[[list[Event]], Awaitable[None]],
+    as_error: Callable[[BaseException], BaseException],
+) -> None:
+    """Group-commit the queued units until ``None`` arrives; every waiter hears the outcome.
+
+    The loop of both the SQLite and the PostgreSQL writer: ``commit`` writes one
+    group in one transaction, ``as_error`` turns its failure into what waiters see.
+
+    Example: ``await drain(queue, 512, self._commit, lambda exc: exc)``.
+    """
+    while True:
+        units, stop = await next_batch(queue, max_batch)
+        try:
+            if units:
+                await commit([e for evs, _ in units for e in evs])
+        except BaseException as exc:  # the waiters must hear about it
+            settle(units, as_error(exc))
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        else:
+            settle(units, None)
+        if stop:
+            return
+
+
 class LogWriter:
     """Appends events to the SQLite log with group commit.
 
@@ -238,21 +267,12 @@ class LogWriter:
             raise
 
     async def _drain_queue(self) -> None:
-        while True:
-            units, stop = await next_batch(self._queue, self.max_batch)
-            try:
-                if units:
-                    await self._commit([e for evs, _ in units for e in evs])
-            except BaseException as exc:  # the waiters must hear about it
-                if isinstance(exc, sqlite3.Error | OSError):
-                    exc = storage_error(self.path, exc)  # one line naming the database
-                settle(units, exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-            else:
-                settle(units, None)
-            if stop:
-                return
+        await drain(self._queue, self.max_batch, self._commit, self._as_error)
+
+    def _as_error(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, sqlite3.Error | OSError):
+            return storage_error(self.path, exc)  # one line naming the database
+        return exc
 
     async def _commit(self, events: list[Event]) -> None:
         assert self._conn is not None
