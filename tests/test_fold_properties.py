@@ -57,7 +57,12 @@ def _body(kind: EventKind, draw: st.DrawFn) -> dict[str, object]:
         inputs = draw(st.lists(st.sampled_from(ARTS), min_size=1, max_size=3))
         return {"task_id": task, "agent": agent, "sub_index": 0, "inputs": inputs, "reason": reason}
     if kind is EventKind.TASK_STARTED:
-        return {"task_id": task, "agent": agent, "attempt": draw(st.integers(1, 3))}
+        body: dict[str, object] = {"task_id": task, "agent": agent}
+        body["attempt"] = draw(st.integers(1, 3))
+        worker = draw(st.sampled_from([None, "h:1:0", "h:2:1"]))
+        if worker is not None:  # under `flock-es worker`
+            body["worker"] = worker
+        return body
     if kind is EventKind.TASK_COMPLETED:
         return {"task_id": task, "agent": agent, "outputs": [art]}
     if kind is EventKind.TASK_FAILED:

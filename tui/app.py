@@ -173,6 +173,7 @@ class MonitorApp(ActionsMixin):
         with Vertical(id="main"):
             yield Static(id="status")
             yield Static(id="banner")
+            yield Static(id="limits")  # the models' rate limiters, when the run has any
             yield ScrubBar(id="scrub")
             with TabbedContent(initial="agents", id="views"):
                 for i, view in enumerate(VIEWS, 1):
@@ -212,6 +213,7 @@ class MonitorApp(ActionsMixin):
         self._q("#filter", Input).display = False
         self._q("#filter", Input).cursor_blink = self.blink
         self._q("#banner", Static).display = False
+        self._q("#limits", Static).display = False
         self._check_size()
         if self.monitor is not None:
             self.monitor.chunk, chunk = 500, self.monitor.chunk
@@ -379,7 +381,9 @@ class _Lazy:
 
     def __init__(self, kind: type[Any]) -> None:
         self.kind = kind
-        self.columns = kind.columns if hasattr(kind, "columns") else ()
+        # TaskSource's columns depend on the run (a property): its fixed ones until built.
+        fixed: tuple[str, ...] = getattr(kind, "COLUMNS", ())
+        self.columns = fixed or getattr(kind, "columns", ())
 
     def build(self, app: MonitorApp) -> Any:
         if self.kind is LogSource:

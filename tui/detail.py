@@ -124,13 +124,16 @@ def task_detail(state: RunState, index: RunIndex, reader: EventReader, tid: str)
         Text.assemble(
             (f"{t.agent} ", "bold"),
             status,
-            f" · attempt {t.attempt} · {t.reason}\n",
+            f" · attempt {t.attempt} · {t.reason}",
+            f" · worker {t.worker}\n" if t.worker else "\n",
             f"scheduled {fmt_iso(t.scheduled_at)} · started {fmt_iso(t.started_at)} · ",
             f"finished {fmt_iso(end)}",
             f" · took {fmt_seconds(end - (t.started_at or t.scheduled_at))}" if end else "",
         )
     )
     d.data = {"task": t.id, "agent": t.agent, "status": t.status.value, "attempt": t.attempt}
+    if t.worker:
+        d.data["worker"] = t.worker
     d.data.update(inputs=list(t.inputs), outputs=list(t.outputs), error=t.error)
     for aid in t.inputs:
         d.body.extend(_artifact_block(state, aid, "input"))
@@ -154,7 +157,8 @@ def _event_block(e: Event, calls: list[dict[str, Any]]) -> list[RenderableType]:
     b = e.body
     when = fmt_iso(e.ts)
     if e.kind is EventKind.TASK_STARTED:
-        return [Rule(f"attempt {b.get('attempt', 1)} started {when}", align="left")]
+        on = f" on worker {b['worker']}" if b.get("worker") else ""
+        return [Rule(f"attempt {b.get('attempt', 1)} started {when}{on}", align="left")]
     if e.kind is EventKind.TASK_FAILED:
         retry = " (will retry)" if b.get("will_retry") else ""
         out: list[RenderableType] = [

@@ -44,6 +44,8 @@ class RunIndex:
     consumers: dict[str, list[str]] = field(default_factory=dict)
     task_seqs: dict[str, list[int]] = field(default_factory=dict)
     durations: dict[str, list[float]] = field(default_factory=dict)
+    # Some task ran on a `flock-es worker` (the task list grows a worker column).
+    workers: bool = False
 
     def add(self, state: RunState, e: Event) -> None:
         """Index ``e``, already applied to ``state``."""
@@ -58,6 +60,7 @@ class RunIndex:
             self._scheduled(state, b["task_id"])
         elif k is EventKind.TASK_STARTED or k in _FINISH:
             self._moved(state, b["task_id"], k)
+            self.workers = self.workers or bool(b.get("worker"))
         elif k is EventKind.ARTIFACT_PUBLISHED and len(self.artifacts) < len(state.artifacts):
             self.artifacts.append(b["id"])
 

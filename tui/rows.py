@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from rich.markup import escape
+
 from flock_es.log.ports import RunRow
 from flock_es.projection.state import AgentView, ArtifactView, RunState
 
@@ -74,6 +76,32 @@ def fmt_iso(ts: float | None) -> str:
     if ts is None:
         return ""
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+def limiter_line(limiters: dict[str, dict[str, Any]]) -> str:
+    """The models' rate limiters (markup), e.g. ``openai/gpt-4o: 8 in flight, limit 8``.
+
+    A limiter the provider answered with 429 is yellow and marked ``⚠ rate limited``,
+    so NO_COLOR shows it too. Empty when the run has none (offline models).
+
+    Example::
+
+        limiter_line({"m": {"key": "m", "in_flight": 4, "limit": 8, "rate_limited": 1}})
+    """
+    parts = []
+    for lim in limiters.values():
+        text = f"{lim.get('key')}: {lim.get('in_flight', 0)} in flight"
+        if lim.get("limit") is not None:
+            text += f", limit {lim['limit']}"
+        if lim.get("queued"):
+            text += f", {lim['queued']} queued"
+        if lim.get("paused_for"):
+            text += f", paused {float(lim['paused_for']):.1f}s"
+        text = escape(text)
+        if lim.get("rate_limited"):
+            text = f"[b yellow]{text}, ⚠ rate limited ({lim['rate_limited']}× 429)[/]"
+        parts.append(text)
+    return " · ".join(parts)
 
 
 def preview(payload: dict[str, Any], width: int = 400) -> str:

@@ -91,8 +91,13 @@ class _Base:
 class TaskSource(_Base):
     """Tasks: ``flight`` (scheduled or running, oldest first), ``all`` or ``failed``."""
 
-    columns = ("task", "agent", "status", "attempt", "elapsed", "inputs")
+    COLUMNS = ("task", "agent", "status", "attempt", "elapsed", "inputs")
     MODES = ("flight", "all", "failed")
+
+    @property
+    def columns(self) -> tuple[str, ...]:  # type: ignore[override]
+        """A worker column once some task ran on a `flock-es worker` (PostgreSQL scale-out)."""
+        return (*self.COLUMNS, "worker") if self.m.index.workers else self.COLUMNS
 
     def __init__(self, monitor: Monitor, flt: Filter = rows.NO_FILTER, mode: str = "flight"):
         super().__init__(monitor, flt)
@@ -119,7 +124,8 @@ class TaskSource(_Base):
         t = self.m.state.tasks.get(key)
         if t is None:
             return (Text(key),)
-        return task_cells(t, self.m.now())
+        cells = task_cells(t, self.m.now())
+        return (*cells, Text(t.worker or "")) if self.m.index.workers else cells
 
 
 class _DictKeys(Sequence[str]):

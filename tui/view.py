@@ -127,6 +127,7 @@ class ViewMixin(App[None]):
     def _status(self) -> None:
         m = self.m
         s = m.state
+        self._limits(s.limiters if m.run_id is not None else {})
         if m.run_id is None:
             self._set("#status", f" {self.db}: waiting for a run to start…")
             self._q("#scrub", ScrubBar).show("LIVE", 0, 0, 0)
@@ -159,6 +160,12 @@ class ViewMixin(App[None]):
         self._banner(status, counts["failed"])
         mode = "LIVE" if m.at is None else self._travel_mode
         self._q("#scrub", ScrubBar).show(mode, m.position, m.ordinal, len(m.seqs))
+
+    def _limits(self, limiters: dict[str, dict[str, Any]]) -> None:
+        """One line of the models' rate limiters, shown only when the run has any."""
+        text = rows.limiter_line(limiters)
+        self._q("#limits", Static).display = bool(text)
+        self._set("#limits", f" models: {text}" if text else "")
 
     def _banner(self, status: str, failed: int) -> None:
         m = self.m

@@ -41,7 +41,8 @@ _PLAIN = Style()
 class Source(Protocol):
     """Where a ``VirtualList`` gets its rows; ``count`` and ``rows`` must be cheap."""
 
-    columns: tuple[str, ...]
+    @property
+    def columns(self) -> tuple[str, ...]: ...
 
     def count(self) -> int: ...
 
@@ -110,6 +111,9 @@ class VirtualList(ScrollView, can_focus=True):
     def invalidate(self) -> None:
         """The source changed: forget the drawn rows, resize, repaint what is on screen."""
         self._cache.clear()
+        columns = self.source.columns
+        if len(self.widths) < len(columns):  # a column appeared (the tasks' worker)
+            self.widths += [len(c) for c in columns[len(self.widths) :]]
         count = self.source.count()
         grew = count != self._count
         self._count = count

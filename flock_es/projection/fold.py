@@ -192,6 +192,8 @@ def _started(s: RunState, e: Event, b: TaskStarted) -> None:
     t.status = TaskStatus.RUNNING
     t.attempt = b.get("attempt", t.attempt + 1)
     t.started_at = e.ts
+    worker = b.get("worker")
+    t.worker = worker if isinstance(worker, str) else None
     context = b.get("context")
     if context is not None:
         t.context = list(context)

@@ -90,6 +90,8 @@ class TaskView:
     context: list[str] | None = None
     # Failed on a provider error that may pass (``resume --retry-failed`` re-runs it).
     transient: bool = False
+    # The `flock-es worker` (host:pid:n) of the latest attempt; None when run in-process.
+    worker: str | None = None
 
 
 @dataclass(slots=True)
