@@ -9,6 +9,7 @@ A real SQLite log written through the ``LogWriter``: the news run as a
 from __future__ import annotations
 
 import asyncio
+import io
 from pathlib import Path
 from typing import Any, cast
 
@@ -62,10 +63,9 @@ def _text(app: MonitorApp, selector: str) -> str:
 
 
 def _detail_text(screen: DetailScreen) -> str:
-    console = Console(width=200, record=True, no_color=True, file=open("/dev/null", "w"))  # noqa: SIM115
-    with console.file:
-        for part in screen.detail.body:
-            console.print(part)
+    console = Console(width=200, record=True, no_color=True, file=io.StringIO())
+    for part in screen.detail.body:
+        console.print(part)
     return console.export_text()
 
 
