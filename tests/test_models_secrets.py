@@ -112,6 +112,22 @@ def test_url_credentials_are_refused_before_any_work(server: OpenAIServer, tmp_p
     assert_nowhere([out.stdout, out.stderr], [])
 
 
+def test_url_credentials_in_the_env_api_base_are_refused(
+    server: OpenAIServer, tmp_path: Path
+) -> None:
+    # OPENAI_API_BASE, not api_base=: once stripped, the URL failed as "not a valid URL".
+    db = tmp_path / "e.db"
+    base = server.url.replace("http://", f"http://user:{K_URL}@")
+    env = {"OPENAI_API_BASE": base, "OPENAI_API_KEY": K_ENV, "SWARM_N": "1"}
+    swarm = ROOT / "tests" / "programs" / "swarm_program.py"
+    out = run_cli(["run", swarm, "-m", "openai/test-model", "--db", db], cwd=tmp_path, env=env)
+    assert out.returncode == 2, out.stdout + out.stderr
+    [line] = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert line.startswith("flock-es: error:") and "credentials" in line and "api_base" in line
+    assert server.calls == 0 and not db.exists()
+    assert_nowhere([out.stdout, out.stderr], [])
+
+
 def test_redaction_is_exact() -> None:
     register_settings({"api_key": "short1", "extra_headers": {"X-Sub": "exact-header-value-1"}})
     assert redact_text(TRICKY) == TRICKY

@@ -73,20 +73,26 @@ class LiteLLMClient:
         # One shared concurrency budget per model and endpoint, across agents.
         self.limiter = limiter_for(model, self.endpoint())
 
-    def endpoint(self) -> str | None:
-        """Where the calls go: ``api_base`` or the provider's ``*_API_BASE``, no credentials."""
+    def _base(self) -> str | None:
+        """``api_base`` or the provider's ``*_API_BASE``, as given (credentials included)."""
         base = self.settings.get("api_base") or self.settings.get("base_url")
         if not base:
             provider = self.model.split("/", 1)[0] if "/" in self.model else "openai"
             base = os.environ.get(f"{provider.upper()}_API_BASE") or os.environ.get(
                 f"{provider.upper()}_BASE_URL"
             )
-        return strip_url_credentials(str(base)) if base else None
+        return str(base) if base else None
+
+    def endpoint(self) -> str | None:
+        """Where the calls go: ``api_base`` or the provider's ``*_API_BASE``, no credentials."""
+        base = self._base()
+        return strip_url_credentials(base) if base else None
 
     def check(self) -> None:
         """Fail before any work on an unknown provider, a missing API key or a bad api_base."""
-        base = self.settings.get("api_base") or self.settings.get("base_url")
-        if isinstance(base, str) and url_credentials(base):
+        # The environment's *_API_BASE too: stripped, a credentialed URL no longer parses.
+        base = self._base()
+        if base and url_credentials(base):
             # The OpenAI client cannot send them next to its API key; every call would fail.
             raise ConfigError(
                 f"model {self.model!r}: api_base {strip_url_credentials(base)} has credentials "
