@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from tests.conftest import run_cli
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import EXAMPLES, cli_env, run_cli
 
 
 def test_version_prints_the_package_version() -> None:
@@ -12,3 +21,112 @@ def test_version_prints_the_package_version() -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout == f"flock-es {__version__}\n"
     assert out.stderr == ""
+
+
+def complete(shell: str, words: str, cword: int | None = None) -> list[str]:
+    """Ask the CLI for completions exactly as the installed shell script does."""
+    if shell == "bash":
+        env = {"_FLOCK_ES_COMPLETE": "complete_bash", "COMP_WORDS": words}
+        env["COMP_CWORD"] = str(cword if cword is not None else len(words.split()))
+    else:
+        env = {"_FLOCK_ES_COMPLETE": f"complete_{shell}", "_TYPER_COMPLETE_ARGS": words}
+    out = run_cli([], env=env)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    return [line for line in out.stdout.splitlines() if line]
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    tmp = tmp_path_factory.mktemp("runs")
+    db = tmp / "runs.db"
+    for example in ("chain.py", "news.py"):
+        out = run_cli(["run", EXAMPLES / example, "--db", db, "-q"], cwd=tmp)
+        assert out.returncode == 0, out.stderr
+    con = sqlite3.connect(db)
+    ids = [r for (r,) in con.execute("SELECT run_id FROM runs ORDER BY started_at")]
+    con.close()
+    return db, ids
+
+
+def test_show_completion_prints_a_script_that_calls_back_into_flock_es() -> None:
+    out = run_cli(["--show-completion", "bash"])
+    assert out.returncode == 0, out.stderr
+    assert "_FLOCK_ES_COMPLETE=complete_bash" in out.stdout
+    assert "complete -o default -F _flock_es_completion flock-es" in out.stdout
+
+
+def test_install_completion_writes_the_script_under_home(tmp_path: Path) -> None:
+    out = run_cli(["--install-completion", "bash"], env={"HOME": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    script = tmp_path / ".bash_completions" / "flock-es.sh"
+    assert "_FLOCK_ES_COMPLETE=complete_bash" in script.read_text()
+    assert str(script) in (tmp_path / ".bashrc").read_text()
+
+
+def test_run_ids_complete_newest_first_from_the_given_db(two_runs: tuple[Path, list[str]]) -> None:
+    db, (chain, news) = two_runs
+    assert complete("bash", f"flock-es show --db {db} ", 4) == [news, chain, "latest"]
+    assert complete("bash", f"flock-es replay --db {db} {news[:-3]}", 4) == [news]
+    assert complete("bash", f"flock-es resume --db {db} lat", 4) == ["latest"]
+    # zsh shows why each id is there: its status and program
+    (line,) = [x for x in complete("zsh", f"flock-es fork --db {db} {news[:-2]}") if news in x]
+    assert "completed · news.py" in line
+
+
+def test_run_ids_complete_from_flock_es_db_and_for_tui_run(
+    two_runs: tuple[Path, list[str]],
+) -> None:
+    db, (chain, news) = two_runs
+    env = {
+        "_FLOCK_ES_COMPLETE": "complete_bash",
+        "COMP_WORDS": "flock-es tui --run ",
+        "COMP_CWORD": "3",
+        "FLOCK_ES_DB": str(db),
+    }
+    out = run_cli([], env=env)
+    assert out.stdout.splitlines() == [news, chain, "latest"]
+
+
+def test_completion_without_a_database_offers_nothing_and_stays_quiet(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.db"
+    assert complete("bash", f"flock-es show --db {missing} ", 4) == []
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database at all" * 100)
+    assert complete("bash", f"flock-es show --db {garbage} ", 4) == []
+
+
+def test_completing_never_imports_litellm_or_textual(two_runs: tuple[Path, list[str]]) -> None:
+    db, _ = two_runs
+    env = cli_env(
+        {"_FLOCK_ES_COMPLETE": "complete_bash", "COMP_WORDS": f"flock-es show --db {db} "}
+    )
+    env["COMP_CWORD"] = "4"
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "flock_es.cli.app"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0 and len(out.stdout.splitlines()) == 3
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in out.stderr.splitlines()}
+    assert "litellm" not in imported and "textual" not in imported
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_the_installed_bash_function_completes_run_ids(two_runs: tuple[Path, list[str]]) -> None:
+    db, (chain, news) = two_runs
+    script = run_cli(["--show-completion", "bash"]).stdout
+    probe = (
+        f"{script}\nCOMP_WORDS=(flock-es show --db {db} '')\nCOMP_CWORD=4\n"
+        "_flock_es_completion flock-es\nprintf '%s\\n' \"${COMPREPLY[@]}\"\n"
+    )
+    env = cli_env({"PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"})
+    out = subprocess.run(
+        ["bash", "--norc", "--noprofile", "-c", probe],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.stdout.splitlines() == [news, chain, "latest"], out.stderr

@@ -21,7 +21,7 @@ app = typer.Typer(
         "event log, so runs resume after a crash, replay offline and can be watched live."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from flock_es.cli.options import DbOption, JsonOption, db_path
+from flock_es.cli.options import DbOption, JsonOption, RunArg, db_path
 from flock_es.cli.show_render import fmt_cost as _fmt_cost
 from flock_es.cli.show_render import fmt_time as _fmt_time
 from flock_es.cli.show_render import print_show, show_data
@@ -142,7 +142,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def show(
-        run: Annotated[str, typer.Argument(help="Run id, unique prefix, or 'latest'.")] = "latest",
+        run: RunArg = "latest",
         db: DbOption = None,
         at: AtOption = None,
         payloads: Annotated[

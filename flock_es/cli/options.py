@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from flock_es.cli.completion import complete_run
+
 if TYPE_CHECKING:
     from flock_es.log.backends import DbRef
     from flock_es.log.ports import Durability
@@ -21,6 +23,10 @@ DbOption = Annotated[
         ),
         show_default=False,
     ),
+]
+RunArg = Annotated[
+    str,
+    typer.Argument(help="Run id, unique prefix, or 'latest'.", autocompletion=complete_run),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 DurabilityOption = Annotated[

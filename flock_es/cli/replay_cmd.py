@@ -17,13 +17,19 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from flock_es.cli.options import DbOption, DurabilityOption, JsonOption, db_path, durability
+from flock_es.cli.options import (
+    DbOption,
+    DurabilityOption,
+    JsonOption,
+    RunArg,
+    db_path,
+    durability,
+)
 from flock_es.errors import ExitCode
 
 if TYPE_CHECKING:
     from flock_es.projection.state import RunState
 
-RunArg = Annotated[str, typer.Argument(help="Run id, unique prefix, or 'latest'.")]
 ProgramOption = Annotated[
     Path | None,
     typer.Option(

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from flock_es.cli.completion import complete_run
 from flock_es.cli.options import DbOption, db_path
 from flock_es.errors import UserError
 
@@ -58,6 +59,7 @@ def register(app: typer.Typer) -> None:
                 "-r",
                 help="Run id or unique prefix. Default: the latest run, switching to new ones.",
                 show_default=False,
+                autocompletion=complete_run,
             ),
         ] = None,
         at: Annotated[
