@@ -38,10 +38,10 @@ def test_news_example_end_to_end(tmp_path: Path) -> None:
     out = run_cli(["run", EXAMPLES / "news.py", "--db", db], cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "perspectives:" in out.stdout and "Total Analysts: 8" in out.stdout
-    assert (
-        "completed" in out.stdout
-        and "NewsAnalysis 8" in out.stdout
-        and "NewsDigest 1" in out.stdout
+    assert (  # the summary is on stderr, the program's digest on stdout
+        "completed" in out.stderr
+        and "NewsAnalysis 8" in out.stderr
+        and "NewsDigest 1" in out.stderr
     )
     assert "Traceback" not in out.stderr
     payloads = [
@@ -98,7 +98,7 @@ def test_program_also_runs_as_plain_python(tmp_path: Path) -> None:
 def test_other_examples_run(tmp_path: Path, name: str) -> None:
     out = run_cli(["run", EXAMPLES / f"{name}.py", "--db", tmp_path / "x.db", "-q"], cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert " 0 failed" in out.stdout
+    assert " 0 failed" in out.stderr
 
 
 def test_default_database_lives_under_data(tmp_path: Path) -> None:
@@ -205,7 +205,7 @@ def test_the_tutorial_runs_with_only_its_imports_changed(tmp_path: Path) -> None
     assert out.returncode == 0, out.stderr
     assert "Total Analysts: 8" in out.stdout
     # Without a batch the editor fires once per analysis, as the tutorial's gotcha says.
-    assert "NewsDigest 8" in out.stdout
+    assert "NewsDigest 8" in out.stderr
 
 
 def test_a_database_path_that_cannot_be_created(tmp_path: Path) -> None:

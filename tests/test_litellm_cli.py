@@ -62,9 +62,9 @@ def test_news_against_the_server_then_export_and_replay_without_it(
         ["run", EXAMPLES / "news.py", "-m", "openai/test-model", "--db", db], cwd=tmp_path, env=env
     )
     assert out.returncode == 0, out.stderr
-    assert "NewsAnalysis 8" in out.stdout and "NewsDigest 1" in out.stdout
-    assert "9 calls" in out.stdout and "cost unknown" in out.stdout
-    assert "editor" in out.stdout  # per-agent ledger lines
+    assert "NewsAnalysis 8" in out.stderr and "NewsDigest 1" in out.stderr  # the summary
+    assert "9 calls" in out.stderr and "cost unknown" in out.stderr
+    assert "editor" in out.stderr  # per-agent ledger lines
     # The eight analysts were in flight at once: the calls overlap, not queue.
     assert server.calls == 9 and server.max_inflight == 8
     assert all(h["authorization"] == f"Bearer {KEY}" for h in server.headers)

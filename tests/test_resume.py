@@ -69,7 +69,7 @@ def test_ctrl_c_marks_interrupted_and_resume_finishes(tmp_path: Path, sig: signa
 
     out = run_cli(["resume", "latest", "--db", db, "-q"], env={"CRASH_LATENCY": "0.5"})
     assert out.returncode == 0, out.stderr
-    assert "completed" in out.stdout
+    assert "completed" in out.stderr
     runs = json.loads(run_cli(["runs", "--db", db, "--json"]).stdout)
     assert runs[0]["status"] == "completed" and runs[0]["tasks"]["pending"] == 0
     assert runs[0]["tasks"]["done"] == 33

@@ -26,7 +26,7 @@ def test_fork_continues_live_and_records_its_parent(tmp_path: Path) -> None:
 
     out = run_cli(["fork", parent, "--at", str(at), "--db", db, "-q", "--model", "offline"])
     assert out.returncode == 0, out.stderr
-    assert "completed" in out.stdout
+    assert "completed" in out.stderr
     runs = json.loads(run_cli(["runs", "--db", db, "--json"]).stdout)
     child = runs[1]
     assert child["parent_run"] == parent and child["fork_seq"] == at

@@ -128,7 +128,7 @@ def test_the_run_summary_reports_a_tripped_breaker(tmp_path: Path) -> None:
     )
     out = run_cli(["run", prog, "--db", tmp_path / "x.db"], cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert "circuit    breaker tripped for ticker: stopped after 3 runs" in out.stdout, out.stdout
+    assert "circuit    breaker tripped for ticker: stopped after 3 runs" in out.stderr, out.stderr
 
 
 async def test_priority_orders_waiting_tasks_when_concurrency_is_limited(db_path: Path) -> None:

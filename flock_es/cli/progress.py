@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import stat
 import sys
 import time
 from typing import Any
@@ -31,42 +35,84 @@ def limiter_text(lim: dict[str, Any]) -> str:
     return text + ", limited"
 
 
+def stream_kind(stream: Any) -> str:
+    """``tty``, ``file`` (a regular file or /dev/null) or ``pipe`` (anything else)."""
+    try:
+        if stream.isatty():
+            return "tty"
+        mode = os.fstat(stream.fileno()).st_mode
+    except (AttributeError, OSError, ValueError):
+        return "pipe"
+    return "file" if stat.S_ISREG(mode) or stat.S_ISCHR(mode) else "pipe"
+
+
 class Progress:
-    """Redraws a small status panel on stderr; plain lines when stderr is not a terminal."""
+    """Live progress on stderr, so that stdout carries only the program's own output.
+
+    - stderr and stdout both terminals: a redrawn panel; the program's prints
+      appear above it.
+    - stderr a terminal, stdout a file (``> out.txt``): the same panel; the
+      program's prints go to the file untouched.
+    - stdout a pipe (``| tee out.txt``, whose copy may land on the same
+      terminal) or stderr not a terminal: plain lines at most once a second,
+      never wrapped, and none before there is something to report.
+    """
 
     def __init__(self, state_fn: Any, quiet: bool = False) -> None:
-        self.console = Console(stderr=True)
         self.state_fn = state_fn
         self.quiet = quiet
         self.t0 = time.time()
         self.live: Live | None = None
-        self._last_line = 0.0
+        self.stdout_kind = stream_kind(sys.stdout)
+        panel = stream_kind(sys.stderr) == "tty" and self.stdout_kind != "pipe"
+        # Off a terminal rich would hard-wrap at 80 columns: give plain lines room.
+        self.console = Console(stderr=True, width=None if panel else 10_000)
+        self.panel = panel and not quiet
+        self._last_line = self.t0  # the first plain line comes after a second of work
+        self._ticker: asyncio.Task[None] | None = None
 
     def __enter__(self) -> Progress:
-        if not self.quiet and self.console.is_terminal:
+        if self.quiet:
+            return self
+        if self.panel:
             self.live = Live(
                 self._render(),
                 console=self.console,
                 refresh_per_second=8,
                 transient=True,
                 get_renderable=self._render,
-                redirect_stdout=True,
+                redirect_stdout=self.stdout_kind == "tty",
                 redirect_stderr=False,
             )
             self.live.__enter__()
+        else:
+            with contextlib.suppress(RuntimeError):  # no running loop: no plain lines
+                self._ticker = asyncio.get_running_loop().create_task(self._tick())
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.live is not None:
             self.live.__exit__(None, None, None)
+        if self._ticker is not None:
+            self._ticker.cancel()
 
     def on_events(self, events: list[Event]) -> None:
-        if self.quiet or self.live is not None:
-            return
-        now = time.time()
-        if now - self._last_line >= 1.0:
-            self._last_line = now
-            self.console.print(self._line(), highlight=False)
+        """Listener hook; the panel and the plain lines both poll the state instead."""
+
+    async def _tick(self) -> None:
+        # Plain lines: a new line when the picture changed (at most once a second)
+        # or every 10 s as a heartbeat, never before the first task exists.
+        last = ""
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.time()
+            if not self.state_fn().tasks or now - self._last_line < 1.0:
+                continue
+            line = self._line()
+            body = line.split("]", 1)[-1]
+            if body != last or now - self._last_line >= 10.0:
+                last, self._last_line = body, now
+                self.console.print(line, highlight=False, soft_wrap=True)
 
     def _line(self) -> str:
         s: RunState = self.state_fn()
@@ -93,10 +139,51 @@ class Progress:
         return t
 
 
-def summary_lines(state: RunState, status: str, wall: float, db: str) -> list[str]:
+def own_work(state: RunState, since: float | None) -> tuple[float, float]:
+    """(busy, active) seconds of the task executions that started at or after ``since``.
+
+    ``busy`` sums the executions; ``active`` is the time at least one ran (the
+    union of their intervals). ``since`` is this process's start, so a fork's
+    inherited tasks and the tasks a resumed run finished before its crash do
+    not count.
+    """
+    spans = sorted(
+        (t.started_at, t.finished_at)
+        for t in state.tasks.values()
+        if t.started_at is not None
+        and t.finished_at is not None
+        and (since is None or t.started_at >= since)
+    )
+    busy = sum(end - start for start, end in spans)
+    active, reach = 0.0, float("-inf")
+    for start, end in spans:
+        if end > reach:
+            active += end - max(start, reach)
+            reach = end
+    return busy, active
+
+
+def time_line(state: RunState, wall: float, since: float | None) -> str:
+    """Wall and busy time; the speedup only where it measures parallel agent work.
+
+    It is shown when the agents were busy for at least a second and at least
+    four times as long as the wall time during which none of them ran (start-up,
+    loading, waiting for timers): below that it measures overhead, not agents.
+    """
+    busy, active = own_work(state, since)
+    idle = max(wall - active, 0.0)
+    line = f"  time       wall {wall:.2f} s · agents busy {busy:.2f} s"
+    if wall > 0 and busy >= 1.0 and busy >= 4 * idle:
+        line += f" · parallel speedup {busy / wall:.1f}× (busy ÷ wall)"
+    return line
+
+
+def summary_lines(
+    state: RunState, status: str, wall: float, db: str, since: float | None = None
+) -> list[str]:
+    """The closing summary of ``run``, ``resume`` and ``fork``; ``since`` is when
+    this process started executing (its own work is what the time line counts)."""
     by = state.tasks_by_status()
-    busy = state.busy_ms() / 1000.0
-    speed = f" · speedup {busy / wall:.1f}×" if wall > 0 and busy > 0 else ""
     counts = " · ".join(f"{k} {v}" for k, v in state.artifact_counts().items()) or "none"
     tot = state.totals()
     lines = [
@@ -108,7 +195,7 @@ def summary_lines(state: RunState, status: str, wall: float, db: str) -> list[st
             else ""
         ),
         f"  artifacts  {counts}",
-        f"  time       wall {wall:.2f} s · agent busy {busy:.2f} s{speed}",
+        time_line(state, wall, since),
         f"  model      {state.model} · {tot['calls']} calls · "
         f"{tot['tokens_in'] + tot['tokens_out']} tokens · cost {format_cost(tot['cost'])}",
     ]
@@ -164,6 +251,8 @@ def ledger_lines(state: RunState, limit: int = 12) -> list[str]:
 
 
 def print_summary(lines: list[str]) -> None:
-    out = sys.stdout
+    """The summary goes to stderr, like the progress: stdout is the program's."""
+    sys.stdout.flush()  # the program's last prints come before the summary
+    out = sys.stderr
     out.write("\n".join(lines) + "\n")
     out.flush()

@@ -67,12 +67,15 @@ def finish(flock: Flock, status: RunStatus, t0: float) -> None:
     outage) is interrupted, not failed: ``RUN_FAILED``, with the command that retries.
     """
     state = flock.state
-    print_summary(summary_lines(state, status.value, time.time() - t0, describe_db(flock.db_path)))
+    wall = time.time() - t0
+    db = describe_db(flock.db_path)
+    print_summary(summary_lines(state, status.value, wall, db, since=t0))
     retryable = state.retryable_tasks()
     if status is RunStatus.INTERRUPTED and retryable and not state.pending_tasks():
         typer.echo(
             f"{len(retryable)} task(s) failed on provider errors that may pass; "
-            f"`flock-es resume {flock.run_id} --retry-failed` re-runs them."
+            f"`flock-es resume {flock.run_id} --retry-failed` re-runs them.",
+            err=True,
         )
         raise typer.Exit(ExitCode.RUN_FAILED)
     if status is RunStatus.INTERRUPTED:

@@ -1,0 +1,79 @@
+"""The summary's time line: the speedup only where it measures parallel agent
+work, and only this process's own work for forks and resumes."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from flock_es.cli.progress import own_work, time_line
+from flock_es.domain.events import TaskStatus
+from flock_es.projection.state import RunState, TaskView
+from tests.conftest import EXAMPLES, run_cli
+
+
+def state_with(spans: list[tuple[float, float]]) -> RunState:
+    s = RunState(run_id="r-test")
+    for i, (start, end) in enumerate(spans):
+        t = TaskView(id=f"t{i}", agent=f"a{i}", sub_index=0, inputs=[], reason="match")
+        t.status, t.started_at, t.finished_at = TaskStatus.COMPLETED, start, end
+        s.tasks[t.id] = t
+    return s
+
+
+def test_busy_sums_executions_and_active_is_their_union() -> None:
+    s = state_with([(100.0, 102.0), (100.5, 101.5), (101.0, 103.0), (105.0, 106.0)])
+    busy, active = own_work(s, since=None)
+    assert busy == 2.0 + 1.0 + 2.0 + 1.0 and active == 3.0 + 1.0
+
+
+def test_work_before_this_process_started_does_not_count() -> None:
+    # a fork inherits its parent's tasks; a resume folds the crashed process's
+    s = state_with([(10.0, 60.0), (10.0, 60.0), (100.0, 100.01)])
+    busy, active = own_work(s, since=99.0)
+    assert busy == pytest.approx(0.01) and active == pytest.approx(0.01)
+    assert "speedup" not in time_line(s, wall=0.3, since=99.0)
+
+
+def test_speedup_shown_for_parallel_work_and_labelled() -> None:
+    eight = [(100.0, 101.5)] * 8 + [(101.5, 103.0)]  # the news run with 1.5 s calls
+    line = time_line(state_with(eight), wall=3.2, since=99.9)
+    assert line.endswith("parallel speedup 4.2× (busy ÷ wall)"), line
+
+
+def test_speedup_hidden_when_overhead_dominates() -> None:
+    quick = [(100.0, 100.01)] * 9  # the offline model: milliseconds of work
+    assert "speedup" not in time_line(state_with(quick), wall=0.4, since=99.9)
+    # a second of work lost in a 30 s wait for a batch timeout says nothing either
+    waited = [(100.0, 100.6), (129.0, 129.6)]
+    assert "speedup" not in time_line(state_with(waited), wall=30.0, since=99.9)
+
+
+def busy_of(stderr: str) -> float:
+    m = re.search(r"agents busy ([0-9.]+) s", stderr)
+    assert m, stderr
+    return float(m.group(1))
+
+
+def test_a_fork_counts_only_its_own_work(tmp_path: Path) -> None:
+    db = tmp_path / "f.db"
+    slow = ["run", EXAMPLES / "news.py", "--db", db, "-q", "--model", "offline?latency=1"]
+    parent = run_cli(slow, cwd=tmp_path)
+    assert parent.returncode == 0, parent.stderr
+    assert busy_of(parent.stderr) >= 8.0  # eight analysts of a second each, then the editor
+    run_id = json.loads(run_cli(["runs", "--db", db, "--json"]).stdout)[0]["run_id"]
+    con = sqlite3.connect(db)
+    (at,) = con.execute(
+        "SELECT max(seq) FROM events WHERE kind = 'task.completed' AND run_id = ?"
+        " AND seq < (SELECT max(seq) FROM events WHERE kind = 'task.scheduled')",
+        (run_id,),
+    ).fetchone()
+    con.close()
+    child = run_cli(["fork", run_id, "--at", str(at), "--db", db, "-q", "--model", "offline"])
+    assert child.returncode == 0, child.stderr
+    # only the editor ran here, offline: no analyst's second counts, no speedup claimed
+    assert busy_of(child.stderr) < 1.0 and "speedup" not in child.stderr, child.stderr
