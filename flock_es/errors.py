@@ -143,6 +143,11 @@ class AgentFailed(FlockError):
     """``Flock.invoke``: the invoked agent's task failed."""
 
 
+class TelemetryError(UserError):
+    """An OpenTelemetry export cannot be done: the extra is missing, the endpoint
+    is malformed, or the receiver did not accept the spans."""
+
+
 class ModelError(FlockError):
     """A model call failed (the task fails; the run goes on)."""
 

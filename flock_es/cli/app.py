@@ -12,6 +12,7 @@ import sys
 
 import typer
 
+from flock_es.cli.options import optional_values
 from flock_es.errors import ExitCode, UserError
 
 app = typer.Typer(
@@ -89,7 +90,7 @@ def _exit(code: object) -> None:
 def main() -> None:
     """Console script: ``flock-es``."""
     try:
-        app(prog_name="flock-es")
+        app(prog_name="flock-es", args=optional_values(sys.argv[1:]))
     except UserError as exc:
         fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:

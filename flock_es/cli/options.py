@@ -55,3 +55,22 @@ def db_path(db: str | Path | None) -> DbRef:
     from flock_es.log.schema import default_db_path
 
     return parse_db(db) if db is not None else default_db_path()
+
+
+# Options whose value may be left out, and what they then mean. The click that
+# typer vendors has no optional option values, so main() fills them in.
+OPTIONAL_VALUES = {"--otlp": "default"}
+
+
+def optional_values(argv: list[str]) -> list[str]:
+    """``argv`` with the implied value after a bare ``--otlp`` (last, or before
+    another option)."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        if arg == "--":
+            return out + argv[i + 1 :]
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if arg in OPTIONAL_VALUES and (nxt is None or nxt.startswith("-")):
+            out.append(OPTIONAL_VALUES[arg])
+    return out

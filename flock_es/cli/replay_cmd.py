@@ -216,6 +216,21 @@ def fork(
     finish(flock, status, t0)
 
 
+OTLP_DEFAULT = "default"  # what a bare --otlp means (cli.options.OPTIONAL_VALUES)
+
+
+def _export_otlp(db: str | None, run: str, endpoint: str) -> None:
+    from flock_es.log.backends import open_reader
+    from flock_es.log.otel import build_spans, otlp_endpoint, send_spans
+
+    url = otlp_endpoint(None if endpoint == OTLP_DEFAULT else endpoint)
+    with open_reader(db_path(db)) as reader:
+        run_id = reader.resolve_run(run)
+        spans = build_spans(reader.iter_events(run_id))
+    send_spans(run_id, spans, url)
+    typer.echo(f"sent {len(spans)} spans of {run_id} to {url}", err=True)
+
+
 def export_(
     run: RunArg = "latest",
     db: DbOption = None,
@@ -225,11 +240,29 @@ def export_(
             "--output", "-o", help="File to write (default, or '-': stdout).", show_default=False
         ),
     ] = None,
+    otlp: Annotated[
+        str | None,
+        typer.Option(
+            "--otlp",
+            metavar="[ENDPOINT]",
+            help="Send the run as OpenTelemetry spans over OTLP/HTTP instead "
+            "(default endpoint: $OTEL_EXPORTER_OTLP_ENDPOINT, else localhost:4318). "
+            "Needs pip install 'flock-es\\[otel]'.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Write RUN's events as JSON Lines (secrets are never in the log or the export)."""
+    """Write RUN's events as JSON Lines (secrets are never in the log or the export).
+
+    With --otlp, send the run, its tasks, model calls and tool calls as
+    OpenTelemetry spans to a collector instead.
+    """
     from flock_es.log.backends import open_reader
     from flock_es.log.export import export_run, export_to_file
 
+    if otlp is not None:
+        _export_otlp(db, run, otlp)
+        return
     if output == Path("-"):  # the usual spelling of stdout, not a file named "-"
         output = None
     with open_reader(db_path(db)) as reader:
