@@ -15,6 +15,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from flock_es.cli.waiting import waiting_for
 from flock_es.domain.events import Event
 from flock_es.projection.state import RunState
 
@@ -101,12 +102,13 @@ class Progress:
 
     async def _tick(self) -> None:
         # Plain lines: a new line when the picture changed (at most once a second)
-        # or every 10 s as a heartbeat, never before the first task exists.
+        # or every 10 s as a heartbeat, never before there is work or a timer.
         last = ""
         while True:
             await asyncio.sleep(0.25)
             now = time.time()
-            if not self.state_fn().tasks or now - self._last_line < 1.0:
+            state = self.state_fn()
+            if now - self._last_line < 1.0 or not (state.tasks or state.has_pending_work()):
                 continue
             line = self._line()
             body = line.split("]", 1)[-1]
@@ -119,12 +121,16 @@ class Progress:
         by = s.tasks_by_status()
         running = sorted(a.name for a in s.agents.values() if a.running)
         names = ", ".join(running[:6]) + (" …" if len(running) > 6 else "")
-        return (
+        line = (
             f"[{time.time() - self.t0:6.1f}s] {by['running']} running"
             + (f" ({names})" if names else "")
             + f" · {by['completed']} done · {by['failed']} failed · {len(s.artifacts)} artifacts"
             + "".join(f" · {limiter_text(lim)}" for lim in s.limiters.values())
         )
+        if not by["running"] and not by["scheduled"]:
+            waits = waiting_for(s, time.time())
+            line += f" · waiting: {waits}" if waits else ""
+        return line
 
     def _render(self) -> Table:
         s: RunState = self.state_fn()
@@ -217,6 +223,8 @@ def summary_lines(
                 f"  circuit    breaker tripped for {agent.name}: stopped after "
                 f"{agent.scheduled} runs, {agent.tripped} match(es) not scheduled"
             )
+    if status == "interrupted":
+        lines.append(f"  resume     flock-es resume {state.run_id} --db {db}")
     lines.append(f"  log        {db}  (flock-es show {state.run_id} --db {db})")
     return lines
 

@@ -188,8 +188,9 @@ class Engine:
         self.launch(sched.body["task_id"])
         return await fut
 
-    async def run_until_idle(self) -> None:
-        await self.work.until_idle()
+    async def run_until_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no task or timer is left; False if ``timeout`` s passed first."""
+        return await self.work.until_idle(timeout)
 
     def resume_pending(self, shift: float = 0.0, inherited_until: float | None = None) -> int:
         """Re-launch unfinished tasks and re-arm batch, join and visibility timers.

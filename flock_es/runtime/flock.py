@@ -7,6 +7,7 @@ import socket
 import sys
 import time
 from collections.abc import Iterable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -128,6 +129,8 @@ class Flock:
         # Set by `flock-es run` on a shared log: the run's events go through it, and
         # its tasks are claimed by workers (runtime/worker.py).
         self.share: ShareHook | None = None
+        # The last run_until_idle(timeout=) gave up: the CLI then does not wait again.
+        self.stopped_waiting = False
 
     # --- declaration -----------------------------------------------------
 
@@ -343,16 +346,31 @@ class Flock:
         tag_list = [tags] if isinstance(tags, str) else list(tags or ())
         return await engine.publish_external(items, tag_list, correlation_id, vis)
 
-    async def run_until_idle(self) -> None:
-        """Return when no task is pending and no batch timer is armed.
+    async def run_until_idle(self, timeout: float | timedelta | None = None) -> bool:
+        """Return True when no task is pending and no batch timer is armed.
 
         A partial batch with a timeout is flushed when the timeout expires, and
         its task runs before this returns. A size-only batch that is not full
         stays buffered (it is visible in ``flock-es show``).
+
+        With ``timeout`` (seconds or a timedelta), stop waiting after that long
+        and return False if work is still pending (a 30 s batch timeout, a
+        5-minute join window, slow agents). Nothing is lost: in-flight tasks go
+        on while the program awaits something else; ``close()`` (or the end of
+        ``flock-es run``) stops them and records the run as ``interrupted``,
+        with its buffers and timers in the log, and ``flock-es resume RUN``
+        continues it (timers re-armed, unfinished tasks re-run, recorded model
+        calls served from the log). Example::
+
+            if not await flock.run_until_idle(timeout=10):
+                print(f"still waiting; later: flock-es resume {flock.run_id}")
         """
         engine = await self.start()
+        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
         with fewer_collections():
-            await engine.run_until_idle()
+            idle = await engine.run_until_idle(seconds)
+        self.stopped_waiting = not idle
+        return idle
 
     async def invoke(
         self, agent: str | AgentBuilder | Agent, obj: BaseModel, *, publish_outputs: bool = True
@@ -375,6 +393,10 @@ class Flock:
             return status or RunStatus.COMPLETED
         engine = self._engine
         failed = [t.id for t in engine.state.failed_tasks()]
+        if status is None and engine.work:  # run_until_idle(timeout=) gave up waiting
+            await engine.cancel_all()
+            status = RunStatus.INTERRUPTED
+            reason = reason or "closed with work pending; `flock-es resume` continues it"
         if status is None:
             status = RunStatus.FAILED if failed else RunStatus.COMPLETED
             if failed and len(engine.state.retryable_tasks()) == len(failed):

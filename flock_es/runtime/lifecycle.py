@@ -136,7 +136,8 @@ async def drive(
     try:
         if body is not None:
             await body
-        await flock.run_until_idle()
+        if not flock.stopped_waiting:  # the program chose to stop waiting: leave it resumable
+            await flock.run_until_idle()
         return await flock.close()
     except asyncio.CancelledError:
         if not stopped:

@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -46,12 +47,18 @@ class Work:
         if exc is not None and self.failure is None:
             self.failure = exc
 
-    async def until_idle(self) -> None:
-        """Return when no tracked task is left; re-raise the first that failed."""
+    async def until_idle(self, timeout: float | None = None) -> bool:
+        """Return True when no tracked task is left, False once ``timeout`` seconds
+        have passed with tasks still running; re-raise the first that failed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         while self.tasks and self.failure is None:
-            await asyncio.wait(set(self.tasks), return_when=asyncio.FIRST_EXCEPTION)
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            await asyncio.wait(set(self.tasks), timeout=left, return_when=asyncio.FIRST_EXCEPTION)
         if self.failure is not None:
             raise self.failure
+        return True
 
     async def cancel_all(self) -> None:
         """Cancel every tracked task and wait until they are gone."""
