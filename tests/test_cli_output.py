@@ -14,6 +14,8 @@ import termios
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import EXAMPLES, cli_env, run_cli
 
 DIGEST = "Total Analysts: 8"
@@ -29,6 +31,7 @@ def test_in_a_pipe_the_digest_is_on_stdout_and_the_summary_on_stderr(tmp_path: P
     assert DIGEST not in out.stderr
 
 
+@pytest.mark.slow
 def test_plain_progress_lines_are_never_stale_nor_wrapped(tmp_path: Path) -> None:
     db = tmp_path / "slow.db"
     args = ["run", EXAMPLES / "news.py", "--db", db, "--model", "offline?latency=1.5"]
@@ -42,6 +45,7 @@ def test_plain_progress_lines_are_never_stale_nor_wrapped(tmp_path: Path) -> Non
     assert wide and len(wide[0]) > 80 and wide[0].endswith("artifacts"), progress
 
 
+@pytest.mark.slow
 def test_quiet_prints_only_the_summary_on_stderr(tmp_path: Path) -> None:
     db = tmp_path / "q.db"
     out = run_cli(["run", EXAMPLES / "news.py", "--db", db, "-q"], cwd=tmp_path)

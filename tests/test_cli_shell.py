@@ -55,6 +55,7 @@ def test_show_completion_prints_a_script_that_calls_back_into_flock_es() -> None
     assert "complete -o default -F _flock_es_completion flock-es" in out.stdout
 
 
+@pytest.mark.slow
 def test_install_completion_writes_the_script_under_home(tmp_path: Path) -> None:
     out = run_cli(["--install-completion", "bash"], env={"HOME": str(tmp_path)})
     assert out.returncode == 0, out.stderr
@@ -73,6 +74,7 @@ def test_run_ids_complete_newest_first_from_the_given_db(two_runs: tuple[Path, l
     assert "completed · news.py" in line
 
 
+@pytest.mark.slow
 def test_run_ids_complete_from_flock_es_db_and_for_tui_run(
     two_runs: tuple[Path, list[str]],
 ) -> None:
@@ -87,6 +89,7 @@ def test_run_ids_complete_from_flock_es_db_and_for_tui_run(
     assert out.stdout.splitlines() == [news, chain, "latest"]
 
 
+@pytest.mark.slow
 def test_completion_without_a_database_offers_nothing_and_stays_quiet(tmp_path: Path) -> None:
     missing = tmp_path / "nope.db"
     assert complete("bash", f"flock-es show --db {missing} ", 4) == []
@@ -95,6 +98,7 @@ def test_completion_without_a_database_offers_nothing_and_stays_quiet(tmp_path: 
     assert complete("bash", f"flock-es show --db {garbage} ", 4) == []
 
 
+@pytest.mark.slow
 def test_completing_never_imports_litellm_or_textual(two_runs: tuple[Path, list[str]]) -> None:
     db, _ = two_runs
     env = cli_env(
@@ -113,6 +117,7 @@ def test_completing_never_imports_litellm_or_textual(two_runs: tuple[Path, list[
     assert "litellm" not in imported and "textual" not in imported
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_the_installed_bash_function_completes_run_ids(two_runs: tuple[Path, list[str]]) -> None:
     db, (chain, news) = two_runs

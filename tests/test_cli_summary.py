@@ -59,6 +59,7 @@ def busy_of(stderr: str) -> float:
     return float(m.group(1))
 
 
+@pytest.mark.slow
 def test_a_fork_counts_only_its_own_work(tmp_path: Path) -> None:
     db = tmp_path / "f.db"
     slow = ["run", EXAMPLES / "news.py", "--db", db, "-q", "--model", "offline?latency=1"]

@@ -249,6 +249,7 @@ def run_line(
 SHELL_BLOCKS = [b for b in RUNNABLE if kind(b) == "shell"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block", SHELL_BLOCKS, ids=[b.id for b in SHELL_BLOCKS])
 def test_shell_blocks_run(block: Block, workdir: Path) -> None:
     env: dict[str, str] = {}
@@ -275,6 +276,7 @@ def transcript(lines: list[str]) -> list[tuple[str, list[str]]]:
     return steps
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block", CONSOLE_BLOCKS, ids=[b.id for b in CONSOLE_BLOCKS])
 def test_console_transcripts_print_what_they_show(block: Block, workdir: Path) -> None:
     env: dict[str, str] = {}
@@ -295,6 +297,7 @@ def test_console_transcripts_print_what_they_show(block: Block, workdir: Path) -
 SYNOPSES = [b for b in RUNNABLE if kind(b) == "synopsis"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block", SYNOPSES, ids=[b.id for b in SYNOPSES])
 def test_usage_synopses_match_the_help(block: Block, workdir: Path) -> None:
     for line in commands(block.lines):

@@ -129,6 +129,7 @@ def test_the_news_run_arrives_as_one_trace_with_the_right_tree(
     assert attrs(run)["flock_es.status"] == "completed"
 
 
+@pytest.mark.slow
 def test_exporting_twice_sends_the_same_ids(news_db: Path, receiver: Receiver) -> None:
     for _ in range(2):
         assert (
@@ -140,12 +141,14 @@ def test_exporting_twice_sends_the_same_ids(news_db: Path, receiver: Receiver) -
     assert first == second and len(first) == 19
 
 
+@pytest.mark.slow
 def test_no_payloads_or_prompts_leave_the_machine(news_db: Path, receiver: Receiver) -> None:
     assert run_cli(["export", "latest", "--db", news_db, "--otlp", receiver.url]).returncode == 0
     blob = receiver.requests[0][1].SerializeToString()
     assert b"Constitutional AI" not in blob and b"key_takeaways" not in blob
 
 
+@pytest.mark.slow
 def test_a_receiver_that_is_not_there_is_one_line(news_db: Path, receiver: Receiver) -> None:
     url = receiver.url
     receiver.shutdown()
@@ -156,12 +159,14 @@ def test_a_receiver_that_is_not_there_is_one_line(news_db: Path, receiver: Recei
     assert out.stderr.count("\n") == 1, out.stderr
 
 
+@pytest.mark.slow
 def test_a_malformed_endpoint_is_one_line(news_db: Path) -> None:
     out = run_cli(["export", "latest", "--db", news_db, "--otlp", "ftp://collector"])
     assert out.returncode == 2 and out.stderr.count("\n") == 1
     assert "not an http(s) URL" in out.stderr
 
 
+@pytest.mark.slow
 def test_without_the_extra_the_error_says_how_to_install_it(news_db: Path, tmp_path: Path) -> None:
     # A package named opentelemetry that refuses to import hides the real one.
     fake = tmp_path / "hide" / "opentelemetry"
@@ -177,6 +182,7 @@ def test_without_the_extra_the_error_says_how_to_install_it(news_db: Path, tmp_p
     )
 
 
+@pytest.mark.slow
 def test_the_default_endpoint_follows_the_otel_environment(
     news_db: Path, receiver: Receiver
 ) -> None:

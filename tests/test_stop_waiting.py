@@ -40,6 +40,7 @@ def test_a_program_that_stops_waiting_leaves_the_batch_for_resume(tmp_path: Path
     assert digests(db) == [7]
 
 
+@pytest.mark.slow
 def test_waiting_without_a_timeout_shows_what_for(tmp_path: Path) -> None:
     db = tmp_path / "p.db"
     env = {"BATCH_TIMEOUT": "2.5", "STOP_AFTER": "0"}
