@@ -47,7 +47,7 @@ def test_forty_agents_against_eight_in_flight_all_complete(
         timeout=120,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "40 done, 0 failed" in out.stdout.replace("tasks      ", ""), out.stdout
+    assert "40 done, 0 failed" in out.stderr.replace("tasks      ", ""), out.stderr
     # The server log: every agent answered, some were turned away, never more than 8 at once.
     assert limited.completed == 40 and limited.max_inflight <= 8
     assert limited.rejected > 0
