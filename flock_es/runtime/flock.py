@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import sys
@@ -23,10 +24,10 @@ from flock_es.domain.events import (
     RunStatus,
     make_event,
 )
+from flock_es.domain.inputs import PublishInput, as_model
 from flock_es.domain.visibility import VisibilityLike
 from flock_es.domain.visibility import to_dict as visibility_dict
 from flock_es.errors import (
-    ArtifactValidationError,
     DefinitionError,
     MissingCredentialsError,
     UserError,
@@ -307,7 +308,7 @@ class Flock:
 
     async def publish(
         self,
-        obj: BaseModel,
+        obj: PublishInput,
         *,
         tags: Iterable[str] | None = None,
         correlation_id: str | None = None,
@@ -318,7 +319,9 @@ class Flock:
         Every matching agent is scheduled in the same transaction and starts right away.
         ``tags`` route to ``.consumes(..., tags=...)``; ``correlation_id`` groups the
         artifacts of one conversation (outputs inherit it); ``visibility`` is a
-        ``PublicVisibility``/``PrivateVisibility``/... (default public).
+        ``PublicVisibility``/``PrivateVisibility``/... (default public). As in
+        Flock, ``obj`` may be a dict naming its registered type:
+        ``{"type": "Task", "name": "deploy"}`` or ``{"type": "Task", "payload": {...}}``.
         """
         return (
             await self.publish_many(
@@ -328,19 +331,14 @@ class Flock:
 
     async def publish_many(
         self,
-        objs: Iterable[BaseModel],
+        objs: Iterable[PublishInput],
         *,
         tags: Iterable[str] | None = None,
         correlation_id: str | None = None,
         visibility: VisibilityLike = None,
     ) -> list[str]:
-        """Publish several objects in one transaction; returns their ids."""
-        items = list(objs)
-        for o in items:
-            if not isinstance(o, BaseModel):
-                raise ArtifactValidationError(
-                    f"publish() takes pydantic model instances, got {type(o).__name__}"
-                )
+        """Publish several objects (models or typed dicts) in one transaction; returns their ids."""
+        items = [as_model(o) for o in objs]
         vis = visibility_dict(visibility)
         engine = await self.start()
         tag_list = [tags] if isinstance(tags, str) else list(tags or ())
@@ -372,19 +370,59 @@ class Flock:
         self.stopped_waiting = not idle
         return idle
 
+    def get_agent(self, name: str) -> Agent:
+        """The agent declared as ``name`` (``flock.agents`` maps every name to its agent)."""
+        if name not in self.agents:
+            raise DefinitionError(f"no agent named {name!r}")
+        return self.agents[name]
+
     async def invoke(
-        self, agent: str | AgentBuilder | Agent, obj: BaseModel, *, publish_outputs: bool = True
+        self,
+        agent: str | AgentBuilder | Agent,
+        obj: PublishInput,
+        *,
+        publish_outputs: bool = True,
+        timeout: float | None = None,
     ) -> list[BaseModel]:
         """Run ``agent`` exactly once on ``obj`` and return its outputs.
 
         ``obj`` is recorded but not offered to other agents. With
         ``publish_outputs=False`` the outputs are recorded but not published.
+        ``timeout`` (seconds) raises ``TimeoutError`` if the outputs are not
+        there in time; the task itself goes on and is recorded (or resumed).
         """
-        name = agent if isinstance(agent, str) else agent.name
-        if name not in self.agents:
-            raise DefinitionError(f"no agent named {name!r}")
+        target = self.get_agent(agent if isinstance(agent, str) else agent.name)
         engine = await self.start()
-        return await engine.invoke(self.agents[name], obj, publish_outputs)
+        return await asyncio.wait_for(
+            engine.invoke(target, as_model(obj), publish_outputs), timeout=timeout
+        )
+
+    async def arun(
+        self, agent: str | AgentBuilder | Agent, *inputs: PublishInput
+    ) -> list[BaseModel]:
+        """Invoke ``agent`` once per input, then wait until idle; returns its outputs."""
+        outputs: list[BaseModel] = []
+        for obj in inputs:
+            outputs.extend(await self.invoke(agent, obj))
+        await self.run_until_idle()
+        return outputs
+
+    def run(self, agent: str | AgentBuilder | Agent, *inputs: PublishInput) -> list[BaseModel]:
+        """Synchronous ``arun`` for scripts: runs the agent, the cascade, and closes the run.
+
+        Not for use inside a running event loop (use ``await flock.arun(...)``). Example::
+
+            pizza = flock.agent("pizza").consumes(Idea).publishes(Pizza)
+            [result] = flock.run(pizza, Idea(topic="margherita"))
+        """
+
+        async def go() -> list[BaseModel]:
+            try:
+                return await self.arun(agent, *inputs)
+            finally:
+                await self.close()
+
+        return asyncio.run(go())
 
     async def close(self, status: RunStatus | None = None, reason: str | None = None) -> RunStatus:
         """Record ``run.finished`` and close the log. Returns the final status."""
