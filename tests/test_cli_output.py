@@ -53,11 +53,13 @@ def test_quiet_prints_only_the_summary_on_stderr(tmp_path: Path) -> None:
     assert out.stderr.startswith("Run r-") and DIGEST in out.stdout
 
 
-def run_with_terminal_stderr(args: list[str], stdout_path: Path) -> tuple[int, str]:
+def run_with_terminal_stderr(
+    args: list[str], stdout_path: Path, extra_env: dict[str, str] | None = None
+) -> tuple[int, str]:
     """``flock-es ARGS > stdout_path`` with stderr on a real pseudo-terminal."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
-    env = cli_env({"TERM": "xterm-256color"})
+    env = cli_env({"TERM": "xterm-256color", **(extra_env or {})})
     env.pop("COLUMNS", None)
     with stdout_path.open("wb") as sink:
         proc = subprocess.Popen(
@@ -101,3 +103,13 @@ def test_redirected_stdout_gets_the_digest_while_the_terminal_gets_the_rest(
     assert "Run r-" not in written and "\x1b" not in written
     assert "Run r-" in terminal and "NewsDigest 1" in terminal
     assert DIGEST not in terminal
+
+
+@pytest.mark.slow
+def test_the_terminal_panel_says_what_an_idle_run_waits_for(tmp_path: Path) -> None:
+    program = Path(__file__).parent / "programs" / "stop_waiting.py"
+    args = ["run", str(program), "--db", str(tmp_path / "w.db")]
+    env_program = {"BATCH_TIMEOUT": "2.5", "STOP_AFTER": "0"}
+    code, terminal = run_with_terminal_stderr(args, tmp_path / "out.txt", env_program)
+    assert code == 0, terminal
+    assert "waiting: editor batch 7/8, flush in " in terminal

@@ -116,7 +116,7 @@ class Progress:
                 last, self._last_line = body, now
                 self.console.print(line, highlight=False, soft_wrap=True)
 
-    def _line(self) -> str:
+    def _line(self, waiting: bool = True) -> str:
         s: RunState = self.state_fn()
         by = s.tasks_by_status()
         running = sorted(a.name for a in s.agents.values() if a.running)
@@ -127,18 +127,25 @@ class Progress:
             + f" · {by['completed']} done · {by['failed']} failed · {len(s.artifacts)} artifacts"
             + "".join(f" · {limiter_text(lim)}" for lim in s.limiters.values())
         )
-        if not by["running"] and not by["scheduled"]:
-            waits = waiting_for(s, time.time())
-            line += f" · waiting: {waits}" if waits else ""
-        return line
+        waits = self._waiting(s) if waiting else ""
+        return line + (f" · waiting: {waits}" if waits else "")
+
+    @staticmethod
+    def _waiting(s: RunState) -> str:
+        """The timers of a run with nothing running or queued (else the tasks say enough)."""
+        by = s.tasks_by_status()
+        return "" if by["running"] or by["scheduled"] else waiting_for(s, time.time())
 
     def _render(self) -> Table:
         s: RunState = self.state_fn()
         t = Table.grid(padding=(0, 2))
-        t.add_row(Text(self._line(), style="bold"))
+        t.add_row(Text(self._line(waiting=False), style="bold"))
         for a in s.agents.values():
             if a.running:
                 t.add_row(Text(f"  ▶ {a.name} ({a.running})", style="cyan"))
+        waits = self._waiting(s)
+        if waits:  # its own row: on an 80-column terminal the first one is full
+            t.add_row(Text(f"  waiting: {waits}", style="yellow"))
         counts = " · ".join(f"{k} {v}" for k, v in s.artifact_counts().items())
         if counts:
             t.add_row(Text(f"  artifacts: {counts}", style="dim"))
