@@ -23,6 +23,10 @@ How each block is run, by its info string:
   output (a line ``...`` stands for any output).
 - no info string, lines starting with ``flock-es``: a usage synopsis; the
   command must exist and each option it names must be in its ``--help``.
+- ``json``: data shown as it is sent or stored; it must parse.
+- A hidden ``<!-- file NAME`` ... ``-->`` comment writes NAME (e.g. a small
+  program a transcript runs) into the temporary directory of that file's
+  shell and console blocks.
 - anything else fails: give the block one of the info strings above.
 
 To skip a block, put ``<!-- no-test: the reason -->`` on the line before its
@@ -32,6 +36,7 @@ terminal UI).
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -70,6 +75,12 @@ def parse(path: Path) -> list[Block]:
     i = 0
     while i < len(text):
         line = text[i]
+        if line.strip().startswith("<!-- file "):
+            end = next(j for j in range(i + 1, len(text)) if text[j].strip() == "-->")
+            name = line.strip()[len("<!-- file ") :].strip()
+            blocks.append(Block(path, i + 2, f"file:{name}", text[i + 1 : end], None))
+            i = end + 1
+            continue
         if line.strip() == "<!-- setup":
             end = next(j for j in range(i + 1, len(text)) if text[j].strip() == "-->")
             blocks.append(Block(path, i + 2, "setup", text[i + 1 : end], None))
@@ -93,7 +104,7 @@ def parse(path: Path) -> list[Block]:
 
 
 ALL = [b for p in DOC_FILES for b in parse(p)]
-RUNNABLE = [b for b in ALL if b.info != "setup" and b.skip is None]
+RUNNABLE = [b for b in ALL if not b.info.startswith(("setup", "file:")) and b.skip is None]
 
 
 def kind(block: Block) -> str:
@@ -106,6 +117,8 @@ def kind(block: Block) -> str:
         return "console"
     if block.info == "" and first.startswith("flock-es"):
         return "synopsis"
+    if block.info == "json":
+        return "json"
     return "unknown"
 
 
@@ -121,7 +134,7 @@ def docs_env(workdir: Path, extra: dict[str, str] | None = None) -> dict[str, st
 
 
 def test_every_block_is_runnable_or_says_why_not() -> None:
-    unknown = [b.id for b in ALL if b.info != "setup" and b.skip is None and kind(b) == "unknown"]
+    unknown = [b.id for b in RUNNABLE if kind(b) == "unknown"]
     assert not unknown, f"give these blocks an info string the docs test knows: {unknown}"
     assert [b for b in ALL if b.info == "python"], "the docs have python blocks"
 
@@ -175,6 +188,13 @@ def test_python_blocks_run_as_one_program(path: Path, workdir: Path) -> None:
 
 
 # shell ------------------------------------------------------------------------
+
+
+def write_files(path: Path, workdir: Path) -> None:
+    """The hidden ``<!-- file NAME -->`` files of the doc at ``path``."""
+    for b in parse(path):
+        if b.info.startswith("file:"):
+            (workdir / b.info[len("file:") :]).write_text("\n".join(b.lines) + "\n")
 
 
 def commands(lines: list[str]) -> list[str]:
@@ -252,6 +272,7 @@ SHELL_BLOCKS = [b for b in RUNNABLE if kind(b) == "shell"]
 @pytest.mark.slow
 @pytest.mark.parametrize("block", SHELL_BLOCKS, ids=[b.id for b in SHELL_BLOCKS])
 def test_shell_blocks_run(block: Block, workdir: Path) -> None:
+    write_files(block.path, workdir)
     env: dict[str, str] = {}
     for line in commands(block.lines):
         for call in split_command(line, env):
@@ -279,6 +300,7 @@ def transcript(lines: list[str]) -> list[tuple[str, list[str]]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("block", CONSOLE_BLOCKS, ids=[b.id for b in CONSOLE_BLOCKS])
 def test_console_transcripts_print_what_they_show(block: Block, workdir: Path) -> None:
+    write_files(block.path, workdir)
     env: dict[str, str] = {}
     for command, expected in transcript(block.lines):
         for call in split_command(command, env):
@@ -309,3 +331,13 @@ def test_usage_synopses_match_the_help(block: Block, workdir: Path) -> None:
             if re.match(r"^--?[A-Za-z]", w):
                 option = w.split("=", 1)[0]
                 assert option in out.stdout, f"{block.id}: `flock-es {sub}` has no {option}"
+
+
+# data -------------------------------------------------------------------------
+
+JSON_BLOCKS = [b for b in RUNNABLE if kind(b) == "json"]
+
+
+@pytest.mark.parametrize("block", JSON_BLOCKS, ids=[b.id for b in JSON_BLOCKS])
+def test_json_blocks_parse(block: Block) -> None:
+    json.loads("\n".join(block.lines))
