@@ -24,6 +24,8 @@ How each block is run, by its info string:
 - no info string, lines starting with ``flock-es``: a usage synopsis; the
   command must exist and each option it names must be in its ``--help``.
 - ``json``: data shown as it is sent or stored; it must parse.
+- ``text``: a diagram or an illustration with placeholders (a remote host); shown
+  as is, not run. Prefer one of the kinds above whenever the block can run here.
 - A hidden ``<!-- file NAME`` ... ``-->`` comment writes NAME (e.g. a small
   program a transcript runs) into the temporary directory of that file's
   shell and console blocks.
@@ -119,6 +121,8 @@ def kind(block: Block) -> str:
         return "synopsis"
     if block.info == "json":
         return "json"
+    if block.info == "text":
+        return "text"
     return "unknown"
 
 
