@@ -53,7 +53,7 @@ def test_news_on_postgres_matches_sqlite_and_replays_identical(
     assert "up to date" in run_cli(["migrate", "--db", pg_url]).stdout
     out = run_cli(["run", EXAMPLES / "news.py", "--db", pg_url], cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert "completed" in out.stdout and "postgresql://" in out.stdout
+    assert "completed" in out.stderr and "postgresql://" in out.stderr
     lite = tmp_path / "news.db"
     assert run_cli(["run", EXAMPLES / "news.py", "--db", lite, "-q"], cwd=tmp_path).returncode == 0
     run = _latest(pg_url)

@@ -108,7 +108,7 @@ def test_workers_produce_what_a_local_run_does(
         out = run_cli(["run", program, "--db", pg_url, "--no-execute", "-q", *model], cwd=tmp_path)
         assert out.returncode == 0, out.stderr
         assert all(p.poll() is None for p in procs)  # still serving
-    assert "completed" in out.stdout
+    assert "completed" in out.stderr
     run = latest(pg_url)
     assert artifact_counts(pg_url, run) == artifact_counts(lite, latest(lite))
     started = kinds(pg_url, run, "task.started")
@@ -125,7 +125,7 @@ def test_run_executes_alongside_workers(tmp_path: Path, pg_url: str) -> None:  #
     with workers(program, pg_url, 1, tmp_path, "--concurrency", "4", env=env):
         out = run_cli(["run", program, "--db", pg_url, "--concurrency", "4"], env=env)
     assert out.returncode == 0, out.stderr
-    assert "60 done, 0 failed" in out.stdout
+    assert "60 done, 0 failed" in out.stderr
     run = latest(pg_url)
     by_worker = Counter(str(b["worker"]) for b in kinds(pg_url, run, "task.started"))
     assert sum(by_worker.values()) == 60
@@ -198,7 +198,7 @@ def test_a_killed_worker_s_tasks_are_taken_over_without_repaying(
         assert paid_before, "the run ended before a worker could be killed"
         out, err = run.communicate(timeout=240)
     assert run.returncode == 0, err
-    assert "500 done, 0 failed" in out
+    assert "500 done, 0 failed" in err
     run_id = latest(pg_url)
     done = Counter(str(b["task_id"]) for b in kinds(pg_url, run_id, "task.completed"))
     assert len(done) == 500 and set(done.values()) == {1}  # no task completed twice
@@ -259,7 +259,7 @@ def test_resume_after_a_kill_on_postgres(tmp_path: Path, pg_url: str) -> None:  
     assert before and len(before) < 40
     out = run_cli(["resume", "latest", "--db", pg_url, "-q"], env=env, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "40 done, 0 failed" in out.stdout
+    assert "40 done, 0 failed" in out.stderr
     run_id = latest(pg_url)
     calls = Counter(
         (str(b["task_id"]), int(str(b["call_index"])))
