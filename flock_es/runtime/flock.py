@@ -431,7 +431,7 @@ class Flock:
             return status or RunStatus.COMPLETED
         engine = self._engine
         failed = [t.id for t in engine.state.failed_tasks()]
-        if status is None and engine.work:  # run_until_idle(timeout=) gave up waiting
+        if status is None and self.stopped_waiting and engine.work:  # run_until_idle(timeout=) gave up
             await engine.cancel_all()
             status = RunStatus.INTERRUPTED
             reason = reason or "closed with work pending; `flock-es resume` continues it"
