@@ -196,7 +196,7 @@ def test_a_killed_worker_s_tasks_are_taken_over_without_repaying(
                     }
                 break
         assert paid_before, "the run ended before a worker could be killed"
-        out, err = run.communicate(timeout=240)
+        _out, err = run.communicate(timeout=240)
     assert run.returncode == 0, err
     assert "500 done, 0 failed" in err
     run_id = latest(pg_url)

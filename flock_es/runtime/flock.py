@@ -431,7 +431,12 @@ class Flock:
             return status or RunStatus.COMPLETED
         engine = self._engine
         failed = [t.id for t in engine.state.failed_tasks()]
-        if status is None and self.stopped_waiting and engine.work:  # run_until_idle(timeout=) gave up
+        # Tasks still in flight (an invoke that timed out), or armed timers after
+        # run_until_idle(timeout=) gave up: the run is not over, resume continues it.
+        # Timers armed at a plain close() keep the earlier rule: completed, and resume
+        # still finishes them (tests/test_resume_timers.py).
+        unfinished = engine.state.pending_tasks() or self.stopped_waiting
+        if status is None and engine.work and unfinished:
             await engine.cancel_all()
             status = RunStatus.INTERRUPTED
             reason = reason or "closed with work pending; `flock-es resume` continues it"
