@@ -274,7 +274,12 @@ async def test_switches_to_a_new_run_when_one_starts(news_db: Path) -> None:
         deadline = time.monotonic() + 10
         while app.monitor.run_id == NEWS_RUN and time.monotonic() < deadline:
             await pilot.pause(0.05)
-        await settle(pilot, app)
+        # The switch can happen on a poll that saw only part of the new run's commits:
+        # wait for the rest rather than for one settled moment.
+        deadline = time.monotonic() + 10
+        while app.vlist("artifacts").row_count < 10 and time.monotonic() < deadline:
+            await settle(pilot, app)
+            await pilot.pause(0.05)
         assert app.monitor.run_id == "r-20250101-120200-news02"
         assert app.vlist("artifacts").row_count == 10
         assert app.table("runs").row_count == 2

@@ -25,9 +25,16 @@ IN_FLIGHT = 2_000
 
 
 async def settled(pilot: Any, app: MonitorApp, timeout: float = 90) -> None:
+    # Settled must hold for a run that was found, twice across a poll: before the
+    # monitor finds the run (run_id None) or between two polls of a log still being
+    # written, `settled` is briefly true with work still to come.
     deadline = time.monotonic() + timeout
     await pilot.pause()
-    while not app.settled and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        if app.settled and app.monitor is not None and app.monitor.run_id is not None:
+            await pilot.pause(0.2)
+            if app.settled:
+                break
         await pilot.pause(0.05)
     await pilot.pause()
     assert app.settled
