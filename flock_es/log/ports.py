@@ -296,12 +296,12 @@ def open_store(url_or_path: str | os.PathLike[str], *, readonly: bool = False) -
     import importlib
 
     try:
-        # The Postgres engineer's module; it exports open_postgres_store(url, readonly=).
+        # psycopg comes with the `postgres` extra; the store module imports it.
         postgres = importlib.import_module("flock_es.log.postgres_store")
-    except ImportError:
+    except ImportError as exc:
         raise DatabaseError(
-            f"PostgreSQL support is not available in this flock-es yet "
-            f"({_safe(os.fspath(url_or_path))})"
+            f"{_safe(os.fspath(url_or_path))} needs the PostgreSQL driver "
+            f"({exc.name or exc}): pip install 'flock-es[postgres]'"
         ) from None
     store: EventStore = postgres.open_postgres_store(os.fspath(url_or_path), readonly=readonly)
     return store
