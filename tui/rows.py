@@ -16,7 +16,7 @@ from typing import Any
 from rich.markup import escape
 
 from flock_es.log.ports import RunRow
-from flock_es.projection.state import AgentView, ArtifactView, RunState
+from flock_es.projection.state import AgentView, ArtifactView, RunState, limiter_summary
 
 from .index import RunIndex
 from .monitor import LogLine
@@ -90,14 +90,7 @@ def limiter_line(limiters: dict[str, dict[str, Any]]) -> str:
     """
     parts = []
     for lim in limiters.values():
-        text = f"{lim.get('key')}: {lim.get('in_flight', 0)} in flight"
-        if lim.get("limit") is not None:
-            text += f", limit {lim['limit']}"
-        if lim.get("queued"):
-            text += f", {lim['queued']} queued"
-        if lim.get("paused_for"):
-            text += f", paused {float(lim['paused_for']):.1f}s"
-        text = escape(text)
+        text = escape(limiter_summary(lim))
         if lim.get("rate_limited"):
             text = f"[b yellow]{text}, ⚠ rate limited ({lim['rate_limited']}× 429)[/]"
         parts.append(text)

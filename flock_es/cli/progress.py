@@ -17,7 +17,7 @@ from rich.text import Text
 
 from flock_es.cli.waiting import waiting_for
 from flock_es.domain.events import Event
-from flock_es.projection.state import RunState
+from flock_es.projection.state import RunState, limiter_summary
 
 
 def format_cost(cost: float | None) -> str:
@@ -26,14 +26,7 @@ def format_cost(cost: float | None) -> str:
 
 def limiter_text(lim: dict[str, Any]) -> str:
     """A model's shared concurrency budget: ``openai/gpt-4o: 8 in flight, limit 8, limited``."""
-    text = f"{lim.get('key')}: {lim.get('in_flight', 0)} in flight"
-    if lim.get("limit") is not None:
-        text += f", limit {lim['limit']}"
-    if lim.get("queued"):
-        text += f", {lim['queued']} queued"
-    if lim.get("paused_for"):
-        text += f", paused {float(lim['paused_for']):.1f}s"
-    return text + ", limited"
+    return limiter_summary(lim) + ", limited"
 
 
 def stream_kind(stream: Any) -> str:

@@ -17,6 +17,7 @@ __all__ = [
     "RunState",
     "TaskView",
     "ToolCallView",
+    "limiter_summary",
 ]
 
 
@@ -264,3 +265,21 @@ class RunState:
 
     def busy_ms(self) -> float:
         return sum(a.busy_ms for a in self.agents.values())
+
+
+def limiter_summary(lim: dict[str, Any]) -> str:
+    """One model's shared concurrency budget, as the progress line and the TUI show it.
+
+    Example::
+
+        limiter_summary({"key": "openai/gpt-4o", "in_flight": 8, "limit": 8})
+        # 'openai/gpt-4o: 8 in flight, limit 8'
+    """
+    text = f"{lim.get('key')}: {lim.get('in_flight', 0)} in flight"
+    if lim.get("limit") is not None:
+        text += f", limit {lim['limit']}"
+    if lim.get("queued"):
+        text += f", {lim['queued']} queued"
+    if lim.get("paused_for"):
+        text += f", paused {float(lim['paused_for']):.1f}s"
+    return text
