@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -48,16 +49,72 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]
     return db, ids
 
 
-def test_show_completion_prints_a_script_that_calls_back_into_flock_es() -> None:
-    out = run_cli(["--show-completion", "bash"])
+# typer >= 0.29 guesses the shell of --show-completion/--install-completion from
+# the parent process; this switch makes them take the shell as a value instead.
+NO_DETECTION = {"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+SCRIPT_MARKS = {
+    "bash": "complete -o default -F _flock_es_completion flock-es",
+    "zsh": "compdef _flock_es_completion flock-es",
+    "fish": "complete --command flock-es",
+    "powershell": "Register-ArgumentCompleter -Native -CommandName flock-es",
+    "pwsh": "Register-ArgumentCompleter -Native -CommandName flock-es",
+}
+
+
+def test_completion_prints_the_script_for_the_shell_it_is_told() -> None:
+    for shell, mark in SCRIPT_MARKS.items():
+        out = run_cli(["completion", shell])
+        assert out.returncode == 0 and out.stderr == "", (shell, out.stderr)
+        assert mark in out.stdout, shell
+        # the script calls flock-es back with the completion instruction for its shell
+        instruction = "complete_powershell" if shell == "pwsh" else f"complete_{shell}"
+        assert "_FLOCK_ES_COMPLETE" in out.stdout and instruction in out.stdout, shell
+
+
+def test_completion_of_an_unknown_shell_is_one_line_and_exit_2() -> None:
+    out = run_cli(["completion", "tcsh"])
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.splitlines() == [
+        "flock-es: error: unknown shell 'tcsh': choose one of bash, zsh, fish, powershell, pwsh"
+    ]
+
+
+def test_show_completion_prints_the_same_script_when_the_shell_is_given() -> None:
+    out = run_cli(["--show-completion", "bash"], env=NO_DETECTION)
     assert out.returncode == 0, out.stderr
-    assert "_FLOCK_ES_COMPLETE=complete_bash" in out.stdout
-    assert "complete -o default -F _flock_es_completion flock-es" in out.stdout
+    assert out.stdout == run_cli(["completion", "bash"]).stdout
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_show_completion_detects_a_real_bash_parent() -> None:
+    # "; true": bash -c would otherwise exec the last command and not stay its parent
+    command = f"{shlex.quote(sys.executable)} -m flock_es.cli.app --show-completion; true"
+    out = subprocess.run(
+        ["bash", "--norc", "--noprofile", "-c", command],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert out.returncode == 0, out.stderr
+    assert SCRIPT_MARKS["bash"] in out.stdout
+
+
+@pytest.mark.slow
+def test_completion_install_writes_the_script_under_home(tmp_path: Path) -> None:
+    out = run_cli(["completion", "bash", "--install"], env={"HOME": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    script = tmp_path / ".bash_completions" / "flock-es.sh"
+    assert out.stdout.splitlines()[0] == f"bash completion installed in {script}"
+    assert script.read_text() == run_cli(["completion", "bash"]).stdout.rstrip("\n")
+    assert str(script) in (tmp_path / ".bashrc").read_text()
 
 
 @pytest.mark.slow
 def test_install_completion_writes_the_script_under_home(tmp_path: Path) -> None:
-    out = run_cli(["--install-completion", "bash"], env={"HOME": str(tmp_path)})
+    env = {"HOME": str(tmp_path), **NO_DETECTION}
+    out = run_cli(["--install-completion", "bash"], env=env)
     assert out.returncode == 0, out.stderr
     script = tmp_path / ".bash_completions" / "flock-es.sh"
     assert "_FLOCK_ES_COMPLETE=complete_bash" in script.read_text()
@@ -121,7 +178,7 @@ def test_completing_never_imports_litellm_or_textual(two_runs: tuple[Path, list[
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_the_installed_bash_function_completes_run_ids(two_runs: tuple[Path, list[str]]) -> None:
     db, (chain, news) = two_runs
-    script = run_cli(["--show-completion", "bash"]).stdout
+    script = run_cli(["completion", "bash"]).stdout
     probe = (
         f"{script}\nCOMP_WORDS=(flock-es show --db {db} '')\nCOMP_CWORD=4\n"
         "_flock_es_completion flock-es\nprintf '%s\\n' \"${COMPREPLY[@]}\"\n"

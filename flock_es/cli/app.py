@@ -52,9 +52,9 @@ def _root(
 
 
 def _register() -> None:
-    from flock_es.cli import inspect_cmd, replay_cmd, run_cmd, scale_cmd, tui_cmd
+    from flock_es.cli import completion, inspect_cmd, replay_cmd, run_cmd, scale_cmd, tui_cmd
 
-    for module in (run_cmd, inspect_cmd, replay_cmd, tui_cmd, scale_cmd):
+    for module in (run_cmd, inspect_cmd, replay_cmd, tui_cmd, scale_cmd, completion):
         module.register(app)
 
 

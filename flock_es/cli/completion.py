@@ -1,4 +1,9 @@
-"""Shell completion of run ids, for every command that takes a RUN.
+"""Shell completion: the ``completion SHELL`` command and run-id candidates.
+
+``flock-es completion bash`` prints the script for the shell it is told, so it
+works wherever it runs (a Dockerfile, CI, a login script); typer's
+``--show-completion``/``--install-completion`` guess the shell from the parent
+process instead, which fails when there is no shell above flock-es.
 
 The shell calls ``flock-es`` with ``_FLOCK_ES_COMPLETE=complete_bash`` (or zsh,
 fish, powershell) on every Tab; typer then asks :func:`complete_run` for the
@@ -11,10 +16,79 @@ error into the user's command line.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-__all__ = ["complete_run"]
+from flock_es.errors import UserError
+
+__all__ = ["SHELLS", "complete_run", "completion_script", "register"]
+
+# The shells typer has a completion script for ("pwsh" is PowerShell 7's name).
+SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
+PROG_NAME = "flock-es"
+# The variable the script sets when it calls flock-es back for candidates.
+COMPLETE_VAR = "_FLOCK_ES_COMPLETE"
+
+
+def completion_script(shell: str) -> str:
+    """The completion script for ``shell``, which calls back into ``flock-es``.
+
+    Example::
+
+        >>> "complete -o default -F _flock_es_completion flock-es" in completion_script("bash")
+        True
+    """
+    # typer's public completion module re-exports these without marking them
+    # exported (its own --show-completion uses them), hence the ignore.
+    from typer.completion import get_completion_script  # type: ignore[attr-defined]
+
+    return get_completion_script(
+        prog_name=PROG_NAME, complete_var=COMPLETE_VAR, shell=_known(shell)
+    )
+
+
+def _known(shell: str) -> str:
+    if shell not in SHELLS:
+        raise UserError(f"unknown shell {shell!r}: choose one of {', '.join(SHELLS)}")
+    return shell
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def completion(
+        shell: Annotated[
+            str,
+            typer.Argument(
+                help="bash, zsh, fish, powershell or pwsh.",
+                metavar="SHELL",
+                autocompletion=lambda incomplete: [s for s in SHELLS if s.startswith(incomplete)],
+                show_default=False,
+            ),
+        ],
+        install: Annotated[
+            bool,
+            typer.Option(
+                "--install", help="Write the script where SHELL loads it, instead of printing it."
+            ),
+        ] = False,
+    ) -> None:
+        """Print (or --install) the shell completion script for SHELL.
+
+        Completes commands, options and run ids. Unlike --show-completion, it
+        does not guess the shell from the parent process, so it also works in
+        scripts and containers. Example: eval "$(flock-es completion zsh)"
+        """
+        if not install:
+            typer.echo(completion_script(shell))
+            return
+        from typer.completion import install as install_script  # type: ignore[attr-defined]
+
+        _, path = install_script(
+            shell=_known(shell), prog_name=PROG_NAME, complete_var=COMPLETE_VAR
+        )
+        typer.echo(f"{shell} completion installed in {path}")
+        typer.echo("It takes effect in new shells.")
 
 
 def complete_run(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
