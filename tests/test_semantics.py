@@ -227,7 +227,7 @@ class CountingModel:
 async def test_max_concurrency_and_global_call_cap(db_path: Path) -> None:
     flock = Flock("counting", db=db_path, max_concurrent_calls=2)
     model = CountingModel()
-    flock._clients["counting"] = model  # type: ignore[assignment]
+    flock.clients.register("counting", model)  # type: ignore[arg-type]
     for i in range(4):
         flock.agent(f"m{i}").consumes(Seed).publishes(Step)
     live = 0

@@ -24,13 +24,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
 from flock_es.domain import ids
 from flock_es.domain.events import Event, EventKind, ScheduleReason
 from flock_es.errors import AgentFailed
+from flock_es.log.ports import EventWriter
 from flock_es.projection.decide import schedule
 from flock_es.projection.state import RunState
 from flock_es.runtime.agent import Agent
@@ -41,7 +42,7 @@ from flock_es.runtime.priority import PrioritySemaphore
 from flock_es.runtime.timers import Timers
 from flock_es.runtime.work import Work
 
-__all__ = ["INLINE_CHUNK", "INVOKE_SUB", "Engine", "Listener"]
+__all__ = ["INLINE_CHUNK", "INVOKE_SUB", "Engine", "Listener", "ShareHook"]
 
 INVOKE_SUB = -1
 INLINE_CHUNK = 256
@@ -212,3 +213,12 @@ class Engine:
     async def cancel_all(self) -> None:
         self.timers.stop()
         await self.work.cancel_all()
+
+
+class ShareHook(Protocol):
+    """How a run joins a shared log (``runtime.worker.ShareRun``): the sink its
+    events go through, and the engine it then serves."""
+
+    async def open_sink(self) -> EventWriter: ...
+
+    def bind(self, engine: Engine) -> None: ...

@@ -3,67 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import sys
-import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import BaseModel
 
-from flock_es._version import __version__
 from flock_es.domain import ids
-from flock_es.domain.events import (
-    Event,
-    EventKind,
-    RunFinished,
-    RunStarted,
-    RunStatus,
-    make_event,
-)
+from flock_es.domain.events import RunStatus
 from flock_es.domain.inputs import PublishInput, as_model
 from flock_es.domain.visibility import VisibilityLike
 from flock_es.domain.visibility import to_dict as visibility_dict
-from flock_es.errors import (
-    DefinitionError,
-    MissingCredentialsError,
-    UserError,
-)
+from flock_es.errors import DefinitionError, UserError
 from flock_es.log.backends import DbRef, open_reader, parse_db
 from flock_es.log.ports import Durability, EventWriter, Lease, open_store
 from flock_es.log.schema import default_db_path
-from flock_es.models.base import ModelClient, resolve_client
+from flock_es.models.base import ModelClient
 from flock_es.models.retry import RetryPolicy
 from flock_es.projection.fold import fold
 from flock_es.projection.state import RunState
 from flock_es.runtime.agent import Agent, AgentBuilder
-from flock_es.runtime.engine import Engine
+from flock_es.runtime.engine import Engine, ShareHook
 from flock_es.runtime.gc_policy import fewer_collections
 from flock_es.runtime.kernel import Kernel, Listener, Sink, build_index
 from flock_es.runtime.model_calls import ModelCalls
+from flock_es.runtime.model_clients import OFFLINE, ModelClients, default_model
+from flock_es.runtime.run_boundaries import closing_status, program_path, run_started_event
 from flock_es.runtime.store import Store
 
-
-class ShareHook(Protocol):
-    """How a run joins a shared log (``runtime.worker.ShareRun``): the sink its
-    events go through, and the engine it then serves."""
-
-    async def open_sink(self) -> EventWriter: ...
-
-    def bind(self, engine: Engine) -> None: ...
-
-
 __all__ = ["OFFLINE", "Flock", "default_model"]
-
-OFFLINE = "offline"
-
-
-def default_model() -> str:
-    """``$FLOCK_ES_MODEL``, else ``$DEFAULT_MODEL``, else ``offline``."""
-    return os.environ.get("FLOCK_ES_MODEL") or os.environ.get("DEFAULT_MODEL") or OFFLINE
 
 
 class Flock:
@@ -117,7 +86,8 @@ class Flock:
         self.fork_seq: int | None = None
         self._engine: Engine | None = None
         self._writer: EventWriter | None = None
-        self._clients: dict[str, ModelClient] = {}
+        # One client per model; ``register`` brings an in-process one (tests).
+        self.clients = ModelClients()
         self._listeners: list[Listener] = []
         self._initial_state: RunState | None = None
         # Recorded requests of the calls resume may serve (checked before serving).
@@ -196,41 +166,11 @@ class Flock:
             self._engine.listeners.append(listener)
 
     def _client(self, agent: Agent) -> ModelClient:
-        model = agent.model or self.model
-        # Settings may hold an agent's own api_base/api_key, which check() must see.
-        key = f"{model}\x00{agent.name}" if agent.settings else model
-        client = self._clients.get(key)
-        if client is None:
-            client = self._clients[key] = resolve_client(model, agent.settings)
-        return client
+        return self.clients.for_agent(agent, self.model)
 
     def check_models(self) -> None:
         """Fail fast on an unknown provider or a missing API key, before any work."""
-        for agent in self.agents.values():
-            if agent.function is None:
-                try:
-                    self._client(agent).check()
-                except MissingCredentialsError as exc:
-                    # Say what will work: --model only reaches agents without their own.
-                    hint = (
-                        f"agent {agent.name!r} sets it with .model(), so --model does not change "
-                        "it; set the key, or change the agent's model"
-                        if agent.model
-                        else "or run with --model offline"
-                    )
-                    raise MissingCredentialsError(f"{exc} ({hint})") from None
-                if not agent.publishes:
-                    raise DefinitionError(
-                        f"agent {agent.name!r} has no .publishes() and no function; "
-                        "the model would not know what to answer"
-                    )
-
-    def _program_path(self) -> Path | None:
-        if self.program is not None:
-            return self.program
-        main = sys.modules.get("__main__")
-        f = getattr(main, "__file__", None)
-        return Path(f).resolve() if f else None
+        self.clients.check(self.agents.values(), self.model)
 
     async def start(self) -> Engine:
         """Open the log and record ``run.started`` (done implicitly by the first publish)."""
@@ -245,16 +185,12 @@ class Flock:
         else:
             store = open_store(self.db_path)
             writer = self._writer = await store.open_writer(self.durability, fence=self.lease)
-        index = build_index(self.agents.values(), self.max_agent_iterations)
-        kernel = Kernel(self.run_id, writer, index, self._initial_state, self._durable_state)
-        calls = ModelCalls(
-            kernel.state,
-            kernel,
-            self._client,
-            self.model,
-            retry=self.retry,
-            max_concurrent=self.max_concurrent_calls,
-            requests=self._recorded_requests,
+        kernel, calls = self.kernel_for(
+            self.run_id,
+            writer,
+            self._initial_state,
+            restore=self._durable_state,
+            recorded_requests=self._recorded_requests,
         )
         engine = Engine(kernel, self.agents, calls)
         if share is not None:
@@ -262,14 +198,33 @@ class Flock:
         kernel.listeners.extend(self._listeners)
         self._engine = engine
         if self._initial_state is None:
-            await kernel.emit([self._run_started_event()])
+            started = run_started_event(
+                self.run_id,
+                program_path(self.program),
+                self.model,
+                self.agents.values(),
+                parent_run=self.parent_run,
+                fork_seq=self.fork_seq,
+                max_agent_iterations=self.max_agent_iterations,
+            )
+            await kernel.emit([started])
         return engine
 
-    def kernel_for(self, run_id: str, sink: Sink, state: RunState) -> tuple[Kernel, ModelCalls]:
+    def kernel_for(
+        self,
+        run_id: str,
+        sink: Sink,
+        state: RunState | None,
+        *,
+        restore: Callable[[], RunState] | None = None,
+        recorded_requests: dict[tuple[str, int], dict[str, Any]] | None = None,
+    ) -> tuple[Kernel, ModelCalls]:
         """A kernel and model calls for ``run_id`` with this program's agents, models
-        and settings (``flock-es worker`` makes one per run it serves)."""
+        and settings (``start`` makes the run's own; ``flock-es worker`` one per run
+        it serves). ``restore`` rebuilds the state from the log after a failed commit;
+        ``recorded_requests`` are checked before a recorded answer is served."""
         index = build_index(self.agents.values(), self.max_agent_iterations)
-        kernel = Kernel(run_id, sink, index, state)
+        kernel = Kernel(run_id, sink, index, state, restore)
         calls = ModelCalls(
             kernel.state,
             kernel,
@@ -277,6 +232,7 @@ class Flock:
             self.model,
             retry=self.retry,
             max_concurrent=self.max_concurrent_calls,
+            requests=recorded_requests,
         )
         return kernel, calls
 
@@ -287,24 +243,6 @@ class Flock:
                 return fold(reader.iter_events(self.run_id))
         except Exception:  # the log cannot even be read: nothing of the run is durable here
             return RunState(run_id=self.run_id)
-
-    def _run_started_event(self) -> Event:
-        program = self._program_path()
-        body = RunStarted(
-            program=str(program) if program else None,
-            program_hash=ids.content_hash(program.read_bytes())
-            if program and program.is_file()
-            else None,
-            model=self.model,
-            agents=[a.spec() for a in self.agents.values()],
-            parent_run=self.parent_run,
-            fork_seq=self.fork_seq,
-            pid=os.getpid(),
-            host=socket.gethostname(),
-            version=__version__,
-            max_agent_iterations=self.max_agent_iterations,
-        )
-        return make_event(self.run_id, EventKind.RUN_STARTED, body, time.time())
 
     async def publish(
         self,
@@ -430,38 +368,24 @@ class Flock:
             self._closed = True
             return status or RunStatus.COMPLETED
         engine = self._engine
-        failed = [t.id for t in engine.state.failed_tasks()]
-        # Tasks still in flight (an invoke that timed out), or armed timers after
-        # run_until_idle(timeout=) gave up: the run is not over, resume continues it.
-        # Timers armed at a plain close() keep the earlier rule: completed, and resume
-        # still finishes them (tests/test_resume_timers.py).
-        unfinished = engine.state.pending_tasks() or self.stopped_waiting
-        if status is None and engine.work and unfinished:
+        closing = closing_status(
+            engine.state,
+            in_flight=bool(engine.work),
+            gave_up_waiting=self.stopped_waiting,
+            status=status,
+            reason=reason,
+        )
+        if closing.cancel_in_flight:
             await engine.cancel_all()
-            status = RunStatus.INTERRUPTED
-            reason = reason or "closed with work pending; `flock-es resume` continues it"
-        if status is None:
-            status = RunStatus.FAILED if failed else RunStatus.COMPLETED
-            if failed and len(engine.state.retryable_tasks()) == len(failed):
-                # Only provider errors that may pass (an outage, a rate limit): the run is
-                # interrupted, not failed; ``resume --retry-failed`` continues it.
-                status = RunStatus.INTERRUPTED
-                reason = reason or (
-                    f"{len(failed)} task(s) failed on provider errors that may pass; "
-                    "resume with --retry-failed"
-                )
-        body = RunFinished(status=status, failed_tasks=failed, reason=reason)
         engine.stop_timers()
         try:
             if engine.kernel.halted is None:
-                await engine.emit(
-                    [make_event(self.run_id, EventKind.RUN_FINISHED, body, time.time())]
-                )
+                await engine.emit([closing.event(self.run_id)])
         finally:
             if self._writer is not None:
                 await self._writer.close()
             self._closed = True
-        return status
+        return closing.status
 
     async def __aenter__(self) -> Flock:
         return self
