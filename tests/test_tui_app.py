@@ -326,21 +326,22 @@ async def test_follows_a_live_run_in_another_process(news_db: Path, tmp_path: Pa
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
                 await pilot.pause(0.02)
-                if app.monitor.run_id != NEWS_RUN:
+                if app.frame.run_id != NEWS_RUN:
                     most_in_flight = max(most_in_flight, app.vlist("tasks").row_count)
-                    if app.monitor.state.finished_status and app.monitor.caught_up:
+                    if app.frame.status == "completed" and app.frame.caught_up:
                         break
             await settle(pilot, app)
         finally:
             proc.wait(timeout=60)
         assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
-        s = app.monitor.state
-        assert app.monitor.run_id != NEWS_RUN
-        assert s.finished_status == "completed"
+        f = app.frame  # the fold ran in the app's child process
+        assert app.fold_in == "process" and app.monitor is None
+        assert f.run_id != NEWS_RUN
+        assert f.status == "completed"
         assert most_in_flight == 8  # the eight analysts were on screen together
-        assert s.artifact_counts() == {"BreakingNews": 1, "NewsAnalysis": 8, "NewsDigest": 1}
+        assert f.types == {"BreakingNews": 1, "NewsAnalysis": 8, "NewsDigest": 1}
         assert app.vlist("artifacts").row_count == 10
-        assert app.vlist("log").row_count == s.events
+        assert app.vlist("log").row_count == f.total
 
 
 async def test_join_gate_waiting_shows_in_the_batches_view(tmp_path: Path) -> None:

@@ -21,8 +21,8 @@ async def test_tui_reads_a_news_run_on_postgres(tmp_path: Path, pg_url: str) -> 
         deadline = time.monotonic() + 30
         while not app.settled and time.monotonic() < deadline:
             await pilot.pause(0.1)
-        assert app.m.run_id == run_id
-        assert app.m.run_status() == "completed"
+        assert app.frame.run_id == run_id
+        assert app.frame.run_status() == "completed"
         assert app.vlist("artifacts").row_count == 10
         assert len(app.table("agents").rows_by_key) == 9
         await pilot.press("3", "m", "home", "enter")

@@ -18,7 +18,15 @@ import pytest
 from flock_es.tui import MonitorApp
 from flock_es.tui.screens import DetailScreen
 from flock_es.tui.widgets import TableStats
-from tests.tui_fanout import AGENTS, FANOUT_RUN, T0, _write, run_task, write_fanout_log
+from tests.tui_fanout import (
+    AGENTS,
+    FAIL_EVERY,
+    FANOUT_RUN,
+    T0,
+    _write,
+    run_task,
+    write_fanout_log,
+)
 
 N = 1_250  # items: 10,000 tasks, about 41,000 events
 IN_FLIGHT = 2_000
@@ -31,7 +39,7 @@ async def settled(pilot: Any, app: MonitorApp, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     await pilot.pause()
     while time.monotonic() < deadline:
-        if app.settled and app.monitor is not None and app.monitor.run_id is not None:
+        if app.settled and app.frame.run_id is not None:
             await pilot.pause(0.2)
             if app.settled:
                 break
@@ -92,3 +100,31 @@ async def test_failures_view_opens_a_failed_task_with_its_traceback(tmp_path: Pa
         assert app.screen.data["error"] == "cannot analyse item"
         text = str(app.screen.query_one("#detail-scroll").query("Static").first().render())
         assert text  # rendered
+
+
+@pytest.mark.slow
+async def test_big_completed_log_folds_in_a_child_process_and_lanes_count_right(
+    tmp_path: Path,
+) -> None:
+    """20,000 tasks (about 82,000 events): the app's own process folds none of them."""
+    items = 2_500
+    db = tmp_path / "fanout.db"
+    await asyncio.to_thread(write_fanout_log, db, items)
+    app = MonitorApp(db)  # no frozen clock: the fold runs in a child process
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("3", "2")  # keys are answered while the child folds
+        await settled(pilot, app, timeout=240)
+        assert app.fold_in == "process" and app.monitor is None
+        assert app.frame.status == "completed" and app.frame.caught_up
+        lanes = app.table("agents").rows_by_key
+        assert list(lanes) == list(AGENTS)
+        for i, agent in enumerate(AGENTS):
+            failed = sum(1 for n in range(items) if (n * 8 + i) % FAIL_EVERY == FAIL_EVERY - 1)
+            row = lanes[agent]
+            assert row[2:4] == ("0", "0")  # nothing waiting or running
+            assert row[4] == str(items - failed)
+            assert row[5] == (f"{failed} failed" if failed else "0")
+            assert row[6] and row[7]  # p50 and p95 of the finished tasks
+        assert app.frame.counts["completed"] + app.frame.counts["failed"] == items * 8
+        await pilot.press("8")
+        assert app.vlist("failures").row_count == app.frame.counts["failed"]

@@ -240,12 +240,14 @@ class Monitor:
             return s.last_ts  # a crashed or loading run: the clock stops at its last event
         return max(self.clock(), s.last_ts)
 
-    def travel(self, seq: int | None) -> list[Event]:
+    def travel(self, seq: int | None, pause: Callable[[], None] | None = None) -> list[Event]:
         """Show the run as it was right after ``seq`` (None: back to live).
 
         Stepping forward folds only the events in between; stepping back folds
         the run again from its start, exactly as ``flock-es show --at`` does.
         Returns the events folded forward, or [] when the state was rebuilt.
+        ``pause`` is called every ``SLICE`` events of a rebuild (the child process
+        answers the screen there; the state on screen stays the old one until done).
         """
         if seq is None or self.run_id is None:
             with self.lock:
@@ -264,32 +266,34 @@ class Monitor:
                 self.at = seq
             return events
         past, index = RunState(), RunIndex()
-        for e in self.reader.iter_events(self.run_id, until=seq):
+        for n, e in enumerate(self.reader.iter_events(self.run_id, until=seq)):
+            if pause is not None and n % SLICE == 0:
+                pause()
             apply(past, e)
             index.add(past, e)
         with self.lock:
             self.past, self.past_index, self.at = past, index, seq
         return []
 
-    def step(self, n: int) -> list[Event]:
+    def step(self, n: int, pause: Callable[[], None] | None = None) -> list[Event]:
         """Move ``n`` events forward (or back); returns the events folded forward."""
         if not self.seqs:
             return []
         i = bisect_left(self.seqs, self.position) + n
         i = min(max(i, 0), len(self.seqs) - 1)
-        return self.travel(self.seqs[i])
+        return self.travel(self.seqs[i], pause)
 
-    def seek_fraction(self, fraction: float) -> None:
+    def seek_fraction(self, fraction: float, pause: Callable[[], None] | None = None) -> None:
         """Scrub: jump to ``fraction`` (0..1) of the run's events."""
         if not self.seqs:
             return
         i = round(min(max(fraction, 0.0), 1.0) * (len(self.seqs) - 1))
-        self.travel(self.seqs[i])
+        self.travel(self.seqs[i], pause)
 
-    def seek_ordinal(self, n: int) -> None:
+    def seek_ordinal(self, n: int, pause: Callable[[], None] | None = None) -> None:
         """Jump to the run's ``n``-th event (1-based), the number the scrub bar shows."""
         if self.seqs:
-            self.travel(self.seqs[min(max(n, 1), len(self.seqs)) - 1])
+            self.travel(self.seqs[min(max(n, 1), len(self.seqs)) - 1], pause)
 
     def log_lines(self, reader: EventReader, start: int, count: int) -> list[LogLine]:
         """Event-log rows ``start .. start+count`` of the events on screen (read on demand)."""

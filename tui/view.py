@@ -1,12 +1,13 @@
 """Drawing and keys of the monitor: the half of the app that runs on the UI thread.
 
-Everything here reads the monitor under its lock and touches only what is on
-screen: the status line, the banner, the agent lanes (one row per agent), the
+Everything here draws a ``Frame`` from the ``ViewServer`` and touches only
+what is on screen: the status line, the banner, the agent lanes (one row per agent), the
 small tables, and the visible window of the active virtual list.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -14,23 +15,26 @@ from rich.markup import escape
 from rich.syntax import Syntax
 from textual import events, on, work
 from textual.app import App
+from textual.css.query import NoMatches
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static, TabbedContent
 
 from flock_es.domain.events import RunStatus
+from flock_es.errors import FlockError
 from flock_es.log.liveness import live_status
 from flock_es.log.ports import EventReader, open_store
 
 from . import rows
+from .monitor import Clock, Monitor
 from .screens import HelpScreen
+from .server import Frame, ViewRequest, ViewServer
 from .sources import TaskSource
-from .sources import task_cells as _task_cells
 from .terminal import MIN_HEIGHT, MIN_WIDTH
 from .vlist import VirtualList
 from .widgets import DiffTable, ScrubBar, Timeline
 
 if TYPE_CHECKING:
-    from .monitor import Monitor
+    from .remote import RemoteServer
 
 __all__ = ["ViewMixin"]
 
@@ -44,6 +48,9 @@ class ViewMixin(App[None]):
     db: str
     monitor: Monitor | None
     ui_reader: EventReader | None
+    server: ViewServer | RemoteServer | None
+    frame: Frame
+    clock: Clock
     follow: bool
     filter: rows.Filter
     task_mode: str
@@ -57,10 +64,21 @@ class ViewMixin(App[None]):
 
     if TYPE_CHECKING:
 
-        @property
-        def m(self) -> Monitor: ...
+        def command(self, name: str, *args: Any) -> None: ...
 
-        def command(self, cmd: Any) -> None: ...
+    @property
+    def served_by(self) -> ViewServer | RemoteServer | None:
+        """The server the lists ask for their rows."""
+        return self.server
+
+    def request(self) -> ViewRequest:
+        """What the screen shows now: the server answers for that."""
+        try:
+            agent = self.table("agents").selected_key
+            view = self.view
+        except NoMatches:  # not composed yet
+            agent, view = None, "agents"
+        return ViewRequest(self.filter, self.task_mode, view, agent)
 
     # Queries --------------------------------------------------------------
 
@@ -81,85 +99,80 @@ class ViewMixin(App[None]):
     # Refresh --------------------------------------------------------------
 
     def refresh_views(self, *, full: bool = False, clock_only: bool = False) -> None:
-        m = self.monitor
-        if m is None:
+        with contextlib.suppress(NoMatches):  # the app is closing: its widgets are gone
+            self._refresh(full, clock_only)
+
+    def _refresh(self, full: bool, clock_only: bool) -> None:
+        if self.server is None:
             self._set("#status", f" {self.db}: waiting for a database… {self._error}")
             return
-        if m.generation != self._generation:
-            self._generation = m.generation
+        try:
+            f = self.frame = self.server.frame(self.request())
+        except FlockError as exc:  # e.g. the database went away: say so, keep going
+            self._error = str(exc)
+            self._set("#status", f" {self.db}: {self._error}")
+            return
+        if f.generation != self._generation:
+            self._generation = f.generation
             full = True
             for vl in self.query(VirtualList).results():
                 vl.move_to(0)  # another run: start at its top (follow moves to its end)
-        with m.lock:
-            self._status()
-            view = self.view
-            if not clock_only or full:
-                if full or view == "runs":
-                    self._runs(full)
-                agents = self.table("agents")
-                lanes = rows.agent_rows(m.state, m.index, self.filter, loading=not m.caught_up)
-                agents.rebuild(lanes) if full else agents.sync(lanes)
-                self._recent()
-                self.table("batches").sync(rows.batch_rows(m.state, m.now(), self.filter))
-                self._batch_members()
-            for name in LISTS:
-                vl = self.vlist(name)
-                vl.stick_to_end = self.follow and m.at is None and name in ("artifacts", "log")
-                if name == view or full:
-                    vl.invalidate()
-            if view == "tasks":
-                mode = {"flight": "in flight", "all": "all tasks", "failed": "failed tasks"}
-                self._set("#tasks-mode", f" {mode[self.task_mode]} (m: in flight / all / failed)")
-            if view == "timeline" or full:
-                tl = self._q("#timeline-view", Timeline)
-                now = m.now()
-                tl.show(m.state.started_at or now, max(now, m.state.last_ts))
+        self._status(f)
+        view = self.view
+        if not clock_only or full:
+            if full or view == "runs":
+                self._runs(full)
+            agents = self.table("agents")
+            agents.rebuild(f.agents) if full else agents.sync(f.agents)
+            self._set("#recent", "\n".join(f.recent))
+            self.table("batches").sync(f.batches)
+            self._set("#batch-members", f.batch_members)
+        for name in LISTS:
+            vl = self.vlist(name)
+            vl.stick_to_end = self.follow and f.at is None and name in ("artifacts", "log")
+            if name == view or full:
+                vl.invalidate()
+        if view == "tasks":
+            mode = {"flight": "in flight", "all": "all tasks", "failed": "failed tasks"}
+            self._set("#tasks-mode", f" {mode[self.task_mode]} (m: in flight / all / failed)")
+        if view == "timeline" or full:
+            tl = self._q("#timeline-view", Timeline)
+            tl.show(f.started_at or f.now, max(f.now, f.last_ts))
 
     def _runs(self, full: bool) -> None:
-        m = self.m
         table = self.table("runs")
-        desired = rows.run_rows(m.runs, self.run_stats, m.clock(), self.filter, self.run_sort)
+        f = self.frame
+        desired = rows.run_rows(f.runs, self.run_stats, self.clock(), self.filter, self.run_sort)
         if full or list(desired) != list(table.rows_by_key):
             table.rebuild(desired)
         else:
             table.sync(desired)
 
-    def _status(self) -> None:
-        m = self.m
-        s = m.state
-        self._limits(s.limiters if m.run_id is not None else {})
-        if m.run_id is None:
-            self._set("#status", f" {self.db}: waiting for a run to start…")
+    def _status(self, f: Frame) -> None:
+        self._limits(f.limiters if f.run_id is not None else {})
+        if f.run_id is None:
+            self._set("#status", f" {self.db}: waiting for a run to start… {self._error}")
             self._q("#scrub", ScrubBar).show("LIVE", 0, 0, 0)
             return
-        status = m.run_status()
-        counts = {k: 0 for k in ("scheduled", "running", "completed", "failed")}
-        for a in list(s.agents.values()):
-            counts["running"] += a.running
-            counts["completed"] += a.done
-            counts["failed"] += a.failed
-            counts["scheduled"] += max(a.scheduled - a.done - a.failed - a.running, 0)
-        cost = [a.cost for a in s.agents.values()]
-        total = None if any(c is None for c in cost) else sum(c or 0.0 for c in cost)
-        elapsed = rows.fmt_seconds(m.now() - s.started_at) if s.started_at else ""
-        program = (s.program or "").rsplit("/", 1)[-1]
+        status, counts = f.status, f.counts
+        elapsed = rows.fmt_seconds(f.now - f.started_at) if f.started_at else ""
         bad = status in (RunStatus.FAILED.value, RunStatus.INTERRUPTED.value)
         shown = f"[b red]✗ {status}[/]" if bad else f"[b]{status}[/b]"
         failed = f"[b red]✗ {counts['failed']} failed[/]" if counts["failed"] else "0 failed"
-        follow = " · [b]following newest run[/b]" if self.follow and m.follow_latest else ""
-        if not m.follow_latest:
+        follow = " · [b]following newest run[/b]" if self.follow and f.follow_latest else ""
+        if not f.follow_latest:
             follow = " · [b]this run[/b] (f: follow newest)"
         flt = f" · filter: {escape(self._filter_text)}" if self.filter else ""
         self._set(
             "#status",
-            f" [b]{m.run_id}[/b] {escape(program)} · {shown} {elapsed} · "
+            f" [b]{f.run_id}[/b] {escape(f.program)} · {shown} {elapsed} · "
             f"{counts['running']} running {counts['scheduled']} waiting "
-            f"{counts['completed']} done {failed} · {len(s.artifacts)} artifacts · "
-            f"{rows.fmt_cost(total)}{follow}{flt}",
+            f"{counts['completed']} done {failed} · {f.artifacts} artifacts · "
+            f"{rows.fmt_cost(f.cost)}{follow}{flt}",
         )
-        self._banner(status, counts["failed"])
-        mode = "LIVE" if m.at is None else self._travel_mode
-        self._q("#scrub", ScrubBar).show(mode, m.position, m.ordinal, len(m.seqs))
+        self._banner(f, counts["failed"])
+        mode = "LIVE" if f.at is None else self._travel_mode
+        self._q("#scrub", ScrubBar).show(mode, f.position, f.ordinal, f.total)
 
     def _limits(self, limiters: dict[str, dict[str, Any]]) -> None:
         """One line of the models' rate limiters, shown only when the run has any."""
@@ -167,17 +180,16 @@ class ViewMixin(App[None]):
         self._q("#limits", Static).display = bool(text)
         self._set("#limits", f" models: {text}" if text else "")
 
-    def _banner(self, status: str, failed: int) -> None:
-        m = self.m
+    def _banner(self, f: Frame, failed: int) -> None:
         banner = self._q("#banner", Static)
-        run = m.run_id
+        run = f.run_id
         text = ""
-        if status == RunStatus.INTERRUPTED.value:
+        if f.status == RunStatus.INTERRUPTED.value:
             text = (
                 f" ✗ INTERRUPTED: run {run}'s process is gone with work left. "
                 f"R: flock-es resume {run} · F: flock-es fork {run} --at SEQ"
             )
-        elif failed and m.at is None and m.caught_up:
+        elif failed and f.at is None and f.caught_up:
             text = (
                 f" ✗ {failed} TASK(S) FAILED (8: failures view). T: flock-es resume {run} "
                 f"--retry-failed · F: fork at the current event"
@@ -191,46 +203,16 @@ class ViewMixin(App[None]):
             self._texts[selector] = text
             self._q(selector, Static).update(text)
 
-    def _recent(self) -> None:
-        m = self.m
-        agent = self.table("agents").selected_key
-        if agent is None:
-            self._set("#recent", "")
-            return
-        recent = m.index.by_agent.get(agent, [])[-8:]
-        now = m.now()
-        parts = []
-        for tid in reversed(recent):
-            t = m.state.tasks.get(tid)
-            if t is not None:
-                cells = [c.plain for c in _task_cells(t, now)]
-                parts.append(f"{cells[0]}  {cells[2]}  {cells[4]}")
-        head = f"[b]{escape(agent)}[/b]: most recent tasks (3: all tasks, m: in flight/all/failed)"
-        self._set("#recent", "\n".join([head, *map(escape, parts)]))
-
-    def _batch_members(self) -> None:
-        s = self.m.state
-        parts = []
-        for (agent, sub), b in sorted(s.batches.items()):
-            kinds = [s.artifacts[i].type if i in s.artifacts else "?" for i in b.members[:20]]
-            parts.append(
-                f"[b]{agent}[{sub}][/b] holds {len(b.members)}"
-                + (f" of {b.size}" if b.size else "")
-                + ": "
-                + ", ".join(kinds)
-            )
-        self._set("#batch-members", "\n".join(parts) or "no batch is filling")
-
     def _payload(self) -> None:
-        m = self.monitor
         key = self.vlist("artifacts").selected_key
         widget = self._q("#payload", Static)
-        if m is None or key is None:
+        if self.server is None or key is None:
             widget.update("select an artifact")
             return
-        with m.lock:
-            a = m.state.artifacts.get(key)
-            consumers = len(m.index.consumers.get(key, []))
+        try:
+            a, consumers = self.server.artifact(key)
+        except FlockError:
+            return
         if a is None:
             return
         text = json.dumps(a.payload, indent=2, ensure_ascii=False)
@@ -243,9 +225,9 @@ class ViewMixin(App[None]):
 
     @on(DataTable.RowHighlighted, "#agents-table")
     def _agent_highlighted(self) -> None:
-        if self.monitor is not None:
-            with self.monitor.lock:
-                self._recent()
+        if self.server is not None and self.view == "agents":
+            self.refresh_views(clock_only=True)
+            self._set("#recent", "\n".join(self.frame.recent))
 
     # Size ----------------------------------------------------------------
 
@@ -287,18 +269,9 @@ class ViewMixin(App[None]):
         self._rebuild_sources()
 
     def _rebuild_sources(self) -> None:
+        """The filter or the tasks' mode changed: every list starts again at its top."""
         for vl in self.query(VirtualList).results():
-            src = vl.source
-            if hasattr(src, "flt"):
-                src.flt = self.filter
-                if hasattr(src, "_filtered"):
-                    src._filtered = type(src._filtered)() if src._filtered is not None else None
-            if isinstance(src, TaskSource):
-                src.mode = self.task_mode
-            vl.set_source(src)
-        tl = self._q("#timeline-view", Timeline)
-        if hasattr(tl.source, "flt"):
-            tl.source.flt = self.filter
+            vl.set_source(vl.source)
         self.refresh_views(full=True)
 
     def action_task_mode(self) -> None:
@@ -362,7 +335,7 @@ class ViewMixin(App[None]):
     @work(thread=True, exclusive=True, group="stats")
     def _load_run_stats(self) -> None:
         """Per-run counters (one aggregate query) for the Runs view, off the UI thread."""
-        if self.monitor is None:
+        if self.server is None:
             return
         with open_store(self.db, readonly=True).reader() as reader:
             stats = reader.run_stats()
@@ -384,9 +357,8 @@ class ViewMixin(App[None]):
 
     def _stats_loaded(self, stats: dict[str, dict[str, Any]]) -> None:
         self.run_stats = stats
-        if self.monitor is not None:
-            with self.monitor.lock:
-                self._runs(True)
+        if self.server is not None:
+            self._runs(True)
 
 
 def _count(value: object) -> int:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from textual import on, work
 
+from flock_es.errors import FlockError
+
 from . import actions, drill
 from .detail import Detail
-from .monitor import Monitor
 from .screens import ConfirmScreen, DetailScreen, GotoScreen
 from .view import ViewMixin
 from .vlist import VirtualList
@@ -25,44 +26,36 @@ class ActionsMixin(ViewMixin):
 
     def action_follow(self) -> None:
         """Follow: back to live, newest rows in view, switch to new runs."""
-        if self.monitor is None:
+        if self.server is None:
             return
         self.follow = True
-        newest = self.m.runs[-1].run_id if self.m.runs else None
-
-        def go(m: Monitor) -> None:
-            m.follow_latest = True
-            m.travel(None)
-            if newest is not None:
-                m.switch_run(newest)
-
-        self.command(go)
+        self.command("follow")
         self.refresh_views(full=True)
 
     def action_pause(self) -> None:
         """Pause: freeze the screen at the current event (new events still get folded)."""
-        if self.monitor is None:
+        if self.server is None:
             return
-        if self.m.at is None:
+        if self.frame.at is None:
             self._travel_mode = "PAUSED"
             self.follow = False
-            self.command(lambda m: m.travel(m.cursor))
+            self.command("pause")
         else:
-            self.command(lambda m: m.travel(None))
+            self.command("travel", None)
 
     def action_step(self, n: int) -> None:
         """Step ``n`` events through the run (time travel)."""
-        self._travel("TIME TRAVEL", lambda m: m.step(n))
+        self._travel("TIME TRAVEL", "step", n)
 
     def action_seek(self, fraction: float) -> None:
-        self._travel("TIME TRAVEL", lambda m: m.seek_fraction(fraction))
+        self._travel("TIME TRAVEL", "seek", fraction)
 
-    def _travel(self, mode: str, cmd: object) -> None:
-        if self.monitor is None:
+    def _travel(self, mode: str, name: str, arg: object) -> None:
+        if self.server is None:
             return
         self.follow = False
         self._travel_mode = mode
-        self.command(cmd)
+        self.command(name, arg)
 
     @on(ScrubBar.Scrub)
     def _scrub(self, event: ScrubBar.Scrub) -> None:
@@ -81,22 +74,22 @@ class ActionsMixin(ViewMixin):
         """Show the run after its ``n``-th event (None: live)."""
         if n is None:
             self.follow = True
-            self.command(lambda m: m.travel(None))
+            self.command("travel", None)
         else:
-            self._travel("TIME TRAVEL", lambda m: m.seek_ordinal(n))
+            self._travel("TIME TRAVEL", "seek_ordinal", n)
 
     def travel_to(self, seq: int | None) -> None:
         """Show the run at ``seq`` (None: live)."""
         self.follow = seq is None
         self._travel_mode = "TIME TRAVEL"
-        self.command(lambda m: m.travel(seq))
+        self.command("travel", seq)
 
     # Opening things -----------------------------------------------------------
 
     def action_drill(self) -> None:
         """Open what is selected: a run, an agent, a task, an artifact, an event."""
         view = self.view
-        if view == "timeline" or self.monitor is None:
+        if view == "timeline" or self.server is None:
             return
         if view in ("tasks", "artifacts", "log", "failures"):
             key = self.vlist(view).selected_key
@@ -111,10 +104,13 @@ class ActionsMixin(ViewMixin):
         self.open_object(drill.KIND_OF_VIEW[view], key)
 
     def open_object(self, kind: str, key: str) -> None:
-        m = self.m
-        assert self.ui_reader is not None
-        with m.lock:
-            found: Detail | None = drill.detail(kind, key, m.state, m.index, self.ui_reader)
+        if self.server is None:
+            return
+        try:
+            found = self.server.detail(kind, key)
+        except FlockError as exc:
+            self.notify(str(exc), severity="error")
+            return
         if found is not None:
             self.push_screen(DetailScreen(found))
 
@@ -135,19 +131,15 @@ class ActionsMixin(ViewMixin):
     def open_run(self, run_id: str) -> None:
         """Show ``run_id`` and stop following new runs (the header says so; f follows again)."""
         self.follow = False
-
-        def go(m: Monitor) -> None:
-            m.switch_run(run_id, follow_latest=False)
-
-        self.command(go)
+        self.command("open", run_id)
 
     # CLI actions ------------------------------------------------------------
 
     def action_run_action(self, action: str) -> None:
         """Resume, replay, fork (at the event on screen) or export, after a confirm."""
-        if self.monitor is None or self.m.run_id is None:
+        if self.server is None or self.frame.run_id is None:
             return
-        run, at = self.m.run_id, self.m.position
+        run, at = self.frame.run_id, self.frame.position
         out = Path(tempfile.gettempdir()) / f"{run}.jsonl"
         question = actions.ACTIONS[action].format(run=run, at=at, out=out)
         argv = actions.command(action, self.db, run, at=at, out=out)

@@ -1,0 +1,201 @@
+"""The fold in a child process: the UI's interpreter never folds a big log.
+
+Folding 400,000 events costs about ten CPU-seconds of Python. On a thread of
+the UI's process it holds the GIL against the UI thread, whose every wake-up
+then waits for it: keys took seconds. ``RemoteServer`` starts
+``python -m flock_es.tui.remote`` which runs a ``ViewServer`` over its own
+read-only connection, folds in slices, and between slices answers the UI's
+questions (a ``Frame``, the rows of a window, a detail) over a socket. The UI
+holds only what is on screen. A second socket carries "something changed"
+notes, at most one per ``NOTE_SECONDS`` while folding, which the app turns
+into a coalesced redraw. The child exits when the app closes its end.
+
+Example::
+
+    server = RemoteServer("data/flock-es.db", None)
+    server.wait(1.0)                     # True once something was folded
+    server.frame(ViewRequest()).agents   # the lanes, from the child's fold
+    server.close()
+"""
+
+from __future__ import annotations
+
+import collections
+import socket
+import subprocess
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from flock_es.errors import DatabaseError, FlockError
+
+from .detail import Detail
+from .server import Frame, ViewRequest, ViewServer
+from .sources import Span
+from .vlist import Row
+
+__all__ = ["RemoteServer", "main"]
+
+NOTE_SECONDS = 0.2  # while folding, the screen is told at most this often
+IDLE_AFTER = 5.0  # nothing new for this long: check (one PRAGMA data_version) 4x less often
+
+
+class RemoteServer:
+    """A ``ViewServer`` in a child process, with the same questions (see the module)."""
+
+    def __init__(self, db: str, run_id: str | None, poll_seconds: float = 0.1) -> None:
+        ours, theirs = socket.socketpair()
+        notes, their_notes = socket.socketpair()
+        fds = (theirs.fileno(), their_notes.fileno())
+        argv = [sys.executable, "-m", "flock_es.tui.remote", *map(str, fds)]
+        self.proc = subprocess.Popen(
+            [*argv, str(poll_seconds), db, run_id or ""],
+            pass_fds=fds,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )
+        theirs.close()
+        their_notes.close()
+        self.conn = Connection(ours.detach())
+        self.notes = Connection(notes.detach())
+        self.lock = threading.Lock()
+
+    def call(self, method: str, *args: Any) -> Any:
+        """Ask the child (it answers between slices of its fold: milliseconds)."""
+        with self.lock:
+            try:
+                self.conn.send((method, args))
+                ok, value = self.conn.recv()
+            except (EOFError, OSError):
+                raise DatabaseError(
+                    f"the TUI's reader process exited ({self.proc.poll()})"
+                ) from None
+        if not ok:
+            raise DatabaseError(value)
+        return value
+
+    def frame(self, req: ViewRequest) -> Frame:
+        frame: Frame = self.call("frame", req)
+        return frame
+
+    def rows(self, name: str, req: ViewRequest, start: int, count: int) -> list[Row]:
+        out: list[Row] = self.call("rows", name, req, start, count)
+        return out
+
+    def spans(self, req: ViewRequest, start: int, count: int, now: float) -> list[Span]:
+        out: list[Span] = self.call("spans", req, start, count, now)
+        return out
+
+    def detail(self, kind: str, key: str) -> Detail | None:
+        out: Detail | None = self.call("detail", kind, key)
+        return out
+
+    def artifact(self, key: str) -> Any:
+        return self.call("artifact", key)
+
+    def command(self, name: str, args: tuple[Any, ...]) -> None:
+        """Queue a command; the child runs it after the question it is answering."""
+        self.call("command", name, args)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait for a note from the child; True if something changed."""
+        try:
+            if not self.notes.poll(timeout):
+                return False
+            while self.notes.poll(0):
+                self.notes.recv()
+        except (EOFError, OSError):
+            time.sleep(timeout)  # the child is gone; the next question says so
+            return False
+        return True
+
+    def close(self) -> None:
+        for c in (self.conn, self.notes):
+            c.close()
+        try:
+            self.proc.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class _Child:
+    """The child's loop: fold a slice, answer what was asked, run queued commands."""
+
+    def __init__(
+        self, conn: Connection, notes: Connection, server: ViewServer, poll_seconds: float
+    ) -> None:
+        self.conn, self.notes, self.server = conn, notes, server
+        self.poll_seconds = poll_seconds
+        self.commands: collections.deque[tuple[str, tuple[Any, ...]]] = collections.deque()
+        self.noted = 0.0
+        self.owed = False
+
+    def answer(self) -> None:
+        """Answer every question waiting (commands are queued, not run here)."""
+        while self.conn.poll(0):
+            method, args = self.conn.recv()
+            if method == "command":
+                self.commands.append(args)
+                self.conn.send((True, None))
+                continue
+            try:
+                self.conn.send((True, getattr(self.server, method)(*args)))
+            except FlockError as exc:
+                self.conn.send((False, str(exc)))
+
+    def note(self, force: bool = False) -> None:
+        if force or time.monotonic() - self.noted > NOTE_SECONDS:
+            self.notes.send(1)
+            self.noted, self.owed = time.monotonic(), False
+        else:
+            self.owed = True
+
+    def run(self) -> None:
+        quiet_since = time.monotonic()
+        while True:
+            self.answer()
+            did = 0
+            while self.commands:
+                name, args = self.commands.popleft()
+                try:
+                    self.server.command(name, args, self.answer)
+                except FlockError:
+                    self.server.commands_done += 1
+                did += 1
+            try:
+                events = self.server.fold(self.answer)
+            except FlockError:
+                events = []
+            if events or did:
+                quiet_since = time.monotonic()
+                self.note(force=bool(did))
+                if not self.server.m.caught_up:
+                    continue
+            elif self.owed:
+                self.note(force=True)
+            idle = time.monotonic() - quiet_since > IDLE_AFTER
+            self.conn.poll(4 * self.poll_seconds if idle else self.poll_seconds)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m flock_es.tui.remote FD NOTES_FD POLL_SECONDS DB [RUN]`` (``RemoteServer``)."""
+    from flock_es.log.ports import open_store
+
+    from .monitor import Monitor
+
+    conn, notes = Connection(int(argv[0])), Connection(int(argv[1]))
+    store = open_store(argv[3], readonly=True)
+    monitor = Monitor(store.reader(), argv[4] or None)
+    child = _Child(conn, notes, ViewServer(monitor, store.reader()), float(argv[2]))
+    try:
+        child.run()
+    except (EOFError, OSError, KeyboardInterrupt):
+        return 0  # the app closed its end
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
