@@ -93,6 +93,7 @@ class LoadingMixin(ActionsMixin):
         caught_up = m.caught_up or m.run_id is None if m is not None else f.caught_up
         return (
             self.server is not None
+            and f.generation >= 0  # a frame came from the server (its process has started)
             and self.pending_commands == 0
             and not self._posted
             and not self._owed

@@ -61,6 +61,7 @@ class RemoteServer:
         self.conn = Connection(ours.detach())
         self.notes = Connection(notes.detach())
         self.lock = threading.Lock()
+        self.ready = False  # the child said hello: questions are answered at once from now
 
     def call(self, method: str, *args: Any) -> Any:
         """Ask the child (it answers between slices of its fold: milliseconds)."""
@@ -106,6 +107,7 @@ class RemoteServer:
                 return False
             while self.notes.poll(0):
                 self.notes.recv()
+            self.ready = True
         except (EOFError, OSError):
             time.sleep(timeout)  # the child is gone; the next question says so
             return False
@@ -154,6 +156,7 @@ class _Child:
             self.owed = True
 
     def run(self) -> None:
+        self.note(force=True)  # started: the app may ask now without waiting for imports
         quiet_since = time.monotonic()
         while True:
             self.answer()

@@ -69,7 +69,7 @@ class ServedList:
 
     def rows(self, start: int, count: int) -> list[Row]:
         server = self.app.served_by
-        if server is None:
+        if server is None or not getattr(server, "ready", True):
             return []
         try:
             return server.rows(self.name, self.app.request(), start, count)
@@ -88,7 +88,7 @@ class ServedTimeline:
 
     def spans(self, start: int, count: int, now: float) -> list[Span]:
         server = self.app.served_by
-        if server is None:
+        if server is None or not getattr(server, "ready", True):
             return []
         try:
             return server.spans(self.app.request(), start, count, now)

@@ -106,6 +106,9 @@ class ViewMixin(App[None]):
         if self.server is None:
             self._set("#status", f" {self.db}: waiting for a database… {self._error}")
             return
+        if not getattr(self.server, "ready", True):  # the fold process is starting
+            self._set("#status", f" {self.db}: opening…")
+            return
         try:
             f = self.frame = self.server.frame(self.request())
         except FlockError as exc:  # e.g. the database went away: say so, keep going
