@@ -125,6 +125,7 @@ class LoadingMixin(ActionsMixin):
                 continue
             if isinstance(self.server, RemoteServer):
                 if self.server.wait(IDLE_SECONDS):
+                    self._yield_to_ui()  # a key's answer first, then the redraw
                     self._notify()
                 continue
             self._wake.clear()

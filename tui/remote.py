@@ -38,7 +38,8 @@ from .vlist import Row
 
 __all__ = ["RemoteServer", "main"]
 
-NOTE_SECONDS = 0.2  # while folding, the screen is told at most this often
+NOTE_SECONDS = 0.2  # following a run, the screen is told at most this often
+LOADING_NOTE_SECONDS = 1.0  # loading a backlog ("loading 35%"): a redraw a second is plenty
 IDLE_AFTER = 5.0  # nothing new for this long: check (one PRAGMA data_version) 4x less often
 
 
@@ -149,7 +150,8 @@ class _Child:
                 self.conn.send((False, str(exc)))
 
     def note(self, force: bool = False) -> None:
-        if force or time.monotonic() - self.noted > NOTE_SECONDS:
+        every = NOTE_SECONDS if self.server.m.caught_up else LOADING_NOTE_SECONDS
+        if force or time.monotonic() - self.noted > every:
             self.notes.send(1)
             self.noted, self.owed = time.monotonic(), False
         else:
