@@ -199,7 +199,8 @@ class ViewServer:
             f.agents = rows.agent_rows(s, m.index, req.flt, loading=not m.caught_up)
             f.batches = rows.batch_rows(s, f.now, req.flt)
             f.batch_members = _batch_members(s)
-            f.recent = self._recent(req.agent, f.now)
+            # No row selected yet: the table's cursor will start on its first lane.
+            f.recent = self._recent(req.agent or next(iter(f.agents), None), f.now)
             for name in LISTS:  # a filtered log is scanned once per filter, then cached
                 f.lists[name] = self._source(name, req).count()
             if req.view == "timeline":
