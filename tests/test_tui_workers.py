@@ -81,10 +81,10 @@ async def test_limiter_state_is_shown_and_marked_when_rate_limited(scaled_db: Pa
         )
         kinds = [e.kind for e in _scaled_out()]
         first_call = kinds.index(EventKind.MODEL_CALLED) + 1  # seqs count from 1
-        app.command(lambda m: m.travel(first_call))  # the first analyst's answer
+        app.command("travel", first_call)  # the first analyst's answer
         await settle(pilot, app)
         assert _text(app, "#limits") == f" models: {KEY}: 8 in flight, limit 8"
-        app.command(lambda m: m.travel(first_call - 1))  # before any model call
+        app.command("travel", first_call - 1)  # before any model call
         await settle(pilot, app)
         assert not limits.display
 
