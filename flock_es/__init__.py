@@ -33,19 +33,27 @@ from flock_es._version import __version__
 _API = {
     "AfterVisibility": "flock_es.domain.visibility",
     "AgentBuilder": "flock_es.runtime.agent",
+    "AgentComponent": "flock_es.runtime.components",
+    "AgentComponentConfig": "flock_es.runtime.components",
     "AgentContext": "flock_es.runtime.context",
     "Artifact": "flock_es.runtime.store",
     "BatchSpec": "flock_es.domain.subscriptions",
+    "EngineComponent": "flock_es.runtime.components",
+    "EvalInputs": "flock_es.runtime.eval_types",
+    "EvalResult": "flock_es.runtime.eval_types",
     "EventKind": "flock_es.domain.events",
     "Flock": "flock_es.runtime.flock",
     "FlockError": "flock_es.errors",
     "JoinSpec": "flock_es.domain.subscriptions",
     "LabelledVisibility": "flock_es.domain.visibility",
+    "OrchestratorComponent": "flock_es.runtime.orchestrator_components",
+    "OrchestratorComponentConfig": "flock_es.runtime.orchestrator_components",
     "PrivateVisibility": "flock_es.domain.visibility",
     "PublicVisibility": "flock_es.domain.visibility",
     "RetryPolicy": "flock_es.models.retry",
     "RunState": "flock_es.projection.state",
     "RunStatus": "flock_es.domain.events",
+    "ScheduleDecision": "flock_es.runtime.orchestrator_components",
     "ScheduleReason": "flock_es.domain.events",
     "Store": "flock_es.runtime.store",
     "TaskStatus": "flock_es.domain.events",
@@ -74,26 +82,41 @@ if TYPE_CHECKING:
     from flock_es.projection.fold import evolve, fold
     from flock_es.projection.state import RunState
     from flock_es.runtime.agent import AgentBuilder
+    from flock_es.runtime.components import AgentComponent, AgentComponentConfig, EngineComponent
     from flock_es.runtime.context import AgentContext
+    from flock_es.runtime.eval_types import EvalInputs, EvalResult
     from flock_es.runtime.flock import Flock
+    from flock_es.runtime.orchestrator_components import (
+        OrchestratorComponent,
+        OrchestratorComponentConfig,
+        ScheduleDecision,
+    )
     from flock_es.runtime.store import Artifact, Store
 
 __all__ = [
     "AfterVisibility",
     "AgentBuilder",
+    "AgentComponent",
+    "AgentComponentConfig",
     "AgentContext",
     "Artifact",
     "BatchSpec",
+    "EngineComponent",
+    "EvalInputs",
+    "EvalResult",
     "EventKind",
     "Flock",
     "FlockError",
     "JoinSpec",
     "LabelledVisibility",
+    "OrchestratorComponent",
+    "OrchestratorComponentConfig",
     "PrivateVisibility",
     "PublicVisibility",
     "RetryPolicy",
     "RunState",
     "RunStatus",
+    "ScheduleDecision",
     "ScheduleReason",
     "Store",
     "TaskStatus",

@@ -5,8 +5,9 @@ validates them at run time, so this is what keeps them and their definitions
 together. The bodies come from real programs: the news example and a fork
 through the CLI, a run interrupted with SIGINT and resumed, a run with gates,
 joins, batches, a circuit breaker, a failing predicate, a failing agent and an
-embargoed artifact, and a model agent with a tool talking to the loopback
-OpenAI-compatible server (a 500 first, so a failed attempt is recorded). A kind
+embargoed artifact, a model agent with a tool talking to the loopback
+OpenAI-compatible server (a 500 first, so a failed attempt is recorded), and
+the components example (rewritten inputs, a refused match). A kind
 that no real run writes fails the test: it would be a definition nobody checks.
 """
 
@@ -130,6 +131,14 @@ def _news_and_a_fork(tmp: Path) -> Path:
     return db
 
 
+def _components_example(tmp: Path) -> Path:
+    """Agent and orchestrator components: inputs.rewritten and schedule.vetoed."""
+    db = tmp / "components.db"
+    out = run_cli(["run", EXAMPLES / "components.py", "--db", db, "-q"])
+    assert out.returncode == 0, out.stderr
+    return db
+
+
 def _interrupted_and_resumed(tmp: Path) -> Path:
     db = tmp / "resumed.db"
     program = ROOT / "tests" / "programs" / "crash_pipeline.py"
@@ -186,7 +195,7 @@ def real_bodies(tmp_path_factory: pytest.TempPathFactory) -> Bodies:
     tmp = tmp_path_factory.mktemp("kinds")
     asyncio.run(_core_and_gates(tmp / "gates.db"))
     asyncio.run(_loopback_model_with_a_tool(tmp / "loopback.db"))
-    dbs = [tmp / "gates.db", tmp / "loopback.db", _news_and_a_fork(tmp)]
+    dbs = [tmp / "gates.db", tmp / "loopback.db", _news_and_a_fork(tmp), _components_example(tmp)]
     return _bodies([*dbs, _interrupted_and_resumed(tmp)])
 
 

@@ -151,7 +151,7 @@ def replay(
     path = program_of(started.get("program"), program, run_id)
     digests = _hash_warning(path, started.get("program_hash"), program_hash(path))
     prog = load_program(path)
-    replayer = Replayer(events, prog.flock.agents)
+    replayer = Replayer(events, prog.flock.agents, hooks=prog.flock.orchestrator_hooks())
     prog.flock.continue_from(replayer.state)  # the program's store sees the replay
     report = asyncio.run(replayer.run())
     if as_json:

@@ -23,6 +23,7 @@ from flock_es.domain.events import (
     Event,
     EventKind,
     GateBuffered,
+    InputsRewritten,
     JoinExpired,
     ModelAttempt,
     ModelCalled,
@@ -30,6 +31,7 @@ from flock_es.domain.events import (
     RunFinished,
     RunResumed,
     RunStarted,
+    ScheduleVetoed,
     TaskCompleted,
     TaskFailed,
     TaskScheduled,
@@ -125,6 +127,18 @@ def _circuit_tripped(b: CircuitTripped) -> str:
     return f"circuit breaker of {b['agent']} refuses {', '.join(b['inputs'])} (limit {b['limit']})"
 
 
+def _inputs_rewritten(b: InputsRewritten) -> str:
+    types = ", ".join(str(i.get("type")) for i in b["inputs"]) or "no inputs"
+    return f"components of {b['agent']} rewrote the inputs of {b['task_id']} → {types}"
+
+
+def _schedule_vetoed(b: ScheduleVetoed) -> str:
+    return (
+        f"{b['component']} refuses {b['artifact_id']} to {b['agent']} "
+        f"(subscription {b['sub_index']}, {b['decision']})"
+    )
+
+
 # Each function reads its kind's body through the kind's definition (mypy checks the keys).
 _LINES: dict[str, Callable[[Any], str]] = {
     EventKind.RUN_STARTED: _run_started,
@@ -144,6 +158,8 @@ _LINES: dict[str, Callable[[Any], str]] = {
     EventKind.PREDICATE_FAILED: _predicate_failed,
     EventKind.JOIN_EXPIRED: _join_expired,
     EventKind.CIRCUIT_TRIPPED: _circuit_tripped,
+    EventKind.INPUTS_REWRITTEN: _inputs_rewritten,
+    EventKind.SCHEDULE_VETOED: _schedule_vetoed,
 }
 
 

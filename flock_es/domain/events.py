@@ -41,6 +41,7 @@ __all__ = [
     "Event",
     "EventKind",
     "GateBuffered",
+    "InputsRewritten",
     "JoinExpired",
     "ModelAttempt",
     "ModelCalled",
@@ -50,6 +51,7 @@ __all__ = [
     "RunStarted",
     "RunStatus",
     "ScheduleReason",
+    "ScheduleVetoed",
     "SubscriptionSpec",
     "TaskCompleted",
     "TaskFailed",
@@ -82,6 +84,8 @@ class EventKind(StrEnum):
     CIRCUIT_TRIPPED = "circuit.tripped"
     MODEL_ATTEMPT = "model.attempt"
     TOOL_CALLED = "tool.called"
+    INPUTS_REWRITTEN = "inputs.rewritten"
+    SCHEDULE_VETOED = "schedule.vetoed"
 
 
 class TaskStatus(StrEnum):
@@ -127,7 +131,7 @@ class SubscriptionSpec(TypedDict):
 class AgentSpec(TypedDict):
     name: str
     description: NotRequired[str]  # absent: ""
-    kind: NotRequired[str]  # "model" or "function"; absent: "model"
+    kind: NotRequired[str]  # "model", "function" or "engine"; absent: "model"
     model: NotRequired[str | None]  # absent: None
     publishes: NotRequired[list[str]]  # absent: []
     subscriptions: NotRequired[list[SubscriptionSpec]]  # absent: []
@@ -335,6 +339,33 @@ class PredicateFailed(TypedDict):
     error: str
 
 
+class InputsRewritten(TypedDict):
+    """Agent components (``on_pre_consume``/``on_pre_evaluate``) changed what a task
+    evaluates: the evaluated inputs as they were, so replay can compare."""
+
+    task_id: str
+    agent: str
+    attempt: int
+    # [{"type": ..., "payload": ...}] in the order the agent received them.
+    inputs: list[dict[str, Any]]
+    state: dict[str, Any]
+
+
+class ScheduleVetoed(TypedDict):
+    """An orchestrator component refused one match of an artifact (``on_before_schedule``
+    said SKIP or DEFER, or ``on_artifact_published`` blocked the artifact).
+
+    It precedes the artifact in its transaction; deciding that artifact skips the
+    match, and replay follows this record instead of asking the component again.
+    """
+
+    artifact_id: str
+    agent: str
+    sub_index: int
+    component: str
+    decision: str
+
+
 BODIES: dict[EventKind, type] = {
     EventKind.RUN_STARTED: RunStarted,
     EventKind.RUN_FINISHED: RunFinished,
@@ -353,6 +384,8 @@ BODIES: dict[EventKind, type] = {
     EventKind.CIRCUIT_TRIPPED: CircuitTripped,
     EventKind.MODEL_ATTEMPT: ModelAttempt,
     EventKind.TOOL_CALLED: ToolCalled,
+    EventKind.INPUTS_REWRITTEN: InputsRewritten,
+    EventKind.SCHEDULE_VETOED: ScheduleVetoed,
 }
 """The body definition of every kind (``tests`` check that no kind is missing)."""
 
@@ -374,6 +407,8 @@ Body = (
     | CircuitTripped
     | ModelAttempt
     | ToolCalled
+    | InputsRewritten
+    | ScheduleVetoed
 )
 
 B = TypeVar("B")

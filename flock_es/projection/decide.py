@@ -41,6 +41,7 @@ __all__ = [
     "decide_artifact",
     "decide_batch_flush",
     "decide_release",
+    "matching_subscriptions",
     "schedule",
 ]
 
@@ -138,6 +139,7 @@ def decide_artifact(
         return _to_batch(state, sub, unit, now, fire)
 
     produced_by = art.produced_by
+    vetoed = state.vetoed
     for sub in index.by_type.get(art.type, ()):
         # Cheapest checks first: this loop runs once per subscriber of the type.
         if sub.agent == produced_by and sub.agent not in index.allow_self:
@@ -146,6 +148,8 @@ def decide_artifact(
             continue
         if not public and not visible_to(vis, index.identity(sub.agent), art.released):
             continue
+        if vetoed and (art.id, sub.agent, sub.index) in vetoed:
+            continue  # an orchestrator component refused it (recorded: schedule.vetoed)
         where = sub.where
         gated = sub.gated
         try:
@@ -171,6 +175,36 @@ def decide_artifact(
             out.append(schedule(state, sub.agent, sub.index, [art.id], ScheduleReason.MATCH, now))
         else:
             out.extend(_to_batch(state, sub, [art.id], now, fire))
+    return out
+
+
+def matching_subscriptions(
+    index: SubscriptionIndex,
+    type_name: str,
+    produced_by: str,
+    tags: list[str],
+    visibility: dict[str, Any],
+    obj: Any,
+) -> list[Subscription]:
+    """The subscriptions an artifact would match (routing, visibility, ``where``),
+    before gates, batches and the circuit breaker: what orchestrator components
+    are asked about. A predicate that raises is no match (``decide`` records it).
+    An ``AfterVisibility`` artifact is judged as it will be once released.
+    """
+    out: list[Subscription] = []
+    kind = visibility.get("kind", "public")
+    for sub in index.by_type.get(type_name, ()):
+        if sub.agent == produced_by and sub.agent not in index.allow_self:
+            continue
+        if (sub.from_agents or sub.tags) and not sub.routes(produced_by, tags):
+            continue
+        if kind != "public" and not visible_to(visibility, index.identity(sub.agent), True):
+            continue
+        try:
+            if all(pred(obj) for pred in sub.where):
+                out.append(sub)
+        except Exception:
+            continue
     return out
 
 

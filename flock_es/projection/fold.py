@@ -37,6 +37,7 @@ from flock_es.domain.events import (
     TaskStatus,
     ToolCalled,
 )
+from flock_es.projection.fold_components import inputs_rewritten, schedule_vetoed
 from flock_es.projection.state import (
     AgentView,
     ArtifactView,
@@ -392,6 +393,8 @@ _HANDLERS: dict[str, Callable[[RunState, Event, Any], None]] = {
     EventKind.CIRCUIT_TRIPPED: _circuit,
     EventKind.MODEL_ATTEMPT: _model_attempt,
     EventKind.TOOL_CALLED: _tool_called,
+    EventKind.INPUTS_REWRITTEN: inputs_rewritten,
+    EventKind.SCHEDULE_VETOED: schedule_vetoed,
 }
 
 

@@ -207,6 +207,10 @@ class RunState:
     limiters: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Tool calls keyed (task id, model call index, position).
     tool_calls: dict[tuple[str, int, int], ToolCallView] = field(default_factory=dict)
+    # What agent components made a task evaluate (inputs.rewritten bodies), by task id.
+    rewritten_inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Matches orchestrator components refused: (artifact id, agent, sub index) -> body.
+    vetoed: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)
     last_seq: int = 0
     last_ts: float = 0.0
     events: int = 0

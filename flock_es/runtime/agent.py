@@ -17,6 +17,7 @@ from flock_es.domain.visibility import to_dict as visibility_dict
 from flock_es.errors import DefinitionError
 
 if TYPE_CHECKING:
+    from flock_es.runtime.components import AgentComponent, EngineComponent
     from flock_es.runtime.context import AgentContext
 
 AgentFunction = Callable[..., Any]
@@ -49,6 +50,9 @@ class Agent:
     tools: list[Callable[..., Any]] = field(default_factory=list)
     # How many outputs of a type a model agent answers with (``publishes(fan_out=N)``).
     fan_out: dict[str, int] = field(default_factory=dict)
+    # Lifecycle hooks (``with_utilities``) and custom evaluation (``with_engines``).
+    utilities: list[AgentComponent] = field(default_factory=list)
+    engines: list[EngineComponent] = field(default_factory=list)
 
     def identity(self) -> Identity:
         return Identity(self.name, self.labels, self.tenant)
@@ -58,6 +62,8 @@ class Agent:
 
     @property
     def kind(self) -> str:
+        if self.engines:
+            return "engine"
         return "function" if self.function is not None else "model"
 
     def spec(self) -> AgentSpec:
@@ -255,6 +261,10 @@ class AgentBuilder:
         """
         if not callable(fn):
             raise DefinitionError(f"agent {self.agent.name!r}: with_function takes a callable")
+        if self.agent.engines:
+            raise DefinitionError(
+                f"agent {self.agent.name!r}: an agent has either a function or engines, not both"
+            )
         self.agent.function = fn
         self.agent._fn_wants_ctx = _positional_count(fn) >= 2
         return self._changed()
@@ -281,6 +291,49 @@ class AgentBuilder:
         from flock_es.models.tools import check_tools
 
         self.agent.tools = check_tools(self.agent.name, [*self.agent.tools, *tools])
+        return self._changed()
+
+    def with_utilities(self, *components: AgentComponent) -> AgentBuilder:
+        """Add ``AgentComponent``s: lifecycle hooks around every run of this agent.
+
+        They run by ``priority`` (lower first); see ``flock_es.components`` for
+        the hooks and what is recorded. Example::
+
+            flock.agent("triage").consumes(Ticket).publishes(Triage).with_utilities(Audit())
+        """
+        from flock_es.runtime.components import AgentComponent
+
+        for c in components:
+            if not isinstance(c, AgentComponent):
+                raise DefinitionError(
+                    f"agent {self.agent.name!r}: with_utilities() takes AgentComponent "
+                    f"instances, got {c!r}"
+                )
+        self.agent.utilities.extend(components)
+        return self._changed()
+
+    def with_engines(self, *engines: EngineComponent) -> AgentBuilder:
+        """Evaluate with these ``EngineComponent``s instead of the built-in model path.
+
+        Several engines chain (each one's outputs are the next one's inputs). Model
+        calls an engine makes through ``ctx.llm`` are recorded and served on resume
+        and replay. Example::
+
+            flock.agent("pitch").consumes(Idea).publishes(Slogan).with_engines(PitchEngine())
+        """
+        from flock_es.runtime.components import EngineComponent
+
+        for e in engines:
+            if not isinstance(e, EngineComponent):
+                raise DefinitionError(
+                    f"agent {self.agent.name!r}: with_engines() takes EngineComponent "
+                    f"instances, got {e!r}"
+                )
+        if engines and self.agent.function is not None:
+            raise DefinitionError(
+                f"agent {self.agent.name!r}: an agent has either a function or engines, not both"
+            )
+        self.agent.engines.extend(engines)
         return self._changed()
 
     def prevent_self_trigger(self, enabled: bool = True) -> AgentBuilder:

@@ -16,6 +16,7 @@ from flock_es.runtime.store import AgentStore, artifact_of
 if TYPE_CHECKING:
     from flock_es.projection.state import RunState, TaskView
     from flock_es.runtime.agent import Agent
+    from flock_es.runtime.engine_llm import EngineLLM
     from flock_es.runtime.store import Artifact
 
 __all__ = ["AgentContext", "TaskRun", "build_context", "correlation_of"]
@@ -43,6 +44,10 @@ class AgentContext:
     context: list[Artifact] = field(default_factory=list)
     # The blackboard filtered by this agent's visibility.
     store: AgentStore | None = None
+    # Recorded model calls for a custom engine (agents with components; see engine_llm.py).
+    llm: EngineLLM | None = None
+    # The task consumes a batch (engines then get ``evaluate_batch``), as Flock's ctx says.
+    is_batch: bool = False
 
 
 @dataclass(slots=True)
@@ -57,6 +62,8 @@ class TaskRun:
     t0: float
     # The index the task's next model call gets: (task id, index) keys its record.
     calls: int = 0
+    # Positions of outputs an orchestrator component blocked (recorded, not scheduled).
+    blocked: set[int] = field(default_factory=set)
 
     def next_call(self) -> int:
         index = self.calls

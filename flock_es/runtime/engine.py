@@ -38,6 +38,7 @@ from flock_es.runtime.agent import Agent
 from flock_es.runtime.executor import Executor, Outcome
 from flock_es.runtime.kernel import UNPUBLISHED_TAG, Kernel, Listener, Sink
 from flock_es.runtime.model_calls import ModelCalls
+from flock_es.runtime.orchestrator_hooks import OrchestratorHooks
 from flock_es.runtime.priority import PrioritySemaphore
 from flock_es.runtime.timers import Timers
 from flock_es.runtime.work import Work
@@ -65,6 +66,8 @@ class Engine:
         }
         self.invoke_waiters: dict[str, asyncio.Future[list[BaseModel]]] = {}
         self.unpublished: set[str] = set()
+        # Orchestrator components (``Flock.add_component``); None when there are none.
+        self.hooks: OrchestratorHooks | None = None
         kernel.actor = self
 
     # --- what the kernel exposes ------------------------------------------
@@ -111,6 +114,8 @@ class Engine:
             elif kind is EventKind.ARTIFACT_PUBLISHED and e.body["id"] in unreleased:
                 timers.arm_release(e.body["id"])
         timers.prune()
+        if self.hooks is not None:
+            self.hooks.scheduled(self.kernel.state, events, self.work.spawn)
         # In chunks, so one chunk's commit (on the writer's thread) overlaps the next one's work.
         tasks = self.kernel.state.tasks
         for i in range(0, len(inline), INLINE_CHUNK):
@@ -164,6 +169,12 @@ class Engine:
         """Publish objects from outside the run in one unit; their ids once durable."""
         kernel = self.kernel
         now = time.time()
+        if self.hooks is not None:
+            evs, vetoes = await self.hooks.external(
+                kernel, objs, tags, correlation_id, visibility, now
+            )
+            await kernel.commit_decided(lambda: kernel.decide_vetoed(vetoes, evs, now))
+            return [e.body["id"] for e in evs]
         evs = []
         for obj in objs:
             aid = ids.external_artifact_id()

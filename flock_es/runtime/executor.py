@@ -14,7 +14,9 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -31,12 +33,16 @@ from flock_es.domain.visibility import visible_to
 from flock_es.errors import CommitFailed, ModelError, OutputValidationError, RecordedCallChanged
 from flock_es.projection.state import TaskView
 from flock_es.redaction import redact_text
+from flock_es.runtime import agent_hooks
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.context import TaskRun, build_context, correlation_of
+from flock_es.runtime.eval_types import artifact_for
 from flock_es.runtime.kernel import UNPUBLISHED_TAG, Kernel
 from flock_es.runtime.model_agent import run_model_agent
 from flock_es.runtime.model_calls import ModelCalls
+from flock_es.runtime.orchestrator_hooks import Candidate, OrchestratorHooks
 from flock_es.runtime.outputs import check_output_types, normalise_outputs
+from flock_es.runtime.store import Artifact
 
 __all__ = ["FATAL", "Executor", "Outcome"]
 
@@ -56,6 +62,8 @@ class Executor:
         self.handler_failures: list[tuple[str, str]] = []
         # The worker (host:pid:n) recorded in task.started under `flock-es worker`.
         self.worker: str | None = None
+        # The program's orchestrator components (``Flock.add_component``), if any.
+        self.orchestrator: OrchestratorHooks | None = None
 
     # --- pieces shared with replay -----------------------------------------
 
@@ -81,14 +89,55 @@ class Executor:
     async def outputs(self, run: TaskRun) -> list[BaseModel]:
         """Run the agent on the task's inputs; its outputs, checked against ``.publishes()``."""
         agent = run.agent
-        inputs = [self.kernel.obj(i) for i in run.task.inputs]
-        if agent.function is not None:
-            result = await agent.call_function(run.ctx, inputs, self.batched(run.task, agent))
-            outputs = normalise_outputs(result)
+        batched = self.batched(run.task, agent)
+        if agent.utilities or agent.engines:
+            outputs = await agent_hooks.evaluate(
+                self.kernel, self.calls, run, batched, lambda objs: self._builtin(run, objs)
+            )
         else:
-            outputs = await run_model_agent(self.calls, run, inputs)
+            outputs = await self._builtin(run, [self.kernel.obj(i) for i in run.task.inputs])
+        hooks = self.orchestrator
+        if hooks is not None and hooks.transforms:
+            arts = [self._artifact(run, pos, o) for pos, o in enumerate(outputs)]
+            outputs, run.blocked = await hooks.outputs(outputs, arts)
         check_output_types(agent, outputs)
         return outputs
+
+    async def _builtin(self, run: TaskRun, inputs: list[BaseModel]) -> list[BaseModel]:
+        """The agent's own evaluation: its function, else its model."""
+        agent = run.agent
+        if agent.function is not None:
+            result = await agent.call_function(run.ctx, inputs, self.batched(run.task, agent))
+            return normalise_outputs(result)
+        return await run_model_agent(self.calls, run, inputs)
+
+    def _artifact(self, run: TaskRun, pos: int, obj: BaseModel) -> Artifact:
+        """Output ``pos`` of ``run`` as it will be recorded (for orchestrator components)."""
+        art = artifact_for(obj, run.agent.name)
+        oid = ids.output_id(run.task.id, pos)
+        return dataclasses.replace(art, id=oid, correlation_id=run.ctx.correlation_id)
+
+    async def _vetoes(
+        self, run: TaskRun, outputs: list[BaseModel], unpublished: bool
+    ) -> list[Event]:
+        """What orchestrator components refuse of these outputs (``schedule.vetoed``)."""
+        hooks = self.orchestrator
+        if hooks is None or unpublished:
+            return []
+        items: list[Candidate] = [
+            (
+                self._artifact(run, pos, o),
+                self._visibility(run, o),
+                o,
+                pos in run.blocked,
+            )
+            for pos, o in enumerate(outputs)
+        ]
+        return await hooks.vetoes(self.kernel.run_id, self.kernel.index, items, time.time())
+
+    @staticmethod
+    def _visibility(run: TaskRun, obj: BaseModel) -> dict[str, Any]:
+        return run.agent.visibility_for(type(obj).__name__) or {"kind": "public"}
 
     # --- the live cycle ----------------------------------------------------
 
@@ -125,10 +174,24 @@ class Executor:
         kernel.record([trusted_event(kernel.run_id, EventKind.TASK_STARTED, body, time.time())])
         return self.prepare(task, agent, attempt, context)
 
-    def completion(self, run: TaskRun, outputs: list[BaseModel], unpublished: bool) -> list[Event]:
-        """Outputs, ``task.completed`` and what the outputs cause: one atomic unit, applied."""
+    def completion(
+        self,
+        run: TaskRun,
+        outputs: list[BaseModel],
+        unpublished: bool,
+        vetoes: list[Event] | None = None,
+    ) -> list[Event]:
+        """Outputs, ``task.completed`` and what the outputs cause: one atomic unit, applied.
+
+        ``vetoes`` (``schedule.vetoed``) go first, so deciding the outputs skips them.
+        """
         kernel, task, agent = self.kernel, run.task, run.agent
         now = time.time()
+        vetoes = vetoes or []
+        for v in vetoes:
+            v.ts = now  # one unit, one timestamp (replay and fork find units by it)
+        if vetoes:
+            kernel.apply(vetoes)
         tags = [UNPUBLISHED_TAG] if unpublished else []
         corr = run.ctx.correlation_id
         arts = [
@@ -159,7 +222,7 @@ class Executor:
         events = kernel.decide(arts, now)
         kernel.apply([done])
         events.insert(len(arts), done)
-        return events
+        return [*vetoes, *events] if vetoes else events
 
     def failure(self, task: TaskView, exc: Exception, t0: float | None = None) -> Event:
         """The ``task.failed`` event for ``exc`` (not applied)."""
@@ -191,7 +254,8 @@ class Executor:
         """Run the agent; the events of its outcome (applied, not committed) and the outcome."""
         try:
             outputs = await self.outputs(run)
-            return self.completion(run, outputs, unpublished), outputs
+            vetoes = await self._vetoes(run, outputs, unpublished)
+            return self.completion(run, outputs, unpublished, vetoes), outputs
         except FATAL:
             raise
         except Exception as exc:
@@ -211,12 +275,22 @@ class Executor:
         await self.kernel.commit(events)
         if isinstance(outcome, Exception):
             await self.on_error(run, outcome)
+        if agent.utilities or agent.engines:
+            await self.after_commit(run, outcome)
         return outcome
+
+    async def after_commit(self, run: TaskRun, outcome: Outcome) -> None:
+        """Component hooks once the outcome is durable (post-publish/error, terminate)."""
+        try:
+            await agent_hooks.after_commit(run, outcome, self.kernel.state)
+        except Exception as hook_exc:  # the task is recorded already; a hook cannot undo it
+            self.handler_failures.append((run.task.id, repr(hook_exc)))
 
     async def execute_inline(self, tasks: list[TaskView]) -> None:
         """Plain ``def`` agents never yield: run a chunk of them back to back, commit once."""
         events: list[Event] = []
         failures: list[tuple[TaskRun, Exception]] = []
+        with_hooks: list[tuple[TaskRun, Outcome]] = []
         agents = self.agents
         for task in tasks:
             run = self.start(task, agents[task.agent])
@@ -224,6 +298,10 @@ class Executor:
             events.extend(done)
             if isinstance(outcome, Exception):
                 failures.append((run, outcome))
+            if run.agent.utilities or run.agent.engines:
+                with_hooks.append((run, outcome))
         await self.kernel.commit(events)
         for run, exc in failures:
             await self.on_error(run, exc)
+        for run, outcome in with_hooks:
+            await self.after_commit(run, outcome)

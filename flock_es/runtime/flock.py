@@ -29,6 +29,8 @@ from flock_es.runtime.gc_policy import fewer_collections
 from flock_es.runtime.kernel import Kernel, Listener, Sink, build_index
 from flock_es.runtime.model_calls import ModelCalls
 from flock_es.runtime.model_clients import OFFLINE, ModelClients, default_model
+from flock_es.runtime.orchestrator_components import OrchestratorComponent
+from flock_es.runtime.orchestrator_hooks import OrchestratorHooks
 from flock_es.runtime.run_boundaries import closing_status, program_path, run_started_event
 from flock_es.runtime.store import Store
 
@@ -102,6 +104,8 @@ class Flock:
         self.share: ShareHook | None = None
         # The last run_until_idle(timeout=) gave up: the CLI then does not wait again.
         self.stopped_waiting = False
+        # Orchestrator components (``add_component``), in the order added.
+        self.components: list[OrchestratorComponent] = []
 
     # --- declaration -----------------------------------------------------
 
@@ -115,6 +119,27 @@ class Flock:
         agent = Agent(name=name)
         self.agents[name] = agent
         return AgentBuilder(agent, lambda: self._check_not_started("change agents"))
+
+    def add_component(self, component: OrchestratorComponent) -> Flock:
+        """Add an ``OrchestratorComponent`` (hooks around publish, schedule and idle).
+
+        Returns the Flock, so calls chain. Example::
+
+            flock.add_component(NoSpam()).add_component(Metrics(priority=5))
+        """
+        if not isinstance(component, OrchestratorComponent):
+            raise DefinitionError(
+                f"add_component() takes an OrchestratorComponent, got {component!r}"
+            )
+        self._check_not_started("add components")
+        self.components.append(component)
+        return self
+
+    def orchestrator_hooks(self) -> OrchestratorHooks | None:
+        """The runner of this program's orchestrator components (None without any)."""
+        if not self.components:
+            return None
+        return OrchestratorHooks(self, self.components, self.agents)
 
     def _check_not_started(self, what: str) -> None:
         if self._engine is not None:
@@ -193,6 +218,7 @@ class Flock:
             recorded_requests=self._recorded_requests,
         )
         engine = Engine(kernel, self.agents, calls)
+        engine.hooks = engine.executor.orchestrator = hooks = self.orchestrator_hooks()
         if share is not None:
             share.bind(engine)
         kernel.listeners.extend(self._listeners)
@@ -208,6 +234,8 @@ class Flock:
                 max_agent_iterations=self.max_agent_iterations,
             )
             await kernel.emit([started])
+        if hooks is not None:
+            await hooks.initialize()
         return engine
 
     def kernel_for(
@@ -305,6 +333,9 @@ class Flock:
         seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
         with fewer_collections():
             idle = await engine.run_until_idle(seconds)
+            if idle and engine.hooks is not None:
+                await engine.hooks.idle()
+                idle = await engine.run_until_idle(seconds)  # what the idle hooks published
         self.stopped_waiting = not idle
         return idle
 
@@ -379,6 +410,8 @@ class Flock:
             await engine.cancel_all()
         engine.stop_timers()
         try:
+            if engine.hooks is not None:
+                await engine.hooks.shutdown()
             if engine.kernel.halted is None:
                 await engine.emit([closing.event(self.run_id)])
         finally:

@@ -266,6 +266,13 @@ class Kernel:
             out.extend(caused)
         return out
 
+    def decide_vetoed(
+        self, vetoes: list[Event], artifact_events: list[Event], now: float
+    ) -> list[Event]:
+        """``decide`` after applying ``schedule.vetoed`` events, which lead the unit."""
+        self.apply(vetoes)
+        return [*vetoes, *self.decide(artifact_events, now)]
+
     def obj(self, aid: str) -> BaseModel:
         """Artifact ``aid`` as an instance of its registered type (cached)."""
         cached = self.objects.get(aid)

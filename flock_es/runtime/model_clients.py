@@ -68,7 +68,7 @@ class ModelClients:
                     else "or run with --model offline"
                 )
                 raise MissingCredentialsError(f"{exc} ({hint})") from None
-            if not agent.publishes:
+            if not agent.publishes and not agent.engines:
                 raise DefinitionError(
                     f"agent {agent.name!r} has no .publishes() and no function; "
                     "the model would not know what to answer"

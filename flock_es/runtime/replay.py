@@ -48,10 +48,12 @@ from flock_es.projection.decide import (
 from flock_es.projection.fold import apply
 from flock_es.projection.state import RunState, TaskView
 from flock_es.runtime.agent import Agent
+from flock_es.runtime.agent_hooks import InputsDiverged, terminate
 from flock_es.runtime.executor import Executor
 from flock_es.runtime.gc_policy import fewer_collections
 from flock_es.runtime.kernel import UNPUBLISHED_TAG, Kernel, NullRecorder, NullSink, build_index
 from flock_es.runtime.model_calls import ModelCalls
+from flock_es.runtime.orchestrator_hooks import OrchestratorHooks
 from flock_es.runtime.replay_report import (
     Divergence,
     ReplayReport,
@@ -106,7 +108,11 @@ class Replayer:
     """Walks a recorded run; ``run()`` returns the report."""
 
     def __init__(
-        self, events: list[Event], agents: dict[str, Agent], state: RunState | None = None
+        self,
+        events: list[Event],
+        agents: dict[str, Agent],
+        state: RunState | None = None,
+        hooks: OrchestratorHooks | None = None,
     ) -> None:
         self.recorded = events
         self.agents = agents
@@ -128,6 +134,8 @@ class Replayer:
             self.state, NullRecorder(), _no_client, model, record_only=True, requests=requests
         )
         self.executor = Executor(self.kernel, agents, self.calls)
+        # Orchestrator components re-run on outputs (their vetoes are followed as recorded).
+        self.executor.orchestrator = hooks
         self.outcomes: dict[str, _Outcome] = {}
         self.report = ReplayReport(run_id=run_id, events=len(events))
 
@@ -270,6 +278,8 @@ class Replayer:
         run = self.executor.prepare(task, agent, attempt, task.context)
         try:
             outputs = await self.executor.outputs(run)
+        except InputsDiverged as exc:
+            return _Outcome(divergence=("inputs after components", exc.expected, exc.actual))
         except ReplayMiss as exc:
             return _Outcome(divergence=("model call", "a recorded answer", f"{exc}"))
         except RecordedCallChanged as exc:
@@ -277,6 +287,9 @@ class Replayer:
             return _Outcome(divergence=(what, exc.expected, exc.actual))
         except Exception as exc:
             return _Outcome(error=str(exc) or type(exc).__name__, error_type=type(exc).__name__)
+        finally:
+            if agent.utilities or agent.engines:
+                await terminate(run)
         return _Outcome(outputs=outputs)
 
     def _task_div(self, e: Event, out: _Outcome, task_id: str) -> Divergence | None:

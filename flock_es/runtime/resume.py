@@ -55,6 +55,7 @@ _UNIT_KINDS = {
     EventKind.ARTIFACT_PUBLISHED,
     EventKind.ARTIFACT_RELEASED,
     EventKind.TASK_COMPLETED,
+    EventKind.SCHEDULE_VETOED,
     *DECISIONS,
 }
 _TRIGGERED = {ScheduleReason.MATCH.value, ScheduleReason.BATCH_SIZE.value}
