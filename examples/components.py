@@ -37,8 +37,8 @@ class Ticket(BaseModel):
 
 @flock_type
 class Triage(BaseModel):
+    priority: int = Field(ge=1, le=5, description="1 is the most urgent")
     summary: str
-    priority: int = Field(ge=1, le=5)
 
 
 @flock_type
@@ -108,14 +108,15 @@ flock.agent("responder").consumes(Triage).publishes(Reply).with_function(
 )
 
 
+TICKETS = {
+    "ada": "Total outage since 9am, write to ada@example.com",
+    "bob": "How do I export my invoices?",
+    "eve": "Click here to unsubscribe from prizes",
+}
+
+
 async def main():
-    await flock.publish_many(
-        [
-            Ticket(customer="ada", text="Total outage since 9am, write to ada@example.com"),
-            Ticket(customer="bob", text="How do I export my invoices?"),
-            Ticket(customer="eve", text="Click here to unsubscribe from prizes"),
-        ]
-    )
+    await flock.publish_many([Ticket(customer=c, text=t) for c, t in TICKETS.items()])
     await flock.run_until_idle()
     for reply in await flock.store.get_by_type(Reply):
         print(f"reply: {reply.text}")

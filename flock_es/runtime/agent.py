@@ -293,6 +293,14 @@ class AgentBuilder:
         self.agent.tools = check_tools(self.agent.name, [*self.agent.tools, *tools])
         return self._changed()
 
+    def _check_instances(self, method: str, items: Iterable[object], cls: type) -> None:
+        for item in items:
+            if not isinstance(item, cls):
+                raise DefinitionError(
+                    f"agent {self.agent.name!r}: {method}() takes {cls.__name__} "
+                    f"instances, got {item!r}"
+                )
+
     def with_utilities(self, *components: AgentComponent) -> AgentBuilder:
         """Add ``AgentComponent``s: lifecycle hooks around every run of this agent.
 
@@ -303,12 +311,7 @@ class AgentBuilder:
         """
         from flock_es.runtime.components import AgentComponent
 
-        for c in components:
-            if not isinstance(c, AgentComponent):
-                raise DefinitionError(
-                    f"agent {self.agent.name!r}: with_utilities() takes AgentComponent "
-                    f"instances, got {c!r}"
-                )
+        self._check_instances("with_utilities", components, AgentComponent)
         self.agent.utilities.extend(components)
         return self._changed()
 
@@ -323,12 +326,7 @@ class AgentBuilder:
         """
         from flock_es.runtime.components import EngineComponent
 
-        for e in engines:
-            if not isinstance(e, EngineComponent):
-                raise DefinitionError(
-                    f"agent {self.agent.name!r}: with_engines() takes EngineComponent "
-                    f"instances, got {e!r}"
-                )
+        self._check_instances("with_engines", engines, EngineComponent)
         if engines and self.agent.function is not None:
             raise DefinitionError(
                 f"agent {self.agent.name!r}: an agent has either a function or engines, not both"

@@ -5,13 +5,10 @@ like the built-in model agent's: paid answers are recorded in
 ``model.called``, and on resume and replay the recorded answer is served
 (only to the same request) instead of being paid again.
 
-Example::
+Example (inside an engine's ``evaluate``)::
 
-    class Pitch(EngineComponent):
-        async def evaluate(self, agent, ctx, inputs):
-            idea = inputs.first_as(Idea)
-            slogan = await ctx.llm.structured(Slogan, f"A slogan for: {idea.text}")
-            return EvalResult.from_object(slogan, agent=agent)
+    response = await ctx.llm.complete("Say hello", output=Greeting)
+    greeting = await ctx.llm.structured(Greeting, [{"role": "user", "content": "Hi"}])
 """
 
 from __future__ import annotations

@@ -166,6 +166,8 @@ class Worker:
         kernel, calls = self.flock.kernel_for(run_id, link, state)
         executor = Executor(kernel, self.flock.agents, calls)
         executor.worker = self.id
+        # Orchestrator components judge the outputs of tasks this worker runs.
+        executor.orchestrator = self.flock.orchestrator_hooks()
         kernel.actor = SharedActor(link, self._wake.set)
         link.bind(kernel)
         self.links[run_id] = link
