@@ -16,6 +16,7 @@ from rich.syntax import Syntax
 from textual import events, on, work
 from textual.app import App
 from textual.css.query import NoMatches
+from textual.visual import visualize
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static, TabbedContent
 
@@ -201,10 +202,21 @@ class ViewMixin(App[None]):
         self._set("#banner", text)
 
     def _set(self, selector: str, text: str) -> None:
-        """Update a Static only when its text changed (a repaint per tick is wasted work)."""
-        if self._texts.get(selector) != text:
-            self._texts[selector] = text
-            self._q(selector, Static).update(text)
+        """Update a Static only when its text changed (a repaint per tick is wasted work),
+        and lay the screen out again only when its height changed: a new status line
+        every redraw re-laid out every widget, most of a redraw's cost."""
+        old = self._texts.get(selector)
+        if old == text:
+            return
+        self._texts[selector] = text
+        widget = self._q(selector, Static)
+        width = widget.content_region.width
+        same = (
+            old is not None
+            and width > 0
+            and _height(widget, old, width) == _height(widget, text, width)
+        )
+        widget.update(text, layout=not same)
 
     def _payload(self) -> None:
         key = self.vlist("artifacts").selected_key
@@ -362,6 +374,12 @@ class ViewMixin(App[None]):
         self.run_stats = stats
         if self.server is not None:
             self._runs(True)
+
+
+def _height(widget: Widget, text: str, width: int) -> int:
+    """Lines that ``text`` takes in ``widget`` at ``width`` (wrapped as Textual wraps it)."""
+    # Widget.get_content_height passes its styles the same way (typed as a RulesMap).
+    return visualize(widget, text).get_height(widget.styles, width)  # type: ignore[arg-type]
 
 
 def _count(value: object) -> int:

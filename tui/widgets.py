@@ -224,6 +224,8 @@ class ScrubBar(Static):
         width = max(self.size.width - self.PREFIX - 2, 10)
         if self._last == (mode, seq, index, total, width):
             return
+        # One line whatever the numbers: lay out again only when the width changed.
+        layout = not self._last or self._last[-1] != width
         self._last = (mode, seq, index, total, width)
         filled = round(width * index / total) if total else 0
         text = Text()
@@ -232,7 +234,7 @@ class ScrubBar(Static):
         text.append(f" seq {seq:<7} event {index:>6}/{total:<6} ")
         text.append("━" * filled, "magenta" if mode != "LIVE" else "green")
         text.append("━" * (width - filled), "bright_black")
-        self.update(text)
+        self.update(text, layout=layout)
 
     def on_click(self, event: events.Click) -> None:
         width = max(self.size.width - self.PREFIX - 2, 10)
