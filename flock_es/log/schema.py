@@ -40,7 +40,8 @@ PRAGMAS = (
 # carries the same attempt number.
 _AGENT = f"json_extract(s.body, '$.{body_field(TaskStarted, 'agent')}')"
 _START_ATTEMPT = f"json_extract(s.body, '$.{body_field(TaskStarted, 'attempt')}')"
-_END_ATTEMPT = f"json_extract(e.body, '$.{body_field(TaskCompleted, 'attempt')}')"
+_TASK_ATTEMPT = f"json_extract(t.body, '$.{body_field(TaskStarted, 'attempt')}')"
+_END_ATTEMPT = f"json_extract(t.end_body, '$.{body_field(TaskCompleted, 'attempt')}')"
 body_field(TaskFailed, "attempt")  # task.failed carries the attempt too
 _STARTED, _DONE, _FAILED = (
     EventKind.TASK_STARTED.value,
@@ -59,7 +60,9 @@ CREATE TABLE IF NOT EXISTS events (
     body    TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_run ON events(run_id, seq);
-CREATE INDEX IF NOT EXISTS events_task ON events(task_id) WHERE task_id IS NOT NULL;
+-- No index on task_id: task ids are digests, so such an index takes a random-key
+-- insert per task event and its write cost grows with the log (issue 14). Files
+-- made before keep theirs (and their spans view); nothing needs it.
 
 -- Read models: written in the same transaction as their events, rebuildable from them.
 CREATE TABLE IF NOT EXISTS runs (
@@ -89,26 +92,36 @@ CREATE INDEX IF NOT EXISTS artifacts_type ON artifacts(run_id, type);
 
 -- The tutorial's trace query ("SELECT name, start_time, duration_ms FROM spans")
 -- works on this view: one span per task.started (per attempt), named <agent>.execute.
--- An attempt that never ended (a crash, a fork point) is 'unfinished' with no duration.
--- Joined on run_id too: a fork copies its parent's task ids.
+-- An attempt ends with the next event of its task (in its run: a fork copies its
+-- parent's task ids) when that is the completion or failure of the same attempt;
+-- one that never ended (a crash, a fork point) is 'unfinished' with no duration.
+-- A window over the task events, so it needs no index on task_id.
 CREATE VIEW IF NOT EXISTS spans AS
 SELECT
     s.run_id                                          AS run_id,
     {_AGENT} || '.execute'     AS name,
     strftime('%Y-%m-%dT%H:%M:%fZ', s.ts, 'unixepoch') AS start_time,
-    (e.ts - s.ts) * 1000.0                            AS duration_ms,
+    CASE WHEN s.ended THEN (s.end_ts - s.ts) * 1000.0 END AS duration_ms,
     s.task_id                                         AS task_id,
     {_START_ATTEMPT}                 AS attempt,
-    CASE e.kind WHEN '{_DONE}' THEN 'ok' WHEN '{_FAILED}' THEN 'error'
-         ELSE 'unfinished' END                        AS status,
+    CASE WHEN NOT s.ended THEN 'unfinished' WHEN s.end_kind = '{_DONE}' THEN 'ok'
+         ELSE 'error' END                             AS status,
     s.ts                                              AS start_ts,
-    e.ts                                              AS end_ts
-FROM events s
-LEFT JOIN events e
-  ON e.run_id = s.run_id
- AND e.task_id = s.task_id
- AND e.kind IN ('{_DONE}', '{_FAILED}')
- AND {_END_ATTEMPT} = {_START_ATTEMPT}
+    CASE WHEN s.ended THEN s.end_ts END               AS end_ts
+FROM (
+    SELECT t.*,
+           coalesce(t.end_kind IN ('{_DONE}', '{_FAILED}')
+                    AND {_END_ATTEMPT} = {_TASK_ATTEMPT}, 0) AS ended
+    FROM (
+        SELECT run_id, task_id, kind, ts, body, seq,
+               lead(kind) OVER w AS end_kind,
+               lead(ts) OVER w   AS end_ts,
+               lead(body) OVER w AS end_body
+        FROM events
+        WHERE kind IN ('{_STARTED}', '{_DONE}', '{_FAILED}')
+        WINDOW w AS (PARTITION BY run_id, task_id ORDER BY seq)
+    ) AS t
+) AS s
 WHERE s.kind = '{_STARTED}';
 
 -- Run ownership: one lease per run, taken with BEGIN IMMEDIATE before any work.
