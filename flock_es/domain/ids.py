@@ -16,11 +16,10 @@ __all__ = ["content_hash", "external_artifact_id", "new_run_id", "output_id", "t
 
 
 def _digest(*parts: str, size: int = 16) -> str:
-    h = hashlib.blake2b(digest_size=size)
-    for p in parts:
-        h.update(p.encode())
-        h.update(b"\x1f")
-    return h.hexdigest()
+    # Each part followed by a unit separator, hashed in one call (the ids of every
+    # existing log depend on exactly these bytes).
+    data = "\x1f".join(parts).encode() + b"\x1f"
+    return hashlib.blake2b(data, digest_size=size).hexdigest()
 
 
 def task_id(run_id: str, agent: str, sub_index: int, inputs: Iterable[str]) -> str:

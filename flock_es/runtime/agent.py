@@ -84,6 +84,8 @@ class Agent:
         assert self.function is not None
         arg: Any = inputs if batched or len(inputs) != 1 else inputs[0]
         result = self.function(arg, ctx) if self._fn_wants_ctx else self.function(arg)
+        if isinstance(result, BaseModel):  # the common answer: skip the awaitable checks
+            return result
         if inspect.isawaitable(result):
             result = await result
         return result

@@ -160,8 +160,12 @@ class Executor:
         who = agent.identity()
         return [i for i in candidates if visible_to(arts[i].visibility, who, arts[i].released)]
 
-    def start(self, task: TaskView, agent: Agent) -> TaskRun:
-        """Record ``task.started`` and build what the agent sees."""
+    def start(self, task: TaskView, agent: Agent, unit: list[Event] | None = None) -> TaskRun:
+        """Record ``task.started`` and build what the agent sees.
+
+        With ``unit``, the event is applied and added to it (the caller commits the
+        unit) instead of being queued on its own.
+        """
         attempt = task.attempt + 1
         body: TaskStarted = {"task_id": task.id, "agent": agent.name, "attempt": attempt}
         context = self._context_ids(task, agent) if agent.with_context else None
@@ -169,9 +173,14 @@ class Executor:
             body["context"] = context
         if self.worker is not None:
             body["worker"] = self.worker
-        # Not awaited: the writer keeps order, so later events of this task commit after it.
         kernel = self.kernel
-        kernel.record([trusted_event(kernel.run_id, EventKind.TASK_STARTED, body, time.time())])
+        event = trusted_event(kernel.run_id, EventKind.TASK_STARTED, body, time.time())
+        if unit is None:
+            # Not awaited: the writer keeps order, so later events of this task commit after it.
+            kernel.record([event])
+        else:
+            kernel.apply([event])
+            unit.append(event)
         return self.prepare(task, agent, attempt, context)
 
     def completion(
@@ -287,13 +296,17 @@ class Executor:
             self.handler_failures.append((run.task.id, repr(hook_exc)))
 
     async def execute_inline(self, tasks: list[TaskView]) -> None:
-        """Plain ``def`` agents never yield: run a chunk of them back to back, commit once."""
+        """Plain ``def`` agents never yield: run a chunk of them back to back, commit once.
+
+        Their ``task.started`` events go into the chunk's unit too: nothing could commit
+        them earlier, as the chunk never hands the loop to the writer.
+        """
         events: list[Event] = []
         failures: list[tuple[TaskRun, Exception]] = []
         with_hooks: list[tuple[TaskRun, Outcome]] = []
         agents = self.agents
         for task in tasks:
-            run = self.start(task, agents[task.agent])
+            run = self.start(task, agents[task.agent], events)
             done, outcome = await self._settled(run, False)
             events.extend(done)
             if isinstance(outcome, Exception):

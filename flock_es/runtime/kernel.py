@@ -35,6 +35,7 @@ from flock_es.projection.state import RunState
 from flock_es.runtime.agent import Agent
 
 __all__ = [
+    "OBJECT_CACHE",
     "UNPUBLISHED_TAG",
     "Actor",
     "Kernel",
@@ -48,6 +49,11 @@ __all__ = [
 
 # Artifacts recorded but not offered to subscribers (``invoke(..., publish_outputs=False)``).
 UNPUBLISHED_TAG = "flock-es:unpublished"
+
+# How many artifact objects the kernel keeps built. Their consumers usually run soon
+# after the publish; an older one is rebuilt from its payload when asked, so memory
+# does not grow with every artifact of a long run.
+OBJECT_CACHE = 4096
 
 Listener = Callable[[list[Event]], None]
 
@@ -236,7 +242,7 @@ class Kernel:
                 f"artifact type {name!r} is not registered: decorate it with @flock_type or "
                 "name it in an agent's .consumes()/.publishes(), so a replay can load it"
             )
-        self.objects[aid] = obj
+        self._cache(aid, obj)
         body: ArtifactPublished = {
             "id": aid,
             "type": name,
@@ -278,5 +284,12 @@ class Kernel:
         cached = self.objects.get(aid)
         if cached is None:
             view = self.state.artifacts[aid]
-            cached = self.objects[aid] = registry.to_object(view.type, view.payload)
+            cached = registry.to_object(view.type, view.payload)
+            self._cache(aid, cached)
         return cached
+
+    def _cache(self, aid: str, obj: BaseModel) -> None:
+        objects = self.objects
+        objects[aid] = obj
+        if len(objects) > OBJECT_CACHE:
+            del objects[next(iter(objects))]  # the oldest entry (dicts keep insertion order)
