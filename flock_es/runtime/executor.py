@@ -299,14 +299,16 @@ class Executor:
         """Plain ``def`` agents never yield: run a chunk of them back to back, commit once.
 
         Their ``task.started`` events go into the chunk's unit too: nothing could commit
-        them earlier, as the chunk never hands the loop to the writer.
+        them earlier, as the chunk never hands the loop to the writer (an agent with
+        components may await, so its start is queued on its own as elsewhere).
         """
         events: list[Event] = []
         failures: list[tuple[TaskRun, Exception]] = []
         with_hooks: list[tuple[TaskRun, Outcome]] = []
         agents = self.agents
         for task in tasks:
-            run = self.start(task, agents[task.agent], events)
+            agent = agents[task.agent]
+            run = self.start(task, agent, None if agent.utilities or agent.engines else events)
             done, outcome = await self._settled(run, False)
             events.extend(done)
             if isinstance(outcome, Exception):
