@@ -58,6 +58,9 @@ _BATCH_REASONS = {
     ScheduleReason.BATCH_FLUSH.value,
 }
 _GATE_REASONS = {ScheduleReason.GATE.value, ScheduleReason.JOIN.value}
+# One dict for the visibility of every public artifact (most of them): a dict per
+# artifact view was about a tenth of a long run's memory. Views are never mutated.
+_PUBLIC: dict[str, Any] = {"kind": "public"}
 
 
 def _run_started(s: RunState, e: Event, b: RunStarted) -> None:
@@ -115,6 +118,7 @@ def _artifact(s: RunState, e: Event, b: ArtifactPublished) -> None:
     aid = b["id"]
     if aid in s.artifacts:
         return
+    vis = b.get("visibility")
     s.artifacts[aid] = ArtifactView(
         id=aid,
         type=b["type"],
@@ -123,12 +127,11 @@ def _artifact(s: RunState, e: Event, b: ArtifactPublished) -> None:
         task_id=b.get("task_id"),
         correlation_id=b.get("correlation_id"),
         tags=list(b.get("tags", [])),
-        visibility=b.get("visibility", {"kind": "public"}),
+        visibility=_PUBLIC if vis is None or vis == _PUBLIC else vis,
         seq=e.seq,
         ts=e.ts,
     )
     s.by_type.setdefault(b["type"], []).append(aid)
-    vis = b.get("visibility")
     if vis and vis.get("kind") == "after":
         s.unreleased[aid] = e.ts + float(vis.get("ttl", 0.0))
 
