@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from flock_es import (
     AgentComponent,
+    BatchSpec,
     EngineComponent,
     EvalInputs,
     Flock,
@@ -26,6 +27,7 @@ from flock_es import (
     flock_type,
 )
 from flock_es.domain.events import Event, EventKind
+from flock_es.errors import DefinitionError
 from flock_es.log import LogReader
 from flock_es.runtime.replay import Replayer
 from tests.conftest import EXAMPLES, ROOT, event_kinds, kill_cli_when, run_cli
@@ -338,3 +340,41 @@ def test_resume_after_sigkill_serves_the_engines_recorded_calls(tmp_path: Path) 
     replay = run_cli(["replay", "latest", "--db", db])
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert "identical" in replay.stdout
+
+
+class Tally(EngineComponent):
+    """Batch-aware, as Flock's SimpleBatchEngine: one output per flushed batch."""
+
+    async def evaluate(self, agent: Any, ctx: Any, inputs: EvalInputs) -> Any:
+        raise AssertionError("a BatchSpec subscription gets evaluate_batch")
+
+    async def evaluate_batch(self, agent: Any, ctx: Any, inputs: EvalInputs) -> Any:
+        assert ctx.is_batch
+        return Loud(text="+".join(n.text for n in inputs.all_as(Note)))
+
+
+def test_an_engine_gets_a_whole_batch_through_evaluate_batch(db_path: Path) -> None:
+    flock = Flock(db=db_path)
+    flock.agent("tally").consumes(Note, batch=BatchSpec(size=3)).publishes(Loud).with_engines(
+        Tally()
+    )
+
+    async def go() -> list[Loud]:
+        await flock.publish_many([Note(text=t) for t in "abc"])
+        await flock.run_until_idle()
+        await flock.close()
+        return await flock.store.get_by_type(Loud)
+
+    assert asyncio.run(go()) == [Loud(text="a+b+c")]
+    report = asyncio.run(_replay(_events(db_path), flock))
+    assert report.identical, report.divergence
+
+
+def test_components_are_checked_where_they_are_declared() -> None:
+    flock = Flock()
+    with pytest.raises(DefinitionError, match="OrchestratorComponent"):
+        flock.add_component(Recorder())  # type: ignore[arg-type]
+    with pytest.raises(DefinitionError, match="EngineComponent"):
+        flock.agent("a").with_engines(Recorder())  # type: ignore[arg-type]
+    with pytest.raises(DefinitionError, match="function or engines"):
+        flock.agent("b").with_function(lambda n: n).with_engines(Tally())

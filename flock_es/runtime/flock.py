@@ -29,7 +29,7 @@ from flock_es.runtime.gc_policy import fewer_collections
 from flock_es.runtime.kernel import Kernel, Listener, Sink, build_index
 from flock_es.runtime.model_calls import ModelCalls
 from flock_es.runtime.model_clients import OFFLINE, ModelClients, default_model
-from flock_es.runtime.orchestrator_components import OrchestratorComponent
+from flock_es.runtime.orchestrator_components import OrchestratorComponent, checked_component
 from flock_es.runtime.orchestrator_hooks import OrchestratorHooks
 from flock_es.runtime.run_boundaries import closing_status, program_path, run_started_event
 from flock_es.runtime.store import Store
@@ -121,25 +121,17 @@ class Flock:
         return AgentBuilder(agent, lambda: self._check_not_started("change agents"))
 
     def add_component(self, component: OrchestratorComponent) -> Flock:
-        """Add an ``OrchestratorComponent`` (hooks around publish, schedule and idle).
+        """Add an ``OrchestratorComponent``; returns the Flock, so calls chain. Example::
 
-        Returns the Flock, so calls chain. Example::
-
-            flock.add_component(NoSpam()).add_component(Metrics(priority=5))
+        flock.add_component(NoSpam()).add_component(Metrics(priority=5))
         """
-        if not isinstance(component, OrchestratorComponent):
-            raise DefinitionError(
-                f"add_component() takes an OrchestratorComponent, got {component!r}"
-            )
         self._check_not_started("add components")
-        self.components.append(component)
+        self.components.append(checked_component(component))
         return self
 
     def orchestrator_hooks(self) -> OrchestratorHooks | None:
         """The runner of this program's orchestrator components (None without any)."""
-        if not self.components:
-            return None
-        return OrchestratorHooks(self, self.components, self.agents)
+        return OrchestratorHooks(self, self.components, self.agents) if self.components else None
 
     def _check_not_started(self, what: str) -> None:
         if self._engine is not None:

@@ -47,6 +47,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from flock_es.errors import DefinitionError
+
 if TYPE_CHECKING:
     from flock_es.domain.subscriptions import Subscription
     from flock_es.projection.state import TaskView
@@ -57,6 +59,7 @@ __all__ = [
     "OrchestratorComponent",
     "OrchestratorComponentConfig",
     "ScheduleDecision",
+    "checked_component",
 ]
 
 
@@ -111,3 +114,10 @@ class OrchestratorComponent(BaseModel):
     @property
     def display_name(self) -> str:
         return self.name or type(self).__name__
+
+
+def checked_component(component: object) -> OrchestratorComponent:
+    """``component``, if it is an ``OrchestratorComponent`` (else a ``DefinitionError``)."""
+    if not isinstance(component, OrchestratorComponent):
+        raise DefinitionError(f"add_component() takes an OrchestratorComponent, got {component!r}")
+    return component
