@@ -1,5 +1,7 @@
 """The fold: ``evolve(state, event) -> state``, shared by the runtime, resume,
-replay, ``show --at`` and the TUI.
+replay, ``show --at`` and the TUI. The steps of runs, artifacts, tasks and model
+calls are here; those of batch buffers, gates, joins and the circuit breaker are
+in ``fold_gates``.
 
 ``apply`` is the step itself and updates a state in place: deterministic, total
 (an unknown kind or a reference to something unseen is ignored, never an
@@ -17,12 +19,8 @@ from typing import Any
 from flock_es.domain.events import (
     ArtifactPublished,
     ArtifactReleased,
-    BatchBuffered,
-    CircuitTripped,
     Event,
     EventKind,
-    GateBuffered,
-    JoinExpired,
     ModelAttempt,
     ModelCalled,
     PredicateFailed,
@@ -38,13 +36,18 @@ from flock_es.domain.events import (
     ToolCalled,
 )
 from flock_es.projection.fold_components import inputs_rewritten, schedule_vetoed
+from flock_es.projection.fold_gates import (
+    batch_buffered,
+    circuit_tripped,
+    gate_buffered,
+    join_expired,
+    leave_gate,
+    take_inputs,
+)
 from flock_es.projection.state import (
     AgentView,
     ArtifactView,
-    BatchView,
     CallView,
-    GateView,
-    GroupView,
     RunState,
     TaskView,
     ToolCallView,
@@ -111,7 +114,7 @@ def _run_resumed(s: RunState, e: Event, b: RunResumed) -> None:
             t.status = TaskStatus.SCHEDULED
             t.error = None
             t.transient = False
-            _agent(s, t.agent).failed -= 1
+            s.agent_view(t.agent).failed -= 1
 
 
 def _artifact(s: RunState, e: Event, b: ArtifactPublished) -> None:
@@ -136,13 +139,6 @@ def _artifact(s: RunState, e: Event, b: ArtifactPublished) -> None:
         s.unreleased[aid] = e.ts + float(vis.get("ttl", 0.0))
 
 
-def _agent(s: RunState, name: str) -> AgentView:
-    a = s.agents.get(name)
-    if a is None:
-        a = s.agents[name] = AgentView(name=name)
-    return a
-
-
 def _scheduled(s: RunState, e: Event, b: TaskScheduled) -> None:
     tid = b["task_id"]
     if tid not in s.tasks:
@@ -155,36 +151,13 @@ def _scheduled(s: RunState, e: Event, b: TaskScheduled) -> None:
             scheduled_at=e.ts,
             seq=e.seq,
         )
-        _agent(s, b["agent"]).scheduled += 1
+        s.agent_view(b["agent"]).scheduled += 1
     reason = b.get("reason")
+    key = (b["agent"], b["sub_index"])
     if reason in _BATCH_REASONS:
-        key = (b["agent"], b["sub_index"])
-        buf = s.batches.get(key)
-        if buf is not None:
-            taken = set(b["inputs"])
-            buf.members = [m for m in buf.members if m not in taken]
-            buf.groups = [g for g in buf.groups if not taken.intersection(g)]
-            if not buf.members:
-                del s.batches[key]
-        _leave_gate(s, key, b["inputs"])
+        take_inputs(s, key, b["inputs"])
     elif reason in _GATE_REASONS:
-        _leave_gate(s, (b["agent"], b["sub_index"]), b["inputs"])
-
-
-def _leave_gate(s: RunState, key: tuple[str, int], taken: list[str]) -> None:
-    gate = s.gates.get(key)
-    if gate is None:
-        return
-    for aid in taken:
-        gkey = gate.key_of.pop(aid, None)
-        group = gate.groups.get(gkey) if gkey is not None else None
-        if group is None:
-            continue
-        for ids in group.by_type.values():
-            if aid in ids:
-                ids.remove(aid)
-        if not any(group.by_type.values()):
-            del gate.groups[group.key]
+        leave_gate(s, key, b["inputs"])
 
 
 def _started(s: RunState, e: Event, b: TaskStarted) -> None:
@@ -192,7 +165,7 @@ def _started(s: RunState, e: Event, b: TaskStarted) -> None:
     if t is None:
         return
     if t.status is not TaskStatus.RUNNING:
-        _agent(s, t.agent).running += 1
+        s.agent_view(t.agent).running += 1
     t.status = TaskStatus.RUNNING
     t.attempt = b.get("attempt", t.attempt + 1)
     t.started_at = e.ts
@@ -204,7 +177,7 @@ def _started(s: RunState, e: Event, b: TaskStarted) -> None:
 
 
 def _finish(s: RunState, e: Event, t: TaskView) -> AgentView:
-    a = _agent(s, t.agent)
+    a = s.agent_view(t.agent)
     if t.status is TaskStatus.RUNNING:
         a.running -= 1
     t.finished_at = e.ts
@@ -257,7 +230,7 @@ def _model_called(s: RunState, e: Event, b: ModelCalled) -> None:
         attempt=b.get("attempt", 1),
     )
     t = s.tasks.get(b["task_id"])
-    a = _agent(s, b["agent"] or (t.agent if t else "?"))
+    a = s.agent_view(b["agent"] or (t.agent if t else "?"))
     for view in (t, a):
         if view is None:
             continue
@@ -295,82 +268,11 @@ def _tool_called(s: RunState, e: Event, b: ToolCalled) -> None:
         )
 
 
-def _buffered(s: RunState, e: Event, b: BatchBuffered) -> None:
-    key = (b["agent"], b["sub_index"])
-    buf = s.batches.get(key)
-    if buf is None:
-        size = None
-        agent = s.agents.get(b["agent"])
-        if agent is not None:
-            for sub in agent.subscriptions:
-                if sub.get("index") == b["sub_index"]:
-                    size = sub.get("batch_size")
-        buf = s.batches[key] = BatchView(
-            agent=b["agent"], sub_index=b["sub_index"], opened_at=e.ts, size=size
-        )
-    deadline = b.get("deadline")
-    if deadline is not None:
-        buf.deadline = deadline
-    group = b.get("group") or [b["artifact_id"]]
-    fresh = [a for a in group if a not in buf.members]
-    if fresh:
-        buf.members.extend(fresh)
-        buf.groups.append(fresh)
-    if b.get("group"):
-        _leave_gate(s, key, group)
-
-
-def _gate_buffered(s: RunState, e: Event, b: GateBuffered) -> None:
-    if "type" not in b:
-        return  # not a body this version wrote: ignored, the fold stays total
-    key = (b["agent"], b["sub_index"])
-    gate = s.gates.get(key)
-    if gate is None:
-        gate = s.gates[key] = GateView(agent=b["agent"], sub_index=b["sub_index"])
-    aid = b["artifact_id"]
-    if aid in gate.key_of:
-        return
-    gate.arrivals += 1
-    gkey = b.get("key", "")
-    group = gate.groups.get(gkey)
-    if group is None:
-        group = gate.groups[gkey] = GroupView(
-            key=gkey, opened_at=e.ts, opened_arrival=gate.arrivals, deadline=b.get("deadline")
-        )
-    group.by_type.setdefault(b["type"], []).append(aid)
-    gate.key_of[aid] = gkey
-
-
-def _join_expired(s: RunState, e: Event, b: JoinExpired) -> None:
-    gate = s.gates.get((b["agent"], b["sub_index"]))
-    if gate is not None and b["key"] in gate.groups:
-        del gate.groups[b["key"]]
-        for aid in b["members"]:
-            gate.key_of.pop(aid, None)
-        gate.expired += 1
-    s.expired_joins.append(dict(b, seq=e.seq, ts=e.ts))
-
-
 def _released(s: RunState, e: Event, b: ArtifactReleased) -> None:
     s.unreleased.pop(b["artifact_id"], None)
     art = s.artifacts.get(b["artifact_id"])
     if art is not None:
         art.released = True
-
-
-def _circuit(s: RunState, e: Event, b: CircuitTripped) -> None:
-    _agent(s, b["agent"]).tripped += 1
-    # The refused inputs leave their batch or gate, or they would trip again on every flush.
-    key = (b["agent"], b["sub_index"])
-    taken = set(b["inputs"])
-    buf = s.batches.get(key)
-    if buf is not None:
-        buf.members = [m for m in buf.members if m not in taken]
-        buf.groups = [g for g in buf.groups if not taken.intersection(g)]
-        if not buf.members:
-            del s.batches[key]
-    _leave_gate(s, key, b["inputs"])
-    s.circuit_trips.append(dict(b, seq=e.seq))
 
 
 def _predicate_failed(s: RunState, e: Event, b: PredicateFailed) -> None:
@@ -388,12 +290,12 @@ _HANDLERS: dict[str, Callable[[RunState, Event, Any], None]] = {
     EventKind.TASK_COMPLETED: _completed,
     EventKind.TASK_FAILED: _failed,
     EventKind.MODEL_CALLED: _model_called,
-    EventKind.BATCH_BUFFERED: _buffered,
+    EventKind.BATCH_BUFFERED: batch_buffered,
     EventKind.PREDICATE_FAILED: _predicate_failed,
-    EventKind.GATE_BUFFERED: _gate_buffered,
-    EventKind.JOIN_EXPIRED: _join_expired,
+    EventKind.GATE_BUFFERED: gate_buffered,
+    EventKind.JOIN_EXPIRED: join_expired,
     EventKind.ARTIFACT_RELEASED: _released,
-    EventKind.CIRCUIT_TRIPPED: _circuit,
+    EventKind.CIRCUIT_TRIPPED: circuit_tripped,
     EventKind.MODEL_ATTEMPT: _model_attempt,
     EventKind.TOOL_CALLED: _tool_called,
     EventKind.INPUTS_REWRITTEN: inputs_rewritten,

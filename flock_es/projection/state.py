@@ -217,6 +217,13 @@ class RunState:
 
     # Queries -------------------------------------------------------------
 
+    def agent_view(self, name: str) -> AgentView:
+        """The view of agent ``name``, made empty for an agent no ``run.started`` named."""
+        view = self.agents.get(name)
+        if view is None:
+            view = self.agents[name] = AgentView(name=name)
+        return view
+
     @property
     def ids_run(self) -> str:
         """The run id that task ids are derived from (a fork keeps its parent's)."""
