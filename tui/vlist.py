@@ -49,6 +49,19 @@ class Source(Protocol):
     def rows(self, start: int, count: int) -> list[Row]: ...
 
 
+class _RowMessage(Message):
+    """A message about one row of a ``VirtualList`` (``control`` is the list)."""
+
+    def __init__(self, vlist: VirtualList, key: str | None) -> None:
+        super().__init__()
+        self.vlist = vlist
+        self.key = key
+
+    @property
+    def control(self) -> VirtualList:
+        return self.vlist
+
+
 class VirtualList(ScrollView, can_focus=True):
     """Rows ``0 .. source.count()`` with a header, a cursor and keyboard paging."""
 
@@ -62,29 +75,13 @@ class VirtualList(ScrollView, can_focus=True):
         Binding("enter", "select", "Open", show=False),
     ]
 
-    class Selected(Message):
+    class Selected(_RowMessage):
         """Enter (or a click) on a row."""
 
-        def __init__(self, vlist: VirtualList, key: str) -> None:
-            super().__init__()
-            self.vlist = vlist
-            self.key = key
+        key: str
 
-        @property
-        def control(self) -> VirtualList:
-            return self.vlist
-
-    class Highlighted(Message):
-        """The cursor moved to another row."""
-
-        def __init__(self, vlist: VirtualList, key: str | None) -> None:
-            super().__init__()
-            self.vlist = vlist
-            self.key = key
-
-        @property
-        def control(self) -> VirtualList:
-            return self.vlist
+    class Highlighted(_RowMessage):
+        """The cursor moved to another row (``key`` None: no row)."""
 
     def __init__(self, source: Source, **kwargs: Any) -> None:
         super().__init__(**kwargs)
