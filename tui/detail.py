@@ -26,7 +26,17 @@ from rich.rule import Rule
 from rich.syntax import Syntax
 from rich.text import Text
 
-from flock_es.domain.events import Event, EventKind, TaskStatus
+from flock_es.domain.events import (
+    Event,
+    EventKind,
+    ModelAttempt,
+    ModelCalled,
+    TaskFailed,
+    TaskStarted,
+    TaskStatus,
+    ToolCalled,
+    body_as,
+)
 from flock_es.log.ports import EventReader
 from flock_es.projection.state import RunState
 
@@ -154,46 +164,59 @@ def _label(state: RunState, aid: str) -> str:
 
 
 def _event_block(e: Event, calls: list[dict[str, Any]]) -> list[RenderableType]:
-    b = e.body
     when = fmt_iso(e.ts)
     if e.kind is EventKind.TASK_STARTED:
-        on = f" on worker {b['worker']}" if b.get("worker") else ""
-        return [Rule(f"attempt {b.get('attempt', 1)} started {when}{on}", align="left")]
+        started = body_as(e, TaskStarted)
+        worker = started.get("worker")
+        on = f" on worker {worker}" if worker else ""
+        return [Rule(f"attempt {started.get('attempt', 1)} started {when}{on}", align="left")]
     if e.kind is EventKind.TASK_FAILED:
-        retry = " (will retry)" if b.get("will_retry") else ""
-        out: list[RenderableType] = [
-            Text(f"✗ {b.get('error_type')}: {b.get('error')}{retry}", "bold red")
-        ]
-        if b.get("raw"):
-            out.append(Panel(Text(str(b["raw"])), title="traceback", border_style="red"))
-        return out
+        return _failure_block(body_as(e, TaskFailed))
     if e.kind is EventKind.MODEL_CALLED:
-        req = b.get("request") or {}
-        calls.append({"call_index": b.get("call_index"), "model": b.get("model"), "request": req})
-        head = (
-            f"model call #{b.get('call_index')} · {b.get('model')} · "
-            f"{b.get('tokens_in', 0)}+{b.get('tokens_out', 0)} tokens · {fmt_cost(b.get('cost'))}"
-            f" · {fmt_seconds(float(b.get('latency_ms') or 0) / 1000)} · attempt {b.get('attempt', 1)}"
-        )
-        messages = list(req.get("messages") or [])
-        out = [Rule(head, align="left", style="cyan")]
-        out.append(chat(messages) if messages else Text("(no messages recorded)", "dim"))
-        reply: dict[str, Any] = {"role": "assistant", "content": b.get("response", "")}
-        if b.get("tool_calls"):
-            reply["tool_calls"] = b["tool_calls"]
-        out.append(chat([reply]))
-        return out
+        return _model_call_block(body_as(e, ModelCalled), calls)
     if e.kind is EventKind.TOOL_CALLED:
-        err = f" ✗ {b['error']}" if b.get("error") else ""
+        b = body_as(e, ToolCalled)
+        err = f" ✗ {b.get('error')}" if b.get("error") else ""
         return [
             Text(f"tool {b.get('tool')}({b.get('arguments')}) · {b.get('duration_ms', 0):.0f}ms{err}", "yellow"),
             _content_text(b.get("result", "")),
         ]  # fmt: skip
     if e.kind is EventKind.MODEL_ATTEMPT:
+        a = body_as(e, ModelAttempt)
         return [
-            Text(f"model attempt {b.get('attempt')}: {b.get('outcome')} {b.get('error')}", "red")
+            Text(f"model attempt {a.get('attempt')}: {a.get('outcome')} {a.get('error')}", "red")
         ]
     return []
+
+
+def _failure_block(b: TaskFailed) -> list[RenderableType]:
+    retry = " (will retry)" if b.get("will_retry") else ""
+    out: list[RenderableType] = [
+        Text(f"✗ {b.get('error_type')}: {b.get('error')}{retry}", "bold red")
+    ]
+    raw = b.get("raw")
+    if raw:
+        out.append(Panel(Text(str(raw)), title="traceback", border_style="red"))
+    return out
+
+
+def _model_call_block(b: ModelCalled, calls: list[dict[str, Any]]) -> list[RenderableType]:
+    req = b.get("request") or {}
+    calls.append({"call_index": b.get("call_index"), "model": b.get("model"), "request": req})
+    head = (
+        f"model call #{b.get('call_index')} · {b.get('model')} · "
+        f"{b.get('tokens_in', 0)}+{b.get('tokens_out', 0)} tokens · {fmt_cost(b.get('cost'))}"
+        f" · {fmt_seconds(float(b.get('latency_ms') or 0) / 1000)} · attempt {b.get('attempt', 1)}"
+    )
+    messages = list(req.get("messages") or [])
+    out: list[RenderableType] = [Rule(head, align="left", style="cyan")]
+    out.append(chat(messages) if messages else Text("(no messages recorded)", "dim"))
+    reply: dict[str, Any] = {"role": "assistant", "content": b.get("response", "")}
+    tool_calls = b.get("tool_calls")
+    if tool_calls:
+        reply["tool_calls"] = tool_calls
+    out.append(chat([reply]))
+    return out
 
 
 def artifact_detail(state: RunState, index: RunIndex, aid: str) -> Detail:

@@ -23,7 +23,16 @@ from __future__ import annotations
 from bisect import insort
 from dataclasses import dataclass, field
 
-from flock_es.domain.events import Event, EventKind, TaskStatus
+from flock_es.domain.events import (
+    ArtifactPublished,
+    Event,
+    EventKind,
+    TaskCompleted,
+    TaskScheduled,
+    TaskStarted,
+    TaskStatus,
+    body_as,
+)
 from flock_es.projection.state import RunState
 
 __all__ = ["RunIndex"]
@@ -52,17 +61,20 @@ class RunIndex:
         if e.seq is not None:
             self.seqs.append(e.seq)
         k = e.kind
-        b = e.body
-        tid = b.get("task_id") if k is not EventKind.ARTIFACT_PUBLISHED else None
-        if isinstance(tid, str) and e.seq is not None:
+        # Every kind about a task names it ``task_id`` (an artifact's is its producer's).
+        tid = e.task_id if k is not EventKind.ARTIFACT_PUBLISHED else None
+        if tid is not None and e.seq is not None:
             self.task_seqs.setdefault(tid, []).append(e.seq)
         if k is EventKind.TASK_SCHEDULED:
-            self._scheduled(state, b["task_id"])
-        elif k is EventKind.TASK_STARTED or k in _FINISH:
-            self._moved(state, b["task_id"], k)
-            self.workers = self.workers or bool(b.get("worker"))
+            self._scheduled(state, body_as(e, TaskScheduled)["task_id"])
+        elif k is EventKind.TASK_STARTED:
+            started = body_as(e, TaskStarted)
+            self._moved(state, started["task_id"], k)
+            self.workers = self.workers or bool(started.get("worker"))
+        elif k in _FINISH:
+            self._moved(state, body_as(e, TaskCompleted)["task_id"], k)  # or task.failed
         elif k is EventKind.ARTIFACT_PUBLISHED and len(self.artifacts) < len(state.artifacts):
-            self.artifacts.append(b["id"])
+            self.artifacts.append(body_as(e, ArtifactPublished)["id"])
 
     def _scheduled(self, state: RunState, tid: str) -> None:
         t = state.tasks.get(tid)

@@ -25,6 +25,7 @@ from flock_es.cli.options import (
     db_path,
     durability,
 )
+from flock_es.domain.events import RunStarted, body_as
 from flock_es.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -147,9 +148,10 @@ def replay(
     with open_reader(db_path(db)) as reader:
         run_id = reader.resolve_run(run)
         events = reader.events(run_id)
-    started = events[0].body if events else {}
-    path = program_of(started.get("program"), program, run_id)
-    digests = _hash_warning(path, started.get("program_hash"), program_hash(path))
+    started = body_as(events[0], RunStarted) if events else None
+    path = program_of(started.get("program") if started else None, program, run_id)
+    recorded_hash = started.get("program_hash") if started else None
+    digests = _hash_warning(path, recorded_hash, program_hash(path))
     prog = load_program(path)
     replayer = Replayer(events, prog.flock.agents, hooks=prog.flock.orchestrator_hooks())
     prog.flock.continue_from(replayer.state)  # the program's store sees the replay

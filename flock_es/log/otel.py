@@ -29,7 +29,19 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from flock_es.domain.events import Event, EventKind
+from flock_es.domain.events import (
+    Event,
+    EventKind,
+    ModelAttempt,
+    ModelCalled,
+    RunFinished,
+    RunStarted,
+    TaskCompleted,
+    TaskFailed,
+    TaskStarted,
+    ToolCalled,
+    body_as,
+)
 from flock_es.errors import TelemetryError
 
 __all__ = ["SpanSpec", "build_spans", "otlp_endpoint", "send_spans"]
@@ -81,27 +93,37 @@ class _Builder:
         self.last = 0.0
 
     def add(self, e: Event) -> None:
-        b, self.last = e.body, max(self.last, e.ts)
-        if e.kind is EventKind.RUN_STARTED:
-            self.started(e)
+        self.last = max(self.last, e.ts)
+        kind = e.kind
+        if kind is EventKind.RUN_STARTED:
+            self.started(e, body_as(e, RunStarted))
         elif (e.seq or 0) <= self.skip_until or self.run is None:
             return  # a fork's copied history belongs to its parent's trace
-        elif e.kind is EventKind.TASK_STARTED:
-            self.task_started(e, self.run)
-        elif e.kind in (EventKind.TASK_COMPLETED, EventKind.TASK_FAILED):
-            self.task_done(e)
-        elif e.kind in (EventKind.MODEL_CALLED, EventKind.MODEL_ATTEMPT):
-            self.out.append(_model_span(e, self.tasks.get(b["task_id"])))
-        elif e.kind is EventKind.TOOL_CALLED:
-            self.out.append(_tool_span(e, self.tasks.get(b["task_id"])))
-        elif e.kind is EventKind.RUN_FINISHED:
+        elif kind is EventKind.TASK_STARTED:
+            self.task_started(e, body_as(e, TaskStarted), self.run)
+        elif kind is EventKind.TASK_COMPLETED:
+            self.task_done(e, body_as(e, TaskCompleted)["task_id"], None)
+        elif kind is EventKind.TASK_FAILED:
+            failed = body_as(e, TaskFailed)
+            error = f"{failed.get('error_type', 'Exception')}: {failed.get('error', '')}"
+            self.task_done(e, failed["task_id"], error)
+        elif kind is EventKind.MODEL_CALLED:
+            called = body_as(e, ModelCalled)
+            self.out.append(_model_span(e, called, self.tasks.get(called["task_id"])))
+        elif kind is EventKind.MODEL_ATTEMPT:
+            attempt = body_as(e, ModelAttempt)
+            self.out.append(_attempt_span(e, attempt, self.tasks.get(attempt["task_id"])))
+        elif kind is EventKind.TOOL_CALLED:
+            tool = body_as(e, ToolCalled)
+            self.out.append(_tool_span(e, tool, self.tasks.get(tool["task_id"])))
+        elif kind is EventKind.RUN_FINISHED:
+            finished = body_as(e, RunFinished)
             self.run.end = e.ts
-            self.run.attributes["flock_es.status"] = str(b.get("status", ""))
-            if str(b.get("status")) == "failed":
-                self.run.error = b.get("reason") or "failed"
+            self.run.attributes["flock_es.status"] = str(finished.get("status", ""))
+            if str(finished.get("status")) == "failed":
+                self.run.error = finished.get("reason") or "failed"
 
-    def started(self, e: Event) -> None:
-        b = e.body
+    def started(self, e: Event, b: RunStarted) -> None:
         self.skip_until = (e.seq or 0) + int(b.get("inherited", 0))
         self.run = SpanSpec(f"run:{e.run_id}", "flock-es run", e.ts, e.ts)
         self.run.attributes = {
@@ -109,13 +131,13 @@ class _Builder:
             "flock_es.program": b.get("program") or "",
             "gen_ai.request.model": b.get("model", ""),
         }
-        if b.get("parent_run"):
-            self.run.attributes["flock_es.parent_run"] = b["parent_run"]
+        parent_run = b.get("parent_run")
+        if parent_run:
+            self.run.attributes["flock_es.parent_run"] = parent_run
             self.run.attributes["flock_es.fork_seq"] = b.get("fork_seq") or 0
         self.out.append(self.run)
 
-    def task_started(self, e: Event, run: SpanSpec) -> None:
-        b = e.body
+    def task_started(self, e: Event, b: TaskStarted, run: SpanSpec) -> None:
         key = f"task:{b['task_id']}:{b.get('attempt', 1)}"
         span = SpanSpec(key, f"{b['agent']}.execute", e.ts, e.ts, run.key)
         span.attributes = {
@@ -127,16 +149,14 @@ class _Builder:
         self.tasks[b["task_id"]] = span
         self.out.append(span)
 
-    def task_done(self, e: Event) -> None:
-        b = e.body
-        span = self.tasks.pop(b["task_id"], None)
+    def task_done(self, e: Event, task_id: str, error: str | None) -> None:
+        span = self.tasks.pop(task_id, None)
         if span is None:
             return
         span.end = e.ts
-        ok = e.kind is EventKind.TASK_COMPLETED
-        span.attributes["flock_es.status"] = "completed" if ok else "failed"
-        if not ok:
-            span.error = f"{b.get('error_type', 'Exception')}: {b.get('error', '')}"
+        span.attributes["flock_es.status"] = "completed" if error is None else "failed"
+        if error is not None:
+            span.error = error
 
     def finish(self) -> list[SpanSpec]:
         for span in self.tasks.values():  # started, never finished: crashed or stopped
@@ -146,18 +166,24 @@ class _Builder:
         return self.out
 
 
-def _model_span(e: Event, task: SpanSpec | None) -> SpanSpec:
-    b = e.body
-    model = b.get("model") or "unknown"
-    called = e.kind is EventKind.MODEL_CALLED
-    start = e.ts - float(b.get("latency_ms", 0.0)) / 1000.0
-    span = SpanSpec(
-        f"call:{b['task_id']}:{b['call_index']}:{b.get('attempt', 1)}:{int(called)}",
-        f"chat {model}",
+def _child_span(key: str, name: str, e: Event, took_ms: float, task: SpanSpec | None) -> SpanSpec:
+    """A span that ends at ``e`` and lasted ``took_ms``, inside its task's span if known."""
+    start = e.ts - took_ms / 1000.0
+    return SpanSpec(
+        key,
+        name,
         max(start, task.start) if task else start,
         e.ts,
         task.key if task else None,
     )
+
+
+def _chat_span(
+    e: Event, b: ModelCalled | ModelAttempt, model: str, task: SpanSpec | None
+) -> SpanSpec:
+    called = e.kind is EventKind.MODEL_CALLED
+    key = f"call:{b['task_id']}:{b['call_index']}:{b.get('attempt', 1)}:{int(called)}"
+    span = _child_span(key, f"chat {model}", e, float(b.get("latency_ms", 0.0)), task)
     span.attributes = {
         "gen_ai.operation.name": "chat",
         "gen_ai.provider.name": _provider(model),
@@ -166,35 +192,41 @@ def _model_span(e: Event, task: SpanSpec | None) -> SpanSpec:
         "flock_es.call_index": b["call_index"],
         "flock_es.attempt": b.get("attempt", 1),
     }
-    if called:
-        span.attributes["gen_ai.usage.input_tokens"] = int(b.get("tokens_in", 0))
-        span.attributes["gen_ai.usage.output_tokens"] = int(b.get("tokens_out", 0))
-        if b.get("cost") is not None:
-            span.attributes["flock_es.cost_usd"] = float(b["cost"])
-    else:
-        span.attributes["error.type"] = b.get("outcome", "error")
-        span.error = b.get("error") or b.get("outcome") or "attempt failed"
     return span
 
 
-def _tool_span(e: Event, task: SpanSpec | None) -> SpanSpec:
-    b = e.body
-    start = e.ts - float(b.get("duration_ms", 0.0)) / 1000.0
-    span = SpanSpec(
-        f"tool:{b['task_id']}:{b['call_index']}:{b['position']}",
-        f"execute_tool {b['tool']}",
-        max(start, task.start) if task else start,
-        e.ts,
-        task.key if task else None,
-    )
+def _model_span(e: Event, b: ModelCalled, task: SpanSpec | None) -> SpanSpec:
+    span = _chat_span(e, b, b.get("model") or "unknown", task)
+    # None: the provider sent no usage; exported as 0, as the fold counts it.
+    span.attributes["gen_ai.usage.input_tokens"] = int(b.get("tokens_in") or 0)
+    span.attributes["gen_ai.usage.output_tokens"] = int(b.get("tokens_out") or 0)
+    cost = b.get("cost")
+    if cost is not None:
+        span.attributes["flock_es.cost_usd"] = float(cost)
+    return span
+
+
+def _attempt_span(e: Event, b: ModelAttempt, task: SpanSpec | None) -> SpanSpec:
+    # An attempt's body names no model (the call's model.called does).
+    span = _chat_span(e, b, "unknown", task)
+    span.attributes["error.type"] = b.get("outcome", "error")
+    span.error = b.get("error") or b.get("outcome") or "attempt failed"
+    return span
+
+
+def _tool_span(e: Event, b: ToolCalled, task: SpanSpec | None) -> SpanSpec:
+    key = f"tool:{b['task_id']}:{b['call_index']}:{b['position']}"
+    took_ms = float(b.get("duration_ms", 0.0))
+    span = _child_span(key, f"execute_tool {b['tool']}", e, took_ms, task)
     span.attributes = {
         "gen_ai.operation.name": "execute_tool",
         "gen_ai.tool.name": b["tool"],
         "gen_ai.tool.call.id": b.get("call_id", ""),
         "flock_es.task_id": b["task_id"],
     }
-    if b.get("error"):
-        span.error = str(b["error"])
+    error = b.get("error")
+    if error:
+        span.error = str(error)
     return span
 
 

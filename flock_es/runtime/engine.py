@@ -29,7 +29,16 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from flock_es.domain import ids
-from flock_es.domain.events import Event, EventKind, ScheduleReason
+from flock_es.domain.events import (
+    ArtifactPublished,
+    BatchBuffered,
+    Event,
+    EventKind,
+    GateBuffered,
+    ScheduleReason,
+    TaskScheduled,
+    body_as,
+)
 from flock_es.errors import AgentFailed
 from flock_es.log.ports import EventWriter
 from flock_es.projection.decide import schedule
@@ -100,19 +109,28 @@ class Engine:
         unreleased = self.kernel.state.unreleased
         for e in events:
             kind = e.kind
-            if kind is EventKind.TASK_SCHEDULED and e.body["sub_index"] != INVOKE_SUB:
-                tid = e.body["task_id"]
+            if kind is EventKind.TASK_SCHEDULED:
+                scheduled = body_as(e, TaskScheduled)
+                if scheduled["sub_index"] == INVOKE_SUB:
+                    continue
+                tid = scheduled["task_id"]
                 if self._inline(tid):
                     inline.append(tid)
                 else:
                     self.launch(tid)
-            elif kind is EventKind.BATCH_BUFFERED and e.body.get("deadline") is not None:
-                timers.arm_batch(e.body["agent"], e.body["sub_index"])
-            elif kind is EventKind.GATE_BUFFERED and e.body.get("deadline") is not None:
-                b = e.body
-                timers.arm_join(b["agent"], b["sub_index"], b["key"], b["deadline"])
-            elif kind is EventKind.ARTIFACT_PUBLISHED and e.body["id"] in unreleased:
-                timers.arm_release(e.body["id"])
+            elif kind is EventKind.BATCH_BUFFERED:
+                batched = body_as(e, BatchBuffered)
+                if batched.get("deadline") is not None:
+                    timers.arm_batch(batched["agent"], batched["sub_index"])
+            elif kind is EventKind.GATE_BUFFERED:
+                gated = body_as(e, GateBuffered)
+                deadline = gated.get("deadline")
+                if deadline is not None:
+                    timers.arm_join(gated["agent"], gated["sub_index"], gated["key"], deadline)
+            elif kind is EventKind.ARTIFACT_PUBLISHED:
+                aid = body_as(e, ArtifactPublished)["id"]
+                if aid in unreleased:
+                    timers.arm_release(aid)
         timers.prune()
         if self.hooks is not None:
             self.hooks.scheduled(self.kernel.state, events, self.work.spawn)
@@ -183,7 +201,7 @@ class Engine:
                 kernel.artifact_event(obj, aid, "external", None, corr, tags, visibility, now)
             )
         await kernel.commit_decided(lambda: kernel.decide(evs, now))
-        return [e.body["id"] for e in evs]
+        return [body_as(e, ArtifactPublished)["id"] for e in evs]
 
     async def invoke(self, agent: Agent, obj: BaseModel, publish_outputs: bool) -> list[BaseModel]:
         """Run ``agent`` once on ``obj`` (recorded, not offered to others); its outputs."""
@@ -193,11 +211,12 @@ class Engine:
         art = kernel.artifact_event(obj, aid, "external", None, aid, [UNPUBLISHED_TAG], None, now)
         sched = schedule(kernel.state, agent.name, INVOKE_SUB, [aid], ScheduleReason.INVOKE, now)
         fut: asyncio.Future[list[BaseModel]] = asyncio.get_running_loop().create_future()
+        task_id = body_as(sched, TaskScheduled)["task_id"]
         if not publish_outputs:
-            self.unpublished.add(sched.body["task_id"])
-        self.invoke_waiters[sched.body["task_id"]] = fut
+            self.unpublished.add(task_id)
+        self.invoke_waiters[task_id] = fut
         await kernel.emit([art, sched])
-        self.launch(sched.body["task_id"])
+        self.launch(task_id)
         return await fut
 
     async def run_until_idle(self, timeout: float | None = None) -> bool:

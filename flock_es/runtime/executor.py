@@ -22,10 +22,12 @@ from pydantic import BaseModel
 
 from flock_es.domain import ids
 from flock_es.domain.events import (
+    ArtifactPublished,
     Event,
     EventKind,
     TaskFailed,
     TaskStarted,
+    body_as,
     make_event,
     trusted_event,
 )
@@ -222,7 +224,7 @@ class Executor:
             {
                 "task_id": task.id,
                 "agent": agent.name,
-                "outputs": [a.body["id"] for a in arts],
+                "outputs": [body_as(a, ArtifactPublished)["id"] for a in arts],
                 "attempt": run.attempt,
                 "duration_ms": (time.perf_counter() - run.t0) * 1000.0,
             },

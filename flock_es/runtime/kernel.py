@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from flock_es.domain import registry
-from flock_es.domain.events import ArtifactPublished, Event, EventKind, trusted_event
+from flock_es.domain.events import ArtifactPublished, Event, EventKind, body_as, trusted_event
 from flock_es.errors import ArtifactValidationError, CommitFailed
 from flock_es.projection.decide import SubscriptionIndex, decide_artifact
 from flock_es.projection.fold import apply
@@ -195,7 +195,7 @@ class Kernel:
         last = self.state.last_seq
         for e in events:
             if e.kind is EventKind.ARTIFACT_PUBLISHED:
-                view = arts.get(e.body["id"])
+                view = arts.get(body_as(e, ArtifactPublished)["id"])
                 if view is not None:
                     view.seq = e.seq
             if e.seq is not None and e.seq > last:
@@ -263,7 +263,7 @@ class Kernel:
         for ev in artifact_events:
             apply(state, ev)
             out.append(ev)
-            view = state.artifacts[ev.body["id"]]
+            view = state.artifacts[body_as(ev, ArtifactPublished)["id"]]
             if UNPUBLISHED_TAG in view.tags:
                 continue
             caused = decide_artifact(state, index, view, self.obj(view.id), now)

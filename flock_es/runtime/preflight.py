@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flock_es.domain.events import Event, EventKind
+from flock_es.domain.events import Event, EventKind, ModelCalled, body_as
 from flock_es.errors import ProgramChanged, RecordedCallChanged, ReplayMiss
 from flock_es.models.base import ModelClient
 from flock_es.projection.state import RunState
@@ -43,9 +43,12 @@ def recorded_requests(
         pending.update(t.id for t in state.retryable_tasks())
     out: dict[CallKey, dict[str, Any]] = {}
     for e in events:
-        if e.kind is EventKind.MODEL_CALLED and e.body.get("task_id") in pending:
-            key = (str(e.body["task_id"]), int(e.body["call_index"]))
-            out.setdefault(key, e.body.get("request") or {})
+        if e.kind is not EventKind.MODEL_CALLED:
+            continue
+        call = body_as(e, ModelCalled)
+        if call.get("task_id") in pending:
+            key = (str(call["task_id"]), int(call["call_index"]))
+            out.setdefault(key, call.get("request") or {})
     return out
 
 

@@ -35,7 +35,19 @@ from typing import Any
 from pydantic import BaseModel
 
 from flock_es.domain.describe import describe
-from flock_es.domain.events import Event, EventKind, ScheduleReason
+from flock_es.domain.events import (
+    ArtifactPublished,
+    ArtifactReleased,
+    Event,
+    EventKind,
+    ModelCalled,
+    RunStarted,
+    ScheduleReason,
+    TaskCompleted,
+    TaskFailed,
+    TaskScheduled,
+    body_as,
+)
 from flock_es.errors import RecordedCallChanged, ReplayMiss
 from flock_es.log.writer import dumps
 from flock_es.models.base import ModelClient
@@ -118,15 +130,15 @@ class Replayer:
         self.agents = agents
         self.state = state if state is not None else RunState()
         run_id = events[0].run_id if events else ""
-        model = str(events[0].body.get("model", "offline")) if events else "offline"
+        model = str(body_as(events[0], RunStarted).get("model", "offline")) if events else "offline"
         requests: dict[tuple[str, int], dict[str, Any]] = {}
         self.completion: dict[str, Event] = {}
         for e in events:
-            b = e.body
             if e.kind is EventKind.MODEL_CALLED:
-                requests.setdefault((b["task_id"], b["call_index"]), b.get("request", {}))
+                call = body_as(e, ModelCalled)
+                requests.setdefault((call["task_id"], call["call_index"]), call.get("request", {}))
             elif e.kind is EventKind.TASK_COMPLETED:
-                self.completion.setdefault(b["task_id"], e)
+                self.completion.setdefault(body_as(e, TaskCompleted)["task_id"], e)
         # The live run's executor, Temporal-Replayer style: a kernel whose sink records
         # nothing (the state is the fold of the record) and calls served from the record.
         self.kernel = Kernel(run_id, NullSink(), build_index(agents.values()), self.state)
@@ -148,7 +160,9 @@ class Replayer:
         start = self.recorded[0].ts if self.recorded else 0.0
         # A fork's inherited prefix was decided by its parent's code: replay the
         # parent to check it. Here it is only folded.
-        inherited = int(self.recorded[0].body.get("inherited", 0)) if self.recorded else 0
+        inherited = (
+            body_as(self.recorded[0], RunStarted).get("inherited", 0) if self.recorded else 0
+        )
         for i, e in enumerate(self.recorded):
             if 1 <= i <= inherited:
                 apply(self.state, e)
@@ -180,10 +194,12 @@ class Replayer:
     # --- one recorded event ------------------------------------------------
 
     async def _step(self, e: Event, i: int) -> Divergence | None:
-        b = e.body
-        seq = e.seq or 0
         if e.kind is EventKind.ARTIFACT_PUBLISHED:
-            div = await self._check_output(e) if b.get("task_id") else None
+            div = (
+                await self._check_output(e)
+                if body_as(e, ArtifactPublished).get("task_id")
+                else None
+            )
             apply(self.state, e)
             return div or self._check_decisions(e, i)
         if e.kind is EventKind.ARTIFACT_RELEASED:
@@ -193,24 +209,37 @@ class Replayer:
             div = await self._check_completed(e)
         # A transient failure (the provider was down) is the outside world: followed as
         # recorded, like a time decision; a ``resume --retry-failed`` re-ran the task.
-        elif e.kind is EventKind.TASK_FAILED and not b.get("will_retry") and not b.get("transient"):
-            div = await self._check_failed(e)
-        elif e.kind is EventKind.TASK_SCHEDULED and b.get("reason") in _TIMED:
-            expected = decide_batch_flush(
-                self.state, b["agent"], b["sub_index"], ScheduleReason(b["reason"]), e.ts
-            )
-            got = [tuple(x.body["inputs"]) for x in expected]
-            div = None
-            if got != [tuple(b["inputs"])]:
-                div = Divergence(seq, "batch flushed by its timeout", b["inputs"], got, b["agent"])
+        elif e.kind is EventKind.TASK_FAILED:
+            failed = body_as(e, TaskFailed)
+            retried = failed.get("will_retry") or failed.get("transient")
+            div = None if retried else await self._check_failed(e)
+        elif e.kind is EventKind.TASK_SCHEDULED:
+            div = self._check_timed_flush(e, body_as(e, TaskScheduled))
         else:
             div = None
         apply(self.state, e)
         return div
 
+    def _check_timed_flush(self, e: Event, b: TaskScheduled) -> Divergence | None:
+        """A batch flushed by its timeout: the same inputs must be flushed now."""
+        reason = b.get("reason")
+        if reason not in _TIMED:
+            return None
+        expected = decide_batch_flush(
+            self.state, b["agent"], b["sub_index"], ScheduleReason(reason), e.ts
+        )
+        got = [tuple(body_as(x, TaskScheduled)["inputs"]) for x in expected]
+        if got == [tuple(b["inputs"])]:
+            return None
+        return Divergence(e.seq or 0, "batch flushed by its timeout", b["inputs"], got, b["agent"])
+
     def _check_decisions(self, e: Event, i: int) -> Divergence | None:
         released = e.kind is EventKind.ARTIFACT_RELEASED
-        aid = e.body["artifact_id"] if released else e.body["id"]
+        aid = (
+            body_as(e, ArtifactReleased)["artifact_id"]
+            if released
+            else body_as(e, ArtifactPublished)["id"]
+        )
         view = self.state.artifacts.get(aid)
         if view is None or UNPUBLISHED_TAG in view.tags:
             if released:
@@ -260,7 +289,7 @@ class Replayer:
             f"what {view.type} {aid} (seq {e.seq}) triggers",
             expected or "nothing",
             actual or "nothing",
-            str(first.body.get("agent")),
+            str(first.body.get("agent")),  # any decision kind: all of them name an agent
         )
 
     async def _outcome(self, task_id: str, attempt: int) -> _Outcome:
@@ -300,12 +329,13 @@ class Replayer:
         return None
 
     async def _check_output(self, e: Event) -> Divergence | None:
-        b = e.body
-        tid = b["task_id"]
-        done = self.completion.get(tid)
-        if tid not in self.state.tasks or done is None:
+        b = body_as(e, ArtifactPublished)
+        tid = b.get("task_id")
+        completion = self.completion.get(tid or "")
+        if tid is None or tid not in self.state.tasks or completion is None:
             return None
-        out = await self._outcome(tid, int(done.body.get("attempt", 1)))
+        done = body_as(completion, TaskCompleted)
+        out = await self._outcome(tid, done.get("attempt", 1))
         div = self._task_div(e, out, tid)
         if div is not None:
             return div
@@ -320,7 +350,7 @@ class Replayer:
                 agent,
                 tid,
             )
-        pos = done.body["outputs"].index(b["id"]) if b["id"] in done.body["outputs"] else -1
+        pos = done["outputs"].index(b["id"]) if b["id"] in done["outputs"] else -1
         if not 0 <= pos < len(out.outputs):
             return Divergence(
                 e.seq or 0, f"output {pos} of task {tid}", expected, "no such output", agent, tid
@@ -335,14 +365,15 @@ class Replayer:
 
     async def _replayed(self, e: Event) -> tuple[str, _Outcome] | Divergence | None:
         """Re-execute (once) the task a completion or failure event is about."""
-        tid = e.body["task_id"]
+        ended = body_as(e, TaskCompleted)  # task.failed has the same task_id and attempt
+        tid = ended["task_id"]
         if tid not in self.state.tasks:
             return None
-        out = await self._outcome(tid, int(e.body.get("attempt", 1)))
+        out = await self._outcome(tid, int(ended.get("attempt", 1)))
         return self._task_div(e, out, tid) or (tid, out)
 
     async def _check_completed(self, e: Event) -> Divergence | None:
-        b = e.body
+        b = body_as(e, TaskCompleted)
         got = await self._replayed(e)
         if got is None or isinstance(got, Divergence):
             return got
@@ -368,7 +399,7 @@ class Replayer:
         return None
 
     async def _check_failed(self, e: Event) -> Divergence | None:
-        b = e.body
+        b = body_as(e, TaskFailed)
         got = await self._replayed(e)
         if got is None or isinstance(got, Divergence):
             return got

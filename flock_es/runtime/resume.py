@@ -29,12 +29,16 @@ from pathlib import Path
 from flock_es._version import __version__
 from flock_es.domain import ids
 from flock_es.domain.events import (
+    ArtifactPublished,
+    BatchBuffered,
     Event,
     EventKind,
     RunResumed,
     RunStarted,
     RunStatus,
     ScheduleReason,
+    TaskScheduled,
+    body_as,
     make_event,
 )
 from flock_es.errors import AtOutOfRange
@@ -162,25 +166,31 @@ def unit_end(events: list[Event], at: int) -> int:
         return at
     rest = events[len(prefix) :]
     unit_ts = prefix[-1].ts if prefix[-1].kind in _UNIT_KINDS else None
-    seen = {e.body["id"] for e in prefix if e.kind is EventKind.ARTIFACT_PUBLISHED}
+    seen = {
+        body_as(e, ArtifactPublished)["id"]
+        for e in prefix
+        if e.kind is EventKind.ARTIFACT_PUBLISHED
+    }
     for e in rest:
         trigger = _trigger(e)
         same_unit = unit_ts is not None and e.ts == unit_ts and e.kind in _UNIT_KINDS
         if not same_unit and not (trigger is not None and trigger in seen):
             break
         if e.kind is EventKind.ARTIFACT_PUBLISHED:
-            seen.add(e.body["id"])
+            seen.add(body_as(e, ArtifactPublished)["id"])
         at = e.seq if e.seq is not None else at
     return at
 
 
 def _trigger(e: Event) -> str | None:
     """The artifact whose publication decided ``e``, for decision events."""
-    b = e.body
-    if e.kind is EventKind.TASK_SCHEDULED and b.get("reason") in _TRIGGERED and b.get("inputs"):
-        return str(b["inputs"][-1])
+    if e.kind is EventKind.TASK_SCHEDULED:
+        scheduled = body_as(e, TaskScheduled)
+        inputs = scheduled.get("inputs")
+        return str(inputs[-1]) if scheduled.get("reason") in _TRIGGERED and inputs else None
     if e.kind in (EventKind.BATCH_BUFFERED, EventKind.PREDICATE_FAILED, EventKind.GATE_BUFFERED):
-        return str(b.get("artifact_id"))
+        # All three name the artifact that arrived under the same field.
+        return str(body_as(e, BatchBuffered).get("artifact_id"))
     return None
 
 

@@ -29,7 +29,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from flock_es.domain.events import Event, EventKind
+from flock_es.domain.events import Event, EventKind, TaskCompleted, body_as
 from flock_es.errors import DatabaseError
 from flock_es.log.pg_runs import PgRuns
 from flock_es.projection.fold import apply
@@ -231,9 +231,9 @@ class RunLink:
 
     def _releases(self, events: list[Event]) -> list[str]:
         """Leases to drop with this commit: the tasks it finished that this worker held."""
-        return [
-            e.body["task_id"] for e in events if e.kind in _ENDED and self.held(e.body["task_id"])
-        ]
+        # task.completed and task.failed carry the task id under the same field.
+        ended = [body_as(e, TaskCompleted)["task_id"] for e in events if e.kind in _ENDED]
+        return [task_id for task_id in ended if self.held(task_id)]
 
 
 class SharedActor:
