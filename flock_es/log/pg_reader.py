@@ -19,17 +19,18 @@ from typing import Any
 import psycopg
 
 from flock_es.domain.events import Event
-from flock_es.errors import DatabaseError, RunNotFoundError
+from flock_es.errors import DatabaseError
 from flock_es.log.pg_schema import NOTIFY_CHANNEL, check_schema, describe_url, pg_connect
 from flock_es.log.ports import Lease, RunRow
-from flock_es.log.reader import pick_run, prefix_pattern, row_to_event
+from flock_es.log.reader import row_to_event
+from flock_es.log.run_lookup import RunLookup, prefix_pattern
 
 __all__ = ["PgLogReader"]
 
 _EVENT_COLS = "seq, run_id, kind, ts, v, body::text"
 
 
-class PgLogReader:
+class PgLogReader(RunLookup):
     """A read-only view of a flock-es PostgreSQL database.
 
     Example::
@@ -49,12 +50,6 @@ class PgLogReader:
         except BaseException:
             self._con.close()
             raise
-
-    def __enter__(self) -> PgLogReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         self._con.close()
@@ -94,22 +89,12 @@ class PgLogReader:
         )
         return [RunRow(*r) for r in rows]
 
-    def latest_run(self) -> RunRow | None:
-        runs = self.runs()
-        return runs[-1] if runs else None
-
-    def resolve_run(self, ref: str) -> str:
-        """The full run id for ``ref``: an id, a unique prefix, or ``latest``."""
-        if ref in ("latest", "last"):
-            latest = self.latest_run()
-            if latest is None:
-                raise RunNotFoundError(f"no runs in {self.path}")
-            return str(latest.run_id)
+    def run_ids_like(self, ref: str) -> list[str]:
         rows = self._rows(
             "SELECT run_id FROM runs WHERE run_id = %s OR run_id LIKE %s",
             (ref, prefix_pattern(ref)),
         )
-        return pick_run(ref, [r[0] for r in rows], self.path)
+        return [r[0] for r in rows]
 
     def iter_events(
         self, run_id: str, after: int = 0, until: int | None = None, limit: int | None = None
@@ -127,11 +112,6 @@ class PgLogReader:
             e = row_to_event(row)
             if e is not None:
                 yield e
-
-    def events(
-        self, run_id: str, after: int = 0, until: int | None = None, limit: int | None = None
-    ) -> list[Event]:
-        return list(self.iter_events(run_id, after, until, limit))
 
     def events_after(self, cursor: int, limit: int | None = None) -> list[Event]:
         """Events of every run with ``seq > cursor``, in commit order, gap-free."""

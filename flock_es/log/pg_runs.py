@@ -28,6 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from flock_es.domain.events import Event
 from flock_es.errors import DatabaseError
+from flock_es.log.body_paths import PROGRAM_HASH
 from flock_es.log.pg_schema import NOTIFY_CHANNEL, describe_url, migrate, pg_connect
 from flock_es.log.pg_writer import insert_events
 from flock_es.log.reader import row_to_event
@@ -81,7 +82,7 @@ class PgRuns:
         sql = (
             "SELECT r.run_id FROM runs r JOIN shared_runs s ON s.run_id = r.run_id "
             "JOIN events e ON e.seq = r.first_seq "
-            "WHERE r.status = 'running' AND e.body->>'program_hash' IS NOT DISTINCT FROM %s"
+            f"WHERE r.status = 'running' AND e.body->>'{PROGRAM_HASH}' IS NOT DISTINCT FROM %s"
         )
         args: list[object] = [program_hash]
         if only is not None:

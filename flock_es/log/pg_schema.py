@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import psycopg
 
 from flock_es.errors import DatabaseError
+from flock_es.log.body_paths import ATTEMPT, DONE, FAILED, STARTED, STARTED_AGENT
 
 __all__ = [
     "APPEND_LOCK",
@@ -42,7 +43,7 @@ MIGRATE_LOCK = 0x464C4553_0002  # advisory lock key held while creating/upgradin
 NOTIFY_CHANNEL = "flock_es_events"
 APPLICATION = "flock-es"
 
-_V1 = """
+_V1 = f"""
 CREATE TABLE flock_es_meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -106,16 +107,19 @@ CREATE TABLE task_leases (
 
 -- One span per task.started (per attempt), named <agent>.execute (the tutorial's
 -- trace query); an attempt that never ended is 'unfinished' with no duration.
+-- The SQLite twin of this view (log/schema.py) stays a separate text on purpose:
+-- only the dialect differs (->> vs json_extract, to_char vs strftime); the field
+-- names and kinds of both come from log/body_paths.py.
 CREATE VIEW spans AS
 SELECT
     s.run_id                                          AS run_id,
-    (s.body->>'agent') || '.execute'                  AS name,
+    (s.body->>'{STARTED_AGENT}') || '.execute'                  AS name,
     to_char(to_timestamp(s.ts) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
                                                       AS start_time,
     (e.ts - s.ts) * 1000.0                            AS duration_ms,
     s.task_id                                         AS task_id,
-    (s.body->>'attempt')::INTEGER                     AS attempt,
-    CASE e.kind WHEN 'task.completed' THEN 'ok' WHEN 'task.failed' THEN 'error'
+    (s.body->>'{ATTEMPT}')::INTEGER                     AS attempt,
+    CASE e.kind WHEN '{DONE}' THEN 'ok' WHEN '{FAILED}' THEN 'error'
          ELSE 'unfinished' END                        AS status,
     s.ts                                              AS start_ts,
     e.ts                                              AS end_ts
@@ -123,9 +127,9 @@ FROM events s
 LEFT JOIN events e
   ON e.run_id = s.run_id
  AND e.task_id = s.task_id
- AND e.kind IN ('task.completed', 'task.failed')
- AND (e.body->>'attempt') = (s.body->>'attempt')
-WHERE s.kind = 'task.started';
+ AND e.kind IN ('{DONE}', '{FAILED}')
+ AND (e.body->>'{ATTEMPT}') = (s.body->>'{ATTEMPT}')
+WHERE s.kind = '{STARTED}';
 """
 
 # 2: runs open to `flock-es worker` (a run one process drives alone is not).

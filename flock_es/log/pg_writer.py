@@ -16,13 +16,13 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 import psycopg
 
 from flock_es.domain.events import Event
 from flock_es.errors import DatabaseError, RunOwnedError
+from flock_es.log.group_commit import Unit, UnitQueue, drain
 from flock_es.log.pg_schema import (
     APPEND_LOCK,
     NOTIFY_CHANNEL,
@@ -31,7 +31,7 @@ from flock_es.log.pg_schema import (
     pg_connect,
 )
 from flock_es.log.ports import Durability, Lease
-from flock_es.log.writer import PAID_KINDS, Unit, drain, dumps, read_model_rows
+from flock_es.log.writer import PAID_KINDS, dumps, read_model_rows
 
 __all__ = ["PgLogWriter", "insert_events", "read_model_sql"]
 
@@ -84,7 +84,7 @@ async def insert_events(conn: AsyncConn, events: list[Event]) -> None:
         await cur.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, f"{first}-{seq}"))
 
 
-class PgLogWriter:
+class PgLogWriter(UnitQueue):
     """Appends events to the PostgreSQL log with group commit.
 
     Example::
@@ -137,24 +137,8 @@ class PgLogWriter:
         self._task = asyncio.create_task(self._drain(), name="flock-es-pg-writer")
         return self
 
-    def submit(self, events: list[Event]) -> asyncio.Future[None]:
-        """Queue one atomic unit; the future resolves after its commit."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self._task is None or self._task.done():
-            fut.set_exception(DatabaseError(f"the log writer for {self.path} is closed"))
-            return fut
-        self._queue.put_nowait((events, fut))
-        return fut
-
-    def enqueue(self, events: list[Event]) -> None:
-        """Queue one atomic unit without waiting for it; order with later units is kept."""
-        if self._task is None or self._task.done():
-            raise DatabaseError(f"the log writer for {self.path} is closed")
-        self._queue.put_nowait((events, None))
-
-    async def append(self, events: list[Event]) -> None:
-        """Commit ``events`` as one unit; returns after the commit."""
-        await self.submit(events)
+    def closed_error(self) -> Exception:
+        return DatabaseError(f"the log writer for {self.path} is closed")
 
     async def _drain(self) -> None:
         path = self.path
@@ -194,10 +178,7 @@ class PgLogWriter:
 
     async def close(self) -> None:
         """Commit what is queued, then close the connection."""
-        if self._task is not None and not self._task.done():
-            self._queue.put_nowait(None)
-            with contextlib.suppress(Exception):
-                await self._task
+        await self.stop_drain()
         if self._conn is not None:
             await self._conn.close()
             self._conn = None

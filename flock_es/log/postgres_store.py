@@ -111,6 +111,8 @@ class PostgresStore:
         return dataclasses.replace(mine, since=now, heartbeat=now, expires=now + lease_seconds)
 
     def heartbeat(self, lease: Lease) -> Lease:
+        # The twin of SQLiteStore.heartbeat: the same UPDATE in this dialect, but the
+        # server's clock and a transaction instead of BEGIN IMMEDIATE, so not shared.
         with self._connect() as con, con.transaction():
             now = float(con.execute(_NOW).fetchone()[0])  # type: ignore[index]
             expires = now + lease.lease_seconds

@@ -26,8 +26,9 @@ from flock_es.domain.events import (
     body_field,
 )
 from flock_es.domain.upcast import upcast
-from flock_es.errors import DatabaseError, RunNotFoundError
+from flock_es.errors import DatabaseError
 from flock_es.log.ports import Lease, RunRow
+from flock_es.log.run_lookup import RunLookup, prefix_pattern
 from flock_es.log.schema import (
     BUSY_TIMEOUT_MS,
     READER_CHECK_SECONDS,
@@ -37,7 +38,7 @@ from flock_es.log.schema import (
 )
 from flock_es.log.schema import verify as verify_db
 
-__all__ = ["LogReader", "RunRow", "pick_run", "prefix_pattern", "row_to_event"]
+__all__ = ["LogReader", "RunRow", "row_to_event"]
 
 _KINDS = {k.value: k for k in EventKind}
 
@@ -114,30 +115,7 @@ def _guarded(method: _F) -> _F:
     return cast(_F, call)
 
 
-def prefix_pattern(ref: str) -> str:
-    """A ``LIKE`` pattern (escape character ``\\``) for the run ids starting with ``ref``.
-
-    Example: ``prefix_pattern("a_1") == "a\\_1%"``.
-    """
-    return ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
-def pick_run(ref: str, ids: list[str], where: object) -> str:
-    """The one run ``ref`` names among ``ids`` (its exact id, or the only one it starts).
-
-    Example: ``pick_run("a", ["a1"], "x.db") == "a1"``; none or several raise RunNotFoundError.
-    """
-    found = sorted(set(ids))
-    if ref in found:
-        return ref
-    if not found:
-        raise RunNotFoundError(f"no run {ref!r} in {where} (see `flock-es runs`)")
-    if len(found) > 1:
-        raise RunNotFoundError(f"run id {ref!r} is ambiguous in {where}: {', '.join(found[:5])}")
-    return str(found[0])
-
-
-class LogReader:
+class LogReader(RunLookup):
     """A read-only view of a flock-es database.
 
     Example::
@@ -146,6 +124,8 @@ class LogReader:
             run = log.resolve_run("r-2026")
             state = fold(log.events(run))
     """
+
+    path: Path
 
     def __init__(self, path: Path, *, verify: bool = False) -> None:
         self.path = Path(path)
@@ -158,12 +138,6 @@ class LogReader:
             raise storage_error(self.path, exc) from None
         if verify:  # commands check before they trust the file (bounded in time)
             verify_db(self.path, self._con, READER_CHECK_SECONDS)
-
-    def __enter__(self) -> LogReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def close(self) -> None:
         self._con.close()
@@ -181,23 +155,13 @@ class LogReader:
         ).fetchall()
         return [RunRow(*r) for r in rows]
 
-    def latest_run(self) -> RunRow | None:
-        runs = self.runs()
-        return runs[-1] if runs else None
-
     @_guarded
-    def resolve_run(self, ref: str) -> str:
-        """The full run id for ``ref``: an id, a unique prefix, or ``latest``."""
-        if ref in ("latest", "last"):
-            latest = self.latest_run()
-            if latest is None:
-                raise RunNotFoundError(f"no runs in {self.path}")
-            return str(latest.run_id)
+    def run_ids_like(self, ref: str) -> list[str]:
         rows = self._con.execute(
             "SELECT run_id FROM runs WHERE run_id = ? OR run_id LIKE ? ESCAPE '\\'",
             (ref, prefix_pattern(ref)),
         ).fetchall()
-        return pick_run(ref, [r[0] for r in rows], self.path)
+        return [r[0] for r in rows]
 
     @_guarded
     def iter_events(
@@ -216,11 +180,6 @@ class LogReader:
             e = row_to_event(row)
             if e is not None:
                 yield e
-
-    def events(
-        self, run_id: str, after: int = 0, until: int | None = None, limit: int | None = None
-    ) -> list[Event]:
-        return list(self.iter_events(run_id, after, until, limit))
 
     @_guarded
     def events_after(self, cursor: int, limit: int | None = None) -> list[Event]:

@@ -18,8 +18,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from flock_es.domain.events import EventKind, TaskCompleted, TaskFailed, TaskStarted, body_field
 from flock_es.errors import DatabaseError
+from flock_es.log.body_paths import ATTEMPT, DONE, FAILED, STARTED, STARTED_AGENT
 
 APPLICATION_ID = 0x464C4553  # "FLES": tells our files from other SQLite files
 DB_SCHEMA_VERSION = 2
@@ -35,19 +35,12 @@ PRAGMAS = (
     "PRAGMA foreign_keys=OFF",
 )
 
-# The spans view's fields and kinds, named through the event definitions (a renamed
-# field fails here, at import). An attempt ends with the completion or failure that
-# carries the same attempt number.
-_AGENT = f"json_extract(s.body, '$.{body_field(TaskStarted, 'agent')}')"
-_START_ATTEMPT = f"json_extract(s.body, '$.{body_field(TaskStarted, 'attempt')}')"
-_TASK_ATTEMPT = f"json_extract(t.body, '$.{body_field(TaskStarted, 'attempt')}')"
-_END_ATTEMPT = f"json_extract(t.end_body, '$.{body_field(TaskCompleted, 'attempt')}')"
-body_field(TaskFailed, "attempt")  # task.failed carries the attempt too
-_STARTED, _DONE, _FAILED = (
-    EventKind.TASK_STARTED.value,
-    EventKind.TASK_COMPLETED.value,
-    EventKind.TASK_FAILED.value,
-)
+# The spans view's fields and kinds (named through the event definitions in body_paths).
+_AGENT = f"json_extract(s.body, '$.{STARTED_AGENT}')"
+_START_ATTEMPT = f"json_extract(s.body, '$.{ATTEMPT}')"
+_TASK_ATTEMPT = f"json_extract(t.body, '$.{ATTEMPT}')"
+_END_ATTEMPT = f"json_extract(t.end_body, '$.{ATTEMPT}')"
+_STARTED, _DONE, _FAILED = STARTED, DONE, FAILED
 
 DDL = f"""
 CREATE TABLE IF NOT EXISTS events (

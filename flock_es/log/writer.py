@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import sqlite3
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from flock_es.domain.events import (
     body_as,
 )
 from flock_es.errors import RunOwnedError
+from flock_es.log.group_commit import Unit, UnitQueue, drain
 from flock_es.log.ports import Durability, Lease
 from flock_es.log.schema import PRAGMAS, check_database, ensure_schema, storage_error
 
@@ -110,75 +110,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-# One atomic unit of the group commit: its events and who waits for them (if anyone).
-Unit = tuple[list[Event], asyncio.Future[None] | None]
-
-
-async def next_batch(queue: asyncio.Queue[Unit | None], max_batch: int) -> tuple[list[Unit], bool]:
-    """The units of the next group commit (up to ``max_batch`` events), and whether to stop.
-
-    Waits for the first unit; takes whatever else is already queued. ``None`` in
-    the queue asks the drain to stop after what came before it. Shared by the
-    SQLite and PostgreSQL writers.
-
-    Example: ``units, stop = await next_batch(queue, 512)``.
-    """
-    item = await queue.get()
-    if item is None:
-        return [], True
-    units = [item]
-    size = len(item[0])
-    while size < max_batch and not queue.empty():
-        nxt = queue.get_nowait()
-        if nxt is None:
-            return units, True
-        units.append(nxt)
-        size += len(nxt[0])
-    return units, False
-
-
-def settle(units: list[Unit], exc: BaseException | None) -> None:
-    """Tell every waiter of ``units`` how their commit went (``exc`` None: it is durable).
-
-    Example: ``settle(units, None)`` after the commit, ``settle(units, error)`` if it failed.
-    """
-    for _, fut in units:
-        if fut is not None and not fut.done():
-            if exc is None:
-                fut.set_result(None)
-            else:
-                fut.set_exception(exc)
-
-
-async def drain(
-    queue: asyncio.Queue[Unit | None],
-    max_batch: int,
-    commit: Callable[[list[Event]], Awaitable[None]],
-    as_error: Callable[[BaseException], BaseException],
-) -> None:
-    """Group-commit the queued units until ``None`` arrives; every waiter hears the outcome.
-
-    The loop of both the SQLite and the PostgreSQL writer: ``commit`` writes one
-    group in one transaction, ``as_error`` turns its failure into what waiters see.
-
-    Example: ``await drain(queue, 512, self._commit, lambda exc: exc)``.
-    """
-    while True:
-        units, stop = await next_batch(queue, max_batch)
-        try:
-            if units:
-                await commit([e for evs, _ in units for e in evs])
-        except BaseException as exc:  # the waiters must hear about it
-            settle(units, as_error(exc))
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-        else:
-            settle(units, None)
-        if stop:
-            return
-
-
-class LogWriter:
+class LogWriter(UnitQueue):
     """Appends events to the SQLite log with group commit.
 
     Example::
@@ -235,24 +167,8 @@ class LogWriter:
     async def _in_thread(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
-    def submit(self, events: list[Event]) -> asyncio.Future[None]:
-        """Queue one atomic unit; the future resolves after its commit."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self._task is None or self._task.done():
-            fut.set_exception(RuntimeError("the log writer is closed"))
-            return fut
-        self._queue.put_nowait((events, fut))
-        return fut
-
-    def enqueue(self, events: list[Event]) -> None:
-        """Queue one atomic unit without waiting for it; order with later units is kept."""
-        if self._task is None or self._task.done():
-            raise RuntimeError("the log writer is closed")
-        self._queue.put_nowait((events, None))
-
-    async def append(self, events: list[Event]) -> None:
-        """Commit ``events`` as one unit; returns after the commit."""
-        await self.submit(events)
+    def closed_error(self) -> Exception:
+        return RuntimeError("the log writer is closed")
 
     async def _drain(self) -> None:
         try:
@@ -336,10 +252,7 @@ class LogWriter:
 
     async def close(self) -> None:
         """Commit what is queued, then close the connection."""
-        if self._task is not None and not self._task.done():
-            self._queue.put_nowait(None)
-            with contextlib.suppress(Exception):
-                await self._task
+        await self.stop_drain()
         if self._conn is not None:
             await self._in_thread(self._conn.close)
             self._conn = None

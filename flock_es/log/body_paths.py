@@ -1,0 +1,34 @@
+"""The event kinds and body fields that SQL reads (the ``spans`` view, run
+queries), named once through the event definitions for both dialects: SQL text
+is not type-checked, so a renamed field fails here, when the log is imported,
+not in a query.
+
+Example::
+
+    f"json_extract(s.body, '$.{STARTED_AGENT}')"   # SQLite
+    f"(s.body->>'{STARTED_AGENT}')"                # PostgreSQL
+"""
+
+from __future__ import annotations
+
+from flock_es.domain.events import (
+    EventKind,
+    RunStarted,
+    TaskCompleted,
+    TaskFailed,
+    TaskStarted,
+    body_field,
+)
+
+__all__ = ["ATTEMPT", "DONE", "FAILED", "PROGRAM_HASH", "STARTED", "STARTED_AGENT"]
+
+STARTED_AGENT = body_field(TaskStarted, "agent")
+# An attempt ends with the completion or failure that carries the same attempt number.
+ATTEMPT = body_field(TaskStarted, "attempt")
+assert ATTEMPT == body_field(TaskCompleted, "attempt") == body_field(TaskFailed, "attempt")
+PROGRAM_HASH = body_field(RunStarted, "program_hash")
+STARTED, DONE, FAILED = (
+    EventKind.TASK_STARTED.value,
+    EventKind.TASK_COMPLETED.value,
+    EventKind.TASK_FAILED.value,
+)

@@ -1,0 +1,127 @@
+"""Group commit, shared by the SQLite and the PostgreSQL writer: callers queue
+atomic units (``UnitQueue``: ``submit``, ``enqueue``, ``append``); one drain task
+commits whatever is queued in one transaction (``drain``) and tells every
+waiter how it went. Only the commit itself is the backend's.
+
+Example::
+
+    class MyWriter(UnitQueue):
+        def closed_error(self) -> Exception: return RuntimeError("closed")
+    await drain(writer._queue, 512, commit_one_group, lambda exc: exc)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+from flock_es.domain.events import Event
+
+__all__ = ["Unit", "UnitQueue", "drain", "next_batch", "settle"]
+
+
+# One atomic unit of the group commit: its events and who waits for them (if anyone).
+Unit = tuple[list[Event], asyncio.Future[None] | None]
+
+
+async def next_batch(queue: asyncio.Queue[Unit | None], max_batch: int) -> tuple[list[Unit], bool]:
+    """The units of the next group commit (up to ``max_batch`` events), and whether to stop.
+
+    Waits for the first unit; takes whatever else is already queued. ``None`` in
+    the queue asks the drain to stop after what came before it. Shared by the
+    SQLite and PostgreSQL writers.
+
+    Example: ``units, stop = await next_batch(queue, 512)``.
+    """
+    item = await queue.get()
+    if item is None:
+        return [], True
+    units = [item]
+    size = len(item[0])
+    while size < max_batch and not queue.empty():
+        nxt = queue.get_nowait()
+        if nxt is None:
+            return units, True
+        units.append(nxt)
+        size += len(nxt[0])
+    return units, False
+
+
+def settle(units: list[Unit], exc: BaseException | None) -> None:
+    """Tell every waiter of ``units`` how their commit went (``exc`` None: it is durable).
+
+    Example: ``settle(units, None)`` after the commit, ``settle(units, error)`` if it failed.
+    """
+    for _, fut in units:
+        if fut is not None and not fut.done():
+            if exc is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)
+
+
+async def drain(
+    queue: asyncio.Queue[Unit | None],
+    max_batch: int,
+    commit: Callable[[list[Event]], Awaitable[None]],
+    as_error: Callable[[BaseException], BaseException],
+) -> None:
+    """Group-commit the queued units until ``None`` arrives; every waiter hears the outcome.
+
+    The loop of both the SQLite and the PostgreSQL writer: ``commit`` writes one
+    group in one transaction, ``as_error`` turns its failure into what waiters see.
+
+    Example: ``await drain(queue, 512, self._commit, lambda exc: exc)``.
+    """
+    while True:
+        units, stop = await next_batch(queue, max_batch)
+        try:
+            if units:
+                await commit([e for evs, _ in units for e in evs])
+        except BaseException as exc:  # the waiters must hear about it
+            settle(units, as_error(exc))
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        else:
+            settle(units, None)
+        if stop:
+            return
+
+
+class UnitQueue:
+    """The callers' side of a group-commit writer; the subclass starts the drain task
+    (``self._task``) over ``self._queue`` and says what a closed writer raises."""
+
+    _queue: asyncio.Queue[Unit | None]
+    _task: asyncio.Task[None] | None
+
+    def closed_error(self) -> Exception:
+        """What a unit queued after the writer closed gets."""
+        raise NotImplementedError
+
+    def submit(self, events: list[Event]) -> asyncio.Future[None]:
+        """Queue one atomic unit; the future resolves after its commit."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._task is None or self._task.done():
+            fut.set_exception(self.closed_error())
+            return fut
+        self._queue.put_nowait((events, fut))
+        return fut
+
+    def enqueue(self, events: list[Event]) -> None:
+        """Queue one atomic unit without waiting for it; order with later units is kept."""
+        if self._task is None or self._task.done():
+            raise self.closed_error()
+        self._queue.put_nowait((events, None))
+
+    async def append(self, events: list[Event]) -> None:
+        """Commit ``events`` as one unit; returns after the commit."""
+        await self.submit(events)
+
+    async def stop_drain(self) -> None:
+        """Commit what is queued, then stop the drain task."""
+        if self._task is not None and not self._task.done():
+            self._queue.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await self._task
