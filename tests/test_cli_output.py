@@ -3,20 +3,15 @@ and the summary go to stderr, unwrapped, with no stale first line."""
 
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
-import select
-import struct
 import subprocess
 import sys
-import termios
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, cli_env, run_cli
+from tests.conftest import EXAMPLES, run_cli
+from tests.pty_term import open_terminal, read_terminal, terminal_env
 
 DIGEST = "Total Analysts: 8"
 
@@ -57,10 +52,8 @@ def run_with_terminal_stderr(
     args: list[str], stdout_path: Path, extra_env: dict[str, str] | None = None
 ) -> tuple[int, str]:
     """``flock-es ARGS > stdout_path`` with stderr on a real pseudo-terminal."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
-    env = cli_env({"TERM": "xterm-256color", **(extra_env or {})})
-    env.pop("COLUMNS", None)
+    master, slave = open_terminal(rows=40, cols=100)
+    env = terminal_env(extra_env)
     with stdout_path.open("wb") as sink:
         proc = subprocess.Popen(
             [sys.executable, "-m", "flock_es.cli.app", *args],
@@ -71,20 +64,7 @@ def run_with_terminal_stderr(
             close_fds=True,
         )
     os.close(slave)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.1)
-        if ready:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        elif proc.poll() is not None:
-            break
+    chunks = list(read_terminal(master, proc, seconds=60))
     code = proc.wait(timeout=10)
     os.close(master)
     return code, b"".join(chunks).decode("utf-8", "replace")

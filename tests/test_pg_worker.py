@@ -84,6 +84,21 @@ def kinds(db: str, run: str, kind: str) -> list[dict[str, object]]:
         return [e.body for e in r.events(run) if e.kind.value == kind]
 
 
+def call_keys(bodies: list[dict[str, object]]) -> list[tuple[str, int]]:
+    """(task id, call index) of each ``model.called`` body."""
+    return [(str(b["task_id"]), int(str(b["call_index"]))) for b in bodies]
+
+
+def paid_calls(db: str) -> set[tuple[str, int]]:
+    """The model calls recorded so far in ``db``: (task id, call index)."""
+    with open_reader(db) as r:
+        rows = r.query(
+            "SELECT body->>'task_id', (body->>'call_index')::int FROM events"
+            " WHERE kind = 'model.called'"
+        )
+    return {(str(t), int(str(i))) for t, i in rows}
+
+
 @pytest.mark.parametrize(
     ("program", "n_workers"),
     [
@@ -186,14 +201,7 @@ def test_a_killed_worker_s_tasks_are_taken_over_without_repaying(
                 os.kill(victim.pid, signal.SIGKILL)
                 victim.wait()
                 # Everything recorded before the kill (the victim's calls included).
-                with open_reader(pg_url) as r:
-                    paid_before = {
-                        (str(t), int(str(i)))
-                        for t, i in r.query(
-                            "SELECT body->>'task_id', (body->>'call_index')::int FROM events"
-                            " WHERE kind = 'model.called'"
-                        )
-                    }
+                paid_before = paid_calls(pg_url)
                 break
         assert paid_before, "the run ended before a worker could be killed"
         _out, err = run.communicate(timeout=240)
@@ -202,10 +210,7 @@ def test_a_killed_worker_s_tasks_are_taken_over_without_repaying(
     run_id = latest(pg_url)
     done = Counter(str(b["task_id"]) for b in kinds(pg_url, run_id, "task.completed"))
     assert len(done) == 500 and set(done.values()) == {1}  # no task completed twice
-    calls = Counter(
-        (str(b["task_id"]), int(str(b["call_index"])))
-        for b in kinds(pg_url, run_id, "model.called")
-    )
+    calls = Counter(call_keys(kinds(pg_url, run_id, "model.called")))
     assert set(calls.values()) == {1}  # no call paid twice, before the kill or after
     assert paid_before <= set(calls)
     taken = [b for b in kinds(pg_url, run_id, "task.started") if int(str(b["attempt"])) > 1]
@@ -237,34 +242,20 @@ def test_resume_after_a_kill_on_postgres(tmp_path: Path, pg_url: str) -> None:  
     while time.time() < deadline and run.poll() is None:
         time.sleep(0.1)
         try:
-            with open_reader(pg_url) as r:
-                rows = r.query(
-                    "SELECT body->>'task_id', (body->>'call_index')::int FROM events"
-                    " WHERE kind = 'model.called'"
-                )
+            paid = paid_calls(pg_url)
         except Exception:
             continue
-        if len(rows) >= 8:
+        if len(paid) >= 8:
             run.kill()
             run.wait()
-            with open_reader(pg_url) as r:
-                before = {
-                    (str(t), int(str(i)))
-                    for t, i in r.query(
-                        "SELECT body->>'task_id', (body->>'call_index')::int FROM events"
-                        " WHERE kind = 'model.called'"
-                    )
-                }
+            before = paid_calls(pg_url)
             break
     assert before and len(before) < 40
     out = run_cli(["resume", "latest", "--db", pg_url, "-q"], env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "40 done, 0 failed" in out.stderr
     run_id = latest(pg_url)
-    calls = Counter(
-        (str(b["task_id"]), int(str(b["call_index"])))
-        for b in kinds(pg_url, run_id, "model.called")
-    )
+    calls = Counter(call_keys(kinds(pg_url, run_id, "model.called")))
     assert len(calls) == 40 and set(calls.values()) == {1} and before <= set(calls)
     replay = run_cli(["replay", run_id, "--db", pg_url])
     assert replay.returncode == 0 and replay.stdout.strip().endswith("identical"), replay.stdout

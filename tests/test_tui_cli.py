@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
-import select
-import struct
 import subprocess
 import sys
-import termios
 import textwrap
 import time
 from pathlib import Path
@@ -17,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, cli_env, run_cli
+from tests.pty_term import open_terminal, read_terminal, terminal_env
 from tests.tui_logs import NEWS_RUN, write_news_log
 
 
@@ -71,10 +67,8 @@ def run_in_pty(
     args: list[str], cols: int, rows: int, keys: bytes = b"", wait: float = 20.0
 ) -> tuple[int, str]:
     """Run ``flock-es ARGS`` on a real pseudo-terminal of ``cols`` x ``rows``."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-    env = cli_env({"TERM": "xterm-256color"})
-    env.pop("COLUMNS", None)
+    master, slave = open_terminal(rows, cols)
+    env = terminal_env()
     proc = subprocess.Popen(
         [sys.executable, "-m", "flock_es.cli.app", *args],
         stdin=slave,
@@ -86,23 +80,12 @@ def run_in_pty(
     os.close(slave)
     out = b""
     sent = False
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.1)
-        if ready:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
+    for chunk in read_terminal(master, proc, wait):
+        out += chunk
         if keys and not sent and b"Agents" in out:
             time.sleep(0.3)
             os.write(master, keys)
             sent = True
-        if proc.poll() is not None and not ready:
-            break
     try:
         code = proc.wait(timeout=10)
     finally:
