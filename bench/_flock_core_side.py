@@ -46,6 +46,8 @@ def quiet() -> AgentComponent:
     return _Quiet()
 
 
+# The same types as bench/_scale_program.py's, registered with flock-core's own
+# flock_type: each library has its registry, so the two sides cannot share a class.
 @flock_type
 class Item(BaseModel):
     n: int

@@ -15,124 +15,103 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flock_es.domain.events import (
-    ArtifactPublished,
-    ArtifactReleased,
-    BatchBuffered,
-    CircuitTripped,
-    Event,
-    EventKind,
-    GateBuffered,
-    InputsRewritten,
-    JoinExpired,
-    ModelAttempt,
-    ModelCalled,
-    PredicateFailed,
-    RunFinished,
-    RunResumed,
-    RunStarted,
-    ScheduleVetoed,
-    TaskCompleted,
-    TaskFailed,
-    TaskScheduled,
-    TaskStarted,
-    ToolCalled,
-)
+from flock_es.domain import event_bodies as body
+from flock_es.domain.events import Event, EventKind
 
 __all__ = ["actor", "describe"]
 
 
-def _run_started(b: RunStarted) -> str:
+def _run_started(b: body.RunStarted) -> str:
     text = f"run started · model {b['model']} · {len(b['agents'])} agents"
     if b.get("parent_run"):
         text += f" · fork of {b.get('parent_run')} at seq {b.get('fork_seq')}"
     return text
 
 
-def _run_resumed(b: RunResumed) -> str:
+def _run_resumed(b: body.RunResumed) -> str:
     retried = len(b.get("retried", ()))
     again = f" · {retried} failed tasks retried" if retried else ""
     return f"run resumed · {b.get('pending_tasks', 0)} pending tasks{again}"
 
 
-def _run_finished(b: RunFinished) -> str:
+def _run_finished(b: body.RunFinished) -> str:
     reason = b.get("reason")
     return f"run finished: {b['status']}" + (f" ({reason})" if reason else "")
 
 
-def _published(b: ArtifactPublished) -> str:
+def _published(b: body.ArtifactPublished) -> str:
     return f"published {b['type']} {b['id']}"
 
 
-def _released(b: ArtifactReleased) -> str:
+def _released(b: body.ArtifactReleased) -> str:
     return f"released {b['artifact_id']} (its visibility delay passed)"
 
 
-def _scheduled(b: TaskScheduled) -> str:
+def _scheduled(b: body.TaskScheduled) -> str:
     inputs = ", ".join(b["inputs"])
     return f"schedule {b['agent']} on {inputs} ({b.get('reason', 'match')}) → {b['task_id']}"
 
 
-def _started(b: TaskStarted) -> str:
+def _started(b: body.TaskStarted) -> str:
     return f"started {b['task_id']} (attempt {b.get('attempt', 1)})"
 
 
-def _model_called(b: ModelCalled) -> str:
+def _model_called(b: body.ModelCalled) -> str:
     tokens = (b.get("tokens_in") or 0) + (b.get("tokens_out") or 0)
     return f"model call {b['call_index']} of {b['task_id']} ({b['model']}, {tokens} tokens)"
 
 
-def _model_attempt(b: ModelAttempt) -> str:
+def _model_attempt(b: body.ModelAttempt) -> str:
     retry = " · will retry" if b.get("will_retry") else ""
     return f"model call {b['call_index']} of {b['task_id']} failed: {b['outcome']}{retry}"
 
 
-def _tool_called(b: ToolCalled) -> str:
+def _tool_called(b: body.ToolCalled) -> str:
     error = b.get("error")
     return f"tool {b['tool']} called by {b['task_id']}" + (f" · error: {error}" if error else "")
 
 
-def _completed(b: TaskCompleted) -> str:
+def _completed(b: body.TaskCompleted) -> str:
     return f"completed {b['task_id']} → {', '.join(b['outputs']) or 'no outputs'}"
 
 
-def _failed(b: TaskFailed) -> str:
+def _failed(b: body.TaskFailed) -> str:
     retry = " (will retry)" if b.get("will_retry") else ""
     return f"failed {b['task_id']}: {b.get('error_type', 'Exception')}: {b['error']}{retry}"
 
 
-def _batch_buffered(b: BatchBuffered) -> str:
+def _batch_buffered(b: body.BatchBuffered) -> str:
     group = b.get("group")
     what = ", ".join(group) if group else b["artifact_id"]
     sub = f" (subscription {b['sub_index']})" if b["sub_index"] else ""
     return f"buffer {what} in the batch of {b['agent']}{sub}"
 
 
-def _gate_buffered(b: GateBuffered) -> str:
+def _gate_buffered(b: body.GateBuffered) -> str:
     key = b.get("key", "")
     return f"gate of {b['agent']} takes {b['artifact_id']}" + (
         f" (join key {key!r})" if key else ""
     )
 
 
-def _predicate_failed(b: PredicateFailed) -> str:
+def _predicate_failed(b: body.PredicateFailed) -> str:
     return f"predicate of {b['agent']} raised on {b['artifact_id']}: {b['error']}"
 
 
-def _join_expired(b: JoinExpired) -> str:
+def _join_expired(b: body.JoinExpired) -> str:
     return f"join group {b['key']!r} of {b['agent']} expires ({b['reason']})"
 
 
-def _circuit_tripped(b: CircuitTripped) -> str:
+def _circuit_tripped(b: body.CircuitTripped) -> str:
     return f"circuit breaker of {b['agent']} refuses {', '.join(b['inputs'])} (limit {b['limit']})"
 
 
-def _inputs_rewritten(b: InputsRewritten) -> str:
+def _inputs_rewritten(b: body.InputsRewritten) -> str:
     types = ", ".join(str(i.get("type")) for i in b["inputs"]) or "no inputs"
     return f"components of {b['agent']} rewrote the inputs of {b['task_id']} → {types}"
 
 
-def _schedule_vetoed(b: ScheduleVetoed) -> str:
+def _schedule_vetoed(b: body.ScheduleVetoed) -> str:
     return (
         f"{b['component']} refuses {b['artifact_id']} to {b['agent']} "
         f"(subscription {b['sub_index']}, {b['decision']})"

@@ -65,6 +65,20 @@ def request_change(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> tuple
     return None
 
 
+def _served(rec: CallView) -> ModelResponse:
+    """A recorded answer, as the agent saw it when it was paid for."""
+    return ModelResponse(
+        content=rec.response,
+        tokens_in=rec.tokens_in,
+        tokens_out=rec.tokens_out,
+        cost=rec.cost,
+        latency_ms=rec.latency_ms,
+        tool_calls=rec.tool_calls,
+        attempt=rec.attempt,
+        recorded=True,
+    )
+
+
 class ModelCalls:
     """Every model and tool call of one run goes through here."""
 
@@ -119,16 +133,7 @@ class ModelCalls:
         rec = self._recorded(run, index, request)
         if rec is not None:
             self.served += 1
-            return ModelResponse(
-                content=rec.response,
-                tokens_in=rec.tokens_in,
-                tokens_out=rec.tokens_out,
-                cost=rec.cost,
-                latency_ms=rec.latency_ms,
-                tool_calls=rec.tool_calls,
-                attempt=rec.attempt,
-                recorded=True,
-            )
+            return _served(rec)
         agent = run.agent
         if self.record_only:
             raise ReplayMiss(
@@ -159,9 +164,22 @@ class ModelCalls:
         response.tool_calls = redact(response.tool_calls)
         response.attempt = attempt
         self.made += 1
+        snapshot = limiter.snapshot() if limiter is not None and limiter.limited else None
+        self._record_answer(run, index, request, response, snapshot)
+        return response
+
+    def _record_answer(
+        self,
+        run: TaskRun,
+        index: int,
+        request: ModelRequest,
+        response: ModelResponse,
+        limiter: dict[str, Any] | None,
+    ) -> None:
+        """Record the paid answer as ``model.called``."""
         body = ModelCalled(
             task_id=run.task.id,
-            agent=agent.name,
+            agent=run.agent.name,
             call_index=index,
             model=request.model,
             request=request.redacted(),
@@ -171,15 +189,14 @@ class ModelCalls:
             cost=response.cost,
             latency_ms=response.latency_ms,
             tool_calls=response.tool_calls,
-            attempt=attempt,
-            limiter=limiter.snapshot() if limiter is not None and limiter.limited else None,
+            attempt=response.attempt,
+            limiter=limiter,
         )
         # Queued at once, so the answer is durable with the very next group commit;
         # not awaited, because waiting would only delay the agent, not the write.
         self.recorder.record(
             [make_event(self.state.run_id, EventKind.MODEL_CALLED, body, time.time())]
         )
-        return response
 
     def attempt_failed(self, run: TaskRun, index: int, failed: FailedAttempt) -> None:
         """Record a model-call attempt that gave no usable answer (``model.attempt``)."""
