@@ -22,68 +22,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from flock_es.domain.event_bodies import (
-    BODIES,
-    AgentSpec,
-    ArtifactPublished,
-    ArtifactReleased,
-    BatchBuffered,
-    Body,
-    CircuitTripped,
-    GateBuffered,
-    InputsRewritten,
-    JoinExpired,
-    ModelAttempt,
-    ModelCalled,
-    PredicateFailed,
-    RunFinished,
-    RunResumed,
-    RunStarted,
-    ScheduleVetoed,
-    SubscriptionSpec,
-    TaskCompleted,
-    TaskFailed,
-    TaskScheduled,
-    TaskStarted,
-    ToolCalled,
-)
-from flock_es.domain.event_kinds import EventKind, RunStatus, ScheduleReason, TaskStatus
+# The kinds and bodies are defined in ``event_kinds`` and ``event_bodies`` and
+# re-exported here whole: ``flock_es.domain.events`` is the one place to import them from.
+from flock_es.domain import event_bodies, event_kinds
+from flock_es.domain.event_bodies import *  # noqa: F403
+from flock_es.domain.event_bodies import Body
+from flock_es.domain.event_kinds import *  # noqa: F403
+from flock_es.domain.event_kinds import EventKind
 
 SCHEMA_VERSION = 1
 """Version stamped on every event; bump it and register an upcaster when a body changes."""
 
-# The kinds and bodies are defined in ``event_kinds`` and ``event_bodies`` and
-# re-exported here: ``flock_es.domain.events`` is the one place to import them from.
 __all__ = [
-    "BODIES",
+    *event_bodies.__all__,
+    *event_kinds.__all__,
     "SCHEMA_VERSION",
-    "AgentSpec",
-    "ArtifactPublished",
-    "ArtifactReleased",
-    "BatchBuffered",
-    "Body",
-    "CircuitTripped",
     "Event",
-    "EventKind",
-    "GateBuffered",
-    "InputsRewritten",
-    "JoinExpired",
-    "ModelAttempt",
-    "ModelCalled",
-    "PredicateFailed",
-    "RunFinished",
-    "RunResumed",
-    "RunStarted",
-    "RunStatus",
-    "ScheduleReason",
-    "ScheduleVetoed",
-    "SubscriptionSpec",
-    "TaskCompleted",
-    "TaskFailed",
-    "TaskScheduled",
-    "TaskStarted",
-    "TaskStatus",
-    "ToolCalled",
     "body_as",
     "body_field",
     "make_event",

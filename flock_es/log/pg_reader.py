@@ -23,7 +23,7 @@ from flock_es.errors import DatabaseError
 from flock_es.log.pg_schema import NOTIFY_CHANNEL, check_schema, describe_url, pg_connect
 from flock_es.log.ports import Lease, RunRow
 from flock_es.log.reader import row_to_event
-from flock_es.log.run_lookup import RunLookup, prefix_pattern
+from flock_es.log.run_lookup import RunLookup, events_query, prefix_pattern
 
 __all__ = ["PgLogReader"]
 
@@ -99,15 +99,7 @@ class PgLogReader(RunLookup):
     def iter_events(
         self, run_id: str, after: int = 0, until: int | None = None, limit: int | None = None
     ) -> Iterator[Event]:
-        sql = f"SELECT {_EVENT_COLS} FROM events WHERE run_id = %s AND seq > %s"
-        args: list[object] = [run_id, after]
-        if until is not None:
-            sql += " AND seq <= %s"
-            args.append(until)
-        sql += " ORDER BY seq"
-        if limit is not None:
-            sql += " LIMIT %s"
-            args.append(limit)
+        sql, args = events_query(_EVENT_COLS, "%s", run_id, after, until, limit)
         for row in self._rows(sql, args):
             e = row_to_event(row)
             if e is not None:
@@ -115,11 +107,7 @@ class PgLogReader(RunLookup):
 
     def events_after(self, cursor: int, limit: int | None = None) -> list[Event]:
         """Events of every run with ``seq > cursor``, in commit order, gap-free."""
-        sql = f"SELECT {_EVENT_COLS} FROM events WHERE seq > %s ORDER BY seq"
-        args: list[object] = [cursor]
-        if limit is not None:
-            sql += " LIMIT %s"
-            args.append(limit)
+        sql, args = events_query(_EVENT_COLS, "%s", None, cursor, limit=limit)
         return [e for e in (row_to_event(r) for r in self._rows(sql, args)) if e is not None]
 
     def last_seq(self, run_id: str | None = None) -> int:

@@ -28,7 +28,7 @@ from flock_es.domain.events import (
 from flock_es.domain.upcast import upcast
 from flock_es.errors import DatabaseError
 from flock_es.log.ports import Lease, RunRow
-from flock_es.log.run_lookup import RunLookup, prefix_pattern
+from flock_es.log.run_lookup import RunLookup, events_query, prefix_pattern
 from flock_es.log.schema import (
     BUSY_TIMEOUT_MS,
     READER_CHECK_SECONDS,
@@ -41,6 +41,7 @@ from flock_es.log.schema import verify as verify_db
 __all__ = ["LogReader", "RunRow", "row_to_event"]
 
 _KINDS = {k.value: k for k in EventKind}
+_EVENT_COLS = "seq, run_id, kind, ts, v, body"
 
 
 def _field(definition: type, name: str) -> str:
@@ -167,15 +168,7 @@ class LogReader(RunLookup):
     def iter_events(
         self, run_id: str, after: int = 0, until: int | None = None, limit: int | None = None
     ) -> Iterator[Event]:
-        sql = "SELECT seq, run_id, kind, ts, v, body FROM events WHERE run_id = ? AND seq > ?"
-        args: list[object] = [run_id, after]
-        if until is not None:
-            sql += " AND seq <= ?"
-            args.append(until)
-        sql += " ORDER BY seq"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
+        sql, args = events_query(_EVENT_COLS, "?", run_id, after, until, limit)
         for row in self._con.execute(sql, args):
             e = row_to_event(row)
             if e is not None:
@@ -184,11 +177,7 @@ class LogReader(RunLookup):
     @_guarded
     def events_after(self, cursor: int, limit: int | None = None) -> list[Event]:
         """Events of every run with ``seq > cursor``, in commit order (following a database)."""
-        sql = "SELECT seq, run_id, kind, ts, v, body FROM events WHERE seq > ? ORDER BY seq"
-        args: list[object] = [cursor]
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
+        sql, args = events_query(_EVENT_COLS, "?", None, cursor, limit=limit)
         out = []
         for row in self._con.execute(sql, args):
             e = row_to_event(row)

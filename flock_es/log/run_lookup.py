@@ -19,7 +19,7 @@ from flock_es.domain.events import Event
 from flock_es.errors import RunNotFoundError
 from flock_es.log.ports import RunRow
 
-__all__ = ["RunLookup", "pick_run", "prefix_pattern"]
+__all__ = ["RunLookup", "events_query", "pick_run", "prefix_pattern"]
 
 
 def prefix_pattern(ref: str) -> str:
@@ -43,6 +43,37 @@ def pick_run(ref: str, ids: list[str], where: object) -> str:
     if len(found) > 1:
         raise RunNotFoundError(f"run id {ref!r} is ambiguous in {where}: {', '.join(found[:5])}")
     return str(found[0])
+
+
+def events_query(
+    columns: str,
+    mark: str,
+    run_id: str | None,
+    after: int,
+    until: int | None = None,
+    limit: int | None = None,
+) -> tuple[str, list[object]]:
+    """The SELECT of the events with ``after < seq <= until`` of ``run_id`` (of every
+    run when None), in commit order, and its arguments; ``mark`` is the dialect's
+    placeholder (``?`` or ``%s``).
+
+    Example: ``events_query("seq, body", "?", "r-1", 10)``.
+    """
+    sql = f"SELECT {columns} FROM events WHERE "
+    args: list[object] = []
+    if run_id is not None:
+        sql += f"run_id = {mark} AND "
+        args.append(run_id)
+    sql += f"seq > {mark}"
+    args.append(after)
+    if until is not None:
+        sql += f" AND seq <= {mark}"
+        args.append(until)
+    sql += " ORDER BY seq"
+    if limit is not None:
+        sql += f" LIMIT {mark}"
+        args.append(limit)
+    return sql, args
 
 
 class RunLookup:

@@ -33,6 +33,8 @@ from flock_es.log.group_commit import Unit, UnitQueue, drain
 from flock_es.log.ports import Durability, Lease
 from flock_es.log.schema import PRAGMAS, check_database, ensure_schema, storage_error
 
+__all__ = ["PAID_KINDS", "LogWriter", "dumps", "read_model_rows", "rebuild_read_models"]
+
 _INSERT_EVENT = "INSERT INTO events(seq, run_id, kind, ts, v, task_id, body) VALUES (?,?,?,?,?,?,?)"
 _INSERT_ARTIFACT = (
     "INSERT OR IGNORE INTO artifacts(id, run_id, type, produced_by, seq, ts, payload) "
