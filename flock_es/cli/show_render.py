@@ -41,53 +41,10 @@ def _clip(text: str, n: int = _CLIP) -> str:
 
 def show_data(state: RunState, payloads: bool, before_end: bool = False) -> dict[str, Any]:
     """The blackboard of a folded state, as ``show --json`` prints it."""
-    from flock_es.log.liveness import live_status
-
-    by_type: dict[str, Any] = {}
-    for t, aids in state.by_type.items():
-        arts = [state.artifacts[a] for a in aids]
-        entry: dict[str, Any] = {"count": len(arts)}
-        entry["artifacts"] = [
-            {"id": a.id, "produced_by": a.produced_by, "seq": a.seq}
-            | ({"payload": a.payload} if payloads else {})
-            for a in arts
-        ]
-        by_type[t] = entry
-    tasks: dict[str, list[dict[str, Any]]] = {}
-    for task in state.tasks.values():
-        tasks.setdefault(task.status.value, []).append(
-            {
-                "id": task.id,
-                "agent": task.agent,
-                "inputs": task.inputs,
-                "reason": task.reason,
-                "attempt": task.attempt,
-                "outputs": task.outputs,
-                "error": task.error,
-            }
-        )
-    batches = [
-        {
-            "agent": b.agent,
-            "sub_index": b.sub_index,
-            "members": b.members,
-            "size": b.size,
-            "deadline": b.deadline,
-        }
-        for b in state.batches.values()
-        if b.members
-    ]
-    status = state.finished_status or (
-        "running"
-        if before_end
-        else live_status(
-            None,
-            state.pid,
-            state.host,
-            pending=state.has_pending_work(),
-            failed=bool(state.failed_tasks()),
-        )
-    )
+    by_type = _artifacts_by_type(state, payloads)
+    tasks = _task_list(state)
+    batches = _open_batches(state)
+    status = _status(state, before_end)
     return {
         "run_id": state.run_id,
         "program": state.program,
@@ -131,6 +88,68 @@ def show_data(state: RunState, payloads: bool, before_end: bool = False) -> dict
         "tool_calls": _tool_calls(state),
         "totals": state.totals(),
     }
+
+
+def _artifacts_by_type(state: RunState, payloads: bool) -> dict[str, Any]:
+    by_type: dict[str, Any] = {}
+    for t, aids in state.by_type.items():
+        arts = [state.artifacts[a] for a in aids]
+        entry: dict[str, Any] = {"count": len(arts)}
+        entry["artifacts"] = [
+            {"id": a.id, "produced_by": a.produced_by, "seq": a.seq}
+            | ({"payload": a.payload} if payloads else {})
+            for a in arts
+        ]
+        by_type[t] = entry
+    return by_type
+
+
+def _task_list(state: RunState) -> dict[str, list[dict[str, Any]]]:
+    tasks: dict[str, list[dict[str, Any]]] = {}
+    for task in state.tasks.values():
+        tasks.setdefault(task.status.value, []).append(
+            {
+                "id": task.id,
+                "agent": task.agent,
+                "inputs": task.inputs,
+                "reason": task.reason,
+                "attempt": task.attempt,
+                "outputs": task.outputs,
+                "error": task.error,
+            }
+        )
+    return tasks
+
+
+def _open_batches(state: RunState) -> list[dict[str, Any]]:
+    return [
+        {
+            "agent": b.agent,
+            "sub_index": b.sub_index,
+            "members": b.members,
+            "size": b.size,
+            "deadline": b.deadline,
+        }
+        for b in state.batches.values()
+        if b.members
+    ]
+
+
+def _status(state: RunState, before_end: bool) -> str:
+    """The recorded end, else running (``show --at`` before the end), else what is alive."""
+    from flock_es.log.liveness import live_status
+
+    return state.finished_status or (
+        "running"
+        if before_end
+        else live_status(
+            None,
+            state.pid,
+            state.host,
+            pending=state.has_pending_work(),
+            failed=bool(state.failed_tasks()),
+        )
+    )
 
 
 def _plain(d: dict[str, Any], *keys: str) -> dict[str, Any]:

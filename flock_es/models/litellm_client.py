@@ -334,6 +334,15 @@ def classify(exc: Exception, model: str, endpoint: str | None = None) -> Excepti
             parse_retry_after(headers),
             headers,
         )
+    return _reaching_error(exc, name, detail, where, endpoint) or _status_error(
+        name, status, detail, where, exc
+    )
+
+
+def _reaching_error(
+    exc: Exception, name: str, detail: str, where: str, endpoint: str | None
+) -> Exception | None:
+    """A bad api_base or a failed connection (the request never got an HTTP answer)."""
     if "Invalid port" in detail or "InvalidURL" in detail or "Invalid URL" in detail:
         return PermanentModelError(
             f"{where}: the api_base URL {endpoint or ''} is not valid: {detail}", "bad_config", None
@@ -353,6 +362,13 @@ def classify(exc: Exception, model: str, endpoint: str | None = None) -> Excepti
             "connection",
             None,
         )
+    return None
+
+
+def _status_error(
+    name: str, status: int | None, detail: str, where: str, exc: Exception
+) -> Exception:
+    """The provider answered with an error: transient (5xx, 408/409/425) or permanent."""
     if name == "AuthenticationError" or status == 401:
         return PermanentModelError(
             f"{where}: authentication failed (HTTP 401), check the API key: {detail}",
