@@ -27,12 +27,8 @@ Example::
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass
 from typing import Any
-
-from pydantic import BaseModel
 
 from flock_es.domain.describe import describe
 from flock_es.domain.events import (
@@ -66,6 +62,12 @@ from flock_es.runtime.gc_policy import fewer_collections
 from flock_es.runtime.kernel import UNPUBLISHED_TAG, Kernel, NullRecorder, NullSink, build_index
 from flock_es.runtime.model_calls import ModelCalls
 from flock_es.runtime.orchestrator_hooks import OrchestratorHooks
+from flock_es.runtime.replay_checks import (
+    TaskOutcome,
+    completed_divergence,
+    failed_divergence,
+    output_divergence,
+)
 from flock_es.runtime.replay_report import (
     Divergence,
     ReplayReport,
@@ -79,14 +81,6 @@ _TIMED = {ScheduleReason.BATCH_TIMEOUT.value, ScheduleReason.BATCH_FLUSH.value}
 
 def _no_client(agent: Agent) -> ModelClient:
     raise ReplayMiss("replay never calls a model")
-
-
-@dataclass(slots=True)
-class _Outcome:
-    outputs: list[BaseModel] | None = None
-    error: str | None = None
-    error_type: str | None = None
-    divergence: tuple[str, Any, Any] | None = None
 
 
 def _decision(e: Event) -> str:
@@ -148,7 +142,7 @@ class Replayer:
         self.executor = Executor(self.kernel, agents, self.calls)
         # Orchestrator components re-run on outputs (their vetoes are followed as recorded).
         self.executor.orchestrator = hooks
-        self.outcomes: dict[str, _Outcome] = {}
+        self.outcomes: dict[str, TaskOutcome] = {}
         self.report = ReplayReport(run_id=run_id, events=len(events))
 
     async def run(self) -> ReplayReport:
@@ -292,36 +286,36 @@ class Replayer:
             str(first.body.get("agent")),  # any decision kind: all of them name an agent
         )
 
-    async def _outcome(self, task_id: str, attempt: int) -> _Outcome:
+    async def _outcome(self, task_id: str, attempt: int) -> TaskOutcome:
         done = self.outcomes.get(task_id)
         if done is None:
             done = self.outcomes[task_id] = await self._execute(self.state.tasks[task_id], attempt)
             self.report.tasks_replayed += 1
         return done
 
-    async def _execute(self, task: TaskView, attempt: int) -> _Outcome:
+    async def _execute(self, task: TaskView, attempt: int) -> TaskOutcome:
         agent = self.agents.get(task.agent)
         if agent is None:
-            return _Outcome(divergence=("agent", task.agent, "not defined in this program"))
+            return TaskOutcome(divergence=("agent", task.agent, "not defined in this program"))
         # Exactly as the live run prepares it; the context ids are the ones it recorded.
         run = self.executor.prepare(task, agent, attempt, task.context)
         try:
             outputs = await self.executor.outputs(run)
         except InputsDiverged as exc:
-            return _Outcome(divergence=("inputs after components", exc.expected, exc.actual))
+            return TaskOutcome(divergence=("inputs after components", exc.expected, exc.actual))
         except ReplayMiss as exc:
-            return _Outcome(divergence=("model call", "a recorded answer", f"{exc}"))
+            return TaskOutcome(divergence=("model call", "a recorded answer", f"{exc}"))
         except RecordedCallChanged as exc:
             what = f"prompt of model call {exc.call_index}"
-            return _Outcome(divergence=(what, exc.expected, exc.actual))
+            return TaskOutcome(divergence=(what, exc.expected, exc.actual))
         except Exception as exc:
-            return _Outcome(error=str(exc) or type(exc).__name__, error_type=type(exc).__name__)
+            return TaskOutcome(error=str(exc) or type(exc).__name__, error_type=type(exc).__name__)
         finally:
             if agent.utilities or agent.engines:
                 await terminate(run)
-        return _Outcome(outputs=outputs)
+        return TaskOutcome(outputs=outputs)
 
-    def _task_div(self, e: Event, out: _Outcome, task_id: str) -> Divergence | None:
+    def _task_div(self, e: Event, out: TaskOutcome, task_id: str) -> Divergence | None:
         agent = self.state.tasks[task_id].agent if task_id in self.state.tasks else None
         if out.divergence is not None:
             what, exp, got = out.divergence
@@ -339,31 +333,9 @@ class Replayer:
         div = self._task_div(e, out, tid)
         if div is not None:
             return div
-        agent = self.state.tasks[tid].agent
-        expected = {"type": b["type"], "payload": b["payload"]}
-        if out.outputs is None:
-            return Divergence(
-                e.seq or 0,
-                f"task {tid} failed on replay",
-                expected,
-                f"{out.error_type}: {out.error}",
-                agent,
-                tid,
-            )
-        pos = done["outputs"].index(b["id"]) if b["id"] in done["outputs"] else -1
-        if not 0 <= pos < len(out.outputs):
-            return Divergence(
-                e.seq or 0, f"output {pos} of task {tid}", expected, "no such output", agent, tid
-            )
-        o = out.outputs[pos]
-        actual = {"type": type(o).__name__, "payload": json.loads(dumps(o.model_dump(mode="json")))}
-        if actual != expected:
-            return Divergence(
-                e.seq or 0, f"output {pos} of task {tid}", expected, actual, agent, tid
-            )
-        return None
+        return output_divergence(e, b, done, out, self.state.tasks[tid].agent)
 
-    async def _replayed(self, e: Event) -> tuple[str, _Outcome] | Divergence | None:
+    async def _replayed(self, e: Event) -> tuple[str, TaskOutcome] | Divergence | None:
         """Re-execute (once) the task a completion or failure event is about."""
         ended = body_as(e, TaskCompleted)  # task.failed has the same task_id and attempt
         tid = ended["task_id"]
@@ -373,55 +345,13 @@ class Replayer:
         return self._task_div(e, out, tid) or (tid, out)
 
     async def _check_completed(self, e: Event) -> Divergence | None:
-        b = body_as(e, TaskCompleted)
         got = await self._replayed(e)
         if got is None or isinstance(got, Divergence):
             return got
-        tid, out = got
-        if out.outputs is None:
-            return Divergence(
-                e.seq or 0,
-                f"task {tid} failed on replay",
-                "completed",
-                f"{out.error_type}: {out.error}",
-                b["agent"],
-                tid,
-            )
-        if len(out.outputs) != len(b["outputs"]):
-            return Divergence(
-                e.seq or 0,
-                f"number of outputs of task {tid}",
-                len(b["outputs"]),
-                len(out.outputs),
-                b["agent"],
-                tid,
-            )
-        return None
+        return completed_divergence(e, body_as(e, TaskCompleted), *got)
 
     async def _check_failed(self, e: Event) -> Divergence | None:
-        b = body_as(e, TaskFailed)
         got = await self._replayed(e)
         if got is None or isinstance(got, Divergence):
             return got
-        tid, out = got
-        expected = f"failed: {b.get('error_type')}: {b.get('error')}"
-        if out.outputs is not None:
-            types = [type(o).__name__ for o in out.outputs]
-            return Divergence(
-                e.seq or 0,
-                f"task {tid} succeeded on replay",
-                expected,
-                f"completed with {types}",
-                b["agent"],
-                tid,
-            )
-        if out.error_type != b.get("error_type"):
-            return Divergence(
-                e.seq or 0,
-                f"error of task {tid}",
-                expected,
-                f"failed: {out.error_type}: {out.error}",
-                b["agent"],
-                tid,
-            )
-        return None
+        return failed_divergence(e, body_as(e, TaskFailed), *got)
