@@ -192,7 +192,7 @@ class Engine:
                 kernel, objs, tags, correlation_id, visibility, now
             )
             await kernel.commit_decided(lambda: kernel.decide_vetoed(vetoes, evs, now))
-            return [e.body["id"] for e in evs]
+            return [body_as(e, ArtifactPublished)["id"] for e in evs]
         evs = []
         for obj in objs:
             aid = ids.external_artifact_id()

@@ -17,7 +17,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from flock_es.domain import ids, registry
-from flock_es.domain.events import Event, EventKind, ScheduleVetoed, trusted_event
+from flock_es.domain.events import (
+    Event,
+    EventKind,
+    ScheduleVetoed,
+    TaskScheduled,
+    body_as,
+    trusted_event,
+)
 from flock_es.projection.decide import SubscriptionIndex, matching_subscriptions
 from flock_es.projection.state import RunState
 from flock_es.runtime.agent import Agent
@@ -175,8 +182,9 @@ class OrchestratorHooks:
         for e in events:
             if e.kind is not EventKind.TASK_SCHEDULED:
                 continue
-            task = state.tasks.get(e.body["task_id"])
-            agent = self.agents.get(e.body["agent"])
+            scheduled = body_as(e, TaskScheduled)
+            task = state.tasks.get(scheduled["task_id"])
+            agent = self.agents.get(scheduled["agent"])
             if task is None or agent is None:
                 continue
             arts = [artifact_of(state.artifacts[i]) for i in task.inputs if i in state.artifacts]
