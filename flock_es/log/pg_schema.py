@@ -43,6 +43,9 @@ MIGRATE_LOCK = 0x464C4553_0002  # advisory lock key held while creating/upgradin
 NOTIFY_CHANNEL = "flock_es_events"
 APPLICATION = "flock-es"
 
+# The spans view below has a SQLite twin (log/schema.py), kept as a separate text on
+# purpose: only the dialect differs (->> vs json_extract, to_char vs strftime); the
+# field names and kinds of both come from log/body_paths.py.
 _V1 = f"""
 CREATE TABLE flock_es_meta (
     key   TEXT PRIMARY KEY,
@@ -107,9 +110,6 @@ CREATE TABLE task_leases (
 
 -- One span per task.started (per attempt), named <agent>.execute (the tutorial's
 -- trace query); an attempt that never ended is 'unfinished' with no duration.
--- The SQLite twin of this view (log/schema.py) stays a separate text on purpose:
--- only the dialect differs (->> vs json_extract, to_char vs strftime); the field
--- names and kinds of both come from log/body_paths.py.
 CREATE VIEW spans AS
 SELECT
     s.run_id                                          AS run_id,
