@@ -42,6 +42,7 @@ _API = {
     "EvalInputs": "flock_es.runtime.eval_types",
     "EvalResult": "flock_es.runtime.eval_types",
     "EventKind": "flock_es.domain.events",
+    "FilterConfig": "flock_es.runtime.board_queries",
     "Flock": "flock_es.runtime.flock",
     "FlockError": "flock_es.errors",
     "JoinSpec": "flock_es.domain.subscriptions",
@@ -82,6 +83,7 @@ if TYPE_CHECKING:
     from flock_es.projection.fold import evolve, fold
     from flock_es.projection.state import RunState
     from flock_es.runtime.agent import AgentBuilder
+    from flock_es.runtime.board_queries import FilterConfig
     from flock_es.runtime.components import AgentComponent, AgentComponentConfig, EngineComponent
     from flock_es.runtime.context import AgentContext
     from flock_es.runtime.eval_types import EvalInputs, EvalResult
@@ -105,6 +107,7 @@ __all__ = [
     "EvalInputs",
     "EvalResult",
     "EventKind",
+    "FilterConfig",
     "Flock",
     "FlockError",
     "JoinSpec",

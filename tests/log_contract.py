@@ -36,6 +36,7 @@ from flock_es.domain.events import (
 )
 from flock_es.errors import DatabaseError, RunNotFoundError, RunOwnedError
 from flock_es.log.ports import EventReader, EventStore, EventWriter
+from tests.store_contract import StoreQueriesContract
 
 RUN = "r-test-0001"
 
@@ -76,8 +77,9 @@ CLAIMER = textwrap.dedent(
 )
 
 
-class EventStoreContract:
-    """Tests every backend inherits. Not collected by itself (no ``Test`` prefix)."""
+class EventStoreContract(StoreQueriesContract):
+    """Tests every backend inherits (the store queries' ones from ``StoreQueriesContract``).
+    Not collected by itself (no ``Test`` prefix)."""
 
     def make_store(self, tmp_path: Path) -> EventStore:
         raise NotImplementedError

@@ -23,6 +23,7 @@ from flock_es.log.schema import DB_SCHEMA_VERSION
 from flock_es.log.sqlite_store import SqliteStore
 from flock_es.log.writer import rebuild_read_models
 from tests.log_contract import EventStoreContract, started
+from tests.store_contract import DOWNGRADE_TO_V2
 
 
 class TestSqliteLog(EventStoreContract):
@@ -34,6 +35,15 @@ class TestSqliteLog(EventStoreContract):
         con = sqlite3.connect(store.path)
         con.execute(f"PRAGMA user_version = {version}")
         con.close()
+
+    def downgrade_to_v2(self, store: EventStore) -> None:
+        assert isinstance(store, SqliteStore)
+        con = sqlite3.connect(store.path)
+        for stmt in DOWNGRADE_TO_V2:
+            con.execute(stmt)
+        con.commit()
+        con.close()
+        self.set_schema_version(store, 2)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from flock_es.log.ports import EventStore
 from flock_es.log.postgres_store import PostgresStore
 from tests.log_contract import EventStoreContract, started
 from tests.pg import pg_url  # noqa: F401  (fixture)
+from tests.store_contract import DOWNGRADE_TO_V2
 
 
 class TestPostgresLog(EventStoreContract):
@@ -27,6 +28,13 @@ class TestPostgresLog(EventStoreContract):
             con.execute(
                 "UPDATE flock_es_meta SET value = %s WHERE key = 'schema_version'", (str(version),)
             )
+
+    def downgrade_to_v2(self, store: EventStore) -> None:
+        assert isinstance(store, PostgresStore)
+        with pg_connect(store.url) as con:
+            for stmt in DOWNGRADE_TO_V2:
+                con.execute(stmt)  # type: ignore[arg-type]  # our own constant statements
+        self.set_schema_version(store, 2)
 
 
 def test_a_foreign_database_is_refused_and_untouched(pg_url: str) -> None:  # noqa: F811

@@ -140,6 +140,7 @@ def replay(
     Exit code: 0 identical, 1 diverged, 2 error.
     """
     from flock_es.log.backends import open_reader
+    from flock_es.runtime.board_queries import BoardSource
     from flock_es.runtime.lifecycle import program_of
     from flock_es.runtime.program import load_program
     from flock_es.runtime.replay import Replayer
@@ -154,6 +155,8 @@ def replay(
     digests = _hash_warning(path, recorded_hash, program_hash(path))
     prog = load_program(path)
     replayer = Replayer(events, prog.flock.agents, hooks=prog.flock.orchestrator_hooks())
+    # ctx.store's queries read the recorded run (read-only), up to each task's inputs.
+    replayer.executor.board = BoardSource(db_path(db), run_id)
     prog.flock.continue_from(replayer.state)  # the program's store sees the replay
     report = asyncio.run(replayer.run())
     if as_json:

@@ -26,6 +26,7 @@ import psycopg
 
 from flock_es.errors import DatabaseError
 from flock_es.log.body_paths import ATTEMPT, DONE, FAILED, STARTED, STARTED_AGENT
+from flock_es.log.query_models import PG_QUERY_DDL
 
 __all__ = [
     "APPEND_LOCK",
@@ -37,7 +38,7 @@ __all__ = [
     "pg_connect",
 ]
 
-PG_SCHEMA_VERSION = 2
+PG_SCHEMA_VERSION = 3
 APPEND_LOCK = 0x464C4553_0001  # advisory lock key that serialises appends
 MIGRATE_LOCK = 0x464C4553_0002  # advisory lock key held while creating/upgrading the schema
 NOTIFY_CHANNEL = "flock_es_events"
@@ -139,8 +140,12 @@ CREATE TABLE shared_runs (
 );
 """
 
+# 3: the store queries' read models (flock_es.log.query_models); an upgraded
+# database gets them filled from its events in the same transaction.
+_V3 = PG_QUERY_DDL
+
 # MIGRATIONS[n] upgrades a schema at version n to n + 1; index 0 creates it.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 assert len(MIGRATIONS) == PG_SCHEMA_VERSION
 
 
@@ -216,6 +221,10 @@ def migrate(con: psycopg.Connection[tuple[object, ...]], url: str) -> tuple[int 
             start = 0 if before is None else before
             for step in MIGRATIONS[start:]:
                 con.execute(step)
+            if before is not None and before < 3:
+                from flock_es.log.pg_writer import rebuild_on
+
+                rebuild_on(con)
             if before is None:
                 con.execute(
                     "INSERT INTO flock_es_meta(key, value) VALUES ('application', %s)",

@@ -31,16 +31,18 @@ from flock_es.log.pg_schema import (
     pg_connect,
 )
 from flock_es.log.ports import Durability, Lease
+from flock_es.log.query_models import POSTGRES, READ_MODEL_TABLES, query_model_rows, statements
 from flock_es.log.writer import PAID_KINDS, dumps, read_model_rows
 
-__all__ = ["PgLogWriter", "insert_events", "read_model_sql"]
+__all__ = ["PgLogWriter", "insert_events", "read_model_sql", "rebuild_on"]
 
 _INSERT_EVENT = (
     "INSERT INTO events(seq, run_id, kind, ts, v, task_id, body) VALUES (%s,%s,%s,%s,%s,%s,%s)"
 )
 _INSERT_ARTIFACT = (
-    "INSERT INTO artifacts(id, run_id, type, produced_by, seq, ts, payload) "
-    "VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING"
+    "INSERT INTO artifacts(id, run_id, type, produced_by, seq, ts, payload, task_id, "
+    "correlation_id, vis_kind, visibility) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+    "ON CONFLICT DO NOTHING"
 )
 _INSERT_RUN = (
     "INSERT INTO runs(run_id, program, model, started_at, status, parent_run, fork_seq, "
@@ -60,7 +62,33 @@ def read_model_sql(events: list[Event]) -> list[tuple[str, list[tuple[Any, ...]]
     """The statements (with their rows) that keep the read models in step with ``events``."""
     runs, finished, arts, touch = read_model_rows(events)
     pairs = ((_INSERT_RUN, runs), (_INSERT_ARTIFACT, arts), (_FINISH_RUN, finished))
-    return [(sql, args) for sql, args in (*pairs, (_TOUCH_RUN, touch)) if args]
+    out = [(sql, args) for sql, args in (*pairs, (_TOUCH_RUN, touch)) if args]
+    return out + statements(query_model_rows(events), POSTGRES)
+
+
+def rebuild_on(con: psycopg.Connection[tuple[Any, ...]], chunk: int = 10_000) -> int:
+    """Empty and re-derive every read model from the events, in the caller's transaction
+    (``PostgresStore.rebuild_read_models`` and the schema upgrade use it)."""
+    from flock_es.log.reader import row_to_event
+
+    con.execute("LOCK TABLE events IN EXCLUSIVE MODE")  # no append meanwhile
+    for table in READ_MODEL_TABLES:
+        con.execute(f"DELETE FROM {table}")
+    cursor, total = 0, 0
+    while True:
+        rows = con.execute(
+            "SELECT seq, run_id, kind, ts, v, body::text FROM events "
+            "WHERE seq > %s ORDER BY seq LIMIT %s",
+            (cursor, chunk),
+        ).fetchall()
+        if not rows:
+            return total
+        events = [e for e in (row_to_event(r) for r in rows) if e is not None]
+        with con.cursor() as cur:
+            for sql, args in read_model_sql(events):
+                cur.executemany(sql, args)
+        cursor = rows[-1][0]
+        total += len(rows)
 
 
 async def insert_events(conn: AsyncConn, events: list[Event]) -> None:

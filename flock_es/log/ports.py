@@ -178,6 +178,11 @@ class EventReader(Protocol):
         """The lease on ``run_id``, expired or not, or None."""
         ...
 
+    def query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """A read-only SQL query with ``?`` placeholders (both backends take them);
+        ``flock_es.log.queries`` builds the store queries on it."""
+        ...
+
 
 @runtime_checkable
 class EventWriter(Protocol):

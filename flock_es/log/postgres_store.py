@@ -24,7 +24,7 @@ from flock_es.errors import DatabaseError, RunOwnedError
 from flock_es.log.lease import owned_error, stealable
 from flock_es.log.pg_reader import PgLogReader
 from flock_es.log.pg_schema import check_schema, describe_url, migrate, pg_connect
-from flock_es.log.pg_writer import PgLogWriter, read_model_sql
+from flock_es.log.pg_writer import PgLogWriter, rebuild_on
 from flock_es.log.ports import LEASE_SECONDS, Durability, Lease
 
 __all__ = ["PostgresStore", "open_postgres_store"]
@@ -138,29 +138,9 @@ class PostgresStore:
             return r.owner(run_id)
 
     def rebuild_read_models(self, chunk: int = 10_000) -> int:
-        """Drop and re-derive ``runs`` and ``artifacts`` from the events, in one transaction."""
-        from flock_es.log.reader import row_to_event
-
+        """Drop and re-derive every read model from the events, in one transaction."""
         with self._connect() as con, con.transaction():
-            con.execute("LOCK TABLE events IN EXCLUSIVE MODE")  # no append meanwhile
-            con.execute("DELETE FROM runs")
-            con.execute("DELETE FROM artifacts")
-            cursor, total = 0, 0
-            while True:
-                rows = con.execute(
-                    "SELECT seq, run_id, kind, ts, v, body::text FROM events "
-                    "WHERE seq > %s ORDER BY seq LIMIT %s",
-                    (cursor, chunk),
-                ).fetchall()
-                if not rows:
-                    break
-                events = [e for e in (row_to_event(r) for r in rows) if e is not None]
-                with con.cursor() as cur:
-                    for sql, args in read_model_sql(events):
-                        cur.executemany(sql, args)
-                cursor = rows[-1][0]
-                total += len(rows)
-        return total
+            return rebuild_on(con, chunk)
 
     def check(self) -> None:
         with pg_connect(self.url) as con:

@@ -20,10 +20,17 @@ from pathlib import Path
 
 from flock_es.errors import DatabaseError
 from flock_es.log.body_paths import ATTEMPT, DONE, FAILED, STARTED, STARTED_AGENT
+from flock_es.log.query_models import (
+    ARTIFACT_COLUMNS,
+    QUERY_INDEXES,
+    SQLITE_QUERY_TABLES,
+    add_artifact_columns,
+)
 
 APPLICATION_ID = 0x464C4553  # "FLES": tells our files from other SQLite files
-DB_SCHEMA_VERSION = 2
-"""2: the ``owners`` lease table; ``spans`` joins on run_id too (forks copy task ids)."""
+DB_SCHEMA_VERSION = 3
+"""2: the ``owners`` lease table; ``spans`` joins on run_id too (forks copy task ids).
+3: the store queries' read models (``flock_es.log.query_models``)."""
 BUSY_TIMEOUT_MS = 10_000
 WRITER_CHECK_SECONDS = 1.0  # integrity check before appending (bounded; see verify)
 READER_CHECK_SECONDS = 0.2  # before a command reads (the TUI's first paint stays fast)
@@ -41,6 +48,11 @@ _START_ATTEMPT = f"json_extract(s.body, '$.{ATTEMPT}')"
 _TASK_ATTEMPT = f"json_extract(t.body, '$.{ATTEMPT}')"
 _END_ATTEMPT = f"json_extract(t.end_body, '$.{ATTEMPT}')"
 _STARTED, _DONE, _FAILED = STARTED, DONE, FAILED
+
+_QUERY_COLUMNS = ",\n    ".join(
+    f"{name} {kind}{' NOT NULL' if default != 'NULL' else ''} DEFAULT {default}"
+    for name, kind, _, default in ARTIFACT_COLUMNS
+)
 
 DDL = f"""
 CREATE TABLE IF NOT EXISTS events (
@@ -79,9 +91,11 @@ CREATE TABLE IF NOT EXISTS artifacts (
     seq         INTEGER NOT NULL,
     ts          REAL NOT NULL,
     payload     TEXT NOT NULL,
+    {_QUERY_COLUMNS},
     PRIMARY KEY (run_id, id)
 );
-CREATE INDEX IF NOT EXISTS artifacts_type ON artifacts(run_id, type);
+{SQLITE_QUERY_TABLES}
+{QUERY_INDEXES}
 
 -- The tutorial's trace query ("SELECT name, start_time, duration_ms FROM spans")
 -- works on this view: one span per task.started (per attempt), named <agent>.execute.
@@ -142,7 +156,7 @@ def default_db_path() -> Path | str:
     return parse_db(env) if env else Path("data") / "flock-es.db"
 
 
-_OUR_TABLES = {"events", "runs", "artifacts", "owners"}
+_OUR_TABLES = {"events", "runs", "artifacts", "owners", "artifact_tags", "consumptions"}
 
 
 def read_uri(path: Path) -> str:
@@ -255,7 +269,18 @@ def _statements(script: str) -> list[str]:
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: the lease table, and spans joined on run_id as well as task_id.
     1: "DROP VIEW IF EXISTS spans;",
+    # 2 -> 3: artifacts_type gives way to artifacts_type_seq (pages in seq order); the
+    # new columns are added by _upgrade_artifacts and filled by re-deriving the models.
+    2: "DROP INDEX IF EXISTS artifacts_type;",
 }
+
+
+def _upgrade_artifacts(con: sqlite3.Connection) -> None:
+    """Add schema 3's artifacts columns to an older file (a new one gets them in DDL)."""
+    cols = {r[1] for r in con.execute("PRAGMA table_info(artifacts)")}
+    if cols:  # an older file: the table exists without them
+        for stmt in add_artifact_columns(cols):
+            con.execute(stmt)
 
 
 def initialise(con: sqlite3.Connection) -> None:
@@ -274,10 +299,16 @@ def initialise(con: sqlite3.Connection) -> None:
         for v in range(version, DB_SCHEMA_VERSION):
             for stmt in _statements(MIGRATIONS.get(v, "")):
                 con.execute(stmt)
+        if version < 3:
+            _upgrade_artifacts(con)
         for i, stmt in enumerate(_statements(DDL)):
             con.execute(stmt)
             if i == 0 and (pause := os.environ.get("FLOCK_ES_TEST_CREATE_PAUSE")):
                 time.sleep(float(pause))  # lets a test kill the process mid-creation
+        if 0 < version < 3:  # the new read models, derived from the events already there
+            from flock_es.log.writer import rebuild_in_transaction
+
+            rebuild_in_transaction(con)
         con.execute("COMMIT")
     except BaseException:
         if con.in_transaction:

@@ -105,6 +105,8 @@ class SqliteStore:
                 (run_id, mine.token, mine.pid, mine.host, now, now, now + lease_seconds),
             )
             con.execute("COMMIT")
+        except sqlite3.Error as exc:  # a full disk can refuse even the lease: one line
+            raise storage_error(self.path, exc, writing=True) from None
         finally:
             if con.in_transaction:
                 con.execute("ROLLBACK")

@@ -29,6 +29,7 @@ from flock_es.domain.events import (
     body_as,
 )
 from flock_es.errors import RunOwnedError
+from flock_es.log import query_models as qm
 from flock_es.log.group_commit import Unit, UnitQueue, drain
 from flock_es.log.ports import Durability, Lease
 from flock_es.log.schema import PRAGMAS, check_database, ensure_schema, storage_error
@@ -37,8 +38,8 @@ __all__ = ["PAID_KINDS", "LogWriter", "dumps", "read_model_rows", "rebuild_read_
 
 _INSERT_EVENT = "INSERT INTO events(seq, run_id, kind, ts, v, task_id, body) VALUES (?,?,?,?,?,?,?)"
 _INSERT_ARTIFACT = (
-    "INSERT OR IGNORE INTO artifacts(id, run_id, type, produced_by, seq, ts, payload) "
-    "VALUES (?,?,?,?,?,?,?)"
+    "INSERT OR IGNORE INTO artifacts(id, run_id, type, produced_by, seq, ts, payload, "
+    "task_id, correlation_id, vis_kind, visibility) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 )
 _INSERT_RUN = (
     "INSERT OR REPLACE INTO runs(run_id, program, model, started_at, status, parent_run, "
@@ -98,6 +99,9 @@ def read_model_rows(
                     e.seq,
                     e.ts,
                     dumps(a["payload"]),
+                    a.get("task_id"),
+                    a.get("correlation_id"),
+                    *qm.visibility_columns(a.get("visibility")),
                 )
             )
         touched[e.run_id].append(e.seq or 0)
@@ -226,6 +230,8 @@ class LogWriter(UnitQueue):
             if finished:
                 conn.executemany(_FINISH_RUN, finished)
             conn.executemany(_TOUCH_RUN, touch)
+            for sql, args in qm.statements(qm.query_model_rows(events), qm.SQLITE):
+                conn.executemany(sql, args)
             conn.execute("COMMIT")
         except BaseException:
             for e in events:
@@ -262,38 +268,46 @@ class LogWriter(UnitQueue):
 
 
 def rebuild_read_models(path: Path, chunk: int = 10_000) -> int:
-    """Drop and re-derive the ``runs`` and ``artifacts`` tables from the events alone.
+    """Drop and re-derive every read model (``query_models.READ_MODEL_TABLES``) from the events alone.
 
     Proves (and repairs) the rule that read models hold nothing the log does not.
     Returns the number of events read.
     """
-    from flock_es.log.reader import row_to_event
-
     check_database(path, must_exist=True)
     con = sqlite3.connect(path, isolation_level=None)
     try:
         for p in PRAGMAS:
             con.execute(p)
         con.execute("BEGIN IMMEDIATE")
-        con.execute("DELETE FROM runs")
-        con.execute("DELETE FROM artifacts")
-        cursor, total = 0, 0
-        while True:
-            rows = con.execute(
-                "SELECT seq, run_id, kind, ts, v, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                (cursor, chunk),
-            ).fetchall()
-            if not rows:
-                break
-            events = [e for e in (row_to_event(r) for r in rows) if e is not None]
-            runs, finished, arts, touch = read_model_rows(events)
-            con.executemany(_INSERT_RUN, runs)
-            con.executemany(_INSERT_ARTIFACT, arts)
-            con.executemany(_FINISH_RUN, finished)
-            con.executemany(_TOUCH_RUN, touch)
-            cursor = rows[-1][0]
-            total += len(rows)
+        total = rebuild_in_transaction(con, chunk)
         con.execute("COMMIT")
     finally:
         con.close()
+    return total
+
+
+def rebuild_in_transaction(con: sqlite3.Connection, chunk: int = 10_000) -> int:
+    """``rebuild_read_models`` inside the caller's transaction (schema upgrades use it)."""
+    from flock_es.log.reader import row_to_event
+
+    for table in qm.READ_MODEL_TABLES:
+        con.execute(f"DELETE FROM {table}")
+    cursor, total = 0, 0
+    while True:
+        rows = con.execute(
+            "SELECT seq, run_id, kind, ts, v, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (cursor, chunk),
+        ).fetchall()
+        if not rows:
+            break
+        events = [e for e in (row_to_event(r) for r in rows) if e is not None]
+        runs, finished, arts, touch = read_model_rows(events)
+        con.executemany(_INSERT_RUN, runs)
+        con.executemany(_INSERT_ARTIFACT, arts)
+        con.executemany(_FINISH_RUN, finished)
+        con.executemany(_TOUCH_RUN, touch)
+        for sql, args in qm.statements(qm.query_model_rows(events), qm.SQLITE):
+            con.executemany(sql, args)
+        cursor = rows[-1][0]
+        total += len(rows)
     return total

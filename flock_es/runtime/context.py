@@ -16,6 +16,7 @@ from flock_es.runtime.store import AgentStore, artifact_of
 if TYPE_CHECKING:
     from flock_es.projection.state import RunState, TaskView
     from flock_es.runtime.agent import Agent
+    from flock_es.runtime.board_queries import BoardSource
     from flock_es.runtime.engine_llm import EngineLLM
     from flock_es.runtime.store import Artifact
 
@@ -83,12 +84,14 @@ def build_context(
     agent: Agent,
     attempt: int,
     context_ids: list[str] | None = None,
+    board: BoardSource | None = None,
 ) -> AgentContext:
     """The context ``agent`` runs ``task`` with; the engine and replay both build it here,
     so a function agent sees the same ``ctx`` live, on resume and under replay.
 
     ``context_ids`` are the correlation artifacts recorded for the task
-    (``task.started``); the store reads ``state`` as it is when queried.
+    (``task.started``); the store reads ``state`` as it is when queried, and
+    ``board`` (the run's database) up to the seq of the task's last input.
 
     Example::
 
@@ -103,8 +106,9 @@ def build_context(
         input_ids=list(task.inputs),
         correlation_id=correlation_of(state, task),
     )
-    ctx.store = AgentStore(lambda: state, agent.identity())
+    arts = state.artifacts
+    seqs = [s for i in task.inputs if i in arts and (s := arts[i].seq) is not None]
+    ctx.store = AgentStore(lambda: state, agent.identity(), board, max(seqs, default=None))
     if context_ids:
-        arts = state.artifacts
         ctx.context = [artifact_of(arts[i]) for i in context_ids if i in arts]
     return ctx

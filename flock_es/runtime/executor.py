@@ -37,6 +37,7 @@ from flock_es.projection.state import TaskView
 from flock_es.redaction import redact_text
 from flock_es.runtime import agent_hooks
 from flock_es.runtime.agent import Agent
+from flock_es.runtime.board_queries import BoardSource
 from flock_es.runtime.context import TaskRun, build_context, correlation_of
 from flock_es.runtime.eval_types import artifact_for
 from flock_es.runtime.kernel import UNPUBLISHED_TAG, Kernel
@@ -66,6 +67,8 @@ class Executor:
         self.worker: str | None = None
         # The program's orchestrator components (``Flock.add_component``), if any.
         self.orchestrator: OrchestratorHooks | None = None
+        # The run's database, for the store queries of ``ctx.store`` (None: none).
+        self.board: BoardSource | None = None
 
     # --- pieces shared with replay -----------------------------------------
 
@@ -85,7 +88,7 @@ class Executor:
         self, task: TaskView, agent: Agent, attempt: int, context_ids: list[str] | None
     ) -> TaskRun:
         """What one execution of ``task`` needs; records nothing (replay calls this)."""
-        ctx = build_context(self.kernel.state, task, agent, attempt, context_ids)
+        ctx = build_context(self.kernel.state, task, agent, attempt, context_ids, self.board)
         return TaskRun(task, agent, ctx, attempt, self.priority(task, agent), time.perf_counter())
 
     async def outputs(self, run: TaskRun) -> list[BaseModel]:

@@ -24,6 +24,7 @@ from flock_es.models.retry import RetryPolicy
 from flock_es.projection.fold import fold
 from flock_es.projection.state import RunState
 from flock_es.runtime.agent import Agent, AgentBuilder
+from flock_es.runtime.board_queries import BoardSource
 from flock_es.runtime.engine import Engine, ShareHook
 from flock_es.runtime.gc_policy import fewer_collections
 from flock_es.runtime.kernel import Kernel, Listener, Sink, build_index
@@ -211,6 +212,7 @@ class Flock:
         )
         engine = Engine(kernel, self.agents, calls)
         engine.hooks = engine.executor.orchestrator = hooks = self.orchestrator_hooks()
+        engine.executor.board = BoardSource(self.db_path, self.run_id)  # ctx.store's queries
         if share is not None:
             share.bind(engine)
         kernel.listeners.extend(self._listeners)

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from flock_es.domain import registry
 from flock_es.domain.visibility import Identity, visible_to
+from flock_es.runtime.board_queries import BoardSource, StoreQueries
 from flock_es.runtime.kernel import UNPUBLISHED_TAG
 
 if TYPE_CHECKING:
@@ -39,17 +40,31 @@ class Artifact:
         return registry.to_object(self.type, self.payload)
 
 
-class Store:
+class Store(StoreQueries):
     """Queries over the current run's artifacts.
+
+    ``get_artifacts_by_type``, ``get_by_type`` and ``list`` read the run's folded
+    state; Flock's store queries (``get``, ``list_by_type``, ``query_artifacts``,
+    ``summarize_artifacts``, ``consumptions``; see ``StoreQueries``) read the
+    run's indexed read models in its database.
 
     Example::
 
         analyses = await flock.store.get_artifacts_by_type("NewsAnalysis")
         digests = await flock.store.get_by_type(NewsDigest)
+        page, total = await flock.store.query_artifacts(type=NewsDigest, limit=5)
     """
 
     def __init__(self, flock: Flock) -> None:
         self._flock = flock
+        self._board_source: BoardSource | None = None
+
+    def _source(self) -> BoardSource:
+        flock = self._flock
+        src = self._board_source
+        if src is None or src.run_id != flock.run_id or src.db != flock.db_path:
+            src = self._board_source = BoardSource(flock.db_path, flock.run_id)
+        return src
 
     def _views(self, type_or_name: type[BaseModel] | str) -> list[Artifact]:
         state = self._flock.state
@@ -84,11 +99,14 @@ def artifact_of(v: ArtifactView) -> Artifact:
     return Artifact(v.id, v.type, v.payload, v.produced_by, v.correlation_id, tuple(v.tags), v.ts)
 
 
-class AgentStore:
+class AgentStore(StoreQueries):
     """The blackboard as one agent may see it: ``ctx.store`` inside an agent function.
 
     Every query is filtered by the agent's visibility (name, labels, tenant), so an
     agent can never read a private artifact of another agent through the store.
+    Flock's store queries (``query_artifacts`` and the rest) see the board as it
+    stood when the task's last input was published (``until_seq``), so a resumed
+    or replayed task gets the same answer as the live one.
 
     Example::
 
@@ -96,9 +114,26 @@ class AgentStore:
             notes = await ctx.store.get_by_type(Note)   # only notes this agent may see
     """
 
-    def __init__(self, state: Callable[[], RunState], who: Identity) -> None:
+    def __init__(
+        self,
+        state: Callable[[], RunState],
+        who: Identity,
+        board: BoardSource | None = None,
+        until_seq: int | None = None,
+    ) -> None:
         self._state = state
         self._who = who
+        self._board_source = board
+        self._bound = until_seq
+
+    def _source(self) -> BoardSource | None:
+        return self._board_source
+
+    def _viewer(self) -> Identity | None:
+        return self._who
+
+    def _until_seq(self) -> int | None:
+        return self._bound
 
     def _views(self, type_or_name: type[BaseModel] | str | None) -> list[Artifact]:
         state = self._state()

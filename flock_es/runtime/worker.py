@@ -34,6 +34,7 @@ from flock_es.log.pg_runs import PgRuns
 from flock_es.projection.decide import decide_batch_flush
 from flock_es.projection.fold import apply, fold
 from flock_es.projection.state import TaskView
+from flock_es.runtime.board_queries import BoardSource
 from flock_es.runtime.engine import Engine
 from flock_es.runtime.executor import FATAL, Executor
 from flock_es.runtime.flock import Flock
@@ -168,6 +169,7 @@ class Worker:
         executor.worker = self.id
         # Orchestrator components judge the outputs of tasks this worker runs.
         executor.orchestrator = self.flock.orchestrator_hooks()
+        executor.board = BoardSource(self.url, run_id)  # ctx.store's queries
         kernel.actor = SharedActor(link, self._wake.set)
         link.bind(kernel)
         self.links[run_id] = link

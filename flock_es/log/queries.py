@@ -1,0 +1,365 @@
+"""Store queries over the artifact read models: one implementation, both backends.
+
+Every query is answered from the read models of schema 3 (``query_models``)
+through indexes: a filter on type, producer, correlation or time reads its
+``(run_id, column, seq)`` index in publication order; a tag filter starts from
+``artifact_tags``. The SQL uses ``?`` placeholders, which ``EventReader.query``
+accepts on SQLite and PostgreSQL alike.
+
+Visibility: with a ``viewer`` (an agent's ``Identity``), the artifacts it may not
+see are left out of pages, totals, summaries and consumption records. The rule
+is ``visible_to``'s (the one place it lives); it only has to be evaluated for
+the few artifacts whose visibility is not public (a partial index finds them).
+
+Example::
+
+    with open_store("data/flock-es.db").reader() as log:
+        board = BoardQueries(log)
+        page, total = board.artifacts(ArtifactFilter(run_id=run, types=("Idea",)), limit=10)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic_core import from_json
+
+from flock_es.domain.visibility import PUBLIC, Identity, visible_to
+from flock_es.log.ports import EventReader
+
+__all__ = ["ArtifactFilter", "BoardQueries", "Consumption", "StoredArtifact"]
+
+_CHUNK = 500  # ids per IN (...) list, well under every backend's parameter limit
+_COLS = (
+    "a.id, a.run_id, a.type, a.payload, a.produced_by, a.task_id, a.correlation_id, "
+    "a.visibility, a.released, a.seq, a.ts"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactFilter:
+    """What to select; every field left empty selects everything.
+
+    ``tags``: artifacts carrying all of them. ``since``/``until``: publication time
+    (epoch seconds, inclusive). ``visibility``: visibility kinds. ``exclude_tag``:
+    leave out artifacts carrying it. ``until_seq``: the board as it stood at a seq.
+    """
+
+    run_id: str | None = None
+    types: tuple[str, ...] = ()
+    produced_by: tuple[str, ...] = ()
+    correlation_id: str | None = None
+    tags: tuple[str, ...] = ()
+    visibility: tuple[str, ...] = ()
+    since: float | None = None
+    until: float | None = None
+    exclude_tag: str | None = None
+    until_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredArtifact:
+    """One artifact as the read model holds it (``ts``: when it was published)."""
+
+    id: str
+    run_id: str
+    type: str
+    payload: dict[str, Any]
+    produced_by: str
+    task_id: str | None
+    correlation_id: str | None
+    tags: tuple[str, ...]
+    visibility: dict[str, Any]
+    released: bool
+    seq: int
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class Consumption:
+    """Task ``task_id`` of ``agent`` took ``artifact_id`` as an input (``task.scheduled``
+    at ``seq``, time ``consumed_at``)."""
+
+    run_id: str
+    artifact_id: str
+    task_id: str
+    agent: str
+    seq: int
+    consumed_at: float
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ",".join("?" * len(values))
+
+
+def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
+    for i in range(0, len(ids), _CHUNK):
+        yield ids[i : i + _CHUNK]
+
+
+def _one_of(column: str, values: Sequence[object]) -> str:
+    # "= ?" for one value: SQLite's planner (no statistics) then prefers that index.
+    return f"{column} = ?" if len(values) == 1 else f"{column} IN ({_marks(values)})"
+
+
+def where(f: ArtifactFilter, hidden: Sequence[int] = ()) -> tuple[str, list[object]]:
+    """The ``WHERE`` clause (over ``artifacts a``) and its arguments for ``f``, leaving
+    out the artifacts whose seq is in ``hidden`` (seq is in every index: no row lookups)."""
+    conds: list[str] = []
+    args: list[object] = []
+
+    def add(cond: str, *values: object) -> None:
+        conds.append(cond)
+        args.extend(values)
+
+    if f.run_id is not None:
+        add("a.run_id = ?", f.run_id)
+    if f.types:
+        add(_one_of("a.type", f.types), *f.types)
+    if f.produced_by:
+        add(_one_of("a.produced_by", f.produced_by), *f.produced_by)
+    if f.correlation_id is not None:
+        add("a.correlation_id = ?", f.correlation_id)
+    if f.visibility:
+        add(_one_of("a.vis_kind", f.visibility), *f.visibility)
+    if f.since is not None:
+        add("a.ts >= ?", f.since)
+    if f.until is not None:
+        add("a.ts <= ?", f.until)
+    if f.until_seq is not None:
+        add("a.seq <= ?", f.until_seq)
+    # A tag's seqs come once per query from artifact_tags' (run_id, tag, seq) index (the
+    # subquery does not depend on the row); SQLite then probes (run_id, [type,] seq) in
+    # seq order, so a rare tag stays cheap and needs no sort.
+    if f.run_id is not None:
+        tagged = "a.seq {} (SELECT t.seq FROM artifact_tags t WHERE t.run_id = ? AND t.tag = ?)"
+        for tag in f.tags:
+            add(tagged.format("IN"), f.run_id, tag)
+        if f.exclude_tag is not None:
+            add(tagged.format("NOT IN"), f.run_id, f.exclude_tag)
+    else:  # every run: one probe of the primary key per row
+        probe = "EXISTS (SELECT 1 FROM artifact_tags t WHERE t.run_id = a.run_id AND t.id = a.id AND t.tag = ?)"
+        for tag in f.tags:
+            add(probe, tag)
+        if f.exclude_tag is not None:
+            add(f"NOT {probe}", f.exclude_tag)
+    if hidden:
+        add(f"a.seq NOT IN ({_marks(hidden)})", *hidden)
+    return (" WHERE " + " AND ".join(conds)) if conds else "", args
+
+
+def _iso(ts: object) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(float(str(ts)), UTC).isoformat()
+
+
+class BoardQueries:
+    """The store queries, over any ``EventReader`` (SQLite or PostgreSQL).
+
+    Example::
+
+        board = BoardQueries(reader)
+        art = board.artifact("a-1", run_id="r-1")
+        page, total = board.artifacts(ArtifactFilter(run_id="r-1", tags=("urgent",)))
+    """
+
+    def __init__(self, reader: EventReader) -> None:
+        self.reader = reader
+
+    def _rows(self, sql: str, args: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        return self.reader.query(sql, tuple(args))
+
+    def hidden(self, f: ArtifactFilter, viewer: Identity | None) -> list[tuple[str, int]]:
+        """(id, seq) of the artifacts of ``f``'s run(s) that ``viewer`` may not see.
+
+        Reads only the run's restricted artifacts (the ``artifacts_restricted`` partial
+        index), whatever else ``f`` asks: those are few, the run's matches may be many.
+        """
+        if viewer is None:
+            return []
+        run = "a.run_id = ? AND " if f.run_id is not None else ""
+        rows = self._rows(
+            f"SELECT a.id, a.seq, a.visibility, a.released FROM artifacts a WHERE {run}"
+            "a.vis_kind <> 'public'",
+            [f.run_id] if f.run_id is not None else [],
+        )
+        out = []
+        for aid, seq, vis, released in rows:
+            rule = from_json(str(vis)) if vis is not None else PUBLIC
+            if not visible_to(rule, viewer, bool(released)):
+                out.append((str(aid), int(str(seq))))
+        return out
+
+    def _hidden_seqs(self, f: ArtifactFilter, viewer: Identity | None) -> list[int]:
+        return [seq for _, seq in self.hidden(f, viewer)] if viewer is not None else []
+
+    def _tags(self, arts: list[tuple[object, ...]]) -> dict[tuple[str, str], list[str]]:
+        tags: dict[tuple[str, str], list[str]] = {}
+        by_run: dict[str, list[str]] = {}
+        for r in arts:
+            by_run.setdefault(str(r[1]), []).append(str(r[0]))
+        for run, ids in by_run.items():
+            for part in _chunks(ids):
+                for aid, tag in self._rows(
+                    f"SELECT id, tag FROM artifact_tags WHERE run_id = ? AND id IN ({_marks(part)})",
+                    (run, *part),
+                ):
+                    tags.setdefault((run, str(aid)), []).append(str(tag))
+        return tags
+
+    def _materialise(self, rows: list[tuple[object, ...]]) -> list[StoredArtifact]:
+        tags = self._tags(rows)
+        out = []
+        for aid, run, typ, payload, by, task, corr, vis, released, seq, ts in rows:
+            key = (str(run), str(aid))
+            out.append(
+                StoredArtifact(
+                    id=key[1],
+                    run_id=key[0],
+                    type=str(typ),
+                    payload=from_json(str(payload)),
+                    produced_by=str(by),
+                    task_id=None if task is None else str(task),
+                    correlation_id=None if corr is None else str(corr),
+                    tags=tuple(sorted(tags.get(key, ()))),
+                    visibility=from_json(str(vis)) if vis is not None else dict(PUBLIC),
+                    released=bool(released),
+                    seq=int(str(seq)),
+                    ts=float(str(ts)),
+                )
+            )
+        return out
+
+    def artifact(
+        self,
+        artifact_id: str,
+        f: ArtifactFilter | None = None,
+        viewer: Identity | None = None,
+    ) -> StoredArtifact | None:
+        """The artifact ``artifact_id`` if ``f`` selects it (and ``viewer`` may see it)."""
+        f = f or ArtifactFilter()
+        clause, args = where(f, self._hidden_seqs(f, viewer))
+        glue = " AND " if clause else " WHERE "
+        rows = self._rows(
+            f"SELECT {_COLS} FROM artifacts a{clause}{glue}a.id = ? ORDER BY a.seq LIMIT 1",
+            [*args, artifact_id],
+        )
+        return self._materialise(rows)[0] if rows else None
+
+    @staticmethod
+    def empty_summary() -> dict[str, Any]:
+        """What ``summary`` returns when nothing matches."""
+        return {
+            "total": 0,
+            "by_type": {},
+            "by_producer": {},
+            "by_visibility": {},
+            "tag_counts": {},
+            "earliest_created_at": None,
+            "latest_created_at": None,
+        }
+
+    def artifacts(
+        self,
+        f: ArtifactFilter,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+        viewer: Identity | None = None,
+    ) -> tuple[list[StoredArtifact], int]:
+        """One page of the artifacts ``f`` selects, in publication order, and how many
+        there are in all (``limit=None``: every one from ``offset`` on)."""
+        clause, args = where(f, self._hidden_seqs(f, viewer))
+        total_row = self._rows(f"SELECT count(*) FROM artifacts a{clause}", args)
+        total = int(str(total_row[0][0])) if total_row else 0
+        sql = f"SELECT {_COLS} FROM artifacts a{clause} ORDER BY a.seq"
+        page_args: list[object] = list(args)
+        if limit is not None or offset:
+            # PostgreSQL takes LIMIT ALL, SQLite LIMIT -1; a huge number works on both.
+            sql += " LIMIT ? OFFSET ?"
+            page_args += [limit if limit is not None else 2**62, max(offset, 0)]
+        return self._materialise(self._rows(sql, page_args)), total
+
+    def summary(self, f: ArtifactFilter, viewer: Identity | None = None) -> dict[str, Any]:
+        """Counts by type, producer, visibility kind and tag, and the time span (Flock's
+        ``summarize_artifacts`` keys)."""
+        clause, args = where(f, self._hidden_seqs(f, viewer))
+
+        # One pass over the matches for the counts and the span; tags from artifact_tags.
+        groups = self._rows(
+            "SELECT a.type, a.produced_by, a.vis_kind, count(*), min(a.ts), max(a.ts) "
+            # vis_kind first: grouping by produced_by first lures SQLite to its index.
+            f"FROM artifacts a{clause} GROUP BY a.vis_kind, a.type, a.produced_by",
+            args,
+        )
+        out = self.empty_summary()
+        span: list[float] = []
+        for typ, by, kind, n, first, last in groups:
+            count = int(str(n))
+            out["total"] += count
+            for key, value in (("by_type", typ), ("by_producer", by), ("by_visibility", kind)):
+                out[key][str(value)] = out[key].get(str(value), 0) + count
+            span += [float(str(first)), float(str(last))]
+        tag_sql = (
+            "SELECT t.tag, count(*) FROM artifact_tags t JOIN artifacts a "
+            f"ON a.run_id = t.run_id AND a.id = t.id{clause} GROUP BY t.tag"
+        )
+        out["tag_counts"] = {str(k): int(str(n)) for k, n in self._rows(tag_sql, args)}
+        out["earliest_created_at"] = _iso(min(span)) if span else None
+        out["latest_created_at"] = _iso(max(span)) if span else None
+        return out
+
+    def consumptions(
+        self,
+        run_id: str,
+        *,
+        artifact_ids: Sequence[str] | None = None,
+        agent: str | None = None,
+        viewer: Identity | None = None,
+    ) -> list[Consumption]:
+        """Which tasks took which artifacts as inputs, in scheduling order."""
+        sql = (
+            "SELECT run_id, artifact_id, task_id, agent, seq, ts FROM consumptions WHERE run_id = ?"
+        )
+        base: list[object] = [run_id]
+        if agent is not None:
+            sql += " AND agent = ?"
+            base.append(agent)
+        rows: list[tuple[object, ...]] = []
+        if artifact_ids is None:
+            rows = self._rows(sql, base)
+        else:
+            for part in _chunks(list(artifact_ids)):
+                rows += self._rows(f"{sql} AND artifact_id IN ({_marks(part)})", [*base, *part])
+        hidden = {aid for aid, _ in self.hidden(ArtifactFilter(run_id=run_id), viewer)}
+        out = [
+            Consumption(str(r), str(a), str(t), str(g), int(str(s)), float(str(ts)))
+            for r, a, t, g, s, ts in rows
+            if str(a) not in hidden
+        ]
+        return sorted(out, key=lambda c: (c.seq, c.artifact_id))
+
+    def agent_history(
+        self, run_id: str, agent: str, viewer: Identity | None = None
+    ) -> dict[str, Any]:
+        """What ``agent`` produced and consumed in ``run_id``, by type (Flock's
+        ``agent_history_summary``)."""
+        f = ArtifactFilter(run_id=run_id, produced_by=(agent,))
+        produced = self.summary(f, viewer)["by_type"]
+        run = ArtifactFilter(run_id=run_id)
+        clause, args = where(run, self._hidden_seqs(run, viewer))
+        consumed = {
+            str(k): int(str(n))
+            for k, n in self._rows(
+                f"SELECT a.type, count(*) FROM consumptions c JOIN artifacts a "
+                f"ON a.run_id = c.run_id AND a.id = c.artifact_id{clause} AND c.agent = ? "
+                "GROUP BY a.type",
+                [*args, agent],
+            )
+        }
+        return {
+            "produced": {"total": sum(produced.values()), "by_type": produced},
+            "consumed": {"total": sum(consumed.values()), "by_type": consumed},
+        }

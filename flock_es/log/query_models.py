@@ -1,0 +1,189 @@
+"""The read models behind the store queries: their tables, indexes and rows.
+
+Schema 3 gives the ``artifacts`` read model the columns Flock's store filters on
+(``task_id``, ``correlation_id``, the visibility and whether an ``after``
+visibility was released), an ``artifact_tags`` table (one row per tag, so a tag
+filter is an index probe, not a JSON scan) and a ``consumptions`` table: which
+task (and agent) took which artifact as input, derived from ``task.scheduled``.
+Like every read model they are written in the same transaction as their events
+and rebuilt from the events alone (``rebuild_read_models``).
+
+Both backends share the rows built here; only the statements' placeholders and
+conflict clauses differ (``SQLITE`` and ``POSTGRES``).
+
+Example::
+
+    rows = query_model_rows(events)          # after the events got their seqs
+    for sql, args in statements(rows, SQLITE):
+        con.executemany(sql, args)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic_core import to_json
+
+from flock_es.domain.events import (
+    ArtifactPublished,
+    ArtifactReleased,
+    Event,
+    EventKind,
+    TaskScheduled,
+    body_as,
+)
+
+__all__ = [
+    "ARTIFACT_COLUMNS",
+    "PG_QUERY_DDL",
+    "POSTGRES",
+    "QUERY_INDEXES",
+    "READ_MODEL_TABLES",
+    "SQLITE",
+    "SQLITE_QUERY_TABLES",
+    "Dialect",
+    "QueryRows",
+    "add_artifact_columns",
+    "query_model_rows",
+    "statements",
+    "visibility_columns",
+]
+
+READ_MODEL_TABLES = ("runs", "artifacts", "artifact_tags", "consumptions")
+"""Every read model: ``rebuild_read_models`` empties and re-derives each of them."""
+
+# Columns schema 3 adds to ``artifacts`` (name, SQLite type, PostgreSQL type, default).
+ARTIFACT_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    ("task_id", "TEXT", "TEXT", "NULL"),
+    ("correlation_id", "TEXT", "TEXT", "NULL"),
+    ("vis_kind", "TEXT", "TEXT", "'public'"),
+    ("visibility", "TEXT", "TEXT", "NULL"),  # JSON; NULL for public
+    ("released", "INTEGER", "INTEGER", "0"),
+)
+
+# Every filter of ``query_artifacts`` has an index that also yields publication order
+# (seq), so a page is read straight off the index: no sort, no scan of the run.
+QUERY_INDEXES = """
+CREATE INDEX IF NOT EXISTS artifacts_run_seq ON artifacts(run_id, seq);
+CREATE INDEX IF NOT EXISTS artifacts_type_seq ON artifacts(run_id, type, seq);
+CREATE INDEX IF NOT EXISTS artifacts_producer ON artifacts(run_id, produced_by, seq);
+CREATE INDEX IF NOT EXISTS artifacts_correlation ON artifacts(run_id, correlation_id, seq);
+CREATE INDEX IF NOT EXISTS artifacts_ts ON artifacts(run_id, ts);
+CREATE INDEX IF NOT EXISTS artifacts_restricted ON artifacts(run_id, seq) WHERE vis_kind <> 'public';
+CREATE INDEX IF NOT EXISTS artifact_tags_tag ON artifact_tags(run_id, tag, seq);
+CREATE INDEX IF NOT EXISTS consumptions_agent ON consumptions(run_id, agent, seq);
+"""
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS artifact_tags (
+    run_id TEXT NOT NULL,
+    id     TEXT NOT NULL,
+    tag    TEXT NOT NULL,
+    seq    {big} NOT NULL,
+    PRIMARY KEY (run_id, id, tag)
+);
+CREATE TABLE IF NOT EXISTS consumptions (
+    run_id      TEXT NOT NULL,
+    artifact_id TEXT NOT NULL,
+    task_id     TEXT NOT NULL,
+    agent       TEXT NOT NULL,
+    seq         {big} NOT NULL,
+    ts          {real} NOT NULL,
+    PRIMARY KEY (run_id, artifact_id, task_id)
+);
+"""
+
+SQLITE_QUERY_TABLES = _TABLES.format(big="INTEGER", real="REAL")
+"""The new tables for SQLite (the artifacts columns are in its ``DDL``)."""
+
+PG_QUERY_DDL = (
+    "DROP INDEX IF EXISTS artifacts_type;\n"
+    + "".join(
+        f"ALTER TABLE artifacts ADD COLUMN IF NOT EXISTS {name} {pg} "
+        f"{'NOT NULL ' if default != 'NULL' else ''}DEFAULT {default};\n"
+        for name, _, pg, default in ARTIFACT_COLUMNS
+    )
+    + _TABLES.format(big="BIGINT", real="DOUBLE PRECISION")
+    + QUERY_INDEXES
+)
+"""PostgreSQL migration 2 -> 3 (a fresh database runs it after creating schema 1)."""
+
+
+def add_artifact_columns(existing: set[str]) -> list[str]:
+    """SQLite ``ALTER TABLE`` statements for the schema-3 columns ``existing`` lacks."""
+    out = []
+    for name, sqlite_type, _, default in ARTIFACT_COLUMNS:
+        if name not in existing:
+            not_null = "NOT NULL " if default != "NULL" else ""
+            out.append(
+                f"ALTER TABLE artifacts ADD COLUMN {name} {sqlite_type} {not_null}DEFAULT {default}"
+            )
+    return out
+
+
+def visibility_columns(vis: dict[str, Any] | None) -> tuple[str, str | None]:
+    """``vis_kind`` and ``visibility`` (JSON, None when public) of an artifact."""
+    kind = str(vis.get("kind", "public")) if vis else "public"
+    return kind, None if kind == "public" or vis is None else to_json(vis).decode()
+
+
+@dataclass(slots=True)
+class QueryRows:
+    """Rows for the query read models derived from one group of committed events."""
+
+    tags: list[tuple[Any, ...]] = field(default_factory=list)
+    consumptions: list[tuple[Any, ...]] = field(default_factory=list)
+    released: list[tuple[Any, ...]] = field(default_factory=list)
+
+
+def query_model_rows(events: list[Event]) -> QueryRows:
+    """The ``artifact_tags``, ``consumptions`` and release rows of ``events`` (seqs set)."""
+    rows = QueryRows()
+    for e in events:
+        kind = e.kind
+        if kind is EventKind.ARTIFACT_PUBLISHED:
+            a = body_as(e, ArtifactPublished)
+            tags = a.get("tags")
+            if tags:
+                rows.tags.extend((e.run_id, a["id"], t, e.seq) for t in set(tags))
+        elif kind is EventKind.TASK_SCHEDULED:
+            t = body_as(e, TaskScheduled)
+            rows.consumptions.extend(
+                (e.run_id, aid, t["task_id"], t["agent"], e.seq, e.ts) for aid in t["inputs"]
+            )
+        elif kind is EventKind.ARTIFACT_RELEASED:
+            rows.released.append((e.run_id, body_as(e, ArtifactReleased)["artifact_id"]))
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """How one backend spells the statements (placeholder, insert-or-ignore)."""
+
+    p: str
+    ignore: str  # between INSERT and INTO
+    on_conflict: str  # after VALUES (...)
+
+    def insert(self, table: str, columns: str) -> str:
+        n = columns.count(",") + 1
+        marks = ",".join([self.p] * n)
+        return f"INSERT {self.ignore}INTO {table}({columns}) VALUES ({marks}){self.on_conflict}"
+
+
+SQLITE = Dialect("?", "OR IGNORE ", "")
+POSTGRES = Dialect("%s", "", " ON CONFLICT DO NOTHING")
+
+
+def statements(rows: QueryRows, d: Dialect) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """The statements (with their rows) that apply ``rows``; empty ones are left out."""
+    release = f"UPDATE artifacts SET released = 1 WHERE run_id = {d.p} AND id = {d.p}"
+    pairs = (
+        (d.insert("artifact_tags", "run_id, id, tag, seq"), rows.tags),
+        (
+            d.insert("consumptions", "run_id, artifact_id, task_id, agent, seq, ts"),
+            rows.consumptions,
+        ),
+        (release, rows.released),
+    )
+    return [(sql, args) for sql, args in pairs if args]
