@@ -167,6 +167,9 @@ class BoardQueries:
 
     def __init__(self, reader: EventReader) -> None:
         self.reader = reader
+        # (run, viewer) -> (the log's data_version, hidden (id, seq)): a viewer's
+        # restricted artifacts are read again only after something was committed.
+        self._hidden: dict[tuple[str | None, Identity], tuple[int, list[tuple[str, int]]]] = {}
 
     def _rows(self, sql: str, args: Sequence[object] = ()) -> list[tuple[object, ...]]:
         return self.reader.query(sql, tuple(args))
@@ -179,6 +182,10 @@ class BoardQueries:
         """
         if viewer is None:
             return []
+        version = self.reader.data_version()
+        cached = self._hidden.get((f.run_id, viewer))
+        if cached is not None and cached[0] == version:
+            return cached[1]
         run = "a.run_id = ? AND " if f.run_id is not None else ""
         rows = self._rows(
             f"SELECT a.id, a.seq, a.visibility, a.released FROM artifacts a WHERE {run}"
@@ -190,6 +197,9 @@ class BoardQueries:
             rule = from_json(str(vis)) if vis is not None else PUBLIC
             if not visible_to(rule, viewer, bool(released)):
                 out.append((str(aid), int(str(seq))))
+        if len(self._hidden) > 64:  # one entry per agent is the usual
+            self._hidden.clear()
+        self._hidden[(f.run_id, viewer)] = (version, out)
         return out
 
     def _hidden_seqs(self, f: ArtifactFilter, viewer: Identity | None) -> list[int]:
