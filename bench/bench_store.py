@@ -31,18 +31,11 @@ from flock_es.domain.events import ArtifactPublished, Event, EventKind, RunStart
 from flock_es.domain.visibility import Identity
 from flock_es.log import open_store
 from flock_es.log.queries import ArtifactFilter, BoardQueries, where
+from flock_es.log.query_models import QUERY_INDEX_NAMES
 
 RUN = "r-bench-store"
 T0 = 1_700_000_000.0
-INDEXES = (
-    "artifacts_run_seq",
-    "artifacts_type_seq",
-    "artifacts_producer",
-    "artifacts_correlation",
-    "artifacts_ts",
-    "artifacts_restricted",
-    "artifact_tags_tag",
-)
+INDEXES = QUERY_INDEX_NAMES
 
 
 def events(n: int) -> list[Event]:

@@ -22,6 +22,7 @@ from flock_es.domain.events import (
 from flock_es.domain.visibility import Identity
 from flock_es.log.ports import EventStore
 from flock_es.log.queries import ArtifactFilter, BoardQueries
+from flock_es.log.query_models import QUERY_INDEX_NAMES
 
 __all__ = ["DOWNGRADE_TO_V2", "StoreQueriesContract", "board_events"]
 
@@ -30,17 +31,7 @@ __all__ = ["DOWNGRADE_TO_V2", "StoreQueriesContract", "board_events"]
 DOWNGRADE_TO_V2 = [
     "DROP TABLE artifact_tags",
     "DROP TABLE consumptions",
-    *(
-        f"DROP INDEX IF EXISTS {name}"
-        for name in (
-            "artifacts_run_seq",
-            "artifacts_type_seq",
-            "artifacts_producer",
-            "artifacts_correlation",
-            "artifacts_ts",
-            "artifacts_restricted",
-        )
-    ),
+    *(f"DROP INDEX IF EXISTS {n}" for n in QUERY_INDEX_NAMES if n.startswith("artifacts_")),
     *(
         f"ALTER TABLE artifacts DROP COLUMN {c}"
         for c in ("task_id", "correlation_id", "vis_kind", "visibility", "released")

@@ -39,6 +39,7 @@ __all__ = [
     "PG_QUERY_DDL",
     "POSTGRES",
     "QUERY_INDEXES",
+    "QUERY_INDEX_NAMES",
     "READ_MODEL_TABLES",
     "SQLITE",
     "SQLITE_QUERY_TABLES",
@@ -74,6 +75,11 @@ CREATE INDEX IF NOT EXISTS artifacts_restricted ON artifacts(run_id, seq) WHERE 
 CREATE INDEX IF NOT EXISTS artifact_tags_tag ON artifact_tags(run_id, tag, seq);
 CREATE INDEX IF NOT EXISTS consumptions_agent ON consumptions(run_id, agent, seq);
 """
+
+QUERY_INDEX_NAMES = tuple(
+    line.split()[5] for line in QUERY_INDEXES.splitlines() if line.startswith("CREATE INDEX")
+)
+"""The names of the indexes above (benchmarks and upgrade tests drop them)."""
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS artifact_tags (
