@@ -31,11 +31,12 @@ from flock_es.domain.events import (
     EventKind,
     RunFinished,
     RunStarted,
+    TaskCompleted,
     TaskScheduled,
     make_event,
 )
 from flock_es.errors import DatabaseError, RunNotFoundError, RunOwnedError
-from flock_es.log.ports import EventReader, EventStore, EventWriter
+from flock_es.log.ports import EventReader, EventStore, EventWriter, Lease, SharedRuns
 from tests.store_contract import StoreQueriesContract
 
 RUN = "r-test-0001"
@@ -294,3 +295,105 @@ class EventStoreContract(StoreQueriesContract):
         with pytest.raises(RunOwnedError):
             store.heartbeat(lease)
         store.release(forced)
+
+    # -- shared runs: task leases and serialised, fenced commits ---------------------
+
+    async def test_task_claims_are_exclusive_and_expired_leases_are_taken_over(
+        self, store: EventStore
+    ) -> None:
+        w = await self.writer(store)
+        await w.append([started()])
+        await w.close()
+        a, b = await store.open_shared(), await store.open_shared()
+        try:
+            assert isinstance(a, SharedRuns)
+            tasks = ["t-1", "t-2", "t-3"]
+            assert await a.claim_tasks(RUN, tasks, "w-a", 0.4, 2) == ["t-1", "t-2"]
+            assert await b.claim_tasks(RUN, tasks, "w-b", 30, 5) == ["t-3"]
+            assert await b.claim_tasks(RUN, tasks, "w-b", 30, 5) == []
+            assert await a.task_holders(RUN) == {"t-1": "w-a", "t-2": "w-a", "t-3": "w-b"}
+            assert await a.renew_tasks("w-a", 0.4) == 2
+            await asyncio.sleep(0.6)  # w-a's leases expire: w-b takes them over
+            assert await b.claim_tasks(RUN, tasks, "w-b", 30, 5) == ["t-1", "t-2"]
+            assert await a.renew_tasks("w-a", 30) == 0
+            await b.release_tasks(RUN, "w-b", ["t-1"])
+            assert await a.claim_tasks(RUN, tasks, "w-a", 30, 5) == ["t-1"]
+        finally:
+            await a.close()
+            await b.close()
+
+    async def test_a_commit_turn_learns_of_lost_leases_and_drops_the_ended_ones(
+        self, store: EventStore
+    ) -> None:
+        w = await self.writer(store)
+        await w.append([started()])
+        await w.close()
+        a, b = await store.open_shared(), await store.open_shared()
+        try:
+            await a.mark_shared(RUN)
+            assert await b.is_shared(RUN) and not await b.is_shared("r-other")
+            await a.claim_tasks(RUN, ["t-1", "t-2"], "w-a", 0.3, 5)
+            await asyncio.sleep(0.5)
+            assert await b.claim_tasks(RUN, ["t-2"], "w-b", 30, 5) == ["t-2"]
+            body = TaskCompleted(task_id="t-1", agent="x", outputs=[], attempt=1)
+            done = make_event(RUN, EventKind.TASK_COMPLETED, body, time.time())
+            turn = Turn(1, "w-a", ["t-1", "t-2"], [artifact(1), done])
+            events = await a.commit_turn(RUN, turn)
+            assert turn.lost == {"t-2"} and [e.seq for e in events] == [2, 3]
+            assert await a.task_holders(RUN) == {"t-2": "w-b"}  # t-1's lease went with it
+            other = Turn(1, "w-b", ["t-2"], [artifact(2)])
+            await b.commit_turn(RUN, other)
+            assert [e.seq for e in other.caught_up] == [2, 3] and other.lost == set()
+        finally:
+            await a.close()
+            await b.close()
+
+    async def test_a_commit_turn_with_a_run_fence_needs_the_run_lease(
+        self, store: EventStore
+    ) -> None:
+        w = await self.writer(store)
+        await w.append([started()])
+        await w.close()
+        lease = store.claim(RUN)
+        runs = await store.open_shared()
+        try:
+            await runs.commit_turn(RUN, Turn(1, None, [], [artifact(1)], fence=lease))
+            store.claim(RUN, force=True)  # taken over
+            with pytest.raises(RunOwnedError):
+                await runs.commit_turn(RUN, Turn(2, None, [], [artifact(2)], fence=lease))
+            with store.reader() as r:
+                assert r.last_seq() == 2  # the fenced turn committed nothing
+        finally:
+            await runs.close()
+
+
+class Turn:
+    """A ``RunTurn`` that commits fixed events and remembers what it was told."""
+
+    def __init__(
+        self,
+        cursor: int,
+        worker: str | None,
+        held: list[str],
+        events: list[Event],
+        fence: Lease | None = None,
+    ) -> None:
+        self.cursor = cursor
+        self.worker = worker
+        self.fence = fence
+        self._held = held
+        self.events = events
+        self.lost: set[str] = set()
+        self.caught_up: list[Event] = []
+
+    def held(self) -> list[str]:
+        return self._held
+
+    def catch_up(self, events: list[Event], lost: set[str]) -> None:
+        self.caught_up, self.lost = events, lost
+
+    def build(self) -> list[Event]:
+        return self.events
+
+    def ended(self, events: list[Event]) -> list[str]:
+        return [e.body["task_id"] for e in events if e.kind is EventKind.TASK_COMPLETED]

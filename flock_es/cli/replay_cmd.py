@@ -100,10 +100,11 @@ def resume(
     re-runs the tasks it made fail. A recorded call whose request the program
     no longer makes stops resume before any work (exit 2): fork instead.
     """
-    from flock_es.cli.run_cmd import finish, run_to_end
+    from flock_es.cli.run_cmd import finish, run_to_end, share
     from flock_es.log.backends import open_reader
     from flock_es.runtime.lifecycle import Ownership, plan_resume, resume
     from flock_es.runtime.program import load_program
+    from flock_es.runtime.worker import is_shared_run
 
     path_db = db_path(db)
     with open_reader(path_db) as reader:
@@ -117,6 +118,10 @@ def resume(
         _hash_warning(plan.program, plan.recorded_hash, plan.current_hash)
         prog = load_program(plan.program)
         prog.flock.durability = durability(sync)
+        if is_shared_run(path_db, run_id):
+            # Workers may hold leases on its tasks: take part like one of them
+            # (claiming tasks under leases), so none is executed twice.
+            share(prog.flock, no_execute=False, concurrency=16, shared=True)
         t0 = time.time()
         status = run_to_end(
             prog.flock, lambda: resume(prog.flock, plan, model), quiet, plan.program, owner

@@ -106,11 +106,11 @@ def configure(
     return flock
 
 
-def share(flock: Flock, no_execute: bool, concurrency: int) -> None:
-    """On PostgreSQL, run through the shared log so workers can take part."""
-    if not is_postgres(flock.db_path):
-        if no_execute:
-            raise UserError("--no-execute needs a PostgreSQL database (--db postgresql://...)")
+def share(flock: Flock, no_execute: bool, concurrency: int, shared: bool = False) -> None:
+    """Run through the shared log so `flock-es worker` processes can take part: always
+    on PostgreSQL; on a SQLite file with ``--share`` or ``--no-execute`` (a run one
+    process drives alone keeps the faster single-writer path)."""
+    if not (is_postgres(flock.db_path) or shared or no_execute):
         return
     if concurrency < 1:
         raise UserError("--concurrency must be at least 1")
@@ -159,13 +159,21 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option(
                 "--no-execute",
-                help="PostgreSQL only: publish and wait; `flock-es worker` processes do the work.",
+                help="Publish and wait; `flock-es worker` processes do the work.",
+            ),
+        ] = False,
+        shared: Annotated[
+            bool,
+            typer.Option(
+                "--share",
+                help="Open the run to `flock-es worker` processes and work alongside them "
+                "(always so on PostgreSQL).",
             ),
         ] = False,
         concurrency: Annotated[
             int,
             typer.Option(
-                "--concurrency", help="PostgreSQL only: tasks this process executes at once."
+                "--concurrency", help="On a shared run: tasks this process executes at once."
             ),
         ] = 16,
     ) -> None:
@@ -177,7 +185,7 @@ def register(app: typer.Typer) -> None:
         """
         prog = load_program(program)
         flock = configure(prog, db, model, max_concurrent_calls, sync)
-        share(flock, no_execute, concurrency)
+        share(flock, no_execute, concurrency, shared)
         t0 = time.time()
         with Ownership(flock.db_path, flock.run_id) as owner:
             status = run_to_end(flock, lambda: call_main(prog), quiet, program, owner)

@@ -63,21 +63,21 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
     ) -> None:
-        """Execute the tasks of every open run of PROGRAM in a PostgreSQL log.
+        """Execute the tasks of every open shared run of PROGRAM in the log.
 
-        Start one or more on any machine that reaches the database; each claims
+        On PostgreSQL, start one or more on any machine that reaches the database;
+        on a SQLite file, several on the machine that holds it. Each claims
         scheduled tasks under a lease and commits their results. Runs started with
-        `flock-es run PROGRAM --db URL` (with or without --no-execute) are served.
+        `flock-es run PROGRAM --db URL` (PostgreSQL), or with --share or
+        --no-execute (SQLite), are served.
         Stop with Ctrl-C or SIGTERM; a killed worker's tasks are taken over when its
         leases expire.
         """
         from flock_es.errors import UserError
-        from flock_es.log.backends import describe_db, is_postgres
+        from flock_es.log.backends import describe_db
         from flock_es.runtime.program import load_program
 
         target = db_path(db)
-        if not is_postgres(target):
-            raise UserError("flock-es worker needs a PostgreSQL database (--db postgresql://...)")
         if concurrency < 1 or lease <= 0:
             raise UserError("--concurrency must be at least 1 and --lease positive")
         prog = load_program(program)

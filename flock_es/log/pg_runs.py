@@ -5,32 +5,32 @@
   ``FOR UPDATE SKIP LOCKED`` (workers never wait on each other's claims). A
   heartbeat extends all of a worker's leases; the server's clock decides
   expiry, so machines need not agree on theirs.
-- **Serialised decisions**: ``commit_serialised`` holds the run's advisory
-  lock for one transaction, hands the run's events committed since the
-  caller's cursor to ``catch_up``, then calls ``build`` (which decides on the
+- **Serialised decisions**: ``commit_turn`` holds the run's advisory lock for
+  one transaction, hands the run's events committed since the turn's cursor
+  to ``turn.catch_up``, then calls ``turn.build`` (which decides on the
   caught-up state) and appends what it returns. Two workers can never decide
   on the same stale state, so batches, gates and joins stay exact.
 
 Example::
 
     runs = await PgRuns.open(url)
-    got = await runs.claim("r-1", ["t-1", "t-2"], "host:123:0", lease=10)
+    got = await runs.claim_tasks("r-1", ["t-1", "t-2"], "host:123:0", 10.0, 8)
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from flock_es.domain.events import Event
-from flock_es.errors import DatabaseError
+from flock_es.errors import DatabaseError, RunOwnedError
 from flock_es.log.body_paths import PROGRAM_HASH
 from flock_es.log.pg_schema import NOTIFY_CHANNEL, describe_url, migrate, pg_connect
 from flock_es.log.pg_writer import insert_events
+from flock_es.log.ports import Lease, RunTurn
 from flock_es.log.reader import row_to_event
 
 __all__ = ["PgRuns"]
@@ -98,35 +98,45 @@ class PgRuns:
             rows = await cur.fetchall()
         return [e for e in (row_to_event(r) for r in rows) if e is not None]
 
-    async def commit_serialised(
-        self,
-        run_id: str,
-        cursor: int,
-        catch_up: Callable[[list[Event]], None],
-        build: Callable[[], list[Event]],
-        worker: str | None = None,
-        releases: Callable[[list[Event]], list[str]] | None = None,
-    ) -> list[Event]:
-        """One transaction under the run's lock: catch up, build, append, and drop
-        ``worker``'s leases on the tasks ``releases(events)`` names (those it ended)."""
+    async def is_shared(self, run_id: str) -> bool:
+        async with self.pool.connection() as con:
+            cur = await con.execute("SELECT 1 FROM shared_runs WHERE run_id = %s", (run_id,))
+            return await cur.fetchone() is not None
+
+    async def commit_turn(self, run_id: str, turn: RunTurn) -> list[Event]:
+        """One transaction under the run's advisory lock: check the run lease
+        (``turn.fence``), lock the task leases the turn relies on (a claimant's
+        ``SKIP LOCKED`` passes them by), catch up, build, append, drop the leases
+        of the tasks it ended."""
         async with self.pool.connection() as con, con.transaction():
             await con.execute(_RUN_LOCK, (run_id,))
-            cur = await con.execute(_EVENTS, (run_id, cursor))
+            if turn.fence is not None:
+                await _check_run_lease(con, turn.fence)
+            lost: set[str] = set()
+            held = turn.held() if turn.worker else []
+            if held:
+                cur = await con.execute(
+                    "SELECT task_id FROM task_leases WHERE run_id = %s AND worker = %s "
+                    "AND task_id = ANY(%s) FOR UPDATE",
+                    (run_id, turn.worker, held),
+                )
+                lost = set(held) - {str(r[0]) for r in await cur.fetchall()}
+            cur = await con.execute(_EVENTS, (run_id, turn.cursor))
             rows = await cur.fetchall()
-            catch_up([e for e in (row_to_event(r) for r in rows) if e is not None])
-            events = build()
+            turn.catch_up([e for e in (row_to_event(r) for r in rows) if e is not None], lost)
+            events = turn.build()
             if events:
                 await insert_events(con, events)
-            ended = releases(events) if releases is not None and worker else []
+            ended = turn.ended(events) if turn.worker else []
             if ended:
                 await con.execute(
                     "DELETE FROM task_leases WHERE run_id = %s AND worker = %s "
                     "AND task_id = ANY(%s)",
-                    (run_id, worker, ended),
+                    (run_id, turn.worker, ended),
                 )
         return events
 
-    async def claim(
+    async def claim_tasks(
         self, run_id: str, candidates: list[str], worker: str, lease: float, limit: int
     ) -> list[str]:
         """Up to ``limit`` of ``candidates`` (in order) that this worker now holds:
@@ -159,7 +169,7 @@ class PgRuns:
                 got += [str(r[0]) for r in await cur.fetchall()]
         return got
 
-    async def heartbeat(self, worker: str, lease: float) -> int:
+    async def renew_tasks(self, worker: str, lease: float) -> int:
         """Extend every lease ``worker`` holds; returns how many it still holds."""
         async with self.pool.connection() as con:
             cur = await con.execute(
@@ -167,12 +177,20 @@ class PgRuns:
             )
             return cur.rowcount
 
-    async def release(self, run_id: str, worker: str, task_ids: list[str]) -> None:
+    async def release_tasks(self, run_id: str, worker: str, task_ids: list[str]) -> None:
         async with self.pool.connection() as con:
             await con.execute(
                 "DELETE FROM task_leases WHERE run_id = %s AND worker = %s AND task_id = ANY(%s)",
                 (run_id, worker, task_ids),
             )
+
+    async def task_holders(self, run_id: str) -> dict[str, str]:
+        async with self.pool.connection() as con:
+            cur = await con.execute(
+                f"SELECT task_id, worker FROM task_leases WHERE run_id = %s AND expires >= {_NOW}",
+                (run_id,),
+            )
+            return {str(t): str(w) for t, w in await cur.fetchall()}
 
     async def wait(self, timeout: float) -> bool:
         """Sleep until a commit anywhere (NOTIFY) or ``timeout``; True when woken."""
@@ -183,6 +201,16 @@ class PgRuns:
         async for _ in self._listen.notifies(timeout=timeout, stop_after=1):
             woke = True
         return woke
+
+
+async def _check_run_lease(con: psycopg.AsyncConnection[tuple[Any, ...]], fence: Lease) -> None:
+    cur = await con.execute("SELECT token FROM owners WHERE run_id = %s", (fence.run_id,))
+    row = await cur.fetchone()
+    if row is None or row[0] != fence.token:
+        raise RunOwnedError(
+            f"run {fence.run_id} was taken over by another process; "
+            "this one stops without writing more"
+        )
 
 
 def _migrate(url: str) -> None:

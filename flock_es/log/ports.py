@@ -55,6 +55,8 @@ __all__ = [
     "EventWriter",
     "Lease",
     "RunRow",
+    "RunTurn",
+    "SharedRuns",
     "open_store",
     "store_kind",
 ]
@@ -207,6 +209,93 @@ class EventWriter(Protocol):
         ...
 
 
+class RunTurn(Protocol):
+    """One participant's turn at a shared run: what ``SharedRuns.commit_turn`` calls
+    inside the transaction that holds the run's lock (``RunLink`` is the one)."""
+
+    cursor: int
+    """The last seq of the run this participant has applied."""
+    worker: str | None
+    """The worker id its task leases carry (None: it holds none)."""
+    fence: Lease | None
+    """The run lease the commit must still hold (the run's coordinator), or None."""
+
+    def held(self) -> list[str]:
+        """Tasks whose leases this commit relies on (the ones it is executing)."""
+        ...
+
+    def catch_up(self, events: list[Event], lost: set[str]) -> None:
+        """Apply what others committed since ``cursor``; ``lost``: held leases that
+        another worker has taken over (their outcomes must not be committed)."""
+        ...
+
+    def build(self) -> list[Event]:
+        """The events to commit, decided on the caught-up state."""
+        ...
+
+    def ended(self, events: list[Event]) -> list[str]:
+        """The tasks whose leases to drop with this commit (those it finished)."""
+        ...
+
+
+@runtime_checkable
+class SharedRuns(Protocol):
+    """Coordination of many processes executing the runs of one log (``flock-es
+    worker``): shared runs, task leases, serialised per-run commits, wake-ups.
+
+    - ``claim_tasks`` is atomic: a task has at most one live lease holder; an
+      expired lease is taken over (the log's clock decides expiry).
+    - ``commit_turn`` serialises the commits of one run (an advisory lock on
+      PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite): the turn catches up, learns
+      which of its held leases were taken over, builds, appends and drops the
+      leases of the tasks it ended, in one transaction. With ``turn.fence`` set
+      it raises ``RunOwnedError`` (committing nothing) unless the run lease is
+      still held.
+
+    Example::
+
+        runs = await store.open_shared()
+        got = await runs.claim_tasks("r-1", ["t-1", "t-2"], "host:123:0", 10.0, 8)
+    """
+
+    location: str
+
+    async def mark_shared(self, run_id: str) -> None:
+        """Open ``run_id`` to workers (a run driven by one process alone is not)."""
+        ...
+
+    async def is_shared(self, run_id: str) -> bool: ...
+    async def open_runs(self, program_hash: str | None, only: str | None = None) -> list[str]:
+        """Shared runs still running whose ``run.started`` recorded this program hash."""
+        ...
+
+    async def events_after(self, run_id: str, cursor: int) -> list[Event]: ...
+    async def commit_turn(self, run_id: str, turn: RunTurn) -> list[Event]:
+        """One serialised transaction of ``run_id`` (see the class); the events committed."""
+        ...
+
+    async def claim_tasks(
+        self, run_id: str, candidates: list[str], worker: str, lease: float, limit: int
+    ) -> list[str]:
+        """Up to ``limit`` of ``candidates`` (in order) that ``worker`` now holds."""
+        ...
+
+    async def renew_tasks(self, worker: str, lease: float) -> int:
+        """Extend every lease ``worker`` holds; how many it still holds."""
+        ...
+
+    async def release_tasks(self, run_id: str, worker: str, task_ids: list[str]) -> None: ...
+    async def task_holders(self, run_id: str) -> dict[str, str]:
+        """Live (unexpired) task leases of ``run_id``: task id -> worker id."""
+        ...
+
+    async def wait(self, timeout: float) -> bool:
+        """Sleep until another process commits (or ``timeout``); True when woken."""
+        ...
+
+    async def close(self) -> None: ...
+
+
 @runtime_checkable
 class EventStore(Protocol):
     """A log backend: readers, one writer, run ownership, maintenance."""
@@ -240,6 +329,10 @@ class EventStore(Protocol):
 
     def release(self, lease: Lease) -> None:
         """Give ``lease`` up (a no-op if it was taken over)."""
+        ...
+
+    async def open_shared(self) -> SharedRuns:
+        """Task leases and serialised commits for workers sharing this log."""
         ...
 
     def rebuild_read_models(self) -> int:

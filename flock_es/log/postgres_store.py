@@ -32,6 +32,10 @@ __all__ = ["PostgresStore", "open_postgres_store"]
 _OWNER_COLS = "run_id, token, pid, host, since, heartbeat, expires"
 _NOW = "SELECT extract(epoch FROM clock_timestamp())::double precision"
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from flock_es.log.pg_runs import PgRuns
+
 Conn = psycopg.Connection[tuple[Any, ...]]
 
 
@@ -60,6 +64,12 @@ class PostgresStore:
     ) -> PgLogWriter:
         self._writable()
         return await PgLogWriter.open(self.url, durability=durability, fence=fence)
+
+    async def open_shared(self) -> PgRuns:
+        from flock_es.log.pg_runs import PgRuns
+
+        self._writable()
+        return await PgRuns.open(self.url)
 
     def migrate(self) -> tuple[int | None, int]:
         """Create or upgrade the schema in one transaction: (version before, after)."""

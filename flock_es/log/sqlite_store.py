@@ -28,6 +28,7 @@ from flock_es.log.schema import BUSY_TIMEOUT_MS, check_database, ensure_schema, 
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from flock_es.log.sqlite_runs import SqliteRuns
     from flock_es.log.writer import LogWriter
 
 __all__ = ["SqliteStore"]
@@ -58,6 +59,12 @@ class SqliteStore:
 
         self._prepare()
         return await LogWriter.open(self.path, durability=durability, fence=fence, ensure=False)
+
+    async def open_shared(self) -> SqliteRuns:
+        from flock_es.log.sqlite_runs import SqliteRuns
+
+        self._prepare()
+        return await SqliteRuns.open(self.path)
 
     def _writable(self) -> None:
         if self.readonly:

@@ -109,6 +109,28 @@ def read_model_rows(
     return runs, finished, arts, touch
 
 
+def write_events(conn: sqlite3.Connection, events: list[Event], last_seq: int) -> None:
+    """Insert ``events`` after ``last_seq`` (assigning their seqs) with their read-model
+    rows, inside the caller's ``BEGIN IMMEDIATE`` transaction."""
+    seq = last_seq
+    rows = []
+    for e in events:
+        seq += 1
+        e.seq = seq
+        rows.append((seq, e.run_id, e.kind.value, e.ts, e.v, e.task_id, dumps(e.body)))
+    conn.executemany(_INSERT_EVENT, rows)
+    runs, finished, arts, touch = read_model_rows(events)
+    if runs:
+        conn.executemany(_INSERT_RUN, runs)
+    if arts:
+        conn.executemany(_INSERT_ARTIFACT, arts)
+    if finished:
+        conn.executemany(_FINISH_RUN, finished)
+    conn.executemany(_TOUCH_RUN, touch)
+    for sql, args in qm.statements(qm.query_model_rows(events), qm.SQLITE):
+        conn.executemany(sql, args)
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     for p in PRAGMAS:
@@ -215,23 +237,7 @@ class LogWriter(UnitQueue):
             self._synchronous = sync
         conn.execute("BEGIN IMMEDIATE")
         try:
-            seq = self._next_seq(conn)
-            rows = []
-            for e in events:
-                seq += 1
-                e.seq = seq
-                rows.append((seq, e.run_id, e.kind.value, e.ts, e.v, e.task_id, dumps(e.body)))
-            conn.executemany(_INSERT_EVENT, rows)
-            runs, finished, arts, touch = read_model_rows(events)
-            if runs:
-                conn.executemany(_INSERT_RUN, runs)
-            if arts:
-                conn.executemany(_INSERT_ARTIFACT, arts)
-            if finished:
-                conn.executemany(_FINISH_RUN, finished)
-            conn.executemany(_TOUCH_RUN, touch)
-            for sql, args in qm.statements(qm.query_model_rows(events), qm.SQLITE):
-                conn.executemany(sql, args)
+            write_events(conn, events, self._next_seq(conn))
             conn.execute("COMMIT")
         except BaseException:
             for e in events:

@@ -141,6 +141,8 @@ async def start_resumed(
         if retried:
             body["retried"] = retried
         await engine.emit([make_event(flock.run_id, EventKind.RUN_RESUMED, body, time.time())])
+    if flock.share is not None:  # a shared run: its tasks are claimed under leases
+        return flock.share.resume_pending(engine)
     return engine.resume_pending(shift, until)
 
 

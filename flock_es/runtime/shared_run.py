@@ -1,4 +1,4 @@
-"""One process's seat at a run on a shared (PostgreSQL) log.
+"""One process's seat at a run on a shared log (PostgreSQL, or one SQLite file).
 
 A ``RunLink`` is the kernel's sink (and the run's ``EventWriter``):
 
@@ -8,6 +8,9 @@ A ``RunLink`` is the kernel's sink (and the run's ``EventWriter``):
   to the run since its cursor, then builds the decisions that wait on the
   state (``submit_built(decide)``, used by ``Kernel.commit_decided``), so
   they are made on the current state;
+- the commit is fenced: task leases this process holds that another worker
+  took over are reported (``lost``), so their outcomes are dropped instead of
+  completing a task twice; a coordinator's commits also check the run lease;
 - the kernel's own events are applied before they commit (as the kernel
   always does); their seqs are remembered so catching up never applies them
   twice.
@@ -17,7 +20,7 @@ itself (workers claim the tasks) and only wakes the claimer.
 
 Example::
 
-    link = RunLink(await PgRuns.open(url), run_id)
+    link = RunLink(await open_store(url).open_shared(), run_id)
     kernel, calls = flock.kernel_for(run_id, link, state)
     link.bind(kernel)
 """
@@ -31,7 +34,7 @@ from dataclasses import dataclass
 
 from flock_es.domain.events import Event, EventKind, TaskCompleted, body_as
 from flock_es.errors import DatabaseError
-from flock_es.log.pg_runs import PgRuns
+from flock_es.log.ports import Lease, SharedRuns
 from flock_es.projection.fold import apply
 from flock_es.projection.state import RunState
 from flock_es.runtime.kernel import Kernel
@@ -50,10 +53,15 @@ class _Unit:
 
 
 def idle(state: RunState) -> bool:
-    """No task left to run and no batch waiting for its timeout."""
-    if state.pending_tasks():
+    """No task left to run, and no batch, join window or release waiting for its
+    time (a local run waits for its armed timers too)."""
+    if state.pending_tasks() or state.unreleased:
         return False
-    return not any(b.members and b.deadline is not None for b in state.batches.values())
+    if any(b.members and b.deadline is not None for b in state.batches.values()):
+        return False
+    return not any(
+        g.deadline is not None for gate in state.gates.values() for g in gate.groups.values()
+    )
 
 
 class RunLink:
@@ -61,10 +69,10 @@ class RunLink:
 
     def __init__(
         self,
-        runs: PgRuns,
+        runs: SharedRuns,
         run_id: str,
         on_launch: Callable[[str], None] | None = None,
-        held: Callable[[str], bool] | None = None,
+        held: Callable[[], list[str]] | None = None,
         worker: str | None = None,
     ) -> None:
         self.runs = runs
@@ -74,8 +82,12 @@ class RunLink:
         self.commits = 0
         self.committed_events = 0
         self.on_launch = on_launch
-        self.held = held or (lambda _task: False)
+        self.held = held or list
         self.worker = worker
+        # The run lease a coordinator's commits must still hold (``run``/``resume``).
+        self.fence: Lease | None = None
+        # Tasks whose leases another worker took over while this one executed them.
+        self.lost: set[str] = set()
         self.broken: BaseException | None = None
         self.on_close: Callable[[], Awaitable[None]] | None = None
         self._kernel: Kernel | None = None
@@ -166,9 +178,9 @@ class RunLink:
 
     async def catch_up(self) -> None:
         async with self._lock:
-            self._apply_foreign(await self.runs.events_after(self.run_id, self.cursor))
+            self.apply_foreign(await self.runs.events_after(self.run_id, self.cursor))
 
-    def _apply_foreign(self, events: list[Event]) -> None:
+    def apply_foreign(self, events: list[Event]) -> None:
         foreign = []
         for e in events:
             seq = e.seq or 0
@@ -194,22 +206,9 @@ class RunLink:
                 await self._commit_units(units)
 
     async def _commit_units(self, units: list[_Unit]) -> None:
-        built: list[list[Event]] = []
-
-        def build_all() -> list[Event]:
-            for u in units:
-                built.append(u.build())
-            return [e for evs in built for e in evs]
-
+        turn = _Turn(self, units)
         try:
-            events = await self.runs.commit_serialised(
-                self.run_id,
-                self.cursor,
-                self._apply_foreign,
-                build_all,
-                self.worker,
-                self._releases,
-            )
+            events = await self.runs.commit_turn(self.run_id, turn)
         except BaseException as exc:
             # The kernel already applied these events: its state is now ahead of the
             # log, so this link refuses further work (the process stops; leases expire).
@@ -225,15 +224,46 @@ class RunLink:
         self.own.update(e.seq for e in events if e.seq is not None)
         self.commits += 1
         self.committed_events += len(events)
-        for u, evs in zip(units, built, strict=True):
+        for u, evs in zip(units, turn.built, strict=True):
             if u.future is not None and not u.future.done():
                 u.future.set_result(evs)
 
-    def _releases(self, events: list[Event]) -> list[str]:
-        """Leases to drop with this commit: the tasks it finished that this worker held."""
+
+class _Turn:
+    """A ``RunTurn``: the units of one group commit of a ``RunLink``."""
+
+    def __init__(self, link: RunLink, units: list[_Unit]) -> None:
+        self.link = link
+        self.units = units
+        self.cursor = link.cursor
+        self.worker = link.worker
+        self.fence = link.fence
+        self.built: list[list[Event]] = []
+        self._held: set[str] = set()
+
+    def held(self) -> list[str]:
+        held = self.link.held()
+        self._held = set(held)
+        return held
+
+    def catch_up(self, events: list[Event], lost: set[str]) -> None:
+        self.link.lost |= lost
+        self.link.apply_foreign(events)
+
+    def build(self) -> list[Event]:
+        lost = self.link.lost
+        built = [u.build() for u in self.units]
+        if lost:  # what this process recorded for tasks it no longer holds is not committed
+            built = [[e for e in evs if e.task_id not in lost] for evs in built]
+        self.built = built
+        return [e for evs in built for e in evs]
+
+    def ended(self, events: list[Event]) -> list[str]:
+        """Leases to drop with this commit: the tasks it ended that this worker held."""
+        held = self._held
         # task.completed and task.failed carry the task id under the same field.
         ended = [body_as(e, TaskCompleted)["task_id"] for e in events if e.kind in _ENDED]
-        return [task_id for task_id in ended if self.held(task_id)]
+        return [task_id for task_id in ended if task_id in held]
 
 
 class SharedActor:
@@ -255,4 +285,10 @@ class SharedActor:
             self._waiter = self.work.spawn(self.link.until_idle(), "flock-es:shared-idle")
 
 
-_WAKE = (EventKind.TASK_SCHEDULED, EventKind.BATCH_BUFFERED)
+# What gives a run work to wait for: a task, a batch, a join window, a release.
+_WAKE = (
+    EventKind.TASK_SCHEDULED,
+    EventKind.BATCH_BUFFERED,
+    EventKind.GATE_BUFFERED,
+    EventKind.ARTIFACT_PUBLISHED,
+)

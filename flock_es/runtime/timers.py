@@ -3,9 +3,15 @@
 When a batch times out, a join group expires or an artifact is released is in
 the log (the ``deadline`` of ``batch.buffered``/``gate.buffered``, the
 artifact's ttl); a timer only decides *when* to record the outcome, which is
-then an event like any other, emitted through the kernel. ``rearm`` restores
+then an event like any other, committed through the kernel. ``rearm`` restores
 every timer from a folded state, so a resumed run expires and releases the
 same things.
+
+Each outcome is decided inside ``Kernel.commit_decided``, on the state as it
+is when it commits: on a shared log that is under the run's lock, caught up
+with the other processes, so when several workers arm the same timer exactly
+one records the flush, expiry or release (the others find it done and decide
+nothing).
 
 A fork continues from a point in its parent's past: the time left on each
 inherited timer at the fork point is what it gets from the moment of the fork
@@ -24,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from flock_es.domain.events import ScheduleReason
+from flock_es.domain.events import Event, ScheduleReason
 from flock_es.projection.decide import decide_batch_flush, decide_release
 from flock_es.projection.gates import decide_join_expiry
 from flock_es.runtime.kernel import Kernel
@@ -72,12 +78,19 @@ class Timers:
             if delay > 0:
                 await asyncio.sleep(delay)
                 continue
-            events = decide_batch_flush(
-                state, key[0], key[1], ScheduleReason.BATCH_TIMEOUT, time.time()
-            )
             self.batches.pop(key, None)
-            await self.kernel.emit(events)
+            await self.kernel.commit_decided(lambda: self._flush(key))
             return
+
+    def _flush(self, key: BatchKey) -> list[Event]:
+        state = self.kernel.state
+        buf = state.batches.get(key)
+        now = time.time()
+        if buf is None or buf.deadline is None or self._due(buf.deadline, buf.opened_at) > now:
+            return []  # flushed (or refilled) meanwhile, by its size or another worker
+        events = decide_batch_flush(state, key[0], key[1], ScheduleReason.BATCH_TIMEOUT, now)
+        self.kernel.apply(events)
+        return events
 
     # --- joins and releases ------------------------------------------------
 
@@ -99,10 +112,14 @@ class Timers:
         await asyncio.sleep(max(0.0, self._due(deadline, opened) - time.time()))
         if self.joins.get(jkey, (0.0, None))[1] is asyncio.current_task():
             self.joins.pop(jkey, None)
-        now = max(time.time(), deadline)
-        events = decide_join_expiry(self.kernel.state, *jkey, deadline, now)
-        if events:
-            await self.kernel.emit(events)
+
+        def expire() -> list[Event]:
+            now = max(time.time(), deadline)
+            events = decide_join_expiry(self.kernel.state, *jkey, deadline, now)
+            self.kernel.apply(events)
+            return events
+
+        await self.kernel.commit_decided(expire)
 
     def arm_release(self, aid: str) -> None:
         """Release an AfterVisibility artifact when its ttl passes; its consumers then fire."""
@@ -119,8 +136,16 @@ class Timers:
         view = kernel.state.artifacts.get(aid)
         await asyncio.sleep(max(0.0, self._due(due, view.ts if view else due) - time.time()))
         self.releases.pop(aid, None)
-        obj = kernel.obj(aid)
-        await kernel.emit(decide_release(kernel.state, kernel.index, aid, obj, time.time()))
+
+        def release() -> list[Event]:
+            if aid not in kernel.state.unreleased:
+                return []  # another worker released it
+            obj = kernel.obj(aid)
+            events = decide_release(kernel.state, kernel.index, aid, obj, time.time())
+            kernel.apply(events)
+            return events
+
+        await kernel.commit_decided(release)
 
     # --- all of them -------------------------------------------------------
 

@@ -1,11 +1,24 @@
 """``flock-es worker``: execute the tasks of shared runs under leases.
 
-A worker loads a program (for its agents' code) and serves every open run of
-that program (same content hash) in a PostgreSQL log. For each run it keeps an
-engine whose state follows the log. In a loop it catches up, flushes batches
-whose timeout passed, and claims scheduled tasks up to ``concurrency``; each
-claimed task runs through the same executor as a local run, and its outputs, ``task.completed`` and the
-decisions they cause commit in one transaction under the run's lock.
+A worker loads a program (for its agents' code) and serves every open shared
+run of that program (same content hash) in a log, PostgreSQL or one SQLite
+file (through the log's ``SharedRuns`` port, so this code is the same for
+both). For each run it keeps a kernel whose state follows the log. In a loop
+it catches up, arms the run's timers (batch timeouts, join windows,
+releases: whichever worker's timer fires first records the outcome, under the
+run's lock), and claims scheduled tasks up to ``concurrency``; each claimed
+task runs through the same executor as a local run, and its outputs,
+``task.completed`` and the decisions they cause commit in one transaction
+under the run's lock, fenced by the task's lease.
+
+How run ownership and task leases fit: the process that started or resumed
+a shared run (``run``/``resume``) owns the *run* (its lease in ``owners``):
+it publishes, waits, and records ``run.finished``, and its commits check that
+lease. Workers own *tasks*: a task is executed only by the holder of its
+lease, and its outcome commits only while that lease is still the holder's
+(a taken-over lease makes the old holder drop its outcome). So one run has
+one owner and many workers, and no task is executed twice while its lease is
+held.
 
 A heartbeat extends the worker's leases. When a worker dies its leases
 expire and other workers take the tasks over; model calls it recorded are
@@ -13,7 +26,7 @@ served from the record, as ``resume`` does.
 
 Example::
 
-    worker = Worker(program.flock, "postgresql://postgres@127.0.0.1:5432/test")
+    worker = Worker(program.flock, "data/flock-es.db")  # or a postgresql:// URL
     await worker.serve(stop_event)
 """
 
@@ -28,11 +41,10 @@ import sys
 import time
 from collections.abc import Callable
 
-from flock_es.domain.events import Event, ScheduleReason, TaskStatus
+from flock_es.domain.events import Event, TaskStatus
 from flock_es.errors import UserError
-from flock_es.log.pg_runs import PgRuns
-from flock_es.projection.decide import decide_batch_flush
-from flock_es.projection.fold import apply, fold
+from flock_es.log.ports import SharedRuns, open_store
+from flock_es.projection.fold import fold
 from flock_es.projection.state import TaskView
 from flock_es.runtime.board_queries import BoardSource
 from flock_es.runtime.engine import Engine
@@ -40,10 +52,13 @@ from flock_es.runtime.executor import FATAL, Executor
 from flock_es.runtime.flock import Flock
 from flock_es.runtime.resume import program_hash
 from flock_es.runtime.shared_run import RunLink, SharedActor
+from flock_es.runtime.timers import Timers
+from flock_es.runtime.work import Work
 
-__all__ = ["LEASE_SECONDS", "ShareRun", "Worker", "worker_id"]
+__all__ = ["LEASE_SECONDS", "ShareRun", "Worker", "is_shared_run", "worker_id"]
 
 LEASE_SECONDS = 10.0
+RUNS_EVERY = 0.5  # seconds between looks for new (or closed) runs of the program
 _counter = itertools.count()
 
 
@@ -79,16 +94,23 @@ class Worker:
         self.adopted: set[str] = set()
         self.running: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.executed = 0
-        self._runs: PgRuns | None = None
+        # Outcomes dropped because another worker had taken the task's lease over.
+        self.lost_leases = 0
+        self.timers: dict[str, Timers] = {}
+        # run -> task -> when to offer it again (another worker held it when offered)
+        self.elsewhere: dict[str, dict[str, float]] = {}
+        self._runs_checked = 0.0
+        self.work = Work()  # the timers' tasks
+        self._runs: SharedRuns | None = None
         self._wake = asyncio.Event()
 
     @property
-    def runs(self) -> PgRuns:
+    def runs(self) -> SharedRuns:
         assert self._runs is not None, "Worker.connect() first"
         return self._runs
 
-    async def connect(self, runs: PgRuns | None = None) -> None:
-        self._runs = runs or await PgRuns.open(self.url)
+    async def connect(self, runs: SharedRuns | None = None) -> None:
+        self._runs = runs or await open_store(self.url).open_shared()
 
     def link_for(self, run_id: str) -> RunLink:
         """A link for a run this process publishes to (``flock-es run``); served too."""
@@ -97,8 +119,8 @@ class Worker:
         self.adopted.add(run_id)
         return link
 
-    def _holds(self, run_id: str) -> Callable[[str], bool]:
-        return lambda task_id: (run_id, task_id) in self.running
+    def _holds(self, run_id: str) -> Callable[[], list[str]]:
+        return lambda: [t for r, t in self.running if r == run_id]
 
     def _on_launch(self, _task_id: str) -> None:
         self._wake.set()
@@ -135,7 +157,8 @@ class Worker:
 
     async def poll(self, execute: bool = True) -> None:
         """One round: join new runs, catch up, flush due batches, claim tasks."""
-        if self.only_run is None:
+        if self.only_run is None and time.monotonic() - self._runs_checked > RUNS_EVERY:
+            self._runs_checked = time.monotonic()
             open_runs = await self.runs.open_runs(self.hash)
             for run_id in open_runs:
                 if run_id not in self.links and run_id not in self.skipped:
@@ -147,9 +170,17 @@ class Worker:
             if not link.bound:  # adopted, but its first publish has not started it
                 continue
             await link.catch_up()
+            self._arm_timers(link)
             if execute:
-                await self._flush_batches(link)
                 await self._claim(link)
+
+    def _arm_timers(self, link: RunLink) -> None:
+        """Arm what the run's state calls for (idempotent; pruned when done elsewhere)."""
+        timers = self.timers.get(link.run_id)
+        if timers is None:
+            timers = self.timers[link.run_id] = Timers(link.kernel, self.work)
+        timers.prune()
+        timers.rearm()
 
     async def _join(self, run_id: str) -> None:
         link = RunLink(self.runs, run_id, self._on_launch, self._holds(run_id), self.id)
@@ -176,52 +207,59 @@ class Worker:
         self.executors[run_id] = executor
 
     async def _claim(self, link: RunLink) -> None:
+        """Claim up to the free slots in one round trip (once a quarter of them is free,
+        so a busy worker does not pay a round trip per task), then catch up once:
+        what a previous holder recorded (model calls) is in the state before any
+        claimed task starts."""
         free = self.concurrency - len(self.running)
-        if free <= 0:
+        if free <= 0 or (self.running and free < max(1, self.concurrency // 4)):
             return
         run_id = link.run_id
-        pending = [
-            t.id for t in link.kernel.state.pending_tasks() if (run_id, t.id) not in self.running
-        ]
-        for task_id in await self.runs.claim(run_id, pending, self.id, self.lease, free):
+        now = time.monotonic()
+        # Tasks another worker held when last offered are offered again once their
+        # lease could have expired: each claim offers a few candidates, not all.
+        elsewhere = self.elsewhere.setdefault(run_id, {})
+        offer: list[str] = []
+        for t in link.kernel.state.pending_tasks():
+            if (run_id, t.id) in self.running or elsewhere.get(t.id, 0.0) > now:
+                continue
+            offer.append(t.id)
+            if len(offer) >= free * 2:
+                break
+        got = await self.runs.claim_tasks(run_id, offer, self.id, self.lease, free)
+        if len(got) < free:  # then every candidate not got is held by another worker
+            taken = set(got)
+            elsewhere.update((t, now + self.lease) for t in offer if t not in taken)
+        if not got:
+            return
+        await link.catch_up()
+        for task_id in got:
+            elsewhere.pop(task_id, None)
             task = asyncio.create_task(self._execute(link, task_id), name=f"flock-es:{task_id}")
             self.running[(run_id, task_id)] = task
 
     async def _execute(self, link: RunLink, task_id: str) -> None:
+        ended = False
         try:
-            # What the previous holder recorded (model calls) must be in the state first.
-            await link.catch_up()
             task = link.kernel.state.tasks.get(task_id)
             if task is not None and task.status in (TaskStatus.SCHEDULED, TaskStatus.RUNNING):
-                await run_claimed(self.executors[link.run_id], task_id)
+                await run_claimed(self.executors[link.run_id], task_id, link.lost)
                 self.executed += 1
+                if task_id in link.lost:
+                    self.lost_leases += 1
+                    sys.stderr.write(
+                        f"flock-es: worker {self.id}: the lease on task {task_id} was taken "
+                        "over by another worker; its outcome here was dropped\n"
+                    )
+            done = link.kernel.state.tasks.get(task_id)
+            ended = done is not None and not _open(done)
         finally:
             self.running.pop((link.run_id, task_id), None)
-            with contextlib.suppress(Exception):
-                await self.runs.release(link.run_id, self.id, [task_id])
+            link.lost.discard(task_id)
+            if not ended:  # the commit that ended it dropped the lease already
+                with contextlib.suppress(Exception):
+                    await self.runs.release_tasks(link.run_id, self.id, [task_id])
             self._wake.set()
-
-    async def _flush_batches(self, link: RunLink) -> None:
-        state = link.kernel.state
-        now = time.time()
-        due = [
-            key
-            for key, b in state.batches.items()
-            if b.members and b.deadline is not None and b.deadline <= now
-        ]
-        for agent, sub in due:
-
-            def build(agent: str = agent, sub: int = sub) -> list[Event]:
-                buf = state.batches.get((agent, sub))
-                at = time.time()
-                if buf is None or not buf.members or buf.deadline is None or buf.deadline > at:
-                    return []  # another worker flushed it meanwhile
-                events = decide_batch_flush(state, agent, sub, ScheduleReason.BATCH_TIMEOUT, at)
-                for e in events:
-                    apply(state, e)
-                return events
-
-            await link.kernel.commit_decided(build)
 
     async def _listen(self) -> None:
         while True:
@@ -235,9 +273,10 @@ class Worker:
         while True:
             await asyncio.sleep(self.lease / 3)
             with contextlib.suppress(Exception):
-                await self.runs.heartbeat(self.id, self.lease)
+                await self.runs.renew_tasks(self.id, self.lease)
 
     async def _stop_running(self) -> None:
+        await self.work.cancel_all()
         tasks = list(self.running.values())
         for t in tasks:
             t.cancel()
@@ -252,7 +291,8 @@ class Worker:
 
 
 class ShareRun:
-    """Makes a ``Flock`` run on a shared log (``flock-es run --db postgresql://``):
+    """Makes a ``Flock`` run on a shared log (``flock-es run --db postgresql://``,
+    or ``--share``/``--no-execute`` on a SQLite file):
     its events go through a ``RunLink``, and unless ``execute`` is False an
     embedded worker executes its tasks alongside any other workers.
 
@@ -263,13 +303,16 @@ class ShareRun:
 
     def __init__(self, flock: Flock, url: str, *, execute: bool, concurrency: int) -> None:
         self.worker = Worker(flock, url, concurrency=concurrency, only_run=flock.run_id)
+        self.flock = flock
         self.execute = execute
         self._stop = asyncio.Event()
         self._serving: asyncio.Task[None] | None = None
 
     async def open_sink(self) -> RunLink:
+        self.worker.only_run = self.flock.run_id  # a resumed run's id is known only now
         await self.worker.connect()
         link = self.worker.link_for(self.worker.flock.run_id)
+        link.fence = self.worker.flock.lease  # the run's owner: its commits check the lease
         await self.worker.runs.mark_shared(link.run_id)
         link.on_close = self._close
         return link
@@ -285,6 +328,14 @@ class ShareRun:
             self.worker.serve(self._stop, execute=self.execute), name="flock-es:worker"
         )
 
+    def resume_pending(self, engine: Engine) -> int:
+        """A resumed shared run: its unfinished tasks are claimed like any others (so
+        none runs twice while a live worker holds it); wait for them. Returns how many."""
+        link = self.worker.links[engine.kernel.run_id]
+        engine.work.spawn(link.until_idle(), "flock-es:shared-idle")
+        self.worker.wake()
+        return len(engine.state.pending_tasks())
+
     async def _close(self) -> None:
         self._stop.set()
         if self._serving is not None:
@@ -293,22 +344,36 @@ class ShareRun:
         await self.worker.close()
 
 
+def is_shared_run(db: str | os.PathLike[str], run_id: str) -> bool:
+    """Whether ``run_id`` was opened to workers (its resume then takes part like one)."""
+
+    async def check() -> bool:
+        runs = await open_store(db).open_shared()
+        try:
+            return await runs.is_shared(run_id)
+        finally:
+            await runs.close()
+
+    return asyncio.run(check())
+
+
 def _open(task: TaskView) -> bool:
     return task.status in (TaskStatus.SCHEDULED, TaskStatus.RUNNING)
 
 
-async def run_claimed(executor: Executor, task_id: str) -> None:
+async def run_claimed(executor: Executor, task_id: str, lost: set[str] | None = None) -> None:
     """Execute a task this worker holds the lease of, with the executor a local run
     uses. Its outcome is decided under the run's lock, caught up, and only if the
-    task is still open: one whose lease was taken over and finished elsewhere
-    meanwhile is not completed twice."""
+    task is still open and its lease still ours (``lost`` names the leases the
+    commit found taken over): a task is never completed twice."""
+    lost = lost if lost is not None else set()
     kernel = executor.kernel
     task = kernel.state.tasks[task_id]
     agent = executor.agents.get(task.agent)
 
     def fail(exc: Exception, t0: float | None) -> Callable[[], list[Event]]:
         def build() -> list[Event]:
-            if not _open(kernel.state.tasks[task_id]):
+            if not _open(kernel.state.tasks[task_id]) or task_id in lost:
                 return []
             failed = [executor.failure(task, exc, t0)]
             kernel.apply(failed)
@@ -331,7 +396,7 @@ async def run_claimed(executor: Executor, task_id: str) -> None:
         return
 
     def complete() -> list[Event]:
-        if not _open(kernel.state.tasks[task_id]):
+        if not _open(kernel.state.tasks[task_id]) or task_id in lost:
             return []
         return executor.completion(run, outputs, False)
 

@@ -1,0 +1,347 @@
+"""`flock-es worker` and `flock-es run --no-execute`/`--share`, on both backends.
+
+Real processes all the way: workers and the run are the CLI in subprocesses,
+the database is one SQLite file the processes share, or a fresh PostgreSQL
+database on $FLOCK_ES_TEST_PG; a crash is a real SIGKILL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from flock_es.log.backends import open_reader
+from tests.conftest import EXAMPLES, cli_env, run_cli
+from tests.pg import PG_ENV, pg_database
+
+PROGRAMS = Path(__file__).parent / "programs"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A log several processes share: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "shared.db")
+        return
+    admin = os.environ.get(PG_ENV)
+    if not admin:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the PostgreSQL tests: set {PG_ENV}")
+        pytest.skip(f"set {PG_ENV}=postgresql://... to run the PostgreSQL tests")
+    with pg_database(admin) as url:
+        yield url
+
+
+@contextmanager
+def workers(
+    program: Path, url: str, n: int, tmp: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[list[subprocess.Popen[str]]]:
+    """``n`` worker processes; stopped with SIGTERM (by pid) at the end."""
+    procs = []
+    for i in range(n):
+        out = (tmp / f"worker{i}.log").open("w")
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "flock_es.cli.app",
+                    "worker",
+                    str(program),
+                    "--db",
+                    url,
+                    *list(args),
+                ],
+                env=cli_env(env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+                stdin=subprocess.DEVNULL,
+            )
+        )
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def latest(db: str | Path) -> str:
+    return str(json.loads(run_cli(["runs", "--db", db, "--json"]).stdout)[-1]["run_id"])
+
+
+def artifact_counts(db: str | Path, run: str) -> dict[str, int]:
+    with open_reader(db) as r:
+        rows = r.query(
+            "SELECT type, count(*) FROM artifacts WHERE run_id = ? GROUP BY type", (run,)
+        )
+    return {str(t): int(str(n)) for t, n in rows}
+
+
+def kinds(db: str, run: str, kind: str) -> list[dict[str, object]]:
+    with open_reader(db) as r:
+        return [e.body for e in r.events(run) if e.kind.value == kind]
+
+
+def all_kinds(db: str, kind: str) -> list[dict[str, object]]:
+    """Bodies of every run's events of ``kind`` (none while the log does not exist)."""
+    try:
+        with open_reader(db) as r:
+            return [e.body for e in r.events_after(0) if e.kind.value == kind]
+    except Exception:
+        return []  # the run has not created the log yet
+
+
+def cli(*args: object, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """The CLI in a subprocess that the test may kill."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "flock_es.cli.app", *map(str, args)],
+        env=cli_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("program", "n_workers"),
+    [
+        (EXAMPLES / "news.py", 1),
+        (EXAMPLES / "news.py", 3),
+        (PROGRAMS / "tutorial_verbatim.py", 1),
+        (PROGRAMS / "tutorial_verbatim.py", 3),
+        (PROGRAMS / "crash_pipeline.py", 3),
+        (PROGRAMS / "batch_timeout.py", 2),
+    ],
+)
+def test_workers_produce_what_a_local_run_does(
+    tmp_path: Path,
+    shared_db: str,
+    program: Path,
+    n_workers: int,
+) -> None:
+    lite = tmp_path / "local.db"
+    model = ["--model", "offline"]  # the tutorial names a real model; workers use the run's
+    assert run_cli(["run", program, "--db", lite, "-q", *model], cwd=tmp_path).returncode == 0
+    with workers(program, shared_db, n_workers, tmp_path) as procs:
+        out = run_cli(
+            ["run", program, "--db", shared_db, "--no-execute", "-q", *model], cwd=tmp_path
+        )
+        assert out.returncode == 0, out.stderr
+        assert all(p.poll() is None for p in procs)  # still serving
+    assert "completed" in out.stderr
+    run = latest(shared_db)
+    assert artifact_counts(shared_db, run) == artifact_counts(lite, latest(lite))
+    started = kinds(shared_db, run, "task.started")
+    assert started and all(str(b.get("worker", "")).count(":") == 2 for b in started)
+    done = Counter(b["task_id"] for b in kinds(shared_db, run, "task.completed"))
+    assert set(done.values()) == {1}
+    replay = run_cli(["replay", run, "--db", shared_db])
+    assert replay.returncode == 0 and replay.stdout.strip().endswith("identical"), replay.stdout
+
+
+def test_run_executes_alongside_workers(tmp_path: Path, shared_db: str) -> None:
+    env = {"FANOUT_N": "60", "FANOUT_LATENCY": "0.05"}
+    program = PROGRAMS / "fanout.py"
+    with workers(program, shared_db, 1, tmp_path, "--concurrency", "4", env=env):
+        out = run_cli(["run", program, "--db", shared_db, "--concurrency", "4", "--share"], env=env)
+    assert out.returncode == 0, out.stderr
+    assert "60 done, 0 failed" in out.stderr
+    run = latest(shared_db)
+    by_worker = Counter(str(b["worker"]) for b in kinds(shared_db, run, "task.started"))
+    assert sum(by_worker.values()) == 60
+
+
+def test_worker_refuses_bad_options(tmp_path: Path) -> None:
+    out = run_cli(["worker", EXAMPLES / "news.py", "--db", tmp_path / "x.db", "--concurrency", "0"])
+    assert out.returncode == 2 and "--concurrency must be at least 1" in out.stderr
+
+
+def paid_calls(db: str) -> set[tuple[str, int]]:
+    """Every recorded model call's key (task id, call index)."""
+    return {(str(b["task_id"]), int(str(b["call_index"]))) for b in all_kinds(db, "model.called")}
+
+
+def open_started(db: str, pid: int) -> int:
+    """Tasks that worker process ``pid`` durably started and nobody finished yet."""
+    done = {b["task_id"] for b in all_kinds(db, "task.completed")}
+    started = all_kinds(db, "task.started")
+    return sum(1 for b in started if f":{pid}:" in str(b["worker"]) and b["task_id"] not in done)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_killed_worker_s_tasks_are_taken_over_without_repaying(
+    tmp_path: Path, shared_db: str
+) -> None:
+    env = {"FANOUT_N": "500", "FANOUT_LATENCY": "0.2"}
+    program = PROGRAMS / "fanout.py"
+    args = ("--concurrency", "4", "--lease", "3")
+    with workers(program, shared_db, 3, tmp_path, *args, env=env) as procs:
+        run = cli("run", program, "--db", shared_db, "--no-execute", "-q", env=env)
+        victim = procs[0]
+        deadline = time.time() + 120
+        paid_before: set[tuple[str, int]] = set()
+        while time.time() < deadline:
+            time.sleep(0.2)
+            if len(paid_calls(shared_db)) >= 100 and open_started(shared_db, victim.pid) > 0:
+                os.kill(victim.pid, signal.SIGKILL)
+                victim.wait()
+                paid_before = paid_calls(shared_db)  # the victim's calls included
+                break
+        assert paid_before, "the run ended before a worker could be killed"
+        _out, err = run.communicate(timeout=240)
+    assert run.returncode == 0, err
+    assert "500 done, 0 failed" in err
+    run_id = latest(shared_db)
+    done = Counter(str(b["task_id"]) for b in kinds(shared_db, run_id, "task.completed"))
+    assert len(done) == 500 and set(done.values()) == {1}  # no task completed twice
+    calls = Counter(
+        (str(b["task_id"]), int(str(b["call_index"])))
+        for b in kinds(shared_db, run_id, "model.called")
+    )
+    assert set(calls.values()) == {1}  # no call paid twice, before the kill or after
+    assert paid_before <= set(calls)
+    taken = [b for b in kinds(shared_db, run_id, "task.started") if int(str(b["attempt"])) > 1]
+    assert taken, "the victim's started tasks were re-run by the others"
+    replay = run_cli(["replay", run_id, "--db", shared_db], timeout=240)
+    assert replay.returncode == 0 and replay.stdout.strip().endswith("identical"), replay.stdout
+
+
+def kill_when(proc: subprocess.Popen[str], ready: Callable[[], bool], timeout: float = 60) -> None:
+    """SIGKILL ``proc`` as soon as ``ready()`` (the test fails if it never is)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if ready():
+            proc.kill()
+            proc.wait()
+            return
+        time.sleep(0.05)
+    pytest.fail("the process ended (or took too long) before it could be killed")
+
+
+def test_resume_after_a_kill(tmp_path: Path, shared_db: str) -> None:
+    env = {"FANOUT_N": "40", "FANOUT_LATENCY": "0.2"}
+    program = PROGRAMS / "fanout.py"
+    run = cli("run", program, "--db", shared_db, "-q", "--concurrency", "4", "--share", env=env)
+    kill_when(run, lambda: len(paid_calls(shared_db)) >= 8)
+    before = paid_calls(shared_db)
+    assert before and len(before) < 40
+    out = run_cli(["resume", "latest", "--db", shared_db, "-q"], env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "40 done, 0 failed" in out.stderr
+    run_id = latest(shared_db)
+    calls = Counter(
+        (str(b["task_id"]), int(str(b["call_index"])))
+        for b in kinds(shared_db, run_id, "model.called")
+    )
+    assert len(calls) == 40 and set(calls.values()) == {1} and before <= set(calls)
+    replay = run_cli(["replay", run_id, "--db", shared_db])
+    assert replay.returncode == 0 and replay.stdout.strip().endswith("identical"), replay.stdout
+
+
+def test_timers_fire_on_workers_when_the_run_process_is_gone(
+    tmp_path: Path, shared_db: str
+) -> None:
+    """A join window and an AfterVisibility release, armed by a `run --no-execute`
+    that is then SIGKILLed: the workers record each outcome exactly once."""
+    program = PROGRAMS / "pending_timers.py"
+    with workers(program, shared_db, 2, tmp_path):
+        run = cli("run", program, "--db", shared_db, "--no-execute", "-q")
+        kill_when(run, lambda: len(all_kinds(shared_db, "gate.buffered")) > 0)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if all_kinds(shared_db, "join.expired") and all_kinds(shared_db, "task.completed"):
+                break
+            time.sleep(0.1)
+        time.sleep(1.0)  # time for a second (wrong) expiry or release to show up
+    assert len(all_kinds(shared_db, "join.expired")) == 1
+    assert len(all_kinds(shared_db, "artifact.released")) == 1
+    seen = [b for b in all_kinds(shared_db, "artifact.published") if b["type"] == "Seen"]
+    assert [b["payload"] for b in seen] == [{"what": "embargoed"}]
+    out = run_cli(["resume", "latest", "--db", shared_db, "-q"])  # closes the orphaned run
+    assert out.returncode == 0, out.stderr
+    replay = run_cli(["replay", latest(shared_db), "--db", shared_db])
+    assert replay.returncode == 0 and replay.stdout.strip().endswith("identical"), replay.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_resume_takes_part_while_workers_run_and_finishes_after_they_die(
+    tmp_path: Path, shared_db: str
+) -> None:
+    env = {"FANOUT_N": "120", "FANOUT_LATENCY": "0.3"}
+    program = PROGRAMS / "fanout.py"
+    with workers(
+        program, shared_db, 2, tmp_path, "--concurrency", "2", "--lease", "2", env=env
+    ) as procs:
+        run = cli("run", program, "--db", shared_db, "--no-execute", "-q", env=env)
+        kill_when(run, lambda: len(paid_calls(shared_db)) >= 10)
+        resumed = cli("resume", "latest", "--db", shared_db, "-q", env=env)
+        kill_when(procs[0], lambda: len(paid_calls(shared_db)) >= 40)
+        kill_when(procs[1], lambda: len(paid_calls(shared_db)) >= 50)
+        before = paid_calls(shared_db)
+        _out, err = resumed.communicate(timeout=240)
+    assert resumed.returncode == 0, err
+    assert "120 done, 0 failed" in err
+    run_id = latest(shared_db)
+    done = Counter(str(b["task_id"]) for b in kinds(shared_db, run_id, "task.completed"))
+    assert len(done) == 120 and set(done.values()) == {1}
+    calls = Counter(
+        (str(b["task_id"]), int(str(b["call_index"])))
+        for b in kinds(shared_db, run_id, "model.called")
+    )
+    assert set(calls.values()) == {1} and before <= set(calls)
+    replay = run_cli(["replay", run_id, "--db", shared_db], timeout=240)
+    assert replay.returncode == 0 and replay.stdout.strip().endswith("identical"), replay.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_worker_whose_lease_was_taken_over_drops_its_outcome(
+    tmp_path: Path, shared_db: str
+) -> None:
+    """SIGSTOP a worker mid-task until its leases expire and another worker has
+    finished its tasks; after SIGCONT its commits find the leases lost."""
+    env = {"FANOUT_N": "6", "FANOUT_LATENCY": "1.5"}
+    program = PROGRAMS / "fanout.py"
+    with workers(
+        program, shared_db, 1, tmp_path, "--concurrency", "6", "--lease", "1", env=env
+    ) as first:
+        run = cli("run", program, "--db", shared_db, "--no-execute", "-q", env=env)
+        deadline = time.time() + 60
+        while time.time() < deadline and len(all_kinds(shared_db, "task.started")) < 6:
+            time.sleep(0.05)
+        os.kill(first[0].pid, signal.SIGSTOP)
+        (tmp_path / "second").mkdir()
+        try:
+            with workers(program, shared_db, 1, tmp_path / "second", env=env):
+                _out, err = run.communicate(timeout=120)
+        finally:
+            os.kill(first[0].pid, signal.SIGCONT)
+        time.sleep(3.0)  # its model answers arrive; it tries to commit them
+    assert run.returncode == 0, err
+    run_id = latest(shared_db)
+    done = Counter(str(b["task_id"]) for b in kinds(shared_db, run_id, "task.completed"))
+    assert len(done) == 6 and set(done.values()) == {1}
+    calls = Counter(str(b["task_id"]) for b in kinds(shared_db, run_id, "model.called"))
+    assert set(calls.values()) == {1}
+    log = (tmp_path / "worker0.log").read_text()
+    assert "was taken over by another worker" in log
