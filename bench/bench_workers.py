@@ -1,7 +1,13 @@
-"""Scale-out benchmarks (issue 13) on PostgreSQL. Prints numbers and the machine.
+"""Scale-out benchmarks (issue 13) on PostgreSQL and on one SQLite file.
 
-    python bench/bench_workers.py                 # everything (about 3 minutes)
+    python bench/bench_workers.py                 # everything, both backends
     python bench/bench_workers.py model cpu       # some of: model cpu log failover
+    BENCH_BACKENDS=sqlite BENCH_REPEATS=3 python bench/bench_workers.py cpu
+
+Each measurement is repeated (BENCH_REPEATS, default 3), the repeats of all
+worker counts and backends interleaved (the machine is shared: a burst of
+other load hits them alike), and the median is reported with the 1-minute load
+average seen around the measurements.
 
 model     1, 2, 4 workers on 2,000 model tasks at offline latency 0.2 s,
           --concurrency 16 per worker: tasks/s and speedup over 1 worker.
@@ -12,7 +18,7 @@ failover  2 workers, --lease 3: SIGKILL one mid-run; the time from its death
           to its tasks being started again by the other.
 
 The server is $FLOCK_ES_TEST_PG (default postgresql://postgres@127.0.0.1:5432/test);
-each measurement uses a database of its own, dropped afterwards. The run
+each measurement uses a database (or SQLite file) of its own, dropped afterwards. The run
 duration is taken from the log (run.started to run.finished), so process start-up
 is not counted; workers are started and connected before the run begins.
 """
@@ -20,12 +26,14 @@ is not counted; workers are started and connected before the run begins.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -38,6 +46,25 @@ ROOT = Path(__file__).resolve().parent.parent
 FANOUT = ROOT / "tests" / "programs" / "fanout.py"
 ADMIN = os.environ.get("FLOCK_ES_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 CLI = [sys.executable, "-m", "flock_es.cli.app"]
+BACKENDS = os.environ.get("BENCH_BACKENDS", "sqlite,postgresql").split(",")
+REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))
+LOADS: list[float] = []  # 1-minute load averages seen at each measurement
+
+
+@contextlib.contextmanager
+def shared_db(backend: str) -> Iterator[str]:
+    """A fresh log several processes share: a SQLite file, or a PostgreSQL database."""
+    LOADS.append(os.getloadavg()[0])
+    if backend == "sqlite":
+        with tempfile.TemporaryDirectory() as d:
+            yield str(Path(d) / "shared.db")
+    else:
+        with pg_database(ADMIN, "flock_es_bench") as url:
+            yield url
+
+
+def load_note() -> str:
+    return f"load average (1 min) {min(LOADS):.1f}..{max(LOADS):.1f}, median {median(LOADS):.1f}"
 
 
 def _env(extra: dict[str, str]) -> dict[str, str]:
@@ -81,8 +108,10 @@ def _run_seconds(url: str) -> tuple[float, int]:
     return end - start, done
 
 
-def _throughput(n_workers: int, env: dict[str, str], concurrency: int) -> tuple[float, int]:
-    with pg_database(ADMIN, "flock_es_bench") as url:
+def _throughput(
+    backend: str, n_workers: int, env: dict[str, str], concurrency: int
+) -> tuple[float, int]:
+    with shared_db(backend) as url:
         subprocess.run([*CLI, "migrate", "--db", url], check=True, capture_output=True)
         procs = _workers(url, n_workers, env, "--concurrency", str(concurrency))
         time.sleep(1.0)  # let them connect and LISTEN
@@ -109,44 +138,49 @@ def bench_scale(kind: str) -> None:
         env = {"FANOUT_N": "2000", "FANOUT_KIND": "cpu", "FANOUT_CPU_MS": "5"}
         what = "2,000 function tasks burning 5 ms CPU each"
         ideal = f"ideal 1 core: 10 s; this machine has {os.cpu_count()} cores"
-    print(f"({kind}) {what} ({ideal}):")
-    base = None
-    for n in (1, 2, 4):
-        secs, done = _throughput(n, env, 16)
-        rate = done / secs
-        base = base or rate
-        print(
-            f"    {n} worker{'s' if n > 1 else ' '}: {secs:6.2f} s  {rate:7.1f} tasks/s  "
-            f"speedup {rate / base:.2f}x  ({done} tasks)"
-        )
+    LOADS.clear()
+    rates: dict[tuple[str, int], list[float]] = {}
+    for _ in range(REPEATS):
+        for n in (1, 2, 4):
+            for backend in BACKENDS:
+                secs, done = _throughput(backend, n, env, 16)
+                rates.setdefault((backend, n), []).append(done / secs)
+    print(f"({kind}) {what} ({ideal}), median of {REPEATS} interleaved repeats:")
+    for backend in BACKENDS:
+        base = median(rates[(backend, 1)])
+        for n in (1, 2, 4):
+            got = rates[(backend, n)]
+            print(
+                f"    {backend:10} {n} worker{'s' if n > 1 else ' '}: {median(got):7.1f} tasks/s"
+                f"  speedup {median(got) / base:.2f}x  (all: {', '.join(f'{r:.1f}' for r in got)})"
+            )
+    print(f"    {load_note()}")
 
 
-def bench_log(repeats: int = 3) -> None:
+def bench_log(repeats: int = REPEATS) -> None:
     from bench.bench_core import _throughput as core_b
 
-    def rates(make_db: object) -> list[float]:
-        out = []
-        for r in range(repeats):
-            if make_db == "sqlite":
-                with tempfile.TemporaryDirectory() as d:
-                    runs, wall = asyncio.run(core_b(8, 2000, Path(d) / f"b{r}.db"))
-            else:
-                with pg_database(ADMIN, "flock_es_bench") as url:
-                    runs, wall = asyncio.run(core_b(8, 2000, url))  # type: ignore[arg-type]
-            out.append(runs / wall)
-        return out
-
-    lite, pg = rates("sqlite"), rates("postgres")
+    LOADS.clear()
+    rates: dict[str, list[float]] = {"sqlite": [], "postgresql": []}
+    for _ in range(repeats):
+        for backend in rates:  # interleaved
+            with shared_db(backend) as db:
+                target: object = Path(db) if backend == "sqlite" else db
+                runs, wall = asyncio.run(core_b(8, 2000, target))  # type: ignore[arg-type]
+            rates[backend].append(runs / wall)
+    lite, pg = rates["sqlite"], rates["postgresql"]
     print(
         "(log) bench_core (b), 8 function agents x 2,000 artifacts, one process:\n"
         f"    SQLite:     median {median(lite):8,.0f} runs/s  (min {min(lite):,.0f}, n={repeats})\n"
-        f"    PostgreSQL: median {median(pg):8,.0f} runs/s  (min {min(pg):,.0f}, n={repeats})"
+        f"    PostgreSQL: median {median(pg):8,.0f} runs/s  (min {min(pg):,.0f}, n={repeats})\n"
+        f"    {load_note()}"
     )
 
 
-def bench_failover(lease: float = 3.0) -> None:
+def _failover_once(backend: str, lease: float) -> float | None:
+    """Seconds from a worker's SIGKILL to the first of its tasks started again."""
     env = {"FANOUT_N": "400", "FANOUT_KIND": "model", "FANOUT_LATENCY": "0.2"}
-    with pg_database(ADMIN, "flock_es_bench") as url:
+    with shared_db(backend) as url:
         subprocess.run([*CLI, "migrate", "--db", url], check=True, capture_output=True)
         args = ("--concurrency", "8", "--lease", str(lease))
         procs = _workers(url, 2, env, *args)
@@ -163,35 +197,46 @@ def bench_failover(lease: float = 3.0) -> None:
             time.sleep(0.1)
             try:
                 with open_reader(url) as r:
-                    n = r.query("SELECT count(*) FROM events WHERE kind = 'task.completed'")
+                    n = sum(1 for e in r.events_after(0) if e.kind.value == "task.completed")
             except Exception:
                 continue
-            if int(str(n[0][0])) >= 100:
+            if n >= 100:
                 victim.kill()
                 killed_at = time.time()
         run.wait(timeout=600)
         _stop(procs[1:])
         with open_reader(url) as r:
-            rows = r.query(
-                "SELECT task_id, ts, body->>'worker', (body->>'attempt')::int FROM events"
-                " WHERE kind = 'task.started' ORDER BY seq"
-            )
+            started = [e for e in r.events_after(0) if e.kind.value == "task.started"]
     tag = f":{victim.pid}:"
-    orphans = {t for t, _, w, _ in rows if tag in str(w)}
-    retaken = [float(str(ts)) for t, ts, w, a in rows if t in orphans and int(str(a)) > 1]
-    if not retaken:
-        print("(failover) the victim held no unfinished task when it was killed; run again")
-        return
-    print(
-        f"(failover) 2 workers, --lease {lease:g} s, SIGKILL one after 100 of 400 tasks:\n"
-        f"    {len(retaken)} of its tasks taken over; first {min(retaken) - killed_at:.2f} s, "
-        f"last {max(retaken) - killed_at:.2f} s after its death"
-    )
+    orphans = {e.body["task_id"] for e in started if tag in str(e.body.get("worker"))}
+    retaken = [e.ts for e in started if e.body["task_id"] in orphans and e.body["attempt"] > 1]
+    return min(retaken) - killed_at if retaken else None
+
+
+def bench_failover(lease: float = 3.0) -> None:
+    LOADS.clear()
+    times: dict[str, list[float]] = {b: [] for b in BACKENDS}
+    for _ in range(REPEATS):
+        for backend in BACKENDS:
+            t = _failover_once(backend, lease)
+            if t is not None:
+                times[backend].append(t)
+    print(f"(failover) 2 workers, --lease {lease:g} s, SIGKILL one after 100 of 400 tasks:")
+    for backend, got in times.items():
+        if got:
+            print(
+                f"    {backend:10} first of its tasks taken over {median(got):.2f} s after its "
+                f"death (median; all: {', '.join(f'{t:.2f}' for t in got)})"
+            )
+    print(f"    {load_note()}")
 
 
 if __name__ == "__main__":
     print(machine())
     print(f"server: {ADMIN.rsplit('@', 1)[-1]}  (shared machine: other processes may be running)")
+    print(
+        f"backends: {', '.join(BACKENDS)}; repeats: {REPEATS}; load average now {os.getloadavg()}"
+    )
     which = sys.argv[1:] or ["model", "cpu", "log", "failover"]
     for w in which:
         if w in ("model", "cpu"):

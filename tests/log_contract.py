@@ -15,10 +15,12 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -298,14 +300,23 @@ class EventStoreContract(StoreQueriesContract):
 
     # -- shared runs: task leases and serialised, fenced commits ---------------------
 
-    async def test_task_claims_are_exclusive_and_expired_leases_are_taken_over(
-        self, store: EventStore
-    ) -> None:
+    @contextlib.asynccontextmanager
+    async def two_shared(self, store: EventStore) -> AsyncIterator[tuple[SharedRuns, SharedRuns]]:
+        """A started run and two processes' views of the store's ``SharedRuns``."""
         w = await self.writer(store)
         await w.append([started()])
         await w.close()
         a, b = await store.open_shared(), await store.open_shared()
         try:
+            yield a, b
+        finally:
+            await a.close()
+            await b.close()
+
+    async def test_task_claims_are_exclusive_and_expired_leases_are_taken_over(
+        self, store: EventStore
+    ) -> None:
+        async with self.two_shared(store) as (a, b):
             assert isinstance(a, SharedRuns)
             tasks = ["t-1", "t-2", "t-3"]
             assert await a.claim_tasks(RUN, tasks, "w-a", 0.4, 2) == ["t-1", "t-2"]
@@ -318,18 +329,11 @@ class EventStoreContract(StoreQueriesContract):
             assert await a.renew_tasks("w-a", 30) == 0
             await b.release_tasks(RUN, "w-b", ["t-1"])
             assert await a.claim_tasks(RUN, tasks, "w-a", 30, 5) == ["t-1"]
-        finally:
-            await a.close()
-            await b.close()
 
     async def test_a_commit_turn_learns_of_lost_leases_and_drops_the_ended_ones(
         self, store: EventStore
     ) -> None:
-        w = await self.writer(store)
-        await w.append([started()])
-        await w.close()
-        a, b = await store.open_shared(), await store.open_shared()
-        try:
+        async with self.two_shared(store) as (a, b):
             await a.mark_shared(RUN)
             assert await b.is_shared(RUN) and not await b.is_shared("r-other")
             await a.claim_tasks(RUN, ["t-1", "t-2"], "w-a", 0.3, 5)
@@ -344,27 +348,18 @@ class EventStoreContract(StoreQueriesContract):
             other = Turn(1, "w-b", ["t-2"], [artifact(2)])
             await b.commit_turn(RUN, other)
             assert [e.seq for e in other.caught_up] == [2, 3] and other.lost == set()
-        finally:
-            await a.close()
-            await b.close()
 
     async def test_a_commit_turn_with_a_run_fence_needs_the_run_lease(
         self, store: EventStore
     ) -> None:
-        w = await self.writer(store)
-        await w.append([started()])
-        await w.close()
-        lease = store.claim(RUN)
-        runs = await store.open_shared()
-        try:
+        async with self.two_shared(store) as (runs, _):
+            lease = store.claim(RUN)
             await runs.commit_turn(RUN, Turn(1, None, [], [artifact(1)], fence=lease))
             store.claim(RUN, force=True)  # taken over
             with pytest.raises(RunOwnedError):
                 await runs.commit_turn(RUN, Turn(2, None, [], [artifact(2)], fence=lease))
             with store.reader() as r:
                 assert r.last_seq() == 2  # the fenced turn committed nothing
-        finally:
-            await runs.close()
 
 
 class Turn:

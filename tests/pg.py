@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-__all__ = ["PG_ENV", "pg_database", "pg_url"]
+__all__ = ["PG_ENV", "pg_admin_url", "pg_database", "pg_url"]
 
 PG_ENV = "FLOCK_ES_TEST_PG"
 
@@ -40,13 +40,18 @@ def pg_database(admin_url: str, prefix: str = "flock_es_t") -> Iterator[str]:
             con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """The URL of an empty database of its own for this test."""
+def pg_admin_url() -> str:
+    """$FLOCK_ES_TEST_PG; skips the test when unset (fails it on CI)."""
     admin = os.environ.get(PG_ENV)
     if not admin:
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the PostgreSQL tests: set {PG_ENV}")
         pytest.skip(f"set {PG_ENV}=postgresql://... to run the PostgreSQL tests")
-    with pg_database(admin) as url:
+    return admin
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """The URL of an empty database of its own for this test."""
+    with pg_database(pg_admin_url()) as url:
         yield url

@@ -22,7 +22,7 @@ import pytest
 
 from flock_es.log.backends import open_reader
 from tests.conftest import EXAMPLES, cli_env, run_cli
-from tests.pg import PG_ENV, pg_database
+from tests.pg import pg_admin_url, pg_database
 
 PROGRAMS = Path(__file__).parent / "programs"
 
@@ -33,12 +33,7 @@ def shared_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield str(tmp_path / "shared.db")
         return
-    admin = os.environ.get(PG_ENV)
-    if not admin:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the PostgreSQL tests: set {PG_ENV}")
-        pytest.skip(f"set {PG_ENV}=postgresql://... to run the PostgreSQL tests")
-    with pg_database(admin) as url:
+    with pg_database(pg_admin_url()) as url:
         yield url
 
 
@@ -81,6 +76,17 @@ def workers(
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+def crash_test(test: Callable[..., None]) -> Callable[..., None]:
+    """Marks a long test with real SIGKILLs: slow (CI runs it), 300 s at most."""
+    marked: Callable[..., None] = pytest.mark.slow(pytest.mark.timeout(300)(test))
+    return marked
+
+
+def fanout(n: int, latency: float) -> tuple[Path, dict[str, str]]:
+    """The fan-out program and the environment for ``n`` model tasks of ``latency`` s."""
+    return PROGRAMS / "fanout.py", {"FANOUT_N": str(n), "FANOUT_LATENCY": str(latency)}
 
 
 def latest(db: str | Path) -> str:
@@ -158,8 +164,7 @@ def test_workers_produce_what_a_local_run_does(
 
 
 def test_run_executes_alongside_workers(tmp_path: Path, shared_db: str) -> None:
-    env = {"FANOUT_N": "60", "FANOUT_LATENCY": "0.05"}
-    program = PROGRAMS / "fanout.py"
+    program, env = fanout(60, 0.05)
     with workers(program, shared_db, 1, tmp_path, "--concurrency", "4", env=env):
         out = run_cli(["run", program, "--db", shared_db, "--concurrency", "4", "--share"], env=env)
     assert out.returncode == 0, out.stderr
@@ -179,6 +184,22 @@ def paid_calls(db: str) -> set[tuple[str, int]]:
     return {(str(b["task_id"]), int(str(b["call_index"]))) for b in all_kinds(db, "model.called")}
 
 
+def assert_exactly_once(db: str, n_tasks: int, paid_before: set[tuple[str, int]]) -> str:
+    """The latest run finished ``n_tasks`` tasks once each, paid each model call once
+    (every one recorded before a kill included), and replays identical; its id."""
+    run_id = latest(db)
+    done = Counter(str(b["task_id"]) for b in kinds(db, run_id, "task.completed"))
+    assert len(done) == n_tasks and set(done.values()) == {1}  # no task completed twice
+    calls = Counter(
+        (str(b["task_id"]), int(str(b["call_index"]))) for b in kinds(db, run_id, "model.called")
+    )
+    assert set(calls.values()) == {1}  # no call paid twice, before the kill or after
+    assert paid_before <= set(calls)
+    replay = run_cli(["replay", run_id, "--db", db], timeout=240)
+    assert replay.returncode == 0 and replay.stdout.strip().endswith("identical"), replay.stdout
+    return run_id
+
+
 def open_started(db: str, pid: int) -> int:
     """Tasks that worker process ``pid`` durably started and nobody finished yet."""
     done = {b["task_id"] for b in all_kinds(db, "task.completed")}
@@ -186,13 +207,11 @@ def open_started(db: str, pid: int) -> int:
     return sum(1 for b in started if f":{pid}:" in str(b["worker"]) and b["task_id"] not in done)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(300)
+@crash_test
 def test_a_killed_worker_s_tasks_are_taken_over_without_repaying(
     tmp_path: Path, shared_db: str
 ) -> None:
-    env = {"FANOUT_N": "500", "FANOUT_LATENCY": "0.2"}
-    program = PROGRAMS / "fanout.py"
+    program, env = fanout(500, 0.2)
     args = ("--concurrency", "4", "--lease", "3")
     with workers(program, shared_db, 3, tmp_path, *args, env=env) as procs:
         run = cli("run", program, "--db", shared_db, "--no-execute", "-q", env=env)
@@ -210,19 +229,9 @@ def test_a_killed_worker_s_tasks_are_taken_over_without_repaying(
         _out, err = run.communicate(timeout=240)
     assert run.returncode == 0, err
     assert "500 done, 0 failed" in err
-    run_id = latest(shared_db)
-    done = Counter(str(b["task_id"]) for b in kinds(shared_db, run_id, "task.completed"))
-    assert len(done) == 500 and set(done.values()) == {1}  # no task completed twice
-    calls = Counter(
-        (str(b["task_id"]), int(str(b["call_index"])))
-        for b in kinds(shared_db, run_id, "model.called")
-    )
-    assert set(calls.values()) == {1}  # no call paid twice, before the kill or after
-    assert paid_before <= set(calls)
+    run_id = assert_exactly_once(shared_db, 500, paid_before)
     taken = [b for b in kinds(shared_db, run_id, "task.started") if int(str(b["attempt"])) > 1]
     assert taken, "the victim's started tasks were re-run by the others"
-    replay = run_cli(["replay", run_id, "--db", shared_db], timeout=240)
-    assert replay.returncode == 0 and replay.stdout.strip().endswith("identical"), replay.stdout
 
 
 def kill_when(proc: subprocess.Popen[str], ready: Callable[[], bool], timeout: float = 60) -> None:
@@ -238,8 +247,7 @@ def kill_when(proc: subprocess.Popen[str], ready: Callable[[], bool], timeout: f
 
 
 def test_resume_after_a_kill(tmp_path: Path, shared_db: str) -> None:
-    env = {"FANOUT_N": "40", "FANOUT_LATENCY": "0.2"}
-    program = PROGRAMS / "fanout.py"
+    program, env = fanout(40, 0.2)
     run = cli("run", program, "--db", shared_db, "-q", "--concurrency", "4", "--share", env=env)
     kill_when(run, lambda: len(paid_calls(shared_db)) >= 8)
     before = paid_calls(shared_db)
@@ -247,14 +255,7 @@ def test_resume_after_a_kill(tmp_path: Path, shared_db: str) -> None:
     out = run_cli(["resume", "latest", "--db", shared_db, "-q"], env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "40 done, 0 failed" in out.stderr
-    run_id = latest(shared_db)
-    calls = Counter(
-        (str(b["task_id"]), int(str(b["call_index"])))
-        for b in kinds(shared_db, run_id, "model.called")
-    )
-    assert len(calls) == 40 and set(calls.values()) == {1} and before <= set(calls)
-    replay = run_cli(["replay", run_id, "--db", shared_db])
-    assert replay.returncode == 0 and replay.stdout.strip().endswith("identical"), replay.stdout
+    assert_exactly_once(shared_db, 40, before)
 
 
 def test_timers_fire_on_workers_when_the_run_process_is_gone(
@@ -282,13 +283,11 @@ def test_timers_fire_on_workers_when_the_run_process_is_gone(
     assert replay.returncode == 0 and replay.stdout.strip().endswith("identical"), replay.stdout
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(300)
+@crash_test
 def test_resume_takes_part_while_workers_run_and_finishes_after_they_die(
     tmp_path: Path, shared_db: str
 ) -> None:
-    env = {"FANOUT_N": "120", "FANOUT_LATENCY": "0.3"}
-    program = PROGRAMS / "fanout.py"
+    program, env = fanout(120, 0.3)
     with workers(
         program, shared_db, 2, tmp_path, "--concurrency", "2", "--lease", "2", env=env
     ) as procs:
@@ -301,27 +300,16 @@ def test_resume_takes_part_while_workers_run_and_finishes_after_they_die(
         _out, err = resumed.communicate(timeout=240)
     assert resumed.returncode == 0, err
     assert "120 done, 0 failed" in err
-    run_id = latest(shared_db)
-    done = Counter(str(b["task_id"]) for b in kinds(shared_db, run_id, "task.completed"))
-    assert len(done) == 120 and set(done.values()) == {1}
-    calls = Counter(
-        (str(b["task_id"]), int(str(b["call_index"])))
-        for b in kinds(shared_db, run_id, "model.called")
-    )
-    assert set(calls.values()) == {1} and before <= set(calls)
-    replay = run_cli(["replay", run_id, "--db", shared_db], timeout=240)
-    assert replay.returncode == 0 and replay.stdout.strip().endswith("identical"), replay.stdout
+    assert_exactly_once(shared_db, 120, before)
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(300)
+@crash_test
 def test_a_worker_whose_lease_was_taken_over_drops_its_outcome(
     tmp_path: Path, shared_db: str
 ) -> None:
     """SIGSTOP a worker mid-task until its leases expire and another worker has
     finished its tasks; after SIGCONT its commits find the leases lost."""
-    env = {"FANOUT_N": "6", "FANOUT_LATENCY": "1.5"}
-    program = PROGRAMS / "fanout.py"
+    program, env = fanout(6, 1.5)
     with workers(
         program, shared_db, 1, tmp_path, "--concurrency", "6", "--lease", "1", env=env
     ) as first:

@@ -309,7 +309,9 @@ class ShareRun:
         self._serving: asyncio.Task[None] | None = None
 
     async def open_sink(self) -> RunLink:
-        self.worker.only_run = self.flock.run_id  # a resumed run's id is known only now
+        # A resumed run's id and database are known only now.
+        self.worker.only_run = self.flock.run_id
+        self.worker.url = str(self.flock.db_path)
         await self.worker.connect()
         link = self.worker.link_for(self.worker.flock.run_id)
         link.fence = self.worker.flock.lease  # the run's owner: its commits check the lease
