@@ -266,7 +266,8 @@ def test_timers_fire_on_workers_when_the_run_process_is_gone(
     program = PROGRAMS / "pending_timers.py"
     with workers(program, shared_db, 2, tmp_path):
         run = cli("run", program, "--db", shared_db, "--no-execute", "-q")
-        kill_when(run, lambda: len(all_kinds(shared_db, "gate.buffered")) > 0)
+        # Both timers armed (the order's join window, the memo's release), then the kill.
+        kill_when(run, lambda: len(all_kinds(shared_db, "artifact.published")) >= 2)
         deadline = time.time() + 60
         while time.time() < deadline:
             if all_kinds(shared_db, "join.expired") and all_kinds(shared_db, "task.completed"):
