@@ -1,8 +1,14 @@
-"""Registry of artifact types by name, so logged payloads can become objects again."""
+"""Registry of artifact types by name, so logged payloads can become objects again.
+
+A type's name in the log is its class name, or the name given to
+``@flock_type(name=...)``. The class name stays an alias either way, so logs
+written before a type got a registered name still load.
+"""
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel
 
@@ -13,32 +19,64 @@ __all__ = ["flock_type", "register", "resolve", "to_object", "type_name"]
 M = TypeVar("M", bound=type[BaseModel])
 
 _TYPES: dict[str, type[BaseModel]] = {}
+# Types registered under a name other than their class name.
+_NAMES: dict[type[BaseModel], str] = {}
 
 
-def flock_type(cls: M) -> M:
-    """Register a pydantic model as an artifact type, under its class name.
+@overload
+def flock_type(cls: M, *, name: str | None = None) -> M: ...
+@overload
+def flock_type(cls: None = None, *, name: str | None = None) -> Callable[[M], M]: ...
+def flock_type(cls: M | None = None, *, name: str | None = None) -> M | Callable[[M], M]:
+    """Register a pydantic model as an artifact type, as Flock's ``@flock_type`` does.
 
-    Example::
+    The type's name in the log (``artifact.published``, subscriptions,
+    ``store.list_by_type``, typed dicts given to ``publish``) is its class name,
+    or ``name``: a stable name that survives renaming or moving the class, and
+    tells apart two classes with one class name. Example::
 
         @flock_type
         class BreakingNews(BaseModel):
             headline: str
+
+        @flock_type(name="news.Story")
+        class Story(BaseModel):
+            text: str
     """
-    if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
-        raise DefinitionError(f"@flock_type needs a pydantic BaseModel class, got {cls!r}")
-    _TYPES[cls.__name__] = cls
-    return cls
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise DefinitionError(f"@flock_type(name=...) takes a non-empty string, got {name!r}")
+
+    def register_as(model: M) -> M:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise DefinitionError(f"@flock_type needs a pydantic BaseModel class, got {model!r}")
+        if name is None or name == model.__name__:
+            _NAMES.pop(model, None)
+        else:
+            _NAMES[model] = name
+            _TYPES[name] = model
+            # The class name stays an alias (unless another type has it), so a typed
+            # dict or an older log that names the class still loads.
+            _TYPES.setdefault(model.__name__, model)
+            return model
+        _TYPES[model.__name__] = model
+        return model
+
+    return register_as if cls is None else register_as(cls)
 
 
 def type_name(cls_or_name: type[BaseModel] | str) -> str:
-    """The registry name of a type (its class name), given the class or the name."""
+    """The name of a type in the log (``@flock_type(name=)``, else the class name).
+
+    Example: ``type_name(Story) == "news.Story"``; ``type_name("X") == "X"``.
+    """
     if isinstance(cls_or_name, str):
         return cls_or_name
-    return cls_or_name.__name__
+    return _NAMES.get(cls_or_name, cls_or_name.__name__)
 
 
 def register(cls: type[BaseModel]) -> None:
     """Register a type implicitly (types used in ``consumes``/``publishes``)."""
+    _TYPES.setdefault(type_name(cls), cls)
     _TYPES.setdefault(cls.__name__, cls)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from flock_es.domain import registry
 from flock_es.domain.events import SubscriptionSpec
 from flock_es.errors import DefinitionError
 
@@ -178,7 +179,7 @@ class Subscription:
             raise DefinitionError(
                 f"agent {agent!r}: priority= must be an integer, got {priority!r}"
             )
-        names = tuple(t.__name__ for t in types)
+        names = tuple(registry.type_name(t) for t in types)
         need: dict[str, int] = {}
         for n in names:
             need[n] = need.get(n, 0) + 1

@@ -72,7 +72,7 @@ class Agent:
             description=self.description,
             kind=self.kind,
             model=self.model,
-            publishes=[t.__name__ for t in self.publishes],
+            publishes=[registry.type_name(t) for t in self.publishes],
             subscriptions=[s.spec() for s in self.subscriptions],
             max_concurrency=self.max_concurrency,
             labels=sorted(self.labels),
@@ -203,7 +203,7 @@ class AgentBuilder:
             if t not in self.agent.publishes:
                 self.agent.publishes.append(t)
             if visibility is not None:
-                self.agent.type_visibility[t.__name__] = visibility_dict(visibility)
+                self.agent.type_visibility[registry.type_name(t)] = visibility_dict(visibility)
             if fan_out is not None:
                 self.agent.fan_out[t.__name__] = fan_out
         return self._changed()

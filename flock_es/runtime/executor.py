@@ -31,6 +31,7 @@ from flock_es.domain.events import (
     make_event,
     trusted_event,
 )
+from flock_es.domain.registry import type_name
 from flock_es.domain.visibility import visible_to
 from flock_es.errors import CommitFailed, ModelError, OutputValidationError, RecordedCallChanged
 from flock_es.projection.state import TaskView
@@ -142,7 +143,7 @@ class Executor:
 
     @staticmethod
     def _visibility(run: TaskRun, obj: BaseModel) -> dict[str, Any]:
-        return run.agent.visibility_for(type(obj).__name__) or {"kind": "public"}
+        return run.agent.visibility_for(type_name(type(obj))) or {"kind": "public"}
 
     # --- the live cycle ----------------------------------------------------
 
@@ -216,7 +217,7 @@ class Executor:
                 task.id,
                 corr,
                 tags,
-                agent.visibility_for(type(o).__name__),
+                agent.visibility_for(type_name(type(o))),
                 now,
             )
             for pos, o in enumerate(outputs)

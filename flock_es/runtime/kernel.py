@@ -236,7 +236,7 @@ class Kernel:
         now: float,
     ) -> Event:
         """The ``artifact.published`` event for ``obj`` (its type must be registered)."""
-        name = type(obj).__name__
+        name = registry.type_name(type(obj))
         if registry.resolve(name) is None:
             raise ArtifactValidationError(
                 f"artifact type {name!r} is not registered: decorate it with @flock_type or "

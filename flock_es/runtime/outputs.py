@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from flock_es.domain.registry import type_name
 from flock_es.errors import OutputValidationError
 from flock_es.runtime.agent import Agent
 
@@ -35,10 +36,10 @@ def check_output_types(agent: Agent, outputs: list[BaseModel]) -> None:
     """Reject outputs of a type the agent does not declare in ``.publishes()``."""
     if not agent.publishes:
         return
-    allowed = {t.__name__ for t in agent.publishes}
+    allowed = {type_name(t) for t in agent.publishes}
     for o in outputs:
-        if type(o).__name__ not in allowed:
+        if type_name(type(o)) not in allowed:
             raise OutputValidationError(
-                f"agent {agent.name!r} produced {type(o).__name__}, but publishes only "
+                f"agent {agent.name!r} produced {type_name(type(o))}, but publishes only "
                 f"{', '.join(sorted(allowed))}"
             )

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from flock_es.domain.events import ArtifactPublished, Event, TaskCompleted, TaskFailed
+from flock_es.domain.registry import type_name
 from flock_es.log.writer import dumps
 from flock_es.runtime.replay_report import Divergence
 
@@ -55,7 +56,7 @@ def output_divergence(
             e.seq or 0, f"output {pos} of task {tid}", expected, "no such output", agent, tid
         )
     o = out.outputs[pos]
-    actual = {"type": type(o).__name__, "payload": json.loads(dumps(o.model_dump(mode="json")))}
+    actual = {"type": type_name(type(o)), "payload": json.loads(dumps(o.model_dump(mode="json")))}
     if actual != expected:
         return Divergence(e.seq or 0, f"output {pos} of task {tid}", expected, actual, agent, tid)
     return None
@@ -90,7 +91,7 @@ def failed_divergence(e: Event, b: TaskFailed, tid: str, out: TaskOutcome) -> Di
     """A recorded failure against the replay: it must fail with the same error type."""
     expected = f"failed: {b.get('error_type')}: {b.get('error')}"
     if out.outputs is not None:
-        types = [type(o).__name__ for o in out.outputs]
+        types = [type_name(type(o)) for o in out.outputs]
         return Divergence(
             e.seq or 0,
             f"task {tid} succeeded on replay",
