@@ -62,13 +62,14 @@ _API = {
     "UserError": "flock_es.errors",
     "Visibility": "flock_es.domain.visibility",
     "evolve": "flock_es.projection.fold",
+    "flock_tool": "flock_es.domain.registry",
     "flock_type": "flock_es.domain.registry",
     "fold": "flock_es.projection.fold",
 }
 
 if TYPE_CHECKING:
     from flock_es.domain.events import EventKind, RunStatus, ScheduleReason, TaskStatus
-    from flock_es.domain.registry import flock_type
+    from flock_es.domain.registry import flock_tool, flock_type
     from flock_es.domain.subscriptions import BatchSpec, JoinSpec
     from flock_es.domain.visibility import (
         AfterVisibility,
@@ -128,6 +129,7 @@ __all__ = [
     "Visibility",
     "__version__",
     "evolve",
+    "flock_tool",
     "flock_type",
     "fold",
 ]

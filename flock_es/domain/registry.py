@@ -14,9 +14,19 @@ from pydantic import BaseModel
 
 from flock_es.errors import ArtifactValidationError, DefinitionError
 
-__all__ = ["flock_type", "register", "resolve", "to_object", "type_name"]
+__all__ = [
+    "flock_tool",
+    "flock_type",
+    "register",
+    "resolve",
+    "resolve_tool",
+    "to_object",
+    "tool_name",
+    "type_name",
+]
 
 M = TypeVar("M", bound=type[BaseModel])
+F = TypeVar("F", bound=Callable[..., Any])
 
 _TYPES: dict[str, type[BaseModel]] = {}
 # Types registered under a name other than their class name.
@@ -91,3 +101,51 @@ def to_object(name: str, payload: dict[str, Any]) -> BaseModel:
     if cls is None:
         raise ArtifactValidationError(f"artifact type {name!r} is not registered in this program")
     return cls.model_validate(payload)
+
+
+_TOOLS: dict[str, Callable[..., Any]] = {}
+
+
+@overload
+def flock_tool(func: F, *, name: str | None = None) -> F: ...
+@overload
+def flock_tool(func: None = None, *, name: str | None = None) -> Callable[[F], F]: ...
+def flock_tool(func: F | None = None, *, name: str | None = None) -> F | Callable[[F], F]:
+    """Register a function as a tool, as Flock's ``@flock_tool`` does; returns it unchanged.
+
+    Give it to agents with ``.with_tools([fn])``. ``name`` is the name the model
+    sees and the log records for its calls (default: the function's name); in
+    flock-core 0.5.7 ``name=`` only reaches its registry, not the model.
+    Example::
+
+        @flock_tool
+        def lookup(ticker: str) -> float:
+            "Latest price of a stock."
+            return prices[ticker]
+
+        @flock_tool(name="weather_now")
+        async def weather(city: str) -> str: ...
+    """
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise DefinitionError(f"@flock_tool(name=...) takes a non-empty string, got {name!r}")
+
+    def register_tool(fn: F) -> F:
+        if not callable(fn) or not hasattr(fn, "__name__"):
+            raise DefinitionError(f"@flock_tool needs a function, got {fn!r}")
+        tool = name or fn.__name__
+        fn.__flock_tool__ = tool  # type: ignore[attr-defined]
+        _TOOLS[tool] = fn
+        return fn
+
+    return register_tool if func is None else register_tool(func)
+
+
+def tool_name(fn: Callable[..., Any]) -> str:
+    """The name the model sees for a tool: ``@flock_tool(name=)``, else its ``__name__``."""
+    name = getattr(fn, "__flock_tool__", None)
+    return name if isinstance(name, str) else str(getattr(fn, "__name__", repr(fn)))
+
+
+def resolve_tool(name: str) -> Callable[..., Any] | None:
+    """The function registered with ``@flock_tool`` under ``name``, if any."""
+    return _TOOLS.get(name)

@@ -12,6 +12,8 @@ Example::
         return f"18 {unit} in {city}"
 
     flock.agent("reporter").consumes(Trip).publishes(Report).with_tools([get_weather])
+
+A tool's name is its function name, or the one given to ``@flock_tool(name=...)``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from flock_es.domain.registry import tool_name
 from flock_es.errors import DefinitionError
 
 __all__ = ["Tool", "check_tools", "result_text", "run_tool", "tool_spec", "tool_specs"]
@@ -48,7 +51,7 @@ def _arguments_model(fn: Tool) -> type[BaseModel]:
             continue
         default = ... if p.default is inspect.Parameter.empty else p.default
         fields[name] = (hints.get(name, Any), default)
-    return create_model(f"{fn.__name__}_arguments", __base__=_Args, **fields)
+    return create_model(f"{tool_name(fn)}_arguments", __base__=_Args, **fields)
 
 
 def check_tools(agent: str, tools: Sequence[Tool]) -> list[Tool]:
@@ -58,15 +61,16 @@ def check_tools(agent: str, tools: Sequence[Tool]) -> list[Tool]:
     for fn in tools:
         if not callable(fn) or not hasattr(fn, "__name__"):
             raise DefinitionError(f"agent {agent!r}: with_tools takes functions, got {fn!r}")
-        if fn.__name__ in names:
-            raise DefinitionError(f"agent {agent!r}: two tools are named {fn.__name__!r}")
+        name = tool_name(fn)
+        if name in names:
+            raise DefinitionError(f"agent {agent!r}: two tools are named {name!r}")
         try:
             _arguments_model(fn).model_json_schema()
         except Exception as exc:
             raise DefinitionError(
-                f"agent {agent!r}: tool {fn.__name__!r} has parameters without a JSON schema: {exc}"
+                f"agent {agent!r}: tool {name!r} has parameters without a JSON schema: {exc}"
             ) from None
-        names.add(fn.__name__)
+        names.add(name)
         out.append(fn)
     return out
 
@@ -79,8 +83,8 @@ def tool_spec(fn: Tool) -> dict[str, Any]:
     return {
         "type": "function",
         "function": {
-            "name": fn.__name__,
-            "description": doc.split("\n\n", 1)[0].strip() or fn.__name__,
+            "name": tool_name(fn),
+            "description": doc.split("\n\n", 1)[0].strip() or tool_name(fn),
             "parameters": schema,
         },
     }
@@ -106,9 +110,9 @@ async def run_tool(tools: Sequence[Tool], name: str, arguments: str) -> tuple[st
     parse or validate, an exception in the tool) is not fatal: the error text
     goes back to the model as the result, so it can correct itself.
     """
-    fn = next((t for t in tools if t.__name__ == name), None)
+    fn = next((t for t in tools if tool_name(t) == name), None)
     if fn is None:
-        err = f"unknown tool {name!r}; available: {', '.join(t.__name__ for t in tools)}"
+        err = f"unknown tool {name!r}; available: {', '.join(tool_name(t) for t in tools)}"
         return f"error: {err}", err
     try:
         raw = json.loads(arguments or "{}")

@@ -77,7 +77,7 @@ class Agent:
             max_concurrency=self.max_concurrency,
             labels=sorted(self.labels),
             tenant=self.tenant,
-            tools=[t.__name__ for t in self.tools],
+            tools=[registry.tool_name(t) for t in self.tools],
         )
 
     async def call_function(self, ctx: AgentContext, inputs: list[BaseModel], batched: bool) -> Any:

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from flock_es.domain.registry import type_name
+from flock_es.domain.registry import tool_name, type_name
 from flock_es.errors import OutputValidationError
 from flock_es.models.base import ModelRequest, ModelResponse
 from flock_es.models.prompt import build_messages, output_schema, parse_output
@@ -47,7 +47,7 @@ async def run_model_agent(
         raise OutputValidationError(f"agent {agent.name!r} has no .publishes(); nothing to ask for")
     schema = output_schema(agent.publishes, agent.fan_out)
     payloads = [{"type": type_name(type(o)), "payload": o.model_dump(mode="json")} for o in inputs]
-    tool_names = [t.__name__ for t in agent.tools]
+    tool_names = [tool_name(t) for t in agent.tools]
     messages = build_messages(agent.name, agent.description, payloads, schema, tool_names)
     if ctx.context:
         # Only what the engine let through the visibility filter reaches the model.
