@@ -179,11 +179,14 @@ class AgentBuilder:
         *types: type[BaseModel],
         visibility: Visibility | dict[str, Any] | None = None,
         fan_out: int | None = None,
-    ) -> AgentBuilder:
+    ) -> PublishBuilder:
         """The types this agent produces (a model agent answers with one of each).
 
         ``visibility`` restricts who sees these outputs, e.g.
-        ``.publishes(Diagnosis, visibility=PrivateVisibility(agents={"doctor"}))``.
+        ``.publishes(Diagnosis, visibility=PrivateVisibility(agents={"doctor"}))``,
+        or, as in Flock, ``.publishes(Diagnosis).visibility(PrivateVisibility(...))``
+        (or ``.only_for("doctor")``) on the handle this returns; every other
+        builder method chains on as before.
         ``fan_out=N``: a model agent answers with N of each of these types.
         """
         if fan_out is not None and (
@@ -206,7 +209,8 @@ class AgentBuilder:
                 self.agent.type_visibility[registry.type_name(t)] = visibility_dict(visibility)
             if fan_out is not None:
                 self.agent.fan_out[t.__name__] = fan_out
-        return self._changed()
+        self._changed()
+        return PublishBuilder(self, types)
 
     def only_for(self, *agents: str) -> AgentBuilder:
         """Publish every output privately to ``agents`` (``PrivateVisibility``)."""
@@ -340,3 +344,41 @@ class AgentBuilder:
         """On by default: an agent is not fed its own outputs."""
         self.agent.self_trigger = not enabled
         return self._changed()
+
+
+class PublishBuilder(AgentBuilder):
+    """What ``.publishes(...)`` returns: Flock's handle on the types just declared.
+
+    ``.visibility(v)`` and ``.only_for(*agents)`` set who sees outputs of these
+    types only, and return the agent's builder; any other builder method acts
+    on the agent and returns its builder, as in Flock. Example::
+
+        flock.agent("doctor").consumes(Symptom).publishes(Diagnosis).visibility(
+            PrivateVisibility(agents={"patient"})
+        ).publishes(Bill).with_function(treat)
+    """
+
+    _parent: AgentBuilder
+
+    def __init__(self, parent: AgentBuilder, types: Iterable[type[BaseModel]]) -> None:
+        root = parent._parent if isinstance(parent, PublishBuilder) else parent
+        super().__init__(root.agent, root._on_change)
+        self._parent = root
+        self._types = tuple(types)
+
+    def _changed(self) -> AgentBuilder:
+        self._parent._changed()
+        return self._parent
+
+    def visibility(self, value: Visibility | dict[str, Any]) -> AgentBuilder:
+        """Who sees this agent's outputs of the types just declared."""
+        vis = visibility_dict(value)
+        for t in self._types:
+            self.agent.type_visibility[registry.type_name(t)] = vis
+        return self._changed()
+
+    def only_for(self, *agents: str) -> AgentBuilder:
+        """Outputs of the types just declared go privately to ``agents``."""
+        if not agents or not all(isinstance(a, str) and a for a in agents):
+            raise DefinitionError(f"agent {self.agent.name!r}: .only_for() takes agent names")
+        return self.visibility({"kind": "private", "agents": sorted(set(agents))})
