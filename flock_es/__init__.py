@@ -56,6 +56,8 @@ _API = {
     "RunStatus": "flock_es.domain.events",
     "ScheduleDecision": "flock_es.runtime.orchestrator_components",
     "ScheduleReason": "flock_es.domain.events",
+    "StdioServerParameters": "flock_es.models.mcp_client",
+    "StreamableHttpServerParameters": "flock_es.models.mcp_client",
     "Store": "flock_es.runtime.store",
     "TaskStatus": "flock_es.domain.events",
     "TenantVisibility": "flock_es.domain.visibility",
@@ -80,6 +82,7 @@ if TYPE_CHECKING:
         Visibility,
     )
     from flock_es.errors import FlockError, UserError
+    from flock_es.models.mcp_client import StdioServerParameters, StreamableHttpServerParameters
     from flock_es.models.retry import RetryPolicy
     from flock_es.projection.fold import evolve, fold
     from flock_es.projection.state import RunState
@@ -122,7 +125,9 @@ __all__ = [
     "RunStatus",
     "ScheduleDecision",
     "ScheduleReason",
+    "StdioServerParameters",
     "Store",
+    "StreamableHttpServerParameters",
     "TaskStatus",
     "TenantVisibility",
     "UserError",

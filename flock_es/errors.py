@@ -31,6 +31,7 @@ __all__ = [
     "ExportFormatError",
     "FlockError",
     "MalformedResponseError",
+    "McpServerError",
     "ModelCallError",
     "ModelError",
     "OutputValidationError",
@@ -146,6 +147,14 @@ class AgentFailed(FlockError):
 class TelemetryError(UserError):
     """An OpenTelemetry export cannot be done: the extra is missing, the endpoint
     is malformed, or the receiver did not accept the spans."""
+
+
+class McpServerError(UserError):
+    """An MCP server an agent needs cannot be started or reached, or it stopped.
+
+    An environmental fault: the run stops (resumable), the CLI prints one line
+    naming the server.
+    """
 
 
 class ModelError(FlockError):

@@ -6,9 +6,9 @@ together. The bodies come from real programs: the news example and a fork
 through the CLI, a run interrupted with SIGINT and resumed, a run with gates,
 joins, batches, a circuit breaker, a failing predicate, a failing agent and an
 embargoed artifact, a model agent with a tool talking to the loopback
-OpenAI-compatible server (a 500 first, so a failed attempt is recorded), and
-the components example (rewritten inputs, a refused match). A kind
-that no real run writes fails the test: it would be a definition nobody checks.
+OpenAI-compatible server (a 500 first, so a failed attempt is recorded),
+the components example (rewritten inputs, a refused match), and the MCP
+example with its stdio server. A kind that no real run writes fails the test: it would be a definition nobody checks.
 """
 
 from __future__ import annotations
@@ -119,6 +119,14 @@ async def _loopback_model_with_a_tool(db: Path) -> None:
         server.stop()
 
 
+def _mcp_example(tmp: Path) -> Path:
+    """The MCP example: ``mcp.listed`` and ``tool.called`` with a server."""
+    db = tmp / "mcp.db"
+    out = run_cli(["run", EXAMPLES / "mcp_tools.py", "--db", db, "-q"])
+    assert out.returncode == 0, out.stderr
+    return db
+
+
 def _news_and_a_fork(tmp: Path) -> Path:
     db = tmp / "news.db"
     out = run_cli(["run", EXAMPLES / "news.py", "--db", db, "-q"])
@@ -195,7 +203,8 @@ def real_bodies(tmp_path_factory: pytest.TempPathFactory) -> Bodies:
     tmp = tmp_path_factory.mktemp("kinds")
     asyncio.run(_core_and_gates(tmp / "gates.db"))
     asyncio.run(_loopback_model_with_a_tool(tmp / "loopback.db"))
-    dbs = [tmp / "gates.db", tmp / "loopback.db", _news_and_a_fork(tmp), _components_example(tmp)]
+    dbs = [tmp / "gates.db", tmp / "loopback.db", _news_and_a_fork(tmp)]
+    dbs += [_components_example(tmp), _mcp_example(tmp)]
     return _bodies([*dbs, _interrupted_and_resumed(tmp)])
 
 

@@ -71,6 +71,11 @@ def _tool_called(b: body.ToolCalled) -> str:
     return f"tool {b['tool']} called by {b['task_id']}" + (f" · error: {error}" if error else "")
 
 
+def _mcp_listed(b: body.McpListed) -> str:
+    tools = ", ".join(f"{name} ({len(tools)} tools)" for name, tools in b["servers"].items())
+    return f"MCP tools for {b['task_id']}: {tools or 'none'}"
+
+
 def _completed(b: body.TaskCompleted) -> str:
     return f"completed {b['task_id']} → {', '.join(b['outputs']) or 'no outputs'}"
 
@@ -139,6 +144,7 @@ _LINES: dict[str, Callable[[Any], str]] = {
     EventKind.CIRCUIT_TRIPPED: _circuit_tripped,
     EventKind.INPUTS_REWRITTEN: _inputs_rewritten,
     EventKind.SCHEDULE_VETOED: _schedule_vetoed,
+    EventKind.MCP_LISTED: _mcp_listed,
 }
 
 

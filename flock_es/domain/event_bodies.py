@@ -29,6 +29,7 @@ __all__ = [
     "GateBuffered",
     "InputsRewritten",
     "JoinExpired",
+    "McpListed",
     "ModelAttempt",
     "ModelCalled",
     "PredicateFailed",
@@ -196,6 +197,22 @@ class ToolCalled(TypedDict):
     result: str
     error: NotRequired[str | None]  # absent: None
     duration_ms: NotRequired[float]  # absent: 0.0
+    # The MCP server that ran it (``tool`` is then ``{server}__{name}``); absent: a Python tool.
+    server: NotRequired[str | None]  # absent: None
+
+
+class McpListed(TypedDict):
+    """The tools an agent's MCP servers offered when its task first asked.
+
+    Recorded before the model sees them, so resume and replay offer the same
+    tools (and match the recorded requests) without starting any server.
+    ``servers`` maps a server name to its tools, each ``{"name", "description",
+    "input_schema"}`` as the server listed it.
+    """
+
+    task_id: str
+    agent: str
+    servers: dict[str, list[dict[str, Any]]]
 
 
 class TaskCompleted(TypedDict):
@@ -319,6 +336,7 @@ BODIES: dict[EventKind, type] = {
     EventKind.TOOL_CALLED: ToolCalled,
     EventKind.INPUTS_REWRITTEN: InputsRewritten,
     EventKind.SCHEDULE_VETOED: ScheduleVetoed,
+    EventKind.MCP_LISTED: McpListed,
 }
 """The body definition of every kind (``tests`` check that no kind is missing)."""
 
@@ -342,4 +360,5 @@ Body = (
     | ToolCalled
     | InputsRewritten
     | ScheduleVetoed
+    | McpListed
 )

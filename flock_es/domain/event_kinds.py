@@ -33,6 +33,7 @@ class EventKind(StrEnum):
     TOOL_CALLED = "tool.called"
     INPUTS_REWRITTEN = "inputs.rewritten"
     SCHEDULE_VETOED = "schedule.vetoed"
+    MCP_LISTED = "mcp.listed"
 
 
 class TaskStatus(StrEnum):

@@ -5,6 +5,12 @@ list bounds, enums and ``Literal``s, numbers with bounds, nested models),
 filled with text drawn from the input artifacts. The answer is seeded by a
 digest of the request, so the same request always gets the same answer.
 
+Tools: offered tools (``with_tools``, ``with_mcps``) are each called once,
+in the order offered, with arguments built from their parameter schemas the
+same way (a parameter named like an input field gets that field's value);
+the answer then also draws on what the tools returned (a JSON object's fields
+fill output fields of the same name).
+
 Simulated latency, for demos and benchmarks: ``offline?latency=2`` (seconds),
 or the ``FLOCK_ES_OFFLINE_LATENCY`` environment variable.
 """
@@ -24,7 +30,7 @@ from urllib.parse import parse_qs
 from flock_es.errors import ConfigError
 from flock_es.models.base import ModelRequest, ModelResponse
 
-__all__ = ["OfflineModel"]
+__all__ = ["OfflineModel", "tool_calls"]
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 # Outputs of earlier offline calls start with "Field name: "; strip it so text does not nest.
@@ -82,15 +88,61 @@ class _Text:
                 self._walk(v, None)
 
 
+def _tool_results(request: ModelRequest) -> list[dict[str, Any]]:
+    """What the tools returned in this conversation, as pseudo inputs."""
+    out: list[dict[str, Any]] = []
+    for m in request.messages:
+        if m.get("role") != "tool":
+            continue
+        content = str(m.get("content") or "")
+        try:
+            value: Any = json.loads(content)
+        except ValueError:
+            value = content
+        out.append({"payload": value if isinstance(value, dict) else {"result": value}})
+    return out
+
+
+def tool_calls(request: ModelRequest) -> list[dict[str, Any]]:
+    """Call every offered tool once, before the first answer of a conversation."""
+    if not request.tools or any(m.get("role") == "tool" for m in request.messages):
+        return []
+    calls: list[dict[str, Any]] = []
+    for i, spec in enumerate(request.tools):
+        fn = spec.get("function", {})
+        params = fn.get("parameters") or {"type": "object", "properties": {}}
+        gen = _Generator(request.model_copy(update={"output_schema": params}))
+        gen.copy_fields = True
+        args = gen.value(params, "")
+        calls.append(
+            {"id": f"call_{i}", "name": str(fn.get("name", "")), "arguments": json.dumps(args)}
+        )
+    return calls
+
+
+def _fits(value: Any, kind: Any, schema: dict[str, Any]) -> bool:
+    """Whether an input field's ``value`` is a valid number or flag for ``schema``."""
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind not in ("integer", "number") or isinstance(value, bool):
+        return False
+    if not isinstance(value, int if kind == "integer" else int | float):
+        return False
+    lo, hi = schema.get("minimum"), schema.get("maximum")
+    return (lo is None or value >= lo) and (hi is None or value <= hi)
+
+
 class _Generator:
     def __init__(self, request: ModelRequest) -> None:
         self.root = request.output_schema
         self.rng = random.Random(int(request.digest()[:16], 16))
-        self.text = _Text(request.inputs)
+        self.text = _Text([*request.inputs, *_tool_results(request)])
         self.agent = request.agent
         self.hint = f"{request.agent} {request.description}".lower()
         self.n_inputs = len(request.inputs)
         self.used: set[str] = set()
+        # Tool arguments: a number or flag named like an input field takes its value too.
+        self.copy_fields = False
 
     def resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
         seen = 0
@@ -127,6 +179,9 @@ class _Generator:
             return self.obj(schema, depth)
         if kind == "array":
             return self.array(schema, name, depth)
+        copied = self.text.fields.get(name) if self.copy_fields else None
+        if _fits(copied, kind, schema):
+            return copied
         if kind == "integer":
             return int(self.number(schema, name, integer=True))
         if kind == "number":
@@ -273,7 +328,8 @@ class OfflineModel:
         # Always yield, as a real call would: a zero-latency model must not run
         # agents that were started together one after another.
         await asyncio.sleep(self.latency if self.latency > 0 else 0)
-        content = self.answer(request)
+        calls = tool_calls(request)
+        content = "" if calls else self.answer(request)
         self.calls += 1
         prompt_chars = sum(len(str(m.get("content", ""))) for m in request.messages)
         return ModelResponse(
@@ -282,4 +338,5 @@ class OfflineModel:
             tokens_out=max(1, len(content) // 4),
             cost=0.0,
             latency_ms=(time.perf_counter() - t0) * 1000.0,
+            tool_calls=calls,
         )

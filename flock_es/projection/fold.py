@@ -21,6 +21,7 @@ from flock_es.domain.events import (
     ArtifactReleased,
     Event,
     EventKind,
+    McpListed,
     ModelAttempt,
     ModelCalled,
     PredicateFailed,
@@ -268,6 +269,11 @@ def _tool_called(s: RunState, e: Event, b: ToolCalled) -> None:
         )
 
 
+def _mcp_listed(s: RunState, e: Event, b: McpListed) -> None:
+    # The first listing of a task is the one its model calls were made with.
+    s.mcp_tools.setdefault(b["task_id"], b["servers"])
+
+
 def _released(s: RunState, e: Event, b: ArtifactReleased) -> None:
     s.unreleased.pop(b["artifact_id"], None)
     art = s.artifacts.get(b["artifact_id"])
@@ -300,6 +306,7 @@ _HANDLERS: dict[str, Callable[[RunState, Event, Any], None]] = {
     EventKind.TOOL_CALLED: _tool_called,
     EventKind.INPUTS_REWRITTEN: inputs_rewritten,
     EventKind.SCHEDULE_VETOED: schedule_vetoed,
+    EventKind.MCP_LISTED: _mcp_listed,
 }
 
 

@@ -211,6 +211,8 @@ class RunState:
     rewritten_inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Matches orchestrator components refused: (artifact id, agent, sub index) -> body.
     vetoed: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)
+    # MCP tools listed for a task (``mcp.listed``): task id -> server -> tool dicts.
+    mcp_tools: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
     last_seq: int = 0
     last_ts: float = 0.0
     events: int = 0

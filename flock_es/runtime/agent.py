@@ -17,6 +17,7 @@ from flock_es.domain.visibility import to_dict as visibility_dict
 from flock_es.errors import DefinitionError
 
 if TYPE_CHECKING:
+    from flock_es.models.mcp_client import McpServers
     from flock_es.runtime.components import AgentComponent, EngineComponent
     from flock_es.runtime.context import AgentContext
 
@@ -53,6 +54,11 @@ class Agent:
     # Lifecycle hooks (``with_utilities``) and custom evaluation (``with_engines``).
     utilities: list[AgentComponent] = field(default_factory=list)
     engines: list[EngineComponent] = field(default_factory=list)
+    # MCP servers whose tools the model may call (``with_mcps``), the Flock's
+    # registry of them, and per-server tool whitelists.
+    mcp_servers: list[str] = field(default_factory=list)
+    mcp: McpServers | None = None
+    mcp_whitelist: dict[str, list[str]] = field(default_factory=dict)
 
     def identity(self) -> Identity:
         return Identity(self.name, self.labels, self.tenant)
@@ -338,6 +344,27 @@ class AgentBuilder:
                 f"agent {self.agent.name!r}: an agent has either a function or engines, not both"
             )
         self.agent.engines.extend(engines)
+        return self._changed()
+
+    def with_mcps(self, servers: Any) -> AgentBuilder:
+        """Let the model call the tools of these MCP servers (registered with ``add_mcp``).
+
+        As in Flock: a list of names, or a dict of name to
+        ``{"tool_whitelist": [...]}``, or a list mixing both. The model sees the
+        tools as ``{server}__{tool}``; every call and result is recorded and
+        served from the record on resume and replay. Example::
+
+            flock.add_mcp("weather", StdioServerParameters(command="python",
+                                                           args=["weather.py"]))
+            flock.agent("planner").consumes(Trip).publishes(Plan).with_mcps(["weather"])
+        """
+        from flock_es.runtime.mcp import parse_with_mcps
+
+        registry = self.agent.mcp
+        registered = registry.configs if registry is not None else {}
+        names, whitelists = parse_with_mcps(self.agent.name, servers, registered)
+        self.agent.mcp_servers = names
+        self.agent.mcp_whitelist = whitelists
         return self._changed()
 
     def prevent_self_trigger(self, enabled: bool = True) -> AgentBuilder:

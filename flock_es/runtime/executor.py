@@ -33,7 +33,13 @@ from flock_es.domain.events import (
 )
 from flock_es.domain.registry import type_name
 from flock_es.domain.visibility import visible_to
-from flock_es.errors import CommitFailed, ModelError, OutputValidationError, RecordedCallChanged
+from flock_es.errors import (
+    CommitFailed,
+    McpServerError,
+    ModelError,
+    OutputValidationError,
+    RecordedCallChanged,
+)
 from flock_es.projection.state import TaskView
 from flock_es.redaction import redact_text
 from flock_es.runtime import agent_hooks
@@ -52,7 +58,9 @@ __all__ = ["FATAL", "Executor", "Outcome"]
 
 Outcome = list[BaseModel] | Exception
 # Errors that stop the run instead of failing one task.
-FATAL = (asyncio.CancelledError, RecordedCallChanged, CommitFailed)
+# An MCP server that cannot be reached is the environment, not the agent: the run
+# stops resumable, and the CLI says which server.
+FATAL = (asyncio.CancelledError, RecordedCallChanged, CommitFailed, McpServerError)
 
 
 class Executor:

@@ -20,6 +20,7 @@ from flock_es.log.backends import DbRef, open_reader, parse_db
 from flock_es.log.ports import Durability, EventWriter, Lease, open_store
 from flock_es.log.schema import default_db_path
 from flock_es.models.base import ModelClient
+from flock_es.models.mcp_client import McpServers
 from flock_es.models.retry import RetryPolicy
 from flock_es.projection.fold import fold
 from flock_es.projection.state import RunState
@@ -107,6 +108,8 @@ class Flock:
         self.stopped_waiting = False
         # Orchestrator components (``add_component``), in the order added.
         self.components: list[OrchestratorComponent] = []
+        # MCP servers (add_mcp); started on first use, stopped at close().
+        self.mcp_servers = McpServers()
 
     # --- declaration -----------------------------------------------------
 
@@ -117,7 +120,7 @@ class Flock:
         if name in self.agents:
             raise DefinitionError(f"an agent named {name!r} is already defined")
         self._check_not_started("define agents")
-        agent = Agent(name=name)
+        agent = Agent(name=name, mcp=self.mcp_servers)
         self.agents[name] = agent
         return AgentBuilder(agent, lambda: self._check_not_started("change agents"))
 
@@ -133,6 +136,24 @@ class Flock:
     def orchestrator_hooks(self) -> OrchestratorHooks | None:
         """The runner of this program's orchestrator components (None without any)."""
         return OrchestratorHooks(self, self.components, self.agents) if self.components else None
+
+    def add_mcp(self, name: str, connection_params: Any, **options: Any) -> Flock:
+        """Register an MCP server whose tools agents may use (``.with_mcps([name])``).
+
+        Flock's signature: ``connection_params`` is a ``StdioServerParameters``
+        or ``StreamableHttpServerParameters``; options include ``tool_whitelist``,
+        ``read_timeout_seconds`` and ``enable_tools_feature`` (the others are
+        accepted). Needs ``pip install 'flock-es[mcp]'``. Example::
+
+            from flock_es import StdioServerParameters
+            flock.add_mcp("notes", StdioServerParameters(command="python",
+                                                         args=["notes_server.py"]))
+        """
+        from flock_es.runtime.mcp import add_server
+
+        self._check_not_started("add MCP servers")
+        add_server(self.mcp_servers, name, connection_params, **options)
+        return self
 
     def _check_not_started(self, what: str) -> None:
         if self._engine is not None:
@@ -411,6 +432,7 @@ class Flock:
         finally:
             if self._writer is not None:
                 await self._writer.close()
+            await self.mcp_servers.aclose()
             self._closed = True
         return closing.status
 

@@ -14,13 +14,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from flock_es.domain.registry import tool_name, type_name
+from flock_es.domain.registry import type_name
 from flock_es.errors import OutputValidationError
 from flock_es.models.base import ModelRequest, ModelResponse
 from flock_es.models.prompt import build_messages, output_schema, parse_output
 from flock_es.models.retry import FailedAttempt
 from flock_es.models.tools import tool_specs
 from flock_es.runtime.context import TaskRun
+from flock_es.runtime.mcp import mcp_tool_specs
 from flock_es.runtime.model_calls import ModelCalls
 
 __all__ = ["retry_message", "run_model_agent"]
@@ -47,7 +48,8 @@ async def run_model_agent(
         raise OutputValidationError(f"agent {agent.name!r} has no .publishes(); nothing to ask for")
     schema = output_schema(agent.publishes, agent.fan_out)
     payloads = [{"type": type_name(type(o)), "payload": o.model_dump(mode="json")} for o in inputs]
-    tool_names = [tool_name(t) for t in agent.tools]
+    tools = [*tool_specs(agent.tools), *await mcp_tool_specs(calls, run)]
+    tool_names = [str(t["function"]["name"]) for t in tools]
     messages = build_messages(agent.name, agent.description, payloads, schema, tool_names)
     if ctx.context:
         # Only what the engine let through the visibility filter reaches the model.
@@ -58,7 +60,6 @@ async def run_model_agent(
         messages.insert(
             1, {"role": "user", "content": "Earlier artifacts of this conversation:\n" + earlier}
         )
-    tools = tool_specs(agent.tools) if agent.tools else []
     policy = calls.retry
     rounds = policy.validation_retries + 1
     last: OutputValidationError | None = None

@@ -32,6 +32,7 @@ from flock_es.redaction import redact, redact_text
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.context import TaskRun
 from flock_es.runtime.kernel import Recorder
+from flock_es.runtime.mcp import mcp_server_of
 from flock_es.runtime.priority import PrioritySemaphore
 
 __all__ = ["CHECKED_PARTS", "ModelCalls", "request_change"]
@@ -232,7 +233,15 @@ class ModelCalls:
         if self.record_only:
             raise ReplayMiss(f"no recorded tool call {index}.{position} for task {key[0]}")
         t0 = time.perf_counter()
-        result, error = await run_tool(run.agent.tools, str(call["name"]), str(call["arguments"]))
+        mcp = mcp_server_of(run.agent, str(call["name"]))
+        if mcp is not None and run.agent.mcp is not None:
+            server: str | None = mcp[0]
+            result, error = await run.agent.mcp.call_tool(*mcp, str(call["arguments"]))
+        else:
+            server = None
+            result, error = await run_tool(
+                run.agent.tools, str(call["name"]), str(call["arguments"])
+            )
         result = redact_text(result)
         body = ToolCalled(
             task_id=run.task.id,
@@ -246,6 +255,8 @@ class ModelCalls:
             error=redact_text(error) if error else None,
             duration_ms=(time.perf_counter() - t0) * 1000.0,
         )
+        if server is not None:
+            body["server"] = server
         # Awaited: the result must be durable before the model hears it.
         await self.recorder.emit(
             [make_event(self.state.run_id, EventKind.TOOL_CALLED, body, time.time())]
