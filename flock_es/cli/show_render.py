@@ -97,6 +97,7 @@ def _artifacts_by_type(state: RunState, payloads: bool) -> dict[str, Any]:
         entry: dict[str, Any] = {"count": len(arts)}
         entry["artifacts"] = [
             {"id": a.id, "produced_by": a.produced_by, "seq": a.seq}
+            | ({"partition_key": a.partition_key} if a.partition_key is not None else {})
             | ({"payload": a.payload} if payloads else {})
             for a in arts
         ]

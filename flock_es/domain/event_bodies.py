@@ -121,6 +121,8 @@ class ArtifactPublished(TypedDict):
     correlation_id: NotRequired[str | None]  # absent: None
     tags: NotRequired[list[str]]  # absent: []
     visibility: NotRequired[dict[str, Any]]  # absent: {"kind": "public"}
+    # Flock's sharding label, given to publish(partition_key=); absent: None.
+    partition_key: NotRequired[str]
 
 
 class TaskScheduled(TypedDict):

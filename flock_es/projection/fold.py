@@ -134,6 +134,7 @@ def _artifact(s: RunState, e: Event, b: ArtifactPublished) -> None:
         visibility=_PUBLIC if vis is None or vis == _PUBLIC else vis,
         seq=e.seq,
         ts=e.ts,
+        partition_key=b.get("partition_key"),
     )
     s.by_type.setdefault(b["type"], []).append(aid)
     if vis and vis.get("kind") == "after":

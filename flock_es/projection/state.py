@@ -35,6 +35,7 @@ class ArtifactView:
     ts: float
     # For an "after" visibility: whether its artifact.released event has been folded.
     released: bool = False
+    partition_key: str | None = None
 
 
 @dataclass(slots=True)

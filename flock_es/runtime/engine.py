@@ -183,6 +183,7 @@ class Engine:
         tags: list[str],
         correlation_id: str | None,
         visibility: dict[str, Any] | None,
+        partition_key: str | None = None,
     ) -> list[str]:
         """Publish objects from outside the run in one unit; their ids once durable."""
         kernel = self.kernel
@@ -198,7 +199,9 @@ class Engine:
             aid = ids.external_artifact_id()
             corr = correlation_id or aid
             evs.append(
-                kernel.artifact_event(obj, aid, "external", None, corr, tags, visibility, now)
+                kernel.artifact_event(
+                    obj, aid, "external", None, corr, tags, visibility, now, partition_key
+                )
             )
         await kernel.commit_decided(lambda: kernel.decide(evs, now))
         return [body_as(e, ArtifactPublished)["id"] for e in evs]

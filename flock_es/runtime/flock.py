@@ -294,6 +294,7 @@ class Flock:
         tags: Iterable[str] | None = None,
         correlation_id: str | None = None,
         visibility: VisibilityLike = None,
+        partition_key: str | None = None,
     ) -> str:
         """Put ``obj`` on the blackboard; returns its artifact id once it is durable.
 
@@ -303,10 +304,16 @@ class Flock:
         ``PublicVisibility``/``PrivateVisibility``/... (default public). As in
         Flock, ``obj`` may be a dict naming its registered type:
         ``{"type": "Task", "name": "deploy"}`` or ``{"type": "Task", "payload": {...}}``.
+        ``partition_key`` is Flock's sharding label: recorded on the artifact
+        (``Artifact.partition_key``), not inherited by outputs, no effect on matching.
         """
         return (
             await self.publish_many(
-                [obj], tags=tags, correlation_id=correlation_id, visibility=visibility
+                [obj],
+                tags=tags,
+                correlation_id=correlation_id,
+                visibility=visibility,
+                partition_key=partition_key,
             )
         )[0]
 
@@ -317,13 +324,16 @@ class Flock:
         tags: Iterable[str] | None = None,
         correlation_id: str | None = None,
         visibility: VisibilityLike = None,
+        partition_key: str | None = None,
     ) -> list[str]:
         """Publish several objects (models or typed dicts) in one transaction; returns their ids."""
         items = [as_model(o) for o in objs]
         vis = visibility_dict(visibility)
         engine = await self.start()
         tag_list = [tags] if isinstance(tags, str) else list(tags or ())
-        return await engine.publish_external(items, tag_list, correlation_id, vis)
+        if partition_key is not None and not isinstance(partition_key, str):
+            raise DefinitionError(f"partition_key= takes a string, got {partition_key!r}")
+        return await engine.publish_external(items, tag_list, correlation_id, vis, partition_key)
 
     async def run_until_idle(self, timeout: float | timedelta | None = None) -> bool:
         """Return True when no task is pending and no batch timer is armed.

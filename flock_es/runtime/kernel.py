@@ -234,6 +234,7 @@ class Kernel:
         tags: list[str],
         visibility: dict[str, Any] | None,
         now: float,
+        partition_key: str | None = None,
     ) -> Event:
         """The ``artifact.published`` event for ``obj`` (its type must be registered)."""
         name = registry.type_name(type(obj))
@@ -253,6 +254,8 @@ class Kernel:
             "tags": tags,
             "visibility": visibility or {"kind": "public"},
         }
+        if partition_key is not None:  # absent otherwise: earlier logs stay byte-identical
+            body["partition_key"] = partition_key
         return trusted_event(self.run_id, EventKind.ARTIFACT_PUBLISHED, body, now)
 
     def decide(self, artifact_events: list[Event], now: float) -> list[Event]:

@@ -33,6 +33,8 @@ class Artifact:
     correlation_id: str | None
     tags: tuple[str, ...]
     created_at: float
+    # Flock's sharding label, from publish(partition_key=); outputs do not inherit it.
+    partition_key: str | None = None
 
     @property
     def obj(self) -> BaseModel:
@@ -74,11 +76,7 @@ class Store(StoreQueries):
             v = state.artifacts[aid]
             if UNPUBLISHED_TAG in v.tags:
                 continue
-            out.append(
-                Artifact(
-                    v.id, v.type, v.payload, v.produced_by, v.correlation_id, tuple(v.tags), v.ts
-                )
-            )
+            out.append(artifact_of(v))
         return out
 
     async def get_artifacts_by_type(self, type_or_name: type[BaseModel] | str) -> list[Artifact]:
@@ -96,7 +94,16 @@ class Store(StoreQueries):
 
 
 def artifact_of(v: ArtifactView) -> Artifact:
-    return Artifact(v.id, v.type, v.payload, v.produced_by, v.correlation_id, tuple(v.tags), v.ts)
+    return Artifact(
+        v.id,
+        v.type,
+        v.payload,
+        v.produced_by,
+        v.correlation_id,
+        tuple(v.tags),
+        v.ts,
+        v.partition_key,
+    )
 
 
 class AgentStore(StoreQueries):
