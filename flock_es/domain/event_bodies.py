@@ -91,6 +91,9 @@ class RunStarted(TypedDict):
     version: NotRequired[str]  # absent: ""
     # The circuit breaker's limit, so resume and replay decide with the same one.
     max_agent_iterations: NotRequired[int | None]  # absent: None
+    # Flock(once_per_agent=True): an agent takes an artifact through one subscription
+    # at most (flock-core's rule), so resume and replay decide alike. absent: False
+    once_per_agent: NotRequired[bool]
 
 
 class RunResumed(TypedDict):

@@ -131,6 +131,8 @@ def decide_artifact(
     if not public and vis.get("kind") == "after" and not art.released:
         return out
     planned: dict[str, int] = {}
+    # Agents that took ``art`` through one of their subscriptions (once_per_agent only).
+    taken: set[str] | None = set() if state.once_per_agent else None
 
     def fire(sub: Subscription, inputs: list[str], reason: ScheduleReason) -> list[Event]:
         return _fire(state, index, sub, inputs, reason, now, planned)
@@ -159,6 +161,8 @@ def decide_artifact(
                 ok = bool(where[0](obj))
             else:
                 ok = all(pred(obj) for pred in where)
+            if ok and taken is not None and sub.agent in taken:
+                ok = False  # an earlier subscription of this agent took it (flock-core's rule)
             caused = gate_arrival(state, sub, art, obj, now, deliver) if ok and gated else []
         except Exception as exc:
             err = f"{type(exc).__name__}: {exc}"
@@ -169,6 +173,8 @@ def decide_artifact(
             continue
         if not ok:
             continue
+        if taken is not None:
+            taken.add(sub.agent)
         if gated:
             out.extend(caused)
         elif sub.batch is None and _limit(state, index) is None:

@@ -77,6 +77,7 @@ def _run_started(s: RunState, e: Event, b: RunStarted) -> None:
     s.fork_seq = b.get("fork_seq")
     s.id_root = b.get("id_root")
     s.max_agent_iterations = b.get("max_agent_iterations")
+    s.once_per_agent = b.get("once_per_agent", False)
     s.pid = b.get("pid")
     s.host = b.get("host")
     for a in b["agents"]:

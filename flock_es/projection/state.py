@@ -198,6 +198,8 @@ class RunState:
     predicate_errors: list[dict[str, Any]] = field(default_factory=list)
     gates: dict[tuple[str, int], GateView] = field(default_factory=dict)
     max_agent_iterations: int | None = None
+    # flock-core's rule (Flock(once_per_agent=True)): one subscription per agent and artifact.
+    once_per_agent: bool = False
     # AfterVisibility artifacts not yet released, with the time they are due.
     unreleased: dict[str, float] = field(default_factory=dict)
     expired_joins: list[dict[str, Any]] = field(default_factory=list)

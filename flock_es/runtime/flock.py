@@ -57,6 +57,9 @@ class Flock:
     calls and how often an answer that does not validate is sent back.
     ``max_agent_iterations`` is a circuit breaker: no agent runs more often than
     that in one run; a refused match is recorded as ``circuit.tripped``.
+    ``once_per_agent=True`` is flock-core's rule: when several subscriptions of
+    one agent match an artifact, only the first (in declaration order) takes it;
+    by default each matching subscription runs (docs/differences-from-flock.md).
     """
 
     def __init__(
@@ -68,8 +71,10 @@ class Flock:
         run_id: str | None = None,
         max_agent_iterations: int | None = None,
         retry: RetryPolicy | None = None,
+        once_per_agent: bool = False,
     ) -> None:
         self.model = model or default_model()
+        self.once_per_agent = bool(once_per_agent)
         self.retry = retry
         if max_agent_iterations is not None and (
             isinstance(max_agent_iterations, bool)
@@ -247,6 +252,7 @@ class Flock:
                 parent_run=self.parent_run,
                 fork_seq=self.fork_seq,
                 max_agent_iterations=self.max_agent_iterations,
+                once_per_agent=self.once_per_agent,
             )
             await kernel.emit([started])
         if hooks is not None:

@@ -213,6 +213,8 @@ def fork_events(
         host=socket.gethostname(),
         version=__version__,
     )
+    if flock.once_per_agent:
+        started["once_per_agent"] = True
     child = flock.run_id
     out: list[Event] = []
     for e in parent:

@@ -45,6 +45,7 @@ def run_started_event(
     parent_run: str | None = None,
     fork_seq: int | None = None,
     max_agent_iterations: int | None = None,
+    once_per_agent: bool = False,
 ) -> Event:
     """The ``run.started`` event of a new run (or a fork) of ``program``."""
     body = RunStarted(
@@ -61,6 +62,8 @@ def run_started_event(
         version=__version__,
         max_agent_iterations=max_agent_iterations,
     )
+    if once_per_agent:  # absent otherwise, as in logs written before the option
+        body["once_per_agent"] = True
     return make_event(run_id, EventKind.RUN_STARTED, body, time.time())
 
 
