@@ -78,7 +78,7 @@ def _fail(_: object) -> None:
 
 
 async def _core_and_gates(db: Path) -> None:
-    flock = Flock(db=db, max_agent_iterations=3)
+    flock = Flock(db=db, max_agent_iterations=3, reset_circuit_at_idle=True)
     flock.agent("model").consumes(Ask).publishes(Answer)
     flock.agent("fn").consumes(Ask).with_function(lambda a: Answer(text=a.text))
     flock.agent("bad").consumes(Ask).with_function(_fail)

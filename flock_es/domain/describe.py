@@ -123,6 +123,10 @@ def _schedule_vetoed(b: body.ScheduleVetoed) -> str:
     )
 
 
+def _circuit_reset(b: body.CircuitReset) -> str:
+    return f"idle: circuit breaker counts reset for {', '.join(b['agents'])}"
+
+
 # Each function reads its kind's body through the kind's definition (mypy checks the keys).
 _LINES: dict[str, Callable[[Any], str]] = {
     EventKind.RUN_STARTED: _run_started,
@@ -145,6 +149,7 @@ _LINES: dict[str, Callable[[Any], str]] = {
     EventKind.INPUTS_REWRITTEN: _inputs_rewritten,
     EventKind.SCHEDULE_VETOED: _schedule_vetoed,
     EventKind.MCP_LISTED: _mcp_listed,
+    EventKind.CIRCUIT_RESET: _circuit_reset,
 }
 
 

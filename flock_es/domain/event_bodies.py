@@ -25,6 +25,7 @@ __all__ = [
     "ArtifactReleased",
     "BatchBuffered",
     "Body",
+    "CircuitReset",
     "CircuitTripped",
     "GateBuffered",
     "InputsRewritten",
@@ -321,6 +322,13 @@ class ScheduleVetoed(TypedDict):
     decision: str
 
 
+class CircuitReset(TypedDict):
+    """The run went idle under ``Flock(reset_circuit_at_idle=True)``: the circuit
+    breaker counts from zero again (flock-core's rule), for these agents."""
+
+    agents: list[str]
+
+
 BODIES: dict[EventKind, type] = {
     EventKind.RUN_STARTED: RunStarted,
     EventKind.RUN_FINISHED: RunFinished,
@@ -342,6 +350,7 @@ BODIES: dict[EventKind, type] = {
     EventKind.INPUTS_REWRITTEN: InputsRewritten,
     EventKind.SCHEDULE_VETOED: ScheduleVetoed,
     EventKind.MCP_LISTED: McpListed,
+    EventKind.CIRCUIT_RESET: CircuitReset,
 }
 """The body definition of every kind (``tests`` check that no kind is missing)."""
 
@@ -366,4 +375,5 @@ Body = (
     | InputsRewritten
     | ScheduleVetoed
     | McpListed
+    | CircuitReset
 )

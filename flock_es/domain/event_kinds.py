@@ -34,6 +34,7 @@ class EventKind(StrEnum):
     INPUTS_REWRITTEN = "inputs.rewritten"
     SCHEDULE_VETOED = "schedule.vetoed"
     MCP_LISTED = "mcp.listed"
+    CIRCUIT_RESET = "circuit.reset"
 
 
 class TaskStatus(StrEnum):

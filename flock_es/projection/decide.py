@@ -245,7 +245,7 @@ def _breaker(
     if limit is None:
         return None
     view = state.agents.get(agent)
-    done = (view.scheduled if view is not None else 0) + planned.get(agent, 0)
+    done = (view.scheduled - view.breaker_base if view is not None else 0) + planned.get(agent, 0)
     if done >= limit:
         body = CircuitTripped(agent=agent, sub_index=sub_index, inputs=inputs, limit=limit)
         return make_event(state.run_id, EventKind.CIRCUIT_TRIPPED, body, now)

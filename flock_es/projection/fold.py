@@ -39,6 +39,7 @@ from flock_es.domain.events import (
 from flock_es.projection.fold_components import inputs_rewritten, schedule_vetoed
 from flock_es.projection.fold_gates import (
     batch_buffered,
+    circuit_reset,
     circuit_tripped,
     gate_buffered,
     join_expired,
@@ -309,6 +310,7 @@ _HANDLERS: dict[str, Callable[[RunState, Event, Any], None]] = {
     EventKind.INPUTS_REWRITTEN: inputs_rewritten,
     EventKind.SCHEDULE_VETOED: schedule_vetoed,
     EventKind.MCP_LISTED: _mcp_listed,
+    EventKind.CIRCUIT_RESET: circuit_reset,
 }
 
 

@@ -10,11 +10,19 @@ Example::
 
 from __future__ import annotations
 
-from flock_es.domain.events import BatchBuffered, CircuitTripped, Event, GateBuffered, JoinExpired
+from flock_es.domain.events import (
+    BatchBuffered,
+    CircuitReset,
+    CircuitTripped,
+    Event,
+    GateBuffered,
+    JoinExpired,
+)
 from flock_es.projection.state import BatchView, GateView, GroupView, RunState
 
 __all__ = [
     "batch_buffered",
+    "circuit_reset",
     "circuit_tripped",
     "gate_buffered",
     "join_expired",
@@ -118,3 +126,11 @@ def circuit_tripped(s: RunState, e: Event, b: CircuitTripped) -> None:
     # The refused inputs leave their batch or gate, or they would trip again on every flush.
     take_inputs(s, (b["agent"], b["sub_index"]), b["inputs"])
     s.circuit_trips.append(dict(b, seq=e.seq))
+
+
+def circuit_reset(s: RunState, e: Event, b: CircuitReset) -> None:
+    """The run went idle under ``reset_circuit_at_idle``: the breaker counts from here."""
+    for name in b["agents"]:
+        view = s.agents.get(name)
+        if view is not None:
+            view.breaker_base = view.scheduled

@@ -108,6 +108,8 @@ class AgentView:
     labels: list[str] = field(default_factory=list)
     tenant: str | None = None
     scheduled: int = 0
+    # ``scheduled`` at the last circuit.reset: the breaker counts what came after.
+    breaker_base: int = 0
     tripped: int = 0
     done: int = 0
     failed: int = 0

@@ -60,6 +60,8 @@ class Flock:
     ``once_per_agent=True`` is flock-core's rule: when several subscriptions of
     one agent match an artifact, only the first (in declaration order) takes it;
     by default each matching subscription runs (docs/differences-from-flock.md).
+    ``reset_circuit_at_idle=True`` is flock-core's breaker: its counts start
+    again whenever ``run_until_idle()`` finds the run idle (``runtime/circuit.py``).
     """
 
     def __init__(
@@ -72,9 +74,11 @@ class Flock:
         max_agent_iterations: int | None = None,
         retry: RetryPolicy | None = None,
         once_per_agent: bool = False,
+        reset_circuit_at_idle: bool = False,
     ) -> None:
         self.model = model or default_model()
         self.once_per_agent = bool(once_per_agent)
+        self.reset_circuit_at_idle = bool(reset_circuit_at_idle)
         self.retry = retry
         if max_agent_iterations is not None and (
             isinstance(max_agent_iterations, bool)
@@ -368,6 +372,10 @@ class Flock:
                 await engine.hooks.idle()
                 idle = await engine.run_until_idle(seconds)  # what the idle hooks published
         self.stopped_waiting = not idle
+        if idle and self.reset_circuit_at_idle:
+            from flock_es.runtime.circuit import reset_at_idle
+
+            await reset_at_idle(engine)
         return idle
 
     def get_agent(self, name: str) -> Agent:
