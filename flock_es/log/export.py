@@ -34,6 +34,8 @@ from flock_es.log.schema import DB_SCHEMA_VERSION, check_database, damaged_messa
 from flock_es.log.writer import dumps
 from flock_es.redaction import redact
 
+__all__ = ["FORMAT", "FORMAT_VERSION", "export_run", "export_to_file", "import_run", "read_export"]
+
 FORMAT = "flock-es-export"
 FORMAT_VERSION = 1
 

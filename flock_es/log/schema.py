@@ -27,6 +27,25 @@ from flock_es.log.query_models import (
     add_artifact_columns,
 )
 
+__all__ = [
+    "APPLICATION_ID",
+    "BUSY_TIMEOUT_MS",
+    "DB_SCHEMA_VERSION",
+    "DDL",
+    "MIGRATIONS",
+    "PRAGMAS",
+    "READER_CHECK_SECONDS",
+    "WRITER_CHECK_SECONDS",
+    "check_database",
+    "damaged_message",
+    "default_db_path",
+    "ensure_schema",
+    "initialise",
+    "read_uri",
+    "storage_error",
+    "verify",
+]
+
 APPLICATION_ID = 0x464C4553  # "FLES": tells our files from other SQLite files
 DB_SCHEMA_VERSION = 3
 """2: the ``owners`` lease table; ``spans`` joins on run_id too (forks copy task ids).

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-
-from pydantic import BaseModel
 
 from flock_es.domain import ids
 from flock_es.domain.events import RunStatus
@@ -28,6 +25,7 @@ from flock_es.runtime.agent import Agent, AgentBuilder
 from flock_es.runtime.board_queries import BoardSource
 from flock_es.runtime.engine import Engine, ShareHook
 from flock_es.runtime.gc_policy import fewer_collections
+from flock_es.runtime.invocations import Invocations
 from flock_es.runtime.kernel import Kernel, Listener, Sink, build_index
 from flock_es.runtime.model_calls import ModelCalls
 from flock_es.runtime.model_clients import OFFLINE, ModelClients, default_model
@@ -39,7 +37,7 @@ from flock_es.runtime.store import Store
 __all__ = ["OFFLINE", "Flock", "default_model"]
 
 
-class Flock:
+class Flock(Invocations):
     """A blackboard of agents whose every step is recorded in a SQLite event log.
 
     Example::
@@ -377,60 +375,6 @@ class Flock:
 
             await reset_at_idle(engine)
         return idle
-
-    def get_agent(self, name: str) -> Agent:
-        """The agent declared as ``name`` (``flock.agents`` maps every name to its agent)."""
-        if name not in self.agents:
-            raise DefinitionError(f"no agent named {name!r}")
-        return self.agents[name]
-
-    async def invoke(
-        self,
-        agent: str | AgentBuilder | Agent,
-        obj: PublishInput,
-        *,
-        publish_outputs: bool = True,
-        timeout: float | None = None,
-    ) -> list[BaseModel]:
-        """Run ``agent`` exactly once on ``obj`` and return its outputs.
-
-        ``obj`` is recorded but not offered to other agents. With
-        ``publish_outputs=False`` the outputs are recorded but not published.
-        ``timeout`` (seconds) raises ``TimeoutError`` if the outputs are not
-        there in time; the task itself goes on and is recorded (or resumed).
-        """
-        target = self.get_agent(agent if isinstance(agent, str) else agent.name)
-        engine = await self.start()
-        return await asyncio.wait_for(
-            engine.invoke(target, as_model(obj), publish_outputs), timeout=timeout
-        )
-
-    async def arun(
-        self, agent: str | AgentBuilder | Agent, *inputs: PublishInput
-    ) -> list[BaseModel]:
-        """Invoke ``agent`` once per input, then wait until idle; returns its outputs."""
-        outputs: list[BaseModel] = []
-        for obj in inputs:
-            outputs.extend(await self.invoke(agent, obj))
-        await self.run_until_idle()
-        return outputs
-
-    def run(self, agent: str | AgentBuilder | Agent, *inputs: PublishInput) -> list[BaseModel]:
-        """Synchronous ``arun`` for scripts: runs the agent, the cascade, and closes the run.
-
-        Not for use inside a running event loop (use ``await flock.arun(...)``). Example::
-
-            pizza = flock.agent("pizza").consumes(Idea).publishes(Pizza)
-            [result] = flock.run(pizza, Idea(topic="margherita"))
-        """
-
-        async def go() -> list[BaseModel]:
-            try:
-                return await self.arun(agent, *inputs)
-            finally:
-                await self.close()
-
-        return asyncio.run(go())
 
     async def close(self, status: RunStatus | None = None, reason: str | None = None) -> RunStatus:
         """Record ``run.finished`` and close the log. Returns the final status."""
