@@ -234,6 +234,10 @@ def check_database(path: Path, *, must_exist: bool) -> bool:
         if sqlite_file and not isinstance(exc, sqlite3.OperationalError):
             raise storage_error(path, exc) from None
         raise DatabaseError(f"{path} is not a flock-es database ({exc})") from None
+    except UnicodeDecodeError:  # damaged pages inside the schema's own text
+        from flock_es.errors import DatabaseDamagedError
+
+        raise DatabaseDamagedError(damaged_message(path, "the schema is unreadable")) from None
     if app_id == 0 and (objects == 0 or half):
         if must_exist:
             raise DatabaseError(f"{path} is an empty file, not a flock-es database")
