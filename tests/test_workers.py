@@ -205,8 +205,11 @@ def assert_exactly_once(db: str, n_tasks: int, paid_before: set[tuple[str, int]]
 
 def open_started(db: str, pid: int) -> int:
     """Tasks that worker process ``pid`` durably started and nobody finished yet."""
-    done = {b["task_id"] for b in all_kinds(db, "task.completed")}
+    # Starts first, then completions: read the other way round, a task that started
+    # and finished between the two reads counts as open (a flake on a loaded machine:
+    # the victim was killed with nothing in flight, so nothing was taken over).
     started = all_kinds(db, "task.started")
+    done = {b["task_id"] for b in all_kinds(db, "task.completed")}
     return sum(1 for b in started if f":{pid}:" in str(b["worker"]) and b["task_id"] not in done)
 
 
