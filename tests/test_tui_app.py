@@ -274,10 +274,13 @@ async def test_switches_to_a_new_run_when_one_starts(news_db: Path) -> None:
         deadline = time.monotonic() + 10
         while app.monitor.run_id == NEWS_RUN and time.monotonic() < deadline:
             await pilot.pause(0.05)
-        # The switch can happen on a poll that saw only part of the new run's commits:
-        # wait for the rest rather than for one settled moment.
+        # The switch can happen on a poll that saw only part of the new run's commits,
+        # and the runs list refreshes on its own poll: wait for both rather than for
+        # one settled moment.
         deadline = time.monotonic() + 10
-        while app.vlist("artifacts").row_count < 10 and time.monotonic() < deadline:
+        while (
+            app.vlist("artifacts").row_count < 10 or app.table("runs").row_count < 2
+        ) and time.monotonic() < deadline:
             await settle(pilot, app)
             await pilot.pause(0.05)
         assert app.monitor.run_id == "r-20250101-120200-news02"
