@@ -89,8 +89,14 @@ def _exit(code: object) -> None:
 
 def main() -> None:
     """Console script: ``flock-es``."""
+    from flock_es.cli.closed_stdout import StdoutClosed, guard_stdout
+
     try:
-        app(prog_name="flock-es", args=optional_values(sys.argv[1:]))
+        with guard_stdout():
+            app(prog_name="flock-es", args=optional_values(sys.argv[1:]))
+    except StdoutClosed:
+        # `| head` took what it wanted; like other Unix tools, stop without a word.
+        raise SystemExit(ExitCode.RUN_FAILED) from None
     except UserError as exc:
         fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:

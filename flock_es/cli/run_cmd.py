@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from flock_es.cli.closed_stdout import keep_running
 from flock_es.cli.options import DbOption, DurabilityOption, durability
 from flock_es.cli.progress import Progress, print_summary, summary_lines
 from flock_es.domain.events import RunStatus
@@ -45,6 +46,7 @@ def run_to_end(
     """Drive ``body()`` and the run to the end with live progress; user-code errors
     become one-line ``ProgramError``s naming ``program``."""
     tune_gc()
+    keep_running()
     progress = Progress(lambda: flock.state, quiet=quiet)
     flock.add_listener(progress.on_events)
 
