@@ -230,7 +230,30 @@ class DatabaseDamagedError(DatabaseError):
 
 
 class DiskFullError(DatabaseError):
-    """The disk holding the database is full; the run stops and stays resumable."""
+    """The disk holding the database is full; the run stops and stays resumable.
+
+    Example::
+
+        raise DiskFullError("run.db", "database or disk is full")
+    """
+
+    def __init__(self, path: object, detail: str, *, while_seeding: bool = False) -> None:
+        self.path = path
+        self.detail = detail
+        if while_seeding:
+            # resume does not call main() again: say what it can and cannot finish.
+            then = (
+                "the run stopped while main() was still publishing its seeds: "
+                "`flock-es resume` once there is space finishes the work already "
+                "published, but not the seeds main() had yet to publish"
+            )
+        else:
+            then = "the run stopped and can be resumed with `flock-es resume` once there is space"
+        super().__init__(f"the disk holding {path} is full ({detail}); {then}")
+
+    def while_seeding(self) -> DiskFullError:
+        """The same error, for a run whose ``main()`` had not finished publishing."""
+        return DiskFullError(self.path, self.detail, while_seeding=True)
 
 
 class RunOwnedError(UserError):

@@ -195,6 +195,8 @@ def test_a_full_disk_stops_the_run_cleanly_and_it_resumes_later(
     out = run_cli(["run", prog, "--db", db, "-q"], cwd=tmp_path)
     line = one_line_error(out, str(db), "full")
     assert str(prog) not in line  # the program is not blamed
+    # main() was still publishing: resume cannot publish the rest, and says so
+    assert "while main() was still publishing its seeds" in line, line
     again = run_cli(["resume", "latest", "--db", db, "-q"], cwd=tmp_path)
     one_line_error(again, str(db), "full")
     _remount(small_disk, "size=64m")

@@ -389,10 +389,7 @@ def storage_error(path: Path, exc: BaseException, *, writing: bool = False) -> D
         or "disk is full" in text
         or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC)
     ):
-        return DiskFullError(
-            f"the disk holding {path} is full ({text}); the run stopped and can be "
-            "resumed with `flock-es resume` once there is space"
-        )
+        return DiskFullError(path, text)
     if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text:
         return DatabaseDamagedError(damaged_message(path, text))
     if isinstance(exc, UnicodeDecodeError | ValueError) and not isinstance(exc, sqlite3.Error):

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from flock_es.domain.events import Event, RunStatus
-from flock_es.errors import DatabaseError, ProgramError, RunOwnedError, UserError
+from flock_es.errors import DatabaseError, DiskFullError, ProgramError, RunOwnedError, UserError
 from flock_es.log.backends import DbRef, open_reader
 from flock_es.log.ports import Lease, open_store
 from flock_es.projection.fold import fold
@@ -133,9 +133,11 @@ async def drive(
         flock.lease = owner.lease  # every commit checks the run is still ours
         owner.on_lost = lambda exc: stop(str(exc))
         keeper = asyncio.create_task(owner.keep(), name="flock-es:lease")
+    seeding = body is not None
     try:
         if body is not None:
             await body
+        seeding = False
         if not flock.stopped_waiting:  # the program chose to stop waiting: leave it resumable
             await flock.run_until_idle()
         return await flock.close()
@@ -150,6 +152,8 @@ async def drive(
             await flock.engine.cancel_all()
             status = RunStatus.INTERRUPTED if isinstance(exc, UserError) else RunStatus.FAILED
             await flock.close(status, reason=f"{type(exc).__name__}: {exc}")
+        if seeding and isinstance(exc, DiskFullError):
+            raise exc.while_seeding() from None
         raise
     finally:
         if keeper is not None:
