@@ -121,6 +121,7 @@ def test_install_completion_writes_the_script_under_home(tmp_path: Path) -> None
     assert str(script) in (tmp_path / ".bashrc").read_text()
 
 
+@pytest.mark.slow
 def test_run_ids_complete_newest_first_from_the_given_db(two_runs: tuple[Path, list[str]]) -> None:
     db, (chain, news) = two_runs
     assert complete("bash", f"flock-es show --db {db} ", 4) == [news, chain, "latest"]

@@ -319,6 +319,7 @@ def _model_calls(db: Path) -> list[tuple[str, int]]:
     return [(str(t), int(i)) for t, i in rows]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_resume_after_sigkill_serves_the_engines_recorded_calls(tmp_path: Path) -> None:
     db = tmp_path / "engine.db"

@@ -122,6 +122,7 @@ def test_export_to_a_path_that_cannot_be_written(where: str, news_db: Path, tmp_
     assert not list(tmp_path.rglob("*.part"))
 
 
+@pytest.mark.slow
 def test_a_kill_during_creation_leaves_a_usable_path(tmp_path: Path) -> None:
     db = tmp_path / "new.db"
     args = ["run", NEWS, "--db", db, "-q"]
@@ -210,6 +211,7 @@ def test_a_full_disk_stops_the_run_cleanly_and_it_resumes_later(
     assert dupes == []
 
 
+@pytest.mark.slow
 def test_read_only_mount(small_disk: Path, news_db: Path, tmp_path: Path) -> None:
     _remount(small_disk, "size=64m")
     db = small_disk / "ro.db"

@@ -185,6 +185,7 @@ def timer_point(events: list[tuple[str, dict[str, object]]]) -> bool:
     )
 
 
+@pytest.mark.slow
 def test_killed_with_armed_timers_resume_fires_each_timer_once(tmp_path: Path) -> None:
     db = tmp_path / "timers.db"
     env = {"GATES_TEST_BLOCK": "1", "GATES_TEST_TIMERS": "1"}

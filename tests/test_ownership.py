@@ -84,6 +84,7 @@ def test_four_concurrent_resumes_ten_times(tmp_path: Path) -> None:
         one_round(tmp_path / f"own-{i}.db")
 
 
+@pytest.mark.slow
 def test_a_live_run_cannot_be_resumed_and_force_takes_it(tmp_path: Path) -> None:
     db = tmp_path / "live.db"
     proc = subprocess.Popen(

@@ -133,6 +133,7 @@ def test_changed_prompt_of_a_model_agent_is_a_divergence(program_run: tuple[Path
     assert report["model_calls"] == 0
 
 
+@pytest.mark.slow
 def test_replay_of_a_crashed_and_resumed_run_is_identical(tmp_path: Path) -> None:
     from tests.test_crash import PROGRAM, kill_at
 

@@ -24,6 +24,7 @@ def digests(db: Path) -> list[int]:
     return [int(a.payload["count"]) for a in state.artifacts.values() if a.type == "Digest"]
 
 
+@pytest.mark.slow
 def test_a_program_that_stops_waiting_leaves_the_batch_for_resume(tmp_path: Path) -> None:
     db = tmp_path / "w.db"
     out = run_cli(["run", PROGRAM, "--db", db], cwd=tmp_path, env={"BATCH_TIMEOUT": "3"})

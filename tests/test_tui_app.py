@@ -209,6 +209,7 @@ async def test_pause_freezes_and_scrub_bar_seeks(news_db: Path) -> None:
         assert app.monitor.ordinal == 7
 
 
+@pytest.mark.slow
 async def test_help_lists_every_binding_and_palette_switches_view(news_db: Path) -> None:
     app = MonitorApp(news_db, clock=frozen)
     async with app.run_test(size=SIZE) as pilot:
@@ -229,6 +230,7 @@ async def test_help_lists_every_binding_and_palette_switches_view(news_db: Path)
         assert app.view == "timeline"
 
 
+@pytest.mark.slow
 async def test_drill_down_task_agent_event_and_runs(tmp_path: Path) -> None:
     db = tmp_path / "two.db"
     await asyncio.to_thread(write_news_log, db, 18)  # unfinished: analysts still running
@@ -301,6 +303,7 @@ async def test_too_small_terminal_shows_a_message_not_a_crash(news_db: Path) -> 
         assert app.query_one("#main").display
 
 
+@pytest.mark.slow
 async def test_follows_a_live_run_in_another_process(news_db: Path, tmp_path: Path) -> None:
     """`flock-es run` writes from a subprocess; the TUI switches to it and sees it progress."""
     app = MonitorApp(news_db, poll_seconds=0.05)
@@ -412,6 +415,7 @@ async def test_open_finished_task_and_walk_the_lineage(news_db: Path) -> None:
         assert app.screen.data["task"] == "t-world-analyst-000"  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 async def test_runs_view_and_export_action_behind_a_confirm(news_db: Path, tmp_path: Path) -> None:
     """Runs show status, tasks, failures, cost; E exports through the CLI after a yes."""
     app = MonitorApp(news_db, clock=frozen)

@@ -39,6 +39,7 @@ def test_missing_database_folder_or_run(tmp_path: Path) -> None:
     one_line_error(run_cli(["tui", "--db", tmp_path / "new.db", "--run", "r-x"]), "new.db")
 
 
+@pytest.mark.slow
 def test_waits_for_a_database_on_a_real_terminal(tmp_path: Path) -> None:
     code, out = run_in_pty(["tui", "--db", str(tmp_path / "new.db")], cols=100, rows=30, keys=b"q")
     assert code == 0, out[-2000:]

@@ -132,12 +132,13 @@ def cli(*args: object, env: dict[str, str] | None = None) -> subprocess.Popen[st
 @pytest.mark.parametrize(
     ("program", "n_workers"),
     [
-        (EXAMPLES / "news.py", 1),
-        (EXAMPLES / "news.py", 3),
+        # One quick variant stays in the fast set; the rest are slow (subprocess-heavy).
         (PROGRAMS / "tutorial_verbatim.py", 1),
-        (PROGRAMS / "tutorial_verbatim.py", 3),
-        (PROGRAMS / "crash_pipeline.py", 3),
-        (PROGRAMS / "batch_timeout.py", 2),
+        pytest.param(EXAMPLES / "news.py", 1, marks=pytest.mark.slow),
+        pytest.param(EXAMPLES / "news.py", 3, marks=pytest.mark.slow),
+        pytest.param(PROGRAMS / "tutorial_verbatim.py", 3, marks=pytest.mark.slow),
+        pytest.param(PROGRAMS / "crash_pipeline.py", 3, marks=pytest.mark.slow),
+        pytest.param(PROGRAMS / "batch_timeout.py", 2, marks=pytest.mark.slow),
     ],
 )
 def test_workers_produce_what_a_local_run_does(
@@ -166,6 +167,7 @@ def test_workers_produce_what_a_local_run_does(
     assert replay.returncode == 0 and replay.stdout.strip().endswith("identical"), replay.stdout
 
 
+@pytest.mark.slow
 def test_run_executes_alongside_workers(tmp_path: Path, shared_db: str) -> None:
     program, env = fanout(60, 0.05)
     with workers(program, shared_db, 1, tmp_path, "--concurrency", "4", env=env):
@@ -252,6 +254,7 @@ def kill_when(proc: subprocess.Popen[str], ready: Callable[[], bool], timeout: f
     pytest.fail("the process ended (or took too long) before it could be killed")
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill(tmp_path: Path, shared_db: str) -> None:
     program, env = fanout(40, 0.2)
     run = cli("run", program, "--db", shared_db, "-q", "--concurrency", "4", "--share", env=env)
@@ -264,6 +267,7 @@ def test_resume_after_a_kill(tmp_path: Path, shared_db: str) -> None:
     assert_exactly_once(shared_db, 40, before)
 
 
+@pytest.mark.slow
 def test_timers_fire_on_workers_when_the_run_process_is_gone(
     tmp_path: Path, shared_db: str
 ) -> None:
