@@ -7,10 +7,11 @@ timers of batches, join windows and releases. Every effect follows a commit:
 a task starts only after its ``task.scheduled`` is durable, ``publish``
 returns only after its artifact and the schedules it caused are.
 
-Plain ``def`` function agents never yield, so tasks of theirs that become
-ready together run back to back in one asyncio task, in chunks of
-``INLINE_CHUNK`` with one commit per chunk: the same work without a task and
-a commit per run.
+Function agents' tasks that become ready together run back to back in one
+asyncio task, in chunks of ``INLINE_CHUNK`` with one commit per chunk: each
+run is stepped at once, and only one that suspends (an ``async def`` agent
+that awaits) gets an asyncio task and a commit of its own. The same work
+without a task and a commit per run.
 
 Example::
 
@@ -22,7 +23,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from typing import Any, Protocol
 
@@ -138,7 +138,7 @@ class Engine:
         tasks = self.kernel.state.tasks
         for i in range(0, len(inline), INLINE_CHUNK):
             chunk = [tasks[t] for t in inline[i : i + INLINE_CHUNK]]
-            self.work.spawn(self.executor.execute_inline(chunk), "flock-es:inline")
+            self.work.spawn(self.executor.execute_inline(chunk, self.work.spawn), "flock-es:inline")
 
     def _inline(self, task_id: str) -> bool:
         task = self.kernel.state.tasks.get(task_id)
@@ -146,7 +146,6 @@ class Engine:
         return (
             agent is not None
             and agent.function is not None
-            and not inspect.iscoroutinefunction(agent.function)
             and agent.name not in self.agent_sems
             and task_id not in self.invoke_waiters
         )

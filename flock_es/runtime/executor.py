@@ -14,9 +14,11 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import time
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, cast
 
 from pydantic import BaseModel
 
@@ -46,6 +48,7 @@ from flock_es.runtime import agent_hooks
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.board_queries import BoardSource
 from flock_es.runtime.context import TaskRun, build_context, correlation_of
+from flock_es.runtime.eager import Suspended, step
 from flock_es.runtime.eval_types import artifact_for
 from flock_es.runtime.kernel import UNPUBLISHED_TAG, Kernel
 from flock_es.runtime.model_agent import run_model_agent
@@ -54,9 +57,11 @@ from flock_es.runtime.orchestrator_hooks import Candidate, OrchestratorHooks
 from flock_es.runtime.outputs import check_output_types, normalise_outputs
 from flock_es.runtime.store import Artifact
 
-__all__ = ["FATAL", "Executor", "Outcome"]
+__all__ = ["FATAL", "Executor", "Outcome", "Spawn"]
 
 Outcome = list[BaseModel] | Exception
+# How the executor hands work to the run's tracked tasks (``Work.spawn``).
+Spawn = Callable[[Coroutine[Any, Any, Any], str, contextvars.Context], Any]
 # Errors that stop the run instead of failing one task.
 # An MCP server that cannot be reached is the environment, not the agent: the run
 # stops resumable, and the CLI says which server.
@@ -294,11 +299,15 @@ class Executor:
             await self.kernel.emit([self.failure(task, missing)])
             return missing
         run = self.start(task, agent)
-        events, outcome = await self._settled(run, unpublished)
+        return await self._conclude(run, await self._settled(run, unpublished))
+
+    async def _conclude(self, run: TaskRun, settled: tuple[list[Event], Outcome]) -> Outcome:
+        """Commit a run's outcome, then its error handlers and component hooks."""
+        events, outcome = settled
         await self.kernel.commit(events)
         if isinstance(outcome, Exception):
             await self.on_error(run, outcome)
-        if agent.utilities or agent.engines:
+        if run.agent.utilities or run.agent.engines:
             await self.after_commit(run, outcome)
         return outcome
 
@@ -309,12 +318,17 @@ class Executor:
         except Exception as hook_exc:  # the task is recorded already; a hook cannot undo it
             self.handler_failures.append((run.task.id, repr(hook_exc)))
 
-    async def execute_inline(self, tasks: list[TaskView]) -> None:
-        """Plain ``def`` agents never yield: run a chunk of them back to back, commit once.
+    async def execute_inline(self, tasks: list[TaskView], spawn: Spawn) -> None:
+        """Run a chunk of function-agent tasks back to back; commit them as one unit.
 
-        Their ``task.started`` events go into the chunk's unit too: nothing could commit
-        them earlier, as the chunk never hands the loop to the writer (an agent with
-        components may await, so its start is queued on its own as elsewhere).
+        Each run is stepped at once (``eager.step``). One that finishes without
+        waiting (every ``def`` agent, most ``async def`` ones) adds its
+        ``task.started``, outputs and ``task.completed`` to the chunk's unit: no
+        asyncio task and no commit of its own. One that suspends is finished by a
+        task of its own (``spawn``), which commits its outcome after the chunk's
+        unit (that holds its ``task.started``). An agent with components queues its
+        start on its own, as elsewhere: its hooks may record events before the
+        chunk commits, and those must follow its start.
         """
         events: list[Event] = []
         failures: list[tuple[TaskRun, Exception]] = []
@@ -322,15 +336,26 @@ class Executor:
         agents = self.agents
         for task in tasks:
             agent = agents[task.agent]
-            run = self.start(task, agent, None if agent.utilities or agent.engines else events)
-            done, outcome = await self._settled(run, False)
-            events.extend(done)
+            hooked = bool(agent.utilities or agent.engines)
+            run = self.start(task, agent, None if hooked else events)
+            done, value, ctx = step(self._settled(run, False))
+            if not done:
+                rest = cast("Suspended[tuple[list[Event], Outcome]]", value)
+                spawn(self._resumed(run, rest), f"flock-es:{task.id}", ctx)
+                continue
+            unit, outcome = cast("tuple[list[Event], Outcome]", value)
+            events.extend(unit)
             if isinstance(outcome, Exception):
                 failures.append((run, outcome))
-            if run.agent.utilities or run.agent.engines:
+            if hooked:
                 with_hooks.append((run, outcome))
-        await self.kernel.commit(events)
+        if events:
+            await self.kernel.commit(events)
         for run, exc in failures:
             await self.on_error(run, exc)
         for run, outcome in with_hooks:
             await self.after_commit(run, outcome)
+
+    async def _resumed(self, run: TaskRun, rest: Suspended[tuple[list[Event], Outcome]]) -> None:
+        """The rest of a run that suspended in ``execute_inline``, then its commit."""
+        await self._conclude(run, await rest)

@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -32,9 +33,14 @@ class Work:
     def __bool__(self) -> bool:
         return bool(self.tasks)
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
-        """Start ``coro`` as a tracked task."""
-        task = asyncio.create_task(coro, name=name)
+    def spawn(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        name: str,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Task[Any]:
+        """Start ``coro`` as a tracked task (in ``context``, else a copy of the current one)."""
+        task = asyncio.get_running_loop().create_task(coro, name=name, context=context)
         self.tasks.add(task)
         task.add_done_callback(self._done)
         return task

@@ -1,0 +1,118 @@
+"""Eager stepping of agent runs (runtime/eager.py) and the chunks of function agents
+that use it: runs that never wait share one task and one commit; runs that wait
+get a task of their own and never hold up the rest of their chunk."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from flock_es import Flock, flock_type
+from flock_es.log import LogReader
+from flock_es.runtime.eager import Suspended, step
+
+VAR: contextvars.ContextVar[str] = contextvars.ContextVar("VAR", default="unset")
+
+
+async def _quick() -> int:
+    return 7
+
+
+async def _waits(gate: asyncio.Event) -> str:
+    VAR.set("inside")
+    await gate.wait()
+    return VAR.get()
+
+
+async def _fails() -> None:
+    raise ValueError("boom")
+
+
+async def test_a_run_that_never_waits_finishes_on_its_first_step() -> None:
+    done, value, _ = step(_quick())
+    assert done and value == 7
+
+
+async def test_a_run_that_waits_is_finished_by_a_task_in_its_own_context() -> None:
+    gate = asyncio.Event()
+    done, rest, ctx = step(_waits(gate))
+    assert not done and isinstance(rest, Suspended)
+
+    async def finish() -> str:
+        return await rest  # type: ignore[misc]
+
+    task = asyncio.get_running_loop().create_task(finish(), context=ctx)
+    await asyncio.sleep(0)
+    assert not task.done()
+    assert VAR.get() == "unset"  # the run's context is its own
+    gate.set()
+    assert await task == "inside"
+
+
+async def test_a_first_step_that_raises_propagates() -> None:
+    with pytest.raises(ValueError, match="boom"):
+        step(_fails())
+
+
+async def test_cancelling_the_task_cancels_the_suspended_run() -> None:
+    gate = asyncio.Event()
+    done, rest, ctx = step(_waits(gate))
+    assert not done
+
+    async def finish() -> str:
+        return await rest  # type: ignore[misc]
+
+    task = asyncio.get_running_loop().create_task(finish(), context=ctx)
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+@flock_type
+class Ping(BaseModel):
+    n: int
+
+
+@flock_type
+class Pong(BaseModel):
+    who: str
+    n: int
+
+
+async def test_a_waiting_run_never_holds_up_its_chunk(db_path: Path) -> None:
+    """``waiter`` waits for ``setter``, which comes after it in the same chunk: run in
+    turn, the chunk would wait forever; stepped, both finish."""
+    flock = Flock(db=db_path)
+    gate = asyncio.Event()
+
+    async def waiter(p: Ping) -> Pong:
+        await gate.wait()
+        return Pong(who="waiter", n=p.n)
+
+    async def setter(p: Ping) -> Pong:
+        gate.set()
+        return Pong(who="setter", n=p.n)
+
+    def plain(p: Ping) -> Pong:
+        return Pong(who="plain", n=p.n)
+
+    flock.agent("a_waiter").consumes(Ping).publishes(Pong).with_function(waiter)
+    flock.agent("b_setter").consumes(Ping).publishes(Pong).with_function(setter)
+    flock.agent("c_plain").consumes(Ping).publishes(Pong).with_function(plain)
+    await flock.publish(Ping(n=1))
+    assert await flock.run_until_idle(timeout=10)
+    await flock.close()
+    pongs = await flock.store.get_by_type(Pong)
+    assert sorted(p.who for p in pongs) == ["plain", "setter", "waiter"]
+    with LogReader(db_path) as r:
+        evs = [(e.kind.value, e.body.get("task_id")) for e in r.events(flock.run_id)]
+    tasks = {t for k, t in evs if k == "task.scheduled"}
+    assert len(tasks) == 3
+    for t in tasks:  # each task: scheduled, then started, then completed, once each
+        mine = [k for k, tid in evs if tid == t and k.startswith("task.")]
+        assert mine == ["task.scheduled", "task.started", "task.completed"]
