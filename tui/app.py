@@ -196,6 +196,7 @@ class MonitorApp(LoadingMixin):
         self.refresh_views(full=True)
         self._load()
         self.set_interval(1.0, self._tick_clock)
+        self.call_after_refresh(self.settle_heap)  # the first paint's objects: long-lived
 
     # Command palette ---------------------------------------------------------
 

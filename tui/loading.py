@@ -13,6 +13,7 @@ Either way the worker posts one coalesced ``Folded`` message at a time.
 
 from __future__ import annotations
 
+import gc
 import queue
 import threading
 import time
@@ -37,6 +38,7 @@ POLL_SECONDS = 0.1  # a committed event is on screen within about this long whil
 IDLE_SECONDS = 1.0  # nothing new for a while: check (one PRAGMA data_version) once a second
 REDRAW_SECONDS = 0.25  # the screen is redrawn at most this often (a key's answer: at once)
 KEY_BUDGET = 0.3  # after a key, an in-process fold pauses this long so the answer is drawn
+HEAP_SECONDS = 30.0  # when idle, the heap is settled (collected, then frozen) at most this often
 
 
 class Folded(Message):
@@ -58,6 +60,8 @@ class LoadingMixin(ActionsMixin):
     _notified = 0.0
     _owed = False  # events folded but not drawn yet (redraws are throttled)
     _busy_until = 0.0
+    _heap_settled = 0.0
+    _heap_dirty = True  # something was drawn since the heap was last settled
     sent_commands = 0
     _done_commands = 0  # in-process commands run so far
 
@@ -191,6 +195,7 @@ class LoadingMixin(ActionsMixin):
 
     def on_folded(self, _: Folded) -> None:
         self._posted = False
+        self._heap_dirty = True
         if not self._exit and self._running:
             self.refresh_views()
 
@@ -198,6 +203,26 @@ class LoadingMixin(ActionsMixin):
         """Once a second, and only while a run is live: elapsed times on screen move."""
         if self.server is not None and self.frame.live:
             self.refresh_views(clock_only=True)
+        now = time.monotonic()
+        if self._heap_dirty and now > self._busy_until + 2.0 and now > self._heap_settled:
+            self.settle_heap()
+
+    def settle_heap(self) -> None:
+        """Collect the garbage, then freeze what survives (the widgets, their caches).
+
+        A full collection walks every object the app holds: 25 to 60 ms here,
+        several times a minute while a big run loads, each one a late key. Frozen,
+        the long-lived objects are never walked again, so the collections that
+        keys run into are of new objects only. This runs after the first paint,
+        then only when nobody is typing (and at most every ``HEAP_SECONDS``):
+        unfrozen first, so what became garbage since (a closed detail screen) is
+        collected, not kept.
+        """
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+        self._heap_dirty = False
+        self._heap_settled = time.monotonic() + HEAP_SECONDS
 
     def on_unmount(self) -> None:
         self.workers.cancel_group(self, "loader")

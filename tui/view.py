@@ -18,7 +18,7 @@ from textual.app import App
 from textual.css.query import NoMatches
 from textual.visual import visualize
 from textual.widget import Widget
-from textual.widgets import DataTable, Input, Static, TabbedContent
+from textual.widgets import Input, Static, TabbedContent
 
 from flock_es.domain.events import RunStatus
 from flock_es.errors import FlockError
@@ -238,7 +238,7 @@ class ViewMixin(App[None]):
     def _artifact_highlighted(self) -> None:
         self._payload()
 
-    @on(DataTable.RowHighlighted, "#agents-table")
+    @on(VirtualList.Highlighted, "#agents-table")
     def _agent_highlighted(self) -> None:
         if self.server is not None and self.view == "agents":
             self.refresh_views(clock_only=True)

@@ -14,7 +14,7 @@ from .detail import Detail
 from .screens import ConfirmScreen, DetailScreen, GotoScreen
 from .view import ViewMixin
 from .vlist import VirtualList
-from .widgets import DiffTable, ScrubBar
+from .widgets import ScrubBar
 
 __all__ = ["ActionsMixin"]
 
@@ -120,12 +120,7 @@ class ActionsMixin(ViewMixin):
 
     @on(VirtualList.Selected)
     def _list_selected(self, event: VirtualList.Selected) -> None:
-        event.stop()
-        self.action_drill()
-
-    @on(DiffTable.RowSelected)
-    def _row_selected(self, event: DiffTable.RowSelected) -> None:
-        event.stop()
+        event.stop()  # a list or a table (runs, lanes, batches): open what it selected
         self.action_drill()
 
     def open_run(self, run_id: str) -> None:

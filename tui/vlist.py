@@ -23,7 +23,7 @@ from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -123,6 +123,22 @@ class VirtualList(ScrollView, can_focus=True):
         if grew or self.stick_to_end:
             self.post_message(self.Highlighted(self, self.selected_key))
         self.refresh()
+
+    def repaint_rows(self, indices: list[int]) -> None:
+        """Rows ``indices`` changed in place: repaint their lines only (all if a column widened)."""
+        widths = list(self.widths)
+        for i in indices:
+            self._cache.pop(i, None)
+        top, height = int(self.scroll_offset.y), max(self.size.height - 1, 0)
+        shown = [i for i in indices if top <= i < top + height]
+        for i in shown:
+            self.row(i)  # fetched now: a wider value widens its column
+        if self.widths != widths:
+            self._cache.clear()
+            self.refresh()
+            return
+        for i in shown:
+            self.refresh(Region(0, i - top + 1, self.size.width, 1))
 
     def keys(self) -> list[str]:
         """Every key, in order (for tests and small lists)."""

@@ -10,27 +10,17 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events
-from textual.coordinate import Coordinate
 from textual.geometry import Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from .rows import Row, fmt_seconds
 from .sources import Span
+from .vlist import VirtualList
 
 T = TypeVar("T")
-
-REBUILD_FACTOR = 400
-"""Rebuild instead of removing rows one by one when that would cost more.
-
-``DataTable.remove_row`` is linear in the table size, so removing ``g`` rows of
-``n`` costs about ``g * n`` steps, while a rebuild costs one ``add_row`` (a few
-hundred steps) per row kept. Dropping 10,000 of 20,000 artifacts after a jump
-back in time would take minutes one by one. Events never take this path: each
-adds, updates or removes a handful of rows.
-"""
 
 
 @dataclass(slots=True)
@@ -43,86 +33,89 @@ class TableStats:
     rebuilds: int = 0
 
 
-class DiffTable(DataTable[Text]):
-    """A DataTable keyed by id that is only ever updated by diff.
+class _Rows:
+    """The rows of a ``DiffTable`` as a ``VirtualList`` source (a dict, in order)."""
+
+    def __init__(self, columns: tuple[str, ...]) -> None:
+        self.columns = columns
+        self.by_key: dict[str, Row] = {}
+        self.keys: list[str] = []
+
+    def count(self) -> int:
+        return len(self.keys)
+
+    def rows(self, start: int, count: int) -> list[tuple[str, tuple[Text, ...]]]:
+        return [(k, tuple(map(_cell, self.by_key[k]))) for k in self.keys[start : start + count]]
+
+
+def _cell(value: str) -> Text:
+    # A failure is red as well as marked (the marker is what NO_COLOR shows).
+    return Text(value, "bold red") if value.startswith("✗") else Text(value)
+
+
+class DiffTable(VirtualList):
+    """A small keyed table (runs, agent lanes, batches), drawn line by line.
+
+    A ``DataTable`` re-measured and re-rendered every cell when one changed and
+    whenever focus moved: the lanes of a big run cost more to draw than the
+    rest of the screen. This table is a ``VirtualList`` over a dict of rows: a
+    changed row repaints its own line, and nothing is re-measured.
 
     Example::
 
         table = DiffTable(("agent", "status"))
-        table.sync({"editor": ("editor", "running")})   # add_row
-        table.sync({"editor": ("editor", "idle")})      # update_cell
+        table.sync({"editor": ("editor", "running")})   # a new row
+        table.sync({"editor": ("editor", "idle")})      # its line is repainted
     """
 
-    def __init__(
-        self,
-        columns: Iterable[str],
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
-        self.column_names = tuple(columns)
-        self.rows_by_key: dict[str, Row] = {}
+    def __init__(self, columns: Iterable[str], **kwargs: Any) -> None:
+        self.table = _Rows(tuple(columns))
+        super().__init__(self.table, **kwargs)
+        self.column_names = self.table.columns
         self.stats = TableStats()
 
-    def on_mount(self) -> None:
-        for name in self.column_names:
-            self.add_column(name, key=name)
+    @property
+    def rows_by_key(self) -> dict[str, Row]:
+        return self.table.by_key
 
     @property
-    def selected_key(self) -> str | None:
-        if not self.rows_by_key or self.cursor_row < 0:
-            return None
-        try:
-            return str(self.coordinate_to_cell_key(Coordinate(self.cursor_row, 0)).row_key.value)
-        except Exception:  # no row under the cursor (table emptied under it)
-            return None
+    def cursor_row(self) -> int:
+        return self.cursor if self.table.keys else -1
+
+    def move_cursor(self, *, row: int) -> None:
+        """Put the cursor on row ``row`` (``DataTable``'s name for it)."""
+        self.move_to(row)
 
     def add(self, rows: dict[str, Row]) -> None:
-        """Append rows whose keys are new (the append-only path of events)."""
-        for key, row in rows.items():
-            if key in self.rows_by_key:
-                self._update(key, row)
-                continue
-            self.add_row(*map(Text, row), key=key)
-            self.rows_by_key[key] = row
-            self.stats.adds += 1
+        """Append rows whose keys are new (or update those that are not)."""
+        self.sync({**self.table.by_key, **rows})
 
     def drop(self, keys: Iterable[str]) -> None:
-        for key in keys:
-            if self.rows_by_key.pop(key, None) is not None:
-                self.remove_row(key)
-                self.stats.removes += 1
-
-    def _update(self, key: str, row: Row) -> None:
-        old = self.rows_by_key[key]
-        if old == row:
-            return
-        for name, before, after in zip(self.column_names, old, row, strict=True):
-            if before != after:
-                self.update_cell(key, name, Text(after), update_width=True)
-                self.stats.updates += 1
-        self.rows_by_key[key] = row
+        gone = set(keys)
+        self.sync({k: v for k, v in self.table.by_key.items() if k not in gone})
 
     def sync(self, desired: dict[str, Row]) -> None:
-        """Make the table hold exactly ``desired``, touching only what differs."""
-        gone = [k for k in self.rows_by_key if k not in desired]
-        if len(gone) * len(self.rows_by_key) > REBUILD_FACTOR * max(len(desired), 100):
-            self.rebuild(desired)
+        """Make the table hold exactly ``desired``, repainting only the lines that differ."""
+        old, keys = self.table.by_key, list(desired)
+        changed = [i for i, k in enumerate(keys) if old.get(k) != desired[k]]
+        if keys == self.table.keys and not changed:
             return
-        self.drop(gone)
-        new = {k: v for k, v in desired.items() if k not in self.rows_by_key}
-        for key, row in desired.items():
-            if key in self.rows_by_key:
-                self._update(key, row)
-        self.add(new)
+        st = self.stats
+        st.adds += sum(1 for k in keys if k not in old)
+        st.removes += sum(1 for k in old if k not in desired)
+        st.updates += sum(1 for i in changed if keys[i] in old)
+        same_order = keys == self.table.keys
+        self.table.by_key, self.table.keys = dict(desired), keys
+        if same_order:
+            self.repaint_rows(changed)
+        else:
+            self.invalidate()
 
     def rebuild(self, desired: dict[str, Row]) -> None:
-        """Replace every row at once: for a user action (filter, big jump), never an event."""
-        self.clear()
-        self.rows_by_key = {}
+        """Replace every row at once (a user action: filter, another run)."""
         self.stats.rebuilds += 1
-        for key, row in desired.items():
-            self.add_row(*map(Text, row), key=key)
-            self.rows_by_key[key] = row
+        self.table.by_key, self.table.keys = dict(desired), list(desired)
+        self.invalidate()
 
 
 _STATUS_STYLE = {
