@@ -1,5 +1,5 @@
 """Trust under faults (issue 10), through the real CLI: damaged files, a full disk,
-a read-only mount, a kill during creation, exports that cannot be written.
+a read-only mount, exports that cannot be written.
 
 Each fault gives one line naming the database (or file), a non-zero exit, no
 traceback, and loses nothing committed. Mount tests need root (we are in CI);
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, kill_cli_when, run_cli
+from tests.conftest import EXAMPLES, run_cli
 
 NEWS = EXAMPLES / "news.py"
 
@@ -120,19 +120,6 @@ def test_export_to_a_path_that_cannot_be_written(where: str, news_db: Path, tmp_
     out = run_cli(["export", "latest", "--db", news_db, "-o", target])
     one_line_error(out, "cannot write the export to")
     assert not list(tmp_path.rglob("*.part"))
-
-
-@pytest.mark.slow
-def test_a_kill_during_creation_leaves_a_usable_path(tmp_path: Path) -> None:
-    db = tmp_path / "new.db"
-    args = ["run", NEWS, "--db", db, "-q"]
-    env = {"FLOCK_ES_TEST_CREATE_PAUSE": "30"}
-    # Killed 0.3 s after the file appears: inside the creating transaction, paused.
-    kill_cli_when(args, db.exists, tmp_path, env, then_wait=0.3)
-    assert db.exists()
-    out = run_cli(["run", NEWS, "--db", db, "-q"], cwd=tmp_path)
-    assert out.returncode == 0, out.stderr
-    assert run_cli(["runs", "--db", db]).returncode == 0
 
 
 # -- mounts (root) -----------------------------------------------------------------

@@ -73,7 +73,8 @@ def migrate_db(db: DbRef) -> tuple[int | None, int]:
         return PostgresStore(str(db)).migrate()
     import sqlite3
 
-    from flock_es.log.schema import DB_SCHEMA_VERSION, check_database, ensure_schema, read_uri
+    from flock_es.log.schema import DB_SCHEMA_VERSION, check_database, read_uri
+    from flock_es.log.sqlite_file import ensure_schema
 
     path = Path(db)
     before = None

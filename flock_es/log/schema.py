@@ -5,9 +5,10 @@ switches to ``FULL`` for each commit that must survive power loss (see
 ``Durability``); writers take the lock up front with ``BEGIN IMMEDIATE`` and
 wait on a busy timeout; readers use their own read-only connections
 (``immutable=1`` where the medium is read-only, as no writer can exist there).
-A new file gets its whole schema, ``application_id`` and ``user_version`` in one
-transaction, so a kill during creation leaves an empty file that the next
-writer initialises, never a half-made one.
+The schema, ``application_id`` and ``user_version`` are written in one
+transaction (``initialise``); ``flock_es.log.sqlite_file`` builds a new file
+under a temporary name and links it in place, so no process ever sees one
+half-made.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ __all__ = [
     "check_database",
     "damaged_message",
     "default_db_path",
-    "ensure_schema",
     "initialise",
     "read_uri",
     "storage_error",
@@ -337,36 +337,6 @@ def initialise(con: sqlite3.Connection) -> None:
         if con.in_transaction:
             con.execute("ROLLBACK")
         raise
-
-
-def ensure_schema(path: Path, *, verify: bool = True) -> None:
-    """Make ``path`` a current flock-es database (create, finish or upgrade it), after a
-    bounded integrity check of an existing file (``verify``)."""
-    try:
-        _ensure_schema(path, verify)
-    except (OSError, sqlite3.Error) as exc:
-        raise storage_error(path, exc, writing=True) from None
-
-
-def _ensure_schema(path: Path, check: bool) -> None:
-    exists = check_database(path, must_exist=False)
-    if exists:
-        con = sqlite3.connect(read_uri(path), uri=True)
-        try:
-            # Never append to a damaged file: that buries the damage under new events.
-            if check:
-                verify(path, con, WRITER_CHECK_SECONDS)
-            version = con.execute("PRAGMA user_version").fetchone()[0]
-        finally:
-            con.close()
-        if version == DB_SCHEMA_VERSION:
-            return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-    try:
-        initialise(con)
-    finally:
-        con.close()
 
 
 def storage_error(path: Path, exc: BaseException, *, writing: bool = False) -> DatabaseError:

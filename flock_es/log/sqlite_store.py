@@ -24,7 +24,8 @@ from flock_es.errors import DatabaseError, RunOwnedError
 from flock_es.log.lease import owned_error, stealable
 from flock_es.log.ports import LEASE_SECONDS, Durability, Lease
 from flock_es.log.reader import LogReader
-from flock_es.log.schema import BUSY_TIMEOUT_MS, check_database, ensure_schema, storage_error
+from flock_es.log.schema import BUSY_TIMEOUT_MS, check_database, storage_error
+from flock_es.log.sqlite_file import ensure_schema
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -32,7 +32,8 @@ from flock_es.errors import RunOwnedError
 from flock_es.log import query_models as qm
 from flock_es.log.group_commit import Unit, UnitQueue, drain
 from flock_es.log.ports import Durability, Lease
-from flock_es.log.schema import PRAGMAS, check_database, ensure_schema, storage_error
+from flock_es.log.schema import PRAGMAS, check_database, storage_error
+from flock_es.log.sqlite_file import ensure_schema
 
 __all__ = ["PAID_KINDS", "LogWriter", "dumps", "read_model_rows", "rebuild_read_models"]
 
