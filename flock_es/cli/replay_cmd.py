@@ -104,7 +104,7 @@ def resume(
     from flock_es.log.backends import open_reader
     from flock_es.runtime.lifecycle import Ownership, plan_resume, resume
     from flock_es.runtime.program import load_program
-    from flock_es.runtime.worker import is_shared_run
+    from flock_es.runtime.sharing import is_shared_run
 
     path_db = db_path(db)
     with open_reader(path_db) as reader:
@@ -201,12 +201,14 @@ def fork(
     """Start a new run from the state of RUN at seq --at and continue it live.
 
     Use another --model or a changed program. The new run records its parent
-    and the fork point.
+    and the fork point. A fork of a shared run (every run on PostgreSQL) is
+    shared too: `flock-es worker` processes take part.
     """
-    from flock_es.cli.run_cmd import finish, run_to_end
-    from flock_es.log.backends import open_reader
+    from flock_es.cli.run_cmd import finish, run_to_end, share
+    from flock_es.log.backends import is_postgres, open_reader
     from flock_es.runtime.lifecycle import Ownership, plan_fork, start_fork
     from flock_es.runtime.program import load_program
+    from flock_es.runtime.sharing import is_shared_run
 
     path_db = db_path(db)
     with open_reader(path_db) as reader:
@@ -217,6 +219,10 @@ def fork(
     prog = load_program(plan.program)
     flock = prog.flock
     flock.durability = durability(sync)
+    if is_postgres(path_db) or is_shared_run(path_db, parent_id):
+        # Open to workers like its parent (every run is, on PostgreSQL); they arm its
+        # inherited timers from the fork point recorded in its run.started.
+        share(flock, no_execute=False, concurrency=16, shared=True)
     with Ownership(path_db, flock.run_id) as owner:
         t0 = time.time()
         typer.echo(f"Forked {parent_id} at seq {plan.cut} into {flock.run_id}", err=True)

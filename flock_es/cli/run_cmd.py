@@ -116,7 +116,7 @@ def share(flock: Flock, no_execute: bool, concurrency: int, shared: bool = False
         return
     if concurrency < 1:
         raise UserError("--concurrency must be at least 1")
-    from flock_es.runtime.worker import ShareRun
+    from flock_es.runtime.sharing import ShareRun
 
     flock.share = ShareRun(
         flock, str(flock.db_path), execute=not no_execute, concurrency=concurrency

@@ -87,6 +87,10 @@ class RunStarted(TypedDict):
     id_root: NotRequired[str | None]  # absent: None
     # How many of the parent's events follow, copied, so the fork's log stands alone.
     inherited: NotRequired[int]  # absent: 0
+    # A fork's fork point in time (its last inherited event's ts): every process that
+    # arms the inherited timers (the fork, workers, a resume) restarts them relative
+    # to the fork from it. absent: None (the fork process alone knew it, in memory)
+    fork_ts: NotRequired[float | None]
     pid: NotRequired[int | None]  # absent: None
     host: NotRequired[str | None]  # absent: None
     version: NotRequired[str]  # absent: ""

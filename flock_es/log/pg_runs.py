@@ -4,7 +4,9 @@
   inserting its lease row, or by taking over an expired one it locked with
   ``FOR UPDATE SKIP LOCKED`` (workers never wait on each other's claims). A
   heartbeat extends all of a worker's leases; the server's clock decides
-  expiry, so machines need not agree on theirs.
+  expiry, so machines need not agree on theirs. A worker frees at once the
+  leases of a worker of its own machine whose process is gone
+  (``drop_gone_leases``); one on another machine is waited out.
 - **Serialised decisions**: ``commit_turn`` holds the run's advisory lock for
   one transaction, hands the run's events committed since the turn's cursor
   to ``turn.catch_up``, then calls ``turn.build`` (which decides on the
@@ -28,6 +30,7 @@ from psycopg_pool import AsyncConnectionPool
 from flock_es.domain.events import Event
 from flock_es.errors import DatabaseError, RunOwnedError
 from flock_es.log.body_paths import PROGRAM_HASH
+from flock_es.log.lease import gone_workers, local_worker_range
 from flock_es.log.pg_schema import NOTIFY_CHANNEL, describe_url, migrate, pg_connect
 from flock_es.log.pg_writer import insert_events
 from flock_es.log.ports import Lease, RunTurn
@@ -183,6 +186,22 @@ class PgRuns:
                 "DELETE FROM task_leases WHERE run_id = %s AND worker = %s AND task_id = ANY(%s)",
                 (run_id, worker, task_ids),
             )
+
+    async def drop_gone_leases(self) -> list[tuple[str, str]]:
+        async with self.pool.connection() as con:
+            cur = await con.execute(
+                # starts_with: a range on a linguistic collation would not be byte-wise
+                "SELECT DISTINCT worker FROM task_leases WHERE starts_with(worker, %s)",
+                (local_worker_range()[0],),
+            )
+            gone = gone_workers([str(r[0]) for r in await cur.fetchall()])
+            if not gone:
+                return []
+            cur = await con.execute(
+                "DELETE FROM task_leases WHERE worker = ANY(%s) RETURNING run_id, task_id",
+                (gone,),
+            )
+            return [(str(r), str(t)) for r, t in await cur.fetchall()]
 
     async def task_holders(self, run_id: str) -> dict[str, str]:
         async with self.pool.connection() as con:

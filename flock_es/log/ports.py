@@ -244,7 +244,8 @@ class SharedRuns(Protocol):
     worker``): shared runs, task leases, serialised per-run commits, wake-ups.
 
     - ``claim_tasks`` is atomic: a task has at most one live lease holder; an
-      expired lease is taken over (the log's clock decides expiry).
+      expired lease is taken over (the log's clock decides expiry), and
+      ``drop_gone_leases`` frees at once those of a dead worker of this machine.
     - ``commit_turn`` serialises the commits of one run (an advisory lock on
       PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite): the turn catches up, learns
       which of its held leases were taken over, builds, appends and drops the
@@ -285,6 +286,12 @@ class SharedRuns(Protocol):
         ...
 
     async def release_tasks(self, run_id: str, worker: str, task_ids: list[str]) -> None: ...
+    async def drop_gone_leases(self) -> list[tuple[str, str]]:
+        """Delete the task leases of workers of this machine whose process is gone
+        (``lease.gone_workers``), so their tasks are taken over at once instead of
+        when the leases expire; the (run id, task id) pairs freed."""
+        ...
+
     async def task_holders(self, run_id: str) -> dict[str, str]:
         """Live (unexpired) task leases of ``run_id``: task id -> worker id."""
         ...

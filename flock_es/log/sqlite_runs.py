@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 
 from flock_es.domain.events import Event
 from flock_es.errors import RunOwnedError
+from flock_es.log.lease import gone_workers, local_worker_range
 from flock_es.log.ports import Durability, Lease, RunTurn
 from flock_es.log.reader import row_to_event
 from flock_es.log.schema import BUSY_TIMEOUT_MS, PRAGMAS, storage_error
@@ -301,6 +302,24 @@ class SqliteRuns:
         args = (run_id, worker, _json_list(task_ids))
         async with self._lock:
             await self._call(self._in_write, lambda: self.con.execute(sql, args))
+
+    async def drop_gone_leases(self) -> list[tuple[str, str]]:
+        low, high = local_worker_range()
+
+        def local() -> list[str]:
+            sql = "SELECT DISTINCT worker FROM task_leases WHERE worker >= ? AND worker < ?"
+            return [str(r[0]) for r in self.con.execute(sql, (low, high))]
+
+        gone = gone_workers(await self._call(local))
+        if not gone:
+            return []
+
+        def drop() -> list[tuple[str, str]]:
+            sql = f"DELETE FROM task_leases WHERE worker IN {_IN} RETURNING run_id, task_id"
+            return [(str(r), str(t)) for r, t in self.con.execute(sql, (_json_list(gone),))]
+
+        async with self._lock:
+            return await self._call(self._in_write, drop)
 
     async def task_holders(self, run_id: str) -> dict[str, str]:
         def read() -> dict[str, str]:

@@ -76,6 +76,7 @@ def _run_started(s: RunState, e: Event, b: RunStarted) -> None:
     s.started_at = e.ts
     s.parent_run = b.get("parent_run")
     s.fork_seq = b.get("fork_seq")
+    s.fork_ts = b.get("fork_ts")
     s.id_root = b.get("id_root")
     s.max_agent_iterations = b.get("max_agent_iterations")
     s.once_per_agent = b.get("once_per_agent", False)

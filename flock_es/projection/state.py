@@ -187,6 +187,7 @@ class RunState:
     finish_reason: str | None = None
     parent_run: str | None = None
     fork_seq: int | None = None
+    fork_ts: float | None = None  # a fork's fork point in time (see RunStarted)
     id_root: str | None = None
     pid: int | None = None
     host: str | None = None

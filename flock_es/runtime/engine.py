@@ -225,17 +225,14 @@ class Engine:
         """Wait until no task or timer is left; False if ``timeout`` s passed first."""
         return await self.work.until_idle(timeout)
 
-    def resume_pending(self, shift: float = 0.0, inherited_until: float | None = None) -> int:
-        """Re-launch unfinished tasks and re-arm batch, join and visibility timers.
-
-        Returns the number of tasks re-launched. A fork passes ``shift`` (seconds
-        since its fork point) and ``inherited_until`` (the fork point's time).
-        """
+    def resume_pending(self) -> int:
+        """Re-launch unfinished tasks and re-arm batch, join and visibility timers (a
+        fork's inherited ones relative to its fork point); the tasks re-launched."""
         n = 0
         for t in self.kernel.state.pending_tasks():
             self.launch(t.id)
             n += 1
-        self.timers.rearm(shift, inherited_until)
+        self.timers.rearm()
         return n
 
     def stop_timers(self) -> None:
@@ -248,7 +245,7 @@ class Engine:
 
 
 class ShareHook(Protocol):
-    """How a run joins a shared log (``runtime.worker.ShareRun``): the sink its
+    """How a run joins a shared log (``runtime.sharing.ShareRun``): the sink its
     events go through, and the engine it then serves."""
 
     async def open_sink(self) -> EventWriter: ...

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,16 +269,13 @@ def plan_fork(db: DbRef, run_id: str, at: int, program: Path | None = None) -> F
     return ForkPlan(run_id, db, at, cut, parent, state, path)
 
 
-def _fork_point_ts(plan: ForkPlan) -> float:
-    inherited = [e.ts for e in plan.parent if e.seq is not None and e.seq <= plan.cut]
-    return max(inherited) if inherited else time.time()
-
-
 async def start_fork(flock: Flock, plan: ForkPlan, model: str | None) -> int:
     """Write the child's inherited prefix, then continue it live; tasks re-launched.
 
     The inherited timers get the time they had left at the fork point, counted
-    from now: a fork taken long after its parent does not flush a batch early.
+    from the fork's start (both recorded in its ``run.started``, so workers and a
+    later resume agree): a fork taken long after its parent does not flush a
+    batch early.
     """
     flock.program = plan.program.resolve()
     flock.db_path = plan.db
@@ -291,5 +287,4 @@ async def start_fork(flock: Flock, plan: ForkPlan, model: str | None) -> int:
     with open_reader(plan.db) as reader:
         state = fold(reader.iter_events(flock.run_id))
     prepare(flock, state, plan.db, chosen, plan.program)
-    fork_ts = _fork_point_ts(plan)
-    return await start_resumed(flock, record=False, shift=time.time() - fork_ts, until=fork_ts)
+    return await start_resumed(flock, record=False)

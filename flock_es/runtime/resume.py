@@ -116,15 +116,13 @@ async def start_resumed(
     flock: Flock,
     record: bool = True,
     retry_failed: bool = False,
-    shift: float = 0.0,
-    until: float | None = None,
 ) -> int:
     """Start the engine on the folded state, record ``run.resumed``, re-launch the work.
 
     ``retry_failed``: also re-run the tasks that failed on a transient provider
     error (``TaskView.transient``); ``run.resumed`` records which, and their
-    attempt numbers continue where they stopped. A fork passes ``shift``/``until``:
-    its inherited timers restart relative to the fork.
+    attempt numbers continue where they stopped. A fork's inherited timers restart
+    relative to its recorded fork point.
     """
     engine = await flock.start()
     if record:
@@ -143,7 +141,7 @@ async def start_resumed(
         await engine.emit([make_event(flock.run_id, EventKind.RUN_RESUMED, body, time.time())])
     if flock.share is not None:  # a shared run: its tasks are claimed under leases
         return flock.share.resume_pending(engine)
-    return engine.resume_pending(shift, until)
+    return engine.resume_pending()
 
 
 def program_hash(path: Path | None) -> str | None:
@@ -224,6 +222,9 @@ def fork_events(
             continue
         out.append(Event(run_id=child, kind=e.kind, body=e.body, ts=e.ts, v=e.v))
     started["inherited"] = len(out)
+    # The fork point in time, recorded: whoever arms the inherited timers (this
+    # process, a worker, a later resume) restarts them relative to the fork.
+    started["fork_ts"] = max((e.ts for e in out), default=None)
     return [make_event(child, EventKind.RUN_STARTED, started, time.time()), *out]
 
 

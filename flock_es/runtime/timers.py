@@ -14,15 +14,17 @@ one records the flush, expiry or release (the others find it done and decide
 nothing).
 
 A fork continues from a point in its parent's past: the time left on each
-inherited timer at the fork point is what it gets from the moment of the fork
-(``rearm(shift=now - fork point)``), so a fork taken long after its parent
-does not flush a batch early and split it.
+inherited timer at the fork point is what it gets from the moment of the fork,
+so a fork taken long after its parent does not flush a batch early and split
+it. The fork's ``run.started`` records both moments (its own ts and
+``fork_ts``), so every process that arms the fork's timers (the fork itself,
+workers of a shared fork, a later resume) moves them alike.
 
 Example::
 
     timers = Timers(kernel, work)
     timers.arm_batch("editor", 0)
-    timers.rearm(shift=time.time() - fork_ts, inherited_until=fork_ts)
+    timers.rearm()  # everything the folded state calls for
 """
 
 from __future__ import annotations
@@ -51,12 +53,21 @@ class Timers:
         self.batches: dict[BatchKey, asyncio.Task[None]] = {}
         self.joins: dict[JoinKey, tuple[float, asyncio.Task[None]]] = {}
         self.releases: dict[str, asyncio.Task[None]] = {}
-        # Deadlines decided at or before ``inherited_until`` are moved by ``shift`` (a fork).
+        # Deadlines decided at or before ``inherited_until`` are moved by ``shift`` (a
+        # fork: see ``_follow_fork``).
         self.shift = 0.0
         self.inherited_until = float("-inf")
 
     def _due(self, deadline: float, decided_at: float) -> float:
         return deadline + self.shift if decided_at <= self.inherited_until else deadline
+
+    def _follow_fork(self) -> None:
+        """A fork's inherited deadlines move by the time between its fork point and
+        its start, both recorded in its ``run.started``."""
+        state = self.kernel.state
+        if state.fork_ts is not None and state.started_at is not None:
+            self.shift = max(0.0, state.started_at - state.fork_ts)
+            self.inherited_until = state.fork_ts
 
     # --- batches -----------------------------------------------------------
 
@@ -167,10 +178,10 @@ class Timers:
                 task.cancel()
                 self.joins.pop(jkey, None)
 
-    def rearm(self, shift: float = 0.0, inherited_until: float | None = None) -> None:
-        """Arm every timer the folded state calls for (resume; a fork passes ``shift``)."""
-        if inherited_until is not None:
-            self.shift, self.inherited_until = max(0.0, shift), inherited_until
+    def rearm(self) -> None:
+        """Arm every timer the folded state calls for (resume, workers, a fork's
+        inherited ones moved by its recorded fork point)."""
+        self._follow_fork()
         state = self.kernel.state
         for key, buf in state.batches.items():
             if buf.deadline is not None:

@@ -21,8 +21,9 @@ one owner and many workers, and no task is executed twice while its lease is
 held.
 
 A heartbeat extends the worker's leases. When a worker dies its leases
-expire and other workers take the tasks over; model calls it recorded are
-served from the record, as ``resume`` does.
+expire and other workers take the tasks over (at once if it was on this
+machine: its pid is gone); model calls it recorded are served from the
+record, as ``resume`` does.
 
 Example::
 
@@ -34,20 +35,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import os
-import socket
 import sys
 import time
 from collections.abc import Callable
 
 from flock_es.domain.events import Event, TaskStatus
 from flock_es.errors import UserError
+from flock_es.log.lease import new_worker_id
 from flock_es.log.ports import SharedRuns, open_store
 from flock_es.projection.fold import fold
 from flock_es.projection.state import TaskView
 from flock_es.runtime.board_queries import BoardSource
-from flock_es.runtime.engine import Engine
 from flock_es.runtime.executor import FATAL, Executor
 from flock_es.runtime.flock import Flock
 from flock_es.runtime.resume import program_hash
@@ -55,16 +53,15 @@ from flock_es.runtime.shared_run import RunLink, SharedActor
 from flock_es.runtime.timers import Timers
 from flock_es.runtime.work import Work
 
-__all__ = ["LEASE_SECONDS", "ShareRun", "Worker", "is_shared_run", "worker_id"]
+__all__ = ["LEASE_SECONDS", "Worker", "run_claimed", "worker_id"]
 
 LEASE_SECONDS = 10.0
 RUNS_EVERY = 0.5  # seconds between looks for new (or closed) runs of the program
-_counter = itertools.count()
 
 
 def worker_id() -> str:
     """``host:pid:n``: unique among live workers, shown per task in the TUI."""
-    return f"{socket.gethostname()}:{os.getpid()}:{next(_counter)}"
+    return new_worker_id()
 
 
 class Worker:
@@ -157,15 +154,12 @@ class Worker:
 
     async def poll(self, execute: bool = True) -> None:
         """One round: join new runs, catch up, flush due batches, claim tasks."""
-        if self.only_run is None and time.monotonic() - self._runs_checked > RUNS_EVERY:
+        if time.monotonic() - self._runs_checked > RUNS_EVERY:
             self._runs_checked = time.monotonic()
-            open_runs = await self.runs.open_runs(self.hash)
-            for run_id in open_runs:
-                if run_id not in self.links and run_id not in self.skipped:
-                    await self._join(run_id)
-            for run_id in [r for r in self.links if r not in open_runs and r not in self.adopted]:
-                if not any(key[0] == run_id for key in self.running):
-                    await self.links.pop(run_id).close()
+            if execute:
+                await self._take_over_gone()
+            if self.only_run is None:
+                await self._follow_runs()
         for link in list(self.links.values()):
             if not link.bound:  # adopted, but its first publish has not started it
                 continue
@@ -173,6 +167,22 @@ class Worker:
             self._arm_timers(link)
             if execute:
                 await self._claim(link)
+
+    async def _follow_runs(self) -> None:
+        """Join the program's newly opened runs; close links to runs now closed."""
+        open_runs = await self.runs.open_runs(self.hash)
+        for run_id in open_runs:
+            if run_id not in self.links and run_id not in self.skipped:
+                await self._join(run_id)
+        for run_id in [r for r in self.links if r not in open_runs and r not in self.adopted]:
+            if not any(key[0] == run_id for key in self.running):
+                await self.links.pop(run_id).close()
+
+    async def _take_over_gone(self) -> None:
+        """Free the leases of dead workers of this machine: offered again now, not
+        once the leases expire (other machines' workers are waited out)."""
+        for run_id, task_id in await self.runs.drop_gone_leases():
+            self.elsewhere.get(run_id, {}).pop(task_id, None)
 
     def _arm_timers(self, link: RunLink) -> None:
         """Arm what the run's state calls for (idempotent; pruned when done elsewhere)."""
@@ -288,75 +298,6 @@ class Worker:
             await link.close()
         if self._runs is not None:
             await self._runs.close()
-
-
-class ShareRun:
-    """Makes a ``Flock`` run on a shared log (``flock-es run --db postgresql://``,
-    or ``--share``/``--no-execute`` on a SQLite file):
-    its events go through a ``RunLink``, and unless ``execute`` is False an
-    embedded worker executes its tasks alongside any other workers.
-
-    Example::
-
-        flock.share = ShareRun(flock, url, execute=True, concurrency=16)
-    """
-
-    def __init__(self, flock: Flock, url: str, *, execute: bool, concurrency: int) -> None:
-        self.worker = Worker(flock, url, concurrency=concurrency, only_run=flock.run_id)
-        self.flock = flock
-        self.execute = execute
-        self._stop = asyncio.Event()
-        self._serving: asyncio.Task[None] | None = None
-
-    async def open_sink(self) -> RunLink:
-        # A resumed run's id and database are known only now.
-        self.worker.only_run = self.flock.run_id
-        self.worker.url = str(self.flock.db_path)
-        await self.worker.connect()
-        link = self.worker.link_for(self.worker.flock.run_id)
-        link.fence = self.worker.flock.lease  # the run's owner: its commits check the lease
-        await self.worker.runs.mark_shared(link.run_id)
-        link.on_close = self._close
-        return link
-
-    def bind(self, engine: Engine) -> None:
-        link = self.worker.links[engine.kernel.run_id]
-        link.cursor = engine.state.last_seq  # a resumed or forked run starts folded
-        link.bind(engine.kernel)
-        engine.kernel.actor = SharedActor(link, self.worker.wake, engine.work)
-        engine.executor.worker = self.worker.id
-        self.worker.executors[link.run_id] = engine.executor
-        self._serving = asyncio.create_task(
-            self.worker.serve(self._stop, execute=self.execute), name="flock-es:worker"
-        )
-
-    def resume_pending(self, engine: Engine) -> int:
-        """A resumed shared run: its unfinished tasks are claimed like any others (so
-        none runs twice while a live worker holds it); wait for them. Returns how many."""
-        link = self.worker.links[engine.kernel.run_id]
-        engine.work.spawn(link.until_idle(), "flock-es:shared-idle")
-        self.worker.wake()
-        return len(engine.state.pending_tasks())
-
-    async def _close(self) -> None:
-        self._stop.set()
-        if self._serving is not None:
-            with contextlib.suppress(Exception):
-                await self._serving
-        await self.worker.close()
-
-
-def is_shared_run(db: str | os.PathLike[str], run_id: str) -> bool:
-    """Whether ``run_id`` was opened to workers (its resume then takes part like one)."""
-
-    async def check() -> bool:
-        runs = await open_store(db).open_shared()
-        try:
-            return await runs.is_shared(run_id)
-        finally:
-            await runs.close()
-
-    return asyncio.run(check())
 
 
 def _open(task: TaskView) -> bool:
