@@ -166,6 +166,15 @@ class PgLogReader(RunLookup):
         )
         return Lease(*rows[0]) if rows else None
 
+    def snapshot(self, run_id: str, at: int | None = None) -> tuple[int, bytes] | None:
+        """The latest stored snapshot of ``run_id`` at or before seq ``at``: (seq, bytes)."""
+        rows = self._rows(
+            "SELECT seq, state FROM snapshots WHERE run_id = %s AND seq <= %s "
+            "ORDER BY seq DESC LIMIT 1",
+            (run_id, at if at is not None else 2**62),
+        )
+        return (int(rows[0][0]), bytes(rows[0][1])) if rows else None
+
     def query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         """Run a read-only SQL query; ``?`` placeholders work as on SQLite."""
         return [tuple(r) for r in self._rows(sql.replace("?", "%s"), args)]

@@ -38,7 +38,7 @@ __all__ = [
     "pg_connect",
 ]
 
-PG_SCHEMA_VERSION = 3
+PG_SCHEMA_VERSION = 4
 APPEND_LOCK = 0x464C4553_0001  # advisory lock key that serialises appends
 MIGRATE_LOCK = 0x464C4553_0002  # advisory lock key held while creating/upgrading the schema
 NOTIFY_CHANNEL = "flock_es_events"
@@ -144,8 +144,19 @@ CREATE TABLE shared_runs (
 # database gets them filled from its events in the same transaction.
 _V3 = PG_QUERY_DDL
 
+# 4: snapshots of a run's folded state (flock_es.projection.snapshot), where resume
+# and show --at start folding: a cache any row of which may be missing or stale.
+_V4 = """
+CREATE TABLE snapshots (
+    run_id TEXT   NOT NULL,
+    seq    BIGINT NOT NULL,
+    state  BYTEA  NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+"""
+
 # MIGRATIONS[n] upgrades a schema at version n to n + 1; index 0 creates it.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 assert len(MIGRATIONS) == PG_SCHEMA_VERSION
 
 

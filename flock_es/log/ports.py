@@ -180,6 +180,10 @@ class EventReader(Protocol):
         """The lease on ``run_id``, expired or not, or None."""
         ...
 
+    def snapshot(self, run_id: str, at: int | None = None) -> tuple[int, bytes] | None:
+        """The latest snapshot of ``run_id`` at or before seq ``at`` as (seq, bytes), if any."""
+        ...
+
     def query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         """A read-only SQL query with ``?`` placeholders (both backends take them);
         ``flock_es.log.queries`` builds the store queries on it."""
@@ -340,6 +344,10 @@ class EventStore(Protocol):
 
     async def open_shared(self) -> SharedRuns:
         """Task leases and serialised commits for workers sharing this log."""
+        ...
+
+    def save_snapshot(self, run_id: str, seq: int, data: bytes) -> None:
+        """Store ``data``, a snapshot of the fold of ``run_id`` up to ``seq``."""
         ...
 
     def rebuild_read_models(self) -> int:

@@ -143,6 +143,15 @@ class PostgresStore:
                 "DELETE FROM owners WHERE run_id = %s AND token = %s", (lease.run_id, lease.token)
             )
 
+    def save_snapshot(self, run_id: str, seq: int, data: bytes) -> None:
+        """Store a snapshot of ``run_id``'s fold at ``seq``."""
+        with self._connect() as con:
+            con.execute(
+                "INSERT INTO snapshots(run_id, seq, state) VALUES (%s, %s, %s) "
+                "ON CONFLICT (run_id, seq) DO UPDATE SET state = excluded.state",
+                (run_id, seq, data),
+            )
+
     def owner(self, run_id: str) -> Lease | None:
         with self.reader() as r:
             return r.owner(run_id)
@@ -150,6 +159,7 @@ class PostgresStore:
     def rebuild_read_models(self, chunk: int = 10_000) -> int:
         """Drop and re-derive every read model from the events, in one transaction."""
         with self._connect() as con, con.transaction():
+            con.execute("DELETE FROM snapshots")  # folds are taken again when next needed
             return rebuild_on(con, chunk)
 
     def check(self) -> None:

@@ -241,6 +241,19 @@ class LogReader(RunLookup):
         return Lease(*row) if row else None
 
     @_guarded
+    def snapshot(self, run_id: str, at: int | None = None) -> tuple[int, bytes] | None:
+        """The latest stored snapshot of ``run_id`` at or before seq ``at``: (seq, bytes)."""
+        try:
+            row = self._con.execute(
+                "SELECT seq, state FROM snapshots WHERE run_id = ? AND seq <= ? "
+                "ORDER BY seq DESC LIMIT 1",
+                (run_id, at if at is not None else 2**62),
+            ).fetchone()
+        except sqlite3.OperationalError:  # a file older than schema 4 has no snapshots
+            return None
+        return (int(row[0]), bytes(row[1])) if row else None
+
+    @_guarded
     def query(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         """Run a read-only SQL query (used by tests and the spans trace)."""
         return list(self._con.execute(sql, args).fetchall())

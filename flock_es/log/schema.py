@@ -47,9 +47,10 @@ __all__ = [
 ]
 
 APPLICATION_ID = 0x464C4553  # "FLES": tells our files from other SQLite files
-DB_SCHEMA_VERSION = 3
+DB_SCHEMA_VERSION = 4
 """2: the ``owners`` lease table; ``spans`` joins on run_id too (forks copy task ids).
-3: the store queries' read models (``flock_es.log.query_models``)."""
+3: the store queries' read models (``flock_es.log.query_models``).
+4: ``snapshots`` of the folded state (``flock_es.projection.snapshot``)."""
 BUSY_TIMEOUT_MS = 10_000
 WRITER_CHECK_SECONDS = 1.0  # integrity check before appending (bounded; see verify)
 READER_CHECK_SECONDS = 0.2  # before a command reads (the TUI's first paint stays fast)
@@ -149,6 +150,16 @@ FROM (
     ) AS t
 ) AS s
 WHERE s.kind = '{_STARTED}';
+
+-- Snapshots of a run's folded state at seq (flock_es.projection.snapshot): where
+-- resume and show --at start folding. A cache, not a read model of record: any row
+-- may be missing, stale or damaged, and the reader then folds from the log.
+CREATE TABLE IF NOT EXISTS snapshots (
+    run_id  TEXT    NOT NULL,
+    seq     INTEGER NOT NULL,
+    state   BLOB    NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
 
 -- Run ownership: one lease per run, taken with BEGIN IMMEDIATE before any work.
 -- Not a read model: a lease is about live processes, not history.

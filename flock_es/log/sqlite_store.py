@@ -154,6 +154,19 @@ class SqliteStore:
         finally:
             con.close()
 
+    def save_snapshot(self, run_id: str, seq: int, data: bytes) -> None:
+        """Store a snapshot of ``run_id``'s fold at ``seq`` (one short transaction)."""
+        con = self._connect()
+        try:
+            con.execute(
+                "INSERT OR REPLACE INTO snapshots(run_id, seq, state) VALUES (?, ?, ?)",
+                (run_id, seq, data),
+            )
+        except sqlite3.Error as exc:
+            raise storage_error(self.path, exc, writing=True) from None
+        finally:
+            con.close()
+
     def owner(self, run_id: str) -> Lease | None:
         if not check_database(self.path, must_exist=False):
             return None

@@ -299,6 +299,8 @@ def rebuild_in_transaction(con: sqlite3.Connection, chunk: int = 10_000) -> int:
 
     for table in qm.READ_MODEL_TABLES:
         con.execute(f"DELETE FROM {table}")
+    if con.execute("SELECT 1 FROM sqlite_master WHERE name = 'snapshots'").fetchone():
+        con.execute("DELETE FROM snapshots")  # folds are taken again when next needed
     cursor, total = 0, 0
     while True:
         rows = con.execute(

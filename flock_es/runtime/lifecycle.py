@@ -35,6 +35,7 @@ from flock_es.domain.events import Event, RunStatus
 from flock_es.errors import DatabaseError, DiskFullError, ProgramError, RunOwnedError, UserError
 from flock_es.log.backends import DbRef, open_reader
 from flock_es.log.ports import Lease, open_store
+from flock_es.log.snapshots import fold_run, save_snapshot
 from flock_es.projection.fold import fold
 from flock_es.projection.state import RunState
 from flock_es.runtime.flock import Flock
@@ -43,7 +44,6 @@ from flock_es.runtime.resume import (
     check_at,
     fork_events,
     live_status,
-    load_run,
     nothing_to_resume,
     prepare,
     program_hash,
@@ -211,7 +211,9 @@ def plan_resume(
 ) -> ResumePlan:
     """Fold ``run_id`` (take its ``Ownership`` first) and decide what resuming it means."""
     with open_reader(db) as reader:
-        state = load_run(reader, run_id)
+        state, folded = fold_run(reader, run_id)
+    # The next resume or ``show --at`` starts here rather than where this fold did.
+    save_snapshot(open_store(db), state, folded)
     if nothing_to_resume(state, retry_failed):
         return ResumePlan(run_id, db, state, None, state.program_hash, None, nothing_to_do=True)
     alive = live_status(None, state.pid, state.host) == RunStatus.RUNNING.value

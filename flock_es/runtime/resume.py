@@ -49,8 +49,8 @@ from flock_es.log.backends import DbRef
 from flock_es.log.liveness import live_status as live_status
 from flock_es.log.liveness import pid_alive as pid_alive
 from flock_es.log.ports import EventReader, Lease, open_store
+from flock_es.log.snapshots import fold_run
 from flock_es.projection.decide import DECISIONS
-from flock_es.projection.fold import fold
 from flock_es.projection.state import RunState
 from flock_es.runtime.flock import Flock
 
@@ -78,8 +78,10 @@ def check_at(reader: EventReader, run_id: str, at: int | None) -> int | None:
 
 
 def load_run(reader: EventReader, run_id: str, at: int | None = None) -> RunState:
-    """The folded state of ``run_id`` (up to and including seq ``at``)."""
-    return fold(reader.iter_events(run_id, until=check_at(reader, run_id, at)))
+    """The folded state of ``run_id`` (up to and including seq ``at``), folded from
+    its latest snapshot at or before ``at`` when there is a sound one."""
+    state, _ = fold_run(reader, run_id, check_at(reader, run_id, at))
+    return state
 
 
 def resumable_work(state: RunState) -> int:

@@ -1,0 +1,103 @@
+"""Snapshots of the folded state: where resume and ``show --at`` start folding.
+
+A snapshot at ``seq`` is ``fold(events up to seq)``, encoded. It is a read
+model and never the source of truth: ``decode`` accepts only bytes it can vouch
+for (its own header, the current layout of ``RunState`` and the current
+flock-es version, classes of the state only) and returns None for anything
+else: damaged, from another version, or foreign. The caller then folds from
+the log, as it would with no snapshot at all.
+
+Example::
+
+    data = encode(state)                 # stored with the seq it was taken at
+    restored = decode(data)              # None: fold from event 0 instead
+    assert restored == state
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import pickle
+import zlib
+from pathlib import Path
+from typing import Any
+
+from flock_es._version import __version__
+from flock_es.domain.events import TaskStatus
+from flock_es.projection import state as state_module
+from flock_es.projection.state import RunState
+
+__all__ = ["SNAPSHOT_EVERY", "decode", "encode", "fingerprint"]
+
+SNAPSHOT_EVERY = 20_000
+"""Events folded past the latest snapshot before a new one is worth writing."""
+
+_MAGIC = b"FESNAP1\n"
+_STATE_CLASSES = {
+    name: obj
+    for name in state_module.__all__
+    if dataclasses.is_dataclass(obj := getattr(state_module, name))
+}
+
+
+# The fold's own code: a snapshot written by another fold may differ from this one's.
+_FOLD_MODULES = ("fold.py", "fold_gates.py", "fold_components.py", "state.py", "snapshot.py")
+
+
+def fingerprint() -> bytes:
+    """16 bytes naming the state's layout and the fold that made it.
+
+    A snapshot taken by another flock-es version or another fold (its source
+    differs) or with other fields is stale: it may not equal the fold of its
+    prefix any more, so it is ignored.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    h.update(__version__.encode())
+    here = Path(__file__).resolve().parent
+    for module in _FOLD_MODULES:
+        try:
+            h.update((here / module).read_bytes())
+        except OSError:  # no source (a frozen install): the version and layout decide
+            h.update(module.encode())
+    for name in sorted(_STATE_CLASSES):
+        h.update(name.encode())
+        for f in dataclasses.fields(_STATE_CLASSES[name]):
+            h.update(f"{f.name}:{f.type}".encode())
+    h.update(",".join(s.value for s in TaskStatus).encode())
+    return h.digest()
+
+
+_FINGERPRINT = fingerprint()
+
+
+def encode(state: RunState) -> bytes:
+    """The bytes of a snapshot of ``state`` (header, fingerprint, compressed pickle)."""
+    return _MAGIC + _FINGERPRINT + zlib.compress(pickle.dumps(state, protocol=5), 1)
+
+
+class _StateUnpickler(pickle.Unpickler):
+    """Builds only the state's own classes: a snapshot can never run other code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == state_module.__name__ and name in _STATE_CLASSES:
+            return _STATE_CLASSES[name]
+        if module == TaskStatus.__module__ and name == TaskStatus.__name__:
+            return TaskStatus
+        raise pickle.UnpicklingError(f"{module}.{name} is not part of a snapshot")
+
+
+def decode(data: bytes | memoryview | None) -> RunState | None:
+    """The state in ``data``, or None if it is not a current, intact snapshot."""
+    if data is None:
+        return None
+    raw = bytes(data)
+    head = len(_MAGIC) + len(_FINGERPRINT)
+    if raw[: len(_MAGIC)] != _MAGIC or raw[len(_MAGIC) : head] != _FINGERPRINT:
+        return None
+    try:
+        state = _StateUnpickler(io.BytesIO(zlib.decompress(raw[head:]))).load()
+    except Exception:  # damaged bytes of any kind: the log is the truth, fold it
+        return None
+    return state if isinstance(state, RunState) else None
