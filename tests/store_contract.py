@@ -26,9 +26,10 @@ from flock_es.log.query_models import QUERY_INDEX_NAMES
 
 __all__ = ["DOWNGRADE_TO_V2", "StoreQueriesContract", "board_events"]
 
-# Turns a schema-3 database into the schema-2 layout (the version itself is set by
+# Turns a current database into the schema-2 layout (the version itself is set by
 # each backend): what an upgrade starts from.
 DOWNGRADE_TO_V2 = [
+    "DROP TABLE snapshots",
     "DROP TABLE artifact_tags",
     "DROP TABLE consumptions",
     *(f"DROP INDEX IF EXISTS {n}" for n in QUERY_INDEX_NAMES if n.startswith("artifacts_")),
