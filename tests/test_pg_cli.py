@@ -96,3 +96,28 @@ def test_flock_es_db_environment_selects_postgres(tmp_path: Path, pg_url: str) -
     assert not (tmp_path / "data").exists()
     runs = run_cli(["runs"], env={"FLOCK_ES_DB": pg_url})
     assert runs.returncode == 0 and "completed" in runs.stdout
+
+
+def test_a_database_the_server_lacks_is_created_by_a_writer_only(tmp_path: Path) -> None:
+    """`docker run postgres` has no database `flock`: README's commands create it
+    (migrate, or the first worker or run); a reader says how, in one line."""
+    import uuid
+
+    from tests.pg import pg_admin_url
+
+    admin = pg_admin_url()
+    name = f"flock_es_new_{uuid.uuid4().hex[:12]}"
+    url = f"{admin.rsplit('/', 1)[0]}/{name}"
+    try:
+        out = run_cli(["runs", "--db", url])
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+        assert "does not exist; `flock-es migrate --db URL` creates it" in out.stderr
+        out = run_cli(["migrate", "--db", url])
+        assert out.stdout.startswith("created the flock-es schema"), out.stderr
+        out = run_cli(["run", EXAMPLES / "news.py", "--db", url, "-q"], cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+    finally:
+        import psycopg
+
+        with psycopg.connect(admin, autocommit=True) as con:
+            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

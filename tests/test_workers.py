@@ -341,3 +341,26 @@ def test_a_worker_whose_lease_was_taken_over_drops_its_outcome(
     assert set(calls.values()) == {1}
     log = (tmp_path / "worker0.log").read_text()
     assert "was taken over by another worker" in log
+
+
+def test_a_worker_says_so_when_a_run_is_of_another_version_of_its_program(
+    tmp_path: Path,
+) -> None:
+    db = str(tmp_path / "v.db")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    text = (EXAMPLES / "news.py").read_text()
+    (tmp_path / "a" / "news.py").write_text(text)
+    (tmp_path / "b" / "news.py").write_text(text + "\n# edited on this machine\n")
+    run = cli("run", tmp_path / "a" / "news.py", "--db", db, "--no-execute", "-q")
+    try:
+        with workers(tmp_path / "b" / "news.py", db, 1, tmp_path):
+            deadline = time.time() + 60
+            log = tmp_path / "worker0.log"
+            while time.time() < deadline and "another version" not in log.read_text():
+                time.sleep(0.1)
+    finally:
+        run.kill()
+        run.wait()
+    assert "not serving run r-" in log.read_text()
+    assert "it runs another version of news.py" in log.read_text()

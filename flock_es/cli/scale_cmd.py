@@ -24,7 +24,8 @@ def register(app: typer.Typer) -> None:
         """Create or upgrade the database's schema, in one transaction.
 
         Optional: the first run does it too. Useful to prepare a PostgreSQL
-        database before starting workers on several machines.
+        database before starting workers on several machines; a database the
+        server does not have yet is created (as a SQLite file would be).
         """
         from flock_es.log.backends import describe_db, migrate_db
 
@@ -70,8 +71,8 @@ def register(app: typer.Typer) -> None:
         scheduled tasks under a lease and commits their results. Runs started with
         `flock-es run PROGRAM --db URL` (PostgreSQL), or with --share or
         --no-execute (SQLite), are served.
-        Stop with Ctrl-C or SIGTERM; a killed worker's tasks are taken over when its
-        leases expire.
+        Stop with Ctrl-C or SIGTERM. A killed worker's tasks are taken over at once
+        by the workers of its machine, by others when its leases expire.
         """
         from flock_es.errors import UserError
         from flock_es.log.backends import describe_db
@@ -85,17 +86,17 @@ def register(app: typer.Typer) -> None:
         from flock_es.runtime.worker import Worker
 
         w = Worker(prog.flock, str(target), concurrency=concurrency, lease=lease, model=model)
-        typer.echo(f"worker {w.id} serving {program} on {describe_db(target)}")
-        asyncio.run(_serve(w))
+        asyncio.run(_serve(w, f"worker {w.id} serving {program} on {describe_db(target)}"))
         typer.echo(f"worker {w.id} stopped after {w.executed} tasks")
 
 
-async def _serve(w: Worker) -> None:
+async def _serve(w: Worker, banner: str) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await w.connect()
+    typer.echo(banner)  # connected: a log it cannot use was refused in one line before
     try:
         await w.serve(stop)
     finally:

@@ -80,20 +80,16 @@ class PgRuns:
                 "INSERT INTO shared_runs(run_id) VALUES (%s) ON CONFLICT DO NOTHING", (run_id,)
             )
 
-    async def open_runs(self, program_hash: str | None, only: str | None = None) -> list[str]:
-        """Shared runs still running whose ``run.started`` recorded this program's hash."""
+    async def open_runs(self) -> list[tuple[str, str | None, str | None]]:
+        """Shared runs still running: (run id, program, program hash) from ``run.started``."""
         sql = (
-            "SELECT r.run_id FROM runs r JOIN shared_runs s ON s.run_id = r.run_id "
-            "JOIN events e ON e.seq = r.first_seq "
-            f"WHERE r.status = 'running' AND e.body->>'{PROGRAM_HASH}' IS NOT DISTINCT FROM %s"
+            f"SELECT r.run_id, r.program, e.body->>'{PROGRAM_HASH}' FROM runs r "
+            "JOIN shared_runs s ON s.run_id = r.run_id JOIN events e ON e.seq = r.first_seq "
+            "WHERE r.status = 'running' ORDER BY r.first_seq"
         )
-        args: list[object] = [program_hash]
-        if only is not None:
-            sql += " AND r.run_id = %s"
-            args.append(only)
         async with self.pool.connection() as con:
-            cur = await con.execute(sql + " ORDER BY r.first_seq", args)
-            return [str(r[0]) for r in await cur.fetchall()]
+            cur = await con.execute(sql)
+            return [(str(r), p, h) for r, p, h in await cur.fetchall()]
 
     async def events_after(self, run_id: str, cursor: int) -> list[Event]:
         async with self.pool.connection() as con:
@@ -233,5 +229,5 @@ async def _check_run_lease(con: psycopg.AsyncConnection[tuple[Any, ...]], fence:
 
 
 def _migrate(url: str) -> None:
-    with pg_connect(url) as con:
+    with pg_connect(url, create=True) as con:
         migrate(con, url)

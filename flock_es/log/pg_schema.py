@@ -20,9 +20,10 @@ Example::
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
+from psycopg import sql
 
 from flock_es.errors import DatabaseError
 from flock_es.log.body_paths import ATTEMPT, DONE, FAILED, STARTED, STARTED_AGENT
@@ -174,13 +175,51 @@ def describe_url(url: str) -> str:
     return f"{parts.scheme}://{user}{host}{port}{parts.path}"
 
 
-def pg_connect(url: str, *, autocommit: bool = True) -> psycopg.Connection[tuple[object, ...]]:
-    """A synchronous connection, or a one-line DatabaseError naming the server."""
+def pg_connect(
+    url: str, *, autocommit: bool = True, create: bool = False
+) -> psycopg.Connection[tuple[object, ...]]:
+    """A synchronous connection, or a one-line DatabaseError naming the server.
+
+    With ``create`` (the first use by a writer, ``migrate``), a database the
+    server does not have is created first, as a SQLite file would be: a fresh
+    server (``docker run postgres``) needs no ``createdb``.
+    """
     try:
         return psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
     except psycopg.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        missing = _missing_database(first, url)
+        if missing and create:
+            _create_database(url, missing)
+            return pg_connect(url, autocommit=autocommit)
+        if missing:
+            first = f'database "{missing}" does not exist; `flock-es migrate --db URL` creates it'
         raise DatabaseError(f"cannot connect to {describe_url(url)}: {first}") from None
+
+
+def _missing_database(message: str, url: str) -> str | None:
+    """The database name, when the server refused the connection for lack of it."""
+    name = unquote(urlsplit(url).path.lstrip("/"))
+    return name if name and f'database "{name}" does not exist' in message else None
+
+
+def _create_database(url: str, name: str) -> None:
+    """``CREATE DATABASE name`` through the server's maintenance database (another
+    process creating it at the same moment is fine)."""
+    parts = urlsplit(url)
+    try:
+        con = pg_connect(urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, "")))
+    except DatabaseError:  # a server without the usual maintenance database
+        con = pg_connect(urlunsplit((parts.scheme, parts.netloc, "/template1", parts.query, "")))
+    with con:
+        try:
+            con.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except psycopg.errors.DuplicateDatabase:
+            pass
+        except psycopg.Error as exc:
+            raise DatabaseError(
+                f"cannot create the database {describe_url(url)}: {str(exc).strip()}"
+            ) from None
 
 
 def _version(con: psycopg.Connection[tuple[object, ...]], url: str) -> int | None:

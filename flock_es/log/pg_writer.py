@@ -225,5 +225,5 @@ def _as_database_error(exc: BaseException, where: str) -> BaseException:
 
 
 def _migrate_sync(url: str) -> None:
-    with pg_connect(url) as con:
+    with pg_connect(url, create=True) as con:
         migrate(con, url)

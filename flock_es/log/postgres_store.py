@@ -74,7 +74,7 @@ class PostgresStore:
     def migrate(self) -> tuple[int | None, int]:
         """Create or upgrade the schema in one transaction: (version before, after)."""
         self._writable()
-        with pg_connect(self.url) as con:
+        with pg_connect(self.url, create=True) as con:
             return migrate(con, self.url)
 
     def _writable(self) -> None:
@@ -83,7 +83,7 @@ class PostgresStore:
 
     def _connect(self) -> Conn:
         self._writable()
-        con = pg_connect(self.url)
+        con = pg_connect(self.url, create=not self._ready)
         try:
             if not self._ready:
                 migrate(con, self.url)

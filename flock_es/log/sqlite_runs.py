@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 
 from flock_es.domain.events import Event
 from flock_es.errors import RunOwnedError
+from flock_es.log.body_paths import PROGRAM_HASH
 from flock_es.log.lease import gone_workers, local_worker_range
 from flock_es.log.ports import Durability, Lease, RunTurn
 from flock_es.log.reader import row_to_event
@@ -64,9 +65,9 @@ _EVENTS = (
     "SELECT seq, run_id, kind, ts, v, body FROM events WHERE run_id = ? AND seq > ? ORDER BY seq"
 )
 _OPEN_RUNS = (
-    "SELECT r.run_id FROM runs r JOIN shared_runs s ON s.run_id = r.run_id "
-    "JOIN events e ON e.seq = r.first_seq WHERE r.status = 'running' "
-    "AND json_extract(e.body, '$.program_hash') IS ?"
+    f"SELECT r.run_id, r.program, json_extract(e.body, '$.{PROGRAM_HASH}') FROM runs r "
+    "JOIN shared_runs s ON s.run_id = r.run_id JOIN events e ON e.seq = r.first_seq "
+    "WHERE r.status = 'running' ORDER BY r.first_seq"
 )
 _IN = "(SELECT value FROM json_each(?))"
 
@@ -164,14 +165,9 @@ class SqliteRuns:
 
         return await self._call(read)
 
-    async def open_runs(self, program_hash: str | None, only: str | None = None) -> list[str]:
-        sql, args = _OPEN_RUNS, [program_hash]
-        if only is not None:
-            sql += " AND r.run_id = ?"
-            args.append(only)
-
-        def read() -> list[str]:
-            return [str(r[0]) for r in self.con.execute(sql + " ORDER BY r.first_seq", args)]
+    async def open_runs(self) -> list[tuple[str, str | None, str | None]]:
+        def read() -> list[tuple[str, str | None, str | None]]:
+            return [(str(r), p, h) for r, p, h in self.con.execute(_OPEN_RUNS)]
 
         return await self._call(read)
 

@@ -38,6 +38,7 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from flock_es.domain.events import Event, TaskStatus
 from flock_es.errors import UserError
@@ -170,7 +171,17 @@ class Worker:
 
     async def _follow_runs(self) -> None:
         """Join the program's newly opened runs; close links to runs now closed."""
-        open_runs = await self.runs.open_runs(self.hash)
+        open_runs = []
+        for run_id, program, recorded in await self.runs.open_runs():
+            if recorded == self.hash:
+                open_runs.append(run_id)
+            elif run_id not in self.skipped and _same_name(program, self.flock.program):
+                # Another version of this file (edited here, or not yet deployed here):
+                # say so once, instead of waiting silently for runs it never serves.
+                self._skip(
+                    run_id,
+                    f"it runs another version of {Path(str(program)).name} (not this file's content)",
+                )
         for run_id in open_runs:
             if run_id not in self.links and run_id not in self.skipped:
                 await self._join(run_id)
@@ -202,8 +213,7 @@ class Worker:
         try:
             self.flock.check_models()
         except UserError as exc:
-            self.skipped[run_id] = str(exc)
-            sys.stderr.write(f"flock-es: warning: not serving run {run_id}: {exc}\n")
+            self._skip(run_id, str(exc))
             return
         kernel, calls = self.flock.kernel_for(run_id, link, state)
         executor = Executor(kernel, self.flock.agents, calls)
@@ -215,6 +225,10 @@ class Worker:
         link.bind(kernel)
         self.links[run_id] = link
         self.executors[run_id] = executor
+
+    def _skip(self, run_id: str, why: str) -> None:
+        self.skipped[run_id] = why
+        sys.stderr.write(f"flock-es: warning: not serving run {run_id}: {why}\n")
 
     async def _claim(self, link: RunLink) -> None:
         """Claim up to the free slots in one round trip (once a quarter of them is free,
@@ -298,6 +312,10 @@ class Worker:
             await link.close()
         if self._runs is not None:
             await self._runs.close()
+
+
+def _same_name(recorded: str | None, mine: Path | None) -> bool:
+    return bool(recorded) and mine is not None and Path(str(recorded)).name == mine.name
 
 
 def _open(task: TaskView) -> bool:
