@@ -32,7 +32,7 @@ from flock_es.errors import RunOwnedError
 from flock_es.log import query_models as qm
 from flock_es.log.group_commit import Unit, UnitQueue, drain
 from flock_es.log.ports import Durability, Lease
-from flock_es.log.schema import PRAGMAS, check_database, storage_error
+from flock_es.log.schema import PRAGMAS, WRITER_PRAGMAS, check_database, storage_error
 from flock_es.log.sqlite_file import ensure_schema
 
 __all__ = ["PAID_KINDS", "LogWriter", "dumps", "read_model_rows", "rebuild_read_models"]
@@ -48,6 +48,9 @@ _INSERT_RUN = (
 )
 _FINISH_RUN = "UPDATE runs SET finished_at=?, status=? WHERE run_id=?"
 _TOUCH_RUN = "UPDATE runs SET last_seq=?, events=events+? WHERE run_id=?"
+
+# Each kind's text, looked up once per event row (an enum's .value is a property call).
+_KIND_TEXT = {k: k.value for k in EventKind}
 
 PAID_KINDS = frozenset({EventKind.MODEL_CALLED, EventKind.TOOL_CALLED})
 """Kinds whose commit carries something paid for; in ``full`` durability it is fsynced."""
@@ -115,10 +118,14 @@ def write_events(conn: sqlite3.Connection, events: list[Event], last_seq: int) -
     rows, inside the caller's ``BEGIN IMMEDIATE`` transaction."""
     seq = last_seq
     rows = []
+    kinds = _KIND_TEXT
     for e in events:
         seq += 1
         e.seq = seq
-        rows.append((seq, e.run_id, e.kind.value, e.ts, e.v, e.task_id, dumps(e.body)))
+        body = e.body
+        tid = body.get("task_id")  # Event.task_id, without a property call per event
+        tid = tid if isinstance(tid, str) else None
+        rows.append((seq, e.run_id, kinds[e.kind], e.ts, e.v, tid, to_json(body).decode()))
     conn.executemany(_INSERT_EVENT, rows)
     runs, finished, arts, touch = read_model_rows(events)
     if runs:
@@ -134,7 +141,7 @@ def write_events(conn: sqlite3.Connection, events: list[Event], last_seq: int) -
 
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    for p in PRAGMAS:
+    for p in (*PRAGMAS, *WRITER_PRAGMAS):
         conn.execute(p)
     return conn
 

@@ -126,6 +126,9 @@ def decide_artifact(
     (``decide_release``); every agent that may not see ``art`` is skipped.
     """
     out: list[Event] = []
+    subs = index.by_type.get(art.type)
+    if not subs:
+        return out  # no subscriber of the type: the common case of a final output
     vis = art.visibility
     public = vis.get("kind", "public") == "public"
     if not public and vis.get("kind") == "after" and not art.released:
@@ -142,7 +145,7 @@ def decide_artifact(
 
     produced_by = art.produced_by
     vetoed = state.vetoed
-    for sub in index.by_type.get(art.type, ()):
+    for sub in subs:
         # Cheapest checks first: this loop runs once per subscriber of the type.
         if sub.agent == produced_by and sub.agent not in index.allow_self:
             continue

@@ -341,7 +341,10 @@ class Flock(Invocations):
         tag_list = [tags] if isinstance(tags, str) else list(tags or ())
         if partition_key is not None and not isinstance(partition_key, str):
             raise DefinitionError(f"partition_key= takes a string, got {partition_key!r}")
-        return await engine.publish_external(items, tag_list, correlation_id, vis, partition_key)
+        with fewer_collections():  # deciding a large publish allocates as much as running it
+            return await engine.publish_external(
+                items, tag_list, correlation_id, vis, partition_key
+            )
 
     async def run_until_idle(self, timeout: float | timedelta | None = None) -> bool:
         """Return True when no task is pending and no batch timer is armed.

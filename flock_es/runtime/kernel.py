@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
@@ -135,7 +136,9 @@ class Kernel:
         self.restore = restore
         self.actor: Actor | None = None
         self.listeners: list[Listener] = []
-        self.objects: dict[str, BaseModel] = {}
+        # Ordered: the oldest entry goes in O(1) (a dict's first key, after many deletes
+        # at its front, takes a scan over the deleted slots to find).
+        self.objects: OrderedDict[str, BaseModel] = OrderedDict()
         self.halted: Exception | None = None
 
     # --- apply -> commit -> act --------------------------------------------
@@ -295,4 +298,4 @@ class Kernel:
         objects = self.objects
         objects[aid] = obj
         if len(objects) > OBJECT_CACHE:
-            del objects[next(iter(objects))]  # the oldest entry (dicts keep insertion order)
+            objects.popitem(last=False)  # the oldest entry
