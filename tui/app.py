@@ -20,7 +20,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Input, Static, TabbedContent, TabPane
+from textual.widgets import ContentSwitcher, Input, Static
 
 from flock_es.log.ports import EventReader
 
@@ -31,7 +31,7 @@ from .remote import RemoteServer
 from .served import ServedList, ServedTimeline
 from .server import Frame, ViewServer
 from .vlist import VirtualList
-from .widgets import DiffTable, ScrubBar, Timeline
+from .widgets import DiffTable, ScrubBar, Timeline, ViewTabs
 
 __all__ = ["VIEWS", "VIEW_TITLES", "MonitorApp"]
 
@@ -145,9 +145,10 @@ class MonitorApp(LoadingMixin):
             yield Static(id="banner")
             yield Static(id="limits")  # the models' rate limiters, when the run has any
             yield ScrubBar(id="scrub")
-            with TabbedContent(initial="agents", id="views"):
-                for i, view in enumerate(VIEWS, 1):
-                    with TabPane(f"{i} {VIEW_TITLES[view]}", id=view):
+            yield ViewTabs(VIEW_TITLES, id="tabs")
+            with ContentSwitcher(initial="agents", id="views"):
+                for view in VIEWS:
+                    with Vertical(id=view):
                         yield from self._compose_view(view)
             yield Input(
                 placeholder="filter: agent:NAME type:TYPE kind:KIND status:S text", id="filter"
@@ -184,6 +185,7 @@ class MonitorApp(LoadingMixin):
         self._q("#filter", Input).cursor_blink = self.blink
         self._q("#banner", Static).display = False
         self._q("#limits", Static).display = False
+        self._q("#tabs", ViewTabs).show("agents")
         self._check_size()
         if self.monitor is not None:  # in-process: a small first slice, painted at once
             self.monitor.chunk, chunk = 500, self.monitor.chunk

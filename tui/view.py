@@ -18,7 +18,7 @@ from textual.app import App
 from textual.css.query import NoMatches
 from textual.visual import visualize
 from textual.widget import Widget
-from textual.widgets import Input, Static, TabbedContent
+from textual.widgets import ContentSwitcher, Input, Static
 
 from flock_es.domain.events import RunStatus
 from flock_es.errors import FlockError
@@ -32,7 +32,7 @@ from .server import Frame, ViewRequest, ViewServer
 from .sources import TaskSource
 from .terminal import MIN_HEIGHT, MIN_WIDTH
 from .vlist import VirtualList
-from .widgets import DiffTable, ScrubBar, Timeline
+from .widgets import DiffTable, ScrubBar, Timeline, ViewTabs
 
 if TYPE_CHECKING:
     from .remote import RemoteServer
@@ -95,7 +95,7 @@ class ViewMixin(App[None]):
 
     @property
     def view(self) -> str:
-        return self._q("#views", TabbedContent).active or "agents"
+        return self._q("#views", ContentSwitcher).current or "agents"
 
     # Refresh --------------------------------------------------------------
 
@@ -315,18 +315,18 @@ class ViewMixin(App[None]):
         self.action_view(VIEWS[(i + d) % len(VIEWS)])
 
     def action_view(self, view: str) -> None:
-        tabs = self._q("#views", TabbedContent)
-        if tabs.active == view:
-            self._focus_view()
-            return
-        tabs.active = view  # TabActivated redraws it
+        views = self._q("#views", ContentSwitcher)
+        if views.current != view:
+            views.current = view
+            self._q("#tabs", ViewTabs).show(view)
+            if view == "runs":
+                self._load_run_stats()
+            self.refresh_views()
         self._focus_view()
 
-    @on(TabbedContent.TabActivated)
-    def _tab_activated(self) -> None:
-        if self.view == "runs":
-            self._load_run_stats()
-        self.refresh_views()
+    @on(ViewTabs.Picked)
+    def _tab_picked(self, event: ViewTabs.Picked) -> None:
+        self.action_view(event.view)
 
     def _focus_view(self) -> None:
         view = self.view

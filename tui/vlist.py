@@ -28,7 +28,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-__all__ = ["Row", "Source", "VirtualList"]
+__all__ = ["Row", "Source", "VirtualList", "set_virtual_rows"]
 
 Row = tuple[str, tuple[Text, ...]]
 """A row: its key (task id, artifact id, seq) and its cells."""
@@ -36,6 +36,30 @@ Row = tuple[str, tuple[Text, ...]]
 _HEADER = Style(bold=True, underline=True)
 _CURSOR = Style(reverse=True)
 _PLAIN = Style()
+
+
+def set_virtual_rows(view: ScrollView, rows: int) -> None:
+    """Make ``view`` scroll over ``rows`` lines, laying the screen out again only if needed.
+
+    Setting ``virtual_size`` lays out the whole screen and repaints every widget
+    on it: for a list whose length changes at every redraw (a run loading or
+    live) that was most of the redraw. Only a scrollbar that appears or goes
+    changes the layout; otherwise the thumb is moved and the list repainted.
+    """
+    size = Size(view.virtual_size.width or view.size.width, rows)
+    if size == view.virtual_size:
+        return
+    height = view.container_size.height
+    old = view.virtual_size
+    if not height or size.width != old.width or (rows > height) != (old.height > height):
+        view.virtual_size = size
+        return
+    view.set_reactive(ScrollView.virtual_size, size)
+    if view.show_vertical_scrollbar:
+        view.vertical_scrollbar.window_virtual_size = rows
+    if view.scroll_y > view.max_scroll_y:
+        view.scroll_to(y=view.max_scroll_y, animate=False, immediate=True)
+    view.refresh()
 
 
 class Source(Protocol):
@@ -114,7 +138,7 @@ class VirtualList(ScrollView, can_focus=True):
         count = self.source.count()
         grew = count != self._count
         self._count = count
-        self.virtual_size = Size(self.size.width, count + 1)
+        set_virtual_rows(self, count + 1)
         if self.stick_to_end and count:
             self.cursor = count - 1
             self._show_cursor()
@@ -153,11 +177,14 @@ class VirtualList(ScrollView, can_focus=True):
         """Ask the source for the screenful around row ``i`` (never more)."""
         height = max(self.size.height, 1)
         start = max(i - height, 0)
+        widths = list(self.widths)
         for n, row in enumerate(self.source.rows(start, 2 * height + 1)):
             self._cache[start + n] = row
             for c, cell in enumerate(row[1][: len(self.widths)]):
                 if cell.cell_len > self.widths[c]:
                     self.widths[c] = min(cell.cell_len, 48)
+        if self.widths != widths:  # a column widened: lines drawn before must follow
+            self.refresh()
 
     @property
     def selected_key(self) -> str | None:
@@ -233,8 +260,10 @@ class VirtualList(ScrollView, can_focus=True):
         self.refresh()
 
     def on_resize(self, event: events.Resize) -> None:
-        self.virtual_size = Size(event.size.width, self._count + 1)
-        self._cache.clear()
+        # The layout that resized this list has placed its scrollbars already: the
+        # width is recorded without laying the screen out a second time (shown again
+        # after another view, every list is resized).
+        self.set_reactive(ScrollView.virtual_size, Size(event.size.width, self._count + 1))
 
     def on_click(self, event: events.Click) -> None:
         if event.y >= 1:

@@ -18,7 +18,7 @@ from textual.widgets import Static
 
 from .rows import Row, fmt_seconds
 from .sources import Span
-from .vlist import VirtualList
+from .vlist import VirtualList, set_virtual_rows
 
 T = TypeVar("T")
 
@@ -106,7 +106,7 @@ class DiffTable(VirtualList):
         st.updates += sum(1 for i in changed if keys[i] in old)
         same_order = keys == self.table.keys
         self.table.by_key, self.table.keys = dict(desired), keys
-        if same_order:
+        if same_order and not self._measure():
             self.repaint_rows(changed)
         else:
             self.invalidate()
@@ -115,7 +115,17 @@ class DiffTable(VirtualList):
         """Replace every row at once (a user action: filter, another run)."""
         self.stats.rebuilds += 1
         self.table.by_key, self.table.keys = dict(desired), list(desired)
+        self._measure()
         self.invalidate()
+
+    def _measure(self) -> bool:
+        """Size the columns to every row (a few dozen), so all lines line up; True if changed."""
+        widths = [len(c) for c in self.column_names]
+        for row in self.table.by_key.values():
+            for c, value in enumerate(row[: len(widths)]):
+                widths[c] = max(widths[c], min(len(value), 48))
+        changed, self.widths = widths != self.widths, widths
+        return changed
 
 
 _STATUS_STYLE = {
@@ -157,11 +167,11 @@ class Timeline(ScrollView, can_focus=True):
         self.t1 = max(t1, t0 + 1e-6)
         self._count = self.source.count()
         self._cache.clear()
-        self.virtual_size = Size(self.size.width, self._count + 1)
+        set_virtual_rows(self, self._count + 1)
         self.refresh()
 
     def on_resize(self, event: events.Resize) -> None:
-        self.virtual_size = Size(event.size.width, self._count + 1)
+        self.set_reactive(ScrollView.virtual_size, Size(event.size.width, self._count + 1))
 
     def _span(self, idx: int) -> Span | None:
         if idx not in self._cache:
@@ -234,3 +244,40 @@ class ScrubBar(Static):
         x = event.x - self.PREFIX
         if x >= 0:
             self.post_message(self.Scrub(min(x / width, 1.0)))
+
+
+class ViewTabs(Static):
+    """The views' names on one line, the one on screen highlighted; click one to show it.
+
+    Textual's ``TabbedContent`` redrew its tabs, their underline and three
+    nested containers, and restyled every tab, on each switch: a third of what
+    a view key cost. This is one line of text.
+    """
+
+    class Picked(Message):
+        def __init__(self, view: str) -> None:
+            super().__init__()
+            self.view = view
+
+    def __init__(self, titles: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.titles = titles
+        self.active = ""
+        self._spans: list[tuple[int, int, str]] = []
+
+    def show(self, active: str) -> None:
+        if active == self.active:
+            return
+        self.active = active
+        text, self._spans = Text(" "), []
+        for i, (view, title) in enumerate(self.titles.items(), 1):
+            start = text.cell_len
+            text.append(f" {i} {title} ", "bold reverse" if view == active else "")
+            self._spans.append((start, text.cell_len, view))
+            text.append(" ")
+        self.update(text, layout=False)
+
+    def on_click(self, event: events.Click) -> None:
+        for start, end, view in self._spans:
+            if start <= event.x < end:
+                self.post_message(self.Picked(view))
