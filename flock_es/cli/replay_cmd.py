@@ -153,17 +153,23 @@ def replay(
 
     with open_reader(db_path(db)) as reader:
         run_id = reader.resolve_run(run)
-        events = reader.events(run_id)
-    started = body_as(events[0], RunStarted) if events else None
-    path = program_of(started.get("program") if started else None, program, run_id)
-    recorded_hash = started.get("program_hash") if started else None
-    digests = _hash_warning(path, recorded_hash, program_hash(path))
-    prog = load_program(path)
-    replayer = Replayer(events, prog.flock.agents, hooks=prog.flock.orchestrator_hooks())
-    # ctx.store's queries read the recorded run (read-only), up to each task's inputs.
-    replayer.executor.board = BoardSource(db_path(db), run_id)
-    prog.flock.continue_from(replayer.state)  # the program's store sees the replay
-    report = asyncio.run(replayer.run())
+        first = next(iter(reader.iter_events(run_id, limit=1)), None)
+        started = body_as(first, RunStarted) if first is not None else None
+        path = program_of(started.get("program") if started else None, program, run_id)
+        recorded_hash = started.get("program_hash") if started else None
+        digests = _hash_warning(path, recorded_hash, program_hash(path))
+        prog = load_program(path)
+        # The record streams from the log as the replay walks it (never all in memory).
+        replayer = Replayer(
+            reader.iter_events(run_id),
+            prog.flock.agents,
+            hooks=prog.flock.orchestrator_hooks(),
+            timeline=timeline,
+        )
+        # ctx.store's queries read the recorded run (read-only), up to each task's inputs.
+        replayer.executor.board = BoardSource(db_path(db), run_id)
+        prog.flock.continue_from(replayer.state)  # the program's store sees the replay
+        report = asyncio.run(replayer.run())
     if as_json:
         data = report.to_json()
         data["program"] = str(path)

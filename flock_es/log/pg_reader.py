@@ -28,6 +28,7 @@ from flock_es.log.run_lookup import RunLookup, events_query, prefix_pattern
 __all__ = ["PgLogReader"]
 
 _EVENT_COLS = "seq, run_id, kind, ts, v, body::text"
+_PAGE = 10_000  # events per query of iter_events
 
 
 class PgLogReader(RunLookup):
@@ -99,11 +100,20 @@ class PgLogReader(RunLookup):
     def iter_events(
         self, run_id: str, after: int = 0, until: int | None = None, limit: int | None = None
     ) -> Iterator[Event]:
-        sql, args = events_query(_EVENT_COLS, "%s", run_id, after, until, limit)
-        for row in self._rows(sql, args):
-            e = row_to_event(row)
-            if e is not None:
-                yield e
+        # In pages by seq, so a long run's fold or replay never holds all its rows.
+        left = limit
+        while left is None or left > 0:
+            page = _PAGE if left is None else min(_PAGE, left)
+            sql, args = events_query(_EVENT_COLS, "%s", run_id, after, until, page)
+            rows = self._rows(sql, args)
+            for row in rows:
+                e = row_to_event(row)
+                if e is not None:
+                    yield e
+            if len(rows) < page:
+                return
+            after = int(rows[-1][0])
+            left = None if left is None else left - len(rows)
 
     def events_after(self, cursor: int, limit: int | None = None) -> list[Event]:
         """Events of every run with ``seq > cursor``, in commit order, gap-free."""

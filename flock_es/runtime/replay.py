@@ -19,6 +19,13 @@ and compares:
 Nothing is written anywhere: the replay is pure memory. No model is ever
 called: a call missing from the record is a divergence, not a network request.
 
+The record is read as a stream, one transaction (the events sharing a
+timestamp) at a time: a decision and a task's completion sit in the
+transaction of what caused them, so nothing further ahead is needed, and a
+replay holds the fold plus one transaction, not the whole log. What a task's
+re-execution needs (its recorded requests, its outcome) is dropped once the
+task's completion has been checked.
+
 Example::
 
     report = await Replayer(events, program.flock.agents).run()
@@ -27,7 +34,9 @@ Example::
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from flock_es.domain.describe import describe
@@ -74,7 +83,7 @@ from flock_es.runtime.replay_report import (
     timeline_step,
 )
 
-__all__ = ["Replayer", "recorded_decisions"]
+__all__ = ["Replayer", "recorded_decisions", "transactions"]
 
 _TIMED = {ScheduleReason.BATCH_TIMEOUT.value, ScheduleReason.BATCH_FLUSH.value}
 
@@ -110,40 +119,59 @@ def recorded_decisions(events: list[Event], i: int) -> list[Event]:
     return out
 
 
+def transactions(events: Iterable[Event]) -> Iterator[list[Event]]:
+    """The record in runs of events that share a timestamp (each holds whole units)."""
+    unit: list[Event] = []
+    for e in events:
+        if unit and e.ts != unit[0].ts:
+            yield unit
+            unit = []
+        unit.append(e)
+    if unit:
+        yield unit
+
+
 class Replayer:
-    """Walks a recorded run; ``run()`` returns the report."""
+    """Walks a recorded run (a list or a stream of its events, in seq order);
+    ``run()`` returns the report. ``timeline=False`` skips building the timeline
+    (``replay --no-timeline``): one line per event is most of a long replay's memory."""
 
     def __init__(
         self,
-        events: list[Event],
+        events: Iterable[Event],
         agents: dict[str, Agent],
         state: RunState | None = None,
         hooks: OrchestratorHooks | None = None,
+        timeline: bool = True,
     ) -> None:
-        self.recorded = events
+        stream = iter(events)
+        first = next(stream, None)
+        self.recorded: Iterator[Event] = (
+            itertools.chain([first], stream) if first is not None else stream
+        )
+        self.first = first
         self.agents = agents
+        self.timeline = timeline
         self.state = state if state is not None else RunState()
-        run_id = events[0].run_id if events else ""
-        model = str(body_as(events[0], RunStarted).get("model", "offline")) if events else "offline"
-        requests: dict[tuple[str, int], dict[str, Any]] = {}
+        run_id = first.run_id if first is not None else ""
+        started = body_as(first, RunStarted) if first is not None else None
+        model = str(started.get("model", "offline")) if started else "offline"
+        # Recorded requests by (task, call index), filled as the walk reaches them: a
+        # task's calls are recorded before its outputs, where it is re-executed.
+        self.requests: dict[tuple[str, int], dict[str, Any]] = {}
+        # Completions of the transaction being walked (a task's outputs come first).
         self.completion: dict[str, Event] = {}
-        for e in events:
-            if e.kind is EventKind.MODEL_CALLED:
-                call = body_as(e, ModelCalled)
-                requests.setdefault((call["task_id"], call["call_index"]), call.get("request", {}))
-            elif e.kind is EventKind.TASK_COMPLETED:
-                self.completion.setdefault(body_as(e, TaskCompleted)["task_id"], e)
         # The live run's executor, Temporal-Replayer style: a kernel whose sink records
         # nothing (the state is the fold of the record) and calls served from the record.
         self.kernel = Kernel(run_id, NullSink(), build_index(agents.values()), self.state)
         self.calls = ModelCalls(
-            self.state, NullRecorder(), _no_client, model, record_only=True, requests=requests
+            self.state, NullRecorder(), _no_client, model, record_only=True, requests=self.requests
         )
         self.executor = Executor(self.kernel, agents, self.calls)
         # Orchestrator components re-run on outputs (their vetoes are followed as recorded).
         self.executor.orchestrator = hooks
         self.outcomes: dict[str, TaskOutcome] = {}
-        self.report = ReplayReport(run_id=run_id, events=len(events))
+        self.report = ReplayReport(run_id=run_id)
 
     async def run(self) -> ReplayReport:
         with fewer_collections():  # as the live run does: GC was a third of a replay's CPU
@@ -151,33 +179,61 @@ class Replayer:
 
     async def _run(self) -> ReplayReport:
         t0 = time.perf_counter()
-        start = self.recorded[0].ts if self.recorded else 0.0
+        start = self.first.ts if self.first is not None else 0.0
         # A fork's inherited prefix was decided by its parent's code: replay the
         # parent to check it. Here it is only folded.
-        inherited = (
-            body_as(self.recorded[0], RunStarted).get("inherited", 0) if self.recorded else 0
-        )
-        for i, e in enumerate(self.recorded):
-            if 1 <= i <= inherited:
-                apply(self.state, e)
-                continue
-            div = await self._step(e, i)
-            if div is not None:
-                self._mark(div, i, start)
+        inherited = body_as(self.first, RunStarted).get("inherited", 0) if self.first else 0
+        n = 0
+        units = transactions(self.recorded)
+        for unit in units:
+            self._note(unit)
+            for i, e in enumerate(unit):
+                n += 1
+                if 2 <= n <= inherited + 1:
+                    apply(self.state, e)
+                    continue
+                div = await self._step(e, unit, i)
+                if div is not None:
+                    self._mark(div, unit, i, start)
+                    n += len(unit) - i - 1 + sum(len(rest) for rest in units)
+                    break
+                if self.timeline:
+                    self.report.timeline.append(timeline_step(e, start))
+            if not self.report.identical:
                 break
-            self.report.timeline.append(timeline_step(e, start))
-        if self.report.identical:
+        else:
             self.report.pending_at_end = len(self.state.pending_tasks())
+        self.report.events = n
         self.report.model_calls = self.calls.made
         self.report.served_calls = self.calls.served
         self.report.seconds = time.perf_counter() - t0
         return self.report
 
-    def _mark(self, div: Divergence, i: int, start: float) -> None:
+    def _note(self, unit: list[Event]) -> None:
+        """Index what a transaction records that re-executions need."""
+        self.completion.clear()
+        for e in unit:
+            if e.kind is EventKind.MODEL_CALLED:
+                call = body_as(e, ModelCalled)
+                key = (call["task_id"], call["call_index"])
+                self.requests.setdefault(key, call.get("request", {}))
+            elif e.kind is EventKind.TASK_COMPLETED:
+                self.completion.setdefault(body_as(e, TaskCompleted)["task_id"], e)
+
+    def _done_with(self, task_id: str) -> None:
+        """A task's completion is checked: drop what only its re-execution needed."""
+        self.outcomes.pop(task_id, None)
+        index = 0
+        while self.requests.pop((task_id, index), None) is not None:
+            index += 1
+
+    def _mark(self, div: Divergence, unit: list[Event], i: int, start: float) -> None:
         """End the timeline at the divergence (a decision may sit a few events later)."""
         self.report.identical = False
         self.report.divergence = div
-        for e in self.recorded[i:]:
+        if not self.timeline:
+            return
+        for e in unit[i:]:
             step = timeline_step(e, start)
             if (e.seq or 0) >= div.seq:
                 step.ok = False
@@ -187,7 +243,7 @@ class Replayer:
 
     # --- one recorded event ------------------------------------------------
 
-    async def _step(self, e: Event, i: int) -> Divergence | None:
+    async def _step(self, e: Event, unit: list[Event], i: int) -> Divergence | None:
         if e.kind is EventKind.ARTIFACT_PUBLISHED:
             div = (
                 await self._check_output(e)
@@ -195,18 +251,21 @@ class Replayer:
                 else None
             )
             apply(self.state, e)
-            return div or self._check_decisions(e, i)
+            return div or self._check_decisions(e, unit, i)
         if e.kind is EventKind.ARTIFACT_RELEASED:
             # The release is a time decision (followed); what it then triggers is checked.
-            return self._check_decisions(e, i)
+            return self._check_decisions(e, unit, i)
         if e.kind is EventKind.TASK_COMPLETED:
             div = await self._check_completed(e)
+            self._done_with(body_as(e, TaskCompleted)["task_id"])
         # A transient failure (the provider was down) is the outside world: followed as
         # recorded, like a time decision; a ``resume --retry-failed`` re-ran the task.
         elif e.kind is EventKind.TASK_FAILED:
             failed = body_as(e, TaskFailed)
             retried = failed.get("will_retry") or failed.get("transient")
             div = None if retried else await self._check_failed(e)
+            if not failed.get("will_retry"):
+                self.outcomes.pop(failed["task_id"], None)
         elif e.kind is EventKind.TASK_SCHEDULED:
             div = self._check_timed_flush(e, body_as(e, TaskScheduled))
         else:
@@ -227,7 +286,7 @@ class Replayer:
             return None
         return Divergence(e.seq or 0, "batch flushed by its timeout", b["inputs"], got, b["agent"])
 
-    def _check_decisions(self, e: Event, i: int) -> Divergence | None:
+    def _check_decisions(self, e: Event, unit: list[Event], i: int) -> Divergence | None:
         released = e.kind is EventKind.ARTIFACT_RELEASED
         aid = (
             body_as(e, ArtifactReleased)["artifact_id"]
@@ -239,7 +298,7 @@ class Replayer:
             if released:
                 apply(self.state, e)
             return None
-        recorded = recorded_decisions(self.recorded, i)
+        recorded = recorded_decisions(unit, i)
         try:
             obj = self.kernel.obj(aid)
         except Exception as exc:
