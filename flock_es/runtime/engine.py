@@ -42,7 +42,7 @@ from flock_es.domain.events import (
 from flock_es.errors import AgentFailed
 from flock_es.log.ports import EventWriter
 from flock_es.projection.decide import schedule
-from flock_es.projection.state import RunState
+from flock_es.projection.state import RunState, TaskView
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.executor import Executor, Outcome
 from flock_es.runtime.kernel import UNPUBLISHED_TAG, Kernel, Listener, Sink
@@ -56,6 +56,10 @@ __all__ = ["INLINE_CHUNK", "INVOKE_SUB", "Engine", "Listener", "ShareHook"]
 
 INVOKE_SUB = -1
 INLINE_CHUNK = 256
+# Inline chunks at work or waiting for their commit, at most. Unbounded, a large
+# publish ran every chunk before the writer caught up, and the events of all of
+# them waited in its queue: memory grew with the run (issue 14).
+INLINE_IN_FLIGHT = 4
 
 
 class Engine:
@@ -74,6 +78,7 @@ class Engine:
             if a.max_concurrency
         }
         self.invoke_waiters: dict[str, asyncio.Future[list[BaseModel]]] = {}
+        self.inline_slots = asyncio.Semaphore(INLINE_IN_FLIGHT)
         self.unpublished: set[str] = set()
         # Orchestrator components (``Flock.add_component``); None when there are none.
         self.hooks: OrchestratorHooks | None = None
@@ -134,11 +139,20 @@ class Engine:
         timers.prune()
         if self.hooks is not None:
             self.hooks.scheduled(self.kernel.state, events, self.work.spawn)
-        # In chunks, so one chunk's commit (on the writer's thread) overlaps the next one's work.
+        self._run_inline(inline)
+
+    def _run_inline(self, inline: list[str]) -> None:
+        """Run function-agent tasks in chunks, so one chunk's commit (on the writer's
+        thread) overlaps the next one's work, with at most ``INLINE_IN_FLIGHT`` chunks
+        done and not yet durable."""
         tasks = self.kernel.state.tasks
         for i in range(0, len(inline), INLINE_CHUNK):
             chunk = [tasks[t] for t in inline[i : i + INLINE_CHUNK]]
-            self.work.spawn(self.executor.execute_inline(chunk, self.work.spawn), "flock-es:inline")
+            self.work.spawn(self._inline_chunk(chunk), "flock-es:inline")
+
+    async def _inline_chunk(self, chunk: list[TaskView]) -> None:
+        async with self.inline_slots:
+            await self.executor.execute_inline(chunk, self.work.spawn)
 
     def _inline(self, task_id: str) -> bool:
         task = self.kernel.state.tasks.get(task_id)
@@ -228,12 +242,16 @@ class Engine:
     def resume_pending(self) -> int:
         """Re-launch unfinished tasks and re-arm batch, join and visibility timers (a
         fork's inherited ones relative to its fork point); the tasks re-launched."""
-        n = 0
-        for t in self.kernel.state.pending_tasks():
-            self.launch(t.id)
-            n += 1
+        inline: list[str] = []
+        pending = self.kernel.state.pending_tasks()
+        for t in pending:
+            if self._inline(t.id):
+                inline.append(t.id)  # as a live run does: no asyncio task per function run
+            else:
+                self.launch(t.id)
+        self._run_inline(inline)
         self.timers.rearm()
-        return n
+        return len(pending)
 
     def stop_timers(self) -> None:
         """Cancel join and release timers (a closing run records no more; resume re-arms them)."""
