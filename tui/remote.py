@@ -41,6 +41,7 @@ __all__ = ["RemoteServer", "main"]
 
 NOTE_SECONDS = 0.2  # following a run, the screen is told at most this often
 LOADING_NOTE_SECONDS = 1.0  # loading a backlog ("loading 35%"): a redraw a second is plenty
+CHILD_CHUNK = 500  # events read at once: between reads the child answers, so a key waits ~1 ms
 IDLE_AFTER = 5.0  # nothing new for this long: check (one PRAGMA data_version) 4x less often
 
 
@@ -193,14 +194,19 @@ class _Child:
 
 def main(argv: list[str]) -> int:
     """``python -m flock_es.tui.remote FD NOTES_FD POLL_SECONDS DB [RUN]`` (``RemoteServer``)."""
-    from flock_es.log.ports import open_store
+    from flock_es.log.ports import open_store, store_kind
 
     from .monitor import Monitor
 
     conn, notes = Connection(int(argv[0])), Connection(int(argv[1]))
     store = open_store(argv[3], readonly=True)
-    monitor = Monitor(store.reader(), argv[4] or None)
-    child = _Child(conn, notes, ViewServer(monitor, store.reader()), float(argv[2]))
+    reader = store.reader()
+    # One thread asks everything here: on SQLite the fold and the screen's questions share
+    # one connection, so the file gets its (bounded, 0.2 s) integrity check once, not twice.
+    details = reader if store_kind(argv[3]) == "sqlite" else store.reader()
+    monitor = Monitor(reader, argv[4] or None, chunk=CHILD_CHUNK)
+    gc.freeze()  # what was imported lives as long as the process: never walk it again
+    child = _Child(conn, notes, ViewServer(monitor, details), float(argv[2]))
     try:
         child.run()
     except (EOFError, OSError, KeyboardInterrupt):

@@ -60,6 +60,7 @@ class ViewMixin(App[None]):
     _generation: int
     _texts: dict[str, str]
     _filter_text = ""
+    _payload_shown: tuple[str, int] | None = None
     _travel_mode = "TIME TRAVEL"
     _error: str
 
@@ -223,13 +224,15 @@ class ViewMixin(App[None]):
         widget = self._q("#payload", Static)
         if self.server is None or key is None:
             widget.update("select an artifact")
+            self._payload_shown = None
             return
         try:
             a, consumers = self.server.artifact(key)
         except FlockError:
             return
-        if a is None:
-            return
+        if a is None or (key, consumers) == self._payload_shown:
+            return  # following a run re-selects the newest row: highlight it once
+        self._payload_shown = (key, consumers)
         text = json.dumps(a.payload, indent=2, ensure_ascii=False)
         head = f"// {a.type} {a.id} by {a.produced_by}, consumed by {consumers} task(s)\n"
         widget.update(Syntax(head + text, "json", word_wrap=True, theme="ansi_dark"))
