@@ -137,12 +137,30 @@ class ViewMixin(App[None]):
             vl.stick_to_end = self.follow and f.at is None and name in ("artifacts", "log")
             if name == view or full:
                 vl.invalidate()
+        self._draw_view(view, full)
+
+    def _draw_view(self, view: str, full: bool = False) -> None:
+        """The parts of ``view`` that only it shows (the lists are invalidated by the caller)."""
+        f = self.frame
         if view == "tasks":
             mode = {"flight": "in flight", "all": "all tasks", "failed": "failed tasks"}
             self._set("#tasks-mode", f" {mode[self.task_mode]} (m: in flight / all / failed)")
         if view == "timeline" or full:
             tl = self._q("#timeline-view", Timeline)
             tl.show(f.started_at or f.now, max(f.now, f.last_ts))
+
+    def _show_view(self, view: str) -> None:
+        """Switched to ``view``: draw it from the frame in hand, without asking the server
+        (the next note of the fold brings a new frame; a key should not wait for one)."""
+        if self.frame.generation < 0 or self.frame.generation != self._generation:
+            self.refresh_views()
+            return
+        with contextlib.suppress(NoMatches):
+            if view in LISTS:
+                self.vlist(view).invalidate()
+            elif view == "runs":
+                self._runs(False)
+            self._draw_view(view)
 
     def _runs(self, full: bool) -> None:
         table = self.table("runs")
@@ -324,7 +342,7 @@ class ViewMixin(App[None]):
             self._q("#tabs", ViewTabs).show(view)
             if view == "runs":
                 self._load_run_stats()
-            self.refresh_views()
+            self._show_view(view)
         self._focus_view()
 
     @on(ViewTabs.Picked)

@@ -46,7 +46,9 @@ def set_virtual_rows(view: ScrollView, rows: int) -> None:
     live) that was most of the redraw. Only a scrollbar that appears or goes
     changes the layout; otherwise the thumb is moved and the list repainted.
     """
-    size = Size(view.virtual_size.width or view.size.width, rows)
+    # No virtual width: lines are cut to the width on screen, never scrolled sideways
+    # (a virtual width of the full size put a horizontal scrollbar under every list).
+    size = Size(0, rows)
     if size == view.virtual_size:
         return
     height = view.container_size.height
@@ -263,7 +265,7 @@ class VirtualList(ScrollView, can_focus=True):
         # The layout that resized this list has placed its scrollbars already: the
         # width is recorded without laying the screen out a second time (shown again
         # after another view, every list is resized).
-        self.set_reactive(ScrollView.virtual_size, Size(event.size.width, self._count + 1))
+        self.set_reactive(ScrollView.virtual_size, Size(0, self._count + 1))
 
     def on_click(self, event: events.Click) -> None:
         if event.y >= 1:

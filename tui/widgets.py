@@ -171,7 +171,7 @@ class Timeline(ScrollView, can_focus=True):
         self.refresh()
 
     def on_resize(self, event: events.Resize) -> None:
-        self.set_reactive(ScrollView.virtual_size, Size(event.size.width, self._count + 1))
+        self.set_reactive(ScrollView.virtual_size, Size(0, self._count + 1))
 
     def _span(self, idx: int) -> Span | None:
         if idx not in self._cache:
