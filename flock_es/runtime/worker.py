@@ -240,8 +240,10 @@ class Worker:
             return
         run_id = link.run_id
         now = time.monotonic()
-        # Tasks another worker held when last offered are offered again once their
-        # lease could have expired: each claim offers a few candidates, not all.
+        # Tasks another worker held when last offered are offered again a third of a
+        # lease later (its holder renews that often): each claim offers a few
+        # candidates, not all, and a dead holder's tasks are taken over at most a
+        # third of a lease after its leases expire (not up to a whole lease more).
         elsewhere = self.elsewhere.setdefault(run_id, {})
         offer: list[str] = []
         for t in link.kernel.state.pending_tasks():
@@ -253,7 +255,7 @@ class Worker:
         got = await self.runs.claim_tasks(run_id, offer, self.id, self.lease, free)
         if len(got) < free:  # then every candidate not got is held by another worker
             taken = set(got)
-            elsewhere.update((t, now + self.lease) for t in offer if t not in taken)
+            elsewhere.update((t, now + self.lease / 3) for t in offer if t not in taken)
         if not got:
             return
         await link.catch_up()
