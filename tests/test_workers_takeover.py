@@ -43,18 +43,25 @@ def test_gone_workers_are_the_dead_processes_of_this_host() -> None:
 def test_a_killed_worker_of_this_machine_is_taken_over_before_its_lease_expires(
     tmp_path: Path, shared_db: str
 ) -> None:
-    program, env = fanout(40, 0.3)
+    # Tasks of 1 s: the victim, killed while it has one in flight, cannot finish it
+    # in the moment between the check and the kill.
+    program, env = fanout(40, 1.0)
     args = ("--concurrency", "4", "--lease", "600")
     with workers(program, shared_db, 2, tmp_path, *args, env=env) as procs:
         run = cli("run", program, "--db", shared_db, "--no-execute", "-q", env=env)
-        victim = procs[0]
-        kill_when(
-            victim,
-            lambda: len(paid_calls(shared_db)) >= 4 and open_started(shared_db, victim.pid) > 0,
-        )
-        paid_before = paid_calls(shared_db)
-        orphaned = open_started(shared_db, victim.pid)
-        _out, err = run.communicate(timeout=240)
+        try:
+            victim = procs[0]
+            kill_when(
+                victim,
+                lambda: len(paid_calls(shared_db)) >= 4 and open_started(shared_db, victim.pid) > 0,
+            )
+            paid_before = paid_calls(shared_db)
+            orphaned = open_started(shared_db, victim.pid)
+            _out, err = run.communicate(timeout=240)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
     assert run.returncode == 0, err
     assert "40 done, 0 failed" in err
     run_id = assert_exactly_once(shared_db, 40, paid_before)
