@@ -27,6 +27,7 @@ from flock_es.runtime.engine import Engine, ShareHook
 from flock_es.runtime.gc_policy import fewer_collections
 from flock_es.runtime.invocations import Invocations
 from flock_es.runtime.kernel import Kernel, Listener, Sink, build_index
+from flock_es.runtime.model_agent import warm_schemas
 from flock_es.runtime.model_calls import ModelCalls
 from flock_es.runtime.model_clients import OFFLINE, ModelClients, default_model
 from flock_es.runtime.orchestrator_components import OrchestratorComponent, checked_component
@@ -225,6 +226,7 @@ class Flock(Invocations):
         if self._closed:
             raise UserError(f"run {self.run_id} is closed")
         self.check_models()
+        warm_schemas(self.agents.values())  # setup work, off the first calls' path
         share = self.share
         if share is not None:
             writer = self._writer = await share.open_sink()
