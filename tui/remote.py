@@ -39,7 +39,7 @@ from .vlist import Row
 
 __all__ = ["RemoteServer", "main"]
 
-NOTE_SECONDS = 0.2  # following a run, the screen is told at most this often
+NOTE_SECONDS = 0.25  # following a run, the screen is told at most this often (4 redraws a second)
 LOADING_NOTE_SECONDS = 1.0  # loading a backlog ("loading 35%"): a redraw a second is plenty
 CHILD_CHUNK = 500  # events read at once: between reads the child answers, so a key waits ~1 ms
 IDLE_AFTER = 5.0  # nothing new for this long: check (one PRAGMA data_version) 4x less often

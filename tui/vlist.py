@@ -53,9 +53,10 @@ def set_virtual_rows(view: ScrollView, rows: int) -> None:
         return
     height = view.container_size.height
     old = view.virtual_size
-    if not height or size.width != old.width or (rows > height) != (old.height > height):
+    if height and (size.width != old.width or (rows > height) != (old.height > height)):
         view.virtual_size = size
         return
+    # Not laid out (a hidden view): the layout that shows it places its scrollbar.
     view.set_reactive(ScrollView.virtual_size, size)
     if view.show_vertical_scrollbar:
         view.vertical_scrollbar.window_virtual_size = rows
