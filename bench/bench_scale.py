@@ -10,8 +10,9 @@ run      the program itself: agent runs per second, CPU per run, peak RSS, and
          database bytes per run (database plus WAL after close);
 resume   a second run of the same size is SIGKILLed about halfway (once half of
          its events are in the log), then ``flock-es resume`` finishes it:
-         wall time and peak RSS of the resume process;
-replay   ``flock-es replay`` of the complete run: wall time and peak RSS.
+         wall time, CPU seconds and peak RSS of the resume process;
+replay   ``flock-es replay`` of the complete run: wall time, CPU seconds (next to
+         the run's own, the load-robust comparison) and peak RSS.
 
 Each process's peak RSS comes from ``wait4``; the databases live in a
 temporary directory on the default temp disk.
@@ -43,14 +44,14 @@ def _env(n: int) -> dict[str, str]:
     return dict(os.environ, FLOCK_ES_BENCH_N=str(n), PYTHONPATH=str(ROOT))
 
 
-def _wait(proc: subprocess.Popen[str]) -> tuple[int, float]:
-    """Exit status and peak RSS (MB) of a child."""
+def _wait(proc: subprocess.Popen[str]) -> tuple[int, float, float]:
+    """Exit status, peak RSS (MB) and CPU seconds (user + system) of a child."""
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss / 1024
+    return proc.returncode, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
-def _cli(args: list[str], n: int) -> tuple[float, float, str]:
+def _cli(args: list[str], n: int) -> tuple[float, float, float, str]:
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "flock_es.cli.app", *args],
@@ -63,11 +64,11 @@ def _cli(args: list[str], n: int) -> tuple[float, float, str]:
     assert out is not None and err is not None
     text = out.read()
     errors = err.read()
-    code, rss = _wait(proc)
+    code, rss, cpu = _wait(proc)
     wall = time.perf_counter() - t0
     if code not in (0,):
         raise SystemExit(f"flock-es {' '.join(args)} exited {code}: {errors[-1500:]}")
-    return wall, rss, text
+    return wall, rss, cpu, text
 
 
 def _run(db: Path, n: int) -> dict[str, float]:
@@ -121,13 +122,13 @@ def one_size(n: int, tmp: Path) -> dict[str, float]:
         "run_rss_mb": r["rss_mb"],
         "db_bytes_per_run": _size(db) / runs,
     }
-    wall, rss, _ = _cli(["replay", "latest", "--db", str(db), "--no-timeline"], n)
-    row.update(replay_s=wall, replay_rss_mb=rss)
+    wall, rss, cpu, _ = _cli(["replay", "latest", "--db", str(db), "--no-timeline"], n)
+    row.update(run_cpu_s=r["cpu"], replay_s=wall, replay_cpu_s=cpu, replay_rss_mb=rss)
     killed = tmp / f"killed-{n}.db"
     _killed_halfway(killed, n, full_events)
     at = _events(killed)
-    wall, rss, _ = _cli(["resume", "latest", "--db", str(killed), "-q"], n)
-    row.update(killed_at_events=at, resume_s=wall, resume_rss_mb=rss)
+    wall, rss, cpu, _ = _cli(["resume", "latest", "--db", str(killed), "-q"], n)
+    row.update(killed_at_events=at, resume_s=wall, resume_cpu_s=cpu, resume_rss_mb=rss)
     return row
 
 
@@ -139,7 +140,7 @@ def main() -> None:
     print(machine())
     print(
         "| Artifacts (agent runs) | events | runs/s | CPU µs/run | run RSS | db bytes/run "
-        "| replay | replay RSS | resume (killed at) | resume RSS |"
+        "| replay (CPU; run CPU) | replay RSS | resume (CPU) (killed at) | resume RSS |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as d:
@@ -149,7 +150,9 @@ def main() -> None:
                 f"| {n:,} ({r['runs']:,}) | {r['events']:,} | {r['runs_per_s']:,.0f} "
                 f"| {r['cpu_us_per_run']:.1f} | {r['run_rss_mb']:.0f} MB "
                 f"| {r['db_bytes_per_run']:.0f} | {r['replay_s']:.1f} s "
-                f"| {r['replay_rss_mb']:.0f} MB | {r['resume_s']:.1f} s ({r['killed_at_events']:,}) "
+                f"({r['replay_cpu_s']:.1f} CPU-s; run {r['run_cpu_s']:.1f}) "
+                f"| {r['replay_rss_mb']:.0f} MB | {r['resume_s']:.1f} s "
+                f"({r['resume_cpu_s']:.1f} CPU-s) ({r['killed_at_events']:,}) "
                 f"| {r['resume_rss_mb']:.0f} MB |",
                 flush=True,
             )
