@@ -20,7 +20,7 @@ from __future__ import annotations
 from flock_es.errors import DatabaseError
 from flock_es.log.ports import EventReader, EventStore
 from flock_es.projection.fold import apply
-from flock_es.projection.snapshot import SNAPSHOT_EVERY, decode, encode
+from flock_es.projection.snapshot import SNAPSHOT_EVERY, collector_paused, decode, encode
 from flock_es.projection.state import RunState
 
 __all__ = ["fold_run", "save_snapshot", "start_state"]
@@ -48,11 +48,12 @@ def start_state(reader: EventReader, run_id: str, until: int | None = None) -> R
 def fold_run(reader: EventReader, run_id: str, until: int | None = None) -> tuple[RunState, int]:
     """The state of ``run_id`` up to seq ``until`` (all of it if None), from its latest
     snapshot; also how many events were folded past that snapshot."""
-    state = start_state(reader, run_id, until)
-    folded = 0
-    for e in reader.iter_events(run_id, after=state.last_seq, until=until):
-        apply(state, e)
-        folded += 1
+    with collector_paused():
+        state = start_state(reader, run_id, until)
+        folded = 0
+        for e in reader.iter_events(run_id, after=state.last_seq, until=until):
+            apply(state, e)
+            folded += 1
     return state, folded
 
 
