@@ -30,6 +30,21 @@ def _cli_with_closed_stdout(args: list[str], cwd: Path) -> tuple[int, str]:
     return proc.wait(timeout=60), err
 
 
+def _cli_to_dev_full(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``flock-es ARGS`` with stdout on /dev/full: every write fails with ENOSPC."""
+    with open("/dev/full", "w") as full:
+        return subprocess.run(
+            [sys.executable, "-m", "flock_es.cli.app", *args],
+            cwd=cwd,
+            env=cli_env(None),
+            stdin=subprocess.DEVNULL,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+
+
 def _run_status(db: Path, cwd: Path) -> str:
     out = run_cli(["show", "latest", "--db", db, "--json"], cwd=cwd)
     assert out.returncode == 0, out.stderr
@@ -53,25 +68,7 @@ def test_a_run_whose_reader_went_away_completes(tmp_path: Path) -> None:
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_a_run_whose_stdout_is_full_completes(tmp_path: Path) -> None:
     db = tmp_path / "news.db"
-    with open("/dev/full", "w") as full:
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "flock_es.cli.app",
-                "run",
-                str(EXAMPLES / "news.py"),
-                "--db",
-                str(db),
-            ],
-            cwd=tmp_path,
-            env=cli_env(None),
-            stdin=subprocess.DEVNULL,
-            stdout=full,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-        )
+    out = _cli_to_dev_full(["run", str(EXAMPLES / "news.py"), "--db", str(db)], tmp_path)
     assert out.returncode == 0, out.stderr
     assert "stdout cannot be written (No space left on device)" in out.stderr
     assert "Traceback" not in out.stderr
@@ -83,17 +80,7 @@ def test_a_run_whose_stdout_is_full_completes(tmp_path: Path) -> None:
 def test_other_commands_say_stdout_is_full_in_one_line(tmp_path: Path, command: list[str]) -> None:
     db = tmp_path / "news.db"
     assert run_cli(["run", EXAMPLES / "news.py", "--db", db, "-q"], cwd=tmp_path).returncode == 0
-    with open("/dev/full", "w") as full:
-        out = subprocess.run(
-            [sys.executable, "-m", "flock_es.cli.app", *command, "--db", str(db)],
-            cwd=tmp_path,
-            env=cli_env(None),
-            stdin=subprocess.DEVNULL,
-            stdout=full,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-        )
+    out = _cli_to_dev_full([*command, "--db", str(db)], tmp_path)
     assert out.returncode == 2
     assert (
         out.stderr == "flock-es: error: cannot write to standard output: No space left on device\n"
