@@ -128,3 +128,24 @@ async def test_big_completed_log_folds_in_a_child_process_and_lanes_count_right(
         assert app.frame.counts["completed"] + app.frame.counts["failed"] == items * 8
         await pilot.press("8")
         assert app.vlist("failures").row_count == app.frame.counts["failed"]
+
+
+async def test_a_long_list_draws_its_own_scrollbar_in_one_frame(tmp_path: Path) -> None:
+    """A list's scrollbar is part of its lines (no scrollbar widget to restyle and
+    repaint a frame later when the view is shown again); a click on it scrolls."""
+    db = tmp_path / "fanout.db"
+    await asyncio.to_thread(write_fanout_log, db, 20)
+    app = MonitorApp(db, clock=lambda: T0 + 120)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settled(pilot, app)
+        await pilot.press("6", "home")
+        log = app.vlist("log")
+        assert log.row_count > log.size.height and log.has_bar
+        assert not log.show_vertical_scrollbar  # Textual's scrollbar widget is not used
+        assert log.allow_vertical_scroll  # so the mouse wheel is allowed explicitly
+        assert log.content_width == log.size.width - 2
+        assert log.render_line(1).cell_length == log.size.width
+        assert (log.cursor, log.scroll_y) == (0, 0)
+        await pilot.click(log, offset=(log.size.width - 1, log.size.height - 1))
+        assert log.scroll_y == log.max_scroll_y > 0
+        assert log.cursor == 0  # a click on the bar scrolls; it selects no row

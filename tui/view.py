@@ -158,6 +158,7 @@ class ViewMixin(App[None]):
         with contextlib.suppress(NoMatches):
             if view in LISTS:
                 self.vlist(view).invalidate()
+                self.vlist(view).prefetch()
             elif view == "runs":
                 self._runs(False)
             self._draw_view(view)

@@ -26,9 +26,10 @@ from textual.binding import Binding, BindingType
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
+from textual.scrollbar import ScrollBarRender
 from textual.strip import Strip
 
-__all__ = ["Row", "Source", "VirtualList", "set_virtual_rows"]
+__all__ = ["BAR", "LineView", "Row", "Source", "VirtualList", "set_virtual_rows"]
 
 Row = tuple[str, tuple[Text, ...]]
 """A row: its key (task id, artifact id, seq) and its cells."""
@@ -36,33 +37,104 @@ Row = tuple[str, tuple[Text, ...]]
 _HEADER = Style(bold=True, underline=True)
 _CURSOR = Style(reverse=True)
 _PLAIN = Style()
+BAR = 2
+"""Columns of a ``LineView``'s scrollbar (Textual's default width)."""
 
 
 def set_virtual_rows(view: ScrollView, rows: int) -> None:
-    """Make ``view`` scroll over ``rows`` lines, laying the screen out again only if needed.
+    """Make ``view`` scroll over ``rows`` lines without laying the screen out again.
 
     Setting ``virtual_size`` lays out the whole screen and repaints every widget
     on it: for a list whose length changes at every redraw (a run loading or
-    live) that was most of the redraw. Only a scrollbar that appears or goes
-    changes the layout; otherwise the thumb is moved and the list repainted.
+    live) that was most of the redraw. A ``LineView`` draws its own scrollbar,
+    so a new length never changes the layout: the thumb moves with the repaint.
     """
     # No virtual width: lines are cut to the width on screen, never scrolled sideways
     # (a virtual width of the full size put a horizontal scrollbar under every list).
     size = Size(0, rows)
     if size == view.virtual_size:
         return
-    height = view.container_size.height
-    old = view.virtual_size
-    if height and (size.width != old.width or (rows > height) != (old.height > height)):
-        view.virtual_size = size
-        return
-    # Not laid out (a hidden view): the layout that shows it places its scrollbar.
     view.set_reactive(ScrollView.virtual_size, size)
-    if view.show_vertical_scrollbar:
-        view.vertical_scrollbar.window_virtual_size = rows
     if view.scroll_y > view.max_scroll_y:
         view.scroll_to(y=view.max_scroll_y, animate=False, immediate=True)
     view.refresh()
+
+
+class LineView(ScrollView):
+    """A line-drawn ``ScrollView`` whose scrollbar is part of its own lines.
+
+    Textual's scrollbar is a widget of its own: shown again (another view picked),
+    it is restyled and repainted once more after the frame that showed the list,
+    so a view key reached the screen one frame (20-35 ms) late, and a list that
+    grew past the screen's height laid the whole screen out again. Drawn here,
+    in the last ``BAR`` columns of each line, showing a list is one layout and
+    one frame. Subclasses draw ``content_width`` columns and pass each line
+    through ``with_bar``.
+    """
+
+    DEFAULT_CSS = """
+    LineView {
+        overflow-x: hidden;
+        overflow-y: hidden;
+    }
+    """
+
+    _bar_key: tuple[object, ...] = ()
+    _bar: list[Segment] = []  # noqa: RUF012 (replaced, never mutated)
+
+    @property
+    def allow_vertical_scroll(self) -> bool:
+        """The mouse wheel scrolls, although Textual's scrollbar is hidden."""
+        return self.max_scroll_y > 0
+
+    @property
+    def has_bar(self) -> bool:
+        return self.virtual_size.height > self.size.height > 0
+
+    @property
+    def content_width(self) -> int:
+        """The columns left of the scrollbar."""
+        return max(self.size.width - (BAR if self.has_bar else 0), 0)
+
+    def with_bar(self, strip: Strip, y: int) -> Strip:
+        """Line ``y`` with its cells of the scrollbar (drawn as Textual draws its own)."""
+        if not self.has_bar:
+            return strip
+        height = self.size.height
+        key = (height, self.virtual_size.height, self.scroll_y, self.styles.scrollbar_color)
+        if key != self._bar_key:
+            self._bar_key, self._bar = key, self._render_bar(height)
+        return Strip([*strip, self._bar[y]]) if y < len(self._bar) else strip
+
+    def _render_bar(self, height: int) -> list[Segment]:
+        styles = self.styles
+        background = styles.scrollbar_background
+        if background.a < 1:
+            background = self.background_colors[0] + background
+        color = background + styles.scrollbar_color
+        bar = ScrollBarRender.render_bar(
+            size=height,
+            virtual_size=self.virtual_size.height,
+            window_size=height,
+            position=int(self.scroll_y * 8) / 8,
+            thickness=BAR,
+            vertical=True,
+            back_color=background.rich_color,
+            bar_color=color.rich_color,
+        )
+        # The mouse meta names actions of Textual's scrollbar widget; a click is ours.
+        return [
+            Segment(s.text, s.style.clear_meta_and_links() if s.style else None)
+            for s in bar.segments
+        ]
+
+    def bar_click(self, x: int, y: int) -> bool:
+        """A click on the scrollbar scrolls there; True if it was on it."""
+        if not self.has_bar or x < self.content_width:
+            return False
+        height = max(self.size.height - 1, 1)
+        self.scroll_to(y=self.max_scroll_y * min(y / height, 1.0), animate=False)
+        return True
 
 
 class Source(Protocol):
@@ -89,7 +161,7 @@ class _RowMessage(Message):
         return self.vlist
 
 
-class VirtualList(ScrollView, can_focus=True):
+class VirtualList(LineView, can_focus=True):
     """Rows ``0 .. source.count()`` with a header, a cursor and keyboard paging."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -176,9 +248,16 @@ class VirtualList(ScrollView, can_focus=True):
             self._fetch(i)
         return self._cache.get(i)
 
+    def prefetch(self) -> None:
+        """Fetch the window on screen before the frame that shows the list: its widest
+        cells set the column widths first, so that frame is not followed by a repaint."""
+        if self._count:
+            self.row(int(self.scroll_offset.y))
+
     def _fetch(self, i: int) -> None:
         """Ask the source for the screenful around row ``i`` (never more)."""
-        height = max(self.size.height, 1)
+        # Never shown yet, the list has no height: the screen's is an upper bound.
+        height = max(self.size.height or self.app.size.height, 1)
         start = max(i - height, 0)
         widths = list(self.widths)
         for n, row in enumerate(self.source.rows(start, 2 * height + 1)):
@@ -199,7 +278,9 @@ class VirtualList(ScrollView, can_focus=True):
     # Drawing ------------------------------------------------------------------
 
     def render_line(self, y: int) -> Strip:
-        width = self.size.width
+        return self.with_bar(self._line(y, self.content_width), y)
+
+    def _line(self, y: int, width: int) -> Strip:
         if y == 0:
             cells = tuple(Text(c) for c in self.source.columns)
             return self._strip(cells, width, _HEADER)
@@ -269,6 +350,8 @@ class VirtualList(ScrollView, can_focus=True):
         self.set_reactive(ScrollView.virtual_size, Size(0, self._count + 1))
 
     def on_click(self, event: events.Click) -> None:
+        if self.bar_click(event.x, event.y):
+            return
         if event.y >= 1:
             i = int(self.scroll_offset.y) + event.y - 1
             if i < self._count:

@@ -18,7 +18,7 @@ from textual.widgets import Static
 
 from .rows import Row, fmt_seconds
 from .sources import Span
-from .vlist import VirtualList, set_virtual_rows
+from .vlist import LineView, VirtualList, set_virtual_rows
 
 T = TypeVar("T")
 
@@ -146,7 +146,7 @@ class SpanSource(Protocol):
     def spans(self, start: int, count: int, now: float) -> list[Span]: ...
 
 
-class Timeline(ScrollView, can_focus=True):
+class Timeline(LineView, can_focus=True):
     """One bar per task on a shared time axis, grouped by agent.
 
     Only the lines on screen are drawn (``render_line`` asks the source for
@@ -182,7 +182,12 @@ class Timeline(ScrollView, can_focus=True):
         return self._cache.get(idx)
 
     def render_line(self, y: int) -> Strip:
-        width = self.size.width
+        return self.with_bar(self._line(y, self.content_width), y)
+
+    def on_click(self, event: events.Click) -> None:
+        self.bar_click(event.x, event.y)
+
+    def _line(self, y: int, width: int) -> Strip:
         bar_w = max(width - LABEL - 10, 10)
         if y == 0:  # the axis stays on top while the bars scroll under it
             axis = f"{'agent':<{LABEL}}0s{fmt_seconds(self.t1 - self.t0):>{bar_w - 2}}"
