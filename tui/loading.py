@@ -38,6 +38,7 @@ POLL_SECONDS = 0.1  # a committed event is on screen within about this long whil
 IDLE_SECONDS = 1.0  # nothing new for a while: check (one PRAGMA data_version) once a second
 REDRAW_SECONDS = 0.25  # the screen is redrawn at most this often (a key's answer: at once)
 KEY_BUDGET = 0.3  # after a key, an in-process fold pauses this long so the answer is drawn
+MAX_YIELD = 1.0  # keys typed or held steadily still let the status move this often
 HEAP_SECONDS = 30.0  # when idle, the heap is settled (collected, then frozen) at most this often
 
 
@@ -161,8 +162,14 @@ class LoadingMixin(ActionsMixin):
             self._wake.clear()
 
     def _yield_to_ui(self) -> None:
-        """Sleep while the UI thread answers a key: both compete for the GIL, keys win."""
-        while time.monotonic() < self._busy_until:
+        """Sleep while the UI thread answers a key: both compete for the GIL, keys win.
+
+        Each key pushes ``_busy_until`` on, so keys less than ``KEY_BUDGET`` apart
+        (a held arrow key, steady typing in the filter) would hold the fold and the
+        status line back for as long as they go on: yield ``MAX_YIELD`` at most.
+        """
+        give_up = time.monotonic() + MAX_YIELD
+        while time.monotonic() < min(self._busy_until, give_up):
             time.sleep(0.01)
         time.sleep(0)
 
