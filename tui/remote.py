@@ -65,6 +65,7 @@ class RemoteServer:
         self.notes = Connection(notes.detach())
         self.lock = threading.Lock()
         self.ready = False  # the child said hello: questions are answered at once from now
+        self.closed = threading.Event()  # the app is quitting: a waiting loader returns at once
 
     def call(self, method: str, *args: Any) -> Any:
         """Ask the child (it answers between slices of its fold: milliseconds)."""
@@ -112,11 +113,14 @@ class RemoteServer:
                 self.notes.recv()
             self.ready = True
         except (EOFError, OSError):
-            time.sleep(timeout)  # the child is gone; the next question says so
+            # The child is gone (the next question says so) or the app closed us to
+            # quit: then return at once, or `q` would wait out the loader's sleep.
+            self.closed.wait(timeout)
             return False
         return True
 
     def close(self) -> None:
+        self.closed.set()
         for c in (self.conn, self.notes):
             c.close()
         try:
