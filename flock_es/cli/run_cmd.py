@@ -18,6 +18,7 @@ from flock_es.domain.events import RunStatus
 from flock_es.errors import ExitCode, ProgramError, UserError
 from flock_es.log.backends import describe_db, is_postgres, parse_db
 from flock_es.runtime.flock import Flock
+from flock_es.runtime.gc_policy import RUN_THRESHOLDS
 from flock_es.runtime.lifecycle import Ownership, drive
 from flock_es.runtime.program import Program, call_main, describe_exception, load_program
 
@@ -33,7 +34,7 @@ def tune_gc() -> None:
     """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
+    gc.set_threshold(*RUN_THRESHOLDS)  # what fewer_collections() sets for a library run
 
 
 def run_to_end(
