@@ -7,6 +7,28 @@ import platform
 import resource
 import statistics
 import sys
+from pathlib import Path
+
+
+def help_or_bad_args(doc: str | None, allowed: set[str] | None = None) -> None:
+    """``-h``/``--help`` prints the benchmark's docstring and exits 0; an argument
+    outside ``allowed`` (no arguments at all when None) is one line and exit 2.
+
+    For the benchmarks that take no options, so that asking them for help never
+    starts minutes of measuring.
+    """
+    args = sys.argv[1:]
+    if "-h" in args or "--help" in args:
+        print((doc or "").strip())
+        raise SystemExit(0)
+    unknown = [a for a in args if allowed is None or a not in allowed]
+    if unknown:
+        choices = f"; choose from {', '.join(sorted(allowed))}" if allowed else ""
+        print(
+            f"{Path(sys.argv[0]).name}: error: unknown argument {unknown[0]}{choices}",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
 
 
 def machine() -> str:

@@ -149,7 +149,16 @@ if __name__ == "__main__":
         from bench._compare import main
 
         raise SystemExit(main(sys.argv[1:]))
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="flock-es core benchmarks (a), (b), (c); --compare runs flock-core 0.5.7 "
+        "beside it (see bench/_compare.py: --compare --help)."
+    )
+    parser.add_argument("which", nargs="*", help="a, b or c (default: all three)")
+    which = parser.parse_args().which or ["a", "b", "c"]
+    if unknown := sorted(set(which) - {"a", "b", "c"}):
+        parser.error(f"unknown workload {', '.join(unknown)}: choose from a, b, c")
     print(machine())
-    which = sys.argv[1:] or ["a", "b", "c"]
     for w in which:
         {"a": bench_a, "b": bench_b, "c": bench_c}[w]()

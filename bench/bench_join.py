@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._machine import machine, median, peak_rss_mb
+from bench._machine import help_or_bad_args, machine, median, peak_rss_mb
 from flock_es import Flock, JoinSpec
 from flock_es.domain.events import EventKind, trusted_event
 from flock_es.domain.subscriptions import Subscription
@@ -93,6 +93,7 @@ def _pure(pattern: str) -> float:
 
 
 def main() -> None:
+    help_or_bad_args(__doc__)
     print(machine())
     print(f"join of two types, {2 * N:,} artifacts -> {N:,} firings (durable, function agent):")
     for pattern, within, label in (

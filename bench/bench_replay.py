@@ -26,7 +26,7 @@ from pydantic import BaseModel, Field
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._machine import machine, median
+from bench._machine import help_or_bad_args, machine, median
 from flock_es import Flock
 from flock_es.log.reader import LogReader
 from flock_es.log.writer import rebuild_read_models
@@ -117,6 +117,7 @@ async def replay(db: Path, run_id: str) -> tuple[float, int, bool, int]:
 
 
 def main() -> None:
+    help_or_bad_args(__doc__)
     print(machine())
     with tempfile.TemporaryDirectory() as tmp:
         full = Path(tmp) / "full.db"

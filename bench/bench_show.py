@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._machine import machine, median
+from bench._machine import help_or_bad_args, machine, median
 from flock_es import Flock
 from flock_es.log.reader import LogReader
 from flock_es.runtime.resume import load_run
@@ -50,6 +50,7 @@ async def record(db: Path) -> str:
 
 
 def main() -> None:
+    help_or_bad_args(__doc__)
     print(machine())
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "big.db"

@@ -36,7 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._machine import machine, median, peak_rss_mb  # noqa: E402
+from bench._machine import help_or_bad_args, machine, median, peak_rss_mb  # noqa: E402
 from flock_es.tui import MonitorApp  # noqa: E402
 from tests.tui_fanout import write_fanout_log  # noqa: E402
 from tests.tui_logs import write_news_log  # noqa: E402
@@ -320,6 +320,7 @@ def bench_idle(tmp: Path) -> None:
 
 
 def main() -> None:
+    help_or_bad_args(__doc__, {"startup", "fanout", "live", "idle"})
     which = sys.argv[1:] or ["startup", "fanout", "live", "idle"]
     print(machine())
     print(f"load average: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")

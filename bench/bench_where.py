@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._machine import machine, median
+from bench._machine import help_or_bad_args, machine, median
 from flock_es import Flock
 from flock_es.domain.events import EventKind, trusted_event
 from flock_es.domain.subscriptions import Subscription
@@ -80,6 +80,7 @@ def _pure(n_agents: int) -> float:
 
 
 def main() -> None:
+    help_or_bad_args(__doc__)
     print(machine())
     print(f"{TICKETS:,} tickets, each accepted by exactly one agent (durable, function agents):")
     results = {}

@@ -43,7 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._machine import machine, median
+from bench._machine import help_or_bad_args, machine, median
 from flock_es.log.backends import open_reader
 from tests.pg import pg_database
 
@@ -250,6 +250,7 @@ def bench_failover(lease: float = 3.0) -> None:
 
 
 if __name__ == "__main__":
+    help_or_bad_args(__doc__, {"model", "cpu", "log", "failover"})
     print(machine())
     print(f"server: {ADMIN.rsplit('@', 1)[-1]}  (shared machine: other processes may be running)")
     print(
