@@ -25,6 +25,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """How many worker processes ``-n auto`` (the default, in pyproject.toml) starts.
+
+    Twice the cores, at most 8: about half of a test's time is spent waiting on a
+    subprocess, a commit or a Pilot frame, so two workers a core keep the cores
+    busy. Starting the workers costs a few seconds, which only the whole suite
+    (or a folder of it) pays back: naming files or tests (``pytest
+    tests/test_gates.py``, ``path::name``) runs them in this process, and so
+    does ``-n 0`` for any selection.
+    """
+    if any(not Path(str(arg)).is_dir() for arg in config.args):
+        return 0
+    return min(8, 2 * (os.cpu_count() or 1))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Leave out tests marked ``slow`` unless asked for.
 

@@ -41,7 +41,13 @@ def test_missing_database_folder_or_run(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_waits_for_a_database_on_a_real_terminal(tmp_path: Path) -> None:
-    code, out = run_in_pty(["tui", "--db", str(tmp_path / "new.db")], cols=100, rows=30, keys=b"q")
+    code, out = run_in_pty(
+        ["tui", "--db", str(tmp_path / "new.db")],
+        cols=100,
+        rows=30,
+        keys=b"q",
+        ready=b"waiting for a database",
+    )
     assert code == 0, out[-2000:]
     assert "waiting for a database" in out
 
@@ -65,9 +71,16 @@ def test_not_a_terminal(news_db: Path) -> None:
 
 
 def run_in_pty(
-    args: list[str], cols: int, rows: int, keys: bytes = b"", wait: float = 20.0
+    args: list[str],
+    cols: int,
+    rows: int,
+    keys: bytes = b"",
+    wait: float = 20.0,
+    ready: bytes = b"Agents",
 ) -> tuple[int, str]:
-    """Run ``flock-es ARGS`` on a real pseudo-terminal of ``cols`` x ``rows``."""
+    """Run ``flock-es ARGS`` on a real pseudo-terminal of ``cols`` x ``rows``; type
+    ``keys`` once the screen shows ``ready`` (waiting on what the test looks for, not
+    on a fixed pause, keeps it right on a busy machine)."""
     master, slave = open_terminal(rows, cols)
     env = terminal_env()
     proc = subprocess.Popen(
@@ -83,7 +96,7 @@ def run_in_pty(
     sent = False
     for chunk in read_terminal(master, proc, wait):
         out += chunk
-        if keys and not sent and b"Agents" in out:
+        if keys and not sent and ready in out:
             time.sleep(0.3)
             os.write(master, keys)
             sent = True

@@ -22,7 +22,9 @@ async def test_the_monitor_follows_workers_on_postgres_and_names_each_task_s_wor
     tmp_path: Path,
     pg_url: str,  # noqa: F811
 ) -> None:
-    program, env = fanout(24, 0.5)
+    # 24 tasks of 2 s on 2 x 4 slots: the run goes on about 6 s, long enough for a
+    # monitor started on a busy machine to see it running before it completes.
+    program, env = fanout(24, 2.0)
     with workers(program, pg_url, 2, tmp_path, "--concurrency", "4", env=env):
         run = cli("run", program, "--db", pg_url, "--no-execute", "-q", env=env)
         deadline = time.monotonic() + 60
