@@ -60,6 +60,7 @@ def test_flock_tool_returns_the_function_and_registers_its_name() -> None:
         Flock().agent("a").consumes(Ticket).publishes(Triage).with_tools([lookup, other])
 
 
+@pytest.mark.slow  # 3.7 s: a run, then a replay, against the loopback server
 async def test_the_model_calls_the_tool_by_its_registered_name_and_replay_serves_it(
     server: OpenAIServer, db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -53,6 +53,14 @@ def _run_status(db: Path, cwd: Path) -> str:
     return str(json.loads(out.stdout)["status"])
 
 
+# The quick set checks one command; the other two (about 1.2 s each) are marked slow.
+COMMANDS = [
+    ["runs"],
+    pytest.param(["show", "latest"], marks=pytest.mark.slow),
+    pytest.param(["export", "latest", "-o", "-"], marks=pytest.mark.slow),
+]
+
+
 def test_a_run_whose_reader_went_away_completes(tmp_path: Path) -> None:
     db = tmp_path / "news.db"
     code, err = _cli_with_closed_stdout(
@@ -76,7 +84,7 @@ def test_a_run_whose_stdout_is_full_completes(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
-@pytest.mark.parametrize("command", [["runs"], ["show", "latest"], ["export", "latest", "-o", "-"]])
+@pytest.mark.parametrize("command", COMMANDS)
 def test_other_commands_say_stdout_is_full_in_one_line(tmp_path: Path, command: list[str]) -> None:
     db = tmp_path / "news.db"
     assert run_cli(["run", EXAMPLES / "news.py", "--db", db, "-q"], cwd=tmp_path).returncode == 0
@@ -87,7 +95,7 @@ def test_other_commands_say_stdout_is_full_in_one_line(tmp_path: Path, command: 
     )
 
 
-@pytest.mark.parametrize("command", [["runs"], ["show", "latest"], ["export", "latest", "-o", "-"]])
+@pytest.mark.parametrize("command", COMMANDS)
 def test_other_commands_stop_quietly_when_the_reader_went_away(
     tmp_path: Path, command: list[str]
 ) -> None:

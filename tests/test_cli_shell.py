@@ -61,6 +61,7 @@ SCRIPT_MARKS = {
 }
 
 
+@pytest.mark.slow  # 2 s: a completion script per shell
 def test_completion_prints_the_script_for_the_shell_it_is_told() -> None:
     for shell, mark in SCRIPT_MARKS.items():
         out = run_cli(["completion", shell])

@@ -212,6 +212,7 @@ def test_every_kind_has_a_definition() -> None:
     assert set(BODIES) == set(EventKind)
 
 
+@pytest.mark.slow  # real runs of every kind: 6.5 s of set-up
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("kind", list(EventKind), ids=str)
 def test_real_runs_write_every_kind_and_each_body_fits_its_definition(

@@ -21,6 +21,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return db, out
 
 
+@pytest.mark.slow  # 4 s: export, import, show and replay in subprocesses
 def test_export_import_then_show_and_replay_on_the_copy(
     exported: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -76,6 +76,7 @@ def test_user_data_and_model_output_are_stored_byte_for_byte(
     assert TRICKY.encode() in db.read_bytes()
 
 
+@pytest.mark.slow  # 4 s; the byte-for-byte test stays in the quick set
 def test_no_held_secret_is_recorded_or_shown_even_when_echoed(
     server: OpenAIServer, tmp_path: Path
 ) -> None:
