@@ -154,13 +154,21 @@ def own_work(state: RunState, since: float | None) -> tuple[float, float]:
     not count.
     """
     spans = sorted(
-        (t.started_at, t.finished_at)
-        for t in state.tasks.values()
-        if t.started_at is not None
-        and t.finished_at is not None
-        and (since is None or t.started_at >= since)
+        [
+            *(
+                (t.started_at, t.finished_at)
+                for t in state.tasks.values()
+                if t.started_at is not None
+                and t.finished_at is not None
+                and (since is None or t.started_at >= since)
+            ),
+            # A compact state's completed tasks, as merged spans: they all ran in this
+            # process (those finished before a resume were forgotten uncounted).
+            *state.finished_spans,
+        ]
     )
-    busy = sum(end - start for start, end in spans)
+    busy = sum(end - start for start, end in spans) + state.finished_busy
+    busy -= sum(end - start for start, end in state.finished_spans)
     active, reach = 0.0, float("-inf")
     for start, end in spans:
         if end > reach:

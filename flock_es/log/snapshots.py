@@ -37,8 +37,8 @@ def start_state(reader: EventReader, run_id: str, until: int | None = None) -> R
         return RunState()
     seq, data = found
     state = decode(data)
-    if state is None or state.run_id != run_id or state.last_seq != seq:
-        return RunState()
+    if state is None or state.compact or state.run_id != run_id or state.last_seq != seq:
+        return RunState()  # a compact state is no snapshot: it forgot completed tasks
     rows = reader.query("SELECT count(*) FROM events WHERE run_id = ? AND seq <= ?", (run_id, seq))
     if not rows or int(str(rows[0][0])) != state.events:
         return RunState()  # not the fold of this log's prefix (the file was rewritten)
@@ -59,7 +59,7 @@ def fold_run(reader: EventReader, run_id: str, until: int | None = None) -> tupl
 
 def save_snapshot(store: EventStore, state: RunState, folded: int) -> bool:
     """Store a snapshot of ``state`` if ``folded`` events were folded past the last one."""
-    if folded < SNAPSHOT_EVERY or not state.run_id or not state.last_seq:
+    if folded < SNAPSHOT_EVERY or not state.run_id or not state.last_seq or state.compact:
         return False
     try:
         store.save_snapshot(state.run_id, state.last_seq, encode(state))

@@ -12,6 +12,7 @@ the state they are given.
 
 from __future__ import annotations
 
+import bisect
 import copy
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -55,7 +56,7 @@ from flock_es.projection.state import (
     ToolCallView,
 )
 
-__all__ = ["apply", "evolve", "fold"]
+__all__ = ["apply", "compacted", "evolve", "fold", "forget_task"]
 
 _BATCH_REASONS = {
     ScheduleReason.BATCH_SIZE.value,
@@ -146,7 +147,7 @@ def _artifact(s: RunState, e: Event, b: ArtifactPublished) -> None:
 
 def _scheduled(s: RunState, e: Event, b: TaskScheduled) -> None:
     tid = b["task_id"]
-    if tid not in s.tasks:
+    if tid not in s.tasks and tid not in s.finished:
         s.tasks[tid] = TaskView(
             id=tid,
             agent=b["agent"],
@@ -200,6 +201,46 @@ def _completed(s: RunState, e: Event, b: TaskCompleted) -> None:
     t.outputs = list(b["outputs"])
     t.error = None
     a.done += 1
+    if s.compact:
+        if t.started_at is not None and t.finished_at is not None:
+            _count_span(s, t.started_at, t.finished_at)
+        forget_task(s, t)
+
+
+def _count_span(s: RunState, start: float, end: float) -> None:
+    """Add one execution to ``finished_busy`` and the merged ``finished_spans``."""
+    s.finished_busy += end - start
+    spans = s.finished_spans
+    i = bisect.bisect_left(spans, (start, end))
+    # Merge with the neighbours it overlaps (runs end near the newest span: cheap).
+    if i > 0 and spans[i - 1][1] >= start:
+        i -= 1
+        start = spans[i][0]
+        end = max(end, spans[i][1])
+        del spans[i]
+    while i < len(spans) and spans[i][0] <= end:
+        end = max(end, spans[i][1])
+        del spans[i]
+    spans.insert(i, (start, end))
+
+
+def forget_task(s: RunState, t: TaskView) -> None:
+    """A compact state's step for a completed task: only its id and its counts stay.
+
+    Its model and tool calls go too: only a task that runs again (resume, replay)
+    is served from them, and a completed task never runs again.
+    """
+    tid = t.id
+    del s.tasks[tid]
+    s.finished.add(tid)
+    index = 0
+    while s.calls.pop((tid, index), None) is not None:
+        index += 1
+    if s.tool_calls:
+        for key in [k for k in s.tool_calls if k[0] == tid]:
+            del s.tool_calls[key]
+    s.rewritten_inputs.pop(tid, None)
+    s.mcp_tools.pop(tid, None)
 
 
 def _failed(s: RunState, e: Event, b: TaskFailed) -> None:
@@ -218,7 +259,7 @@ def _failed(s: RunState, e: Event, b: TaskFailed) -> None:
 
 def _model_called(s: RunState, e: Event, b: ModelCalled) -> None:
     key = (b["task_id"], b["call_index"])
-    if key in s.calls:
+    if key in s.calls or b["task_id"] in s.finished:
         return
     cost = b.get("cost")
     s.calls[key] = CallView(
@@ -259,7 +300,7 @@ def _limiter(s: RunState, e: Event, lim: object) -> None:
 
 def _tool_called(s: RunState, e: Event, b: ToolCalled) -> None:
     key = (b["task_id"], b["call_index"], b["position"])
-    if key not in s.tool_calls:
+    if key not in s.tool_calls and b["task_id"] not in s.finished:
         s.tool_calls[key] = ToolCallView(
             task_id=b["task_id"],
             agent=b["agent"],
@@ -332,9 +373,21 @@ def evolve(state: RunState, event: Event) -> RunState:
     return apply(copy.deepcopy(state), event)
 
 
-def fold(events: Iterable[Event], state: RunState | None = None) -> RunState:
-    """Pure: the state after ``events``, starting from a copy of ``state`` (or empty)."""
-    s = RunState() if state is None else copy.deepcopy(state)
+def fold(events: Iterable[Event], state: RunState | None = None, compact: bool = False) -> RunState:
+    """Pure: the state after ``events``, starting from a copy of ``state`` (or empty);
+    ``compact``: only what decisions need (see ``compacted``)."""
+    s = RunState(compact=compact) if state is None else copy.deepcopy(state)
+    if compact and not s.compact:
+        compacted(s)
     for e in events:
         apply(s, e)
+    return s
+
+
+def compacted(s: RunState) -> RunState:
+    """Make ``s`` compact in place and return it: what a compact fold of the same
+    events holds (completed tasks forgotten, their ids kept)."""
+    s.compact = True
+    for t in [t for t in s.tasks.values() if t.status is TaskStatus.COMPLETED]:
+        forget_task(s, t)
     return s

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -222,6 +223,15 @@ class RunState:
     last_seq: int = 0
     last_ts: float = 0.0
     events: int = 0
+    # The runtime's fold (run, resume, replay) keeps only what decisions need: a
+    # completed task leaves ``tasks`` (and its calls), its id stays in ``finished``
+    # so it is never scheduled twice. ``show``, the TUI and export fold everything.
+    compact: bool = False
+    finished: set[str] = field(default_factory=set)
+    # The executions of the tasks a compact fold forgot: their summed time, and the
+    # union of their (start, end) intervals, merged (the summary's busy/active time).
+    finished_busy: float = 0.0
+    finished_spans: list[tuple[float, float]] = field(default_factory=list)
 
     # Queries -------------------------------------------------------------
 
@@ -258,7 +268,13 @@ class RunState:
         out: dict[str, int] = {s.value: 0 for s in TaskStatus}
         for t in self.tasks.values():
             out[t.status.value] += 1
+        out[TaskStatus.COMPLETED.value] += len(self.finished)
         return out
+
+    def knows_task(self, task_id: str) -> bool:
+        """Whether ``task_id`` was scheduled (a compact state forgets completed tasks'
+        views, never their ids)."""
+        return task_id in self.tasks or task_id in self.finished
 
     def failed_tasks(self) -> list[TaskView]:
         return [t for t in self.tasks.values() if t.status is TaskStatus.FAILED]
@@ -271,6 +287,8 @@ class RunState:
         return {k: len(v) for k, v in self.by_type.items()}
 
     def totals(self) -> dict[str, Any]:
+        if self.compact:  # the calls of completed tasks are gone; the agents counted them
+            return _agent_totals(self.agents.values())
         tokens_in = sum(c.tokens_in for c in self.calls.values())
         tokens_out = sum(c.tokens_out for c in self.calls.values())
         costs = [c.cost for c in self.calls.values()]
@@ -284,6 +302,17 @@ class RunState:
 
     def busy_ms(self) -> float:
         return sum(a.busy_ms for a in self.agents.values())
+
+
+def _agent_totals(agents: Iterable[AgentView]) -> dict[str, Any]:
+    views = list(agents)
+    costs = [a.cost for a in views]
+    return {
+        "calls": sum(a.calls for a in views),
+        "tokens_in": sum(a.tokens_in for a in views),
+        "tokens_out": sum(a.tokens_out for a in views),
+        "cost": None if any(c is None for c in costs) else sum(c for c in costs if c is not None),
+    }
 
 
 def limiter_summary(lim: dict[str, Any]) -> str:

@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from flock_es.domain.events import EventKind, InputsRewritten, trusted_event
+from flock_es.domain.ids import output_id
 from flock_es.log.writer import dumps
 from flock_es.projection.state import RunState
 from flock_es.runtime.components import AgentComponent, EngineComponent
@@ -159,9 +160,9 @@ async def after_commit(run: TaskRun, outcome: list[BaseModel] | Exception, state
             for c in [*utilities, *_active(agent.engines)]:
                 await c.on_error(agent, ctx, outcome)
         else:
-            task = state.tasks.get(run.task.id)
-            ids = task.outputs if task is not None else []
-            published = [artifact_of(state.artifacts[i]) for i in ids if i in state.artifacts]
+            # The outputs' ids, not the task's view: a compact state forgets completed tasks.
+            outs = [output_id(run.task.id, pos) for pos in range(len(outcome))]
+            published = [artifact_of(state.artifacts[i]) for i in outs if i in state.artifacts]
             for art in published:
                 for u in utilities:
                     await u.on_post_publish(agent, ctx, art)

@@ -36,7 +36,7 @@ from flock_es.errors import DatabaseError, DiskFullError, ProgramError, RunOwned
 from flock_es.log.backends import DbRef, open_reader
 from flock_es.log.ports import Lease, open_store
 from flock_es.log.snapshots import fold_run, save_snapshot
-from flock_es.projection.fold import fold
+from flock_es.projection.fold import compacted, fold
 from flock_es.projection.state import RunState
 from flock_es.runtime.flock import Flock
 from flock_es.runtime.preflight import check_recorded_calls, recorded_requests
@@ -240,6 +240,11 @@ async def resume(flock: Flock, plan: ResumePlan, model: str | None) -> int:
         requests = recorded_requests(reader.iter_events(plan.run_id), plan.state, plan.retry_failed)
     prepare(flock, plan.state, plan.db, model, plan.program)
     await check_recorded_calls(flock, plan.state, requests)
+    if flock.share is None:
+        # Only what the open work needs from here on: completed tasks are forgotten, so
+        # the resumed run's memory does not grow with the tasks it completes (issue 14).
+        # (Workers look finished tasks up by id in their shared fold: not there.)
+        compacted(plan.state)
     flock.continue_from(plan.state, requests)
     return await start_resumed(flock, retry_failed=plan.retry_failed)
 

@@ -152,7 +152,9 @@ class Replayer:
         self.first = first
         self.agents = agents
         self.timeline = timeline
-        self.state = state if state is not None else RunState()
+        # Compact: a completed task leaves the fold (its id stays), so a replay's memory
+        # is what the open work needs, not the whole run (issue 14).
+        self.state = state if state is not None else RunState(compact=True)
         run_id = first.run_id if first is not None else ""
         started = body_as(first, RunStarted) if first is not None else None
         model = str(started.get("model", "offline")) if started else "offline"
@@ -201,6 +203,8 @@ class Replayer:
                     self.report.timeline.append(timeline_step(e, start))
             if not self.report.identical:
                 break
+            for task_id in self.completion:
+                self._done_with(task_id)
         else:
             self.report.pending_at_end = len(self.state.pending_tasks())
         self.report.events = n
@@ -256,8 +260,9 @@ class Replayer:
             # The release is a time decision (followed); what it then triggers is checked.
             return self._check_decisions(e, unit, i)
         if e.kind is EventKind.TASK_COMPLETED:
+            # What the task's re-execution gave is dropped at the end of the transaction:
+            # an output after the completion (a task of several outputs) is checked too.
             div = await self._check_completed(e)
-            self._done_with(body_as(e, TaskCompleted)["task_id"])
         # A transient failure (the provider was down) is the outside world: followed as
         # recorded, like a time decision; a ``resume --retry-failed`` re-ran the task.
         elif e.kind is EventKind.TASK_FAILED:
@@ -374,8 +379,15 @@ class Replayer:
                 await terminate(run)
         return TaskOutcome(outputs=outputs)
 
+    def _agent_of(self, task_id: str) -> str | None:
+        task = self.state.tasks.get(task_id)
+        if task is not None:
+            return task.agent
+        done = self.completion.get(task_id)  # a compact fold forgot the completed task
+        return str(done.body.get("agent")) if done is not None else None
+
     def _task_div(self, e: Event, out: TaskOutcome, task_id: str) -> Divergence | None:
-        agent = self.state.tasks[task_id].agent if task_id in self.state.tasks else None
+        agent = self._agent_of(task_id)
         if out.divergence is not None:
             what, exp, got = out.divergence
             return Divergence(e.seq or 0, f"task {task_id}: {what}", exp, got, agent, task_id)
@@ -385,14 +397,16 @@ class Replayer:
         b = body_as(e, ArtifactPublished)
         tid = b.get("task_id")
         completion = self.completion.get(tid or "")
-        if tid is None or tid not in self.state.tasks or completion is None:
+        if tid is None or completion is None:
+            return None
+        if tid not in self.state.tasks and tid not in self.outcomes:
             return None
         done = body_as(completion, TaskCompleted)
         out = await self._outcome(tid, done.get("attempt", 1))
         div = self._task_div(e, out, tid)
         if div is not None:
             return div
-        return output_divergence(e, b, done, out, self.state.tasks[tid].agent)
+        return output_divergence(e, b, done, out, self._agent_of(tid) or "?")
 
     async def _replayed(self, e: Event) -> tuple[str, TaskOutcome] | Divergence | None:
         """Re-execute (once) the task a completion or failure event is about."""

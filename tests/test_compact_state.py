@@ -1,0 +1,175 @@
+"""The compact fold (run, resume, replay): it forgets completed tasks and keeps what
+decisions read exactly as the full fold (``show``, the TUI, export) has it."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given, settings
+from pydantic import BaseModel
+
+from flock_es import Flock, flock_type
+from flock_es.domain.events import Event, EventKind, TaskStatus
+from flock_es.log.reader import LogReader
+from flock_es.projection import fold
+from flock_es.projection.fold import compacted
+from flock_es.projection.state import RunState
+from flock_es.runtime.replay import Replayer
+from tests.test_fold_properties import event_lists
+
+_AFTER_END = {
+    EventKind.TASK_STARTED,
+    EventKind.TASK_COMPLETED,
+    EventKind.TASK_FAILED,
+    EventKind.MODEL_CALLED,
+}
+
+
+def well_formed(evs: list[Event]) -> list[Event]:
+    """``evs`` without what no real log holds: events about a task after its completion."""
+    done: set[str] = set()
+    out = []
+    for e in evs:
+        tid = e.body.get("task_id")
+        if e.kind in _AFTER_END and tid in done:
+            continue
+        if e.kind is EventKind.TASK_COMPLETED:
+            done.add(str(tid))
+        out.append(e)
+    return out
+
+
+def decisions_read(s: RunState) -> dict[str, Any]:
+    """What decide, the engine, resume and the summary read of a state."""
+    pending = {
+        t.id: (t.agent, t.sub_index, t.inputs, t.status, t.attempt, t.context, t.calls)
+        for t in s.pending_tasks()
+    }
+    agents = {
+        a.name: (a.scheduled, a.breaker_base, a.tripped, a.done, a.failed, a.running, a.calls)
+        for a in s.agents.values()
+    }
+    totals = s.totals()
+    return {
+        "pending": pending,
+        "failed": {t.id: (t.error, t.transient) for t in s.failed_tasks()},
+        "by_status": s.tasks_by_status(),
+        "agents": agents,
+        "batches": s.batches,
+        "gates": s.gates,
+        "unreleased": s.unreleased,
+        "artifacts": s.artifacts,
+        "by_type": s.by_type,
+        "calls": (totals["calls"], totals["tokens_in"], totals["tokens_out"]),
+        "cost": totals["cost"] is None,
+        "seq": (s.last_seq, s.events),
+    }
+
+
+@settings(max_examples=200, deadline=None)
+@given(event_lists())
+def test_the_compact_fold_agrees_with_the_full_one_on_what_decisions_read(
+    evs: list[Event],
+) -> None:
+    evs = well_formed(evs)
+    full, compact = fold(evs), fold(evs, compact=True)
+    assert decisions_read(compact) == decisions_read(full)
+    assert not any(t.status is TaskStatus.COMPLETED for t in compact.tasks.values())
+    cost_full, cost_compact = full.totals()["cost"], compact.totals()["cost"]
+    if cost_full is not None and cost_compact is not None:
+        assert math.isclose(cost_full, cost_compact, abs_tol=1e-9)
+    # Compacting a full state gives what folding compactly from the start gives.
+    assert decisions_read(compacted(fold(evs))) == decisions_read(compact)
+
+
+@settings(max_examples=100, deadline=None)
+@given(event_lists(), event_lists())
+def test_a_compact_fold_composes(head: list[Event], tail: list[Event]) -> None:
+    evs = well_formed(head + tail)
+    cut = len(well_formed(head))
+    assert fold(evs[cut:], fold(evs[:cut], compact=True)) == fold(evs, compact=True)
+
+
+def _finished_runs(n: int) -> list[Event]:
+    evs = [Event(run_id="r", kind=EventKind.RUN_STARTED, body={"model": "m", "agents": []}, ts=0)]
+    for i in range(n):
+        tid, aid = f"t-{i}", f"a-{i}"
+        bodies: list[tuple[EventKind, dict[str, Any]]] = [
+            (
+                EventKind.TASK_SCHEDULED,
+                {"task_id": tid, "agent": "x", "sub_index": 0, "inputs": []},
+            ),
+            (EventKind.TASK_STARTED, {"task_id": tid, "agent": "x", "attempt": 1}),
+            (
+                EventKind.MODEL_CALLED,
+                {
+                    "task_id": tid,
+                    "agent": "x",
+                    "call_index": 0,
+                    "model": "m",
+                    "request": {},
+                    "response": "{}" * 100,
+                },
+            ),
+            (EventKind.TASK_COMPLETED, {"task_id": tid, "agent": "x", "outputs": [aid]}),
+        ]
+        evs.extend(
+            Event(run_id="r", kind=k, body=b, ts=float(i + (k is EventKind.TASK_COMPLETED)))
+            for k, b in bodies
+        )
+    return evs
+
+
+def test_the_compact_state_of_finished_runs_does_not_grow_with_their_number() -> None:
+    small, large = fold(_finished_runs(10), compact=True), fold(_finished_runs(2000), compact=True)
+    for s in (small, large):
+        assert not s.tasks and not s.calls and not s.tool_calls
+        assert len(s.finished_spans) == 1  # back to back runs merge into one span
+    assert large.tasks_by_status()["completed"] == 2000
+    assert large.totals()["calls"] == 2000 and large.agents["x"].done == 2000
+    # A finished task is never scheduled again: its id stays.
+    again = fold(_finished_runs(3)[:2], large)
+    assert again.tasks == {} and again.agents["x"].scheduled == 2000
+
+
+@flock_type
+class CNote(BaseModel):
+    text: str
+
+
+@flock_type
+class CPair(BaseModel):
+    text: str
+
+
+@flock_type
+class CDone(BaseModel):
+    text: str
+
+
+def _pair(n: CNote) -> list[CPair]:
+    return [CPair(text=n.text), CPair(text=n.text + "!")]
+
+
+def _program() -> Flock:
+    flock = Flock()
+    flock.agent("split").consumes(CNote).publishes(CPair).with_function(_pair)
+    flock.agent("echo").consumes(CPair).publishes(CDone).with_function(lambda p: CDone(text=p.text))
+    return flock
+
+
+async def test_replay_keeps_a_compact_state_and_checks_every_output(db_path: Path) -> None:
+    flock = _program()
+    flock.db_path = db_path
+    await flock.publish_many([CNote(text="a"), CNote(text="b")])
+    await flock.run_until_idle()
+    await flock.close()
+    with LogReader(db_path) as reader:
+        recorded = fold(reader.iter_events(flock.run_id))
+        report = await Replayer(reader.iter_events(flock.run_id), _program().agents).run()
+    assert report.identical, report.divergence
+    # Each task re-executed once, though its second output follows its completion.
+    assert report.tasks_replayed == recorded.tasks_by_status()["completed"]
+    assert report.tasks_replayed == len(recorded.tasks)
