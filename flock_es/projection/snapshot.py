@@ -104,14 +104,33 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+class _Compressing:
+    """A file the pickler writes to, compressed as it goes: the whole pickle of a
+    large state (tens of MB) is never held, only its compressed bytes."""
+
+    def __init__(self) -> None:
+        self.z = zlib.compressobj(1)
+        self.chunks: list[bytes] = [_MAGIC, _FINGERPRINT]
+
+    def write(self, data: bytes | memoryview) -> int:
+        out = self.z.compress(data)
+        if out:
+            self.chunks.append(out)
+        return len(data)
+
+    def getvalue(self) -> bytes:
+        self.chunks.append(self.z.flush())
+        return b"".join(self.chunks)
+
+
 def encode(state: RunState) -> bytes:
     """The bytes of a snapshot of ``state`` (header, fingerprint, compressed pickle)."""
-    out = io.BytesIO()
+    out = _Compressing()
     pickler = pickle.Pickler(out, protocol=5)
     pickler.dispatch_table = _REDUCERS
     with collector_paused():
         pickler.dump(state)
-    return _MAGIC + _FINGERPRINT + zlib.compress(out.getbuffer(), 1)
+    return out.getvalue()
 
 
 class _StateUnpickler(pickle.Unpickler):
