@@ -67,6 +67,9 @@ _GATE_REASONS = {ScheduleReason.GATE.value, ScheduleReason.JOIN.value}
 # One dict for the visibility of every public artifact (most of them): a dict per
 # artifact view was about a tenth of a long run's memory. Views are never mutated.
 _PUBLIC: dict[str, Any] = {"kind": "public"}
+# Likewise one empty list for the tags of every untagged artifact and the outputs of
+# every task not yet completed (a list each was 56 bytes of every view).
+_NONE: list[str] = []
 
 
 def _run_started(s: RunState, e: Event, b: RunStarted) -> None:
@@ -134,7 +137,7 @@ def _artifact(s: RunState, e: Event, b: ArtifactPublished) -> None:
         produced_by=b.get("produced_by", "external"),
         task_id=b.get("task_id"),
         correlation_id=b.get("correlation_id"),
-        tags=list(b.get("tags", [])),
+        tags=list(tags) if (tags := b.get("tags")) else _NONE,
         visibility=_PUBLIC if vis is None or vis == _PUBLIC else vis,
         seq=e.seq,
         ts=e.ts,
@@ -152,7 +155,9 @@ def _scheduled(s: RunState, e: Event, b: TaskScheduled) -> None:
             id=tid,
             agent=b["agent"],
             sub_index=b["sub_index"],
-            inputs=list(b["inputs"]),
+            # The event's own list: events are never mutated, and neither are views.
+            inputs=b["inputs"],
+            outputs=_NONE,
             reason=b.get("reason", ScheduleReason.MATCH.value),
             scheduled_at=e.ts,
             seq=e.seq,
