@@ -19,10 +19,11 @@ and compares:
 Nothing is written anywhere: the replay is pure memory. No model is ever
 called: a call missing from the record is a divergence, not a network request.
 
-The record is read as a stream, one transaction (the events sharing a
-timestamp) at a time: a decision and a task's completion sit in the
-transaction of what caused them, so nothing further ahead is needed, and a
-replay holds the fold plus one transaction, not the whole log. What a task's
+The record is read as a stream with a short look ahead (``replay_stream``): a
+decision and a task's completion sit right after what caused them, in its
+transaction (the events sharing a timestamp), so a replay holds the fold plus
+a few events, not the whole log, nor a whole transaction (one publish of
+100,000 artifacts is a transaction of 900,000 events). What a task's
 re-execution needs (its recorded requests, its outcome) is dropped once the
 task's completion has been checked.
 
@@ -57,7 +58,6 @@ from flock_es.errors import RecordedCallChanged, ReplayMiss
 from flock_es.log.writer import dumps
 from flock_es.models.base import ModelClient
 from flock_es.projection.decide import (
-    DECISIONS,
     decide_artifact,
     decide_batch_flush,
     decide_release,
@@ -82,6 +82,7 @@ from flock_es.runtime.replay_report import (
     ReplayReport,
     timeline_step,
 )
+from flock_es.runtime.replay_stream import Lookahead, recorded_decisions, transactions
 
 __all__ = ["Replayer", "recorded_decisions", "transactions"]
 
@@ -94,41 +95,6 @@ def _no_client(agent: Agent) -> ModelClient:
 
 def _decision(e: Event) -> str:
     return f"{e.kind.value} {dumps(e.body)}"
-
-
-def recorded_decisions(events: list[Event], i: int) -> list[Event]:
-    """The decisions recorded for the artifact at ``events[i]``.
-
-    They follow it in its transaction, whose events share one timestamp (the
-    engine decides a whole unit at one ``now``); the task's own completion may
-    sit among them.
-    """
-    out = []
-    ts = events[i].ts
-    # Walk by index: slicing ``events[i + 1:]`` copies the rest of the log per
-    # artifact, which made a replay quadratic in the log's length.
-    for j in range(i + 1, len(events)):
-        e = events[j]
-        if e.ts != ts:
-            break
-        if e.kind is EventKind.TASK_COMPLETED:
-            continue
-        if e.kind not in DECISIONS:
-            break
-        out.append(e)
-    return out
-
-
-def transactions(events: Iterable[Event]) -> Iterator[list[Event]]:
-    """The record in runs of events that share a timestamp (each holds whole units)."""
-    unit: list[Event] = []
-    for e in events:
-        if unit and e.ts != unit[0].ts:
-            yield unit
-            unit = []
-        unit.append(e)
-    if unit:
-        yield unit
 
 
 class Replayer:
@@ -163,6 +129,7 @@ class Replayer:
         self.requests: dict[tuple[str, int], dict[str, Any]] = {}
         # Completions of the transaction being walked (a task's outputs come first).
         self.completion: dict[str, Event] = {}
+        self.ahead = Lookahead((), self._note)
         # The live run's executor, Temporal-Replayer style: a kernel whose sink records
         # nothing (the state is the fold of the record) and calls served from the record.
         self.kernel = Kernel(run_id, NullSink(), build_index(agents.values()), self.state)
@@ -186,26 +153,25 @@ class Replayer:
         # parent to check it. Here it is only folded.
         inherited = body_as(self.first, RunStarted).get("inherited", 0) if self.first else 0
         n = 0
-        units = transactions(self.recorded)
-        for unit in units:
-            self._note(unit)
-            for i, e in enumerate(unit):
-                n += 1
-                if 2 <= n <= inherited + 1:
-                    apply(self.state, e)
-                    continue
-                div = await self._step(e, unit, i)
-                if div is not None:
-                    self._mark(div, unit, i, start)
-                    n += len(unit) - i - 1 + sum(len(rest) for rest in units)
-                    break
-                if self.timeline:
-                    self.report.timeline.append(timeline_step(e, start))
-            if not self.report.identical:
+        ahead = self.ahead = Lookahead(self.recorded, self._note)
+        unit_ts: float | None = None
+        while (e := ahead.pop()) is not None:
+            if e.ts != unit_ts:
+                self._end_unit(unit_ts)
+                unit_ts = e.ts
+            n += 1
+            if 2 <= n <= inherited + 1:
+                apply(self.state, e)
+                continue
+            div = await self._step(e)
+            if div is not None:
+                self._mark(div, e, start)
+                n += ahead.count_rest()
                 break
-            for task_id in self.completion:
-                self._done_with(task_id)
+            if self.timeline:
+                self.report.timeline.append(timeline_step(e, start))
         else:
+            self._end_unit(unit_ts)
             self.report.pending_at_end = len(self.state.pending_tasks())
         self.report.events = n
         self.report.model_calls = self.calls.made
@@ -213,16 +179,26 @@ class Replayer:
         self.report.seconds = time.perf_counter() - t0
         return self.report
 
-    def _note(self, unit: list[Event]) -> None:
-        """Index what a transaction records that re-executions need."""
-        self.completion.clear()
-        for e in unit:
-            if e.kind is EventKind.MODEL_CALLED:
-                call = body_as(e, ModelCalled)
-                key = (call["task_id"], call["call_index"])
-                self.requests.setdefault(key, call.get("request", {}))
-            elif e.kind is EventKind.TASK_COMPLETED:
-                self.completion.setdefault(body_as(e, TaskCompleted)["task_id"], e)
+    def _note(self, e: Event) -> None:
+        """Index what a re-execution needs, as the record is read (ahead of its use)."""
+        if e.kind is EventKind.MODEL_CALLED:
+            call = body_as(e, ModelCalled)
+            key = (call["task_id"], call["call_index"])
+            self.requests.setdefault(key, call.get("request", {}))
+        elif e.kind is EventKind.TASK_COMPLETED:
+            self.completion.setdefault(body_as(e, TaskCompleted)["task_id"], e)
+
+    def _end_unit(self, ts: float | None) -> None:
+        """The transaction at ``ts`` is walked: its completed tasks are done with."""
+        for task_id in [t for t, done in self.completion.items() if done.ts == ts]:
+            del self.completion[task_id]
+            self._done_with(task_id)
+
+    def _completion(self, task_id: str, ts: float) -> Event | None:
+        """The completion of ``task_id`` in the transaction at ``ts`` (read up to it)."""
+        self.ahead.read_unit_until(lambda: task_id in self.completion, ts)
+        done = self.completion.get(task_id)
+        return done if done is not None and done.ts == ts else None
 
     def _done_with(self, task_id: str) -> None:
         """A task's completion is checked: drop what only its re-execution needed."""
@@ -231,15 +207,15 @@ class Replayer:
         while self.requests.pop((task_id, index), None) is not None:
             index += 1
 
-    def _mark(self, div: Divergence, unit: list[Event], i: int, start: float) -> None:
+    def _mark(self, div: Divergence, e: Event, start: float) -> None:
         """End the timeline at the divergence (a decision may sit a few events later)."""
         self.report.identical = False
         self.report.divergence = div
         if not self.timeline:
             return
-        for e in unit[i:]:
-            step = timeline_step(e, start)
-            if (e.seq or 0) >= div.seq:
+        for x in [e, *self.ahead.rest_of_unit(e.ts)]:
+            step = timeline_step(x, start)
+            if (x.seq or 0) >= div.seq:
                 step.ok = False
                 self.report.timeline.append(step)
                 return
@@ -247,7 +223,7 @@ class Replayer:
 
     # --- one recorded event ------------------------------------------------
 
-    async def _step(self, e: Event, unit: list[Event], i: int) -> Divergence | None:
+    async def _step(self, e: Event) -> Divergence | None:
         if e.kind is EventKind.ARTIFACT_PUBLISHED:
             div = (
                 await self._check_output(e)
@@ -255,10 +231,10 @@ class Replayer:
                 else None
             )
             apply(self.state, e)
-            return div or self._check_decisions(e, unit, i)
+            return div or self._check_decisions(e)
         if e.kind is EventKind.ARTIFACT_RELEASED:
             # The release is a time decision (followed); what it then triggers is checked.
-            return self._check_decisions(e, unit, i)
+            return self._check_decisions(e)
         if e.kind is EventKind.TASK_COMPLETED:
             # What the task's re-execution gave is dropped at the end of the transaction:
             # an output after the completion (a task of several outputs) is checked too.
@@ -291,7 +267,7 @@ class Replayer:
             return None
         return Divergence(e.seq or 0, "batch flushed by its timeout", b["inputs"], got, b["agent"])
 
-    def _check_decisions(self, e: Event, unit: list[Event], i: int) -> Divergence | None:
+    def _check_decisions(self, e: Event) -> Divergence | None:
         released = e.kind is EventKind.ARTIFACT_RELEASED
         aid = (
             body_as(e, ArtifactReleased)["artifact_id"]
@@ -303,7 +279,7 @@ class Replayer:
             if released:
                 apply(self.state, e)
             return None
-        recorded = recorded_decisions(unit, i)
+        recorded = self.ahead.decisions_after(e)
         try:
             obj = self.kernel.obj(aid)
         except Exception as exc:
@@ -396,7 +372,7 @@ class Replayer:
     async def _check_output(self, e: Event) -> Divergence | None:
         b = body_as(e, ArtifactPublished)
         tid = b.get("task_id")
-        completion = self.completion.get(tid or "")
+        completion = self._completion(tid, e.ts) if tid is not None else None
         if tid is None or completion is None:
             return None
         if tid not in self.state.tasks and tid not in self.outcomes:
