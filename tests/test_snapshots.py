@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import flock_es.log.snapshots as snapshots_module
 from flock_es.domain.events import Event
 from flock_es.log.ports import EventStore, open_store
+from flock_es.log.schema import DB_SCHEMA_VERSION
 from flock_es.log.snapshots import fold_run, save_snapshot
 from flock_es.projection import fold
 from flock_es.projection.snapshot import decode, encode
@@ -148,7 +149,8 @@ def test_a_file_without_the_snapshots_table_still_opens_and_gets_it_on_upgrade(
     assert show.returncode == 0, show.stderr
     store.save_snapshot(run, state.last_seq, encode(state))  # a write upgrades the file
     con = sqlite3.connect(db)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert con.execute("PRAGMA user_version").fetchone()[0] == DB_SCHEMA_VERSION
     con.close()
     with store.reader() as log:
         assert fold_run(log, run) == (state, 0)
+

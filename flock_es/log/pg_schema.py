@@ -27,7 +27,7 @@ from psycopg import sql
 
 from flock_es.errors import DatabaseError
 from flock_es.log.body_paths import ATTEMPT, DONE, FAILED, STARTED, STARTED_AGENT
-from flock_es.log.query_models import PG_QUERY_DDL
+from flock_es.log.query_models import PG_QUERY_DDL, QUERY_INDEXES
 
 __all__ = [
     "APPEND_LOCK",
@@ -39,7 +39,7 @@ __all__ = [
     "pg_connect",
 ]
 
-PG_SCHEMA_VERSION = 4
+PG_SCHEMA_VERSION = 5
 APPEND_LOCK = 0x464C4553_0001  # advisory lock key that serialises appends
 MIGRATE_LOCK = 0x464C4553_0002  # advisory lock key held while creating/upgrading the schema
 NOTIFY_CHANNEL = "flock_es_events"
@@ -156,8 +156,20 @@ CREATE TABLE snapshots (
 );
 """
 
+# 5: no digest-keyed index on the hot path (issue 14; flock_es.log.query_models): the
+# read models lose their primary keys, ids and correlations are indexed by epoch.
+_V5 = (
+    """
+ALTER TABLE artifacts DROP CONSTRAINT IF EXISTS artifacts_pkey;
+ALTER TABLE artifact_tags DROP CONSTRAINT IF EXISTS artifact_tags_pkey;
+ALTER TABLE consumptions DROP CONSTRAINT IF EXISTS consumptions_pkey;
+DROP INDEX IF EXISTS artifacts_correlation;
+"""
+    + QUERY_INDEXES
+)
+
 # MIGRATIONS[n] upgrades a schema at version n to n + 1; index 0 creates it.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
 assert len(MIGRATIONS) == PG_SCHEMA_VERSION
 
 

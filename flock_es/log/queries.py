@@ -23,15 +23,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic_core import from_json
 
 from flock_es.domain.visibility import PUBLIC, Identity, visible_to
 from flock_es.log.ports import EventReader
+from flock_es.log.query_models import EPOCH_BITS, by_key, epoch_in
 
 __all__ = ["ArtifactFilter", "BoardQueries", "Consumption", "StoredArtifact"]
 
+_T = TypeVar("_T")
 _CHUNK = 500  # ids per IN (...) list, well under every backend's parameter limit
 _COLS = (
     "a.id, a.run_id, a.type, a.payload, a.produced_by, a.task_id, a.correlation_id, "
@@ -95,7 +97,7 @@ def _marks(values: Sequence[object]) -> str:
     return ",".join("?" * len(values))
 
 
-def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
+def _chunks(ids: Sequence[_T]) -> Iterable[Sequence[_T]]:
     for i in range(0, len(ids), _CHUNK):
         yield ids[i : i + _CHUNK]
 
@@ -105,9 +107,12 @@ def _one_of(column: str, values: Sequence[object]) -> str:
     return f"{column} = ?" if len(values) == 1 else f"{column} IN ({_marks(values)})"
 
 
-def where(f: ArtifactFilter, hidden: Sequence[int] = ()) -> tuple[str, list[object]]:
+def where(
+    f: ArtifactFilter, hidden: Sequence[int] = (), epochs: Sequence[int] = ()
+) -> tuple[str, list[object]]:
     """The ``WHERE`` clause (over ``artifacts a``) and its arguments for ``f``, leaving
-    out the artifacts whose seq is in ``hidden`` (seq is in every index: no row lookups)."""
+    out the artifacts whose seq is in ``hidden`` (seq is in every index: no row lookups).
+    ``epochs``: those a correlation filter probes (``BoardQueries.epochs``)."""
     conds: list[str] = []
     args: list[object] = []
 
@@ -122,7 +127,8 @@ def where(f: ArtifactFilter, hidden: Sequence[int] = ()) -> tuple[str, list[obje
     if f.produced_by:
         add(_one_of("a.produced_by", f.produced_by), *f.produced_by)
     if f.correlation_id is not None:
-        add("a.correlation_id = ?", f.correlation_id)
+        epochs = epochs or (-1,)  # no epoch: the run has no events
+        add(by_key(f.run_id, "correlation_id", epochs), *epochs, f.correlation_id)
     if f.visibility:
         add(_one_of("a.vis_kind", f.visibility), *f.visibility)
     if f.since is not None:
@@ -140,8 +146,8 @@ def where(f: ArtifactFilter, hidden: Sequence[int] = ()) -> tuple[str, list[obje
             add(tagged.format("IN"), f.run_id, tag)
         if f.exclude_tag is not None:
             add(tagged.format("NOT IN"), f.run_id, f.exclude_tag)
-    else:  # every run: one probe of the primary key per row
-        probe = "EXISTS (SELECT 1 FROM artifact_tags t WHERE t.run_id = a.run_id AND t.id = a.id AND t.tag = ?)"
+    else:  # every run: one probe of (run_id, seq) per row (a tag row has its artifact's seq)
+        probe = "EXISTS (SELECT 1 FROM artifact_tags t WHERE t.run_id = a.run_id AND t.seq = a.seq AND t.tag = ?)"
         for tag in f.tags:
             add(probe, tag)
         if f.exclude_tag is not None:
@@ -173,6 +179,30 @@ class BoardQueries:
 
     def _rows(self, sql: str, args: Sequence[object] = ()) -> list[tuple[object, ...]]:
         return self.reader.query(sql, tuple(args))
+
+    def epochs(self, run_id: str | None, until_seq: int | None = None) -> list[int]:
+        """The epochs (``seq >> EPOCH_BITS``) the events of ``run_id`` (of every run if
+        None) span, up to ``until_seq``: where a lookup by id must look. Two index reads."""
+        # One min and one max per subquery: each is then a single index seek.
+        if run_id is None:
+            rows = self._rows("SELECT (SELECT min(seq) FROM events), (SELECT max(seq) FROM events)")
+        else:
+            rows = self._rows(
+                "SELECT (SELECT min(seq) FROM events WHERE run_id = ?), "
+                "(SELECT max(seq) FROM events WHERE run_id = ?)",
+                [run_id, run_id],
+            )
+        if not rows or rows[0][0] is None or rows[0][1] is None:
+            return []
+        lo, hi = int(str(rows[0][0])), int(str(rows[0][1]))
+        if until_seq is not None:
+            hi = min(hi, until_seq)
+        return list(range(lo >> EPOCH_BITS, (hi >> EPOCH_BITS) + 1))
+
+    def _where(self, f: ArtifactFilter, viewer: Identity | None) -> tuple[str, list[object]]:
+        """``where`` for ``f``, with the viewer's hidden seqs and the correlation's epochs."""
+        epochs = self.epochs(f.run_id, f.until_seq) if f.correlation_id is not None else []
+        return where(f, self._hidden_seqs(f, viewer), epochs)
 
     def hidden(self, f: ArtifactFilter, viewer: Identity | None) -> list[tuple[str, int]]:
         """(id, seq) of the artifacts of ``f``'s run(s) that ``viewer`` may not see.
@@ -206,14 +236,15 @@ class BoardQueries:
         return [seq for _, seq in self.hidden(f, viewer)] if viewer is not None else []
 
     def _tags(self, arts: list[tuple[object, ...]]) -> dict[tuple[str, str], list[str]]:
+        # A tag row carries its artifact's seq: (run_id, seq) finds them in order.
         tags: dict[tuple[str, str], list[str]] = {}
-        by_run: dict[str, list[str]] = {}
+        by_run: dict[str, list[int]] = {}
         for r in arts:
-            by_run.setdefault(str(r[1]), []).append(str(r[0]))
-        for run, ids in by_run.items():
-            for part in _chunks(ids):
+            by_run.setdefault(str(r[1]), []).append(int(str(r[9])))
+        for run, seqs in by_run.items():
+            for part in _chunks(seqs):
                 for aid, tag in self._rows(
-                    f"SELECT id, tag FROM artifact_tags WHERE run_id = ? AND id IN ({_marks(part)})",
+                    f"SELECT id, tag FROM artifact_tags WHERE run_id = ? AND seq IN ({_marks(part)})",
                     (run, *part),
                 ):
                     tags.setdefault((run, str(aid)), []).append(str(tag))
@@ -250,11 +281,15 @@ class BoardQueries:
     ) -> StoredArtifact | None:
         """The artifact ``artifact_id`` if ``f`` selects it (and ``viewer`` may see it)."""
         f = f or ArtifactFilter()
-        clause, args = where(f, self._hidden_seqs(f, viewer))
+        clause, args = self._where(f, viewer)
+        epochs = self.epochs(f.run_id, f.until_seq)
+        if not epochs:
+            return None
         glue = " AND " if clause else " WHERE "
         rows = self._rows(
-            f"SELECT {_COLS} FROM artifacts a{clause}{glue}a.id = ? ORDER BY a.seq LIMIT 1",
-            [*args, artifact_id],
+            f"SELECT {_COLS} FROM artifacts a{clause}{glue}{by_key(f.run_id, 'id', epochs)} "
+            "ORDER BY a.seq LIMIT 1",
+            [*args, *epochs, artifact_id],
         )
         return self._materialise(rows)[0] if rows else None
 
@@ -281,7 +316,7 @@ class BoardQueries:
     ) -> tuple[list[StoredArtifact], int]:
         """One page of the artifacts ``f`` selects, in publication order, and how many
         there are in all (``limit=None``: every one from ``offset`` on)."""
-        clause, args = where(f, self._hidden_seqs(f, viewer))
+        clause, args = self._where(f, viewer)
         total_row = self._rows(f"SELECT count(*) FROM artifacts a{clause}", args)
         total = int(str(total_row[0][0])) if total_row else 0
         sql = f"SELECT {_COLS} FROM artifacts a{clause} ORDER BY a.seq"
@@ -295,7 +330,7 @@ class BoardQueries:
     def summary(self, f: ArtifactFilter, viewer: Identity | None = None) -> dict[str, Any]:
         """Counts by type, producer, visibility kind and tag, and the time span (Flock's
         ``summarize_artifacts`` keys)."""
-        clause, args = where(f, self._hidden_seqs(f, viewer))
+        clause, args = self._where(f, viewer)
 
         # One pass over the matches for the counts and the span; tags from artifact_tags.
         groups = self._rows(
@@ -314,7 +349,7 @@ class BoardQueries:
             span += [float(str(first)), float(str(last))]
         tag_sql = (
             "SELECT t.tag, count(*) FROM artifact_tags t JOIN artifacts a "
-            f"ON a.run_id = t.run_id AND a.id = t.id{clause} GROUP BY t.tag"
+            f"ON a.run_id = t.run_id AND a.seq = t.seq{clause} GROUP BY t.tag"
         )
         out["tag_counts"] = {str(k): int(str(n)) for k, n in self._rows(tag_sql, args)}
         out["earliest_created_at"] = _iso(min(span)) if span else None
@@ -330,19 +365,20 @@ class BoardQueries:
         viewer: Identity | None = None,
     ) -> list[Consumption]:
         """Which tasks took which artifacts as inputs, in scheduling order."""
-        sql = (
-            "SELECT run_id, artifact_id, task_id, agent, seq, ts FROM consumptions WHERE run_id = ?"
-        )
-        base: list[object] = [run_id]
-        if agent is not None:
-            sql += " AND agent = ?"
-            base.append(agent)
-        rows: list[tuple[object, ...]] = []
+        sql = "SELECT run_id, artifact_id, task_id, agent, seq, ts FROM consumptions c WHERE "
         if artifact_ids is None:
-            rows = self._rows(sql, base)
-        else:
+            mine = [run_id] if agent is None else [run_id, agent]
+            rows = self._rows(
+                sql + ("run_id = ?" if agent is None else "run_id = ? AND agent = ?"), mine
+            )
+        else:  # each id in every epoch of the run (consumptions_artifact_epoch)
+            rows, (cond, values) = [], epoch_in("c", self.epochs(run_id) or [-1])
             for part in _chunks(list(artifact_ids)):
-                rows += self._rows(f"{sql} AND artifact_id IN ({_marks(part)})", [*base, *part])
+                ids = f"{sql}{cond} AND c.artifact_id IN ({_marks(part)})"
+                rows += self._rows(ids, [*values, *part])
+        # The run and agent are checked here: named in SQL, they lure the planner to
+        # walk their index instead of looking the ids up.
+        rows = [r for r in rows if r[0] == run_id and agent in (None, r[3])]
         hidden = {aid for aid, _ in self.hidden(ArtifactFilter(run_id=run_id), viewer)}
         out = [
             Consumption(str(r), str(a), str(t), str(g), int(str(s)), float(str(ts)))
@@ -359,14 +395,16 @@ class BoardQueries:
         f = ArtifactFilter(run_id=run_id, produced_by=(agent,))
         produced = self.summary(f, viewer)["by_type"]
         run = ArtifactFilter(run_id=run_id)
-        clause, args = where(run, self._hidden_seqs(run, viewer))
+        clause, args = self._where(run, viewer)
         consumed = {
             str(k): int(str(n))
+            # The agent's inputs are counted first, then joined to the artifacts once (ids
+            # have no index of their own: a join probing by id would walk the run per row).
             for k, n in self._rows(
-                f"SELECT a.type, count(*) FROM consumptions c JOIN artifacts a "
-                f"ON a.run_id = c.run_id AND a.id = c.artifact_id{clause} AND c.agent = ? "
-                "GROUP BY a.type",
-                [*args, agent],
+                "SELECT a.type, sum(c.n) FROM (SELECT artifact_id, count(*) AS n FROM "
+                "consumptions WHERE run_id = ? AND agent = ? GROUP BY artifact_id) c "
+                f"JOIN artifacts a ON a.id = c.artifact_id{clause} GROUP BY a.type",
+                [run_id, agent, *args],
             )
         }
         return {

@@ -22,12 +22,7 @@ from pathlib import Path
 
 from flock_es.errors import DatabaseError
 from flock_es.log.body_paths import ATTEMPT, DONE, FAILED, STARTED, STARTED_AGENT
-from flock_es.log.query_models import (
-    ARTIFACT_COLUMNS,
-    QUERY_INDEXES,
-    SQLITE_QUERY_TABLES,
-    add_artifact_columns,
-)
+from flock_es.log.query_models import ARTIFACT_COLUMNS, QUERY_INDEXES, SQLITE_QUERY_TABLES
 
 __all__ = [
     "APPLICATION_ID",
@@ -44,15 +39,18 @@ __all__ = [
     "default_db_path",
     "initialise",
     "read_uri",
+    "statements",
     "storage_error",
     "verify",
 ]
 
 APPLICATION_ID = 0x464C4553  # "FLES": tells our files from other SQLite files
-DB_SCHEMA_VERSION = 4
+DB_SCHEMA_VERSION = 5
 """2: the ``owners`` lease table; ``spans`` joins on run_id too (forks copy task ids).
 3: the store queries' read models (``flock_es.log.query_models``).
-4: ``snapshots`` of the folded state (``flock_es.projection.snapshot``)."""
+4: ``snapshots`` of the folded state (``flock_es.projection.snapshot``).
+5: no digest-keyed index on the hot path: ``artifacts``, ``artifact_tags`` and
+``consumptions`` lose their primary keys; ids are indexed by epoch (``query_models``)."""
 BUSY_TIMEOUT_MS = 10_000
 WRITER_CHECK_SECONDS = 1.0  # integrity check before appending (bounded; see verify)
 READER_CHECK_SECONDS = 0.2  # before a command reads (the TUI's first paint stays fast)
@@ -122,8 +120,7 @@ CREATE TABLE IF NOT EXISTS artifacts (
     seq         INTEGER NOT NULL,
     ts          REAL NOT NULL,
     payload     TEXT NOT NULL,
-    {_QUERY_COLUMNS},
-    PRIMARY KEY (run_id, id)
+    {_QUERY_COLUMNS}
 );
 {SQLITE_QUERY_TABLES}
 {QUERY_INDEXES}
@@ -299,7 +296,8 @@ def verify(path: Path, con: sqlite3.Connection, budget_s: float) -> None:
         con.set_progress_handler(None, 0)
 
 
-def _statements(script: str) -> list[str]:
+def statements(script: str) -> list[str]:
+    """The statements of an SQL script, comments left out."""
     out, buf = [], ""
     for line in script.splitlines(keepends=True):
         if line.lstrip().startswith("--"):
@@ -315,17 +313,9 @@ MIGRATIONS: dict[int, str] = {
     # 1 -> 2: the lease table, and spans joined on run_id as well as task_id.
     1: "DROP VIEW IF EXISTS spans;",
     # 2 -> 3: artifacts_type gives way to artifacts_type_seq (pages in seq order); the
-    # new columns are added by _upgrade_artifacts and filled by re-deriving the models.
+    # table is made anew (_drop_keys) and filled by re-deriving the models.
     2: "DROP INDEX IF EXISTS artifacts_type;",
 }
-
-
-def _upgrade_artifacts(con: sqlite3.Connection) -> None:
-    """Add schema 3's artifacts columns to an older file (a new one gets them in DDL)."""
-    cols = {r[1] for r in con.execute("PRAGMA table_info(artifacts)")}
-    if cols:  # an older file: the table exists without them
-        for stmt in add_artifact_columns(cols):
-            con.execute(stmt)
 
 
 def initialise(con: sqlite3.Connection) -> None:
@@ -342,11 +332,13 @@ def initialise(con: sqlite3.Connection) -> None:
         if version > DB_SCHEMA_VERSION:
             raise DatabaseError("the database was written by a newer flock-es; upgrade flock-es")
         for v in range(version, DB_SCHEMA_VERSION):
-            for stmt in _statements(MIGRATIONS.get(v, "")):
+            for stmt in statements(MIGRATIONS.get(v, "")):
                 con.execute(stmt)
-        if version < 3:
-            _upgrade_artifacts(con)
-        for i, stmt in enumerate(_statements(DDL)):
+        if 0 < version < 5:
+            from flock_es.log.schema_upgrade import drop_keys
+
+            drop_keys(con, version)
+        for i, stmt in enumerate(statements(DDL)):
             con.execute(stmt)
             if i == 0 and (pause := os.environ.get("FLOCK_ES_TEST_CREATE_PAUSE")):
                 time.sleep(float(pause))  # lets a test kill the process mid-creation

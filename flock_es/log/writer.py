@@ -40,7 +40,7 @@ __all__ = ["PAID_KINDS", "LogWriter", "dumps", "read_model_rows", "rebuild_read_
 
 _INSERT_EVENT = "INSERT INTO events(seq, run_id, kind, ts, v, task_id, body) VALUES (?,?,?,?,?,?,?)"
 _INSERT_ARTIFACT = (
-    "INSERT OR IGNORE INTO artifacts(id, run_id, type, produced_by, seq, ts, payload, "
+    "INSERT INTO artifacts(id, run_id, type, produced_by, seq, ts, payload, "
     "task_id, correlation_id, vis_kind, visibility) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 )
 _INSERT_RUN = (
