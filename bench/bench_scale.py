@@ -11,6 +11,8 @@ run      the program itself: agent runs per second, CPU per run, peak RSS, and
 resume   a second run of the same size is SIGKILLed about halfway (once half of
          its events are in the log), then ``flock-es resume`` finishes it:
          wall time, CPU seconds and peak RSS of the resume process;
+show     ``flock-es show RUN --at LAST`` of the complete run (the state at its last
+         event, folded from the latest snapshot the run checkpointed): wall and CPU;
 replay   ``flock-es replay`` of the complete run: wall time, CPU seconds (next to
          the run's own, the load-robust comparison) and peak RSS.
 
@@ -122,6 +124,8 @@ def one_size(n: int, tmp: Path) -> dict[str, float]:
         "run_rss_mb": r["rss_mb"],
         "db_bytes_per_run": _size(db) / runs,
     }
+    wall, _, cpu, _ = _cli(["show", "latest", "--db", str(db), "--at", str(full_events)], n)
+    row.update(show_at_s=wall, show_at_cpu_s=cpu)
     wall, rss, cpu, _ = _cli(["replay", "latest", "--db", str(db), "--no-timeline"], n)
     row.update(run_cpu_s=r["cpu"], replay_s=wall, replay_cpu_s=cpu, replay_rss_mb=rss)
     killed = tmp / f"killed-{n}.db"
@@ -140,16 +144,19 @@ def main() -> None:
     print(machine())
     print(
         "| Artifacts (agent runs) | events | runs/s | CPU µs/run | run RSS | db bytes/run "
-        "| replay (CPU; run CPU) | replay RSS | resume (CPU) (killed at) | resume RSS |"
+        "| show --at end (CPU) | replay (CPU; run CPU) | replay RSS | resume (CPU) (killed at) "
+        "| resume RSS |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as d:
         for n in sizes:
             r = one_size(n, Path(d))
             print(
                 f"| {n:,} ({r['runs']:,}) | {r['events']:,} | {r['runs_per_s']:,.0f} "
                 f"| {r['cpu_us_per_run']:.1f} | {r['run_rss_mb']:.0f} MB "
-                f"| {r['db_bytes_per_run']:.0f} | {r['replay_s']:.1f} s "
+                f"| {r['db_bytes_per_run']:.0f} "
+                f"| {r['show_at_s']:.1f} s ({r['show_at_cpu_s']:.1f} CPU-s) "
+                f"| {r['replay_s']:.1f} s "
                 f"({r['replay_cpu_s']:.1f} CPU-s; run {r['run_cpu_s']:.1f}) "
                 f"| {r['replay_rss_mb']:.0f} MB | {r['resume_s']:.1f} s "
                 f"({r['resume_cpu_s']:.1f} CPU-s) ({r['killed_at_events']:,}) "

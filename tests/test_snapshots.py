@@ -19,6 +19,7 @@ from flock_es.log.schema import DB_SCHEMA_VERSION
 from flock_es.log.snapshots import fold_run, save_snapshot
 from flock_es.projection import fold
 from flock_es.projection.snapshot import decode, encode
+from flock_es.runtime.checkpoints import GROWTH, Checkpoints
 from flock_es.runtime.lifecycle import plan_resume
 from flock_es.runtime.resume import load_run
 from tests.conftest import EXAMPLES, run_cli
@@ -154,3 +155,22 @@ def test_a_file_without_the_snapshots_table_still_opens_and_gets_it_on_upgrade(
     with store.reader() as log:
         assert fold_run(log, run) == (state, 0)
 
+
+def test_a_live_run_checkpoints_in_another_process(news_run: tuple[str, str]) -> None:
+    """The checkpoint job stores the fold of the committed prefix (on each backend)."""
+    db, run = news_run
+    store = open_store(db)
+    events = _events(store, run)
+    half = len(events) // 2
+    checkpoints = Checkpoints(db, run, events=0, every=half)
+    checkpoints.committed(events[: half - 1])  # not yet
+    assert checkpoints.job is None
+    checkpoints.committed(events[half - 1 :])  # the run has grown enough
+    job = checkpoints.job
+    assert job is not None and job.wait(timeout=60) == 0
+    with store.reader() as log:
+        found = log.snapshot(run)
+    assert found is not None and found[0] == events[-1].seq
+    assert decode(found[1]) == fold(events)
+    assert checkpoints.next_at >= int(len(events) * GROWTH)
+    checkpoints.stop()  # nothing left to stop

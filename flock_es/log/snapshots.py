@@ -57,9 +57,13 @@ def fold_run(reader: EventReader, run_id: str, until: int | None = None) -> tupl
     return state, folded
 
 
-def save_snapshot(store: EventStore, state: RunState, folded: int) -> bool:
-    """Store a snapshot of ``state`` if ``folded`` events were folded past the last one."""
-    if folded < SNAPSHOT_EVERY or not state.run_id or not state.last_seq or state.compact:
+def save_snapshot(
+    store: EventStore, state: RunState, folded: int, at_least: int | None = None
+) -> bool:
+    """Store a snapshot of ``state`` if ``folded`` (at least ``at_least``, by default
+    ``SNAPSHOT_EVERY``) events were folded past the last one (never a compact state)."""
+    least = SNAPSHOT_EVERY if at_least is None else max(at_least, 1)
+    if folded < least or not state.run_id or not state.last_seq or state.compact:
         return False
     try:
         store.save_snapshot(state.run_id, state.last_seq, encode(state))

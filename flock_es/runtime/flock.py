@@ -23,6 +23,7 @@ from flock_es.projection.fold import fold
 from flock_es.projection.state import RunState
 from flock_es.runtime.agent import Agent, AgentBuilder
 from flock_es.runtime.board_queries import BoardSource
+from flock_es.runtime.checkpoints import Checkpoints
 from flock_es.runtime.engine import Engine, ShareHook
 from flock_es.runtime.gc_policy import fewer_collections
 from flock_es.runtime.invocations import Invocations
@@ -101,6 +102,7 @@ class Flock(Invocations):
         # One client per model; ``register`` brings an in-process one (tests).
         self.clients = ModelClients()
         self._listeners: list[Listener] = []
+        self._checkpoints: Checkpoints | None = None
         self._initial_state: RunState | None = None
         # Recorded requests of the calls resume may serve (checked before serving).
         self._recorded_requests: dict[tuple[str, int], dict[str, Any]] | None = None
@@ -246,6 +248,9 @@ class Flock(Invocations):
         if share is not None:
             share.bind(engine)
         kernel.listeners.extend(self._listeners)
+        if share is None:  # a live run checkpoints its fold, in another process
+            self._checkpoints = Checkpoints(self.db_path, self.run_id, kernel.state.events)
+            kernel.listeners.append(self._checkpoints.committed)
         self._engine = engine
         if self._initial_state is None:
             started = run_started_event(
@@ -405,6 +410,8 @@ class Flock(Invocations):
         finally:
             if self._writer is not None:
                 await self._writer.close()
+            if self._checkpoints is not None:
+                self._checkpoints.stop()
             await self.mcp_servers.aclose()
             self._closed = True
         return closing.status

@@ -1,0 +1,62 @@
+"""One snapshot of a run, taken by a separate process: ``python -m flock_es.log.snapshot_job DB RUN [N]``.
+
+A live run cannot snapshot its own state: the kernel folds events when they are
+decided, before they commit (their seqs are not known yet), so that state is not
+the fold of any prefix of the log. This job folds the run from its latest sound
+snapshot up to what is committed when it starts (``fold_run``) and stores the result
+(``save_snapshot``), at low priority, in its own process: the run's threads do
+not wait for it and its interpreter does not carry the work. A job that fails or
+is stopped leaves nothing behind (a snapshot is one insert); readers fold from
+the log as they would without it.
+
+Example::
+
+    subprocess.Popen([sys.executable, "-m", "flock_es.log.snapshot_job", "data/flock-es.db", run])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+from flock_es.errors import DatabaseError
+from flock_es.log.backends import open_reader, parse_db
+from flock_es.log.ports import open_store
+from flock_es.log.snapshots import fold_run, save_snapshot
+from flock_es.projection.snapshot import SNAPSHOT_EVERY
+
+__all__ = ["main", "snapshot_now"]
+
+NICENESS = 5
+"""The job runs behind the run it checkpoints (and anything else on the machine)."""
+
+
+def snapshot_now(db: str, run_id: str, at_least: int = SNAPSHOT_EVERY) -> bool:
+    """Fold ``run_id`` of ``db`` as committed so far and store its snapshot; returns
+    whether one was stored (not when fewer than ``at_least`` events were folded past
+    the last)."""
+    ref = parse_db(db)
+    with open_reader(ref) as reader:
+        # Up to what is committed now: a fold that followed the live run to its end
+        # might never finish.
+        state, folded = fold_run(reader, run_id, reader.last_seq(run_id))
+    return save_snapshot(open_store(ref), state, folded, at_least)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the job process: ``DB RUN [AT_LEAST]``; the exit status says if a
+    snapshot was stored."""
+    args = argv if argv is not None else sys.argv[1:]
+    db, run_id = args[:2]
+    at_least = int(args[2]) if len(args) > 2 else SNAPSHOT_EVERY
+    with contextlib.suppress(OSError):
+        os.nice(NICENESS)
+    try:
+        return 0 if snapshot_now(db, run_id, at_least) else 1
+    except DatabaseError:
+        return 2  # the file went away or is damaged: the run (or a reader) will say so
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

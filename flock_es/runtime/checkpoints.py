@@ -1,0 +1,85 @@
+"""A live run checkpoints its folded state as it goes (issue 14).
+
+``Checkpoints`` counts the run's committed events (a kernel listener: one
+``len`` per commit) and, each time the run has grown by a factor of ``GROWTH``
+since the last checkpoint (and by at least ``SNAPSHOT_EVERY`` events), starts
+``flock_es.log.snapshot_job`` in a separate, lower-priority process, one at a
+time. The job folds the committed log from the latest snapshot and stores the
+next one. So ``resume`` after a crash, ``show --at`` and the TUI start from a
+snapshot at most about a third of the run behind, while the work of taking
+them adds up to a small multiple of one fold of the run, off the run's threads.
+
+A snapshot is a cache: a job that fails, or that ``close`` stops, costs nothing
+but the shortcut.
+
+Example::
+
+    checkpoints = Checkpoints(db, run_id, events=0)
+    kernel.listeners.append(checkpoints.committed)
+    ...
+    checkpoints.stop()      # at close: a job still folding is stopped
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+
+from flock_es.domain.events import Event
+from flock_es.log.backends import DbRef
+from flock_es.projection.snapshot import SNAPSHOT_EVERY
+
+__all__ = ["GROWTH", "JOB", "Checkpoints"]
+
+JOB = "flock_es.log.snapshot_job"
+
+GROWTH = 1.5
+"""A new checkpoint once the run has this many times the events of the last one:
+geometric spacing keeps the total work linear in the run's length."""
+
+
+class Checkpoints:
+    """Starts snapshot jobs for one run as its committed events grow."""
+
+    def __init__(
+        self, db: DbRef, run_id: str, events: int = 0, every: int = SNAPSHOT_EVERY
+    ) -> None:
+        self.db = str(db)
+        self.run_id = run_id
+        self.events = events  # committed events of the run, as far as this process knows
+        self.every = every
+        self.next_at = events + every
+        self.job: subprocess.Popen[bytes] | None = None
+        self.started = 0
+
+    def committed(self, events: list[Event]) -> None:
+        """Kernel listener: count the unit; start a job when the run has grown enough."""
+        self.events += len(events)
+        if self.events >= self.next_at and (self.job is None or self.job.poll() is not None):
+            self._start()
+
+    def _start(self) -> None:
+        self.next_at = max(self.events + self.every, int(self.events * GROWTH))
+        try:
+            self.job = subprocess.Popen(
+                [sys.executable, "-m", JOB, self.db, self.run_id, str(self.every)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            self.started += 1
+        except OSError:  # no process to spare: the run goes on without this checkpoint
+            self.job = None
+
+    def stop(self) -> None:
+        """Stop a job still folding (the run is closing) and reap it."""
+        job, self.job = self.job, None
+        if job is None or job.poll() is not None:
+            return
+        job.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            job.wait(timeout=5)
+            return
+        job.kill()
+        job.wait()
