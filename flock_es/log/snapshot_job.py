@@ -3,7 +3,8 @@
 A live run cannot snapshot its own state: the kernel folds events when they are
 decided, before they commit (their seqs are not known yet), so that state is not
 the fold of any prefix of the log. This job folds the run from its latest sound
-snapshot up to what is committed when it starts (``fold_run``) and stores the result
+snapshot up to what is committed when it starts (as ``fold_run``, in pages) and
+stores the result
 (``save_snapshot``), at low priority, in its own process: the run's threads do
 not wait for it and its interpreter does not carry the work. A job that fails or
 is stopped leaves nothing behind (a snapshot is one insert); readers fold from
@@ -23,12 +24,15 @@ import sys
 from flock_es.errors import DatabaseError
 from flock_es.log.backends import open_reader, parse_db
 from flock_es.log.ports import open_store
-from flock_es.log.snapshots import fold_run, save_snapshot
-from flock_es.projection.snapshot import SNAPSHOT_EVERY
+from flock_es.log.snapshots import save_snapshot, start_state
+from flock_es.projection.fold import apply
+from flock_es.projection.snapshot import SNAPSHOT_EVERY, collector_paused
 
 __all__ = ["main", "snapshot_now"]
 
 NICENESS = 5
+PAGE = 5_000
+"""Events read per query (per read transaction)."""
 """The job runs behind the run it checkpoints (and anything else on the machine)."""
 
 
@@ -37,10 +41,20 @@ def snapshot_now(db: str, run_id: str, at_least: int = SNAPSHOT_EVERY) -> bool:
     whether one was stored (not when fewer than ``at_least`` events were folded past
     the last)."""
     ref = parse_db(db)
-    with open_reader(ref) as reader:
+    with open_reader(ref) as reader, collector_paused():
         # Up to what is committed now: a fold that followed the live run to its end
         # might never finish.
-        state, folded = fold_run(reader, run_id, reader.last_seq(run_id))
+        target = reader.last_seq(run_id)
+        state = start_state(reader, run_id, target)
+        cursor, folded = state.last_seq, 0
+        # Page by page, each read its own short transaction: one read held open for
+        # the whole fold would keep the run's writer from recycling its WAL, which
+        # would grow by everything the run commits meanwhile.
+        while page := reader.events(run_id, after=cursor, until=target, limit=PAGE):
+            for e in page:
+                apply(state, e)
+            folded += len(page)
+            cursor = page[-1].seq or target
     return save_snapshot(open_store(ref), state, folded, at_least)
 
 

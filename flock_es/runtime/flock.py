@@ -408,10 +408,10 @@ class Flock(Invocations):
             if engine.kernel.halted is None:
                 await engine.emit([closing.event(self.run_id)])
         finally:
+            if self._checkpoints is not None:  # first: the writer's close, as the last
+                self._checkpoints.stop()  # connection, then checkpoints and drops the WAL
             if self._writer is not None:
                 await self._writer.close()
-            if self._checkpoints is not None:
-                self._checkpoints.stop()
             await self.mcp_servers.aclose()
             self._closed = True
         return closing.status
