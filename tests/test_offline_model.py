@@ -108,6 +108,8 @@ async def test_latency_option_and_bad_options() -> None:
         OfflineModel.from_string("offline?speed=1")
     resp = await m.complete(request("x", [STORY]))
     assert json.loads(resp.content) and resp.tokens_in > 0 and resp.cost == 0.0
+    # Worked out within the latency, the answer is the one a zero-latency call gives.
+    assert resp.content == (await OfflineModel().complete(request("x", [STORY]))).content
 
 
 def test_offline_runs_never_import_litellm(tmp_path: object) -> None:

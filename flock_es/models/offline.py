@@ -12,7 +12,9 @@ the answer then also draws on what the tools returned (a JSON object's fields
 fill output fields of the same name).
 
 Simulated latency, for demos and benchmarks: ``offline?latency=2`` (seconds),
-or the ``FLOCK_ES_OFFLINE_LATENCY`` environment variable.
+or the ``FLOCK_ES_OFFLINE_LATENCY`` environment variable. The answer is built
+within that time and arrives when it is up, to the tens of microseconds
+(``models/waker.py``), as a network answer would.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from urllib.parse import parse_qs
 
 from flock_es.errors import ConfigError
 from flock_es.models.base import ModelRequest, ModelResponse
+from flock_es.models.waker import sleep_precisely
 
 __all__ = ["OfflineModel", "tool_calls"]
 
@@ -325,11 +328,17 @@ class OfflineModel:
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         t0 = time.perf_counter()
-        # Always yield, as a real call would: a zero-latency model must not run
-        # agents that were started together one after another.
-        await asyncio.sleep(self.latency if self.latency > 0 else 0)
+        if self.latency > 0:
+            # The request is on its way: other agents send theirs before this answer
+            # is worked out, within the latency (as a server works while clients
+            # wait), so its CPU delays neither them nor the answer.
+            await asyncio.sleep(0)
         calls = tool_calls(request)
         content = "" if calls else self.answer(request)
+        # Always yield, as a real call would: a zero-latency model must not run
+        # agents that were started together one after another. The wait ends on
+        # time, as a network answer would (asyncio.sleep can be 1 ms late).
+        await sleep_precisely(self.latency - (time.perf_counter() - t0) if self.latency else 0)
         self.calls += 1
         prompt_chars = sum(len(str(m.get("content", ""))) for m in request.messages)
         return ModelResponse(

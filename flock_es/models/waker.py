@@ -1,0 +1,94 @@
+"""Sleep until a moment, woken on time: the offline model's simulated latency.
+
+``asyncio.sleep`` on Linux wakes up to a millisecond late: the selector's
+``epoll_wait`` takes its timeout in whole milliseconds, rounded up, counted
+from whenever the loop last went idle. A real model's answer arrives on a
+socket and wakes the loop at once, so a simulated latency that oversleeps
+adds what no real call would (half a millisecond per call on average, at each
+level of a chain of agents). Here one thread keeps the deadlines and wakes the
+waiting loop through ``call_soon_threadsafe`` when one is due, which is
+precise to the thread's wake-up (tens of microseconds).
+
+Example::
+
+    await sleep_precisely(0.05)   # resumes 50 ms later, not up to 51
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import os
+import threading
+import time
+
+__all__ = ["sleep_precisely"]
+
+_Entry = tuple[float, int, asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():  # cancelled meanwhile
+        fut.set_result(None)
+
+
+class _Waker:
+    """One daemon thread that wakes each sleeper's loop at its deadline."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.heap: list[_Entry] = []
+        self.order = itertools.count()
+        self.thread: threading.Thread | None = None
+
+    def add(self, due: float, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None]) -> None:
+        with self.cond:
+            heapq.heappush(self.heap, (due, next(self.order), loop, fut))
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="flock-es-waker", daemon=True)
+                self.thread.start()
+            if self.heap[0][3] is fut:  # a new earliest deadline: wait for that one instead
+                self.cond.notify()
+
+    def _run(self) -> None:
+        with self.cond:
+            while True:
+                if not self.heap:
+                    self.cond.wait()
+                    continue
+                left = self.heap[0][0] - time.monotonic()
+                if left > 0:
+                    self.cond.wait(left)
+                    continue
+                _, _, loop, fut = heapq.heappop(self.heap)
+                # A loop that closed meanwhile has no one waiting any more.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_wake, fut)
+
+
+_WAKER = _Waker()
+
+
+def _after_fork() -> None:
+    # A forked child has no waker thread (only the forking thread survives a fork).
+    global _WAKER
+    _WAKER = _Waker()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+async def sleep_precisely(delay: float) -> None:
+    """``asyncio.sleep(delay)``, resumed at the deadline rather than up to 1 ms after.
+
+    ``delay <= 0`` just yields once, as ``asyncio.sleep(0)`` does.
+    """
+    if delay <= 0:
+        await asyncio.sleep(0)
+        return
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[None] = loop.create_future()
+    _WAKER.add(time.monotonic() + delay, loop, fut)
+    await fut
