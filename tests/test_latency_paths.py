@@ -2,15 +2,28 @@
 
 * the offline model's simulated latency (``models/waker.py``): sleepers wake in
   deadline order, a cancelled one is left alone, and every new event loop works;
+* the SQLite writer's drain thread: units nobody waits for commit in order with
+  later ones, and what was queued is committed even if the loop goes away
+  without ``close()``;
+* an inline chunk whose runs all suspend queues their ``task.started`` (nothing
+  waits on that commit) and commits each outcome as its own unit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
+from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
+from flock_es import Flock, flock_type
+from flock_es.domain.events import Event, EventKind
+from flock_es.log import LogReader, LogWriter
 from flock_es.models.waker import sleep_precisely
+from tests.log_contract import RUN, artifact, started
 
 
 async def test_sleepers_wake_in_deadline_order() -> None:
@@ -40,3 +53,85 @@ async def test_a_cancelled_sleeper_is_left_alone() -> None:
 def test_the_waker_serves_one_loop_after_another() -> None:
     for _ in range(3):
         asyncio.run(sleep_precisely(0.001))
+
+
+async def test_units_nobody_waits_for_commit_in_order(tmp_path: Path) -> None:
+    w = await LogWriter.open(tmp_path / "w.db")
+    w.enqueue([started()])
+    for i in range(5):
+        w.enqueue([artifact(i)])
+    await w.append([artifact(5)])  # its commit comes after every unit queued before it
+    with LogReader(tmp_path / "w.db") as reader:
+        kinds = [e.kind for e in reader.iter_events(RUN)]
+    assert kinds == [EventKind.RUN_STARTED] + [EventKind.ARTIFACT_PUBLISHED] * 6
+    await w.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        w.enqueue([artifact(6)])
+
+
+def test_what_was_queued_commits_when_the_loop_ends_without_close(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+
+    async def script() -> None:
+        w = await LogWriter.open(db)
+        w.enqueue([started()])
+        w.enqueue([artifact(1)])  # and the script ends, never closing the writer
+
+    asyncio.run(script())
+    rows = 0
+    for _ in range(200):  # the drain thread finishes on its own time
+        con = sqlite3.connect(db)
+        rows = con.execute("SELECT count(*) FROM events").fetchone()[0]
+        con.close()
+        if rows == 2:
+            break
+        time.sleep(0.05)
+    assert rows == 2
+
+
+@flock_type
+class LPing(BaseModel):
+    n: int
+
+
+@flock_type
+class LPong(BaseModel):
+    n: int
+
+
+async def test_suspended_runs_queue_their_starts(db_path: Path) -> None:
+    flock = Flock(db=db_path)
+
+    async def slow(p: LPing) -> LPong:
+        await asyncio.sleep(0.01)
+        return LPong(n=p.n)
+
+    for i in range(3):
+        flock.agent(f"slow{i}").consumes(LPing).publishes(LPong).with_function(slow)
+    await flock.start()
+    sink = flock.engine.kernel.sink
+    queued: list[list[Event]] = []
+    submitted: list[list[Event]] = []
+    enqueue, submit = sink.enqueue, sink.submit
+
+    def spy_enqueue(events: list[Event]) -> None:
+        queued.append(list(events))
+        enqueue(events)
+
+    def spy_submit(events: list[Event]):  # type: ignore[no-untyped-def]
+        submitted.append(list(events))
+        return submit(events)
+
+    sink.enqueue = spy_enqueue  # type: ignore[method-assign]
+    sink.submit = spy_submit  # type: ignore[method-assign]
+    await flock.publish(LPing(n=1))
+    await flock.run_until_idle()
+    await flock.close()
+    assert [[e.kind for e in unit] for unit in queued] == [[EventKind.TASK_STARTED] * 3]
+    outcomes = [u for u in submitted if any(e.kind is EventKind.TASK_COMPLETED for e in u)]
+    assert len(outcomes) == 3
+    with LogReader(db_path) as reader:
+        kinds = [e.kind for e in reader.iter_events(flock.run_id)]
+    assert kinds.count(EventKind.TASK_STARTED) == 3
+    # Each start is in the log before its task's outcome.
+    assert kinds.index(EventKind.TASK_STARTED) < kinds.index(EventKind.TASK_COMPLETED)

@@ -1,7 +1,13 @@
 """Group commit, shared by the SQLite and the PostgreSQL writer: callers queue
-atomic units (``UnitQueue``: ``submit``, ``enqueue``, ``append``); one drain task
-commits whatever is queued in one transaction (``drain``) and tells every
-waiter how it went. Only the commit itself is the backend's.
+atomic units (``UnitQueue``: ``submit``, ``enqueue``, ``append``); a drain
+commits whatever is queued in one transaction and tells every waiter how it
+went. Only the commit itself is the backend's.
+
+Two drains: an asyncio task (``drain``; PostgreSQL's async driver), and a
+thread of its own (``ThreadDrain``; SQLite's blocking one). The thread takes
+units straight from the callers, so a commit starts without waiting for the
+event loop to get round to a drain task, its outcome reaches the loop in one
+hop, and a unit nobody waits for (``enqueue``) never wakes the loop at all.
 
 Example::
 
@@ -14,11 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
+from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from flock_es.domain.events import Event
 
-__all__ = ["Unit", "UnitQueue", "drain", "next_batch", "settle"]
+__all__ = ["ThreadDrain", "Unit", "UnitQueue", "drain", "next_batch", "settle"]
 
 
 # One atomic unit of the group commit: its events and who waits for them (if anyone).
@@ -94,34 +103,136 @@ class UnitQueue:
     (``self._task``) over ``self._queue`` and says what a closed writer raises."""
 
     _queue: asyncio.Queue[Unit | None]
-    _task: asyncio.Task[None] | None
+    _task: asyncio.Future[None] | None
 
     def closed_error(self) -> Exception:
         """What a unit queued after the writer closed gets."""
         raise NotImplementedError
 
+    def _accepting(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def _put(self, unit: Unit | None) -> None:
+        self._queue.put_nowait(unit)
+
     def submit(self, events: list[Event]) -> asyncio.Future[None]:
         """Queue one atomic unit; the future resolves after its commit."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self._task is None or self._task.done():
+        if not self._accepting():
             fut.set_exception(self.closed_error())
             return fut
-        self._queue.put_nowait((events, fut))
+        self._put((events, fut))
         return fut
 
     def enqueue(self, events: list[Event]) -> None:
         """Queue one atomic unit without waiting for it; order with later units is kept."""
-        if self._task is None or self._task.done():
+        if not self._accepting():
             raise self.closed_error()
-        self._queue.put_nowait((events, None))
+        self._put((events, None))
 
     async def append(self, events: list[Event]) -> None:
         """Commit ``events`` as one unit; returns after the commit."""
         await self.submit(events)
 
     async def stop_drain(self) -> None:
-        """Commit what is queued, then stop the drain task."""
-        if self._task is not None and not self._task.done():
-            self._queue.put_nowait(None)
+        """Commit what is queued, then stop the drain."""
+        if self._accepting():
+            self._put(None)
+            assert self._task is not None
             with contextlib.suppress(Exception):
                 await self._task
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class ThreadDrain(UnitQueue):
+    """A ``UnitQueue`` drained by a thread of its own (see the module docstring).
+
+    The subclass sets ``max_batch``, calls ``start_drain`` once its connection
+    is open, and gives ``commit_sync`` (one group in one transaction, in the
+    drain thread), ``as_error`` and ``drain_ended`` (the thread's last act:
+    close the connection). ``stop_drain`` commits what is queued and waits for
+    the thread; if the event loop goes away first (a script that never closed
+    its run), the thread still commits what was queued, then ends.
+    """
+
+    max_batch: int
+
+    def commit_sync(self, events: list[Event]) -> None:
+        raise NotImplementedError
+
+    def as_error(self, exc: BaseException) -> BaseException:
+        return exc
+
+    def drain_ended(self) -> None:
+        return None
+
+    def start_drain(self, name: str) -> None:
+        self._units: deque[Unit | None] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._loop = asyncio.get_running_loop()
+        self._ended: asyncio.Future[None] = self._loop.create_future()
+        # A daemon: a process that exits without closing its run must not hang on it.
+        threading.Thread(target=self._drain_thread, name=name, daemon=True).start()
+        self._task = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        try:
+            await asyncio.shield(self._ended)
+        except asyncio.CancelledError:  # the loop is shutting down without close()
+            self._put(None)
+            raise
+
+    def _accepting(self) -> bool:
+        return self._task is not None and not self._task.done() and not self._stopping
+
+    def _put(self, unit: Unit | None) -> None:
+        with self._cond:
+            if unit is None:
+                self._stopping = True
+            self._units.append(unit)
+            self._cond.notify()
+
+    def _take(self) -> tuple[list[Unit], bool]:
+        """What is queued (at least one unit, up to ``max_batch`` events), and whether to stop."""
+        with self._cond:
+            while not self._units:
+                self._cond.wait()
+            units: list[Unit] = []
+            size = 0
+            queued = self._units
+            while queued and (not units or size < self.max_batch):
+                unit = queued.popleft()
+                if unit is None:
+                    return units, True
+                units.append(unit)
+                size += len(unit[0])
+            return units, False
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _drain_thread(self) -> None:
+        try:
+            while True:
+                units, stop = self._take()
+                if units:
+                    exc: BaseException | None = None
+                    try:
+                        self.commit_sync([e for evs, _ in units for e in evs])
+                    except Exception as err:  # the waiters must hear about it
+                        exc = self.as_error(err)
+                    waiting = [u for u in units if u[1] is not None]
+                    if waiting:  # one hop to the loop for the whole group
+                        self._call(settle, waiting, exc)
+                if stop:
+                    return
+        finally:
+            with contextlib.suppress(Exception):
+                self.drain_ended()
+            self._call(_resolve, self._ended)

@@ -15,7 +15,6 @@ import contextlib
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from flock_es.domain.events import (
 )
 from flock_es.errors import RunOwnedError
 from flock_es.log import query_models as qm
-from flock_es.log.group_commit import Unit, UnitQueue, drain
+from flock_es.log.group_commit import ThreadDrain
 from flock_es.log.ports import Durability, Lease
 from flock_es.log.schema import PRAGMAS, WRITER_PRAGMAS, check_database, storage_error
 from flock_es.log.sqlite_file import ensure_schema
@@ -153,8 +152,11 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-class LogWriter(UnitQueue):
+class LogWriter(ThreadDrain):
     """Appends events to the SQLite log with group commit.
+
+    One thread owns the connection and drains the queue (``ThreadDrain``): a
+    whole transaction per group, and one hop back to the event loop for it.
 
     Example::
 
@@ -178,12 +180,8 @@ class LogWriter(UnitQueue):
         self.durability = Durability(durability)
         self._synchronous = "NORMAL"
         self.synced_commits = 0
-        # One thread owns the connection; a whole transaction is handed to it at once
-        # (one thread hop per commit, not one per statement).
         self._conn: sqlite3.Connection | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flock-es-writer")
-        self._queue: asyncio.Queue[Unit | None] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Future[None] | None = None
         self.commits = 0
 
     @classmethod
@@ -200,50 +198,37 @@ class LogWriter(UnitQueue):
         path = Path(path)
         try:
             ensure_schema(path, verify=ensure)
-            self._conn = await self._in_thread(_connect, path)
+            self._conn = await asyncio.to_thread(_connect, path)
         except (OSError, sqlite3.Error) as exc:
-            self._thread.shutdown(wait=False)
             raise storage_error(path, exc, writing=True) from None
-        self._task = asyncio.create_task(self._drain(), name="flock-es-log-writer")
+        self.start_drain("flock-es-writer")
         return self
-
-    async def _in_thread(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
 
     def closed_error(self) -> Exception:
         return RuntimeError("the log writer is closed")
 
-    async def _drain(self) -> None:
-        try:
-            await self._drain_queue()
-        except asyncio.CancelledError:
-            # The loop is shutting down without close() (a script that ended after
-            # run_until_idle): close the connection in its thread, without waiting.
-            if self._conn is not None:
-                self._thread.submit(self._conn.close)
-                self._conn = None
-            self._thread.shutdown(wait=False)
-            raise
-
-    async def _drain_queue(self) -> None:
-        await drain(self._queue, self.max_batch, self._commit, self._as_error)
-
-    def _as_error(self, exc: BaseException) -> BaseException:
+    def as_error(self, exc: BaseException) -> BaseException:
         if isinstance(exc, sqlite3.Error | OSError):
             return storage_error(self.path, exc)  # one line naming the database
         return exc
 
-    async def _commit(self, events: list[Event]) -> None:
+    def commit_sync(self, events: list[Event]) -> None:
+        """One group in one transaction (in the drain thread)."""
         assert self._conn is not None
         # Paid answers must survive power loss before anything acts on them: in WAL
         # mode, synchronous=FULL fsyncs the WAL at this commit (and so every earlier one).
         sync = "NORMAL"
         if self.durability is Durability.FULL and any(e.kind in PAID_KINDS for e in events):
             sync = "FULL"
-        await self._in_thread(self._transaction, self._conn, events, sync)
+        self._transaction(self._conn, events, sync)
         self.commits += 1
         if sync == "FULL":
             self.synced_commits += 1
+
+    def drain_ended(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def _transaction(self, conn: sqlite3.Connection, events: list[Event], sync: str) -> None:
         """One whole commit, run in the writer's thread (seqs assigned inside it)."""
@@ -280,12 +265,11 @@ class LogWriter(UnitQueue):
         return int(row[0])
 
     async def close(self) -> None:
-        """Commit what is queued, then close the connection."""
+        """Commit what is queued, then close the connection (the drain thread does)."""
         await self.stop_drain()
-        if self._conn is not None:
-            await self._in_thread(self._conn.close)
+        if self._task is None and self._conn is not None:  # never started draining
+            self._conn.close()
             self._conn = None
-        self._thread.shutdown(wait=False)
 
 
 def rebuild_read_models(path: Path, chunk: int = 10_000) -> int:

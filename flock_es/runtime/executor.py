@@ -349,7 +349,12 @@ class Executor:
                 failures.append((run, outcome))
             if hooked:
                 with_hooks.append((run, outcome))
-        if events:
+        if events and all(e.kind is EventKind.TASK_STARTED for e in events):
+            # Every run suspended: only starts, which nothing acts on. Queued, not
+            # awaited (as ``execute`` does): a commit to wait for would wake the loop
+            # while the agents wait, and a wake-up then makes their own timers late.
+            self.kernel.queue(events)
+        elif events:
             await self.kernel.commit(events)
         for run, exc in failures:
             await self.on_error(run, exc)

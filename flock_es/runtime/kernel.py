@@ -153,6 +153,11 @@ class Kernel:
     def record(self, events: list[Event]) -> None:
         """Apply and queue events that nothing waits on; order with later commits is kept."""
         self.apply(events)
+        self.queue(events)
+
+    def queue(self, events: list[Event]) -> None:
+        """Queue events already applied that nothing waits on (nothing acts on them)."""
+        self._check()
         self.sink.enqueue(events)
 
     async def emit(self, events: list[Event]) -> None:
