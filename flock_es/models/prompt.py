@@ -20,6 +20,7 @@ __all__ = [
     "output_schema",
     "parse_output",
     "schema_by_reference",
+    "schema_text",
 ]
 
 
@@ -84,9 +85,27 @@ def build_messages(
         + (f"Your role: {description}\n" if description else "")
         + (f"You can call these tools before answering: {', '.join(tools)}.\n" if tools else "")
         + SCHEMA_INTRO
-        + json.dumps(schema, ensure_ascii=False)
+        + schema_text(schema)
     )
     return [{"role": "system", "content": system}, {"role": "user", "content": _inputs(inputs)}]
+
+
+# id(schema) -> (schema, its JSON text). The entry holds the schema, so its id cannot
+# be reused while cached; output_schema hands out the same dict for the same types.
+_SCHEMA_TEXT: dict[int, tuple[dict[str, Any], str]] = {}
+
+
+def schema_text(schema: dict[str, Any]) -> str:
+    """``schema`` as JSON text, as the prompt shows it (kept for the schemas of
+    ``output_schema``, which are read-only: every call of an agent sends the same)."""
+    hit = _SCHEMA_TEXT.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    text = json.dumps(schema, ensure_ascii=False)
+    if len(_SCHEMA_TEXT) >= 256:
+        _SCHEMA_TEXT.clear()
+    _SCHEMA_TEXT[id(schema)] = (schema, text)
+    return text
 
 
 def _inputs(inputs: list[dict[str, Any]]) -> str:
@@ -191,6 +210,17 @@ def parse_output(
 
         parse_output('Here you go:\n```json\n{"label": "x"}\n```', [Tag])  # [Tag(label='x')]
     """
+    # The common answer is one JSON value and nothing else: it is the first
+    # candidate, so when it validates the others need not be looked for.
+    try:
+        whole = json.loads(content)
+    except json.JSONDecodeError:
+        pass
+    else:
+        try:
+            return _validate(whole, publishes, fan_out, content)
+        except OutputValidationError:
+            pass  # the full search below reports the same first error
     candidates = json_candidates(content)
     if not candidates:
         try:

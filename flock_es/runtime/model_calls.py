@@ -21,7 +21,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flock_es.domain.events import EventKind, ModelAttempt, ModelCalled, ToolCalled, make_event
+from flock_es.domain.events import (
+    EventKind,
+    ModelAttempt,
+    ModelCalled,
+    ToolCalled,
+    make_event,
+    trusted_event,
+)
 from flock_es.errors import RecordedCallChanged, ReplayMiss
 from flock_es.log.writer import dumps
 from flock_es.models.base import ModelClient, ModelRequest, ModelResponse
@@ -195,8 +202,9 @@ class ModelCalls:
         )
         # Queued at once, so the answer is durable with the very next group commit;
         # not awaited, because waiting would only delay the agent, not the write.
+        # Built here, typed (mypy): not validated again on the answer's path.
         self.recorder.record(
-            [make_event(self.state.run_id, EventKind.MODEL_CALLED, body, time.time())]
+            [trusted_event(self.state.run_id, EventKind.MODEL_CALLED, body, time.time())]
         )
 
     def attempt_failed(self, run: TaskRun, index: int, failed: FailedAttempt) -> None:
