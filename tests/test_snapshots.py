@@ -174,3 +174,15 @@ def test_a_live_run_checkpoints_in_another_process(news_run: tuple[str, str]) ->
     assert decode(found[1]) == fold(events)
     assert checkpoints.next_at >= int(len(events) * GROWTH)
     checkpoints.stop()  # nothing left to stop
+
+
+def test_a_large_state_round_trips_through_the_streamed_codec() -> None:
+    # Many compressed pieces and pickle frames: encode and decode stream both ways.
+    from tests.test_compact_state import _finished_runs
+
+    state = fold(_finished_runs(8000))
+    data = encode(state)
+    assert len(data) > 1 << 16
+    assert decode(data) == state
+    assert decode(memoryview(data)) == state
+    assert decode(data[:-100]) is None  # cut short: not a snapshot

@@ -20,7 +20,6 @@ import contextlib
 import dataclasses
 import gc
 import hashlib
-import io
 import operator
 import pickle
 import zlib
@@ -144,17 +143,75 @@ class _StateUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"{module}.{name} is not part of a snapshot")
 
 
+class _Decompressing:
+    """A file the unpickler reads from, decompressed as it goes: the whole pickle of
+    a large state is never held, only the piece being read (and the state built)."""
+
+    _PIECE = 1 << 16
+
+    def __init__(self, data: memoryview) -> None:
+        self.z = zlib.decompressobj()
+        self.src = data
+        self.pos = 0
+        self.buf = bytearray()
+        self.off = 0
+
+    def _fill(self, n: int) -> None:
+        """Decompress until ``n`` bytes are buffered or the data ends."""
+        while len(self.buf) - self.off < n:
+            if self.pos < len(self.src):
+                out = self.z.decompress(self.src[self.pos : self.pos + self._PIECE])
+                self.pos += self._PIECE
+            else:
+                out = self.z.flush()
+                if not out:
+                    return
+            if self.off:
+                del self.buf[: self.off]
+                self.off = 0
+            self.buf += out
+
+    def read(self, n: int = -1) -> bytes:
+        self._fill(n if n >= 0 else len(self.src) * 1024)
+        out = bytes(self.buf[self.off : self.off + n] if n >= 0 else self.buf[self.off :])
+        self.off += len(out)
+        return out
+
+    def readinto(self, b: bytearray | memoryview) -> int:
+        data = self.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def complete(self) -> bool:
+        """Whether the compressed data ended where the pickle did, checksum and all."""
+        self._fill(len(self.buf) - self.off + 1)
+        return self.z.eof and len(self.buf) == self.off and not self.z.unused_data
+
+    def readline(self) -> bytes:
+        while True:
+            end = self.buf.find(b"\n", self.off)
+            if end >= 0:
+                return self.read(end + 1 - self.off)
+            have = len(self.buf) - self.off
+            self._fill(have + self._PIECE)
+            if len(self.buf) - self.off == have:
+                return self.read(have)
+
+
 def decode(data: bytes | memoryview | None) -> RunState | None:
     """The state in ``data``, or None if it is not a current, intact snapshot."""
     if data is None:
         return None
-    raw = bytes(data)
+    raw = memoryview(data).cast("B")
     head = len(_MAGIC) + len(_FINGERPRINT)
     if raw[: len(_MAGIC)] != _MAGIC or raw[len(_MAGIC) : head] != _FINGERPRINT:
         return None
     try:
         with collector_paused():
-            state = _StateUnpickler(io.BytesIO(zlib.decompress(raw[head:]))).load()
+            stream = _Decompressing(raw[head:])
+            state = _StateUnpickler(stream).load()
+            if not stream.complete():
+                return None  # cut short or followed by more: not the bytes encode wrote
     except Exception:  # damaged bytes of any kind: the log is the truth, fold it
         return None
     return state if isinstance(state, RunState) else None
