@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
@@ -22,6 +22,15 @@ if TYPE_CHECKING:
     from flock_es.runtime.context import AgentContext
 
 AgentFunction = Callable[..., Any]
+
+
+class HasContext(Protocol):
+    """What carries an agent's context (``TaskRun``): built when first read."""
+
+    @property
+    def ctx(self) -> AgentContext: ...
+
+
 ErrorHandler = Callable[..., Any]
 
 
@@ -86,10 +95,11 @@ class Agent:
             tools=[registry.tool_name(t) for t in self.tools],
         )
 
-    async def call_function(self, ctx: AgentContext, inputs: list[BaseModel], batched: bool) -> Any:
+    async def call_function(self, run: HasContext, inputs: list[BaseModel], batched: bool) -> Any:
+        """Call the agent's function on ``inputs``; ``run.ctx`` is built only if it takes one."""
         assert self.function is not None
         arg: Any = inputs if batched or len(inputs) != 1 else inputs[0]
-        result = self.function(arg, ctx) if self._fn_wants_ctx else self.function(arg)
+        result = self.function(arg, run.ctx) if self._fn_wants_ctx else self.function(arg)
         if isinstance(result, BaseModel):  # the common answer: skip the awaitable checks
             return result
         if inspect.isawaitable(result):

@@ -53,18 +53,43 @@ class AgentContext:
 
 @dataclass(slots=True)
 class TaskRun:
-    """One execution of a task as the runtime tracks it (not visible to the agent)."""
+    """One execution of a task as the runtime tracks it (not visible to the agent).
+
+    Its ``ctx`` is built on first use: most function agents never see one (they
+    take one argument), and building it was a tenth of such a run's cost. Built
+    later, it is the same: it depends on the task's inputs, which are durable
+    before the task starts, and on the recorded ``context_ids``.
+    """
 
     task: TaskView
     agent: Agent
-    ctx: AgentContext
+    state: RunState
     attempt: int
     priority: int
     t0: float
+    context_ids: list[str] | None = None
+    board: BoardSource | None = None
     # The index the task's next model call gets: (task id, index) keys its record.
     calls: int = 0
     # Positions of outputs an orchestrator component blocked (recorded, not scheduled).
     blocked: set[int] = field(default_factory=set)
+    built: AgentContext | None = None
+
+    @property
+    def ctx(self) -> AgentContext:
+        """The agent's context for this execution (one object, built once)."""
+        ctx = self.built
+        if ctx is None:
+            ctx = self.built = build_context(
+                self.state, self.task, self.agent, self.attempt, self.context_ids, self.board
+            )
+        return ctx
+
+    @property
+    def correlation_id(self) -> str | None:
+        """The correlation the task works in (its outputs carry it)."""
+        ctx = self.built
+        return ctx.correlation_id if ctx is not None else correlation_of(self.state, self.task)
 
     def next_call(self) -> int:
         index = self.calls

@@ -47,7 +47,7 @@ from flock_es.redaction import redact_text
 from flock_es.runtime import agent_hooks
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.board_queries import BoardSource
-from flock_es.runtime.context import TaskRun, build_context, correlation_of
+from flock_es.runtime.context import TaskRun, correlation_of
 from flock_es.runtime.eager import Suspended, step
 from flock_es.runtime.eval_types import artifact_for
 from flock_es.runtime.kernel import UNPUBLISHED_TAG, Kernel
@@ -102,8 +102,16 @@ class Executor:
         self, task: TaskView, agent: Agent, attempt: int, context_ids: list[str] | None
     ) -> TaskRun:
         """What one execution of ``task`` needs; records nothing (replay calls this)."""
-        ctx = build_context(self.kernel.state, task, agent, attempt, context_ids, self.board)
-        return TaskRun(task, agent, ctx, attempt, self.priority(task, agent), time.perf_counter())
+        return TaskRun(
+            task,
+            agent,
+            self.kernel.state,
+            attempt,
+            self.priority(task, agent),
+            time.perf_counter(),
+            context_ids,
+            self.board,
+        )
 
     async def outputs(self, run: TaskRun) -> list[BaseModel]:
         """Run the agent on the task's inputs; its outputs, checked against ``.publishes()``."""
@@ -126,7 +134,7 @@ class Executor:
         """The agent's own evaluation: its function, else its model."""
         agent = run.agent
         if agent.function is not None:
-            result = await agent.call_function(run.ctx, inputs, self.batched(run.task, agent))
+            result = await agent.call_function(run, inputs, self.batched(run.task, agent))
             return normalise_outputs(result)
         return await run_model_agent(self.calls, run, inputs)
 
@@ -134,7 +142,7 @@ class Executor:
         """Output ``pos`` of ``run`` as it will be recorded (for orchestrator components)."""
         art = artifact_for(obj, run.agent.name)
         oid = ids.output_id(run.task.id, pos)
-        return dataclasses.replace(art, id=oid, correlation_id=run.ctx.correlation_id)
+        return dataclasses.replace(art, id=oid, correlation_id=run.correlation_id)
 
     async def _vetoes(
         self, run: TaskRun, outputs: list[BaseModel], unpublished: bool
@@ -221,7 +229,7 @@ class Executor:
         if vetoes:
             kernel.apply(vetoes)
         tags = [UNPUBLISHED_TAG] if unpublished else []
-        corr = run.ctx.correlation_id
+        corr = run.correlation_id
         arts = [
             kernel.artifact_event(
                 o,

@@ -34,8 +34,11 @@ def normalise_outputs(result: Any) -> list[BaseModel]:
 
 def check_output_types(agent: Agent, outputs: list[BaseModel]) -> None:
     """Reject outputs of a type the agent does not declare in ``.publishes()``."""
-    if not agent.publishes:
+    publishes = agent.publishes
+    if not publishes:
         return
+    if all(type(o) in publishes for o in outputs):
+        return  # the declared classes themselves: no names to compare
     allowed = {type_name(t) for t in agent.publishes}
     for o in outputs:
         if type_name(type(o)) not in allowed:

@@ -1,0 +1,136 @@
+"""Profile workload (b) in this process: where a run's CPU goes, per thread.
+
+    python bench/profile_b.py                       # def agents, runs/s and CPU per thread
+    python bench/profile_b.py --kind async --items 2000
+    python bench/profile_b.py --yappi 25            # top 25 functions by self time, per thread
+
+Workload (b) as ``bench_core.py`` runs it (8 agents, one output each, durable on
+SQLite in the default durability mode). Without ``--yappi`` it prints the rate
+and the CPU seconds of the main thread and of the writer thread (from
+``/proc/self/task``), so the two sides of a run can be compared A/B without a
+profiler's overhead. ``--yappi N`` (``pip install yappi``) profiles every thread
+in CPU time and prints each thread's top ``N`` functions by self time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+# ``--root DIR`` (first argument) measures the flock-es checked out at DIR (A/B runs).
+_ROOT = sys.argv[2] if len(sys.argv) > 2 and sys.argv[1] == "--root" else None
+sys.path.insert(0, _ROOT or str(Path(__file__).resolve().parent.parent))
+
+from pydantic import BaseModel  # noqa: E402  (after the path is set)
+
+from flock_es import Flock  # noqa: E402
+
+
+class Item(BaseModel):
+    n: int
+
+
+class Out(BaseModel):
+    n: int
+
+
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of each live thread of this process, by name."""
+    tick = os.sysconf("SC_CLK_TCK")
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = names.get(int(tid), f"tid{tid}")
+        name = "writer" if name.startswith("flock-es-writer") else name
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+async def _run(db: Path, kind: str, agents: int, items: int) -> tuple[float, dict[str, float]]:
+    flock = Flock(db=db)
+
+    def fn(x: Item) -> Out:
+        return Out(n=x.n)
+
+    async def afn(x: Item) -> Out:
+        return Out(n=x.n)
+
+    for i in range(agents):
+        flock.agent(f"f{i}").consumes(Item).publishes(Out).with_function(
+            fn if kind == "def" else afn
+        )
+    await flock.start()
+    before = _thread_cpu()
+    t0 = time.perf_counter()
+    await flock.publish_many([Item(n=i) for i in range(items)])
+    await flock.run_until_idle()
+    wall = time.perf_counter() - t0
+    after = _thread_cpu()
+    await flock.close()
+    cpu = {k: v - before.get(k, 0.0) for k, v in after.items()}
+    return wall, cpu
+
+
+def _fresh(kind: str, agents: int, items: int) -> tuple[float, dict[str, float]]:
+    with tempfile.TemporaryDirectory() as d:
+        return asyncio.run(_run(Path(d) / "b.db", kind, agents, items))
+
+
+def _yappi_report(top: int) -> None:
+    import yappi  # type: ignore[import-not-found]
+
+    names = {t.id: t.name for t in yappi.get_thread_stats()}
+    for tid, tname in names.items():
+        stats: Any = yappi.get_func_stats(filter={"ctx_id": tid})
+        stats.sort("tsub", "desc")
+        total = sum(s.tsub for s in stats)
+        if total < 0.05:
+            continue
+        print(f"\n== thread {tname} ({tid}): {total:.2f} s self time in Python functions")
+        for s in list(stats)[:top]:
+            where = f"{Path(s.module).name}:{s.lineno}"
+            print(f"{s.tsub:7.3f}s {s.ncall:9d}  {s.name}  ({where})")
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="profile_b.py")
+    ap.add_argument("--kind", choices=("def", "async"), default="def")
+    ap.add_argument("--agents", type=int, default=8)
+    ap.add_argument("--items", type=int, default=2000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--yappi", type=int, default=0, metavar="TOP")
+    ap.add_argument("--root", help="the flock-es checkout to measure (default: this one)")
+    args = ap.parse_args(argv)
+    _fresh(args.kind, args.agents, 100)  # warm-up: imports and first-call caches
+    runs = args.agents * args.items
+    if args.yappi:
+        import yappi
+
+        yappi.set_clock_type("cpu")
+        yappi.start(builtins=True)
+        wall, _ = _fresh(args.kind, args.agents, args.items)
+        yappi.stop()
+        print(f"{args.kind}: {runs / wall:,.0f} runs/s under yappi")
+        _yappi_report(args.yappi)
+        return 0
+    for _ in range(args.repeats):
+        wall, cpu = _fresh(args.kind, args.agents, args.items)
+        per = "  ".join(f"{k} {v / runs * 1e6:.1f}" for k, v in sorted(cpu.items()) if v)
+        print(f"{args.kind}: {runs / wall:8,.0f} runs/s   CPU µs/run: {per}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
