@@ -51,6 +51,7 @@ def main(argv: list[str]) -> int:
             f"{args.kind:5s} {root}: {rate:8,.0f} runs/s  main {main_cpu:5.1f} µs/run  "
             f"writer {writer:5.1f} µs/run  (n={len(rows)})"
         )
+        print("      runs/s each: " + " ".join(f"{r[0]:,.0f}" for r in rows))
     return 0
 
 

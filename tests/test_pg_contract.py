@@ -64,3 +64,39 @@ def test_an_empty_database_is_no_log_until_first_write(pg_url: str, tmp_path: Pa
     with open_store(pg_url).reader() as r:
         assert r.last_seq() == 1
         assert r.query("SELECT count(*) FROM spans") == [(0,)]
+
+
+def test_spans_of_completions_without_a_start(pg_url: str) -> None:  # noqa: F811
+    """PostgreSQL's spans view, as SQLite's: a completion with no task.started before it
+    (an inline function run) is a span that ends there and starts duration_ms before."""
+    import asyncio
+
+    from tests.test_spans_view import done, failed, go, own
+
+    async def write() -> None:
+        w = await open_store(pg_url).open_writer()
+        await w.append([started("r1")])
+        await w.append(
+            [
+                own("r1", "t-inline", 1, 20.0, 500.0),
+                go("r1", "t-retry", 1, 10.0),
+                failed("r1", "t-retry", 1, 11.0),
+                own("r1", "t-retry", 2, 12.0, 250.0),
+                go("r1", "t-paired", 1, 16.0),
+                done("r1", "t-paired", 1, 17.0),
+            ]
+        )
+        await w.close()
+
+    asyncio.run(write())
+    with open_store(pg_url).reader() as r:
+        rows = r.query(
+            "SELECT task_id, attempt, status, start_ts, end_ts, duration_ms, name FROM spans "
+            "ORDER BY task_id, attempt"
+        )
+    assert [tuple(row) for row in rows] == [
+        ("t-inline", 1, "ok", 19.5, 20.0, 500.0, "f.execute"),
+        ("t-paired", 1, "ok", 16.0, 17.0, 1000.0, "a.execute"),
+        ("t-retry", 1, "error", 10.0, 11.0, 1000.0, "a.execute"),
+        ("t-retry", 2, "ok", 11.75, 12.0, 250.0, "f.execute"),
+    ]

@@ -31,6 +31,7 @@ from flock_es.domain.events import (
     EventKind,
     ModelAttempt,
     ModelCalled,
+    TaskCompleted,
     TaskFailed,
     TaskStarted,
     TaskStatus,
@@ -149,8 +150,12 @@ def task_detail(state: RunState, index: RunIndex, reader: EventReader, tid: str)
         d.body.extend(_artifact_block(state, aid, "input"))
         d.links.append(Link(f"input  {_label(state, aid)}", "artifact", aid))
     calls: list[dict[str, Any]] = []
+    prev: EventKind | None = None
     for e in events:
+        if e.kind is EventKind.TASK_COMPLETED and prev is not EventKind.TASK_STARTED:
+            d.body.append(_own_start(body_as(e, TaskCompleted), e.ts))
         d.body.extend(_event_block(e, calls))
+        prev = e.kind
     d.data["model_calls"] = calls
     for aid in t.outputs:
         d.body.extend(_artifact_block(state, aid, "output"))
@@ -161,6 +166,12 @@ def task_detail(state: RunState, index: RunIndex, reader: EventReader, tid: str)
 def _label(state: RunState, aid: str) -> str:
     a = state.artifacts.get(aid)
     return f"{a.type} {aid} by {a.produced_by}" if a is not None else aid
+
+
+def _own_start(done: TaskCompleted, ts: float) -> RenderableType:
+    """The start of an attempt that recorded none (an inline run: its completion says)."""
+    began = ts - float(done.get("duration_ms", 0.0)) / 1000.0
+    return Rule(f"attempt {done.get('attempt', 1)} started {fmt_iso(began)}", align="left")
 
 
 def _event_block(e: Event, calls: list[dict[str, Any]]) -> list[RenderableType]:

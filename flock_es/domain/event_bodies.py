@@ -226,6 +226,10 @@ class McpListed(TypedDict):
 
 
 class TaskCompleted(TypedDict):
+    """A task's outputs are recorded. An inline function run that finished on its
+    first step has no ``task.started``: its completion, in the same unit, is its
+    start too (at ``ts - duration_ms``, attempt ``attempt``)."""
+
     task_id: str
     agent: str
     outputs: list[str]

@@ -20,9 +20,20 @@ from flock_es.domain.events import (
     body_field,
 )
 
-__all__ = ["ATTEMPT", "DONE", "FAILED", "PROGRAM_HASH", "STARTED", "STARTED_AGENT"]
+__all__ = [
+    "ATTEMPT",
+    "DONE",
+    "DONE_AGENT",
+    "DURATION",
+    "FAILED",
+    "PROGRAM_HASH",
+    "STARTED",
+    "STARTED_AGENT",
+]
 
 STARTED_AGENT = body_field(TaskStarted, "agent")
+DONE_AGENT = body_field(TaskCompleted, "agent")
+DURATION = body_field(TaskCompleted, "duration_ms")
 # An attempt ends with the completion or failure that carries the same attempt number.
 ATTEMPT = body_field(TaskStarted, "attempt")
 assert ATTEMPT == body_field(TaskCompleted, "attempt") == body_field(TaskFailed, "attempt")

@@ -102,7 +102,10 @@ class _Builder:
         elif kind is EventKind.TASK_STARTED:
             self.task_started(e, body_as(e, TaskStarted), self.run)
         elif kind is EventKind.TASK_COMPLETED:
-            self.task_done(e, body_as(e, TaskCompleted)["task_id"], None)
+            done = body_as(e, TaskCompleted)
+            if done["task_id"] not in self.tasks:  # its own start (an inline function run)
+                self.task_started(e, _start_of(done), self.run, e.ts - _took(done))
+            self.task_done(e, done["task_id"], None)
         elif kind is EventKind.TASK_FAILED:
             failed = body_as(e, TaskFailed)
             error = f"{failed.get('error_type', 'Exception')}: {failed.get('error', '')}"
@@ -137,9 +140,12 @@ class _Builder:
             self.run.attributes["flock_es.fork_seq"] = b.get("fork_seq") or 0
         self.out.append(self.run)
 
-    def task_started(self, e: Event, b: TaskStarted, run: SpanSpec) -> None:
+    def task_started(
+        self, e: Event, b: TaskStarted, run: SpanSpec, at: float | None = None
+    ) -> None:
+        start = e.ts if at is None else at
         key = f"task:{b['task_id']}:{b.get('attempt', 1)}"
-        span = SpanSpec(key, f"{b['agent']}.execute", e.ts, e.ts, run.key)
+        span = SpanSpec(key, f"{b['agent']}.execute", start, start, run.key)
         span.attributes = {
             "gen_ai.operation.name": "invoke_agent",
             "gen_ai.agent.name": b["agent"],
@@ -164,6 +170,15 @@ class _Builder:
         if self.run is not None and self.run.end <= self.run.start:
             self.run.end = self.last
         return self.out
+
+
+def _start_of(done: TaskCompleted) -> TaskStarted:
+    """The start a completion stands for (no task.started was recorded)."""
+    return {"task_id": done["task_id"], "agent": done["agent"], "attempt": done.get("attempt", 1)}
+
+
+def _took(done: TaskCompleted) -> float:
+    return float(done.get("duration_ms", 0.0)) / 1000.0
 
 
 def _child_span(key: str, name: str, e: Event, took_ms: float, task: SpanSpec | None) -> SpanSpec:

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from flock_es.errors import DatabaseError
-from flock_es.log.body_paths import ATTEMPT, DONE, FAILED, STARTED, STARTED_AGENT
 from flock_es.log.query_models import ARTIFACT_COLUMNS, QUERY_INDEXES, SQLITE_QUERY_TABLES
+from flock_es.log.spans_view import SQLITE_SPANS
 
 __all__ = [
     "APPLICATION_ID",
@@ -45,12 +45,13 @@ __all__ = [
 ]
 
 APPLICATION_ID = 0x464C4553  # "FLES": tells our files from other SQLite files
-DB_SCHEMA_VERSION = 5
+DB_SCHEMA_VERSION = 6
 """2: the ``owners`` lease table; ``spans`` joins on run_id too (forks copy task ids).
 3: the store queries' read models (``flock_es.log.query_models``).
 4: ``snapshots`` of the folded state (``flock_es.projection.snapshot``).
 5: no digest-keyed index on the hot path: ``artifacts``, ``artifact_tags`` and
-``consumptions`` lose their primary keys; ids are indexed by epoch (``query_models``)."""
+``consumptions`` lose their primary keys; ids are indexed by epoch (``query_models``).
+6: ``spans`` also from completions that were their own start (``log/spans_view.py``)."""
 BUSY_TIMEOUT_MS = 10_000
 WRITER_CHECK_SECONDS = 1.0  # integrity check before appending (bounded; see verify)
 READER_CHECK_SECONDS = 0.2  # before a command reads (the TUI's first paint stays fast)
@@ -71,13 +72,6 @@ WRITER_PRAGMAS = (
     "PRAGMA wal_autocheckpoint=10000",
 )
 
-# The spans view's fields and kinds (named through the event definitions in body_paths).
-_AGENT = f"json_extract(s.body, '$.{STARTED_AGENT}')"
-_START_ATTEMPT = f"json_extract(s.body, '$.{ATTEMPT}')"
-_TASK_ATTEMPT = f"json_extract(t.body, '$.{ATTEMPT}')"
-_END_ATTEMPT = f"json_extract(t.end_body, '$.{ATTEMPT}')"
-_STARTED, _DONE, _FAILED = STARTED, DONE, FAILED
-
 _QUERY_COLUMNS = ",\n    ".join(
     f"{name} {kind}{' NOT NULL' if default != 'NULL' else ''} DEFAULT {default}"
     for name, kind, _, default in ARTIFACT_COLUMNS
@@ -96,7 +90,7 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_run ON events(run_id, seq);
 -- No index on task_id: task ids are digests, so such an index takes a random-key
 -- insert per task event and its write cost grows with the log (issue 14). Files
--- made before keep theirs (and their spans view); nothing needs it.
+-- made before keep theirs; nothing needs it.
 
 -- Read models: written in the same transaction as their events, rebuildable from them.
 CREATE TABLE IF NOT EXISTS runs (
@@ -125,39 +119,8 @@ CREATE TABLE IF NOT EXISTS artifacts (
 {SQLITE_QUERY_TABLES}
 {QUERY_INDEXES}
 
--- The tutorial's trace query ("SELECT name, start_time, duration_ms FROM spans")
--- works on this view: one span per task.started (per attempt), named <agent>.execute.
--- An attempt ends with the next event of its task (in its run: a fork copies its
--- parent's task ids) when that is the completion or failure of the same attempt;
--- one that never ended (a crash, a fork point) is 'unfinished' with no duration.
--- A window over the task events, so it needs no index on task_id.
-CREATE VIEW IF NOT EXISTS spans AS
-SELECT
-    s.run_id                                          AS run_id,
-    {_AGENT} || '.execute'     AS name,
-    strftime('%Y-%m-%dT%H:%M:%fZ', s.ts, 'unixepoch') AS start_time,
-    CASE WHEN s.ended THEN (s.end_ts - s.ts) * 1000.0 END AS duration_ms,
-    s.task_id                                         AS task_id,
-    {_START_ATTEMPT}                 AS attempt,
-    CASE WHEN NOT s.ended THEN 'unfinished' WHEN s.end_kind = '{_DONE}' THEN 'ok'
-         ELSE 'error' END                             AS status,
-    s.ts                                              AS start_ts,
-    CASE WHEN s.ended THEN s.end_ts END               AS end_ts
-FROM (
-    SELECT t.*,
-           coalesce(t.end_kind IN ('{_DONE}', '{_FAILED}')
-                    AND {_END_ATTEMPT} = {_TASK_ATTEMPT}, 0) AS ended
-    FROM (
-        SELECT run_id, task_id, kind, ts, body, seq,
-               lead(kind) OVER w AS end_kind,
-               lead(ts) OVER w   AS end_ts,
-               lead(body) OVER w AS end_body
-        FROM events
-        WHERE kind IN ('{_STARTED}', '{_DONE}', '{_FAILED}')
-        WINDOW w AS (PARTITION BY run_id, task_id ORDER BY seq)
-    ) AS t
-) AS s
-WHERE s.kind = '{_STARTED}';
+-- The tutorial's trace query works on the spans view (log/spans_view.py).
+{SQLITE_SPANS}
 
 -- Snapshots of a run's folded state at seq (flock_es.projection.snapshot): where
 -- resume and show --at start folding. A cache, not a read model of record: any row
@@ -315,6 +278,8 @@ MIGRATIONS: dict[int, str] = {
     # 2 -> 3: artifacts_type gives way to artifacts_type_seq (pages in seq order); the
     # table is made anew (_drop_keys) and filled by re-deriving the models.
     2: "DROP INDEX IF EXISTS artifacts_type;",
+    # 5 -> 6: the spans view, remade by DDL (completions that were their own start).
+    5: "DROP VIEW IF EXISTS spans;",
 }
 
 

@@ -201,6 +201,12 @@ def _completed(s: RunState, e: Event, b: TaskCompleted) -> None:
     t = s.tasks.get(b["task_id"])
     if t is None or t.status is TaskStatus.COMPLETED:
         return
+    if t.status is TaskStatus.SCHEDULED:
+        # Started and finished in one unit without a task.started (an inline function
+        # run): the completion carries the attempt, and its duration gives the start.
+        t.attempt = b.get("attempt", 1)
+        t.started_at = e.ts - b.get("duration_ms", 0.0) / 1000.0
+        t.worker = None
     a = _finish(s, e, t)
     t.status = TaskStatus.COMPLETED
     t.outputs = list(b["outputs"])

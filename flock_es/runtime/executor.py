@@ -187,21 +187,25 @@ class Executor:
         who = agent.identity()
         return [i for i in candidates if visible_to(arts[i].visibility, who, arts[i].released)]
 
+    def _started_event(self, task: TaskView, agent: Agent) -> tuple[Event, list[str] | None]:
+        """``task.started`` of the next attempt of ``task`` (not applied), and its context ids."""
+        body: TaskStarted = {"task_id": task.id, "agent": agent.name, "attempt": task.attempt + 1}
+        context = self._context_ids(task, agent) if agent.with_context else None
+        if context is not None:
+            body["context"] = context
+        if self.worker is not None:
+            body["worker"] = self.worker
+        return trusted_event(self.kernel.run_id, EventKind.TASK_STARTED, body, time.time()), context
+
     def start(self, task: TaskView, agent: Agent, unit: list[Event] | None = None) -> TaskRun:
         """Record ``task.started`` and build what the agent sees.
 
         With ``unit``, the event is applied and added to it (the caller commits the
         unit) instead of being queued on its own.
         """
-        attempt = task.attempt + 1
-        body: TaskStarted = {"task_id": task.id, "agent": agent.name, "attempt": attempt}
-        context = self._context_ids(task, agent) if agent.with_context else None
-        if context is not None:
-            body["context"] = context
-        if self.worker is not None:
-            body["worker"] = self.worker
+        attempt = task.attempt + 1  # before the event is applied
+        event, context = self._started_event(task, agent)
         kernel = self.kernel
-        event = trusted_event(kernel.run_id, EventKind.TASK_STARTED, body, time.time())
         if unit is None:
             # Not awaited: the writer keeps order, so later events of this task commit after it.
             kernel.record([event])
@@ -209,6 +213,32 @@ class Executor:
             kernel.apply([event])
             unit.append(event)
         return self.prepare(task, agent, attempt, context)
+
+    def _start_inline(self, task: TaskView, agent: Agent, unit: list[Event]) -> TaskRun:
+        """``start`` for a run of ``execute_inline``: its ``task.started`` is held back.
+
+        A run that completes on its first step records no ``task.started`` at all:
+        its ``task.completed`` (attempt, duration) says when it started, in the same
+        unit, and the fold starts it there. One that suspends or fails gets its
+        ``task.started`` (``_held_start``) as before. A start that carries more than
+        the attempt (context ids, a worker, orchestrator components watching) is
+        recorded as before.
+        """
+        if agent.with_context or self.worker is not None or self.orchestrator is not None:
+            return self.start(task, agent, unit)
+        event, context = self._started_event(task, agent)
+        run = self.prepare(task, agent, task.attempt + 1, context)
+        run.held_start = event
+        return run
+
+    def _held_start(self, run: TaskRun) -> list[Event]:
+        """The held ``task.started`` of ``run``, applied now (empty if none is held)."""
+        event = run.held_start
+        if event is None:
+            return []
+        run.held_start = None
+        self.kernel.apply([event])
+        return [event]
 
     def completion(
         self,
@@ -295,9 +325,10 @@ class Executor:
         except FATAL:
             raise
         except Exception as exc:
+            started = self._held_start(run)  # a failure follows its start (attempts count)
             failed = self.failure(run.task, exc, run.t0)
             self.kernel.apply([failed])
-            return [failed], exc
+            return [*started, failed], exc
 
     async def execute(self, task: TaskView, unpublished: bool = False) -> Outcome:
         """Start, run and finish one task; its outcome is committed before this returns."""
@@ -330,13 +361,13 @@ class Executor:
         """Run a chunk of function-agent tasks back to back; commit them as one unit.
 
         Each run is stepped at once (``eager.step``). One that finishes without
-        waiting (every ``def`` agent, most ``async def`` ones) adds its
-        ``task.started``, outputs and ``task.completed`` to the chunk's unit: no
-        asyncio task and no commit of its own. One that suspends is finished by a
-        task of its own (``spawn``), which commits its outcome after the chunk's
-        unit (that holds its ``task.started``). An agent with components queues its
-        start on its own, as elsewhere: its hooks may record events before the
-        chunk commits, and those must follow its start.
+        waiting (every ``def`` agent, most ``async def`` ones) adds its outputs and
+        ``task.completed`` to the chunk's unit (its start is in the completion, see
+        ``_start_inline``): no asyncio task and no commit of its own. One that
+        suspends is finished by a task of its own (``spawn``), which commits its
+        outcome after the chunk's unit (that holds its ``task.started``). An agent
+        with components queues its start on its own, as elsewhere: its hooks may
+        record events before the chunk commits, and those must follow its start.
         """
         events: list[Event] = []
         failures: list[tuple[TaskRun, Exception]] = []
@@ -345,9 +376,10 @@ class Executor:
         for task in tasks:
             agent = agents[task.agent]
             hooked = bool(agent.utilities or agent.engines)
-            run = self.start(task, agent, None if hooked else events)
+            run = self.start(task, agent) if hooked else self._start_inline(task, agent, events)
             done, value, ctx = step(self._settled(run, False))
             if not done:
+                events.extend(self._held_start(run))
                 rest = cast("Suspended[tuple[list[Event], Outcome]]", value)
                 spawn(self._resumed(run, rest), f"flock-es:{task.id}", ctx)
                 continue
