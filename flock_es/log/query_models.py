@@ -37,6 +37,7 @@ from flock_es.domain.events import (
 
 __all__ = [
     "ARTIFACT_COLUMNS",
+    "CONSUMPTIONS_HEAD",
     "EPOCH",
     "EPOCH_BITS",
     "PG_QUERY_DDL",
@@ -221,6 +222,11 @@ SQLITE = Dialect("?", "OR IGNORE ", "")
 POSTGRES = Dialect("%s", "", " ON CONFLICT DO NOTHING")
 
 
+_CONSUMPTION_COLUMNS = "run_id, artifact_id, task_id, agent, seq, ts"
+CONSUMPTIONS_HEAD = f"INSERT OR IGNORE INTO consumptions({_CONSUMPTION_COLUMNS})"
+"""SQLite's insert of ``QueryRows.consumptions`` without its VALUES (multi-row inserts)."""
+
+
 def statements(rows: QueryRows, d: Dialect) -> list[tuple[str, list[tuple[Any, ...]]]]:
     """The statements (with their rows) that apply ``rows``; empty ones are left out."""
     # Only an artifact with a non-public visibility is ever released: the partial index
@@ -232,10 +238,7 @@ def statements(rows: QueryRows, d: Dialect) -> list[tuple[str, list[tuple[Any, .
     )
     pairs = (
         (d.insert("artifact_tags", "run_id, id, tag, seq"), rows.tags),
-        (
-            d.insert("consumptions", "run_id, artifact_id, task_id, agent, seq, ts"),
-            rows.consumptions,
-        ),
+        (d.insert("consumptions", _CONSUMPTION_COLUMNS), rows.consumptions),
         (release, rows.released),
     )
     return [(sql, args) for sql, args in pairs if args]

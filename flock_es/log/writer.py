@@ -34,14 +34,17 @@ from flock_es.log.group_commit import ThreadDrain
 from flock_es.log.ports import Durability, Lease
 from flock_es.log.schema import PRAGMAS, WRITER_PRAGMAS, check_database, storage_error
 from flock_es.log.sqlite_file import ensure_schema
+from flock_es.log.sqlite_rows import insert_rows
 
 __all__ = ["PAID_KINDS", "LogWriter", "dumps", "read_model_rows", "rebuild_read_models"]
 
-_INSERT_EVENT = "INSERT INTO events(seq, run_id, kind, ts, v, task_id, body) VALUES (?,?,?,?,?,?,?)"
-_INSERT_ARTIFACT = (
+# Heads of multi-row inserts (``sqlite_rows.insert_rows`` adds the VALUES).
+_EVENTS_HEAD = "INSERT INTO events(seq, run_id, kind, ts, v, task_id, body)"
+_ARTIFACTS_HEAD = (
     "INSERT INTO artifacts(id, run_id, type, produced_by, seq, ts, payload, "
-    "task_id, correlation_id, vis_kind, visibility) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+    "task_id, correlation_id, vis_kind, visibility)"
 )
+_INSERT_ARTIFACT = f"{_ARTIFACTS_HEAD} VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 _INSERT_RUN = (
     "INSERT OR REPLACE INTO runs(run_id, program, model, started_at, status, parent_run, "
     "fork_seq, first_seq, last_seq, events) VALUES (?,?,?,?,?,?,?,?,?,0)"
@@ -116,19 +119,23 @@ def read_model_rows(
 def write_events(conn: sqlite3.Connection, events: list[Event], last_seq: int) -> None:
     """Insert ``events`` after ``last_seq`` (assigning their seqs) with their read-model
     rows, inside the caller's ``BEGIN IMMEDIATE`` transaction."""
-    # The rows are made as SQLite takes them, never held as a list: a unit of a large
-    # publish (900,000 events) held its rows and their JSON at once, a third of the
-    # run's peak memory (issue 14).
-    conn.executemany(_INSERT_EVENT, _event_rows(events, last_seq))
+    # The rows are made as SQLite takes them, a chunk at a time, never held as a list:
+    # a unit of a large publish (900,000 events) held its rows and their JSON at once,
+    # a third of the run's peak memory (issue 14).
+    insert_rows(conn, _EVENTS_HEAD, 7, _event_rows(events, last_seq))
     runs, finished, arts, touch = read_model_rows(events)
     if runs:
         conn.executemany(_INSERT_RUN, runs)
     if arts:
-        conn.executemany(_INSERT_ARTIFACT, arts)
+        insert_rows(conn, _ARTIFACTS_HEAD, 11, arts)
     if finished:
         conn.executemany(_FINISH_RUN, finished)
     conn.executemany(_TOUCH_RUN, touch)
-    for sql, args in qm.statements(qm.query_model_rows(events), qm.SQLITE):
+    query = qm.query_model_rows(events)
+    if query.consumptions:
+        insert_rows(conn, qm.CONSUMPTIONS_HEAD, 6, query.consumptions)
+        query.consumptions = []
+    for sql, args in qm.statements(query, qm.SQLITE):
         conn.executemany(sql, args)
 
 

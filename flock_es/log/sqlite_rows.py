@@ -1,0 +1,70 @@
+"""Many rows in few statements: ``INSERT ... VALUES (...), (...), ...`` in chunks.
+
+``executemany`` steps SQLite once per row, and CPython's ``sqlite3`` releases
+the GIL around each step and takes it back after. The writer thread then waits
+for the GIL once per row, and while the event loop's thread is busy each wait
+can last a switch interval (5 ms): the two threads took turns instead of
+overlapping, and the writer's part of a run cost as much as the rest of it
+(issue 14). One statement per chunk of rows is one step and one wait for the
+whole chunk; SQLite also does less per row (one statement, bound once).
+
+Chunks are ``CHUNK`` rows, and a last short chunk is split into powers of two,
+so a connection prepares a handful of statement texts per table (the
+``sqlite3`` statement cache keeps them) instead of one per commit size. Rows
+may come from an iterator: at most one chunk of them is held at a time.
+
+Example::
+
+    insert_rows(con, "INSERT INTO t(a, b)", 2, [(1, "x"), (2, "y")])
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from functools import lru_cache
+from itertools import chain, islice
+from typing import Any
+
+__all__ = ["CHUNK", "insert_rows"]
+
+CHUNK = 1024
+"""Rows per statement (a power of two); SQLite >= 3.32 allows 32,766 parameters."""
+
+
+@lru_cache(maxsize=256)
+def _statement(head: str, ncols: int, rows: int) -> str:
+    one = "(" + ",".join("?" * ncols) + ")"
+    return f"{head} VALUES {','.join([one] * rows)}"
+
+
+def _limit(conn: sqlite3.Connection, ncols: int) -> int:
+    """Rows per statement on ``conn`` (older SQLite allows only 999 parameters)."""
+    per = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // ncols
+    size = CHUNK
+    while size > per and size > 1:
+        size //= 2
+    return size
+
+
+def insert_rows(
+    conn: sqlite3.Connection, head: str, ncols: int, rows: Iterable[tuple[Any, ...]]
+) -> None:
+    """Run ``head VALUES (...), ...`` over ``rows`` (tuples of ``ncols`` values) in chunks."""
+    size = _limit(conn, ncols)
+    it = iter(rows)
+    while True:
+        chunk = list(islice(it, size))
+        n = len(chunk)
+        if n == 0:
+            return
+        start = 0
+        part = size
+        while start < n:  # a full chunk in one go; a short one in powers of two
+            while part > n - start:
+                part //= 2
+            flat = list(chain.from_iterable(chunk[start : start + part]))
+            conn.execute(_statement(head, ncols, part), flat)
+            start += part
+        if n < size:
+            return
