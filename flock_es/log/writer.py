@@ -54,6 +54,10 @@ _TOUCH_RUN = "UPDATE runs SET last_seq=?, events=events+? WHERE run_id=?"
 
 # Each kind's text, looked up once per event row (an enum's .value is a property call).
 _KIND_TEXT = {k: k.value for k in EventKind}
+# Enum members bound to module globals for the hot paths: in Python 3.11 ``Kind.X``
+# goes through the enum metaclass's attribute hook, about 3x a global's cost.
+_RUN_STARTED, _RUN_FINISHED = EventKind.RUN_STARTED, EventKind.RUN_FINISHED
+_RUN_RESUMED, _PUBLISHED = EventKind.RUN_RESUMED, EventKind.ARTIFACT_PUBLISHED
 
 PAID_KINDS = frozenset({EventKind.MODEL_CALLED, EventKind.TOOL_CALLED})
 """Kinds whose commit carries something paid for; in ``full`` durability it is fsynced."""
@@ -76,7 +80,8 @@ def read_model_rows(
     touched: dict[str, list[int]] = defaultdict(list)
     for e in events:
         # Each body is read through its kind's definition: mypy checks these keys.
-        if e.kind is EventKind.RUN_STARTED:
+        kind = e.kind
+        if kind is _RUN_STARTED:
             rs = body_as(e, RunStarted)
             runs.append(
                 (
@@ -91,11 +96,11 @@ def read_model_rows(
                     e.seq,
                 )
             )
-        elif e.kind is EventKind.RUN_FINISHED:
+        elif kind is _RUN_FINISHED:
             finished.append((e.ts, body_as(e, RunFinished)["status"], e.run_id))
-        elif e.kind is EventKind.RUN_RESUMED:
+        elif kind is _RUN_RESUMED:
             finished.append((None, "running", e.run_id))
-        elif e.kind is EventKind.ARTIFACT_PUBLISHED:
+        elif kind is _PUBLISHED:
             a = body_as(e, ArtifactPublished)
             arts.append(
                 (

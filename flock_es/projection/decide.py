@@ -98,6 +98,13 @@ class SubscriptionIndex:
         return None
 
 
+# Each reason's text (an enum's .value is a property call; this runs once per task).
+_REASON_TEXT = {r: r.value for r in ScheduleReason}
+# Enum members bound to module globals for the hot paths: in Python 3.11 ``Kind.X``
+# goes through the enum metaclass's attribute hook, about 3x a global's cost.
+_SCHEDULED_KIND, _MATCH = EventKind.TASK_SCHEDULED, ScheduleReason.MATCH
+
+
 def schedule(
     state: RunState,
     agent: str,
@@ -112,9 +119,9 @@ def schedule(
         "agent": agent,
         "sub_index": sub_index,
         "inputs": inputs,
-        "reason": reason.value,
+        "reason": _REASON_TEXT[reason],
     }
-    return trusted_event(state.run_id, EventKind.TASK_SCHEDULED, body, now)
+    return trusted_event(state.run_id, _SCHEDULED_KIND, body, now)
 
 
 def decide_artifact(
@@ -181,7 +188,7 @@ def decide_artifact(
         if gated:
             out.extend(caused)
         elif sub.batch is None and _limit(state, index) is None:
-            out.append(schedule(state, sub.agent, sub.index, [art.id], ScheduleReason.MATCH, now))
+            out.append(schedule(state, sub.agent, sub.index, [art.id], _MATCH, now))
         else:
             out.extend(_to_batch(state, sub, [art.id], now, fire))
     return out

@@ -112,9 +112,12 @@ class Engine:
         inline: list[str] = []
         timers = self.timers
         unreleased = self.kernel.state.unreleased
+        # Locals: an enum member read off its class costs several global reads (3.11).
+        scheduled_kind, batch_kind = EventKind.TASK_SCHEDULED, EventKind.BATCH_BUFFERED
+        gate_kind, published = EventKind.GATE_BUFFERED, EventKind.ARTIFACT_PUBLISHED
         for e in events:
             kind = e.kind
-            if kind is EventKind.TASK_SCHEDULED:
+            if kind is scheduled_kind:
                 scheduled = body_as(e, TaskScheduled)
                 if scheduled["sub_index"] == INVOKE_SUB:
                     continue
@@ -123,16 +126,16 @@ class Engine:
                     inline.append(tid)
                 else:
                     self.launch(tid)
-            elif kind is EventKind.BATCH_BUFFERED:
+            elif kind is batch_kind:
                 batched = body_as(e, BatchBuffered)
                 if batched.get("deadline") is not None:
                     timers.arm_batch(batched["agent"], batched["sub_index"])
-            elif kind is EventKind.GATE_BUFFERED:
+            elif kind is gate_kind:
                 gated = body_as(e, GateBuffered)
                 deadline = gated.get("deadline")
                 if deadline is not None:
                     timers.arm_join(gated["agent"], gated["sub_index"], gated["key"], deadline)
-            elif kind is EventKind.ARTIFACT_PUBLISHED:
+            elif kind is published:
                 aid = body_as(e, ArtifactPublished)["id"]
                 if aid in unreleased:
                     timers.arm_release(aid)
