@@ -150,12 +150,15 @@ def task_detail(state: RunState, index: RunIndex, reader: EventReader, tid: str)
         d.body.extend(_artifact_block(state, aid, "input"))
         d.links.append(Link(f"input  {_label(state, aid)}", "artifact", aid))
     calls: list[dict[str, Any]] = []
-    prev: EventKind | None = None
+    started: set[int] = set()  # attempts whose task.started is among the events
     for e in events:
-        if e.kind is EventKind.TASK_COMPLETED and prev is not EventKind.TASK_STARTED:
-            d.body.append(_own_start(body_as(e, TaskCompleted), e.ts))
+        if e.kind is EventKind.TASK_STARTED:
+            started.add(body_as(e, TaskStarted).get("attempt", 1))
+        elif e.kind is EventKind.TASK_COMPLETED:
+            done = body_as(e, TaskCompleted)
+            if done.get("attempt", 1) not in started:
+                d.body.append(_own_start(done, e.ts))
         d.body.extend(_event_block(e, calls))
-        prev = e.kind
     d.data["model_calls"] = calls
     for aid in t.outputs:
         d.body.extend(_artifact_block(state, aid, "output"))
