@@ -120,28 +120,28 @@ async def test_a_completion_without_a_start_is_a_span_of_its_own(tmp_path: Path)
     ]
 
 
-async def test_a_schema_4_file_gets_the_new_spans_view_on_upgrade(tmp_path: Path) -> None:
+async def test_a_schema_5_file_gets_the_new_spans_view_on_upgrade(tmp_path: Path) -> None:
     from flock_es.log.schema import DB_SCHEMA_VERSION
 
     db = tmp_path / "old.db"
     w = await LogWriter.open(db)
     await w.append([started("r1"), go("r1", "t-a", 1, 1.0), done("r1", "t-a", 1, 2.0)])
     await w.close()
-    con = sqlite3.connect(db)  # as schema 4 left it: the view knew only task.started
+    con = sqlite3.connect(db)  # as schema 5 left it: the view knew only task.started
     con.execute("DROP VIEW spans")
     con.execute(
         "CREATE VIEW spans AS SELECT run_id, task_id, 1 AS attempt, 'ok' AS status, "
         "ts AS start_ts, NULL AS end_ts, NULL AS duration_ms, 'old' AS name "
         "FROM events WHERE kind = 'task.started'"
     )
-    con.execute("PRAGMA user_version = 4")
+    con.execute("PRAGMA user_version = 5")
     con.commit()
     con.close()
     w = await LogWriter.open(db)  # a writer upgrades the file
     await w.append([own("r1", "t-b", 1, 5.0, 1000.0)])
     await w.close()
     con = sqlite3.connect(db)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == DB_SCHEMA_VERSION == 5
+    assert con.execute("PRAGMA user_version").fetchone()[0] == DB_SCHEMA_VERSION == 6
     con.close()
     assert _spans(db) == [
         ("t-a", 1, "ok", 1.0, 2.0, 1000.0, "a.execute"),
