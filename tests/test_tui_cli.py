@@ -41,12 +41,15 @@ def test_missing_database_folder_or_run(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_waits_for_a_database_on_a_real_terminal(tmp_path: Path) -> None:
+    # A relative path: the status line says "<db>: waiting for a database…", and a
+    # long temporary path (pytest-xdist's adds a folder) wraps the words we look for.
     code, out = run_in_pty(
-        ["tui", "--db", str(tmp_path / "new.db")],
+        ["tui", "--db", "new.db"],
         cols=100,
         rows=30,
         keys=b"q",
         ready=b"waiting for a database",
+        cwd=tmp_path,
     )
     assert code == 0, out[-2000:]
     assert "waiting for a database" in out
@@ -77,6 +80,7 @@ def run_in_pty(
     keys: bytes = b"",
     wait: float = 20.0,
     ready: bytes = b"Agents",
+    cwd: Path | None = None,
 ) -> tuple[int, str]:
     """Run ``flock-es ARGS`` on a real pseudo-terminal of ``cols`` x ``rows``; type
     ``keys`` once the screen shows ``ready`` (waiting on what the test looks for, not
@@ -90,6 +94,7 @@ def run_in_pty(
         stderr=slave,
         env=env,
         close_fds=True,
+        cwd=cwd,
     )
     os.close(slave)
     out = b""
