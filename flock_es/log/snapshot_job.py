@@ -28,7 +28,13 @@ from flock_es.log.snapshots import save_snapshot, start_state
 from flock_es.projection.fold import apply
 from flock_es.projection.snapshot import SNAPSHOT_EVERY, collector_paused
 
-__all__ = ["main", "snapshot_now"]
+__all__ = ["DB_ENV", "DB_FROM_ENV", "main", "snapshot_now"]
+
+DB_ENV = "FLOCK_ES_SNAPSHOT_JOB_DB"
+DB_FROM_ENV = "-"
+"""``DB`` given as ``-``: the database is in ``$FLOCK_ES_SNAPSHOT_JOB_DB``. A run hands
+its database this way, so a PostgreSQL URL with a password never shows in the job's
+command line, which every user of the machine can read (``ps``)."""
 
 NICENESS = 5
 PAGE = 5_000
@@ -63,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     snapshot was stored."""
     args = argv if argv is not None else sys.argv[1:]
     db, run_id = args[:2]
+    if db == DB_FROM_ENV:
+        db = os.environ.get(DB_ENV, "")
     at_least = int(args[2]) if len(args) > 2 else SNAPSHOT_EVERY
     with contextlib.suppress(OSError):
         os.nice(NICENESS)

@@ -23,11 +23,13 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import sys
 
 from flock_es.domain.events import Event
 from flock_es.log.backends import DbRef
+from flock_es.log.snapshot_job import DB_ENV, DB_FROM_ENV
 from flock_es.projection.snapshot import SNAPSHOT_EVERY
 
 __all__ = ["GROWTH", "JOB", "Checkpoints"]
@@ -63,7 +65,10 @@ class Checkpoints:
         self.next_at = max(self.events + self.every, int(self.events * GROWTH))
         try:
             self.job = subprocess.Popen(
-                [sys.executable, "-m", JOB, self.db, self.run_id, str(self.every)],
+                # The database goes in the environment, not argv: a URL's password
+                # would show in ``ps`` to every user of the machine.
+                [sys.executable, "-m", JOB, DB_FROM_ENV, self.run_id, str(self.every)],
+                env={**os.environ, DB_ENV: self.db},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
