@@ -216,7 +216,10 @@ def open_started(db: str, pid: int) -> int:
 def test_a_killed_worker_s_tasks_are_taken_over_without_repaying(
     tmp_path: Path, shared_db: str
 ) -> None:
-    program, env = fanout(500, 0.2)
+    # Tasks of 0.5 s: between reading that the victim has a task open (two reads of
+    # every start and completion) and the kill, a busy machine took long enough for
+    # 0.2 s tasks to finish, leaving nothing to take over (CI, 2 pytest workers).
+    program, env = fanout(500, 0.5)
     args = ("--concurrency", "4", "--lease", "3")
     with workers(program, shared_db, 3, tmp_path, *args, env=env) as procs:
         run = cli("run", program, "--db", shared_db, "--no-execute", "-q", env=env)
