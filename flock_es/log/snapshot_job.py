@@ -8,7 +8,10 @@ stores the result
 (``save_snapshot``), at low priority, in its own process: the run's threads do
 not wait for it and its interpreter does not carry the work. A job that fails or
 is stopped leaves nothing behind (a snapshot is one insert); readers fold from
-the log as they would without it.
+the log as they would without it. A job whose run is gone (killed with SIGKILL,
+so it could not stop the job) stops too: on Linux the kernel sends it SIGTERM
+when its parent dies (``PR_SET_PDEATHSIG``); elsewhere a thread watches the
+parent's pid once a second.
 
 Example::
 
@@ -18,8 +21,12 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import signal
 import sys
+import threading
+import time
 
 from flock_es.errors import DatabaseError
 from flock_es.log.backends import open_reader, parse_db
@@ -28,7 +35,7 @@ from flock_es.log.snapshots import save_snapshot, start_state
 from flock_es.projection.fold import apply
 from flock_es.projection.snapshot import SNAPSHOT_EVERY, collector_paused
 
-__all__ = ["DB_ENV", "DB_FROM_ENV", "main", "snapshot_now"]
+__all__ = ["DB_ENV", "DB_FROM_ENV", "PARENT_ENV", "main", "snapshot_now", "stop_with_parent"]
 
 DB_ENV = "FLOCK_ES_SNAPSHOT_JOB_DB"
 DB_FROM_ENV = "-"
@@ -36,10 +43,43 @@ DB_FROM_ENV = "-"
 its database this way, so a PostgreSQL URL with a password never shows in the job's
 command line, which every user of the machine can read (``ps``)."""
 
+PARENT_ENV = "FLOCK_ES_SNAPSHOT_JOB_PARENT"
+"""The pid of the run that started the job: the job stops once that process is gone."""
+
 NICENESS = 5
+"""The job runs behind the run it checkpoints (and anything else on the machine)."""
 PAGE = 5_000
 """Events read per query (per read transaction)."""
-"""The job runs behind the run it checkpoints (and anything else on the machine)."""
+_PR_SET_PDEATHSIG = 1
+_POLL_S = 1.0
+
+
+def stop_with_parent(parent: int) -> bool:
+    """Make this process end when ``parent`` (its parent) ends; False if it already has.
+
+    A run killed with SIGKILL cannot stop its job, which would fold on (minutes at
+    scale, on a machine the crash may have left busy) and store a snapshot nobody
+    waits for. On Linux the kernel signals the job at its parent's death (strictly,
+    the death of the parent's thread that started it: a run's loop thread, which
+    lives as long as the run); the parent check after asking closes the race of a
+    parent that died before.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)  # the process's own symbols: libc's
+            if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) == 0:
+                return os.getppid() == parent
+    if os.getppid() != parent:
+        return False
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    return True
+
+
+def _watch_parent(parent: int) -> None:
+    """Where the kernel cannot signal it: poll, and exit once reparented."""
+    while os.getppid() == parent:
+        time.sleep(_POLL_S)
+    os._exit(3)
 
 
 def snapshot_now(db: str, run_id: str, at_least: int = SNAPSHOT_EVERY) -> bool:
@@ -72,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     if db == DB_FROM_ENV:
         db = os.environ.get(DB_ENV, "")
     at_least = int(args[2]) if len(args) > 2 else SNAPSHOT_EVERY
+    parent = os.environ.get(PARENT_ENV, "")
+    if parent.isdigit() and not stop_with_parent(int(parent)):
+        return 3  # the run is already gone: nobody is left to resume from this soon
     with contextlib.suppress(OSError):
         os.nice(NICENESS)
     try:

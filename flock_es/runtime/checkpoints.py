@@ -29,7 +29,7 @@ import sys
 
 from flock_es.domain.events import Event
 from flock_es.log.backends import DbRef
-from flock_es.log.snapshot_job import DB_ENV, DB_FROM_ENV
+from flock_es.log.snapshot_job import DB_ENV, DB_FROM_ENV, PARENT_ENV
 from flock_es.projection.snapshot import SNAPSHOT_EVERY
 
 __all__ = ["GROWTH", "JOB", "Checkpoints"]
@@ -68,7 +68,8 @@ class Checkpoints:
                 # The database goes in the environment, not argv: a URL's password
                 # would show in ``ps`` to every user of the machine.
                 [sys.executable, "-m", JOB, DB_FROM_ENV, self.run_id, str(self.every)],
-                env={**os.environ, DB_ENV: self.db},
+                # The job stops when this process ends, however it ends (SIGKILL too).
+                env={**os.environ, DB_ENV: self.db, PARENT_ENV: str(os.getpid())},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

@@ -1,0 +1,91 @@
+"""A live run's checkpoint job does not outlive the run: a run killed with SIGKILL
+(which cannot stop its job) leaves no job folding on and no snapshot stored after
+its death. Real processes throughout."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from flock_es.log.ports import open_store
+from tests.conftest import EXAMPLES, run_cli
+
+# The "run": it holds the database's write lock, so its checkpoint job folds and then
+# waits to store its snapshot for as long as the run lives. Then it is SIGKILLed: its
+# lock goes with it, and a job left running would store the snapshot.
+_RUN = textwrap.dedent(
+    """
+    import sqlite3, sys, time
+    from flock_es.log.ports import open_store
+    from flock_es.runtime.checkpoints import Checkpoints
+
+    db, run = sys.argv[1], sys.argv[2]
+    with open_store(db).reader() as log:
+        events = log.events(run)
+    lock = sqlite3.connect(db, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    checkpoints = Checkpoints(db, run, events=0, every=1)
+    checkpoints.committed(events)
+    assert checkpoints.job is not None
+    print(checkpoints.job.pid, flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, not yet reaped by its new parent, does not)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    state = next((line for line in status.splitlines() if line.startswith("State:")), "")
+    return "Z" not in state.split()[1:2]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_job_stops_when_its_run_is_killed(tmp_path: Path) -> None:
+    db = str(tmp_path / "news.db")
+    out = run_cli(["run", EXAMPLES / "news.py", "--db", db, "-q"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    store = open_store(db)
+    with store.reader() as log:
+        run = log.runs()[-1].run_id
+        assert log.snapshot(run) is None
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _RUN, db, run], stdout=subprocess.PIPE, text=True
+    )
+    assert parent.stdout is not None
+    job = int(parent.stdout.readline())
+    assert _alive(job)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 60  # a liveness bound, not a measurement
+    while _alive(job) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(job), "the checkpoint job outlived its killed run"
+    with store.reader() as log:
+        assert log.snapshot(run) is None, "the orphaned job stored its snapshot"
+
+
+def test_a_job_whose_run_is_already_gone_does_nothing(tmp_path: Path) -> None:
+    """Started with a parent pid that is not its parent (the run died before the job
+    could ask to be signalled): it exits at once, status 3."""
+    env = dict(os.environ, FLOCK_ES_SNAPSHOT_JOB_PARENT=str(os.getpid() + 1_000_000))
+    job = subprocess.run(
+        [sys.executable, "-m", "flock_es.log.snapshot_job", str(tmp_path / "none.db"), "r-x"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert job.returncode == 3, job.stderr
+    assert not (tmp_path / "none.db").exists()
