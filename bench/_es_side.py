@@ -92,6 +92,25 @@ async def _per_run(agents: int, items: int, db: Path, *, kind: str, output: bool
     return wall / (agents * items)
 
 
+async def _wide_fn(db: Path, agents: int = 200, latency: float = 1.0) -> float:
+    """(e) with ``async def`` agents that sleep ``latency`` and publish nothing, as
+    flock-core's engines in this workload do."""
+    flock = Flock(db=db)
+
+    async def slow(x: Item) -> None:
+        await asyncio.sleep(latency)
+
+    for i in range(agents):
+        flock.agent(f"s{i}").consumes(Item).with_function(slow)
+    await flock.start()
+    t0 = time.perf_counter()
+    await flock.publish(Item(n=1))
+    await flock.run_until_idle()
+    wall = time.perf_counter() - t0
+    await flock.close()
+    return wall
+
+
 async def _wide(db: Path, agents: int = 200, latency: float = 1.0) -> float:
     flock = Flock(db=db, model=f"offline?latency={latency}")
     for i in range(agents):
@@ -128,6 +147,8 @@ def measure(name: str) -> float:
         agents = int(n)
         _fresh(_per_run, agents, 4, kind=kind, output=False)
         return _fresh(_per_run, agents, max(4, 4096 // agents), kind=kind, output=False) * 1e6
+    if name == "e_fn":
+        return _fresh(_wide_fn)
     if name == "e_model":
         return _fresh(_wide)
     raise SystemExit(f"unknown workload {name!r}")
