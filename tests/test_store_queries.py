@@ -97,7 +97,7 @@ async def test_consumption_records(tmp_path: Path) -> None:
     store = flock.store
     records = await store.consumptions(ids[0])
     assert [(r.consumer, r.artifact_id) for r in records] == [("answer", ids[0])]
-    assert records[0].task_id in flock.state.tasks and records[0].run_id == flock.run_id
+    assert flock.state.knows_task(records[0].task_id) and records[0].run_id == flock.run_id
     replies = [a.id for a in await store.list_by_type(Reply)]
     assert [r.artifact_id for r in await store.consumptions(agent="audit")] == replies
     page = await store.query_artifacts(type=Ticket, limit=1, embed_meta=True)

@@ -173,7 +173,12 @@ class Flock(Invocations):
 
     @property
     def state(self) -> RunState:
-        """The folded state of the current run (empty before the run starts)."""
+        """The folded state of the current run (empty before the run starts).
+
+        In process it holds what decisions need: a completed task leaves ``tasks``
+        (its id stays in ``finished``, its counts in the agents and
+        ``tasks_by_status()``), so memory does not grow with the tasks a run
+        completes (issue 14). ``flock-es show RUN`` folds everything from the log."""
         if self._engine is None:
             return self._initial_state or RunState(run_id=self.run_id)
         return self._engine.state
@@ -235,10 +240,13 @@ class Flock(Invocations):
         else:
             store = open_store(self.db_path)
             writer = self._writer = await store.open_writer(self.durability, fence=self.lease)
+        state = self._initial_state
+        if state is None and share is None:  # workers look finished tasks up by id
+            state = RunState(run_id=self.run_id, compact=True)
         kernel, calls = self.kernel_for(
             self.run_id,
             writer,
-            self._initial_state,
+            state,
             restore=self._durable_state,
             recorded_requests=self._recorded_requests,
         )
@@ -298,9 +306,9 @@ class Flock(Invocations):
         """The run as its log holds it (the kernel's state after a failed commit)."""
         try:
             with open_reader(self.db_path) as reader:
-                return fold(reader.iter_events(self.run_id))
+                return fold(reader.iter_events(self.run_id), compact=self.state.compact)
         except Exception:  # the log cannot even be read: nothing of the run is durable here
-            return RunState(run_id=self.run_id)
+            return RunState(run_id=self.run_id, compact=self.state.compact)
 
     async def publish(
         self,
