@@ -60,6 +60,7 @@ def decisions_read(s: RunState) -> dict[str, Any]:
         "batches": s.batches,
         "gates": s.gates,
         "unreleased": s.unreleased,
+        "undecided": list(s.undecided),
         "artifacts": s.artifacts,
         "by_type": s.by_type,
         "calls": (totals["calls"], totals["tokens_in"], totals["tokens_out"]),

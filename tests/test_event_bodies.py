@@ -33,6 +33,7 @@ from flock_es.domain.events import BODIES, Event, EventKind
 from flock_es.domain.validate import check_body
 from flock_es.log import LogReader
 from flock_es.models.retry import RetryPolicy
+from flock_es.runtime.engine import DEFER_AT
 from tests.conftest import EXAMPLES, ROOT, cli_env, run_cli
 from tests.openai_server import OpenAIServer, Step
 
@@ -90,6 +91,7 @@ async def _core_and_gates(db: Path) -> None:
         Left, Right, join=JoinSpec(by=lambda x: x.key, within=timedelta(milliseconds=50))
     ).with_function(lambda xs: Pair(keys=[x.key for x in xs])).publishes(Pair)
     await flock.publish_many([Ask(text="one two three four."), Ask(text="five six seven.")])
+    await flock.publish_many(Pair(keys=[str(i)]) for i in range(DEFER_AT + 1))  # deferred
     await flock.invoke("fn", Ask(text="direct"), publish_outputs=False)
     for key in ("a", "b", "c", "d"):  # the fourth pair trips the breaker (limit 3)
         await flock.publish(Left(key=key))

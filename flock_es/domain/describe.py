@@ -127,6 +127,10 @@ def _circuit_reset(b: body.CircuitReset) -> str:
     return f"idle: circuit breaker counts reset for {', '.join(b['agents'])}"
 
 
+def _decided(b: body.ArtifactDecided) -> str:
+    return f"{b['id']} decided (published earlier, deferred)"
+
+
 # Each function reads its kind's body through the kind's definition (mypy checks the keys).
 _LINES: dict[str, Callable[[Any], str]] = {
     EventKind.RUN_STARTED: _run_started,
@@ -150,6 +154,7 @@ _LINES: dict[str, Callable[[Any], str]] = {
     EventKind.SCHEDULE_VETOED: _schedule_vetoed,
     EventKind.MCP_LISTED: _mcp_listed,
     EventKind.CIRCUIT_RESET: _circuit_reset,
+    EventKind.ARTIFACT_DECIDED: _decided,
 }
 
 

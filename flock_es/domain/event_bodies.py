@@ -21,6 +21,7 @@ from flock_es.domain.event_kinds import EventKind
 __all__ = [
     "BODIES",
     "AgentSpec",
+    "ArtifactDecided",
     "ArtifactPublished",
     "ArtifactReleased",
     "BatchBuffered",
@@ -131,6 +132,9 @@ class ArtifactPublished(TypedDict):
     visibility: NotRequired[dict[str, Any]]  # absent: {"kind": "public"}
     # Flock's sharding label, given to publish(partition_key=); absent: None.
     partition_key: NotRequired[str]
+    # True: decided later, after its ``artifact.decided`` (a large publish_many commits
+    # its artifacts at once and schedules their tasks in chunks); absent: decided here.
+    deferred: NotRequired[bool]
 
 
 class TaskScheduled(TypedDict):
@@ -281,6 +285,12 @@ class JoinExpired(TypedDict):
     reason: str  # "time" or "count"
 
 
+class ArtifactDecided(TypedDict):
+    """A deferred artifact is decided now: its decisions follow in the same unit."""
+
+    id: str
+
+
 class ArtifactReleased(TypedDict):
     """An ``AfterVisibility`` artifact's ttl passed: it becomes visible as its ``then``."""
 
@@ -359,6 +369,7 @@ BODIES: dict[EventKind, type] = {
     EventKind.SCHEDULE_VETOED: ScheduleVetoed,
     EventKind.MCP_LISTED: McpListed,
     EventKind.CIRCUIT_RESET: CircuitReset,
+    EventKind.ARTIFACT_DECIDED: ArtifactDecided,
 }
 """The body definition of every kind (``tests`` check that no kind is missing)."""
 
@@ -384,4 +395,5 @@ Body = (
     | ScheduleVetoed
     | McpListed
     | CircuitReset
+    | ArtifactDecided
 )

@@ -35,6 +35,7 @@ class EventKind(StrEnum):
     SCHEDULE_VETOED = "schedule.vetoed"
     MCP_LISTED = "mcp.listed"
     CIRCUIT_RESET = "circuit.reset"
+    ARTIFACT_DECIDED = "artifact.decided"
 
 
 class TaskStatus(StrEnum):

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from flock_es.domain.events import (
+    ArtifactDecided,
     ArtifactPublished,
     ArtifactReleased,
     Event,
@@ -151,6 +152,12 @@ def _artifact(s: RunState, e: Event, b: ArtifactPublished) -> None:
     s.by_type.setdefault(b["type"], []).append(aid)
     if vis and vis.get("kind") == "after":
         s.unreleased[aid] = e.ts + float(vis.get("ttl", 0.0))
+    if b.get("deferred"):
+        s.undecided[aid] = None
+
+
+def _decided(s: RunState, e: Event, b: ArtifactDecided) -> None:
+    s.undecided.pop(b["id"], None)
 
 
 def _scheduled(s: RunState, e: Event, b: TaskScheduled) -> None:
@@ -369,6 +376,7 @@ _HANDLERS: dict[str, Callable[[RunState, Event, Any], None]] = {
     EventKind.SCHEDULE_VETOED: schedule_vetoed,
     EventKind.MCP_LISTED: _mcp_listed,
     EventKind.CIRCUIT_RESET: circuit_reset,
+    EventKind.ARTIFACT_DECIDED: _decided,
 }
 
 

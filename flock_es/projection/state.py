@@ -220,6 +220,9 @@ class RunState:
     vetoed: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)
     # MCP tools listed for a task (``mcp.listed``): task id -> server -> tool dicts.
     mcp_tools: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
+    # Artifacts committed with ``deferred`` and not decided yet, in publish order: a
+    # large publish_many schedules their tasks in chunks (``artifact.decided``).
+    undecided: dict[str, None] = field(default_factory=dict)
     last_seq: int = 0
     last_ts: float = 0.0
     events: int = 0
@@ -258,6 +261,7 @@ class RunState:
             bool(self.pending_tasks())
             or any(b.members for b in self.batches.values())
             or bool(self.unreleased)
+            or bool(self.undecided)
         )
 
     def waiting_gates(self) -> list[tuple[GateView, GroupView]]:

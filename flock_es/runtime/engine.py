@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -37,6 +38,7 @@ from flock_es.domain.events import (
     GateBuffered,
     ScheduleReason,
     TaskScheduled,
+    TaskStatus,
     body_as,
 )
 from flock_es.errors import AgentFailed
@@ -52,7 +54,16 @@ from flock_es.runtime.priority import PrioritySemaphore
 from flock_es.runtime.timers import Timers
 from flock_es.runtime.work import Work
 
-__all__ = ["INLINE_CHUNK", "INVOKE_SUB", "Engine", "Listener", "ShareHook"]
+__all__ = [
+    "DECIDE_AHEAD",
+    "DECIDE_CHUNK",
+    "DEFER_AT",
+    "INLINE_CHUNK",
+    "INVOKE_SUB",
+    "Engine",
+    "Listener",
+    "ShareHook",
+]
 
 INVOKE_SUB = -1
 INLINE_CHUNK = 256
@@ -60,6 +71,13 @@ INLINE_CHUNK = 256
 # publish ran every chunk before the writer caught up, and the events of all of
 # them waited in its queue: memory grew with the run (issue 14).
 INLINE_IN_FLIGHT = 4
+# A publish_many of more artifacts than this commits them at once, flagged ``deferred``,
+# and decides them after, ``DECIDE_CHUNK`` a unit, with at most ``DECIDE_AHEAD`` units
+# whose tasks are not all done: the tasks pending at once stay bounded (issue 14: all
+# 800,000 tasks of 100,000 artifacts were pending, and their events in flight, at once).
+DEFER_AT = 256
+DECIDE_CHUNK = 128
+DECIDE_AHEAD = 4
 
 
 class Engine:
@@ -80,6 +98,10 @@ class Engine:
         self.invoke_waiters: dict[str, asyncio.Future[list[BaseModel]]] = {}
         self.inline_slots = asyncio.Semaphore(INLINE_IN_FLIGHT)
         self.unpublished: set[str] = set()
+        # The deferred artifacts' decider: the task ids of its units not all done yet.
+        self.deciding = False
+        self.decided_units: deque[deque[str]] = deque()
+        self.room = asyncio.Event()
         # Orchestrator components (``Flock.add_component``); None when there are none.
         self.hooks: OrchestratorHooks | None = None
         kernel.actor = self
@@ -140,6 +162,8 @@ class Engine:
                 if aid in unreleased:
                     timers.arm_release(aid)
         timers.prune()
+        if self.deciding:
+            self.room.set()
         if self.hooks is not None:
             self.hooks.scheduled(self.kernel.state, events, self.work.spawn)
         self._run_inline(inline)
@@ -210,17 +234,68 @@ class Engine:
             )
             await kernel.commit_decided(lambda: kernel.decide_vetoed(vetoes, evs, now))
             return [body_as(e, ArtifactPublished)["id"] for e in evs]
+        defer = (
+            len(objs) > DEFER_AT
+            and (visibility or {}).get("kind") != "after"  # decided at its release
+            and getattr(kernel.sink, "submit_built", None) is None  # not on a shared log
+        )
         evs = []
         for obj in objs:
             aid = ids.external_artifact_id()
             corr = correlation_id or aid
             evs.append(
                 kernel.artifact_event(
-                    obj, aid, "external", None, corr, tags, visibility, now, partition_key
+                    obj, aid, "external", None, corr, tags, visibility, now, partition_key, defer
                 )
             )
-        await kernel.commit_decided(lambda: kernel.decide(evs, now))
+        if defer:
+            await kernel.emit(evs)  # all or none; the fold holds them as undecided
+            self.decide_deferred()
+        else:
+            await kernel.commit_decided(lambda: kernel.decide(evs, now))
         return [body_as(e, ArtifactPublished)["id"] for e in evs]
+
+    def decide_deferred(self) -> None:
+        """Decide the deferred artifacts in the background (a publish, and resume)."""
+        if not self.deciding and self.kernel.state.undecided:
+            self.deciding = True
+            self.work.spawn(self._decide_deferred(), "flock-es:decide")
+
+    async def _decide_deferred(self) -> None:
+        kernel = self.kernel
+        scheduled_kind = EventKind.TASK_SCHEDULED
+        try:
+            while kernel.state.undecided:
+                await self._room()
+                events = await kernel.commit_decided(
+                    lambda: kernel.decide_deferred(DECIDE_CHUNK, time.time())
+                )
+                unit = deque(
+                    body_as(e, TaskScheduled)["task_id"] for e in events if e.kind is scheduled_kind
+                )
+                if unit:
+                    self.decided_units.append(unit)
+        finally:
+            self.deciding = False
+            self.decided_units.clear()
+
+    async def _room(self) -> None:
+        """Wait until fewer than ``DECIDE_AHEAD`` decided units have tasks not done."""
+        if self.kernel.actor is not self:  # a shared run's tasks: the workers' leases
+            return
+        units, tasks = self.decided_units, self.kernel.state.tasks
+        while True:
+            while units:
+                head = units[0]
+                while head and not _open(tasks.get(head[0])):
+                    head.popleft()
+                if head:
+                    break
+                units.popleft()
+            if len(units) < DECIDE_AHEAD:
+                return
+            self.room.clear()
+            await self.room.wait()
 
     async def invoke(self, agent: Agent, obj: BaseModel, publish_outputs: bool) -> list[BaseModel]:
         """Run ``agent`` once on ``obj`` (recorded, not offered to others); its outputs."""
@@ -254,6 +329,7 @@ class Engine:
                 self.launch(t.id)
         self._run_inline(inline)
         self.timers.rearm()
+        self.decide_deferred()
         return len(pending)
 
     def stop_timers(self) -> None:
@@ -263,6 +339,14 @@ class Engine:
     async def cancel_all(self) -> None:
         self.timers.stop()
         await self.work.cancel_all()
+
+
+def _open(task: TaskView | None) -> bool:
+    """Whether a task is still to run (a compact state forgets completed ones)."""
+    return task is not None and task.status in _OPEN
+
+
+_OPEN = (TaskStatus.SCHEDULED, TaskStatus.RUNNING)
 
 
 class ShareHook(Protocol):

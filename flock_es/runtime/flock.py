@@ -349,7 +349,13 @@ class Flock(Invocations):
         visibility: VisibilityLike = None,
         partition_key: str | None = None,
     ) -> list[str]:
-        """Publish several objects (models or typed dicts) in one transaction; returns their ids."""
+        """Publish several objects (models or typed dicts) in one transaction; returns their ids.
+
+        All of them are durable, or none. Up to 256 are decided in that transaction
+        too; the matches of a larger publish are decided after it, 128 artifacts a
+        transaction, as the run's earlier tasks finish (a crash in between loses
+        nothing: resume decides the rest), so its tasks are not all pending at once.
+        """
         items = [as_model(o) for o in objs]
         vis = visibility_dict(visibility)
         engine = await self.start()

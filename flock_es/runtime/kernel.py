@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
@@ -28,7 +29,14 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from flock_es.domain import registry
-from flock_es.domain.events import ArtifactPublished, Event, EventKind, body_as, trusted_event
+from flock_es.domain.events import (
+    ArtifactDecided,
+    ArtifactPublished,
+    Event,
+    EventKind,
+    body_as,
+    trusted_event,
+)
 from flock_es.errors import ArtifactValidationError, CommitFailed
 from flock_es.projection.decide import SubscriptionIndex, decide_artifact
 from flock_es.projection.fold import apply
@@ -59,6 +67,7 @@ OBJECT_CACHE = 4096
 # Enum members bound to module globals for the hot paths: in Python 3.11 ``Kind.X``
 # goes through the enum metaclass's attribute hook, about 3x a global's cost.
 _PUBLISHED = EventKind.ARTIFACT_PUBLISHED
+_DECIDED = EventKind.ARTIFACT_DECIDED
 
 Listener = Callable[[list[Event]], None]
 
@@ -249,8 +258,10 @@ class Kernel:
         visibility: dict[str, Any] | None,
         now: float,
         partition_key: str | None = None,
+        deferred: bool = False,
     ) -> Event:
-        """The ``artifact.published`` event for ``obj`` (its type must be registered)."""
+        """The ``artifact.published`` event for ``obj`` (its type must be registered);
+        ``deferred``: decided later, by ``decide_deferred``."""
         name = registry.type_name(type(obj))
         if registry.resolve(name) is None:
             raise ArtifactValidationError(
@@ -270,6 +281,8 @@ class Kernel:
         }
         if partition_key is not None:  # absent otherwise: earlier logs stay byte-identical
             body["partition_key"] = partition_key
+        if deferred:
+            body["deferred"] = True
         return trusted_event(self.run_id, _PUBLISHED, body, now)
 
     def decide(self, artifact_events: list[Event], now: float) -> list[Event]:
@@ -284,6 +297,23 @@ class Kernel:
             if UNPUBLISHED_TAG in view.tags:
                 continue
             caused = decide_artifact(state, index, view, self.obj(view.id), now)
+            for c in caused:
+                apply(state, c)
+            out.extend(caused)
+        return out
+
+    def decide_deferred(self, most: int, now: float) -> list[Event]:
+        """Decide up to ``most`` deferred artifacts, oldest first: each one's
+        ``artifact.decided`` and what it causes, applied, in order (replay re-decides
+        each at its ``artifact.decided``, as it re-decides others at their publish)."""
+        self._check()
+        out: list[Event] = []
+        state, index = self.state, self.index
+        for aid in list(itertools.islice(state.undecided, most)):
+            marker = trusted_event(self.run_id, _DECIDED, ArtifactDecided(id=aid), now)
+            apply(state, marker)
+            out.append(marker)
+            caused = decide_artifact(state, index, state.artifacts[aid], self.obj(aid), now)
             for c in caused:
                 apply(state, c)
             out.extend(caused)

@@ -231,7 +231,12 @@ class Replayer:
                 else None
             )
             apply(self.state, e)
+            if body_as(e, ArtifactPublished).get("deferred"):
+                return div  # decided at its artifact.decided, checked there
             return div or self._check_decisions(e)
+        if e.kind is EventKind.ARTIFACT_DECIDED:
+            apply(self.state, e)
+            return self._check_decisions(e)
         if e.kind is EventKind.ARTIFACT_RELEASED:
             # The release is a time decision (followed); what it then triggers is checked.
             return self._check_decisions(e)

@@ -93,7 +93,8 @@ def resumable_work(state: RunState) -> int:
     """
     batches = sum(1 for b in state.batches.values() if b.members and b.deadline is not None)
     windows = sum(1 for _, group in state.waiting_gates() if group.deadline is not None)
-    return len(state.pending_tasks()) + batches + windows + len(state.unreleased)
+    pending = len(state.pending_tasks()) + len(state.undecided)  # deferred: to decide
+    return pending + batches + windows + len(state.unreleased)
 
 
 def nothing_to_resume(state: RunState, retry_failed: bool = False) -> bool:
@@ -142,6 +143,7 @@ async def start_resumed(
             body["retried"] = retried
         await engine.emit([make_event(flock.run_id, EventKind.RUN_RESUMED, body, time.time())])
     if flock.share is not None:  # a shared run: its tasks are claimed under leases
+        engine.decide_deferred()
         return flock.share.resume_pending(engine)
     return engine.resume_pending()
 

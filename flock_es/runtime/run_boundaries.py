@@ -99,7 +99,7 @@ def closing_status(
     # run_until_idle(timeout=) gave up: the run is not over, resume continues it.
     # Timers armed at a plain close() keep the earlier rule: completed, and resume
     # still finishes them (tests/test_resume_timers.py).
-    unfinished = bool(state.pending_tasks()) or gave_up_waiting
+    unfinished = bool(state.pending_tasks()) or bool(state.undecided) or gave_up_waiting
     if status is None and in_flight and unfinished:
         reason = reason or "closed with work pending; `flock-es resume` continues it"
         return Closing(RunStatus.INTERRUPTED, reason, failed, cancel_in_flight=True)
