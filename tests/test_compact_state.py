@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from flock_es import Flock, flock_type
@@ -174,3 +175,41 @@ async def test_replay_keeps_a_compact_state_and_checks_every_output(db_path: Pat
     # Each task re-executed once, though its second output follows its completion.
     assert report.tasks_replayed == recorded.tasks_by_status()["completed"]
     assert report.tasks_replayed == len(recorded.tasks)
+
+
+def _union(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    for start, end in sorted(spans):
+        if out and start <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 50), st.integers(0, 10)), max_size=30),
+    st.randoms(use_true_random=False),
+)
+def test_the_compact_fold_keeps_the_union_of_the_finished_runs_spans(
+    runs: list[tuple[int, int]], rnd: Any
+) -> None:
+    evs = [Event(run_id="r", kind=EventKind.RUN_STARTED, body={"model": "m", "agents": []}, ts=0)]
+    for i, (start, _) in enumerate(runs):
+        body = {"task_id": f"t-{i}", "agent": "x", "sub_index": 0, "inputs": []}
+        evs.append(Event(run_id="r", kind=EventKind.TASK_SCHEDULED, body=body, ts=0.0))
+        started = {"task_id": f"t-{i}", "agent": "x", "attempt": 1}
+        evs.append(Event(run_id="r", kind=EventKind.TASK_STARTED, body=started, ts=float(start)))
+    order = list(range(len(runs)))
+    rnd.shuffle(order)  # runs finish in any order
+    for i in order:
+        start, length = runs[i]
+        done = {"task_id": f"t-{i}", "agent": "x", "outputs": []}
+        evs.append(
+            Event(run_id="r", kind=EventKind.TASK_COMPLETED, body=done, ts=float(start + length))
+        )
+    state = fold(evs, compact=True)
+    spans = [(float(s), float(s + n)) for s, n in runs]
+    assert state.finished_spans == _union([spans[i] for i in order])
+    assert state.finished_busy == sum(n for _, n in runs)

@@ -234,6 +234,16 @@ def _count_span(s: RunState, start: float, end: float) -> None:
     """Add one execution to ``finished_busy`` and the merged ``finished_spans``."""
     s.finished_busy += end - start
     spans = s.finished_spans
+    if spans:
+        # The common case, a run that began after the newest span did (the spans are
+        # sorted and disjoint): it only touches that one, so no search, no insert.
+        last_start, last_end = spans[-1]
+        if start >= last_start:
+            if start > last_end:
+                spans.append((start, end))
+            elif end > last_end:
+                spans[-1] = (last_start, end)
+            return
     i = bisect.bisect_left(spans, (start, end))
     # Merge with the neighbours it overlaps (runs end near the newest span: cheap).
     if i > 0 and spans[i - 1][1] >= start:
@@ -256,14 +266,17 @@ def forget_task(s: RunState, t: TaskView) -> None:
     tid = t.id
     del s.tasks[tid]
     s.finished.add(tid)
-    index = 0
-    while s.calls.pop((tid, index), None) is not None:
-        index += 1
+    if s.calls:  # empty in a run of function agents: no lookups at all
+        index = 0
+        while s.calls.pop((tid, index), None) is not None:
+            index += 1
     if s.tool_calls:
         for key in [k for k in s.tool_calls if k[0] == tid]:
             del s.tool_calls[key]
-    s.rewritten_inputs.pop(tid, None)
-    s.mcp_tools.pop(tid, None)
+    if s.rewritten_inputs:
+        s.rewritten_inputs.pop(tid, None)
+    if s.mcp_tools:
+        s.mcp_tools.pop(tid, None)
 
 
 def _failed(s: RunState, e: Event, b: TaskFailed) -> None:
