@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
@@ -33,6 +34,7 @@ from flock_es.runtime.model_calls import ModelCalls
 from flock_es.runtime.model_clients import OFFLINE, ModelClients, default_model
 from flock_es.runtime.orchestrator_components import OrchestratorComponent, checked_component
 from flock_es.runtime.orchestrator_hooks import OrchestratorHooks
+from flock_es.runtime.precise_timers import make_timers_precise
 from flock_es.runtime.run_boundaries import closing_status, program_path, run_started_event
 from flock_es.runtime.store import Store
 
@@ -234,6 +236,7 @@ class Flock(Invocations):
             raise UserError(f"run {self.run_id} is closed")
         self.check_models()
         warm_schemas(self.agents.values())  # setup work, off the first calls' path
+        make_timers_precise(asyncio.get_running_loop())  # agents' sleeps end on time
         share = self.share
         if share is not None:
             writer = self._writer = await share.open_sink()
