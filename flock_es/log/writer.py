@@ -32,11 +32,24 @@ from flock_es.errors import RunOwnedError
 from flock_es.log import query_models as qm
 from flock_es.log.group_commit import ThreadDrain
 from flock_es.log.ports import Durability, Lease
-from flock_es.log.schema import PRAGMAS, WRITER_PRAGMAS, check_database, storage_error
+from flock_es.log.schema import (
+    BUSY_TIMEOUT_MS,
+    PRAGMAS,
+    WRITER_PRAGMAS,
+    check_database,
+    storage_error,
+)
 from flock_es.log.sqlite_file import ensure_schema
 from flock_es.log.sqlite_rows import insert_rows
 
-__all__ = ["PAID_KINDS", "LogWriter", "dumps", "read_model_rows", "rebuild_read_models"]
+__all__ = [
+    "PAID_KINDS",
+    "LogWriter",
+    "dumps",
+    "read_model_rows",
+    "rebuild_read_models",
+    "warm_statements",
+]
 
 # Heads of multi-row inserts (``sqlite_rows.insert_rows`` adds the VALUES).
 _EVENTS_HEAD = "INSERT INTO events(seq, run_id, kind, ts, v, task_id, body)"
@@ -161,7 +174,52 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     for p in (*PRAGMAS, *WRITER_PRAGMAS):
         conn.execute(p)
+    warm_statements(conn)
     return conn
+
+
+# Row counts of the statements a small commit uses (``insert_rows`` splits a short
+# chunk in powers of two, and each count is a statement text of its own).
+_WARM_ROWS = (1, 2, 4, 8, 16)
+
+
+def warm_statements(conn: sqlite3.Connection) -> None:
+    """Prepare the statements of small commits once, in a transaction rolled back.
+
+    A connection compiles each statement text on its first use, up to 0.1 ms for
+    an insert into a table with many indexes: the first commits of a run (its
+    first publish, the first outputs, on the path from a publish to the agents
+    it starts: issue 14 (a)) paid for it. Nothing is written; if another
+    process holds the log's write lock, nothing is warmed (statements then
+    compile on first use, as before).
+    """
+    conn.execute("PRAGMA busy_timeout=0")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError:
+        return
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    try:
+        conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
+        seq = -(1 << 40)  # never a real seq (and rolled back anyway)
+        for n in _WARM_ROWS:
+            seq -= n
+            rows = [(seq + i, "", "", 0.0, 0, None, "") for i in range(n)]
+            insert_rows(conn, _EVENTS_HEAD, 7, rows)
+            art = ("", "", "", "", 0, 0.0, "", None, None, "public", None)
+            insert_rows(conn, _ARTIFACTS_HEAD, 11, [art] * n)
+            insert_rows(conn, qm.CONSUMPTIONS_HEAD, 6, [("", "", "", "", 0, 0.0)] * n)
+        conn.executemany(_INSERT_RUN, [("", None, "", 0.0, "", None, None, 0, 0)])
+        conn.executemany(_FINISH_RUN, [(0.0, "", "")])
+        conn.executemany(_TOUCH_RUN, [(0, 0, "")])
+        rows = qm.QueryRows([("", "", "", 0)], [], [("", "")])
+        for sql, args in qm.statements(rows, qm.SQLITE):
+            conn.executemany(sql, args)
+    finally:
+        conn.execute("ROLLBACK")
+    for sync in ("FULL", "NORMAL"):  # paid answers switch to FULL and back (``commit_sync``)
+        conn.execute(f"PRAGMA synchronous={sync}")
 
 
 class LogWriter(ThreadDrain):

@@ -1,0 +1,60 @@
+"""The writer's statement warm-up (``log.writer.warm_statements``): behaviour, never speed.
+
+It prepares the statements of small commits in a transaction it rolls back:
+nothing of it reaches the log or the read models, seqs still start at 1, and a
+log whose write lock another process holds opens without waiting for it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from flock_es.log import LogReader, LogWriter
+from flock_es.log.query_models import READ_MODEL_TABLES
+from flock_es.log.writer import rebuild_read_models
+from tests.log_contract import RUN, artifact, started
+
+
+def _counts(db: Path) -> dict[str, int]:
+    con = sqlite3.connect(db)
+    try:
+        return {
+            t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in ("events", *READ_MODEL_TABLES)
+        }
+    finally:
+        con.close()
+
+
+async def test_the_warm_up_leaves_nothing_behind(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    w = await LogWriter.open(db)
+    assert _counts(db) == {t: 0 for t in ("events", *READ_MODEL_TABLES)}
+    await w.append([started()])
+    await w.append([artifact(i) for i in range(9)])
+    await w.close()
+    with LogReader(db) as reader:
+        seqs = [e.seq for e in reader.iter_events(RUN)]
+    assert seqs == list(range(1, 11))
+    counts = _counts(db)
+    assert counts["events"] == 10 and counts["artifacts"] == 9 and counts["runs"] == 1
+    rebuild_read_models(db)  # the read models are exactly what the events derive
+    assert _counts(db) == counts
+
+
+async def test_a_log_locked_by_another_writer_opens_without_warming(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    w = await LogWriter.open(db)
+    await w.append([started()])
+    await w.close()
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process is writing
+    try:
+        w = await LogWriter.open(db)  # does not wait for the lock to warm up
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    await w.append([artifact(1)])
+    await w.close()
+    assert _counts(db)["events"] == 2
