@@ -41,6 +41,7 @@ from flock_es.log.schema import (
 )
 from flock_es.log.sqlite_file import ensure_schema
 from flock_es.log.sqlite_rows import insert_rows
+from flock_es.log.wal_space import preallocate_wal
 
 __all__ = [
     "PAID_KINDS",
@@ -170,11 +171,12 @@ def _event_rows(events: list[Event], last_seq: int) -> Iterator[tuple[Any, ...]]
         yield (seq, e.run_id, kinds[e.kind], e.ts, e.v, tid, to_json(body).decode())
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, durability: Durability) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     for p in (*PRAGMAS, *WRITER_PRAGMAS):
         conn.execute(p)
-    warm_statements(conn)
+    wal = Path(f"{path}-wal") if durability is Durability.FULL else None
+    warm_statements(conn, wal)
     return conn
 
 
@@ -183,7 +185,7 @@ def _connect(path: Path) -> sqlite3.Connection:
 _WARM_ROWS = (1, 2, 4, 8, 16)
 
 
-def warm_statements(conn: sqlite3.Connection) -> None:
+def warm_statements(conn: sqlite3.Connection, wal: Path | None = None) -> None:
     """Prepare the statements of small commits once, in a transaction rolled back.
 
     A connection compiles each statement text on its first use, up to 0.1 ms for
@@ -191,7 +193,8 @@ def warm_statements(conn: sqlite3.Connection) -> None:
     first publish, the first outputs, on the path from a publish to the agents
     it starts: issue 14 (a)) paid for it. Nothing is written; if another
     process holds the log's write lock, nothing is warmed (statements then
-    compile on first use, as before).
+    compile on first use, as before). With ``wal`` (a ``full`` log's WAL), the
+    WAL is also written ahead under the same lock (``wal_space``).
     """
     conn.execute("PRAGMA busy_timeout=0")
     try:
@@ -201,6 +204,8 @@ def warm_statements(conn: sqlite3.Connection) -> None:
     finally:
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     try:
+        if wal is not None:  # under the write lock: nobody appends to the WAL meanwhile
+            preallocate_wal(wal)
         conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
         seq = -(1 << 40)  # never a real seq (and rolled back anyway)
         for n in _WARM_ROWS:
@@ -213,8 +218,8 @@ def warm_statements(conn: sqlite3.Connection) -> None:
         conn.executemany(_INSERT_RUN, [("", None, "", 0.0, "", None, None, 0, 0)])
         conn.executemany(_FINISH_RUN, [(0.0, "", "")])
         conn.executemany(_TOUCH_RUN, [(0, 0, "")])
-        rows = qm.QueryRows([("", "", "", 0)], [], [("", "")])
-        for sql, args in qm.statements(rows, qm.SQLITE):
+        query = qm.QueryRows([("", "", "", 0)], [], [("", "")])
+        for sql, args in qm.statements(query, qm.SQLITE):
             conn.executemany(sql, args)
     finally:
         conn.execute("ROLLBACK")
@@ -268,7 +273,7 @@ class LogWriter(ThreadDrain):
         path = Path(path)
         try:
             ensure_schema(path, verify=ensure)
-            self._conn = await asyncio.to_thread(_connect, path)
+            self._conn = await asyncio.to_thread(_connect, path, self.durability)
         except (OSError, sqlite3.Error) as exc:
             raise storage_error(path, exc, writing=True) from None
         self.start_drain("flock-es-writer")
