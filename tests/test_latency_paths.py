@@ -135,3 +135,24 @@ async def test_suspended_runs_queue_their_starts(db_path: Path) -> None:
     assert kinds.count(EventKind.TASK_STARTED) == 3
     # Each start is in the log before its task's outcome.
     assert kinds.index(EventKind.TASK_STARTED) < kinds.index(EventKind.TASK_COMPLETED)
+
+
+async def test_units_nobody_waits_for_are_held_until_the_loop_moves_on(tmp_path: Path) -> None:
+    """A burst of queued units (each agent of a fan-out queueing its task.started) wakes
+    the writer's thread once: one transaction, in order, before any later unit."""
+    w = await LogWriter.open(tmp_path / "w.db")
+    await w.append([started()])
+    before = w.commits
+    for i in range(5):
+        w.enqueue([artifact(i)])
+    for _ in range(100):  # released after the current callbacks; committed on the thread's time
+        await asyncio.sleep(0.01)
+        if w.commits > before:
+            break
+    assert w.commits == before + 1
+    w.enqueue([artifact(5)])
+    await w.append([artifact(6)])  # an awaited unit takes the held ones first
+    await w.close()
+    with LogReader(tmp_path / "w.db") as reader:
+        ids = [e.body.get("id") for e in reader.iter_events(RUN)][1:]
+    assert ids == [artifact(i).body["id"] for i in range(7)]

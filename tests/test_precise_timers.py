@@ -1,4 +1,4 @@
-"""Precise loop timers (``runtime/precise_timers.py``): what changes in behaviour, never how fast.
+"""Precise loop timers (``models/precise_timers.py``): what changes in behaviour, never how fast.
 
 The loop's timers still fire in order and only once due; the timer's own
 readiness never reaches the loop's callbacks; each loop's timer is closed with
@@ -17,7 +17,7 @@ import pytest
 from pydantic import BaseModel
 
 from flock_es import Flock
-from flock_es.runtime.precise_timers import PreciseEpollSelector, make_timers_precise
+from flock_es.models.precise_timers import PreciseEpollSelector, make_timers_precise
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="epoll and timerfd")
 

@@ -172,6 +172,7 @@ class ThreadDrain(UnitQueue):
 
     def start_drain(self, name: str) -> None:
         self._units: deque[Unit | None] = deque()
+        self._held: list[Unit] = []
         self._cond = threading.Condition()
         self._stopping = False
         self._loop = asyncio.get_running_loop()
@@ -191,11 +192,31 @@ class ThreadDrain(UnitQueue):
         return self._task is not None and not self._task.done() and not self._stopping
 
     def _put(self, unit: Unit | None) -> None:
+        held = self._held
+        if unit is not None and unit[1] is None:
+            # Nobody waits for it: held until the loop's current callbacks are done, so
+            # a burst of them (eight agents each queueing its task.started) wakes the
+            # thread once, not once each while the loop still needs the GIL (issue 14).
+            held.append(unit)
+            if len(held) == 1:
+                self._loop.call_soon(self._release_held)
+            return
         with self._cond:
+            if held:  # queued before this one: committed before it
+                self._units.extend(held)
+                held.clear()
             if unit is None:
                 self._stopping = True
             self._units.append(unit)
             self._cond.notify()
+
+    def _release_held(self) -> None:
+        held = self._held
+        if held:
+            with self._cond:
+                self._units.extend(held)
+                held.clear()
+                self._cond.notify()
 
     def _take(self) -> tuple[list[Unit], bool]:
         """What is queued (at least one unit, up to ``max_batch`` events), and whether to stop."""

@@ -7,7 +7,9 @@ socket and wakes the loop at once, so a simulated latency that oversleeps
 adds what no real call would (half a millisecond per call on average, at each
 level of a chain of agents). Here one thread keeps the deadlines and wakes the
 waiting loop through ``call_soon_threadsafe`` when one is due, which is
-precise to the thread's wake-up (tens of microseconds).
+precise to the thread's wake-up (tens of microseconds). A loop whose timers
+are precise already (``precise_timers``: a run's own loop) just sleeps: the
+thread's wake-ups took the GIL from the loop while it started the next calls.
 
 Example::
 
@@ -23,6 +25,8 @@ import itertools
 import os
 import threading
 import time
+
+from flock_es.models.precise_timers import timers_are_precise
 
 __all__ = ["sleep_precisely"]
 
@@ -89,6 +93,9 @@ async def sleep_precisely(delay: float) -> None:
         await asyncio.sleep(0)
         return
     loop = asyncio.get_running_loop()
+    if timers_are_precise(loop):  # the loop's own timer is on time: no thread needed
+        await asyncio.sleep(delay)
+        return
     fut: asyncio.Future[None] = loop.create_future()
     _WAKER.add(time.monotonic() + delay, loop, fut)
     await fut

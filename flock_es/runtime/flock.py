@@ -19,6 +19,7 @@ from flock_es.log.ports import Durability, EventWriter, Lease, open_store
 from flock_es.log.schema import default_db_path
 from flock_es.models.base import ModelClient
 from flock_es.models.mcp_client import McpServers
+from flock_es.models.precise_timers import make_timers_precise
 from flock_es.models.retry import RetryPolicy
 from flock_es.projection.fold import fold
 from flock_es.projection.state import RunState
@@ -34,7 +35,6 @@ from flock_es.runtime.model_calls import ModelCalls
 from flock_es.runtime.model_clients import OFFLINE, ModelClients, default_model
 from flock_es.runtime.orchestrator_components import OrchestratorComponent, checked_component
 from flock_es.runtime.orchestrator_hooks import OrchestratorHooks
-from flock_es.runtime.precise_timers import make_timers_precise
 from flock_es.runtime.run_boundaries import closing_status, program_path, run_started_event
 from flock_es.runtime.store import Store
 

@@ -37,7 +37,7 @@ import sys
 import time
 from typing import Any
 
-__all__ = ["PreciseEpollSelector", "make_timers_precise"]
+__all__ = ["PreciseEpollSelector", "make_timers_precise", "timers_are_precise"]
 
 _CLOCK_MONOTONIC = 1
 _TFD_CLOEXEC = 0o2000000
@@ -154,3 +154,8 @@ def make_timers_precise(loop: asyncio.AbstractEventLoop) -> bool:
         selector.__class__ = selectors.EpollSelector
         return False
     return True
+
+
+def timers_are_precise(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``make_timers_precise`` made ``loop``'s timers wake on time."""
+    return type(getattr(loop, "_selector", None)) is PreciseEpollSelector
