@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from flock_es.domain.events import (
+    Event,
     EventKind,
     ModelAttempt,
     ModelCalled,
@@ -173,18 +174,29 @@ class ModelCalls:
         response.attempt = attempt
         self.made += 1
         snapshot = limiter.snapshot() if limiter is not None and limiter.limited else None
-        self._record_answer(run, index, request, response, snapshot)
+        event = self._answer_event(run, index, request, response, snapshot)
+        if response.tool_calls:
+            # The tools it asks for run next and may act on the world: the paid answer
+            # must be durable first, or a crash in between re-pays the call on resume
+            # and runs the tools twice.
+            await self.recorder.emit([event])
+        else:
+            # Queued at once, so the answer is durable with the very next group commit;
+            # not awaited: the outputs it leads to commit after it (same writer, in
+            # order), so nothing acts on it before it is durable, and waiting would
+            # only delay the agent, not the write.
+            self.recorder.record([event])
         return response
 
-    def _record_answer(
+    def _answer_event(
         self,
         run: TaskRun,
         index: int,
         request: ModelRequest,
         response: ModelResponse,
         limiter: dict[str, Any] | None,
-    ) -> None:
-        """Record the paid answer as ``model.called``."""
+    ) -> Event:
+        """The paid answer as a ``model.called`` event."""
         body = ModelCalled(
             task_id=run.task.id,
             agent=run.agent.name,
@@ -200,12 +212,8 @@ class ModelCalls:
             attempt=response.attempt,
             limiter=limiter,
         )
-        # Queued at once, so the answer is durable with the very next group commit;
-        # not awaited, because waiting would only delay the agent, not the write.
         # Built here, typed (mypy): not validated again on the answer's path.
-        self.recorder.record(
-            [trusted_event(self.state.run_id, EventKind.MODEL_CALLED, body, time.time())]
-        )
+        return trusted_event(self.state.run_id, EventKind.MODEL_CALLED, body, time.time())
 
     def attempt_failed(self, run: TaskRun, index: int, failed: FailedAttempt) -> None:
         """Record a model-call attempt that gave no usable answer (``model.attempt``)."""
