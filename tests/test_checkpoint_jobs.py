@@ -89,3 +89,11 @@ def test_a_job_whose_run_is_already_gone_does_nothing(tmp_path: Path) -> None:
     )
     assert job.returncode == 3, job.stderr
     assert not (tmp_path / "none.db").exists()
+
+
+def test_a_resumed_run_far_behind_its_latest_snapshot_checkpoints_at_its_first_commit() -> None:
+    from flock_es.runtime.checkpoints import Checkpoints
+
+    assert Checkpoints("x.db", "r-x", events=500, every=100, lag=250).next_at == 500
+    assert Checkpoints("x.db", "r-x", events=500, every=100, lag=30).next_at == 570
+    assert Checkpoints("x.db", "r-x", events=500, every=100).next_at == 600

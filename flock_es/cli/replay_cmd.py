@@ -111,14 +111,17 @@ def resume(
         run_id = reader.resolve_run(run)
     # Owned before the log is even folded: a second resume never sees the same work.
     with Ownership(path_db, run_id, force=force) as owner:
-        plan = plan_resume(path_db, run_id, program, force, retry_failed)
+        shared = is_shared_run(path_db, run_id)
+        # A run of its own folds compact (its resumed run forgets completed tasks);
+        # a shared one keeps them: workers look finished tasks up by id.
+        plan = plan_resume(path_db, run_id, program, force, retry_failed, compact=not shared)
         if plan.nothing_to_do or plan.program is None:
             _nothing_to_resume(plan.state, run_id)
             return
         _hash_warning(plan.program, plan.recorded_hash, plan.current_hash)
         prog = load_program(plan.program)
         prog.flock.durability = durability(sync)
-        if is_shared_run(path_db, run_id):
+        if shared:
             # Workers may hold leases on its tasks: take part like one of them
             # (claiming tasks under leases), so none is executed twice.
             share(prog.flock, no_execute=False, concurrency=16, shared=True)

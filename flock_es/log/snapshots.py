@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from flock_es.errors import DatabaseError
 from flock_es.log.ports import EventReader, EventStore
-from flock_es.projection.fold import apply
+from flock_es.projection.fold import apply, compacted
 from flock_es.projection.snapshot import SNAPSHOT_EVERY, collector_paused, decode, encode
 from flock_es.projection.state import RunState
 
@@ -45,11 +45,19 @@ def start_state(reader: EventReader, run_id: str, until: int | None = None) -> R
     return state
 
 
-def fold_run(reader: EventReader, run_id: str, until: int | None = None) -> tuple[RunState, int]:
+def fold_run(
+    reader: EventReader, run_id: str, until: int | None = None, compact: bool = False
+) -> tuple[RunState, int]:
     """The state of ``run_id`` up to seq ``until`` (all of it if None), from its latest
-    snapshot; also how many events were folded past that snapshot."""
+    snapshot; also how many events were folded past that snapshot.
+
+    ``compact``: only what decisions need (``fold.compacted``): the snapshot is
+    compacted as soon as it is decoded, so the completed tasks of the tail are
+    never held (resume's fold, issue 14). A compact state is never saved."""
     with collector_paused():
         state = start_state(reader, run_id, until)
+        if compact:
+            compacted(state)
         folded = 0
         for e in reader.iter_events(run_id, after=state.last_seq, until=until):
             apply(state, e)

@@ -45,13 +45,16 @@ class Checkpoints:
     """Starts snapshot jobs for one run as its committed events grow."""
 
     def __init__(
-        self, db: DbRef, run_id: str, events: int = 0, every: int = SNAPSHOT_EVERY
+        self, db: DbRef, run_id: str, events: int = 0, every: int = SNAPSHOT_EVERY, lag: int = 0
     ) -> None:
+        """``lag``: how many of the run's ``events`` lie past its latest snapshot (a
+        resume that folded that many): at ``every`` or more, the first commit starts a
+        job, so the next resume or ``show --at`` does not fold them again."""
         self.db = str(db)
         self.run_id = run_id
         self.events = events  # committed events of the run, as far as this process knows
         self.every = every
-        self.next_at = events + every
+        self.next_at = events + max(every - lag, 0)
         self.job: subprocess.Popen[bytes] | None = None
         self.started = 0
 

@@ -105,6 +105,8 @@ class Flock(Invocations):
         self.clients = ModelClients()
         self._listeners: list[Listener] = []
         self._checkpoints: Checkpoints | None = None
+        # Events of the run past its latest snapshot when it starts (a resume's fold).
+        self.snapshot_lag = 0
         self._initial_state: RunState | None = None
         # Recorded requests of the calls resume may serve (checked before serving).
         self._recorded_requests: dict[tuple[str, int], dict[str, Any]] | None = None
@@ -260,7 +262,9 @@ class Flock(Invocations):
             share.bind(engine)
         kernel.listeners.extend(self._listeners)
         if share is None:  # a live run checkpoints its fold, in another process
-            self._checkpoints = Checkpoints(self.db_path, self.run_id, kernel.state.events)
+            self._checkpoints = Checkpoints(
+                self.db_path, self.run_id, kernel.state.events, lag=self.snapshot_lag
+            )
             kernel.listeners.append(self._checkpoints.committed)
         self._engine = engine
         if self._initial_state is None:

@@ -39,7 +39,7 @@ from flock_es.log.snapshots import fold_run, save_snapshot
 from flock_es.projection.fold import compacted, fold
 from flock_es.projection.state import RunState
 from flock_es.runtime.flock import Flock
-from flock_es.runtime.preflight import check_recorded_calls, recorded_requests
+from flock_es.runtime.preflight import check_recorded_calls, pending_requests
 from flock_es.runtime.resume import (
     check_at,
     fork_events,
@@ -194,6 +194,9 @@ class ResumePlan:
     nothing_to_do: bool = False
     # Also re-run tasks that failed on a provider error that may pass.
     retry_failed: bool = False
+    # Events folded past the run's latest snapshot: the resumed run checkpoints
+    # as soon as it starts when they are many (its next crash folds less).
+    folded: int = 0
 
     @property
     def program_changed(self) -> bool:
@@ -208,12 +211,19 @@ def plan_resume(
     program: Path | None = None,
     force: bool = False,
     retry_failed: bool = False,
+    compact: bool = False,
 ) -> ResumePlan:
-    """Fold ``run_id`` (take its ``Ownership`` first) and decide what resuming it means."""
+    """Fold ``run_id`` (take its ``Ownership`` first) and decide what resuming it means.
+
+    ``compact`` (a run no worker shares): the fold keeps only what the open work
+    needs from its latest snapshot on (``fold_run``); else the whole state is
+    folded and stored as a snapshot for the next resume or ``show --at``.
+    """
     with open_reader(db) as reader:
-        state, folded = fold_run(reader, run_id)
-    # The next resume or ``show --at`` starts here rather than where this fold did.
-    save_snapshot(open_store(db), state, folded)
+        state, folded = fold_run(reader, run_id, compact=compact)
+    if not compact:
+        # The next resume or ``show --at`` starts here rather than where this fold did.
+        save_snapshot(open_store(db), state, folded)
     if nothing_to_resume(state, retry_failed):
         return ResumePlan(run_id, db, state, None, state.program_hash, None, nothing_to_do=True)
     alive = live_status(None, state.pid, state.host) == RunStatus.RUNNING.value
@@ -224,7 +234,14 @@ def plan_resume(
         )
     path = program_of(state.program, program, run_id)
     return ResumePlan(
-        run_id, db, state, path, state.program_hash, program_hash(path), retry_failed=retry_failed
+        run_id,
+        db,
+        state,
+        path,
+        state.program_hash,
+        program_hash(path),
+        retry_failed=retry_failed,
+        folded=folded,
     )
 
 
@@ -237,8 +254,9 @@ async def resume(flock: Flock, plan: ResumePlan, model: str | None) -> int:
     """
     assert plan.program is not None
     with open_reader(plan.db) as reader:
-        requests = recorded_requests(reader.iter_events(plan.run_id), plan.state, plan.retry_failed)
+        requests = pending_requests(reader, plan.state, plan.retry_failed)
     prepare(flock, plan.state, plan.db, model, plan.program)
+    flock.snapshot_lag = plan.folded
     await check_recorded_calls(flock, plan.state, requests)
     if flock.share is None:
         # Only what the open work needs from here on: completed tasks are forgotten, so

@@ -10,7 +10,7 @@ DBOS raises ``DBOSUnexpectedStepError`` in the same case.
 
 Example::
 
-    requests = recorded_requests(reader.iter_events(run_id), state)
+    requests = pending_requests(reader, state)
     await check_recorded_calls(flock, state, requests)
 """
 
@@ -21,6 +21,7 @@ from typing import Any
 
 from flock_es.domain.events import Event, EventKind, ModelCalled, body_as
 from flock_es.errors import ProgramChanged, RecordedCallChanged, ReplayMiss
+from flock_es.log.ports import EventReader
 from flock_es.models.base import ModelClient
 from flock_es.projection.state import RunState
 from flock_es.runtime.agent import Agent
@@ -29,7 +30,7 @@ from flock_es.runtime.flock import Flock
 from flock_es.runtime.kernel import Kernel, NullRecorder, NullSink, build_index
 from flock_es.runtime.model_calls import ModelCalls
 
-__all__ = ["check_recorded_calls", "recorded_requests"]
+__all__ = ["check_recorded_calls", "pending_requests", "recorded_requests"]
 
 CallKey = tuple[str, int]
 
@@ -38,18 +39,46 @@ def recorded_requests(
     events: Iterable[Event], state: RunState, retry_failed: bool = False
 ) -> dict[CallKey, dict[str, Any]]:
     """The recorded requests of the model calls of tasks a resume would re-run."""
+    pending = _to_rerun(state, retry_failed)
+    out: dict[CallKey, dict[str, Any]] = {}
+    for e in events:
+        if e.kind is EventKind.MODEL_CALLED:
+            _note(out, e, pending)
+    return out
+
+
+def pending_requests(
+    reader: EventReader, state: RunState, retry_failed: bool = False
+) -> dict[CallKey, dict[str, Any]]:
+    """``recorded_requests`` of ``state``'s run, read by seq: the fold kept each
+    re-run task's calls with the seq of their first record, so only those events
+    are read, not the whole log again (a second pass over 1.6M events at 100k).
+    """
+    pending = _to_rerun(state, retry_failed)
+    seqs = [c.seq for (tid, _), c in state.calls.items() if tid in pending]
+    if any(seq is None for seq in seqs):  # not folded from this log: read all of it
+        return recorded_requests(reader.iter_events(state.run_id), state, retry_failed)
+    out: dict[CallKey, dict[str, Any]] = {}
+    for seq in sorted(s for s in seqs if s is not None):
+        for e in reader.iter_events(state.run_id, after=seq - 1, until=seq):
+            if e.kind is EventKind.MODEL_CALLED:
+                _note(out, e, pending)
+    return out
+
+
+def _to_rerun(state: RunState, retry_failed: bool) -> set[str]:
     pending = {t.id for t in state.pending_tasks()}
     if retry_failed:
         pending.update(t.id for t in state.retryable_tasks())
-    out: dict[CallKey, dict[str, Any]] = {}
-    for e in events:
-        if e.kind is not EventKind.MODEL_CALLED:
-            continue
-        call = body_as(e, ModelCalled)
-        if call.get("task_id") in pending:
-            key = (str(call["task_id"]), int(call["call_index"]))
-            out.setdefault(key, call.get("request") or {})
-    return out
+    return pending
+
+
+def _note(out: dict[CallKey, dict[str, Any]], e: Event, pending: set[str]) -> None:
+    """The first recorded request of each call of a task in ``pending``."""
+    call = body_as(e, ModelCalled)
+    if call.get("task_id") in pending:
+        key = (str(call["task_id"]), int(call["call_index"]))
+        out.setdefault(key, call.get("request") or {})
 
 
 def _no_client(agent: Agent) -> ModelClient:
