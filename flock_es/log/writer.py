@@ -26,6 +26,7 @@ from flock_es.domain.events import (
     EventKind,
     RunFinished,
     RunStarted,
+    TaskScheduled,
     body_as,
 )
 from flock_es.errors import RunOwnedError
@@ -46,10 +47,12 @@ from flock_es.log.wal_space import preallocate_wal
 __all__ = [
     "PAID_KINDS",
     "LogWriter",
+    "artifact_row",
     "dumps",
     "read_model_rows",
     "rebuild_read_models",
     "warm_statements",
+    "write_events",
 ]
 
 # Heads of multi-row inserts (``sqlite_rows.insert_rows`` adds the VALUES).
@@ -72,6 +75,7 @@ _KIND_TEXT = {k: k.value for k in EventKind}
 # goes through the enum metaclass's attribute hook, about 3x a global's cost.
 _RUN_STARTED, _RUN_FINISHED = EventKind.RUN_STARTED, EventKind.RUN_FINISHED
 _RUN_RESUMED, _PUBLISHED = EventKind.RUN_RESUMED, EventKind.ARTIFACT_PUBLISHED
+_SCHEDULED = EventKind.TASK_SCHEDULED
 
 PAID_KINDS = frozenset({EventKind.MODEL_CALLED, EventKind.TOOL_CALLED})
 """Kinds whose commit carries something paid for; in ``full`` durability it is fsynced."""
@@ -115,21 +119,7 @@ def read_model_rows(
         elif kind is _RUN_RESUMED:
             finished.append((None, "running", e.run_id))
         elif kind is _PUBLISHED:
-            a = body_as(e, ArtifactPublished)
-            arts.append(
-                (
-                    a["id"],
-                    e.run_id,
-                    a["type"],
-                    a.get("produced_by", "external"),
-                    e.seq,
-                    e.ts,
-                    dumps(a["payload"]),
-                    a.get("task_id"),
-                    a.get("correlation_id"),
-                    *qm.visibility_columns(a.get("visibility")),
-                )
-            )
+            arts.append(artifact_row(e, body_as(e, ArtifactPublished)))
         touched[e.run_id].append(e.seq or 0)
     touch = [(max(seqs), len(seqs), run) for run, seqs in touched.items()]
     return runs, finished, arts, touch
@@ -138,37 +128,98 @@ def read_model_rows(
 def write_events(conn: sqlite3.Connection, events: list[Event], last_seq: int) -> None:
     """Insert ``events`` after ``last_seq`` (assigning their seqs) with their read-model
     rows, inside the caller's ``BEGIN IMMEDIATE`` transaction."""
-    # The rows are made as SQLite takes them, a chunk at a time, never held as a list:
-    # a unit of a large publish (900,000 events) held its rows and their JSON at once,
-    # a third of the run's peak memory (issue 14).
-    insert_rows(conn, _EVENTS_HEAD, 7, _event_rows(events, last_seq))
-    runs, finished, arts, touch = read_model_rows(events)
+    # The event rows are made as SQLite takes them, a chunk at a time, never held as a
+    # list: a unit of a large publish (900,000 events) held its rows and their JSON at
+    # once, a third of the run's peak memory (issue 14). The same pass collects the
+    # rows of the read models (one loop over the events, not three: issue 14).
+    side = _Side()
+    insert_rows(conn, _EVENTS_HEAD, 7, _event_rows(events, last_seq, side))
+    # The rare kinds (run boundaries, tags, releases) through the shared row makers,
+    # in the order the statements depend on: a run's row before its counts are
+    # touched, an artifact's row before its release.
+    runs, finished, _, _ = read_model_rows(side.others) if side.others else ([], [], [], [])
     if runs:
         conn.executemany(_INSERT_RUN, runs)
-    if arts:
-        insert_rows(conn, _ARTIFACTS_HEAD, 11, arts)
+    if side.arts:
+        insert_rows(conn, _ARTIFACTS_HEAD, 11, side.arts)
+        side.arts = []
     if finished:
         conn.executemany(_FINISH_RUN, finished)
-    conn.executemany(_TOUCH_RUN, touch)
-    query = qm.query_model_rows(events)
-    if query.consumptions:
-        insert_rows(conn, qm.CONSUMPTIONS_HEAD, 6, query.consumptions)
-        query.consumptions = []
-    for sql, args in qm.statements(query, qm.SQLITE):
-        conn.executemany(sql, args)
+    conn.executemany(_TOUCH_RUN, side.touch())
+    if side.consumptions:
+        insert_rows(conn, qm.CONSUMPTIONS_HEAD, 6, side.consumptions)
+        side.consumptions = []
+    if side.others:
+        for sql, args in qm.statements(qm.query_model_rows(side.others), qm.SQLITE):
+            conn.executemany(sql, args)
 
 
-def _event_rows(events: list[Event], last_seq: int) -> Iterator[tuple[Any, ...]]:
-    """The ``events`` rows, seqs from ``last_seq + 1`` (assigned to the events as made)."""
+class _Side:
+    """The read-model rows ``_event_rows`` collects on its way through a unit."""
+
+    __slots__ = ("arts", "consumptions", "others", "runs")
+
+    def __init__(self) -> None:
+        self.arts: list[tuple[Any, ...]] = []
+        self.consumptions: list[tuple[Any, ...]] = []
+        self.others: list[Event] = []
+        self.runs: dict[str, list[int]] = {}  # run id -> [last seq, events]
+
+    def touch(self) -> list[tuple[Any, ...]]:
+        return [(last, n, run) for run, (last, n) in self.runs.items()]
+
+
+# Kinds whose read-model rows ``read_model_rows``/``query_model_rows`` make (rare ones).
+_OTHER_KINDS = frozenset({_RUN_STARTED, _RUN_FINISHED, _RUN_RESUMED, EventKind.ARTIFACT_RELEASED})
+
+
+def _event_rows(events: list[Event], last_seq: int, side: _Side) -> Iterator[tuple[Any, ...]]:
+    """The ``events`` rows, seqs from ``last_seq + 1`` (assigned to the events as made);
+    the artifacts and consumptions rows and the run counts go to ``side``."""
     seq = last_seq
     kinds = _KIND_TEXT
+    arts, consumptions, others, runs = side.arts, side.consumptions, side.others, side.runs
+    published, scheduled, other_kinds = _PUBLISHED, _SCHEDULED, _OTHER_KINDS
+    run_id, counts = "", [0, 0]
     for e in events:
         seq += 1
         e.seq = seq
         body = e.body
+        kind = e.kind
+        if e.run_id != run_id:
+            run_id = e.run_id
+            counts = runs.setdefault(run_id, [0, 0])
+        counts[0] = seq
+        counts[1] += 1
         tid = body.get("task_id")  # Event.task_id, without a property call per event
         tid = tid if isinstance(tid, str) else None
-        yield (seq, e.run_id, kinds[e.kind], e.ts, e.v, tid, to_json(body).decode())
+        yield (seq, run_id, kinds[kind], e.ts, e.v, tid, to_json(body).decode())
+        if kind is published:
+            arts.append(artifact_row(e, body_as(e, ArtifactPublished)))
+            if body.get("tags"):
+                others.append(e)
+        elif kind is scheduled:
+            t = body_as(e, TaskScheduled)
+            ts, agent = e.ts, t["agent"]
+            consumptions.extend((run_id, aid, tid, agent, seq, ts) for aid in t["inputs"])
+        elif kind in other_kinds:
+            others.append(e)
+
+
+def artifact_row(e: Event, a: ArtifactPublished) -> tuple[Any, ...]:
+    """The ``artifacts`` read-model row of ``artifact.published`` ``e`` (seq set)."""
+    return (
+        a["id"],
+        e.run_id,
+        a["type"],
+        a.get("produced_by", "external"),
+        e.seq,
+        e.ts,
+        dumps(a["payload"]),
+        a.get("task_id"),
+        a.get("correlation_id"),
+        *qm.visibility_columns(a.get("visibility")),
+    )
 
 
 def _connect(path: Path, durability: Durability) -> sqlite3.Connection:
