@@ -126,3 +126,51 @@ async def test_a_waiting_run_never_holds_up_its_chunk(db_path: Path) -> None:
         view = state.tasks[t]
         assert view.attempt == 1 and view.started_at is not None and view.finished_at is not None
         assert view.started_at <= view.finished_at
+
+
+async def test_plain_runs_each_get_their_own_context_and_any_awaitable(db_path: Path) -> None:
+    """Plain function agents are called directly (``runtime/inline_runs.py``), as the
+    executor would run them: each run in a context of its own, a returned awaitable
+    that is no coroutine awaited, ``ctx`` given to a function that takes it, and a run
+    that fails recorded as started (at its start) and failed."""
+    flock = Flock(db=db_path)
+    seen: list[str] = []
+
+    def setter(p: Ping) -> Pong:
+        seen.append(VAR.get())
+        VAR.set(f"run {p.n}")  # must not leak into the next run of the chunk
+        return Pong(who="setter", n=p.n)
+
+    def later(p: Ping) -> asyncio.Future[Pong]:
+        fut: asyncio.Future[Pong] = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.01, fut.set_result, Pong(who="later", n=p.n))
+        return fut
+
+    def with_ctx(p: Ping, ctx: object) -> Pong:
+        return Pong(who=f"ctx {type(ctx).__name__}", n=p.n)
+
+    def broken(p: Ping) -> Pong:
+        raise ValueError("broken")
+
+    flock.agent("a_setter").consumes(Ping).publishes(Pong).with_function(setter)
+    flock.agent("b_later").consumes(Ping).publishes(Pong).with_function(later)
+    flock.agent("c_ctx").consumes(Ping).publishes(Pong).with_function(with_ctx)
+    flock.agent("d_broken").consumes(Ping).publishes(Pong).with_function(broken)
+    await flock.publish_many([Ping(n=1), Ping(n=2)])
+    assert await flock.run_until_idle(timeout=10)
+    await flock.close()
+    assert seen == ["unset", "unset"]
+    pongs = await flock.store.get_by_type(Pong)
+    assert sorted(p.who for p in pongs) == ["ctx AgentContext"] * 2 + ["later"] * 2 + ["setter"] * 2
+    with LogReader(db_path) as r:
+        log = list(r.events(flock.run_id))
+    failed = [e for e in log if e.kind.value == "task.failed"]
+    assert len(failed) == 2
+    for f in failed:
+        started = [
+            e
+            for e in log
+            if e.kind.value == "task.started" and e.body["task_id"] == f.body["task_id"]
+        ]
+        assert len(started) == 1 and started[0].seq < f.seq  # type: ignore[operator]
+        assert started[0].ts <= f.ts and started[0].body["attempt"] == 1

@@ -48,7 +48,7 @@ class Agent:
     model: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     self_trigger: bool = False
-    _fn_wants_ctx: bool = False
+    fn_wants_ctx: bool = False
     labels: frozenset[str] = frozenset()
     tenant: str | None = None
     # Give the agent the earlier artifacts of its correlation (see ``with_context``).
@@ -99,7 +99,7 @@ class Agent:
         """Call the agent's function on ``inputs``; ``run.ctx`` is built only if it takes one."""
         assert self.function is not None
         arg: Any = inputs if batched or len(inputs) != 1 else inputs[0]
-        result = self.function(arg, run.ctx) if self._fn_wants_ctx else self.function(arg)
+        result = self.function(arg, run.ctx) if self.fn_wants_ctx else self.function(arg)
         if isinstance(result, BaseModel):  # the common answer: skip the awaitable checks
             return result
         if inspect.isawaitable(result):
@@ -288,7 +288,7 @@ class AgentBuilder:
                 f"agent {self.agent.name!r}: an agent has either a function or engines, not both"
             )
         self.agent.function = fn
-        self.agent._fn_wants_ctx = _positional_count(fn) >= 2
+        self.agent.fn_wants_ctx = _positional_count(fn) >= 2
         return self._changed()
 
     def model(self, model: str, **settings: Any) -> AgentBuilder:

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from flock_es.runtime.store import AgentStore, artifact_of
 
 if TYPE_CHECKING:
-    from flock_es.domain.events import Event
     from flock_es.projection.state import RunState, TaskView
     from flock_es.runtime.agent import Agent
     from flock_es.runtime.board_queries import BoardSource
@@ -75,9 +74,9 @@ class TaskRun:
     # Positions of outputs an orchestrator component blocked (recorded, not scheduled).
     blocked: set[int] = field(default_factory=set)
     built: AgentContext | None = None
-    # ``task.started`` not yet applied: an inline run records it only if it suspends
-    # or fails (``Executor._start_inline``).
-    held_start: Event | None = None
+    # ``task.started`` held back: an inline run records it only if it suspends or
+    # fails (``Executor.start_held``).
+    held_start: bool = False
 
     @property
     def ctx(self) -> AgentContext:

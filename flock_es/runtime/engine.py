@@ -47,6 +47,7 @@ from flock_es.projection.decide import schedule
 from flock_es.projection.state import RunState, TaskView
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.executor import Executor, Outcome
+from flock_es.runtime.inline_runs import InlineRuns
 from flock_es.runtime.kernel import UNPUBLISHED_TAG, Kernel, Listener, Sink
 from flock_es.runtime.model_calls import ModelCalls
 from flock_es.runtime.orchestrator_hooks import OrchestratorHooks
@@ -90,6 +91,7 @@ class Engine:
         self.work = Work()
         self.timers = Timers(kernel, self.work)
         self.executor = Executor(kernel, agents, calls)
+        self.inline = InlineRuns(self.executor)
         self.agent_sems = {
             a.name: PrioritySemaphore(a.max_concurrency)
             for a in agents.values()
@@ -179,7 +181,7 @@ class Engine:
 
     async def _inline_chunk(self, chunk: list[TaskView]) -> None:
         async with self.inline_slots:
-            await self.executor.execute_inline(chunk, self.work.spawn)
+            await self.inline.execute(chunk, self.work.spawn)
 
     def _inline(self, task_id: str) -> bool:
         task = self.kernel.state.tasks.get(task_id)

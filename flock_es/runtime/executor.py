@@ -18,7 +18,7 @@ import contextvars
 import dataclasses
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, cast
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -48,7 +48,6 @@ from flock_es.runtime import agent_hooks
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.board_queries import BoardSource
 from flock_es.runtime.context import TaskRun, correlation_of
-from flock_es.runtime.eager import Suspended, step
 from flock_es.runtime.eval_types import artifact_for
 from flock_es.runtime.kernel import UNPUBLISHED_TAG, Kernel
 from flock_es.runtime.model_agent import run_model_agent
@@ -216,29 +215,31 @@ class Executor:
             unit.append(event)
         return self.prepare(task, agent, attempt, context)
 
-    def _start_inline(self, task: TaskView, agent: Agent, unit: list[Event]) -> TaskRun:
-        """``start`` for a run of ``execute_inline``: its ``task.started`` is held back.
+    def start_held(self, task: TaskView, agent: Agent, unit: list[Event]) -> TaskRun:
+        """``start`` for an inline run (``inline_runs``): its ``task.started`` is held back.
 
         A run that completes on its first step records no ``task.started`` at all:
         its ``task.completed`` (attempt, duration) says when it started, in the same
         unit, and the fold starts it there. One that suspends or fails gets its
-        ``task.started`` (``_held_start``) as before. A start that carries more than
-        the attempt (context ids, a worker, orchestrator components watching) is
-        recorded as before.
+        ``task.started`` (``held_start``) as before, stamped with the time it
+        started. A start that carries more than the attempt (context ids, a worker,
+        orchestrator components watching) is recorded as before.
         """
         if agent.with_context or self.worker is not None or self.orchestrator is not None:
             return self.start(task, agent, unit)
-        event, context = self._started_event(task, agent)
-        run = self.prepare(task, agent, task.attempt + 1, context)
-        run.held_start = event
+        run = self.prepare(task, agent, task.attempt + 1, None)
+        run.held_start = True
         return run
 
-    def _held_start(self, run: TaskRun) -> list[Event]:
-        """The held ``task.started`` of ``run``, applied now (empty if none is held)."""
-        event = run.held_start
-        if event is None:
+    def held_start(self, run: TaskRun) -> list[Event]:
+        """The held ``task.started`` of ``run``, applied now (empty if none is held).
+
+        Built only now (most runs never need it), at the time the run started."""
+        if not run.held_start:
             return []
-        run.held_start = None
+        run.held_start = False
+        event, _ = self._started_event(run.task, run.agent)
+        event.ts -= time.perf_counter() - run.t0
         self.kernel.apply([event])
         return [event]
 
@@ -312,13 +313,20 @@ class Executor:
         )
         return make_event(self.kernel.run_id, EventKind.TASK_FAILED, body, time.time())
 
+    def failed_unit(self, run: TaskRun, exc: Exception) -> list[Event]:
+        """``task.failed`` of ``run`` after its held start, if any (attempts count), applied."""
+        started = self.held_start(run)
+        failed = self.failure(run.task, exc, run.t0)
+        self.kernel.apply([failed])
+        return [*started, failed]
+
     async def on_error(self, run: TaskRun, exc: BaseException) -> None:
         try:
             await run.agent.handle_error(run.ctx, exc)
         except Exception as handler_exc:  # a broken handler must not take the run down
             self.handler_failures.append((run.task.id, repr(handler_exc)))
 
-    async def _settled(self, run: TaskRun, unpublished: bool) -> tuple[list[Event], Outcome]:
+    async def settled(self, run: TaskRun, unpublished: bool) -> tuple[list[Event], Outcome]:
         """Run the agent; the events of its outcome (applied, not committed) and the outcome."""
         try:
             outputs = await self.outputs(run)
@@ -327,10 +335,7 @@ class Executor:
         except FATAL:
             raise
         except Exception as exc:
-            started = self._held_start(run)  # a failure follows its start (attempts count)
-            failed = self.failure(run.task, exc, run.t0)
-            self.kernel.apply([failed])
-            return [*started, failed], exc
+            return self.failed_unit(run, exc), exc
 
     async def execute(self, task: TaskView, unpublished: bool = False) -> Outcome:
         """Start, run and finish one task; its outcome is committed before this returns."""
@@ -340,9 +345,9 @@ class Executor:
             await self.kernel.emit([self.failure(task, missing)])
             return missing
         run = self.start(task, agent)
-        return await self._conclude(run, await self._settled(run, unpublished))
+        return await self.conclude(run, await self.settled(run, unpublished))
 
-    async def _conclude(self, run: TaskRun, settled: tuple[list[Event], Outcome]) -> Outcome:
+    async def conclude(self, run: TaskRun, settled: tuple[list[Event], Outcome]) -> Outcome:
         """Commit a run's outcome, then its error handlers and component hooks."""
         events, outcome = settled
         await self.kernel.commit(events)
@@ -358,51 +363,3 @@ class Executor:
             await agent_hooks.after_commit(run, outcome, self.kernel.state)
         except Exception as hook_exc:  # the task is recorded already; a hook cannot undo it
             self.handler_failures.append((run.task.id, repr(hook_exc)))
-
-    async def execute_inline(self, tasks: list[TaskView], spawn: Spawn) -> None:
-        """Run a chunk of function-agent tasks back to back; commit them as one unit.
-
-        Each run is stepped at once (``eager.step``). One that finishes without
-        waiting (every ``def`` agent, most ``async def`` ones) adds its outputs and
-        ``task.completed`` to the chunk's unit (its start is in the completion, see
-        ``_start_inline``): no asyncio task and no commit of its own. One that
-        suspends is finished by a task of its own (``spawn``), which commits its
-        outcome after the chunk's unit (that holds its ``task.started``). An agent
-        with components queues its start on its own, as elsewhere: its hooks may
-        record events before the chunk commits, and those must follow its start.
-        """
-        events: list[Event] = []
-        failures: list[tuple[TaskRun, Exception]] = []
-        with_hooks: list[tuple[TaskRun, Outcome]] = []
-        agents = self.agents
-        for task in tasks:
-            agent = agents[task.agent]
-            hooked = bool(agent.utilities or agent.engines)
-            run = self.start(task, agent) if hooked else self._start_inline(task, agent, events)
-            done, value, ctx = step(self._settled(run, False))
-            if not done:
-                events.extend(self._held_start(run))
-                rest = cast("Suspended[tuple[list[Event], Outcome]]", value)
-                spawn(self._resumed(run, rest), f"flock-es:{task.id}", ctx)
-                continue
-            unit, outcome = cast("tuple[list[Event], Outcome]", value)
-            events.extend(unit)
-            if isinstance(outcome, Exception):
-                failures.append((run, outcome))
-            if hooked:
-                with_hooks.append((run, outcome))
-        if events and all(e.kind is EventKind.TASK_STARTED for e in events):
-            # Every run suspended: only starts, which nothing acts on. Queued, not
-            # awaited (as ``execute`` does): a commit to wait for would wake the loop
-            # while the agents wait, and a wake-up then makes their own timers late.
-            self.kernel.queue(events)
-        elif events:
-            await self.kernel.commit(events)
-        for run, exc in failures:
-            await self.on_error(run, exc)
-        for run, outcome in with_hooks:
-            await self.after_commit(run, outcome)
-
-    async def _resumed(self, run: TaskRun, rest: Suspended[tuple[list[Event], Outcome]]) -> None:
-        """The rest of a run that suspended in ``execute_inline``, then its commit."""
-        await self._conclude(run, await rest)
