@@ -11,6 +11,7 @@ import hashlib
 import secrets
 import time
 from collections.abc import Iterable
+from hashlib import blake2b
 
 __all__ = ["content_hash", "external_artifact_id", "new_run_id", "output_id", "task_id"]
 
@@ -29,7 +30,8 @@ def task_id(run_id: str, agent: str, sub_index: int, inputs: Iterable[str]) -> s
 
 def output_id(task: str, position: int) -> str:
     """The id of the ``position``-th output of ``task``: stable across re-execution."""
-    return "a-" + _digest(task, str(position), size=10)
+    # _digest(task, str(position), size=10), spelled out: the same bytes, fewer calls.
+    return "a-" + blake2b(f"{task}\x1f{position}\x1f".encode(), digest_size=10).hexdigest()
 
 
 def external_artifact_id() -> str:

@@ -72,7 +72,8 @@ class TaskRun:
     # The index the task's next model call gets: (task id, index) keys its record.
     calls: int = 0
     # Positions of outputs an orchestrator component blocked (recorded, not scheduled).
-    blocked: set[int] = field(default_factory=set)
+    # (Assigned, never changed in place: runs share the empty one.)
+    blocked: frozenset[int] | set[int] = frozenset()
     built: AgentContext | None = None
     # ``task.started`` held back: an inline run records it only if it suspends or
     # fails (``Executor.start_held``).
@@ -103,7 +104,11 @@ class TaskRun:
 def correlation_of(state: RunState, task: TaskView) -> str | None:
     """The correlation id a task works in: that of its first known input."""
     arts = state.artifacts
-    return next((arts[i].correlation_id for i in task.inputs if i in arts), None)
+    for i in task.inputs:  # a loop, not next() over a generator: once per task run
+        view = arts.get(i)
+        if view is not None:
+            return view.correlation_id
+    return None
 
 
 def build_context(

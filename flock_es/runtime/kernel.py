@@ -290,12 +290,13 @@ class Kernel:
         self._check()
         out: list[Event] = []
         state, index = self.state, self.index
+        by_type = index.by_type
         for ev in artifact_events:
             apply(state, ev)
             out.append(ev)
             view = state.artifacts[body_as(ev, ArtifactPublished)["id"]]
-            if UNPUBLISHED_TAG in view.tags:
-                continue
+            if UNPUBLISHED_TAG in view.tags or view.type not in by_type:
+                continue  # nothing consumes it (most outputs): no object, no decision
             caused = decide_artifact(state, index, view, self.obj(view.id), now)
             for c in caused:
                 apply(state, c)
