@@ -102,19 +102,18 @@ async def _wide_fn(db: Path, agents: int = 200, latency: float = 1.0) -> float:
 
     for i in range(agents):
         flock.agent(f"s{i}").consumes(Item).with_function(slow)
-    await flock.start()
-    t0 = time.perf_counter()
-    await flock.publish(Item(n=1))
-    await flock.run_until_idle()
-    wall = time.perf_counter() - t0
-    await flock.close()
-    return wall
+    return await _one_publish_wall(flock)
 
 
 async def _wide(db: Path, agents: int = 200, latency: float = 1.0) -> float:
     flock = Flock(db=db, model=f"offline?latency={latency}")
     for i in range(agents):
         flock.agent(f"m{i}").description("answers").consumes(Item).publishes(Out)
+    return await _one_publish_wall(flock)
+
+
+async def _one_publish_wall(flock: Flock) -> float:
+    """Seconds from one published Item to idle: workload (e)'s measure, either agent kind."""
     await flock.start()
     t0 = time.perf_counter()
     await flock.publish(Item(n=1))
