@@ -87,22 +87,27 @@ def instrument() -> None:
     wrap(
         writer.LogWriter,
         "_transaction",
-        lambda s, c, evs, sync: f"txn sync={sync} n={len(evs)} {kinds(evs)}",
+        lambda s, c, evs, wait: f"txn sync={s.synced(evs)} n={len(evs)} {kinds(evs)}",
     )
+    if "--txn" in sys.argv:
+        wrap(writer, "write_events", lambda c, evs, last: f"write_events n={len(evs)}")
+        wrap(writer.LogWriter, "_next_seq", lambda s, c: "next_seq")
     wrap(group_commit, "settle", lambda units, exc: f"settle {len(units)} units", after=False)
     wrap(kernel.Kernel, "committed", lambda s, evs: f"committed {kinds(evs)}", after=False)
     wrap(engine.Engine, "act", lambda s, evs: "act")
     wrap(executor.Executor, "start", lambda s, t, a, u=None: f"task.start {a.name}", after=False)
     wrap(executor.Executor, "completion", lambda s, r, *a, **k: f"completion {r.agent.name}")
     wrap(executor.Executor, "execute", lambda s, t, *a: f"execute {t.agent}")
-    wrap(executor.Executor, "execute_inline", lambda s, ts, sp: f"execute_inline n={len(ts)}")
+    from flock_es.runtime import inline_runs
+
+    wrap(inline_runs.InlineRuns, "execute", lambda s, ts, sp: f"inline n={len(ts)}")
     wrap(model_agent, "output_schema", lambda *a, **k: "output_schema")
     wrap(model_agent, "build_messages", lambda *a, **k: "build_messages")
     wrap(model_agent, "parse_output", lambda *a, **k: "parse_output")
     wrap(executor, "run_model_agent", lambda c, r, i: f"model_agent {r.agent.name}")
     wrap(offline.OfflineModel, "complete", lambda s, r: f"offline.complete {r.agent}")
     wrap(offline.OfflineModel, "answer", lambda s, r: f"offline.answer {r.agent}")
-    wrap(model_calls.ModelCalls, "_record_answer", lambda s, r, *a: f"record {r.agent.name}")
+    wrap(model_calls.ModelCalls, "_answer_event", lambda s, r, *a: f"record {r.agent.name}")
     wrap(work.Work, "until_idle", lambda *a, **k: "until_idle")
     wrap(base.ModelRequest, "redacted", lambda s: f"redacted {s.agent}")
     wrap(model_calls, "call_with_retries", lambda *a, **k: "call_with_retries", after=False)

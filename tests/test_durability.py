@@ -32,6 +32,9 @@ WRITER = textwrap.dedent(
     PAID = int(sys.argv[3])
 
     async def main():
+        if sys.argv[4:] == ["precise"]:  # a run's loop: units commit on the loop's thread
+            from flock_es.models.precise_timers import make_timers_precise
+            assert make_timers_precise(asyncio.get_running_loop())
         store = open_store(sys.argv[1])
         w = await store.open_writer(Durability(sys.argv[2]))
         await w.append([make_event(RUN, EventKind.RUN_STARTED, RunStarted(model="offline", agents=[]), time.time())])
@@ -49,6 +52,7 @@ WRITER = textwrap.dedent(
             free = ArtifactPublished(id=f"a-{i}", type="Seed", payload={"i": i})
             await w.append([make_event(RUN, EventKind.ARTIFACT_PUBLISHED, free, time.time())])
         os.write(2, b"MARK-END\\n")
+        os.write(1, f"inline={getattr(w, 'inline_commits', 0)}\\n".encode())
         await w.close()
 
     asyncio.run(main())
@@ -71,7 +75,7 @@ def wal_syncs(trace: str) -> int:
     return len(re.findall(r"\b(?:fsync|fdatasync)\(\d+<[^>]*-wal>\)", window))
 
 
-def traced(tmp_path: Path, durability: str, paid: int) -> str:
+def traced(tmp_path: Path, durability: str, paid: int, precise: bool = False) -> str:
     log = tmp_path / f"strace-{durability}.txt"
     db = tmp_path / f"{durability}.db"
     out = subprocess.run(
@@ -85,6 +89,7 @@ def traced(tmp_path: Path, durability: str, paid: int) -> str:
             str(db),
             durability,
             str(paid),
+            *(["precise"] if precise else []),
         ],
         capture_output=True,
         text=True,
@@ -93,12 +98,19 @@ def traced(tmp_path: Path, durability: str, paid: int) -> str:
     if out.returncode != 0 and "ptrace" in out.stderr:
         pytest.skip(f"strace cannot trace here: {out.stderr.strip()[:200]}")
     assert out.returncode == 0, out.stderr
+    if precise:  # the loop committed them itself
+        assert int(out.stdout.split("inline=")[1]) >= 2 * paid
     return log.read_text()
 
 
 @needs_strace
 def test_full_durability_fsyncs_every_paid_commit_and_only_those(tmp_path: Path) -> None:
     assert wal_syncs(traced(tmp_path, "full", 12)) == 12
+
+
+@needs_strace
+def test_full_durability_fsyncs_paid_commits_made_on_the_loop_s_thread(tmp_path: Path) -> None:
+    assert wal_syncs(traced(tmp_path, "full", 12, precise=True)) == 12
 
 
 @needs_strace

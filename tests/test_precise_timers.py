@@ -17,7 +17,7 @@ import pytest
 from pydantic import BaseModel
 
 from flock_es import Flock
-from flock_es.models.precise_timers import PreciseEpollSelector, make_timers_precise
+from flock_es.models.precise_timers import SPIN, PreciseEpollSelector, make_timers_precise
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="epoll and timerfd")
 
@@ -117,3 +117,73 @@ async def test_a_run_makes_its_loop_precise(tmp_path: Path) -> None:
     await flock.run_until_idle()
     await flock.close()
     assert seen == [1]
+
+
+@linux
+def test_waits_shorter_than_the_spin_fire_only_when_due_and_see_io() -> None:
+    """The last ``SPIN`` before a deadline the loop looks for I/O without waiting:
+    timers still fire in order and only once due, and I/O ready meanwhile runs first."""
+
+    async def main() -> list[tuple[str, bool]]:
+        loop = asyncio.get_running_loop()
+        assert make_timers_precise(loop)
+        fired: list[tuple[str, bool]] = []
+        r, w = os.pipe()
+        loop.add_reader(r, lambda: fired.append(("io", bool(os.read(r, 10)))))
+        for i in range(20):
+            delay = SPIN * (0.2 + (i % 5) * 0.4)  # shorter and longer than the spin
+            when = loop.time() + delay
+            loop.call_at(when, lambda i=i, w=when: fired.append((f"t{i}", loop.time() >= w)))
+            if i == 10:
+                os.write(w, b"x")
+            await asyncio.sleep(delay * 1.5)
+        loop.remove_reader(r)
+        os.close(r)
+        os.close(w)
+        return fired
+
+    fired = asyncio.run(main())
+    assert fired[:11] == [(f"t{i}", True) for i in range(10)] + [("io", True)]
+    assert fired[11:] == [(f"t{i}", True) for i in range(10, 20)]
+
+
+@linux
+def test_the_selector_calls_what_waits_for_its_next_select() -> None:
+    """``loop_wait.at_next_select``: called once, before the next select, with the
+    loop's timeout (0 while callbacks are ready); one that made callbacks ready
+    keeps the loop from waiting."""
+    from flock_es.loop_wait import at_next_select
+
+    async def main() -> list[object]:
+        loop = asyncio.get_running_loop()
+        assert make_timers_precise(loop)
+        seen: list[object] = []
+
+        def busy(timeout: float | None) -> bool:
+            seen.append(("busy", timeout))
+            return False
+
+        woken: asyncio.Future[None] = loop.create_future()
+
+        def idle(timeout: float | None) -> bool:
+            seen.append(("idle", timeout is None or timeout > 0))
+            woken.set_result(None)  # made ready: the loop must not wait (an hour)
+            return True
+
+        assert at_next_select(loop, busy)
+        loop.call_soon(lambda: None)
+        await asyncio.sleep(0)
+        assert at_next_select(loop, idle)
+        loop.call_later(3600, lambda: None)  # the only timer: an hour away
+        await woken
+        seen.append("ran")
+        return seen
+
+    assert asyncio.run(main()) == [("busy", 0), ("idle", True), "ran"]
+    loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
+    try:
+        from flock_es.loop_wait import at_next_select
+
+        assert not at_next_select(loop, lambda t: False)
+    finally:
+        loop.close()

@@ -305,6 +305,7 @@ class LogWriter(ThreadDrain):
         self.max_batch = max_batch
         self.durability = Durability(durability)
         self._synchronous = "NORMAL"
+        self._waits = True  # busy_timeout is BUSY_TIMEOUT_MS (``_wait_for_lock``)
         self.synced_commits = 0
         self._conn: sqlite3.Connection | None = None
         self._task: asyncio.Future[None] | None = None
@@ -338,30 +339,44 @@ class LogWriter(ThreadDrain):
             return storage_error(self.path, exc)  # one line naming the database
         return exc
 
-    def commit_sync(self, events: list[Event]) -> None:
-        """One group in one transaction (in the drain thread)."""
-        assert self._conn is not None
+    def synced(self, events: list[Event]) -> bool:
         # Paid answers must survive power loss before anything acts on them: in WAL
         # mode, synchronous=FULL fsyncs the WAL at this commit (and so every earlier one).
-        sync = "NORMAL"
-        if self.durability is Durability.FULL and any(e.kind in PAID_KINDS for e in events):
-            sync = "FULL"
-        self._transaction(self._conn, events, sync)
-        self.commits += 1
-        if sync == "FULL":
-            self.synced_commits += 1
+        return self.durability is Durability.FULL and any(e.kind in PAID_KINDS for e in events)
+
+    def commit_sync(self, events: list[Event]) -> None:
+        """One group in one transaction, in the drain thread (waits for the write lock)."""
+        assert self._conn is not None
+        self._transaction(self._conn, events, wait=True)
+
+    def commit_here(self, events: list[Event]) -> bool:
+        """``commit_sync`` on the loop's thread (``ThreadDrain``), which must never
+        wait for the write lock (another process may hold it for long: a
+        checkpoint job, a CLI writer): False, and nothing written, if it is held."""
+        assert self._conn is not None
+        return self._transaction(self._conn, events, wait=False)
 
     def drain_ended(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
-    def _transaction(self, conn: sqlite3.Connection, events: list[Event], sync: str) -> None:
-        """One whole commit, run in the writer's thread (seqs assigned inside it)."""
+    def _transaction(self, conn: sqlite3.Connection, events: list[Event], wait: bool) -> bool:
+        """One whole commit (seqs assigned inside it); False if ``wait`` is False and
+        another connection holds the write lock (nothing written)."""
+        sync = "FULL" if self.synced(events) else "NORMAL"
         if sync != self._synchronous:
             conn.execute(f"PRAGMA synchronous={sync}")
             self._synchronous = sync
-        conn.execute("BEGIN IMMEDIATE")
+        if wait != self._waits:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS if wait else 0}")
+            self._waits = wait
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if not wait and exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
+                return False
+            raise
         try:
             write_events(conn, events, self._next_seq(conn))
             conn.execute("COMMIT")
@@ -371,6 +386,10 @@ class LogWriter(ThreadDrain):
             with contextlib.suppress(Exception):
                 conn.execute("ROLLBACK")
             raise
+        self.commits += 1
+        if sync == "FULL":
+            self.synced_commits += 1
+        return True
 
     def _next_seq(self, conn: sqlite3.Connection) -> int:
         """The last seq, and the fence check, read inside the transaction (in the
