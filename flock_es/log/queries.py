@@ -371,7 +371,7 @@ class BoardQueries:
             rows = self._rows(
                 sql + ("run_id = ?" if agent is None else "run_id = ? AND agent = ?"), mine
             )
-        else:  # each id in every epoch of the run (consumptions_artifact_epoch)
+        else:  # each id in every epoch of the run (consumptions_artifact_e13)
             rows, (cond, values) = [], epoch_in("c", self.epochs(run_id) or [-1])
             for part in _chunks(list(artifact_ids)):
                 ids = f"{sql}{cond} AND c.artifact_id IN ({_marks(part)})"

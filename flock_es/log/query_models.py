@@ -39,6 +39,7 @@ __all__ = [
     "ARTIFACT_COLUMNS",
     "CONSUMPTIONS_HEAD",
     "EPOCH",
+    "EPOCH_16_DROPS",
     "EPOCH_BITS",
     "PG_QUERY_DDL",
     "POSTGRES",
@@ -73,14 +74,20 @@ ARTIFACT_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("released", "INTEGER", "INTEGER", "0"),
 )
 
-EPOCH_BITS = 16
+EPOCH_BITS = 13
 """A digest key (an artifact or correlation id) is indexed under its row's epoch,
 ``seq >> EPOCH_BITS``: new rows then land in the newest epoch's small part of the
 index, whatever the size of the log (issue 14: a plain digest key inserts at a
 random place, and each commit rewrote about one index page per new row once the
 index outgrew a commit: the writer's cost per agent run went from 38 to 68 µs
-between 2,000 and 100,000 artifacts). A lookup by id probes each epoch the run
-spans (``epochs``): one index seek per 65,536 events of the run."""
+between 2,000 and 100,000 artifacts). Inside its epoch a key still lands at a
+random place, so each commit rewrites the pages of the newest epoch's part: with
+65,536 events an epoch (schema 5-6) that part of each of the three indexes grew
+to ~250 pages, most of them rewritten by every commit of workload (b) and more
+than the page cache holds (8.5 kB written per agent run, half of it these
+indexes); with 8,192 (schema 7) it stays ~30 pages (5.2 kB a run;
+bench/bench_writer.py). A lookup by id probes each epoch the run spans
+(``epochs``): one index seek per 8,192 events of the run."""
 
 EPOCH = f"(seq >> {EPOCH_BITS})"
 """The epoch expression, written exactly as the indexes below spell it (an
@@ -97,13 +104,22 @@ CREATE INDEX IF NOT EXISTS artifacts_type_seq ON artifacts(run_id, type, seq);
 CREATE INDEX IF NOT EXISTS artifacts_producer ON artifacts(run_id, produced_by, seq);
 CREATE INDEX IF NOT EXISTS artifacts_ts ON artifacts(run_id, ts);
 CREATE INDEX IF NOT EXISTS artifacts_restricted ON artifacts(run_id, seq) WHERE vis_kind <> 'public';
-CREATE INDEX IF NOT EXISTS artifacts_id_epoch ON artifacts({EPOCH}, id);
-CREATE INDEX IF NOT EXISTS artifacts_correlation_epoch ON artifacts({EPOCH}, correlation_id, seq);
+CREATE INDEX IF NOT EXISTS artifacts_id_e13 ON artifacts({EPOCH}, id);
+CREATE INDEX IF NOT EXISTS artifacts_correlation_e13 ON artifacts({EPOCH}, correlation_id, seq);
 CREATE INDEX IF NOT EXISTS artifact_tags_seq ON artifact_tags(run_id, seq);
 CREATE INDEX IF NOT EXISTS artifact_tags_tag ON artifact_tags(run_id, tag, seq);
 CREATE INDEX IF NOT EXISTS consumptions_agent ON consumptions(run_id, agent, seq);
-CREATE INDEX IF NOT EXISTS consumptions_artifact_epoch ON consumptions({EPOCH}, artifact_id);
+CREATE INDEX IF NOT EXISTS consumptions_artifact_e13 ON consumptions({EPOCH}, artifact_id);
 """
+
+# The epoch indexes' names say their epoch: a file with another epoch size has other
+# names, which an upgrade drops (``EPOCH_16_DROPS``) before making these.
+EPOCH_16_DROPS = """
+DROP INDEX IF EXISTS artifacts_id_epoch;
+DROP INDEX IF EXISTS artifacts_correlation_epoch;
+DROP INDEX IF EXISTS consumptions_artifact_epoch;
+"""
+"""Schema 6 -> 7 (both backends): the indexes of 65,536-event epochs go."""
 
 QUERY_INDEX_NAMES = tuple(
     line.split()[5] for line in QUERY_INDEXES.splitlines() if line.startswith("CREATE INDEX")

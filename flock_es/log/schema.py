@@ -21,7 +21,12 @@ import time
 from pathlib import Path
 
 from flock_es.errors import DatabaseError
-from flock_es.log.query_models import ARTIFACT_COLUMNS, QUERY_INDEXES, SQLITE_QUERY_TABLES
+from flock_es.log.query_models import (
+    ARTIFACT_COLUMNS,
+    EPOCH_16_DROPS,
+    QUERY_INDEXES,
+    SQLITE_QUERY_TABLES,
+)
 from flock_es.log.spans_view import SQLITE_SPANS
 
 __all__ = [
@@ -45,13 +50,14 @@ __all__ = [
 ]
 
 APPLICATION_ID = 0x464C4553  # "FLES": tells our files from other SQLite files
-DB_SCHEMA_VERSION = 6
+DB_SCHEMA_VERSION = 7
 """2: the ``owners`` lease table; ``spans`` joins on run_id too (forks copy task ids).
 3: the store queries' read models (``flock_es.log.query_models``).
 4: ``snapshots`` of the folded state (``flock_es.projection.snapshot``).
 5: no digest-keyed index on the hot path: ``artifacts``, ``artifact_tags`` and
 ``consumptions`` lose their primary keys; ids are indexed by epoch (``query_models``).
-6: ``spans`` also from completions that were their own start (``log/spans_view.py``)."""
+6: ``spans`` also from completions that were their own start (``log/spans_view.py``).
+7: epochs of 8,192 events, not 65,536 (``query_models.EPOCH_BITS``)."""
 BUSY_TIMEOUT_MS = 10_000
 WRITER_CHECK_SECONDS = 1.0  # integrity check before appending (bounded; see verify)
 READER_CHECK_SECONDS = 0.2  # before a command reads (the TUI's first paint stays fast)
@@ -280,6 +286,8 @@ MIGRATIONS: dict[int, str] = {
     2: "DROP INDEX IF EXISTS artifacts_type;",
     # 5 -> 6: the spans view, remade by DDL (completions that were their own start).
     5: "DROP VIEW IF EXISTS spans;",
+    # 6 -> 7: the epoch indexes of 65,536 events go; DDL makes those of 8,192.
+    6: EPOCH_16_DROPS,
 }
 
 
