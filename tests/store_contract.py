@@ -21,6 +21,7 @@ from flock_es.domain.events import (
 )
 from flock_es.domain.visibility import Identity
 from flock_es.log.ports import EventStore
+from flock_es.log.published import published
 from flock_es.log.queries import ArtifactFilter, BoardQueries
 from flock_es.log.query_models import QUERY_INDEX_NAMES
 
@@ -89,6 +90,10 @@ def _ids(page: list[Any]) -> list[str]:
     return [a.id for a in page]
 
 
+def _body_ids(events: list[Event]) -> list[str]:
+    return [str(e.body["id"]) for e in events]
+
+
 class StoreQueriesContract:
     """Store-query tests every backend inherits (not collected by itself)."""
 
@@ -96,6 +101,32 @@ class StoreQueriesContract:
         w = await store.open_writer()
         await w.append(board_events())
         await w.close()
+
+    async def test_published_events_by_id_type_correlation_and_seq(self, store: EventStore) -> None:
+        # What a compact runtime state reads back (flock_es.runtime.artifacts).
+        await self.filled(store)
+        with store.reader() as r:
+            q, last = BoardQueries(r), r.last_seq(RUN)
+            assert _body_ids(published(q, RUN, last, ids=["i3", "p0", "nope"])) == ["i3", "p0"]
+            (other,) = published(q, OTHER, r.last_seq(OTHER), ids=["i0"])
+            assert other.run_id == OTHER and other.body["tags"] == ["urgent"]
+            assert _body_ids(published(q, RUN, last, type_name="Plan")) == ["p0"]
+            corr = published(q, RUN, last, correlation_id="c1")
+            assert _body_ids(corr) == ["i1", "i3", "i5", "i7", "i9"]
+            every = published(q, RUN, last)
+            assert _body_ids(every) == [*(f"i{i}" for i in range(10)), "p0", "s0", "l0"]
+            # The same events as the log's own read, seqs and all.
+            logged = {e.seq: e for e in r.events(RUN)}
+            assert all(logged[e.seq] == e for e in every)
+            # Only up to the seq asked (where a replay's walk stands).
+            cut = published(q, RUN, last, ids=["i4"])[0].seq
+            assert cut is not None
+            assert _body_ids(published(q, RUN, cut, type_name="Idea")) == [
+                f"i{i}" for i in range(5)
+            ]
+            assert published(q, RUN, cut, ids=["i5"]) == []
+            assert r.events_at([cut, 10**9, 1]) == [logged[1], logged[cut]]
+            assert r.events_at([]) == []
 
     async def test_store_filters_page_in_publication_order(self, store: EventStore) -> None:
         await self.filled(store)

@@ -135,6 +135,7 @@ def test_fold_is_deterministic_and_counts_are_consistent(evs: list[Event]) -> No
     for agent in a.agents.values():
         assert agent.running >= 0
     assert sum(len(v) for v in a.by_type.values()) == len(a.artifacts)
+    assert a.type_counts == {t: len(v) for t, v in a.by_type.items()}
 
 
 @st.composite

@@ -117,7 +117,7 @@ class Progress:
         line = (
             f"[{time.time() - self.t0:6.1f}s] {by['running']} running"
             + (f" ({names})" if names else "")
-            + f" · {by['completed']} done · {by['failed']} failed · {len(s.artifacts)} artifacts"
+            + f" · {by['completed']} done · {by['failed']} failed · {sum(s.type_counts.values())} artifacts"
             + "".join(f" · {limiter_text(lim)}" for lim in s.limiters.values())
         )
         waits = self._waiting(s) if waiting else ""

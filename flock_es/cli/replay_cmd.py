@@ -162,16 +162,18 @@ def replay(
         recorded_hash = started.get("program_hash") if started else None
         digests = _hash_warning(path, recorded_hash, program_hash(path))
         prog = load_program(path)
+        # ctx.store's queries read the recorded run (read-only), up to each task's inputs;
+        # so do reads of the artifacts the replay's compact state let go of.
+        board = BoardSource(db_path(db), run_id)
         # The record streams from the log as the replay walks it (never all in memory).
         replayer = Replayer(
             reader.iter_events(run_id),
             prog.flock.agents,
             hooks=prog.flock.orchestrator_hooks(),
             timeline=timeline,
+            board=board,
         )
-        # ctx.store's queries read the recorded run (read-only), up to each task's inputs.
-        replayer.executor.board = BoardSource(db_path(db), run_id)
-        prog.flock.continue_from(replayer.state)  # the program's store sees the replay
+        prog.flock.continue_from(replayer.state, board=board)  # its store sees the replay
         report = asyncio.run(replayer.run())
     if as_json:
         data = report.to_json()

@@ -13,7 +13,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -119,6 +119,15 @@ class PgLogReader(RunLookup):
         """Events of every run with ``seq > cursor``, in commit order, gap-free."""
         sql, args = events_query(_EVENT_COLS, "%s", None, cursor, limit=limit)
         return [e for e in (row_to_event(r) for r in self._rows(sql, args)) if e is not None]
+
+    def events_at(self, seqs: Sequence[int]) -> list[Event]:
+        """The events at ``seqs`` (of any run), in seq order; a seq with no event is skipped."""
+        if not seqs:
+            return []
+        sql = f"SELECT {_EVENT_COLS} FROM events WHERE seq = ANY(%s) ORDER BY seq"
+        return [
+            e for e in (row_to_event(r) for r in self._rows(sql, (list(seqs),))) if e is not None
+        ]
 
     def last_seq(self, run_id: str | None = None) -> int:
         if run_id is None:

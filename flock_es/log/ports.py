@@ -38,7 +38,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -168,6 +168,11 @@ class EventReader(Protocol):
     ) -> list[Event]: ...
     def events_after(self, cursor: int, limit: int | None = None) -> list[Event]:
         """Events of every run with ``seq > cursor``, in commit order, gap-free."""
+        ...
+
+    def events_at(self, seqs: Sequence[int]) -> list[Event]:
+        """The events at ``seqs`` (of any run), in seq order; a seq with no event is
+        skipped (a compact runtime state reads the artifacts it let go of this way)."""
         ...
 
     def last_seq(self, run_id: str | None = None) -> int: ...

@@ -57,7 +57,19 @@ from flock_es.projection.state import (
     ToolCallView,
 )
 
-__all__ = ["apply", "compacted", "evolve", "fold", "forget_task"]
+__all__ = [
+    "PRUNE_AT",
+    "apply",
+    "artifact_view",
+    "compacted",
+    "evolve",
+    "fold",
+    "forget_task",
+    "prune_artifacts",
+]
+
+PRUNE_AT = 4096
+"""The fewest artifact views a compact state holds before it lets go of some."""
 
 _BATCH_REASONS = {
     ScheduleReason.BATCH_SIZE.value,
@@ -131,13 +143,12 @@ def _run_resumed(s: RunState, e: Event, b: RunResumed) -> None:
             s.agent_view(t.agent).failed -= 1
 
 
-def _artifact(s: RunState, e: Event, b: ArtifactPublished) -> None:
-    aid = b["id"]
-    if aid in s.artifacts:
-        return
+def artifact_view(b: ArtifactPublished, seq: int | None, ts: float) -> ArtifactView:
+    """The view of the artifact ``b`` publishes (at ``seq``, time ``ts``), not released:
+    the fold's, and the runtime's for an artifact a compact state let go of."""
     vis = b.get("visibility")
-    s.artifacts[aid] = ArtifactView(
-        id=aid,
+    return ArtifactView(
+        id=b["id"],
         type=b["type"],
         payload=b["payload"],
         produced_by=b.get("produced_by", "external"),
@@ -145,11 +156,26 @@ def _artifact(s: RunState, e: Event, b: ArtifactPublished) -> None:
         correlation_id=b.get("correlation_id"),
         tags=list(tags) if (tags := b.get("tags")) else _NONE,
         visibility=_PUBLIC if vis is None or vis == _PUBLIC else vis,
-        seq=e.seq,
-        ts=e.ts,
+        seq=seq,
+        ts=ts,
         partition_key=b.get("partition_key"),
     )
-    s.by_type.setdefault(b["type"], []).append(aid)
+
+
+def _artifact(s: RunState, e: Event, b: ArtifactPublished) -> None:
+    aid = b["id"]
+    arts = s.artifacts
+    if aid in arts:
+        return
+    if s.compact:
+        if len(arts) >= s.prune_at:
+            prune_artifacts(s)  # before the new view is added: its decision reads it
+    else:
+        s.by_type.setdefault(b["type"], []).append(aid)
+    arts[aid] = artifact_view(b, e.seq, e.ts)
+    counts = s.type_counts
+    counts[b["type"]] = counts.get(b["type"], 0) + 1
+    vis = b.get("visibility")
     if vis and vis.get("kind") == "after":
         s.unreleased[aid] = e.ts + float(vis.get("ttl", 0.0))
     if b.get("deferred"):
@@ -424,8 +450,24 @@ def fold(events: Iterable[Event], state: RunState | None = None, compact: bool =
 
 def compacted(s: RunState) -> RunState:
     """Make ``s`` compact in place and return it: what a compact fold of the same
-    events holds (completed tasks forgotten, their ids kept)."""
+    events holds (completed tasks forgotten, their ids kept; durable artifacts that
+    nothing pending refers to let go of, their counts kept)."""
     s.compact = True
     for t in [t for t in s.tasks.values() if t.status is TaskStatus.COMPLETED]:
         forget_task(s, t)
+    s.by_type = {}
+    prune_artifacts(s)
     return s
+
+
+def prune_artifacts(s: RunState) -> None:
+    """A compact state's step when it holds ``prune_at`` views: let go of every view
+    that is durable (it has a seq; the runtime then reads it from the log) and that
+    nothing pending refers to (``pinned_artifacts``). The next prune comes when the
+    views held have doubled (at least ``PRUNE_AT``): a linear fold stays linear."""
+    pinned = s.pinned_artifacts()
+    arts = s.artifacts
+    # In place, not a new dict: code holding ``state.artifacts`` keeps seeing the state's.
+    for aid in [a for a, v in arts.items() if v.seq is not None and a not in pinned]:
+        del arts[aid]
+    s.prune_at = max(PRUNE_AT, 2 * len(arts))

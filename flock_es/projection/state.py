@@ -194,8 +194,15 @@ class RunState:
     host: str | None = None
     resumed: int = 0
     agents: dict[str, AgentView] = field(default_factory=dict)
+    # Every artifact's view; in a compact state only those not yet durable or still
+    # needed by pending work (``pinned_artifacts``): the runtime reads the others from
+    # the log (``flock_es.runtime.artifacts``).
     artifacts: dict[str, ArtifactView] = field(default_factory=dict)
+    # Artifact ids by type, in publication order (a full fold only: a compact one counts).
     by_type: dict[str, list[str]] = field(default_factory=dict)
+    type_counts: dict[str, int] = field(default_factory=dict)
+    # A compact fold lets go of the views it does not need when it holds this many.
+    prune_at: int = 4096
     tasks: dict[str, TaskView] = field(default_factory=dict)
     batches: dict[tuple[str, int], BatchView] = field(default_factory=dict)
     calls: dict[tuple[str, int], CallView] = field(default_factory=dict)
@@ -288,7 +295,30 @@ class RunState:
         return [t for t in self.failed_tasks() if t.transient]
 
     def artifact_counts(self) -> dict[str, int]:
-        return {k: len(v) for k, v in self.by_type.items()}
+        """How many artifacts of each type the run published."""
+        return dict(self.type_counts)
+
+    def pinned_artifacts(self) -> set[str]:
+        """The artifacts pending work refers to: inputs and context of tasks not completed,
+        batch and gate members, and artifacts not yet released or decided. A compact
+        state keeps their views (decisions read them); it may let go of the rest."""
+        pinned: set[str] = set(self.unreleased)
+        pinned.update(self.undecided)
+        for t in self.tasks.values():
+            if t.status is TaskStatus.COMPLETED:
+                continue  # only a full state holds these: nothing pending
+            pinned.update(t.inputs)
+            if t.context:
+                pinned.update(t.context)
+        for b in self.batches.values():
+            pinned.update(b.members)
+            for g in b.groups:
+                pinned.update(g)
+        for gv in self.gates.values():
+            for grp in gv.groups.values():
+                for ids in grp.by_type.values():
+                    pinned.update(ids)
+        return pinned
 
     def totals(self) -> dict[str, Any]:
         if self.compact:  # the calls of completed tasks are gone; the agents counted them

@@ -13,7 +13,7 @@ record and raise ``InputsDiverged`` on a difference.
 Example::
 
     outputs = await evaluate(kernel, calls, run, batched, builtin)
-    await after_commit(run, outputs, kernel.state)
+    await after_commit(run, outputs, kernel.artifacts)
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from flock_es.domain.events import EventKind, InputsRewritten, trusted_event
 from flock_es.domain.ids import output_id
 from flock_es.log.writer import dumps
-from flock_es.projection.state import RunState
+from flock_es.runtime.artifacts import RunArtifacts
 from flock_es.runtime.components import AgentComponent, EngineComponent
 from flock_es.runtime.context import TaskRun
 from flock_es.runtime.engine_llm import EngineLLM
@@ -127,8 +127,7 @@ async def evaluate(
     utilities: list[AgentComponent] = _active(agent.utilities)
     engines: list[EngineComponent] = _active(agent.engines)
     ctx.is_batch = batched
-    state = kernel.state
-    raw = [artifact_of(state.artifacts[i]) for i in run.task.inputs]
+    raw = [artifact_of(kernel.artifacts.require(i)) for i in run.task.inputs]
     ctx.llm = EngineLLM(calls, run, [{"type": a.type, "payload": a.payload} for a in raw])
     for c in [*utilities, *engines]:
         await c.on_initialize(agent, ctx)
@@ -151,7 +150,9 @@ async def evaluate(
     return result.objects()
 
 
-async def after_commit(run: TaskRun, outcome: list[BaseModel] | Exception, state: RunState) -> None:
+async def after_commit(
+    run: TaskRun, outcome: list[BaseModel] | Exception, artifacts: RunArtifacts
+) -> None:
     """Live only, once the outcome is durable: post-publish or error, then terminate."""
     agent, ctx = run.agent, run.ctx
     utilities: list[AgentComponent] = _active(agent.utilities)
@@ -162,7 +163,8 @@ async def after_commit(run: TaskRun, outcome: list[BaseModel] | Exception, state
         else:
             # The outputs' ids, not the task's view: a compact state forgets completed tasks.
             outs = [output_id(run.task.id, pos) for pos in range(len(outcome))]
-            published = [artifact_of(state.artifacts[i]) for i in outs if i in state.artifacts]
+            views = [artifacts.get(i) for i in outs]
+            published = [artifact_of(v) for v in views if v is not None]
             for art in published:
                 for u in utilities:
                     await u.on_post_publish(agent, ctx, art)

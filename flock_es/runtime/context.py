@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from flock_es.runtime.artifacts import RunArtifacts
 from flock_es.runtime.store import AgentStore, artifact_of
 
 if TYPE_CHECKING:
@@ -139,9 +140,10 @@ def build_context(
         input_ids=list(task.inputs),
         correlation_id=correlation_of(state, task),
     )
-    arts = state.artifacts
+    arts = state.artifacts  # a task's inputs are pinned: the state holds their views
     seqs = [s for i in task.inputs if i in arts and (s := arts[i].seq) is not None]
     ctx.store = AgentStore(lambda: state, agent.identity(), board, max(seqs, default=None))
     if context_ids:
-        ctx.context = [artifact_of(arts[i]) for i in context_ids if i in arts]
+        known = RunArtifacts(state, board)  # context may be older than the views held
+        ctx.context = [artifact_of(v) for i in context_ids if (v := known.get(i)) is not None]
     return ctx

@@ -82,8 +82,15 @@ class Executor:
         self.worker: str | None = None
         # The program's orchestrator components (``Flock.add_component``), if any.
         self.orchestrator: OrchestratorHooks | None = None
-        # The run's database, for the store queries of ``ctx.store`` (None: none).
-        self.board: BoardSource | None = None
+
+    @property
+    def board(self) -> BoardSource | None:
+        """The run's database, for ``ctx.store`` and the artifacts the state let go of."""
+        return self.kernel.artifacts.board
+
+    @board.setter
+    def board(self, board: BoardSource | None) -> None:
+        self.kernel.artifacts.board = board
 
     # --- pieces shared with replay -----------------------------------------
 
@@ -172,21 +179,21 @@ class Executor:
     def _context_ids(self, task: TaskView, agent: Agent) -> list[str]:
         """Earlier artifacts of the correlation that ``agent`` may see (recorded once per task)."""
         state = self.kernel.state
-        arts = state.artifacts
+        arts = self.kernel.artifacts  # the state's views, else the log's
         if task.context is not None:
-            candidates = [i for i in task.context if i in arts]
+            candidates = [v for i in task.context if (v := arts.get(i)) is not None]
         else:
             corr = correlation_of(state, task)
             if corr is None:
                 return []
             skip = set(task.inputs)
             candidates = [
-                a.id
-                for a in arts.values()
-                if a.correlation_id == corr and a.id not in skip and UNPUBLISHED_TAG not in a.tags
+                a
+                for a in arts.of_correlation(corr)
+                if a.id not in skip and UNPUBLISHED_TAG not in a.tags
             ]
         who = agent.identity()
-        return [i for i in candidates if visible_to(arts[i].visibility, who, arts[i].released)]
+        return [a.id for a in candidates if visible_to(a.visibility, who, a.released)]
 
     def _started_event(self, task: TaskView, agent: Agent) -> tuple[Event, list[str] | None]:
         """``task.started`` of the next attempt of ``task`` (not applied), and its context ids."""
@@ -360,6 +367,6 @@ class Executor:
     async def after_commit(self, run: TaskRun, outcome: Outcome) -> None:
         """Component hooks once the outcome is durable (post-publish/error, terminate)."""
         try:
-            await agent_hooks.after_commit(run, outcome, self.kernel.state)
+            await agent_hooks.after_commit(run, outcome, self.kernel.artifacts)
         except Exception as hook_exc:  # the task is recorded already; a hook cannot undo it
             self.handler_failures.append((run.task.id, repr(hook_exc)))

@@ -24,6 +24,7 @@ from flock_es.models.retry import RetryPolicy
 from flock_es.projection.fold import fold
 from flock_es.projection.state import RunState
 from flock_es.runtime.agent import Agent, AgentBuilder
+from flock_es.runtime.artifacts import RunArtifacts
 from flock_es.runtime.board_queries import BoardSource
 from flock_es.runtime.checkpoints import Checkpoints
 from flock_es.runtime.engine import Engine, ShareHook
@@ -108,6 +109,7 @@ class Flock(Invocations):
         # Events of the run past its latest snapshot when it starts (a resume's fold).
         self.snapshot_lag = 0
         self._initial_state: RunState | None = None
+        self._board: BoardSource | None = None  # see continue_from
         # Recorded requests of the calls resume may serve (checked before serving).
         self._recorded_requests: dict[tuple[str, int], dict[str, Any]] | None = None
         self._closed = False
@@ -181,11 +183,21 @@ class Flock(Invocations):
 
         In process it holds what decisions need: a completed task leaves ``tasks``
         (its id stays in ``finished``, its counts in the agents and
-        ``tasks_by_status()``), so memory does not grow with the tasks a run
-        completes (issue 14). ``flock-es show RUN`` folds everything from the log."""
+        ``tasks_by_status()``), and ``artifacts`` holds the views of artifacts not
+        yet durable or still needed by pending work (``artifacts()`` reads any of
+        the run's), so memory does not grow with the run (issue 14).
+        ``flock-es show RUN`` folds everything from the log."""
         if self._engine is None:
             return self._initial_state or RunState(run_id=self.run_id)
         return self._engine.state
+
+    def artifacts(self) -> RunArtifacts:
+        """The current run's artifacts: the views ``state`` holds, else the log's.
+
+        Example: ``notes = flock.artifacts().of_type("Note")``."""
+        if self._engine is not None:
+            return self._engine.kernel.artifacts
+        return RunArtifacts(self.state, self._board)
 
     @property
     def engine(self) -> Engine:
@@ -203,14 +215,18 @@ class Flock(Invocations):
         self,
         state: RunState,
         recorded_requests: dict[tuple[str, int], dict[str, Any]] | None = None,
+        board: BoardSource | None = None,
     ) -> None:
         """Continue a recorded run from its folded ``state`` (resume, fork) instead of
         starting a new one; ``start`` then records no ``run.started``.
 
         ``recorded_requests`` are the requests of the model calls recorded for
         the tasks to re-run: a recorded answer is served only to the same request.
+        ``board``: where the store reads the artifacts a compact ``state`` let go of
+        before the run starts (a replay, which never starts it).
         """
         self._check_not_started("continue another run")
+        self._board = board
         self.run_id = state.run_id
         self.parent_run = state.parent_run
         self.fork_seq = state.fork_seq
@@ -257,7 +273,8 @@ class Flock(Invocations):
         )
         engine = Engine(kernel, self.agents, calls)
         engine.hooks = engine.executor.orchestrator = hooks = self.orchestrator_hooks()
-        engine.executor.board = BoardSource(self.db_path, self.run_id)  # ctx.store's queries
+        # ctx.store's queries, and the artifacts the compact state lets go of.
+        engine.executor.board = BoardSource(self.db_path, self.run_id)
         if share is not None:
             share.bind(engine)
         kernel.listeners.extend(self._listeners)
@@ -431,6 +448,8 @@ class Flock(Invocations):
         finally:
             if self._checkpoints is not None:  # first: the writer's close, as the last
                 self._checkpoints.stop()  # connection, then checkpoints and drops the WAL
+            if engine.executor.board is not None:  # read-only, but open it would keep
+                engine.executor.board.close()  # the WAL the writer's close drops
             if self._writer is not None:
                 await self._writer.close()
             await self.mcp_servers.aclose()

@@ -42,6 +42,7 @@ from flock_es.projection.decide import SubscriptionIndex, decide_artifact
 from flock_es.projection.fold import apply
 from flock_es.projection.state import RunState
 from flock_es.runtime.agent import Agent
+from flock_es.runtime.artifacts import RunArtifacts
 
 __all__ = [
     "OBJECT_CACHE",
@@ -147,6 +148,9 @@ class Kernel:
         self.state = state if state is not None else RunState(run_id=run_id)
         self.state.run_id = run_id
         self.restore = restore
+        # Artifact views the compact state let go of are read from the log through here
+        # (its board is set once the run has a database: ``Flock.start``, replay).
+        self.artifacts = RunArtifacts(self.state)
         self.actor: Actor | None = None
         self.listeners: list[Listener] = []
         # Ordered: the oldest entry goes in O(1) (a dict's first key, after many deletes
@@ -331,7 +335,7 @@ class Kernel:
         """Artifact ``aid`` as an instance of its registered type (cached)."""
         cached = self.objects.get(aid)
         if cached is None:
-            view = self.state.artifacts[aid]
+            view = self.artifacts.require(aid)
             cached = registry.to_object(view.type, view.payload)
             self._cache(aid, cached)
         return cached

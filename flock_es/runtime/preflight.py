@@ -25,6 +25,7 @@ from flock_es.log.ports import EventReader
 from flock_es.models.base import ModelClient
 from flock_es.projection.state import RunState
 from flock_es.runtime.agent import Agent
+from flock_es.runtime.board_queries import BoardSource
 from flock_es.runtime.executor import Executor
 from flock_es.runtime.flock import Flock
 from flock_es.runtime.kernel import Kernel, NullRecorder, NullSink, build_index
@@ -103,6 +104,8 @@ async def check_recorded_calls(
         requests=requests,
     )
     executor = Executor(kernel, flock.agents, calls)
+    # A task's recorded context may be artifacts the compact state let go of.
+    executor.board = BoardSource(flock.db_path, state.run_id)
     for task_id in tasks:
         task = state.tasks.get(task_id)
         agent = flock.agents.get(task.agent) if task is not None else None

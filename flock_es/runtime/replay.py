@@ -62,10 +62,11 @@ from flock_es.projection.decide import (
     decide_batch_flush,
     decide_release,
 )
-from flock_es.projection.fold import apply
+from flock_es.projection.fold import PRUNE_AT, apply
 from flock_es.projection.state import RunState, TaskView
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.agent_hooks import InputsDiverged, terminate
+from flock_es.runtime.board_queries import BoardSource
 from flock_es.runtime.executor import Executor
 from flock_es.runtime.gc_policy import fewer_collections
 from flock_es.runtime.kernel import UNPUBLISHED_TAG, Kernel, NullRecorder, NullSink, build_index
@@ -87,6 +88,7 @@ from flock_es.runtime.replay_stream import Lookahead, recorded_decisions, transa
 __all__ = ["Replayer", "recorded_decisions", "transactions"]
 
 _TIMED = {ScheduleReason.BATCH_TIMEOUT.value, ScheduleReason.BATCH_FLUSH.value}
+_NEVER = 2**62  # a prune_at no state reaches: nowhere to read a view let go of
 
 
 def _no_client(agent: Agent) -> ModelClient:
@@ -109,6 +111,7 @@ class Replayer:
         state: RunState | None = None,
         hooks: OrchestratorHooks | None = None,
         timeline: bool = True,
+        board: BoardSource | None = None,
     ) -> None:
         stream = iter(events)
         first = next(stream, None)
@@ -118,9 +121,13 @@ class Replayer:
         self.first = first
         self.agents = agents
         self.timeline = timeline
-        # Compact: a completed task leaves the fold (its id stays), so a replay's memory
-        # is what the open work needs, not the whole run (issue 14).
-        self.state = state if state is not None else RunState(compact=True)
+        # Compact: a completed task leaves the fold (its id stays), and with the recorded
+        # run's database (``board``) durable artifacts nothing pending needs are read
+        # from there when asked, so a replay's memory is what the open work needs, not
+        # the whole run (issue 14). Without one (a list of events) every view stays.
+        if state is None:
+            state = RunState(compact=True, prune_at=PRUNE_AT if board is not None else _NEVER)
+        self.state = state
         run_id = first.run_id if first is not None else ""
         started = body_as(first, RunStarted) if first is not None else None
         model = str(started.get("model", "offline")) if started else "offline"
@@ -137,6 +144,7 @@ class Replayer:
             self.state, NullRecorder(), _no_client, model, record_only=True, requests=self.requests
         )
         self.executor = Executor(self.kernel, agents, self.calls)
+        self.executor.board = board
         # Orchestrator components re-run on outputs (their vetoes are followed as recorded).
         self.executor.orchestrator = hooks
         self.outcomes: dict[str, TaskOutcome] = {}

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from flock_es.domain import registry
 from flock_es.domain.visibility import Identity, visible_to
+from flock_es.runtime.artifacts import RunArtifacts
 from flock_es.runtime.board_queries import BoardSource, StoreQueries
 from flock_es.runtime.kernel import UNPUBLISHED_TAG
 
@@ -68,16 +69,10 @@ class Store(StoreQueries):
             src = self._board_source = BoardSource(flock.db_path, flock.run_id)
         return src
 
-    def _views(self, type_or_name: type[BaseModel] | str) -> list[Artifact]:
-        state = self._flock.state
-        name = registry.type_name(type_or_name)
-        out = []
-        for aid in state.by_type.get(name, []):
-            v = state.artifacts[aid]
-            if UNPUBLISHED_TAG in v.tags:
-                continue
-            out.append(artifact_of(v))
-        return out
+    def _views(self, type_or_name: type[BaseModel] | str | None) -> list[Artifact]:
+        name = None if type_or_name is None else registry.type_name(type_or_name)
+        views = self._flock.artifacts().of_type(name)
+        return [artifact_of(v) for v in views if UNPUBLISHED_TAG not in v.tags]
 
     async def get_artifacts_by_type(self, type_or_name: type[BaseModel] | str) -> list[Artifact]:
         """Artifacts of a type (a class or its name), in publication order."""
@@ -88,9 +83,9 @@ class Store(StoreQueries):
         return [cls.model_validate(a.payload) for a in self._views(cls)]
 
     async def list(self) -> list[Artifact]:
-        """Every artifact of the run, in publication order."""
-        state = self._flock.state
-        return [a for t in list(state.by_type) for a in self._views(t)]
+        """Every artifact of the run, by type (in the order the types first appeared),
+        each type's in publication order."""
+        return self._views(None)
 
 
 def artifact_of(v: ArtifactView) -> Artifact:
@@ -143,14 +138,10 @@ class AgentStore(StoreQueries):
         return self._bound
 
     def _views(self, type_or_name: type[BaseModel] | str | None) -> list[Artifact]:
-        state = self._state()
-        if type_or_name is None:
-            aids = [a for t in list(state.by_type) for a in state.by_type[t]]
-        else:
-            aids = list(state.by_type.get(registry.type_name(type_or_name), []))
+        name = None if type_or_name is None else registry.type_name(type_or_name)
         out = []
-        for aid in aids:
-            v = state.artifacts[aid]
+        # The state's views, else the log's (a compact state lets go of durable ones).
+        for v in RunArtifacts(self._state(), self._board_source).of_type(name):
             if UNPUBLISHED_TAG in v.tags or not visible_to(v.visibility, self._who, v.released):
                 continue
             out.append(artifact_of(v))

@@ -1,0 +1,132 @@
+"""The artifacts of one run as the runtime reads them: from the state, else the log.
+
+A compact state (the runtime's: run, resume, replay) keeps an artifact's view
+only while it is not yet durable or pending work refers to it
+(``RunState.pinned_artifacts``); DESIGN.md: memory does not hold every payload
+once it is durable. Every reader of an artifact that may have been let go of
+asks here: a view the state holds is returned as is; any other is read from the
+log (``flock_es.log.published``) and built by the fold's own ``artifact_view``,
+so it equals the view the state held. The log is read only up to the state's
+``last_seq``: a replay never sees what its walk has not reached, and an artifact
+the live run has applied but not yet committed is the state's.
+
+A full state (``show``, the TUI, a run on a shared log) holds every view and
+never reads the log here.
+
+Example::
+
+    arts = RunArtifacts(state, BoardSource(db, run_id))
+    view = arts.get("a-1")                       # None if the run has no such artifact
+    notes = arts.of_type("Note")                 # in publication order
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flock_es.domain.events import ArtifactPublished, Event, body_as
+from flock_es.log.published import published
+from flock_es.projection.fold import artifact_view
+from flock_es.projection.state import ArtifactView, RunState
+from flock_es.runtime.board_queries import BoardSource
+
+__all__ = ["RunArtifacts"]
+
+
+class RunArtifacts:
+    """Views of one run's artifacts: the state's, else rebuilt from the log (``board``)."""
+
+    def __init__(self, state: RunState, board: BoardSource | None = None) -> None:
+        self.state = state
+        self.board = board
+
+    def get(self, aid: str) -> ArtifactView | None:
+        """The view of artifact ``aid``, or None if the run has none (so far)."""
+        state = self.state
+        view = state.artifacts.get(aid)
+        if view is not None or not state.compact:
+            return view
+        found = self._log(ids=[aid])
+        return found[0] if found else None
+
+    def require(self, aid: str) -> ArtifactView:
+        """The view of artifact ``aid``; KeyError if the run has none."""
+        view = self.get(aid)
+        if view is None:
+            raise KeyError(aid)
+        return view
+
+    def of_type(self, type_name: str | None) -> list[ArtifactView]:
+        """The run's artifacts of ``type_name`` in publication order (None: all of them,
+        grouped by type in the order the types first appeared, as ``by_type`` holds them)."""
+        state = self.state
+        if not state.compact:
+            arts, by_type = state.artifacts, state.by_type
+            names = list(by_type) if type_name is None else [type_name]
+            return [arts[a] for t in names for a in by_type.get(t, ())]
+        views = self._merged(self._log(type_name=type_name), lambda v: True, type_name)
+        if type_name is not None:
+            return views
+        grouped: dict[str, list[ArtifactView]] = {}
+        for v in views:
+            grouped.setdefault(v.type, []).append(v)
+        return [v for group in grouped.values() for v in group]
+
+    def of_correlation(self, correlation_id: str) -> list[ArtifactView]:
+        """The run's artifacts of ``correlation_id``, in publication order."""
+        state = self.state
+        if not state.compact:
+            return [a for a in state.artifacts.values() if a.correlation_id == correlation_id]
+        logged = self._log(correlation_id=correlation_id)
+        return self._merged(logged, lambda v: v.correlation_id == correlation_id, None)
+
+    # --- the log -----------------------------------------------------------
+
+    def _merged(
+        self,
+        logged: list[ArtifactView],
+        wanted: Callable[[ArtifactView], bool],
+        type_name: str | None,
+    ) -> list[ArtifactView]:
+        """``logged`` (durable, in seq order), then the state's views of the same query
+        that the log does not hold yet (applied, not yet committed: newer than any)."""
+        seen = {v.id for v in logged}
+        rest = [
+            v
+            for v in self.state.artifacts.values()
+            if v.id not in seen and (type_name is None or v.type == type_name) and wanted(v)
+        ]
+        return [*logged, *rest]
+
+    def _log(
+        self,
+        *,
+        ids: list[str] | None = None,
+        type_name: str | None = None,
+        correlation_id: str | None = None,
+    ) -> list[ArtifactView]:
+        state = self.state
+        if len(state.artifacts) >= sum(state.type_counts.values()):
+            return []  # the state let go of none: nothing to read
+        board = self.board.queries() if self.board is not None else None
+        if board is None or not state.last_seq:
+            return []
+        events = published(
+            board,
+            state.run_id,
+            state.last_seq,
+            ids=ids,
+            type_name=type_name,
+            correlation_id=correlation_id,
+        )
+        held = state.artifacts
+        return [held.get(view.id) or view for view in (self._view(e) for e in events)]
+
+    def _view(self, e: Event) -> ArtifactView:
+        b = body_as(e, ArtifactPublished)
+        view = artifact_view(b, e.seq, e.ts)
+        vis = b.get("visibility")
+        # Not pinned as unreleased, so an "after" artifact the log holds was released.
+        if vis and vis.get("kind") == "after" and view.id not in self.state.unreleased:
+            view.released = True
+        return view
