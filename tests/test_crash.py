@@ -87,6 +87,16 @@ def check_log_invariants(reader: LogReader) -> None:
         "SELECT task_id, json_extract(body, '$.call_index'), count(*) FROM events "
         "WHERE kind='model.called' GROUP BY 1, 2 HAVING count(*) > 1"
     ), "a model call was recorded (paid) twice"
+    # What lets a compact fold forget a completed task's id (fold.forget_task).
+    assert not dupes(
+        "SELECT task_id, count(*) FROM events WHERE kind='task.scheduled' "
+        "GROUP BY 1 HAVING count(*) > 1"
+    ), "a task was scheduled twice"
+    assert not dupes(
+        "SELECT e.task_id, e.kind FROM events e JOIN events c ON c.task_id = e.task_id "
+        "AND c.kind = 'task.completed' AND e.seq > c.seq WHERE e.kind IN ('task.scheduled', "
+        "'task.started', 'task.completed', 'task.failed', 'model.called', 'tool.called')"
+    ), "an event of a task after its completion"
 
 
 def committed(db: Path) -> int:

@@ -59,12 +59,12 @@ async def test_a_failed_commit_leaves_the_state_equal_to_the_log(db_path: Path) 
     with LogReader(db_path) as reader:
         durable = fold(reader.iter_events(flock.run_id), compact=True)
     state = flock.state
-    assert state.compact  # a live run's state: completed tasks forgotten, ids kept
+    assert state.compact  # a live run's state: completed tasks forgotten, counted
     assert set(state.artifacts) == set(durable.artifacts)
     assert set(state.tasks) == set(durable.tasks)
     assert state.finished == durable.finished and state.finished
     assert state.last_seq == durable.last_seq
-    assert "KBad" not in state.by_type or not state.by_type["KBad"]
+    assert "KBad" not in state.type_counts
     # The run accepts nothing more: what it would decide next could rest on a lost commit.
     with pytest.raises(CommitFailed):
         await flock.publish(KPing(n=3))

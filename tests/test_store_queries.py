@@ -12,6 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 from flock_es import Flock, flock_type
+from flock_es.domain import ids as ids_of
 from flock_es.domain.visibility import PrivateVisibility
 from flock_es.log.backends import open_reader
 from flock_es.runtime.board_queries import ArtifactEnvelope, BoardSource, FilterConfig
@@ -97,7 +98,8 @@ async def test_consumption_records(tmp_path: Path) -> None:
     store = flock.store
     records = await store.consumptions(ids[0])
     assert [(r.consumer, r.artifact_id) for r in records] == [("answer", ids[0])]
-    assert flock.state.knows_task(records[0].task_id) and records[0].run_id == flock.run_id
+    assert records[0].run_id == flock.run_id
+    assert records[0].task_id == ids_of.task_id(flock.run_id, "answer", 0, [ids[0]])
     replies = [a.id for a in await store.list_by_type(Reply)]
     assert [r.artifact_id for r in await store.consumptions(agent="audit")] == replies
     page = await store.query_artifacts(type=Ticket, limit=1, embed_meta=True)

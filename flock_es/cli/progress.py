@@ -169,7 +169,8 @@ def own_work(state: RunState, since: float | None) -> tuple[float, float]:
     )
     busy = sum(end - start for start, end in spans) + state.finished_busy
     busy -= sum(end - start for start, end in state.finished_spans)
-    active, reach = 0.0, float("-inf")
+    # The oldest forgotten executions are summed up to spans_floor (fold._sum_old_spans).
+    active, reach = state.finished_active, state.spans_floor
     for start, end in spans:
         if end > reach:
             active += end - max(start, reach)

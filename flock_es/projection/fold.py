@@ -12,7 +12,6 @@ the state they are given.
 
 from __future__ import annotations
 
-import bisect
 import copy
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -38,6 +37,14 @@ from flock_es.domain.events import (
     TaskStatus,
     ToolCalled,
 )
+from flock_es.projection.fold_compact import (
+    PRUNE_AT,
+    SPANS_HELD,
+    compacted,
+    count_span,
+    forget_task,
+    prune_artifacts,
+)
 from flock_es.projection.fold_components import inputs_rewritten, schedule_vetoed
 from flock_es.projection.fold_gates import (
     batch_buffered,
@@ -59,6 +66,7 @@ from flock_es.projection.state import (
 
 __all__ = [
     "PRUNE_AT",
+    "SPANS_HELD",
     "apply",
     "artifact_view",
     "compacted",
@@ -67,9 +75,6 @@ __all__ = [
     "forget_task",
     "prune_artifacts",
 ]
-
-PRUNE_AT = 4096
-"""The fewest artifact views a compact state holds before it lets go of some."""
 
 _BATCH_REASONS = {
     ScheduleReason.BATCH_SIZE.value,
@@ -188,7 +193,7 @@ def _decided(s: RunState, e: Event, b: ArtifactDecided) -> None:
 
 def _scheduled(s: RunState, e: Event, b: TaskScheduled) -> None:
     tid = b["task_id"]
-    if tid not in s.tasks and tid not in s.finished:
+    if tid not in s.tasks:
         s.tasks[tid] = TaskView(
             id=tid,
             agent=b["agent"],
@@ -252,57 +257,8 @@ def _completed(s: RunState, e: Event, b: TaskCompleted) -> None:
     a.done += 1
     if s.compact:
         if t.started_at is not None and t.finished_at is not None:
-            _count_span(s, t.started_at, t.finished_at)
+            count_span(s, t.started_at, t.finished_at)
         forget_task(s, t)
-
-
-def _count_span(s: RunState, start: float, end: float) -> None:
-    """Add one execution to ``finished_busy`` and the merged ``finished_spans``."""
-    s.finished_busy += end - start
-    spans = s.finished_spans
-    if spans:
-        # The common case, a run that began after the newest span did (the spans are
-        # sorted and disjoint): it only touches that one, so no search, no insert.
-        last_start, last_end = spans[-1]
-        if start >= last_start:
-            if start > last_end:
-                spans.append((start, end))
-            elif end > last_end:
-                spans[-1] = (last_start, end)
-            return
-    i = bisect.bisect_left(spans, (start, end))
-    # Merge with the neighbours it overlaps (runs end near the newest span: cheap).
-    if i > 0 and spans[i - 1][1] >= start:
-        i -= 1
-        start = spans[i][0]
-        end = max(end, spans[i][1])
-        del spans[i]
-    while i < len(spans) and spans[i][0] <= end:
-        end = max(end, spans[i][1])
-        del spans[i]
-    spans.insert(i, (start, end))
-
-
-def forget_task(s: RunState, t: TaskView) -> None:
-    """A compact state's step for a completed task: only its id and its counts stay.
-
-    Its model and tool calls go too: only a task that runs again (resume, replay)
-    is served from them, and a completed task never runs again.
-    """
-    tid = t.id
-    del s.tasks[tid]
-    s.finished.add(tid)
-    if s.calls:  # empty in a run of function agents: no lookups at all
-        index = 0
-        while s.calls.pop((tid, index), None) is not None:
-            index += 1
-    if s.tool_calls:
-        for key in [k for k in s.tool_calls if k[0] == tid]:
-            del s.tool_calls[key]
-    if s.rewritten_inputs:
-        s.rewritten_inputs.pop(tid, None)
-    if s.mcp_tools:
-        s.mcp_tools.pop(tid, None)
 
 
 def _failed(s: RunState, e: Event, b: TaskFailed) -> None:
@@ -321,7 +277,7 @@ def _failed(s: RunState, e: Event, b: TaskFailed) -> None:
 
 def _model_called(s: RunState, e: Event, b: ModelCalled) -> None:
     key = (b["task_id"], b["call_index"])
-    if key in s.calls or b["task_id"] in s.finished:
+    if key in s.calls or (s.compact and b["task_id"] not in s.tasks):
         return
     cost = b.get("cost")
     s.calls[key] = CallView(
@@ -362,7 +318,7 @@ def _limiter(s: RunState, e: Event, lim: object) -> None:
 
 def _tool_called(s: RunState, e: Event, b: ToolCalled) -> None:
     key = (b["task_id"], b["call_index"], b["position"])
-    if key not in s.tool_calls and b["task_id"] not in s.finished:
+    if key not in s.tool_calls and (not s.compact or b["task_id"] in s.tasks):
         s.tool_calls[key] = ToolCallView(
             task_id=b["task_id"],
             agent=b["agent"],
@@ -446,28 +402,3 @@ def fold(events: Iterable[Event], state: RunState | None = None, compact: bool =
     for e in events:
         apply(s, e)
     return s
-
-
-def compacted(s: RunState) -> RunState:
-    """Make ``s`` compact in place and return it: what a compact fold of the same
-    events holds (completed tasks forgotten, their ids kept; durable artifacts that
-    nothing pending refers to let go of, their counts kept)."""
-    s.compact = True
-    for t in [t for t in s.tasks.values() if t.status is TaskStatus.COMPLETED]:
-        forget_task(s, t)
-    s.by_type = {}
-    prune_artifacts(s)
-    return s
-
-
-def prune_artifacts(s: RunState) -> None:
-    """A compact state's step when it holds ``prune_at`` views: let go of every view
-    that is durable (it has a seq; the runtime then reads it from the log) and that
-    nothing pending refers to (``pinned_artifacts``). The next prune comes when the
-    views held have doubled (at least ``PRUNE_AT``): a linear fold stays linear."""
-    pinned = s.pinned_artifacts()
-    arts = s.artifacts
-    # In place, not a new dict: code holding ``state.artifacts`` keeps seeing the state's.
-    for aid in [a for a, v in arts.items() if v.seq is not None and a not in pinned]:
-        del arts[aid]
-    s.prune_at = max(PRUNE_AT, 2 * len(arts))

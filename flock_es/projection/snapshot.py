@@ -46,7 +46,14 @@ _STATE_CLASSES: dict[str, type] = {
 
 
 # The fold's own code: a snapshot written by another fold may differ from this one's.
-_FOLD_MODULES = ("fold.py", "fold_gates.py", "fold_components.py", "state.py", "snapshot.py")
+_FOLD_MODULES = (
+    "fold.py",
+    "fold_compact.py",
+    "fold_gates.py",
+    "fold_components.py",
+    "state.py",
+    "snapshot.py",
+)
 
 
 def fingerprint() -> bytes:

@@ -234,14 +234,21 @@ class RunState:
     last_ts: float = 0.0
     events: int = 0
     # The runtime's fold (run, resume, replay) keeps only what decisions need: a
-    # completed task leaves ``tasks`` (and its calls), its id stays in ``finished``
-    # so it is never scheduled twice. ``show``, the TUI and export fold everything.
+    # completed task leaves ``tasks`` (and its calls), counted in ``finished``.
+    # ``show``, the TUI and export fold everything.
+    #
+    # Its id does not stay: a log has one ``task.scheduled`` per task, and no event of
+    # a task after its completion (``fold.forget_task`` says why), so the fold needs
+    # no memory of every task to schedule none twice.
     compact: bool = False
-    finished: set[str] = field(default_factory=set)
+    finished: int = 0
     # The executions of the tasks a compact fold forgot: their summed time, and the
-    # union of their (start, end) intervals, merged (the summary's busy/active time).
+    # union of their (start, end) intervals, merged (the summary's busy/active time);
+    # the oldest spans are summed into ``finished_active`` up to ``spans_floor``.
     finished_busy: float = 0.0
     finished_spans: list[tuple[float, float]] = field(default_factory=list)
+    finished_active: float = 0.0
+    spans_floor: float = float("-inf")
 
     # Queries -------------------------------------------------------------
 
@@ -279,13 +286,8 @@ class RunState:
         out: dict[str, int] = {s.value: 0 for s in TaskStatus}
         for t in self.tasks.values():
             out[t.status.value] += 1
-        out[TaskStatus.COMPLETED.value] += len(self.finished)
+        out[TaskStatus.COMPLETED.value] += self.finished
         return out
-
-    def knows_task(self, task_id: str) -> bool:
-        """Whether ``task_id`` was scheduled (a compact state forgets completed tasks'
-        views, never their ids)."""
-        return task_id in self.tasks or task_id in self.finished
 
     def failed_tasks(self) -> list[TaskView]:
         return [t for t in self.tasks.values() if t.status is TaskStatus.FAILED]

@@ -182,7 +182,7 @@ class Flock(Invocations):
         """The folded state of the current run (empty before the run starts).
 
         In process it holds what decisions need: a completed task leaves ``tasks``
-        (its id stays in ``finished``, its counts in the agents and
+        (counted in ``finished``, its counts in the agents and
         ``tasks_by_status()``), and ``artifacts`` holds the views of artifacts not
         yet durable or still needed by pending work (``artifacts()`` reads any of
         the run's), so memory does not grow with the run (issue 14).

@@ -121,7 +121,7 @@ class Replayer:
         self.first = first
         self.agents = agents
         self.timeline = timeline
-        # Compact: a completed task leaves the fold (its id stays), and with the recorded
+        # Compact: a completed task leaves the fold (its counts stay), and with the recorded
         # run's database (``board``) durable artifacts nothing pending needs are read
         # from there when asked, so a replay's memory is what the open work needs, not
         # the whole run (issue 14). Without one (a list of events) every view stays.

@@ -1,0 +1,142 @@
+"""The compact fold's own steps: what a runtime state lets go of, and what stays.
+
+The runtime's fold (run, resume, replay) keeps only what decisions need
+(``RunState.compact``): a completed task leaves it (``forget_task``; its
+executions stay as summed time and merged spans, ``count_span``), and so does
+the view of an artifact that is durable and that nothing pending refers to
+(``prune_artifacts``); the runtime reads such an artifact from the log.
+"""
+
+from __future__ import annotations
+
+import bisect
+
+from flock_es.domain.events import TaskStatus
+from flock_es.projection.state import RunState, TaskView
+
+__all__ = ["PRUNE_AT", "SPANS_HELD", "compacted", "count_span", "forget_task", "prune_artifacts"]
+
+PRUNE_AT = 4096
+"""The fewest artifact views a compact state holds before it lets go of some."""
+SPANS_HELD = 1024
+"""The most merged spans of forgotten executions a compact state holds."""
+
+# Enum members bound to module globals for the hot paths (see fold.py).
+_SCHEDULED, _RUNNING = TaskStatus.SCHEDULED, TaskStatus.RUNNING
+
+
+def count_span(s: RunState, start: float, end: float) -> None:
+    """Add one execution to ``finished_busy`` and the merged ``finished_spans``."""
+    s.finished_busy += end - start
+    if start < s.spans_floor:  # what ran before the floor was summed (_sum_old_spans)
+        if end <= s.spans_floor:
+            return
+        start = s.spans_floor
+    _merge_span(s, start, end)
+    if len(s.finished_spans) > SPANS_HELD:
+        _sum_old_spans(s)
+
+
+def _sum_old_spans(s: RunState) -> None:
+    """Sum the oldest spans into ``finished_active``: those that end before any task
+    still to finish started (a task starts after its ``task.scheduled``, and one not
+    yet scheduled after the last event), so no later execution overlaps them and
+    their union stays exact. If a task running since before them keeps that from
+    bounding the list, the older half is summed all the same: an execution that
+    overlaps them then counts only from ``spans_floor`` on."""
+    spans = s.finished_spans
+    cutoff = s.last_ts
+    for t in s.tasks.values():
+        if t.status is _RUNNING and t.started_at is not None:
+            cutoff = min(cutoff, t.started_at)
+        elif t.status is _SCHEDULED:
+            cutoff = min(cutoff, t.scheduled_at)
+    n = bisect.bisect_left(spans, (cutoff, cutoff))
+    while n and spans[n - 1][1] >= cutoff:
+        n -= 1
+    if len(spans) - n > SPANS_HELD:
+        n = len(spans) // 2
+    if n:
+        s.finished_active += sum(end - start for start, end in spans[:n])
+        s.spans_floor = spans[n - 1][1]
+        del spans[:n]
+
+
+def _merge_span(s: RunState, start: float, end: float) -> None:
+    spans = s.finished_spans
+    if spans:
+        # The common case, a run that began after the newest span did (the spans are
+        # sorted and disjoint): it only touches that one, so no search, no insert.
+        last_start, last_end = spans[-1]
+        if start >= last_start:
+            if start > last_end:
+                spans.append((start, end))
+            elif end > last_end:
+                spans[-1] = (last_start, end)
+            return
+    i = bisect.bisect_left(spans, (start, end))
+    # Merge with the neighbours it overlaps (runs end near the newest span: cheap).
+    if i > 0 and spans[i - 1][1] >= start:
+        i -= 1
+        start = spans[i][0]
+        end = max(end, spans[i][1])
+        del spans[i]
+    while i < len(spans) and spans[i][0] <= end:
+        end = max(end, spans[i][1])
+        del spans[i]
+    spans.insert(i, (start, end))
+
+
+def forget_task(s: RunState, t: TaskView) -> None:
+    """A compact state's step for a completed task: only its counts stay.
+
+    Its model and tool calls go too: only a task that runs again (resume, replay)
+    is served from them, and a completed task never runs again. Its id goes as
+    well: nothing in a log schedules it again or records for it after its
+    completion. A task id is a digest of its inputs, and each artifact is decided
+    once (at its publish, its ``artifact.decided`` or its release, with what it
+    causes in the same transaction), a batch or gate member leaves its buffer when
+    scheduled; decisions on a shared log are made under the run's lock on a
+    caught-up state, and what a worker records for a task whose lease it lost is
+    not committed (``SharedRuns.commit_turn``). So a compact fold ignores the calls
+    recorded for tasks it does not hold (``fold._model_called``, ``fold._tool_called``).
+    """
+    tid = t.id
+    del s.tasks[tid]
+    s.finished += 1
+    if s.calls:  # empty in a run of function agents: no lookups at all
+        index = 0
+        while s.calls.pop((tid, index), None) is not None:
+            index += 1
+    if s.tool_calls:
+        for key in [k for k in s.tool_calls if k[0] == tid]:
+            del s.tool_calls[key]
+    if s.rewritten_inputs:
+        s.rewritten_inputs.pop(tid, None)
+    if s.mcp_tools:
+        s.mcp_tools.pop(tid, None)
+
+
+def compacted(s: RunState) -> RunState:
+    """Make ``s`` compact in place and return it: what a compact fold of the same
+    events holds (completed tasks forgotten, counted; durable artifacts that
+    nothing pending refers to let go of, their counts kept)."""
+    s.compact = True
+    for t in [t for t in s.tasks.values() if t.status is TaskStatus.COMPLETED]:
+        forget_task(s, t)
+    s.by_type = {}
+    prune_artifacts(s)
+    return s
+
+
+def prune_artifacts(s: RunState) -> None:
+    """A compact state's step when it holds ``prune_at`` views: let go of every view
+    that is durable (it has a seq; the runtime then reads it from the log) and that
+    nothing pending refers to (``pinned_artifacts``). The next prune comes when the
+    views held have doubled (at least ``PRUNE_AT``): a linear fold stays linear."""
+    pinned = s.pinned_artifacts()
+    arts = s.artifacts
+    # In place, not a new dict: code holding ``state.artifacts`` keeps seeing the state's.
+    for aid in [a for a, v in arts.items() if v.seq is not None and a not in pinned]:
+        del arts[aid]
+    s.prune_at = max(PRUNE_AT, 2 * len(arts))
