@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._machine import help_or_bad_args, machine, median
 from flock_es import Flock
+from flock_es.log.event_rows import rebuild_read_models
 from flock_es.log.reader import LogReader
-from flock_es.log.writer import rebuild_read_models
 from flock_es.projection.fold import fold
 from flock_es.runtime.replay import Replayer
 from flock_es.runtime.resume import prepare, start_resumed

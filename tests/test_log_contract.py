@@ -18,10 +18,10 @@ import pytest
 
 from flock_es.errors import DatabaseError
 from flock_es.log import LogReader, LogWriter, check_database, open_store
+from flock_es.log.event_rows import rebuild_read_models
 from flock_es.log.ports import EventStore, sqlite_path, store_kind
 from flock_es.log.schema import DB_SCHEMA_VERSION
 from flock_es.log.sqlite_store import SqliteStore
-from flock_es.log.writer import rebuild_read_models
 from tests.log_contract import EventStoreContract, started
 from tests.store_contract import DOWNGRADE_TO_V2
 

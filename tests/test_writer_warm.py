@@ -11,8 +11,8 @@ import sqlite3
 from pathlib import Path
 
 from flock_es.log import LogReader, LogWriter
+from flock_es.log.event_rows import rebuild_read_models
 from flock_es.log.query_models import READ_MODEL_TABLES
-from flock_es.log.writer import rebuild_read_models
 from tests.log_contract import RUN, artifact, started
 
 

@@ -29,9 +29,9 @@ from flock_es.domain.upcast import upcast
 from flock_es.domain.validate import check_body
 from flock_es.errors import DatabaseDamagedError, DatabaseError, ExportFormatError, OutputError
 from flock_es.log.backends import DbRef, describe_db, is_postgres, open_reader, open_writer
+from flock_es.log.event_rows import dumps
 from flock_es.log.ports import EventReader
 from flock_es.log.schema import DB_SCHEMA_VERSION, check_database, damaged_message
-from flock_es.log.writer import dumps
 from flock_es.redaction import redact
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "export_run", "export_to_file", "import_run", "read_export"]

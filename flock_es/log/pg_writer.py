@@ -22,6 +22,7 @@ import psycopg
 
 from flock_es.domain.events import Event
 from flock_es.errors import DatabaseError, RunOwnedError
+from flock_es.log.event_rows import PAID_KINDS, dumps, read_model_rows
 from flock_es.log.group_commit import Unit, UnitQueue, drain
 from flock_es.log.pg_schema import (
     APPEND_LOCK,
@@ -32,7 +33,6 @@ from flock_es.log.pg_schema import (
 )
 from flock_es.log.ports import Durability, Lease
 from flock_es.log.query_models import POSTGRES, READ_MODEL_TABLES, query_model_rows, statements
-from flock_es.log.writer import PAID_KINDS, dumps, read_model_rows
 
 __all__ = ["PgLogWriter", "insert_events", "read_model_sql", "rebuild_on"]
 

@@ -316,7 +316,7 @@ def initialise(con: sqlite3.Connection) -> None:
             if i == 0 and (pause := os.environ.get("FLOCK_ES_TEST_CREATE_PAUSE")):
                 time.sleep(float(pause))  # lets a test kill the process mid-creation
         if 0 < version < 3:  # the new read models, derived from the events already there
-            from flock_es.log.writer import rebuild_in_transaction
+            from flock_es.log.event_rows import rebuild_in_transaction
 
             rebuild_in_transaction(con)
         con.execute("COMMIT")

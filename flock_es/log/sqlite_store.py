@@ -174,7 +174,7 @@ class SqliteStore:
             return r.owner(run_id)
 
     def rebuild_read_models(self) -> int:
-        from flock_es.log.writer import rebuild_read_models
+        from flock_es.log.event_rows import rebuild_read_models
 
         self._writable()
         return rebuild_read_models(self.path)

@@ -5,7 +5,8 @@ queue and commits everything waiting in one ``BEGIN IMMEDIATE`` transaction.
 Each ``append`` call is one unit and is never split across transactions, so an
 agent's outputs, its ``task.completed`` and the schedules they cause land
 together or not at all. ``append`` returns only after the commit, which is what
-lets callers make effects depend on durable events.
+lets callers make effects depend on durable events. The rows of a commit are
+made in ``log/event_rows.py``.
 """
 
 from __future__ import annotations
@@ -13,213 +14,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from pydantic_core import to_json
-
-from flock_es.domain.events import (
-    ArtifactPublished,
-    Event,
-    EventKind,
-    RunFinished,
-    RunStarted,
-    TaskScheduled,
-    body_as,
-)
+from flock_es.domain.events import Event
 from flock_es.errors import RunOwnedError
 from flock_es.log import query_models as qm
+from flock_es.log.event_rows import (
+    ARTIFACTS_HEAD,
+    EVENTS_HEAD,
+    FINISH_RUN,
+    INSERT_RUN,
+    PAID_KINDS,
+    TOUCH_RUN,
+    write_events,
+)
 from flock_es.log.group_commit import ThreadDrain
 from flock_es.log.ports import Durability, Lease
-from flock_es.log.schema import (
-    BUSY_TIMEOUT_MS,
-    PRAGMAS,
-    WRITER_PRAGMAS,
-    check_database,
-    storage_error,
-)
+from flock_es.log.schema import BUSY_TIMEOUT_MS, PRAGMAS, WRITER_PRAGMAS, storage_error
 from flock_es.log.sqlite_file import ensure_schema
 from flock_es.log.sqlite_rows import insert_rows
 from flock_es.log.wal_space import preallocate_wal
 
-__all__ = [
-    "PAID_KINDS",
-    "LogWriter",
-    "artifact_row",
-    "dumps",
-    "read_model_rows",
-    "rebuild_read_models",
-    "warm_statements",
-    "write_events",
-]
-
-# Heads of multi-row inserts (``sqlite_rows.insert_rows`` adds the VALUES).
-_EVENTS_HEAD = "INSERT INTO events(seq, run_id, kind, ts, v, task_id, body)"
-_ARTIFACTS_HEAD = (
-    "INSERT INTO artifacts(id, run_id, type, produced_by, seq, ts, payload, "
-    "task_id, correlation_id, vis_kind, visibility)"
-)
-_INSERT_ARTIFACT = f"{_ARTIFACTS_HEAD} VALUES (?,?,?,?,?,?,?,?,?,?,?)"
-_INSERT_RUN = (
-    "INSERT OR REPLACE INTO runs(run_id, program, model, started_at, status, parent_run, "
-    "fork_seq, first_seq, last_seq, events) VALUES (?,?,?,?,?,?,?,?,?,0)"
-)
-_FINISH_RUN = "UPDATE runs SET finished_at=?, status=? WHERE run_id=?"
-_TOUCH_RUN = "UPDATE runs SET last_seq=?, events=events+? WHERE run_id=?"
-
-# Each kind's text, looked up once per event row (an enum's .value is a property call).
-_KIND_TEXT = {k: k.value for k in EventKind}
-# Enum members bound to module globals for the hot paths: in Python 3.11 ``Kind.X``
-# goes through the enum metaclass's attribute hook, about 3x a global's cost.
-_RUN_STARTED, _RUN_FINISHED = EventKind.RUN_STARTED, EventKind.RUN_FINISHED
-_RUN_RESUMED, _PUBLISHED = EventKind.RUN_RESUMED, EventKind.ARTIFACT_PUBLISHED
-_SCHEDULED = EventKind.TASK_SCHEDULED
-
-PAID_KINDS = frozenset({EventKind.MODEL_CALLED, EventKind.TOOL_CALLED})
-"""Kinds whose commit carries something paid for; in ``full`` durability it is fsynced."""
-
-
-def dumps(body: dict[str, Any]) -> str:
-    # pydantic's Rust serialiser: several times faster than json.dumps on event bodies.
-    return to_json(body).decode()
-
-
-def read_model_rows(
-    events: list[Event],
-) -> tuple[
-    list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]
-]:
-    """Rows for the read models derived from committed ``events`` (seq assigned)."""
-    runs: list[tuple[Any, ...]] = []
-    finished: list[tuple[Any, ...]] = []
-    arts: list[tuple[Any, ...]] = []
-    touched: dict[str, list[int]] = defaultdict(list)
-    for e in events:
-        # Each body is read through its kind's definition: mypy checks these keys.
-        kind = e.kind
-        if kind is _RUN_STARTED:
-            rs = body_as(e, RunStarted)
-            runs.append(
-                (
-                    e.run_id,
-                    rs.get("program"),
-                    rs["model"],
-                    e.ts,
-                    "running",
-                    rs.get("parent_run"),
-                    rs.get("fork_seq"),
-                    e.seq,
-                    e.seq,
-                )
-            )
-        elif kind is _RUN_FINISHED:
-            finished.append((e.ts, body_as(e, RunFinished)["status"], e.run_id))
-        elif kind is _RUN_RESUMED:
-            finished.append((None, "running", e.run_id))
-        elif kind is _PUBLISHED:
-            arts.append(artifact_row(e, body_as(e, ArtifactPublished)))
-        touched[e.run_id].append(e.seq or 0)
-    touch = [(max(seqs), len(seqs), run) for run, seqs in touched.items()]
-    return runs, finished, arts, touch
-
-
-def write_events(conn: sqlite3.Connection, events: list[Event], last_seq: int) -> None:
-    """Insert ``events`` after ``last_seq`` (assigning their seqs) with their read-model
-    rows, inside the caller's ``BEGIN IMMEDIATE`` transaction."""
-    # The event rows are made as SQLite takes them, a chunk at a time, never held as a
-    # list: a unit of a large publish (900,000 events) held its rows and their JSON at
-    # once, a third of the run's peak memory (issue 14). The same pass collects the
-    # rows of the read models (one loop over the events, not three: issue 14).
-    side = _Side()
-    insert_rows(conn, _EVENTS_HEAD, 7, _event_rows(events, last_seq, side))
-    # The rare kinds (run boundaries, tags, releases) through the shared row makers,
-    # in the order the statements depend on: a run's row before its counts are
-    # touched, an artifact's row before its release.
-    runs, finished, _, _ = read_model_rows(side.others) if side.others else ([], [], [], [])
-    if runs:
-        conn.executemany(_INSERT_RUN, runs)
-    if side.arts:
-        insert_rows(conn, _ARTIFACTS_HEAD, 11, side.arts)
-        side.arts = []
-    if finished:
-        conn.executemany(_FINISH_RUN, finished)
-    conn.executemany(_TOUCH_RUN, side.touch())
-    if side.consumptions:
-        insert_rows(conn, qm.CONSUMPTIONS_HEAD, 6, side.consumptions)
-        side.consumptions = []
-    if side.others:
-        for sql, args in qm.statements(qm.query_model_rows(side.others), qm.SQLITE):
-            conn.executemany(sql, args)
-
-
-class _Side:
-    """The read-model rows ``_event_rows`` collects on its way through a unit."""
-
-    __slots__ = ("arts", "consumptions", "others", "runs")
-
-    def __init__(self) -> None:
-        self.arts: list[tuple[Any, ...]] = []
-        self.consumptions: list[tuple[Any, ...]] = []
-        self.others: list[Event] = []
-        self.runs: dict[str, list[int]] = {}  # run id -> [last seq, events]
-
-    def touch(self) -> list[tuple[Any, ...]]:
-        return [(last, n, run) for run, (last, n) in self.runs.items()]
-
-
-# Kinds whose read-model rows ``read_model_rows``/``query_model_rows`` make (rare ones).
-_OTHER_KINDS = frozenset({_RUN_STARTED, _RUN_FINISHED, _RUN_RESUMED, EventKind.ARTIFACT_RELEASED})
-
-
-def _event_rows(events: list[Event], last_seq: int, side: _Side) -> Iterator[tuple[Any, ...]]:
-    """The ``events`` rows, seqs from ``last_seq + 1`` (assigned to the events as made);
-    the artifacts and consumptions rows and the run counts go to ``side``."""
-    seq = last_seq
-    kinds = _KIND_TEXT
-    arts, consumptions, others, runs = side.arts, side.consumptions, side.others, side.runs
-    published, scheduled, other_kinds = _PUBLISHED, _SCHEDULED, _OTHER_KINDS
-    run_id, counts = "", [0, 0]
-    for e in events:
-        seq += 1
-        e.seq = seq
-        body = e.body
-        kind = e.kind
-        if e.run_id != run_id:
-            run_id = e.run_id
-            counts = runs.setdefault(run_id, [0, 0])
-        counts[0] = seq
-        counts[1] += 1
-        tid = body.get("task_id")  # Event.task_id, without a property call per event
-        tid = tid if isinstance(tid, str) else None
-        yield (seq, run_id, kinds[kind], e.ts, e.v, tid, to_json(body).decode())
-        if kind is published:
-            arts.append(artifact_row(e, body_as(e, ArtifactPublished)))
-            if body.get("tags"):
-                others.append(e)
-        elif kind is scheduled:
-            t = body_as(e, TaskScheduled)
-            ts, agent = e.ts, t["agent"]
-            consumptions.extend((run_id, aid, tid, agent, seq, ts) for aid in t["inputs"])
-        elif kind in other_kinds:
-            others.append(e)
-
-
-def artifact_row(e: Event, a: ArtifactPublished) -> tuple[Any, ...]:
-    """The ``artifacts`` read-model row of ``artifact.published`` ``e`` (seq set)."""
-    return (
-        a["id"],
-        e.run_id,
-        a["type"],
-        a.get("produced_by", "external"),
-        e.seq,
-        e.ts,
-        dumps(a["payload"]),
-        a.get("task_id"),
-        a.get("correlation_id"),
-        *qm.visibility_columns(a.get("visibility")),
-    )
+__all__ = ["LogWriter", "warm_statements"]
 
 
 def _connect(path: Path, durability: Durability) -> sqlite3.Connection:
@@ -262,13 +78,13 @@ def warm_statements(conn: sqlite3.Connection, wal: Path | None = None) -> None:
         for n in _WARM_ROWS:
             seq -= n
             rows = [(seq + i, "", "", 0.0, 0, None, "") for i in range(n)]
-            insert_rows(conn, _EVENTS_HEAD, 7, rows)
+            insert_rows(conn, EVENTS_HEAD, 7, rows)
             art = ("", "", "", "", 0, 0.0, "", None, None, "public", None)
-            insert_rows(conn, _ARTIFACTS_HEAD, 11, [art] * n)
+            insert_rows(conn, ARTIFACTS_HEAD, 11, [art] * n)
             insert_rows(conn, qm.CONSUMPTIONS_HEAD, 6, [("", "", "", "", 0, 0.0)] * n)
-        conn.executemany(_INSERT_RUN, [("", None, "", 0.0, "", None, None, 0, 0)])
-        conn.executemany(_FINISH_RUN, [(0.0, "", "")])
-        conn.executemany(_TOUCH_RUN, [(0, 0, "")])
+        conn.executemany(INSERT_RUN, [("", None, "", 0.0, "", None, None, 0, 0)])
+        conn.executemany(FINISH_RUN, [(0.0, "", "")])
+        conn.executemany(TOUCH_RUN, [(0, 0, "")])
         query = qm.QueryRows([("", "", "", 0)], [], [("", "")])
         for sql, args in qm.statements(query, qm.SQLITE):
             conn.executemany(sql, args)
@@ -415,51 +231,3 @@ class LogWriter(ThreadDrain):
         if self._task is None and self._conn is not None:  # never started draining
             self._conn.close()
             self._conn = None
-
-
-def rebuild_read_models(path: Path, chunk: int = 10_000) -> int:
-    """Drop and re-derive every read model (``query_models.READ_MODEL_TABLES``) from the events alone.
-
-    Proves (and repairs) the rule that read models hold nothing the log does not.
-    Returns the number of events read.
-    """
-    check_database(path, must_exist=True)
-    con = sqlite3.connect(path, isolation_level=None)
-    try:
-        for p in PRAGMAS:
-            con.execute(p)
-        con.execute("BEGIN IMMEDIATE")
-        total = rebuild_in_transaction(con, chunk)
-        con.execute("COMMIT")
-    finally:
-        con.close()
-    return total
-
-
-def rebuild_in_transaction(con: sqlite3.Connection, chunk: int = 10_000) -> int:
-    """``rebuild_read_models`` inside the caller's transaction (schema upgrades use it)."""
-    from flock_es.log.reader import row_to_event
-
-    for table in qm.READ_MODEL_TABLES:
-        con.execute(f"DELETE FROM {table}")
-    if con.execute("SELECT 1 FROM sqlite_master WHERE name = 'snapshots'").fetchone():
-        con.execute("DELETE FROM snapshots")  # folds are taken again when next needed
-    cursor, total = 0, 0
-    while True:
-        rows = con.execute(
-            "SELECT seq, run_id, kind, ts, v, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-            (cursor, chunk),
-        ).fetchall()
-        if not rows:
-            break
-        events = [e for e in (row_to_event(r) for r in rows) if e is not None]
-        runs, finished, arts, touch = read_model_rows(events)
-        con.executemany(_INSERT_RUN, runs)
-        con.executemany(_INSERT_ARTIFACT, arts)
-        con.executemany(_FINISH_RUN, finished)
-        con.executemany(_TOUCH_RUN, touch)
-        for sql, args in qm.statements(qm.query_model_rows(events), qm.SQLITE):
-            con.executemany(sql, args)
-        cursor = rows[-1][0]
-        total += len(rows)
-    return total

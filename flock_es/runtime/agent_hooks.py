@@ -27,7 +27,7 @@ from pydantic import BaseModel
 
 from flock_es.domain.events import EventKind, InputsRewritten, trusted_event
 from flock_es.domain.ids import output_id
-from flock_es.log.writer import dumps
+from flock_es.log.event_rows import dumps
 from flock_es.runtime.artifacts import RunArtifacts
 from flock_es.runtime.components import AgentComponent, EngineComponent
 from flock_es.runtime.context import TaskRun

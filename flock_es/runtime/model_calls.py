@@ -31,7 +31,7 @@ from flock_es.domain.events import (
     trusted_event,
 )
 from flock_es.errors import RecordedCallChanged, ReplayMiss
-from flock_es.log.writer import dumps
+from flock_es.log.event_rows import dumps
 from flock_es.models.base import ModelClient, ModelRequest, ModelResponse
 from flock_es.models.retry import FailedAttempt, RetryPolicy, call_with_retries
 from flock_es.models.tools import run_tool

@@ -55,7 +55,7 @@ from flock_es.domain.events import (
     body_as,
 )
 from flock_es.errors import RecordedCallChanged, ReplayMiss
-from flock_es.log.writer import dumps
+from flock_es.log.event_rows import dumps
 from flock_es.models.base import ModelClient
 from flock_es.projection.decide import (
     decide_artifact,

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from flock_es.domain.events import ArtifactPublished, Event, TaskCompleted, TaskFailed
 from flock_es.domain.registry import type_name
-from flock_es.log.writer import dumps
+from flock_es.log.event_rows import dumps
 from flock_es.runtime.replay_report import Divergence
 
 __all__ = ["TaskOutcome", "completed_divergence", "failed_divergence", "output_divergence"]
