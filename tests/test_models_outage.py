@@ -32,6 +32,22 @@ def start_server(port: int = 0) -> tuple[subprocess.Popen[str], int]:
     return proc, int(proc.stdout.readline().split()[1])
 
 
+def stop(server: subprocess.Popen[str]) -> None:
+    """SIGINT the provider, as a user would stop it; kill it if it has not exited in 30 s.
+
+    The resume it served has returned by then, so nothing the test checks depends on
+    how the server exits. In three full gates at load 2-8 one server outlived the 30
+    s after its SIGINT (never alone, nor under a CPU load of 5); why was not found,
+    and a hung test server must not fail the product's test.
+    """
+    server.send_signal(signal.SIGINT)
+    try:
+        server.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.communicate()
+
+
 def rows(db: Path, kind: str) -> list[dict[str, object]]:
     if not db.exists():
         return []
@@ -87,8 +103,7 @@ def test_outage_then_resume_retry_failed_completes_and_replays_identical(tmp_pat
     try:
         back = run_cli(["resume", "latest", "--db", db, "--retry-failed", "-q"], env=env)
     finally:
-        server.send_signal(signal.SIGINT)
-        server.communicate(timeout=30)
+        stop(server)
     assert back.returncode == 0, back.stdout + back.stderr
     assert rows(db, "run.finished")[-1]["status"] == "completed"
     completed = rows(db, "task.completed")
