@@ -18,6 +18,7 @@ from flock_es.log.ports import EventStore, open_store
 from flock_es.log.schema import DB_SCHEMA_VERSION
 from flock_es.log.snapshots import fold_run, save_snapshot
 from flock_es.projection import fold
+from flock_es.projection.fold import compacted
 from flock_es.projection.snapshot import decode, encode
 from flock_es.runtime.checkpoints import GROWTH, Checkpoints
 from flock_es.runtime.lifecycle import plan_resume
@@ -31,9 +32,12 @@ from tests.test_fold_properties import any_valid_events, event_lists
 @given(st.one_of(event_lists(), any_valid_events()), st.integers(0, 40))
 def test_a_decoded_snapshot_plus_the_tail_equals_the_full_fold(evs: list[Event], cut: int) -> None:
     cut = min(cut, len(evs))
-    snap = decode(encode(fold(evs[:cut])))
+    data = encode(fold(evs[:cut]))
+    snap = decode(data)
     assert snap is not None
     assert fold(evs[cut:], snap) == fold(evs)
+    # Resume's decode builds only the compact part: the compacted state, exactly.
+    assert decode(data, compact=True) == compacted(fold(evs[:cut]))
 
 
 def test_bytes_that_are_not_a_current_snapshot_decode_to_none() -> None:
@@ -189,3 +193,11 @@ def test_a_large_state_round_trips_through_the_streamed_codec() -> None:
     assert decode(data) == state
     assert decode(memoryview(data)) == state
     assert decode(data[:-100]) is None  # cut short: not a snapshot
+    # The compact part alone, with the rest checked but never built.
+    compact = decode(data, compact=True)
+    assert compact == compacted(fold(_finished_runs(8000))) and compact is not None
+    assert not compact.tasks and compact.finished == 8000
+    assert decode(data[:-100], compact=True) is None
+    damaged = bytearray(data)
+    damaged[-20] ^= 0xFF  # in the part a compact decode does not build: still refused
+    assert decode(bytes(damaged), compact=True) is None

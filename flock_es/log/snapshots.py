@@ -26,9 +26,12 @@ from flock_es.projection.state import RunState
 __all__ = ["fold_run", "save_snapshot", "start_state"]
 
 
-def start_state(reader: EventReader, run_id: str, until: int | None = None) -> RunState:
+def start_state(
+    reader: EventReader, run_id: str, until: int | None = None, compact: bool = False
+) -> RunState:
     """The state of the newest trustworthy snapshot of ``run_id`` at or before ``until``,
-    or an empty state (fold from event 0)."""
+    or an empty state (fold from event 0); ``compact``: only what decisions need, the
+    rest of the snapshot never built (``decode``)."""
     try:
         found = reader.snapshot(run_id, until)
     except DatabaseError:
@@ -36,8 +39,10 @@ def start_state(reader: EventReader, run_id: str, until: int | None = None) -> R
     if found is None:
         return RunState()
     seq, data = found
-    state = decode(data)
-    if state is None or state.compact or state.run_id != run_id or state.last_seq != seq:
+    state = decode(data, compact=compact)
+    if state is None or state.run_id != run_id or state.last_seq != seq:
+        return RunState()
+    if state.compact and not compact:
         return RunState()  # a compact state is no snapshot: it forgot completed tasks
     rows = reader.query("SELECT count(*) FROM events WHERE run_id = ? AND seq <= ?", (run_id, seq))
     if not rows or int(str(rows[0][0])) != state.events:
@@ -51,11 +56,11 @@ def fold_run(
     """The state of ``run_id`` up to seq ``until`` (all of it if None), from its latest
     snapshot; also how many events were folded past that snapshot.
 
-    ``compact``: only what decisions need (``fold.compacted``): the snapshot is
-    compacted as soon as it is decoded, so the completed tasks of the tail are
-    never held (resume's fold, issue 14). A compact state is never saved."""
+    ``compact``: only what decisions need (``fold.compacted``): only the compact
+    part of the snapshot is decoded, and the completed tasks of the tail are never
+    held (resume's fold, issue 14). A compact state is never saved."""
     with collector_paused():
-        state = start_state(reader, run_id, until)
+        state = start_state(reader, run_id, until, compact=compact)
         if compact:
             compacted(state)
         folded = 0

@@ -30,6 +30,7 @@ from typing import Any
 from flock_es._version import __version__
 from flock_es.domain.events import TaskStatus
 from flock_es.projection import state as state_module
+from flock_es.projection.fold_compact import compacted
 from flock_es.projection.state import RunState
 
 __all__ = ["SNAPSHOT_EVERY", "collector_paused", "decode", "encode", "fingerprint"]
@@ -129,13 +130,50 @@ class _Compressing:
         return b"".join(self.chunks)
 
 
+# What the second part of a snapshot restores over its first (``encode``).
+_REST = (
+    "artifacts",
+    "by_type",
+    "tasks",
+    "calls",
+    "tool_calls",
+    "rewritten_inputs",
+    "mcp_tools",
+    "compact",
+    "finished",
+    "prune_at",
+)
+
+
+def _core(state: RunState) -> RunState:
+    """``compacted`` of a copy of ``state`` that shares its views (only the dicts a
+    compaction edits are copied): what a resume keeps of it."""
+    return compacted(
+        dataclasses.replace(
+            state,
+            artifacts=dict(state.artifacts),
+            tasks=dict(state.tasks),
+            calls=dict(state.calls),
+            tool_calls=dict(state.tool_calls),
+            rewritten_inputs=dict(state.rewritten_inputs),
+            mcp_tools=dict(state.mcp_tools),
+        )
+    )
+
+
 def encode(state: RunState) -> bytes:
-    """The bytes of a snapshot of ``state`` (header, fingerprint, compressed pickle)."""
+    """The bytes of a snapshot of ``state`` (header, fingerprint, compressed pickles).
+
+    Two pickles, one memo: first the compact state (``_core``), then the fields
+    that make it ``state`` again (``_REST``; the views both hold are written once).
+    A resume decodes only the first (``decode(compact=True)``), so its memory is
+    what the open work needs, not the whole run at the snapshot (issue 14)."""
     out = _Compressing()
     pickler = pickle.Pickler(out, protocol=5)
     pickler.dispatch_table = _REDUCERS
     with collector_paused():
-        pickler.dump(state)
+        pickler.dump(_core(state))
+        pickler.dump(tuple(getattr(state, name) for name in _REST))
     return out.getvalue()
 
 
@@ -189,6 +227,18 @@ class _Decompressing:
         b[: len(data)] = data
         return len(data)
 
+    def drained(self) -> bool:
+        """Whether the compressed data ends intact (checksum and all), decompressing the
+        rest without keeping it: a compact decode checks what it does not build."""
+        self.buf, self.off = bytearray(), 0
+        while self.pos < len(self.src):
+            tail = self.src[self.pos : self.pos + self._PIECE]
+            self.pos += self._PIECE
+            while tail and not self.z.eof:
+                self.z.decompress(tail, self._PIECE)
+                tail = memoryview(self.z.unconsumed_tail)
+        return self.z.eof and not self.z.unused_data and self.pos >= len(self.src)
+
     def complete(self) -> bool:
         """Whether the compressed data ended where the pickle did, checksum and all."""
         self._fill(len(self.buf) - self.off + 1)
@@ -205,8 +255,10 @@ class _Decompressing:
                 return self.read(have)
 
 
-def decode(data: bytes | memoryview | None) -> RunState | None:
-    """The state in ``data``, or None if it is not a current, intact snapshot."""
+def decode(data: bytes | memoryview | None, compact: bool = False) -> RunState | None:
+    """The state in ``data``, or None if it is not a current, intact snapshot;
+    ``compact``: only what decisions need (``fold.compacted`` of it), read without
+    building the rest."""
     if data is None:
         return None
     raw = memoryview(data).cast("B")
@@ -216,9 +268,17 @@ def decode(data: bytes | memoryview | None) -> RunState | None:
     try:
         with collector_paused():
             stream = _Decompressing(raw[head:])
-            state = _StateUnpickler(stream).load()
-            if not stream.complete():
+            unpickler = _StateUnpickler(stream)
+            state = unpickler.load()
+            if not isinstance(state, RunState):
+                return None
+            if compact:
+                return state if stream.drained() else None
+            rest = unpickler.load()
+            if not stream.complete() or not isinstance(rest, tuple) or len(rest) != len(_REST):
                 return None  # cut short or followed by more: not the bytes encode wrote
+            for name, value in zip(_REST, rest, strict=True):
+                setattr(state, name, value)
     except Exception:  # damaged bytes of any kind: the log is the truth, fold it
         return None
     return state if isinstance(state, RunState) else None
