@@ -132,11 +132,15 @@ def compacted(s: RunState) -> RunState:
 def prune_artifacts(s: RunState) -> None:
     """A compact state's step when it holds ``prune_at`` views: let go of every view
     that is durable (it has a seq; the runtime then reads it from the log) and that
-    nothing pending refers to (``pinned_artifacts``). The next prune comes when the
-    views held have doubled (at least ``PRUNE_AT``): a linear fold stays linear."""
+    nothing pending refers to (``pinned_artifacts``)."""
     pinned = s.pinned_artifacts()
     arts = s.artifacts
     # In place, not a new dict: code holding ``state.artifacts`` keeps seeing the state's.
     for aid in [a for a, v in arts.items() if v.seq is not None and a not in pinned]:
         del arts[aid]
-    s.prune_at = max(PRUNE_AT, 2 * len(arts))
+    # The next prune once PRUNE_AT more views (or a quarter of those kept) came: the
+    # views held stay near what pending work pins (a 100,000-artifact publish pins all
+    # of them until decided), and a prune's cost, linear in what it keeps, is spread
+    # over at least a quarter as many new artifacts.
+    kept = len(arts)
+    s.prune_at = kept + max(PRUNE_AT, kept // 4)
