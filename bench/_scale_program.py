@@ -3,7 +3,8 @@
     FLOCK_ES_BENCH_N=2000 python bench/_scale_program.py DB
 
 Run directly, it publishes N artifacts, runs until idle and prints one JSON
-line: wall seconds, CPU seconds and peak RSS of this process for the run.
+line: wall seconds, CPU seconds and peak RSS of this process for the run, and
+the peak RSS of the checkpoint jobs it started (``jobs_rss_mb``).
 ``flock-es resume`` and ``replay`` load the same file (``main`` is not called
 on resume).
 """
@@ -59,9 +60,16 @@ async def measured(db: Path) -> dict[str, float]:
     await flock.run_until_idle()
     wall = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_SELF)
-    await flock.close()
+    await flock.close()  # stops and reaps the run's checkpoint jobs
+    jobs = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-    return {"wall": wall, "cpu": cpu, "rss_mb": r1.ru_maxrss / 1024, "run_id": flock.run_id}
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "rss_mb": r1.ru_maxrss / 1024,
+        "jobs_rss_mb": jobs,
+        "run_id": flock.run_id,
+    }
 
 
 if __name__ == "__main__":

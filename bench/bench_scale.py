@@ -16,7 +16,11 @@ show     ``flock-es show RUN --at LAST`` of the complete run (the state at its l
 replay   ``flock-es replay`` of the complete run: wall time, CPU seconds (next to
          the run's own, the load-robust comparison) and peak RSS.
 
-Each process's peak RSS comes from ``wait4``; the databases live in a
+Each process's peak RSS comes from ``wait4``, which counts the children it
+waited for: a run or resume starts checkpoint jobs (``runtime/checkpoints.py``,
+another process that folds the log into a snapshot). So the run's own peak and
+its jobs' peak are two columns, and resume shows its own peak (VmHWM, read from
+/proc while it runs) beside the peak with its jobs. The databases live in a
 temporary directory on the default temp disk.
 """
 
@@ -30,6 +34,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -53,7 +58,22 @@ def _wait(proc: subprocess.Popen[str]) -> tuple[int, float, float]:
     return proc.returncode, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
-def _cli(args: list[str], n: int) -> tuple[float, float, float, str]:
+def _own_peak_mb(proc: subprocess.Popen[str], peak: list[float]) -> None:
+    """Keep ``peak[0]`` at the process's own peak RSS (VmHWM) while it runs."""
+    status = Path(f"/proc/{proc.pid}/status")
+    while proc.returncode is None:
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak[0] = max(peak[0], int(line.split()[1]) / 1024)
+        except (OSError, ValueError, IndexError):
+            return  # gone (or not Linux)
+        time.sleep(0.02)
+
+
+def _cli(
+    args: list[str], n: int, own: list[float] | None = None
+) -> tuple[float, float, float, str]:
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "flock_es.cli.app", *args],
@@ -62,11 +82,17 @@ def _cli(args: list[str], n: int) -> tuple[float, float, float, str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+    watch = None
+    if own is not None:
+        watch = threading.Thread(target=_own_peak_mb, args=(proc, own), daemon=True)
+        watch.start()
     out, err = proc.stdout, proc.stderr
     assert out is not None and err is not None
     text = out.read()
     errors = err.read()
     code, rss, cpu = _wait(proc)
+    if watch is not None:
+        watch.join()
     wall = time.perf_counter() - t0
     if code not in (0,):
         raise SystemExit(f"flock-es {' '.join(args)} exited {code}: {errors[-1500:]}")
@@ -122,6 +148,7 @@ def one_size(n: int, tmp: Path) -> dict[str, float]:
         "runs_per_s": runs / r["wall"],
         "cpu_us_per_run": r["cpu"] / runs * 1e6,
         "run_rss_mb": r["rss_mb"],
+        "jobs_rss_mb": r.get("jobs_rss_mb", 0.0),
         "db_bytes_per_run": _size(db) / runs,
     }
     wall, _, cpu, _ = _cli(["show", "latest", "--db", str(db), "--at", str(full_events)], n)
@@ -131,8 +158,10 @@ def one_size(n: int, tmp: Path) -> dict[str, float]:
     killed = tmp / f"killed-{n}.db"
     _killed_halfway(killed, n, full_events)
     at = _events(killed)
-    wall, rss, cpu, _ = _cli(["resume", "latest", "--db", str(killed), "-q"], n)
+    own = [0.0]
+    wall, rss, cpu, _ = _cli(["resume", "latest", "--db", str(killed), "-q"], n, own)
     row.update(killed_at_events=at, resume_s=wall, resume_cpu_s=cpu, resume_rss_mb=rss)
+    row.update(resume_own_rss_mb=own[0])
     return row
 
 
@@ -143,9 +172,9 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s]
     print(machine())
     print(
-        "| Artifacts (agent runs) | events | runs/s | CPU µs/run | run RSS | db bytes/run "
-        "| show --at end (CPU) | replay (CPU; run CPU) | replay RSS | resume (CPU) (killed at) "
-        "| resume RSS |"
+        "| Artifacts (agent runs) | events | runs/s | CPU µs/run | run RSS (its jobs) "
+        "| db bytes/run | show --at end (CPU) | replay (CPU; run CPU) | replay RSS "
+        "| resume (CPU) (killed at) | resume RSS own (with its jobs) |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as d:
@@ -153,14 +182,15 @@ def main() -> None:
             r = one_size(n, Path(d))
             print(
                 f"| {n:,} ({r['runs']:,}) | {r['events']:,} | {r['runs_per_s']:,.0f} "
-                f"| {r['cpu_us_per_run']:.1f} | {r['run_rss_mb']:.0f} MB "
+                f"| {r['cpu_us_per_run']:.1f} "
+                f"| {r['run_rss_mb']:.0f} MB ({r['jobs_rss_mb']:.0f} MB) "
                 f"| {r['db_bytes_per_run']:.0f} "
                 f"| {r['show_at_s']:.1f} s ({r['show_at_cpu_s']:.1f} CPU-s) "
                 f"| {r['replay_s']:.1f} s "
                 f"({r['replay_cpu_s']:.1f} CPU-s; run {r['run_cpu_s']:.1f}) "
                 f"| {r['replay_rss_mb']:.0f} MB | {r['resume_s']:.1f} s "
                 f"({r['resume_cpu_s']:.1f} CPU-s) ({r['killed_at_events']:,}) "
-                f"| {r['resume_rss_mb']:.0f} MB |",
+                f"| {r['resume_own_rss_mb']:.0f} MB ({r['resume_rss_mb']:.0f} MB) |",
                 flush=True,
             )
             for f in Path(d).iterdir():
