@@ -28,6 +28,7 @@ import pytest
 from flock_es.domain.events import Event, EventKind, ModelCalled, make_event
 from flock_es.errors import RunOwnedError
 from flock_es.log import Durability, LogReader, LogWriter
+from flock_es.log.group_commit import INLINE_MAX_EVENTS
 from flock_es.log.ports import Lease
 from flock_es.models.precise_timers import make_timers_precise
 from tests.log_contract import RUN, artifact, started
@@ -65,6 +66,21 @@ async def test_an_idle_loop_commits_an_awaited_unit_itself(tmp_path: Path) -> No
     await w.append([artifact(1)])
     assert _ids(db) == [artifact(1).body["id"]]  # in the log when append returns
     assert w.inline_commits == w.commits == 2
+    await w.close()
+
+
+async def test_a_large_unit_is_committed_by_the_thread_even_on_an_idle_loop(
+    tmp_path: Path,
+) -> None:
+    # A big publish's commit must not block the loop's timers (lease renewals, the
+    # progress line): above INLINE_MAX_EVENTS the thread commits it, the loop stays free.
+    assert make_timers_precise(asyncio.get_running_loop())
+    db = tmp_path / "w.db"
+    w = await LogWriter.open(db)
+    await w.append([started()])
+    await w.append([artifact(i) for i in range(INLINE_MAX_EVENTS + 1)])
+    assert w.inline_commits == 1 and w.commits == 2  # run.started inline, the big one not
+    assert len(_ids(db)) == INLINE_MAX_EVENTS + 1
     await w.close()
 
 

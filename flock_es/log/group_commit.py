@@ -36,6 +36,7 @@ from flock_es.loop_wait import at_next_select
 __all__ = [
     "HOLD_MAX",
     "INLINE_IDLE",
+    "INLINE_MAX_EVENTS",
     "ThreadDrain",
     "Unit",
     "UnitQueue",
@@ -56,6 +57,10 @@ INLINE_IDLE_SYNCED = 0.002
 # eight agents' outputs processed one after another on a cold CPU take about 0.5 ms.
 HOLD_MAX = 0.001
 HOLD_MAX_SYNCED = 0.002
+# A larger group always goes to the thread: its commit (a big publish_many's, up to
+# seconds) would block the loop's timers meanwhile (lease renewals, the progress
+# line, agents' sleeps), where the thread's leaves the loop free to run them.
+INLINE_MAX_EVENTS = 512
 
 
 async def next_batch(queue: asyncio.Queue[Unit | None], max_batch: int) -> tuple[list[Unit], bool]:
@@ -266,8 +271,8 @@ class ThreadDrain(UnitQueue):
         agents finishing together then share one commit (and one fsync), and the
         last one does not wait for an earlier one's commit before its own. Once
         the loop would only wait (no timer due within ``INLINE_IDLE``, or
-        ``INLINE_IDLE_SYNCED`` for a commit that syncs) and the thread is idle,
-        the loop commits them itself: the commit then costs the transaction
+        ``INLINE_IDLE_SYNCED`` for a commit that syncs), the thread is idle and
+        they are at most ``INLINE_MAX_EVENTS`` events, the loop commits them itself: the commit then costs the transaction
         only, not also waking the thread and then the loop (tens of µs each from
         an idle CPU, milliseconds on a loaded machine), on the path from every
         commit to what it starts. Otherwise they go to the thread.
@@ -284,7 +289,7 @@ class ThreadDrain(UnitQueue):
             at_next_select(self._loop, self._at_select)  # look again next time
             return False
         with self._cond:
-            if not idle or self._busy or self._units:
+            if not idle or self._busy or self._units or len(events) > INLINE_MAX_EVENTS:
                 self._units.extend(held)
                 held.clear()
                 self._cond.notify()
