@@ -145,5 +145,5 @@ def build_context(
     ctx.store = AgentStore(lambda: state, agent.identity(), board, max(seqs, default=None))
     if context_ids:
         known = RunArtifacts(state, board)  # context may be older than the views held
-        ctx.context = [artifact_of(v) for i in context_ids if (v := known.get(i)) is not None]
+        ctx.context = [artifact_of(v) for v in known.get_many(context_ids)]
     return ctx
