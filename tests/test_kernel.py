@@ -80,3 +80,46 @@ async def test_publishing_an_unregistered_type_fails_at_publish(db_path: Path) -
     with LogReader(db_path) as reader:
         kinds = [e.kind.value for e in reader.events(flock.run_id)]
     assert "artifact.published" not in kinds
+
+
+@flock_type
+class KLeaf(BaseModel):
+    n: int
+
+
+async def test_objects_are_built_only_where_a_decision_or_a_run_reads_them(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An artifact whose subscribers have no ``where`` nor gate is decided without its
+    object (none is rebuilt from the log for it), and an output nothing consumes is not
+    kept built; with a ``where`` the object is built, and the same tasks result."""
+    from flock_es.domain import registry
+    from flock_es.runtime import kernel
+
+    monkeypatch.setattr(kernel, "OBJECT_CACHE", 0)  # nothing stays built: all rebuilt
+    flock = Flock(db=db_path)
+    flock.agent("plain").consumes(KPing).with_function(lambda p: KLeaf(n=p.n)).publishes(KLeaf)
+    flock.agent("picky").consumes(KPong, where=lambda p: p.n > 1).with_function(
+        lambda p: KLeaf(n=p.n)
+    ).publishes(KLeaf)
+    await flock.start()
+    engine = flock._engine
+    assert engine is not None
+    index = engine.kernel.index
+    assert not index.needs_object("KPing") and index.needs_object("KPong")
+    built: list[str] = []
+    real = registry.to_object
+
+    def counting(name: str, payload: dict[str, object]) -> BaseModel:
+        built.append(name)
+        return real(name, payload)
+
+    monkeypatch.setattr(registry, "to_object", counting)
+    await flock.publish_many([KPing(n=i) for i in range(3)])
+    await flock.publish_many([KPong(n=i) for i in range(3)])
+    await flock.run_until_idle()
+    # Each run reads its input (3 + 1); only KPong's decisions read theirs (3).
+    assert sorted(built) == ["KPing"] * 3 + ["KPong"] * 4
+    outs = [a for a in flock.state.artifacts.values() if a.type == "KLeaf"]
+    assert len(outs) == 4
+    await flock.close()

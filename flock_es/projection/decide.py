@@ -67,6 +67,8 @@ class SubscriptionIndex:
     allow_self: frozenset[str] = frozenset()
     identities: dict[str, Identity] = field(default_factory=dict)
     max_iterations: int | None = None
+    # Types whose decision reads the artifact's object (a ``where`` or a gate), by name.
+    _needs_object: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(
@@ -85,6 +87,16 @@ class SubscriptionIndex:
             for t in dict.fromkeys(sub.types):  # a count gate lists a type twice; index it once
                 idx.by_type.setdefault(t, []).append(sub)
         return idx
+
+    def needs_object(self, type_name: str) -> bool:
+        """Whether deciding an artifact of ``type_name`` calls user code on its object
+        (a ``where`` predicate, a join key): else ``decide_artifact`` takes None, and
+        the runtime need not build the object (from the log's payload, at scale)."""
+        known = self._needs_object.get(type_name)
+        if known is None:
+            subs = self.by_type.get(type_name, ())
+            known = self._needs_object[type_name] = any(s.where or s.gated for s in subs)
+        return known
 
     def identity(self, agent: str) -> Identity:
         who = self.identities.get(agent)
@@ -129,6 +141,9 @@ def decide_artifact(
 ) -> list[Event]:
     """The events that publishing ``art`` (already folded into ``state``) causes.
 
+    ``obj`` is the artifact's object; None will do where ``index.needs_object`` is
+    False for its type (nothing then reads it).
+
     An ``AfterVisibility`` artifact causes nothing until it is released
     (``decide_release``); every agent that may not see ``art`` is skipped.
     """
@@ -152,6 +167,7 @@ def decide_artifact(
 
     produced_by = art.produced_by
     vetoed = state.vetoed
+    unlimited = _limit(state, index) is None  # the same for every subscriber
     for sub in subs:
         # Cheapest checks first: this loop runs once per subscriber of the type.
         if sub.agent == produced_by and sub.agent not in index.allow_self:
@@ -187,7 +203,7 @@ def decide_artifact(
             taken.add(sub.agent)
         if gated:
             out.extend(caused)
-        elif sub.batch is None and _limit(state, index) is None:
+        elif sub.batch is None and unlimited:
             out.append(schedule(state, sub.agent, sub.index, [art.id], _MATCH, now))
         else:
             out.extend(_to_batch(state, sub, [art.id], now, fire))

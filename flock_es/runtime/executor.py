@@ -24,12 +24,10 @@ from pydantic import BaseModel
 
 from flock_es.domain import ids
 from flock_es.domain.events import (
-    ArtifactPublished,
     Event,
     EventKind,
     TaskFailed,
     TaskStarted,
-    body_as,
     make_event,
     trusted_event,
 )
@@ -42,6 +40,7 @@ from flock_es.errors import (
     OutputValidationError,
     RecordedCallChanged,
 )
+from flock_es.projection.fold import apply
 from flock_es.projection.state import TaskView
 from flock_es.redaction import redact_text
 from flock_es.runtime import agent_hooks
@@ -263,40 +262,34 @@ class Executor:
         """
         kernel, task, agent = self.kernel, run.task, run.agent
         now = time.time()
-        vetoes = vetoes or []
-        for v in vetoes:
-            v.ts = now  # one unit, one timestamp (replay and fork find units by it)
         if vetoes:
+            for v in vetoes:
+                v.ts = now  # one unit, one timestamp (replay and fork find units by it)
             kernel.apply(vetoes)
         tags = [UNPUBLISHED_TAG] if unpublished else []
         corr = run.correlation_id
-        arts = [
-            kernel.artifact_event(
-                o,
-                ids.output_id(task.id, pos),
-                agent.name,
-                task.id,
-                corr,
-                tags,
-                agent.visibility_for(type_name(type(o))),
-                now,
-            )
-            for pos, o in enumerate(outputs)
-        ]
+        tid, name = task.id, agent.name
+        arts: list[Event] = []
+        oids: list[str] = []
+        for pos, o in enumerate(outputs):  # most runs: one output
+            oid = ids.output_id(tid, pos)
+            oids.append(oid)
+            vis = agent.visibility_for(type_name(type(o)))
+            arts.append(kernel.artifact_event(o, oid, name, tid, corr, tags, vis, now))
         done = trusted_event(
             kernel.run_id,
             _COMPLETED,
             {
-                "task_id": task.id,
-                "agent": agent.name,
-                "outputs": [body_as(a, ArtifactPublished)["id"] for a in arts],
+                "task_id": tid,
+                "agent": name,
+                "outputs": oids,
                 "attempt": run.attempt,
                 "duration_ms": (time.perf_counter() - run.t0) * 1000.0,
             },
             now,
         )
         events = kernel.decide(arts, now)
-        kernel.apply([done])
+        apply(kernel.state, done)  # ``kernel.apply``: ``decide`` just checked the kernel
         events.insert(len(arts), done)
         return [*vetoes, *events] if vetoes else events
 

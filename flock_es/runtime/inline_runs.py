@@ -137,7 +137,9 @@ class InlineRuns:
         error if it failed; a run that suspends is handed to a task (``spawn``).
         """
         ex = self.executor
-        run = ex.start_held(task, agent, events)
+        # ``start_held`` for an agent ``plain`` admits (no context, worker or components).
+        run = ex.prepare(task, agent, task.attempt + 1, None)
+        run.held_start = True
         obj = ex.kernel.obj
         inputs = [obj(i) for i in task.inputs]
         arg: Any = inputs if len(inputs) != 1 or ex.batched(task, agent) else inputs[0]

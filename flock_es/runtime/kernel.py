@@ -40,7 +40,7 @@ from flock_es.domain.events import (
 from flock_es.errors import ArtifactValidationError, CommitFailed
 from flock_es.projection.decide import SubscriptionIndex, decide_artifact
 from flock_es.projection.fold import apply
-from flock_es.projection.state import RunState
+from flock_es.projection.state import ArtifactView, RunState
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.artifacts import RunArtifacts
 
@@ -129,6 +129,25 @@ def build_index(agents: Iterable[Agent], max_iterations: int | None = None) -> S
         identities=[a.identity() for a in agents],
         max_iterations=max_iterations,
     )
+
+
+# Whether a class serialises as pydantic's own ``model_dump`` does (not overridden).
+_PLAIN_DUMP: dict[type[BaseModel], bool] = {}
+_MODEL_DUMP = BaseModel.model_dump
+
+
+def _payload(obj: BaseModel) -> dict[str, Any]:
+    """``obj.model_dump(mode="json")``; for a class that keeps pydantic's own method,
+    its serialiser called directly: ``model_dump`` passes fifteen keyword arguments
+    on (a third of an output's serialisation, issue 14), to the same defaults."""
+    cls = type(obj)
+    plain = _PLAIN_DUMP.get(cls)
+    if plain is None:
+        plain = _PLAIN_DUMP[cls] = cls.model_dump is _MODEL_DUMP
+    if plain:
+        dumped: dict[str, Any] = obj.__pydantic_serializer__.to_python(obj, mode="json")
+        return dumped
+    return obj.model_dump(mode="json")
 
 
 class Kernel:
@@ -222,7 +241,10 @@ class Kernel:
         for e in events:
             seq = e.seq
             if e.kind is published:
-                view = arts.get(body_as(e, ArtifactPublished)["id"])
+                # The body through its definition by annotation (mypy checks the key),
+                # not body_as's call: this runs for every event of the run.
+                b: ArtifactPublished = e.body  # type: ignore[assignment]
+                view = arts.get(b["id"])
                 if view is not None:
                     view.seq = seq
             if seq is not None and seq > last:
@@ -272,11 +294,14 @@ class Kernel:
                 f"artifact type {name!r} is not registered: decorate it with @flock_type or "
                 "name it in an agent's .consumes()/.publishes(), so a replay can load it"
             )
-        self._cache(aid, obj)
+        if name in self.index.by_type:
+            # Only what may be decided or run on: an output nothing consumes (most of
+            # them) would push its inputs out of the cache, to be rebuilt from the log.
+            self._cache(aid, obj)
         body: ArtifactPublished = {
             "id": aid,
             "type": name,
-            "payload": obj.model_dump(mode="json"),
+            "payload": _payload(obj),
             "produced_by": produced_by,
             "task_id": task_id,
             "correlation_id": correlation_id,
@@ -301,7 +326,7 @@ class Kernel:
             view = state.artifacts[body_as(ev, ArtifactPublished)["id"]]
             if UNPUBLISHED_TAG in view.tags or view.type not in by_type:
                 continue  # nothing consumes it (most outputs): no object, no decision
-            caused = decide_artifact(state, index, view, self.obj(view.id), now)
+            caused = decide_artifact(state, index, view, self.decision_obj(view), now)
             for c in caused:
                 apply(state, c)
             out.extend(caused)
@@ -318,7 +343,8 @@ class Kernel:
             marker = trusted_event(self.run_id, _DECIDED, ArtifactDecided(id=aid), now)
             apply(state, marker)
             out.append(marker)
-            caused = decide_artifact(state, index, state.artifacts[aid], self.obj(aid), now)
+            view = state.artifacts[aid]
+            caused = decide_artifact(state, index, view, self.decision_obj(view), now)
             for c in caused:
                 apply(state, c)
             out.extend(caused)
@@ -330,6 +356,11 @@ class Kernel:
         """``decide`` after applying ``schedule.vetoed`` events, which lead the unit."""
         self.apply(vetoes)
         return [*vetoes, *self.decide(artifact_events, now)]
+
+    def decision_obj(self, view: ArtifactView) -> BaseModel | None:
+        """What ``decide_artifact`` needs of the artifact ``view``: its object if a
+        subscriber's ``where`` or gate reads it, else None (none is built)."""
+        return self.obj(view.id) if self.index.needs_object(view.type) else None
 
     def obj(self, aid: str) -> BaseModel:
         """Artifact ``aid`` as an instance of its registered type (cached)."""

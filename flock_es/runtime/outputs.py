@@ -37,7 +37,10 @@ def check_output_types(agent: Agent, outputs: list[BaseModel]) -> None:
     publishes = agent.publishes
     if not publishes:
         return
-    if all(type(o) in publishes for o in outputs):
+    for o in outputs:  # a loop, not all() over a generator: once per agent run
+        if type(o) not in publishes:
+            break
+    else:
         return  # the declared classes themselves: no names to compare
     allowed = {type_name(t) for t in agent.publishes}
     for o in outputs:

@@ -151,7 +151,7 @@ class Timers:
         def release() -> list[Event]:
             if aid not in kernel.state.unreleased:
                 return []  # another worker released it
-            obj = kernel.obj(aid)
+            obj = kernel.decision_obj(kernel.artifacts.require(aid))
             events = decide_release(kernel.state, kernel.index, aid, obj, time.time())
             kernel.apply(events)
             return events
