@@ -22,9 +22,11 @@ def capture(items: int = 500, agents: int = 8, kind: str = "def") -> list[list[E
     groups: list[list[Event]] = []
     real = writer.LogWriter._transaction
 
-    def spy(self: Any, conn: Any, events: list[Event], sync: str) -> None:
-        real(self, conn, events, sync)
-        groups.append([copy.copy(e) for e in events])
+    def spy(self: Any, conn: Any, events: list[Event], wait: bool) -> bool:
+        done = real(self, conn, events, wait)
+        if done:
+            groups.append([copy.copy(e) for e in events])
+        return done
 
     writer.LogWriter._transaction = spy  # type: ignore[method-assign]
     try:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from flock_es.log import sqlite_rows
-from flock_es.log.sqlite_rows import insert_rows
+from flock_es.log.sqlite_rows import chunk_rows, insert_flat, insert_rows
 
 
 def _table() -> sqlite3.Connection:
@@ -54,3 +54,19 @@ def test_a_failing_row_fails_its_statement() -> None:
     con.execute("INSERT INTO t VALUES (5, 'x', 0)")
     with pytest.raises(sqlite3.IntegrityError):
         insert_rows(con, "INSERT INTO t(a, b, c)", 3, [(4, "y", 0.0), (5, "dup", 0.0)])
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 16, 37])
+def test_flat_chunks_land_as_the_rows_would(n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_rows, "CHUNK", 8)
+    con = _table()
+    statements: list[str] = []
+    con.set_trace_callback(statements.append)
+    rows = [(i, f"x{i}", i / 3) for i in range(n)]
+    flat = [v for row in rows for v in row]
+    size = sqlite_rows.rows_per_statement(con, 3)
+    assert size == 8
+    insert_flat(con, "INSERT INTO t(a, b, c)", 3, chunk_rows(flat, 3, size))
+    assert con.execute("SELECT a, b, c FROM t ORDER BY rowid").fetchall() == rows
+    inserts = [s for s in statements if s.startswith("INSERT")]
+    assert len(inserts) == n // 8 + bin(n % 8).count("1")

@@ -34,7 +34,8 @@ from flock_es.domain.events import (
 )
 from flock_es.log import query_models as qm
 from flock_es.log.schema import PRAGMAS, check_database
-from flock_es.log.sqlite_rows import insert_rows
+from flock_es.log.sqlite_rows import chunk_rows, insert_flat
+from flock_es.log.sqlite_rows import rows_per_statement as per
 
 __all__ = [
     "ARTIFACTS_HEAD",
@@ -51,7 +52,7 @@ __all__ = [
     "write_events",
 ]
 
-# Heads of multi-row inserts (``sqlite_rows.insert_rows`` adds the VALUES).
+# Heads of multi-row inserts (``sqlite_rows.insert_flat`` adds the VALUES).
 EVENTS_HEAD = "INSERT INTO events(seq, run_id, kind, ts, v, task_id, body)"
 ARTIFACTS_HEAD = (
     "INSERT INTO artifacts(id, run_id, type, produced_by, seq, ts, payload, "
@@ -129,7 +130,7 @@ def write_events(conn: sqlite3.Connection, events: list[Event], last_seq: int) -
     # once, a third of the run's peak memory (issue 14). The same pass collects the
     # rows of the read models (one loop over the events, not three: issue 14).
     side = _Side()
-    insert_rows(conn, EVENTS_HEAD, 7, _event_rows(events, last_seq, side))
+    insert_flat(conn, EVENTS_HEAD, 7, _event_chunks(events, last_seq, side, per(conn, 7)))
     # The rare kinds (run boundaries, tags, releases) through the shared row makers,
     # in the order the statements depend on: a run's row before its counts are
     # touched, an artifact's row before its release.
@@ -137,13 +138,14 @@ def write_events(conn: sqlite3.Connection, events: list[Event], last_seq: int) -
     if runs:
         conn.executemany(INSERT_RUN, runs)
     if side.arts:
-        insert_rows(conn, ARTIFACTS_HEAD, 11, side.arts)
+        insert_flat(conn, ARTIFACTS_HEAD, 11, chunk_rows(side.arts, 11, per(conn, 11)))
         side.arts = []
     if finished:
         conn.executemany(FINISH_RUN, finished)
     conn.executemany(TOUCH_RUN, side.touch())
     if side.consumptions:
-        insert_rows(conn, qm.CONSUMPTIONS_HEAD, 6, side.consumptions)
+        rows = chunk_rows(side.consumptions, 6, per(conn, 6))
+        insert_flat(conn, qm.CONSUMPTIONS_HEAD, 6, rows)
         side.consumptions = []
     if side.others:
         for sql, args in qm.statements(qm.query_model_rows(side.others), qm.SQLITE):
@@ -151,13 +153,14 @@ def write_events(conn: sqlite3.Connection, events: list[Event], last_seq: int) -
 
 
 class _Side:
-    """The read-model rows ``_event_rows`` collects on its way through a unit."""
+    """The read-model rows ``_event_chunks`` collects on its way through a unit (the
+    artifacts and consumptions rows flat, as ``insert_flat`` binds them)."""
 
     __slots__ = ("arts", "consumptions", "others", "runs")
 
     def __init__(self) -> None:
-        self.arts: list[tuple[Any, ...]] = []
-        self.consumptions: list[tuple[Any, ...]] = []
+        self.arts: list[Any] = []
+        self.consumptions: list[Any] = []
         self.others: list[Event] = []
         self.runs: dict[str, list[int]] = {}  # run id -> [last seq, events]
 
@@ -169,14 +172,19 @@ class _Side:
 _OTHER_KINDS = frozenset({_RUN_STARTED, _RUN_FINISHED, _RUN_RESUMED, EventKind.ARTIFACT_RELEASED})
 
 
-def _event_rows(events: list[Event], last_seq: int, side: _Side) -> Iterator[tuple[Any, ...]]:
-    """The ``events`` rows, seqs from ``last_seq + 1`` (assigned to the events as made);
-    the artifacts and consumptions rows and the run counts go to ``side``."""
+def _event_chunks(
+    events: list[Event], last_seq: int, side: _Side, size: int
+) -> Iterator[list[Any]]:
+    """The ``events`` rows, ``size`` at a time, flat (seqs from ``last_seq + 1``, assigned
+    to the events as made); the artifacts and consumptions rows and the run counts go
+    to ``side``."""
     seq = last_seq
     kinds = _KIND_TEXT
     arts, consumptions, others, runs = side.arts, side.consumptions, side.others, side.runs
     published, scheduled, other_kinds = _PUBLISHED, _SCHEDULED, _OTHER_KINDS
     run_id, counts = "", [0, 0]
+    flat: list[Any] = []
+    left = size
     for e in events:
         seq += 1
         e.seq = seq
@@ -189,17 +197,25 @@ def _event_rows(events: list[Event], last_seq: int, side: _Side) -> Iterator[tup
         counts[1] += 1
         tid = body.get("task_id")  # Event.task_id, without a property call per event
         tid = tid if isinstance(tid, str) else None
-        yield (seq, run_id, kinds[kind], e.ts, e.v, tid, to_json(body).decode())
+        flat += (seq, run_id, kinds[kind], e.ts, e.v, tid, to_json(body).decode())
         if kind is published:
-            arts.append(artifact_row(e, body_as(e, ArtifactPublished)))
+            arts += artifact_row(e, body_as(e, ArtifactPublished))
             if body.get("tags"):
                 others.append(e)
         elif kind is scheduled:
             t = body_as(e, TaskScheduled)
             ts, agent = e.ts, t["agent"]
-            consumptions.extend((run_id, aid, tid, agent, seq, ts) for aid in t["inputs"])
+            for aid in t["inputs"]:
+                consumptions += (run_id, aid, tid, agent, seq, ts)
         elif kind in other_kinds:
             others.append(e)
+        left -= 1
+        if not left:
+            yield flat
+            flat = []
+            left = size
+    if flat:
+        yield flat
 
 
 def artifact_row(e: Event, a: ArtifactPublished) -> tuple[Any, ...]:

@@ -16,17 +16,23 @@ may come from an iterator: at most one chunk of them is held at a time.
 Example::
 
     insert_rows(con, "INSERT INTO t(a, b)", 2, [(1, "x"), (2, "y")])
+    insert_flat(con, "INSERT INTO t(a, b)", 2, [[1, "x", 2, "y"]])  # the same, flat
+
+``insert_flat`` takes the values of a chunk's rows as one flat list, as a
+statement binds them: the writer's hot path builds them so, with no tuple per
+row and no second pass to flatten (issue 14: the writer thread's Python work
+holds the GIL the event loop's thread needs).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from itertools import chain, islice
 from typing import Any
 
-__all__ = ["CHUNK", "insert_rows"]
+__all__ = ["CHUNK", "chunk_rows", "insert_flat", "insert_rows", "rows_per_statement"]
 
 CHUNK = 1024
 """Rows per statement (a power of two); SQLite >= 3.32 allows 32,766 parameters."""
@@ -68,3 +74,40 @@ def insert_rows(
             start += part
         if n < size:
             return
+
+
+def rows_per_statement(conn: sqlite3.Connection, ncols: int) -> int:
+    """The most rows one statement of ``ncols`` columns takes on ``conn`` (a chunk)."""
+    return _limit(conn, ncols)
+
+
+def insert_flat(
+    conn: sqlite3.Connection, head: str, ncols: int, chunks: Iterable[list[Any]]
+) -> None:
+    """``insert_rows`` over flat chunks: each the values of at most
+    ``rows_per_statement(conn, ncols)`` rows, row after row."""
+    size = _limit(conn, ncols)
+    for flat in chunks:
+        n = len(flat) // ncols
+        if n == size:
+            conn.execute(_statement(head, ncols, size), flat)
+            continue
+        start = 0
+        part = size
+        while start < n:  # a short chunk in powers of two
+            while part > n - start:
+                part //= 2
+            conn.execute(
+                _statement(head, ncols, part), flat[start * ncols : (start + part) * ncols]
+            )
+            start += part
+
+
+def chunk_rows(flat: list[Any], ncols: int, size: int) -> Iterator[list[Any]]:
+    """A flat list of rows in chunks of at most ``size`` rows (for ``insert_flat``)."""
+    step = ncols * size
+    if len(flat) <= step:
+        yield flat
+        return
+    for i in range(0, len(flat), step):
+        yield flat[i : i + step]
