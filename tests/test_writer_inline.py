@@ -28,7 +28,7 @@ import pytest
 from flock_es.domain.events import Event, EventKind, ModelCalled, make_event
 from flock_es.errors import RunOwnedError
 from flock_es.log import Durability, LogReader, LogWriter
-from flock_es.log.group_commit import INLINE_MAX_EVENTS
+from flock_es.log.group_commit import HOLD_MAX, INLINE_MAX_EVENTS, RELEASE_AT
 from flock_es.log.ports import Lease
 from flock_es.models.precise_timers import make_timers_precise
 from tests.log_contract import RUN, artifact, started
@@ -82,6 +82,38 @@ async def test_a_large_unit_is_committed_by_the_thread_even_on_an_idle_loop(
     assert w.inline_commits == 1 and w.commits == 2  # run.started inline, the big one not
     assert len(_ids(db)) == INLINE_MAX_EVENTS + 1
     await w.close()
+
+
+def _committed_within(w: LogWriter, commits: int, seconds: float = 5.0) -> bool:
+    """Whether ``w`` reaches ``commits`` while this (the loop's) thread blocks in sleeps:
+    the loop never gets to look for I/O meanwhile (one long callback)."""
+    deadline = time.monotonic() + seconds
+    while w.commits < commits and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return w.commits >= commits
+
+
+async def test_a_large_unit_goes_to_the_thread_while_the_loop_is_still_busy(
+    tmp_path: Path,
+) -> None:
+    # Queued in the middle of a long stretch of callbacks (inline chunks of agent
+    # runs), a decided unit is not held until the stretch ends: the thread commits it
+    # meanwhile, and the runs it schedules can start as soon as the stretch is over.
+    assert make_timers_precise(asyncio.get_running_loop())
+    db = tmp_path / "w.db"
+    w = await LogWriter.open(db)
+    await w.append([started()])
+    before = w.commits
+    w.enqueue([artifact(i) for i in range(RELEASE_AT)])
+    assert _committed_within(w, before + 1)
+    # Small units are held, but not past HOLD_MAX: the next unit queued after that
+    # takes them to the thread too.
+    w.enqueue([artifact(RELEASE_AT)])
+    time.sleep(HOLD_MAX * 2)
+    w.enqueue([artifact(RELEASE_AT + 1)])
+    assert _committed_within(w, before + 2)
+    await w.close()
+    assert len(_ids(db)) == RELEASE_AT + 2
 
 
 async def test_a_paid_unit_is_synced_on_the_loop_or_on_the_thread(tmp_path: Path) -> None:

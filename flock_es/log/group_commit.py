@@ -5,7 +5,8 @@ went. Only the commit itself is the backend's.
 
 Two drains: an asyncio task (``drain``; PostgreSQL's async driver), and a
 thread of its own (``ThreadDrain``; SQLite's blocking one). Units are held
-until the loop's current callbacks ran, so a burst of them is one commit; on
+until the loop's current callbacks ran (a large one, ``RELEASE_AT`` events or
+more, is not: it is a group of its own), so a burst of them is one commit; on
 a loop whose selector says when it is about to wait (``flock_es.loop_wait``:
 a run's loop), they stay held while the loop is busy (briefly), and if the
 loop would then only wait for them, the loop commits them itself (no fsync
@@ -37,6 +38,7 @@ __all__ = [
     "HOLD_MAX",
     "INLINE_IDLE",
     "INLINE_MAX_EVENTS",
+    "RELEASE_AT",
     "ThreadDrain",
     "Unit",
     "UnitQueue",
@@ -61,6 +63,12 @@ HOLD_MAX_SYNCED = 0.002
 # seconds) would block the loop's timers meanwhile (lease renewals, the progress
 # line, agents' sleeps), where the thread's leaves the loop free to run them.
 INLINE_MAX_EVENTS = 512
+# A unit this large is a group on its own: it goes to the thread at once (with what
+# was held before it), not held. Held, it waited for the loop's current callbacks, and
+# a loop running several inline chunks in one iteration (each a few ms) held a decided
+# unit, on which the next runs wait, until all were done: the thread then committed
+# while the loop waited for it, and the two took turns instead of overlapping (issue 14).
+RELEASE_AT = 256
 
 
 async def next_batch(queue: asyncio.Queue[Unit | None], max_batch: int) -> tuple[list[Unit], bool]:
@@ -244,8 +252,15 @@ class ThreadDrain(UnitQueue):
             held.append(unit)
             if len(held) == 1:
                 self._held_at = time.monotonic()
-                if not at_next_select(self._loop, self._at_select):
-                    self._loop.call_soon(self._release_held)
+                if len(unit[0]) < RELEASE_AT:
+                    if not at_next_select(self._loop, self._at_select):
+                        self._loop.call_soon(self._release_held)
+                    return
+            elif len(unit[0]) < RELEASE_AT and time.monotonic() - self._held_at < HOLD_MAX:
+                return
+            # A large unit, or units held longer than HOLD_MAX by a loop that has not
+            # looked for I/O since (one long iteration): to the thread now.
+            self._release_held()
             return
         with self._cond:
             if held:  # queued before the stop: committed before it
