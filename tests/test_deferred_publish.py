@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from flock_es import Flock, flock_type
 from flock_es.log import LogReader
 from flock_es.projection.fold import fold
-from flock_es.runtime.engine import DECIDE_AHEAD, DECIDE_CHUNK, DEFER_AT
+from flock_es.runtime.engine import DECIDE_AHEAD, DECIDE_CHUNK, DECIDE_FIRST, DEFER_AT
 from flock_es.runtime.replay import Replayer
 from tests.conftest import ROOT, kill_cli_when, run_cli
 
@@ -149,3 +149,37 @@ def test_a_kill_between_the_publish_and_its_decisions_loses_nothing(
     )
     assert set(outputs) == {(i, by) for i in range(n) for by in "ab"}
     assert set(outputs.values()) == {1}
+
+
+async def test_units_are_decided_ahead_of_their_commits_and_run_only_once_durable(
+    db_path: Path,
+) -> None:
+    """The decider queues each unit and decides the next without waiting for its
+    commit (up to DECIDE_AHEAD units), and no task starts before its schedule is in
+    the log: with the log's write lock held by another connection, units are decided
+    and nothing runs; once it is free, all of it commits and runs, and replays."""
+    import asyncio
+
+    from flock_es.domain.events import TaskStatus
+
+    flock = program(db_path)
+    n = DEFER_AT * 4
+    await flock.publish_many(DItem(n=i) for i in range(n))  # durable, none decided yet
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process is writing: no commit lands
+    try:
+        await asyncio.sleep(0.3)
+        decided = n - len(flock.state.undecided)
+        assert decided > DECIDE_FIRST  # more than the first unit, none of them durable
+        assert all(t.status is TaskStatus.SCHEDULED for t in flock.state.tasks.values())
+        assert kinds(db_path)["task.scheduled"] == 0
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert await flock.run_until_idle()
+    await flock.close()
+    got = kinds(db_path)
+    assert got["artifact.decided"] == n and got["task.completed"] == n + n // 2
+    with LogReader(db_path) as reader:
+        report = await Replayer(reader.iter_events(flock.run_id), flock.agents).run()
+    assert report.identical, report.divergence

@@ -58,6 +58,7 @@ from flock_es.runtime.work import Work
 __all__ = [
     "DECIDE_AHEAD",
     "DECIDE_CHUNK",
+    "DECIDE_FIRST",
     "DEFER_AT",
     "INLINE_CHUNK",
     "INVOKE_SUB",
@@ -78,6 +79,9 @@ INLINE_IN_FLIGHT = 4
 # 800,000 tasks of 100,000 artifacts were pending, and their events in flight, at once).
 DEFER_AT = 256
 DECIDE_CHUNK = 128
+# The first unit decides this many, each next one twice as many up to DECIDE_CHUNK: the
+# first runs wait for the first unit's commit, which a small unit makes short.
+DECIDE_FIRST = 16
 DECIDE_AHEAD = 4
 
 
@@ -277,14 +281,28 @@ class Engine:
             self.work.spawn(self._decide_deferred(), "flock-es:decide")
 
     async def _decide_deferred(self) -> None:
+        """Decide the deferred artifacts, ``DECIDE_CHUNK`` a unit, while there is room.
+
+        Each unit is queued for its commit as soon as it is decided, and the next one
+        decided without waiting for it (on a log of its own): the writer commits in
+        the order units were queued, and each unit's tasks start once it is durable.
+        Waiting for each unit's commit first (behind the outputs of the runs before
+        it) left the loop without ready tasks between units (issue 14)."""
         kernel = self.kernel
         scheduled_kind = EventKind.TASK_SCHEDULED
+        shared = getattr(kernel.sink, "submit_built", None) is not None
+        most = DECIDE_FIRST
         try:
             while kernel.state.undecided:
                 await self._room()
-                events = await kernel.commit_decided(
-                    lambda: kernel.decide_deferred(DECIDE_CHUNK, time.time())
-                )
+                if shared:  # decided inside the commit that holds the run's lock
+                    events = await kernel.commit_decided(
+                        lambda n=most: kernel.decide_deferred(n, time.time())  # type: ignore[misc]
+                    )
+                else:
+                    events = kernel.decide_deferred(most, time.time())
+                    self.work.spawn(kernel.submit(events), "flock-es:decided")
+                most = min(most * 2, DECIDE_CHUNK)
                 # ``e.body`` for ``body_as(e, TaskScheduled)``: a call less per task.
                 unit = deque([e.body["task_id"] for e in events if e.kind is scheduled_kind])
                 if unit:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -203,9 +203,19 @@ class Kernel:
 
     async def commit(self, events: list[Event]) -> None:
         """Commit events already applied, then act on them."""
+        await self.submit(events)
+
+    def submit(self, events: list[Event]) -> Coroutine[Any, Any, None]:
+        """Queue events already applied for their commit now: this call fixes their
+        place in the log (the order they were applied in). Awaiting what it returns
+        waits for the commit, then acts on them (``commit``); a caller may queue
+        more units meanwhile."""
         self._check()
+        return self._acted(self.sink.submit(events), events)
+
+    async def _acted(self, done: Awaitable[None], events: list[Event]) -> None:
         try:
-            await self.sink.submit(events)
+            await done
         except Exception as exc:  # not a cancellation: the unit still commits then
             self._halt(exc)
             raise
