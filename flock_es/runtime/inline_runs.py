@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextvars
 import inspect
 from collections.abc import Awaitable
+from types import CoroutineType
 from typing import Any, cast
 
 from pydantic import BaseModel
@@ -149,8 +150,11 @@ class InlineRuns:
         ctx = contextvars.copy_context()
         try:
             result = ctx.run(fn, arg, run.ctx) if agent.fn_wants_ctx else ctx.run(fn, arg)
-            if not isinstance(result, BaseModel) and inspect.isawaitable(result):
-                coro = result if inspect.iscoroutine(result) else _awaited(result)
+            # An ``async def`` agent's coroutine first (checked by its type, as cheap as
+            # the BaseModel check), then any other awaitable a function returned.
+            is_coro = type(result) is CoroutineType
+            if is_coro or (not isinstance(result, BaseModel) and inspect.isawaitable(result)):
+                coro = result if is_coro or inspect.iscoroutine(result) else _awaited(result)
                 try:
                     pending = ctx.run(coro.send, None)
                 except StopIteration as stop:
