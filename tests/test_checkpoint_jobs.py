@@ -97,3 +97,15 @@ def test_a_resumed_run_far_behind_its_latest_snapshot_checkpoints_at_its_first_c
     assert Checkpoints("x.db", "r-x", events=500, every=100, lag=250).next_at == 500
     assert Checkpoints("x.db", "r-x", events=500, every=100, lag=30).next_at == 570
     assert Checkpoints("x.db", "r-x", events=500, every=100).next_at == 600
+
+
+def test_a_long_run_checkpoints_at_most_step_max_events_apart() -> None:
+    """A job folds only the events since the latest snapshot (the chain's next link),
+    so a long run's checkpoints need not be spaced ever wider: a crash leaves at most
+    ``STEP_MAX`` events to fold again."""
+    from flock_es.runtime.checkpoints import GROWTH, STEP_MAX, Checkpoints
+
+    assert Checkpoints("x.db", "r-x", events=50, every=100).step() == 100
+    assert Checkpoints("x.db", "r-x", events=1_000, every=100).step() == int(1_000 * (GROWTH - 1))
+    assert Checkpoints("x.db", "r-x", events=100 * STEP_MAX, every=100).step() == STEP_MAX
+    assert Checkpoints("x.db", "r-x", events=10**9, every=2 * STEP_MAX).step() == 2 * STEP_MAX

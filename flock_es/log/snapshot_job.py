@@ -2,13 +2,13 @@
 
 A live run cannot snapshot its own state: the kernel folds events when they are
 decided, before they commit (their seqs are not known yet), so that state is not
-the fold of any prefix of the log. This job folds the run from its latest sound
-snapshot up to what is committed when it starts (as ``fold_run``, in pages) and
-stores the result
-(``save_snapshot``), at low priority, in its own process: the run's threads do
-not wait for it and its interpreter does not carry the work. A job that fails or
-is stopped leaves nothing behind (a snapshot is one insert); readers fold from
-the log as they would without it. A job whose run is gone (killed with SIGKILL,
+the fold of any prefix of the log. This job folds the run compactly from its
+latest link (``flock_es.projection.snapshot_links``) up to what is committed when
+it starts (in pages) and stores the next link, at low priority, in its own
+process: the run's threads do not wait for it and its interpreter does not carry
+the work. A job that fails or is stopped leaves nothing harmful behind (each link
+is one insert, and each stored link is whole); readers fold from the log as they
+would without it. A job whose run is gone (killed with SIGKILL,
 so it could not stop the job) stops too: on Linux the kernel sends it SIGTERM
 when its parent dies (``PR_SET_PDEATHSIG``); elsewhere a thread watches the
 parent's pid once a second.
@@ -30,10 +30,11 @@ import time
 
 from flock_es.errors import DatabaseError
 from flock_es.log.backends import open_reader, parse_db
-from flock_es.log.ports import open_store
-from flock_es.log.snapshots import save_snapshot, start_state
+from flock_es.log.ports import EventStore, open_store
+from flock_es.log.snapshots import start_state
 from flock_es.projection.fold import apply
 from flock_es.projection.snapshot import SNAPSHOT_EVERY, collector_paused
+from flock_es.projection.snapshot_links import LinkFold
 
 __all__ = ["DB_ENV", "DB_FROM_ENV", "PARENT_ENV", "main", "snapshot_now", "stop_with_parent"]
 
@@ -85,13 +86,22 @@ def _watch_parent(parent: int) -> None:
 def snapshot_now(db: str, run_id: str, at_least: int = SNAPSHOT_EVERY) -> bool:
     """Fold ``run_id`` of ``db`` as committed so far and store its snapshot; returns
     whether one was stored (not when fewer than ``at_least`` events were folded past
-    the last)."""
+    the last).
+
+    The fold is compact and goes on from the latest link's compact state (a chain
+    whose every link is stored; else from event 0): what it lets go of streams into
+    the next link's segment (``LinkFold``), stored as a link of its own whenever it
+    reaches ``SEGMENT_BYTES``, so the job's memory is the compact state's, not the
+    run's whole state."""
     ref = parse_db(db)
+    stored = False
     with open_reader(ref) as reader, collector_paused():
+        store = open_store(ref)
         # Up to what is committed now: a fold that followed the live run to its end
         # might never finish.
         target = reader.last_seq(run_id)
-        state = start_state(reader, run_id, target)
+        links = LinkFold(start_state(reader, run_id, target, compact=True, chained=True))
+        state = links.state
         cursor, folded = state.last_seq, 0
         # Page by page, each read its own short transaction: one read held open for
         # the whole fold would keep the run's writer from recycling its WAL, which
@@ -101,7 +111,27 @@ def snapshot_now(db: str, run_id: str, at_least: int = SNAPSHOT_EVERY) -> bool:
                 apply(state, e)
             folded += len(page)
             cursor = page[-1].seq or target
-    return save_snapshot(open_store(ref), state, folded, at_least)
+            if links.full():
+                if not _store(store, run_id, links):
+                    return False
+                stored = True
+        if not links.behind:  # nothing folded, or the last page's link is at the target
+            return stored
+        if folded < max(at_least, 1) and not stored:
+            return False
+        return _store(store, run_id, links) or stored
+
+
+def _store(store: EventStore, run_id: str, links: LinkFold) -> bool:
+    """Store the link at the job's state; False if it cannot be stored."""
+    seq = links.state.last_seq
+    if not seq:
+        return False
+    try:
+        store.save_snapshot(run_id, seq, links.link())
+    except DatabaseError:
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,10 +3,13 @@
 ``fold_run`` takes the newest stored snapshot at or before the target seq
 (``flock_es.projection.snapshot``), checks it against the log (same run, the
 same number of events up to its seq) and folds only the events after it. A
-missing, stale or damaged snapshot is never an error: the run is folded from
-the log, which is the truth. ``save_snapshot`` stores a new one once enough
-events were folded past the last; a failure to store it (a read-only medium,
-a full disk) is ignored, as a snapshot is only a shortcut.
+compact fold (resume) decodes only the snapshot's compact state; a full one
+(``show --at``) rebuilds the full state from the snapshot's chain (``chain``:
+the links it follows, found from their headers alone, read one at a time). A
+missing, stale or damaged snapshot or link is never an error: the run is folded
+from the log, which is the truth. ``save_snapshot`` stores a new one once
+enough events were folded past the last; a failure to store it (a read-only
+medium, a full disk) is ignored, as a snapshot is only a shortcut.
 
 Example::
 
@@ -17,21 +20,71 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from flock_es.errors import DatabaseError
 from flock_es.log.ports import EventReader, EventStore
 from flock_es.projection.fold import apply, compacted
-from flock_es.projection.snapshot import SNAPSHOT_EVERY, collector_paused, decode, encode
+from flock_es.projection.snapshot import SNAPSHOT_EVERY, collector_paused, decode, encode, rebuild
+from flock_es.projection.snapshot_codec import HEADER_BYTES, parse_link
 from flock_es.projection.state import RunState
 
-__all__ = ["fold_run", "save_snapshot", "start_state"]
+__all__ = ["chain", "fold_run", "save_snapshot", "start_state"]
+
+_HEADERS = (
+    f"SELECT seq, substr(state, 1, {HEADER_BYTES}) FROM snapshots "
+    "WHERE run_id = ? AND seq <= ? ORDER BY seq"
+)
+
+
+def chain(reader: EventReader, run_id: str, seq: int) -> list[int] | None:
+    """The seqs of the links the snapshot of ``run_id`` at ``seq`` follows, from the
+    chain's first to it, read from their headers; None if one is missing or not of
+    this fold (the run's whole state can then only be folded from the log)."""
+    try:
+        rows = reader.query(_HEADERS, (run_id, seq))
+    except Exception:  # no table, or a backend that cannot cut a blob: no chain
+        return None
+    links = {
+        int(str(s)): parse_link(bytes(h), head_only=True)
+        for s, h in rows
+        if isinstance(h, bytes | memoryview)
+    }
+    out: list[int] = []
+    at, events = seq, None
+    while True:
+        link = links.get(at)
+        if link is None or link.seq != at or (events is not None and link.events != events):
+            return None
+        out.append(at)
+        if (link.prev_seq, link.prev_events) == (0, 0):
+            return out[::-1]
+        if link.prev_seq >= at:
+            return None
+        at, events = link.prev_seq, link.prev_events
+
+
+def _links(reader: EventReader, run_id: str, seqs: list[int]) -> Iterator[bytes | None]:
+    """The bytes of the snapshots at ``seqs``, one at a time (None for one gone)."""
+    for seq in seqs:
+        try:
+            found = reader.snapshot(run_id, seq)
+        except DatabaseError:
+            found = None
+        yield found[1] if found is not None and found[0] == seq else None
 
 
 def start_state(
-    reader: EventReader, run_id: str, until: int | None = None, compact: bool = False
+    reader: EventReader,
+    run_id: str,
+    until: int | None = None,
+    compact: bool = False,
+    chained: bool = False,
 ) -> RunState:
     """The state of the newest trustworthy snapshot of ``run_id`` at or before ``until``,
-    or an empty state (fold from event 0); ``compact``: only what decisions need, the
-    rest of the snapshot never built (``decode``)."""
+    or an empty state (fold from event 0). ``compact``: only what decisions need, the
+    rest of the snapshot never built (``decode``); ``chained`` (with ``compact``): only
+    a snapshot whose chain is whole, that a checkpoint job can add a link to."""
     try:
         found = reader.snapshot(run_id, until)
     except DatabaseError:
@@ -39,15 +92,28 @@ def start_state(
     if found is None:
         return RunState()
     seq, data = found
-    state = decode(data, compact=compact)
+    if compact:
+        state = decode(data, compact=True)
+        if chained and state is not None and chain(reader, run_id, seq) is None:
+            return RunState()  # a job starts a new chain rather than extend a broken one
+    else:
+        seqs = None if parse_link(data) is None else chain(reader, run_id, seq)
+        state = None if seqs is None else rebuild(_chained(reader, run_id, seqs, data))
+    del data, found  # the state is built: its bytes (a link's, up to SEGMENT_BYTES) go
     if state is None or state.run_id != run_id or state.last_seq != seq:
         return RunState()
-    if state.compact and not compact:
-        return RunState()  # a compact state is no snapshot: it forgot completed tasks
     rows = reader.query("SELECT count(*) FROM events WHERE run_id = ? AND seq <= ?", (run_id, seq))
     if not rows or int(str(rows[0][0])) != state.events:
         return RunState()  # not the fold of this log's prefix (the file was rewritten)
     return state
+
+
+def _chained(
+    reader: EventReader, run_id: str, seqs: list[int], last: bytes
+) -> Iterator[bytes | None]:
+    """The links at ``seqs``, the last of which is ``last`` (already read)."""
+    yield from _links(reader, run_id, seqs[:-1])
+    yield last
 
 
 def fold_run(
@@ -73,8 +139,9 @@ def fold_run(
 def save_snapshot(
     store: EventStore, state: RunState, folded: int, at_least: int | None = None
 ) -> bool:
-    """Store a snapshot of ``state`` if ``folded`` (at least ``at_least``, by default
-    ``SNAPSHOT_EVERY``) events were folded past the last one (never a compact state)."""
+    """Store a snapshot of the full ``state`` if ``folded`` (at least ``at_least``, by
+    default ``SNAPSHOT_EVERY``) events were folded past the last one (a chain's first
+    link: ``encode``; a compact state is linked by a checkpoint job, never here)."""
     least = SNAPSHOT_EVERY if at_least is None else max(at_least, 1)
     if folded < least or not state.run_id or not state.last_seq or state.compact:
         return False

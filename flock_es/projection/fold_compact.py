@@ -119,14 +119,24 @@ def forget_task(s: RunState, t: TaskView) -> None:
 
 def compacted(s: RunState) -> RunState:
     """Make ``s`` compact in place and return it: what a compact fold of the same
-    events holds (completed tasks forgotten, counted; durable artifacts that
-    nothing pending refers to let go of, their counts kept)."""
+    events holds (completed tasks forgotten, counted, their executions summed;
+    durable artifacts that nothing pending refers to let go of, their counts kept)."""
     s.compact = True
-    for t in [t for t in s.tasks.values() if t.status is TaskStatus.COMPLETED]:
+    done = [t for t in s.tasks.values() if t.status is TaskStatus.COMPLETED]
+    # Their executions count as a compact fold counts them, in the order they ended:
+    # the summary's busy and active time stay whole after a resume from a full state.
+    for t in sorted(done, key=_ended):
+        if t.started_at is not None and t.finished_at is not None:
+            count_span(s, t.started_at, t.finished_at)
+    for t in done:
         forget_task(s, t)
     s.by_type = {}
     prune_artifacts(s)
     return s
+
+
+def _ended(t: TaskView) -> float:
+    return t.finished_at if t.finished_at is not None else float("-inf")
 
 
 def prune_artifacts(s: RunState) -> None:

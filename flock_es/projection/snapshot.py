@@ -1,284 +1,302 @@
 """Snapshots of the folded state: where resume and ``show --at`` start folding.
 
-A snapshot at ``seq`` is ``fold(events up to seq)``, encoded. It is a read
-model and never the source of truth: ``decode`` accepts only bytes it can vouch
-for (its own header, the current layout of ``RunState`` and the current
-flock-es version, classes of the state only) and returns None for anything
-else: damaged, from another version, or foreign. The caller then folds from
-the log, as it would with no snapshot at all.
+A snapshot at ``seq`` is a link of a chain: the compact state at ``seq`` (what
+``fold_compact.compacted`` keeps: open tasks, buffers, gates, counters, the
+artifacts pending work refers to) and a segment with the views the compact fold
+let go of since the link before (completed tasks with their model and tool
+calls, rewritten inputs and MCP listings; artifacts nothing pending refers to),
+which are final once let go of. A resume decodes only the compact state
+(``decode(compact=True)``); a full state (``show --at``, ``fold_run``) is the
+chain's segments from its first link plus the last link's compact state
+(``rebuild``), in the order a fold from event 0 has it. A checkpoint job
+(``LinkFold``) so holds what the compact fold holds plus one chunk of views,
+and stores bytes linear in the run's length, never its whole state twice.
+
+A snapshot is a read model and never the source of truth: ``decode`` and
+``rebuild`` accept only bytes they can vouch for (their own header, this
+flock-es version and fold, classes of the state only, a chain whose every link
+is present) and return None for anything else: damaged, from another version,
+foreign, or with a link missing. The caller then folds from the log, as it
+would with no snapshot at all.
 
 Example::
 
-    data = encode(state)                 # stored with the seq it was taken at
+    data = encode(state)                 # a full state; stored with its seq
     restored = decode(data)              # None: fold from event 0 instead
     assert restored == state
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import gc
-import hashlib
-import operator
-import pickle
-import zlib
-from collections.abc import Callable, Iterator
-from pathlib import Path
+import itertools
+from collections.abc import Iterable
 from typing import Any
 
-from flock_es._version import __version__
-from flock_es.domain.events import TaskStatus
-from flock_es.projection import state as state_module
 from flock_es.projection.fold_compact import compacted
+from flock_es.projection.snapshot_codec import (
+    HEADER_BYTES,
+    Compressing,
+    Decompressing,
+    Link,
+    StateUnpickler,
+    collector_paused,
+    dump,
+    fingerprint,
+    pack_link,
+    parse_link,
+)
 from flock_es.projection.state import RunState
 
-__all__ = ["SNAPSHOT_EVERY", "collector_paused", "decode", "encode", "fingerprint"]
+__all__ = [
+    "SNAPSHOT_EVERY",
+    "VIEWS",
+    "Segment",
+    "collector_paused",
+    "decode",
+    "encode",
+    "fingerprint",
+    "link_bytes",
+    "rebuild",
+    "shallow",
+]
 
 SNAPSHOT_EVERY = 20_000
 """Events folded past the latest snapshot before a new one is worth writing."""
 
-_MAGIC = b"FESNAP1\n"
-_STATE_CLASSES: dict[str, type] = {
-    name: obj
-    for name in state_module.__all__
-    if isinstance(obj := getattr(state_module, name), type) and dataclasses.is_dataclass(obj)
-}
+VIEWS = ("artifacts", "tasks", "calls", "tool_calls", "rewritten_inputs", "mcp_tools")
+"""The fields whose entries a compact state lets go of (a segment holds those)."""
+# Their views carry the seq of the event that added them, the order a full fold has
+# them in; the others' entries do not, so each link records their new keys in order.
+_BY_SEQ = ("artifacts", "tasks", "calls", "tool_calls")
+_IN_ORDER = ("rewritten_inputs", "mcp_tools")
+_CHUNK = 2048
+"""Views a segment holds before it pickles and compresses them (and a compact state's
+views pickled in one piece, ``_dump_core``)."""
+_SPLIT = ("artifacts", "tasks")
+"""The fields of a compact state that may hold many views (the artifacts a large
+publish pins until they are decided, the tasks it schedules)."""
+_COUNTED = ("compact", "finished", "prune_at", "finished_busy", "finished_spans")
+_COUNTED_TOO = ("finished_active", "spans_floor")
+"""The fields only a compact state counts in: a full fold leaves them as they start."""
 
 
-# The fold's own code: a snapshot written by another fold may differ from this one's.
-_FOLD_MODULES = (
-    "fold.py",
-    "fold_compact.py",
-    "fold_gates.py",
-    "fold_components.py",
-    "state.py",
-    "snapshot.py",
-)
-
-
-def fingerprint() -> bytes:
-    """16 bytes naming the state's layout and the fold that made it.
-
-    A snapshot taken by another flock-es version or another fold (its source
-    differs) or with other fields is stale: it may not equal the fold of its
-    prefix any more, so it is ignored.
-    """
-    h = hashlib.blake2b(digest_size=16)
-    h.update(__version__.encode())
-    here = Path(__file__).resolve().parent
-    for module in _FOLD_MODULES:
-        try:
-            h.update((here / module).read_bytes())
-        except OSError:  # no source (a frozen install): the version and layout decide
-            h.update(module.encode())
-    for name in sorted(_STATE_CLASSES):
-        h.update(name.encode())
-        for f in dataclasses.fields(_STATE_CLASSES[name]):
-            h.update(f"{f.name}:{f.type}".encode())
-    h.update(",".join(s.value for s in TaskStatus).encode())
-    return h.digest()
-
-
-_FINGERPRINT = fingerprint()
-
-
-def _reducer(cls: type) -> Callable[[Any], tuple[type, tuple[Any, ...]]]:
-    get = operator.attrgetter(*(f.name for f in dataclasses.fields(cls)))
-    return lambda obj: (cls, get(obj))
-
-
-# Each view pickles as its class and its field values, rebuilt by calling the class:
-# the dataclasses' own (slots) pickling goes through Python per object, 3x slower.
-_REDUCERS = {cls: _reducer(cls) for cls in _STATE_CLASSES.values()}
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection for the duration (then as it was).
-
-    For building or walking a large state, which allocates many objects and frees
-    few: the collector would rescan the growing heap again and again, more than
-    doubling the time (a 660,000-event fold: 3.8 -> 2.6 CPU-s; decoding its
-    snapshot: 2.0 -> 0.45 CPU-s).
-    """
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
-class _Compressing:
-    """A file the pickler writes to, compressed as it goes: the whole pickle of a
-    large state (tens of MB) is never held, only its compressed bytes."""
+class Segment:
+    """The views a compact fold let go of since the last link, compressed in chunks of
+    ``_CHUNK``: only the compressed bytes and one chunk of views are held."""
 
     def __init__(self) -> None:
-        self.z = zlib.compressobj(1)
-        self.chunks: list[bytes] = [_MAGIC, _FINGERPRINT]
+        self.out = Compressing()
+        self.pending: dict[str, list[tuple[Any, Any]]] = {f: [] for f in VIEWS}
+        self.held = 0
+        # The keys of ``_IN_ORDER`` fields added since the last link, in the order added.
+        self.order: dict[str, list[Any]] = {f: [] for f in _IN_ORDER}
 
-    def write(self, data: bytes | memoryview) -> int:
-        out = self.z.compress(data)
-        if out:
-            self.chunks.append(out)
-        return len(data)
+    @property
+    def size(self) -> int:
+        """Bytes pickled so far (compressed, they are a fraction of it)."""
+        return self.out.fed
 
-    def getvalue(self) -> bytes:
-        self.chunks.append(self.z.flush())
-        return b"".join(self.chunks)
+    def add(self, field: str, key: Any, view: Any) -> None:
+        """``view`` (under ``key`` in ``field``) left the compact state: it is final."""
+        self.pending[field].append((key, view))
+        self.held += 1
+        if self.held >= _CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        """Pickle and compress the views held, and let go of them."""
+        for field, items in self.pending.items():
+            if items:
+                dump(self.out, (field, items))
+                self.pending[field] = []
+        self.held = 0
+
+    def close(self) -> bytes:
+        """The segment's bytes: its chunks, then the order of the keys added."""
+        self.flush()
+        dump(self.out, ("", self.order))
+        return self.out.getvalue()
 
 
-# What the second part of a snapshot restores over its first (``encode``).
-_REST = (
-    "artifacts",
-    "by_type",
-    "tasks",
-    "calls",
-    "tool_calls",
-    "rewritten_inputs",
-    "mcp_tools",
-    "compact",
-    "finished",
-    "prune_at",
-)
+def link_bytes(core: RunState, segment: Segment, prev_seq: int, prev_events: int) -> bytes:
+    """A checkpoint job's snapshot: the compact state ``core`` (plain dicts), the views
+    let go of since the link at ``prev_seq`` (0: from the empty state) and its header."""
+    return _link(core, segment, prev_seq, prev_events, whole=False)
+
+
+def _link(core: RunState, segment: Segment, prev_seq: int, prev_events: int, whole: bool) -> bytes:
+    out = Compressing()
+    with collector_paused():
+        _dump_core(out, core)
+        head = out.getvalue()
+        tail = segment.close()
+    link = Link(core.last_seq, core.events, prev_seq, prev_events, len(head), whole)
+    return b"".join((pack_link(link), head, tail))
+
+
+def shallow(state: RunState) -> RunState:
+    """A copy of ``state`` that shares its views, in plain dicts of its own (``VIEWS``),
+    and a list of spans of its own."""
+    return dataclasses.replace(
+        state,
+        artifacts=dict(state.artifacts),
+        tasks=dict(state.tasks),
+        calls=dict(state.calls),
+        tool_calls=dict(state.tool_calls),
+        rewritten_inputs=dict(state.rewritten_inputs),
+        mcp_tools=dict(state.mcp_tools),
+        finished_spans=list(state.finished_spans),  # compacted() adds to it
+    )
 
 
 def _core(state: RunState) -> RunState:
     """``compacted`` of a copy of ``state`` that shares its views (only the dicts a
     compaction edits are copied): what a resume keeps of it."""
-    return compacted(
-        dataclasses.replace(
-            state,
-            artifacts=dict(state.artifacts),
-            tasks=dict(state.tasks),
-            calls=dict(state.calls),
-            tool_calls=dict(state.tool_calls),
-            rewritten_inputs=dict(state.rewritten_inputs),
-            mcp_tools=dict(state.mcp_tools),
-        )
-    )
+    return compacted(shallow(state))
 
 
 def encode(state: RunState) -> bytes:
-    """The bytes of a snapshot of ``state`` (header, fingerprint, compressed pickles).
-
-    Two pickles, one memo: first the compact state (``_core``), then the fields
-    that make it ``state`` again (``_REST``; the views both hold are written once).
-    A resume decodes only the first (``decode(compact=True)``), so its memory is
-    what the open work needs, not the whole run at the snapshot (issue 14)."""
-    out = _Compressing()
-    pickler = pickle.Pickler(out, protocol=5)
-    pickler.dispatch_table = _REDUCERS
+    """The bytes of a snapshot of the full state ``state``: the first link of a chain,
+    whose segment lists every view in ``state``'s order (its compact part for a resume).
+    """
+    if state.compact:
+        raise ValueError("a compact state let go of views: only LinkFold links it")
+    segment = Segment()
     with collector_paused():
-        pickler.dump(_core(state))
-        pickler.dump(tuple(getattr(state, name) for name in _REST))
-    return out.getvalue()
+        for field in VIEWS:
+            for key, view in getattr(state, field).items():
+                segment.add(field, key, view)
+        segment.order = {f: list(getattr(state, f)) for f in _IN_ORDER}
+        return _link(_core(state), segment, 0, 0, whole=True)
 
 
-class _StateUnpickler(pickle.Unpickler):
-    """Builds only the state's own classes: a snapshot can never run other code."""
+def _dump_core(out: Compressing, core: RunState) -> None:
+    """Pickle ``core`` into ``out``: the state without its ``_SPLIT`` views, then those in
+    chunks, each a pickle of its own. A pickler keeps every object it wrote (its memo,
+    and with it the field tuple of every view) until it is done: a pending publish of
+    100,000 artifacts would cost tens of MB more than its views to encode."""
+    dump(out, dataclasses.replace(core, artifacts={}, tasks={}))
+    for field in _SPLIT:
+        entries = iter(getattr(core, field).items())
+        while chunk := list(itertools.islice(entries, _CHUNK)):
+            dump(out, (field, chunk))
+    dump(out, ("", None))
 
-    def find_class(self, module: str, name: str) -> Any:
-        if module == state_module.__name__ and name in _STATE_CLASSES:
-            return _STATE_CLASSES[name]
-        if module == TaskStatus.__module__ and name == TaskStatus.__name__:
-            return TaskStatus
-        raise pickle.UnpicklingError(f"{module}.{name} is not part of a snapshot")
 
-
-class _Decompressing:
-    """A file the unpickler reads from, decompressed as it goes: the whole pickle of
-    a large state is never held, only the piece being read (and the state built)."""
-
-    _PIECE = 1 << 16
-
-    def __init__(self, data: memoryview) -> None:
-        self.z = zlib.decompressobj()
-        self.src = data
-        self.pos = 0
-        self.buf = bytearray()
-        self.off = 0
-
-    def _fill(self, n: int) -> None:
-        """Decompress until ``n`` bytes are buffered or the data ends."""
-        while len(self.buf) - self.off < n:
-            if self.pos < len(self.src):
-                out = self.z.decompress(self.src[self.pos : self.pos + self._PIECE])
-                self.pos += self._PIECE
-            else:
-                out = self.z.flush()
-                if not out:
-                    return
-            if self.off:
-                del self.buf[: self.off]
-                self.off = 0
-            self.buf += out
-
-    def read(self, n: int = -1) -> bytes:
-        self._fill(n if n >= 0 else len(self.src) * 1024)
-        out = bytes(self.buf[self.off : self.off + n] if n >= 0 else self.buf[self.off :])
-        self.off += len(out)
-        return out
-
-    def readinto(self, b: bytearray | memoryview) -> int:
-        data = self.read(len(b))
-        b[: len(data)] = data
-        return len(data)
-
-    def drained(self) -> bool:
-        """Whether the compressed data ends intact (checksum and all), decompressing the
-        rest without keeping it: a compact decode checks what it does not build."""
-        self.buf, self.off = bytearray(), 0
-        while self.pos < len(self.src):
-            tail = self.src[self.pos : self.pos + self._PIECE]
-            self.pos += self._PIECE
-            while tail and not self.z.eof:
-                self.z.decompress(tail, self._PIECE)
-                tail = memoryview(self.z.unconsumed_tail)
-        return self.z.eof and not self.z.unused_data and self.pos >= len(self.src)
-
-    def complete(self) -> bool:
-        """Whether the compressed data ended where the pickle did, checksum and all."""
-        self._fill(len(self.buf) - self.off + 1)
-        return self.z.eof and len(self.buf) == self.off and not self.z.unused_data
-
-    def readline(self) -> bytes:
-        while True:
-            end = self.buf.find(b"\n", self.off)
-            if end >= 0:
-                return self.read(end + 1 - self.off)
-            have = len(self.buf) - self.off
-            self._fill(have + self._PIECE)
-            if len(self.buf) - self.off == have:
-                return self.read(have)
+def _load_core(data: memoryview, link: Link) -> RunState | None:
+    """The compact state of the snapshot ``data`` (whose header is ``link``), if intact."""
+    stream = Decompressing(data[HEADER_BYTES : HEADER_BYTES + link.core_len])
+    core = StateUnpickler(stream).load()
+    if not isinstance(core, RunState) or not core.compact:
+        return None
+    while True:
+        field, entries = StateUnpickler(stream).load()
+        if field == "":
+            break
+        if field not in _SPLIT:
+            return None
+        getattr(core, field).update(entries)
+    if not stream.complete() or (core.last_seq, core.events) != (link.seq, link.events):
+        return None
+    # The undecided ids as the same strings as their views' ids (pickled apart): one copy.
+    arts = core.artifacts
+    core.undecided = {arts[a].id if a in arts else a: None for a in core.undecided}
+    return core
 
 
 def decode(data: bytes | memoryview | None, compact: bool = False) -> RunState | None:
-    """The state in ``data``, or None if it is not a current, intact snapshot;
-    ``compact``: only what decisions need (``fold.compacted`` of it), read without
-    building the rest."""
+    """The state in ``data``, or None if it is not a current, intact snapshot.
+
+    ``compact``: only what decisions need (``compacted`` of the full state), the
+    segment checked but never built. Else the full state, which one snapshot holds
+    only as a chain's first link (``encode``'s); for a later one, ``rebuild``."""
     if data is None:
         return None
     raw = memoryview(data).cast("B")
-    head = len(_MAGIC) + len(_FINGERPRINT)
-    if raw[: len(_MAGIC)] != _MAGIC or raw[len(_MAGIC) : head] != _FINGERPRINT:
+    link = parse_link(raw)
+    if link is None:
         return None
+    if not compact:
+        return rebuild([raw]) if (link.prev_seq, link.prev_events) == (0, 0) else None
     try:
         with collector_paused():
-            stream = _Decompressing(raw[head:])
-            unpickler = _StateUnpickler(stream)
-            state = unpickler.load()
-            if not isinstance(state, RunState):
-                return None
-            if compact:
-                return state if stream.drained() else None
-            rest = unpickler.load()
-            if not stream.complete() or not isinstance(rest, tuple) or len(rest) != len(_REST):
-                return None  # cut short or followed by more: not the bytes encode wrote
-            for name, value in zip(_REST, rest, strict=True):
-                setattr(state, name, value)
+            core = _load_core(raw, link)
+            intact = Decompressing(raw[HEADER_BYTES + link.core_len :]).drained()
     except Exception:  # damaged bytes of any kind: the log is the truth, fold it
         return None
-    return state if isinstance(state, RunState) else None
+    return core if intact else None
+
+
+def rebuild(links: Iterable[bytes | memoryview | None]) -> RunState | None:
+    """The full state at the last of ``links`` (a chain from its first link, in order):
+    every segment's views and the last link's compact state, in a full fold's order;
+    None if a link is missing (None), damaged, stale or not the next of the chain."""
+    found: dict[str, dict[Any, Any]] = {f: {} for f in VIEWS}
+    order: dict[str, list[Any]] = {f: [] for f in _IN_ORDER}
+    prev, resort, last = (0, 0), False, None
+    try:
+        with collector_paused():
+            for data in links:
+                raw = None if data is None else memoryview(data).cast("B")
+                link = None if raw is None else parse_link(raw)
+                if raw is None or link is None or (link.prev_seq, link.prev_events) != prev:
+                    return None
+                if not _read_segment(raw[HEADER_BYTES + link.core_len :], found, order):
+                    return None
+                resort = resort or not link.whole
+                prev, last = (link.seq, link.events), (raw, link)
+            if last is None:
+                return None
+            state = _load_core(*last)
+            if state is None:
+                return None
+            return _whole(state, found, order, resort)
+    except Exception:  # damaged bytes of any kind: the log is the truth, fold it
+        return None
+
+
+def _read_segment(
+    data: memoryview, found: dict[str, dict[Any, Any]], order: dict[str, list[Any]]
+) -> bool:
+    """Add a segment's views to ``found`` (a later one replaces an earlier: the last
+    value) and its keys' order to ``order``; False if it is not intact."""
+    stream = Decompressing(data)
+    while True:
+        # Each chunk is a pickle of its own (its own memo): one unpickler each.
+        field, items = StateUnpickler(stream).load()
+        if field == "":
+            for name in _IN_ORDER:
+                order[name].extend(items[name])
+            return stream.complete()
+        found[field].update(items)
+
+
+def _whole(
+    state: RunState, found: dict[str, dict[Any, Any]], order: dict[str, list[Any]], resort: bool
+) -> RunState | None:
+    """``state`` (a compact state) made whole with the views of its chain's segments."""
+    for field in VIEWS:
+        views = found[field]
+        views.update(getattr(state, field))  # what the state holds is the newest
+        if field in _IN_ORDER:
+            if len(order[field]) != len(views):
+                return None  # an entry whose place no link recorded: not this fold's
+            views = {key: views[key] for key in order[field]}
+        elif resort:
+            # Links add the views a fold let go of, not in the order it added them:
+            # that is the order of their seqs (each added by one event, once).
+            seqs = [v.seq for v in views.values()]
+            if None in seqs:
+                return None
+            if any(a >= b for a, b in itertools.pairwise(seqs)):
+                views = dict(sorted(views.items(), key=lambda kv: kv[1].seq))
+        setattr(state, field, views)
+    by_type: dict[str, list[str]] = {}
+    for aid, art in state.artifacts.items():
+        by_type.setdefault(art.type, []).append(aid)
+    state.by_type = by_type
+    fresh = RunState()
+    for name in _COUNTED + _COUNTED_TOO:
+        setattr(state, name, getattr(fresh, name))
+    return state

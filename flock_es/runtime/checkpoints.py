@@ -2,12 +2,15 @@
 
 ``Checkpoints`` counts the run's committed events (a kernel listener: one
 ``len`` per commit) and, each time the run has grown by a factor of ``GROWTH``
-since the last checkpoint (and by at least ``SNAPSHOT_EVERY`` events), starts
-``flock_es.log.snapshot_job`` in a separate, lower-priority process, one at a
-time. The job folds the committed log from the latest snapshot and stores the
-next one. So ``resume`` after a crash, ``show --at`` and the TUI start from a
-snapshot at most about a third of the run behind, while the work of taking
-them adds up to a small multiple of one fold of the run, off the run's threads.
+since the last checkpoint (by at least ``SNAPSHOT_EVERY`` events, at most
+``STEP_MAX``), starts ``flock_es.log.snapshot_job`` in a separate,
+lower-priority process, one at a time. The job folds the committed log compactly
+from the latest snapshot's compact state and stores the next link of the chain
+(``flock_es.projection.snapshot``): its work and memory are those of the events
+since that snapshot and of what pending work holds, not of the run's whole
+state, so the jobs add up to about one compact fold of the run, off the run's
+threads. ``resume`` after a crash and ``show --at`` so start from a snapshot at
+most about a third of the run, and at most ``STEP_MAX`` events, behind.
 
 A snapshot is a cache: a job that fails, or that ``close`` stops, costs nothing
 but the shortcut.
@@ -32,13 +35,16 @@ from flock_es.log.backends import DbRef
 from flock_es.log.snapshot_job import DB_ENV, DB_FROM_ENV, PARENT_ENV
 from flock_es.projection.snapshot import SNAPSHOT_EVERY
 
-__all__ = ["GROWTH", "JOB", "Checkpoints"]
+__all__ = ["GROWTH", "JOB", "STEP_MAX", "Checkpoints"]
 
 JOB = "flock_es.log.snapshot_job"
 
 GROWTH = 1.5
 """A new checkpoint once the run has this many times the events of the last one:
-geometric spacing keeps the total work linear in the run's length."""
+few jobs (each is a process to start) while the run is short."""
+STEP_MAX = 10 * SNAPSHOT_EVERY
+"""The most events between two checkpoints of a long run: a job folds only the events
+since the last, so the spacing is what a crash leaves to fold again."""
 
 
 class Checkpoints:
@@ -64,8 +70,13 @@ class Checkpoints:
         if self.events >= self.next_at and (self.job is None or self.job.poll() is not None):
             self._start()
 
+    def step(self) -> int:
+        """Events from now to the next checkpoint: the run grown by ``GROWTH``, at least
+        ``every`` and at most ``STEP_MAX`` events on."""
+        return min(max(self.every, int(self.events * (GROWTH - 1))), max(STEP_MAX, self.every))
+
     def _start(self) -> None:
-        self.next_at = max(self.events + self.every, int(self.events * GROWTH))
+        self.next_at = self.events + self.step()
         try:
             self.job = subprocess.Popen(
                 # The database goes in the environment, not argv: a URL's password
