@@ -24,7 +24,7 @@ from flock_es.projection.snapshot import decode, encode, rebuild
 from flock_es.projection.snapshot_links import LinkFold
 from flock_es.projection.state import RunState
 from tests.test_compact_state import _finished_runs, decisions_read, well_formed
-from tests.test_fold_properties import AGENTS, RUN, TASKS, event_lists
+from tests.test_fold_properties import AGENTS, ARTS, RUN, TASKS, event_lists
 from tests.test_snapshots import news_run  # noqa: F401  (a fixture: a news.py run per backend)
 
 _ORDERED = ("artifacts", "tasks", "calls", "tool_calls", "rewritten_inputs", "mcp_tools")
@@ -40,11 +40,18 @@ def task_records(draw: st.DrawFn) -> list[Event]:
         task, agent = draw(st.sampled_from(TASKS)), draw(st.sampled_from(AGENTS))
         kind = draw(
             st.sampled_from(
-                [EventKind.TOOL_CALLED, EventKind.INPUTS_REWRITTEN, EventKind.MCP_LISTED]
+                [
+                    EventKind.TOOL_CALLED,
+                    EventKind.INPUTS_REWRITTEN,
+                    EventKind.MCP_LISTED,
+                    EventKind.ARTIFACT_RELEASED,
+                ]
             )
         )
         body: dict[str, Any] = {"task_id": task, "agent": agent}
-        if kind is EventKind.TOOL_CALLED:
+        if kind is EventKind.ARTIFACT_RELEASED:
+            body = {"artifact_id": draw(st.sampled_from(ARTS))}
+        elif kind is EventKind.TOOL_CALLED:
             body.update(call_index=draw(st.integers(0, 1)), position=draw(st.integers(0, 1)))
             body.update(call_id="c", tool="t", arguments="{}", result=str(draw(st.integers(0, 9))))
         elif kind is EventKind.INPUTS_REWRITTEN:
@@ -52,14 +59,20 @@ def task_records(draw: st.DrawFn) -> list[Event]:
         else:
             body.update(servers={"s": [{"name": str(draw(st.integers(0, 9)))}]})
         evs.insert(draw(st.integers(0, len(evs))), Event(run_id=RUN, kind=kind, body=body, ts=0.0))
+    after = draw(st.sets(st.sampled_from(ARTS)))  # AfterVisibility: held until released
+    for e in evs:
+        if e.kind is EventKind.ARTIFACT_PUBLISHED and e.body["id"] in after:
+            e.body["visibility"] = {"kind": "after", "ttl": 1.0, "then": {"kind": "public"}}
     numbered = [dataclasses.replace(e, seq=i + 1, ts=float(i)) for i, e in enumerate(evs)]
-    return _no_records_of_unheld_tasks(well_formed(numbered))
+    return _as_logged(well_formed(numbered))
 
 
-def _no_records_of_unheld_tasks(evs: list[Event]) -> list[Event]:
+def _as_logged(evs: list[Event]) -> list[Event]:
     """Without what no real log holds: a task's records before its scheduling or after
-    its completion (``well_formed`` drops the others)."""
+    its completion, a release of an artifact not waiting for one (``well_formed`` drops
+    the others)."""
     held: set[str] = set()
+    waiting: set[str] = set()
     out = []
     for e in evs:
         tid = str(e.body.get("task_id"))
@@ -69,6 +82,12 @@ def _no_records_of_unheld_tasks(evs: list[Event]) -> list[Event]:
             held.discard(tid)
         elif e.kind in (EventKind.INPUTS_REWRITTEN, EventKind.MCP_LISTED) and tid not in held:
             continue
+        elif e.kind is EventKind.ARTIFACT_PUBLISHED and "visibility" in e.body:
+            waiting.add(e.body["id"])
+        elif e.kind is EventKind.ARTIFACT_RELEASED:
+            if e.body["artifact_id"] not in waiting:
+                continue
+            waiting.discard(e.body["artifact_id"])
         out.append(e)
     return out
 
@@ -144,9 +163,10 @@ def test_a_job_holds_one_chunk_of_views_not_the_run() -> None:
     most = 0
     for e in evs:
         apply(job.state, e)
-        held = len(job.state.tasks) + len(job.state.calls) + job.segment.held
+        held = len(job.state.tasks) + len(job.state.calls) + len(job.state.artifacts)
+        held += job.segment.held + len(job.parked.pending)
         most = max(most, held)
-    assert most <= 2 * 2048 + 2  # the chunk a segment holds, never the 40,000 views
+    assert most <= 3 * 2048 + 2  # a chunk of views a segment holds, and one parked
     (data,) = [job.link()]
     assert rebuild([data]) == fold(evs)
     assert len(data) < len(encode(fold(evs))) * 1.2

@@ -46,7 +46,7 @@ from flock_es.projection.snapshot_codec import (
     pack_link,
     parse_link,
 )
-from flock_es.projection.state import RunState
+from flock_es.projection.state import ArtifactView, RunState
 
 __all__ = [
     "SNAPSHOT_EVERY",
@@ -119,16 +119,30 @@ class Segment:
         return self.out.getvalue()
 
 
-def link_bytes(core: RunState, segment: Segment, prev_seq: int, prev_events: int) -> bytes:
-    """A checkpoint job's snapshot: the compact state ``core`` (plain dicts), the views
-    let go of since the link at ``prev_seq`` (0: from the empty state) and its header."""
-    return _link(core, segment, prev_seq, prev_events, whole=False)
+def link_bytes(
+    core: RunState,
+    segment: Segment,
+    prev_seq: int,
+    prev_events: int,
+    artifacts: Iterable[tuple[str, ArtifactView]] | None = None,
+) -> bytes:
+    """A checkpoint job's snapshot: the compact state ``core`` (plain dicts; its artifact
+    views ``artifacts`` if given, read as they are written), the views let go of since
+    the link at ``prev_seq`` (0: from the empty state) and its header."""
+    return _link(core, segment, prev_seq, prev_events, False, artifacts)
 
 
-def _link(core: RunState, segment: Segment, prev_seq: int, prev_events: int, whole: bool) -> bytes:
+def _link(
+    core: RunState,
+    segment: Segment,
+    prev_seq: int,
+    prev_events: int,
+    whole: bool,
+    artifacts: Iterable[tuple[str, ArtifactView]] | None = None,
+) -> bytes:
     out = Compressing()
     with collector_paused():
-        _dump_core(out, core)
+        _dump_core(out, core, core.artifacts.items() if artifacts is None else artifacts)
         head = out.getvalue()
         tail = segment.close()
     link = Link(core.last_seq, core.events, prev_seq, prev_events, len(head), whole)
@@ -171,14 +185,16 @@ def encode(state: RunState) -> bytes:
         return _link(_core(state), segment, 0, 0, whole=True)
 
 
-def _dump_core(out: Compressing, core: RunState) -> None:
+def _dump_core(
+    out: Compressing, core: RunState, artifacts: Iterable[tuple[str, ArtifactView]]
+) -> None:
     """Pickle ``core`` into ``out``: the state without its ``_SPLIT`` views, then those in
-    chunks, each a pickle of its own. A pickler keeps every object it wrote (its memo,
-    and with it the field tuple of every view) until it is done: a pending publish of
-    100,000 artifacts would cost tens of MB more than its views to encode."""
+    chunks (its artifacts: ``artifacts``), each a pickle of its own. A pickler keeps every
+    object it wrote (its memo, and with it the field tuple of every view) until it is
+    done: a pending publish of 100,000 artifacts would cost tens of MB more to encode."""
     dump(out, dataclasses.replace(core, artifacts={}, tasks={}))
-    for field in _SPLIT:
-        entries = iter(getattr(core, field).items())
+    for field, views in (("artifacts", artifacts), ("tasks", core.tasks.items())):
+        entries = iter(views)
         while chunk := list(itertools.islice(entries, _CHUNK)):
             dump(out, (field, chunk))
     dump(out, ("", None))

@@ -12,6 +12,10 @@ The state's dicts of views are watched (``_Spilling``): whatever removes an entr
 the removed view is the segment's. A log never records for a task after its
 completion, and an artifact leaves the compact state only once durable, released
 and not referred to by pending work (``fold_compact``), so what leaves is final.
+An artifact view that no release will change is final when folded: it goes to the
+segment at once and is parked, compressed (``_Parked``), rather than held, until
+the next link's compact state takes those pending work refers to (a publish of
+100,000 artifacts pins them until they are decided, most of a run).
 
 Example::
 
@@ -25,11 +29,15 @@ Example::
 
 from __future__ import annotations
 
+import heapq
+from array import array
+from collections.abc import Iterator
 from typing import Any
 
 from flock_es.projection.fold_compact import compacted, prune_artifacts
 from flock_es.projection.snapshot import VIEWS, Segment, link_bytes, shallow
-from flock_es.projection.state import RunState
+from flock_es.projection.snapshot_codec import Compressing, Decompressing, StateUnpickler, dump
+from flock_es.projection.state import ArtifactView, RunState
 
 __all__ = ["SEGMENT_BYTES", "LinkFold"]
 
@@ -40,6 +48,8 @@ holds of them, and what a resume reads beside the compact state, stay small."""
 
 # The fields whose entries carry no seq: the segment records the order they came in.
 _ORDERED = ("rewritten_inputs", "mcp_tools")
+_CHUNK = 2048
+"""Artifact views parked in one compressed piece."""
 
 
 class _Spilling(dict[Any, Any]):
@@ -78,6 +88,82 @@ class _Ordering(_Spilling):
         return super().setdefault(key, default)
 
 
+class _Parked:
+    """The artifact views a job's state does not hold: each was given to a segment when
+    folded (it is final), and is kept here, pickled and compressed in chunks, only for
+    the compact state of the next link, which holds those pending work refers to. A
+    chunk keeps the hashes of its ids, not the ids: no string of the events it came
+    from stays alive (each would keep the memory of its page of events)."""
+
+    def __init__(self) -> None:
+        self.chunks: list[tuple[array[int], bytes]] = []
+        self.pending: list[ArtifactView] = []
+
+    def add(self, view: ArtifactView) -> None:
+        self.pending.append(view)
+        if len(self.pending) >= _CHUNK:
+            out = Compressing()
+            dump(out, self.pending)
+            self.chunks.append((array("q", [hash(v.id) for v in self.pending]), out.getvalue()))
+            self.pending = []
+
+    def kept(self, pinned: set[str]) -> Iterator[ArtifactView]:
+        """The views of ``pinned``, one chunk at a time, in the order parked (and parked
+        again for the next link); the others are let go of, as a compact fold prunes
+        them. Read it to its end."""
+        canon = {a: a for a in pinned}  # the state's own id strings: one copy each
+        hashes = {hash(a) for a in pinned}
+        chunks, pending = self.chunks, self.pending
+        self.chunks, self.pending = [], []
+        chunks.reverse()
+        while chunks:  # each let go of once read: the parked views are not held twice
+            ids, data = chunks.pop()
+            if any(h in hashes for h in ids):
+                yield from self._keep(StateUnpickler(Decompressing(memoryview(data))).load(), canon)
+            del ids, data
+        yield from self._keep(pending, canon)
+
+    def _keep(self, views: list[ArtifactView], canon: dict[str, str]) -> Iterator[ArtifactView]:
+        for view in views:
+            if view.id in canon:
+                view.id = canon[view.id]
+                self.add(view)
+                yield view
+
+
+class _Parking(_Spilling):
+    """The state's ``artifacts`` in a job: a durable view that no release will change
+    goes to the segment and to ``parked`` at once, not into the dict (the fold reads the
+    views it holds only to release them, or to not add one twice, which no log does)."""
+
+    __slots__ = ("parked",)
+
+    def __init__(self, segment: Segment, parked: _Parked, entries: dict[Any, Any]) -> None:
+        super().__init__("artifacts", segment, {})
+        self.parked = parked
+        for key, view in entries.items():
+            if _parks(view):
+                parked.add(view)  # given to a segment when it was folded
+            else:
+                super().__setitem__(key, view)
+
+    def __setitem__(self, key: Any, view: Any) -> None:
+        if _parks(view):
+            self.segment.add("artifacts", key, view)
+            self.parked.add(view)
+        else:
+            super().__setitem__(key, view)
+
+
+def _seq(entry: tuple[str, ArtifactView]) -> int:
+    return entry[1].seq or 0
+
+
+def _parks(view: ArtifactView) -> bool:
+    """Whether ``view`` is final: durable, and not waiting for its release."""
+    return view.seq is not None and view.visibility.get("kind") != "after"
+
+
 class LinkFold:
     """The compact fold of a checkpoint job, from ``start`` (the compact state of the
     link at its seq, or an empty state: the chain's first link)."""
@@ -88,10 +174,15 @@ class LinkFold:
         self.state = start
         self.prev = (start.last_seq, start.events)
         self.segment = Segment()
+        self.parked = _Parked()
         self.watched: list[_Spilling] = []
         for field in VIEWS:
-            kind = _Ordering if field in _ORDERED else _Spilling
-            watched = kind(field, self.segment, getattr(start, field))
+            entries = getattr(start, field)
+            if field == "artifacts":
+                watched: _Spilling = _Parking(self.segment, self.parked, entries)
+            else:
+                kind = _Ordering if field in _ORDERED else _Spilling
+                watched = kind(field, self.segment, entries)
             setattr(start, field, watched)
             self.watched.append(watched)
         compacted(start)
@@ -111,7 +202,11 @@ class LinkFold:
         s = self.state
         prune_artifacts(s)  # the compact state a resume decodes holds no more than it needs
         core = shallow(s)  # plain dicts: a snapshot holds only the state's own classes
-        data = link_bytes(core, self.segment, *self.prev)
+        # The views pending work refers to, parked ones and held ones, in the order a
+        # compact fold added them (their seqs), written as they are read back.
+        parked = ((v.id, v) for v in self.parked.kept(s.pinned_artifacts()))
+        views = heapq.merge(parked, list(core.artifacts.items()), key=_seq)
+        data = link_bytes(core, self.segment, *self.prev, artifacts=views)
         self.prev = (s.last_seq, s.events)
         self.segment = Segment()
         for watched in self.watched:
