@@ -21,7 +21,7 @@ from flock_es.log.snapshots import chain, fold_run, start_state
 from flock_es.projection import fold
 from flock_es.projection.fold import apply
 from flock_es.projection.snapshot import decode, encode, rebuild
-from flock_es.projection.snapshot_links import LinkFold
+from flock_es.projection.snapshot_links import LinkFold, Parked
 from flock_es.projection.state import RunState
 from tests.test_compact_state import _finished_runs, decisions_read, well_formed
 from tests.test_fold_properties import AGENTS, ARTS, RUN, TASKS, event_lists
@@ -92,9 +92,11 @@ def _as_logged(evs: list[Event]) -> list[Event]:
     return out
 
 
-def _linked(evs: list[Event], cuts: list[int], start: RunState | None = None) -> list[bytes]:
+def _linked(
+    evs: list[Event], cuts: list[int], start: RunState | None = None, parked: Parked | None = None
+) -> list[bytes]:
     """The links a checkpoint job stores at each of ``cuts`` (event counts)."""
-    job = LinkFold(start if start is not None else RunState())
+    job = LinkFold(start if start is not None else RunState(), parked)
     out, done = [], job.state.events
     for cut in cuts:
         for e in evs[done:cut]:
@@ -119,9 +121,10 @@ def test_the_chain_rebuilds_the_full_fold_from_event_0(
     assume(cuts)  # a link at seq 0 is no snapshot (a job stores none)
     if rooted:  # a chain may begin with a full state's snapshot (a resume's, encode)
         first = encode(fold(evs[: cuts[0]]))
-        core = decode(first, compact=True)
+        parked = Parked()  # as a job decodes it: its artifact views parked as they are read
+        core = decode(first, compact=True, artifacts=parked.take)
         assert core is not None
-        links = [first, *_linked(evs, cuts[1:], core)]
+        links = [first, *_linked(evs, cuts[1:], core, parked)]
     else:
         links = _linked(evs, cuts)
     for n, cut in enumerate(cuts):

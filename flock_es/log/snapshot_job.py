@@ -34,7 +34,7 @@ from flock_es.log.ports import EventStore, open_store
 from flock_es.log.snapshots import start_state
 from flock_es.projection.fold import apply
 from flock_es.projection.snapshot import SNAPSHOT_EVERY, collector_paused
-from flock_es.projection.snapshot_links import LinkFold
+from flock_es.projection.snapshot_links import LinkFold, Parked
 
 __all__ = ["DB_ENV", "DB_FROM_ENV", "PARENT_ENV", "main", "snapshot_now", "stop_with_parent"]
 
@@ -100,7 +100,12 @@ def snapshot_now(db: str, run_id: str, at_least: int = SNAPSHOT_EVERY) -> bool:
         # Up to what is committed now: a fold that followed the live run to its end
         # might never finish.
         target = reader.last_seq(run_id)
-        links = LinkFold(start_state(reader, run_id, target, compact=True, chained=True))
+        # The views of the latest link's artifacts are parked as they are decoded.
+        parked = Parked()
+        start = start_state(
+            reader, run_id, target, compact=True, chained=True, artifacts=parked.take
+        )
+        links = LinkFold(start, parked if start.events else None)
         state = links.state
         cursor, folded = state.last_seq, 0
         # Page by page, each read its own short transaction: one read held open for

@@ -25,7 +25,14 @@ from collections.abc import Iterator
 from flock_es.errors import DatabaseError
 from flock_es.log.ports import EventReader, EventStore
 from flock_es.projection.fold import apply, compacted
-from flock_es.projection.snapshot import SNAPSHOT_EVERY, collector_paused, decode, encode, rebuild
+from flock_es.projection.snapshot import (
+    SNAPSHOT_EVERY,
+    ArtifactSink,
+    collector_paused,
+    decode,
+    encode,
+    rebuild,
+)
 from flock_es.projection.snapshot_codec import HEADER_BYTES, parse_link
 from flock_es.projection.state import RunState
 
@@ -80,11 +87,13 @@ def start_state(
     until: int | None = None,
     compact: bool = False,
     chained: bool = False,
+    artifacts: ArtifactSink | None = None,
 ) -> RunState:
     """The state of the newest trustworthy snapshot of ``run_id`` at or before ``until``,
     or an empty state (fold from event 0). ``compact``: only what decisions need, the
     rest of the snapshot never built (``decode``); ``chained`` (with ``compact``): only
-    a snapshot whose chain is whole, that a checkpoint job can add a link to."""
+    a snapshot whose chain is whole, that a checkpoint job can add a link to, whose
+    artifact views it takes as they are read (``artifacts``: ``decode``)."""
     try:
         found = reader.snapshot(run_id, until)
     except DatabaseError:
@@ -93,7 +102,7 @@ def start_state(
         return RunState()
     seq, data = found
     if compact:
-        state = decode(data, compact=True)
+        state = decode(data, compact=True, artifacts=artifacts)
         if chained and state is not None and chain(reader, run_id, seq) is None:
             return RunState()  # a job starts a new chain rather than extend a broken one
     else:

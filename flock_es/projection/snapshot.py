@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from flock_es.projection.fold_compact import compacted
@@ -51,6 +51,7 @@ from flock_es.projection.state import ArtifactView, RunState
 __all__ = [
     "SNAPSHOT_EVERY",
     "VIEWS",
+    "ArtifactSink",
     "Segment",
     "collector_paused",
     "decode",
@@ -73,6 +74,9 @@ _IN_ORDER = ("rewritten_inputs", "mcp_tools")
 _CHUNK = 2048
 """Views a segment holds before it pickles and compresses them (and a compact state's
 views pickled in one piece, ``_dump_core``)."""
+ArtifactSink = Callable[[list[tuple[str, ArtifactView]]], list[tuple[str, ArtifactView]]]
+"""Takes a chunk of a compact state's artifact views as they are read, returns those the
+state is to hold."""
 _SPLIT = ("artifacts", "tasks")
 """The fields of a compact state that may hold many views (the artifacts a large
 publish pins until they are decided, the tasks it schedules)."""
@@ -200,8 +204,12 @@ def _dump_core(
     dump(out, ("", None))
 
 
-def _load_core(data: memoryview, link: Link) -> RunState | None:
-    """The compact state of the snapshot ``data`` (whose header is ``link``), if intact."""
+def _load_core(
+    data: memoryview, link: Link, artifacts: ArtifactSink | None = None
+) -> RunState | None:
+    """The compact state of the snapshot ``data`` (whose header is ``link``), if intact;
+    ``artifacts`` takes its artifact views as they are read (it returns those the state
+    is to hold)."""
     stream = Decompressing(data[HEADER_BYTES : HEADER_BYTES + link.core_len])
     core = StateUnpickler(stream).load()
     if not isinstance(core, RunState) or not core.compact:
@@ -212,6 +220,8 @@ def _load_core(data: memoryview, link: Link) -> RunState | None:
             break
         if field not in _SPLIT:
             return None
+        if field == "artifacts" and artifacts is not None:
+            entries = artifacts(entries)
         getattr(core, field).update(entries)
     if not stream.complete() or (core.last_seq, core.events) != (link.seq, link.events):
         return None
@@ -221,12 +231,16 @@ def _load_core(data: memoryview, link: Link) -> RunState | None:
     return core
 
 
-def decode(data: bytes | memoryview | None, compact: bool = False) -> RunState | None:
+def decode(
+    data: bytes | memoryview | None, compact: bool = False, artifacts: ArtifactSink | None = None
+) -> RunState | None:
     """The state in ``data``, or None if it is not a current, intact snapshot.
 
     ``compact``: only what decisions need (``compacted`` of the full state), the
-    segment checked but never built. Else the full state, which one snapshot holds
-    only as a chain's first link (``encode``'s); for a later one, ``rebuild``."""
+    segment checked but never built; its artifact views handed to ``artifacts`` as they
+    are read, if given (a checkpoint job parks them: ``snapshot_links``). Else the full
+    state, which one snapshot holds only as a chain's first link (``encode``'s); for a
+    later one, ``rebuild``."""
     if data is None:
         return None
     raw = memoryview(data).cast("B")
@@ -237,7 +251,7 @@ def decode(data: bytes | memoryview | None, compact: bool = False) -> RunState |
         return rebuild([raw]) if (link.prev_seq, link.prev_events) == (0, 0) else None
     try:
         with collector_paused():
-            core = _load_core(raw, link)
+            core = _load_core(raw, link, artifacts)
             intact = Decompressing(raw[HEADER_BYTES + link.core_len :]).drained()
     except Exception:  # damaged bytes of any kind: the log is the truth, fold it
         return None

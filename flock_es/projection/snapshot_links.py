@@ -13,7 +13,7 @@ the removed view is the segment's. A log never records for a task after its
 completion, and an artifact leaves the compact state only once durable, released
 and not referred to by pending work (``fold_compact``), so what leaves is final.
 An artifact view that no release will change is final when folded: it goes to the
-segment at once and is parked, compressed (``_Parked``), rather than held, until
+segment at once and is parked, compressed (``Parked``), rather than held, until
 the next link's compact state takes those pending work refers to (a publish of
 100,000 artifacts pins them until they are decided, most of a run).
 
@@ -39,7 +39,7 @@ from flock_es.projection.snapshot import VIEWS, Segment, link_bytes, shallow
 from flock_es.projection.snapshot_codec import Compressing, Decompressing, StateUnpickler, dump
 from flock_es.projection.state import ArtifactView, RunState
 
-__all__ = ["SEGMENT_BYTES", "LinkFold"]
+__all__ = ["SEGMENT_BYTES", "LinkFold", "Parked"]
 
 SEGMENT_BYTES = 8 << 20
 """Pickled bytes of a segment (about 3 MB compressed: some 70,000 views of small
@@ -88,7 +88,7 @@ class _Ordering(_Spilling):
         return super().setdefault(key, default)
 
 
-class _Parked:
+class Parked:
     """The artifact views a job's state does not hold: each was given to a segment when
     folded (it is final), and is kept here, pickled and compressed in chunks, only for
     the compact state of the next link, which holds those pending work refers to. A
@@ -98,6 +98,16 @@ class _Parked:
     def __init__(self) -> None:
         self.chunks: list[tuple[array[int], bytes]] = []
         self.pending: list[ArtifactView] = []
+
+    def take(self, entries: list[tuple[str, ArtifactView]]) -> list[tuple[str, ArtifactView]]:
+        """Park the views of ``entries`` that are final; returns the others (to hold)."""
+        held = []
+        for key, view in entries:
+            if _parks(view):
+                self.add(view)
+            else:
+                held.append((key, view))
+        return held
 
     def add(self, view: ArtifactView) -> None:
         self.pending.append(view)
@@ -138,7 +148,7 @@ class _Parking(_Spilling):
 
     __slots__ = ("parked",)
 
-    def __init__(self, segment: Segment, parked: _Parked, entries: dict[Any, Any]) -> None:
+    def __init__(self, segment: Segment, parked: Parked, entries: dict[Any, Any]) -> None:
         super().__init__("artifacts", segment, {})
         self.parked = parked
         for key, view in entries.items():
@@ -168,13 +178,16 @@ class LinkFold:
     """The compact fold of a checkpoint job, from ``start`` (the compact state of the
     link at its seq, or an empty state: the chain's first link)."""
 
-    def __init__(self, start: RunState) -> None:
+    def __init__(self, start: RunState, parked: Parked | None = None) -> None:
+        """``parked``: the artifact views of ``start`` already parked (``Parked.take``
+        given to ``decode`` as it read them): a large pending publish's are never all
+        held at once."""
         if not start.compact and start.events:
             raise ValueError("a chain goes on from a link's compact state or from event 0")
         self.state = start
         self.prev = (start.last_seq, start.events)
         self.segment = Segment()
-        self.parked = _Parked()
+        self.parked = Parked() if parked is None else parked
         self.watched: list[_Spilling] = []
         for field in VIEWS:
             entries = getattr(start, field)
