@@ -64,7 +64,10 @@ async def test_a_large_publish_commits_at_once_and_decides_in_bounded_units(
     flock.add_listener(lambda _: open_at_commit.append(len(flock.state.pending_tasks())))
     n = DEFER_AT * 8
     ids = await flock.publish_many(DItem(n=i) for i in range(n))
-    assert len(ids) == n and set(ids) <= set(flock.state.artifacts)
+    assert len(ids) == n and list(flock.state.undecided) == ids
+    # Held by id only, read from the log when decided (or when asked: flock.artifacts()).
+    assert not set(ids) & set(flock.state.artifacts)
+    assert [v.id for v in flock.artifacts().get_many(ids)] == ids
     assert await flock.run_until_idle()
     await flock.close()
     got = kinds(db_path)

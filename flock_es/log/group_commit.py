@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from flock_es.domain.events import Event
+from flock_es.log.event_stream import EventStream, drain_stream, split_streams
 from flock_es.loop_wait import at_next_select
 
 __all__ = [
@@ -112,25 +113,30 @@ async def drain(
     max_batch: int,
     commit: Callable[[list[Event]], Awaitable[None]],
     as_error: Callable[[BaseException], BaseException],
+    commit_stream: Callable[[EventStream], Awaitable[tuple[int, int]]] | None = None,
 ) -> None:
     """Group-commit the queued units until ``None`` arrives; every waiter hears the outcome.
 
     The loop of both the SQLite and the PostgreSQL writer: ``commit`` writes one
-    group in one transaction, ``as_error`` turns its failure into what waiters see.
+    group in one transaction, ``as_error`` turns its failure into what waiters see;
+    ``commit_stream`` writes an ``EventStream`` in a transaction of its own.
 
     Example: ``await drain(queue, 512, self._commit, lambda exc: exc)``.
     """
     while True:
         units, stop = await next_batch(queue, max_batch)
-        try:
-            if units:
-                await commit([e for evs, _ in units for e in evs])
-        except BaseException as exc:  # the waiters must hear about it
-            settle(units, as_error(exc))
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-        else:
-            settle(units, None)
+        for stream, group in split_streams(units):
+            if stream is not None:
+                await drain_stream(stream, commit_stream, as_error)
+                continue
+            try:
+                await commit([e for evs, _ in group for e in evs])
+            except BaseException as exc:  # the waiters must hear about it
+                settle(group, as_error(exc))
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+            else:
+                settle(group, None)
         if stop:
             return
 
@@ -171,6 +177,14 @@ class UnitQueue:
         """Commit ``events`` as one unit; returns after the commit."""
         await self.submit(events)
 
+    def submit_stream(self, stream: EventStream) -> None:
+        """Queue a unit that comes a chunk at a time (``log/event_stream.py``), after
+        the units queued before it; its outcome is ``stream.done``."""
+        if not self._accepting():
+            stream.settle(0, 0, self.closed_error())
+            return
+        self._put((stream, None))
+
     async def stop_drain(self) -> None:
         """Commit what is queued, then stop the drain."""
         if self._accepting():
@@ -199,6 +213,11 @@ class ThreadDrain(UnitQueue):
     max_batch: int
 
     def commit_sync(self, events: list[Event]) -> None:
+        raise NotImplementedError
+
+    def commit_stream(self, stream: EventStream) -> tuple[int, int]:
+        """An ``EventStream`` in one transaction, in the drain thread: the seqs of its
+        first and last events."""
         raise NotImplementedError
 
     def as_error(self, exc: BaseException) -> BaseException:
@@ -268,6 +287,18 @@ class ThreadDrain(UnitQueue):
                 held.clear()
             self._stopping = True
             self._units.append(None)
+            self._cond.notify()
+
+    def submit_stream(self, stream: EventStream) -> None:
+        # Straight to the thread, after the units held before it: the loop never
+        # commits a stream itself (``_at_select``), whatever its size.
+        if not self._accepting():
+            stream.settle(0, 0, self.closed_error())
+            return
+        with self._cond:
+            self._units.extend(self._held)
+            self._held.clear()
+            self._units.append((stream, None))
             self._cond.notify()
 
     def _release_held(self) -> None:
@@ -359,11 +390,33 @@ class ThreadDrain(UnitQueue):
         with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
             self._loop.call_soon_threadsafe(fn, *args)
 
+    def _commit_with_streams(self, units: list[Unit]) -> None:
+        """Units and streams in order, each stream in its own transaction; whoever
+        waits hears as each commits (not only once a long stream after it did)."""
+        try:
+            for stream, group in split_streams(units):
+                exc: BaseException | None = None
+                try:
+                    if stream is None:
+                        self.commit_sync([e for evs, _ in group for e in evs])
+                    else:
+                        first, last = self.commit_stream(stream)
+                except Exception as err:
+                    exc = self.as_error(err)
+                if stream is not None:
+                    stream.settle(first if exc is None else 0, last if exc is None else 0, exc)
+                elif waiting := [u for u in group if u[1] is not None]:
+                    self._call(settle, waiting, exc)
+        finally:
+            self._done()
+
     def _drain_thread(self) -> None:
         try:
             while True:
                 units, stop = self._take()
-                if units:
+                if units and any(isinstance(evs, EventStream) for evs, _ in units):
+                    self._commit_with_streams(units)
+                elif units:
                     exc: BaseException | None = None
                     try:
                         self.commit_sync([e for evs, _ in units for e in evs])

@@ -23,6 +23,7 @@ import psycopg
 from flock_es.domain.events import Event
 from flock_es.errors import DatabaseError, RunOwnedError
 from flock_es.log.event_rows import PAID_KINDS, dumps, read_model_rows
+from flock_es.log.event_stream import EventStream
 from flock_es.log.group_commit import Unit, UnitQueue, drain
 from flock_es.log.pg_schema import (
     APPEND_LOCK,
@@ -95,21 +96,47 @@ async def insert_events(conn: AsyncConn, events: list[Event]) -> None:
     """Number and insert ``events`` with their read-model rows, inside the caller's
     transaction. Takes the append lock first; sets ``seq`` on each event."""
     async with conn.cursor() as cur:
-        await cur.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
-        await cur.execute("SELECT coalesce(max(seq), 0) FROM events")
-        row = await cur.fetchone()
-        seq = int(row[0]) if row else 0
-        first = seq + 1
-        rows = []
-        for e in events:
-            seq += 1
-            e.seq = seq
-            rows.append((seq, e.run_id, e.kind.value, e.ts, e.v, e.task_id, dumps(e.body)))
-        await cur.executemany(_INSERT_EVENT, rows)
-        for sql, args in read_model_sql(events):
-            await cur.executemany(sql, args)
-        # Delivered at commit, to every LISTENing reader; the payload is the range.
-        await cur.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, f"{first}-{seq}"))
+        last = await _last_seq(cur)
+        seq = await _insert(cur, events, last)
+        await _notify(cur, last + 1, seq)
+
+
+async def insert_stream(conn: AsyncConn, stream: EventStream) -> tuple[int, int]:
+    """``insert_events`` for an ``EventStream``: each chunk as it comes, in the
+    caller's transaction; the seqs of its first and last events."""
+    async with conn.cursor() as cur:
+        seq = first = await _last_seq(cur)
+        while (chunk := await stream.take_async()) is not None:
+            seq = await _insert(cur, chunk, seq)
+            stream.written()
+        await _notify(cur, first + 1, seq)
+    return first + 1, seq
+
+
+async def _last_seq(cur: psycopg.AsyncCursor[tuple[Any, ...]]) -> int:
+    """Take the append lock; the last seq."""
+    await cur.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK,))
+    await cur.execute("SELECT coalesce(max(seq), 0) FROM events")
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def _insert(cur: psycopg.AsyncCursor[tuple[Any, ...]], events: list[Event], seq: int) -> int:
+    """Insert ``events`` after ``seq`` with their read-model rows; the last seq."""
+    rows = []
+    for e in events:
+        seq += 1
+        e.seq = seq
+        rows.append((seq, e.run_id, e.kind.value, e.ts, e.v, e.task_id, dumps(e.body)))
+    await cur.executemany(_INSERT_EVENT, rows)
+    for sql, args in read_model_sql(events):
+        await cur.executemany(sql, args)
+    return seq
+
+
+async def _notify(cur: psycopg.AsyncCursor[tuple[Any, ...]], first: int, last: int) -> None:
+    # Delivered at commit, to every LISTENing reader; the payload is the range.
+    await cur.execute("SELECT pg_notify(%s, %s)", (NOTIFY_CHANNEL, f"{first}-{last}"))
 
 
 class PgLogWriter(UnitQueue):
@@ -171,8 +198,22 @@ class PgLogWriter(UnitQueue):
     async def _drain(self) -> None:
         path = self.path
         await drain(
-            self._queue, self.max_batch, self._commit, lambda e: _as_database_error(e, path)
+            self._queue,
+            self.max_batch,
+            self._commit,
+            lambda e: _as_database_error(e, path),
+            self._commit_stream,
         )
+
+    async def _commit_stream(self, stream: EventStream) -> tuple[int, int]:
+        assert self._conn is not None
+        async with self._conn.transaction():
+            if self.fence is not None:
+                await self._check_fence(self.fence)
+            seqs = await insert_stream(self._conn, stream)
+        self.commits += 1
+        self.committed_events += seqs[1] - seqs[0] + 1
+        return seqs
 
     async def _commit(self, events: list[Event]) -> None:
         assert self._conn is not None

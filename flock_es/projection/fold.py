@@ -172,19 +172,32 @@ def _artifact(s: RunState, e: Event, b: ArtifactPublished) -> None:
     arts = s.artifacts
     if aid in arts:
         return
+    vis = b.get("visibility")
+    after = bool(vis and vis.get("kind") == "after")
+    if b.get("deferred"):
+        if aid in s.undecided:
+            return
+        s.undecided[aid] = e.seq  # where its decider reads it (None: not yet committed)
+        if s.compact and not after:
+            # Its decision comes later (``artifact.decided``), one chunk at a time: a
+            # compact state holds only its id, and whoever decides it reads its view
+            # from the log then (issue 14: a 100,000-artifact publish held every view).
+            _count(s, b["type"])
+            return
     if s.compact:
         if len(arts) >= s.prune_at:
             prune_artifacts(s)  # before the new view is added: its decision reads it
     else:
         s.by_type.setdefault(b["type"], []).append(aid)
     arts[aid] = artifact_view(b, e.seq, e.ts)
-    counts = s.type_counts
-    counts[b["type"]] = counts.get(b["type"], 0) + 1
-    vis = b.get("visibility")
-    if vis and vis.get("kind") == "after":
+    _count(s, b["type"])
+    if after and vis is not None:
         s.unreleased[aid] = e.ts + float(vis.get("ttl", 0.0))
-    if b.get("deferred"):
-        s.undecided[aid] = None
+
+
+def _count(s: RunState, type_name: str) -> None:
+    counts = s.type_counts
+    counts[type_name] = counts.get(type_name, 0) + 1
 
 
 def _decided(s: RunState, e: Event, b: ArtifactDecided) -> None:

@@ -228,8 +228,10 @@ class RunState:
     # MCP tools listed for a task (``mcp.listed``): task id -> server -> tool dicts.
     mcp_tools: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
     # Artifacts committed with ``deferred`` and not decided yet, in publish order: a
-    # large publish_many schedules their tasks in chunks (``artifact.decided``).
-    undecided: dict[str, None] = field(default_factory=dict)
+    # large publish_many schedules their tasks in chunks (``artifact.decided``). A
+    # compact state holds their ids and seqs only, not their views (read from the log
+    # by seq when decided; ``fold._artifact``). The seq is None until committed.
+    undecided: dict[str, int | None] = field(default_factory=dict)
     last_seq: int = 0
     last_ts: float = 0.0
     events: int = 0
@@ -302,10 +304,11 @@ class RunState:
 
     def pinned_artifacts(self) -> set[str]:
         """The artifacts pending work refers to: inputs and context of tasks not completed,
-        batch and gate members, and artifacts not yet released or decided. A compact
-        state keeps their views (decisions read them); it may let go of the rest."""
+        batch and gate members, and artifacts not yet released. A compact state keeps
+        their views (decisions read them); it may let go of the rest. Not those still
+        to be decided (``undecided``): their decision reads them from the log, a chunk
+        at a time, when it comes (a large publish_many's would be all of them)."""
         pinned: set[str] = set(self.unreleased)
-        pinned.update(self.undecided)
         for t in self.tasks.values():
             if t.status is TaskStatus.COMPLETED:
                 continue  # only a full state holds these: nothing pending

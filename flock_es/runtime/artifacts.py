@@ -25,13 +25,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flock_es.domain.events import ArtifactPublished, Event, body_as
+from flock_es.domain.events import ArtifactPublished, Event, EventKind, body_as
 from flock_es.log.published import published
 from flock_es.projection.fold import artifact_view
 from flock_es.projection.state import ArtifactView, RunState
 from flock_es.runtime.board_queries import BoardSource
 
 __all__ = ["RunArtifacts"]
+
+_PUBLISHED = EventKind.ARTIFACT_PUBLISHED
 
 
 class RunArtifacts:
@@ -57,6 +59,47 @@ class RunArtifacts:
         missing = [a for a in aids if a not in held]
         found = {v.id: v for v in self._log(ids=missing)} if missing and self.state.compact else {}
         return [v for a in aids if (v := held.get(a) or found.get(a)) is not None]
+
+    def undecided(self, aids: list[str]) -> list[ArtifactView]:
+        """``get_many`` for artifacts still to be decided (``RunState.undecided``): those
+        the state does not hold are read from the log by their seqs, in one read (a
+        lookup by id probes the run's epochs, a thousand times slower), else by id."""
+        state = self.state
+        held, seqs = state.artifacts, state.undecided
+        missing = [a for a in aids if a not in held]
+        board = self.board.queries() if self.board is not None and missing else None
+        found: dict[str, ArtifactView] = {}
+        at = sorted(s for a in missing if (s := seqs.get(a)) is not None and s <= state.last_seq)
+        if board is not None and at:
+            for e in board.reader.events_at(at):
+                if e.kind is _PUBLISHED and e.run_id == state.run_id:
+                    view = self._view(e)
+                    found[view.id] = view
+        rest = [a for a in missing if a not in found]
+        if rest:
+            found.update((v.id, v) for v in self._log(ids=rest))
+        return [v for a in aids if (v := held.get(a) or found.get(a)) is not None]
+
+    def hold_pinned(self) -> int:
+        """Put into the state the views pending work pins (``pinned_artifacts``) that
+        it does not hold, read from the log together; how many.
+
+        A compact fold holds no view of a deferred artifact (``fold._artifact``), not
+        even once its decision made it a task's input or a buffer's member. Whoever
+        decides one puts its view in (``Kernel.decide_deferred``, replay), so the
+        state holds what pending work pins, as readers of a task's inputs expect
+        (its correlation, orchestrator components); a state folded from the log
+        (resume) gets the views of those decided before the fold here.
+        """
+        state = self.state
+        if not state.compact:
+            return 0
+        held = state.artifacts
+        missing = [a for a in state.pinned_artifacts() if a not in held]
+        views = self._log(ids=missing) if missing else []
+        for view in views:
+            held.setdefault(view.id, view)
+        return len(views)
 
     def require(self, aid: str) -> ArtifactView:
         """The view of artifact ``aid``; KeyError if the run has none."""

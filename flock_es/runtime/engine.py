@@ -52,6 +52,7 @@ from flock_es.runtime.kernel import UNPUBLISHED_TAG, Kernel, Listener, Sink
 from flock_es.runtime.model_calls import ModelCalls
 from flock_es.runtime.orchestrator_hooks import OrchestratorHooks
 from flock_es.runtime.priority import PrioritySemaphore
+from flock_es.runtime.publish_stream import publish_deferred
 from flock_es.runtime.timers import Timers
 from flock_es.runtime.work import Work
 
@@ -258,20 +259,20 @@ class Engine:
             and (visibility or {}).get("kind") != "after"  # decided at its release
             and getattr(kernel.sink, "submit_built", None) is None  # not on a shared log
         )
-        evs = []
-        for obj in objs:
+
+        def event(obj: BaseModel) -> Event:
             aid = ids.external_artifact_id()
             corr = correlation_id or aid
-            evs.append(
-                kernel.artifact_event(
-                    obj, aid, "external", None, corr, tags, visibility, now, partition_key, defer
-                )
+            return kernel.artifact_event(
+                obj, aid, "external", None, corr, tags, visibility, now, partition_key, defer
             )
-        if defer:
-            await kernel.emit(evs)  # all or none; the fold holds them as undecided
+
+        if defer:  # one transaction, streamed (runtime/publish_stream.py)
+            aids = await publish_deferred(kernel, objs, event)
             self.decide_deferred()
-        else:
-            await kernel.commit_decided(lambda: kernel.decide(evs, now))
+            return aids
+        evs = [event(obj) for obj in objs]
+        await kernel.commit_decided(lambda: kernel.decide(evs, now))
         return [body_as(e, ArtifactPublished)["id"] for e in evs]
 
     def decide_deferred(self) -> None:

@@ -265,6 +265,10 @@ class Kernel:
         if self.actor is not None:
             self.actor.act(events)
 
+    def check(self) -> None:
+        """Raise ``CommitFailed`` if a commit failed: the kernel accepts nothing more."""
+        self._check()
+
     def _check(self) -> None:
         if self.halted is not None:
             raise CommitFailed(f"run {self.run_id} stopped: a commit failed: {self.halted}")
@@ -349,11 +353,20 @@ class Kernel:
         self._check()
         out: list[Event] = []
         state, index = self.state, self.index
-        for aid in list(itertools.islice(state.undecided, most)):
+        chunk = list(itertools.islice(state.undecided, most))
+        # A compact state holds no view of an undecided artifact: the chunk's are read
+        # from the log together (``RunArtifacts.undecided``: a full state's are held),
+        # and held from now on, as a decided artifact's are, while pending work pins them.
+        views = {v.id: v for v in self.artifacts.undecided(chunk)}
+        held = state.artifacts
+        for aid in chunk:
+            view = views.get(aid)
+            if view is None:
+                raise KeyError(f"deferred artifact {aid} is in neither the state nor the log")
+            held.setdefault(aid, view)
             marker = trusted_event(self.run_id, _DECIDED, ArtifactDecided(id=aid), now)
             apply(state, marker)
             out.append(marker)
-            view = state.artifacts[aid]
             caused = decide_artifact(state, index, view, self.decision_obj(view), now)
             for c in caused:
                 apply(state, c)
@@ -370,15 +383,21 @@ class Kernel:
     def decision_obj(self, view: ArtifactView) -> BaseModel | None:
         """What ``decide_artifact`` needs of the artifact ``view``: its object if a
         subscriber's ``where`` or gate reads it, else None (none is built)."""
-        return self.obj(view.id) if self.index.needs_object(view.type) else None
+        return self.obj_of(view) if self.index.needs_object(view.type) else None
 
     def obj(self, aid: str) -> BaseModel:
         """Artifact ``aid`` as an instance of its registered type (cached)."""
         cached = self.objects.get(aid)
         if cached is None:
-            view = self.artifacts.require(aid)
+            cached = self.obj_of(self.artifacts.require(aid))
+        return cached
+
+    def obj_of(self, view: ArtifactView) -> BaseModel:
+        """``obj(view.id)`` for a view the caller already has (no second lookup)."""
+        cached = self.objects.get(view.id)
+        if cached is None:
             cached = registry.to_object(view.type, view.payload)
-            self._cache(aid, cached)
+            self._cache(view.id, cached)
         return cached
 
     def _cache(self, aid: str, obj: BaseModel) -> None:

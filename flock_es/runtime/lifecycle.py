@@ -38,6 +38,8 @@ from flock_es.log.ports import Lease, open_store
 from flock_es.log.snapshots import fold_run, save_snapshot
 from flock_es.projection.fold import compacted, fold
 from flock_es.projection.state import RunState
+from flock_es.runtime.artifacts import RunArtifacts
+from flock_es.runtime.board_queries import BoardSource
 from flock_es.runtime.flock import Flock
 from flock_es.runtime.preflight import check_recorded_calls, pending_requests
 from flock_es.runtime.resume import (
@@ -221,7 +223,13 @@ def plan_resume(
     """
     with open_reader(db) as reader:
         state, folded = fold_run(reader, run_id, compact=compact)
-    if not compact:
+    if compact:  # the views of deferred artifacts decided into pending work: the log's
+        board = BoardSource(db, run_id)
+        try:
+            RunArtifacts(state, board).hold_pinned()
+        finally:
+            board.close()
+    else:
         # The next resume or ``show --at`` starts here rather than where this fold did.
         save_snapshot(open_store(db), state, folded)
     if nothing_to_resume(state, retry_failed):

@@ -42,6 +42,7 @@ from typing import Any
 
 from flock_es.domain.describe import describe
 from flock_es.domain.events import (
+    ArtifactDecided,
     ArtifactPublished,
     ArtifactReleased,
     Event,
@@ -83,7 +84,12 @@ from flock_es.runtime.replay_report import (
     ReplayReport,
     timeline_step,
 )
-from flock_es.runtime.replay_stream import Lookahead, recorded_decisions, transactions
+from flock_es.runtime.replay_stream import (
+    DeferredViews,
+    Lookahead,
+    recorded_decisions,
+    transactions,
+)
 
 __all__ = ["Replayer", "recorded_decisions", "transactions"]
 
@@ -148,6 +154,8 @@ class Replayer:
         # Orchestrator components re-run on outputs (their vetoes are followed as recorded).
         self.executor.orchestrator = hooks
         self.outcomes: dict[str, TaskOutcome] = {}
+        # Views of deferred artifacts, read ahead of their ``artifact.decided``.
+        self.deferred = DeferredViews(self.state, self.kernel.artifacts)
         self.report = ReplayReport(run_id=run_id)
 
     async def run(self) -> ReplayReport:
@@ -233,16 +241,15 @@ class Replayer:
 
     async def _step(self, e: Event) -> Divergence | None:
         if e.kind is EventKind.ARTIFACT_PUBLISHED:
-            div = (
-                await self._check_output(e)
-                if body_as(e, ArtifactPublished).get("task_id")
-                else None
-            )
+            published = body_as(e, ArtifactPublished)
+            div = await self._check_output(e) if published.get("task_id") else None
             apply(self.state, e)
-            if body_as(e, ArtifactPublished).get("deferred"):
+            if published.get("deferred"):
+                self.deferred.published(published, e)
                 return div  # decided at its artifact.decided, checked there
             return div or self._check_decisions(e)
         if e.kind is EventKind.ARTIFACT_DECIDED:
+            self.deferred.read_ahead(body_as(e, ArtifactDecided)["id"])
             apply(self.state, e)
             return self._check_decisions(e)
         if e.kind is EventKind.ARTIFACT_RELEASED:
@@ -288,13 +295,17 @@ class Replayer:
             else body_as(e, ArtifactPublished)["id"]
         )
         view = self.state.artifacts.get(aid)
+        if view is None and e.kind is EventKind.ARTIFACT_DECIDED:
+            view = self.deferred.take(aid)
+            if view is not None:  # held from its decision on, as the live run does
+                self.state.artifacts[aid] = view
         if view is None or UNPUBLISHED_TAG in view.tags:
             if released:
                 apply(self.state, e)
             return None
         recorded = self.ahead.decisions_after(e)
         try:
-            obj = self.kernel.obj(aid)
+            obj = self.kernel.obj_of(view)
         except Exception as exc:
             if released:
                 apply(self.state, e)

@@ -15,13 +15,20 @@ Example::
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
-from flock_es.domain.events import Event, EventKind
+from flock_es.domain.events import ArtifactPublished, Event, EventKind
 from flock_es.projection.decide import DECISIONS
+from flock_es.projection.fold import artifact_view
+from flock_es.projection.state import ArtifactView, RunState
+from flock_es.runtime.artifacts import RunArtifacts
 
-__all__ = ["Lookahead", "recorded_decisions", "transactions"]
+__all__ = ["READ_AHEAD", "DeferredViews", "Lookahead", "recorded_decisions", "transactions"]
+
+READ_AHEAD = 256
+"""Deferred artifacts whose views one read of the log brings, ahead of their decisions."""
 
 
 def recorded_decisions(events: list[Event], i: int) -> list[Event]:
@@ -121,3 +128,37 @@ class Lookahead:
     def count_rest(self) -> int:
         """How many events are left (the record is read to its end)."""
         return len(self._buf) + sum(1 for _ in self._it)
+
+
+class DeferredViews:
+    """The views of deferred artifacts as replay decides them again, at their
+    ``artifact.decided``: a compact state holds only their ids and seqs.
+
+    With the recorded run's database, each is read from it just before its
+    decision is applied, with those of the next ones still to decide (one read
+    per ``READ_AHEAD``, not one per artifact); without one, the view is kept
+    from its publish, as a state that lets go of nothing keeps every view.
+    """
+
+    def __init__(self, state: RunState, artifacts: RunArtifacts) -> None:
+        self.state = state
+        self.artifacts = artifacts
+        self.views: dict[str, ArtifactView] = {}
+
+    def published(self, b: ArtifactPublished, e: Event) -> None:
+        """A deferred artifact was folded (``e``, body ``b``)."""
+        if self.artifacts.board is None and b["id"] not in self.state.artifacts:
+            self.views[b["id"]] = artifact_view(b, e.seq, e.ts)
+
+    def read_ahead(self, aid: str) -> None:
+        """Before ``aid``'s ``artifact.decided`` is folded (its seq still known)."""
+        if aid in self.views or aid in self.state.artifacts or self.artifacts.board is None:
+            return
+        ahead = list(itertools.islice(self.state.undecided, READ_AHEAD))
+        if aid not in ahead:
+            ahead.insert(0, aid)
+        self.views.update((v.id, v) for v in self.artifacts.undecided(ahead))
+
+    def take(self, aid: str) -> ArtifactView | None:
+        """The view of ``aid``, now being decided (None: the run has no such artifact)."""
+        return self.views.pop(aid, None)
