@@ -3,7 +3,8 @@
 
 On real files and a real PostgreSQL: a process SIGKILLed while the transaction
 is open leaves nothing of the publish; an object that fails to serialise
-halfway leaves nothing either, and the run goes on; a streamed publish on
+halfway, or a generator that fails, leaves nothing either, and the run goes
+on; a generator is read as the publish streams; a streamed publish on
 PostgreSQL runs and replays like SQLite's.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -114,6 +116,28 @@ def test_a_streamed_publish_commits_every_artifact(tmp_path: Path) -> None:
 
 async def test_an_object_failing_halfway_leaves_none_of_the_publish(db_path: Path) -> None:
     await _fails_halfway_then_runs_on(program(db_path), db_path)
+
+
+async def test_a_generator_is_read_as_the_publish_streams(db_path: Path) -> None:
+    flock = program(db_path)
+    open_while_reading: list[bool] = []
+
+    def items(fail_at: int | None = None) -> Iterator[TItem]:
+        for i in range(N):
+            if i == 2 * STREAM_CHUNK + 5:  # the first chunks are in the open transaction
+                open_while_reading.append(_write_locked(db_path))
+            if i == fail_at:
+                raise RuntimeError("the source failed")
+            yield TItem(n=i)
+
+    with pytest.raises(RuntimeError, match="the source failed"):
+        await flock.publish_many(items(fail_at=N - 1))
+    assert _count(db_path, "artifact.published") == 0 and not flock.state.undecided
+    ids = await flock.publish_many(items())
+    assert len(ids) == N and open_while_reading == [True, True]
+    assert await flock.run_until_idle()
+    await flock.close()
+    assert _count(db_path, "artifact.decided") == _count(db_path, "task.completed") == N
 
 
 async def test_a_streamed_publish_on_postgres(pg_url: str) -> None:  # noqa: F811

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -239,26 +240,31 @@ class Engine:
 
     async def publish_external(
         self,
-        objs: list[BaseModel],
+        objs: list[BaseModel] | Iterator[BaseModel],
         tags: list[str],
         correlation_id: str | None,
         visibility: dict[str, Any] | None,
         partition_key: str | None = None,
     ) -> list[str]:
-        """Publish objects from outside the run in one unit; their ids once durable."""
+        """Publish objects from outside the run in one unit; their ids once durable.
+        An iterator (more than ``DEFER_AT`` objects) is read as its publish streams."""
         kernel = self.kernel
         now = time.time()
+        may_defer = (
+            (visibility or {}).get("kind") != "after"  # decided at its release
+            and getattr(kernel.sink, "submit_built", None) is None  # not on a shared log
+            and self.hooks is None
+        )
+        if not may_defer and not isinstance(objs, list):
+            objs = list(objs)
         if self.hooks is not None:
+            assert isinstance(objs, list)
             evs, vetoes = await self.hooks.external(
                 kernel, objs, tags, correlation_id, visibility, now
             )
             await kernel.commit_decided(lambda: kernel.decide_vetoed(vetoes, evs, now))
             return [body_as(e, ArtifactPublished)["id"] for e in evs]
-        defer = (
-            len(objs) > DEFER_AT
-            and (visibility or {}).get("kind") != "after"  # decided at its release
-            and getattr(kernel.sink, "submit_built", None) is None  # not on a shared log
-        )
+        defer = may_defer and (not isinstance(objs, list) or len(objs) > DEFER_AT)
 
         def event(obj: BaseModel) -> Event:
             aid = ids.external_artifact_id()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
@@ -27,7 +28,7 @@ from flock_es.runtime.agent import Agent, AgentBuilder
 from flock_es.runtime.artifacts import RunArtifacts
 from flock_es.runtime.board_queries import BoardSource
 from flock_es.runtime.checkpoints import Checkpoints
-from flock_es.runtime.engine import Engine, ShareHook
+from flock_es.runtime.engine import DEFER_AT, Engine, ShareHook
 from flock_es.runtime.gc_policy import fewer_collections
 from flock_es.runtime.invocations import Invocations
 from flock_es.runtime.kernel import Kernel, Listener, Sink, build_index
@@ -379,8 +380,14 @@ class Flock(Invocations):
         too; the matches of a larger publish are decided after it, 128 artifacts a
         transaction, as the run's earlier tasks finish (a crash in between loses
         nothing: resume decides the rest), so its tasks are not all pending at once.
+        Such a publish is built and written a chunk at a time, and ``objs`` may be a
+        generator read as it goes: the program need not hold 100,000 objects at once.
         """
-        items = [as_model(o) for o in objs]
+        # A publish of more than DEFER_AT objects streams: a generator is read as it goes
+        # (runtime/publish_stream.py), so the program need not hold its objects at once.
+        models = map(as_model, objs)
+        head = list(itertools.islice(models, DEFER_AT + 1))
+        items = head if len(head) <= DEFER_AT else itertools.chain(head, models)
         vis = visibility_dict(visibility)
         engine = await self.start()
         tag_list = [tags] if isinstance(tags, str) else list(tags or ())

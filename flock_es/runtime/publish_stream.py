@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pydantic import BaseModel
@@ -40,7 +40,7 @@ STREAM_CHUNK = 1024
 
 
 async def publish_deferred(
-    kernel: Kernel, objs: Sequence[BaseModel], build: Callable[[BaseModel], Event]
+    kernel: Kernel, objs: Iterable[BaseModel], build: Callable[[BaseModel], Event]
 ) -> list[str]:
     """Commit ``build(obj)`` for every object in one transaction; their ids once durable.
 
@@ -58,9 +58,9 @@ async def publish_deferred(
     stream = EventStream()
     submit(stream)
     ids: list[str] = []
+    source = iter(objs)  # a program's generator is read as the publish streams
     try:
-        for start in range(0, len(objs), STREAM_CHUNK):
-            chunk = [build(obj) for obj in objs[start : start + STREAM_CHUNK]]
+        while chunk := [build(obj) for obj in itertools.islice(source, STREAM_CHUNK)]:
             ids.extend(body_as(e, ArtifactPublished)["id"] for e in chunk)
             await stream.put(chunk)
             del chunk  # the writer holds it until written, then nobody does
@@ -80,9 +80,11 @@ async def _fold_committed(kernel: Kernel, board: Any, first: int, last: int) -> 
     time; each chunk then goes to the listeners and the actor (``Kernel.committed``)."""
     if board is None or last < first:
         return
-    state = kernel.state
-    events = board.reader.iter_events(kernel.run_id, after=first - 1, until=last)
-    while chunk := list(itertools.islice(events, STREAM_CHUNK)):
+    state, reader, cursor = kernel.state, board.reader, first - 1
+    # Each chunk read whole: no cursor stays open across the awaits below (on SQLite
+    # an open statement would hold this connection's other reads to its snapshot).
+    while chunk := list(reader.iter_events(kernel.run_id, cursor, last, STREAM_CHUNK)):
+        cursor = chunk[-1].seq or last
         # Units committed after the stream may have been folded already (they were
         # applied before their commit): the state's last seq stays the highest.
         ahead = state.last_seq
