@@ -19,7 +19,6 @@ from flock_es.log.ports import open_store
 from flock_es.log.snapshot_job import snapshot_now
 from flock_es.log.snapshots import chain, fold_run, start_state
 from flock_es.projection import fold
-from flock_es.projection.fold import apply
 from flock_es.projection.snapshot import decode, encode, rebuild
 from flock_es.projection.snapshot_links import LinkFold, Parked
 from flock_es.projection.state import RunState
@@ -100,7 +99,7 @@ def _linked(
     out, done = [], job.state.events
     for cut in cuts:
         for e in evs[done:cut]:
-            apply(job.state, e)
+            job.apply(e)
         done = max(done, cut)
         out.append(job.link())
     return out
@@ -165,7 +164,7 @@ def test_a_job_holds_one_chunk_of_views_not_the_run() -> None:
     job = LinkFold(RunState())
     most = 0
     for e in evs:
-        apply(job.state, e)
+        job.apply(e)
         held = len(job.state.tasks) + len(job.state.calls) + len(job.state.artifacts)
         held += job.segment.held + len(job.parked.pending)
         most = max(most, held)

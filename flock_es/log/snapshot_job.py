@@ -32,7 +32,6 @@ from flock_es.errors import DatabaseError
 from flock_es.log.backends import open_reader, parse_db
 from flock_es.log.ports import EventStore, open_store
 from flock_es.log.snapshots import start_state
-from flock_es.projection.fold import apply
 from flock_es.projection.snapshot import SNAPSHOT_EVERY, collector_paused
 from flock_es.projection.snapshot_links import LinkFold, Parked
 
@@ -113,7 +112,7 @@ def snapshot_now(db: str, run_id: str, at_least: int = SNAPSHOT_EVERY) -> bool:
         # would grow by everything the run commits meanwhile.
         while page := reader.events(run_id, after=cursor, until=target, limit=PAGE):
             for e in page:
-                apply(state, e)
+                links.apply(e)
             folded += len(page)
             cursor = page[-1].seq or target
             if links.full():

@@ -227,7 +227,7 @@ def _load_core(
         return None
     # The undecided ids as the same strings as their views' ids (pickled apart): one copy.
     arts = core.artifacts
-    core.undecided = {arts[a].id if a in arts else a: None for a in core.undecided}
+    core.undecided = {arts[a].id if a in arts else a: at for a, at in core.undecided.items()}
     return core
 
 

@@ -21,7 +21,7 @@ Example::
 
     links = LinkFold(state)              # a link's compact state, or RunState()
     for e in events:
-        apply(links.state, e)
+        links.apply(e)
         if links.full():
             store(links.state.last_seq, links.link())
     store(links.state.last_seq, links.link())
@@ -34,6 +34,9 @@ from array import array
 from collections.abc import Iterator
 from typing import Any
 
+from flock_es.domain.event_bodies import ArtifactPublished
+from flock_es.domain.events import Event, EventKind
+from flock_es.projection.fold import apply, artifact_view
 from flock_es.projection.fold_compact import compacted, prune_artifacts
 from flock_es.projection.snapshot import VIEWS, Segment, link_bytes, shallow
 from flock_es.projection.snapshot_codec import Compressing, Decompressing, StateUnpickler, dump
@@ -199,6 +202,23 @@ class LinkFold:
             setattr(start, field, watched)
             self.watched.append(watched)
         compacted(start)
+
+    def apply(self, e: Event) -> None:
+        """Fold ``e`` compactly; an artifact whose decision is deferred, of which a compact
+        state holds only the id (``fold._artifact``), goes to the segment and is parked
+        here: the full state the chain rebuilds holds its view, as a fold from event 0
+        does."""
+        state = self.state
+        if e.kind is not EventKind.ARTIFACT_PUBLISHED:
+            apply(state, e)
+            return
+        b: ArtifactPublished = e.body  # type: ignore[assignment]
+        known = b["id"] in state.undecided or b["id"] in state.artifacts
+        apply(state, e)
+        if not known and b["id"] in state.undecided and b["id"] not in state.artifacts:
+            view = artifact_view(b, e.seq, e.ts)
+            self.segment.add("artifacts", b["id"], view)
+            self.parked.add(view)
 
     @property
     def behind(self) -> int:
