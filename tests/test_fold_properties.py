@@ -179,6 +179,12 @@ def test_undecided_holds_the_deferred_artifacts_not_yet_decided_in_publish_order
             expected.pop(aid, None)
     state = fold(evs)
     assert list(state.undecided) == list(expected)
-    assert list(fold(evs, compact=True).undecided) == list(expected)
+    published = [e.body.get("id") for e in evs if e.kind is EventKind.ARTIFACT_PUBLISHED]
+    if len(published) == len(set(published)):
+        # A compact fold does not hold the ids it let go of (a decided deferred
+        # artifact's, a pruned view's), so it cannot tell a second publication of one:
+        # it relies on a log publishing each id once, as the runtime does (an id is a
+        # digest of what produced it; outputs commit with their task's completion).
+        assert list(fold(evs, compact=True).undecided) == list(expected)
     if expected:
         assert state.has_pending_work()  # a run with undecided artifacts is not over
