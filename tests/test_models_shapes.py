@@ -153,7 +153,9 @@ async def test_a_503_retry_after_is_honoured(server: OpenAIServer, db_path: Path
 async def test_a_timeout_names_the_model(server: OpenAIServer, db_path: Path) -> None:
     server.script(Step(delay=2.0))
     await run_triage(server, db_path, retry=RetryPolicy(base_delay=0.01, timeout=0.3))
-    [attempt] = events(db_path, "model.attempt")
+    # The first attempt times out; on a loaded machine a retry can time out too (0.3 s
+    # includes the first call's set-up), so only the first one is checked.
+    attempt = events(db_path, "model.attempt")[0]
     assert attempt["outcome"] == "timeout" and "openai/test-model" in attempt["error"]
 
 
