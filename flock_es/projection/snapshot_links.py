@@ -162,10 +162,14 @@ class _Parking(_Spilling):
 
     def __setitem__(self, key: Any, view: Any) -> None:
         if _parks(view):
-            self.segment.add("artifacts", key, view)
-            self.parked.add(view)
+            self.park(key, view)
         else:
             super().__setitem__(key, view)
+
+    def park(self, key: str, view: ArtifactView) -> None:
+        """Give a final view to the segment and park it, never holding it here."""
+        self.segment.add("artifacts", key, view)
+        self.parked.add(view)
 
 
 def _seq(entry: tuple[str, ArtifactView]) -> int:
@@ -195,7 +199,8 @@ class LinkFold:
         for field in VIEWS:
             entries = getattr(start, field)
             if field == "artifacts":
-                watched: _Spilling = _Parking(self.segment, self.parked, entries)
+                self.artifacts = _Parking(self.segment, self.parked, entries)
+                watched: _Spilling = self.artifacts
             else:
                 kind = _Ordering if field in _ORDERED else _Spilling
                 watched = kind(field, self.segment, entries)
@@ -216,9 +221,7 @@ class LinkFold:
         known = b["id"] in state.undecided or b["id"] in state.artifacts
         apply(state, e)
         if not known and b["id"] in state.undecided and b["id"] not in state.artifacts:
-            view = artifact_view(b, e.seq, e.ts)
-            self.segment.add("artifacts", b["id"], view)
-            self.parked.add(view)
+            self.artifacts.park(b["id"], artifact_view(b, e.seq, e.ts))
 
     @property
     def behind(self) -> int:
