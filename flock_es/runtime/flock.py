@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sys
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
@@ -37,6 +38,7 @@ from flock_es.runtime.model_calls import ModelCalls
 from flock_es.runtime.model_clients import OFFLINE, ModelClients, default_model
 from flock_es.runtime.orchestrator_components import OrchestratorComponent, checked_component
 from flock_es.runtime.orchestrator_hooks import OrchestratorHooks
+from flock_es.runtime.publish_input import drainable, drained
 from flock_es.runtime.run_boundaries import closing_status, program_path, run_started_event
 from flock_es.runtime.store import Store
 
@@ -383,6 +385,9 @@ class Flock(Invocations):
         Such a publish is built and written a chunk at a time, and ``objs`` may be a
         generator read as it goes: the program need not hold 100,000 objects at once.
         """
+        refs = sys.getrefcount(objs)  # first: a list only this call holds is read as it
+        if drainable(objs, refs):  # streams, each object let go once built (publish_input.py)
+            objs = drained(objs)
         # A publish of more than DEFER_AT objects streams: a generator is read as it goes
         # (runtime/publish_stream.py), so the program need not hold its objects at once.
         models = map(as_model, objs)
