@@ -10,6 +10,7 @@ alternate their order; the table shows medians.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import subprocess
@@ -22,9 +23,15 @@ _LINE = re.compile(r"([\d,]+) runs/s\s+CPU µs/run: MainThread ([\d.]+)(?:\s+wri
 
 def _one(root: str, kind: str, items: int) -> tuple[float, float, float]:
     cmd = [sys.executable, str(HERE / "profile_b.py"), "--root", root, "--kind", kind]
-    out = subprocess.run(
-        [*cmd, "--repeats", "1", "--items", str(items)], capture_output=True, text=True, check=True
-    ).stdout
+    # The run's snapshot jobs are processes of their own (``python -m``): PYTHONPATH
+    # makes them import the same checkout (else the installed one, whose schema may differ).
+    env = {**os.environ, "PYTHONPATH": root}
+    done = subprocess.run(
+        [*cmd, "--repeats", "1", "--items", str(items)], capture_output=True, text=True, env=env
+    )
+    if done.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr}")
+    out = done.stdout
     m = _LINE.search(out)
     assert m, out
     return float(m[1].replace(",", "")), float(m[2]), float(m[3] or 0)
