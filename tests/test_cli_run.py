@@ -46,7 +46,11 @@ def test_news_example_end_to_end(tmp_path: Path) -> None:
     assert "Traceback" not in out.stderr
     payloads = [
         json.loads(str(p))
-        for (p,) in rows(db, "SELECT payload FROM artifacts WHERE type='NewsAnalysis'")
+        for (p,) in rows(
+            db,
+            "SELECT json_extract(e.body, '$.payload') FROM artifacts a "
+            "JOIN events e ON e.seq = a.seq WHERE a.type='NewsAnalysis'",
+        )
     ]
     assert {p["category"] for p in payloads} == CATEGORIES
     assert rows(db, "SELECT count(*) FROM artifacts WHERE type='NewsDigest'") == [(1,)]

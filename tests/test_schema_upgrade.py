@@ -37,6 +37,12 @@ V4_TABLES = {
         agent TEXT NOT NULL, seq INTEGER NOT NULL, ts REAL NOT NULL,
         PRIMARY KEY (run_id, artifact_id, task_id))""",
 }
+# What schema 4's artifacts columns hold, from a current file (schema 8 keeps no payload).
+V4_COLUMNS = {
+    "artifacts": "id, run_id, type, produced_by, seq, ts, "
+    "(SELECT json_extract(e.body, '$.payload') FROM events e WHERE e.seq = old_artifacts.seq), "
+    "task_id, correlation_id, vis_kind, visibility, released"
+}
 V4_INDEX = "CREATE INDEX artifacts_correlation ON artifacts(run_id, correlation_id, seq)"
 TABLES = ("runs", "artifacts", "artifact_tags", "consumptions")
 
@@ -76,7 +82,7 @@ def _to_v4(db: Path) -> None:
     for table, ddl in V4_TABLES.items():
         con.execute(f"ALTER TABLE {table} RENAME TO old_{table}")
         con.execute(ddl)
-        con.execute(f"INSERT INTO {table} SELECT * FROM old_{table}")
+        con.execute(f"INSERT INTO {table} SELECT {V4_COLUMNS.get(table, '*')} FROM old_{table}")
         con.execute(f"DROP TABLE old_{table}")
     con.execute(V4_INDEX)
     con.execute("PRAGMA user_version = 4")

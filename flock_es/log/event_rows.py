@@ -39,6 +39,7 @@ from flock_es.log.sqlite_rows import rows_per_statement as per
 
 __all__ = [
     "ARTIFACTS_HEAD",
+    "ARTIFACT_COLS",
     "EVENTS_HEAD",
     "FINISH_RUN",
     "INSERT_RUN",
@@ -55,10 +56,12 @@ __all__ = [
 # Heads of multi-row inserts (``sqlite_rows.insert_flat`` adds the VALUES).
 EVENTS_HEAD = "INSERT INTO events(seq, run_id, kind, ts, v, task_id, body)"
 ARTIFACTS_HEAD = (
-    "INSERT INTO artifacts(id, run_id, type, produced_by, seq, ts, payload, "
+    "INSERT INTO artifacts(seq, id, run_id, type, produced_by, ts, "
     "task_id, correlation_id, vis_kind, visibility)"
 )
-_INSERT_ARTIFACT = f"{ARTIFACTS_HEAD} VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+ARTIFACT_COLS = 10
+"""Values per ``artifacts`` row (``artifact_row``)."""
+_INSERT_ARTIFACT = f"{ARTIFACTS_HEAD} VALUES ({','.join('?' * ARTIFACT_COLS)})"
 INSERT_RUN = (
     "INSERT OR REPLACE INTO runs(run_id, program, model, started_at, status, parent_run, "
     "fork_seq, first_seq, last_seq, events) VALUES (?,?,?,?,?,?,?,?,?,0)"
@@ -138,7 +141,8 @@ def write_events(conn: sqlite3.Connection, events: list[Event], last_seq: int) -
     if runs:
         conn.executemany(INSERT_RUN, runs)
     if side.arts:
-        insert_flat(conn, ARTIFACTS_HEAD, 11, chunk_rows(side.arts, 11, per(conn, 11)))
+        n = ARTIFACT_COLS
+        insert_flat(conn, ARTIFACTS_HEAD, n, chunk_rows(side.arts, n, per(conn, n)))
         side.arts = []
     if finished:
         conn.executemany(FINISH_RUN, finished)
@@ -219,15 +223,16 @@ def _event_chunks(
 
 
 def artifact_row(e: Event, a: ArtifactPublished) -> tuple[Any, ...]:
-    """The ``artifacts`` read-model row of ``artifact.published`` ``e`` (seq set)."""
+    """The ``artifacts`` read-model row of ``artifact.published`` ``e`` (seq set). Not
+    its payload: the event's body holds it (schema 8), and a second copy cost the
+    writer's thread a JSON dump per artifact and the file its bytes."""
     return (
+        e.seq,
         a["id"],
         e.run_id,
         a["type"],
         a.get("produced_by", "external"),
-        e.seq,
         e.ts,
-        dumps(a["payload"]),
         a.get("task_id"),
         a.get("correlation_id"),
         *qm.visibility_columns(a.get("visibility")),

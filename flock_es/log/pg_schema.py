@@ -27,7 +27,7 @@ from psycopg import sql
 
 from flock_es.errors import DatabaseError
 from flock_es.log.body_paths import ATTEMPT, DONE, FAILED, STARTED, STARTED_AGENT
-from flock_es.log.query_models import EPOCH_16_DROPS, PG_QUERY_DDL, QUERY_INDEXES
+from flock_es.log.query_models import EPOCH_16_DROPS, PG_QUERY_DDL, PG_QUERY_INDEXES
 from flock_es.log.spans_view import PG_SPANS
 
 __all__ = [
@@ -40,7 +40,7 @@ __all__ = [
     "pg_connect",
 ]
 
-PG_SCHEMA_VERSION = 7
+PG_SCHEMA_VERSION = 8
 APPEND_LOCK = 0x464C4553_0001  # advisory lock key that serialises appends
 MIGRATE_LOCK = 0x464C4553_0002  # advisory lock key held while creating/upgrading the schema
 NOTIFY_CHANNEL = "flock_es_events"
@@ -166,7 +166,7 @@ ALTER TABLE artifact_tags DROP CONSTRAINT IF EXISTS artifact_tags_pkey;
 ALTER TABLE consumptions DROP CONSTRAINT IF EXISTS consumptions_pkey;
 DROP INDEX IF EXISTS artifacts_correlation;
 """
-    + QUERY_INDEXES
+    + PG_QUERY_INDEXES
 )
 
 # 6: spans also from completions that were their own start (inline function runs
@@ -174,10 +174,14 @@ DROP INDEX IF EXISTS artifacts_correlation;
 _V6 = PG_SPANS
 
 # 7: epochs of 8,192 events, not 65,536 (flock_es.log.query_models.EPOCH_BITS).
-_V7 = EPOCH_16_DROPS + QUERY_INDEXES
+_V7 = EPOCH_16_DROPS + PG_QUERY_INDEXES
+
+# 8: an artifact's payload is read from its event's body, not stored twice (as on
+# SQLite, whose artifacts table is also keyed by seq there: log/schema.py).
+_V8 = "ALTER TABLE artifacts DROP COLUMN IF EXISTS payload;"
 
 # MIGRATIONS[n] upgrades a schema at version n to n + 1; index 0 creates it.
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 assert len(MIGRATIONS) == PG_SCHEMA_VERSION
 
 

@@ -41,8 +41,8 @@ _INSERT_EVENT = (
     "INSERT INTO events(seq, run_id, kind, ts, v, task_id, body) VALUES (%s,%s,%s,%s,%s,%s,%s)"
 )
 _INSERT_ARTIFACT = (
-    "INSERT INTO artifacts(id, run_id, type, produced_by, seq, ts, payload, task_id, "
-    "correlation_id, vis_kind, visibility) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+    "INSERT INTO artifacts(seq, id, run_id, type, produced_by, ts, task_id, "
+    "correlation_id, vis_kind, visibility) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
     "ON CONFLICT DO NOTHING"
 )
 _INSERT_RUN = (

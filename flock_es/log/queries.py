@@ -35,9 +35,10 @@ __all__ = ["ArtifactFilter", "BoardQueries", "Consumption", "StoredArtifact"]
 
 _T = TypeVar("_T")
 _CHUNK = 500  # ids per IN (...) list, well under every backend's parameter limit
+# The payload is read from the artifact's event (the read model keeps no copy: schema 8).
 _COLS = (
-    "a.id, a.run_id, a.type, a.payload, a.produced_by, a.task_id, a.correlation_id, "
-    "a.visibility, a.released, a.seq, a.ts"
+    "a.id, a.run_id, a.type, (SELECT e.body FROM events e WHERE e.seq = a.seq), "
+    "a.produced_by, a.task_id, a.correlation_id, a.visibility, a.released, a.seq, a.ts"
 )
 
 
@@ -157,6 +158,12 @@ def where(
     return (" WHERE " + " AND ".join(conds)) if conds else "", args
 
 
+def _body(body: object) -> dict[str, Any]:
+    """An event's body as a query returns it: JSON text (SQLite), or parsed (PostgreSQL's
+    ``json`` column)."""
+    return body if isinstance(body, dict) else dict(from_json(str(body)))
+
+
 def _iso(ts: object) -> str | None:
     return None if ts is None else datetime.fromtimestamp(float(str(ts)), UTC).isoformat()
 
@@ -253,14 +260,14 @@ class BoardQueries:
     def _materialise(self, rows: list[tuple[object, ...]]) -> list[StoredArtifact]:
         tags = self._tags(rows)
         out = []
-        for aid, run, typ, payload, by, task, corr, vis, released, seq, ts in rows:
+        for aid, run, typ, body, by, task, corr, vis, released, seq, ts in rows:
             key = (str(run), str(aid))
             out.append(
                 StoredArtifact(
                     id=key[1],
                     run_id=key[0],
                     type=str(typ),
-                    payload=from_json(str(payload)),
+                    payload=_body(body)["payload"],
                     produced_by=str(by),
                     task_id=None if task is None else str(task),
                     correlation_id=None if corr is None else str(corr),

@@ -42,6 +42,7 @@ __all__ = [
     "EPOCH_16_DROPS",
     "EPOCH_BITS",
     "PG_QUERY_DDL",
+    "PG_QUERY_INDEXES",
     "POSTGRES",
     "QUERY_INDEXES",
     "QUERY_INDEX_NAMES",
@@ -97,20 +98,26 @@ expression index serves only a query that repeats its expression)."""
 # (seq), so a page is read straight off the index: no sort, no scan of the run.
 # A digest (an id) is never the first key of an index written on the hot path: the
 # id and correlation indexes start with the epoch, and tags are keyed by seq (which
-# they share with their artifact).
-QUERY_INDEXES = f"""
-CREATE INDEX IF NOT EXISTS artifacts_run_seq ON artifacts(run_id, seq);
-CREATE INDEX IF NOT EXISTS artifacts_type_seq ON artifacts(run_id, type, seq);
-CREATE INDEX IF NOT EXISTS artifacts_producer ON artifacts(run_id, produced_by, seq);
+# they share with their artifact). ``{seq}``: on SQLite (schema 8) ``artifacts`` is
+# keyed by seq, and every index entry ends in the key: naming seq again stored it
+# twice; PostgreSQL's indexes name it.
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS artifacts_run_seq ON artifacts(run_id{seq});
+CREATE INDEX IF NOT EXISTS artifacts_type_seq ON artifacts(run_id, type{seq});
+CREATE INDEX IF NOT EXISTS artifacts_producer ON artifacts(run_id, produced_by{seq});
 CREATE INDEX IF NOT EXISTS artifacts_ts ON artifacts(run_id, ts);
-CREATE INDEX IF NOT EXISTS artifacts_restricted ON artifacts(run_id, seq) WHERE vis_kind <> 'public';
-CREATE INDEX IF NOT EXISTS artifacts_id_e13 ON artifacts({EPOCH}, id);
-CREATE INDEX IF NOT EXISTS artifacts_correlation_e13 ON artifacts({EPOCH}, correlation_id, seq);
+CREATE INDEX IF NOT EXISTS artifacts_restricted ON artifacts(run_id{seq}) WHERE vis_kind <> 'public';
+CREATE INDEX IF NOT EXISTS artifacts_id_e13 ON artifacts({epoch}, id);
+CREATE INDEX IF NOT EXISTS artifacts_correlation_e13 ON artifacts({epoch}, correlation_id{seq});
 CREATE INDEX IF NOT EXISTS artifact_tags_seq ON artifact_tags(run_id, seq);
 CREATE INDEX IF NOT EXISTS artifact_tags_tag ON artifact_tags(run_id, tag, seq);
 CREATE INDEX IF NOT EXISTS consumptions_agent ON consumptions(run_id, agent, seq);
-CREATE INDEX IF NOT EXISTS consumptions_artifact_e13 ON consumptions({EPOCH}, artifact_id);
+CREATE INDEX IF NOT EXISTS consumptions_artifact_e13 ON consumptions({epoch}, artifact_id);
 """
+QUERY_INDEXES = _INDEXES.format(seq="", epoch=EPOCH)
+"""The read models' indexes on SQLite."""
+PG_QUERY_INDEXES = _INDEXES.format(seq=", seq", epoch=EPOCH)
+"""The same indexes on PostgreSQL (its ``artifacts`` has no key: each names seq)."""
 
 # The epoch indexes' names say their epoch: a file with another epoch size has other
 # names, which an upgrade drops (``EPOCH_16_DROPS``) before making these.
@@ -157,7 +164,7 @@ PG_QUERY_DDL = (
         for name, _, pg, default in ARTIFACT_COLUMNS
     )
     + _TABLES.format(big="BIGINT", real="DOUBLE PRECISION")
-    + QUERY_INDEXES
+    + PG_QUERY_INDEXES
 )
 """PostgreSQL migration 2 -> 3 (a fresh database runs it after creating schema 1)."""
 

@@ -50,14 +50,16 @@ __all__ = [
 ]
 
 APPLICATION_ID = 0x464C4553  # "FLES": tells our files from other SQLite files
-DB_SCHEMA_VERSION = 7
+DB_SCHEMA_VERSION = 8
 """2: the ``owners`` lease table; ``spans`` joins on run_id too (forks copy task ids).
 3: the store queries' read models (``flock_es.log.query_models``).
 4: ``snapshots`` of the folded state (``flock_es.projection.snapshot``).
 5: no digest-keyed index on the hot path: ``artifacts``, ``artifact_tags`` and
 ``consumptions`` lose their primary keys; ids are indexed by epoch (``query_models``).
 6: ``spans`` also from completions that were their own start (``log/spans_view.py``).
-7: epochs of 8,192 events, not 65,536 (``query_models.EPOCH_BITS``)."""
+7: epochs of 8,192 events, not 65,536 (``query_models.EPOCH_BITS``).
+8: ``artifacts`` keyed by ``seq`` and without ``payload`` (the event's body holds it);
+its indexes end in that key (``query_models.QUERY_INDEXES``)."""
 BUSY_TIMEOUT_MS = 10_000
 WRITER_CHECK_SECONDS = 1.0  # integrity check before appending (bounded; see verify)
 READER_CHECK_SECONDS = 0.2  # before a command reads (the TUI's first paint stays fast)
@@ -112,14 +114,15 @@ CREATE TABLE IF NOT EXISTS runs (
     last_seq    INTEGER,
     events      INTEGER NOT NULL DEFAULT 0
 );
+-- Keyed by the seq of its artifact.published (schema 8): every index entry ends in
+-- that key, not in a copy of it, and the payload is read from the event's body.
 CREATE TABLE IF NOT EXISTS artifacts (
+    seq         INTEGER PRIMARY KEY,
     id          TEXT NOT NULL,
     run_id      TEXT NOT NULL,
     type        TEXT NOT NULL,
     produced_by TEXT NOT NULL,
-    seq         INTEGER NOT NULL,
     ts          REAL NOT NULL,
-    payload     TEXT NOT NULL,
     {_QUERY_COLUMNS}
 );
 {SQLITE_QUERY_TABLES}
@@ -282,7 +285,7 @@ MIGRATIONS: dict[int, str] = {
     # 1 -> 2: the lease table, and spans joined on run_id as well as task_id.
     1: "DROP VIEW IF EXISTS spans;",
     # 2 -> 3: artifacts_type gives way to artifacts_type_seq (pages in seq order); the
-    # table is made anew (_drop_keys) and filled by re-deriving the models.
+    # table is made anew (schema_upgrade) and filled by re-deriving the models.
     2: "DROP INDEX IF EXISTS artifacts_type;",
     # 5 -> 6: the spans view, remade by DDL (completions that were their own start).
     5: "DROP VIEW IF EXISTS spans;",
@@ -307,10 +310,10 @@ def initialise(con: sqlite3.Connection) -> None:
         for v in range(version, DB_SCHEMA_VERSION):
             for stmt in statements(MIGRATIONS.get(v, "")):
                 con.execute(stmt)
-        if 0 < version < 5:
-            from flock_es.log.schema_upgrade import drop_keys
+        if 0 < version < 8:  # tables in a new layout (keys, columns): copied
+            from flock_es.log.schema_upgrade import remake_tables
 
-            drop_keys(con, version)
+            remake_tables(con, version)
         for i, stmt in enumerate(statements(DDL)):
             con.execute(stmt)
             if i == 0 and (pause := os.environ.get("FLOCK_ES_TEST_CREATE_PAUSE")):

@@ -20,6 +20,7 @@ from flock_es.domain.events import Event
 from flock_es.errors import RunOwnedError
 from flock_es.log import query_models as qm
 from flock_es.log.event_rows import (
+    ARTIFACT_COLS,
     ARTIFACTS_HEAD,
     EVENTS_HEAD,
     FINISH_RUN,
@@ -80,8 +81,8 @@ def warm_statements(conn: sqlite3.Connection, wal: Path | None = None) -> None:
             seq -= n
             rows = [(seq + i, "", "", 0.0, 0, None, "") for i in range(n)]
             insert_rows(conn, EVENTS_HEAD, 7, rows)
-            art = ("", "", "", "", 0, 0.0, "", None, None, "public", None)
-            insert_rows(conn, ARTIFACTS_HEAD, 11, [art] * n)
+            arts = [(seq + i, "", "", "", "", 0.0, None, None, "public", None) for i in range(n)]
+            insert_rows(conn, ARTIFACTS_HEAD, ARTIFACT_COLS, arts)
             insert_rows(conn, qm.CONSUMPTIONS_HEAD, 6, [("", "", "", "", 0, 0.0)] * n)
         conn.executemany(INSERT_RUN, [("", None, "", 0.0, "", None, None, 0, 0)])
         conn.executemany(FINISH_RUN, [(0.0, "", "")])
