@@ -27,7 +27,7 @@ import pytest
 
 from flock_es.domain.events import Event, EventKind, ModelCalled, make_event
 from flock_es.errors import RunOwnedError
-from flock_es.log import Durability, LogReader, LogWriter
+from flock_es.log import Durability, LogReader, LogWriter, group_commit
 from flock_es.log.group_commit import HOLD_MAX, INLINE_MAX_EVENTS, RELEASE_AT
 from flock_es.log.ports import Lease
 from flock_es.models.precise_timers import make_timers_precise
@@ -131,6 +131,30 @@ async def test_a_paid_unit_is_synced_on_the_loop_or_on_the_thread(tmp_path: Path
     assert (w.inline_commits, w.synced_commits) == (2, 2)
     await w.close()
     assert _ids(db) == ["t1", "t2"]
+
+
+async def test_paid_units_stay_held_past_hold_max_and_share_one_synced_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Eight analysts' answers, processed one after another, span more than HOLD_MAX:
+    # units that carry a paid answer stay held up to HOLD_MAX_SYNCED (here, for as
+    # long as the test needs), so the loop makes the one synced commit itself once it
+    # would only wait, instead of a thread that cannot run while the loop is busy.
+    monkeypatch.setattr(group_commit, "HOLD_MAX_SYNCED", 60.0)
+    assert make_timers_precise(asyncio.get_running_loop())
+    db = tmp_path / "w.db"
+    w = await LogWriter.open(db, durability=Durability.FULL)
+    await w.append([started()])
+    before, synced, inline = w.commits, w.synced_commits, w.inline_commits
+    w.enqueue([_paid(1)])
+    time.sleep(HOLD_MAX * 3)  # one long callback: the loop never looks for I/O
+    done = w.submit([artifact(2)])
+    assert not _committed_within(w, before + 1, seconds=HOLD_MAX * 20)  # still held
+    await done
+    assert w.commits == before + 1 and w.synced_commits == synced + 1
+    assert w.inline_commits == inline + 1  # the loop committed them itself
+    await w.close()
+    assert _ids(db) == ["t1", artifact(2).body["id"]]
 
 
 async def test_units_of_one_busy_stretch_share_a_commit(tmp_path: Path) -> None:
