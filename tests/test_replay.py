@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,15 @@ def recorded(db: Path) -> list[tuple[int, str, dict[str, Any]]]:
         return [
             (e.seq or 0, e.kind.value, e.body) for e in reader.events(reader.resolve_run("latest"))
         ]
+
+
+def edit(prog: Path, old: str, new: str) -> None:
+    """Change ``prog`` as a quick edit would: its mtime stays in the same second (here,
+    exactly), which a bytecode cache cannot tell from no change at all when the size
+    stays too; replay must run the new text."""
+    st = prog.stat()
+    prog.write_text(prog.read_text().replace(old, new))
+    os.utime(prog, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
 @pytest.fixture
@@ -62,7 +72,7 @@ def test_unchanged_pipeline_replays_identical_with_zero_model_calls(tmp_path: Pa
 def test_changed_where_predicate_diverges_at_the_schedule(program_run: tuple[Path, Path]) -> None:
     prog, db = program_run
     assert replay_json(db)[0] == 0
-    prog.write_text(prog.read_text().replace("i.n >= 3", "i.n >= 4"))
+    edit(prog, "i.n >= 3", "i.n >= 4")
     code, report, err = replay_json(db)
     assert code == 1
     assert "changed since the run was recorded" in err
@@ -87,7 +97,7 @@ def test_changed_where_predicate_diverges_at_the_schedule(program_run: tuple[Pat
 
 def test_widened_predicate_diverges_too(program_run: tuple[Path, Path]) -> None:
     prog, db = program_run
-    prog.write_text(prog.read_text().replace("i.n >= 3", "i.n >= 2"))
+    edit(prog, "i.n >= 3", "i.n >= 2")
     code, report, _ = replay_json(db)
     assert code == 1
     events = recorded(db)
@@ -105,7 +115,7 @@ def test_changed_function_return_diverges_at_its_first_output(
     program_run: tuple[Path, Path],
 ) -> None:
     prog, db = program_run
-    prog.write_text(prog.read_text().replace("Doubled(n=i.n * 2)", "Doubled(n=i.n * 2 + 1)"))
+    edit(prog, "Doubled(n=i.n * 2)", "Doubled(n=i.n * 2 + 1)")
     code, report, _ = replay_json(db)
     assert code == 1
     first = min(
@@ -125,7 +135,7 @@ def test_changed_function_return_diverges_at_its_first_output(
 
 def test_changed_prompt_of_a_model_agent_is_a_divergence(program_run: tuple[Path, Path]) -> None:
     prog, db = program_run
-    prog.write_text(prog.read_text().replace("Describe a big item", "Describe it in French"))
+    edit(prog, "Describe a big item", "Describe it in French")
     code, report, _ = replay_json(db)
     assert code == 1
     assert "prompt of model call 0" in report["divergence"]["what"]

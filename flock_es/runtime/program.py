@@ -74,7 +74,12 @@ def load_program(path: Path) -> Program:
     sys.modules[MODULE_NAME] = module
     sys.path.insert(0, str(path.resolve().parent))
     try:
-        spec.loader.exec_module(module)
+        # The file's text as it is now, compiled here and not through the loader's
+        # bytecode cache: a cached bytecode is trusted while the source keeps its size
+        # and its mtime in whole seconds, so an edit within the second that kept the
+        # size (``n >= 3`` to ``n >= 4``) ran the old code, and replay said identical.
+        code = compile(path.read_bytes(), spec.origin or str(path), "exec", dont_inherit=True)
+        exec(code, module.__dict__)
     except SyntaxError as exc:
         raise ProgramError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
     except UserError as exc:
