@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,6 +16,28 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+
+
+def _keep_compiled_bytecode() -> None:
+    """Let the suite's processes reuse compiled bytecode when the environment turns it off.
+
+    With ``PYTHONDONTWRITEBYTECODE`` set (this machine kind sets it), every process the
+    suite starts compiles what it imports from source again: each xdist worker the
+    tests and flock_es at collection (3 of its 6 CPU-s), each ``flock-es`` subprocess
+    flock_es (a quarter of its 0.4 CPU-s), a few hundred times a run. The bytecode
+    goes to a cache in the temp folder (``PYTHONPYCACHEPREFIX``), never next to the
+    sources; the first run fills it.
+    """
+    if not sys.flags.dont_write_bytecode:
+        return
+    cache = Path(tempfile.gettempdir()) / f"flock-es-tests-pycache-{os.getuid()}"
+    prefix = os.environ.setdefault("PYTHONPYCACHEPREFIX", str(cache))
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # the workers and subprocesses inherit it
+    sys.pycache_prefix = prefix
+    sys.dont_write_bytecode = False
+
+
+_keep_compiled_bytecode()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -98,7 +98,14 @@ def test_program_also_runs_as_plain_python(tmp_path: Path) -> None:
     assert [r["status"] for r in json.loads(listed.stdout)] == ["completed"]
 
 
-@pytest.mark.parametrize("name", ["chain", "pipeline", "routing", "function_agent"])
+@pytest.mark.parametrize(
+    "name",
+    # The quick set runs pipeline, chain (tests/test_inspect.py) and routing (below) anyway.
+    [
+        *(pytest.param(n, marks=pytest.mark.slow) for n in ("chain", "pipeline", "routing")),
+        "function_agent",
+    ],
+)
 def test_other_examples_run(tmp_path: Path, name: str) -> None:
     out = run_cli(["run", EXAMPLES / f"{name}.py", "--db", tmp_path / "x.db", "-q"], cwd=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -135,7 +142,13 @@ BAD_PROGRAMS = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(BAD_PROGRAMS))
+@pytest.mark.parametrize(
+    "name",
+    [
+        n if n in ("syntax.py", "badagent.py") else pytest.param(n, marks=pytest.mark.slow)
+        for n in sorted(BAD_PROGRAMS)
+    ],
+)
 def test_bad_programs_get_one_line_errors(tmp_path: Path, name: str) -> None:
     source, expected = BAD_PROGRAMS[name]
     prog = tmp_path / name

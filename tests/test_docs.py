@@ -173,9 +173,21 @@ def program_of(path: Path) -> str | None:
 
 
 PY_FILES = [p for p in DOC_FILES if program_of(p) is not None]
+# docs/mcp.md starts its MCP servers in subprocesses (5 s): slow; tests/test_mcp.py stays quick.
+SLOW_DOCS = {"docs/mcp.md"}
 
 
-@pytest.mark.parametrize("path", PY_FILES, ids=[str(p.relative_to(ROOT)) for p in PY_FILES])
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(
+            p,
+            id=str(p.relative_to(ROOT)),
+            marks=[pytest.mark.slow] if str(p.relative_to(ROOT)) in SLOW_DOCS else [],
+        )
+        for p in PY_FILES
+    ],
+)
 def test_python_blocks_run_as_one_program(path: Path, workdir: Path) -> None:
     program = workdir / "doc_program.py"
     program.write_text(program_of(path) or "")

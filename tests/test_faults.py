@@ -77,26 +77,30 @@ COMMANDS = [
 ]
 
 
-@pytest.mark.parametrize(
-    "damage",
-    [
-        pytest.param(zero_page, marks=pytest.mark.slow),
-        pytest.param(flip_bytes, marks=pytest.mark.slow),
-        bad_json,
-    ],
-)
-def test_damaged_databases_are_refused_by_every_command(
-    damage: object, news_db: Path, tmp_path: Path
-) -> None:
+def refused_by_each(damage: object, commands: list[list[str]], good: Path, tmp_path: Path) -> None:
     db = tmp_path / "damaged.db"
-    damage(news_db, db)  # type: ignore[operator]
+    damage(good, db)  # type: ignore[operator]
     before = db.read_bytes()
-    for cmd in COMMANDS:
+    for cmd in commands:
         args = [a.replace("{tmp}", str(tmp_path)) for a in cmd]
         out = run_cli([*args, "--db", db], cwd=tmp_path)
         one_line_error(out, "is damaged", ".recover", str(db))
     assert db.read_bytes() == before  # nobody appended to it
     assert not list(tmp_path.glob("*.part")) and not (tmp_path / "out.jsonl").exists()
+
+
+@pytest.mark.slow  # seven CLI runs a damage: the quick set keeps the next test
+@pytest.mark.parametrize("damage", [zero_page, flip_bytes, bad_json])
+def test_damaged_databases_are_refused_by_every_command(
+    damage: object, news_db: Path, tmp_path: Path
+) -> None:
+    refused_by_each(damage, COMMANDS, news_db, tmp_path)
+
+
+def test_a_damaged_database_is_refused_by_a_reader_and_a_writer(
+    news_db: Path, tmp_path: Path
+) -> None:
+    refused_by_each(bad_json, [["show", "latest"], ["run", str(NEWS), "-q"]], news_db, tmp_path)
 
 
 def test_export_checks_what_it_writes_and_import_checks_it_again(

@@ -8,6 +8,7 @@ model calls every offered tool once, so no network and no key are needed.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import socket
 import sqlite3
@@ -25,7 +26,11 @@ from flock_es import Flock, StdioServerParameters, StreamableHttpServerParameter
 from flock_es.errors import ConfigError, DefinitionError
 from tests.conftest import EXAMPLES, event_kinds, kill_cli_when, run_cli
 
-pytest.importorskip("mcp")
+# Not importorskip: importing mcp costs 0.7 s, which every xdist worker would pay at
+# collection; the servers these tests start import it, in their own processes.
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("mcp") is None, reason="the mcp package is not installed"
+)
 
 SERVER = '''
 import sys

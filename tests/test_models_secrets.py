@@ -63,6 +63,7 @@ def assert_nowhere(texts: list[str], files: list[Path]) -> None:
                 assert key.encode() not in f.read_bytes(), f"{key} in {f}"
 
 
+@pytest.mark.slow  # 5 s: the CLI's run imports litellm; tests/test_litellm.py stays quick
 def test_user_data_and_model_output_are_stored_byte_for_byte(
     server: OpenAIServer, tmp_path: Path
 ) -> None:
@@ -76,7 +77,7 @@ def test_user_data_and_model_output_are_stored_byte_for_byte(
     assert TRICKY.encode() in db.read_bytes()
 
 
-@pytest.mark.slow  # 4 s; the byte-for-byte test stays in the quick set
+@pytest.mark.slow  # 4 s
 def test_no_held_secret_is_recorded_or_shown_even_when_echoed(
     server: OpenAIServer, tmp_path: Path
 ) -> None:

@@ -29,7 +29,9 @@ def _latest(db: str | Path) -> str:
     return str(json.loads(out.stdout)[-1]["run_id"])
 
 
-@pytest.mark.parametrize("scheme", ["mysql", "http", "redis"])
+@pytest.mark.parametrize(
+    "scheme", ["mysql", *(pytest.param(s, marks=pytest.mark.slow) for s in ("http", "redis"))]
+)
 def test_an_unsupported_url_is_an_error_not_a_file(tmp_path: Path, scheme: str) -> None:
     out = run_cli(["run", EXAMPLES / "news.py", "--db", f"{scheme}://u@h:1/db"], cwd=tmp_path)
     assert out.returncode == 2

@@ -95,6 +95,7 @@ def test_changed_where_predicate_diverges_at_the_schedule(program_run: tuple[Pat
     assert report["model_calls"] == 0
 
 
+@pytest.mark.slow  # the narrowed predicate above stays in the quick set
 def test_widened_predicate_diverges_too(program_run: tuple[Path, Path]) -> None:
     prog, db = program_run
     edit(prog, "i.n >= 3", "i.n >= 2")
@@ -166,6 +167,7 @@ def test_replay_errors_are_one_line_exit_2(tmp_path: Path, program_run: tuple[Pa
     assert len(out.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # 3 s: a run and two replays
 def test_join_replays_identical_and_a_changed_join_key_diverges(tmp_path: Path) -> None:
     prog = tmp_path / "join.py"
     shutil.copy(PROGRAMS / "join_program.py", prog)

@@ -158,6 +158,7 @@ def _read(s: RunState, whole: RunState) -> RunState:
     return dataclasses.replace(s, artifacts=whole.artifacts)
 
 
+@pytest.mark.slow  # 20,000 runs folded: a scale test
 def test_a_job_holds_one_chunk_of_views_not_the_run() -> None:
     evs = _finished_runs(20_000)
     evs = [dataclasses.replace(e, seq=i + 1) for i, e in enumerate(evs)]

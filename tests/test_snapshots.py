@@ -183,6 +183,7 @@ def test_a_live_run_checkpoints_in_another_process(news_run: tuple[str, str]) ->
     assert not any(str(db) in str(arg) for arg in job.args)
 
 
+@pytest.mark.slow  # 8,000 runs folded twice: a scale test
 def test_a_large_state_round_trips_through_the_streamed_codec() -> None:
     # Many compressed pieces and pickle frames: encode and decode stream both ways.
     from tests.test_compact_state import _finished_runs

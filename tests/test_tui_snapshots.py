@@ -47,12 +47,18 @@ async def settled(pilot: Pilot[Any]) -> None:
     await pilot.pause()
 
 
-@pytest.mark.parametrize("key", ["1", "2", "4", "6", "7"])
+def slow_but(*quick: str, keys: tuple[str, ...]) -> list[Any]:
+    """``keys`` as parameters, those not in ``quick`` marked slow (one snapshot costs a
+    second of CPU; the quick set draws a few views, CI every one)."""
+    return [k if k in quick else pytest.param(k, marks=pytest.mark.slow) for k in keys]
+
+
+@pytest.mark.parametrize("key", slow_but("1", "2", keys=("1", "2", "4", "6", "7")))
 def test_view_after_the_run(news_db: Path, snap_compare: Any, key: str) -> None:
     assert snap_compare(make_app(news_db), press=[key], terminal_size=SIZE, run_before=settled)
 
 
-@pytest.mark.parametrize("key", ["2", "3", "5", "7"])
+@pytest.mark.parametrize("key", slow_but("5", keys=("2", "3", "5", "7")))
 def test_view_when_the_batch_held_five(news_db: Path, snap_compare: Any, key: str) -> None:
     app = make_app(news_db, at=five_of_eight_seq())
     assert snap_compare(app, press=[key], terminal_size=SIZE, run_before=settled)

@@ -129,8 +129,9 @@ def cli(*args: object, env: dict[str, str] | None = None) -> subprocess.Popen[st
 @pytest.mark.parametrize(
     ("program", "n_workers"),
     [
-        # One quick variant stays in the fast set; the rest are slow (subprocess-heavy).
-        (PROGRAMS / "tutorial_verbatim.py", 1),
+        # All slow (subprocess-heavy: a run, workers, the shared run, a replay); the
+        # quick set keeps the worker tests of single processes below.
+        pytest.param(PROGRAMS / "tutorial_verbatim.py", 1, marks=pytest.mark.slow),
         pytest.param(EXAMPLES / "news.py", 1, marks=pytest.mark.slow),
         pytest.param(EXAMPLES / "news.py", 3, marks=pytest.mark.slow),
         pytest.param(PROGRAMS / "tutorial_verbatim.py", 3, marks=pytest.mark.slow),
