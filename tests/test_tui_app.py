@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
+from textual.css.query import NoMatches
 from textual.widgets import Static
 
 from flock_es import Flock, JoinSpec, flock_type
@@ -288,6 +289,21 @@ async def test_switches_to_a_new_run_when_one_starts(news_db: Path) -> None:
         assert app.monitor.run_id == "r-20250101-120200-news02"
         assert app.vlist("artifacts").row_count == 10
         assert app.table("runs").row_count == 2
+
+
+async def test_a_redraw_message_handled_while_the_app_quits_finds_no_widget(
+    news_db: Path,
+) -> None:
+    # Following a run, each redraw posts a list's Highlighted; one still queued when the
+    # app quits is handled after its screens are gone. Its handler must then find no
+    # widget (NoMatches, which the handlers ignore), not fail on an empty screen stack.
+    app = MonitorApp(news_db, clock=frozen)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, app)
+        assert app.vlist("artifacts").row_count == 10
+    assert not app.screen_stack
+    with pytest.raises(NoMatches):
+        app.vlist("artifacts")
 
 
 async def test_too_small_terminal_shows_a_message_not_a_crash(news_db: Path) -> None:

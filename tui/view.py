@@ -85,7 +85,13 @@ class ViewMixin(App[None]):
     # Queries --------------------------------------------------------------
 
     def _q(self, selector: str, expect: type[W]) -> W:
-        """Query the monitor's own screen (a help or detail screen may be on top)."""
+        """Query the monitor's own screen (a help or detail screen may be on top).
+
+        NoMatches once the app has closed its screens: a message posted by the last
+        redraw (a list's ``Highlighted``) can still be handled while the app quits.
+        """
+        if not self.screen_stack:
+            raise NoMatches(f"no screen to query for {selector}: the app is closing")
         return self.screen_stack[0].query_one(selector, expect)
 
     def table(self, view: str) -> DiffTable:
@@ -258,13 +264,15 @@ class ViewMixin(App[None]):
 
     @on(VirtualList.Highlighted, "#artifacts-list")
     def _artifact_highlighted(self) -> None:
-        self._payload()
+        with contextlib.suppress(NoMatches):  # the app is closing: its widgets are gone
+            self._payload()
 
     @on(VirtualList.Highlighted, "#agents-table")
     def _agent_highlighted(self) -> None:
-        if self.server is not None and self.view == "agents":
-            self.refresh_views(clock_only=True)
-            self._set("#recent", "\n".join(self.frame.recent))
+        with contextlib.suppress(NoMatches):  # the app is closing: its widgets are gone
+            if self.server is not None and self.view == "agents":
+                self.refresh_views(clock_only=True)
+                self._set("#recent", "\n".join(self.frame.recent))
 
     # Size ----------------------------------------------------------------
 
@@ -395,7 +403,8 @@ class ViewMixin(App[None]):
     def _stats_loaded(self, stats: dict[str, dict[str, Any]]) -> None:
         self.run_stats = stats
         if self.server is not None:
-            self._runs(True)
+            with contextlib.suppress(NoMatches):  # the app closed while they loaded
+                self._runs(True)
 
 
 def _height(widget: Widget, text: str, width: int) -> int:
