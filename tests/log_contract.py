@@ -38,7 +38,8 @@ from flock_es.domain.events import (
     make_event,
 )
 from flock_es.errors import DatabaseError, RunNotFoundError, RunOwnedError
-from flock_es.log.ports import EventReader, EventStore, EventWriter, Lease, SharedRuns
+from flock_es.log.ports import EventReader, EventStore, EventWriter, Lease
+from flock_es.log.shared_ports import SharedRuns
 from tests.store_contract import StoreQueriesContract
 
 RUN = "r-test-0001"

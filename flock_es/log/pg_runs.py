@@ -33,8 +33,9 @@ from flock_es.log.body_paths import PROGRAM_HASH
 from flock_es.log.lease import gone_workers, local_worker_range
 from flock_es.log.pg_schema import NOTIFY_CHANNEL, describe_url, migrate, pg_connect
 from flock_es.log.pg_writer import insert_events
-from flock_es.log.ports import Lease, RunTurn
+from flock_es.log.ports import Lease
 from flock_es.log.reader import row_to_event
+from flock_es.log.shared_ports import RunTurn
 
 __all__ = ["PgRuns"]
 

@@ -46,9 +46,10 @@ from flock_es.errors import RunOwnedError
 from flock_es.log.body_paths import PROGRAM_HASH
 from flock_es.log.event_rows import PAID_KINDS, write_events
 from flock_es.log.lease import gone_workers, local_worker_range
-from flock_es.log.ports import Durability, Lease, RunTurn
+from flock_es.log.ports import Durability, Lease
 from flock_es.log.reader import row_to_event
 from flock_es.log.schema import BUSY_TIMEOUT_MS, PRAGMAS, storage_error
+from flock_es.log.shared_ports import RunTurn
 
 __all__ = ["SqliteRuns"]
 

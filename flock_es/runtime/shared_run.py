@@ -34,7 +34,8 @@ from dataclasses import dataclass
 
 from flock_es.domain.events import Event, EventKind, TaskCompleted, body_as
 from flock_es.errors import DatabaseError
-from flock_es.log.ports import Lease, SharedRuns
+from flock_es.log.ports import Lease
+from flock_es.log.shared_ports import SharedRuns
 from flock_es.projection.fold import apply
 from flock_es.projection.state import RunState
 from flock_es.runtime.kernel import Kernel

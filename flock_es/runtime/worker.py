@@ -43,7 +43,8 @@ from pathlib import Path
 from flock_es.domain.events import Event, TaskStatus
 from flock_es.errors import UserError
 from flock_es.log.lease import new_worker_id
-from flock_es.log.ports import SharedRuns, open_store
+from flock_es.log.ports import open_store
+from flock_es.log.shared_ports import SharedRuns
 from flock_es.projection.fold import fold
 from flock_es.projection.state import TaskView
 from flock_es.runtime.board_queries import BoardSource
