@@ -30,8 +30,9 @@ from bench._machine import machine, median
 from flock_es.domain.events import ArtifactPublished, Event, EventKind, RunStarted, make_event
 from flock_es.domain.visibility import Identity
 from flock_es.log import open_store
-from flock_es.log.queries import ArtifactFilter, BoardQueries, where
+from flock_es.log.queries import BoardQueries, where
 from flock_es.log.query_models import QUERY_INDEX_NAMES
+from flock_es.log.query_values import ArtifactFilter
 
 RUN = "r-bench-store"
 T0 = 1_700_000_000.0

@@ -22,8 +22,9 @@ from flock_es.domain.events import (
 from flock_es.domain.visibility import Identity
 from flock_es.log.ports import EventStore
 from flock_es.log.published import published
-from flock_es.log.queries import ArtifactFilter, BoardQueries
+from flock_es.log.queries import BoardQueries
 from flock_es.log.query_models import QUERY_INDEX_NAMES
+from flock_es.log.query_values import ArtifactFilter
 
 __all__ = ["DOWNGRADE_TO_V2", "StoreQueriesContract", "board_events"]
 

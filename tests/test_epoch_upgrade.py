@@ -17,8 +17,9 @@ from pydantic import BaseModel
 from flock_es import Flock, flock_type
 from flock_es.log import LogWriter
 from flock_es.log.ports import open_store
-from flock_es.log.queries import ArtifactFilter, BoardQueries
+from flock_es.log.queries import BoardQueries
 from flock_es.log.query_models import EPOCH_BITS
+from flock_es.log.query_values import ArtifactFilter
 from flock_es.log.schema import DB_SCHEMA_VERSION
 from tests.pg import pg_url  # noqa: F401  (fixture)
 

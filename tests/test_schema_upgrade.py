@@ -17,7 +17,8 @@ from flock_es import Flock, flock_type
 from flock_es.log import LogWriter
 from flock_es.log.event_rows import rebuild_read_models
 from flock_es.log.ports import open_store
-from flock_es.log.queries import ArtifactFilter, BoardQueries
+from flock_es.log.queries import BoardQueries
+from flock_es.log.query_values import ArtifactFilter
 from flock_es.log.schema import DB_SCHEMA_VERSION
 
 # The three tables as schema 4 made them (their columns as of schema 3), and the

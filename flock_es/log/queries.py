@@ -21,7 +21,6 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -30,8 +29,9 @@ from pydantic_core import from_json
 from flock_es.domain.visibility import PUBLIC, Identity, visible_to
 from flock_es.log.ports import EventReader
 from flock_es.log.query_models import EPOCH_BITS, by_key, epoch_in
+from flock_es.log.query_values import ArtifactFilter, Consumption, StoredArtifact
 
-__all__ = ["ArtifactFilter", "BoardQueries", "Consumption", "StoredArtifact"]
+__all__ = ["BoardQueries", "where"]
 
 _T = TypeVar("_T")
 _CHUNK = 500  # ids per IN (...) list, well under every backend's parameter limit
@@ -40,58 +40,6 @@ _COLS = (
     "a.id, a.run_id, a.type, (SELECT e.body FROM events e WHERE e.seq = a.seq), "
     "a.produced_by, a.task_id, a.correlation_id, a.visibility, a.released, a.seq, a.ts"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class ArtifactFilter:
-    """What to select; every field left empty selects everything.
-
-    ``tags``: artifacts carrying all of them. ``since``/``until``: publication time
-    (epoch seconds, inclusive). ``visibility``: visibility kinds. ``exclude_tag``:
-    leave out artifacts carrying it. ``until_seq``: the board as it stood at a seq.
-    """
-
-    run_id: str | None = None
-    types: tuple[str, ...] = ()
-    produced_by: tuple[str, ...] = ()
-    correlation_id: str | None = None
-    tags: tuple[str, ...] = ()
-    visibility: tuple[str, ...] = ()
-    since: float | None = None
-    until: float | None = None
-    exclude_tag: str | None = None
-    until_seq: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StoredArtifact:
-    """One artifact as the read model holds it (``ts``: when it was published)."""
-
-    id: str
-    run_id: str
-    type: str
-    payload: dict[str, Any]
-    produced_by: str
-    task_id: str | None
-    correlation_id: str | None
-    tags: tuple[str, ...]
-    visibility: dict[str, Any]
-    released: bool
-    seq: int
-    ts: float
-
-
-@dataclass(frozen=True, slots=True)
-class Consumption:
-    """Task ``task_id`` of ``agent`` took ``artifact_id`` as an input (``task.scheduled``
-    at ``seq``, time ``consumed_at``)."""
-
-    run_id: str
-    artifact_id: str
-    task_id: str
-    agent: str
-    seq: int
-    consumed_at: float
 
 
 def _marks(values: Sequence[object]) -> str:

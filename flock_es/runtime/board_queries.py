@@ -25,7 +25,8 @@ from pydantic import BaseModel
 
 from flock_es.domain import registry
 from flock_es.domain.visibility import Identity
-from flock_es.log.queries import ArtifactFilter, BoardQueries, StoredArtifact
+from flock_es.log.queries import BoardQueries
+from flock_es.log.query_values import ArtifactFilter, StoredArtifact
 
 if TYPE_CHECKING:
     from flock_es.runtime.store import Artifact
