@@ -16,8 +16,10 @@ and compares:
 * time-dependent decisions (a batch flushed by its timeout) are followed as
   recorded, not decided again.
 
-Nothing is written anywhere: the replay is pure memory. No model is ever
-called: a call missing from the record is a divergence, not a network request.
+The decision checks are ``flock_es.runtime.replay_decisions``'s; this module
+walks the record and re-executes the tasks. Nothing is written anywhere: the
+replay is pure memory. No model is ever called: a call missing from the record
+is a divergence, not a network request.
 
 The record is read as a stream with a short look ahead (``replay_stream``): a
 decision and a task's completion sit right after what caused them, in its
@@ -40,29 +42,20 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from flock_es.domain.describe import describe
 from flock_es.domain.events import (
     ArtifactDecided,
     ArtifactPublished,
-    ArtifactReleased,
     Event,
     EventKind,
     ModelCalled,
     RunStarted,
-    ScheduleReason,
     TaskCompleted,
     TaskFailed,
     TaskScheduled,
     body_as,
 )
 from flock_es.errors import RecordedCallChanged, ReplayMiss
-from flock_es.log.event_rows import dumps
 from flock_es.models.base import ModelClient
-from flock_es.projection.decide import (
-    decide_artifact,
-    decide_batch_flush,
-    decide_release,
-)
 from flock_es.projection.fold import PRUNE_AT, apply
 from flock_es.projection.state import RunState, TaskView
 from flock_es.runtime.agent import Agent
@@ -70,7 +63,7 @@ from flock_es.runtime.agent_hooks import InputsDiverged, terminate
 from flock_es.runtime.board_queries import BoardSource
 from flock_es.runtime.executor import Executor
 from flock_es.runtime.gc_policy import fewer_collections
-from flock_es.runtime.kernel import UNPUBLISHED_TAG, Kernel, NullRecorder, NullSink, build_index
+from flock_es.runtime.kernel import Kernel, NullRecorder, NullSink, build_index
 from flock_es.runtime.model_calls import ModelCalls
 from flock_es.runtime.orchestrator_hooks import OrchestratorHooks
 from flock_es.runtime.replay_checks import (
@@ -79,6 +72,7 @@ from flock_es.runtime.replay_checks import (
     failed_divergence,
     output_divergence,
 )
+from flock_es.runtime.replay_decisions import DecisionChecks
 from flock_es.runtime.replay_report import (
     Divergence,
     ReplayReport,
@@ -93,7 +87,6 @@ from flock_es.runtime.replay_stream import (
 
 __all__ = ["Replayer", "recorded_decisions", "transactions"]
 
-_TIMED = {ScheduleReason.BATCH_TIMEOUT.value, ScheduleReason.BATCH_FLUSH.value}
 _NEVER = 2**62  # a prune_at no state reaches: nowhere to read a view let go of
 
 
@@ -101,11 +94,7 @@ def _no_client(agent: Agent) -> ModelClient:
     raise ReplayMiss("replay never calls a model")
 
 
-def _decision(e: Event) -> str:
-    return f"{e.kind.value} {dumps(e.body)}"
-
-
-class Replayer:
+class Replayer(DecisionChecks):
     """Walks a recorded run (a list or a stream of its events, in seq order);
     ``run()`` returns the report. ``timeline=False`` skips building the timeline
     (``replay --no-timeline``): one line per event is most of a long replay's memory."""
@@ -247,14 +236,14 @@ class Replayer:
             if published.get("deferred"):
                 self.deferred.published(published, e)
                 return div  # decided at its artifact.decided, checked there
-            return div or self._check_decisions(e)
+            return div or self.check_decisions(e)
         if e.kind is EventKind.ARTIFACT_DECIDED:
             self.deferred.read_ahead(body_as(e, ArtifactDecided)["id"])
             apply(self.state, e)
-            return self._check_decisions(e)
+            return self.check_decisions(e)
         if e.kind is EventKind.ARTIFACT_RELEASED:
             # The release is a time decision (followed); what it then triggers is checked.
-            return self._check_decisions(e)
+            return self.check_decisions(e)
         if e.kind is EventKind.TASK_COMPLETED:
             # What the task's re-execution gave is dropped at the end of the transaction:
             # an output after the completion (a task of several outputs) is checked too.
@@ -268,87 +257,11 @@ class Replayer:
             if not failed.get("will_retry"):
                 self.outcomes.pop(failed["task_id"], None)
         elif e.kind is EventKind.TASK_SCHEDULED:
-            div = self._check_timed_flush(e, body_as(e, TaskScheduled))
+            div = self.check_timed_flush(e, body_as(e, TaskScheduled))
         else:
             div = None
         apply(self.state, e)
         return div
-
-    def _check_timed_flush(self, e: Event, b: TaskScheduled) -> Divergence | None:
-        """A batch flushed by its timeout: the same inputs must be flushed now."""
-        reason = b.get("reason")
-        if reason not in _TIMED:
-            return None
-        expected = decide_batch_flush(
-            self.state, b["agent"], b["sub_index"], ScheduleReason(reason), e.ts
-        )
-        got = [tuple(body_as(x, TaskScheduled)["inputs"]) for x in expected]
-        if got == [tuple(b["inputs"])]:
-            return None
-        return Divergence(e.seq or 0, "batch flushed by its timeout", b["inputs"], got, b["agent"])
-
-    def _check_decisions(self, e: Event) -> Divergence | None:
-        released = e.kind is EventKind.ARTIFACT_RELEASED
-        aid = (
-            body_as(e, ArtifactReleased)["artifact_id"]
-            if released
-            else body_as(e, ArtifactPublished)["id"]
-        )
-        view = self.state.artifacts.get(aid)
-        if view is None and e.kind is EventKind.ARTIFACT_DECIDED:
-            view = self.deferred.take(aid)
-            if view is not None:  # held from its decision on, as the live run does
-                self.state.artifacts[aid] = view
-        if view is None or UNPUBLISHED_TAG in view.tags:
-            if released:
-                apply(self.state, e)
-            return None
-        recorded = self.ahead.decisions_after(e)
-        try:
-            obj = self.kernel.obj_of(view)
-        except Exception as exc:
-            if released:
-                apply(self.state, e)
-            return Divergence(
-                e.seq or 0,
-                f"artifact {aid} cannot be rebuilt",
-                view.type,
-                str(exc),
-                view.produced_by,
-            )
-        # A live decision sees the artifact and the decisions of those before it in
-        # its transaction: exactly what the fold holds at this point of the walk.
-        if released:
-            decided = decide_release(self.state, self.kernel.index, aid, obj, e.ts)[1:]
-            apply(self.state, e)
-        else:
-            decided = decide_artifact(self.state, self.kernel.index, view, obj, e.ts)
-        self.report.decisions_checked += 1
-        exp = [_decision(x) for x in recorded]
-        got = [_decision(x) for x in decided]
-        if exp == got:
-            return None
-        k = next(
-            (
-                n
-                for n in range(max(len(exp), len(got)))
-                if n >= min(len(exp), len(got)) or exp[n] != got[n]
-            ),
-            0,
-        )
-        seq = (recorded[k].seq if k < len(recorded) else None) or e.seq or 0
-        first = recorded[k] if k < len(recorded) else decided[k]
-        expected = [describe(x) for x in recorded]
-        actual = [describe(x) for x in decided]
-        if expected == actual:  # the difference is in a detail the summary leaves out
-            expected, actual = exp, got
-        return Divergence(
-            seq,
-            f"what {view.type} {aid} (seq {e.seq}) triggers",
-            expected or "nothing",
-            actual or "nothing",
-            str(first.body.get("agent")),  # any decision kind: all of them name an agent
-        )
 
     async def _outcome(self, task_id: str, attempt: int) -> TaskOutcome:
         done = self.outcomes.get(task_id)
