@@ -1,8 +1,9 @@
-"""Drawing and keys of the monitor: the half of the app that runs on the UI thread.
+"""Drawing of the monitor: the half of the app that runs on the UI thread.
 
 Everything here draws a ``Frame`` from the ``ViewServer`` and touches only
 what is on screen: the status line, the banner, the agent lanes (one row per agent), the
-small tables, and the visible window of the active virtual list.
+small tables, and the visible window of the active virtual list. The keys that
+switch, filter and sort the views are ``tui/view_navigation.py``'s.
 """
 
 from __future__ import annotations
@@ -13,38 +14,35 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from rich.markup import escape
 from rich.syntax import Syntax
-from textual import events, on, work
+from textual import events, on
 from textual.app import App
 from textual.css.query import NoMatches
 from textual.visual import visualize
 from textual.widget import Widget
-from textual.widgets import ContentSwitcher, Input, Static
+from textual.widgets import ContentSwitcher, Static
 
 from flock_es.domain.events import RunStatus
 from flock_es.errors import FlockError
-from flock_es.log.liveness import live_status
-from flock_es.log.ports import EventReader, open_store
+from flock_es.log.ports import EventReader
 
 from . import rows
 from .monitor import Clock, Monitor
-from .screens import HelpScreen
 from .server import Frame, ViewRequest, ViewServer
-from .sources import TaskSource
 from .terminal import MIN_HEIGHT, MIN_WIDTH
 from .vlist import VirtualList
-from .widgets import DiffTable, ScrubBar, Timeline, ViewTabs
+from .widgets import DiffTable, ScrubBar, Timeline
 
 if TYPE_CHECKING:
     from .remote import RemoteServer
 
-__all__ = ["ViewMixin"]
+__all__ = ["LISTS", "ViewMixin"]
 
 W = TypeVar("W", bound=Widget)
 LISTS = {"tasks", "artifacts", "log", "failures"}
 
 
 class ViewMixin(App[None]):
-    """Refresh and actions of ``MonitorApp`` (see there)."""
+    """Queries, refresh and drawing of ``MonitorApp`` (see there)."""
 
     db: str
     monitor: Monitor | None
@@ -290,128 +288,8 @@ class ViewMixin(App[None]):
             f"terminal too small: {w}x{h}; flock-es tui needs at least {MIN_WIDTH}x{MIN_HEIGHT}"
         )
 
-    # Actions: views and filter ---------------------------------------------
-
-    def action_help(self) -> None:
-        self.push_screen(HelpScreen(list(self.BINDINGS)))
-
-    def action_filter(self) -> None:
-        box = self._q("#filter", Input)
-        box.display = True
-        box.value = self._filter_text
-        box.focus()
-
-    @on(Input.Submitted, "#filter")
-    def _filter_submitted(self, event: Input.Submitted) -> None:
-        self.set_filter(event.value)
-        event.input.display = False
-        self._focus_view()
-
-    def set_filter(self, text: str) -> None:
-        """Filter every view (``agent:NAME``, ``type:TYPE``, ``kind:KIND``, ``status:S``, words)."""
-        self._filter_text = text.strip()
-        self.filter = rows.Filter.parse(text)
-        self._rebuild_sources()
-
-    def _rebuild_sources(self) -> None:
-        """The filter or the tasks' mode changed: every list starts again at its top."""
-        for vl in self.query(VirtualList).results():
-            vl.set_source(vl.source)
-        self.refresh_views(full=True)
-
-    def action_task_mode(self) -> None:
-        modes = TaskSource.MODES
-        self.task_mode = modes[(modes.index(self.task_mode) + 1) % len(modes)]
-        self._rebuild_sources()
-
-    def action_sort_runs(self) -> None:
-        sorts = rows.RUN_SORTS
-        self.run_sort = sorts[(sorts.index(self.run_sort) + 1) % len(sorts)]
-        self.notify(f"runs sorted by {self.run_sort}, descending")
-        self.refresh_views(full=True)
-
-    def action_next_view(self) -> None:
-        self._cycle(1)
-
-    def action_prev_view(self) -> None:
-        self._cycle(-1)
-
-    def _cycle(self, d: int) -> None:
-        if len(self.screen_stack) > 1:
-            return
-        from .app import VIEWS
-
-        i = VIEWS.index(self.view)
-        self.action_view(VIEWS[(i + d) % len(VIEWS)])
-
-    def action_view(self, view: str) -> None:
-        views = self._q("#views", ContentSwitcher)
-        if views.current != view:
-            views.current = view
-            self._q("#tabs", ViewTabs).show(view)
-            if view == "runs":
-                self._load_run_stats()
-            self._show_view(view)
-        self._focus_view()
-
-    @on(ViewTabs.Picked)
-    def _tab_picked(self, event: ViewTabs.Picked) -> None:
-        self.action_view(event.view)
-
-    def _focus_view(self) -> None:
-        view = self.view
-        if view in LISTS:
-            self.vlist(view).focus()
-        elif view == "timeline":
-            self._q("#timeline-view", Widget).focus()
-        else:
-            self.table(view).focus()
-
-    def action_go_back(self) -> None:
-        box = self._q("#filter", Input)
-        if box.display:
-            box.display = False
-            self._focus_view()
-        elif self.filter:
-            self.set_filter("")
-        elif self.view != "agents":
-            self.action_view("agents")
-
-    @work(thread=True, exclusive=True, group="stats")
-    def _load_run_stats(self) -> None:
-        """Per-run counters (one aggregate query) for the Runs view, off the UI thread."""
-        if self.server is None:
-            return
-        with open_store(self.db, readonly=True).reader() as reader:
-            stats = reader.run_stats()
-            for r in reader.runs():
-                st = stats.get(r.run_id)
-                if st is None or (r.status and r.status != RunStatus.RUNNING.value):
-                    continue
-                done = _count(st["done"]) + _count(st["failed"])
-                pending = _count(st["scheduled"]) > done
-                pid, host = st.get("pid"), st.get("host")
-                st["status"] = live_status(
-                    r.status,
-                    pid if isinstance(pid, int) else None,
-                    host if isinstance(host, str) else None,
-                    pending,
-                    bool(st["failed"]),
-                )
-        self.call_from_thread(self._stats_loaded, stats)
-
-    def _stats_loaded(self, stats: dict[str, dict[str, Any]]) -> None:
-        self.run_stats = stats
-        if self.server is not None:
-            with contextlib.suppress(NoMatches):  # the app closed while they loaded
-                self._runs(True)
-
 
 def _height(widget: Widget, text: str, width: int) -> int:
     """Lines that ``text`` takes in ``widget`` at ``width`` (wrapped as Textual wraps it)."""
     # Widget.get_content_height passes its styles the same way (typed as a RulesMap).
     return visualize(widget, text).get_height(widget.styles, width)  # type: ignore[arg-type]
-
-
-def _count(value: object) -> int:
-    return value if isinstance(value, int) else 0

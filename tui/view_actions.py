@@ -12,14 +12,14 @@ from flock_es.errors import FlockError
 from . import actions, drill
 from .detail import Detail
 from .screens import ConfirmScreen, DetailScreen, GotoScreen
-from .view import ViewMixin
+from .view_navigation import NavigationMixin
 from .vlist import VirtualList
 from .widgets import ScrubBar
 
 __all__ = ["ActionsMixin"]
 
 
-class ActionsMixin(ViewMixin):
+class ActionsMixin(NavigationMixin):
     """Time travel, drill-down, runs and CLI actions of ``MonitorApp``."""
 
     # Following and time travel ----------------------------------------------
