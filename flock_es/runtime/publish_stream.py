@@ -25,12 +25,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from pydantic import BaseModel
 
 from flock_es.domain.events import ArtifactPublished, Event, body_as
 from flock_es.log.event_stream import EventStream
+from flock_es.log.queries import BoardQueries
 from flock_es.runtime.kernel import Kernel
 
 __all__ = ["STREAM_CHUNK", "publish_deferred"]
@@ -75,7 +75,9 @@ async def publish_deferred(
     return ids
 
 
-async def _fold_committed(kernel: Kernel, board: Any, first: int, last: int) -> None:
+async def _fold_committed(
+    kernel: Kernel, board: BoardQueries | None, first: int, last: int
+) -> None:
     """Fold the committed stream into the state, read back from the log a chunk at a
     time; each chunk then goes to the listeners and the actor (``Kernel.committed``)."""
     if board is None or last < first:
