@@ -286,3 +286,25 @@ def test_the_compact_fold_sums_old_spans_and_keeps_the_active_time_exact() -> No
     assert math.isclose(busy, sum(n for _, n in runs))
     assert math.isclose(active, sum(e - s for s, e in union))
     assert math.isclose(active, own_work(fold(evs), None)[1])  # the full fold's
+
+
+def test_tasks_scheduled_up_front_keep_the_active_time_exact() -> None:
+    # Workload (b)'s shape: one publish schedules every task, which then run one after
+    # another (inline, no task.started): the oldest pending task bounds the cutoff, so
+    # the spans are halved without a walk over the thousands still pending, and once the
+    # last ones run the cutoff moves on. Busy and active time stay those of the full fold.
+    n = 3 * SPANS_HELD
+    evs = [Event(run_id="r", kind=EventKind.RUN_STARTED, body={"model": "m", "agents": []}, ts=0)]
+    for i in range(n):
+        sched = {"task_id": f"t-{i}", "agent": "x", "sub_index": 0, "inputs": []}
+        evs.append(Event(run_id="r", kind=EventKind.TASK_SCHEDULED, body=sched, ts=1.0))
+    for i in range(n):
+        done = {"task_id": f"t-{i}", "agent": "x", "outputs": [], "attempt": 1}
+        done["duration_ms"] = 500.0
+        evs.append(Event(run_id="r", kind=EventKind.TASK_COMPLETED, body=done, ts=2.0 + i))
+    state = fold(evs, compact=True)
+    assert len(state.finished_spans) <= SPANS_HELD and state.finished_active > 0
+    busy, active = own_work(state, None)
+    assert math.isclose(busy, n * 0.5)
+    assert math.isclose(active, n * 0.5)
+    assert math.isclose(active, own_work(fold(evs), None)[1])  # the full fold's

@@ -45,21 +45,48 @@ def _sum_old_spans(s: RunState) -> None:
     bounding the list, the older half is summed all the same: an execution that
     overlaps them then counts only from ``spans_floor`` on."""
     spans = s.finished_spans
-    cutoff = s.last_ts
-    for t in s.tasks.values():
-        if t.status is _RUNNING and t.started_at is not None:
-            cutoff = min(cutoff, t.started_at)
-        elif t.status is _SCHEDULED:
-            cutoff = min(cutoff, t.scheduled_at)
-    n = bisect.bisect_left(spans, (cutoff, cutoff))
-    while n and spans[n - 1][1] >= cutoff:
-        n -= 1
+    # The oldest pending task's start bounds that cutoff from above: if no span ends
+    # before it, none ends before the cutoff, and the walk over every task (a large
+    # publish's thousands, each time the spans fill up: issue 14) would find nothing.
+    n = _ending_before(spans, _first_start(s))
+    if n:
+        n = _ending_before(spans, _cutoff(s))
     if len(spans) - n > SPANS_HELD:
         n = len(spans) // 2
     if n:
         s.finished_active += sum(end - start for start, end in spans[:n])
         s.spans_floor = spans[n - 1][1]
         del spans[:n]
+
+
+def _cutoff(s: RunState) -> float:
+    """When the earliest task still to finish started (or was scheduled), at most the
+    last event's time."""
+    cutoff = s.last_ts
+    for t in s.tasks.values():
+        if t.status is _RUNNING and t.started_at is not None:
+            cutoff = min(cutoff, t.started_at)
+        elif t.status is _SCHEDULED:
+            cutoff = min(cutoff, t.scheduled_at)
+    return cutoff
+
+
+def _first_start(s: RunState) -> float:
+    """``_cutoff``'s term for the first task it reads (at least the cutoff)."""
+    for t in s.tasks.values():
+        if t.status is _RUNNING and t.started_at is not None:
+            return min(s.last_ts, t.started_at)
+        if t.status is _SCHEDULED:
+            return min(s.last_ts, t.scheduled_at)
+    return s.last_ts
+
+
+def _ending_before(spans: list[tuple[float, float]], cutoff: float) -> int:
+    """How many of the (sorted, disjoint) ``spans`` end before ``cutoff``."""
+    n = bisect.bisect_left(spans, (cutoff, cutoff))
+    while n and spans[n - 1][1] >= cutoff:
+        n -= 1
+    return n
 
 
 def _merge_span(s: RunState, start: float, end: float) -> None:
