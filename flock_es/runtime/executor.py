@@ -274,8 +274,9 @@ class Executor:
         for pos, o in enumerate(outputs):  # most runs: one output
             oid = ids.output_id(tid, pos)
             oids.append(oid)
-            vis = agent.visibility_for(type_name(type(o)))
-            arts.append(kernel.artifact_event(o, oid, name, tid, corr, tags, vis, now))
+            tname = type_name(type(o))
+            vis = agent.visibility_for(tname)
+            arts.append(kernel.artifact_event(o, oid, name, tid, corr, tags, vis, now, tname=tname))
         done = trusted_event(
             kernel.run_id,
             _COMPLETED,

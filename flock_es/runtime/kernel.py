@@ -299,10 +299,12 @@ class Kernel:
         now: float,
         partition_key: str | None = None,
         deferred: bool = False,
+        tname: str | None = None,
     ) -> Event:
         """The ``artifact.published`` event for ``obj`` (its type must be registered);
-        ``deferred``: decided later, by ``decide_deferred``."""
-        name = registry.type_name(type(obj))
+        ``deferred``: decided later, by ``decide_deferred``; ``tname``: the name of its
+        type, if the caller has it already (an output's, for its visibility)."""
+        name = registry.type_name(type(obj)) if tname is None else tname
         if registry.resolve(name) is None:
             raise ArtifactValidationError(
                 f"artifact type {name!r} is not registered: decorate it with @flock_type or "
