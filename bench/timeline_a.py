@@ -76,7 +76,7 @@ def kinds(events: list[Any]) -> str:
 
 
 def instrument() -> None:
-    from flock_es.log import group_commit, writer
+    from flock_es.log import group_commit, thread_drain, writer
     from flock_es.models import base, offline, prompt
     from flock_es.runtime import engine, executor, kernel, model_agent, model_calls, work
 
@@ -92,7 +92,8 @@ def instrument() -> None:
     if "--txn" in sys.argv:
         wrap(writer, "write_events", lambda c, evs, last: f"write_events n={len(evs)}")
         wrap(writer.LogWriter, "_next_seq", lambda s, c: "next_seq")
-    wrap(group_commit, "settle", lambda units, exc: f"settle {len(units)} units", after=False)
+    for module in (group_commit, thread_drain):  # each calls the settle it imported
+        wrap(module, "settle", lambda units, exc: f"settle {len(units)} units", after=False)
     wrap(kernel.Kernel, "committed", lambda s, evs: f"committed {kinds(evs)}", after=False)
     wrap(engine.Engine, "act", lambda s, evs: "act")
     wrap(executor.Executor, "start", lambda s, t, a, u=None: f"task.start {a.name}", after=False)

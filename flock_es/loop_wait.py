@@ -8,7 +8,7 @@ is about to wait). ``at_next_select(loop, fn)`` has the selector call
 ``fn(timeout)`` first, once; ``fn`` returns True if it made callbacks ready
 (then the selector does not wait). The log writer uses it to commit a unit
 on the loop's own thread when the loop would otherwise only wait for that
-commit (``log/group_commit.py``), instead of handing it to its thread and
+commit (``log/thread_drain.py``), instead of handing it to its thread and
 waiting for two wake-ups.
 
 Only a selector that keeps a ``before_select`` list supports it (the precise

@@ -1,4 +1,4 @@
-"""Commits on the loop's own thread (``log/group_commit.py``, ``loop_wait.py``):
+"""Commits on the loop's own thread (``log/thread_drain.py``, ``loop_wait.py``):
 behaviour, never speed.
 
 On a run's loop (precise timers), units are held until the loop's next select;
@@ -27,9 +27,9 @@ import pytest
 
 from flock_es.domain.events import Event, EventKind, ModelCalled, make_event
 from flock_es.errors import RunOwnedError
-from flock_es.log import Durability, LogReader, LogWriter, group_commit
-from flock_es.log.group_commit import HOLD_MAX, INLINE_MAX_EVENTS, RELEASE_AT
+from flock_es.log import Durability, LogReader, LogWriter, thread_drain
 from flock_es.log.ports import Lease
+from flock_es.log.thread_drain import HOLD_MAX, INLINE_MAX_EVENTS, RELEASE_AT
 from flock_es.models.precise_timers import make_timers_precise
 from tests.log_contract import RUN, artifact, started
 
@@ -140,7 +140,7 @@ async def test_paid_units_stay_held_past_hold_max_and_share_one_synced_commit(
     # units that carry a paid answer stay held up to HOLD_MAX_SYNCED (here, for as
     # long as the test needs), so the loop makes the one synced commit itself once it
     # would only wait, instead of a thread that cannot run while the loop is busy.
-    monkeypatch.setattr(group_commit, "HOLD_MAX_SYNCED", 60.0)
+    monkeypatch.setattr(thread_drain, "HOLD_MAX_SYNCED", 60.0)
     assert make_timers_precise(asyncio.get_running_loop())
     db = tmp_path / "w.db"
     w = await LogWriter.open(db, durability=Durability.FULL)

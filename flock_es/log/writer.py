@@ -30,11 +30,11 @@ from flock_es.log.event_rows import (
     write_events,
 )
 from flock_es.log.event_stream import EventStream
-from flock_es.log.group_commit import ThreadDrain
 from flock_es.log.ports import Durability, Lease
 from flock_es.log.schema import BUSY_TIMEOUT_MS, PRAGMAS, WRITER_PRAGMAS, storage_error
 from flock_es.log.sqlite_file import ensure_schema
 from flock_es.log.sqlite_rows import insert_rows
+from flock_es.log.thread_drain import ThreadDrain
 from flock_es.log.wal_space import preallocate_wal
 
 __all__ = ["LogWriter", "warm_statements"]
