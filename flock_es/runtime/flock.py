@@ -1,29 +1,29 @@
-"""``Flock``: the public entry point, spelled as in Flock (flock-core)."""
+"""``Flock``: the public entry point, spelled as in Flock (flock-core).
+
+The facade holds the program's declaration (agents, components, MCP servers),
+the run's state and the publish API; it is composed with the run's lifecycle
+(``runtime/run_lifecycle.py``: start, run_until_idle, close) and the one-agent
+entry points (``runtime/invocations.py``), each a module of its own.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import sys
-from collections.abc import Callable, Iterable
-from datetime import timedelta
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from flock_es.domain import ids
-from flock_es.domain.events import RunStatus
 from flock_es.domain.inputs import PublishInput, as_model
 from flock_es.domain.visibility import VisibilityLike
 from flock_es.domain.visibility import to_dict as visibility_dict
 from flock_es.errors import DefinitionError, UserError
-from flock_es.log.backends import DbRef, open_reader, parse_db
-from flock_es.log.ports import Durability, EventWriter, Lease, open_store
+from flock_es.log.backends import DbRef, parse_db
+from flock_es.log.ports import Durability, EventWriter, Lease
 from flock_es.log.schema import default_db_path
-from flock_es.models.base import ModelClient
 from flock_es.models.mcp_client import McpServers
-from flock_es.models.precise_timers import make_timers_precise
 from flock_es.models.retry import RetryPolicy
-from flock_es.projection.fold import fold
 from flock_es.projection.state import RunState
 from flock_es.runtime.agent import Agent, AgentBuilder
 from flock_es.runtime.artifacts import RunArtifacts
@@ -32,20 +32,18 @@ from flock_es.runtime.checkpoints import Checkpoints
 from flock_es.runtime.engine import DEFER_AT, Engine, ShareHook
 from flock_es.runtime.gc_policy import fewer_collections
 from flock_es.runtime.invocations import Invocations
-from flock_es.runtime.kernel import Kernel, Listener, Sink, build_index
-from flock_es.runtime.model_agent import warm_schemas
-from flock_es.runtime.model_calls import ModelCalls
+from flock_es.runtime.kernel import Listener
 from flock_es.runtime.model_clients import OFFLINE, ModelClients, default_model
 from flock_es.runtime.orchestrator_components import OrchestratorComponent, checked_component
 from flock_es.runtime.orchestrator_hooks import OrchestratorHooks
 from flock_es.runtime.publish_input import drainable, drained
-from flock_es.runtime.run_boundaries import closing_status, program_path, run_started_event
+from flock_es.runtime.run_lifecycle import RunLifecycle
 from flock_es.runtime.store import Store
 
 __all__ = ["OFFLINE", "Flock", "default_model"]
 
 
-class Flock(Invocations):
+class Flock(RunLifecycle, Invocations):
     """A blackboard of agents whose every step is recorded in a SQLite event log.
 
     Example::
@@ -178,7 +176,7 @@ class Flock(Invocations):
         if self._engine is not None:
             raise DefinitionError(f"cannot {what} after the run has started")
 
-    # --- running ---------------------------------------------------------
+    # --- the run's state ---------------------------------------------------
 
     @property
     def state(self) -> RunState:
@@ -242,100 +240,7 @@ class Flock(Invocations):
         if self._engine is not None:
             self._engine.listeners.append(listener)
 
-    def _client(self, agent: Agent) -> ModelClient:
-        return self.clients.for_agent(agent, self.model)
-
-    def check_models(self) -> None:
-        """Fail fast on an unknown provider or a missing API key, before any work."""
-        self.clients.check(self.agents.values(), self.model)
-
-    async def start(self) -> Engine:
-        """Open the log and record ``run.started`` (done implicitly by the first publish)."""
-        if self._engine is not None:
-            return self._engine
-        if self._closed:
-            raise UserError(f"run {self.run_id} is closed")
-        self.check_models()
-        warm_schemas(self.agents.values())  # setup work, off the first calls' path
-        make_timers_precise(asyncio.get_running_loop())  # agents' sleeps end on time
-        share = self.share
-        if share is not None:
-            writer = self._writer = await share.open_sink()
-        else:
-            store = open_store(self.db_path)
-            writer = self._writer = await store.open_writer(self.durability, fence=self.lease)
-        state = self._initial_state
-        if state is None and share is None:  # workers look finished tasks up by id
-            state = RunState(run_id=self.run_id, compact=True)
-        kernel, calls = self.kernel_for(
-            self.run_id,
-            writer,
-            state,
-            restore=self._durable_state,
-            recorded_requests=self._recorded_requests,
-        )
-        engine = Engine(kernel, self.agents, calls)
-        engine.hooks = engine.executor.orchestrator = hooks = self.orchestrator_hooks()
-        # ctx.store's queries, and the artifacts the compact state lets go of.
-        engine.executor.board = BoardSource(self.db_path, self.run_id)
-        if share is not None:
-            share.bind(engine)
-        kernel.listeners.extend(self._listeners)
-        if share is None:  # a live run checkpoints its fold, in another process
-            self._checkpoints = Checkpoints(
-                self.db_path, self.run_id, kernel.state.events, lag=self.snapshot_lag
-            )
-            kernel.listeners.append(self._checkpoints.committed)
-        self._engine = engine
-        if self._initial_state is None:
-            started = run_started_event(
-                self.run_id,
-                program_path(self.program),
-                self.model,
-                self.agents.values(),
-                parent_run=self.parent_run,
-                fork_seq=self.fork_seq,
-                max_agent_iterations=self.max_agent_iterations,
-                once_per_agent=self.once_per_agent,
-            )
-            await kernel.emit([started])
-        if hooks is not None:
-            await hooks.initialize()
-        return engine
-
-    def kernel_for(
-        self,
-        run_id: str,
-        sink: Sink,
-        state: RunState | None,
-        *,
-        restore: Callable[[], RunState] | None = None,
-        recorded_requests: dict[tuple[str, int], dict[str, Any]] | None = None,
-    ) -> tuple[Kernel, ModelCalls]:
-        """A kernel and model calls for ``run_id`` with this program's agents, models
-        and settings (``start`` makes the run's own; ``flock-es worker`` one per run
-        it serves). ``restore`` rebuilds the state from the log after a failed commit;
-        ``recorded_requests`` are checked before a recorded answer is served."""
-        index = build_index(self.agents.values(), self.max_agent_iterations)
-        kernel = Kernel(run_id, sink, index, state, restore)
-        calls = ModelCalls(
-            kernel.state,
-            kernel,
-            self._client,
-            self.model,
-            retry=self.retry,
-            max_concurrent=self.max_concurrent_calls,
-            requests=recorded_requests,
-        )
-        return kernel, calls
-
-    def _durable_state(self) -> RunState:
-        """The run as its log holds it (the kernel's state after a failed commit)."""
-        try:
-            with open_reader(self.db_path) as reader:
-                return fold(reader.iter_events(self.run_id), compact=self.state.compact)
-        except Exception:  # the log cannot even be read: nothing of the run is durable here
-            return RunState(run_id=self.run_id, compact=self.state.compact)
+    # --- publishing (run_lifecycle.py: start, run_until_idle, close) -----
 
     async def publish(
         self,
@@ -402,74 +307,3 @@ class Flock(Invocations):
             return await engine.publish_external(
                 items, tag_list, correlation_id, vis, partition_key
             )
-
-    async def run_until_idle(self, timeout: float | timedelta | None = None) -> bool:
-        """Return True when no task is pending and no batch timer is armed.
-
-        A partial batch with a timeout is flushed when the timeout expires, and
-        its task runs before this returns. A size-only batch that is not full
-        stays buffered (it is visible in ``flock-es show``).
-
-        With ``timeout`` (seconds or a timedelta), stop waiting after that long
-        and return False if work is still pending (a 30 s batch timeout, a
-        5-minute join window, slow agents). Nothing is lost: in-flight tasks go
-        on while the program awaits something else; ``close()`` (or the end of
-        ``flock-es run``) stops them and records the run as ``interrupted``,
-        with its buffers and timers in the log, and ``flock-es resume RUN``
-        continues it (timers re-armed, unfinished tasks re-run, recorded model
-        calls served from the log). Example::
-
-            if not await flock.run_until_idle(timeout=10):
-                print(f"still waiting; later: flock-es resume {flock.run_id}")
-        """
-        engine = await self.start()
-        seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
-        with fewer_collections():
-            idle = await engine.run_until_idle(seconds)
-            if idle and engine.hooks is not None:
-                await engine.hooks.idle()
-                idle = await engine.run_until_idle(seconds)  # what the idle hooks published
-        self.stopped_waiting = not idle
-        if idle and self.reset_circuit_at_idle:
-            from flock_es.runtime.circuit import reset_at_idle
-
-            await reset_at_idle(engine)
-        return idle
-
-    async def close(self, status: RunStatus | None = None, reason: str | None = None) -> RunStatus:
-        """Record ``run.finished`` and close the log. Returns the final status."""
-        if self._engine is None or self._closed:
-            self._closed = True
-            return status or RunStatus.COMPLETED
-        engine = self._engine
-        closing = closing_status(
-            engine.state,
-            in_flight=bool(engine.work),
-            gave_up_waiting=self.stopped_waiting,
-            status=status,
-            reason=reason,
-        )
-        if closing.cancel_in_flight:
-            await engine.cancel_all()
-        engine.stop_timers()
-        try:
-            if engine.hooks is not None:
-                await engine.hooks.shutdown()
-            if engine.kernel.halted is None:
-                await engine.emit([closing.event(self.run_id)])
-        finally:
-            if self._checkpoints is not None:  # first: the writer's close, as the last
-                self._checkpoints.stop()  # connection, then checkpoints and drops the WAL
-            if engine.executor.board is not None:  # read-only, but open it would keep
-                engine.executor.board.close()  # the WAL the writer's close drops
-            if self._writer is not None:
-                await self._writer.close()
-            await self.mcp_servers.aclose()
-            self._closed = True
-        return closing.status
-
-    async def __aenter__(self) -> Flock:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
