@@ -32,7 +32,7 @@ from flock_es._version import __version__
 # the TUI, or ``flock-es --help``) does not load the runtime, aiosqlite or litellm.
 _API = {
     "AfterVisibility": "flock_es.domain.visibility",
-    "AgentBuilder": "flock_es.runtime.agent",
+    "AgentBuilder": "flock_es.runtime.agent_builder",
     "AgentComponent": "flock_es.runtime.components",
     "AgentComponentConfig": "flock_es.runtime.components",
     "AgentContext": "flock_es.runtime.context",
@@ -86,7 +86,7 @@ if TYPE_CHECKING:
     from flock_es.models.retry import RetryPolicy
     from flock_es.projection.fold import evolve, fold
     from flock_es.projection.state import RunState
-    from flock_es.runtime.agent import AgentBuilder
+    from flock_es.runtime.agent_builder import AgentBuilder
     from flock_es.runtime.board_queries import FilterConfig
     from flock_es.runtime.components import AgentComponent, AgentComponentConfig, EngineComponent
     from flock_es.runtime.context import AgentContext

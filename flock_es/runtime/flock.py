@@ -25,7 +25,8 @@ from flock_es.log.schema import default_db_path
 from flock_es.models.mcp_client import McpServers
 from flock_es.models.retry import RetryPolicy
 from flock_es.projection.state import RunState
-from flock_es.runtime.agent import Agent, AgentBuilder
+from flock_es.runtime.agent import Agent
+from flock_es.runtime.agent_builder import AgentBuilder
 from flock_es.runtime.artifacts import RunArtifacts
 from flock_es.runtime.board_queries import BoardSource
 from flock_es.runtime.checkpoints import Checkpoints

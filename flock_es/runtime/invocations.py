@@ -20,7 +20,8 @@ from pydantic import BaseModel
 from flock_es.domain.events import RunStatus
 from flock_es.domain.inputs import PublishInput, as_model
 from flock_es.errors import DefinitionError
-from flock_es.runtime.agent import Agent, AgentBuilder
+from flock_es.runtime.agent import Agent
+from flock_es.runtime.agent_builder import AgentBuilder
 
 if TYPE_CHECKING:
     from flock_es.runtime.engine import Engine
