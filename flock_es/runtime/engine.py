@@ -49,7 +49,8 @@ from flock_es.projection.state import RunState, TaskView
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.executor import Executor, Outcome
 from flock_es.runtime.inline_runs import InlineRuns
-from flock_es.runtime.kernel import UNPUBLISHED_TAG, Kernel, Listener, Sink
+from flock_es.runtime.kernel import UNPUBLISHED_TAG, Kernel
+from flock_es.runtime.kernel_ports import Listener, Sink
 from flock_es.runtime.model_calls import ModelCalls
 from flock_es.runtime.orchestrator_hooks import OrchestratorHooks
 from flock_es.runtime.priority import PrioritySemaphore

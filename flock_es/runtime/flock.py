@@ -33,7 +33,7 @@ from flock_es.runtime.checkpoints import Checkpoints
 from flock_es.runtime.engine import DEFER_AT, Engine, ShareHook
 from flock_es.runtime.gc_policy import fewer_collections
 from flock_es.runtime.invocations import Invocations
-from flock_es.runtime.kernel import Listener
+from flock_es.runtime.kernel_ports import Listener
 from flock_es.runtime.model_clients import OFFLINE, ModelClients, default_model
 from flock_es.runtime.orchestrator_components import OrchestratorComponent, checked_component
 from flock_es.runtime.orchestrator_hooks import OrchestratorHooks

@@ -16,6 +16,9 @@ Example::
     kernel = Kernel(run_id, writer, SubscriptionIndex.build(subs), restore=reload)
     kernel.actor = dispatcher           # told about every committed unit
     await kernel.emit([event])          # apply, commit, act
+
+What the kernel talks to (its sink, actor, listeners) and what model calls
+record through are the ports in ``runtime/kernel_ports.py``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import dataclasses
 import itertools
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -43,19 +46,9 @@ from flock_es.projection.fold import apply
 from flock_es.projection.state import ArtifactView, RunState
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.artifacts import RunArtifacts
+from flock_es.runtime.kernel_ports import Actor, Listener, Sink
 
-__all__ = [
-    "OBJECT_CACHE",
-    "UNPUBLISHED_TAG",
-    "Actor",
-    "Kernel",
-    "Listener",
-    "NullRecorder",
-    "NullSink",
-    "Recorder",
-    "Sink",
-    "build_index",
-]
+__all__ = ["OBJECT_CACHE", "UNPUBLISHED_TAG", "Kernel", "build_index"]
 
 # Artifacts recorded but not offered to subscribers (``invoke(..., publish_outputs=False)``).
 UNPUBLISHED_TAG = "flock-es:unpublished"
@@ -69,55 +62,6 @@ OBJECT_CACHE = 4096
 # goes through the enum metaclass's attribute hook, about 3x a global's cost.
 _PUBLISHED = EventKind.ARTIFACT_PUBLISHED
 _DECIDED = EventKind.ARTIFACT_DECIDED
-
-Listener = Callable[[list[Event]], None]
-
-
-class Sink(Protocol):
-    """Where committed events go: the log's group-commit writer."""
-
-    def submit(self, events: list[Event]) -> Awaitable[None]:
-        """Queue one atomic unit; the awaitable resolves after its commit."""
-
-    def enqueue(self, events: list[Event]) -> None:
-        """Queue one unit nothing waits on; order with later units is kept."""
-
-
-class Actor(Protocol):
-    """What the kernel tells about every committed unit (runs tasks, arms timers)."""
-
-    def act(self, events: list[Event]) -> None: ...
-
-
-class Recorder(Protocol):
-    """The recording half of the kernel, as model and tool calls use it."""
-
-    def record(self, events: list[Event]) -> None: ...
-
-    async def emit(self, events: list[Event]) -> None: ...
-
-
-class NullSink:
-    """A sink that records nothing (replay, and the resume pre-flight check)."""
-
-    async def _done(self) -> None:
-        return None
-
-    def submit(self, events: list[Event]) -> Awaitable[None]:
-        return self._done()
-
-    def enqueue(self, events: list[Event]) -> None:
-        return None
-
-
-class NullRecorder:
-    """Records nothing: model calls of a replay or a pre-flight check go nowhere."""
-
-    def record(self, events: list[Event]) -> None:
-        return None
-
-    async def emit(self, events: list[Event]) -> None:
-        return None
 
 
 def build_index(agents: Iterable[Agent], max_iterations: int | None = None) -> SubscriptionIndex:

@@ -39,7 +39,7 @@ from flock_es.projection.state import CallView, RunState
 from flock_es.redaction import redact, redact_text
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.context import TaskRun
-from flock_es.runtime.kernel import Recorder
+from flock_es.runtime.kernel_ports import Recorder
 from flock_es.runtime.mcp import mcp_server_of
 from flock_es.runtime.priority import PrioritySemaphore
 

@@ -28,7 +28,8 @@ from flock_es.runtime.agent import Agent
 from flock_es.runtime.board_queries import BoardSource
 from flock_es.runtime.executor import Executor
 from flock_es.runtime.flock import Flock
-from flock_es.runtime.kernel import Kernel, NullRecorder, NullSink, build_index
+from flock_es.runtime.kernel import Kernel, build_index
+from flock_es.runtime.kernel_ports import NullRecorder, NullSink
 from flock_es.runtime.model_calls import ModelCalls
 
 __all__ = ["check_recorded_calls", "pending_requests", "recorded_requests"]

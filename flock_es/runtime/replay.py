@@ -63,7 +63,8 @@ from flock_es.runtime.agent_hooks import InputsDiverged, terminate
 from flock_es.runtime.board_queries import BoardSource
 from flock_es.runtime.executor import Executor
 from flock_es.runtime.gc_policy import fewer_collections
-from flock_es.runtime.kernel import Kernel, NullRecorder, NullSink, build_index
+from flock_es.runtime.kernel import Kernel, build_index
+from flock_es.runtime.kernel_ports import NullRecorder, NullSink
 from flock_es.runtime.model_calls import ModelCalls
 from flock_es.runtime.orchestrator_hooks import OrchestratorHooks
 from flock_es.runtime.replay_checks import (

@@ -36,7 +36,8 @@ from flock_es.runtime.board_queries import BoardSource
 from flock_es.runtime.checkpoints import Checkpoints
 from flock_es.runtime.engine import Engine, ShareHook
 from flock_es.runtime.gc_policy import fewer_collections
-from flock_es.runtime.kernel import Kernel, Listener, Sink, build_index
+from flock_es.runtime.kernel import Kernel, build_index
+from flock_es.runtime.kernel_ports import Listener, Sink
 from flock_es.runtime.model_agent import warm_schemas
 from flock_es.runtime.model_calls import ModelCalls
 from flock_es.runtime.model_clients import ModelClients
