@@ -1,7 +1,7 @@
 """The fold: ``evolve(state, event) -> state``, shared by the runtime, resume,
-replay, ``show --at`` and the TUI. The steps of runs, artifacts, tasks and model
-calls are here; those of batch buffers, gates, joins and the circuit breaker are
-in ``fold_gates``.
+replay, ``show --at`` and the TUI. The steps of runs, artifacts and tasks are
+here; those of model and tool calls are in ``fold_calls``, those of batch
+buffers, gates, joins and the circuit breaker in ``fold_gates``.
 
 ``apply`` is the step itself and updates a state in place: deterministic, total
 (an unknown kind or a reference to something unseen is ignored, never an
@@ -22,9 +22,6 @@ from flock_es.domain.events import (
     ArtifactReleased,
     Event,
     EventKind,
-    McpListed,
-    ModelAttempt,
-    ModelCalled,
     PredicateFailed,
     RunFinished,
     RunResumed,
@@ -35,8 +32,8 @@ from flock_es.domain.events import (
     TaskScheduled,
     TaskStarted,
     TaskStatus,
-    ToolCalled,
 )
+from flock_es.projection.fold_calls import mcp_listed, model_attempt, model_called, tool_called
 from flock_es.projection.fold_compact import (
     PRUNE_AT,
     SPANS_HELD,
@@ -58,10 +55,8 @@ from flock_es.projection.fold_gates import (
 from flock_es.projection.state import (
     AgentView,
     ArtifactView,
-    CallView,
     RunState,
     TaskView,
-    ToolCallView,
 )
 
 __all__ = [
@@ -288,68 +283,6 @@ def _failed(s: RunState, e: Event, b: TaskFailed) -> None:
         a.failed += 1
 
 
-def _model_called(s: RunState, e: Event, b: ModelCalled) -> None:
-    key = (b["task_id"], b["call_index"])
-    if key in s.calls or (s.compact and b["task_id"] not in s.tasks):
-        return
-    cost = b.get("cost")
-    s.calls[key] = CallView(
-        task_id=b["task_id"],
-        call_index=b["call_index"],
-        model=b["model"],
-        response=b["response"],
-        tokens_in=b.get("tokens_in") or 0,
-        tokens_out=b.get("tokens_out") or 0,
-        cost=cost,
-        latency_ms=b.get("latency_ms", 0.0),
-        seq=e.seq,
-        tool_calls=list(b.get("tool_calls") or ()),
-        attempt=b.get("attempt", 1),
-    )
-    t = s.tasks.get(b["task_id"])
-    a = s.agent_view(b["agent"] or (t.agent if t else "?"))
-    for view in (t, a):
-        if view is None:
-            continue
-        view.calls += 1
-        view.tokens_in += b.get("tokens_in") or 0
-        view.tokens_out += b.get("tokens_out") or 0
-        view.cost = None if cost is None or view.cost is None else view.cost + cost
-    if b.get("limiter"):
-        _limiter(s, e, b.get("limiter"))
-
-
-def _model_attempt(s: RunState, e: Event, b: ModelAttempt) -> None:
-    s.model_attempts.append(dict(b, seq=e.seq, ts=e.ts))
-    _limiter(s, e, b.get("limiter"))
-
-
-def _limiter(s: RunState, e: Event, lim: object) -> None:
-    if isinstance(lim, dict) and lim.get("key"):
-        s.limiters[str(lim["key"])] = dict(lim, ts=e.ts)
-
-
-def _tool_called(s: RunState, e: Event, b: ToolCalled) -> None:
-    key = (b["task_id"], b["call_index"], b["position"])
-    if key not in s.tool_calls and (not s.compact or b["task_id"] in s.tasks):
-        s.tool_calls[key] = ToolCallView(
-            task_id=b["task_id"],
-            agent=b["agent"],
-            call_index=b["call_index"],
-            position=b["position"],
-            tool=b["tool"],
-            arguments=b["arguments"],
-            result=b["result"],
-            error=b.get("error"),
-            seq=e.seq,
-        )
-
-
-def _mcp_listed(s: RunState, e: Event, b: McpListed) -> None:
-    # The first listing of a task is the one its model calls were made with.
-    s.mcp_tools.setdefault(b["task_id"], b["servers"])
-
-
 def _released(s: RunState, e: Event, b: ArtifactReleased) -> None:
     s.unreleased.pop(b["artifact_id"], None)
     art = s.artifacts.get(b["artifact_id"])
@@ -371,18 +304,18 @@ _HANDLERS: dict[str, Callable[[RunState, Event, Any], None]] = {
     EventKind.TASK_STARTED: _started,
     EventKind.TASK_COMPLETED: _completed,
     EventKind.TASK_FAILED: _failed,
-    EventKind.MODEL_CALLED: _model_called,
+    EventKind.MODEL_CALLED: model_called,
     EventKind.BATCH_BUFFERED: batch_buffered,
     EventKind.PREDICATE_FAILED: _predicate_failed,
     EventKind.GATE_BUFFERED: gate_buffered,
     EventKind.JOIN_EXPIRED: join_expired,
     EventKind.ARTIFACT_RELEASED: _released,
     EventKind.CIRCUIT_TRIPPED: circuit_tripped,
-    EventKind.MODEL_ATTEMPT: _model_attempt,
-    EventKind.TOOL_CALLED: _tool_called,
+    EventKind.MODEL_ATTEMPT: model_attempt,
+    EventKind.TOOL_CALLED: tool_called,
     EventKind.INPUTS_REWRITTEN: inputs_rewritten,
     EventKind.SCHEDULE_VETOED: schedule_vetoed,
-    EventKind.MCP_LISTED: _mcp_listed,
+    EventKind.MCP_LISTED: mcp_listed,
     EventKind.CIRCUIT_RESET: circuit_reset,
     EventKind.ARTIFACT_DECIDED: _decided,
 }

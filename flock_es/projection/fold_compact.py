@@ -126,7 +126,7 @@ def forget_task(s: RunState, t: TaskView) -> None:
     scheduled; decisions on a shared log are made under the run's lock on a
     caught-up state, and what a worker records for a task whose lease it lost is
     not committed (``SharedRuns.commit_turn``). So a compact fold ignores the calls
-    recorded for tasks it does not hold (``fold._model_called``, ``fold._tool_called``).
+    recorded for tasks it does not hold (``fold_calls.model_called``, ``tool_called``).
     """
     tid = t.id
     del s.tasks[tid]

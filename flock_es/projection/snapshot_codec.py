@@ -62,6 +62,7 @@ STATE_CLASSES: dict[str, type] = {
 # The fold's own code: a snapshot written by another fold may differ from this one's.
 _FOLD_MODULES = (
     "fold.py",
+    "fold_calls.py",
     "fold_compact.py",
     "fold_gates.py",
     "fold_components.py",
