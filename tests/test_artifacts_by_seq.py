@@ -15,13 +15,14 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from flock_es import Flock, flock_type
+from flock_es import flock_type
 from flock_es.log import LogWriter
 from flock_es.log.event_rows import rebuild_read_models
 from flock_es.log.ports import open_store
 from flock_es.log.queries import ArtifactFilter, BoardQueries
 from flock_es.log.schema import DB_SCHEMA_VERSION
 from tests.pg import pg_url  # noqa: F401  (fixture)
+from tests.two_agent_run import two_agent_run
 
 # The artifacts table and its seq-naming indexes as schema 7 made them.
 V7_ARTIFACTS = """CREATE TABLE artifacts (
@@ -53,14 +54,7 @@ class Answer(BaseModel):
 
 
 async def _run(db: Path | str) -> str:
-    flock = Flock(db=db)
-    flock.agent("one").consumes(Letter).with_function(lambda m: Answer(text=m.text))
-    flock.agent("two").consumes(Letter).with_function(lambda m: Answer(text=m.text + "?"))
-    await flock.publish_many([Letter(text=str(i)) for i in range(4)], tags={"post"})
-    await flock.run_until_idle()
-    await flock.close()
-    assert flock.run_id is not None
-    return flock.run_id
+    return await two_agent_run(db, Letter, Answer, 4, tags={"post"})
 
 
 def _check_queries(db: Path | str, run: str) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from flock_es import Flock, flock_type
+from flock_es import flock_type
 from flock_es.log import LogWriter
 from flock_es.log.ports import open_store
 from flock_es.log.queries import BoardQueries
@@ -22,6 +22,7 @@ from flock_es.log.query_models import EPOCH_BITS
 from flock_es.log.query_values import ArtifactFilter
 from flock_es.log.schema import DB_SCHEMA_VERSION
 from tests.pg import pg_url  # noqa: F401  (fixture)
+from tests.two_agent_run import two_agent_run
 
 NEW = ("artifacts_id_e13", "artifacts_correlation_e13", "consumptions_artifact_e13")
 OLD = ("artifacts_id_epoch", "artifacts_correlation_epoch", "consumptions_artifact_epoch")
@@ -45,14 +46,7 @@ class Reply(BaseModel):
 
 
 async def _run(db: Path | str) -> str:
-    flock = Flock(db=db)
-    flock.agent("one").consumes(Memo).with_function(lambda m: Reply(text=m.text))
-    flock.agent("two").consumes(Memo).with_function(lambda m: Reply(text=m.text + "?"))
-    await flock.publish_many([Memo(text=str(i)) for i in range(4)])
-    await flock.run_until_idle()
-    await flock.close()
-    assert flock.run_id is not None
-    return flock.run_id
+    return await two_agent_run(db, Memo, Reply, 4)
 
 
 def _check_queries(db: Path | str, run: str) -> None:

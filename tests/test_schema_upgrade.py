@@ -13,13 +13,14 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from flock_es import Flock, flock_type
+from flock_es import flock_type
 from flock_es.log import LogWriter
 from flock_es.log.event_rows import rebuild_read_models
 from flock_es.log.ports import open_store
 from flock_es.log.queries import BoardQueries
 from flock_es.log.query_values import ArtifactFilter
 from flock_es.log.schema import DB_SCHEMA_VERSION
+from tests.two_agent_run import two_agent_run
 
 # The three tables as schema 4 made them (their columns as of schema 3), and the
 # index schema 5 gave up.
@@ -59,14 +60,7 @@ class Echo(BaseModel):
 
 
 async def _run(db: Path) -> str:
-    flock = Flock(db=db)
-    flock.agent("echo").consumes(Note).with_function(lambda n: Echo(text=n.text))
-    flock.agent("also").consumes(Note).with_function(lambda n: Echo(text=n.text + "!"))
-    await flock.publish_many([Note(text=str(i)) for i in range(5)], tags={"urgent"})
-    await flock.run_until_idle()
-    await flock.close()
-    assert flock.run_id is not None
-    return flock.run_id
+    return await two_agent_run(db, Note, Echo, 5, tags={"urgent"})
 
 
 def _rows(db: Path) -> dict[str, list[tuple[object, ...]]]:
@@ -135,6 +129,6 @@ async def test_a_schema_4_file_upgrades_keeping_its_rows(tmp_path: Path) -> None
         corr = board.artifacts(ArtifactFilter(run_id=run, correlation_id=first.correlation_id))
         assert corr[1] == 3  # the note and its two echoes
         used = board.consumptions(run, artifact_ids=[first.id])
-        assert sorted(c.agent for c in used) == ["also", "echo"]
+        assert sorted(c.agent for c in used) == ["one", "two"]
     rebuild_read_models(db)
     assert _rows(db) == current
