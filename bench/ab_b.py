@@ -23,11 +23,17 @@ _LINE = re.compile(r"([\d,]+) runs/s\s+CPU µs/run: MainThread ([\d.]+)(?:\s+wri
 
 def _one(root: str, kind: str, items: int) -> tuple[float, float, float]:
     cmd = [sys.executable, str(HERE / "profile_b.py"), "--root", root, "--kind", kind]
-    # The run's snapshot jobs are processes of their own (``python -m``): PYTHONPATH
-    # makes them import the same checkout (else the installed one, whose schema may differ).
+    # The run's snapshot jobs are processes of their own (``python -m``): PYTHONPATH and
+    # the working folder (first on a ``-m`` process's path) make them import the same
+    # checkout, not the installed one or the one the bench was started in, whose schema
+    # may differ (such a job upgraded the base run's file under its writer).
     env = {**os.environ, "PYTHONPATH": root}
     done = subprocess.run(
-        [*cmd, "--repeats", "1", "--items", str(items)], capture_output=True, text=True, env=env
+        [*cmd, "--repeats", "1", "--items", str(items)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
     )
     if done.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr}")
