@@ -22,7 +22,7 @@ from flock_es.log.ports import open_store
 from flock_es.log.queries import ArtifactFilter, BoardQueries
 from flock_es.log.schema import DB_SCHEMA_VERSION
 from tests.pg import pg_url  # noqa: F401  (fixture)
-from tests.two_agent_run import two_agent_run
+from tests.two_agent_run import two_agent_run, upgraded_pg_version
 
 # The artifacts table and its seq-naming indexes as schema 7 made them.
 V7_ARTIFACTS = """CREATE TABLE artifacts (
@@ -142,21 +142,14 @@ def test_a_schema_7_postgres_database_upgrades_keeping_its_rows(pg_url: str) -> 
         con.execute("ALTER TABLE artifacts ALTER COLUMN payload SET NOT NULL")
         con.execute("UPDATE flock_es_meta SET value = '7' WHERE key = 'schema_version'")
 
-    async def write() -> None:
-        w = await open_store(pg_url).open_writer()  # the next write upgrades it
-        await w.close()
-
-    asyncio.run(write())
+    version = upgraded_pg_version(pg_url)
     with pg_connect(pg_url) as con:
-        version = con.execute(
-            "SELECT value FROM flock_es_meta WHERE key = 'schema_version'"
-        ).fetchone()
         cols = {
             str(r[0])
             for r in con.execute(
                 "SELECT column_name FROM information_schema.columns WHERE table_name = 'artifacts'"
             )
         }
-    assert version == (str(PG_SCHEMA_VERSION),) and PG_SCHEMA_VERSION == 8
+    assert version == str(PG_SCHEMA_VERSION) and PG_SCHEMA_VERSION == 8
     assert "payload" not in cols
     _check_queries(pg_url, run)

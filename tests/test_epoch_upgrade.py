@@ -22,7 +22,7 @@ from flock_es.log.query_models import EPOCH_BITS
 from flock_es.log.query_values import ArtifactFilter
 from flock_es.log.schema import DB_SCHEMA_VERSION
 from tests.pg import pg_url  # noqa: F401  (fixture)
-from tests.two_agent_run import two_agent_run
+from tests.two_agent_run import two_agent_run, upgraded_pg_version
 
 NEW = ("artifacts_id_e13", "artifacts_correlation_e13", "consumptions_artifact_e13")
 OLD = ("artifacts_id_epoch", "artifacts_correlation_epoch", "consumptions_artifact_epoch")
@@ -126,16 +126,9 @@ def test_a_schema_6_postgres_database_upgrades_to_the_smaller_epochs(pg_url: str
             con.execute(ddl)  # type: ignore[arg-type]
         con.execute("UPDATE flock_es_meta SET value = '6' WHERE key = 'schema_version'")
 
-    async def write() -> None:
-        w = await open_store(pg_url).open_writer()  # the next write upgrades it
-        await w.close()
-
-    asyncio.run(write())
+    version = upgraded_pg_version(pg_url)
     with pg_connect(pg_url) as con:
-        version = con.execute(
-            "SELECT value FROM flock_es_meta WHERE key = 'schema_version'"
-        ).fetchone()
         names = {str(r[0]) for r in con.execute("SELECT indexname FROM pg_indexes")}
-    assert version == (str(PG_SCHEMA_VERSION),) and PG_SCHEMA_VERSION >= 7
+    assert version == str(PG_SCHEMA_VERSION) and PG_SCHEMA_VERSION >= 7
     assert set(NEW) <= names and not set(OLD) & names
     _check_queries(pg_url, run)
