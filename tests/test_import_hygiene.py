@@ -69,3 +69,12 @@ def test_the_public_api_resolves_lazily_and_completely() -> None:
 def test_the_layers_contract_is_kept() -> None:
     out = subprocess.run(["lint-imports"], cwd=ROOT, capture_output=True, text=True, timeout=110)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_a_snapshot_job_loads_neither_asyncio_nor_the_runtime() -> None:
+    """A live run starts the job as a process of its own: its start-up is CPU taken
+    from the run (asyncio alone was a fifth of it, for an annotation)."""
+    modules = loaded_by("flock_es.log.snapshot_job")
+    assert "asyncio" not in modules
+    assert "pydantic" not in modules  # pydantic_core's JSON parser only
+    assert not {m for m in modules if m.startswith("flock_es.runtime")}

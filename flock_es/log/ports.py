@@ -32,12 +32,9 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-import socket
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -47,7 +44,12 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from flock_es.domain.events import Event
 from flock_es.errors import DatabaseError
 
-if TYPE_CHECKING:  # for an annotation: shared_ports imports Lease from here
+if TYPE_CHECKING:
+    # For annotations only: a process that reads the log (a snapshot job, ``show``)
+    # need not load asyncio (a fifth of a snapshot job's start-up); shared_ports
+    # imports Lease from here.
+    import asyncio
+
     from flock_es.log.shared_ports import SharedRuns
 
 __all__ = [
@@ -123,6 +125,9 @@ class Lease:
     @classmethod
     def mine(cls, run_id: str, lease_seconds: float = LEASE_SECONDS) -> Lease:
         """A fresh lease for this process (not yet claimed)."""
+        import socket  # here: only a run that claims its log needs them (not a reader)
+        import uuid
+
         now = time.time()
         return cls(
             run_id=run_id,
