@@ -109,3 +109,46 @@ def test_a_long_run_checkpoints_at_most_step_max_events_apart() -> None:
     assert Checkpoints("x.db", "r-x", events=1_000, every=100).step() == int(1_000 * (GROWTH - 1))
     assert Checkpoints("x.db", "r-x", events=100 * STEP_MAX, every=100).step() == STEP_MAX
     assert Checkpoints("x.db", "r-x", events=10**9, every=2 * STEP_MAX).step() == 2 * STEP_MAX
+
+
+def _started(db: str) -> subprocess.Popen[bytes]:
+    """A job started as a live run starts it (on its first commit)."""
+    from flock_es.runtime.checkpoints import Checkpoints
+
+    checkpoints = Checkpoints(db, "r-x", events=1, every=1, lag=1)
+    checkpoints.committed([])
+    assert checkpoints.job is not None
+    return checkpoints.job
+
+
+def test_a_job_imports_the_run_s_flock_es_not_one_in_its_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python -m`` puts the working folder first on the path: a run started in a
+    folder holding another flock-es checkout had its job fold with that code."""
+    fake = tmp_path / "flock_es"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("raise SystemExit(42)\n")
+    monkeypatch.chdir(tmp_path)
+    job = _started("none.db")
+    # 2: the real job, which found no database; the other checkout would exit with 42.
+    assert job.wait(timeout=60) == 2
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_a_job_of_a_plain_install_keeps_the_standard_library_first_on_its_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An installed flock-es is in a site directory, which the job finds anyway: first
+    on its path, a package there could shadow a module of the standard library."""
+    import site
+
+    import flock_es.runtime.checkpoints as checkpoints
+
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    installed = str(Path(site.getsitepackages()[0]).resolve())
+    monkeypatch.setattr(checkpoints, "_root", lambda: installed)
+    assert "PYTHONPATH" not in checkpoints.job_env("x.db")
+    monkeypatch.setattr(checkpoints, "_root", lambda: "/src/flock-es")
+    monkeypatch.setenv("PYTHONPATH", "/lib")
+    assert checkpoints.job_env("x.db")["PYTHONPATH"] == os.pathsep.join(["/src/flock-es", "/lib"])

@@ -26,16 +26,19 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import site
 import subprocess
 import sys
+from pathlib import Path
 
 from flock_es.domain.events import Event
 from flock_es.log.backends import DbRef
 from flock_es.log.snapshot_job import DB_ENV, DB_FROM_ENV, PARENT_ENV
 from flock_es.projection.snapshot import SNAPSHOT_EVERY
 
-__all__ = ["GROWTH", "JOB", "STEP_MAX", "Checkpoints"]
+__all__ = ["GROWTH", "JOB", "STEP_MAX", "Checkpoints", "job_env"]
 
 JOB = "flock_es.log.snapshot_job"
 
@@ -45,6 +48,36 @@ few jobs (each is a process to start) while the run is short."""
 STEP_MAX = 10 * SNAPSHOT_EVERY
 """The most events between two checkpoints of a long run: a job folds only the events
 since the last, so the spacing is what a crash leaves to fold again."""
+
+
+def job_env(db: str) -> dict[str, str]:
+    """The environment of a job of this process's run on ``db``.
+
+    The job runs with ``-P``: ``python -m`` would otherwise put its working folder
+    first on its path, and a run started in a folder holding another flock-es
+    checkout would have its job fold with that code (and perhaps another schema).
+    So the folder this process's ``flock_es`` comes from goes first on the job's
+    ``PYTHONPATH`` instead: the job imports the same code as the run, however the
+    run found it. Unless that folder is one of the interpreter's site directories
+    (a plain install): the job finds it there anyway, and first on the path it
+    would let a package installed there shadow the standard library.
+    """
+    env = {**os.environ, DB_ENV: db, PARENT_ENV: str(os.getpid())}
+    root = _root()
+    if root not in _site_dirs():
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    return env
+
+
+def _root() -> str:
+    """The folder this process's ``flock_es`` package is in."""
+    return str(Path(__file__).resolve().parents[2])
+
+
+@functools.cache
+def _site_dirs() -> frozenset[str]:
+    found = [*site.getsitepackages(), site.getusersitepackages()]
+    return frozenset(str(Path(d).resolve()) for d in found)
 
 
 class Checkpoints:
@@ -80,10 +113,10 @@ class Checkpoints:
         try:
             self.job = subprocess.Popen(
                 # The database goes in the environment, not argv: a URL's password
-                # would show in ``ps`` to every user of the machine.
-                [sys.executable, "-m", JOB, DB_FROM_ENV, self.run_id, str(self.every)],
+                # would show in ``ps`` to every user of the machine. ``-P``: see job_env.
+                [sys.executable, "-P", "-m", JOB, DB_FROM_ENV, self.run_id, str(self.every)],
                 # The job stops when this process ends, however it ends (SIGKILL too).
-                env={**os.environ, DB_ENV: self.db, PARENT_ENV: str(os.getpid())},
+                env=job_env(self.db),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
