@@ -121,6 +121,23 @@ def _started(db: str) -> subprocess.Popen[bytes]:
     return checkpoints.job
 
 
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="POSIX priorities")
+def test_a_job_runs_at_the_lowest_priority_from_its_start(tmp_path: Path) -> None:
+    """Set by the run as it starts the job, not by the job after its imports (a third
+    of its CPU). Niceness, not SCHED_IDLE: a starved job would hold its read
+    transaction, or the write lock the run's writer waits for, for too long."""
+    from flock_es.log.snapshot_job import NICENESS
+
+    job = _started(str(tmp_path / "none.db"))
+    try:
+        # The job is still starting (its imports alone take a tenth of a second).
+        assert os.getpriority(os.PRIO_PROCESS, job.pid) == NICENESS == 19
+        if hasattr(os, "sched_getscheduler"):
+            assert os.sched_getscheduler(job.pid) == os.SCHED_OTHER
+    finally:
+        assert job.wait(timeout=60) == 2  # no database: nothing stored
+
+
 def test_a_job_imports_the_run_s_flock_es_not_one_in_its_working_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

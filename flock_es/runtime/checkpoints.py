@@ -3,8 +3,8 @@
 ``Checkpoints`` counts the run's committed events (a kernel listener: one
 ``len`` per commit) and, each time the run has grown by a factor of ``GROWTH``
 since the last checkpoint (by at least ``SNAPSHOT_EVERY`` events, at most
-``STEP_MAX``), starts ``flock_es.log.snapshot_job`` in a separate,
-lower-priority process, one at a time. The job folds the committed log compactly
+``STEP_MAX``), starts ``flock_es.log.snapshot_job`` in a separate process at
+the lowest priority, one at a time. The job folds the committed log compactly
 from the latest snapshot's compact state and stores the next link of the chain
 (``flock_es.projection.snapshot``): its work and memory are those of the events
 since that snapshot and of what pending work holds, not of the run's whole
@@ -35,7 +35,7 @@ from pathlib import Path
 
 from flock_es.domain.events import Event
 from flock_es.log.backends import DbRef
-from flock_es.log.snapshot_job import DB_ENV, DB_FROM_ENV, PARENT_ENV
+from flock_es.log.snapshot_job import DB_ENV, DB_FROM_ENV, PARENT_ENV, lower_priority
 from flock_es.projection.snapshot import SNAPSHOT_EVERY
 
 __all__ = ["GROWTH", "JOB", "STEP_MAX", "Checkpoints", "job_env"]
@@ -124,6 +124,10 @@ class Checkpoints:
             self.started += 1
         except OSError:  # no process to spare: the run goes on without this checkpoint
             self.job = None
+            return
+        # At once, not from the job once it is up: its start-up is CPU too. Popen
+        # returns once the job has exec'd, so it has run for microseconds at most.
+        lower_priority(self.job.pid)
 
     def stop(self) -> None:
         """Stop a job still folding (the run is closing) and reap it."""
