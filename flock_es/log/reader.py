@@ -177,6 +177,21 @@ class LogReader(RunLookup):
                 yield e
 
     @_guarded
+    def events(
+        self, run_id: str, after: int = 0, until: int | None = None, limit: int | None = None
+    ) -> list[Event]:
+        """The events of ``run_id`` as a list. A page (``limit``: a snapshot job reads
+        in pages) is fetched whole before it is decoded, so its read transaction, which
+        keeps the run's writer from restarting the WAL, lasts SQLite's part (under a
+        third of the page's CPU), not the decoding too: a job at the lowest priority
+        may wait long between two of its events."""
+        if limit is None:  # a whole run, as it is decoded: not all its rows at once
+            return list(self.iter_events(run_id, after, until))
+        sql, args = events_query(_EVENT_COLS, "?", run_id, after, until, limit)
+        rows = self._con.execute(sql, args).fetchall()
+        return [e for e in map(row_to_event, rows) if e is not None]
+
+    @_guarded
     def events_after(self, cursor: int, limit: int | None = None) -> list[Event]:
         """Events of every run with ``seq > cursor``, in commit order (following a database)."""
         sql, args = events_query(_EVENT_COLS, "?", None, cursor, limit=limit)

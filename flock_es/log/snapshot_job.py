@@ -75,8 +75,8 @@ def lower_priority(pid: int = 0) -> None:
     Niceness, not ``SCHED_IDLE``: on a machine saturated by other work, an idle-policy
     job gets almost nothing (a weight of 3 against 1,024 for each busy thread at nice
     0; 15 at nice 19), and it holds locks the run needs meanwhile. Each page it reads
-    is one read transaction (about 35 ms of CPU for ``PAGE`` events, decoding
-    included), during which the run's writer cannot restart its WAL, which grows by
+    is one read transaction (some 15 ms of CPU for ``PAGE`` events: they are decoded
+    after it), during which the run's writer cannot restart its WAL, which grows by
     everything the run commits; and ``save_snapshot`` holds SQLite's write lock, for
     which the run's writer waits at most ``BUSY_TIMEOUT_MS`` (10 s) before its commit
     fails. Five times the weight keeps those waits five times shorter: a page or an
