@@ -123,8 +123,8 @@ def _started(db: str) -> subprocess.Popen[bytes]:
 
 @pytest.mark.skipif(not hasattr(os, "getpriority"), reason="POSIX priorities")
 def test_a_job_runs_at_the_lowest_priority_from_its_start(tmp_path: Path) -> None:
-    """Set by the run as it starts the job, not by the job after its imports (a third
-    of its CPU). Niceness, not SCHED_IDLE: a starved job would hold its read
+    """Set by the run as it starts the job, not by the job after its imports (a
+    quarter of its CPU). Niceness, not SCHED_IDLE: a starved job would hold its read
     transaction, or the write lock the run's writer waits for, for too long."""
     from flock_es.log.snapshot_job import NICENESS
 

@@ -68,19 +68,23 @@ def lower_priority(pid: int = 0) -> None:
     """Run process ``pid`` (0: this one) at ``NICENESS``; nothing where it cannot.
 
     A run calls it on its job as soon as it is started, so the job's start-up
-    (interpreter and imports, a third of its CPU) already runs behind the run's
-    threads; the job calls it too, for a job started by hand. (On Linux this sets
-    the job's main thread, which every thread it starts inherits.)
+    (interpreter and imports: a quarter of the CPU of a job folding 20,000 events)
+    already runs behind the run's threads; the job calls it too, for a job started by
+    hand. (On Linux this sets the job's main thread, which threads it starts inherit.)
 
-    Niceness, not ``SCHED_IDLE``: on a machine saturated by other work, an idle-policy
-    job gets almost nothing (a weight of 3 against 1,024 for each busy thread at nice
-    0; 15 at nice 19), and it holds locks the run needs meanwhile. Each page it reads
-    is one read transaction (some 15 ms of CPU for ``PAGE`` events: they are decoded
-    after it), during which the run's writer cannot restart its WAL, which grows by
-    everything the run commits; and ``save_snapshot`` holds SQLite's write lock, for
-    which the run's writer waits at most ``BUSY_TIMEOUT_MS`` (10 s) before its commit
-    fails. Five times the weight keeps those waits five times shorter: a page or an
-    insert behind busy threads at nice 0 ends within seconds, not tens of them.
+    Niceness, not ``SCHED_IDLE``, though an idle-policy job costs the run less still
+    (a waking run thread preempts it at once: workload (b) ran some 8% faster on 2
+    cores). The job holds locks the run needs, and on a machine saturated by other
+    work an idle-policy job gets almost no CPU to finish with them: a weight of 3
+    against 1,024 for each busy thread at nice 0 (15 at nice 19). ``save_snapshot``
+    holds SQLite's write lock for some 15 ms of CPU (a 1.6 MB link), and the run's
+    writer waits at most ``BUSY_TIMEOUT_MS`` (10 s) for it before its commit fails:
+    behind two busy threads on its core, an idle-policy job would hold the lock about
+    10 s, a job at nice 19 about 2 s. Each page the job reads is a read transaction
+    (some 12 ms of SQLite's work for ``PAGE`` events: they are decoded after it),
+    during which the run's writer cannot restart its WAL, which grows by everything
+    the run commits meanwhile. The cost of the choice: on a saturated machine the
+    job mostly waits, and a busy run's snapshots fall behind until CPU frees up.
     """
     with contextlib.suppress(OSError, AttributeError):  # gone already; or not POSIX
         os.setpriority(os.PRIO_PROCESS, pid, NICENESS)
