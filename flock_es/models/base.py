@@ -10,6 +10,10 @@ from pydantic import BaseModel, Field
 
 __all__ = ["ModelClient", "ModelRequest", "ModelResponse", "resolve_client"]
 
+# ``json.dumps(..., sort_keys=True, default=str)``'s encoder, built once (``dumps`` builds
+# one per call that passes arguments): the same text, once per offline answer.
+_DIGEST_JSON = json.JSONEncoder(sort_keys=True, default=str).encode
+
 
 class ModelRequest(BaseModel):
     """One call to a model: the prompt plus the structure the answer must have."""
@@ -25,10 +29,8 @@ class ModelRequest(BaseModel):
     tools: list[dict[str, Any]] = Field(default_factory=list)
 
     def digest(self) -> str:
-        blob = json.dumps(
-            {"agent": self.agent, "inputs": self.inputs, "schema": self.output_schema},
-            sort_keys=True,
-            default=str,
+        blob = _DIGEST_JSON(
+            {"agent": self.agent, "inputs": self.inputs, "schema": self.output_schema}
         )
         return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -35,6 +35,9 @@ from flock_es.models.waker import sleep_precisely
 
 __all__ = ["OfflineModel", "tool_calls"]
 
+# ``json.dumps(..., ensure_ascii=False)``'s encoder, built once (``dumps`` builds one
+# per call that passes arguments).
+_ANSWER_JSON = json.JSONEncoder(ensure_ascii=False).encode
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 # Outputs of earlier offline calls start with "Field name: "; strip it so text does not nest.
 _LABEL = re.compile(r"^(?:[A-Z][A-Za-z ]{0,40}?\d*: )+")
@@ -324,7 +327,7 @@ class OfflineModel:
 
     def answer(self, request: ModelRequest) -> str:
         gen = _Generator(request)
-        return json.dumps(gen.value(request.output_schema, ""), ensure_ascii=False)
+        return _ANSWER_JSON(gen.value(request.output_schema, ""))
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         t0 = time.perf_counter()

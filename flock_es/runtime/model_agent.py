@@ -29,6 +29,9 @@ from flock_es.runtime.model_calls import ModelCalls
 
 __all__ = ["retry_message", "run_model_agent", "warm_schemas"]
 
+# ``json.dumps(..., ensure_ascii=False)``, its encoder built once.
+_TEXT = json.JSONEncoder(ensure_ascii=False).encode
+
 
 def warm_schemas(agents: Iterable[Agent]) -> None:
     """Build (and cache) the output schema of every model agent before the run starts.
@@ -59,7 +62,7 @@ async def run_model_agent(
     calls: ModelCalls, run: TaskRun, inputs: list[BaseModel]
 ) -> list[BaseModel]:
     """Ask the agent's model for one output of each published type, validated."""
-    agent, ctx = run.agent, run.ctx
+    agent = run.agent
     if not agent.publishes:
         raise OutputValidationError(f"agent {agent.name!r} has no .publishes(); nothing to ask for")
     schema = output_schema(agent.publishes, agent.fan_out)
@@ -67,11 +70,14 @@ async def run_model_agent(
     tools = [*tool_specs(agent.tools), *await mcp_tool_specs(calls, run)]
     tool_names = [str(t["function"]["name"]) for t in tools]
     messages = build_messages(agent.name, agent.description, payloads, schema, tool_names)
-    if ctx.context:
+    # The agent's context only if it may hold earlier artifacts (it holds them only
+    # when context ids were recorded) or was built already (a component may have
+    # changed it): building one per call for nothing cost ~5% of a call's path.
+    ctx = run.built if run.built is not None or not run.context_ids else run.ctx
+    if ctx is not None and ctx.context:
         # Only what the engine let through the visibility filter reaches the model.
         earlier = "\n".join(
-            f"- {a.type} (by {a.produced_by}): {json.dumps(a.payload, ensure_ascii=False)}"
-            for a in ctx.context
+            f"- {a.type} (by {a.produced_by}): {_TEXT(a.payload)}" for a in ctx.context
         )
         messages.insert(
             1, {"role": "user", "content": "Earlier artifacts of this conversation:\n" + earlier}
