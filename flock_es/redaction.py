@@ -144,10 +144,22 @@ def _env_secrets() -> frozenset[str]:
     return _env_cache[1]
 
 
+# ``held_secrets()`` as last worked out, with what it was worked out from: the
+# environment's secrets (the cached frozenset) and how many were registered (the set
+# only grows). Asked three times per model call; rebuilt only when either changed.
+_held: tuple[frozenset[str], int, tuple[str, ...]] = (frozenset(), -1, ())
+
+
 def held_secrets() -> tuple[str, ...]:
     """Every secret value known to this process, longest first (free-text replacement)."""
-    both = _env_secrets() | _registered
-    return tuple(sorted((s for s in both if len(s) >= MIN_SECRET), key=len, reverse=True))
+    global _held
+    env = _env_secrets()
+    if _held[0] is env and _held[1] == len(_registered):
+        return _held[2]
+    both = env | _registered
+    known = tuple(sorted((s for s in both if len(s) >= MIN_SECRET), key=len, reverse=True))
+    _held = (env, len(_registered), known)
+    return known
 
 
 def _replace(text: str, known: tuple[str, ...]) -> str:
