@@ -152,7 +152,8 @@ class ModelCalls:
         sem = self.sem
 
         def slot() -> contextlib.AbstractAsyncContextManager[Any]:
-            return sem.slot(run.priority) if sem is not None else contextlib.nullcontext()
+            assert sem is not None
+            return sem.slot(run.priority)
 
         def failed(f: FailedAttempt) -> None:
             self.attempt_failed(run, index, f)
@@ -163,15 +164,20 @@ class ModelCalls:
             lambda: client.complete(request),
             self.retry,
             failed,
-            slot,
+            slot if sem is not None else None,
             limiter=limiter,
             what=f"model {request.model!r}",
             ready=getattr(client, "ready", None),
         )
-        # What the agent sees is exactly what is recorded, so a replay matches.
-        response.content = redact_text(response.content)
-        response.tool_calls = redact(response.tool_calls)
-        response.attempt = attempt
+        # What the agent sees is exactly what is recorded, so a replay matches. Each
+        # field is set only if it changed: a pydantic model's setattr is a Python call.
+        content = redact_text(response.content)
+        if content is not response.content:
+            response.content = content
+        if response.tool_calls:
+            response.tool_calls = redact(response.tool_calls)
+        if response.attempt != attempt:
+            response.attempt = attempt
         self.made += 1
         snapshot = limiter.snapshot() if limiter is not None and limiter.limited else None
         event = self._answer_event(run, index, request, response, snapshot)
