@@ -106,14 +106,34 @@ async def test_a_large_unit_goes_to_the_thread_while_the_loop_is_still_busy(
     before = w.commits
     w.enqueue([artifact(i) for i in range(RELEASE_AT)])
     assert _committed_within(w, before + 1)
-    # Small units are held, but not past HOLD_MAX: the next unit queued after that
-    # takes them to the thread too.
+    # Small units are held, but one that someone waits for not past HOLD_MAX: it
+    # takes them to the thread.
     w.enqueue([artifact(RELEASE_AT)])
     time.sleep(HOLD_MAX * 2)
-    w.enqueue([artifact(RELEASE_AT + 1)])
+    waited = w.submit([artifact(RELEASE_AT + 1)])
     assert _committed_within(w, before + 2)
+    await waited
     await w.close()
     assert len(_ids(db)) == RELEASE_AT + 2
+
+
+async def test_units_nobody_waits_for_stay_held_while_the_loop_is_busy(tmp_path: Path) -> None:
+    # Tasks starting one after another in one stretch of callbacks (200 model agents),
+    # each with a task.started nobody waits for: one commit once the stretch is over,
+    # not one to the thread per HOLD_MAX while the starts still need the GIL.
+    assert make_timers_precise(asyncio.get_running_loop())
+    db = tmp_path / "w.db"
+    w = await LogWriter.open(db)
+    await w.append([started()])
+    before = w.commits
+    for i in range(5):
+        w.enqueue([artifact(i)])
+        time.sleep(HOLD_MAX * 2)
+    assert w.commits == before and _ids(db) == []  # still held
+    await asyncio.sleep(0.05)
+    assert w.commits == before + 1
+    await w.close()
+    assert len(_ids(db)) == 5
 
 
 async def test_a_paid_unit_is_synced_on_the_loop_or_on_the_thread(tmp_path: Path) -> None:
