@@ -29,6 +29,10 @@ class Work:
         self.tasks: set[asyncio.Task[Any]] = set()
         # The first exception a task ended with (a failed commit stops the others too).
         self.failure: BaseException | None = None
+        # Set by the task that leaves none behind (or fails) while ``until_idle`` waits:
+        # one future for the waiters, not a callback on every task (``asyncio.wait``'s,
+        # a second call per finished task, and a pass over all of them per wait).
+        self._idle: asyncio.Future[None] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.tasks)
@@ -47,11 +51,13 @@ class Work:
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)
-        if task.cancelled():
-            return
-        exc = task.exception()  # retrieved here: no "Task exception was never retrieved"
-        if exc is not None and self.failure is None:
-            self.failure = exc
+        if not task.cancelled():
+            exc = task.exception()  # retrieved here: no "Task exception was never retrieved"
+            if exc is not None and self.failure is None:
+                self.failure = exc
+        idle = self._idle
+        if idle is not None and (not self.tasks or self.failure is not None) and not idle.done():
+            idle.set_result(None)
 
     async def until_idle(self, timeout: float | None = None) -> bool:
         """Return True when no tracked task is left, False once ``timeout`` seconds
@@ -61,7 +67,12 @@ class Work:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return False
-            await asyncio.wait(set(self.tasks), timeout=left, return_when=asyncio.FIRST_EXCEPTION)
+            loop = asyncio.get_running_loop()
+            idle = self._idle
+            if idle is None or idle.done() or idle.get_loop() is not loop:
+                idle = self._idle = loop.create_future()
+            # Through wait(): a waiter cancelled leaves the shared future to the others.
+            await asyncio.wait((idle,), timeout=left)
         if self.failure is not None:
             raise self.failure
         return True
