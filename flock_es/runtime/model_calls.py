@@ -158,6 +158,10 @@ class ModelCalls:
         def failed(f: FailedAttempt) -> None:
             self.attempt_failed(run, index, f)
 
+        # The request as recorded, made before the call, not after its answer: while
+        # the answers of many calls started together arrive, the loop's work per
+        # answer is what makes the last one wait (issue 14 (e)).
+        recorded = request.redacted()
         # Each attempt holds a slot of the global cap; backoff waits between them do not.
         limiter = getattr(client, "limiter", None)
         response, attempt = await call_with_retries(
@@ -180,7 +184,7 @@ class ModelCalls:
             response.attempt = attempt
         self.made += 1
         snapshot = limiter.snapshot() if limiter is not None and limiter.limited else None
-        event = self._answer_event(run, index, request, response, snapshot)
+        event = self._answer_event(run, index, request.model, recorded, response, snapshot)
         if response.tool_calls:
             # The tools it asks for run next and may act on the world: the paid answer
             # must be durable first, or a crash in between re-pays the call on resume
@@ -198,17 +202,18 @@ class ModelCalls:
         self,
         run: TaskRun,
         index: int,
-        request: ModelRequest,
+        model: str,
+        request: dict[str, Any],
         response: ModelResponse,
         limiter: dict[str, Any] | None,
     ) -> Event:
-        """The paid answer as a ``model.called`` event."""
+        """The paid answer to ``request`` (as recorded) as a ``model.called`` event."""
         body = ModelCalled(
             task_id=run.task.id,
             agent=run.agent.name,
             call_index=index,
-            model=request.model,
-            request=request.redacted(),
+            model=model,
+            request=request,
             response=response.content,
             tokens_in=response.tokens_in,
             tokens_out=response.tokens_out,
