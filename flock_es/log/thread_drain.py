@@ -111,6 +111,8 @@ class ThreadDrain(UnitQueue):
         # (``enqueue``: a task's start, a paid answer before its outputs) are held
         # while the loop is busy for as long as it stays busy, up to RELEASE_AT units.
         self._held_waited = False
+        self._held_synced = False
+        self._held_seen = 0
         self.inline_commits = 0  # commits made on the loop's thread (``_at_select``)
         self._loop = asyncio.get_running_loop()
         self._ended: asyncio.Future[None] = self._loop.create_future()
@@ -129,7 +131,8 @@ class ThreadDrain(UnitQueue):
         return self._task is not None and not self._task.done() and not self._stopping
 
     def synced(self, events: list[Event]) -> bool:
-        """Whether committing ``events`` syncs the disk (a paid answer: ``LogWriter``)."""
+        """Whether committing ``events`` syncs the disk (a paid answer: ``LogWriter``);
+        true of a group if true of any part of it (held units are checked a part at a time)."""
         return False
 
     def commit_here(self, events: list[Event]) -> bool:
@@ -149,6 +152,8 @@ class ThreadDrain(UnitQueue):
             if len(held) == 1:
                 self._held_at = time.monotonic()
                 self._held_waited = unit[1] is not None
+                self._held_synced = False  # whether the first _held_seen units sync
+                self._held_seen = 0
                 if len(unit[0]) < RELEASE_AT:
                     if not at_next_select(self._loop, self._at_select):
                         self._loop.call_soon(self._release_held)
@@ -191,8 +196,15 @@ class ThreadDrain(UnitQueue):
             return True
         if age >= HOLD_MAX_SYNCED:
             return False
-        # Rare (a stretch past HOLD_MAX): the held events are looked at only then.
-        return self.synced([e for evs, _ in self._held for e in evs])
+        # Past HOLD_MAX only: the held events are looked at then, each unit once (200
+        # answers arriving together put a unit in this stretch each, and a scan of all
+        # held events per unit grew with their square).
+        if not self._held_synced:
+            held = self._held
+            fresh = [e for evs, _ in held[self._held_seen :] for e in evs]
+            self._held_seen = len(held)
+            self._held_synced = self.synced(fresh)
+        return self._held_synced
 
     def submit_stream(self, stream: EventStream) -> None:
         # Straight to the thread, after the units held before it: the loop never
