@@ -338,12 +338,12 @@ class OfflineModel:
             await asyncio.sleep(0)
         calls = tool_calls(request)
         content = "" if calls else self.answer(request)
+        prompt_chars = sum(len(str(m.get("content", ""))) for m in request.messages)
         # Always yield, as a real call would: a zero-latency model must not run
         # agents that were started together one after another. The wait ends on
         # time, as a network answer would (asyncio.sleep can be 1 ms late).
         await sleep_precisely(self.latency - (time.perf_counter() - t0) if self.latency else 0)
         self.calls += 1
-        prompt_chars = sum(len(str(m.get("content", ""))) for m in request.messages)
         return ModelResponse(
             content=content,
             tokens_in=max(1, prompt_chars // 4),

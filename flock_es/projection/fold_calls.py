@@ -24,13 +24,15 @@ def model_called(s: RunState, e: Event, b: ModelCalled) -> None:
     if key in s.calls or (s.compact and b["task_id"] not in s.tasks):
         return
     cost = b.get("cost")
+    tokens_in = b.get("tokens_in") or 0
+    tokens_out = b.get("tokens_out") or 0
     s.calls[key] = CallView(
         task_id=b["task_id"],
         call_index=b["call_index"],
         model=b["model"],
         response=b["response"],
-        tokens_in=b.get("tokens_in") or 0,
-        tokens_out=b.get("tokens_out") or 0,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
         cost=cost,
         latency_ms=b.get("latency_ms", 0.0),
         seq=e.seq,
@@ -43,8 +45,8 @@ def model_called(s: RunState, e: Event, b: ModelCalled) -> None:
         if view is None:
             continue
         view.calls += 1
-        view.tokens_in += b.get("tokens_in") or 0
-        view.tokens_out += b.get("tokens_out") or 0
+        view.tokens_in += tokens_in
+        view.tokens_out += tokens_out
         view.cost = None if cost is None or view.cost is None else view.cost + cost
     if b.get("limiter"):
         _limiter(s, e, b.get("limiter"))
