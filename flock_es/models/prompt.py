@@ -84,14 +84,28 @@ def build_messages(
     ``response_format`` replaces it there with a reference (``schema_by_reference``),
     so a provider never reads it twice.
     """
-    system = (
-        f"You are the agent {agent!r} in a multi-agent system.\n"
-        + (f"Your role: {description}\n" if description else "")
-        + (f"You can call these tools before answering: {', '.join(tools)}.\n" if tools else "")
-        + SCHEMA_INTRO
-        + schema_text(schema)
-    )
+    key = (agent, description, tuple(tools), id(schema))
+    hit = _SYSTEM.get(key)
+    if hit is not None and hit[0] is schema:
+        system = hit[1]
+    else:
+        system = (
+            f"You are the agent {agent!r} in a multi-agent system.\n"
+            + (f"Your role: {description}\n" if description else "")
+            + (f"You can call these tools before answering: {', '.join(tools)}.\n" if tools else "")
+            + SCHEMA_INTRO
+            + schema_text(schema)
+        )
+        if len(_SYSTEM) >= 1024:
+            _SYSTEM.clear()
+        _SYSTEM[key] = (schema, system)
     return [{"role": "system", "content": system}, {"role": "user", "content": _inputs(inputs)}]
+
+
+# (agent, description, tools, id(schema)) -> (schema, the system message): every call of
+# an agent sends the same one, built once (the schema's text copied into it each time
+# before). The entry holds the schema, so its id cannot be reused while cached.
+_SYSTEM: dict[tuple[str, str, tuple[str, ...], int], tuple[dict[str, Any], str]] = {}
 
 
 # id(schema) -> (schema, its JSON text). The entry holds the schema, so its id cannot

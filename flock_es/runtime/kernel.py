@@ -48,7 +48,7 @@ from flock_es.runtime.agent import Agent
 from flock_es.runtime.artifacts import RunArtifacts
 from flock_es.runtime.kernel_ports import Actor, Listener, Sink
 
-__all__ = ["OBJECT_CACHE", "UNPUBLISHED_TAG", "Kernel", "build_index"]
+__all__ = ["OBJECT_CACHE", "UNPUBLISHED_TAG", "Kernel", "build_index", "payload_of"]
 
 # Artifacts recorded but not offered to subscribers (``invoke(..., publish_outputs=False)``).
 UNPUBLISHED_TAG = "flock-es:unpublished"
@@ -80,7 +80,7 @@ _PLAIN_DUMP: dict[type[BaseModel], bool] = {}
 _MODEL_DUMP = BaseModel.model_dump
 
 
-def _payload(obj: BaseModel) -> dict[str, Any]:
+def payload_of(obj: BaseModel) -> dict[str, Any]:
     """``obj.model_dump(mode="json")``; for a class that keeps pydantic's own method,
     its serialiser called directly: ``model_dump`` passes fifteen keyword arguments
     on (a third of an output's serialisation, issue 14), to the same defaults."""
@@ -261,7 +261,7 @@ class Kernel:
         body: ArtifactPublished = {
             "id": aid,
             "type": name,
-            "payload": _payload(obj),
+            "payload": payload_of(obj),
             "produced_by": produced_by,
             "task_id": task_id,
             "correlation_id": correlation_id,

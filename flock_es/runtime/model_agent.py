@@ -24,6 +24,7 @@ from flock_es.models.retry import FailedAttempt
 from flock_es.models.tools import tool_specs
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.context import TaskRun
+from flock_es.runtime.kernel import payload_of
 from flock_es.runtime.mcp import mcp_tool_specs
 from flock_es.runtime.model_calls import ModelCalls
 
@@ -66,7 +67,8 @@ async def run_model_agent(
     if not agent.publishes:
         raise OutputValidationError(f"agent {agent.name!r} has no .publishes(); nothing to ask for")
     schema = output_schema(agent.publishes, agent.fan_out)
-    payloads = [{"type": type_name(type(o)), "payload": o.model_dump(mode="json")} for o in inputs]
+    # Each input as its artifact's payload is recorded (``model_dump(mode="json")``).
+    payloads = [{"type": type_name(type(o)), "payload": payload_of(o)} for o in inputs]
     tools = [*tool_specs(agent.tools), *await mcp_tool_specs(calls, run)]
     tool_names = [str(t["function"]["name"]) for t in tools]
     messages = build_messages(agent.name, agent.description, payloads, schema, tool_names)
