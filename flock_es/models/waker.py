@@ -93,9 +93,17 @@ async def sleep_precisely(delay: float) -> None:
         await asyncio.sleep(0)
         return
     loop = asyncio.get_running_loop()
-    if timers_are_precise(loop):  # the loop's own timer is on time: no thread needed
-        await asyncio.sleep(delay)
-        return
     fut: asyncio.Future[None] = loop.create_future()
+    if timers_are_precise(loop):  # the loop's own timer is on time: no thread needed
+        # asyncio.sleep, without cancelling its timer once it ran: that counted as a
+        # cancelled timer in the loop's heap, and 200 of them (a wide run's answers)
+        # made the loop rebuild its heap of the other calls' timers.
+        timer = loop.call_later(delay, _wake, fut)
+        try:
+            await fut
+        except BaseException:
+            timer.cancel()
+            raise
+        return
     _WAKER.add(time.monotonic() + delay, loop, fut)
     await fut
