@@ -173,7 +173,7 @@ class Engine:
                 deadline = gated.get("deadline")
                 if deadline is not None:
                     timers.arm_join(gated["agent"], gated["sub_index"], gated["key"], deadline)
-            elif kind is published:
+            elif kind is published and unreleased:  # most runs hold no unreleased artifact
                 aid = body_as(e, ArtifactPublished)["id"]
                 if aid in unreleased:
                     timers.arm_release(aid)
@@ -182,7 +182,8 @@ class Engine:
             self.room.set()
         if self.hooks is not None:
             self.hooks.scheduled(self.kernel.state, events, self.work.spawn)
-        self._run_inline(inline)
+        if inline:  # a unit that scheduled no function agent's task (an output, say)
+            self._run_inline(inline)
 
     def _run_inline(self, inline: list[str]) -> None:
         """Run function-agent tasks in chunks, so one chunk's commit (on the writer's
