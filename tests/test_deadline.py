@@ -76,3 +76,18 @@ def test_a_closed_loop_leaves_no_bounds_behind() -> None:
     asyncio.run(within(5.0, _after(0.0, "x")))
     gc.collect()
     assert not [loop for loop in _BY_LOOP if loop.is_closed()]
+
+
+async def test_a_loop_that_cannot_be_weakly_referenced_gets_asyncio_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flock_es.models import deadline
+
+    class NoWeakrefs:
+        def get(self, loop: object) -> None:
+            raise TypeError("cannot create weak reference")
+
+    monkeypatch.setattr(deadline, "_BY_LOOP", NoWeakrefs())
+    assert await within(1.0, _after(0.0, "answer")) == "answer"
+    with pytest.raises(TimeoutError):
+        await within(0.02, _after(5.0, "late"))

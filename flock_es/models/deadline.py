@@ -102,7 +102,11 @@ async def within(delay: float, aw: Awaitable[T]) -> T:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task(loop)
     assert task is not None, "within() runs inside a task"
-    by_delay = _BY_LOOP.get(loop)
+    try:
+        by_delay = _BY_LOOP.get(loop)
+    except TypeError:  # a loop that cannot be weakly referenced: asyncio's own bound
+        async with asyncio.timeout(delay):
+            return await aw
     if by_delay is None:
         by_delay = _BY_LOOP[loop] = {}
     bounds = by_delay.get(delay)
