@@ -77,6 +77,9 @@ _RUN_STARTED, _RUN_FINISHED = EventKind.RUN_STARTED, EventKind.RUN_FINISHED
 _RUN_RESUMED, _PUBLISHED = EventKind.RUN_RESUMED, EventKind.ARTIFACT_PUBLISHED
 _SCHEDULED = EventKind.TASK_SCHEDULED
 
+# The visibility of a public artifact (most of them), as ``artifact_row`` writes it.
+_PUBLIC = {"kind": "public"}
+
 PAID_KINDS = frozenset({EventKind.MODEL_CALLED, EventKind.TOOL_CALLED})
 """Kinds whose commit carries something paid for; in ``full`` durability it is fsynced."""
 
@@ -185,7 +188,7 @@ def _event_chunks(
     seq = last_seq
     kinds = _KIND_TEXT
     arts, consumptions, others, runs = side.arts, side.consumptions, side.others, side.runs
-    published, scheduled, other_kinds = _PUBLISHED, _SCHEDULED, _OTHER_KINDS
+    published, scheduled, other_kinds, public = _PUBLISHED, _SCHEDULED, _OTHER_KINDS, _PUBLIC
     run_id, counts = "", [0, 0]
     flat: list[Any] = []
     left = size
@@ -203,11 +206,30 @@ def _event_chunks(
         tid = tid if isinstance(tid, str) else None
         flat += (seq, run_id, kinds[kind], e.ts, e.v, tid, to_json(body).decode())
         if kind is published:
-            arts += artifact_row(e, body_as(e, ArtifactPublished))
+            # ``artifact_row``, inlined (a call, a tuple and ``visibility_columns``'s call
+            # per artifact: the writer's thread holds the GIL the loop needs, issue 14).
+            # The body through its definition by annotation (mypy checks the keys).
+            a: ArtifactPublished = body  # type: ignore[assignment]
+            vis = a.get("visibility")
+            if vis is None or vis == public:
+                arts += (
+                    seq,
+                    a["id"],
+                    run_id,
+                    a["type"],
+                    a.get("produced_by", "external"),
+                    e.ts,
+                    a.get("task_id"),
+                    a.get("correlation_id"),
+                    "public",
+                    None,
+                )
+            else:
+                arts += artifact_row(e, a)
             if body.get("tags"):
                 others.append(e)
         elif kind is scheduled:
-            t = body_as(e, TaskScheduled)
+            t: TaskScheduled = body  # type: ignore[assignment]
             ts, agent = e.ts, t["agent"]
             for aid in t["inputs"]:
                 consumptions += (run_id, aid, tid, agent, seq, ts)
