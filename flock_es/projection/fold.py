@@ -147,18 +147,22 @@ def artifact_view(b: ArtifactPublished, seq: int | None, ts: float) -> ArtifactV
     """The view of the artifact ``b`` publishes (at ``seq``, time ``ts``), not released:
     the fold's, and the runtime's for an artifact a compact state let go of."""
     vis = b.get("visibility")
+    # Positional, in the fields' order (id, type, payload, produced_by, task_id,
+    # correlation_id, tags, visibility, seq, ts, released, partition_key): a call by
+    # keywords matches each name, and this runs once per artifact (issue 14).
     return ArtifactView(
-        id=b["id"],
-        type=b["type"],
-        payload=b["payload"],
-        produced_by=b.get("produced_by", "external"),
-        task_id=b.get("task_id"),
-        correlation_id=b.get("correlation_id"),
-        tags=list(tags) if (tags := b.get("tags")) else _NONE,
-        visibility=_PUBLIC if vis is None or vis == _PUBLIC else vis,
-        seq=seq,
-        ts=ts,
-        partition_key=b.get("partition_key"),
+        b["id"],
+        b["type"],
+        b["payload"],
+        b.get("produced_by", "external"),
+        b.get("task_id"),
+        b.get("correlation_id"),
+        list(tags) if (tags := b.get("tags")) else _NONE,
+        _PUBLIC if vis is None or vis == _PUBLIC else vis,
+        seq,
+        ts,
+        False,
+        b.get("partition_key"),
     )
 
 
@@ -185,7 +189,8 @@ def _artifact(s: RunState, e: Event, b: ArtifactPublished) -> None:
     else:
         s.by_type.setdefault(b["type"], []).append(aid)
     arts[aid] = artifact_view(b, e.seq, e.ts)
-    _count(s, b["type"])
+    counts, name = s.type_counts, b["type"]  # ``_count``, inlined: once per artifact
+    counts[name] = counts.get(name, 0) + 1
     if after and vis is not None:
         s.unreleased[aid] = e.ts + float(vis.get("ttl", 0.0))
 
@@ -202,24 +207,36 @@ def _decided(s: RunState, e: Event, b: ArtifactDecided) -> None:
 def _scheduled(s: RunState, e: Event, b: TaskScheduled) -> None:
     tid = b["task_id"]
     if tid not in s.tasks:
+        # Positional, in the fields' order (as ``artifact_view``: once per task), the
+        # others at their defaults: id, agent, sub_index, inputs (the event's own list:
+        # events are never mutated, and neither are views), reason, status, attempt,
+        # scheduled_at, started_at, finished_at, outputs, error, calls, tokens_in,
+        # tokens_out, cost, seq.
         s.tasks[tid] = TaskView(
-            id=tid,
-            agent=b["agent"],
-            sub_index=b["sub_index"],
-            # The event's own list: events are never mutated, and neither are views.
-            inputs=b["inputs"],
-            outputs=_NONE,
-            reason=b.get("reason", _MATCH),
-            scheduled_at=e.ts,
-            seq=e.seq,
+            tid,
+            b["agent"],
+            b["sub_index"],
+            b["inputs"],
+            b.get("reason", _MATCH),
+            _SCHEDULED,
+            0,
+            e.ts,
+            None,
+            None,
+            _NONE,
+            None,
+            0,
+            0,
+            0,
+            0.0,
+            e.seq,
         )
-        s.agent_view(b["agent"]).scheduled += 1
+        (s.agents.get(b["agent"]) or s.agent_view(b["agent"])).scheduled += 1  # see _finish
     reason = b.get("reason")
-    key = (b["agent"], b["sub_index"])
     if reason in _BATCH_REASONS:
-        take_inputs(s, key, b["inputs"])
+        take_inputs(s, (b["agent"], b["sub_index"]), b["inputs"])
     elif reason in _GATE_REASONS:
-        leave_gate(s, key, b["inputs"])
+        leave_gate(s, (b["agent"], b["sub_index"]), b["inputs"])
 
 
 def _started(s: RunState, e: Event, b: TaskStarted) -> None:
@@ -239,7 +256,8 @@ def _started(s: RunState, e: Event, b: TaskStarted) -> None:
 
 
 def _finish(s: RunState, e: Event, t: TaskView) -> AgentView:
-    a = s.agent_view(t.agent)
+    # ``agent_view``'s call only for an agent not seen yet (views are always true).
+    a = s.agents.get(t.agent) or s.agent_view(t.agent)
     if t.status is _RUNNING:
         a.running -= 1
     t.finished_at = e.ts
