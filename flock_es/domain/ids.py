@@ -25,7 +25,10 @@ def _digest(*parts: str, size: int = 16) -> str:
 
 def task_id(run_id: str, agent: str, sub_index: int, inputs: Iterable[str]) -> str:
     """``t-`` + digest(run id, agent, subscription index, input artifact ids)."""
-    return "t-" + _digest(run_id, agent, str(sub_index), *inputs, size=10)
+    # _digest(run_id, agent, str(sub_index), *inputs, size=10), spelled out as in
+    # ``output_id``: the same bytes, a call less (once per task).
+    data = "\x1f".join([run_id, agent, str(sub_index), *inputs]).encode() + b"\x1f"
+    return "t-" + blake2b(data, digest_size=10).hexdigest()
 
 
 def output_id(task: str, position: int) -> str:

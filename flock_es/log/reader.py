@@ -85,7 +85,8 @@ def row_to_event(row: tuple[int, str, str, float, int, str]) -> Event | None:
         return None
     # pydantic's Rust parser: about three times faster than json.loads on event bodies.
     current, v = upcast(k, v, from_json(body))
-    return Event(run_id=run_id, kind=k, body=current, ts=ts, seq=seq, v=v)
+    # Positional: a call by keywords matches each name (every event read, replayed, folded).
+    return Event(run_id, k, current, ts, seq, v)
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])

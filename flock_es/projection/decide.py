@@ -125,7 +125,8 @@ def schedule(
     reason: ScheduleReason,
     now: float,
 ) -> Event:
-    tid = ids.task_id(state.ids_run, agent, sub_index, inputs)
+    # ``state.ids_run`` without its property's call (once per task).
+    tid = ids.task_id(state.id_root or state.run_id, agent, sub_index, inputs)
     body: TaskScheduled = {
         "task_id": tid,
         "agent": agent,

@@ -275,8 +275,12 @@ class Executor:
             oid = ids.output_id(tid, pos)
             oids.append(oid)
             tname = type_name(type(o))
-            vis = agent.visibility_for(tname)
-            arts.append(kernel.artifact_event(o, oid, name, tid, corr, tags, vis, now, tname=tname))
+            vis = agent.type_visibility.get(tname, agent.output_visibility)  # visibility_for
+            # Positional (no partition key, not deferred): a call by keywords matches names.
+            event = kernel.artifact_event(
+                o, oid, name, tid, corr, tags, vis, now, None, False, tname
+            )
+            arts.append(event)
         done = trusted_event(
             kernel.run_id,
             _COMPLETED,

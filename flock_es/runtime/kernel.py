@@ -37,7 +37,6 @@ from flock_es.domain.events import (
     ArtifactPublished,
     Event,
     EventKind,
-    body_as,
     trusted_event,
 )
 from flock_es.errors import ArtifactValidationError, CommitFailed
@@ -283,7 +282,7 @@ class Kernel:
         for ev in artifact_events:
             apply(state, ev)
             out.append(ev)
-            view = state.artifacts[body_as(ev, ArtifactPublished)["id"]]
+            view = state.artifacts[ev.body["id"]]  # not ``body_as``'s call: once per artifact
             if UNPUBLISHED_TAG in view.tags or view.type not in by_type:
                 continue  # nothing consumes it (most outputs): no object, no decision
             caused = decide_artifact(state, index, view, self.decision_obj(view), now)
