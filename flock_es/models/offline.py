@@ -31,13 +31,11 @@ from urllib.parse import parse_qs
 
 from flock_es.errors import ConfigError
 from flock_es.models.base import ModelRequest, ModelResponse
+from flock_es.models.prompt import json_text
 from flock_es.models.waker import sleep_precisely
 
 __all__ = ["OfflineModel", "tool_calls"]
 
-# ``json.dumps(..., ensure_ascii=False)``'s encoder, built once (``dumps`` builds one
-# per call that passes arguments).
-_ANSWER_JSON = json.JSONEncoder(ensure_ascii=False).encode
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 # Outputs of earlier offline calls start with "Field name: "; strip it so text does not nest.
 _LABEL = re.compile(r"^(?:[A-Z][A-Za-z ]{0,40}?\d*: )+")
@@ -327,7 +325,7 @@ class OfflineModel:
 
     def answer(self, request: ModelRequest) -> str:
         gen = _Generator(request)
-        return _ANSWER_JSON(gen.value(request.output_schema, ""))
+        return json_text(gen.value(request.output_schema, ""))
 
     async def complete(self, request: ModelRequest) -> ModelResponse:
         t0 = time.perf_counter()

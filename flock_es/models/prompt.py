@@ -17,6 +17,7 @@ __all__ = [
     "build_messages",
     "describe_validation",
     "json_candidates",
+    "json_text",
     "output_schema",
     "parse_output",
     "schema_by_reference",
@@ -63,9 +64,10 @@ def _output_schema(
     }
 
 
-# ``json.dumps(..., ensure_ascii=False)``'s encoder, built once: ``dumps`` builds a new
-# ``JSONEncoder`` on every call that passes any argument (once per input, per call).
-_TEXT = json.JSONEncoder(ensure_ascii=False).encode
+json_text = json.JSONEncoder(ensure_ascii=False).encode
+"""``json.dumps(value, ensure_ascii=False)``, its encoder built once: ``dumps`` builds a
+new ``JSONEncoder`` on every call that passes any argument (once per input, per call).
+The prompt's payloads, the agent's earlier artifacts and the offline model's answers."""
 
 SCHEMA_INTRO = "Answer with a single JSON object that validates against this JSON schema, "
 SCHEMA_INTRO += "and nothing else:\n"
@@ -134,7 +136,9 @@ def _inputs(inputs: list[dict[str, Any]]) -> str:
         head = f"The input: a batch of these {len(inputs)} {types[0]} artifacts; answer once for all of them."
     else:
         head = f"The input: these {len(inputs)} artifacts ({', '.join(types)}), together."
-    return head + "\n" + "\n".join(f"- {inp['type']}: {_TEXT(inp['payload'])}" for inp in inputs)
+    return (
+        head + "\n" + "\n".join(f"- {inp['type']}: {json_text(inp['payload'])}" for inp in inputs)
+    )
 
 
 def schema_by_reference(messages: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:

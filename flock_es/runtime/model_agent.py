@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from flock_es.domain.registry import type_name
 from flock_es.errors import OutputValidationError
 from flock_es.models.base import ModelRequest, ModelResponse
-from flock_es.models.prompt import build_messages, output_schema, parse_output
+from flock_es.models.prompt import build_messages, json_text, output_schema, parse_output
 from flock_es.models.retry import FailedAttempt
 from flock_es.models.tools import tool_specs
 from flock_es.runtime.agent import Agent
@@ -29,9 +29,6 @@ from flock_es.runtime.mcp import mcp_tool_specs
 from flock_es.runtime.model_calls import ModelCalls
 
 __all__ = ["retry_message", "run_model_agent", "warm_schemas"]
-
-# ``json.dumps(..., ensure_ascii=False)``, its encoder built once.
-_TEXT = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def warm_schemas(agents: Iterable[Agent]) -> None:
@@ -79,7 +76,7 @@ async def run_model_agent(
     if ctx is not None and ctx.context:
         # Only what the engine let through the visibility filter reaches the model.
         earlier = "\n".join(
-            f"- {a.type} (by {a.produced_by}): {_TEXT(a.payload)}" for a in ctx.context
+            f"- {a.type} (by {a.produced_by}): {json_text(a.payload)}" for a in ctx.context
         )
         messages.insert(
             1, {"role": "user", "content": "Earlier artifacts of this conversation:\n" + earlier}
