@@ -15,7 +15,7 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -149,11 +149,8 @@ class ModelCalls:
                 f"no recorded model call {index} for task {run.task.id} ({agent.name})"
             )
         client = self.clients(agent)
-        sem = self.sem
-
-        def slot() -> contextlib.AbstractAsyncContextManager[Any]:
-            assert sem is not None
-            return sem.slot(run.priority)
+        # A slot of the global cap per attempt, if there is a cap (none: no slot to enter).
+        slot = None if self.sem is None else functools.partial(self.sem.slot, run.priority)
 
         def failed(f: FailedAttempt) -> None:
             self.attempt_failed(run, index, f)
@@ -168,7 +165,7 @@ class ModelCalls:
             lambda: client.complete(request),
             self.retry,
             failed,
-            slot if sem is not None else None,
+            slot,
             limiter=limiter,
             what=f"model {request.model!r}",
             ready=getattr(client, "ready", None),
