@@ -20,6 +20,7 @@ from flock_es.log.snapshot_job import snapshot_now
 from flock_es.log.snapshots import chain, fold_run, start_state
 from flock_es.projection import fold
 from flock_es.projection.snapshot import decode, encode, rebuild
+from flock_es.projection.snapshot_codec import HEADER_BYTES
 from flock_es.projection.snapshot_links import LinkFold, Parked
 from flock_es.projection.state import RunState
 from tests.test_compact_state import _finished_runs, decisions_read, well_formed
@@ -268,7 +269,10 @@ def test_a_chain_with_a_link_missing_damaged_or_stale_falls_back_to_the_log(
     con.close()
     with store.reader() as log:
         state, folded = fold_run(log, run)
-        assert state == fold(evs) and folded == len(evs)  # from event 0
+        # A damaged segment: from the link before it; a link gone or of another fold
+        # breaks the chain its headers make: from event 0.
+        start = sum(e.seq <= seqs[0] for e in evs) if harm == "damaged" else 0
+        assert state == fold(evs) and folded == len(evs) - start
         # A resume needs only the latest link, which is whole.
         compact, folded = fold_run(log, run, compact=True)
         assert folded == 0 and decisions_read(compact) == decisions_read(fold(evs, compact=True))
@@ -281,6 +285,41 @@ def test_a_chain_with_a_link_missing_damaged_or_stale_falls_back_to_the_log(
         assert snapshot_now(str(db), run, at_least=1)
         with store.reader() as log:
             assert fold_run(log, run) == (fold(evs), 0)
+
+
+@pytest.mark.parametrize("part", ["core", "segment"])
+def test_readers_start_from_an_older_link_when_the_newest_is_damaged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, part: str
+) -> None:
+    """A damaged newest link costs a resume the events since the link before it, and
+    ``show --at`` the events since the last link before the damage, not the whole log."""
+    import sqlite3
+
+    db = tmp_path / "large.db"
+    run, evs = _large_log(db, 300)
+    _small_links(monkeypatch, page=250, segment=2_000)
+    assert snapshot_now(str(db), run, at_least=1)
+    store = open_store(db)
+    with store.reader() as log:
+        seqs = chain(log, run, evs[-1].seq or 0)
+        assert seqs is not None and len(seqs) >= 3
+        newest = log.snapshot(run)
+    assert newest is not None and newest[0] == seqs[-1]
+    data = bytearray(newest[1])
+    # Right after the header: the compact state's stream; the last bytes: the segment's.
+    data[HEADER_BYTES + 2 if part == "core" else -40] ^= 0xFF
+    con = sqlite3.connect(db)
+    con.execute("UPDATE snapshots SET state = ? WHERE seq = ?", (bytes(data), seqs[-1]))
+    con.commit()
+    con.close()
+    since = sum(e.seq > seqs[-2] for e in evs)
+    with store.reader() as log:
+        compact, folded = fold_run(log, run, compact=True)
+        assert folded == since
+        assert decisions_read(compact) == decisions_read(fold(evs, compact=True))
+        state, folded = fold_run(log, run)
+        assert state == fold(evs) and folded == since
+        _same_order(state, fold(evs))
 
 
 _KILLED_JOB = """

@@ -7,7 +7,7 @@ compact fold (resume) decodes only the snapshot's compact state; a full one
 (``show --at``) rebuilds the full state from the snapshot's chain (``chain``:
 the links it follows, found from their headers alone, read one at a time). A
 missing, stale or damaged snapshot or link is never an error: the run is folded
-from the log, which is the truth. ``save_snapshot`` stores a new one once
+from an older snapshot (one before the damage) or from the log, which is the truth. ``save_snapshot`` stores a new one once
 enough events were folded past the last; a failure to store it (a read-only
 medium, a full disk) is ignored, as a snapshot is only a shortcut.
 
@@ -31,6 +31,7 @@ from flock_es.projection.snapshot import (
     collector_paused,
     decode,
     encode,
+    intact_links,
     rebuild,
 )
 from flock_es.projection.snapshot_codec import HEADER_BYTES, parse_link
@@ -93,28 +94,68 @@ def start_state(
     or an empty state (fold from event 0). ``compact``: only what decisions need, the
     rest of the snapshot never built (``decode``); ``chained`` (with ``compact``): only
     a snapshot whose chain is whole, that a checkpoint job can add a link to, whose
-    artifact views it takes as they are read (``artifacts``: ``decode``)."""
-    try:
-        found = reader.snapshot(run_id, until)
-    except DatabaseError:
-        found = None
+    artifact views it takes as they are read (``artifacts``: ``decode``).
+
+    A reader (not ``chained``) whose newest snapshot is damaged starts from an older
+    one: for a compact state, one of the ``_OLDER`` links before it; for a full state,
+    the last link of its chain before the first damaged one (``intact_links``)."""
+    found = _newest(reader, run_id, until)
     if found is None:
         return RunState()
     seq, data = found
     if compact:
         state = decode(data, compact=True, artifacts=artifacts)
+        del data, found
         if chained and state is not None and chain(reader, run_id, seq) is None:
             return RunState()  # a job starts a new chain rather than extend a broken one
+        if state is None and not chained:  # (a job's sink has views of the failed decode)
+            seq, state = _older_compact(reader, run_id, seq)
     else:
         seqs = None if parse_link(data) is None else chain(reader, run_id, seq)
         state = None if seqs is None else rebuild(_chained(reader, run_id, seqs, data))
-    del data, found  # the state is built: its bytes (a link's, up to SEGMENT_BYTES) go
+        del data, found  # the state is built: its bytes (a link's, up to SEGMENT_BYTES) go
+        if state is None and seqs:
+            seq, state = _before_damage(reader, run_id, seqs)
     if state is None or state.run_id != run_id or state.last_seq != seq:
         return RunState()
     rows = reader.query("SELECT count(*) FROM events WHERE run_id = ? AND seq <= ?", (run_id, seq))
     if not rows or int(str(rows[0][0])) != state.events:
         return RunState()  # not the fold of this log's prefix (the file was rewritten)
     return state
+
+
+_OLDER = 3
+"""Older snapshots a compact reader tries when the newest is damaged (each a decode)."""
+
+
+def _newest(reader: EventReader, run_id: str, until: int | None) -> tuple[int, bytes] | None:
+    try:
+        return reader.snapshot(run_id, until)
+    except DatabaseError:
+        return None
+
+
+def _older_compact(reader: EventReader, run_id: str, seq: int) -> tuple[int, RunState | None]:
+    """The compact state of the newest intact snapshot among the ``_OLDER`` before ``seq``."""
+    for _ in range(_OLDER):
+        found = _newest(reader, run_id, seq - 1)
+        if found is None:
+            break
+        seq, state = found[0], decode(found[1], compact=True)
+        if state is not None:
+            return seq, state
+    return seq, None
+
+
+def _before_damage(
+    reader: EventReader, run_id: str, seqs: list[int]
+) -> tuple[int, RunState | None]:
+    """The full state at the last link of the chain ``seqs`` before its first damaged
+    one (the damaged link's own compact state may be what failed: one before it)."""
+    whole = min(intact_links(_links(reader, run_id, seqs)), len(seqs) - 1)
+    if whole == 0:
+        return 0, None
+    return seqs[whole - 1], rebuild(_links(reader, run_id, seqs[:whole]))
 
 
 def _chained(

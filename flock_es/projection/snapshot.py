@@ -57,6 +57,7 @@ __all__ = [
     "decode",
     "encode",
     "fingerprint",
+    "intact_links",
     "link_bytes",
     "rebuild",
     "shallow",
@@ -284,6 +285,32 @@ def rebuild(links: Iterable[bytes | memoryview | None]) -> RunState | None:
             return _whole(state, found, order, resort)
     except Exception:  # damaged bytes of any kind: the log is the truth, fold it
         return None
+
+
+def intact_links(links: Iterable[bytes | memoryview | None]) -> int:
+    """How many of ``links`` (a chain from its first link, in order) are present, of this
+    fold, each the next of the one before, with a segment that decompresses intact
+    (zlib's checksum; no view is built). A reader whose chain is damaged in the middle
+    rebuilds that many instead and folds the log from there, not from event 0.
+
+    Example::
+
+        n = intact_links(chain_bytes)    # 2 of 5: the third link is damaged
+        state = rebuild(chain_bytes[:n]) # the full state at the second link
+    """
+    prev, whole = (0, 0), 0
+    try:
+        for data in links:
+            raw = None if data is None else memoryview(data).cast("B")
+            link = None if raw is None else parse_link(raw)
+            if raw is None or link is None or (link.prev_seq, link.prev_events) != prev:
+                break
+            if not Decompressing(raw[HEADER_BYTES + link.core_len :]).drained():
+                break
+            prev, whole = (link.seq, link.events), whole + 1
+    except Exception:  # damaged bytes of any kind: the chain ends before them
+        pass
+    return whole
 
 
 def _read_segment(
