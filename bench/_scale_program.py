@@ -1,10 +1,13 @@
 """The program behind bench/bench_scale.py: workload (b), 8 ``def`` agents, N artifacts.
 
     FLOCK_ES_BENCH_N=2000 python bench/_scale_program.py DB
+    FLOCK_ES_BENCH_N=2000 FLOCK_ES_BENCH_FEED=generator python bench/_scale_program.py DB
 
-Run directly, it publishes N artifacts, runs until idle and prints one JSON
-line: wall seconds, CPU seconds and peak RSS of this process for the run, and
-the peak RSS of the checkpoint jobs it started (``jobs_rss_mb``).
+Run directly, it publishes N artifacts (a list of N objects, as workload (b)
+does; with ``FLOCK_ES_BENCH_FEED=generator``, a generator, so the program holds
+none of them), runs until idle and prints one JSON line: wall seconds, CPU
+seconds and peak RSS of this process for the run, and the peak RSS of the
+checkpoint jobs it started (``jobs_rss_mb``).
 ``flock-es resume`` and ``replay`` load the same file (``main`` is not called
 on resume).
 """
@@ -49,7 +52,11 @@ for i in range(AGENTS):
 
 async def main() -> None:
     n = int(os.environ.get("FLOCK_ES_BENCH_N", "2000"))
-    await flock.publish_many([Item(n=i) for i in range(n)])
+    if os.environ.get("FLOCK_ES_BENCH_FEED") == "generator":
+        # The program never holds its N objects: what is left is flock-es's own memory.
+        await flock.publish_many(Item(n=i) for i in range(n))
+    else:
+        await flock.publish_many([Item(n=i) for i in range(n)])
 
 
 async def measured(db: Path) -> dict[str, float]:

@@ -2,6 +2,7 @@
 
     python bench/bench_scale.py                     # 2,000, 20,000 and 100,000 artifacts
     python bench/bench_scale.py --sizes 2000,5000   # quicker
+    python bench/bench_scale.py --feed generator    # the program holds no list of N objects
 
 For each size (8 ``def`` agents, one output each, so 8 agent runs per artifact;
 program: bench/_scale_program.py), in fresh processes:
@@ -51,8 +52,14 @@ PROGRAM = ROOT / "bench" / "_scale_program.py"
 AGENTS = 8
 
 
+FEED = ["list"]
+"""How the program hands its artifacts to ``publish_many`` (``--feed``)."""
+
+
 def _env(n: int) -> dict[str, str]:
-    return dict(os.environ, FLOCK_ES_BENCH_N=str(n), PYTHONPATH=str(ROOT))
+    return dict(
+        os.environ, FLOCK_ES_BENCH_N=str(n), FLOCK_ES_BENCH_FEED=FEED[0], PYTHONPATH=str(ROOT)
+    )
 
 
 def _wait(proc: subprocess.Popen[str]) -> tuple[int, float, float]:
@@ -235,9 +242,18 @@ def one_size(n: int, tmp: Path) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="2000,20000,100000")
+    ap.add_argument(
+        "--feed",
+        choices=("list", "generator"),
+        default="list",
+        help="publish_many of a list of N objects (workload (b); the program's list is in "
+        "the run's RSS) or of a generator (the run's RSS is flock-es's own)",
+    )
     args = ap.parse_args()
+    FEED[0] = args.feed
     sizes = [int(s) for s in args.sizes.split(",") if s]
     print(machine())
+    print(f"publish_many of a {args.feed} of N objects")
     print(
         "| Artifacts (agent runs) | events | runs/s | CPU µs/run | run RSS (its jobs) "
         "| db bytes/run | show --at end (CPU) | replay (CPU; run CPU) | replay RSS "
