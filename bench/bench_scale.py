@@ -8,7 +8,8 @@ For each size (8 ``def`` agents, one output each, so 8 agent runs per artifact;
 program: bench/_scale_program.py), in fresh processes:
 
 run      the program itself: agent runs per second, CPU per run, peak RSS, and
-         database bytes per run (database plus WAL after close);
+         database bytes per run (database plus WAL after close); sizes up to 20,000
+         artifacts are run three times and the median (by wall time) is reported;
 resume   a second run of the same size is SIGKILLed about halfway (once half of
          its events are in the log), then ``flock-es resume`` finishes it:
          wall time, CPU seconds and peak RSS of the resume process;
@@ -210,10 +211,34 @@ def _size(db: Path) -> int:
     return sum(p.stat().st_size for p in db.parent.glob(db.name + "*"))
 
 
+SHORT_RUNS = 20_000 * AGENTS
+"""Sizes up to this many agent runs (some 15 s) are run three times, each in a fresh
+file, and the run of median wall time is the one reported (and replayed): one run
+of a second is at the mercy of the host's moment, and flat-at-scale compares it."""
+
+
+def _files(db: Path) -> list[Path]:
+    """The database and its -wal and -shm files, those that exist."""
+    return list(db.parent.glob(db.name + "*"))
+
+
+def _median_run(db: Path, n: int) -> dict[str, float]:
+    if AGENTS * n > SHORT_RUNS:
+        return _run(db, n)
+    tries = [db.with_name(f"{db.stem}-{i}.db") for i in range(3)]
+    results = sorted(((_run(f, n), f) for f in tries), key=lambda t: t[0]["wall"])
+    (_, fast), (median, kept), (_, slow) = results
+    for f in _files(fast) + _files(slow):
+        f.unlink()
+    for f in _files(kept):
+        f.rename(db.with_name(db.name + f.name[len(kept.name) :]))
+    return median
+
+
 def one_size(n: int, tmp: Path) -> dict[str, float]:
     runs = AGENTS * n
     db = tmp / f"run-{n}.db"
-    r = _run(db, n)
+    r = _median_run(db, n)
     full_events = _events(db)
     row: dict[str, float] = {
         "artifacts": n,
