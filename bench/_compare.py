@@ -133,12 +133,22 @@ def one(names: list[str]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="bench_core.py --compare")
-    ap.add_argument("--compare", action="store_true")
-    ap.add_argument("--flock-core-python")
-    ap.add_argument("--pairs", type=int, default=5)
-    ap.add_argument("--only", default="a,b,c,e")
-    ap.add_argument("--one", nargs="+")
+    ap = argparse.ArgumentParser(
+        prog="bench_core.py --compare",
+        description="flock-es beside flock-core 0.5.7 on workloads (a), (b), (c) and (e), "
+        "in interleaved pairs of fresh processes; prints each side's medians and the ratios.",
+    )
+    ap.add_argument("--compare", action="store_true", help="this comparison (always on here)")
+    ap.add_argument(
+        "--flock-core-python",
+        metavar="PATH",
+        help="the python of a venv with flock-core 0.5.7 installed (required)",
+    )
+    ap.add_argument("--pairs", type=int, default=5, help="pairs per workload (default: 5)")
+    ap.add_argument(
+        "--only", default="a,b,c,e", help="workloads, comma-separated (default: a,b,c,e)"
+    )
+    ap.add_argument("--one", nargs="+", help=argparse.SUPPRESS)  # a child's own measure
     args = ap.parse_args(argv)
     if args.one:
         one(args.one)

@@ -33,10 +33,10 @@ def _one(root: str, env: dict[str, str]) -> dict[str, float]:
 
 
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("a")
-    ap.add_argument("b")
-    ap.add_argument("--pairs", type=int, default=6)
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
+    ap.add_argument("a", help="a flock-es checkout (its root folder)")
+    ap.add_argument("b", help="another flock-es checkout")
+    ap.add_argument("--pairs", type=int, default=6, help="interleaved pairs (default: 6)")
     args = ap.parse_args(argv)
     print(f"load before: {os.getloadavg()[0]:.2f}")
     got: dict[str, list[dict[str, float]]] = {args.a: [], args.b: []}

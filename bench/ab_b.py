@@ -44,12 +44,14 @@ def _one(root: str, kind: str, items: int) -> tuple[float, float, float]:
 
 
 def main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("a")
-    ap.add_argument("b")
-    ap.add_argument("--pairs", type=int, default=4)
-    ap.add_argument("--kind", default="def")
-    ap.add_argument("--items", type=int, default=2000)
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
+    ap.add_argument("a", help="a flock-es checkout (its root folder)")
+    ap.add_argument("b", help="another flock-es checkout")
+    ap.add_argument("--pairs", type=int, default=4, help="interleaved pairs (default: 4)")
+    ap.add_argument(
+        "--kind", default="def", choices=("def", "async"), help="the agents' kind (default: def)"
+    )
+    ap.add_argument("--items", type=int, default=2000, help="artifacts (default: 2000)")
     args = ap.parse_args(argv)
     got: dict[str, list[tuple[float, float, float]]] = {args.a: [], args.b: []}
     for p in range(args.pairs):

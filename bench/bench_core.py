@@ -152,8 +152,9 @@ if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(
-        description="flock-es core benchmarks (a), (b), (c); --compare runs flock-core 0.5.7 "
-        "beside it (see bench/_compare.py: --compare --help)."
+        description="flock-es core benchmarks (a), (b), (c); with --compare, flock-es beside "
+        "flock-core 0.5.7 on (a), (b), (c) and (e) (bench_core.py --compare --help).",
+        epilog="bench_core.py --compare --flock-core-python PATH [--pairs N] [--only a,b,c,e]",
     )
     parser.add_argument("which", nargs="*", help="a, b or c (default: all three)")
     which = parser.parse_args().which or ["a", "b", "c"]

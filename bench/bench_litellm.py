@@ -203,11 +203,15 @@ def bench_fanout(agents: int = 200, latency: float = 1.0, repeats: int = 3) -> N
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("which", nargs="?", default="all", choices=["all", "overhead", "fanout"])
-    parser.add_argument("--calls", type=int, default=200)
-    parser.add_argument("--agents", type=int, default=200)
-    parser.add_argument("--latency", type=float, default=1.0)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
+    parser.add_argument(
+        "which", nargs="?", default="all", choices=["all", "overhead", "fanout"], help="what to run"
+    )
+    parser.add_argument("--calls", type=int, default=200, help="calls (default: 200)")
+    parser.add_argument("--agents", type=int, default=200, help="agents (default: 200)")
+    parser.add_argument(
+        "--latency", type=float, default=1.0, help="the server's seconds per answer (default: 1)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("OPENAI_API_KEY", KEY)
     print(machine())

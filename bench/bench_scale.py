@@ -265,8 +265,12 @@ def one_size(n: int, tmp: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default="2000,20000,100000")
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
+    ap.add_argument(
+        "--sizes",
+        default="2000,20000,100000",
+        help="artifacts per size, comma-separated (default: 2000,20000,100000)",
+    )
     ap.add_argument(
         "--feed",
         choices=("list", "generator"),

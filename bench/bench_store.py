@@ -142,10 +142,10 @@ def without_indexes(path: Path) -> Path:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=100_000)
-    ap.add_argument("--repeat", type=int, default=50)
-    ap.add_argument("--pg", default=None)
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
+    ap.add_argument("--n", type=int, default=100_000, help="events (default: 100000)")
+    ap.add_argument("--repeat", type=int, default=50, help="repetitions (default: 50)")
+    ap.add_argument("--pg", default=None, help="a PostgreSQL URL: measure that backend too")
     opts = ap.parse_args()
     print(machine())
     with tempfile.TemporaryDirectory() as tmp:
