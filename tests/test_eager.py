@@ -174,3 +174,64 @@ async def test_plain_runs_each_get_their_own_context_and_any_awaitable(db_path: 
         ]
         assert len(started) == 1 and started[0].seq < f.seq  # type: ignore[operator]
         assert started[0].ts <= f.ts and started[0].body["attempt"] == 1
+
+
+class Unregistered(BaseModel):
+    n: int
+
+
+async def test_plain_runs_record_every_shape_of_output_alike(db_path: Path) -> None:
+    """A plain run's output of a declared class (``def`` or ``async def``) takes the
+    short way past ``normalise_outputs``; a list, None, a subclass (its own name: not
+    declared), an undeclared class and an unregistered one take the long way, and
+    come out as they did."""
+
+    class SubPong(Pong):
+        pass
+
+    flock = Flock(db=db_path)
+
+    def one(p: Ping) -> Pong:
+        return Pong(who="one", n=p.n)
+
+    async def later(p: Ping) -> Pong:
+        return Pong(who="async", n=p.n)
+
+    def sub(p: Ping) -> Pong:
+        return SubPong(who="sub", n=p.n)
+
+    def two(p: Ping) -> list[Pong]:
+        return [Pong(who="two", n=p.n), Pong(who="two", n=p.n + 1)]
+
+    def none(p: Ping) -> None:
+        return None
+
+    def undeclared(p: Ping) -> Ping:
+        return Ping(n=p.n)
+
+    def unknown(p: Ping) -> Unregistered:
+        return Unregistered(n=p.n)
+
+    for name, fn in [("one", one), ("later", later), ("sub", sub), ("two", two)]:
+        flock.agent(name).consumes(Ping).publishes(Pong).with_function(fn)
+    flock.agent("none").consumes(Ping).publishes(Pong).with_function(none)
+    flock.agent("undeclared").consumes(Ping).publishes(Pong).with_function(undeclared)
+    flock.agent("unknown").consumes(Ping).with_function(unknown)  # publishes nothing named
+    for n in (1, 10):  # twice: the second unregistered output is refused too
+        await flock.publish(Ping(n=n))
+        assert await flock.run_until_idle(timeout=10)
+    await flock.close()
+    pongs = await flock.store.get_by_type(Pong)
+    assert sorted((p.who, p.n) for p in pongs) == sorted(
+        (who, n + k)
+        for n in (1, 10)
+        for who, k in [("one", 0), ("async", 0), ("two", 0), ("two", 1)]
+    )
+    with LogReader(db_path) as r:
+        state = fold(r.events(flock.run_id))
+    failed = {t.agent: t.error or "" for t in state.tasks.values() if t.error}
+    assert set(failed) == {"sub", "undeclared", "unknown"}
+    assert "produced SubPong, but publishes only Pong" in failed["sub"]
+    assert "publishes only Pong" in failed["undeclared"]
+    assert "'Unregistered' is not registered" in failed["unknown"]
+    assert state.agents["none"].done == 2 and state.agents["unknown"].failed == 2

@@ -267,7 +267,9 @@ class Executor:
                 v.ts = now  # one unit, one timestamp (replay and fork find units by it)
             kernel.apply(vetoes)
         tags = [UNPUBLISHED_TAG] if unpublished else []
-        corr = run.correlation_id
+        # ``run.correlation_id`` without its property's call (once per run).
+        built = run.built
+        corr = built.correlation_id if built is not None else correlation_of(kernel.state, task)
         tid, name = task.id, agent.name
         arts: list[Event] = []
         oids: list[str] = []

@@ -151,11 +151,17 @@ class InlineRuns:
             task, agent, kernel.state, task.attempt + 1, priority, perf_counter(), None, board
         )
         run.held_start = True
-        # ``kernel.obj``'s call only for an input not in its cache (it usually is).
-        objects, obj = kernel.objects, kernel.obj
-        inputs = [o if (o := objects.get(i)) is not None else obj(i) for i in task.inputs]
+        # ``kernel.obj``'s call only for an input not in its cache (it usually is); one
+        # input (most runs) without a comprehension, a function frame of its own in 3.11.
+        objects, obj, ids = kernel.objects, kernel.obj, task.inputs
         batched = sub is not None and sub.batch is not None
-        arg: Any = inputs if len(inputs) != 1 or batched else inputs[0]
+        arg: Any
+        if len(ids) == 1 and not batched:
+            arg = objects.get(ids[0])
+            if arg is None:
+                arg = obj(ids[0])
+        else:
+            arg = [o if (o := objects.get(i)) is not None else obj(i) for i in ids]
         fn = agent.function
         assert fn is not None
         # Each run in a context of its own, as an asyncio task (and ``eager.step``) gives.
@@ -164,20 +170,27 @@ class InlineRuns:
             result = ctx.run(fn, arg, run.ctx) if agent.fn_wants_ctx else ctx.run(fn, arg)
             # An ``async def`` agent's coroutine first (checked by its type, as cheap as
             # the BaseModel check), then any other awaitable a function returned.
-            is_coro = type(result) is CoroutineType
+            cls = type(result)
+            is_coro = cls is CoroutineType
             if is_coro or (not isinstance(result, BaseModel) and inspect.isawaitable(result)):
                 coro = result if is_coro or inspect.iscoroutine(result) else _awaited(result)
                 try:
                     pending = ctx.run(coro.send, None)
                 except StopIteration as stop:
                     result = stop.value
+                    cls = type(result)
                 else:
                     events.extend(ex.held_start(run))
                     rest: Suspended[Any] = Suspended(coro, pending)
                     spawn(self._finish_plain(run, rest), f"flock-es:{task.id}", ctx)
                     return None
-            outputs = normalise_outputs(result)
-            check_output_types(agent, outputs)
+            if cls in agent.publishes:
+                # One output of a declared class (most runs): what ``normalise_outputs``
+                # and ``check_output_types`` make of it, without their two calls.
+                outputs: list[BaseModel] = [result]
+            else:
+                outputs = normalise_outputs(result)
+                check_output_types(agent, outputs)
             events.extend(ex.completion(run, outputs, False))
             return None
         except FATAL:

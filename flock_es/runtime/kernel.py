@@ -79,6 +79,12 @@ _PLAIN_DUMP: dict[type[BaseModel], bool] = {}
 _MODEL_DUMP = BaseModel.model_dump
 
 
+def _plain_dump(cls: type[BaseModel]) -> bool:
+    """Whether ``cls`` keeps pydantic's own ``model_dump`` (remembered)."""
+    plain = _PLAIN_DUMP[cls] = cls.model_dump is _MODEL_DUMP
+    return plain
+
+
 def payload_of(obj: BaseModel) -> dict[str, Any]:
     """``obj.model_dump(mode="json")``; for a class that keeps pydantic's own method,
     its serialiser called directly: ``model_dump`` passes fifteen keyword arguments
@@ -86,7 +92,7 @@ def payload_of(obj: BaseModel) -> dict[str, Any]:
     cls = type(obj)
     plain = _PLAIN_DUMP.get(cls)
     if plain is None:
-        plain = _PLAIN_DUMP[cls] = cls.model_dump is _MODEL_DUMP
+        plain = _plain_dump(cls)
     if plain:
         dumped: dict[str, Any] = obj.__pydantic_serializer__.to_python(obj, mode="json")
         return dumped
@@ -118,6 +124,8 @@ class Kernel:
         # Ordered: the oldest entry goes in O(1) (a dict's first key, after many deletes
         # at its front, takes a scan over the deleted slots to find).
         self.objects: OrderedDict[str, BaseModel] = OrderedDict()
+        # Type names ``artifact_event`` found registered (types are never unregistered).
+        self.registered: set[str] = set()
         self.halted: Exception | None = None
 
     # --- apply -> commit -> act --------------------------------------------
@@ -247,20 +255,32 @@ class Kernel:
         """The ``artifact.published`` event for ``obj`` (its type must be registered);
         ``deferred``: decided later, by ``decide_deferred``; ``tname``: the name of its
         type, if the caller has it already (an output's, for its visibility)."""
-        name = registry.type_name(type(obj)) if tname is None else tname
-        if registry.resolve(name) is None:
-            raise ArtifactValidationError(
-                f"artifact type {name!r} is not registered: decorate it with @flock_type or "
-                "name it in an agent's .consumes()/.publishes(), so a replay can load it"
-            )
+        cls = type(obj)
+        name = registry.type_name(cls) if tname is None else tname
+        if name not in self.registered:  # a set, not ``resolve``'s call per artifact
+            if registry.resolve(name) is None:
+                raise ArtifactValidationError(
+                    f"artifact type {name!r} is not registered: decorate it with @flock_type "
+                    "or name it in an agent's .consumes()/.publishes(), so a replay can load it"
+                )
+            self.registered.add(name)
         if name in self.index.by_type:
             # Only what may be decided or run on: an output nothing consumes (most of
             # them) would push its inputs out of the cache, to be rebuilt from the log.
             self._cache(aid, obj)
+        # ``payload_of``, inlined (once per artifact, the same dict).
+        plain = _PLAIN_DUMP.get(cls)
+        if plain is None:
+            plain = _plain_dump(cls)
+        payload: dict[str, Any] = (
+            obj.__pydantic_serializer__.to_python(obj, mode="json")
+            if plain
+            else obj.model_dump(mode="json")
+        )
         body: ArtifactPublished = {
             "id": aid,
             "type": name,
-            "payload": payload_of(obj),
+            "payload": payload,
             "produced_by": produced_by,
             "task_id": task_id,
             "correlation_id": correlation_id,
@@ -275,7 +295,8 @@ class Kernel:
 
     def decide(self, artifact_events: list[Event], now: float) -> list[Event]:
         """Apply each artifact event and what it causes; returns all of them, in order."""
-        self._check()
+        if self.halted is not None:  # ``_check``'s test first: its call once per run
+            self._check()
         out: list[Event] = []
         state, index = self.state, self.index
         by_type = index.by_type
