@@ -206,6 +206,7 @@ def _decided(s: RunState, e: Event, b: ArtifactDecided) -> None:
 
 def _scheduled(s: RunState, e: Event, b: TaskScheduled) -> None:
     tid = b["task_id"]
+    reason = b.get("reason", _MATCH)
     if tid not in s.tasks:
         # Positional, in the fields' order (as ``artifact_view``: once per task), the
         # others at their defaults: id, agent, sub_index, inputs (the event's own list:
@@ -217,7 +218,7 @@ def _scheduled(s: RunState, e: Event, b: TaskScheduled) -> None:
             b["agent"],
             b["sub_index"],
             b["inputs"],
-            b.get("reason", _MATCH),
+            reason,
             _SCHEDULED,
             0,
             e.ts,
@@ -232,7 +233,6 @@ def _scheduled(s: RunState, e: Event, b: TaskScheduled) -> None:
             e.seq,
         )
         (s.agents.get(b["agent"]) or s.agent_view(b["agent"])).scheduled += 1  # see _finish
-    reason = b.get("reason")
     if reason in _BATCH_REASONS:
         take_inputs(s, (b["agent"], b["sub_index"]), b["inputs"])
     elif reason in _GATE_REASONS:
@@ -276,14 +276,21 @@ def _completed(s: RunState, e: Event, b: TaskCompleted) -> None:
         t.attempt = b.get("attempt", 1)
         t.started_at = e.ts - b.get("duration_ms", 0.0) / 1000.0
         t.worker = None
-    a = _finish(s, e, t)
+    # ``_finish``, inlined (once per task run).
+    a = s.agents.get(t.agent) or s.agent_view(t.agent)
+    if t.status is _RUNNING:
+        a.running -= 1
+    t.finished_at = end = e.ts
+    start = t.started_at
+    if start is not None:
+        a.busy_ms += (end - start) * 1000.0
     t.status = _COMPLETED
     t.outputs = list(b["outputs"])
     t.error = None
     a.done += 1
     if s.compact:
-        if t.started_at is not None and t.finished_at is not None:
-            count_span(s, t.started_at, t.finished_at)
+        if start is not None:
+            count_span(s, start, end)
         forget_task(s, t)
 
 

@@ -32,8 +32,19 @@ def count_span(s: RunState, start: float, end: float) -> None:
         if end <= s.spans_floor:
             return
         start = s.spans_floor
-    _merge_span(s, start, end)
-    if len(s.finished_spans) > SPANS_HELD:
+    spans = s.finished_spans
+    if spans and start >= spans[-1][0]:
+        # ``_merge_span``'s common case, inlined (once per completed task): a run that
+        # began after the newest span did only touches that one.
+        last_start, last_end = spans[-1]
+        if start <= last_end:  # they overlap: the newest span grows, if at all
+            if end > last_end:
+                spans[-1] = (last_start, end)
+            return
+        spans.append((start, end))
+    else:
+        _merge_span(s, start, end)
+    if len(spans) > SPANS_HELD:
         _sum_old_spans(s)
 
 
