@@ -189,7 +189,9 @@ def _event_chunks(
     kinds = _KIND_TEXT
     arts, consumptions, others, runs = side.arts, side.consumptions, side.others, side.runs
     published, scheduled, other_kinds, public = _PUBLISHED, _SCHEDULED, _OTHER_KINDS, _PUBLIC
-    run_id, counts = "", [0, 0]
+    # The run's counts in locals while its events come (a unit is one run's): stored in
+    # ``runs`` when another run's event comes, and at the end.
+    run_id, counts, n = "", [0, 0], 0
     flat: list[Any] = []
     left = size
     for e in events:
@@ -198,12 +200,13 @@ def _event_chunks(
         body = e.body
         kind = e.kind
         if e.run_id != run_id:
-            run_id = e.run_id
+            counts[0], counts[1] = seq - 1, counts[1] + n
+            run_id, n = e.run_id, 0
             counts = runs.setdefault(run_id, [0, 0])
-        counts[0] = seq
-        counts[1] += 1
+        n += 1
         tid = body.get("task_id")  # Event.task_id, without a property call per event
-        tid = tid if isinstance(tid, str) else None
+        if tid is not None and type(tid) is not str:  # isinstance's call only then
+            tid = tid if isinstance(tid, str) else None
         flat += (seq, run_id, kinds[kind], e.ts, e.v, tid, to_json(body).decode())
         if kind is published:
             # ``artifact_row``, inlined (a call, a tuple and ``visibility_columns``'s call
@@ -240,6 +243,7 @@ def _event_chunks(
             yield flat
             flat = []
             left = size
+    counts[0], counts[1] = seq, counts[1] + n
     if flat:
         yield flat
 
