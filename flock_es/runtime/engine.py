@@ -183,16 +183,19 @@ class Engine:
         if self.hooks is not None:
             self.hooks.scheduled(self.kernel.state, events, self.work.spawn)
         if inline:  # a unit that scheduled no function agent's task (an output, say)
-            self._run_inline(inline)
+            self._run_inline(inline, eager=True)
 
-    def _run_inline(self, inline: list[str]) -> None:
+    def _run_inline(self, inline: list[str], eager: bool = False) -> None:
         """Run function-agent tasks in chunks, so one chunk's commit (on the writer's
         thread) overlaps the next one's work, with at most ``INLINE_IN_FLIGHT`` chunks
-        done and not yet durable."""
+        done and not yet durable. ``eager`` (acting on a commit): each chunk starts at
+        once, ahead of that commit's callers resuming (``Kernel.submit``), not as a
+        task behind them (issue 14 (a))."""
         tasks = self.kernel.state.tasks
+        spawn = self.work.spawn_eager if eager else self.work.spawn
         for i in range(0, len(inline), INLINE_CHUNK):
             chunk = [tasks[t] for t in inline[i : i + INLINE_CHUNK]]
-            self.work.spawn(self._inline_chunk(chunk), "flock-es:inline")
+            spawn(self._inline_chunk(chunk), "flock-es:inline")
 
     async def _inline_chunk(self, chunk: list[TaskView]) -> None:
         async with self.inline_slots:

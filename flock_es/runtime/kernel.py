@@ -23,7 +23,9 @@ record through are the ports in ``runtime/kernel_ports.py``.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import itertools
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
@@ -72,6 +74,10 @@ def build_index(agents: Iterable[Agent], max_iterations: int | None = None) -> S
         identities=[a.identity() for a in agents],
         max_iterations=max_iterations,
     )
+
+
+async def _waited(acted: asyncio.Future[None]) -> None:
+    await acted  # a coroutine, not the future: callers may spawn it as a task
 
 
 # Whether a class serialises as pydantic's own ``model_dump`` does (not overridden).
@@ -160,9 +166,39 @@ class Kernel:
         """Queue events already applied for their commit now: this call fixes their
         place in the log (the order they were applied in). Awaiting what it returns
         waits for the commit, then acts on them (``commit``); a caller may queue
-        more units meanwhile."""
+        more units meanwhile. On the log's writers (commits are futures) the kernel
+        acts from the commit's callback, before the callers of a group commit resume:
+        the unit scheduling the next agent was acted on after every earlier caller
+        had resumed (issue 14 (a)). A caller cancelled first leaves its unit un-acted."""
         self._check()
-        return self._acted(self.sink.submit(events), events)
+        done = self.sink.submit(events)
+        if not isinstance(done, asyncio.Future):
+            return self._acted(done, events)
+        acted = done.get_loop().create_future()
+        done.add_done_callback(functools.partial(self._on_commit, events, acted))
+        return _waited(acted)
+
+    def _on_commit(
+        self, events: list[Event], acted: asyncio.Future[None], done: asyncio.Future[None]
+    ) -> None:
+        """``_acted`` as the commit's callback: ``acted`` tells the caller."""
+        if acted.done():  # the caller was cancelled: nothing acts on the unit (as before)
+            return
+        if done.cancelled():
+            acted.cancel()
+            return
+        exc = done.exception()
+        if exc is None:
+            try:
+                self.committed(events)
+            except Exception as err:  # the caller hears it, as it did awaiting ``_acted``
+                exc = err
+        elif isinstance(exc, Exception):  # a failed commit, not a cancellation: halt
+            self._halt(exc)
+        if exc is None:
+            acted.set_result(None)
+        else:
+            acted.set_exception(exc)
 
     async def _acted(self, done: Awaitable[None], events: list[Event]) -> None:
         try:

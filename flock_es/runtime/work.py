@@ -17,9 +17,16 @@ import asyncio
 import contextvars
 import time
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, cast
+
+from flock_es.runtime.eager import Suspended, step
 
 __all__ = ["Work"]
+
+
+async def _finish(rest: Suspended[Any]) -> Any:
+    """The rest of a coroutine ``Work.spawn_eager`` stepped, as a task."""
+    return await rest
 
 
 class Work:
@@ -48,6 +55,31 @@ class Work:
         self.tasks.add(task)
         task.add_done_callback(self._done)
         return task
+
+    def spawn_eager(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        """``spawn``, but ``coro`` runs up to its first suspension at once (``eager.step``),
+        and gets a task only if it suspends; an error it ends with on that step is
+        the run's failure, as a task's would be.
+
+        For work that should start before what the loop already has ready: the
+        engine starts a committed unit's function agents from the commit's callback
+        so, ahead of the callers of that commit resuming (issue 14 (a)).
+        """
+        try:
+            done, value, ctx = step(coro)
+        except Exception as exc:
+            self._failed(exc)
+            return
+        if not done:
+            rest = cast("Suspended[Any]", value)
+            self.spawn(_finish(rest), name, ctx)
+
+    def _failed(self, exc: BaseException) -> None:
+        if self.failure is None:
+            self.failure = exc
+        idle = self._idle
+        if idle is not None and not idle.done():
+            idle.set_result(None)
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)
