@@ -197,3 +197,26 @@ async def test_the_agent_a_group_commit_schedules_starts_before_its_producers_re
     assert log.index("editor started") < min(
         i for i, entry in enumerate(log) if entry.startswith("resumed analyst")
     )
+
+
+async def test_until_idle_hears_the_last_task_end_in_two_loop_iterations() -> None:
+    """The task's done callback, then the waiter: no ``asyncio.wait`` hop between
+    (the ticker counts one more: it looks at the waiter before the waiter's step)."""
+    work = Work()
+    loop = asyncio.get_running_loop()
+    ticks = 0
+
+    def tick() -> None:
+        nonlocal ticks
+        ticks += 1
+        if not waiter.done():
+            loop.call_soon(tick)
+
+    async def job() -> None:
+        await asyncio.sleep(0)
+        loop.call_soon(tick)  # counts the iterations from here on
+
+    work.spawn(job(), "job")
+    waiter = asyncio.ensure_future(work.until_idle())
+    assert await waiter
+    assert ticks <= 3  # 4 through asyncio.wait

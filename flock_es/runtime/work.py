@@ -37,9 +37,12 @@ class Work:
         # The first exception a task ended with (a failed commit stops the others too).
         self.failure: BaseException | None = None
         # Set by the task that leaves none behind (or fails) while ``until_idle`` waits:
-        # one future for the waiters, not a callback on every task (``asyncio.wait``'s,
-        # a second call per finished task, and a pass over all of them per wait).
-        self._idle: asyncio.Future[None] | None = None
+        # a future per waiter, not a callback on every task (``asyncio.wait``'s, a second
+        # call per finished task, and a pass over all of them per wait). Each waiter
+        # awaits its own, so one cancelled leaves the others waiting, and one without a
+        # timeout awaits it directly: through ``asyncio.wait`` it took two more loop
+        # iterations to hear, on the path from a run's last commit to its caller (issue 14).
+        self._idle: list[asyncio.Future[None]] = []
 
     def __bool__(self) -> bool:
         return bool(self.tasks)
@@ -77,9 +80,7 @@ class Work:
     def _failed(self, exc: BaseException) -> None:
         if self.failure is None:
             self.failure = exc
-        idle = self._idle
-        if idle is not None and not idle.done():
-            idle.set_result(None)
+        self._wake()
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)
@@ -87,9 +88,15 @@ class Work:
             exc = task.exception()  # retrieved here: no "Task exception was never retrieved"
             if exc is not None and self.failure is None:
                 self.failure = exc
-        idle = self._idle
-        if idle is not None and (not self.tasks or self.failure is not None) and not idle.done():
-            idle.set_result(None)
+        if self._idle and (not self.tasks or self.failure is not None):
+            self._wake()
+
+    def _wake(self) -> None:
+        """Tell every ``until_idle`` waiter to look again."""
+        waiters, self._idle = self._idle, []
+        for idle in waiters:
+            if not idle.done():
+                idle.set_result(None)
 
     async def until_idle(self, timeout: float | None = None) -> bool:
         """Return True when no tracked task is left, False once ``timeout`` seconds
@@ -99,12 +106,17 @@ class Work:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return False
-            loop = asyncio.get_running_loop()
-            idle = self._idle
-            if idle is None or idle.done() or idle.get_loop() is not loop:
-                idle = self._idle = loop.create_future()
-            # Through wait(): a waiter cancelled leaves the shared future to the others.
-            await asyncio.wait((idle,), timeout=left)
+            idle: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._idle.append(idle)
+            try:
+                if left is None:
+                    await idle
+                else:
+                    await asyncio.wait((idle,), timeout=left)
+            finally:
+                if idle in self._idle:  # timed out or cancelled: no longer a waiter
+                    self._idle.remove(idle)
+                    idle.cancel()
         if self.failure is not None:
             raise self.failure
         return True
