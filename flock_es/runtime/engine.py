@@ -7,11 +7,11 @@ timers of batches, join windows and releases. Every effect follows a commit:
 a task starts only after its ``task.scheduled`` is durable, ``publish``
 returns only after its artifact and the schedules it caused are.
 
-Function agents' tasks that become ready together run back to back in one
-asyncio task, in chunks of ``INLINE_CHUNK`` with one commit per chunk: each
-run is stepped at once, and only one that suspends (an ``async def`` agent
-that awaits) gets an asyncio task and a commit of its own. The same work
-without a task and a commit per run.
+Function agents' tasks that become ready together run back to back, in
+chunks of ``INLINE_CHUNK`` with one commit per chunk, started as their
+schedules commit: each run is stepped at once, and only one that suspends
+(an ``async def`` agent that awaits) gets an asyncio task and a commit of
+its own. The same work without a task and a commit per run.
 
 Example::
 
@@ -186,11 +186,9 @@ class Engine:
             self._run_inline(inline, eager=True)
 
     def _run_inline(self, inline: list[str], eager: bool = False) -> None:
-        """Run function-agent tasks in chunks, so one chunk's commit (on the writer's
-        thread) overlaps the next one's work, with at most ``INLINE_IN_FLIGHT`` chunks
-        done and not yet durable. ``eager`` (acting on a commit): each chunk starts at
-        once, ahead of that commit's callers resuming (``Kernel.submit``), not as a
-        task behind them (issue 14 (a))."""
+        """Run function-agent tasks in chunks, each one's commit overlapping the next one's
+        work (at most ``INLINE_IN_FLIGHT`` done and not durable); ``eager`` (acting on a
+        commit): each starts at once, ahead of that commit's callers (``Kernel.submit``)."""
         tasks = self.kernel.state.tasks
         spawn = self.work.spawn_eager if eager else self.work.spawn
         for i in range(0, len(inline), INLINE_CHUNK):
