@@ -20,8 +20,10 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -224,6 +226,41 @@ async def test_units_commit_in_the_order_queued(tmp_path: Path, seed: int) -> No
     await w.close()
     assert _ids(db) == expected
     assert 0 < w.inline_commits < w.commits  # both threads committed some
+
+
+async def test_units_are_settled_in_commit_order_whichever_thread_commits(
+    tmp_path: Path,
+) -> None:
+    """The thread commits a unit and hands its outcome to the loop; a unit queued after
+    it, which the loop could commit itself once the thread is free, is still settled
+    (and so acted on: ``Kernel.submit``) after it, however late the hand-over lands."""
+    loop = asyncio.get_running_loop()
+    assert make_timers_precise(loop)
+    db = tmp_path / "w.db"
+    w = await LogWriter.open(db)
+    await w.append([started()])
+    handed = threading.Event()
+    forward = loop.call_soon_threadsafe
+
+    def late(fn: Any, *args: Any, **kw: Any) -> Any:  # the writer thread's hand-over, late
+        if threading.current_thread() is not threading.main_thread() and not handed.is_set():
+            handed.set()
+            time.sleep(0.05)
+        return forward(fn, *args, **kw)
+
+    loop.call_soon_threadsafe = late  # type: ignore[method-assign]
+    order: list[str] = []
+    big = w.submit([artifact(i) for i in range(RELEASE_AT)])  # to the thread at once
+    big.add_done_callback(lambda _: order.append("first"))
+    while not handed.is_set():
+        await asyncio.sleep(0.001)
+    small = w.submit([artifact(RELEASE_AT)])  # the loop is idle and the thread free
+    small.add_done_callback(lambda _: order.append("second"))
+    await asyncio.gather(big, small)
+    loop.call_soon_threadsafe = forward  # type: ignore[method-assign]
+    await w.close()
+    assert order == ["first", "second"]
+    assert _ids(db) == [artifact(i).body["id"] for i in range(RELEASE_AT + 1)]
 
 
 async def test_a_failed_commit_on_the_loop_reaches_its_waiter(tmp_path: Path) -> None:

@@ -106,6 +106,9 @@ class ThreadDrain(UnitQueue):
         self._stopping = False
         # The connection is in use (by the thread, or by the loop: ``_at_select``).
         self._busy = False
+        # Outcomes the thread handed to the loop that the loop has not settled yet: while
+        # any is on its way, the loop commits nothing itself (``_hand_over``).
+        self._handed = 0
         self._held_at = 0.0
         # Whether someone waits for a held unit (``submit``): units nobody waits for
         # (``enqueue``: a task's start, a paid answer before its outputs) are held
@@ -252,7 +255,13 @@ class ThreadDrain(UnitQueue):
             at_next_select(self._loop, self._at_select)  # look again next time
             return False
         with self._cond:
-            if not idle or self._busy or self._units or len(events) > INLINE_MAX_EVENTS:
+            if (
+                not idle
+                or self._busy
+                or self._units
+                or self._handed
+                or len(events) > INLINE_MAX_EVENTS
+            ):
                 self._units.extend(held)
                 held.clear()
                 self._cond.notify()
@@ -303,6 +312,22 @@ class ThreadDrain(UnitQueue):
         with self._cond:
             self._busy = False
 
+    def _hand_over(self, fn: Callable[..., None], *args: Any) -> None:
+        """Call ``fn`` (which settles units) on the loop, one hop, from the thread before
+        it is free.
+
+        Units are settled, and so acted on, in the order they commit: until this
+        hop lands, the loop commits no later unit itself (``_at_select``), which it
+        would otherwise settle at once, ahead of these."""
+        with self._cond:
+            self._handed += 1
+        self._call(self._handed_over, fn, *args)
+
+    def _handed_over(self, fn: Callable[..., None], *args: Any) -> None:
+        with self._cond:
+            self._handed -= 1
+        fn(*args)
+
     def _call(self, fn: Callable[..., Any], *args: Any) -> None:
         with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
             self._loop.call_soon_threadsafe(fn, *args)
@@ -321,9 +346,10 @@ class ThreadDrain(UnitQueue):
                 except Exception as err:
                     exc = self.as_error(err)
                 if stream is not None:
-                    stream.settle(first if exc is None else 0, last if exc is None else 0, exc)
+                    ok = exc is None
+                    self._hand_over(stream.settle, first if ok else 0, last if ok else 0, exc)
                 elif waiting := [u for u in group if u[1] is not None]:
-                    self._call(settle, waiting, exc)
+                    self._hand_over(settle, waiting, exc)
         finally:
             self._done()
 
@@ -336,14 +362,14 @@ class ThreadDrain(UnitQueue):
                 elif units:
                     exc: BaseException | None = None
                     try:
-                        self.commit_sync([e for evs, _ in units for e in evs])
-                    except Exception as err:  # the waiters must hear about it
-                        exc = self.as_error(err)
+                        try:
+                            self.commit_sync([e for evs, _ in units for e in evs])
+                        except Exception as err:  # the waiters must hear about it
+                            exc = self.as_error(err)
+                        if waiting := [u for u in units if u[1] is not None]:
+                            self._hand_over(settle, waiting, exc)  # one hop for the group
                     finally:
                         self._done()
-                    waiting = [u for u in units if u[1] is not None]
-                    if waiting:  # one hop to the loop for the whole group
-                        self._call(settle, waiting, exc)
                 if stop:
                     return
         finally:
