@@ -67,8 +67,11 @@ async def publish_deferred(
         stream.end()
     except BaseException as exc:
         stream.abort(exc)
-        # The writer rolls back; its outcome is this error's consequence, not news.
+        # The writer rolls back; its outcome is this error's consequence, not news
+        # (retrieved, so asyncio does not log it as an exception nobody retrieved).
         await asyncio.wait([stream.done])
+        if not stream.done.cancelled():
+            stream.done.exception()
         raise
     first, last = await stream.done
     await _fold_committed(kernel, board.queries(), first, last)
