@@ -1,0 +1,141 @@
+"""Instructions per model agent in workload (e), on the main thread (callgrind).
+
+    python bench/profile_e.py                  # N model agents on one artifact, once
+    python bench/profile_e.py --callgrind      # main-thread instructions per agent
+    python bench/profile_e.py --callgrind --root /path/to/base   # the same of another checkout
+
+Workload (e) as ``bench_core.py`` runs it (model agents on the offline model,
+one publish, each agent publishes its answer), at a short latency so a run
+under valgrind stays short. ``--callgrind`` runs this script twice under
+``valgrind --tool=callgrind --separate-threads=yes`` (``--agents`` and
+``--small`` agents) and prints the difference of the main thread's
+instructions divided by the difference in agents: start-up, imports and the
+warm-up cancel out. Instruction counts do not drift with the machine's load,
+as wall times on a shared host do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import glob
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# ``--root DIR`` measures the flock-es checked out at DIR (A/B runs).
+_ROOT = sys.argv[sys.argv.index("--root") + 1] if "--root" in sys.argv else None
+sys.path.insert(0, _ROOT or str(Path(__file__).resolve().parent.parent))
+
+from pydantic import BaseModel  # noqa: E402  (after the path is set)
+
+from flock_es import Flock  # noqa: E402
+
+
+class Item(BaseModel):
+    n: int
+
+
+class Out(BaseModel):
+    n: int
+
+
+async def _publish(flock: Flock) -> float:
+    t0 = time.perf_counter()
+    await flock.publish(Item(n=1))
+    await flock.run_until_idle()
+    return time.perf_counter() - t0
+
+
+def _fresh(agents: int, latency: float) -> float:
+    """One run of ``agents`` model agents: seconds from the publish to idle.
+
+    The publish-to-idle part runs inside ``functools.reduce`` (a C function of
+    its own), so ``--run-only`` can count it alone (callgrind's
+    ``--toggle-collect``): without it, the count also holds building the agents
+    and opening the run, which grow with the agents too."""
+    with tempfile.TemporaryDirectory() as d:
+        flock = Flock(db=Path(d) / "e.db", model=f"offline?latency={latency}")
+        for i in range(agents):
+            flock.agent(f"m{i}").description("answers").consumes(Item).publishes(Out)
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(flock.start())
+            wall: float = functools.reduce(
+                lambda _, __: loop.run_until_complete(_publish(flock)), [0.0, 0.0]
+            )
+            loop.run_until_complete(flock.close())
+        finally:
+            loop.close()
+        return wall
+
+
+def _main_thread_ir(out_prefix: str) -> int:
+    """Instructions of the main thread (callgrind's ``-01`` file of the process)."""
+    files = sorted(glob.glob(out_prefix + "*-01"))
+    if not files:
+        raise SystemExit(f"no callgrind output at {out_prefix}*-01")
+    text = Path(files[0]).read_text(errors="replace")
+    m = re.search(r"^summary:\s+(\d+)", text, re.M) or re.search(r"^totals:\s+(\d+)", text, re.M)
+    if m is None:
+        raise SystemExit(f"no summary line in {files[0]}")
+    return int(m.group(1))
+
+
+def _callgrind(args: argparse.Namespace) -> int:
+    counts = {}
+    with tempfile.TemporaryDirectory() as d:
+        for n in (args.small, args.agents):
+            prefix = os.path.join(d, f"cg{n}")
+            cmd = [
+                "valgrind",
+                "--tool=callgrind",
+                "--separate-threads=yes",
+                *(["--toggle-collect=*functools_reduce*"] if args.run_only else []),
+                f"--callgrind-out-file={prefix}.%p",
+                sys.executable,
+                __file__,
+                "--agents",
+                str(n),
+                "--latency",
+                str(args.latency),
+            ]
+            if _ROOT:
+                cmd += ["--root", _ROOT]
+            subprocess.run(cmd, check=True, capture_output=True)
+            counts[n] = _main_thread_ir(prefix)
+    per = (counts[args.agents] - counts[args.small]) / (args.agents - args.small)
+    print(
+        f"main thread: {counts[args.small]:,} ({args.small} agents), "
+        f"{counts[args.agents]:,} ({args.agents} agents): {per:,.0f} instructions per agent"
+        + (" (publish to idle only)" if args.run_only else "")
+    )
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="profile_e.py")
+    ap.add_argument("--agents", type=int, default=200)
+    ap.add_argument("--small", type=int, default=50, help="the smaller run of --callgrind")
+    ap.add_argument("--latency", type=float, default=0.2)
+    ap.add_argument("--callgrind", action="store_true")
+    ap.add_argument(
+        "--run-only", action="store_true", help="count the publish to idle only (not the set-up)"
+    )
+    ap.add_argument("--root", help="the flock-es checkout to measure (default: this one)")
+    args = ap.parse_args(argv)
+    if args.callgrind:
+        return _callgrind(args)
+    _fresh(8, args.latency)  # warm-up: imports and first-call caches
+    wall = _fresh(args.agents, args.latency)
+    print(f"{args.agents} model agents, latency {args.latency} s: {wall:.3f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
