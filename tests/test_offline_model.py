@@ -132,3 +132,24 @@ def test_offline_runs_never_import_litellm(tmp_path: object) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False False"
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(_JSON_VALUES)
+@settings(max_examples=200, deadline=None)
+def test_json_encoder_writes_what_json_dumps_writes(value: object) -> None:
+    # The prompt, the request digest and the offline answers hash and record this text:
+    # the one-shot encoder must write it byte for byte as json.dumps does.
+    from flock_es.models.prompt import json_encoder, json_text
+
+    digest_json = json_encoder(sort_keys=True, default=str)  # ModelRequest.digest's
+    assert json_text(value) == json.dumps(value, ensure_ascii=False)
+    assert json_encoder()(value) == json.dumps(value)
+    assert digest_json(value) == json.dumps(value, sort_keys=True, default=str)
+    assert digest_json({"o": object}) == json.dumps({"o": object}, sort_keys=True, default=str)

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
+from flock_es.models.prompt import json_encoder
+
 __all__ = ["ModelClient", "ModelRequest", "ModelResponse", "resolve_client"]
 
-# ``json.dumps(..., sort_keys=True, default=str)``'s encoder, built once (``dumps`` builds
-# one per call that passes arguments): the same text, once per offline answer.
-_DIGEST_JSON = json.JSONEncoder(sort_keys=True, default=str).encode
+# ``json.dumps(..., sort_keys=True, default=str)``, its encoder built once: the same
+# text, once per offline answer.
+_DIGEST_JSON = json_encoder(sort_keys=True, default=str)
 
 
 class ModelRequest(BaseModel):
