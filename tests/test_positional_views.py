@@ -52,3 +52,31 @@ def test_events_built_positionally_match_their_keyword_twins() -> None:
     assert read == Event(
         run_id=RUN, kind=EventKind.RUN_FINISHED, body={"status": "completed"}, ts=4.5, seq=11, v=1
     )
+
+
+def test_a_model_call_view_has_each_field_where_it_belongs() -> None:
+    s = RunState()
+    sched = {"task_id": "t-1", "agent": "a", "sub_index": 0, "inputs": ["x-1"], "reason": "match"}
+    apply(s, Event(RUN, EventKind.TASK_SCHEDULED, sched, 1.0, seq=1))
+    body = {
+        "task_id": "t-1",
+        "agent": "a",
+        "call_index": 3,
+        "model": "m",
+        "request": {},
+        "response": "{}",
+        "tokens_in": 5,
+        "tokens_out": 7,
+        "cost": 0.25,
+        "latency_ms": 9.5,
+        "tool_calls": [{"id": "c"}],
+        "attempt": 2,
+    }
+    apply(s, Event(RUN, EventKind.MODEL_CALLED, body, 2.0, seq=4))
+    c = s.calls[("t-1", 3)]
+    assert (c.task_id, c.call_index, c.model, c.response) == ("t-1", 3, "m", "{}")
+    assert (c.tokens_in, c.tokens_out, c.cost, c.latency_ms) == (5, 7, 0.25, 9.5)
+    assert (c.seq, c.tool_calls, c.attempt) == (4, [{"id": "c"}], 2)
+    t, a = s.tasks["t-1"], s.agents["a"]
+    assert (t.calls, t.tokens_in, t.tokens_out, t.cost) == (1, 5, 7, 0.25)
+    assert (a.calls, a.tokens_in, a.tokens_out, a.cost) == (1, 5, 7, 0.25)

@@ -20,34 +20,43 @@ __all__ = ["mcp_listed", "model_attempt", "model_called", "tool_called"]
 
 
 def model_called(s: RunState, e: Event, b: ModelCalled) -> None:
-    key = (b["task_id"], b["call_index"])
-    if key in s.calls or (s.compact and b["task_id"] not in s.tasks):
+    tid = b["task_id"]
+    key = (tid, b["call_index"])
+    calls = s.calls
+    if key in calls or (s.compact and tid not in s.tasks):
         return
     cost = b.get("cost")
     tokens_in = b.get("tokens_in") or 0
     tokens_out = b.get("tokens_out") or 0
-    s.calls[key] = CallView(
-        task_id=b["task_id"],
-        call_index=b["call_index"],
-        model=b["model"],
-        response=b["response"],
-        tokens_in=tokens_in,
-        tokens_out=tokens_out,
-        cost=cost,
-        latency_ms=b.get("latency_ms", 0.0),
-        seq=e.seq,
-        tool_calls=list(b.get("tool_calls") or ()),
-        attempt=b.get("attempt", 1),
+    # Positional, in the fields' order (task_id, call_index, model, response, tokens_in,
+    # tokens_out, cost, latency_ms, seq, tool_calls, attempt): a call by keywords matches
+    # each name, and this runs once per answer (issue 14 (e)).
+    calls[key] = CallView(
+        tid,
+        key[1],
+        b["model"],
+        b["response"],
+        tokens_in,
+        tokens_out,
+        cost,
+        b.get("latency_ms", 0.0),
+        e.seq,
+        list(tool_calls) if (tool_calls := b.get("tool_calls")) else [],
+        b.get("attempt", 1),
     )
-    t = s.tasks.get(b["task_id"])
-    a = s.agent_view(b["agent"] or (t.agent if t else "?"))
-    for view in (t, a):
-        if view is None:
-            continue
-        view.calls += 1
-        view.tokens_in += tokens_in
-        view.tokens_out += tokens_out
-        view.cost = None if cost is None or view.cost is None else view.cost + cost
+    # The task's and its agent's counters, spelled out (not a loop over a tuple of both).
+    t = s.tasks.get(tid)
+    name = b["agent"] or (t.agent if t is not None else "?")
+    a = s.agents.get(name) or s.agent_view(name)
+    if t is not None:
+        t.calls += 1
+        t.tokens_in += tokens_in
+        t.tokens_out += tokens_out
+        t.cost = None if cost is None or t.cost is None else t.cost + cost
+    a.calls += 1
+    a.tokens_in += tokens_in
+    a.tokens_out += tokens_out
+    a.cost = None if cost is None or a.cost is None else a.cost + cost
     if b.get("limiter"):
         _limiter(s, e, b.get("limiter"))
 
