@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from flock_es import Flock, flock_type
 from flock_es.domain.events import Event, EventKind
 from flock_es.log import LogReader, LogWriter
+from flock_es.models.precise_timers import make_timers_precise, timers_are_precise
 from flock_es.models.waker import sleep_precisely
 from tests.log_contract import RUN, artifact, started
 
@@ -48,6 +49,49 @@ async def test_a_cancelled_sleeper_is_left_alone() -> None:
         await task
     await sleep_precisely(0.02)  # the cancelled deadline passes; nothing is woken twice
     assert task.cancelled()
+
+
+async def _on_precise_loop_sleepers_wake_in_order_never_early() -> None:
+    loop = asyncio.get_running_loop()
+    assert timers_are_precise(loop)
+    woke: list[tuple[str, float, float]] = []
+
+    async def sleeper(name: str, delay: float) -> None:
+        due = loop.time() + delay
+        await sleep_precisely(delay)
+        woke.append((name, due, loop.time()))
+
+    cancelled = asyncio.ensure_future(sleep_precisely(0.01))  # the earliest: then skipped
+    await asyncio.sleep(0)
+    many = [sleeper(f"s{i}", 0.03 + (i % 7) * 0.002) for i in range(40)]
+    await asyncio.gather(
+        *many, sleeper("late", 0.06), sleeper("early", 0.02), sleeper("now", 0), _cancel(cancelled)
+    )
+    names = [n for n, _, _ in woke]
+    assert names[:2] == ["now", "early"] and names[-1] == "late"
+    dues = [due for _, due, _ in woke[1:]]
+    assert dues == sorted(dues)  # deadline order, whatever order they slept in
+    # Never before the deadline (the loop may run a timer a clock tick early).
+    resolution = time.get_clock_info("monotonic").resolution
+    assert all(at >= due - resolution for _, due, at in woke)
+    assert cancelled.cancelled()
+    # One loop timer serves the sleepers: none is left armed once all woke.
+    assert not [h for h in loop._scheduled if not h.cancelled()]
+
+
+async def _cancel(task: asyncio.Future[None]) -> None:
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+def test_sleepers_of_a_precise_loop_share_one_timer_and_wake_in_order() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        make_timers_precise(loop)
+        loop.run_until_complete(_on_precise_loop_sleepers_wake_in_order_never_early())
+    finally:
+        loop.close()
 
 
 def test_the_waker_serves_one_loop_after_another() -> None:
