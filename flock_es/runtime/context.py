@@ -15,6 +15,7 @@ from flock_es.runtime.artifacts import RunArtifacts
 from flock_es.runtime.store import AgentStore, artifact_of
 
 if TYPE_CHECKING:
+    from flock_es.domain.events import Event
     from flock_es.projection.state import RunState, TaskView
     from flock_es.runtime.agent import Agent
     from flock_es.runtime.board_queries import BoardSource
@@ -79,6 +80,11 @@ class TaskRun:
     # ``task.started`` held back: an inline run records it only if it suspends or
     # fails (``Executor.start_held``).
     held_start: bool = False
+    # Paid answers (``model.called``, applied) held for the task's outcome unit, which
+    # commits them with its outputs: a list when nothing can suspend between an answer
+    # and that unit (``Executor.execute`` decides), None when each answer is queued on
+    # its own as it arrives (components, workers, replay).
+    paid: list[Event] | None = None
 
     @property
     def ctx(self) -> AgentContext:

@@ -298,7 +298,11 @@ class Executor:
         events = kernel.decide(arts, now)
         apply(kernel.state, done)  # ``kernel.apply``: ``decide`` just checked the kernel
         events.insert(len(arts), done)
-        return [*vetoes, *events] if vetoes else events
+        if vetoes:
+            events = [*vetoes, *events]
+        if run.paid:  # the answers the outputs come from, first (applied first)
+            events = [*ModelCalls.take_paid(run), *events]
+        return events
 
     def failure(self, task: TaskView, exc: Exception, t0: float | None = None) -> Event:
         """The ``task.failed`` event for ``exc`` (not applied)."""
@@ -322,10 +326,13 @@ class Executor:
 
     def failed_unit(self, run: TaskRun, exc: Exception) -> list[Event]:
         """``task.failed`` of ``run`` after its held start, if any (attempts count), applied."""
+        # Held answers first: they were applied when they arrived (an inline run, whose
+        # start may be held, holds no answers).
+        paid = ModelCalls.take_paid(run)
         started = self.held_start(run)
         failed = self.failure(run.task, exc, run.t0)
         self.kernel.apply([failed])
-        return [*started, failed]
+        return [*paid, *started, failed]
 
     async def on_error(self, run: TaskRun, exc: BaseException) -> None:
         try:
@@ -352,6 +359,12 @@ class Executor:
             await self.kernel.emit([self.failure(task, missing)])
             return missing
         run = self.start(task, agent)
+        # A model agent with no component and no orchestrator component: nothing awaits
+        # between its last answer and its outcome unit, which then carries the answer
+        # (``ModelCalls.call``). A validation retry queues it first.
+        plain = not (agent.utilities or agent.engines)
+        if agent.function is None and plain and self.orchestrator is None:
+            run.paid = []
         return await self.conclude(run, await self.settled(run, unpublished))
 
     async def conclude(self, run: TaskRun, settled: tuple[list[Event], Outcome]) -> Outcome:

@@ -41,9 +41,14 @@ class Actor(Protocol):
 
 
 class Recorder(Protocol):
-    """The recording half of the kernel, as model and tool calls use it."""
+    """The recording half of the kernel, as model and tool calls use it: ``record``
+    (apply and queue), ``apply`` now and ``queue`` later, or ``emit`` (and wait)."""
 
     def record(self, events: list[Event]) -> None: ...
+
+    def apply(self, events: list[Event]) -> None: ...
+
+    def queue(self, events: list[Event]) -> None: ...
 
     async def emit(self, events: list[Event]) -> None: ...
 
@@ -65,6 +70,12 @@ class NullRecorder:
     """Records nothing: model calls of a replay or a pre-flight check go nowhere."""
 
     def record(self, events: list[Event]) -> None:
+        return None
+
+    def apply(self, events: list[Event]) -> None:
+        return None
+
+    def queue(self, events: list[Event]) -> None:
         return None
 
     async def emit(self, events: list[Event]) -> None:

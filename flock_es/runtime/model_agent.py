@@ -91,6 +91,9 @@ async def run_model_agent(
         except OutputValidationError as exc:
             last = exc
             will_retry = round_no < rounds
+            # The answer leads to no outputs: queued now, ahead of its failed attempt and
+            # before the next call suspends (a crash then must not re-pay this one).
+            calls.flush_paid(run)
             if not response.recorded:
                 calls.attempt_failed(
                     run,

@@ -182,11 +182,23 @@ class ModelCalls:
         self.made += 1
         snapshot = limiter.snapshot() if limiter is not None and limiter.limited else None
         event = self._answer_event(run, index, request.model, recorded, response, snapshot)
+        held = run.paid
         if response.tool_calls:
             # The tools it asks for run next and may act on the world: the paid answer
             # must be durable first, or a crash in between re-pays the call on resume
             # and runs the tools twice.
+            if held:
+                self.recorder.queue(self.take_paid(run))
             await self.recorder.emit([event])
+        elif held is not None:
+            # Nothing can suspend between this answer and the task's outcome unit
+            # (``Executor.execute``): applied now, committed in that unit, ahead of the
+            # outputs it leads to. The unit is queued in the same loop step the answer
+            # arrived in, so it is durable with the same group commit it would have
+            # gone in alone (units are held until the loop's step ends), and nothing
+            # acts on it before then; one unit less per answer to queue (issue 14 (e)).
+            self.recorder.apply([event])
+            held.append(event)
         else:
             # Queued at once, so the answer is durable with the very next group commit;
             # not awaited: the outputs it leads to commit after it (same writer, in
@@ -194,6 +206,20 @@ class ModelCalls:
             # only delay the agent, not the write.
             self.recorder.record([event])
         return response
+
+    def flush_paid(self, run: TaskRun) -> None:
+        """Queue the answers ``run`` holds, before it suspends (another call follows)."""
+        if run.paid:
+            self.recorder.queue(self.take_paid(run))
+
+    @staticmethod
+    def take_paid(run: TaskRun) -> list[Event]:
+        """The answers ``run`` holds (applied, not queued), handed over: it holds none after."""
+        paid = run.paid
+        if not paid:
+            return []
+        run.paid = []
+        return paid
 
     def _answer_event(
         self,
