@@ -20,6 +20,7 @@ within that time and arrives when it is up, to the tens of microseconds
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import os
@@ -138,15 +139,27 @@ def _fits(value: Any, kind: Any, schema: dict[str, Any]) -> bool:
 
 class _Generator:
     def __init__(self, request: ModelRequest) -> None:
+        self.request = request
         self.root = request.output_schema
-        self.rng = random.Random(int(request.digest()[:16], 16))
-        self.text = _Text([*request.inputs, *_tool_results(request)])
         self.agent = request.agent
         self.hint = f"{request.agent} {request.description}".lower()
         self.n_inputs = len(request.inputs)
         self.used: set[str] = set()
         # Tool arguments: a number or flag named like an input field takes its value too.
         self.copy_fields = False
+
+    # The seeded generator and the text harvested from the inputs, each made when an
+    # answer first needs it (the same seed, so the same draws): an answer of numbers
+    # only never reads the inputs' text, and one that draws nothing (enums picked by
+    # the agent's name, fields copied) never seeds a Mersenne Twister (some 30,000
+    # instructions, a twentieth of a model call's path in workload (e), issue 14).
+    @functools.cached_property
+    def rng(self) -> random.Random:
+        return random.Random(int(self.request.digest()[:16], 16))
+
+    @functools.cached_property
+    def text(self) -> _Text:
+        return _Text([*self.request.inputs, *_tool_results(self.request)])
 
     def resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
         seen = 0
@@ -183,9 +196,10 @@ class _Generator:
             return self.obj(schema, depth)
         if kind == "array":
             return self.array(schema, name, depth)
-        copied = self.text.fields.get(name) if self.copy_fields else None
-        if _fits(copied, kind, schema):
-            return copied
+        if self.copy_fields:
+            copied = self.text.fields.get(name)
+            if _fits(copied, kind, schema):
+                return copied
         if kind == "integer":
             return int(self.number(schema, name, integer=True))
         if kind == "number":
