@@ -66,7 +66,12 @@ async def run_model_agent(
     schema = output_schema(agent.publishes, agent.fan_out)
     # Each input as its artifact's payload is recorded (``model_dump(mode="json")``).
     payloads = [{"type": type_name(type(o)), "payload": payload_of(o)} for o in inputs]
-    tools = [*tool_specs(agent.tools), *await mcp_tool_specs(calls, run)]
+    # Most agents offer no tool: no specs to build, no MCP coroutine to run.
+    tools = (
+        [*tool_specs(agent.tools), *await mcp_tool_specs(calls, run)]
+        if agent.tools or agent.mcp_servers
+        else []
+    )
     tool_names = [str(t["function"]["name"]) for t in tools]
     messages = build_messages(agent.name, agent.description, payloads, schema, tool_names)
     # The agent's context only if it may hold earlier artifacts (it holds them only
