@@ -65,3 +65,37 @@ async def test_a_cancelled_waiter_leaves_the_others_waiting() -> None:
     assert await second is True
     with pytest.raises(asyncio.CancelledError):
         await first
+
+
+async def test_tasks_that_report_their_own_end_are_tracked_as_spawned_ones_are() -> None:
+    # Engine tasks report their end themselves (no done callback per task): idle once
+    # all returned, the first failure raised, and one cancelled before it ever ran is
+    # forgotten by cancel_all.
+    work = Work()
+    done: list[int] = []
+
+    async def ok(i: int) -> None:
+        await asyncio.sleep(0.01 * i)
+        done.append(i)
+        work.ended()
+
+    async def broken() -> None:
+        try:
+            await asyncio.sleep(0.01)
+            raise ValueError("boom")
+        except BaseException:
+            work.raising()
+            raise
+
+    for i in range(3):
+        work.spawn_ending(ok(i), f"ok{i}")
+    assert await work.until_idle() is True
+    assert done == [0, 1, 2] and not work.tasks
+    work.spawn_ending(broken(), "broken")
+    with pytest.raises(ValueError, match="boom"):
+        await asyncio.wait_for(work.until_idle(), 2.0)
+    assert not work.tasks
+    never = Work()
+    never.spawn_ending(ok(0), "never-ran")
+    await never.cancel_all()
+    assert not never.tasks and await never.until_idle() is True

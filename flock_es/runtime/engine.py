@@ -216,19 +216,25 @@ class Engine:
         return direct
 
     def launch(self, task_id: str) -> None:
-        self.work.spawn(self._run(task_id), f"flock-es:{task_id}")
+        self.work.spawn_ending(self._run(task_id), f"flock-es:{task_id}")
 
     async def _run(self, task_id: str) -> None:
-        task = self.kernel.state.tasks[task_id]
-        agent = self.agents.get(task.agent)
-        sem = self.agent_sems.get(agent.name) if agent is not None else None
-        unpublished = task_id in self.unpublished
-        if sem is None or agent is None:
-            outcome = await self.executor.execute(task, unpublished)
-        else:
-            async with sem.slot(self.executor.priority(task, agent)):
+        """Run one task; tells the run's work when it ends (``Work.spawn_ending``)."""
+        try:
+            task = self.kernel.state.tasks[task_id]
+            agent = self.agents.get(task.agent)
+            sem = self.agent_sems.get(agent.name) if agent is not None else None
+            unpublished = task_id in self.unpublished
+            if sem is None or agent is None:
                 outcome = await self.executor.execute(task, unpublished)
-        self._settle(task_id, outcome)
+            else:
+                async with sem.slot(self.executor.priority(task, agent)):
+                    outcome = await self.executor.execute(task, unpublished)
+            self._settle(task_id, outcome)
+        except BaseException:
+            self.work.raising()
+            raise
+        self.work.ended()
 
     def _settle(self, task_id: str, outcome: Outcome) -> None:
         waiter = self.invoke_waiters.pop(task_id, None)

@@ -82,6 +82,27 @@ class Work:
             self.failure = exc
         self._wake()
 
+    def spawn_ending(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[Any]:
+        """``spawn`` for a coroutine that reports its own end, as its last act: ``ended``
+        once it returns, ``raising`` as it raises. No done callback: a loop callback
+        (a handle, a call and ``_done``'s) per task less, one per agent run (issue 14
+        (e)). A task cancelled before it first runs never reports: ``cancel_all``
+        waits for those (and ``until_idle`` is not left waiting on them: see ``spawn``)."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self.tasks.add(task)
+        return task
+
+    def ended(self) -> None:
+        """The current task, of ``spawn_ending``, returns (its last act): ``_done`` for it."""
+        self.tasks.discard(_current())
+        if self._idle and (not self.tasks or self.failure is not None):
+            self._wake()
+
+    def raising(self) -> None:
+        """The current task, of ``spawn_ending``, raises: ``_done`` hears of it once it
+        has ended (and retrieves its exception, the first one failing the run)."""
+        _current().add_done_callback(self._done)
+
     def _done(self, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)
         if not task.cancelled():
@@ -127,3 +148,11 @@ class Work:
             t.cancel()
         if self.tasks:
             await asyncio.wait(set(self.tasks))
+        for t in [t for t in self.tasks if t.done()]:  # a spawn_ending task that never ran
+            self._done(t)
+
+
+def _current() -> asyncio.Task[Any]:
+    task = asyncio.current_task()
+    assert task is not None, "called from a task's own coroutine"
+    return task
