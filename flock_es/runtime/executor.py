@@ -109,12 +109,14 @@ class Executor:
         self, task: TaskView, agent: Agent, attempt: int, context_ids: list[str] | None
     ) -> TaskRun:
         """What one execution of ``task`` needs; records nothing (replay calls this)."""
+        subs = agent.subscriptions  # ``priority``, spelled out: once per task run
+        priority = subs[task.sub_index].priority if 0 <= task.sub_index < len(subs) else 0
         return TaskRun(
             task,
             agent,
             self.kernel.state,
             attempt,
-            self.priority(task, agent),
+            priority,
             time.perf_counter(),
             context_ids,
             self.board,
@@ -123,8 +125,8 @@ class Executor:
     async def outputs(self, run: TaskRun) -> list[BaseModel]:
         """Run the agent on the task's inputs; its outputs, checked against ``.publishes()``."""
         agent = run.agent
-        batched = self.batched(run.task, agent)
         if agent.utilities or agent.engines:
+            batched = self.batched(run.task, agent)
             outputs = await agent_hooks.evaluate(
                 self.kernel, self.calls, run, batched, lambda objs: self._builtin(run, objs)
             )

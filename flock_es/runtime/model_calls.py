@@ -138,11 +138,14 @@ class ModelCalls:
 
     async def call(self, run: TaskRun, request: ModelRequest) -> ModelResponse:
         """The response to the task's next call; a recorded one if it was paid for."""
-        index = run.next_call()
-        rec = self._recorded(run, index, request)
-        if rec is not None:
-            self.served += 1
-            return _served(rec)
+        index = run.calls  # ``run.next_call()``, spelled out: once per call
+        run.calls = index + 1
+        # A recorded answer is checked (``_recorded``) only if there is one (resume, replay).
+        if (run.task.id, index) in self.state.calls:
+            rec = self._recorded(run, index, request)
+            if rec is not None:
+                self.served += 1
+                return _served(rec)
         agent = run.agent
         if self.record_only:
             raise ReplayMiss(
