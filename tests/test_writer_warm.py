@@ -58,3 +58,30 @@ async def test_a_log_locked_by_another_writer_opens_without_warming(tmp_path: Pa
     await w.append([artifact(1)])
     await w.close()
     assert _counts(db)["events"] == 2
+
+
+async def test_a_wide_publish_s_unit_commits_whole_after_the_warm_up(tmp_path: Path) -> None:
+    # An artifact and 200 task.scheduled (workload (e)): statements of 128, 64 and 8 rows,
+    # prepared by the warm-up; the unit's rows, and only those, reach the log.
+    import time
+
+    from flock_es.domain.events import EventKind, TaskScheduled, make_event
+
+    db = tmp_path / "w.db"
+    w = await LogWriter.open(db)
+    await w.append([started()])
+    sched = [
+        make_event(
+            RUN,
+            EventKind.TASK_SCHEDULED,
+            TaskScheduled(task_id=f"t-{i}", agent=f"m{i}", sub_index=0, inputs=["a-0"]),
+            time.time(),
+        )
+        for i in range(200)
+    ]
+    await w.append([artifact(0), *sched])
+    await w.close()
+    counts = _counts(db)
+    assert counts["events"] == 202 and counts["consumptions"] == 200
+    rebuild_read_models(db)
+    assert _counts(db) == counts
