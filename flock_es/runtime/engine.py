@@ -151,6 +151,8 @@ class Engine:
         gate_kind, published = EventKind.GATE_BUFFERED, EventKind.ARTIFACT_PUBLISHED
         for e in events:
             kind = e.kind
+            if kind in _QUIET:  # a unit's outputs, completions, answers
+                continue
             if kind is scheduled_kind:
                 # Typed by annotation, not ``body_as``'s call: once per task.
                 scheduled: TaskScheduled = e.body  # type: ignore[assignment]
@@ -219,8 +221,7 @@ class Engine:
         self.work.spawn_ending(self._run(task_id), f"flock-es:{task_id}")
 
     async def _run(self, task_id: str) -> None:
-        """Run one task; tells the run's work when it ends (``Work.spawn_ending``)."""
-        try:
+        try:  # it tells the run's work when it ends (``Work.spawn_ending``)
             task = self.kernel.state.tasks[task_id]
             agent = self.agents.get(task.agent)
             sem = self.agent_sems.get(agent.name) if agent is not None else None
@@ -391,6 +392,9 @@ class Engine:
         self.timers.stop()
         await self.work.cancel_all()
 
+
+# Kinds ``act`` does nothing for (an artifact only while some are unreleased).
+_QUIET = frozenset(EventKind(k) for k in ("model.called", "task.completed", "task.started"))
 
 # The statuses of a task still to run (a compact state forgets completed ones).
 _OPEN = (TaskStatus.SCHEDULED, TaskStatus.RUNNING)

@@ -130,6 +130,9 @@ class Executor:
             outputs = await agent_hooks.evaluate(
                 self.kernel, self.calls, run, batched, lambda objs: self._builtin(run, objs)
             )
+        elif agent.function is None:  # ``_builtin``'s model branch, a coroutine frame less
+            inputs = [self.kernel.obj(i) for i in run.task.inputs]
+            outputs = await run_model_agent(self.calls, run, inputs)
         else:
             outputs = await self._builtin(run, [self.kernel.obj(i) for i in run.task.inputs])
         hooks = self.orchestrator
