@@ -11,13 +11,13 @@ import asyncio
 import statistics
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from bench._news_seed import Analysis, Digest, News, wire_news
 from bench.bench_core import _news_once
-from flock_es import BatchSpec, Flock
+from flock_es import Flock
 
 LATENCY = 0.05
 
@@ -28,19 +28,6 @@ class Item(BaseModel):
 
 class Out(BaseModel):
     n: int
-
-
-class News(BaseModel):
-    headline: str
-
-
-class Analysis(BaseModel):
-    category: str
-
-
-class Digest(BaseModel):
-    headline: str
-    total: int
 
 
 async def _news_fn(db: Path) -> float:
@@ -54,11 +41,7 @@ async def _news_fn(db: Path) -> float:
         await asyncio.sleep(LATENCY)
         return Digest(headline="h", total=len(batch))
 
-    for i in range(8):
-        flock.agent(f"analyst{i}").consumes(News).publishes(Analysis).with_function(analyse)
-    flock.agent("editor").consumes(
-        Analysis, batch=BatchSpec(size=8, timeout=timedelta(seconds=30))
-    ).publishes(Digest).with_function(edit)
+    wire_news(flock, analyse, edit)
     await flock.start()
     t0 = time.perf_counter()
     await flock.publish(News(headline="h"))

@@ -23,7 +23,6 @@ import os
 import subprocess
 import sys
 import tempfile
-from datetime import timedelta
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent
@@ -32,9 +31,11 @@ SEGMENTS = ("publish->analyst", "(analysts sleep)", "wake->editor", "(editor sle
 
 def child(root: str) -> None:
     sys.path.insert(0, root)
-    from pydantic import BaseModel
 
-    from flock_es import BatchSpec, Flock
+    # The seed's module from this script's folder (a checkout under test may lack it).
+    from _news_seed import Analysis, Digest, News, wire_news
+
+    from flock_es import Flock
     from flock_es.log import thread_drain as td
 
     for name in ("INLINE_IDLE", "INLINE_IDLE_SYNCED", "HOLD_MAX", "HOLD_MAX_SYNCED"):
@@ -47,16 +48,6 @@ def child(root: str) -> None:
             if once:
                 seen.add(once)
             os.getppid()
-
-    class News(BaseModel):
-        headline: str
-
-    class Analysis(BaseModel):
-        category: str
-
-    class Digest(BaseModel):
-        headline: str
-        total: int
 
     async def news(db: Path) -> None:
         flock = Flock(db=db)
@@ -73,11 +64,7 @@ def child(root: str) -> None:
             mark()
             return Digest(headline="h", total=len(batch))
 
-        for i in range(8):
-            flock.agent(f"analyst{i}").consumes(News).publishes(Analysis).with_function(analyse)
-        flock.agent("editor").consumes(
-            Analysis, batch=BatchSpec(size=8, timeout=timedelta(seconds=300))
-        ).publishes(Digest).with_function(edit)
+        wire_news(flock, analyse, edit, batch_timeout=300)
         await flock.start()
         mark()
         await flock.publish(News(headline="h"))

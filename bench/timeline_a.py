@@ -20,15 +20,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pydantic import BaseModel
 
-from flock_es import BatchSpec, Flock
+from bench._news_seed import Analysis, Digest, News, wire_news
+from flock_es import Flock
 
 LATENCY = 0.05
 STAMPS: list[tuple[float, str, str]] = []
@@ -119,19 +118,6 @@ def instrument() -> None:
     _ = prompt
 
 
-class News(BaseModel):
-    headline: str
-
-
-class Analysis(BaseModel):
-    category: str
-
-
-class Digest(BaseModel):
-    headline: str
-    total: int
-
-
 async def news_fn(db: Path) -> float:
     flock = Flock(db=db)
 
@@ -147,11 +133,7 @@ async def news_fn(db: Path) -> float:
         stamp("body editor <")
         return Digest(headline="h", total=len(batch))
 
-    for i in range(8):
-        flock.agent(f"analyst{i}").consumes(News).publishes(Analysis).with_function(analyse)
-    flock.agent("editor").consumes(
-        Analysis, batch=BatchSpec(size=8, timeout=timedelta(seconds=30))
-    ).publishes(Digest).with_function(edit)
+    wire_news(flock, analyse, edit)
     await flock.start()
     STAMPS.clear()
     t0 = time.perf_counter()
