@@ -242,31 +242,45 @@ def test_jobs_link_a_chain_that_full_readers_rebuild_and_resume_starts_from(
             assert folded == sum(1 for e in prefix if e.seq is not None and e.seq > behind)
 
 
-@pytest.mark.parametrize("harm", ["missing", "damaged", "stale"])
-def test_a_chain_with_a_link_missing_damaged_or_stale_falls_back_to_the_log(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, harm: str
-) -> None:
-    import sqlite3
-
+def _chained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, str, list[Event], list[int]]:
+    """A log of 300 units and the seqs of the chain of at least three links a job made."""
     db = tmp_path / "large.db"
     run, evs = _large_log(db, 300)
     _small_links(monkeypatch, page=250, segment=2_000)
     assert snapshot_now(str(db), run, at_least=1)
-    store = open_store(db)
-    with store.reader() as log:
+    with open_store(db).reader() as log:
         seqs = chain(log, run, evs[-1].seq or 0)
-        assert seqs is not None and len(seqs) >= 3
-        middle = log.snapshot(run, seqs[1])
-    assert middle is not None
+    assert seqs is not None and len(seqs) >= 3
+    return db, run, evs, seqs
+
+
+def _harm(db: Path, seq: int, flip: int | None) -> None:
+    """Flip the byte at ``flip`` of the snapshot at ``seq``, or delete it (None)."""
+    import sqlite3
+
     con = sqlite3.connect(db)
-    if harm == "missing":
-        con.execute("DELETE FROM snapshots WHERE seq = ?", (seqs[1],))
+    if flip is None:
+        con.execute("DELETE FROM snapshots WHERE seq = ?", (seq,))
     else:
-        data = bytearray(middle[1])
-        data[-40 if harm == "damaged" else 10] ^= 0xFF  # its segment, or its fingerprint
-        con.execute("UPDATE snapshots SET state = ? WHERE seq = ?", (bytes(data), seqs[1]))
+        data = bytearray(
+            con.execute("SELECT state FROM snapshots WHERE seq = ?", (seq,)).fetchone()[0]
+        )
+        data[flip] ^= 0xFF
+        con.execute("UPDATE snapshots SET state = ? WHERE seq = ?", (bytes(data), seq))
     con.commit()
     con.close()
+
+
+@pytest.mark.parametrize("harm", ["missing", "damaged", "stale"])
+def test_a_chain_with_a_link_missing_damaged_or_stale_falls_back_to_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, harm: str
+) -> None:
+    db, run, evs, seqs = _chained(tmp_path, monkeypatch)
+    # The middle link: gone, its segment damaged, or its fingerprint another fold's.
+    _harm(db, seqs[1], None if harm == "missing" else -40 if harm == "damaged" else 10)
+    store = open_store(db)
     with store.reader() as log:
         state, folded = fold_run(log, run)
         # A damaged segment: from the link before it; a link gone or of another fold
@@ -293,25 +307,10 @@ def test_readers_start_from_an_older_link_when_the_newest_is_damaged(
 ) -> None:
     """A damaged newest link costs a resume the events since the link before it, and
     ``show --at`` the events since the last link before the damage, not the whole log."""
-    import sqlite3
-
-    db = tmp_path / "large.db"
-    run, evs = _large_log(db, 300)
-    _small_links(monkeypatch, page=250, segment=2_000)
-    assert snapshot_now(str(db), run, at_least=1)
-    store = open_store(db)
-    with store.reader() as log:
-        seqs = chain(log, run, evs[-1].seq or 0)
-        assert seqs is not None and len(seqs) >= 3
-        newest = log.snapshot(run)
-    assert newest is not None and newest[0] == seqs[-1]
-    data = bytearray(newest[1])
+    db, run, evs, seqs = _chained(tmp_path, monkeypatch)
     # Right after the header: the compact state's stream; the last bytes: the segment's.
-    data[HEADER_BYTES + 2 if part == "core" else -40] ^= 0xFF
-    con = sqlite3.connect(db)
-    con.execute("UPDATE snapshots SET state = ? WHERE seq = ?", (bytes(data), seqs[-1]))
-    con.commit()
-    con.close()
+    _harm(db, seqs[-1], HEADER_BYTES + 2 if part == "core" else -40)
+    store = open_store(db)
     since = sum(e.seq > seqs[-2] for e in evs)
     with store.reader() as log:
         compact, folded = fold_run(log, run, compact=True)
