@@ -48,8 +48,9 @@ from flock_es.projection.state import ArtifactView, RunState
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.artifacts import RunArtifacts
 from flock_es.runtime.kernel_ports import Actor, Listener, Sink
+from flock_es.runtime.payloads import PLAIN_DUMP, plain_dump
 
-__all__ = ["OBJECT_CACHE", "UNPUBLISHED_TAG", "Kernel", "build_index", "payload_of"]
+__all__ = ["OBJECT_CACHE", "UNPUBLISHED_TAG", "Kernel", "build_index"]
 
 # Artifacts recorded but not offered to subscribers (``invoke(..., publish_outputs=False)``).
 UNPUBLISHED_TAG = "flock-es:unpublished"
@@ -78,31 +79,6 @@ def build_index(agents: Iterable[Agent], max_iterations: int | None = None) -> S
 
 async def _waited(acted: asyncio.Future[None]) -> None:
     await acted  # a coroutine, not the future: callers may spawn it as a task
-
-
-# Whether a class serialises as pydantic's own ``model_dump`` does (not overridden).
-_PLAIN_DUMP: dict[type[BaseModel], bool] = {}
-_MODEL_DUMP = BaseModel.model_dump
-
-
-def _plain_dump(cls: type[BaseModel]) -> bool:
-    """Whether ``cls`` keeps pydantic's own ``model_dump`` (remembered)."""
-    plain = _PLAIN_DUMP[cls] = cls.model_dump is _MODEL_DUMP
-    return plain
-
-
-def payload_of(obj: BaseModel) -> dict[str, Any]:
-    """``obj.model_dump(mode="json")``; for a class that keeps pydantic's own method,
-    its serialiser called directly: ``model_dump`` passes fifteen keyword arguments
-    on (a third of an output's serialisation, issue 14), to the same defaults."""
-    cls = type(obj)
-    plain = _PLAIN_DUMP.get(cls)
-    if plain is None:
-        plain = _plain_dump(cls)
-    if plain:
-        dumped: dict[str, Any] = obj.__pydantic_serializer__.to_python(obj, mode="json")
-        return dumped
-    return obj.model_dump(mode="json")
 
 
 class Kernel:
@@ -305,9 +281,9 @@ class Kernel:
             # them) would push its inputs out of the cache, to be rebuilt from the log.
             self._cache(aid, obj)
         # ``payload_of``, inlined (once per artifact, the same dict).
-        plain = _PLAIN_DUMP.get(cls)
+        plain = PLAIN_DUMP.get(cls)
         if plain is None:
-            plain = _plain_dump(cls)
+            plain = plain_dump(cls)
         payload: dict[str, Any] = (
             obj.__pydantic_serializer__.to_python(obj, mode="json")
             if plain

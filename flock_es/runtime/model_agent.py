@@ -24,9 +24,9 @@ from flock_es.models.retry import FailedAttempt
 from flock_es.models.tools import tool_specs
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.context import TaskRun
-from flock_es.runtime.kernel import payload_of
 from flock_es.runtime.mcp import mcp_tool_specs
 from flock_es.runtime.model_calls import ModelCalls
+from flock_es.runtime.payloads import payload_of
 
 __all__ = ["retry_message", "run_model_agent", "warm_schemas"]
 

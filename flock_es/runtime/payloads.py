@@ -1,0 +1,43 @@
+"""An artifact's payload: ``model_dump(mode="json")``, without its keyword arguments.
+
+``model_dump`` passes fifteen keyword arguments on to the class's serialiser (a
+third of an output's serialisation, issue 14), all at their defaults. For a class
+that keeps pydantic's own ``model_dump``, the serialiser is called directly, with
+the same result; a class that overrides it keeps its own. Whether a class keeps
+it is remembered (``PLAIN_DUMP``), and the kernel's hot path reads that dict
+itself rather than call ``payload_of`` once per artifact.
+
+Example::
+
+    payload_of(Analysis(category="c"))   # {"category": "c"}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+__all__ = ["PLAIN_DUMP", "payload_of", "plain_dump"]
+
+PLAIN_DUMP: dict[type[BaseModel], bool] = {}
+"""Whether a class serialises as pydantic's own ``model_dump`` does (not overridden)."""
+_MODEL_DUMP = BaseModel.model_dump
+
+
+def plain_dump(cls: type[BaseModel]) -> bool:
+    """Whether ``cls`` keeps pydantic's own ``model_dump`` (remembered in ``PLAIN_DUMP``)."""
+    plain = PLAIN_DUMP[cls] = cls.model_dump is _MODEL_DUMP
+    return plain
+
+
+def payload_of(obj: BaseModel) -> dict[str, Any]:
+    """``obj.model_dump(mode="json")``, through the serialiser itself where that is the same."""
+    cls = type(obj)
+    plain = PLAIN_DUMP.get(cls)
+    if plain is None:
+        plain = plain_dump(cls)
+    if plain:
+        dumped: dict[str, Any] = obj.__pydantic_serializer__.to_python(obj, mode="json")
+        return dumped
+    return obj.model_dump(mode="json")
