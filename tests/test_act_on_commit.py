@@ -165,10 +165,20 @@ async def test_the_agent_a_group_commit_schedules_starts_before_its_producers_re
     from that commit (they used to resume first, one after another)."""
     flock = Flock(db=db_path)
     log: list[str] = []
+    # All four wake in one loop step, so their units are queued together and share a
+    # commit however loaded the host (each sleeping 10 ms of its own, they did not always).
+    gate = asyncio.Event()
+    waiting = [0]
 
     async def analyse(news: AoNews) -> AoNote:
-        await asyncio.sleep(0.01)
+        waiting[0] += 1
+        await gate.wait()
         return AoNote(n=news.n)
+
+    async def release() -> None:
+        while waiting[0] < 4:
+            await asyncio.sleep(0.001)
+        gate.set()
 
     async def edit(batch: list[AoNote]) -> AoDigest:
         log.append("editor started")
@@ -189,8 +199,10 @@ async def test_the_agent_a_group_commit_schedules_starts_before_its_producers_re
         return outcome
 
     executor.conclude = spy_conclude  # type: ignore[method-assign]
+    releaser = asyncio.ensure_future(release())
     await flock.publish(AoNews(n=1))
     await flock.run_until_idle()
+    await releaser
     digests = await flock.store.get_by_type(AoDigest)
     await flock.close()
     assert [d.total for d in digests] == [4]
