@@ -204,9 +204,8 @@ async def _attempt(
     limiter: AdaptiveLimiter | None,
     what: str,
 ) -> tuple[T | ModelCallError, float]:
-    """One attempt: the answer, or the error it ended with; and its latency in ms."""
-    if limiter is None and slot is None:
-        return await _timed(call, policy, None, what)
+    """One attempt under a budget or a cap: the answer, or the error it ended with; and
+    its latency in ms (``call_with_retries`` calls ``_timed`` itself without either)."""
     budget = limiter.slot() if limiter is not None else contextlib.nullcontext(None)
     async with budget as ticket, slot() if slot is not None else contextlib.nullcontext():
         return await _timed(call, policy, ticket, what)

@@ -190,8 +190,7 @@ class ModelCalls:
             # The tools it asks for run next and may act on the world: the paid answer
             # must be durable first, or a crash in between re-pays the call on resume
             # and runs the tools twice.
-            if held:
-                self.recorder.queue(self.take_paid(run))
+            self.flush_paid(run)  # earlier answers this run holds, ahead of it
             await self.recorder.emit([event])
         elif held is not None:
             # Nothing can suspend between this answer and the task's outcome unit

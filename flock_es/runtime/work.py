@@ -86,17 +86,15 @@ class Work:
         """``spawn`` for a coroutine that reports its own end, as its last act: ``ended``
         once it returns, ``raising`` as it raises. No done callback: a loop callback
         (a handle, a call and ``_done``'s) per task less, one per agent run (issue 14
-        (e)). A task cancelled before it first runs never reports: ``cancel_all``
-        waits for those (and ``until_idle`` is not left waiting on them: see ``spawn``)."""
+        (e)). A task cancelled before it first runs never reports: only ``cancel_all``
+        cancels these (the engine keeps no handle), and it forgets those."""
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self.tasks.add(task)
         return task
 
     def ended(self) -> None:
         """The current task, of ``spawn_ending``, returns (its last act): ``_done`` for it."""
-        self.tasks.discard(_current())
-        if self._idle and (not self.tasks or self.failure is not None):
-            self._wake()
+        self._forget(_current())
 
     def raising(self) -> None:
         """The current task, of ``spawn_ending``, raises: ``_done`` hears of it once it
@@ -104,11 +102,15 @@ class Work:
         _current().add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[Any]) -> None:
-        self.tasks.discard(task)
         if not task.cancelled():
             exc = task.exception()  # retrieved here: no "Task exception was never retrieved"
             if exc is not None and self.failure is None:
                 self.failure = exc
+        self._forget(task)
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        """``task`` has ended: waiters hear once none is left, or one failed."""
+        self.tasks.discard(task)
         if self._idle and (not self.tasks or self.failure is not None):
             self._wake()
 
