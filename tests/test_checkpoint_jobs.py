@@ -5,6 +5,7 @@ its death. Real processes throughout."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -169,3 +170,62 @@ def test_a_job_of_a_plain_install_keeps_the_standard_library_first_on_its_path(
     monkeypatch.setattr(checkpoints, "_root", lambda: "/src/flock-es")
     monkeypatch.setenv("PYTHONPATH", "/lib")
     assert checkpoints.job_env("x.db")["PYTHONPATH"] == os.pathsep.join(["/src/flock-es", "/lib"])
+
+
+def _checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The integrity checks made from now on (``schema.verify``, by reader or writer)."""
+    import flock_es.log.reader as reader_module
+    import flock_es.log.sqlite_file as file_module
+
+    made: list[str] = []
+    for module, name in ((reader_module, "verify_db"), (file_module, "verify")):
+        check = getattr(module, name)
+
+        def counted(*args: object, _check: object = check, _name: str = name) -> None:
+            made.append(_name)
+            _check(*args)  # type: ignore[operator]
+
+        monkeypatch.setattr(module, name, counted)
+    return made
+
+
+def test_a_runs_job_does_not_check_the_file_its_run_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job started by a run skips the integrity check (the run's writer made it when
+    it opened the file, and appends to it all along); bounded in time, not in work, it
+    cost each job of a long run over a second of CPU. A job started by hand checks."""
+    from flock_es.log.snapshot_job import snapshot_now
+    from tests.test_snapshot_chain import _large_log
+
+    db, by_hand = tmp_path / "large.db", tmp_path / "copy.db"
+    run, _ = _large_log(db, 60)
+    shutil.copy(db, by_hand)
+    made = _checks(monkeypatch)
+    assert snapshot_now(str(db), run, at_least=1, checked=True)
+    assert made == []
+    with open_store(db).reader() as log:
+        assert log.snapshot(run) is not None
+    assert snapshot_now(str(by_hand), run, at_least=1)
+    assert made == ["verify_db", "verify"]  # its reader's, then its writer's
+
+
+def test_a_job_started_by_a_run_is_told_the_file_is_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import flock_es.log.snapshot_job as job
+
+    calls: list[bool] = []
+
+    def fake(db: str, run_id: str, at_least: int, checked: bool = False) -> bool:
+        calls.append(checked)
+        return True
+
+    monkeypatch.setattr(job, "snapshot_now", fake)
+    monkeypatch.setattr(job, "stop_with_parent", lambda parent: True)
+    monkeypatch.setattr(job, "lower_priority", lambda pid=0: None)
+    monkeypatch.delenv(job.PARENT_ENV, raising=False)
+    assert job.main(["x.db", "r-x"]) == 0
+    monkeypatch.setenv(job.PARENT_ENV, "12345")
+    assert job.main(["x.db", "r-x"]) == 0
+    assert calls == [False, True]

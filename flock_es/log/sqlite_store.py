@@ -40,10 +40,14 @@ _OWNER_COLS = "run_id, token, pid, host, since, heartbeat, expires"
 class SqliteStore:
     """A flock-es database file."""
 
-    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+    def __init__(self, path: Path, *, readonly: bool = False, checked: bool = False) -> None:
+        """``checked``: the file was checked by the process that writes it (``open_store``)."""
         self.path = Path(path)
         self.readonly = readonly
-        self._ready = False  # schema created/upgraded and the file checked, once per store
+        self.checked = checked
+        # Schema created/upgraded and the file checked, once per store (the schema's
+        # version is read every time all the same: ``_prepare``).
+        self._ready = checked
 
     @property
     def location(self) -> str:
@@ -51,7 +55,7 @@ class SqliteStore:
 
     def reader(self) -> LogReader:
         # A read-only store is what the commands open: they check the file first (bounded).
-        return LogReader(self.path, verify=self.readonly)
+        return LogReader(self.path, verify=self.readonly and not self.checked)
 
     async def open_writer(
         self, durability: Durability = Durability.FULL, fence: Lease | None = None
