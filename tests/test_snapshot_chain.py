@@ -6,6 +6,7 @@ to the log. The jobs hold what the compact fold holds, not the run's whole state
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +94,16 @@ def _as_logged(evs: list[Event]) -> list[Event]:
 
 
 def _linked(
-    evs: list[Event], cuts: list[int], start: RunState | None = None, parked: Parked | None = None
+    evs: list[Event],
+    cuts: list[int],
+    start: RunState | None = None,
+    parked: Parked | None = None,
+    by_seq: bool = False,
 ) -> list[bytes]:
-    """The links a checkpoint job stores at each of ``cuts`` (event counts)."""
+    """The links a checkpoint job stores at each of ``cuts`` (event counts); ``by_seq``:
+    its parked views kept as seqs and read back from ``evs`` (as a job reads its log)."""
+    if parked is None and by_seq:
+        parked = Parked(_reading(evs))
     job = LinkFold(start if start is not None else RunState(), parked)
     out, done = [], job.state.events
     for cut in cuts:
@@ -106,6 +114,29 @@ def _linked(
     return out
 
 
+def _chain(evs: list[Event], cuts: list[int], rooted: bool, by_seq: bool) -> list[bytes]:
+    """The links at ``cuts``; ``rooted``: the first a full state's snapshot (a resume's,
+    ``encode``), from which the job goes on."""
+    if not rooted:
+        return _linked(evs, cuts, by_seq=by_seq)
+    first = encode(fold(evs[: cuts[0]]))
+    # As a job decodes it: its artifact views parked as they are read.
+    parked = Parked(_reading(evs) if by_seq else None)
+    core = decode(first, compact=True, artifacts=parked.take)
+    assert core is not None
+    return [first, *_linked(evs, cuts[1:], core, parked)]
+
+
+def _reading(evs: list[Event]) -> Callable[[Sequence[int]], list[Event]]:
+    """``events_at`` of a log holding ``evs``."""
+    at = {e.seq: e for e in evs}
+
+    def read(seqs: Sequence[int]) -> list[Event]:
+        return [at[s] for s in sorted(seqs) if s in at]
+
+    return read
+
+
 def _same_order(a: RunState, b: RunState) -> None:
     for name in _ORDERED:
         assert list(getattr(a, name)) == list(getattr(b, name)), name
@@ -113,20 +144,24 @@ def _same_order(a: RunState, b: RunState) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(task_records(), st.lists(st.integers(1, 60), min_size=1, max_size=5), st.booleans())
+@given(
+    task_records(),
+    st.lists(st.integers(1, 60), min_size=1, max_size=5),
+    st.booleans(),
+    st.booleans(),
+)
 def test_the_chain_rebuilds_the_full_fold_from_event_0(
-    evs: list[Event], cuts: list[int], rooted: bool
+    evs: list[Event], cuts: list[int], rooted: bool, by_seq: bool
 ) -> None:
+    """``by_seq``: the job parks views as seqs and reads those pinned back from the log."""
     cuts = sorted({min(c, len(evs)) for c in cuts} - {0})
     assume(cuts)  # a link at seq 0 is no snapshot (a job stores none)
-    if rooted:  # a chain may begin with a full state's snapshot (a resume's, encode)
-        first = encode(fold(evs[: cuts[0]]))
-        parked = Parked()  # as a job decodes it: its artifact views parked as they are read
-        core = decode(first, compact=True, artifacts=parked.take)
-        assert core is not None
-        links = [first, *_linked(evs, cuts[1:], core, parked)]
-    else:
-        links = _linked(evs, cuts)
+    links = _chain(evs, cuts, rooted, by_seq)
+    if by_seq:  # the same compact states as when the parked views are pickled
+        pickled = _chain(evs, cuts, rooted, False)
+        assert [decode(a, compact=True) for a in links] == [
+            decode(b, compact=True) for b in pickled
+        ]
     for n, cut in enumerate(cuts):
         whole = fold(evs[:cut])
         rebuilt = rebuild(links[: n + 1])
@@ -378,3 +413,30 @@ def test_a_job_links_a_chain_on_each_backend(
             state, folded = fold_run(log, run, at)
             assert state == fold(prefix) and folded == 0
             _same_order(state, fold(prefix))
+
+
+def _pinned_log() -> list[Event]:
+    """Two artifacts, and a task pending on one of them."""
+    bodies: list[tuple[EventKind, dict[str, Any]]] = [
+        (EventKind.RUN_STARTED, {"model": "offline", "agents": []}),
+        (EventKind.ARTIFACT_PUBLISHED, {"id": "a-1", "type": "T", "payload": {"n": 1}}),
+        (EventKind.ARTIFACT_PUBLISHED, {"id": "a-2", "type": "T", "payload": {"n": 2}}),
+        (
+            EventKind.TASK_SCHEDULED,
+            {"task_id": "t-1", "agent": "x", "sub_index": 0, "inputs": ["a-2"]},
+        ),
+    ]
+    return [
+        Event(run_id=RUN, kind=k, body=b, ts=float(i), seq=i + 1) for i, (k, b) in enumerate(bodies)
+    ]
+
+
+@pytest.mark.parametrize("by_seq", [False, True])
+def test_a_link_holds_the_views_pending_work_refers_to(by_seq: bool) -> None:
+    """Parked as seqs, the view a pending task refers to is read back into the link's
+    compact state, as it is when parked pickled; the others are not."""
+    evs = _pinned_log()
+    (data,) = _linked(evs, [len(evs)], by_seq=by_seq)
+    core = decode(data, compact=True)
+    assert core is not None and list(core.artifacts) == ["a-2"]
+    assert core.artifacts["a-2"] == fold(evs).artifacts["a-2"]

@@ -144,7 +144,8 @@ def snapshot_now(
         # might never finish.
         target = reader.last_seq(run_id)
         # The views of the latest link's artifacts are parked as they are decoded.
-        parked = Parked()
+        # Kept as seqs, read back from the log when pinned (``Parked``).
+        parked = Parked(reader.events_at)
         start = start_state(
             reader, run_id, target, compact=True, chained=True, artifacts=parked.take
         )

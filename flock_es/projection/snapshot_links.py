@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import heapq
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from flock_es.domain.event_bodies import ArtifactPublished
@@ -52,7 +52,8 @@ holds of them, and what a resume reads beside the compact state, stay small."""
 # The fields whose entries carry no seq: the segment records the order they came in.
 _ORDERED = ("rewritten_inputs", "mcp_tools")
 _CHUNK = 2048
-"""Artifact views parked in one compressed piece."""
+"""Artifact views parked in one compressed piece (or read back in one ``read``)."""
+_PUBLISHED = EventKind.ARTIFACT_PUBLISHED  # a global: an enum member costs ~3x (fold.py)
 
 
 class _Spilling(dict[Any, Any]):
@@ -93,14 +94,22 @@ class _Ordering(_Spilling):
 
 class Parked:
     """The artifact views a job's state does not hold: each was given to a segment when
-    folded (it is final), and is kept here, pickled and compressed in chunks, only for
-    the compact state of the next link, which holds those pending work refers to. A
-    chunk keeps the hashes of its ids, not the ids: no string of the events it came
-    from stays alive (each would keep the memory of its page of events)."""
+    folded (it is final), and is kept here only for the compact state of the next link,
+    which holds those pending work refers to. With ``read`` (the events at given seqs:
+    a job's reader), only the hash of each view's id and its seq are kept, and the
+    views of those pinned at the next link are built again from their events (a parked
+    view is ``artifact_view`` of its event, which nothing changes after); else the views
+    are kept pickled and compressed in chunks, with the hashes of their ids. Either way
+    no string of the events they came from stays alive (each would keep the memory of
+    its page of events). Reading back costs a query per ``_CHUNK`` pinned views, where
+    pickling every parked view a second time cost a job some 7% of its CPU."""
 
-    def __init__(self) -> None:
+    def __init__(self, read: Callable[[Sequence[int]], list[Event]] | None = None) -> None:
+        self.read = read
         self.chunks: list[tuple[array[int], bytes]] = []
         self.pending: list[ArtifactView] = []
+        self.ids: array[int] = array("q")  # with ``read``: hashes of the parked ids
+        self.seqs: array[int] = array("q")  # and their seqs, in the order parked
 
     def take(self, entries: list[tuple[str, ArtifactView]]) -> list[tuple[str, ArtifactView]]:
         """Park the views of ``entries`` that are final; returns the others (to hold)."""
@@ -113,6 +122,10 @@ class Parked:
         return held
 
     def add(self, view: ArtifactView) -> None:
+        if self.read is not None:
+            self.ids.append(hash(view.id))
+            self.seqs.append(view.seq or 0)  # never 0: only durable views park (``_parks``)
+            return
         self.pending.append(view)
         if len(self.pending) >= _CHUNK:
             out = Compressing()
@@ -126,6 +139,9 @@ class Parked:
         them. Read it to its end."""
         canon = {a: a for a in pinned}  # the state's own id strings: one copy each
         hashes = {hash(a) for a in pinned}
+        if self.read is not None:
+            yield from self._read_back(hashes, canon)
+            return
         chunks, pending = self.chunks, self.pending
         self.chunks, self.pending = [], []
         chunks.reverse()
@@ -135,6 +151,19 @@ class Parked:
                 yield from self._keep(StateUnpickler(Decompressing(memoryview(data))).load(), canon)
             del ids, data
         yield from self._keep(pending, canon)
+
+    def _read_back(self, hashes: set[int], canon: dict[str, str]) -> Iterator[ArtifactView]:
+        """``kept`` with ``read``: the pinned views built from their events."""
+        assert self.read is not None
+        seqs = [seq for h, seq in zip(self.ids, self.seqs, strict=True) if h in hashes]
+        self.ids, self.seqs = array("q"), array("q")
+        for i in range(0, len(seqs), _CHUNK):
+            views = [
+                artifact_view(e.body, e.seq, e.ts)  # type: ignore[arg-type]
+                for e in self.read(seqs[i : i + _CHUNK])
+                if e.kind is _PUBLISHED
+            ]
+            yield from self._keep(views, canon)
 
     def _keep(self, views: list[ArtifactView], canon: dict[str, str]) -> Iterator[ArtifactView]:
         for view in views:
@@ -214,7 +243,7 @@ class LinkFold:
         here: the full state the chain rebuilds holds its view, as a fold from event 0
         does."""
         state = self.state
-        if e.kind is not EventKind.ARTIFACT_PUBLISHED:
+        if e.kind is not _PUBLISHED:
             apply(state, e)
             return
         b: ArtifactPublished = e.body  # type: ignore[assignment]
