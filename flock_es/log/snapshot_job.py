@@ -149,7 +149,7 @@ def snapshot_now(
         start = start_state(
             reader, run_id, target, compact=True, chained=True, artifacts=parked.take
         )
-        links = LinkFold(start, parked if start.events else None)
+        links = LinkFold(start, parked)
         state = links.state
         cursor, folded = state.last_seq, 0
         # Page by page, each read its own short transaction: one read held open for
