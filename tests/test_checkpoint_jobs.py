@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -229,3 +230,26 @@ def test_a_job_started_by_a_run_is_told_the_file_is_checked(
     monkeypatch.setenv(job.PARENT_ENV, "12345")
     assert job.main(["x.db", "r-x"]) == 0
     assert calls == [False, True]
+
+
+def test_a_job_keeps_the_views_it_parks_as_seqs_from_its_first_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's first job (no link to go on from) parks its artifact views as seqs too,
+    as the later ones do, rather than pickling each a second time (``Parked``)."""
+    from flock_es.log.snapshot_job import snapshot_now
+    from flock_es.projection.snapshot_links import Parked
+    from tests.test_snapshot_chain import _large_log
+
+    db = tmp_path / "large.db"
+    run, _ = _large_log(db, 60)
+    by_seq: list[bool] = []
+    add = Parked.add
+
+    def watched(self: Parked, view: Any) -> None:
+        by_seq.append(self.read is not None)
+        add(self, view)
+
+    monkeypatch.setattr(Parked, "add", watched)
+    assert snapshot_now(str(db), run, at_least=1, checked=True)
+    assert by_seq and all(by_seq)

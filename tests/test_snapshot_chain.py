@@ -413,30 +413,3 @@ def test_a_job_links_a_chain_on_each_backend(
             state, folded = fold_run(log, run, at)
             assert state == fold(prefix) and folded == 0
             _same_order(state, fold(prefix))
-
-
-def _pinned_log() -> list[Event]:
-    """Two artifacts, and a task pending on one of them."""
-    bodies: list[tuple[EventKind, dict[str, Any]]] = [
-        (EventKind.RUN_STARTED, {"model": "offline", "agents": []}),
-        (EventKind.ARTIFACT_PUBLISHED, {"id": "a-1", "type": "T", "payload": {"n": 1}}),
-        (EventKind.ARTIFACT_PUBLISHED, {"id": "a-2", "type": "T", "payload": {"n": 2}}),
-        (
-            EventKind.TASK_SCHEDULED,
-            {"task_id": "t-1", "agent": "x", "sub_index": 0, "inputs": ["a-2"]},
-        ),
-    ]
-    return [
-        Event(run_id=RUN, kind=k, body=b, ts=float(i), seq=i + 1) for i, (k, b) in enumerate(bodies)
-    ]
-
-
-@pytest.mark.parametrize("by_seq", [False, True])
-def test_a_link_holds_the_views_pending_work_refers_to(by_seq: bool) -> None:
-    """Parked as seqs, the view a pending task refers to is read back into the link's
-    compact state, as it is when parked pickled; the others are not."""
-    evs = _pinned_log()
-    (data,) = _linked(evs, [len(evs)], by_seq=by_seq)
-    core = decode(data, compact=True)
-    assert core is not None and list(core.artifacts) == ["a-2"]
-    assert core.artifacts["a-2"] == fold(evs).artifacts["a-2"]
