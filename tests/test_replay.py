@@ -181,3 +181,21 @@ def test_join_replays_identical_and_a_changed_join_key_diverges(tmp_path: Path) 
     assert code == 1
     assert "triggers" in report["divergence"]["what"]
     assert report["divergence"]["agent"] == "shipper"
+
+
+def test_an_output_no_subscriber_takes_must_still_rebuild(program_run: tuple[Path, Path]) -> None:
+    """Nothing consumes Doubled, so nothing decides on its object; replay still rebuilds
+    it from the record (the check that the current type takes the recorded payload) and
+    reports where it no longer can. The agent builds it unvalidated, so its output still
+    serialises as recorded: the rebuild is the only check that fails."""
+    prog, db = program_run
+    edit(prog, "class Doubled(BaseModel):\n    n: int", "class Doubled(BaseModel):\n    n: str")
+    edit(prog, "Doubled(n=i.n * 2)", "Doubled.model_construct(n=i.n * 2)")
+    code, report, _ = replay_json(db, "--no-timeline")
+    assert code == 1
+    first = min(
+        s for s, k, b in recorded(db) if k == "artifact.published" and b["type"] == "Doubled"
+    )
+    div = report["divergence"]
+    assert div["seq"] == first and div["agent"] == "doubler"
+    assert "cannot be rebuilt" in div["what"] and div["expected"] == "Doubled"
