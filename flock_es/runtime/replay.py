@@ -90,6 +90,7 @@ from flock_es.runtime.replay_stream import (
 __all__ = ["Replayer", "recorded_decisions", "transactions"]
 
 _AWAITED = frozenset({EventKind.TASK_COMPLETED, EventKind.TASK_FAILED})
+_NOTED = frozenset({EventKind.MODEL_CALLED, EventKind.TASK_COMPLETED})  # what ``_note`` indexes
 _NEVER = 2**62  # a prune_at no state reaches: nowhere to read a view let go of
 
 
@@ -161,7 +162,7 @@ class Replayer(DecisionChecks):
         # parent to check it. Here it is only folded.
         inherited = body_as(self.first, RunStarted).get("inherited", 0) if self.first else 0
         n = 0
-        ahead = self.ahead = Lookahead(self.recorded, self._note)
+        ahead = self.ahead = Lookahead(self.recorded, self._note, _NOTED)
         unit_ts: float | None = None
         completion = self.completion
         while (e := ahead.pop()) is not None:
@@ -174,8 +175,11 @@ class Replayer(DecisionChecks):
                 apply(self.state, e)
                 continue
             # Most events need nothing awaited: a coroutine each was a tenth of the walk.
-            if e.kind in _AWAITED or (
-                e.kind is EventKind.ARTIFACT_PUBLISHED and e.body.get("task_id")
+            kind = e.kind
+            if kind is EventKind.TASK_COMPLETED and e.body["task_id"] in self.outcomes:
+                div = self._completed(e)  # its outputs came first: nothing to run
+            elif kind in _AWAITED or (
+                kind is EventKind.ARTIFACT_PUBLISHED and e.body.get("task_id")
             ):
                 div = await self._step(e)
             else:
@@ -206,8 +210,15 @@ class Replayer(DecisionChecks):
 
     def _end_unit(self, ts: float | None) -> None:
         """The transaction at ``ts`` is walked: its completed tasks are done with."""
-        for task_id in [t for t, done in self.completion.items() if done.ts == ts]:
-            del self.completion[task_id]
+        completion = self.completion
+        if len(completion) == 1:  # the common case: one task's outcome per transaction
+            task_id, done = next(iter(completion.items()))
+            if done.ts == ts:
+                del completion[task_id]
+                self._done_with(task_id)
+            return
+        for task_id in [t for t, done in completion.items() if done.ts == ts]:
+            del completion[task_id]
             self._done_with(task_id)
 
     def _completion(self, task_id: str, ts: float) -> Event | None:
@@ -220,7 +231,7 @@ class Replayer(DecisionChecks):
         """A task's completion is checked: drop what only its re-execution needed."""
         self.outcomes.pop(task_id, None)
         index = 0
-        while self.requests.pop((task_id, index), None) is not None:
+        while self.requests and self.requests.pop((task_id, index), None) is not None:
             index += 1
 
     def _mark(self, div: Divergence, e: Event, start: float) -> None:
@@ -378,6 +389,17 @@ class Replayer(DecisionChecks):
         if got is None or isinstance(got, Divergence):
             return got
         return completed_divergence(e, body_as(e, TaskCompleted), *got)
+
+    def _completed(self, e: Event) -> Divergence | None:
+        """``_task_step`` of a completion whose task was re-executed already (at its outputs)."""
+        b = body_as(e, TaskCompleted)
+        tid = b["task_id"]
+        div = None
+        if tid in self.state.tasks:
+            out = self.outcomes[tid]
+            div = self._task_div(e, out, tid) or completed_divergence(e, b, tid, out)
+        apply(self.state, e)
+        return div
 
     async def _check_failed(self, e: Event) -> Divergence | None:
         got = await self._replayed(e)

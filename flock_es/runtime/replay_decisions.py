@@ -115,6 +115,8 @@ class DecisionChecks:
         else:
             decided = []
         self.report.decisions_checked += 1
+        if not recorded and not decided:
+            return None
         if len(recorded) == len(decided) and all(
             x.kind is y.kind and to_json(x.body) == to_json(y.body)
             for x, y in zip(recorded, decided, strict=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 
 from flock_es.domain.events import ArtifactPublished, Event, EventKind
 from flock_es.projection.decide import DECISIONS
@@ -79,18 +79,25 @@ class Lookahead:
 
     PAGE = 64
 
-    def __init__(self, events: Iterable[Event], on_read: Callable[[Event], None]) -> None:
+    def __init__(
+        self,
+        events: Iterable[Event],
+        on_read: Callable[[Event], None],
+        kinds: Collection[EventKind] | None = None,
+    ) -> None:
         self._it = iter(events)
         self._buf: deque[Event] = deque()
         self._on_read = on_read
+        self._kinds = kinds  # None: ``on_read`` sees every kind, else only these
 
     def _read(self) -> bool:
         page = list(itertools.islice(self._it, self.PAGE))
         if not page:
             return False
-        on_read = self._on_read
+        on_read, kinds = self._on_read, self._kinds
         for e in page:
-            on_read(e)
+            if kinds is None or e.kind in kinds:
+                on_read(e)
         self._buf.extend(page)
         return True
 
