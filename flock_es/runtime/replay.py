@@ -40,14 +40,12 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 from flock_es.domain.events import (
     ArtifactDecided,
     ArtifactPublished,
     Event,
     EventKind,
-    ModelCalled,
     RunStarted,
     TaskCompleted,
     TaskFailed,
@@ -81,8 +79,10 @@ from flock_es.runtime.replay_report import (
     timeline_step,
 )
 from flock_es.runtime.replay_stream import (
+    NOTED,
     DeferredViews,
     Lookahead,
+    RecordIndex,
     recorded_decisions,
     transactions,
 )
@@ -90,7 +90,6 @@ from flock_es.runtime.replay_stream import (
 __all__ = ["Replayer", "recorded_decisions", "transactions"]
 
 _AWAITED = frozenset({EventKind.TASK_COMPLETED, EventKind.TASK_FAILED})
-_NOTED = frozenset({EventKind.MODEL_CALLED, EventKind.TASK_COMPLETED})  # what ``_note`` indexes
 _NEVER = 2**62  # a prune_at no state reaches: nowhere to read a view let go of
 
 
@@ -132,10 +131,10 @@ class Replayer(DecisionChecks):
         model = str(started.get("model", "offline")) if started else "offline"
         # Recorded requests by (task, call index), filled as the walk reaches them: a
         # task's calls are recorded before its outputs, where it is re-executed.
-        self.requests: dict[tuple[str, int], dict[str, Any]] = {}
         # Completions of the transaction being walked (a task's outputs come first).
-        self.completion: dict[str, Event] = {}
-        self.ahead = Lookahead((), self._note)
+        self.index = RecordIndex()
+        self.requests, self.completion = self.index.requests, self.index.completion
+        self.ahead = Lookahead((), self.index.note)
         # The live run's executor, Temporal-Replayer style: a kernel whose sink records
         # nothing (the state is the fold of the record) and calls served from the record.
         self.kernel = Kernel(run_id, NullSink(), build_index(agents.values()), self.state)
@@ -162,7 +161,7 @@ class Replayer(DecisionChecks):
         # parent to check it. Here it is only folded.
         inherited = body_as(self.first, RunStarted).get("inherited", 0) if self.first else 0
         n = 0
-        ahead = self.ahead = Lookahead(self.recorded, self._note, _NOTED)
+        ahead = self.ahead = Lookahead(self.recorded, self.index.note, NOTED)
         unit_ts: float | None = None
         completion = self.completion
         while (e := ahead.pop()) is not None:
@@ -199,40 +198,16 @@ class Replayer(DecisionChecks):
         self.report.seconds = time.perf_counter() - t0
         return self.report
 
-    def _note(self, e: Event) -> None:
-        """Index what a re-execution needs, as the record is read (ahead of its use)."""
-        if e.kind is EventKind.MODEL_CALLED:
-            call = body_as(e, ModelCalled)
-            key = (call["task_id"], call["call_index"])
-            self.requests.setdefault(key, call.get("request", {}))
-        elif e.kind is EventKind.TASK_COMPLETED:
-            self.completion.setdefault(body_as(e, TaskCompleted)["task_id"], e)
-
     def _end_unit(self, ts: float | None) -> None:
         """The transaction at ``ts`` is walked: its completed tasks are done with."""
-        completion = self.completion
-        if len(completion) == 1:  # the common case: one task's outcome per transaction
-            task_id, done = next(iter(completion.items()))
-            if done.ts == ts:
-                del completion[task_id]
-                self._done_with(task_id)
-            return
-        for task_id in [t for t, done in completion.items() if done.ts == ts]:
-            del completion[task_id]
-            self._done_with(task_id)
+        for task_id in self.index.end_unit(ts):
+            self.outcomes.pop(task_id, None)
 
     def _completion(self, task_id: str, ts: float) -> Event | None:
         """The completion of ``task_id`` in the transaction at ``ts`` (read up to it)."""
         self.ahead.read_unit_until(lambda: task_id in self.completion, ts)
         done = self.completion.get(task_id)
         return done if done is not None and done.ts == ts else None
-
-    def _done_with(self, task_id: str) -> None:
-        """A task's completion is checked: drop what only its re-execution needed."""
-        self.outcomes.pop(task_id, None)
-        index = 0
-        while self.requests and self.requests.pop((task_id, index), None) is not None:
-            index += 1
 
     def _mark(self, div: Divergence, e: Event, start: float) -> None:
         """End the timeline at the divergence (a decision may sit a few events later)."""

@@ -18,14 +18,30 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator
+from typing import Any
 
-from flock_es.domain.events import ArtifactPublished, Event, EventKind
+from flock_es.domain.events import (
+    ArtifactPublished,
+    Event,
+    EventKind,
+    ModelCalled,
+    TaskCompleted,
+    body_as,
+)
 from flock_es.projection.decide import DECISIONS
 from flock_es.projection.fold import artifact_view
 from flock_es.projection.state import ArtifactView, RunState
 from flock_es.runtime.artifacts import RunArtifacts
 
-__all__ = ["READ_AHEAD", "DeferredViews", "Lookahead", "recorded_decisions", "transactions"]
+__all__ = [
+    "NOTED",
+    "READ_AHEAD",
+    "DeferredViews",
+    "Lookahead",
+    "RecordIndex",
+    "recorded_decisions",
+    "transactions",
+]
 
 READ_AHEAD = 256
 """Deferred artifacts whose views one read of the log brings, ahead of their decisions."""
@@ -150,6 +166,51 @@ class Lookahead:
     def count_rest(self) -> int:
         """How many events are left (the record is read to its end)."""
         return len(self._buf) + sum(1 for _ in self._it)
+
+
+NOTED = frozenset({EventKind.MODEL_CALLED, EventKind.TASK_COMPLETED})
+"""The kinds ``RecordIndex.note`` indexes."""
+
+
+class RecordIndex:
+    """What a task's re-execution needs of the record, indexed as the record is read
+    (``note``, ahead of the outputs that trigger it): its recorded requests by (task,
+    call index), and its completion. Both are dropped once the transaction holding
+    the completion is walked (``end_unit``)."""
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, int], dict[str, Any]] = {}
+        self.completion: dict[str, Event] = {}
+        self.ends: deque[str] = deque()  # the completions' task ids, in the order read
+
+    def note(self, e: Event) -> None:
+        """Index ``e`` (of a kind in ``NOTED``)."""
+        if e.kind is EventKind.MODEL_CALLED:
+            call = body_as(e, ModelCalled)
+            key = (call["task_id"], call["call_index"])
+            self.requests.setdefault(key, call.get("request", {}))
+        elif e.kind is EventKind.TASK_COMPLETED:
+            tid = body_as(e, TaskCompleted)["task_id"]
+            if tid not in self.completion:
+                self.completion[tid] = e
+                self.ends.append(tid)
+
+    def end_unit(self, ts: float | None) -> list[str]:
+        """The transaction at ``ts`` is walked: forget its completed tasks (returned).
+
+        They are the first in ``ends``: a transaction's events are contiguous, and
+        each one's completions are forgotten as it ends, so the completions read
+        ahead (a page of later transactions) are not scanned at every end."""
+        completion, ends, requests = self.completion, self.ends, self.requests
+        done: list[str] = []
+        while ends and completion[ends[0]].ts == ts:
+            task_id = ends.popleft()
+            del completion[task_id]
+            done.append(task_id)
+            index = 0
+            while requests and requests.pop((task_id, index), None) is not None:
+                index += 1
+        return done
 
 
 class DeferredViews:
