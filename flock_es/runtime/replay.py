@@ -89,6 +89,14 @@ from flock_es.runtime.replay_stream import (
 
 __all__ = ["Replayer", "recorded_decisions", "transactions"]
 
+# Enum members as module globals for the per-event paths: in Python 3.11 ``EventKind.X``
+# goes through the enum metaclass's attribute hook, about 3x a global's cost.
+_COMPLETED = EventKind.TASK_COMPLETED
+_PUBLISHED = EventKind.ARTIFACT_PUBLISHED
+_SCHEDULED = EventKind.TASK_SCHEDULED
+_DECIDED = EventKind.ARTIFACT_DECIDED
+_RELEASED = EventKind.ARTIFACT_RELEASED
+
 _AWAITED = frozenset({EventKind.TASK_COMPLETED, EventKind.TASK_FAILED})
 _NEVER = 2**62  # a prune_at no state reaches: nowhere to read a view let go of
 
@@ -175,11 +183,9 @@ class Replayer(DecisionChecks):
                 continue
             # Most events need nothing awaited: a coroutine each was a tenth of the walk.
             kind = e.kind
-            if kind is EventKind.TASK_COMPLETED and e.body["task_id"] in self.outcomes:
+            if kind is _COMPLETED and e.body["task_id"] in self.outcomes:
                 div = self._completed(e)  # its outputs came first: nothing to run
-            elif kind in _AWAITED or (
-                kind is EventKind.ARTIFACT_PUBLISHED and e.body.get("task_id")
-            ):
+            elif kind in _AWAITED or (kind is _PUBLISHED and e.body.get("task_id")):
                 div = await self._step(e)
             else:
                 div = self._step_now(e)
@@ -228,11 +234,11 @@ class Replayer(DecisionChecks):
     def _step_now(self, e: Event) -> Divergence | None:
         """``_step`` of an event whose check awaits nothing (most of them)."""
         kind = e.kind
-        if kind is EventKind.TASK_SCHEDULED:
+        if kind is _SCHEDULED:
             div = self.check_timed_flush(e, body_as(e, TaskScheduled))
             apply(self.state, e)
             return div
-        if kind is EventKind.ARTIFACT_PUBLISHED:
+        if kind is _PUBLISHED:
             return self._published(e, body_as(e, ArtifactPublished), None)
         return self._decision_step(e)
 
@@ -247,7 +253,7 @@ class Replayer(DecisionChecks):
         return div or self.check_decisions(e)
 
     async def _step(self, e: Event) -> Divergence | None:
-        if e.kind is EventKind.ARTIFACT_PUBLISHED:
+        if e.kind is _PUBLISHED:
             published = body_as(e, ArtifactPublished)
             div = await self._check_output(e) if published.get("task_id") else None
             return self._published(e, published, div)
@@ -257,11 +263,11 @@ class Replayer(DecisionChecks):
 
     def _decision_step(self, e: Event) -> Divergence | None:
         """Any other event: a decision to check again, or only folded."""
-        if e.kind is EventKind.ARTIFACT_DECIDED:
+        if e.kind is _DECIDED:
             self.deferred.read_ahead(body_as(e, ArtifactDecided)["id"])
             apply(self.state, e)
             return self.check_decisions(e)
-        if e.kind is EventKind.ARTIFACT_RELEASED:
+        if e.kind is _RELEASED:
             # The release is a time decision (followed); what it then triggers is checked.
             return self.check_decisions(e)
         apply(self.state, e)
@@ -269,7 +275,7 @@ class Replayer(DecisionChecks):
 
     async def _task_step(self, e: Event) -> Divergence | None:
         """A task's end: its re-execution must end the same way."""
-        if e.kind is EventKind.TASK_COMPLETED:
+        if e.kind is _COMPLETED:
             # What the task's re-execution gave is dropped at the end of the transaction:
             # an output after the completion (a task of several outputs) is checked too.
             div = await self._check_completed(e)
