@@ -344,12 +344,12 @@ class Replayer(DecisionChecks):
             completion = self._completion(tid, e.ts)
             if completion is None:
                 return None
+        done = body_as(completion, TaskCompleted)
         out = self.outcomes.get(tid)
         if out is None:
             if tid not in self.state.tasks:
                 return None
-            out = await self._outcome(tid, body_as(completion, TaskCompleted).get("attempt", 1))
-        done = body_as(completion, TaskCompleted)
+            out = await self._outcome(tid, done.get("attempt", 1))
         if out.divergence is not None:
             return self._task_div(e, out, tid)
         if output_matches(b, done, out):
