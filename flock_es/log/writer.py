@@ -34,7 +34,7 @@ from flock_es.log.event_stream import EventStream
 from flock_es.log.ports import Durability, Lease
 from flock_es.log.schema import BUSY_TIMEOUT_MS, PRAGMAS, WRITER_PRAGMAS, storage_error
 from flock_es.log.sqlite_file import ensure_schema
-from flock_es.log.sqlite_rows import insert_rows
+from flock_es.log.sqlite_rows import CHUNK, insert_rows
 from flock_es.log.thread_drain import ThreadDrain
 from flock_es.log.wal_space import preallocate_wal
 
@@ -53,16 +53,14 @@ def _connect(path: Path, durability: Durability) -> sqlite3.Connection:
     return conn
 
 
-# Row counts of the statements a small commit uses (``insert_rows`` splits a short
-# chunk in powers of two, and each count is a statement text of its own).
-_WARM_ROWS = (1, 2, 4, 8, 16)
-# And those of a wide publish's unit, events and consumptions only (an artifact and a
-# task.scheduled per matching agent, up to 255 agents): compiling a 128-row statement
-# takes about a millisecond, and the first wide publish of a process (workload (e):
-# 200 agents, 128 + 64 + 8 rows) paid about 2 ms of it on the path to its agents'
-# start, some 30,000 instructions per agent (issue 14 (e)). Here it costs about 1-2 ms
-# of the writer's opening, in its thread, once.
-_WARM_WIDE = (32, 64, 128)
+# Row counts of the statements a commit uses: ``insert_rows`` splits a chunk shorter
+# than ``CHUNK`` rows in powers of two, and each count is a statement text of its own,
+# compiled on its first use. A 128-row one takes about a millisecond, and the first wide
+# publish of a process (workload (e): 200 agents, 128 + 64 + 8 rows) paid about 2 ms of
+# it on the path to its agents' start, some 30,000 instructions per agent (issue 14
+# (e)); workload (b)'s first commits of 256 or more outputs, a few ms each table. Here
+# it costs about 2 ms of the writer's opening, in its thread, once.
+_WARM_ROWS = tuple(1 << i for i in range(CHUNK.bit_length()))
 
 
 def warm_statements(conn: sqlite3.Connection, wal: Path | None = None) -> None:
@@ -94,11 +92,6 @@ def warm_statements(conn: sqlite3.Connection, wal: Path | None = None) -> None:
             insert_rows(conn, EVENTS_HEAD, 7, rows)
             arts = [(seq + i, "", "", "", "", 0.0, None, None, "public", None) for i in range(n)]
             insert_rows(conn, ARTIFACTS_HEAD, ARTIFACT_COLS, arts)
-            insert_rows(conn, qm.CONSUMPTIONS_HEAD, 6, [("", "", "", "", 0, 0.0)] * n)
-        for n in _WARM_WIDE:
-            seq -= n
-            rows = [(seq + i, "", "", 0.0, 0, None, "") for i in range(n)]
-            insert_rows(conn, EVENTS_HEAD, 7, rows)
             insert_rows(conn, qm.CONSUMPTIONS_HEAD, 6, [("", "", "", "", 0, 0.0)] * n)
         conn.executemany(INSERT_RUN, [("", None, "", 0.0, "", None, None, 0, 0)])
         conn.executemany(FINISH_RUN, [(0.0, "", "")])
