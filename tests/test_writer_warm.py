@@ -85,3 +85,38 @@ async def test_a_wide_publish_s_unit_commits_whole_after_the_warm_up(tmp_path: P
     assert counts["events"] == 202 and counts["consumptions"] == 200
     rebuild_read_models(db)
     assert _counts(db) == counts
+
+
+def _artifact_rows(db: Path) -> list[tuple[object, ...]]:
+    con = sqlite3.connect(db)
+    try:
+        return con.execute("SELECT * FROM artifacts ORDER BY seq").fetchall()
+    finally:
+        con.close()
+
+
+async def test_public_and_restricted_artifacts_of_one_unit_get_the_rows_a_rebuild_derives(
+    tmp_path: Path,
+) -> None:
+    # Public artifacts are written without their visibility columns (their defaults),
+    # the others with them, by two statements: the rows are the rebuilt ones either way.
+    db = tmp_path / "w.db"
+    w = await LogWriter.open(db)
+    await w.append([started()])
+    unit = [artifact(i) for i in range(6)]
+    unit[1].body["visibility"] = {"kind": "private", "agents": ["boss"]}
+    unit[4].body["visibility"] = {"kind": "labelled", "required_labels": ["hr"]}
+    unit[5].body["visibility"] = {"kind": "public"}
+    await w.append(unit)
+    await w.close()
+    written = _artifact_rows(db)
+    assert [(r[0], r[8], r[9]) for r in written] == [
+        (2, "public", None),
+        (3, "private", '{"kind":"private","agents":["boss"]}'),
+        (4, "public", None),
+        (5, "public", None),
+        (6, "labelled", '{"kind":"labelled","required_labels":["hr"]}'),
+        (7, "public", None),
+    ]
+    rebuild_read_models(db)
+    assert _artifact_rows(db) == written

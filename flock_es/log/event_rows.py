@@ -44,6 +44,8 @@ __all__ = [
     "FINISH_RUN",
     "INSERT_RUN",
     "PAID_KINDS",
+    "PUBLIC_COLS",
+    "PUBLIC_HEAD",
     "TOUCH_RUN",
     "artifact_row",
     "dumps",
@@ -61,6 +63,16 @@ ARTIFACTS_HEAD = (
 )
 ARTIFACT_COLS = 10
 """Values per ``artifacts`` row (``artifact_row``)."""
+PUBLIC_HEAD = (
+    "INSERT INTO artifacts(seq, id, run_id, type, produced_by, ts, task_id, correlation_id)"
+)
+PUBLIC_COLS = 8
+"""Values per row of a public artifact (``PUBLIC_HEAD``): ``vis_kind`` and ``visibility``
+are the columns' defaults ('public', NULL). Binding them cost the writer's thread (which
+holds the GIL the loop needs meanwhile) two values a row, one of them None, which
+CPython's ``sqlite3`` binds only after looking for an adapter (two failed attribute
+lookups, each formatting its AttributeError): some 5,000 instructions per agent run of
+workload (b) (issue 14)."""
 _INSERT_ARTIFACT = f"{ARTIFACTS_HEAD} VALUES ({','.join('?' * ARTIFACT_COLS)})"
 INSERT_RUN = (
     "INSERT OR REPLACE INTO runs(run_id, program, model, started_at, status, parent_run, "
@@ -144,9 +156,13 @@ def write_events(conn: sqlite3.Connection, events: list[Event], last_seq: int) -
     if runs:
         conn.executemany(INSERT_RUN, runs)
     if side.arts:
-        n = ARTIFACT_COLS
-        insert_flat(conn, ARTIFACTS_HEAD, n, chunk_rows(side.arts, n, per(conn, n)))
+        n = PUBLIC_COLS
+        insert_flat(conn, PUBLIC_HEAD, n, chunk_rows(side.arts, n, per(conn, n)))
         side.arts = []
+    if side.restricted:
+        n = ARTIFACT_COLS
+        insert_flat(conn, ARTIFACTS_HEAD, n, chunk_rows(side.restricted, n, per(conn, n)))
+        side.restricted = []
     if finished:
         conn.executemany(FINISH_RUN, finished)
     conn.executemany(TOUCH_RUN, side.touch())
@@ -161,12 +177,14 @@ def write_events(conn: sqlite3.Connection, events: list[Event], last_seq: int) -
 
 class _Side:
     """The read-model rows ``_event_chunks`` collects on its way through a unit (the
-    artifacts and consumptions rows flat, as ``insert_flat`` binds them)."""
+    artifacts and consumptions rows flat, as ``insert_flat`` binds them): ``arts``
+    those of public artifacts (``PUBLIC_HEAD``), ``restricted`` the others'."""
 
-    __slots__ = ("arts", "consumptions", "others", "runs")
+    __slots__ = ("arts", "consumptions", "others", "restricted", "runs")
 
     def __init__(self) -> None:
         self.arts: list[Any] = []
+        self.restricted: list[Any] = []
         self.consumptions: list[Any] = []
         self.others: list[Event] = []
         self.runs: dict[str, list[int]] = {}  # run id -> [last seq, events]
@@ -188,6 +206,7 @@ def _event_chunks(
     seq = last_seq
     kinds = _KIND_TEXT
     arts, consumptions, others, runs = side.arts, side.consumptions, side.others, side.runs
+    restricted = side.restricted
     published, scheduled, other_kinds, public = _PUBLISHED, _SCHEDULED, _OTHER_KINDS, _PUBLIC
     # The run's counts in locals while its events come (a unit is one run's): stored in
     # ``runs`` when another run's event comes, and at the end.
@@ -224,11 +243,9 @@ def _event_chunks(
                     e.ts,
                     a.get("task_id"),
                     a.get("correlation_id"),
-                    "public",
-                    None,
                 )
             else:
-                arts += artifact_row(e, a)
+                restricted += artifact_row(e, a)
             if body.get("tags"):
                 others.append(e)
         elif kind is scheduled:

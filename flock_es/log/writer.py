@@ -27,6 +27,8 @@ from flock_es.log.event_rows import (
     FINISH_RUN,
     INSERT_RUN,
     PAID_KINDS,
+    PUBLIC_COLS,
+    PUBLIC_HEAD,
     TOUCH_RUN,
     write_events,
 )
@@ -90,8 +92,11 @@ def warm_statements(conn: sqlite3.Connection, wal: Path | None = None) -> None:
             seq -= n
             rows = [(seq + i, "", "", 0.0, 0, None, "") for i in range(n)]
             insert_rows(conn, EVENTS_HEAD, 7, rows)
-            arts = [(seq + i, "", "", "", "", 0.0, None, None, "public", None) for i in range(n)]
-            insert_rows(conn, ARTIFACTS_HEAD, ARTIFACT_COLS, arts)
+            arts = [(seq + i, "", "", "", "", 0.0, None, None) for i in range(n)]
+            insert_rows(conn, PUBLIC_HEAD, PUBLIC_COLS, arts)
+            seq -= n
+            restricted = [(seq + i, "", "", "", "", 0.0, None, None, "", None) for i in range(n)]
+            insert_rows(conn, ARTIFACTS_HEAD, ARTIFACT_COLS, restricted)
             insert_rows(conn, qm.CONSUMPTIONS_HEAD, 6, [("", "", "", "", 0, 0.0)] * n)
         conn.executemany(INSERT_RUN, [("", None, "", 0.0, "", None, None, 0, 0)])
         conn.executemany(FINISH_RUN, [(0.0, "", "")])
