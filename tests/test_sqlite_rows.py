@@ -70,3 +70,23 @@ def test_flat_chunks_land_as_the_rows_would(n: int, monkeypatch: pytest.MonkeyPa
     assert con.execute("SELECT a, b, c FROM t ORDER BY rowid").fetchall() == rows
     inserts = [s for s in statements if s.startswith("INSERT")]
     assert len(inserts) == n // 8 + bin(n % 8).count("1")
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 37])
+def test_a_shared_column_is_bound_once_and_lands_in_every_row(
+    n: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_rows, "CHUNK", 8)
+    con = _table()
+    statements: list[str] = []
+    con.set_trace_callback(statements.append)
+    rows = [(i, "shared", i / 3) for i in range(n)]
+    size = sqlite_rows.rows_per_statement(con, 3)
+    # Each chunk: the shared value first, then its rows without it (column 1).
+    chunks = (
+        ["shared", *c] for c in chunk_rows([v for i in range(n) for v in (i, i / 3)], 2, size)
+    )
+    insert_flat(con, "INSERT INTO t(a, b, c)", 3, chunks, shared=1)
+    assert con.execute("SELECT a, b, c FROM t ORDER BY rowid").fetchall() == rows
+    inserts = [s for s in statements if s.startswith("INSERT")]
+    assert len(inserts) == n // 8 + bin(n % 8).count("1")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from flock_es.domain.events import Event
 from flock_es.log import LogReader, LogWriter
 from flock_es.log.event_rows import rebuild_read_models
 from flock_es.log.query_models import READ_MODEL_TABLES
@@ -120,3 +121,44 @@ async def test_public_and_restricted_artifacts_of_one_unit_get_the_rows_a_rebuil
     ]
     rebuild_read_models(db)
     assert _artifact_rows(db) == written
+
+
+async def test_a_unit_of_two_runs_gets_each_row_its_own_run_id(tmp_path: Path) -> None:
+    # The writer binds a run id once per statement: its chunks of rows never mix runs.
+    import time
+
+    from flock_es.domain.events import EventKind, TaskScheduled, make_event
+
+    def sched(run: str, i: int) -> Event:
+        body = TaskScheduled(task_id=f"t-{i}", agent="a", sub_index=0, inputs=[f"a-{i}"])
+        return make_event(run, EventKind.TASK_SCHEDULED, body, time.time())
+
+    db = tmp_path / "w.db"
+    w = await LogWriter.open(db)
+    other = "r-other"
+    await w.append([started(), started(other)])
+    unit = [artifact(1), sched(RUN, 1), artifact(2, other), sched(other, 2), artifact(3)]
+    await w.append(unit)
+    await w.close()
+    con = sqlite3.connect(db)
+    try:
+        events = con.execute("SELECT seq, run_id FROM events WHERE seq > 2").fetchall()
+        tables = {
+            t: con.execute(f"SELECT * FROM {t} ORDER BY seq").fetchall()
+            for t in ("artifacts", "consumptions")
+        }
+    finally:
+        con.close()
+    assert events == [(3, RUN), (4, RUN), (5, other), (6, other), (7, RUN)]
+    assert [(r[0], r[2]) for r in tables["artifacts"]] == [(3, RUN), (5, other), (7, RUN)]
+    assert [(r[4], r[0], r[1]) for r in tables["consumptions"]] == [
+        (4, RUN, "a-1"),
+        (6, other, "a-2"),
+    ]
+    rebuild_read_models(db)
+    con = sqlite3.connect(db)
+    try:
+        for t, rows in tables.items():
+            assert con.execute(f"SELECT * FROM {t} ORDER BY seq").fetchall() == rows
+    finally:
+        con.close()

@@ -147,18 +147,19 @@ def write_events(conn: sqlite3.Connection, events: list[Event], last_seq: int) -
     # list: a unit of a large publish (900,000 events) held its rows and their JSON at
     # once, a third of the run's peak memory (issue 14). The same pass collects the
     # rows of the read models (one loop over the events, not three: issue 14).
+    # Each chunk is one run's, its run id bound once (``insert_flat``'s ``shared``).
     side = _Side()
-    insert_flat(conn, EVENTS_HEAD, 7, _event_chunks(events, last_seq, side, per(conn, 7)))
+    chunks = _event_chunks(events, last_seq, side, per(conn, 7))
+    insert_flat(conn, EVENTS_HEAD, 7, chunks, shared=1)
     # The rare kinds (run boundaries, tags, releases) through the shared row makers,
     # in the order the statements depend on: a run's row before its counts are
     # touched, an artifact's row before its release.
     runs, finished, _, _ = read_model_rows(side.others) if side.others else ([], [], [], [])
     if runs:
         conn.executemany(INSERT_RUN, runs)
-    if side.arts:
-        n = PUBLIC_COLS
-        insert_flat(conn, PUBLIC_HEAD, n, chunk_rows(side.arts, n, per(conn, n)))
-        side.arts = []
+    for run, flat in side.arts.items():
+        if flat:
+            _insert_run_rows(conn, PUBLIC_HEAD, PUBLIC_COLS, 2, run, flat)
     if side.restricted:
         n = ARTIFACT_COLS
         insert_flat(conn, ARTIFACTS_HEAD, n, chunk_rows(side.restricted, n, per(conn, n)))
@@ -166,26 +167,35 @@ def write_events(conn: sqlite3.Connection, events: list[Event], last_seq: int) -
     if finished:
         conn.executemany(FINISH_RUN, finished)
     conn.executemany(TOUCH_RUN, side.touch())
-    if side.consumptions:
-        rows = chunk_rows(side.consumptions, 6, per(conn, 6))
-        insert_flat(conn, qm.CONSUMPTIONS_HEAD, 6, rows)
-        side.consumptions = []
+    for run, flat in side.consumptions.items():
+        if flat:
+            _insert_run_rows(conn, qm.CONSUMPTIONS_HEAD, 6, 0, run, flat)
     if side.others:
         for sql, args in qm.statements(qm.query_model_rows(side.others), qm.SQLITE):
             conn.executemany(sql, args)
 
 
+def _insert_run_rows(
+    conn: sqlite3.Connection, head: str, ncols: int, col: int, run: str, flat: list[Any]
+) -> None:
+    """Rows of one run, flat and without their run id (column ``col``), bound once a chunk."""
+    size = per(conn, ncols)
+    chunks = ([run, *chunk] for chunk in chunk_rows(flat, ncols - 1, size))
+    insert_flat(conn, head, ncols, chunks, shared=col)
+
+
 class _Side:
     """The read-model rows ``_event_chunks`` collects on its way through a unit (the
-    artifacts and consumptions rows flat, as ``insert_flat`` binds them): ``arts``
-    those of public artifacts (``PUBLIC_HEAD``), ``restricted`` the others'."""
+    artifacts and consumptions rows flat, as ``insert_flat`` binds them, by run and
+    without the run id): ``arts`` those of public artifacts (``PUBLIC_HEAD``),
+    ``restricted`` the others' (whole rows, rare)."""
 
     __slots__ = ("arts", "consumptions", "others", "restricted", "runs")
 
     def __init__(self) -> None:
-        self.arts: list[Any] = []
+        self.arts: dict[str, list[Any]] = {}
         self.restricted: list[Any] = []
-        self.consumptions: list[Any] = []
+        self.consumptions: dict[str, list[Any]] = {}
         self.others: list[Event] = []
         self.runs: dict[str, list[int]] = {}  # run id -> [last seq, events]
 
@@ -200,17 +210,20 @@ _OTHER_KINDS = frozenset({_RUN_STARTED, _RUN_FINISHED, _RUN_RESUMED, EventKind.A
 def _event_chunks(
     events: list[Event], last_seq: int, side: _Side, size: int
 ) -> Iterator[list[Any]]:
-    """The ``events`` rows, ``size`` at a time, flat (seqs from ``last_seq + 1``, assigned
-    to the events as made); the artifacts and consumptions rows and the run counts go
-    to ``side``."""
+    """The ``events`` rows, at most ``size`` at a time, flat: each chunk one run's, its
+    run id first and its rows without it (seqs from ``last_seq + 1``, assigned to the
+    events as made); the artifacts and consumptions rows and the run counts go to
+    ``side``."""
     seq = last_seq
     kinds = _KIND_TEXT
-    arts, consumptions, others, runs = side.arts, side.consumptions, side.others, side.runs
-    restricted = side.restricted
+    others, runs, restricted = side.others, side.runs, side.restricted
+    arts: list[Any] = []
+    consumptions: list[Any] = []
     published, scheduled, other_kinds, public = _PUBLISHED, _SCHEDULED, _OTHER_KINDS, _PUBLIC
-    # The run's counts in locals while its events come (a unit is one run's): stored in
-    # ``runs`` when another run's event comes, and at the end.
-    run_id, counts, n = "", [0, 0], 0
+    # The run's counts and rows in locals while its events come (a unit is one run's):
+    # the counts stored in ``runs`` when another run's event comes, and at the end.
+    run_id: str | None = None
+    counts, n = [0, 0], 0
     flat: list[Any] = []
     left = size
     for e in events:
@@ -222,11 +235,16 @@ def _event_chunks(
             counts[0], counts[1] = seq - 1, counts[1] + n
             run_id, n = e.run_id, 0
             counts = runs.setdefault(run_id, [0, 0])
+            arts = side.arts.setdefault(run_id, [])
+            consumptions = side.consumptions.setdefault(run_id, [])
+            if len(flat) > 1:  # another run's rows: a chunk of their own
+                yield flat
+            flat, left = [run_id], size
         n += 1
         tid = body.get("task_id")  # Event.task_id, without a property call per event
         if tid is not None and type(tid) is not str:  # isinstance's call only then
             tid = tid if isinstance(tid, str) else None
-        flat += (seq, run_id, kinds[kind], e.ts, e.v, tid, to_json(body).decode())
+        flat += (seq, kinds[kind], e.ts, e.v, tid, to_json(body).decode())
         if kind is published:
             # ``artifact_row``, inlined (a call, a tuple and ``visibility_columns``'s call
             # per artifact: the writer's thread holds the GIL the loop needs, issue 14).
@@ -237,7 +255,6 @@ def _event_chunks(
                 arts += (
                     seq,
                     a["id"],
-                    run_id,
                     a["type"],
                     a.get("produced_by", "external"),
                     e.ts,
@@ -252,16 +269,15 @@ def _event_chunks(
             t: TaskScheduled = body  # type: ignore[assignment]
             ts, agent = e.ts, t["agent"]
             for aid in t["inputs"]:
-                consumptions += (run_id, aid, tid, agent, seq, ts)
+                consumptions += (aid, tid, agent, seq, ts)
         elif kind in other_kinds:
             others.append(e)
         left -= 1
         if not left:
             yield flat
-            flat = []
-            left = size
+            flat, left = [run_id], size
     counts[0], counts[1] = seq, counts[1] + n
-    if flat:
+    if len(flat) > 1:
         yield flat
 
 

@@ -46,9 +46,19 @@ it) over 128 rows."""
 
 
 @lru_cache(maxsize=256)
-def _statement(head: str, ncols: int, rows: int) -> str:
-    one = "(" + ",".join("?" * ncols) + ")"
-    return f"{head} VALUES {','.join([one] * rows)}"
+def _statement(head: str, ncols: int, rows: int, shared: int = -1) -> str:
+    """``rows`` rows of ``ncols`` values; with ``shared`` (a column), that column is
+    ``?1`` in every row and the other values follow it (``insert_flat``)."""
+    if shared < 0:
+        one = "(" + ",".join("?" * ncols) + ")"
+        return f"{head} VALUES {','.join([one] * rows)}"
+    n, values = 2, []
+    for _ in range(rows):
+        marks = [f"?{n + i}" for i in range(ncols - 1)]
+        marks.insert(shared, "?1")
+        values.append("(" + ",".join(marks) + ")")
+        n += ncols - 1
+    return f"{head} VALUES {','.join(values)}"
 
 
 def _limit(conn: sqlite3.Connection, ncols: int) -> int:
@@ -89,24 +99,33 @@ def rows_per_statement(conn: sqlite3.Connection, ncols: int) -> int:
 
 
 def insert_flat(
-    conn: sqlite3.Connection, head: str, ncols: int, chunks: Iterable[list[Any]]
+    conn: sqlite3.Connection,
+    head: str,
+    ncols: int,
+    chunks: Iterable[list[Any]],
+    shared: int = -1,
 ) -> None:
     """``insert_rows`` over flat chunks: each the values of at most
-    ``rows_per_statement(conn, ncols)`` rows, row after row."""
+    ``rows_per_statement(conn, ncols)`` rows, row after row.
+
+    With ``shared`` (a column's position), every row of a chunk has the same value
+    there: the chunk starts with it, and its rows leave it out. It is bound once per
+    statement, not once per row (the writer's run id: issue 14).
+    """
     size = _limit(conn, ncols)
+    skip, width = (0, ncols) if shared < 0 else (1, ncols - 1)
     for flat in chunks:
-        n = len(flat) // ncols
+        n = (len(flat) - skip) // width
         if n == size:
-            conn.execute(_statement(head, ncols, size), flat)
+            conn.execute(_statement(head, ncols, size, shared), flat)
             continue
         start = 0
         part = size
         while start < n:  # a short chunk in powers of two
             while part > n - start:
                 part //= 2
-            conn.execute(
-                _statement(head, ncols, part), flat[start * ncols : (start + part) * ncols]
-            )
+            values = flat[skip + start * width : skip + (start + part) * width]
+            conn.execute(_statement(head, ncols, part, shared), flat[:skip] + values)
             start += part
 
 

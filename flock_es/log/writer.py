@@ -36,7 +36,7 @@ from flock_es.log.event_stream import EventStream
 from flock_es.log.ports import Durability, Lease
 from flock_es.log.schema import BUSY_TIMEOUT_MS, PRAGMAS, WRITER_PRAGMAS, storage_error
 from flock_es.log.sqlite_file import ensure_schema
-from flock_es.log.sqlite_rows import CHUNK, insert_rows
+from flock_es.log.sqlite_rows import CHUNK, insert_flat, insert_rows
 from flock_es.log.thread_drain import ThreadDrain
 from flock_es.log.wal_space import preallocate_wal
 
@@ -88,16 +88,16 @@ def warm_statements(conn: sqlite3.Connection, wal: Path | None = None) -> None:
             preallocate_wal(wal)
         conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
         seq = -(1 << 40)  # never a real seq (and rolled back anyway)
-        for n in _WARM_ROWS:
+        for n in _WARM_ROWS:  # as ``write_events`` binds them: a run id, then its rows
             seq -= n
-            rows = [(seq + i, "", "", 0.0, 0, None, "") for i in range(n)]
-            insert_rows(conn, EVENTS_HEAD, 7, rows)
-            arts = [(seq + i, "", "", "", "", 0.0, None, None) for i in range(n)]
-            insert_rows(conn, PUBLIC_HEAD, PUBLIC_COLS, arts)
+            rows = [v for i in range(n) for v in (seq + i, "", 0.0, 0, None, "")]
+            insert_flat(conn, EVENTS_HEAD, 7, [["", *rows]], shared=1)
+            arts = [v for i in range(n) for v in (seq + i, "", "", "", 0.0, None, None)]
+            insert_flat(conn, PUBLIC_HEAD, PUBLIC_COLS, [["", *arts]], shared=2)
             seq -= n
             restricted = [(seq + i, "", "", "", "", 0.0, None, None, "", None) for i in range(n)]
             insert_rows(conn, ARTIFACTS_HEAD, ARTIFACT_COLS, restricted)
-            insert_rows(conn, qm.CONSUMPTIONS_HEAD, 6, [("", "", "", "", 0, 0.0)] * n)
+            insert_flat(conn, qm.CONSUMPTIONS_HEAD, 6, [["", *["", "", "", 0, 0.0] * n]], shared=0)
         conn.executemany(INSERT_RUN, [("", None, "", 0.0, "", None, None, 0, 0)])
         conn.executemany(FINISH_RUN, [(0.0, "", "")])
         conn.executemany(TOUCH_RUN, [(0, 0, "")])
