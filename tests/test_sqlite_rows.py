@@ -82,11 +82,11 @@ def test_a_shared_column_is_bound_once_and_lands_in_every_row(
     con.set_trace_callback(statements.append)
     rows = [(i, "shared", i / 3) for i in range(n)]
     size = sqlite_rows.rows_per_statement(con, 3)
-    # Each chunk: the shared value first, then its rows without it (column 1).
+    # Each chunk: the shared value (the head's first column) first, then its rows without it.
     chunks = (
         ["shared", *c] for c in chunk_rows([v for i in range(n) for v in (i, i / 3)], 2, size)
     )
-    insert_flat(con, "INSERT INTO t(a, b, c)", 3, chunks, shared=1)
+    insert_flat(con, "INSERT INTO t(b, a, c)", 3, chunks, shared=True)
     assert con.execute("SELECT a, b, c FROM t ORDER BY rowid").fetchall() == rows
     inserts = [s for s in statements if s.startswith("INSERT")]
     assert len(inserts) == n // 8 + bin(n % 8).count("1")

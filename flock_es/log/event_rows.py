@@ -56,7 +56,8 @@ __all__ = [
 ]
 
 # Heads of multi-row inserts (``sqlite_rows.insert_flat`` adds the VALUES).
-EVENTS_HEAD = "INSERT INTO events(seq, run_id, kind, ts, v, task_id, body)"
+# The run id first: the writer binds it once per statement (``insert_flat``'s ``shared``).
+EVENTS_HEAD = "INSERT INTO events(run_id, seq, kind, ts, v, task_id, body)"
 ARTIFACTS_HEAD = (
     "INSERT INTO artifacts(seq, id, run_id, type, produced_by, ts, "
     "task_id, correlation_id, vis_kind, visibility)"
@@ -64,7 +65,7 @@ ARTIFACTS_HEAD = (
 ARTIFACT_COLS = 10
 """Values per ``artifacts`` row (``artifact_row``)."""
 PUBLIC_HEAD = (
-    "INSERT INTO artifacts(seq, id, run_id, type, produced_by, ts, task_id, correlation_id)"
+    "INSERT INTO artifacts(run_id, seq, id, type, produced_by, ts, task_id, correlation_id)"
 )
 PUBLIC_COLS = 8
 """Values per row of a public artifact (``PUBLIC_HEAD``): ``vis_kind`` and ``visibility``
@@ -150,7 +151,7 @@ def write_events(conn: sqlite3.Connection, events: list[Event], last_seq: int) -
     # Each chunk is one run's, its run id bound once (``insert_flat``'s ``shared``).
     side = _Side()
     chunks = _event_chunks(events, last_seq, side, per(conn, 7))
-    insert_flat(conn, EVENTS_HEAD, 7, chunks, shared=1)
+    insert_flat(conn, EVENTS_HEAD, 7, chunks, shared=True)
     # The rare kinds (run boundaries, tags, releases) through the shared row makers,
     # in the order the statements depend on: a run's row before its counts are
     # touched, an artifact's row before its release.
@@ -159,7 +160,7 @@ def write_events(conn: sqlite3.Connection, events: list[Event], last_seq: int) -
         conn.executemany(INSERT_RUN, runs)
     for run, flat in side.arts.items():
         if flat:
-            _insert_run_rows(conn, PUBLIC_HEAD, PUBLIC_COLS, 2, run, flat)
+            _insert_run_rows(conn, PUBLIC_HEAD, PUBLIC_COLS, run, flat)
     if side.restricted:
         n = ARTIFACT_COLS
         insert_flat(conn, ARTIFACTS_HEAD, n, chunk_rows(side.restricted, n, per(conn, n)))
@@ -169,19 +170,20 @@ def write_events(conn: sqlite3.Connection, events: list[Event], last_seq: int) -
     conn.executemany(TOUCH_RUN, side.touch())
     for run, flat in side.consumptions.items():
         if flat:
-            _insert_run_rows(conn, qm.CONSUMPTIONS_HEAD, 6, 0, run, flat)
+            _insert_run_rows(conn, qm.CONSUMPTIONS_HEAD, 6, run, flat)
     if side.others:
         for sql, args in qm.statements(qm.query_model_rows(side.others), qm.SQLITE):
             conn.executemany(sql, args)
 
 
 def _insert_run_rows(
-    conn: sqlite3.Connection, head: str, ncols: int, col: int, run: str, flat: list[Any]
+    conn: sqlite3.Connection, head: str, ncols: int, run: str, flat: list[Any]
 ) -> None:
-    """Rows of one run, flat and without their run id (column ``col``), bound once a chunk."""
+    """Rows of one run, flat and without their run id (``head``'s first column), which
+    is bound once a chunk."""
     size = per(conn, ncols)
     chunks = ([run, *chunk] for chunk in chunk_rows(flat, ncols - 1, size))
-    insert_flat(conn, head, ncols, chunks, shared=col)
+    insert_flat(conn, head, ncols, chunks, shared=True)
 
 
 class _Side:

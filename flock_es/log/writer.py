@@ -63,6 +63,9 @@ def _connect(path: Path, durability: Durability) -> sqlite3.Connection:
 # (e)); workload (b)'s first commits of 256 or more outputs, a few ms each table. Here
 # it costs about 2 ms of the writer's opening, in its thread, once.
 _WARM_ROWS = tuple(1 << i for i in range(CHUNK.bit_length()))
+# Restricted artifacts (their rows have all the columns: ``event_rows.PUBLIC_HEAD``) are
+# rare: only their small commits are warmed.
+_WARM_RESTRICTED = 16
 
 
 def warm_statements(conn: sqlite3.Connection, wal: Path | None = None) -> None:
@@ -91,13 +94,17 @@ def warm_statements(conn: sqlite3.Connection, wal: Path | None = None) -> None:
         for n in _WARM_ROWS:  # as ``write_events`` binds them: a run id, then its rows
             seq -= n
             rows = [v for i in range(n) for v in (seq + i, "", 0.0, 0, None, "")]
-            insert_flat(conn, EVENTS_HEAD, 7, [["", *rows]], shared=1)
+            insert_flat(conn, EVENTS_HEAD, 7, [["", *rows]], shared=True)
             arts = [v for i in range(n) for v in (seq + i, "", "", "", 0.0, None, None)]
-            insert_flat(conn, PUBLIC_HEAD, PUBLIC_COLS, [["", *arts]], shared=2)
-            seq -= n
-            restricted = [(seq + i, "", "", "", "", 0.0, None, None, "", None) for i in range(n)]
-            insert_rows(conn, ARTIFACTS_HEAD, ARTIFACT_COLS, restricted)
-            insert_flat(conn, qm.CONSUMPTIONS_HEAD, 6, [["", *["", "", "", 0, 0.0] * n]], shared=0)
+            insert_flat(conn, PUBLIC_HEAD, PUBLIC_COLS, [["", *arts]], shared=True)
+            if n <= _WARM_RESTRICTED:
+                seq -= n
+                restricted = [
+                    (seq + i, "", "", "", "", 0.0, None, None, "", None) for i in range(n)
+                ]
+                insert_rows(conn, ARTIFACTS_HEAD, ARTIFACT_COLS, restricted)
+            consumptions = ["", "", "", 0, 0.0] * n
+            insert_flat(conn, qm.CONSUMPTIONS_HEAD, 6, [["", *consumptions]], shared=True)
         conn.executemany(INSERT_RUN, [("", None, "", 0.0, "", None, None, 0, 0)])
         conn.executemany(FINISH_RUN, [(0.0, "", "")])
         conn.executemany(TOUCH_RUN, [(0, 0, "")])
