@@ -63,8 +63,8 @@ def _connect(path: Path, durability: Durability) -> sqlite3.Connection:
 # (e)); workload (b)'s first commits of 256 or more outputs, a few ms each table. Here
 # it costs about 2 ms of the writer's opening, in its thread, once.
 _WARM_ROWS = tuple(1 << i for i in range(CHUNK.bit_length()))
-# Restricted artifacts (their rows have all the columns: ``event_rows.PUBLIC_HEAD``) are
-# rare: only their small commits are warmed.
+# Restricted artifacts (whole rows, ``ARTIFACTS_HEAD``: public ones leave the visibility
+# columns to their defaults) are rare: only their small inserts are warmed.
 _WARM_RESTRICTED = 16
 
 
