@@ -3,6 +3,7 @@
     python bench/profile_b.py                       # def agents, runs/s and CPU per thread
     python bench/profile_b.py --kind async --items 2000
     python bench/profile_b.py --yappi 25            # top 25 functions by self time, per thread
+    python bench/profile_b.py --callgrind           # instructions per run, main and writer
 
 Workload (b) as ``bench_core.py`` runs it (8 agents, one output each, durable on
 SQLite in the default durability mode). Without ``--yappi`` it prints the rate
@@ -10,13 +11,22 @@ and the CPU seconds of the main thread and of the writer thread (from
 ``/proc/self/task``), so the two sides of a run can be compared A/B without a
 profiler's overhead. ``--yappi N`` (``pip install yappi``) profiles every thread
 in CPU time and prints each thread's top ``N`` functions by self time.
+``--callgrind`` runs this script twice under ``valgrind --tool=callgrind
+--separate-threads=yes`` (``--small`` and ``--items`` artifacts) and prints the
+instructions per agent run of the main thread and of the writer thread: the
+difference of the two runs, divided by the difference in runs, so start-up,
+imports and the warm-up cancel out. Instruction counts do not drift with the
+machine's load, as wall and CPU times on a shared host do.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import glob
 import os
+import re
+import subprocess
 import sys
 import tempfile
 import threading
@@ -104,15 +114,76 @@ def _yappi_report(top: int) -> None:
             print(f"{s.tsub:7.3f}s {s.ncall:9d}  {s.name}  ({where})")
 
 
+def _instructions(path: str) -> int:
+    text = Path(path).read_text(errors="replace")
+    m = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.M)
+    if m is None:
+        raise SystemExit(f"no summary line in {path}")
+    return int(m.group(1))
+
+
+def _threads(prefix: str) -> tuple[int, int]:
+    """Instructions of the main thread and of the run's writer (the busiest other
+    thread: the warm-up's writer commits fewer artifacts) of one callgrind run."""
+    files = sorted(glob.glob(prefix + "*-[0-9][0-9]"))
+    main = [f for f in files if f.endswith("-01")]
+    others = [_instructions(f) for f in files if not f.endswith("-01")]
+    if not main or not others:
+        raise SystemExit(f"no callgrind output per thread at {prefix}")
+    return _instructions(main[0]), max(others)
+
+
+def _callgrind(args: argparse.Namespace) -> int:
+    counts = {}
+    with tempfile.TemporaryDirectory() as d:
+        for items in (args.small, args.items):
+            prefix = os.path.join(d, f"cg{items}")
+            cmd = [
+                "valgrind",
+                "--tool=callgrind",
+                "--separate-threads=yes",
+                f"--callgrind-out-file={prefix}.%p",
+                sys.executable,
+                __file__,
+                *(["--root", args.root] if args.root else []),  # first: see _ROOT
+                "--kind",
+                args.kind,
+                "--agents",
+                str(args.agents),
+                "--items",
+                str(items),
+                "--repeats",
+                "1",
+            ]
+            # The run's snapshot jobs import the same checkout (as bench/ab_b.py runs it).
+            env = {**os.environ, "PYTHONPATH": args.root} if args.root else None
+            subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=args.root)
+            counts[items] = _threads(prefix)
+    runs = args.agents * (args.items - args.small)
+    main_ir = (counts[args.items][0] - counts[args.small][0]) / runs
+    writer_ir = (counts[args.items][1] - counts[args.small][1]) / runs
+    print(
+        f"{args.kind}: instructions per agent run ({args.items} minus {args.small} artifacts): "
+        f"main {main_ir:,.0f}  writer {writer_ir:,.0f}  total {main_ir + writer_ir:,.0f}"
+    )
+    return 0
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="profile_b.py")
     ap.add_argument("--kind", choices=("def", "async"), default="def")
     ap.add_argument("--agents", type=int, default=8)
-    ap.add_argument("--items", type=int, default=2000)
+    ap.add_argument("--items", type=int, default=2000, help="(1,250 with --callgrind)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--yappi", type=int, default=0, metavar="TOP")
     ap.add_argument("--root", help="the flock-es checkout to measure (default: this one)")
+    ap.add_argument("--callgrind", action="store_true", help="instructions per run (valgrind)")
+    ap.add_argument("--small", type=int, default=250, help="the smaller run of --callgrind")
     args = ap.parse_args(argv)
+    if args.callgrind:
+        if args.items == ap.get_default("items"):
+            args.items = 1250  # two runs under valgrind: a minute or two
+        return _callgrind(args)
     _fresh(args.kind, args.agents, 100)  # warm-up: imports and first-call caches
     runs = args.agents * args.items
     if args.yappi:
