@@ -297,10 +297,17 @@ async def test_the_loop_never_waits_for_a_lock_another_connection_holds(tmp_path
         other.close()
     await pending
     assert w.inline_commits == 1  # only the first: the locked one went to the thread
-    await w.append([artifact(2)])  # and the loop commits again once the lock is free
+    # And the loop commits again once the lock is free: once the thread that waited for
+    # it is free too, which under load may be a little after ``pending`` is settled (it
+    # hands its outcome over before it is free), so a unit or two may still go to it.
+    n = 2
+    while w.inline_commits == 1 and n < 50:
+        await asyncio.sleep(0.01)
+        await w.append([artifact(n)])
+        n += 1
     assert w.inline_commits == 2
     await w.close()
-    assert _ids(db) == [artifact(1).body["id"], artifact(2).body["id"]]
+    assert _ids(db) == [artifact(i).body["id"] for i in range(1, n)]
 
 
 KILLED = textwrap.dedent(
