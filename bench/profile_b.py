@@ -25,8 +25,6 @@ import argparse
 import asyncio
 import glob
 import os
-import re
-import subprocess
 import sys
 import tempfile
 import threading
@@ -41,6 +39,9 @@ sys.path.insert(0, _ROOT or str(Path(__file__).resolve().parent.parent))
 from pydantic import BaseModel  # noqa: E402  (after the path is set)
 
 from flock_es import Flock  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/: see _callgrind
+from _callgrind import instructions, run_script  # noqa: E402
 
 
 class Item(BaseModel):
@@ -114,23 +115,15 @@ def _yappi_report(top: int) -> None:
             print(f"{s.tsub:7.3f}s {s.ncall:9d}  {s.name}  ({where})")
 
 
-def _instructions(path: str) -> int:
-    text = Path(path).read_text(errors="replace")
-    m = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.M)
-    if m is None:
-        raise SystemExit(f"no summary line in {path}")
-    return int(m.group(1))
-
-
 def _threads(prefix: str) -> tuple[int, int]:
     """Instructions of the main thread and of the run's writer (the busiest other
     thread: the warm-up's writer commits fewer artifacts) of one callgrind run."""
     files = sorted(glob.glob(prefix + "*-[0-9][0-9]"))
     main = [f for f in files if f.endswith("-01")]
-    others = [_instructions(f) for f in files if not f.endswith("-01")]
+    others = [instructions(f) for f in files if not f.endswith("-01")]
     if not main or not others:
         raise SystemExit(f"no callgrind output per thread at {prefix}")
-    return _instructions(main[0]), max(others)
+    return instructions(main[0]), max(others)
 
 
 def _callgrind(args: argparse.Namespace) -> int:
@@ -138,26 +131,15 @@ def _callgrind(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as d:
         for items in (args.small, args.items):
             prefix = os.path.join(d, f"cg{items}")
-            cmd = [
-                "valgrind",
-                "--tool=callgrind",
-                "--separate-threads=yes",
-                f"--callgrind-out-file={prefix}.%p",
-                sys.executable,
+            argv = [
                 __file__,
                 *(["--root", args.root] if args.root else []),  # first: see _ROOT
-                "--kind",
-                args.kind,
-                "--agents",
-                str(args.agents),
-                "--items",
-                str(items),
-                "--repeats",
-                "1",
+                *("--kind", args.kind, "--agents", str(args.agents)),
+                *("--items", str(items), "--repeats", "1"),
             ]
             # The run's snapshot jobs import the same checkout (as bench/ab_b.py runs it).
             env = {**os.environ, "PYTHONPATH": args.root} if args.root else None
-            subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=args.root)
+            run_script(prefix, argv, env=env, cwd=args.root)
             counts[items] = _threads(prefix)
     runs = args.agents * (args.items - args.small)
     main_ir = (counts[args.items][0] - counts[args.small][0]) / runs

@@ -21,8 +21,6 @@ import asyncio
 import functools
 import glob
 import os
-import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +33,9 @@ sys.path.insert(0, _ROOT or str(Path(__file__).resolve().parent.parent))
 from pydantic import BaseModel  # noqa: E402  (after the path is set)
 
 from flock_es import Flock  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/: see _callgrind
+from _callgrind import instructions, run_script  # noqa: E402
 
 
 class Item(BaseModel):
@@ -80,11 +81,7 @@ def _main_thread_ir(out_prefix: str) -> int:
     files = sorted(glob.glob(out_prefix + "*-01"))
     if not files:
         raise SystemExit(f"no callgrind output at {out_prefix}*-01")
-    text = Path(files[0]).read_text(errors="replace")
-    m = re.search(r"^summary:\s+(\d+)", text, re.M) or re.search(r"^totals:\s+(\d+)", text, re.M)
-    if m is None:
-        raise SystemExit(f"no summary line in {files[0]}")
-    return int(m.group(1))
+    return instructions(files[0])
 
 
 def _callgrind(args: argparse.Namespace) -> int:
@@ -92,22 +89,10 @@ def _callgrind(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as d:
         for n in (args.small, args.agents):
             prefix = os.path.join(d, f"cg{n}")
-            cmd = [
-                "valgrind",
-                "--tool=callgrind",
-                "--separate-threads=yes",
-                *(["--toggle-collect=*functools_reduce*"] if args.run_only else []),
-                f"--callgrind-out-file={prefix}.%p",
-                sys.executable,
-                __file__,
-                "--agents",
-                str(n),
-                "--latency",
-                str(args.latency),
-            ]
+            argv = [__file__, "--agents", str(n), "--latency", str(args.latency)]
             if _ROOT:
-                cmd += ["--root", _ROOT]
-            subprocess.run(cmd, check=True, capture_output=True)
+                argv += ["--root", _ROOT]
+            run_script(prefix, argv, toggle="*functools_reduce*" if args.run_only else None)
             counts[n] = _main_thread_ir(prefix)
     per = (counts[args.agents] - counts[args.small]) / (args.agents - args.small)
     print(

@@ -1,0 +1,51 @@
+"""Callgrind for the profile_* scripts: run a script under valgrind, one output file per
+thread, and read the instructions each file counts.
+
+    from _callgrind import instructions, run_script
+    run_script(prefix, [script, "--items", "250"])
+    main_thread = instructions(glob.glob(prefix + "*-01")[0])
+
+Imported as a sibling module (``bench/`` on the path), not ``bench._callgrind``: with
+``--root BASE`` the scripts put another checkout first on the path, whose ``bench``
+package may not have this module.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+__all__ = ["instructions", "run_script"]
+
+
+def run_script(
+    prefix: str,
+    argv: list[str],
+    *,
+    toggle: str | None = None,
+    env: dict[str, str] | None = None,
+    cwd: str | None = None,
+) -> None:
+    """Run ``python ARGV`` under callgrind, each thread's counts in ``PREFIX.<pid>-NN``;
+    ``toggle``: count only inside the functions it matches (``--toggle-collect``)."""
+    cmd = [
+        "valgrind",
+        "--tool=callgrind",
+        "--separate-threads=yes",
+        *([f"--toggle-collect={toggle}"] if toggle else []),
+        f"--callgrind-out-file={prefix}.%p",
+        sys.executable,
+        *argv,
+    ]
+    subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=cwd)
+
+
+def instructions(path: str) -> int:
+    """The instructions one callgrind output file counts (its summary line)."""
+    text = Path(path).read_text(errors="replace")
+    m = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.M)
+    if m is None:
+        raise SystemExit(f"no summary line in {path}")
+    return int(m.group(1))
