@@ -34,15 +34,14 @@ from typing import Any
 
 __all__ = ["CHUNK", "chunk_rows", "insert_flat", "insert_rows", "rows_per_statement"]
 
-CHUNK = 128
-"""Rows per statement (a power of two; SQLite >= 3.32 allows 32,766 parameters). A
-statement is compiled on its first use in a connection, in time linear in its rows:
-with 1,024 rows a chunk, the first commits of workload (b) (256 outputs and more)
-compiled statements of 256 to 1,024 rows for each of three tables, some 15 ms of the
-writer's thread on the run's path (issue 14). Statements of up to 128 rows are
-compiled when the writer opens (``writer.warm_statements``), and a chunk of 128
-rows already spreads a statement's own cost (and the writer's wait for the GIL after
-it) over 128 rows."""
+CHUNK = 1024
+"""Rows per statement (a power of two; SQLite >= 3.32 allows 32,766 parameters). Not
+fewer: each statement ends in the writer's thread taking the GIL back from the busy
+loop, and with 128 rows a statement workload (b) ran 6-11% slower than with 1,024
+(``bench/ab_b.py``, interleaved pairs), though it took ~2% fewer instructions. The
+wide statements are compiled on their first use, on the run's path (a few ms, once
+per size and table): compiling them all when the writer opens (``writer.WARM_MAX``)
+made every writer's opening take 30 ms instead of 12."""
 
 
 @lru_cache(maxsize=256)

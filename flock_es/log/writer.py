@@ -40,7 +40,7 @@ from flock_es.log.sqlite_rows import CHUNK, insert_flat, insert_rows
 from flock_es.log.thread_drain import ThreadDrain
 from flock_es.log.wal_space import preallocate_wal
 
-__all__ = ["LogWriter", "warm_statements"]
+__all__ = ["WARM_MAX", "LogWriter", "warm_statements"]
 
 _KIND = attrgetter("kind")
 _FULL = Durability.FULL  # a global: an enum member read off its class costs three
@@ -61,8 +61,10 @@ def _connect(path: Path, durability: Durability) -> sqlite3.Connection:
 # publish of a process (workload (e): 200 agents, 128 + 64 + 8 rows) paid about 2 ms of
 # it on the path to its agents' start, some 30,000 instructions per agent (issue 14
 # (e)); workload (b)'s first commits of 256 or more outputs, a few ms each table. Here
-# it costs about 2 ms of the writer's opening, in its thread, once.
-_WARM_ROWS = tuple(1 << i for i in range(CHUNK.bit_length()))
+# it costs about 2 ms of the writer's opening, in its thread, once. Wider ones (up to
+# ``CHUNK``) would cost every opening some 18 ms more, for a few ms of a wide run.
+WARM_MAX = 128
+_WARM_ROWS = tuple(1 << i for i in range(min(CHUNK, WARM_MAX).bit_length()))
 # Restricted artifacts (whole rows, ``ARTIFACTS_HEAD``: public ones leave the visibility
 # columns to their defaults) are rare: only their small inserts are warmed.
 _WARM_RESTRICTED = 16
