@@ -32,16 +32,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-# ``--root DIR`` (first argument) measures the flock-es checked out at DIR (A/B runs).
-_ROOT = sys.argv[2] if len(sys.argv) > 2 and sys.argv[1] == "--root" else None
-sys.path.insert(0, _ROOT or str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/: its sibling modules
+from _checkout import use_checkout
 
+_ROOT = use_checkout()  # ``--root DIR``: the flock-es checked out at DIR (A/B runs)
+
+from _callgrind import instructions, run_script  # noqa: E402
 from pydantic import BaseModel  # noqa: E402  (after the path is set)
 
 from flock_es import Flock  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/: see _callgrind
-from _callgrind import instructions, run_script  # noqa: E402
 
 
 class Item(BaseModel):
@@ -133,7 +132,7 @@ def _callgrind(args: argparse.Namespace) -> int:
             prefix = os.path.join(d, f"cg{items}")
             argv = [
                 __file__,
-                *(["--root", args.root] if args.root else []),  # first: see _ROOT
+                *(["--root", args.root] if args.root else []),
                 *("--kind", args.kind, "--agents", str(args.agents)),
                 *("--items", str(items), "--repeats", "1"),
             ]

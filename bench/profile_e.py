@@ -26,16 +26,15 @@ import tempfile
 import time
 from pathlib import Path
 
-# ``--root DIR`` measures the flock-es checked out at DIR (A/B runs).
-_ROOT = sys.argv[sys.argv.index("--root") + 1] if "--root" in sys.argv else None
-sys.path.insert(0, _ROOT or str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/: its sibling modules
+from _checkout import use_checkout
 
+_ROOT = use_checkout()  # ``--root DIR``: the flock-es checked out at DIR (A/B runs)
+
+from _callgrind import instructions, run_script  # noqa: E402
 from pydantic import BaseModel  # noqa: E402  (after the path is set)
 
 from flock_es import Flock  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/: see _callgrind
-from _callgrind import instructions, run_script  # noqa: E402
 
 
 class Item(BaseModel):

@@ -1,0 +1,29 @@
+"""The flock-es checkout a profile script measures: ``--root DIR`` (A/B runs), else
+the one it is part of. Call ``use_checkout()`` before importing ``flock_es``.
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/: sibling modules
+    from _checkout import use_checkout
+    ROOT = use_checkout()
+    from flock_es import Flock
+
+A sibling module, not ``bench._checkout``: with ``--root BASE`` the scripts import
+from another checkout, whose ``bench`` package may not have this module (nor
+``_callgrind``).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+__all__ = ["use_checkout"]
+
+
+def use_checkout(argv: list[str] | None = None) -> str | None:
+    """Put the checkout to measure first on ``sys.path``; returns ``--root``'s DIR, if given
+    (anywhere in ``argv``, default ``sys.argv``)."""
+    args = sys.argv if argv is None else argv
+    at = args.index("--root") + 1 if "--root" in args else 0
+    root = args[at] if 0 < at < len(args) else None
+    sys.path.insert(0, root or str(Path(__file__).resolve().parent.parent))
+    return root
