@@ -29,7 +29,6 @@ from flock_es.domain.events import (
     EventKind,
     RunFinished,
     RunStarted,
-    TaskScheduled,
     body_as,
 )
 from flock_es.log import query_models as qm
@@ -40,12 +39,12 @@ from flock_es.log.sqlite_rows import rows_per_statement as per
 __all__ = [
     "ARTIFACTS_HEAD",
     "ARTIFACT_COLS",
+    "CONSUMPTIONS_FROM_EVENTS",
     "EVENTS_HEAD",
     "FINISH_RUN",
     "INSERT_RUN",
     "PAID_KINDS",
-    "PUBLIC_COLS",
-    "PUBLIC_HEAD",
+    "PUBLIC_FROM_EVENTS",
     "TOUCH_RUN",
     "artifact_row",
     "dumps",
@@ -64,17 +63,30 @@ ARTIFACTS_HEAD = (
 )
 ARTIFACT_COLS = 10
 """Values per ``artifacts`` row (``artifact_row``)."""
-PUBLIC_HEAD = (
-    "INSERT INTO artifacts(run_id, seq, id, type, produced_by, ts, task_id, correlation_id)"
-)
-PUBLIC_COLS = 8
-"""Values per row of a public artifact (``PUBLIC_HEAD``): ``vis_kind`` and ``visibility``
-are the columns' defaults ('public', NULL). Binding them cost the writer's thread (which
-holds the GIL the loop needs meanwhile) two values a row, one of them None, which
-CPython's ``sqlite3`` binds only after looking for an adapter (two failed attribute
-lookups, each formatting its AttributeError): some 5,000 instructions per agent run of
-workload (b) (issue 14)."""
 _INSERT_ARTIFACT = f"{ARTIFACTS_HEAD} VALUES ({','.join('?' * ARTIFACT_COLS)})"
+# The public artifacts' and the consumptions' rows of the events a unit just wrote
+# (seqs ?1 to ?2), derived by SQLite from the event rows: the same values
+# ``artifact_row`` and ``query_model_rows`` take from the bodies (which are the
+# rows' JSON), made in the writer's thread while it holds no GIL. Made and bound in
+# Python, they cost the thread about 13 values a run (most of them text, each a copy
+# SQLite allocates) and their rows' building, in the GIL the loop's thread needs:
+# some 15,000 instructions per agent run of workload (b) (issue 14). A public
+# artifact is one whose visibility is absent, null or exactly {"kind":"public"}
+# (``_event_chunks`` writes the others' rows itself), as the body's JSON spells it.
+PUBLIC_FROM_EVENTS = (
+    "INSERT INTO artifacts(run_id, seq, id, type, produced_by, ts, task_id, correlation_id) "
+    "SELECT run_id, seq, json_extract(body, '$.id'), json_extract(body, '$.type'), "
+    "coalesce(json_extract(body, '$.produced_by'), 'external'), ts, "
+    "json_extract(body, '$.task_id'), json_extract(body, '$.correlation_id') "
+    "FROM events WHERE seq BETWEEN ?1 AND ?2 AND kind = 'artifact.published' "
+    """AND coalesce(json_extract(body, '$.visibility'), '{"kind":"public"}') = '{"kind":"public"}'"""
+)
+CONSUMPTIONS_FROM_EVENTS = (
+    "INSERT OR IGNORE INTO consumptions(run_id, artifact_id, task_id, agent, seq, ts) "
+    "SELECT e.run_id, j.value, e.task_id, json_extract(e.body, '$.agent'), e.seq, e.ts "
+    "FROM events e, json_each(e.body, '$.inputs') j "
+    "WHERE e.seq BETWEEN ?1 AND ?2 AND e.kind = 'task.scheduled'"
+)
 INSERT_RUN = (
     "INSERT OR REPLACE INTO runs(run_id, program, model, started_at, status, parent_run, "
     "fork_seq, first_seq, last_seq, events) VALUES (?,?,?,?,?,?,?,?,?,0)"
@@ -147,7 +159,7 @@ def write_events(conn: sqlite3.Connection, events: list[Event], last_seq: int) -
     # The event rows are made as SQLite takes them, a chunk at a time, never held as a
     # list: a unit of a large publish (900,000 events) held its rows and their JSON at
     # once, a third of the run's peak memory (issue 14). The same pass collects the
-    # rows of the read models (one loop over the events, not three: issue 14).
+    # rows of the rare read models (one loop over the events, not three: issue 14).
     # Each chunk is one run's, its run id bound once (``insert_flat``'s ``shared``).
     side = _Side()
     chunks = _event_chunks(events, last_seq, side, per(conn, 7))
@@ -158,9 +170,9 @@ def write_events(conn: sqlite3.Connection, events: list[Event], last_seq: int) -
     runs, finished, _, _ = read_model_rows(side.others) if side.others else ([], [], [], [])
     if runs:
         conn.executemany(INSERT_RUN, runs)
-    for run, flat in side.arts.items():
-        if flat:
-            _insert_run_rows(conn, PUBLIC_HEAD, PUBLIC_COLS, run, flat)
+    span = (last_seq + 1, last_seq + len(events))
+    if side.published:
+        conn.execute(PUBLIC_FROM_EVENTS, span)
     if side.restricted:
         n = ARTIFACT_COLS
         insert_flat(conn, ARTIFACTS_HEAD, n, chunk_rows(side.restricted, n, per(conn, n)))
@@ -168,36 +180,25 @@ def write_events(conn: sqlite3.Connection, events: list[Event], last_seq: int) -
     if finished:
         conn.executemany(FINISH_RUN, finished)
     conn.executemany(TOUCH_RUN, side.touch())
-    for run, flat in side.consumptions.items():
-        if flat:
-            _insert_run_rows(conn, qm.CONSUMPTIONS_HEAD, 6, run, flat)
+    if side.scheduled:
+        conn.execute(CONSUMPTIONS_FROM_EVENTS, span)
     if side.others:
         for sql, args in qm.statements(qm.query_model_rows(side.others), qm.SQLITE):
             conn.executemany(sql, args)
 
 
-def _insert_run_rows(
-    conn: sqlite3.Connection, head: str, ncols: int, run: str, flat: list[Any]
-) -> None:
-    """Rows of one run, flat and without their run id (``head``'s first column), which
-    is bound once a chunk."""
-    size = per(conn, ncols)
-    chunks = ([run, *chunk] for chunk in chunk_rows(flat, ncols - 1, size))
-    insert_flat(conn, head, ncols, chunks, shared=True)
-
-
 class _Side:
-    """The read-model rows ``_event_chunks`` collects on its way through a unit (the
-    artifacts and consumptions rows flat, as ``insert_flat`` binds them, by run and
-    without the run id): ``arts`` those of public artifacts (``PUBLIC_HEAD``),
-    ``restricted`` the others' (whole rows, rare)."""
+    """What ``_event_chunks`` notes on its way through a unit: whether it has artifacts
+    (``published``: their rows are derived from the events, ``PUBLIC_FROM_EVENTS``)
+    and schedules (``scheduled``: consumptions), the rows of restricted artifacts
+    (whole rows, flat: rare), the events of rare kinds, and each run's counts."""
 
-    __slots__ = ("arts", "consumptions", "others", "restricted", "runs")
+    __slots__ = ("others", "published", "restricted", "runs", "scheduled")
 
     def __init__(self) -> None:
-        self.arts: dict[str, list[Any]] = {}
+        self.published = False
+        self.scheduled = False
         self.restricted: list[Any] = []
-        self.consumptions: dict[str, list[Any]] = {}
         self.others: list[Event] = []
         self.runs: dict[str, list[int]] = {}  # run id -> [last seq, events]
 
@@ -214,14 +215,12 @@ def _event_chunks(
 ) -> Iterator[list[Any]]:
     """The ``events`` rows, at most ``size`` at a time, flat: each chunk one run's, its
     run id first and its rows without it (seqs from ``last_seq + 1``, assigned to the
-    events as made); the artifacts and consumptions rows and the run counts go to
-    ``side``."""
+    events as made); what ``side`` notes (see ``_Side``)."""
     seq = last_seq
     kinds = _KIND_TEXT
     others, runs, restricted = side.others, side.runs, side.restricted
-    arts: list[Any] = []
-    consumptions: list[Any] = []
     published, scheduled, other_kinds, public = _PUBLISHED, _SCHEDULED, _OTHER_KINDS, _PUBLIC
+    any_published = any_scheduled = False
     # The run's counts and rows in locals while its events come (a unit is one run's):
     # the counts stored in ``runs`` when another run's event comes, and at the end.
     run_id: str | None = None
@@ -237,8 +236,6 @@ def _event_chunks(
             counts[0], counts[1] = seq - 1, counts[1] + n
             run_id, n = e.run_id, 0
             counts = runs.setdefault(run_id, [0, 0])
-            arts = side.arts.setdefault(run_id, [])
-            consumptions = side.consumptions.setdefault(run_id, [])
             if len(flat) > 1:  # another run's rows: a chunk of their own
                 yield flat
             flat, left = [run_id], size
@@ -248,30 +245,19 @@ def _event_chunks(
             tid = tid if isinstance(tid, str) else None
         flat += (seq, kinds[kind], e.ts, e.v, tid, to_json(body).decode())
         if kind is published:
-            # ``artifact_row``, inlined (a call, a tuple and ``visibility_columns``'s call
-            # per artifact: the writer's thread holds the GIL the loop needs, issue 14).
+            # A public artifact's row is derived from its event (``PUBLIC_FROM_EVENTS``,
+            # which tells public ones as this does); the others' through ``artifact_row``.
             # The body through its definition by annotation (mypy checks the keys).
             a: ArtifactPublished = body  # type: ignore[assignment]
             vis = a.get("visibility")
             if vis is None or vis == public:
-                arts += (
-                    seq,
-                    a["id"],
-                    a["type"],
-                    a.get("produced_by", "external"),
-                    e.ts,
-                    a.get("task_id"),
-                    a.get("correlation_id"),
-                )
+                any_published = True
             else:
                 restricted += artifact_row(e, a)
             if body.get("tags"):
                 others.append(e)
         elif kind is scheduled:
-            t: TaskScheduled = body  # type: ignore[assignment]
-            ts, agent = e.ts, t["agent"]
-            for aid in t["inputs"]:
-                consumptions += (aid, tid, agent, seq, ts)
+            any_scheduled = True  # its consumptions: ``CONSUMPTIONS_FROM_EVENTS``
         elif kind in other_kinds:
             others.append(e)
         left -= 1
@@ -279,6 +265,7 @@ def _event_chunks(
             yield flat
             flat, left = [run_id], size
     counts[0], counts[1] = seq, counts[1] + n
+    side.published, side.scheduled = any_published, any_scheduled
     if len(flat) > 1:
         yield flat
 

@@ -37,7 +37,6 @@ from flock_es.domain.events import (
 
 __all__ = [
     "ARTIFACT_COLUMNS",
-    "CONSUMPTIONS_HEAD",
     "EPOCH",
     "EPOCH_16_DROPS",
     "EPOCH_BITS",
@@ -251,8 +250,6 @@ POSTGRES = Dialect("%s", "", " ON CONFLICT DO NOTHING")
 
 
 _CONSUMPTION_COLUMNS = "run_id, artifact_id, task_id, agent, seq, ts"
-CONSUMPTIONS_HEAD = f"INSERT OR IGNORE INTO consumptions({_CONSUMPTION_COLUMNS})"
-"""SQLite's insert of ``QueryRows.consumptions`` without its VALUES (multi-row inserts)."""
 
 
 def statements(rows: QueryRows, d: Dialect) -> list[tuple[str, list[tuple[Any, ...]]]]:

@@ -23,12 +23,12 @@ from flock_es.log import query_models as qm
 from flock_es.log.event_rows import (
     ARTIFACT_COLS,
     ARTIFACTS_HEAD,
+    CONSUMPTIONS_FROM_EVENTS,
     EVENTS_HEAD,
     FINISH_RUN,
     INSERT_RUN,
     PAID_KINDS,
-    PUBLIC_COLS,
-    PUBLIC_HEAD,
+    PUBLIC_FROM_EVENTS,
     TOUCH_RUN,
     write_events,
 )
@@ -65,8 +65,8 @@ def _connect(path: Path, durability: Durability) -> sqlite3.Connection:
 # ``CHUNK``) would cost every opening some 18 ms more, for a few ms of a wide run.
 WARM_MAX = 128
 _WARM_ROWS = tuple(1 << i for i in range(min(CHUNK, WARM_MAX).bit_length()))
-# Restricted artifacts (whole rows, ``ARTIFACTS_HEAD``: public ones leave the visibility
-# columns to their defaults) are rare: only their small inserts are warmed.
+# Restricted artifacts (whole rows, ``ARTIFACTS_HEAD``: public ones' rows are derived from
+# their events, ``PUBLIC_FROM_EVENTS``) are rare: only their small inserts are warmed.
 _WARM_RESTRICTED = 16
 
 
@@ -97,16 +97,15 @@ def warm_statements(conn: sqlite3.Connection, wal: Path | None = None) -> None:
             seq -= n
             rows = [v for i in range(n) for v in (seq + i, "", 0.0, 0, None, "")]
             insert_flat(conn, EVENTS_HEAD, 7, [["", *rows]], shared=True)
-            arts = [v for i in range(n) for v in (seq + i, "", "", "", 0.0, None, None)]
-            insert_flat(conn, PUBLIC_HEAD, PUBLIC_COLS, [["", *arts]], shared=True)
             if n <= _WARM_RESTRICTED:
                 seq -= n
                 restricted = [
                     (seq + i, "", "", "", "", 0.0, None, None, "", None) for i in range(n)
                 ]
                 insert_rows(conn, ARTIFACTS_HEAD, ARTIFACT_COLS, restricted)
-            consumptions = ["", "", "", 0, 0.0] * n
-            insert_flat(conn, qm.CONSUMPTIONS_HEAD, 6, [["", *consumptions]], shared=True)
+        # Rows derived from a unit's events: one statement each, whatever the unit's size.
+        for derived in (PUBLIC_FROM_EVENTS, CONSUMPTIONS_FROM_EVENTS):
+            conn.execute(derived, (1, 0))  # seqs 1 to 0: no rows
         conn.executemany(INSERT_RUN, [("", None, "", 0.0, "", None, None, 0, 0)])
         conn.executemany(FINISH_RUN, [(0.0, "", "")])
         conn.executemany(TOUCH_RUN, [(0, 0, "")])
