@@ -73,6 +73,8 @@ _INSERT_ARTIFACT = f"{ARTIFACTS_HEAD} VALUES ({','.join('?' * ARTIFACT_COLS)})"
 # some 15,000 instructions per agent run of workload (b) (issue 14). A public
 # artifact is one whose visibility is absent, null or exactly {"kind":"public"}
 # (``_event_chunks`` writes the others' rows itself), as the body's JSON spells it.
+# json_each reads the inputs' own JSON, which json_extract takes from the body it
+# parsed for the agent's name: json_each over the body parsed every body twice.
 PUBLIC_FROM_EVENTS = (
     "INSERT INTO artifacts(run_id, seq, id, type, produced_by, ts, task_id, correlation_id) "
     "SELECT run_id, seq, json_extract(body, '$.id'), json_extract(body, '$.type'), "
@@ -84,7 +86,7 @@ PUBLIC_FROM_EVENTS = (
 CONSUMPTIONS_FROM_EVENTS = (
     "INSERT OR IGNORE INTO consumptions(run_id, artifact_id, task_id, agent, seq, ts) "
     "SELECT e.run_id, j.value, e.task_id, json_extract(e.body, '$.agent'), e.seq, e.ts "
-    "FROM events e, json_each(e.body, '$.inputs') j "
+    "FROM events e, json_each(json_extract(e.body, '$.inputs')) j "
     "WHERE e.seq BETWEEN ?1 AND ?2 AND e.kind = 'task.scheduled'"
 )
 INSERT_RUN = (
