@@ -72,8 +72,18 @@ class Timers:
     # --- batches -----------------------------------------------------------
 
     def arm_batch(self, agent: str, sub_index: int) -> None:
-        """Flush a partial batch when its timeout passes (unless it fills first)."""
+        """Flush a partial batch when its timeout passes (unless it fills first).
+
+        Nothing is armed for a batch the state no longer buffers (or buffers without
+        a timeout): the timer would end on its first step. A committed group acts on
+        its units one after another on a state that has folded all of them, so the
+        units that buffered a batch the group's last unit filled (seven analysts
+        before the eighth, issue 14 (a)) each started a timer that the same act's
+        ``prune`` then cancelled, on the path to the task the batch scheduled."""
         key = (agent, sub_index)
+        buf = self.kernel.state.batches.get(key)
+        if buf is None or buf.deadline is None:
+            return
         timer = self.batches.get(key)
         if timer is not None and not timer.done():
             return
