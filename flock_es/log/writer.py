@@ -114,8 +114,29 @@ def warm_statements(conn: sqlite3.Connection, wal: Path | None = None) -> None:
             conn.executemany(sql, args)
     finally:
         conn.execute("ROLLBACK")
+    _reread_small(conn)
     for sync in ("FULL", "NORMAL"):  # paid answers switch to FULL and back (``commit_sync``)
         conn.execute(f"PRAGMA synchronous={sync}")
+
+
+def _reread_small(conn: sqlite3.Connection) -> None:
+    """Read a small log's pages back into the connection's cache after the warm-up.
+
+    The rollback dropped from the cache every page the warm-up wrote, and in a new
+    log those are all the pages a commit writes (each table and index is one page):
+    the run's first publish read them back in its commit, ten reads on the path
+    from the publish to its agents (issue 14 (a)). A log of at most
+    ``_REREAD_PAGES`` pages is read whole here (``quick_check`` visits every page);
+    a larger one is left as it is, its next commits reading what they need.
+    """
+    pages = conn.execute("PRAGMA page_count").fetchone()
+    if pages is not None and pages[0] <= _REREAD_PAGES:
+        conn.execute("PRAGMA quick_check").fetchall()
+
+
+# Logs of at most this many pages (4 KB each) are read whole when the writer opens
+# (``_reread_small``): a new log has about 25.
+_REREAD_PAGES = 64
 
 
 class LogWriter(ThreadDrain):
