@@ -191,6 +191,18 @@ class EventStoreContract(StoreQueriesContract):
             ]
         await w.close()
 
+    async def test_event_rows_are_a_page_of_events_not_yet_decoded(self, store: EventStore) -> None:
+        from flock_es.log.reader import row_to_event
+
+        w = await self.writer(store)
+        await w.append([started(), *(artifact(i) for i in range(9))])
+        with store.reader() as r:
+            rows = r.event_rows(RUN, after=2, until=8, limit=4)
+            assert [row_to_event(row) for row in rows] == r.events(RUN, after=2, until=8, limit=4)
+            assert [row[0] for row in rows] == [3, 4, 5, 6]
+            assert r.event_rows(RUN, after=10) == []
+        await w.close()
+
     async def test_change_check_moves_only_on_commit(self, store: EventStore) -> None:
         w = await self.writer(store)
         await w.append([started()])

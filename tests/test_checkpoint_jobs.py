@@ -216,10 +216,12 @@ def test_a_job_started_by_a_run_is_told_the_file_is_checked(
 ) -> None:
     import flock_es.log.snapshot_job as job
 
-    calls: list[bool] = []
+    calls: list[tuple[bool, bool]] = []
 
-    def fake(db: str, run_id: str, at_least: int, checked: bool = False) -> bool:
-        calls.append(checked)
+    def fake(
+        db: str, run_id: str, at_least: int, checked: bool = False, idle: bool = False
+    ) -> bool:
+        calls.append((checked, idle))
         return True
 
     monkeypatch.setattr(job, "snapshot_now", fake)
@@ -229,7 +231,7 @@ def test_a_job_started_by_a_run_is_told_the_file_is_checked(
     assert job.main(["x.db", "r-x"]) == 0
     monkeypatch.setenv(job.PARENT_ENV, "12345")
     assert job.main(["x.db", "r-x"]) == 0
-    assert calls == [False, True]
+    assert calls == [(False, True), (True, True)]  # a job folds in an idle thread
 
 
 def test_a_job_keeps_the_views_it_parks_as_seqs_from_its_first_event(

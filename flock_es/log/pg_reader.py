@@ -22,7 +22,7 @@ from flock_es.domain.events import Event
 from flock_es.errors import DatabaseError
 from flock_es.log.pg_schema import NOTIFY_CHANNEL, check_schema, describe_url, pg_connect
 from flock_es.log.ports import Lease, RunRow
-from flock_es.log.reader import row_to_event
+from flock_es.log.reader import EventRow, row_to_event
 from flock_es.log.run_lookup import RunLookup, events_query, prefix_pattern
 
 __all__ = ["PgLogReader"]
@@ -114,6 +114,12 @@ class PgLogReader(RunLookup):
                 return
             after = int(rows[-1][0])
             left = None if left is None else left - len(rows)
+
+    def event_rows(
+        self, run_id: str, after: int = 0, until: int | None = None, limit: int | None = None
+    ) -> list[EventRow]:
+        sql, args = events_query(_EVENT_COLS, "%s", run_id, after, until, limit)
+        return self._rows(sql, args)
 
     def events_after(self, cursor: int, limit: int | None = None) -> list[Event]:
         """Events of every run with ``seq > cursor``, in commit order, gap-free."""

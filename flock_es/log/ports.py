@@ -56,6 +56,7 @@ __all__ = [
     "LEASE_SECONDS",
     "Durability",
     "EventReader",
+    "EventRow",
     "EventStore",
     "EventWriter",
     "Lease",
@@ -146,6 +147,10 @@ class Lease:
         return f"pid {self.pid} on {self.host} since {since}"
 
 
+EventRow = tuple[int, str, str, float, int, str]
+"""An event as the log stores it: seq, run id, kind, ts, schema version, JSON body."""
+
+
 @runtime_checkable
 class EventReader(Protocol):
     """A read-only view of the log; any number may follow a live writer."""
@@ -172,6 +177,13 @@ class EventReader(Protocol):
     def events(
         self, run_id: str, after: int = 0, until: int | None = None, limit: int | None = None
     ) -> list[Event]: ...
+    def event_rows(
+        self, run_id: str, after: int = 0, until: int | None = None, limit: int | None = None
+    ) -> list[EventRow]:
+        """``events``' rows, not decoded (``row_to_event`` decodes one): a checkpoint
+        job reads them on one thread and decodes them on another (``log.idle``)."""
+        ...
+
     def events_after(self, cursor: int, limit: int | None = None) -> list[Event]:
         """Events of every run with ``seq > cursor``, in commit order, gap-free."""
         ...

@@ -27,7 +27,7 @@ from flock_es.domain.events import (
 )
 from flock_es.domain.upcast import upcast
 from flock_es.errors import DatabaseError
-from flock_es.log.ports import Lease, RunRow
+from flock_es.log.ports import EventRow, Lease, RunRow
 from flock_es.log.run_lookup import RunLookup, events_query, prefix_pattern
 from flock_es.log.schema import (
     BUSY_TIMEOUT_MS,
@@ -38,7 +38,7 @@ from flock_es.log.schema import (
 )
 from flock_es.log.schema import verify as verify_db
 
-__all__ = ["LogReader", "RunRow", "row_to_event"]
+__all__ = ["EventRow", "LogReader", "RunRow", "row_to_event"]
 
 _KINDS = {k.value: k for k in EventKind}
 _EVENT_COLS = "seq, run_id, kind, ts, v, body"
@@ -78,7 +78,8 @@ _LAST_PROCESS = (
 )
 
 
-def row_to_event(row: tuple[int, str, str, float, int, str]) -> Event | None:
+def row_to_event(row: EventRow) -> Event | None:
+    """The event of a stored row; None for a kind this flock-es does not know."""
     seq, run_id, kind, ts, v, body = row
     k = _KINDS.get(kind)
     if k is None:  # written by a newer flock-es with the same schema: skip, stay total
@@ -191,6 +192,13 @@ class LogReader(RunLookup):
         sql, args = events_query(_EVENT_COLS, "?", run_id, after, until, limit)
         rows = self._con.execute(sql, args).fetchall()
         return [e for e in map(row_to_event, rows) if e is not None]
+
+    @_guarded
+    def event_rows(
+        self, run_id: str, after: int = 0, until: int | None = None, limit: int | None = None
+    ) -> list[EventRow]:
+        sql, args = events_query(_EVENT_COLS, "?", run_id, after, until, limit)
+        return self._con.execute(sql, args).fetchall()
 
     @_guarded
     def events_after(self, cursor: int, limit: int | None = None) -> list[Event]:

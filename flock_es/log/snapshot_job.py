@@ -27,10 +27,14 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from flock_es.errors import DatabaseError
 from flock_es.log.backends import parse_db
-from flock_es.log.ports import EventStore, open_store
+from flock_es.log.idle import IdleWorker
+from flock_es.log.ports import EventRow, EventStore, open_store
+from flock_es.log.reader import row_to_event
 from flock_es.log.snapshots import start_state
 from flock_es.projection.snapshot import SNAPSHOT_EVERY, collector_paused
 from flock_es.projection.snapshot_links import LinkFold, Parked
@@ -121,7 +125,7 @@ def _watch_parent(parent: int) -> None:
 
 
 def snapshot_now(
-    db: str, run_id: str, at_least: int = SNAPSHOT_EVERY, checked: bool = False
+    db: str, run_id: str, at_least: int = SNAPSHOT_EVERY, checked: bool = False, idle: bool = False
 ) -> bool:
     """Fold ``run_id`` of ``db`` as committed so far and store its snapshot; returns
     whether one was stored (not when fewer than ``at_least`` events were folded past
@@ -135,7 +139,31 @@ def snapshot_now(
     whose every link is stored; else from event 0): what it lets go of streams into
     the next link's segment (``LinkFold``), stored as a link of its own whenever it
     reaches ``SEGMENT_BYTES``, so the job's memory is the compact state's, not the
-    run's whole state."""
+    run's whole state.
+
+    ``idle``: the pages are folded in a thread under ``SCHED_IDLE`` (``IdleWorker``), on
+    CPU nothing else wants; reading them and storing the links stay on this thread."""
+    if not idle:
+        return _snapshot(db, run_id, at_least, checked, _call)
+    with IdleWorker() as worker:
+        return _snapshot(db, run_id, at_least, checked, worker.call)
+
+
+def _call(fn: Callable[..., None], *args: Any) -> None:
+    fn(*args)
+
+
+def _fold_page(links: LinkFold, rows: list[EventRow]) -> None:
+    """Decode and fold a page of rows (the idle thread's part of the job)."""
+    for row in rows:
+        e = row_to_event(row)
+        if e is not None:
+            links.apply(e)
+
+
+def _snapshot(
+    db: str, run_id: str, at_least: int, checked: bool, fold: Callable[..., None]
+) -> bool:
     ref = parse_db(db)
     stored = False
     with open_store(ref, readonly=True, checked=checked).reader() as reader, collector_paused():
@@ -155,11 +183,11 @@ def snapshot_now(
         # Page by page, each read its own short transaction: one read held open for
         # the whole fold would keep the run's writer from recycling its WAL, which
         # would grow by everything the run commits meanwhile.
-        while page := reader.events(run_id, after=cursor, until=target, limit=PAGE):
-            for e in page:
-                links.apply(e)
+        while page := reader.event_rows(run_id, after=cursor, until=target, limit=PAGE):
+            cursor = page[-1][0]
             folded += len(page)
-            cursor = page[-1].seq or target
+            fold(_fold_page, links, page)
+            del page  # not alive while the next page is read
             if links.full():
                 if not _store(store, run_id, links):
                     return False
@@ -198,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     lower_priority()
     try:
         # Started by a run (whose writer checked the file): no second check.
-        return 0 if snapshot_now(db, run_id, at_least, checked=by_run) else 1
+        return 0 if snapshot_now(db, run_id, at_least, checked=by_run, idle=True) else 1
     except DatabaseError:
         return 2  # the file went away or is damaged: the run (or a reader) will say so
 
