@@ -91,6 +91,10 @@ def lower_priority(pid: int = 0) -> None:
     during which the run's writer cannot restart its WAL, which grows by everything
     the run commits meanwhile. The cost of the choice: on a saturated machine the
     job mostly waits, and a busy run's snapshots fall behind until CPU frees up.
+
+    Only the job's own thread runs at this niceness: the decoding and folding of its
+    pages, most of its CPU and no lock, runs in an ``IdleWorker`` (``flock_es.log.idle``)
+    under ``SCHED_IDLE`` after all, which a waking run thread preempts at once.
     """
     with contextlib.suppress(OSError, AttributeError):  # gone already; or not POSIX
         os.setpriority(os.PRIO_PROCESS, pid, NICENESS)
