@@ -6,6 +6,7 @@ on its own thread, at the normal policy (nice 19), never starved by the run."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 import threading
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import flock_es.log.snapshot_job as job
+from flock_es.errors import DatabaseError
 from flock_es.log.idle import IdleWorker
 from flock_es.log.ports import EventRow, open_store
 from flock_es.projection.snapshot_links import LinkFold
@@ -73,3 +75,16 @@ def test_a_job_folds_idle_and_reads_and_stores_at_the_normal_policy(
     assert job.snapshot_now(str(plain), run, at_least=1)
     with open_store(db).reader() as a, open_store(plain).reader() as b:
         assert a.snapshot(run) == b.snapshot(run) is not None
+
+
+def test_a_job_whose_page_holds_a_damaged_event_stores_nothing(tmp_path: Path) -> None:
+    """The page is decoded off the reader (in the idle thread): a body that is not JSON
+    is still the DatabaseError a job ends on (exit status 2), not a crash."""
+    db = tmp_path / "large.db"
+    run, _ = _large_log(db, 30)
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE events SET body = '{' WHERE seq = 50")
+    with pytest.raises(DatabaseError, match="event 50"):
+        job.snapshot_now(str(db), run, at_least=1, idle=True)
+    with open_store(db).reader() as log:
+        assert log.snapshot(run) is None

@@ -160,7 +160,10 @@ def _call(fn: Callable[..., None], *args: Any) -> None:
 def _fold_page(links: LinkFold, rows: list[EventRow]) -> None:
     """Decode and fold a page of rows (the idle thread's part of the job)."""
     for row in rows:
-        e = row_to_event(row)
+        try:
+            e = row_to_event(row)
+        except ValueError:  # as the reader says of a body that is not JSON
+            raise DatabaseError(f"the body of event {row[0]} is not JSON") from None
         if e is not None:
             links.apply(e)
 
