@@ -21,8 +21,8 @@ import psycopg
 from flock_es.domain.events import Event
 from flock_es.errors import DatabaseError
 from flock_es.log.pg_schema import NOTIFY_CHANNEL, check_schema, describe_url, pg_connect
-from flock_es.log.ports import Lease, RunRow
-from flock_es.log.reader import EventRow, row_to_event
+from flock_es.log.ports import EventRow, Lease, RunRow
+from flock_es.log.reader import row_to_event
 from flock_es.log.run_lookup import RunLookup, events_query, prefix_pattern
 
 __all__ = ["PgLogReader"]
@@ -104,8 +104,7 @@ class PgLogReader(RunLookup):
         left = limit
         while left is None or left > 0:
             page = _PAGE if left is None else min(_PAGE, left)
-            sql, args = events_query(_EVENT_COLS, "%s", run_id, after, until, page)
-            rows = self._rows(sql, args)
+            rows = self.event_rows(run_id, after, until, page)
             for row in rows:
                 e = row_to_event(row)
                 if e is not None:

@@ -189,8 +189,7 @@ class LogReader(RunLookup):
         may wait long between two of its events."""
         if limit is None:  # a whole run, as it is decoded: not all its rows at once
             return list(self.iter_events(run_id, after, until))
-        sql, args = events_query(_EVENT_COLS, "?", run_id, after, until, limit)
-        rows = self._con.execute(sql, args).fetchall()
+        rows = self.event_rows(run_id, after, until, limit)
         return [e for e in map(row_to_event, rows) if e is not None]
 
     @_guarded
