@@ -38,6 +38,7 @@ from flock_es.log.schema import BUSY_TIMEOUT_MS, PRAGMAS, WRITER_PRAGMAS, storag
 from flock_es.log.sqlite_file import ensure_schema
 from flock_es.log.sqlite_rows import CHUNK, insert_flat, insert_rows
 from flock_es.log.thread_drain import ThreadDrain
+from flock_es.log.wal_checkpoint import WalCheckpointer
 from flock_es.log.wal_space import preallocate_wal
 
 __all__ = ["WARM_MAX", "LogWriter", "warm_statements"]
@@ -171,6 +172,8 @@ class LogWriter(ThreadDrain):
         self._conn: sqlite3.Connection | None = None
         self._task: asyncio.Future[None] | None = None
         self.commits = 0
+        # Checkpoints of the WAL beside the commits, not inside them (``wal_checkpoint``).
+        self.wal: WalCheckpointer | None = None
 
     @classmethod
     async def open(
@@ -189,6 +192,7 @@ class LogWriter(ThreadDrain):
             self._conn = await asyncio.to_thread(_connect, path, self.durability)
         except (OSError, sqlite3.Error) as exc:
             raise storage_error(path, exc, writing=True) from None
+        self.wal = WalCheckpointer(path)
         self.start_drain("flock-es-writer")
         return self
 
@@ -244,9 +248,12 @@ class LogWriter(ThreadDrain):
                 conn.execute("ROLLBACK")
             raise
         self.commits += 1
+        if self.wal is not None:
+            self.wal.committed(last - first)
         return first + 1, last
 
     def drain_ended(self) -> None:
+        self._stop_wal()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -279,7 +286,14 @@ class LogWriter(ThreadDrain):
         self.commits += 1
         if sync == "FULL":
             self.synced_commits += 1
+        if self.wal is not None:
+            self.wal.committed(len(events))
         return True
+
+    def _stop_wal(self) -> None:
+        wal, self.wal = self.wal, None
+        if wal is not None:
+            wal.stop()
 
     def _next_seq(self, conn: sqlite3.Connection) -> int:
         """The last seq, and the fence check, read inside the transaction (in the
@@ -303,5 +317,6 @@ class LogWriter(ThreadDrain):
         """Commit what is queued, then close the connection (the drain thread does)."""
         await self.stop_drain()
         if self._task is None and self._conn is not None:  # never started draining
+            self._stop_wal()
             self._conn.close()
             self._conn = None

@@ -1,0 +1,117 @@
+"""WAL checkpoints beside the writer (``log/wal_checkpoint.py``): behaviour and crash
+safety, never speed.
+
+The writer's commits kick a thread of its own that runs passive checkpoints once
+``every`` events were committed since the last; a short log never sees one; the
+thread ends with the writer; commits acknowledged before a SIGKILL that came after
+background checkpoints are all in the log, which passes ``integrity_check``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+from flock_es.log import LogReader, LogWriter
+from flock_es.log.wal_checkpoint import EVERY_EVENTS, WalCheckpointer
+from tests.conftest import cli_env
+from tests.log_contract import RUN, artifact, started
+
+KILLED_WRITER = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys, time
+    from flock_es.log import LogWriter
+    from tests.log_contract import RUN, artifact, started
+
+    async def main():
+        w = await LogWriter.open(sys.argv[1])
+        w.wal.every = 20
+        await w.append([started()])
+        for i in range(300):
+            await w.append([artifact(i)])
+        deadline = time.monotonic() + 30
+        while w.wal.checkpoints < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for i in range(300, 320):  # after the checkpoints: in the WAL only
+            await w.append([artifact(i)])
+        print("acknowledged", w.wal.checkpoints, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)  # no close: no last checkpoint either
+
+    asyncio.run(main())
+    """
+)
+
+
+def _wal_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "flock-es-wal"]
+
+
+async def _until(cond: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond() and time.monotonic() < deadline:  # type: ignore[operator]
+        await asyncio.sleep(0.01)
+
+
+async def test_commits_past_every_events_checkpoint_in_the_background(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    w = await LogWriter.open(db)
+    assert w.wal is not None
+    w.wal.every = 50
+    await w.append([started()])
+    for i in range(0, 400, 10):
+        await w.append([artifact(j) for j in range(i, i + 10)])
+    wal = w.wal
+    await _until(lambda: wal.checkpoints >= 1)
+    assert wal.checkpoints >= 1
+    # The main file holds what was checkpointed: a connection that reads it sees events
+    # without the WAL's help once every frame is copied (as the writer's close makes sure).
+    await w.close()
+    assert w.wal is None and not _wal_threads()
+    with LogReader(db) as reader:
+        got = [e for e in reader.iter_events(RUN) if e.kind.value == "artifact.published"]
+    assert len(got) == 400
+
+
+async def test_a_short_log_never_checkpoints_in_the_background(tmp_path: Path) -> None:
+    w = await LogWriter.open(tmp_path / "s.db")
+    assert w.wal is not None and w.wal.every == EVERY_EVENTS
+    await w.append([started()])
+    for i in range(50):
+        await w.append([artifact(i)])
+    assert w.wal.checkpoints == 0 and w.wal.pending == 51
+    await w.close()
+    assert not _wal_threads()
+
+
+def test_a_checkpointer_stops_at_once_when_never_kicked(tmp_path: Path) -> None:
+    db = tmp_path / "n.db"
+    sqlite3.connect(db).close()
+    c = WalCheckpointer(db)
+    c.stop()
+    assert c.checkpoints == 0 and not _wal_threads()
+
+
+def test_commits_survive_a_kill_after_background_checkpoints(tmp_path: Path) -> None:
+    db = tmp_path / "k.db"
+    out = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, str(db)],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=120,
+    )
+    assert "acknowledged" in out.stdout, out.stderr
+    assert int(out.stdout.split()[1]) >= 3
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    con.close()
+    with LogReader(db) as reader:
+        kinds = [e.kind.value for e in reader.iter_events(RUN)]
+    assert kinds.count("artifact.published") == 320
