@@ -5,6 +5,7 @@ $FLOCK_ES_TEST_PG is set)."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -160,6 +161,17 @@ def test_a_file_without_the_snapshots_table_still_opens_and_gets_it_on_upgrade(
         assert fold_run(log, run) == (state, 0)
 
 
+def _stored(store: EventStore, run: str, timeout: float = 60.0) -> tuple[int, bytes] | None:
+    """The run's snapshot, once its job stored one (None if none within ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with store.reader() as log:
+            found: tuple[int, bytes] | None = log.snapshot(run)
+        if found is not None or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
 def test_a_live_run_checkpoints_in_another_process(news_run: tuple[str, str]) -> None:
     """The checkpoint job stores the fold of the committed prefix (on each backend)."""
     db, run = news_run
@@ -171,13 +183,14 @@ def test_a_live_run_checkpoints_in_another_process(news_run: tuple[str, str]) ->
     assert checkpoints.job is None
     checkpoints.committed(events[half - 1 :])  # the run has grown enough
     job = checkpoints.job
-    assert job is not None and job.wait(timeout=60) == 0
-    with store.reader() as log:
-        found = log.snapshot(run)
+    assert job is not None
+    found = _stored(store, run)
     assert found is not None and found[0] == events[-1].seq
     assert decode(found[1]) == fold(events)
     assert checkpoints.next_at >= int(len(events) * GROWTH)
-    checkpoints.stop()  # nothing left to stop
+    assert job.poll() is None  # kept for the run's next checkpoints
+    checkpoints.stop()  # the run closes: so does its job
+    assert job.returncode is not None and checkpoints.job is None
     # The database (a URL may hold a password) is handed over in the environment:
     # a process's command line is readable by every user of the machine.
     assert not any(str(db) in str(arg) for arg in job.args)

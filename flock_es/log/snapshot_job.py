@@ -13,6 +13,11 @@ so it could not stop the job) stops too: on Linux the kernel sends it SIGTERM
 when its parent dies (``PR_SET_PDEATHSIG``); elsewhere a thread watches the
 parent's pid once a second.
 
+A live run starts one job and keeps it (``--serve``): it asks for each checkpoint
+with a line on the job's standard input, and the job goes on folding from where
+the last one left off (``serve``); the end of that input (the run closed it, or
+died) ends the job.
+
 Example::
 
     subprocess.Popen([sys.executable, "-m", "flock_es.log.snapshot_job", "data/flock-es.db", run])
@@ -28,7 +33,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO
 
 from flock_es.errors import DatabaseError
 from flock_es.log.backends import parse_db
@@ -44,8 +49,10 @@ __all__ = [
     "DB_FROM_ENV",
     "NICENESS",
     "PARENT_ENV",
+    "SERVE",
     "lower_priority",
     "main",
+    "serve",
     "snapshot_now",
     "stop_with_parent",
 ]
@@ -55,6 +62,10 @@ DB_FROM_ENV = "-"
 """``DB`` given as ``-``: the database is in ``$FLOCK_ES_SNAPSHOT_JOB_DB``. A run hands
 its database this way, so a PostgreSQL URL with a password never shows in the job's
 command line, which every user of the machine can read (``ps``)."""
+
+SERVE = "--serve"
+"""``DB RUN [N] --serve``: the job of a live run, which checkpoints each time a line comes on
+its standard input, until that ends (``serve``)."""
 
 PARENT_ENV = "FLOCK_ES_SNAPSHOT_JOB_PARENT"
 """The pid of the run that started the job: the job stops once that process is gone."""
@@ -171,39 +182,93 @@ def _fold_page(links: LinkFold, rows: list[EventRow]) -> None:
 def _snapshot(
     db: str, run_id: str, at_least: int, checked: bool, fold: Callable[..., None]
 ) -> bool:
-    ref = parse_db(db)
-    stored = False
-    with open_store(ref, readonly=True, checked=checked).reader() as reader, collector_paused():
-        store = open_store(ref, checked=checked)
-        # Up to what is committed now: a fold that followed the live run to its end
-        # might never finish.
-        target = reader.last_seq(run_id)
-        # The views of the latest link's artifacts are parked as they are decoded.
-        # Kept as seqs, read back from the log when pinned (``Parked``).
-        parked = Parked(reader.events_at)
-        start = start_state(
-            reader, run_id, target, compact=True, chained=True, artifacts=parked.take
-        )
-        links = LinkFold(start, parked)
-        state = links.state
-        cursor, folded = state.last_seq, 0
-        # Page by page, each read its own short transaction: one read held open for
-        # the whole fold would keep the run's writer from recycling its WAL, which
-        # would grow by everything the run commits meanwhile.
-        while page := reader.event_rows(run_id, after=cursor, until=target, limit=PAGE):
-            cursor = page[-1][0]
-            folded += len(page)
-            fold(_fold_page, links, page)
-            del page  # not alive while the next page is read
-            if links.full():
-                if not _store(store, run_id, links):
-                    return False
-                stored = True
-        if not links.behind:  # nothing folded, or the last page's link is at the target
-            return stored
-        if folded < max(at_least, 1) and not stored:
-            return False
-        return _store(store, run_id, links) or stored
+    with _Chain(db, run_id, checked) as chain:
+        return chain.checkpoint(at_least, fold)
+
+
+class _Chain:
+    """A run's compact fold and the links it stores, kept from one checkpoint to the
+    next by a job that serves them all (``serve``): the log is read from where the
+    last checkpoint left off, never again from the latest link."""
+
+    def __init__(self, db: str, run_id: str, checked: bool) -> None:
+        ref = parse_db(db)
+        self.run_id = run_id
+        self.reader = open_store(ref, readonly=True, checked=checked).reader()
+        try:
+            self.store = open_store(ref, checked=checked)
+        except BaseException:
+            self.reader.close()
+            raise
+        self.links: LinkFold | None = None
+        self.broken = False  # a link could not be stored: the fold cannot go on from it
+
+    def __enter__(self) -> _Chain:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.reader.close()
+
+    def checkpoint(self, at_least: int, fold: Callable[..., None]) -> bool:
+        """Fold the run as committed now and store its link; whether one was stored
+        (not when fewer than ``at_least`` events were folded past the last link)."""
+        reader, run_id = self.reader, self.run_id
+        with collector_paused():
+            # Up to what is committed now: a fold that followed the live run to its end
+            # might never finish.
+            target = reader.last_seq(run_id)
+            if self.links is None:
+                # The views of the latest link's artifacts are parked as they are decoded.
+                # Kept as seqs, read back from the log when pinned (``Parked``).
+                parked = Parked(reader.events_at)
+                start = start_state(
+                    reader, run_id, target, compact=True, chained=True, artifacts=parked.take
+                )
+                self.links = LinkFold(start, parked)
+            links = self.links
+            cursor, stored = links.state.last_seq, False
+            # Page by page, each read its own short transaction: one read held open for
+            # the whole fold would keep the run's writer from recycling its WAL, which
+            # would grow by everything the run commits meanwhile.
+            while page := reader.event_rows(run_id, after=cursor, until=target, limit=PAGE):
+                cursor = page[-1][0]
+                fold(_fold_page, links, page)
+                del page  # not alive while the next page is read
+                if links.full():
+                    if not self._store(links):
+                        return False
+                    stored = True
+            if not links.behind:  # nothing folded, or the last page's link is at the target
+                return stored
+            if links.behind < max(at_least, 1) and not stored:
+                return False
+            return self._store(links) or stored
+
+    def _store(self, links: LinkFold) -> bool:
+        stored = _store(self.store, self.run_id, links)
+        # ``link`` began the next segment whether or not its link was stored: a link
+        # after it would name one that is not there.
+        self.broken = self.broken or not stored
+        return stored
+
+
+def serve(db: str, run_id: str, at_least: int, requests: BinaryIO, checked: bool = False) -> int:
+    """Checkpoint ``run_id`` each time a line comes on ``requests`` (a live run's pipe),
+    from one fold kept between them, until it ends (the run closed it, or is gone);
+    the exit status: 0, or 1 once a link could not be stored.
+
+    One job per run, not one per checkpoint: a job per checkpoint paid the
+    interpreter and imports (some 0.1 s of CPU) and decoded the latest link again
+    each time, beside a run whose threads it slows (workload (b): issue 14). Lines
+    queued while a fold is under way are each a checkpoint of what is committed by
+    then, which stores nothing if too little was (``at_least``). The pages are folded
+    in an idle thread, as a job's always are (``snapshot_now``)."""
+    with IdleWorker() as worker, _Chain(db, run_id, checked) as chain:
+        while requests.readline():
+            chain.checkpoint(at_least, worker.call)
+            if chain.broken:
+                return 1
+    return 0
 
 
 def _store(store: EventStore, run_id: str, links: LinkFold) -> bool:
@@ -222,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the job process: ``DB RUN [AT_LEAST]``; the exit status says if a
     snapshot was stored."""
     args = argv if argv is not None else sys.argv[1:]
+    serving = SERVE in args
+    args = [a for a in args if a != SERVE]
     db, run_id = args[:2]
     if db == DB_FROM_ENV:
         db = os.environ.get(DB_ENV, "")
@@ -233,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     lower_priority()
     try:
         # Started by a run (whose writer checked the file): no second check.
+        if serving:
+            return serve(db, run_id, at_least, sys.stdin.buffer, checked=by_run)
         return 0 if snapshot_now(db, run_id, at_least, checked=by_run, idle=True) else 1
     except DatabaseError:
         return 2  # the file went away or is damaged: the run (or a reader) will say so

@@ -3,14 +3,18 @@
 ``Checkpoints`` counts the run's committed events (a kernel listener: one
 ``len`` per commit) and, each time the run has grown by a factor of ``GROWTH``
 since the last checkpoint (by at least ``SNAPSHOT_EVERY`` events, at most
-``STEP_MAX``), starts ``flock_es.log.snapshot_job`` in a separate process at
-the lowest priority, one at a time. The job folds the committed log compactly
-from the latest snapshot's compact state and stores the next link of the chain
-(``flock_es.projection.snapshot``): its work and memory are those of the events
-since that snapshot and of what pending work holds, not of the run's whole
-state, so the jobs add up to about one compact fold of the run, off the run's
-threads. ``resume`` after a crash and ``show --at`` so start from a snapshot at
-most about a third of the run, and at most ``STEP_MAX`` events, behind.
+``STEP_MAX``), asks its job for one: ``flock_es.log.snapshot_job --serve``, a
+separate process at the lowest priority, started at the first checkpoint and
+kept for the run (a line on its standard input per checkpoint; a new one if it
+ended). The job folds the committed log compactly, from the latest snapshot's
+compact state when it starts and from where its last checkpoint left off after
+that, and stores the next link of the chain (``flock_es.projection.snapshot``):
+its memory is that of what pending work holds, not of the run's whole state, and
+its work adds up to one compact fold of the run, off the run's threads. One job,
+not one per checkpoint: each paid an interpreter, its imports and a decode of
+the latest link, beside a run whose threads any CPU it takes slows (issue 14).
+``resume`` after a crash and ``show --at`` so start from a snapshot at most about
+a third of the run, and at most ``STEP_MAX`` events, behind.
 
 A snapshot is a cache: a job that fails, or that ``close`` stops, costs nothing
 but the shortcut.
@@ -35,7 +39,7 @@ from pathlib import Path
 
 from flock_es.domain.events import Event
 from flock_es.log.backends import DbRef
-from flock_es.log.snapshot_job import DB_ENV, DB_FROM_ENV, PARENT_ENV, lower_priority
+from flock_es.log.snapshot_job import DB_ENV, DB_FROM_ENV, PARENT_ENV, SERVE, lower_priority
 from flock_es.projection.snapshot import SNAPSHOT_EVERY
 
 __all__ = ["GROWTH", "JOB", "STEP_MAX", "Checkpoints", "job_env"]
@@ -98,26 +102,43 @@ class Checkpoints:
         self.started = 0
 
     def committed(self, events: list[Event]) -> None:
-        """Kernel listener: count the unit; start a job when the run has grown enough."""
+        """Kernel listener: count the unit; ask for a checkpoint when the run has grown
+        enough."""
         self.events += len(events)
-        if self.events >= self.next_at and (self.job is None or self.job.poll() is not None):
-            self._start()
+        if self.events >= self.next_at:
+            self._request()
 
     def step(self) -> int:
         """Events from now to the next checkpoint: the run grown by ``GROWTH``, at least
         ``every`` and at most ``STEP_MAX`` events on."""
         return min(max(self.every, int(self.events * (GROWTH - 1))), max(STEP_MAX, self.every))
 
-    def _start(self) -> None:
+    def _request(self) -> None:
+        """One checkpoint from the run's job (started if it has none, or it ended): a
+        line on its input, which waits there while the job folds."""
         self.next_at = self.events + self.step()
+        job = self.job
+        if job is not None and job.poll() is None and job.stdin is not None:
+            try:
+                os.write(job.stdin.fileno(), b"\n")
+                return
+            except BlockingIOError:  # a full pipe: checkpoints enough are asked for
+                return
+            except OSError:  # it ended meanwhile: a new one
+                pass
+        self._start()
+
+    def _start(self) -> None:
+        self._close_input()
         try:
             self.job = subprocess.Popen(
                 # The database goes in the environment, not argv: a URL's password
                 # would show in ``ps`` to every user of the machine. ``-P``: see job_env.
-                [sys.executable, "-P", "-m", JOB, DB_FROM_ENV, self.run_id, str(self.every)],
-                # The job stops when this process ends, however it ends (SIGKILL too).
+                [sys.executable, "-P", "-m", JOB, DB_FROM_ENV, self.run_id, str(self.every), SERVE],
+                # The job stops when this process ends, however it ends (SIGKILL too:
+                # its input ends then, as when ``stop`` closes it).
                 env=job_env(self.db),
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -128,9 +149,21 @@ class Checkpoints:
         # At once, not from the job once it is up: its start-up is CPU too. Popen
         # returns once the job has exec'd, so it has run for microseconds at most.
         lower_priority(self.job.pid)
+        assert self.job.stdin is not None
+        fd = self.job.stdin.fileno()
+        os.set_blocking(fd, False)  # the run's loop never waits for its job
+        with contextlib.suppress(OSError):
+            os.write(fd, b"\n")  # the first checkpoint
+
+    def _close_input(self) -> None:
+        job = self.job
+        if job is not None and job.stdin is not None:
+            with contextlib.suppress(OSError):
+                job.stdin.close()
 
     def stop(self) -> None:
-        """Stop a job still folding (the run is closing) and reap it."""
+        """Stop the job (the run is closing), folding or not, and reap it."""
+        self._close_input()
         job, self.job = self.job, None
         if job is None or job.poll() is not None:
             return
