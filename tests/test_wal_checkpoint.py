@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from flock_es.log import LogReader, LogWriter
-from flock_es.log.wal_checkpoint import EVERY_EVENTS, WalCheckpointer
+from flock_es.log.wal_checkpoint import EVERY_EVENTS, WalCheckpointer, wal_frames
 from tests.conftest import cli_env
 from tests.log_contract import RUN, artifact, started
 
@@ -31,7 +31,7 @@ KILLED_WRITER = textwrap.dedent(
 
     async def main():
         w = await LogWriter.open(sys.argv[1])
-        w.wal.every = 20
+        w.wal.every, w.wal.from_frames = 20, 0
         await w.append([started()])
         for i in range(300):
             await w.append([artifact(i)])
@@ -62,7 +62,7 @@ async def test_commits_past_every_events_checkpoint_in_the_background(tmp_path: 
     db = tmp_path / "c.db"
     w = await LogWriter.open(db)
     assert w.wal is not None
-    w.wal.every = 50
+    w.wal.every, w.wal.from_frames = 50, 0
     await w.append([started()])
     for i in range(0, 400, 10):
         await w.append([artifact(j) for j in range(i, i + 10)])
@@ -87,6 +87,38 @@ async def test_a_short_log_never_checkpoints_in_the_background(tmp_path: Path) -
     assert w.wal.checkpoints == 0 and w.wal.pending == 51
     await w.close()
     assert not _wal_threads()
+
+
+async def test_a_short_wal_is_left_to_the_writer_however_many_events(tmp_path: Path) -> None:
+    """Kicked, but the WAL holds fewer than ``from_frames`` frames: no checkpoint (a
+    2,000-artifact run's WAL never reaches the writer's own checkpoint either)."""
+    db = tmp_path / "w.db"
+    w = await LogWriter.open(db)
+    assert w.wal is not None
+    w.wal.every = 10
+    await w.append([started()])
+    for i in range(0, 200, 10):
+        await w.append([artifact(j) for j in range(i, i + 10)])
+    frames = wal_frames(db)
+    assert frames is not None and 0 < frames < w.wal.from_frames
+    time.sleep(0.2)  # the kicks are seen
+    assert w.wal.checkpoints == 0
+    await w.close()
+    assert wal_frames(tmp_path / "none.db") is None
+
+
+def test_wal_frames_reads_what_a_checkpoint_reports(tmp_path: Path) -> None:
+    db = tmp_path / "f.db"
+    con = sqlite3.connect(db, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA wal_autocheckpoint=0")
+    con.execute("CREATE TABLE t(x)")
+    for _ in range(30):
+        con.execute("INSERT INTO t VALUES (randomblob(3000))")
+    frames = wal_frames(db)
+    busy, log, done = con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert busy == 0 and frames == log == done and log > 30
+    con.close()
 
 
 def test_a_checkpointer_stops_at_once_when_never_kicked(tmp_path: Path) -> None:

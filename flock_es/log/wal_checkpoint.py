@@ -10,12 +10,14 @@ it system time (issue 14: a run of 2,000 artifacts never reaches a checkpoint).
 
 ``WalCheckpointer`` runs passive checkpoints on a connection of its own, in a
 thread of its own, each time the writer has committed ``EVERY_EVENTS`` events
-since the last: SQLite does the copy without the GIL, on the other core, while
-the writer goes on committing (a passive checkpoint never blocks a writer or
-a reader; it copies the frames no reader still needs). The writer keeps its own
-``wal_autocheckpoint``: by the time it fires, most frames are copied, so its
-checkpoint is short, and the WAL restarts from its beginning once every frame
-is copied, as before. Durability does not change: a commit's durability is the
+since the last and the WAL holds at least ``FROM_FRAMES`` frames: SQLite does the
+copy without the GIL, on the other core, while the writer goes on committing (a
+passive checkpoint never blocks a writer or a reader; it copies the frames no
+reader still needs). The writer keeps its own ``wal_autocheckpoint``: by the
+time it fires, most frames are copied, so its checkpoint is short, and the WAL
+restarts from its beginning once every frame is copied, as before. A WAL that
+never comes near the writer's checkpoint (a run of 2,000 artifacts) is not
+checkpointed before its close, as before. Durability does not change: a commit's durability is the
 WAL's, and a checkpoint syncs the WAL before it copies and the database file
 after it copies, whichever connection runs it.
 
@@ -29,11 +31,13 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
+import struct
 import threading
 from pathlib import Path
 
-__all__ = ["EVERY_EVENTS", "WalCheckpointer"]
+__all__ = ["EVERY_EVENTS", "FROM_FRAMES", "WalCheckpointer", "wal_frames"]
 
 EVERY_EVENTS = 8192
 """Events committed between two background checkpoints: some 2,000 WAL pages in
@@ -41,12 +45,41 @@ workload (b), a fifth of the writer's ``wal_autocheckpoint``. A log that commits
 less than this (a test, a short run) never sees one: its WAL syncs are its commits'."""
 
 
+FROM_FRAMES = 6000
+"""The fewest WAL frames worth a background checkpoint: six tenths of the writer's
+``wal_autocheckpoint`` (``schema.WRITER_PRAGMAS``)."""
+
+_MX_FRAME = struct.Struct("=I")  # the header's mxFrame, in the host's byte order
+_MX_FRAME_AT = 16
+
+
+def wal_frames(db: Path) -> int | None:
+    """The frames the WAL of ``db`` holds, read from the wal-index header in its
+    ``-shm`` file (``mxFrame``, at offset 16: https://sqlite.org/walformat.html);
+    None if it cannot be read. A hint, read without a lock: a checkpoint decides
+    nothing else by it."""
+    try:
+        fd = os.open(f"{db}-shm", os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        data = os.pread(fd, _MX_FRAME.size, _MX_FRAME_AT)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return _MX_FRAME.unpack(data)[0] if len(data) == _MX_FRAME.size else None
+
+
 class WalCheckpointer:
     """Passive WAL checkpoints of the database at ``path`` in a thread of its own."""
 
-    def __init__(self, path: Path, every: int = EVERY_EVENTS) -> None:
+    def __init__(
+        self, path: Path, every: int = EVERY_EVENTS, from_frames: int = FROM_FRAMES
+    ) -> None:
         self.path = path
         self.every = every
+        self.from_frames = from_frames
         self.pending = 0  # events committed since the last kick
         self.checkpoints = 0  # checkpoints run (tests)
         self._kick = threading.Event()
@@ -76,6 +109,9 @@ class WalCheckpointer:
                 self._kick.clear()
                 if self._stopping:
                     return
+                frames = wal_frames(self.path)
+                if frames is not None and frames < self.from_frames:
+                    continue
                 with contextlib.suppress(sqlite3.Error):  # busy, or the file went away
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                     self.checkpoints += 1
