@@ -75,9 +75,12 @@ WRITER_PRAGMAS = (
     # SQLite checkpoints every 1,000 WAL pages (4 MB) by default, on the committing
     # thread, and each checkpoint syncs the WAL and the database: at (b)'s rate that
     # is a checkpoint every ~1,500 agent runs, a good part of the writer's wall time.
-    # Every 10,000 pages, a page written by many commits is copied once, not ten times.
+    # Here the writer's own is a backstop at 20,000 pages: from 10,000 on, a thread of
+    # its own copies the WAL beside the commits (``wal_checkpoint.WalCheckpointer``),
+    # so the writer's finds little left to copy, and restarts the WAL. A page written by
+    # many commits is copied a few times, not once per 1,000 pages of them.
     # Durability is unchanged: it is the WAL's, and the sync policy decides it.
-    "PRAGMA wal_autocheckpoint=10000",
+    "PRAGMA wal_autocheckpoint=20000",
 )
 
 _QUERY_COLUMNS = ",\n    ".join(
