@@ -151,7 +151,8 @@ class Checkpoints:
         lower_priority(self.job.pid)
         assert self.job.stdin is not None
         fd = self.job.stdin.fileno()
-        os.set_blocking(fd, False)  # the run's loop never waits for its job
+        with contextlib.suppress(AttributeError, OSError):  # (Windows before 3.12: none)
+            os.set_blocking(fd, False)  # the run's loop never waits for its job
         with contextlib.suppress(OSError):
             os.write(fd, b"\n")  # the first checkpoint
 
