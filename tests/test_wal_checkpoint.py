@@ -10,6 +10,7 @@ background checkpoints are all in the log, which passes ``integrity_check``.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import subprocess
 import sys
@@ -18,8 +19,10 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from flock_es.log import LogReader, LogWriter
-from flock_es.log.wal_checkpoint import EVERY_EVENTS, WalCheckpointer, wal_frames
+from flock_es.log.wal_checkpoint import EVERY_EVENTS, WalCheckpointer, wal_reached
 from tests.conftest import cli_env
 from tests.log_contract import RUN, artifact, started
 
@@ -90,7 +93,7 @@ async def test_a_short_log_never_checkpoints_in_the_background(tmp_path: Path) -
 
 
 async def test_a_short_wal_is_left_to_the_writer_however_many_events(tmp_path: Path) -> None:
-    """Kicked, but the WAL holds fewer than ``from_frames`` frames: no checkpoint (a
+    """Kicked, but the WAL never held ``from_frames`` frames: no checkpoint (a
     2,000-artifact run's WAL never reaches the writer's own checkpoint either)."""
     db = tmp_path / "w.db"
     w = await LogWriter.open(db)
@@ -99,15 +102,19 @@ async def test_a_short_wal_is_left_to_the_writer_however_many_events(tmp_path: P
     await w.append([started()])
     for i in range(0, 200, 10):
         await w.append([artifact(j) for j in range(i, i + 10)])
-    frames = wal_frames(db)
-    assert frames is not None and 0 < frames < w.wal.from_frames
+    assert not wal_reached(db, w.wal.from_frames, 4096) and wal_reached(db, 1, 4096)
     time.sleep(0.2)  # the kicks are seen
     assert w.wal.checkpoints == 0
     await w.close()
-    assert wal_frames(tmp_path / "none.db") is None
+    assert not wal_reached(tmp_path / "none.db", 1, 4096)
 
 
-def test_wal_frames_reads_what_a_checkpoint_reports(tmp_path: Path) -> None:
+def test_reading_the_wal_s_size_keeps_sqlite_s_locks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``wal_reached`` opens no file of the log: a descriptor closed in this process
+    would drop SQLite's POSIX locks on it (the wal-index's among them), and another
+    connection would then take the wal-index for abandoned and reset it."""
     db = tmp_path / "f.db"
     con = sqlite3.connect(db, isolation_level=None)
     con.execute("PRAGMA journal_mode=WAL")
@@ -115,9 +122,17 @@ def test_wal_frames_reads_what_a_checkpoint_reports(tmp_path: Path) -> None:
     con.execute("CREATE TABLE t(x)")
     for _ in range(30):
         con.execute("INSERT INTO t VALUES (randomblob(3000))")
-    frames = wal_frames(db)
-    busy, log, done = con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    assert busy == 0 and frames == log == done and log > 30
+    opened: list[str] = []
+    real_open = os.open
+
+    def watched(path: object, *args: object, **kw: object) -> int:
+        opened.append(str(path))
+        return real_open(path, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", watched)
+    assert wal_reached(db, 30, 4096) and not wal_reached(db, 10_000, 4096)
+    monkeypatch.undo()
+    assert opened == []
     con.close()
 
 

@@ -10,7 +10,7 @@ it system time (issue 14: a run of 2,000 artifacts never reaches a checkpoint).
 
 ``WalCheckpointer`` runs passive checkpoints on a connection of its own, in a
 thread of its own, each time the writer has committed ``EVERY_EVENTS`` events
-since the last and the WAL holds at least ``FROM_FRAMES`` frames: SQLite does the
+since the last, once the WAL has held ``FROM_FRAMES`` frames: SQLite does the
 copy without the GIL, on the other core, while the writer goes on committing (a
 passive checkpoint never blocks a writer or a reader; it copies the frames no
 reader still needs). The writer keeps its own ``wal_autocheckpoint``, at twice
@@ -33,11 +33,10 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import struct
 import threading
 from pathlib import Path
 
-__all__ = ["EVERY_EVENTS", "FROM_FRAMES", "WalCheckpointer", "wal_frames"]
+__all__ = ["EVERY_EVENTS", "FROM_FRAMES", "WalCheckpointer", "wal_reached"]
 
 EVERY_EVENTS = 8192
 """Events committed between two background checkpoints: some 2,000 WAL pages in
@@ -46,31 +45,28 @@ less than this (a test, a short run) never sees one: its WAL syncs are its commi
 
 
 FROM_FRAMES = 10_000
-"""The fewest WAL frames worth a background checkpoint: half the writer's own
-``wal_autocheckpoint`` (``schema.WRITER_PRAGMAS``), which was this before it had a
-checkpointer beside it: a WAL that never grew this large (a run of 2,000 artifacts
-in workload (b) ends at about 9,000) is copied at the writer's close, as before."""
+"""The WAL frames a log's WAL holds (at its largest so far) before background
+checkpoints begin: half the writer's own ``wal_autocheckpoint``
+(``schema.WRITER_PRAGMAS``), which was this before it had a checkpointer beside it.
+A WAL that never grew this large (a run of 2,000 artifacts in workload (b) ends at
+about 9,000) is copied at the writer's close, as before."""
 
-_MX_FRAME = struct.Struct("=I")  # the header's mxFrame, in the host's byte order
-_MX_FRAME_AT = 16
+_FRAME_HEAD = 24  # bytes before each page in a WAL frame (https://sqlite.org/walformat.html)
 
 
-def wal_frames(db: Path) -> int | None:
-    """The frames the WAL of ``db`` holds, read from the wal-index header in its
-    ``-shm`` file (``mxFrame``, at offset 16: https://sqlite.org/walformat.html);
-    None if it cannot be read. A hint, read without a lock: a checkpoint decides
-    nothing else by it."""
+def wal_reached(db: Path, frames: int, page_size: int) -> bool:
+    """Whether the WAL file of ``db`` has ever held ``frames`` frames: its size, which
+    only grows while the log is open (a restarted WAL is written over from its start).
+
+    Read with ``stat``, never by opening a file of the database: closing a descriptor
+    drops every POSIX lock this process holds on that file, SQLite's too (reading
+    mxFrame from the ``-shm`` file so let another connection take the wal-index for
+    abandoned and reset it under the writer's map, which then died of SIGBUS)."""
     try:
-        fd = os.open(f"{db}-shm", os.O_RDONLY)
+        size = os.stat(f"{db}-wal").st_size
     except OSError:
-        return None
-    try:
-        data = os.pread(fd, _MX_FRAME.size, _MX_FRAME_AT)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return _MX_FRAME.unpack(data)[0] if len(data) == _MX_FRAME.size else None
+        return False
+    return size >= frames * (page_size + _FRAME_HEAD)
 
 
 class WalCheckpointer:
@@ -106,13 +102,15 @@ class WalCheckpointer:
             # syncs as the writer's would; a passive one never waits for a lock.
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=0")
+            page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+            large = False  # the WAL has held FROM_FRAMES frames: from then on, each kick
             while True:
                 self._kick.wait()
                 self._kick.clear()
                 if self._stopping:
                     return
-                frames = wal_frames(self.path)
-                if frames is not None and frames < self.from_frames:
+                large = large or wal_reached(self.path, self.from_frames, page_size)
+                if not large:
                     continue
                 with contextlib.suppress(sqlite3.Error):  # busy, or the file went away
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
