@@ -114,6 +114,22 @@ def run_cli(
     )
 
 
+def run_killed_writer(script: str, db: Path) -> str:
+    """Run ``script`` (Python source, given ``db`` as its argument) in a process of its
+    own from the repository's root, as the crash tests' writers that kill themselves
+    do; its standard output. Fails with its standard error if it acknowledged nothing."""
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(db)],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        cwd=Path(__file__).resolve().parent.parent,
+        timeout=120,
+    )
+    assert "acknowledged" in out.stdout, out.stderr
+    return out.stdout
+
+
 def event_kinds(db: Path) -> list[str]:
     """The kinds of every event in a SQLite log, in commit order."""
     con = sqlite3.connect(db)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -23,7 +21,7 @@ import pytest
 
 from flock_es.log import LogReader, LogWriter
 from flock_es.log.wal_checkpoint import EVERY_EVENTS, WalCheckpointer, wal_reached
-from tests.conftest import cli_env
+from tests.conftest import run_killed_writer
 from tests.log_contract import RUN, artifact, started
 
 KILLED_WRITER = textwrap.dedent(
@@ -146,16 +144,8 @@ def test_a_checkpointer_stops_at_once_when_never_kicked(tmp_path: Path) -> None:
 
 def test_commits_survive_a_kill_after_background_checkpoints(tmp_path: Path) -> None:
     db = tmp_path / "k.db"
-    out = subprocess.run(
-        [sys.executable, "-c", KILLED_WRITER, str(db)],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        cwd=Path(__file__).resolve().parent.parent,
-        timeout=120,
-    )
-    assert "acknowledged" in out.stdout, out.stderr
-    assert int(out.stdout.split()[1]) >= 3
+    stdout = run_killed_writer(KILLED_WRITER, db)
+    assert int(stdout.split()[1]) >= 3
     con = sqlite3.connect(db)
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     con.close()

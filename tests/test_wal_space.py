@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 from flock_es.log import Durability, LogReader, LogWriter
 from flock_es.log.wal_space import WAL_ROOM, preallocate_wal
-from tests.conftest import cli_env
+from tests.conftest import run_killed_writer
 from tests.log_contract import RUN, artifact
 
 KILLED_WRITER = textwrap.dedent(
@@ -66,15 +64,7 @@ async def test_a_full_writer_writes_ahead_a_normal_one_does_not(tmp_path: Path) 
 
 def test_commits_survive_a_kill_over_the_zeros(tmp_path: Path) -> None:
     db = tmp_path / "k.db"
-    out = subprocess.run(
-        [sys.executable, "-c", KILLED_WRITER, str(db)],
-        capture_output=True,
-        text=True,
-        env=cli_env(),
-        cwd=Path(__file__).resolve().parent.parent,
-        timeout=120,
-    )
-    assert "acknowledged" in out.stdout, out.stderr
+    run_killed_writer(KILLED_WRITER, db)
     wal = Path(f"{db}-wal")
     assert wal.stat().st_size >= WAL_ROOM  # frames, then zeros: recovery must stop there
     with LogReader(db) as reader:
