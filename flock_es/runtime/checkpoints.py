@@ -13,8 +13,10 @@ its memory is that of what pending work holds, not of the run's whole state, and
 its work adds up to one compact fold of the run, off the run's threads. One job,
 not one per checkpoint: each paid an interpreter, its imports and a decode of
 the latest link, beside a run whose threads any CPU it takes slows (issue 14).
-``resume`` after a crash and ``show --at`` so start from a snapshot at most about
-a third of the run, and at most ``STEP_MAX`` events, behind.
+The run so asks for a snapshot at most about a third of the run, and at most
+``STEP_MAX`` events, behind; the job folds on spare CPU only and can fall further
+behind (a run committing faster than it folds, a busy machine), and ``resume`` after
+a crash or ``show --at`` then fold the rest from the log.
 
 A snapshot is a cache: a job that fails, or that ``close`` stops, costs nothing
 but the shortcut.
