@@ -6,8 +6,9 @@
 Run directly, it publishes N artifacts (a list of N objects, as workload (b)
 does; with ``FLOCK_ES_BENCH_FEED=generator``, a generator, so the program holds
 none of them), runs until idle and prints one JSON line: wall seconds, CPU
-seconds and peak RSS of this process for the run, and the peak RSS of the
-checkpoint jobs it started (``jobs_rss_mb``).
+seconds and peak RSS of this process for the run, the CPU seconds of its event
+loop's thread and of its SQLite writer's (``main_cpu``, ``writer_cpu``; Linux), and
+the peak RSS of the checkpoint jobs it started (``jobs_rss_mb``).
 ``flock-es resume`` and ``replay`` load the same file (``main`` is not called
 on resume).
 """
@@ -19,6 +20,7 @@ import json
 import os
 import resource
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -59,13 +61,35 @@ async def main() -> None:
         await flock.publish_many([Item(n=i) for i in range(n)])
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds of each live thread of this process, by thread name (Linux: read
+    from /proc; elsewhere, empty)."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    out: dict[str, float] = {}
+    for t in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{t.native_id}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[t.name] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return out
+
+
 async def measured(db: Path) -> dict[str, float]:
     flock.db_path = db
     await flock.start()
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    before = thread_cpu()
     await main()
     await flock.run_until_idle()
     wall = time.perf_counter() - t0
+    after = thread_cpu()
+    # The split between the loop's thread and the writer's: wall is close to their sum
+    # when they take turns, close to the larger when they overlap.
+    split = {
+        k: after[k] - before.get(k, 0.0) for k in ("MainThread", "flock-es-writer") if k in after
+    }
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     await flock.close()  # stops and reaps the run's checkpoint jobs
     jobs = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -76,6 +100,8 @@ async def measured(db: Path) -> dict[str, float]:
         "rss_mb": r1.ru_maxrss / 1024,
         "jobs_rss_mb": jobs,
         "run_id": flock.run_id,
+        "main_cpu": split.get("MainThread", 0.0),
+        "writer_cpu": split.get("flock-es-writer", 0.0),
     }
 
 

@@ -7,9 +7,11 @@
 For each size (8 ``def`` agents, one output each, so 8 agent runs per artifact;
 program: bench/_scale_program.py), in fresh processes:
 
-run      the program itself: agent runs per second, CPU per run, peak RSS, and
-         database bytes per run (database plus WAL after close); sizes up to 20,000
-         artifacts are run three times and the median (by wall time) is reported;
+run      the program itself: agent runs per second, CPU per run (in all, then the
+         event loop's thread and the SQLite writer's: their sum close to the wall
+         time per run says they took turns), peak RSS, and database bytes per run
+         (database plus WAL after close); sizes up to 20,000 artifacts are run three
+         times and the median (by wall time) is reported;
 resume   a second run of the same size is SIGKILLed about halfway (once half of
          its events are in the log), then ``flock-es resume`` finishes it:
          wall time, CPU seconds and peak RSS of the resume process;
@@ -246,6 +248,8 @@ def one_size(n: int, tmp: Path) -> dict[str, float]:
         "events": full_events,
         "runs_per_s": runs / r["wall"],
         "cpu_us_per_run": r["cpu"] / runs * 1e6,
+        "main_us_per_run": r.get("main_cpu", 0.0) / runs * 1e6,
+        "writer_us_per_run": r.get("writer_cpu", 0.0) / runs * 1e6,
         "run_rss_mb": r["rss_mb"],
         "jobs_rss_mb": r.get("jobs_rss_mb", 0.0),
         "db_bytes_per_run": _size(db) / runs,
@@ -284,7 +288,7 @@ def main() -> None:
     print(machine())
     print(f"publish_many of a {args.feed} of N objects")
     print(
-        "| Artifacts (agent runs) | events | runs/s | CPU µs/run | run RSS (its jobs) "
+        "| Artifacts (agent runs) | events | runs/s | CPU µs/run (main; writer) | run RSS (its jobs) "
         "| db bytes/run | show --at end (CPU) | replay (CPU; run CPU) | replay RSS "
         "| resume (CPU) (killed at) | resume RSS own (its jobs) |"
     )
@@ -295,6 +299,7 @@ def main() -> None:
             print(
                 f"| {n:,} ({r['runs']:,}) | {r['events']:,} | {r['runs_per_s']:,.0f} "
                 f"| {r['cpu_us_per_run']:.1f} "
+                f"({r['main_us_per_run']:.1f}; {r['writer_us_per_run']:.1f}) "
                 f"| {r['run_rss_mb']:.0f} MB ({r['jobs_rss_mb']:.0f} MB) "
                 f"| {r['db_bytes_per_run']:.0f} "
                 f"| {r['show_at_s']:.1f} s ({r['show_at_cpu_s']:.1f} CPU-s) "
