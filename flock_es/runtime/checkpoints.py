@@ -87,7 +87,8 @@ def _site_dirs() -> frozenset[str]:
 
 
 class Checkpoints:
-    """Starts snapshot jobs for one run as its committed events grow."""
+    """Keeps one run's checkpoint job and asks it for a checkpoint as the run's committed
+    events grow."""
 
     def __init__(
         self, db: DbRef, run_id: str, events: int = 0, every: int = SNAPSHOT_EVERY, lag: int = 0
@@ -119,16 +120,22 @@ class Checkpoints:
         """One checkpoint from the run's job (started if it has none, or it ended): a
         line on its input, which waits there while the job folds."""
         self.next_at = self.events + self.step()
+        if not self._ask():
+            self._start()
+            self._ask()
+
+    def _ask(self) -> bool:
+        """A line on the job's input (one checkpoint); False if no live job took it."""
         job = self.job
-        if job is not None and job.poll() is None and job.stdin is not None:
-            try:
-                os.write(job.stdin.fileno(), b"\n")
-                return
-            except BlockingIOError:  # a full pipe: checkpoints enough are asked for
-                return
-            except OSError:  # it ended meanwhile: a new one
-                pass
-        self._start()
+        if job is None or job.stdin is None or job.poll() is not None:
+            return False
+        try:
+            os.write(job.stdin.fileno(), b"\n")
+        except BlockingIOError:  # a full pipe: checkpoints enough are asked for
+            pass
+        except OSError:  # it ended meanwhile
+            return False
+        return True
 
     def _start(self) -> None:
         self._close_input()
@@ -155,8 +162,6 @@ class Checkpoints:
         fd = self.job.stdin.fileno()
         with contextlib.suppress(AttributeError, OSError):  # (Windows before 3.12: none)
             os.set_blocking(fd, False)  # the run's loop never waits for its job
-        with contextlib.suppress(OSError):
-            os.write(fd, b"\n")  # the first checkpoint
 
     def _close_input(self) -> None:
         job = self.job
