@@ -42,11 +42,11 @@ def published(
         if not epochs:
             return []
         column, keys = ("id", ids) if ids is not None else ("correlation_id", [correlation_id])
-        cond = by_key(run_id, column, epochs)
+        cond = by_key(run_id, column, epochs, bounded=True)
         # One index probe per id: the ids asked for at once are few (a task's context).
         for key in dict.fromkeys(keys):
             rows += board.reader.query(
-                f"SELECT a.seq FROM artifacts a WHERE a.run_id = ? AND {cond} AND a.seq <= ?",
+                f"SELECT a.seq FROM artifacts a WHERE a.run_id = ? AND {cond}",
                 (run_id, *epochs, key, until_seq),
             )
     elif type_name is not None:

@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -75,26 +76,36 @@ def where(
         add(_one_of("a.type", f.types), *f.types)
     if f.produced_by:
         add(_one_of("a.produced_by", f.produced_by), *f.produced_by)
+    # The seq bound goes into a probe's subquery where there is one (``by_key``): beside
+    # the run's id, an outer ``a.seq <= ?`` made SQLite walk the run's index to it.
+    bound = [f.until_seq] if f.until_seq is not None else []
     if f.correlation_id is not None:
         epochs = epochs or (-1,)  # no epoch: the run has no events
-        add(by_key(f.run_id, "correlation_id", epochs), *epochs, f.correlation_id)
+        add(
+            by_key(f.run_id, "correlation_id", epochs, bool(bound)),
+            *epochs,
+            f.correlation_id,
+            *bound,
+        )
+        bound = []
     if f.visibility:
         add(_one_of("a.vis_kind", f.visibility), *f.visibility)
     if f.since is not None:
         add("a.ts >= ?", f.since)
     if f.until is not None:
         add("a.ts <= ?", f.until)
-    if f.until_seq is not None:
-        add("a.seq <= ?", f.until_seq)
     # A tag's seqs come once per query from artifact_tags' (run_id, tag, seq) index (the
     # subquery does not depend on the row); SQLite then probes (run_id, [type,] seq) in
     # seq order, so a rare tag stays cheap and needs no sort.
     if f.run_id is not None:
-        tagged = "a.seq {} (SELECT t.seq FROM artifact_tags t WHERE t.run_id = ? AND t.tag = ?)"
+        tagged = "a.seq {} (SELECT t.seq FROM artifact_tags t WHERE t.run_id = ? AND t.tag = ?{})"
         for tag in f.tags:
-            add(tagged.format("IN"), f.run_id, tag)
+            add(tagged.format("IN", " AND t.seq <= ?" if bound else ""), f.run_id, tag, *bound)
+            bound = []
         if f.exclude_tag is not None:
-            add(tagged.format("NOT IN"), f.run_id, f.exclude_tag)
+            add(tagged.format("NOT IN", ""), f.run_id, f.exclude_tag)
+    if bound:
+        add("a.seq <= ?", *bound)
     else:  # every run: one probe of (run_id, seq) per row (a tag row has its artifact's seq)
         probe = "EXISTS (SELECT 1 FROM artifact_tags t WHERE t.run_id = a.run_id AND t.seq = a.seq AND t.tag = ?)"
         for tag in f.tags:
@@ -236,15 +247,17 @@ class BoardQueries:
     ) -> StoredArtifact | None:
         """The artifact ``artifact_id`` if ``f`` selects it (and ``viewer`` may see it)."""
         f = f or ArtifactFilter()
-        clause, args = self._where(f, viewer)
         epochs = self.epochs(f.run_id, f.until_seq)
         if not epochs:
             return None
+        # The seq bound inside the id's probe (``by_key``), not in the clause beside it.
+        bound = [f.until_seq] if f.until_seq is not None else []
+        clause, args = self._where(replace(f, until_seq=None), viewer)
         glue = " AND " if clause else " WHERE "
+        key = by_key(f.run_id, "id", epochs, bool(bound))
         rows = self._rows(
-            f"SELECT {_COLS} FROM artifacts a{clause}{glue}{by_key(f.run_id, 'id', epochs)} "
-            "ORDER BY a.seq LIMIT 1",
-            [*args, *epochs, artifact_id],
+            f"SELECT {_COLS} FROM artifacts a{clause}{glue}{key} ORDER BY a.seq LIMIT 1",
+            [*args, *epochs, artifact_id, *bound],
         )
         return self._materialise(rows)[0] if rows else None
 

@@ -182,18 +182,26 @@ def epoch_in(alias: str, epochs: Sequence[int]) -> tuple[str, list[object]]:
     return f"{expr} IN ({','.join('?' * len(epochs))})", list(epochs)
 
 
-def by_key(run_id: str | None, column: str, epochs: Sequence[int]) -> str:
+def by_key(run_id: str | None, column: str, epochs: Sequence[int], bounded: bool = False) -> str:
     """The condition on ``artifacts a`` that ``a.<column>`` (a digest: ``id`` or
-    ``correlation_id``) equals the next argument, after the arguments of ``epochs``.
+    ``correlation_id``) equals the next argument, after the arguments of ``epochs``;
+    with ``bounded``, and that ``a.seq`` is at most the argument after it.
 
     In one run, the matching seqs come from the epoch index in a subquery and are
     probed in the run's index (the planner would otherwise walk the run's index and
-    test each row); across runs, the epoch index is read directly.
+    test each row). A bound on the seq goes inside that subquery, never beside it:
+    next to ``a.run_id = ?``, an outer ``a.seq <= ?`` made SQLite walk the run's
+    index up to the bound (a range it took for cheaper than the probes) and test
+    every row against the subquery's list: 18 ms a lookup at 20,000 artifacts, 0.07
+    inside (issue 14: a resume reads the views its pending work pins one id at a
+    time). Across runs, the epoch index is read directly.
     """
     if run_id is None:
-        return f"{epoch_in('a', epochs)[0]} AND a.{column} = ?"
+        cond = f"{epoch_in('a', epochs)[0]} AND a.{column} = ?"
+        return f"{cond} AND a.seq <= ?" if bounded else cond
     cond = epoch_in("k", epochs)[0]
-    return f"a.seq IN (SELECT k.seq FROM artifacts k WHERE {cond} AND k.{column} = ?)"
+    bound = " AND k.seq <= ?" if bounded else ""
+    return f"a.seq IN (SELECT k.seq FROM artifacts k WHERE {cond} AND k.{column} = ?{bound})"
 
 
 def visibility_columns(vis: dict[str, Any] | None) -> tuple[str, str | None]:
