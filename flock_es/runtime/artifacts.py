@@ -63,7 +63,8 @@ class RunArtifacts:
     def undecided(self, aids: list[str]) -> list[ArtifactView]:
         """``get_many`` for artifacts still to be decided (``RunState.undecided``): those
         the state does not hold are read from the log by their seqs, in one read (a
-        lookup by id probes the run's epochs, a thousand times slower), else by id."""
+        lookup by id is a statement per id, each probing every epoch of the run), else
+        by id."""
         state = self.state
         held, seqs = state.artifacts, state.undecided
         missing = [a for a in aids if a not in held]
