@@ -45,6 +45,10 @@ async def _log(db: Path) -> tuple[str, list[str], int]:
         [Card(n=N + i) for i in range(3)], tags={"late"}, correlation_id="c-late"
     )
     await flock.run_until_idle()
+    # The run's compact state let go of most views: these merge the log's and its own.
+    arts = flock.artifacts()
+    assert [v.id for v in arts.of_correlation("c-late")] == second
+    assert [v.id for v in arts.of_type("Card")] == [*first, *second]
     run = flock.run_id
     await flock.close()
     return run, [*first, *second], middle
