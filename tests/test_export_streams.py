@@ -1,0 +1,34 @@
+"""An export streams the run's events: its memory does not grow with the run (issue 14).
+
+It held the whole run before writing the first line: 432 MB for the 520,000
+events of a 20,000-artifact run of workload (b), against 48 MB now, for the same
+bytes. What only the end can show (the count, the last seq) is checked there.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+from pathlib import Path
+
+from flock_es.log.export import export_to_file, read_export
+from flock_es.log.ports import open_store
+from tests.test_bounded_lookups import N, _log
+
+
+async def test_an_export_streams_the_run(tmp_path: Path) -> None:
+    db, out = tmp_path / "cards.db", tmp_path / "cards.jsonl"
+    run, ids, _ = await _log(db)
+    with open_store(db).reader() as reader:
+        tracemalloc.start()
+        try:
+            n = export_to_file(reader, run, out)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert n > N
+    # Held whole, these events took some 30 MB; a page of them takes a few.
+    assert peak < 8 << 20, f"peak {peak / 1e6:.1f} MB"
+    run_id, events = read_export(out)
+    assert run_id == run and len(events) == n
+    published = [e.body["id"] for e in events if e.kind.value == "artifact.published"]
+    assert published == ids
