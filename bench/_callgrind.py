@@ -27,14 +27,18 @@ def run_script(
     toggle: str | None = None,
     env: dict[str, str] | None = None,
     cwd: str | None = None,
+    instr_atstart: bool = True,
 ) -> None:
     """Run ``python ARGV`` under callgrind, each thread's counts in ``PREFIX.<pid>-NN``;
-    ``toggle``: count only inside the functions it matches (``--toggle-collect``)."""
+    ``toggle``: count only inside the functions it matches (``--toggle-collect``);
+    ``instr_atstart=False``: count only once the script switches counting on
+    (``callgrind_control -i on PID``; a file's count is then on its ``totals:`` line)."""
     cmd = [
         "valgrind",
         "--tool=callgrind",
         "--separate-threads=yes",
         *([f"--toggle-collect={toggle}"] if toggle else []),
+        *([] if instr_atstart else ["--instr-atstart=no"]),
         f"--callgrind-out-file={prefix}.%p",
         sys.executable,
         *argv,

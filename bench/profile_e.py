@@ -3,6 +3,7 @@
     python bench/profile_e.py                  # N model agents on one artifact, once
     python bench/profile_e.py --callgrind      # main-thread instructions per agent
     python bench/profile_e.py --callgrind --root /path/to/base   # the same of another checkout
+    python bench/profile_e.py --callgrind --answers  # the answer phase only, every thread
 
 Workload (e) as ``bench_core.py`` runs it (model agents on the offline model,
 one publish, each agent publishes its answer), at a short latency so a run
@@ -12,6 +13,12 @@ under valgrind stays short. ``--callgrind`` runs this script twice under
 instructions divided by the difference in agents: start-up, imports and the
 warm-up cancel out. Instruction counts do not drift with the machine's load,
 as wall times on a shared host do.
+
+``--answers`` counts the answer phase only (callgrind's ``--instr-atstart=no``: the
+run switches counting on a few seconds before its answers are due, at a latency
+of 8 s, and off once idle), on every thread: the loop's part is what each answer
+costs on the path to the last one (the calls start faster than their answers are
+processed), and the writer's is what it takes from the loop's GIL meanwhile.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ import asyncio
 import functools
 import glob
 import os
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -75,6 +84,62 @@ def _fresh(agents: int, latency: float) -> float:
         return wall
 
 
+def _counting(on: bool) -> None:
+    """Switch callgrind's counting on or off in this process (``--answers``)."""
+    what = "on" if on else "off"
+    cmd = ["callgrind_control", "-i", what, str(os.getpid())]
+    subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _answers(agents: int, latency: float, count: bool = True) -> None:
+    """One run of ``agents`` model agents, counted (``count``) from shortly before the
+    answers are due until idle."""
+    with tempfile.TemporaryDirectory() as d:
+        flock = Flock(db=Path(d) / "e.db", model=f"offline?latency={latency}")
+        for i in range(agents):
+            flock.agent(f"m{i}").description("answers").consumes(Item).publishes(Out)
+
+        async def run() -> None:
+            await flock.start()
+            if count:
+                asyncio.get_running_loop().call_later(latency - 3.0, _counting, True)
+            await flock.publish(Item(n=1))
+            await flock.run_until_idle()
+            if count:
+                _counting(False)
+                time.sleep(2.0)  # callgrind takes the command in (the loop stays idle)
+            await flock.close()
+
+        asyncio.run(run())
+
+
+def _thread_irs(out_prefix: str) -> dict[str, int]:
+    """Instructions counted per thread (``NN`` of each ``-NN`` file), while counting was on."""
+    out = {}
+    for f in sorted(glob.glob(out_prefix + "*-[0-9][0-9]")):
+        text = Path(f).read_text(errors="replace")
+        m = re.search(r"^totals:\s+(\d+)", text, re.M)
+        out[f.rsplit("-", 1)[1]] = int(m.group(1)) if m else 0
+    return out
+
+
+def _callgrind_answers(args: argparse.Namespace) -> int:
+    counts = {}
+    with tempfile.TemporaryDirectory() as d:
+        for n in (args.small, args.agents):
+            prefix = os.path.join(d, f"cg{n}")
+            argv = [__file__, "--answers-run", "--agents", str(n)]
+            if _ROOT:
+                argv += ["--root", _ROOT]
+            run_script(prefix, argv, instr_atstart=False)
+            counts[n] = _thread_irs(prefix)
+    for thread, ir in counts[args.agents].items():
+        per = (ir - counts[args.small].get(thread, 0)) / (args.agents - args.small)
+        if per:
+            print(f"thread {thread}: {per:,.0f} instructions per agent (answer phase)")
+    return 0
+
+
 def _main_thread_ir(out_prefix: str) -> int:
     """Instructions of the main thread (callgrind's ``-01`` file of the process)."""
     files = sorted(glob.glob(out_prefix + "*-01"))
@@ -112,7 +177,17 @@ def main(argv: list[str]) -> int:
         "--run-only", action="store_true", help="count the publish to idle only (not the set-up)"
     )
     ap.add_argument("--root", help="the flock-es checkout to measure (default: this one)")
+    ap.add_argument(
+        "--answers", action="store_true", help="count the answer phase only, on every thread"
+    )
+    ap.add_argument("--answers-run", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.answers_run:  # the run ``--answers`` counts, under callgrind
+        _answers(8, 0.05, count=False)  # warm-up: imports and first-call caches
+        _answers(args.agents, 8.0)
+        return 0
+    if args.callgrind and args.answers:
+        return _callgrind_answers(args)
     if args.callgrind:
         return _callgrind(args)
     _fresh(8, args.latency)  # warm-up: imports and first-call caches
