@@ -14,23 +14,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel
 
-from flock_es import flock_type
 from flock_es.log import LogWriter
 from flock_es.log import schema as schema_module
 from flock_es.log.reader import LogReader
+from tests.test_artifacts_by_seq import Answer, Letter
 from tests.two_agent_run import two_agent_run
-
-
-@flock_type
-class Note(BaseModel):
-    text: str
-
-
-@flock_type
-class Reply(BaseModel):
-    text: str
 
 
 def _counted(monkeypatch: pytest.MonkeyPatch) -> list[float]:
@@ -50,7 +39,7 @@ async def test_a_log_is_checked_once_a_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = tmp_path / "notes.db"
-    await two_agent_run(db, Note, Reply, 2)
+    await two_agent_run(db, Letter, Answer, 2)
     made = _counted(monkeypatch)
     LogReader(db, verify=True).close()
     for _ in range(3):
@@ -62,7 +51,7 @@ async def test_a_log_is_checked_once_a_process(
 
     # Another log copied over this one (whatever inode it gets) is checked anew.
     other = tmp_path / "other.db"
-    await two_agent_run(other, Note, Reply, 1)
+    await two_agent_run(other, Letter, Answer, 1)
     made.clear()
     db.unlink()
     shutil.copy(other, db)
