@@ -116,9 +116,20 @@ async def test_bounded_lookups_probe_the_key_and_keep_the_bound(tmp_path: Path) 
                 ArtifactFilter(run_id=run, correlation_id="c-late", until_seq=middle)
             )
         assert _walks(db, seen) == []
+        # Across runs (no run id): the tag's probe of each row, the bound beside it.
+        any_run_then, _ = board.artifacts(ArtifactFilter(tags=("late",), until_seq=middle))
+        any_run, _ = board.artifacts(ArtifactFilter(tags=("late",), until_seq=middle + 3))
+        untagged, n_untagged = board.artifacts(
+            ArtifactFilter(run_id=run, exclude_tag="late", until_seq=middle + 3)
+        )
     # The bound holds: what came after ``middle`` is not on the board as it stood then.
     assert [e.body["id"] for e in at_middle] == [ids[0], ids[N - 1]]
     assert by_corr == [] and one is None and none_yet == [] and corr_then == []
     assert kept is not None and kept.payload == {"n": 5}
     assert sorted(a.payload["n"] for a in corr) == sorted(a.payload["n"] for a in tagged)
     assert sorted(a.payload["n"] for a in tagged) == [N, N + 1, N + 2]
+    assert any_run_then == [] and sorted(a.payload["n"] for a in any_run) == [N, N + 1, N + 2]
+    assert n_untagged == N and all("late" not in a.tags for a in untagged)
+    # Each tag condition is made once: by the run's tag index, or by a probe of each row.
+    run_tagged = [sql for sql, _ in seen if "FROM artifact_tags" in sql and "a.run_id = ?" in sql]
+    assert run_tagged and not any("EXISTS" in sql for sql in run_tagged)

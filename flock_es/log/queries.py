@@ -104,14 +104,14 @@ def where(
             bound = []
         if f.exclude_tag is not None:
             add(tagged.format("NOT IN", ""), f.run_id, f.exclude_tag)
-    if bound:
-        add("a.seq <= ?", *bound)
     else:  # every run: one probe of (run_id, seq) per row (a tag row has its artifact's seq)
         probe = "EXISTS (SELECT 1 FROM artifact_tags t WHERE t.run_id = a.run_id AND t.seq = a.seq AND t.tag = ?)"
         for tag in f.tags:
             add(probe, tag)
         if f.exclude_tag is not None:
             add(f"NOT {probe}", f.exclude_tag)
+    if bound:  # no probe took it
+        add("a.seq <= ?", *bound)
     if hidden:
         add(f"a.seq NOT IN ({_marks(hidden)})", *hidden)
     return (" WHERE " + " AND ".join(conds)) if conds else "", args
