@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from pydantic import BaseModel
 
 from flock_es import Flock, flock_type
@@ -96,6 +97,7 @@ def _walks(db: Path, statements: list[tuple[str, tuple[object, ...]]]) -> list[s
         con.close()
 
 
+@pytest.mark.slow  # a scale test: a log of 24,579 artifacts (5-9 s)
 async def test_bounded_lookups_probe_the_key_and_keep_the_bound(tmp_path: Path) -> None:
     db = tmp_path / "cards.db"
     run, ids, middle = await _log(db)

@@ -10,11 +10,14 @@ from __future__ import annotations
 import tracemalloc
 from pathlib import Path
 
+import pytest
+
 from flock_es.log.export import export_to_file, read_export
 from flock_es.log.ports import open_store
 from tests.test_bounded_lookups import N, _log
 
 
+@pytest.mark.slow  # a scale test: a log of 24,579 artifacts (5-9 s)
 async def test_an_export_streams_the_run(tmp_path: Path) -> None:
     db, out = tmp_path / "cards.db", tmp_path / "cards.jsonl"
     run, ids, _ = await _log(db)

@@ -198,6 +198,7 @@ def test_a_batch_is_described_as_a_batch_and_tools_are_mentioned() -> None:
     assert one["content"].startswith("The input: one NewsAnalysis artifact.")
 
 
+@pytest.mark.slow  # the lookup of a .invalid host waits on the resolver: 12.8 s without a network
 async def test_a_dns_failure_names_the_endpoint_and_claims_no_http_status(db_path: Path) -> None:
     flock = Flock("openai/test-model", db=db_path, retry=RetryPolicy(max_attempts=1, timeout=20))
     flock.agent("triage").consumes(Ticket).publishes(Triage).model(
