@@ -41,7 +41,8 @@ async def _log(db: Path) -> tuple[str, list[str], int]:
     await flock.start()
     first = await flock.publish_many([Card(n=i) for i in range(N)])
     await flock.run_until_idle()
-    middle = _max_seq(db)
+    with open_store(db).reader() as reader:
+        middle = reader.last_seq()
     second = await flock.publish_many(
         [Card(n=N + i) for i in range(3)], tags={"late"}, correlation_id="c-late"
     )
@@ -53,14 +54,6 @@ async def _log(db: Path) -> tuple[str, list[str], int]:
     run = flock.run_id
     await flock.close()
     return run, [*first, *second], middle
-
-
-def _max_seq(db: Path) -> int:
-    con = sqlite3.connect(db)
-    try:
-        return int(con.execute("SELECT max(seq) FROM events").fetchone()[0])
-    finally:
-        con.close()
 
 
 @contextmanager
