@@ -40,6 +40,7 @@ from flock_es.domain.events import (
 from flock_es.errors import DatabaseError, RunNotFoundError, RunOwnedError
 from flock_es.log.ports import EventReader, EventStore, EventWriter, Lease
 from flock_es.log.shared_ports import SharedRuns
+from tests.counters_contract import RunCountersContract
 from tests.store_contract import StoreQueriesContract
 
 RUN = "r-test-0001"
@@ -81,9 +82,10 @@ CLAIMER = textwrap.dedent(
 )
 
 
-class EventStoreContract(StoreQueriesContract):
-    """Tests every backend inherits (the store queries' ones from ``StoreQueriesContract``).
-    Not collected by itself (no ``Test`` prefix)."""
+class EventStoreContract(StoreQueriesContract, RunCountersContract):
+    """Tests every backend inherits (the store queries' ones from ``StoreQueriesContract``,
+    the runs' counters' from ``RunCountersContract``). Not collected by itself (no
+    ``Test`` prefix)."""
 
     def make_store(self, tmp_path: Path) -> EventStore:
         raise NotImplementedError

@@ -20,6 +20,7 @@ from flock_es.errors import DatabaseError
 from flock_es.log import LogReader, LogWriter, check_database, open_store
 from flock_es.log.event_rows import rebuild_read_models
 from flock_es.log.ports import EventStore, sqlite_path, store_kind
+from flock_es.log.run_counters import COUNTER_COLUMNS
 from flock_es.log.schema import DB_SCHEMA_VERSION
 from flock_es.log.sqlite_store import SqliteStore
 from tests.log_contract import EventStoreContract, started
@@ -44,6 +45,15 @@ class TestSqliteLog(EventStoreContract):
         con.commit()
         con.close()
         self.set_schema_version(store, 2)
+
+    def drop_counters(self, store: EventStore) -> None:
+        assert isinstance(store, SqliteStore)
+        con = sqlite3.connect(store.path)
+        for col in (*COUNTER_COLUMNS, "last_ts", "pid", "host"):
+            con.execute(f"ALTER TABLE runs DROP COLUMN {col}")
+        con.commit()
+        con.close()
+        self.set_schema_version(store, 8)
 
 
 @pytest.fixture

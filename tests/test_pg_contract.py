@@ -12,6 +12,7 @@ from flock_es.log import open_store
 from flock_es.log.pg_schema import pg_connect
 from flock_es.log.ports import EventStore
 from flock_es.log.postgres_store import PostgresStore
+from flock_es.log.run_counters import COUNTER_COLUMNS
 from tests.log_contract import EventStoreContract, started
 from tests.pg import pg_url  # noqa: F401  (fixture)
 from tests.store_contract import DOWNGRADE_TO_V2
@@ -35,6 +36,13 @@ class TestPostgresLog(EventStoreContract):
             for stmt in DOWNGRADE_TO_V2:
                 con.execute(stmt)  # type: ignore[arg-type]  # our own constant statements
         self.set_schema_version(store, 2)
+
+    def drop_counters(self, store: EventStore) -> None:
+        assert isinstance(store, PostgresStore)
+        with pg_connect(store.url) as con:
+            for col in (*COUNTER_COLUMNS, "last_ts", "pid", "host"):
+                con.execute(f"ALTER TABLE runs DROP COLUMN {col}")  # type: ignore[arg-type]
+        self.set_schema_version(store, 8)
 
 
 def test_a_foreign_database_is_refused_and_untouched(pg_url: str) -> None:  # noqa: F811

@@ -16,10 +16,9 @@ Example::
 from __future__ import annotations
 
 import sqlite3
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic_core import to_json
 
@@ -28,10 +27,12 @@ from flock_es.domain.events import (
     Event,
     EventKind,
     RunFinished,
+    RunResumed,
     RunStarted,
     body_as,
 )
 from flock_es.log import query_models as qm
+from flock_es.log import run_counters as rc
 from flock_es.log.schema import PRAGMAS, check_database
 from flock_es.log.sqlite_rows import chunk_rows, insert_flat
 from flock_es.log.sqlite_rows import rows_per_statement as per
@@ -44,8 +45,10 @@ __all__ = [
     "FINISH_RUN",
     "INSERT_RUN",
     "PAID_KINDS",
+    "PROCESS_RUN",
     "PUBLIC_FROM_EVENTS",
     "TOUCH_RUN",
+    "ReadModelRows",
     "artifact_row",
     "dumps",
     "read_model_rows",
@@ -94,7 +97,8 @@ INSERT_RUN = (
     "fork_seq, first_seq, last_seq, events) VALUES (?,?,?,?,?,?,?,?,?,0)"
 )
 FINISH_RUN = "UPDATE runs SET finished_at=?, status=? WHERE run_id=?"
-TOUCH_RUN = "UPDATE runs SET last_seq=?, events=events+? WHERE run_id=?"
+TOUCH_RUN = rc.TOUCH_RUN
+PROCESS_RUN = "UPDATE runs SET pid=?, host=? WHERE run_id=?"
 
 # Each kind's text, looked up once per event row (an enum's .value is a property call).
 _KIND_TEXT = {k: k.value for k in EventKind}
@@ -116,22 +120,26 @@ def dumps(body: dict[str, Any]) -> str:
     return to_json(body).decode()
 
 
-def read_model_rows(
-    events: list[Event],
-) -> tuple[
-    list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]
-]:
+class ReadModelRows(NamedTuple):
+    """The read-model rows of some committed events (``read_model_rows``)."""
+
+    runs: list[tuple[Any, ...]]  # INSERT_RUN
+    finished: list[tuple[Any, ...]]  # FINISH_RUN (a resume sets the run running again)
+    arts: list[tuple[Any, ...]]  # the artifacts' rows
+    touch: list[tuple[Any, ...]]  # TOUCH_RUN: each run's counts (``run_counters``)
+    procs: list[tuple[Any, ...]]  # PROCESS_RUN: the process that started or resumed it
+
+
+def read_model_rows(events: list[Event]) -> ReadModelRows:
     """Rows for the read models derived from committed ``events`` (seq assigned)."""
-    runs: list[tuple[Any, ...]] = []
-    finished: list[tuple[Any, ...]] = []
-    arts: list[tuple[Any, ...]] = []
-    touched: dict[str, list[int]] = defaultdict(list)
+    out = ReadModelRows([], [], [], [], [])
+    counts: dict[str, list[Any]] = {}
     for e in events:
         # Each body is read through its kind's definition: mypy checks these keys.
         kind = e.kind
         if kind is _RUN_STARTED:
             rs = body_as(e, RunStarted)
-            runs.append(
+            out.runs.append(
                 (
                     e.run_id,
                     rs.get("program"),
@@ -144,15 +152,21 @@ def read_model_rows(
                     e.seq,
                 )
             )
+            out.procs.append((rs.get("pid"), rs.get("host"), e.run_id))
         elif kind is _RUN_FINISHED:
-            finished.append((e.ts, body_as(e, RunFinished)["status"], e.run_id))
+            out.finished.append((e.ts, body_as(e, RunFinished)["status"], e.run_id))
         elif kind is _RUN_RESUMED:
-            finished.append((None, "running", e.run_id))
+            out.finished.append((None, "running", e.run_id))
+            rr = body_as(e, RunResumed)
+            out.procs.append((rr.get("pid"), rr.get("host"), e.run_id))
         elif kind is _PUBLISHED:
-            arts.append(artifact_row(e, body_as(e, ArtifactPublished)))
-        touched[e.run_id].append(e.seq or 0)
-    touch = [(max(seqs), len(seqs), run) for run, seqs in touched.items()]
-    return runs, finished, arts, touch
+            out.arts.append(artifact_row(e, body_as(e, ArtifactPublished)))
+        c = counts.get(e.run_id)
+        if c is None:
+            c = counts[e.run_id] = rc.new_counts()
+        rc.count_event(e, c)
+    out.touch.extend(rc.touch_rows(counts))
+    return out
 
 
 def write_events(conn: sqlite3.Connection, events: list[Event], last_seq: int) -> None:
@@ -169,9 +183,12 @@ def write_events(conn: sqlite3.Connection, events: list[Event], last_seq: int) -
     # The rare kinds (run boundaries, tags, releases) through the shared row makers,
     # in the order the statements depend on: a run's row before its counts are
     # touched, an artifact's row before its release.
-    runs, finished, _, _ = read_model_rows(side.others) if side.others else ([], [], [], [])
-    if runs:
-        conn.executemany(INSERT_RUN, runs)
+    rare = read_model_rows(side.others) if side.others else None
+    if rare is not None:
+        if rare.runs:
+            conn.executemany(INSERT_RUN, rare.runs)
+        for e in side.others:  # the counts of the rare kinds (the loop counted the rest)
+            rc.count_rare(e, side.runs[e.run_id])
     span = (last_seq + 1, last_seq + len(events))
     if side.published:
         conn.execute(PUBLIC_FROM_EVENTS, span)
@@ -179,9 +196,11 @@ def write_events(conn: sqlite3.Connection, events: list[Event], last_seq: int) -
         n = ARTIFACT_COLS
         insert_flat(conn, ARTIFACTS_HEAD, n, chunk_rows(side.restricted, n, per(conn, n)))
         side.restricted = []
-    if finished:
-        conn.executemany(FINISH_RUN, finished)
-    conn.executemany(TOUCH_RUN, side.touch())
+    if rare is not None and rare.finished:
+        conn.executemany(FINISH_RUN, rare.finished)
+    if rare is not None and rare.procs:
+        conn.executemany(PROCESS_RUN, rare.procs)
+    conn.executemany(TOUCH_RUN, rc.touch_rows(side.runs))
     if side.scheduled:
         conn.execute(CONSUMPTIONS_FROM_EVENTS, span)
     if side.others:
@@ -202,14 +221,15 @@ class _Side:
         self.scheduled = False
         self.restricted: list[Any] = []
         self.others: list[Event] = []
-        self.runs: dict[str, list[int]] = {}  # run id -> [last seq, events]
-
-    def touch(self) -> list[tuple[Any, ...]]:
-        return [(last, n, run) for run, (last, n) in self.runs.items()]
+        self.runs: dict[str, list[Any]] = {}  # run id -> its counts (``run_counters``)
 
 
-# Kinds whose read-model rows ``read_model_rows``/``query_model_rows`` make (rare ones).
-_OTHER_KINDS = frozenset({_RUN_STARTED, _RUN_FINISHED, _RUN_RESUMED, EventKind.ARTIFACT_RELEASED})
+# Kinds whose read-model rows ``read_model_rows``/``query_model_rows`` make, and those
+# ``run_counters.count_rare`` counts (rare ones).
+_OTHER_KINDS = frozenset(
+    {_RUN_STARTED, _RUN_FINISHED, _RUN_RESUMED, EventKind.ARTIFACT_RELEASED, *rc.RARE_KINDS}
+)
+_COMPLETED = EventKind.TASK_COMPLETED
 
 
 def _event_chunks(
@@ -222,11 +242,15 @@ def _event_chunks(
     kinds = _KIND_TEXT
     others, runs, restricted = side.others, side.runs, side.restricted
     published, scheduled, other_kinds, public = _PUBLISHED, _SCHEDULED, _OTHER_KINDS, _PUBLIC
-    any_published = any_scheduled = False
+    completed = _COMPLETED
+    any_published = False
     # The run's counts and rows in locals while its events come (a unit is one run's):
-    # the counts stored in ``runs`` when another run's event comes, and at the end.
+    # added to its counts in ``runs`` when another run's event comes, and at the end.
+    # Only the frequent kinds are counted here; ``count_rare`` counts the others.
     run_id: str | None = None
-    counts, n = [0, 0], 0
+    counts = rc.new_counts()
+    n = n_published = n_scheduled = n_completed = 0
+    top = 0.0  # the latest event time
     flat: list[Any] = []
     left = size
     for e in events:
@@ -235,9 +259,11 @@ def _event_chunks(
         body = e.body
         kind = e.kind
         if e.run_id != run_id:
-            counts[0], counts[1] = seq - 1, counts[1] + n
+            _add(counts, seq - 1, n, n_scheduled, n_completed, n_published, top)
             run_id, n = e.run_id, 0
-            counts = runs.setdefault(run_id, [0, 0])
+            n_published = n_scheduled = n_completed = 0
+            counts = runs.setdefault(run_id, rc.new_counts())
+            top = counts[rc.LAST_TS]
             if len(flat) > 1:  # another run's rows: a chunk of their own
                 yield flat
             flat, left = [run_id], size
@@ -245,8 +271,12 @@ def _event_chunks(
         tid = body.get("task_id")  # Event.task_id, without a property call per event
         if tid is not None and type(tid) is not str:  # isinstance's call only then
             tid = tid if isinstance(tid, str) else None
-        flat += (seq, kinds[kind], e.ts, e.v, tid, to_json(body).decode())
+        ts = e.ts
+        if ts > top:
+            top = ts
+        flat += (seq, kinds[kind], ts, e.v, tid, to_json(body).decode())
         if kind is published:
+            n_published += 1
             # A public artifact's row is derived from its event (``PUBLIC_FROM_EVENTS``,
             # which tells public ones as this does); the others' through ``artifact_row``.
             # The body through its definition by annotation (mypy checks the keys).
@@ -259,17 +289,30 @@ def _event_chunks(
             if body.get("tags"):
                 others.append(e)
         elif kind is scheduled:
-            any_scheduled = True  # its consumptions: ``CONSUMPTIONS_FROM_EVENTS``
+            n_scheduled += 1  # and its consumptions: ``CONSUMPTIONS_FROM_EVENTS``
+        elif kind is completed:
+            n_completed += 1
         elif kind in other_kinds:
             others.append(e)
         left -= 1
         if not left:
             yield flat
             flat, left = [run_id], size
-    counts[0], counts[1] = seq, counts[1] + n
-    side.published, side.scheduled = any_published, any_scheduled
+    _add(counts, seq, n, n_scheduled, n_completed, n_published, top)
+    side.published = any_published
+    side.scheduled = any(c[rc.SCHEDULED] for c in runs.values())
     if len(flat) > 1:
         yield flat
+
+
+def _add(c: list[Any], last: int, n: int, scheduled: int, done: int, arts: int, top: float) -> None:
+    """Add a run's frequent counts of ``_event_chunks`` to its counts ``c``."""
+    c[rc.LAST] = last
+    c[rc.EVENTS] += n
+    c[rc.SCHEDULED] += scheduled
+    c[rc.DONE] += done
+    c[rc.ARTIFACTS] += arts
+    c[rc.LAST_TS] = top
 
 
 def artifact_row(e: Event, a: ArtifactPublished) -> tuple[Any, ...]:
@@ -325,11 +368,12 @@ def rebuild_in_transaction(con: sqlite3.Connection, chunk: int = 10_000) -> int:
         if not rows:
             break
         events = [e for e in (row_to_event(r) for r in rows) if e is not None]
-        runs, finished, arts, touch = read_model_rows(events)
-        con.executemany(INSERT_RUN, runs)
-        con.executemany(_INSERT_ARTIFACT, arts)
-        con.executemany(FINISH_RUN, finished)
-        con.executemany(TOUCH_RUN, touch)
+        derived = read_model_rows(events)
+        con.executemany(INSERT_RUN, derived.runs)
+        con.executemany(_INSERT_ARTIFACT, derived.arts)
+        con.executemany(FINISH_RUN, derived.finished)
+        con.executemany(PROCESS_RUN, derived.procs)
+        con.executemany(TOUCH_RUN, derived.touch)
         for sql, args in qm.statements(qm.query_model_rows(events), qm.SQLITE):
             con.executemany(sql, args)
         cursor = rows[-1][0]

@@ -23,6 +23,7 @@ from flock_es.errors import DatabaseError
 from flock_es.log.pg_schema import NOTIFY_CHANNEL, check_schema, describe_url, pg_connect
 from flock_es.log.ports import EventRow, Lease, RunRow
 from flock_es.log.reader import row_to_event
+from flock_es.log.run_counters import STATS_SELECT, stats_of_row
 from flock_es.log.run_lookup import RunLookup, events_query, prefix_pattern
 
 __all__ = ["PgLogReader"]
@@ -145,41 +146,8 @@ class PgLogReader(RunLookup):
         return int(rows[0][0])
 
     def run_stats(self) -> dict[str, dict[str, object]]:
-        """Per-run counters for ``flock-es runs``, aggregated in SQL (no fold)."""
-        out: dict[str, dict[str, object]] = {}
-        num = "(body->>'{}')::double precision"
-        rows = self._rows(
-            "SELECT run_id,"
-            " count(DISTINCT CASE WHEN kind='task.scheduled' THEN task_id END),"
-            " count(DISTINCT CASE WHEN kind='task.completed' THEN task_id END),"
-            " count(DISTINCT CASE WHEN kind='task.failed'"
-            "   AND NOT coalesce((body->>'will_retry')::boolean, false) THEN task_id END),"
-            " count(*) FILTER (WHERE kind='model.called'),"
-            f" coalesce(sum({num.format('tokens_in')}) FILTER (WHERE kind='model.called'), 0)::bigint,"
-            f" coalesce(sum({num.format('tokens_out')}) FILTER (WHERE kind='model.called'), 0)::bigint,"
-            f" coalesce(sum({num.format('cost')}) FILTER (WHERE kind='model.called'), 0),"
-            " count(*) FILTER (WHERE kind='model.called' AND body->>'cost' IS NULL),"
-            " max(ts),"
-            " count(*) FILTER (WHERE kind='model.attempt'),"
-            " count(*) FILTER (WHERE kind='model.called'"
-            "   AND coalesce((body->>'attempt')::integer, 1) > 1)"
-            " FROM events GROUP BY run_id"
-        )
-        keys: tuple[str, ...] = ("scheduled", "done", "failed", "calls", "tokens_in")
-        keys += ("tokens_out", "cost", "cost_unknown", "last_ts", "failed_attempts", "retried")
-        for run_id, *vals in rows:
-            out[run_id] = dict(zip(keys, vals, strict=True))
-            out[run_id].update(artifacts=0, pid=None, host=None)
-        for run_id, n in self._rows("SELECT run_id, count(*) FROM artifacts GROUP BY run_id"):
-            if run_id in out:
-                out[run_id]["artifacts"] = n
-        for run_id, pid, host in self._rows(
-            "SELECT run_id, (body->>'pid')::integer, body->>'host' FROM events"
-            " WHERE kind IN ('run.started', 'run.resumed') ORDER BY seq"
-        ):
-            if run_id in out:
-                out[run_id].update(pid=pid, host=host)
-        return out
+        """Per-run counters for ``flock-es runs``: the ``runs`` read model's (schema 9)."""
+        return dict(stats_of_row(r) for r in self._rows(STATS_SELECT))
 
     def owner(self, run_id: str) -> Lease | None:
         """The lease on ``run_id`` (expired or not), or None."""

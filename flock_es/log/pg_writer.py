@@ -34,6 +34,7 @@ from flock_es.log.pg_schema import (
 )
 from flock_es.log.ports import Durability, Lease
 from flock_es.log.query_models import POSTGRES, READ_MODEL_TABLES, query_model_rows, statements
+from flock_es.log.run_counters import COUNTER_COLUMNS, PG_TOUCH_RUN
 
 __all__ = ["PgLogWriter", "insert_events", "read_model_sql", "rebuild_on"]
 
@@ -51,19 +52,27 @@ _INSERT_RUN = (
     "ON CONFLICT (run_id) DO UPDATE SET program=excluded.program, model=excluded.model, "
     "started_at=excluded.started_at, status=excluded.status, parent_run=excluded.parent_run, "
     "fork_seq=excluded.fork_seq, first_seq=excluded.first_seq, last_seq=excluded.last_seq, "
-    "events=0, finished_at=NULL"
+    "events=0, finished_at=NULL, "
+    + ", ".join(f"{col}=0" for col in COUNTER_COLUMNS)
+    + ", last_ts=NULL, pid=NULL, host=NULL"
 )
 _FINISH_RUN = "UPDATE runs SET finished_at=%s, status=%s WHERE run_id=%s"
-_TOUCH_RUN = "UPDATE runs SET last_seq=%s, events=events+%s WHERE run_id=%s"
+_PROCESS_RUN = "UPDATE runs SET pid=%s, host=%s WHERE run_id=%s"
 
 AsyncConn = psycopg.AsyncConnection[tuple[Any, ...]]
 
 
 def read_model_sql(events: list[Event]) -> list[tuple[str, list[tuple[Any, ...]]]]:
     """The statements (with their rows) that keep the read models in step with ``events``."""
-    runs, finished, arts, touch = read_model_rows(events)
-    pairs = ((_INSERT_RUN, runs), (_INSERT_ARTIFACT, arts), (_FINISH_RUN, finished))
-    out = [(sql, args) for sql, args in (*pairs, (_TOUCH_RUN, touch)) if args]
+    rows = read_model_rows(events)
+    pairs = (
+        (_INSERT_RUN, rows.runs),
+        (_INSERT_ARTIFACT, rows.arts),
+        (_FINISH_RUN, rows.finished),
+        (_PROCESS_RUN, rows.procs),
+        (PG_TOUCH_RUN, rows.touch),
+    )
+    out = [(sql, args) for sql, args in pairs if args]
     return out + statements(query_model_rows(events), POSTGRES)
 
 

@@ -28,6 +28,7 @@ from flock_es.domain.events import (
 from flock_es.domain.upcast import upcast
 from flock_es.errors import DatabaseError
 from flock_es.log.ports import EventRow, Lease, RunRow
+from flock_es.log.run_counters import STATS_SELECT, stats_of_row
 from flock_es.log.run_lookup import RunLookup, events_query, prefix_pattern
 from flock_es.log.schema import (
     BUSY_TIMEOUT_MS,
@@ -55,6 +56,7 @@ _K = EventKind
 _CALLED = f"kind='{_K.MODEL_CALLED}'"
 _TOKENS_IN, _TOKENS_OUT = _field(ModelCalled, "tokens_in"), _field(ModelCalled, "tokens_out")
 _COST, _ATTEMPT = _field(ModelCalled, "cost"), _field(ModelCalled, "attempt")
+# Files before schema 9 only (``run_stats``): the whole log, aggregated.
 _RUN_STATS = (
     "SELECT run_id,"
     f" count(DISTINCT CASE WHEN kind='{_K.TASK_SCHEDULED}' THEN task_id END),"
@@ -243,12 +245,19 @@ class LogReader(RunLookup):
 
     @_guarded
     def run_stats(self) -> dict[str, dict[str, object]]:
-        """Per-run counters for ``flock-es runs``, aggregated in SQL (no fold).
+        """Per-run counters for ``flock-es runs``, from the ``runs`` read model (no fold).
 
         Keys: scheduled, done, failed, calls, tokens_in, tokens_out, cost,
         cost_unknown, last_ts, failed_attempts (model.attempt events), retried (model calls
         answered after a retry), artifacts, pid, host (of the last process that ran it).
+        A file written before schema 9 (not opened by a writer since) has no counters:
+        they are aggregated from its events (``run_counters`` says how they differ).
         """
+        if int(self._con.execute("PRAGMA user_version").fetchone()[0]) < 9:
+            return self._aggregated_stats()
+        return dict(stats_of_row(r) for r in self._con.execute(STATS_SELECT))
+
+    def _aggregated_stats(self) -> dict[str, dict[str, object]]:
         out: dict[str, dict[str, object]] = {}
         rows = self._con.execute(_RUN_STATS).fetchall()
         keys: tuple[str, ...] = ("scheduled", "done", "failed", "calls", "tokens_in")

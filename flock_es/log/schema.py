@@ -27,6 +27,7 @@ from flock_es.log.query_models import (
     QUERY_INDEXES,
     SQLITE_QUERY_TABLES,
 )
+from flock_es.log.run_counters import SQLITE_COLUMNS, add_sqlite_columns, backfill_sqlite
 from flock_es.log.spans_view import SQLITE_SPANS
 
 __all__ = [
@@ -51,7 +52,7 @@ __all__ = [
 ]
 
 APPLICATION_ID = 0x464C4553  # "FLES": tells our files from other SQLite files
-DB_SCHEMA_VERSION = 8
+DB_SCHEMA_VERSION = 9
 """2: the ``owners`` lease table; ``spans`` joins on run_id too (forks copy task ids).
 3: the store queries' read models (``flock_es.log.query_models``).
 4: ``snapshots`` of the folded state (``flock_es.projection.snapshot``).
@@ -60,7 +61,9 @@ DB_SCHEMA_VERSION = 8
 6: ``spans`` also from completions that were their own start (``log/spans_view.py``).
 7: epochs of 8,192 events, not 65,536 (``query_models.EPOCH_BITS``).
 8: ``artifacts`` keyed by ``seq`` and without ``payload`` (the event's body holds it);
-its indexes end in that key (``query_models.QUERY_INDEXES``)."""
+its indexes end in that key (``query_models.QUERY_INDEXES``).
+9: per-run counters in ``runs`` (``flock_es.log.run_counters``): ``flock-es runs``
+reads them instead of aggregating the whole log."""
 BUSY_TIMEOUT_MS = 10_000
 WRITER_CHECK_SECONDS = 1.0  # integrity check before appending (bounded; see verify)
 READER_CHECK_SECONDS = 0.2  # before a command reads (the TUI's first paint stays fast)
@@ -116,7 +119,8 @@ CREATE TABLE IF NOT EXISTS runs (
     fork_seq    INTEGER,
     first_seq   INTEGER,
     last_seq    INTEGER,
-    events      INTEGER NOT NULL DEFAULT 0
+    events      INTEGER NOT NULL DEFAULT 0,
+{SQLITE_COLUMNS}
 );
 -- Keyed by the seq of its artifact.published (schema 8): every index entry ends in
 -- that key, not in a copy of it, and the payload is read from the event's body.
@@ -346,6 +350,8 @@ def initialise(con: sqlite3.Connection) -> None:
         for v in range(version, DB_SCHEMA_VERSION):
             for stmt in statements(MIGRATIONS.get(v, "")):
                 con.execute(stmt)
+        if 0 < version < 9:  # 8 -> 9: the runs' counters (filled below)
+            add_sqlite_columns(con)
         if 0 < version < 8:  # tables in a new layout (keys, columns): copied
             from flock_es.log.schema_upgrade import remake_tables
 
@@ -354,6 +360,8 @@ def initialise(con: sqlite3.Connection) -> None:
             con.execute(stmt)
             if i == 0 and (pause := os.environ.get("FLOCK_ES_TEST_CREATE_PAUSE")):
                 time.sleep(float(pause))  # lets a test kill the process mid-creation
+        if 3 <= version < 9:  # the runs' counters, from the events already there
+            backfill_sqlite(con)
         if 0 < version < 3:  # the new read models, derived from the events already there
             from flock_es.log.event_rows import rebuild_in_transaction
 

@@ -28,12 +28,14 @@ from flock_es.log.event_rows import (
     FINISH_RUN,
     INSERT_RUN,
     PAID_KINDS,
+    PROCESS_RUN,
     PUBLIC_FROM_EVENTS,
     TOUCH_RUN,
     write_events,
 )
 from flock_es.log.event_stream import EventStream
 from flock_es.log.ports import Durability, Lease
+from flock_es.log.run_counters import new_counts, touch_rows
 from flock_es.log.schema import BUSY_TIMEOUT_MS, PRAGMAS, WRITER_PRAGMAS, storage_error
 from flock_es.log.sqlite_file import ensure_schema
 from flock_es.log.sqlite_rows import CHUNK, insert_flat, insert_rows
@@ -109,7 +111,8 @@ def warm_statements(conn: sqlite3.Connection, wal: Path | None = None) -> None:
             conn.execute(derived, (1, 0))  # seqs 1 to 0: no rows
         conn.executemany(INSERT_RUN, [("", None, "", 0.0, "", None, None, 0, 0)])
         conn.executemany(FINISH_RUN, [(0.0, "", "")])
-        conn.executemany(TOUCH_RUN, [(0, 0, "")])
+        conn.executemany(TOUCH_RUN, touch_rows({"": new_counts()}))
+        conn.executemany(PROCESS_RUN, [(None, None, "")])
         query = qm.QueryRows([("", "", "", 0)], [], [("", "")])
         for sql, args in qm.statements(query, qm.SQLITE):
             conn.executemany(sql, args)
