@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from itertools import zip_longest
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,14 +31,27 @@ from flock_es.domain.validate import check_body
 from flock_es.errors import DatabaseDamagedError, DatabaseError, ExportFormatError, OutputError
 from flock_es.log.backends import DbRef, describe_db, is_postgres, open_reader, open_writer
 from flock_es.log.event_rows import dumps
+from flock_es.log.event_stream import EventStream
 from flock_es.log.ports import EventReader
 from flock_es.log.schema import DB_SCHEMA_VERSION, check_database, damaged_message
 from flock_es.redaction import redact
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "export_run", "export_to_file", "import_run", "read_export"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "IMPORT_CHUNK",
+    "export_run",
+    "export_to_file",
+    "import_run",
+    "iter_export",
+    "read_export",
+    "scan_export",
+]
 
 FORMAT = "flock-es-export"
 FORMAT_VERSION = 1
+IMPORT_CHUNK = 2_000
+"""Events an import hands its writer at a time."""
 
 
 class _Checked:
@@ -160,58 +175,92 @@ def _bad(path: Path, lineno: int, what: str) -> ExportFormatError:
     return ExportFormatError(f"{path}:{lineno}: {what}")
 
 
-def read_export(path: Path) -> tuple[str, list[Event]]:
-    """Parse and validate an export file; raises ExportFormatError naming the line."""
+def _objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The file's lines as JSON objects, with their line numbers (blank lines skipped)."""
     if not path.is_file():
         raise ExportFormatError(f"{path}: no such export file")
-    events: list[Event] = []
-    header: dict[str, Any] | None = None
-    trailer: dict[str, Any] | None = None
-    last_seq = 0
     try:
         with path.open(encoding="utf-8") as f:
             for lineno, raw in enumerate(f, start=1):
                 if not raw.strip():
                     continue
-                if trailer is not None:
-                    raise _bad(path, lineno, "data after the end marker")
                 try:
                     obj = json.loads(raw)
                 except json.JSONDecodeError as exc:
                     raise _bad(path, lineno, f"not valid JSON ({exc.msg}); truncated?") from None
                 if not isinstance(obj, dict):
                     raise _bad(path, lineno, "expected a JSON object")
-                if header is None:
-                    if obj.get("format") != FORMAT:
-                        raise _bad(path, lineno, "not a flock-es export (no header line)")
-                    if int(obj.get("version", 0)) > FORMAT_VERSION:
-                        raise _bad(path, lineno, "written by a newer flock-es; upgrade flock-es")
-                    header = obj
-                    continue
-                if obj.get("end") is True:
-                    trailer = obj
-                    continue
-                seq = obj.get("seq")
-                if not isinstance(seq, int) or seq <= last_seq:
-                    raise _bad(path, lineno, f"seq {seq!r} does not follow seq {last_seq}")
-                last_seq = seq
-                events.append(_event(path, lineno, obj, str(header.get("run_id"))))
+                yield lineno, obj
     except UnicodeDecodeError:
         raise ExportFormatError(f"{path}: not a flock-es export (binary data)") from None
+
+
+def _events(path: Path) -> Iterator[tuple[dict[str, Any], int, dict[str, Any]]]:
+    """(header, line number, object) of each event line, checked as they come: the
+    header first, seqs increasing, nothing after the end marker; the trailer last,
+    as (header, 0, trailer). Raises ExportFormatError naming the line."""
+    header: dict[str, Any] | None = None
+    trailer: dict[str, Any] | None = None
+    last_seq = 0
+    for lineno, obj in _objects(path):
+        if trailer is not None:
+            raise _bad(path, lineno, "data after the end marker")
+        if header is None:
+            if obj.get("format") != FORMAT:
+                raise _bad(path, lineno, "not a flock-es export (no header line)")
+            if int(obj.get("version", 0)) > FORMAT_VERSION:
+                raise _bad(path, lineno, "written by a newer flock-es; upgrade flock-es")
+            header = obj
+        elif obj.get("end") is True:
+            trailer = obj
+        else:
+            seq = obj.get("seq")
+            if not isinstance(seq, int) or seq <= last_seq:
+                raise _bad(path, lineno, f"seq {seq!r} does not follow seq {last_seq}")
+            last_seq = seq
+            yield header, lineno, obj
     if header is None:
         raise ExportFormatError(f"{path}: empty file, not a flock-es export")
-    if trailer is None:
-        raise ExportFormatError(
-            f"{path}: truncated export (no end marker after {len(events)} events)"
-        )
-    if trailer.get("events") != len(events) or header.get("events") != len(events):
-        raise ExportFormatError(
-            f"{path}: truncated or edited export: {len(events)} events, "
-            f"header says {header.get('events')}"
-        )
-    if not events or events[0].kind is not EventKind.RUN_STARTED:
+    if trailer is not None:
+        yield header, 0, trailer
+
+
+def scan_export(path: Path) -> tuple[str, int]:
+    """Check a whole export without holding it: its run id and number of events.
+    Raises ExportFormatError naming the line (``import`` writes nothing before this)."""
+    n, run_id, ended = 0, "", False
+    for header, lineno, obj in _events(path):
+        run_id = str(header.get("run_id"))
+        if not lineno:
+            ended = obj.get("events") == n and header.get("events") == n
+            if not ended:
+                raise ExportFormatError(
+                    f"{path}: truncated or edited export: {n} events, "
+                    f"header says {header.get('events')}"
+                )
+            continue
+        e = _event(path, lineno, obj, run_id)
+        if not n and e.kind is not EventKind.RUN_STARTED:
+            raise ExportFormatError(f"{path}: the export does not start with run.started")
+        n += 1
+    if not ended:
+        raise ExportFormatError(f"{path}: truncated export (no end marker after {n} events)")
+    if not n:
         raise ExportFormatError(f"{path}: the export does not start with run.started")
-    return str(header["run_id"]), events
+    return run_id, n
+
+
+def iter_export(path: Path, run_id: str) -> Iterator[Event]:
+    """The events of an export ``scan_export`` passed, one at a time."""
+    for _, lineno, obj in _events(path):
+        if lineno:
+            yield _event(path, lineno, obj, run_id)
+
+
+def read_export(path: Path) -> tuple[str, list[Event]]:
+    """Parse and validate an export file; raises ExportFormatError naming the line."""
+    run_id, _ = scan_export(path)
+    return run_id, list(iter_export(path, run_id))
 
 
 def _event(path: Path, lineno: int, obj: dict[str, Any], run_id: str) -> Event:
@@ -239,8 +288,13 @@ def _event(path: Path, lineno: int, obj: dict[str, Any], run_id: str) -> Event:
 
 
 def import_run(path: Path, db: DbRef) -> tuple[str, int]:
-    """Load an export into ``db`` (created if needed) in one transaction."""
-    run_id, events = read_export(path)
+    """Load an export into ``db`` (created if needed) in one transaction.
+
+    The file is read three times, never held: checked whole first (nothing is
+    written unless all of it is sound), then streamed into one transaction, then
+    compared with what the database reads back.
+    """
+    run_id, n = scan_export(path)
     if is_postgres(db) or check_database(Path(db), must_exist=False):
         try:
             reader = open_reader(db)
@@ -250,21 +304,39 @@ def import_run(path: Path, db: DbRef) -> tuple[str, int]:
             with reader:
                 if reader.first_seq(run_id):
                     raise DatabaseError(f"run {run_id} is already in {describe_db(db)}")
-    asyncio.run(_append(db, events))
+    asyncio.run(_append(db, iter_export(path, run_id)))
     with open_reader(db) as reader:  # read back what was written: same count, same kinds
-        back = reader.events(run_id)
-    if [(e.kind, e.body) for e in back] != [(e.kind, e.body) for e in events]:
-        raise DatabaseDamagedError(
-            damaged_message(
-                describe_db(db), f"run {run_id} reads back differently than it was imported"
+        pairs = zip_longest(reader.iter_events(run_id), iter_export(path, run_id))
+        if any(a is None or b is None or (a.kind, a.body) != (b.kind, b.body) for a, b in pairs):
+            raise DatabaseDamagedError(
+                damaged_message(
+                    describe_db(db), f"run {run_id} reads back differently than it was imported"
+                )
             )
-        )
-    return run_id, len(events)
+    return run_id, n
 
 
-async def _append(db: DbRef, events: list[Event]) -> None:
+async def _append(db: DbRef, events: Iterator[Event]) -> None:
+    """``events`` committed in one transaction, streamed in chunks where the writer
+    takes a stream (``EventStream``): an export of 100,000 artifacts is not held."""
     writer = await open_writer(db)
     try:
-        await writer.append(events)
+        submit: Callable[[EventStream], None] | None = getattr(writer, "submit_stream", None)
+        if submit is None:
+            await writer.append(list(events))
+            return
+        stream = EventStream()
+        submit(stream)
+        try:
+            while chunk := list(itertools.islice(events, IMPORT_CHUNK)):
+                await stream.put(chunk)
+            stream.end()
+        except BaseException as exc:
+            stream.abort(exc)
+            await asyncio.wait([stream.done])  # rolled back; its outcome is this error's
+            if not stream.done.cancelled():
+                stream.done.exception()
+            raise
+        await stream.done
     finally:
         await writer.close()
