@@ -146,19 +146,35 @@ def register(app: typer.Typer) -> None:
         db: DbOption = None,
         at: AtOption = None,
         payloads: Annotated[
-            bool, typer.Option("--payloads", help="Print every artifact's payload.")
+            bool,
+            typer.Option(
+                "--payloads",
+                help="Print every artifact's payload (folds the run's full state, as --json).",
+            ),
         ] = False,
         as_json: JsonOption = False,
     ) -> None:
-        """Show the blackboard of RUN at its end, or right after event --at SEQ."""
+        """Show the blackboard of RUN at its end, or right after event --at SEQ.
+
+        The text view prints counts and what is pending or went wrong: it folds the
+        run compactly, in memory bounded by the pending work, not by the run's size.
+        --json and --payloads list every artifact, so they fold the run's full state
+        (memory grows with the run).
+        """
         from flock_es.log.backends import open_reader
         from flock_es.runtime.resume import load_run
 
+        calls = None
         with open_reader(db_path(db)) as reader:
             run_id = reader.resolve_run(run)
-            state = load_run(reader, run_id, at)
+            if as_json or payloads:
+                state = load_run(reader, run_id, at)
+            else:
+                from flock_es.cli.show_calls import text_view
+
+                state, calls = text_view(reader, run_id, at)
             before_end = at is not None and at < reader.last_seq(run_id)
-        data = show_data(state, payloads, before_end)
+        data = show_data(state, payloads, before_end, calls)
         if as_json:
             typer.echo(json.dumps(data, indent=2, default=str))
         else:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from flock_es.projection.state import RunState
 
 _CLIP = 80
+ARGS_CLIP, RESULT_CLIP = 40, 60  # a tool call's line: its arguments, its result or error
 
 
 def fmt_time(ts: float | None) -> str:
@@ -34,13 +35,24 @@ def fmt_cost(cost: float | None) -> str:
     return "unknown" if cost is None else f"${cost:.4f}"
 
 
-def _clip(text: str, n: int = _CLIP) -> str:
+def clip(text: str, n: int = _CLIP) -> str:
+    """``text`` on one line, cut to ``n`` characters. Idempotent: a clipped text clips
+    to itself (``show_calls`` clips what it reads before the text view clips it)."""
     text = " ".join(text.split())
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def show_data(state: RunState, payloads: bool, before_end: bool = False) -> dict[str, Any]:
-    """The blackboard of a folded state, as ``show --json`` prints it."""
+def show_data(
+    state: RunState,
+    payloads: bool,
+    before_end: bool = False,
+    calls: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None,
+) -> dict[str, Any]:
+    """The blackboard of a folded state, as ``show --json`` prints it (a full state).
+
+    A compact state (``show``'s text view: ``show_calls.text_view``) has no artifact
+    lists, only their counts, and ``calls`` brings its retried model calls and tool
+    calls, read from the log (its completed tasks' are gone from it)."""
     by_type = _artifacts_by_type(state, payloads)
     tasks = _task_list(state)
     batches = _open_batches(state)
@@ -84,13 +96,15 @@ def show_data(state: RunState, payloads: bool, before_end: bool = False) -> dict
             )
             for m in state.model_attempts
         ],
-        "retried_calls": _retried_calls(state),
-        "tool_calls": _tool_calls(state),
+        "retried_calls": _retried_calls(state) if calls is None else calls[0],
+        "tool_calls": _tool_calls(state) if calls is None else calls[1],
         "totals": state.totals(),
     }
 
 
 def _artifacts_by_type(state: RunState, payloads: bool) -> dict[str, Any]:
+    if state.compact:  # counted in the order the types first came, as ``by_type`` has them
+        return {t: {"count": n} for t, n in state.type_counts.items()}
     by_type: dict[str, Any] = {}
     for t, aids in state.by_type.items():
         arts = [state.artifacts[a] for a in aids]
@@ -361,7 +375,7 @@ def _retry_lines(data: dict[str, Any]) -> list[str]:
             then += f" in {m['retry_in']:.2f}s"
         out.append(
             f"  {m['agent']} {m['task_id']} call {m['call_index']} attempt {m['attempt']}: "
-            f"{m['outcome']}{status} ({_clip(m['error'] or '', 50)}), {then}"
+            f"{m['outcome']}{status} ({clip(m['error'] or '', 50)}), {then}"
         )
     for c in retried:
         out.append(
@@ -379,6 +393,6 @@ def _tool_lines(data: dict[str, Any]) -> list[str]:
         res = f"error: {t['error']}" if t["error"] else t["result"]
         out.append(
             f"  {t['agent']} {t['task_id']} call {t['call_index']}: "
-            f"{t['tool']}({_clip(t['arguments'], 40)}) -> {_clip(res, 60)}"
+            f"{t['tool']}({clip(t['arguments'], ARGS_CLIP)}) -> {clip(res, RESULT_CLIP)}"
         )
     return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from flock_es.domain.events import (
     EventKind,
+    ModelCalled,
     RunStarted,
     TaskCompleted,
     TaskFailed,
@@ -21,7 +22,9 @@ from flock_es.domain.events import (
 )
 
 __all__ = [
+    "ANSWERED_ON",
     "ATTEMPT",
+    "CALLED",
     "DONE",
     "DONE_AGENT",
     "DURATION",
@@ -29,6 +32,7 @@ __all__ = [
     "PROGRAM_HASH",
     "STARTED",
     "STARTED_AGENT",
+    "TOOL_CALLED",
 ]
 
 STARTED_AGENT = body_field(TaskStarted, "agent")
@@ -43,3 +47,7 @@ STARTED, DONE, FAILED = (
     EventKind.TASK_COMPLETED.value,
     EventKind.TASK_FAILED.value,
 )
+# ``show``'s listing of calls (``EventReader.call_records``): the tool calls and the model
+# calls answered on a retry (a ``model.called`` whose ``attempt``, absent: 1, is above 1).
+CALLED, TOOL_CALLED = EventKind.MODEL_CALLED.value, EventKind.TOOL_CALLED.value
+ANSWERED_ON = body_field(ModelCalled, "attempt")

@@ -20,6 +20,7 @@ import psycopg
 
 from flock_es.domain.events import Event
 from flock_es.errors import DatabaseError
+from flock_es.log.body_paths import ANSWERED_ON, CALLED, TOOL_CALLED
 from flock_es.log.pg_schema import NOTIFY_CHANNEL, check_schema, describe_url, pg_connect
 from flock_es.log.ports import EventRow, Lease, RunRow
 from flock_es.log.reader import row_to_event
@@ -30,6 +31,12 @@ __all__ = ["PgLogReader"]
 
 _EVENT_COLS = "seq, run_id, kind, ts, v, body::text"
 _PAGE = 10_000  # events per query of iter_events
+# ``call_records``: a body is read as JSON only for the run's model.called rows.
+_SHOWN_CALLS = (
+    f"(kind = '{TOOL_CALLED}' OR (kind = '{CALLED}'"
+    f" AND coalesce((body->>'{ANSWERED_ON}')::integer, 1) > 1))"
+)
+_CALL_PAGE = 100  # events per query of call_records (a tool's result may be large)
 
 
 class PgLogReader(RunLookup):
@@ -120,6 +127,24 @@ class PgLogReader(RunLookup):
     ) -> list[EventRow]:
         sql, args = events_query(_EVENT_COLS, "%s", run_id, after, until, limit)
         return self._rows(sql, args)
+
+    def call_records(self, run_id: str, until: int | None = None) -> Iterator[Event]:
+        """The run's ``tool.called`` events and the ``model.called`` events answered on a
+        retry (``attempt`` > 1) with ``seq <= until``, in order, in pages by seq (see
+        ``LogReader.call_records``)."""
+        after = 0
+        while True:
+            sql, args = events_query(
+                _EVENT_COLS, "%s", run_id, after, until, _CALL_PAGE, where=_SHOWN_CALLS
+            )
+            rows = self._rows(sql, args)
+            for row in rows:
+                e = row_to_event(row)
+                if e is not None:
+                    yield e
+            if len(rows) < _CALL_PAGE:
+                return
+            after = int(rows[-1][0])
 
     def events_after(self, cursor: int, limit: int | None = None) -> list[Event]:
         """Events of every run with ``seq > cursor``, in commit order, gap-free."""

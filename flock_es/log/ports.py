@@ -193,6 +193,13 @@ class EventReader(Protocol):
         skipped (a compact runtime state reads the artifacts it let go of this way)."""
         ...
 
+    def call_records(self, run_id: str, until: int | None = None) -> Iterator[Event]:
+        """The run's ``tool.called`` events and its ``model.called`` events answered on a
+        retry (``attempt`` > 1), with ``seq <= until``, in seq order, streamed: what
+        ``show`` lists of the calls of the tasks a compact state let go of. Filtered in
+        SQL, so a run's other answers (each with its whole request) are never read."""
+        ...
+
     def last_seq(self, run_id: str | None = None) -> int: ...
     def first_seq(self, run_id: str) -> int: ...
     def run_stats(self) -> dict[str, dict[str, object]]:

@@ -27,6 +27,7 @@ from flock_es.domain.events import (
 )
 from flock_es.domain.upcast import upcast
 from flock_es.errors import DatabaseError
+from flock_es.log.body_paths import ANSWERED_ON, CALLED, TOOL_CALLED
 from flock_es.log.ports import EventRow, Lease, RunRow
 from flock_es.log.run_counters import STATS_SELECT, stats_of_row
 from flock_es.log.run_lookup import RunLookup, events_query, prefix_pattern
@@ -72,6 +73,12 @@ _RUN_STATS = (
     f" sum(kind='{_K.MODEL_ATTEMPT}'),"
     f" sum({_CALLED} AND coalesce({_ATTEMPT}, 1) > 1)"
     " FROM events GROUP BY run_id"
+)
+# ``call_records``: json_extract reads a body only for the run's model.called rows
+# (SQLite evaluates AND and OR left to right, and stops at the first that decides).
+_SHOWN_CALLS = (
+    f"(kind = '{TOOL_CALLED}' OR (kind = '{CALLED}'"
+    f" AND coalesce(json_extract(body, '$.{ANSWERED_ON}'), 1) > 1))"
 )
 # run.resumed names the same fields as run.started: the last process that ran the run.
 _LAST_PROCESS = (
@@ -175,6 +182,18 @@ class LogReader(RunLookup):
         self, run_id: str, after: int = 0, until: int | None = None, limit: int | None = None
     ) -> Iterator[Event]:
         sql, args = events_query(_EVENT_COLS, "?", run_id, after, until, limit)
+        for row in self._con.execute(sql, args):
+            e = row_to_event(row)
+            if e is not None:
+                yield e
+
+    @_guarded
+    def call_records(self, run_id: str, until: int | None = None) -> Iterator[Event]:
+        """The run's ``tool.called`` events and the ``model.called`` events answered on a
+        retry (``attempt`` > 1) with ``seq <= until``, in order, as the cursor reads them
+        (``show``'s listing of calls; the filter is SQL's: a body is decoded only for
+        these, never for every answer of a run)."""
+        sql, args = events_query(_EVENT_COLS, "?", run_id, 0, until, where=_SHOWN_CALLS)
         for row in self._con.execute(sql, args):
             e = row_to_event(row)
             if e is not None:

@@ -52,10 +52,11 @@ def events_query(
     after: int,
     until: int | None = None,
     limit: int | None = None,
+    where: str | None = None,
 ) -> tuple[str, list[object]]:
     """The SELECT of the events with ``after < seq <= until`` of ``run_id`` (of every
     run when None), in commit order, and its arguments; ``mark`` is the dialect's
-    placeholder (``?`` or ``%s``).
+    placeholder (``?`` or ``%s``); ``where``: a condition of the dialect's they also meet.
 
     Example: ``events_query("seq, body", "?", "r-1", 10)``.
     """
@@ -69,6 +70,8 @@ def events_query(
     if until is not None:
         sql += f" AND seq <= {mark}"
         args.append(until)
+    if where is not None:
+        sql += f" AND {where}"
     sql += " ORDER BY seq"
     if limit is not None:
         sql += f" LIMIT {mark}"

@@ -77,10 +77,13 @@ def check_at(reader: EventReader, run_id: str, at: int | None) -> int | None:
     return at
 
 
-def load_run(reader: EventReader, run_id: str, at: int | None = None) -> RunState:
+def load_run(
+    reader: EventReader, run_id: str, at: int | None = None, compact: bool = False
+) -> RunState:
     """The folded state of ``run_id`` (up to and including seq ``at``), folded from
-    its latest snapshot at or before ``at`` when there is a sound one."""
-    state, _ = fold_run(reader, run_id, check_at(reader, run_id, at))
+    its latest snapshot at or before ``at`` when there is a sound one; ``compact``:
+    only what decisions need (``fold_run``), as ``show``'s text view reads it."""
+    state, _ = fold_run(reader, run_id, check_at(reader, run_id, at), compact=compact)
     return state
 
 
