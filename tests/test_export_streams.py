@@ -54,7 +54,8 @@ def test_an_import_streams_the_export(tmp_path: Path) -> None:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 8 << 20, f"peak {peak / 1e6:.1f} MB"  # whole, the events took some 30 MB
+    # Held whole, the file's events took 96 MB; streamed, a few chunks of them (10 MB).
+    assert peak < 24 << 20, f"peak {peak / 1e6:.1f} MB"
     with open_store(into).reader() as reader, open_store(db).reader() as source:
         assert [(e.kind, e.body) for e in reader.iter_events(run)] == [
             (e.kind, e.body) for e in source.iter_events(run)

@@ -228,7 +228,7 @@ def _events(path: Path) -> Iterator[tuple[dict[str, Any], int, dict[str, Any]]]:
 def scan_export(path: Path) -> tuple[str, int]:
     """Check a whole export without holding it: its run id and number of events.
     Raises ExportFormatError naming the line (``import`` writes nothing before this)."""
-    n, run_id, ended = 0, "", False
+    n, run_id, ended, first = 0, "", False, None
     for header, lineno, obj in _events(path):
         run_id = str(header.get("run_id"))
         if not lineno:
@@ -239,13 +239,12 @@ def scan_export(path: Path) -> tuple[str, int]:
                     f"header says {header.get('events')}"
                 )
             continue
-        e = _event(path, lineno, obj, run_id)
-        if not n and e.kind is not EventKind.RUN_STARTED:
-            raise ExportFormatError(f"{path}: the export does not start with run.started")
+        kind = _event(path, lineno, obj, run_id).kind
+        first = first or kind
         n += 1
     if not ended:
         raise ExportFormatError(f"{path}: truncated export (no end marker after {n} events)")
-    if not n:
+    if first is not EventKind.RUN_STARTED:
         raise ExportFormatError(f"{path}: the export does not start with run.started")
     return run_id, n
 
