@@ -80,6 +80,8 @@ def _row(label: str, core: list[float], es: list[float], unit: str, higher: bool
         cs, es_ = f"{c:,.0f}", f"{e:,.0f}"
     elif unit == "µs/run":
         cs, es_ = f"{c:.0f}", f"{e:.0f}"
+    elif unit == "s":  # (e): a second and some milliseconds; the milliseconds differ
+        cs, es_ = f"{c:.3f}", f"{e:.3f}"
     else:
         cs, es_ = f"{c:.2f}", f"{e:.2f}"
     return f"| {label} | {cs} {unit} | {es_} {unit} | {ratio:.2f} ({word}) |"
