@@ -109,18 +109,7 @@ class PgLogReader(RunLookup):
         self, run_id: str, after: int = 0, until: int | None = None, limit: int | None = None
     ) -> Iterator[Event]:
         # In pages by seq, so a long run's fold or replay never holds all its rows.
-        left = limit
-        while left is None or left > 0:
-            page = _PAGE if left is None else min(_PAGE, left)
-            rows = self.event_rows(run_id, after, until, page)
-            for row in rows:
-                e = row_to_event(row)
-                if e is not None:
-                    yield e
-            if len(rows) < page:
-                return
-            after = int(rows[-1][0])
-            left = None if left is None else left - len(rows)
+        yield from self._paged(run_id, after, until, limit, _PAGE)
 
     def event_rows(
         self, run_id: str, after: int = 0, until: int | None = None, limit: int | None = None
@@ -132,19 +121,31 @@ class PgLogReader(RunLookup):
         """The run's ``tool.called`` events and the ``model.called`` events answered on a
         retry (``attempt`` > 1) with ``seq <= until``, in order, in pages by seq (see
         ``LogReader.call_records``)."""
-        after = 0
-        while True:
-            sql, args = events_query(
-                _EVENT_COLS, "%s", run_id, after, until, _CALL_PAGE, where=_SHOWN_CALLS
-            )
+        yield from self._paged(run_id, 0, until, None, _CALL_PAGE, _SHOWN_CALLS)
+
+    def _paged(
+        self,
+        run_id: str,
+        after: int,
+        until: int | None,
+        limit: int | None,
+        size: int,
+        where: str | None = None,
+    ) -> Iterator[Event]:
+        """``run_id``'s events after ``after`` (meeting ``where``), ``size`` a query."""
+        left = limit
+        while left is None or left > 0:
+            page = size if left is None else min(size, left)
+            sql, args = events_query(_EVENT_COLS, "%s", run_id, after, until, page, where=where)
             rows = self._rows(sql, args)
             for row in rows:
                 e = row_to_event(row)
                 if e is not None:
                     yield e
-            if len(rows) < _CALL_PAGE:
+            if len(rows) < page:
                 return
             after = int(rows[-1][0])
+            left = None if left is None else left - len(rows)
 
     def events_after(self, cursor: int, limit: int | None = None) -> list[Event]:
         """Events of every run with ``seq > cursor``, in commit order, gap-free."""
