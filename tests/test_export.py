@@ -102,3 +102,65 @@ def test_broken_exports_are_refused_whole(exported: tuple[Path, Path], tmp_path:
         assert message in out.stderr and name in out.stderr, (name, out.stderr)
         assert len(out.stderr.strip().splitlines()) == 1
     assert not dst.exists() or "no runs" in run_cli(["runs", "--db", dst]).stdout
+
+
+def test_import_reports_each_phase_to_its_progress(
+    exported: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flock_es.log import export
+
+    monkeypatch.setattr(export, "PROGRESS_EVERY", 10)
+    heard: list[tuple[str, int, int | None]] = []
+    _, n = export.import_run(exported[1], tmp_path / "x.db", lambda *a: heard.append(a))
+    phases = [p for p, _, _ in heard]
+    assert phases == sorted(phases, key=["checking", "importing", "verifying"].index)
+    for phase in ("checking", "importing", "verifying"):
+        mine = [(done, total) for p, done, total in heard if p == phase]
+        assert mine[0] == (0, n) and mine[-1] == (n, n) and len(mine) > 2
+        assert [d for d, _ in mine] == sorted(d for d, _ in mine)
+
+
+def test_import_on_a_terminal_shows_a_line_that_goes_when_done(
+    exported: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import cli_env
+
+    master, slave = os.openpty()
+    try:
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "flock_es.cli.app",
+                "import",
+                exported[1],
+                "--db",
+                tmp_path / "t.db",
+            ],
+            env=cli_env(None),
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            timeout=60,
+        )
+        os.close(slave)
+        screen = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the other side is closed and drained
+                break
+            if not chunk:
+                break
+            screen += chunk
+    finally:
+        os.close(master)
+    assert out.returncode == 0 and "imported run" in out.stdout  # stdout: the result alone
+    text = screen.decode()
+    assert "checking 0 of" in text and "verifying" in text
+    assert text.endswith("\r\x1b[K")  # the progress line is cleared at the end

@@ -306,11 +306,29 @@ def import_(
     file: Annotated[Path, typer.Argument(help="A file written by `flock-es export`.")],
     db: DbOption = None,
 ) -> None:
-    """Load an exported run into a database (replay and show then work on it)."""
+    """Load an exported run into a database (replay and show then work on it).
+
+    The file is checked whole before anything is written, then imported in one
+    transaction and read back; on a terminal, a line on stderr says how far each
+    of the three has come.
+    """
+    from flock_es.cli.progress import stream_kind
     from flock_es.log.export import import_run
 
-    run_id, n = import_run(file, db_path(db))
+    progress = _import_line if stream_kind(sys.stderr) == "tty" else None
+    try:
+        run_id, n = import_run(file, db_path(db), progress)
+    finally:
+        if progress is not None:
+            sys.stderr.write("\r\033[K")  # the line goes; the result or the error follows
     typer.echo(f"imported run {run_id} ({n} events) into {db_path(db)}")
+
+
+def _import_line(phase: str, done: int, total: int | None) -> None:
+    """``import``'s progress on a terminal: one line, rewritten in place."""
+    of = f" of {total:,}" if total is not None else ""
+    sys.stderr.write(f"\r\033[K{phase} {done:,}{of} events")
+    sys.stderr.flush()
 
 
 def register(app: typer.Typer) -> None:

@@ -40,6 +40,8 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "IMPORT_CHUNK",
+    "PROGRESS_EVERY",
+    "ImportProgress",
     "export_run",
     "export_to_file",
     "import_run",
@@ -52,6 +54,13 @@ FORMAT = "flock-es-export"
 FORMAT_VERSION = 1
 IMPORT_CHUNK = 2_000
 """Events an import hands its writer at a time."""
+PROGRESS_EVERY = 20_000
+"""Events between two calls of an import's ``progress``."""
+
+ImportProgress = Callable[[str, int, int | None], None]
+"""``progress(phase, done, total)`` of ``import_run``: phase ``checking`` (total from
+the header, None if it has none), ``importing`` or ``verifying``; at most every
+``PROGRESS_EVERY`` events, and once at each phase's end."""
 
 
 class _Checked:
@@ -225,12 +234,15 @@ def _events(path: Path) -> Iterator[tuple[dict[str, Any], int, dict[str, Any]]]:
         yield header, 0, trailer
 
 
-def scan_export(path: Path) -> tuple[str, int]:
+def scan_export(path: Path, progress: ImportProgress | None = None) -> tuple[str, int]:
     """Check a whole export without holding it: its run id and number of events.
     Raises ExportFormatError naming the line (``import`` writes nothing before this)."""
     n, run_id, ended, first = 0, "", False, None
     for header, lineno, obj in _events(path):
         run_id = str(header.get("run_id"))
+        if progress is not None and n % PROGRESS_EVERY == 0:
+            total = header.get("events")
+            progress("checking", n, total if isinstance(total, int) else None)
         if not lineno:
             ended = obj.get("events") == n and header.get("events") == n
             if not ended:
@@ -246,7 +258,25 @@ def scan_export(path: Path) -> tuple[str, int]:
         raise ExportFormatError(f"{path}: truncated export (no end marker after {n} events)")
     if first is not EventKind.RUN_STARTED:
         raise ExportFormatError(f"{path}: the export does not start with run.started")
+    if progress is not None:
+        progress("checking", n, n)
     return run_id, n
+
+
+def _counted(
+    events: Iterator[Event], phase: str, total: int, progress: ImportProgress | None
+) -> Iterator[Event]:
+    """``events``, calling ``progress`` on the way (see ``ImportProgress``)."""
+    if progress is None:
+        yield from events
+        return
+    done = 0
+    for e in events:
+        if done % PROGRESS_EVERY == 0:
+            progress(phase, done, total)
+        done += 1
+        yield e
+    progress(phase, done, total)
 
 
 def iter_export(path: Path, run_id: str) -> Iterator[Event]:
@@ -286,14 +316,14 @@ def _event(path: Path, lineno: int, obj: dict[str, Any], run_id: str) -> Event:
     return Event(run_id=run_id, kind=kind, body=body, ts=float(ts), v=v)
 
 
-def import_run(path: Path, db: DbRef) -> tuple[str, int]:
+def import_run(path: Path, db: DbRef, progress: ImportProgress | None = None) -> tuple[str, int]:
     """Load an export into ``db`` (created if needed) in one transaction.
 
     The file is read three times, never held: checked whole first (nothing is
     written unless all of it is sound), then streamed into one transaction, then
-    compared with what the database reads back.
+    compared with what the database reads back. ``progress`` hears of each phase.
     """
-    run_id, n = scan_export(path)
+    run_id, n = scan_export(path, progress)
     if is_postgres(db) or check_database(Path(db), must_exist=False):
         try:
             reader = open_reader(db)
@@ -303,9 +333,10 @@ def import_run(path: Path, db: DbRef) -> tuple[str, int]:
             with reader:
                 if reader.first_seq(run_id):
                     raise DatabaseError(f"run {run_id} is already in {describe_db(db)}")
-    asyncio.run(_append(db, iter_export(path, run_id)))
+    asyncio.run(_append(db, _counted(iter_export(path, run_id), "importing", n, progress)))
     with open_reader(db) as reader:  # read back what was written: same count, same kinds
-        pairs = zip_longest(reader.iter_events(run_id), iter_export(path, run_id))
+        back = _counted(reader.iter_events(run_id), "verifying", n, progress)
+        pairs = zip_longest(back, iter_export(path, run_id))
         if any(a is None or b is None or (a.kind, a.body) != (b.kind, b.body) for a, b in pairs):
             raise DatabaseDamagedError(
                 damaged_message(
