@@ -47,7 +47,6 @@ from flock_es.domain.events import Event, EventKind
 __all__ = [
     "COUNTER_COLUMNS",
     "PG_BACKFILL",
-    "PG_COLUMNS",
     "PG_TOUCH_RUN",
     "RARE_KINDS",
     "SQLITE_BACKFILL",
@@ -153,15 +152,13 @@ PG_TOUCH_RUN = (
     "last_ts=greatest(coalesce(last_ts, 0), %s) WHERE run_id=%s"
 )
 
-_COUNTER_DDL = ",\n".join(f"    {col} {{int}} NOT NULL DEFAULT 0" for col in COUNTER_COLUMNS)
-SQLITE_COLUMNS = _COUNTER_DDL.format(int="INTEGER") + (
-    ",\n    last_ts REAL,\n    pid INTEGER,\n    host TEXT"
-)
+_SQLITE_ADDED = [(col, "INTEGER NOT NULL DEFAULT 0") for col in COUNTER_COLUMNS] + [
+    ("last_ts", "REAL"),
+    ("pid", "INTEGER"),
+    ("host", "TEXT"),
+]
+SQLITE_COLUMNS = ",\n".join(f"    {col} {kind}" for col, kind in _SQLITE_ADDED)
 """The counter columns of ``runs``, as its CREATE TABLE lists them (SQLite)."""
-PG_COLUMNS = _COUNTER_DDL.format(int="BIGINT") + (
-    ",\n    last_ts DOUBLE PRECISION,\n    pid INTEGER,\n    host TEXT"
-)
-"""The same for PostgreSQL."""
 
 
 def _backfill(num: str, text: str, nanos: str, retried: str) -> str:
@@ -214,9 +211,7 @@ SQLITE_BACKFILL = (
 def add_sqlite_columns(con: sqlite3.Connection) -> None:
     """The counter columns of schema 9 that a file's ``runs`` lacks (its upgrade)."""
     have = {r[1] for r in con.execute("PRAGMA table_info(runs)")}
-    added = [(col, "INTEGER NOT NULL DEFAULT 0") for col in COUNTER_COLUMNS]
-    added += [("last_ts", "REAL"), ("pid", "INTEGER"), ("host", "TEXT")]
-    for col, kind in added:
+    for col, kind in _SQLITE_ADDED:
         if col not in have:
             con.execute(f"ALTER TABLE runs ADD COLUMN {col} {kind}")
 
