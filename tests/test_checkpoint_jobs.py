@@ -174,7 +174,7 @@ def test_a_job_of_a_plain_install_keeps_the_standard_library_first_on_its_path(
 
 
 def _checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The integrity checks made from now on (``schema.verify``, by reader or writer)."""
+    """The integrity checks made from now on (``integrity.verify``, by reader or writer)."""
     import flock_es.log.reader as reader_module
     import flock_es.log.sqlite_file as file_module
 

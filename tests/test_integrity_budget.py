@@ -1,6 +1,6 @@
 """The integrity check at open keeps its time budget, on a file of any size (issue 14).
 
-``schema.check_integrity`` bounds ``PRAGMA quick_check`` by a budget (0.2 s for a
+``integrity.check_integrity`` bounds ``PRAGMA quick_check`` by a budget (0.2 s for a
 reader, 1 s for a writer). A progress handler kept it before; SQLite calls one
 between VM steps only, and quick_check walks every b-tree page in one step: on a
 1.3 GB log every ``flock-es runs`` spent 0.48 s on it whatever the budget, and the
@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from flock_es.errors import DatabaseDamagedError
-from flock_es.log.schema import check_integrity
+from flock_es.log.integrity import check_integrity
 from tests.test_artifacts_by_seq import Answer, Letter
 from tests.test_faults import zero_page
 from tests.two_agent_run import two_agent_run

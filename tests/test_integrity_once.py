@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from flock_es.log import LogWriter
+from flock_es.log import LogWriter, integrity
 from flock_es.log import schema as schema_module
 from flock_es.log.reader import LogReader
 from tests.test_artifacts_by_seq import Answer, Letter
@@ -25,13 +25,13 @@ from tests.two_agent_run import two_agent_run
 def _counted(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The budgets of the integrity checks made from now on."""
     made: list[float] = []
-    check = schema_module.check_integrity
+    check = integrity.check_integrity
 
     def counted(path: Path, con: object, budget_s: float) -> None:
         made.append(budget_s)
         check(path, con, budget_s)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(schema_module, "check_integrity", counted)
+    monkeypatch.setattr(integrity, "check_integrity", counted)
     return made
 
 

@@ -337,7 +337,7 @@ def open_store(
 
     ``checked``: a SQLite file another process of this run already checked and writes
     to (a checkpoint job's, started by the run): no integrity check before reading or
-    writing it (``schema.verify``: up to some 1.6 s of CPU on a 1 GB file, per job).
+    writing it (``integrity.verify``: up to some 1.6 s of CPU on a 1 GB file, per job).
 
     Example::
 

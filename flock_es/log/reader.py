@@ -28,8 +28,9 @@ from flock_es.domain.events import (
 from flock_es.domain.upcast import upcast
 from flock_es.errors import DatabaseError
 from flock_es.log.body_paths import ANSWERED_ON, CALLED, TOOL_CALLED
+from flock_es.log.integrity import verify as verify_db
 from flock_es.log.ports import EventRow, Lease, RunRow
-from flock_es.log.run_counters import STATS_SELECT, stats_of_row
+from flock_es.log.run_counters import COUNTERS_SINCE, STATS_SELECT, stats_of_row
 from flock_es.log.run_lookup import RunLookup, events_query, prefix_pattern
 from flock_es.log.schema import (
     BUSY_TIMEOUT_MS,
@@ -38,7 +39,6 @@ from flock_es.log.schema import (
     read_uri,
     storage_error,
 )
-from flock_es.log.schema import verify as verify_db
 
 __all__ = ["EventRow", "LogReader", "RunRow", "row_to_event"]
 
@@ -272,7 +272,7 @@ class LogReader(RunLookup):
         A file written before schema 9 (not opened by a writer since) has no counters:
         they are aggregated from its events (``run_counters`` says how they differ).
         """
-        if int(self._con.execute("PRAGMA user_version").fetchone()[0]) < 9:
+        if int(self._con.execute("PRAGMA user_version").fetchone()[0]) < COUNTERS_SINCE:
             return self._aggregated_stats()
         return dict(stats_of_row(r) for r in self._con.execute(STATS_SELECT))
 

@@ -45,6 +45,7 @@ from typing import Any
 from flock_es.domain.events import Event, EventKind
 
 __all__ = [
+    "COUNTERS_SINCE",
     "COUNTER_COLUMNS",
     "PG_BACKFILL",
     "PG_TOUCH_RUN",
@@ -62,6 +63,8 @@ __all__ = [
     "touch_rows",
 ]
 
+COUNTERS_SINCE = 9
+"""The schema version (SQLite's and PostgreSQL's) that brought the counters."""
 COUNTER_COLUMNS = (
     "scheduled",
     "done",

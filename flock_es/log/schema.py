@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
-import threading
 import time
 from pathlib import Path
 
@@ -28,7 +27,12 @@ from flock_es.log.query_models import (
     QUERY_INDEXES,
     SQLITE_QUERY_TABLES,
 )
-from flock_es.log.run_counters import SQLITE_COLUMNS, add_sqlite_columns, backfill_sqlite
+from flock_es.log.run_counters import (
+    COUNTERS_SINCE,
+    SQLITE_COLUMNS,
+    add_sqlite_columns,
+    backfill_sqlite,
+)
 from flock_es.log.spans_view import SQLITE_SPANS
 
 __all__ = [
@@ -42,14 +46,12 @@ __all__ = [
     "WRITER_CHECK_SECONDS",
     "WRITER_PRAGMAS",
     "check_database",
-    "check_integrity",
     "damaged_message",
     "default_db_path",
     "initialise",
     "read_uri",
     "statements",
     "storage_error",
-    "verify",
 ]
 
 APPLICATION_ID = 0x464C4553  # "FLES": tells our files from other SQLite files
@@ -66,7 +68,7 @@ its indexes end in that key (``query_models.QUERY_INDEXES``).
 9: per-run counters in ``runs`` (``flock_es.log.run_counters``): ``flock-es runs``
 reads them instead of aggregating the whole log."""
 BUSY_TIMEOUT_MS = 10_000
-WRITER_CHECK_SECONDS = 1.0  # integrity check before appending (bounded; see verify)
+WRITER_CHECK_SECONDS = 1.0  # integrity check before appending (bounded: integrity.verify)
 READER_CHECK_SECONDS = 0.2  # before a command reads (the TUI's first paint stays fast)
 
 PRAGMAS = (
@@ -252,80 +254,6 @@ def check_database(path: Path, *, must_exist: bool) -> bool:
     return True
 
 
-# The files this process checked, by device, inode and first event (a file put in
-# place of another at a reused inode has another first event), and the budget each
-# check had. A command opens its log several times (a run: its reader and its writer;
-# a resume: five times), and on a large file every check spent its whole budget: a
-# run of the news example took 2.3-2.9 s on a log holding a 20,000-artifact run,
-# against 0.6-0.9 s on a new one (issue 14). Damage done to the file later is found
-# while reading it, as for the part of a large file a check left unread.
-_CHECKED: dict[tuple[object, ...], float] = {}
-
-
-def _identity(path: Path, con: sqlite3.Connection) -> tuple[object, ...] | None:
-    """Which file ``path`` is (None if that cannot be read: the check then runs)."""
-    try:
-        st = os.stat(path)
-        first = con.execute("SELECT run_id, ts FROM events ORDER BY seq LIMIT 1").fetchone()
-    except (OSError, sqlite3.Error):
-        return None
-    return (st.st_dev, st.st_ino, *(first or ()))
-
-
-def verify(path: Path, con: sqlite3.Connection, budget_s: float) -> None:
-    """A cheap integrity check, bounded in time: ``PRAGMA quick_check`` and every event
-    body valid JSON. Raises DatabaseDamagedError; a check cut short by the budget on a
-    huge file passes (damage found later while reading still gives the same error).
-    A file this process already checked with at least this budget is not checked
-    again (``_CHECKED``)."""
-    key = _identity(path, con)
-    if key is not None and _CHECKED.get(key, 0.0) >= budget_s:
-        return
-    check_integrity(path, con, budget_s)
-    if key is not None:
-        _CHECKED[key] = max(_CHECKED.get(key, 0.0), budget_s)
-
-
-def check_integrity(path: Path, con: sqlite3.Connection, budget_s: float) -> None:
-    """``verify``'s check itself, whether or not this process made it before."""
-    from flock_es.errors import DatabaseDamagedError
-
-    # The budget is kept by a timer that interrupts the connection: a progress handler
-    # is called between VM steps only, and quick_check walks every b-tree page in one
-    # step. On a 1.3 GB log the handler first ran after 0.48 s whatever the budget, so
-    # every `flock-es runs` or `show` of it spent that much (issue 14 at scale).
-    done = threading.Event()
-    timer = threading.Thread(target=_interrupt, args=(con, budget_s, done), daemon=True)
-    timer.start()
-    try:
-        rows = con.execute("PRAGMA quick_check(1)").fetchall()
-        if rows != [("ok",)]:
-            what = str(rows[0][0]).replace("*** in database main ***", "")
-            raise DatabaseDamagedError(damaged_message(path, " ".join(what.split())[:160]))
-        bad = con.execute("SELECT seq FROM events WHERE NOT json_valid(body) LIMIT 1").fetchone()
-        if bad is not None:
-            raise DatabaseDamagedError(damaged_message(path, f"event {bad[0]} is not valid JSON"))
-    except sqlite3.OperationalError as exc:
-        if "interrupted" not in str(exc):
-            raise storage_error(path, exc) from None
-    except sqlite3.DatabaseError as exc:
-        raise storage_error(path, exc) from None
-    finally:
-        done.set()
-        timer.join()  # no interrupt after this: the connection's next statements run whole
-
-
-def _interrupt(con: sqlite3.Connection, budget_s: float, done: threading.Event) -> None:
-    """Interrupt ``con`` once ``budget_s`` is spent, and again each millisecond until the
-    check is done: an interrupt made while no statement runs is lost, and the check's
-    next statement may be about to start."""
-    if done.wait(budget_s):
-        return
-    while not done.is_set():
-        con.interrupt()
-        done.wait(0.001)
-
-
 def statements(script: str) -> list[str]:
     """The statements of an SQL script, comments left out."""
     out, buf = [], ""
@@ -368,7 +296,7 @@ def initialise(con: sqlite3.Connection) -> None:
         for v in range(version, DB_SCHEMA_VERSION):
             for stmt in statements(MIGRATIONS.get(v, "")):
                 con.execute(stmt)
-        if 0 < version < 9:  # 8 -> 9: the runs' counters (filled below)
+        if 0 < version < COUNTERS_SINCE:  # 8 -> 9: the runs' counters (filled below)
             add_sqlite_columns(con)
         if 0 < version < 8:  # tables in a new layout (keys, columns): copied
             from flock_es.log.schema_upgrade import remake_tables
@@ -378,7 +306,7 @@ def initialise(con: sqlite3.Connection) -> None:
             con.execute(stmt)
             if i == 0 and (pause := os.environ.get("FLOCK_ES_TEST_CREATE_PAUSE")):
                 time.sleep(float(pause))  # lets a test kill the process mid-creation
-        if 3 <= version < 9:  # the runs' counters, from the events already there
+        if 3 <= version < COUNTERS_SINCE:  # the runs' counters, from the events there
             backfill_sqlite(con)
         if 0 < version < 3:  # the new read models, derived from the events already there
             from flock_es.log.event_rows import rebuild_in_transaction

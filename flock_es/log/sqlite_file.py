@@ -22,6 +22,7 @@ import sqlite3
 import uuid
 from pathlib import Path
 
+from flock_es.log.integrity import verify
 from flock_es.log.liveness import pid_alive
 from flock_es.log.schema import (
     BUSY_TIMEOUT_MS,
@@ -31,7 +32,6 @@ from flock_es.log.schema import (
     initialise,
     read_uri,
     storage_error,
-    verify,
 )
 
 __all__ = ["ensure_schema"]
