@@ -28,7 +28,7 @@ from psycopg import sql
 from flock_es.errors import DatabaseError
 from flock_es.log.body_paths import ATTEMPT, DONE, FAILED, STARTED, STARTED_AGENT
 from flock_es.log.query_models import EPOCH_16_DROPS, PG_QUERY_DDL, PG_QUERY_INDEXES
-from flock_es.log.run_counters import COUNTER_COLUMNS, PG_BACKFILL
+from flock_es.log.run_counters import PG_ADD_COLUMNS, PG_BACKFILL
 from flock_es.log.spans_view import PG_SPANS
 
 __all__ = [
@@ -183,16 +183,7 @@ _V8 = "ALTER TABLE artifacts DROP COLUMN IF EXISTS payload;"
 
 # 9: per-run counters in runs (flock_es.log.run_counters), filled from the events:
 # `flock-es runs` reads them instead of aggregating the whole log.
-_V9 = (
-    "".join(
-        f"ALTER TABLE runs ADD COLUMN IF NOT EXISTS {col} BIGINT NOT NULL DEFAULT 0;\n"
-        for col in COUNTER_COLUMNS
-    )
-    + "ALTER TABLE runs ADD COLUMN IF NOT EXISTS last_ts DOUBLE PRECISION;\n"
-    + "ALTER TABLE runs ADD COLUMN IF NOT EXISTS pid INTEGER;\n"
-    + "ALTER TABLE runs ADD COLUMN IF NOT EXISTS host TEXT;\n"
-    + PG_BACKFILL
-)
+_V9 = PG_ADD_COLUMNS + PG_BACKFILL
 
 # MIGRATIONS[n] upgrades a schema at version n to n + 1; index 0 creates it.
 MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)

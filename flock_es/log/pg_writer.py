@@ -34,7 +34,7 @@ from flock_es.log.pg_schema import (
 )
 from flock_es.log.ports import Durability, Lease
 from flock_es.log.query_models import POSTGRES, READ_MODEL_TABLES, query_model_rows, statements
-from flock_es.log.run_counters import COUNTER_COLUMNS, PG_TOUCH_RUN
+from flock_es.log.run_counters import PG_RESET, PG_TOUCH_RUN
 
 __all__ = ["PgLogWriter", "insert_events", "read_model_sql", "rebuild_on"]
 
@@ -52,9 +52,7 @@ _INSERT_RUN = (
     "ON CONFLICT (run_id) DO UPDATE SET program=excluded.program, model=excluded.model, "
     "started_at=excluded.started_at, status=excluded.status, parent_run=excluded.parent_run, "
     "fork_seq=excluded.fork_seq, first_seq=excluded.first_seq, last_seq=excluded.last_seq, "
-    "events=0, finished_at=NULL, "
-    + ", ".join(f"{col}=0" for col in COUNTER_COLUMNS)
-    + ", last_ts=NULL, pid=NULL, host=NULL"
+    f"events=0, finished_at=NULL, {PG_RESET}"
 )
 _FINISH_RUN = "UPDATE runs SET finished_at=%s, status=%s WHERE run_id=%s"
 _PROCESS_RUN = "UPDATE runs SET pid=%s, host=%s WHERE run_id=%s"

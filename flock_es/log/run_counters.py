@@ -47,7 +47,9 @@ from flock_es.domain.events import Event, EventKind
 __all__ = [
     "COUNTERS_SINCE",
     "COUNTER_COLUMNS",
+    "PG_ADD_COLUMNS",
     "PG_BACKFILL",
+    "PG_RESET",
     "PG_TOUCH_RUN",
     "RARE_KINDS",
     "SQLITE_BACKFILL",
@@ -155,13 +157,22 @@ PG_TOUCH_RUN = (
     "last_ts=greatest(coalesce(last_ts, 0), %s) WHERE run_id=%s"
 )
 
-_SQLITE_ADDED = [(col, "INTEGER NOT NULL DEFAULT 0") for col in COUNTER_COLUMNS] + [
-    ("last_ts", "REAL"),
-    ("pid", "INTEGER"),
-    ("host", "TEXT"),
+# Each column schema 9 adds to ``runs``: its name, its SQLite type, its PostgreSQL type.
+_ADDED = [
+    *((col, "INTEGER NOT NULL DEFAULT 0", "BIGINT NOT NULL DEFAULT 0") for col in COUNTER_COLUMNS),
+    ("last_ts", "REAL", "DOUBLE PRECISION"),
+    ("pid", "INTEGER", "INTEGER"),
+    ("host", "TEXT", "TEXT"),
 ]
-SQLITE_COLUMNS = ",\n".join(f"    {col} {kind}" for col, kind in _SQLITE_ADDED)
+SQLITE_COLUMNS = ",\n".join(f"    {col} {kind}" for col, kind, _ in _ADDED)
 """The counter columns of ``runs``, as its CREATE TABLE lists them (SQLite)."""
+PG_ADD_COLUMNS = "".join(
+    f"ALTER TABLE runs ADD COLUMN IF NOT EXISTS {col} {kind};\n" for col, _, kind in _ADDED
+)
+"""The counter columns added to a PostgreSQL ``runs`` (its migration 9)."""
+PG_RESET = ", ".join(f"{col}={0 if col in COUNTER_COLUMNS else 'NULL'}" for col, _, _ in _ADDED)
+"""The counter columns as a run's row has them before its first event (an ``UPDATE``'s
+assignments: PostgreSQL's ``run.started`` upsert)."""
 
 
 def _backfill(num: str, text: str, nanos: str, retried: str) -> str:
@@ -214,7 +225,7 @@ SQLITE_BACKFILL = (
 def add_sqlite_columns(con: sqlite3.Connection) -> None:
     """The counter columns of schema 9 that a file's ``runs`` lacks (its upgrade)."""
     have = {r[1] for r in con.execute("PRAGMA table_info(runs)")}
-    for col, kind in _SQLITE_ADDED:
+    for col, kind, _ in _ADDED:
         if col not in have:
             con.execute(f"ALTER TABLE runs ADD COLUMN {col} {kind}")
 
