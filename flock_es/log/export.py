@@ -19,7 +19,6 @@ import itertools
 import json
 import os
 from collections.abc import Callable, Iterator
-from itertools import zip_longest
 from pathlib import Path
 from typing import IO, Any
 
@@ -336,7 +335,7 @@ def import_run(path: Path, db: DbRef, progress: ImportProgress | None = None) ->
     asyncio.run(_append(db, _counted(iter_export(path, run_id), "importing", n, progress)))
     with open_reader(db) as reader:  # read back what was written: same count, same kinds
         back = _counted(reader.iter_events(run_id), "verifying", n, progress)
-        pairs = zip_longest(back, iter_export(path, run_id))
+        pairs = itertools.zip_longest(back, iter_export(path, run_id))
         if any(a is None or b is None or (a.kind, a.body) != (b.kind, b.body) for a, b in pairs):
             raise DatabaseDamagedError(
                 damaged_message(

@@ -182,6 +182,11 @@ class LogReader(RunLookup):
         self, run_id: str, after: int = 0, until: int | None = None, limit: int | None = None
     ) -> Iterator[Event]:
         sql, args = events_query(_EVENT_COLS, "?", run_id, after, until, limit)
+        yield from self._decoded(sql, args)
+
+    def _decoded(self, sql: str, args: Sequence[object]) -> Iterator[Event]:
+        """The events of the rows ``sql`` selects, decoded as the cursor reads them (a
+        kind this flock-es does not know is skipped; the callers are ``_guarded``)."""
         for row in self._con.execute(sql, args):
             e = row_to_event(row)
             if e is not None:
@@ -194,10 +199,7 @@ class LogReader(RunLookup):
         (``show``'s listing of calls; the filter is SQL's: a body is decoded only for
         these, never for every answer of a run)."""
         sql, args = events_query(_EVENT_COLS, "?", run_id, 0, until, where=_SHOWN_CALLS)
-        for row in self._con.execute(sql, args):
-            e = row_to_event(row)
-            if e is not None:
-                yield e
+        yield from self._decoded(sql, args)
 
     @_guarded
     def events(
@@ -224,25 +226,17 @@ class LogReader(RunLookup):
     def events_after(self, cursor: int, limit: int | None = None) -> list[Event]:
         """Events of every run with ``seq > cursor``, in commit order (following a database)."""
         sql, args = events_query(_EVENT_COLS, "?", None, cursor, limit=limit)
-        out = []
-        for row in self._con.execute(sql, args):
-            e = row_to_event(row)
-            if e is not None:
-                out.append(e)
-        return out
+        return list(self._decoded(sql, args))
 
     @_guarded
     def events_at(self, seqs: Sequence[int]) -> list[Event]:
         """The events at ``seqs`` (of any run), in seq order; a seq with no event is skipped."""
-        out = []
+        out: list[Event] = []
         for i in range(0, len(seqs), _SEQS_PER_QUERY):
             part = list(seqs[i : i + _SEQS_PER_QUERY])
             marks = ",".join("?" * len(part))
             sql = f"SELECT {_EVENT_COLS} FROM events WHERE seq IN ({marks}) ORDER BY seq"
-            for row in self._con.execute(sql, part):
-                e = row_to_event(row)
-                if e is not None:
-                    out.append(e)
+            out.extend(self._decoded(sql, part))
         return out
 
     @_guarded
