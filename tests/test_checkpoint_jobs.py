@@ -255,3 +255,74 @@ def test_a_job_keeps_the_views_it_parks_as_seqs_from_its_first_event(
     monkeypatch.setattr(Parked, "add", watched)
     assert snapshot_now(str(db), run, at_least=1, checked=True)
     assert by_seq and all(by_seq)
+
+
+def test_the_first_checkpoint_waits_for_first_events_past_the_latest_snapshot() -> None:
+    from flock_es.runtime.checkpoints import Checkpoints
+
+    assert Checkpoints("x.db", "r-x", events=0, every=100, first=1_000).next_at == 1_000
+    # A resume that folded 400 events past its latest snapshot: 600 more, then a job.
+    assert Checkpoints("x.db", "r-x", events=500, every=100, lag=400, first=1_000).next_at == 1_100
+    assert Checkpoints("x.db", "r-x", events=500, every=100, lag=2_000, first=1_000).next_at == 500
+
+
+def _short_run(db: Path, items: int) -> Any:
+    """A live run of workload (b)'s shape (8 function agents, ``items`` artifacts, about
+    26 events an artifact); the run's ``Checkpoints``, recorded as it made them."""
+    import asyncio
+
+    from pydantic import BaseModel
+
+    from flock_es import Flock
+    from flock_es.runtime import run_lifecycle
+    from flock_es.runtime.checkpoints import Checkpoints
+
+    class Item(BaseModel):
+        n: int
+
+    class Out(BaseModel):
+        n: int
+
+    made: list[Checkpoints] = []
+
+    class Recorded(Checkpoints):
+        def __init__(self, *args: Any, **kw: Any) -> None:
+            super().__init__(*args, **kw)
+            made.append(self)
+
+    def work(x: Item) -> Out:
+        return Out(n=x.n)
+
+    async def run() -> None:
+        flock = Flock(db=db)
+        for i in range(8):
+            flock.agent(f"f{i}").consumes(Item).publishes(Out).with_function(work)
+        await flock.publish_many([Item(n=i) for i in range(items)])
+        await flock.run_until_idle()
+        await flock.close()
+
+    real = run_lifecycle.Checkpoints
+    run_lifecycle.Checkpoints = Recorded  # type: ignore[misc]
+    try:
+        asyncio.run(run())
+    finally:
+        run_lifecycle.Checkpoints = real  # type: ignore[misc]
+    assert len(made) == 1
+    return made[0]
+
+
+def test_a_short_live_run_starts_no_checkpoint_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job beside a short run cost it a fifth of its rate (workload (b), 2,000
+    artifacts: issue 14), to save a fold ``resume`` or ``show --at`` makes in well
+    under a second; a run that grows past ``FIRST_CHECKPOINT`` events starts one."""
+    from flock_es.runtime import run_lifecycle
+    from flock_es.runtime.checkpoints import FIRST_CHECKPOINT
+
+    short = _short_run(tmp_path / "short.db", 400)
+    assert 10_000 < short.events < FIRST_CHECKPOINT
+    assert short.started == 0 and short.next_at == FIRST_CHECKPOINT
+    monkeypatch.setattr(run_lifecycle, "FIRST_CHECKPOINT", 5_000)
+    longer = _short_run(tmp_path / "longer.db", 400)
+    assert longer.started == 1

@@ -33,7 +33,7 @@ from flock_es.projection.fold import fold
 from flock_es.projection.state import RunState
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.board_queries import BoardSource
-from flock_es.runtime.checkpoints import Checkpoints
+from flock_es.runtime.checkpoints import FIRST_CHECKPOINT, Checkpoints
 from flock_es.runtime.engine import Engine, ShareHook
 from flock_es.runtime.gc_policy import fewer_collections
 from flock_es.runtime.kernel import Kernel, build_index
@@ -126,7 +126,11 @@ class RunLifecycle:
         kernel.listeners.extend(self._listeners)
         if share is None:  # a live run checkpoints its fold, in another process
             self._checkpoints = Checkpoints(
-                self.db_path, self.run_id, kernel.state.events, lag=self.snapshot_lag
+                self.db_path,
+                self.run_id,
+                kernel.state.events,
+                lag=self.snapshot_lag,
+                first=FIRST_CHECKPOINT,
             )
             kernel.listeners.append(self._checkpoints.committed)
         self._engine = engine
