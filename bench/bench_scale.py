@@ -21,7 +21,9 @@ replay   ``flock-es replay`` of the complete run: wall time, CPU seconds (next t
          the run's own, the load-robust comparison) and peak RSS.
 
 A run or resume starts checkpoint jobs (``runtime/checkpoints.py``, another
-process that folds the log into a snapshot): their peak is a column of its own,
+process that folds the log into a snapshot) once ``FIRST_CHECKPOINT`` (100,000)
+of its events lie past the latest snapshot: the 2,000-artifact run (52,000
+events) starts none, the larger ones do. Their peak is a column of its own,
 the highest VmHWM of the run's (or resume's) ``snapshot_job`` children, read from
 /proc while they run (found within 0.2 s, sampled every 20 ms). ``wait4``'s
 peak of a process's children is no measure of them: a child started with vfork
