@@ -96,6 +96,10 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+CLI = (sys.executable, "-m", "flock_es.cli.app")
+"""``flock-es`` as a test runs it in a subprocess: ``[*CLI, "run", program]``."""
+
+
 def run_cli(
     args: Sequence[str | os.PathLike[str]],
     cwd: Path | None = None,
@@ -104,7 +108,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``flock-es ARGS`` as a user would, in a subprocess."""
     return subprocess.run(
-        [sys.executable, "-m", "flock_es.cli.app", *map(str, args)],
+        [*CLI, *map(str, args)],
         cwd=cwd,
         env=cli_env(env),
         capture_output=True,
@@ -154,7 +158,7 @@ def kill_cli_when(
     Example: ``assert kill_cli_when(["run", prog, "--db", db], lambda: server.calls >= 2)``.
     """
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flock_es.cli.app", *map(str, args)],
+        [*CLI, *map(str, args)],
         cwd=cwd,
         env=cli_env(env),
         stdout=subprocess.DEVNULL,

@@ -5,18 +5,17 @@ other commands stop with one line or, for a closed pipe, quietly — never a tra
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, cli_env, run_cli
+from tests.conftest import CLI, EXAMPLES, cli_env, run_cli
 
 
 def _cli_with_closed_stdout(args: list[str], cwd: Path) -> tuple[int, str]:
     """Run ``flock-es ARGS`` with a stdout pipe whose reader is gone before it starts."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flock_es.cli.app", *args],
+        [*CLI, *args],
         cwd=cwd,
         env=cli_env(None),
         stdin=subprocess.DEVNULL,
@@ -34,7 +33,7 @@ def _cli_to_dev_full(args: list[str], cwd: Path) -> subprocess.CompletedProcess[
     """Run ``flock-es ARGS`` with stdout on /dev/full: every write fails with ENOSPC."""
     with open("/dev/full", "w") as full:
         return subprocess.run(
-            [sys.executable, "-m", "flock_es.cli.app", *args],
+            [*CLI, *args],
             cwd=cwd,
             env=cli_env(None),
             stdin=subprocess.DEVNULL,

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, run_cli
+from tests.conftest import CLI, EXAMPLES, run_cli
 from tests.pty_term import open_terminal, read_terminal, terminal_env
 
 DIGEST = "Total Analysts: 8"
@@ -56,7 +55,7 @@ def run_with_terminal_stderr(
     env = terminal_env(extra_env)
     with stdout_path.open("wb") as sink:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "flock_es.cli.app", *args],
+            [*CLI, *args],
             stdin=subprocess.DEVNULL,
             stdout=sink,
             stderr=slave,

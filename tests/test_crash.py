@@ -16,7 +16,6 @@ import json
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +28,7 @@ from flock_es.errors import DatabaseError
 from flock_es.log.reader import LogReader
 from flock_es.projection.fold import fold
 from flock_es.projection.state import RunState
-from tests.conftest import ROOT, cli_env, run_cli
+from tests.conftest import CLI, ROOT, cli_env, run_cli
 
 PROGRAM = ROOT / "tests" / "programs" / "crash_pipeline.py"
 KILL_POINTS = 22
@@ -110,7 +109,7 @@ def committed(db: Path) -> int:
 def kill_at(db: Path, n_events: int) -> int:
     """Run the program, SIGKILL it once ``n_events`` are committed; returns events at kill."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flock_es.cli.app", "run", str(PROGRAM), "--db", str(db), "-q"],
+        [*CLI, "run", str(PROGRAM), "--db", str(db), "-q"],
         env=cli_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

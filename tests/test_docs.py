@@ -49,7 +49,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, cli_env
+from tests.conftest import CLI, ROOT, cli_env
 
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`\s]*)")
@@ -238,7 +238,7 @@ def flock_es(
     tokens: list[str], workdir: Path, env: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "flock_es.cli.app", *tokens],
+        [*CLI, *tokens],
         cwd=workdir,
         env=docs_env(workdir, env),
         capture_output=True,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, cli_env
+from tests.conftest import CLI, EXAMPLES, cli_env
 
 WRITER = textwrap.dedent(
     """
@@ -61,7 +61,6 @@ WRITER = textwrap.dedent(
 
 STRACE = ["strace", "-f", "-y", "-e"]
 PY = [sys.executable, "-c"]
-CLI = [sys.executable, "-m", "flock_es.cli.app"]
 needs_strace = pytest.mark.skipif(
     shutil.which("strace") is None, reason="strace is not installed (apt-get install strace)"
 )

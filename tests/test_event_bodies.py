@@ -17,7 +17,6 @@ import asyncio
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -34,7 +33,7 @@ from flock_es.domain.validate import check_body
 from flock_es.log import LogReader
 from flock_es.models.retry import RetryPolicy
 from flock_es.runtime.engine import DEFER_AT
-from tests.conftest import EXAMPLES, ROOT, cli_env, run_cli
+from tests.conftest import CLI, EXAMPLES, ROOT, cli_env, run_cli
 from tests.openai_server import OpenAIServer, Step
 
 Bodies = dict[EventKind, list[dict[str, Any]]]
@@ -154,7 +153,7 @@ def _interrupted_and_resumed(tmp: Path) -> Path:
     program = ROOT / "tests" / "programs" / "crash_pipeline.py"
     env = {"CRASH_LATENCY": "0.5"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flock_es.cli.app", "run", str(program), "--db", str(db), "-q"],
+        [*CLI, "run", str(program), "--db", str(db), "-q"],
         env=cli_env(env),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

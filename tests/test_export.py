@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, run_cli
+from tests.conftest import CLI, EXAMPLES, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,6 @@ def test_import_on_a_terminal_shows_a_line_that_goes_when_done(
 ) -> None:
     import os
     import subprocess
-    import sys
 
     from tests.conftest import cli_env
 
@@ -133,9 +132,7 @@ def test_import_on_a_terminal_shows_a_line_that_goes_when_done(
     try:
         out = subprocess.run(
             [
-                sys.executable,
-                "-m",
-                "flock_es.cli.app",
+                *CLI,
                 "import",
                 exported[1],
                 "--db",

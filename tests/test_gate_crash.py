@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -23,7 +22,7 @@ from flock_es.log import LogReader
 from flock_es.projection import fold
 from flock_es.runtime.program import load_program
 from flock_es.runtime.resume import prepare, start_resumed
-from tests.conftest import ROOT, cli_env, run_cli
+from tests.conftest import CLI, ROOT, cli_env, run_cli
 
 PROGRAM = ROOT / "tests" / "programs" / "gates_crash.py"
 
@@ -45,7 +44,7 @@ def run_and_kill(db: Path, tmp: Path, env: dict[str, str], ready) -> str:  # typ
     """Start ``flock-es run``, wait until ``ready(events)`` holds in the log, SIGKILL it."""
     out = (tmp / "run.out").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flock_es.cli.app", "run", str(PROGRAM), "--db", str(db), "-q"],
+        [*CLI, "run", str(PROGRAM), "--db", str(db), "-q"],
         cwd=tmp,
         env=cli_env(env),
         stdout=out,

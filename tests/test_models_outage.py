@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, cli_env, run_cli
+from tests.conftest import CLI, ROOT, cli_env, run_cli
 
 PROGRAM = ROOT / "tests" / "programs" / "swarm_program.py"
 KEY = "sk-test-OUTAGE1234567890abcdefg"
@@ -67,7 +67,7 @@ def test_outage_then_resume_retry_failed_completes_and_replays_identical(tmp_pat
     server, port = start_server()
     db = tmp_path / "outage.db"
     env = {"OPENAI_API_BASE": f"http://127.0.0.1:{port}/v1", "OPENAI_API_KEY": KEY, "SWARM_N": "6"}
-    cmd = [sys.executable, "-m", "flock_es.cli.app", "run", str(PROGRAM), "-q"]
+    cmd = [*CLI, "run", str(PROGRAM), "-q"]
     run = subprocess.Popen(
         [*cmd, "-m", "openai/test-model", "--db", str(db)],
         cwd=tmp_path,

@@ -9,17 +9,14 @@ is paid twice, and replay says identical.
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from flock_es.log.reader import LogReader
-from tests.conftest import cli_env, kill_cli_when, run_cli
+from tests.conftest import CLI, cli_env, kill_cli_when, run_cli
 from tests.test_crash import PROGRAM, check_log_invariants, committed
-
-CLI = [sys.executable, "-m", "flock_es.cli.app"]
 
 
 def kill_with_work_pending(db: Path, n_events: int = 12) -> None:
@@ -29,7 +26,7 @@ def kill_with_work_pending(db: Path, n_events: int = 12) -> None:
 
 def resume_four_at_once(db: Path) -> list[subprocess.CompletedProcess[str]]:
     # A slow model keeps the winner busy while the others start and try to claim.
-    cmd = [sys.executable, "-m", "flock_es.cli.app", "resume", "latest", "--db", str(db), "-q"]
+    cmd = [*CLI, "resume", "latest", "--db", str(db), "-q"]
     procs = [
         subprocess.Popen(
             cmd,
@@ -88,7 +85,7 @@ def test_four_concurrent_resumes_ten_times(tmp_path: Path) -> None:
 def test_a_live_run_cannot_be_resumed_and_force_takes_it(tmp_path: Path) -> None:
     db = tmp_path / "live.db"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flock_es.cli.app", "run", str(PROGRAM), "--db", str(db), "-q"],
+        [*CLI, "run", str(PROGRAM), "--db", str(db), "-q"],
         env=cli_env({"CRASH_LATENCY": "5"}),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from flock_es.errors import UserError
 from flock_es.log.reader import LogReader
 from flock_es.log.writer import LogWriter
 from flock_es.projection.fold import fold
-from tests.conftest import EXAMPLES, ROOT, cli_env, run_cli
+from tests.conftest import CLI, EXAMPLES, ROOT, cli_env, run_cli
 
 PROGRAMS = ROOT / "tests" / "programs"
 
@@ -42,7 +41,7 @@ def wait_for(db: Path, pred: object, timeout: float = 30) -> None:
 
 def start_run(program: Path, db: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "flock_es.cli.app", "run", str(program), "--db", str(db), "-q"],
+        [*CLI, "run", str(program), "--db", str(db), "-q"],
         env=cli_env(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from flock_es.tui import MonitorApp
 from flock_es.tui.screens import DetailScreen, HelpScreen
 from flock_es.tui.vlist import VirtualList
 from flock_es.tui.widgets import DiffTable
-from tests.conftest import EXAMPLES, cli_env
+from tests.conftest import CLI, EXAMPLES, cli_env
 from tests.tui_logs import CATEGORIES, NEWS_RUN, T0, news_events, write_news_log
 
 SIZE = (120, 40)
@@ -327,9 +326,7 @@ async def test_follows_a_live_run_in_another_process(news_db: Path, tmp_path: Pa
         await settle(pilot, app)
         proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "flock_es.cli.app",
+                *CLI,
                 "run",
                 str(EXAMPLES / "news.py"),
                 "-m",

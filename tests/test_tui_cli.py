@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, cli_env, run_cli
+from tests.conftest import CLI, ROOT, cli_env, run_cli
 from tests.pty_term import open_terminal, read_terminal, terminal_env
 from tests.tui_logs import NEWS_RUN, write_news_log
 
@@ -88,7 +88,7 @@ def run_in_pty(
     master, slave = open_terminal(rows, cols)
     env = terminal_env()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "flock_es.cli.app", *args],
+        [*CLI, *args],
         stdin=slave,
         stdout=slave,
         stderr=slave,

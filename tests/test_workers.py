@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from flock_es.log.backends import open_reader
-from tests.conftest import EXAMPLES, cli_env, run_cli
+from tests.conftest import CLI, EXAMPLES, cli_env, run_cli
 from tests.pg import pg_admin_url, pg_database
 
 PROGRAMS = Path(__file__).parent / "programs"
@@ -48,9 +47,7 @@ def workers(
         procs.append(
             subprocess.Popen(
                 [
-                    sys.executable,
-                    "-m",
-                    "flock_es.cli.app",
+                    *CLI,
                     "worker",
                     str(program),
                     "--db",
@@ -118,7 +115,7 @@ def all_kinds(db: str, kind: str) -> list[dict[str, object]]:
 def cli(*args: object, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """The CLI in a subprocess that the test may kill."""
     return subprocess.Popen(
-        [sys.executable, "-m", "flock_es.cli.app", *map(str, args)],
+        [*CLI, *map(str, args)],
         env=cli_env(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
