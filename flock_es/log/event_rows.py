@@ -133,7 +133,20 @@ class ReadModelRows(NamedTuple):
 def read_model_rows(events: list[Event]) -> ReadModelRows:
     """Rows for the read models derived from committed ``events`` (seq assigned)."""
     out = ReadModelRows([], [], [], [], [])
+    _run_rows(events, out, arts=True)
     counts: dict[str, list[Any]] = {}
+    for e in events:
+        c = counts.get(e.run_id)
+        if c is None:
+            c = counts[e.run_id] = rc.new_counts()
+        rc.count_event(e, c)
+    out.touch.extend(rc.touch_rows(counts))
+    return out
+
+
+def _run_rows(events: list[Event], out: ReadModelRows, arts: bool) -> None:
+    """Add the runs' rows of ``events`` to ``out`` (started, finished, resumed: ``runs``,
+    ``finished``, ``procs``), and with ``arts`` their artifacts' rows."""
     for e in events:
         # Each body is read through its kind's definition: mypy checks these keys.
         kind = e.kind
@@ -159,14 +172,8 @@ def read_model_rows(events: list[Event]) -> ReadModelRows:
             out.finished.append((None, "running", e.run_id))
             rr = body_as(e, RunResumed)
             out.procs.append((rr.get("pid"), rr.get("host"), e.run_id))
-        elif kind is _PUBLISHED:
+        elif arts and kind is _PUBLISHED:
             out.arts.append(artifact_row(e, body_as(e, ArtifactPublished)))
-        c = counts.get(e.run_id)
-        if c is None:
-            c = counts[e.run_id] = rc.new_counts()
-        rc.count_event(e, c)
-    out.touch.extend(rc.touch_rows(counts))
-    return out
 
 
 def write_events(conn: sqlite3.Connection, events: list[Event], last_seq: int) -> None:
@@ -182,9 +189,12 @@ def write_events(conn: sqlite3.Connection, events: list[Event], last_seq: int) -
     insert_flat(conn, EVENTS_HEAD, 7, chunks, shared=True)
     # The rare kinds (run boundaries, tags, releases) through the shared row makers,
     # in the order the statements depend on: a run's row before its counts are
-    # touched, an artifact's row before its release.
-    rare = read_model_rows(side.others) if side.others else None
-    if rare is not None:
+    # touched, an artifact's row before its release. Only the runs' rows: the loop
+    # made the artifacts' (or SQLite derives them), and ``count_rare`` counts these.
+    rare = None
+    if side.others:
+        rare = ReadModelRows([], [], [], [], [])
+        _run_rows(side.others, rare, arts=False)
         if rare.runs:
             conn.executemany(INSERT_RUN, rare.runs)
         for e in side.others:  # the counts of the rare kinds (the loop counted the rest)
