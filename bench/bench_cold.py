@@ -7,7 +7,7 @@ after each agent's wait: an output decided, a commit of a few events, the next
 agent started. This prints what those steps cost hot and cold, on this machine:
 
 commit   one small commit through the log writer's own connection and row maker
-         (``writer.write_events``, 3 events), median of 40 each: back to back;
+         (``event_rows.write_events``, 3 events), median of 40 each: back to back;
          after a 50 ms sleep; after a 40 ms sleep and then 10 ms of busy spinning
          on the same core (so not the CPU's idle or frequency state: the commit's
          own code and data have left the caches);
@@ -32,18 +32,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import _es_side
 from bench._machine import help_or_bad_args, machine
+from flock_es.domain.event_bodies import TaskCompleted, TaskStarted
 from flock_es.domain.events import Event, EventKind, make_event
-from flock_es.log import writer
+from flock_es.log.event_rows import write_events
 from flock_es.log.schema import PRAGMAS, WRITER_PRAGMAS
 from flock_es.log.sqlite_file import ensure_schema
 
 
 def _unit(run_id: str) -> list[Event]:
+    """Three events as an agent's unit commits them: its completion and two starts."""
     now = time.time()
-    body = {"task_id": "t-1", "agent": "a", "outputs": ["o-1"], "attempt": 1, "duration_ms": 1.0}
-    done = make_event(run_id, EventKind.TASK_COMPLETED, body, now)  # type: ignore[arg-type]
-    started = make_event(run_id, EventKind.TASK_STARTED, {"task_id": "t-2", "agent": "a"}, now)  # type: ignore[arg-type]
-    return [done, started, copy.copy(started)]
+    done: TaskCompleted = {"task_id": "t-1", "agent": "a", "outputs": ["o-1"], "attempt": 1}
+    begun: TaskStarted = {"task_id": "t-2", "agent": "a"}
+    started = make_event(run_id, EventKind.TASK_STARTED, begun, now)
+    return [make_event(run_id, EventKind.TASK_COMPLETED, done, now), started, copy.copy(started)]
 
 
 def _commit_times(db: Path) -> dict[str, float]:
@@ -59,7 +61,7 @@ def _commit_times(db: Path) -> dict[str, float]:
         t0 = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
         row = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
-        writer.write_events(conn, events, int(row[0]))
+        write_events(conn, events, int(row[0]))
         conn.execute("COMMIT")
         return (time.perf_counter() - t0) * 1e6
 
