@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from flock_es.log.ports import open_store
+from flock_es.runtime.checkpoints import Checkpoints
 from tests.conftest import EXAMPLES, run_cli
 
 # The "run": it holds the database's write lock, so its checkpoint job folds and then
@@ -266,7 +267,7 @@ def test_the_first_checkpoint_waits_for_first_events_past_the_latest_snapshot() 
     assert Checkpoints("x.db", "r-x", events=500, every=100, lag=2_000, first=1_000).next_at == 500
 
 
-def _short_run(db: Path, items: int) -> Any:
+def _short_run(db: Path, items: int, monkeypatch: pytest.MonkeyPatch) -> Checkpoints:
     """A live run of workload (b)'s shape (8 function agents, ``items`` artifacts, about
     26 events an artifact); the run's ``Checkpoints``, recorded as it made them."""
     import asyncio
@@ -275,7 +276,6 @@ def _short_run(db: Path, items: int) -> Any:
 
     from flock_es import Flock
     from flock_es.runtime import run_lifecycle
-    from flock_es.runtime.checkpoints import Checkpoints
 
     class Item(BaseModel):
         n: int
@@ -301,12 +301,8 @@ def _short_run(db: Path, items: int) -> Any:
         await flock.run_until_idle()
         await flock.close()
 
-    real = run_lifecycle.Checkpoints
-    run_lifecycle.Checkpoints = Recorded  # type: ignore[misc]
-    try:
-        asyncio.run(run())
-    finally:
-        run_lifecycle.Checkpoints = real  # type: ignore[misc]
+    monkeypatch.setattr(run_lifecycle, "Checkpoints", Recorded)
+    asyncio.run(run())
     assert len(made) == 1
     return made[0]
 
@@ -320,9 +316,9 @@ def test_a_short_live_run_starts_no_checkpoint_job(
     from flock_es.runtime import run_lifecycle
     from flock_es.runtime.checkpoints import FIRST_CHECKPOINT
 
-    short = _short_run(tmp_path / "short.db", 400)
+    short = _short_run(tmp_path / "short.db", 400, monkeypatch)
     assert 10_000 < short.events < FIRST_CHECKPOINT
     assert short.started == 0 and short.next_at == FIRST_CHECKPOINT
     monkeypatch.setattr(run_lifecycle, "FIRST_CHECKPOINT", 5_000)
-    longer = _short_run(tmp_path / "longer.db", 400)
+    longer = _short_run(tmp_path / "longer.db", 400, monkeypatch)
     assert longer.started == 1
