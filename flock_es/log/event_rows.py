@@ -133,9 +133,11 @@ class ReadModelRows(NamedTuple):
 def read_model_rows(events: list[Event]) -> ReadModelRows:
     """Rows for the read models derived from committed ``events`` (seq assigned)."""
     out = ReadModelRows([], [], [], [], [])
-    _run_rows(events, out, arts=True)
+    _run_rows(events, out)
     counts: dict[str, list[Any]] = {}
     for e in events:
+        if e.kind is _PUBLISHED:
+            out.arts.append(artifact_row(e, body_as(e, ArtifactPublished)))
         c = counts.get(e.run_id)
         if c is None:
             c = counts[e.run_id] = rc.new_counts()
@@ -144,9 +146,9 @@ def read_model_rows(events: list[Event]) -> ReadModelRows:
     return out
 
 
-def _run_rows(events: list[Event], out: ReadModelRows, arts: bool) -> None:
+def _run_rows(events: list[Event], out: ReadModelRows) -> None:
     """Add the runs' rows of ``events`` to ``out`` (started, finished, resumed: ``runs``,
-    ``finished``, ``procs``), and with ``arts`` their artifacts' rows."""
+    ``finished``, ``procs``)."""
     for e in events:
         # Each body is read through its kind's definition: mypy checks these keys.
         kind = e.kind
@@ -172,8 +174,6 @@ def _run_rows(events: list[Event], out: ReadModelRows, arts: bool) -> None:
             out.finished.append((None, "running", e.run_id))
             rr = body_as(e, RunResumed)
             out.procs.append((rr.get("pid"), rr.get("host"), e.run_id))
-        elif arts and kind is _PUBLISHED:
-            out.arts.append(artifact_row(e, body_as(e, ArtifactPublished)))
 
 
 def write_events(conn: sqlite3.Connection, events: list[Event], last_seq: int) -> None:
@@ -194,7 +194,7 @@ def write_events(conn: sqlite3.Connection, events: list[Event], last_seq: int) -
     rare = None
     if side.others:
         rare = ReadModelRows([], [], [], [], [])
-        _run_rows(side.others, rare, arts=False)
+        _run_rows(side.others, rare)
         if rare.runs:
             conn.executemany(INSERT_RUN, rare.runs)
         for e in side.others:  # the counts of the rare kinds (the loop counted the rest)
