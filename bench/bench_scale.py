@@ -15,6 +15,12 @@ run      the program itself: agent runs per second, CPU per run (in all, then th
 resume   a second run of the same size is SIGKILLed about halfway (once half of
          its events are in the log), then ``flock-es resume`` finishes it:
          wall time, CPU seconds and peak RSS of the resume process;
+flat     each later size's run is bracketed by runs of the first (smallest) size, two
+         just before it and two just after (fresh files, not replayed): its
+         runs/s over their median is the ratio printed last, beside its ratio to
+         the first size's row. On a shared host the same short run varies by a
+         third from one minute to the next; runs made around the large one share
+         its minutes, so the host's drift moves that ratio less than the rows' one;
 show     ``flock-es show RUN --at LAST`` of the complete run (the state at its last
          event, folded from the latest snapshot the run checkpointed): wall and CPU;
 replay   ``flock-es replay`` of the complete run: wall time, CPU seconds (next to
@@ -40,6 +46,7 @@ import json
 import os
 import signal
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -239,10 +246,28 @@ def _median_run(db: Path, n: int) -> dict[str, float]:
     return median
 
 
-def one_size(n: int, tmp: Path) -> dict[str, float]:
+BRACKET = 2
+"""Runs of the first size made just before, and as many just after, each later one."""
+
+
+def _reference(tmp: Path, n: int, tag: str) -> list[float]:
+    """Runs/s of ``BRACKET`` fresh runs of ``n`` artifacts (the bracket of a larger run)."""
+    out = []
+    for i in range(BRACKET):
+        db = tmp / f"ref-{tag}-{i}.db"
+        out.append(AGENTS * n / _run(db, n)["wall"])
+        for f in _files(db):
+            f.unlink()
+    return out
+
+
+def one_size(n: int, tmp: Path, reference: int | None = None) -> dict[str, float]:
     runs = AGENTS * n
     db = tmp / f"run-{n}.db"
+    bracket = _reference(tmp, reference, "before") if reference else []
     r = _median_run(db, n)
+    if reference:
+        bracket += _reference(tmp, reference, "after")
     full_events = _events(db)
     row: dict[str, float] = {
         "artifacts": n,
@@ -255,6 +280,7 @@ def one_size(n: int, tmp: Path) -> dict[str, float]:
         "run_rss_mb": r["rss_mb"],
         "jobs_rss_mb": r.get("jobs_rss_mb", 0.0),
         "db_bytes_per_run": _size(db) / runs,
+        "bracket_runs_per_s": statistics.median(bracket) if bracket else 0.0,
     }
     wall, _, cpu, _ = _cli(["show", "latest", "--db", str(db), "--at", str(full_events)], n)
     row.update(show_at_s=wall, show_at_cpu_s=cpu)
@@ -295,9 +321,20 @@ def main() -> None:
         "| resume (CPU) (killed at) | resume RSS own (its jobs) |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
+    flat: list[str] = []
     with tempfile.TemporaryDirectory() as d:
         for n in sizes:
-            r = one_size(n, Path(d))
+            first = n == sizes[0]
+            r = one_size(n, Path(d), None if first else sizes[0])
+            if first:
+                base = r["runs_per_s"]
+            else:
+                flat.append(
+                    f"{n:,}: {r['runs_per_s'] / base:.2f} of the {sizes[0]:,} row; "
+                    f"{r['runs_per_s'] / r['bracket_runs_per_s']:.2f} of the "
+                    f"{sizes[0]:,}-artifact runs around it "
+                    f"(median {r['bracket_runs_per_s']:,.0f} runs/s of {2 * BRACKET})"
+                )
             print(
                 f"| {n:,} ({r['runs']:,}) | {r['events']:,} | {r['runs_per_s']:,.0f} "
                 f"| {r['cpu_us_per_run']:.1f} "
@@ -314,6 +351,8 @@ def main() -> None:
             )
             for f in Path(d).iterdir():
                 f.unlink()
+    if flat:
+        print("\nflat at scale (runs/s over the first size's): " + "; ".join(flat))
 
 
 if __name__ == "__main__":
