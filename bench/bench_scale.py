@@ -323,8 +323,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     flat: list[str] = []
     with tempfile.TemporaryDirectory() as d:
-        for n in sizes:
-            first = n == sizes[0]
+        for i, n in enumerate(sizes):
+            first = i == 0
             r = one_size(n, Path(d), None if first else sizes[0])
             if first:
                 base = r["runs_per_s"]
