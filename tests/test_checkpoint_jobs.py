@@ -259,8 +259,6 @@ def test_a_job_keeps_the_views_it_parks_as_seqs_from_its_first_event(
 
 
 def test_the_first_checkpoint_waits_for_first_events_past_the_latest_snapshot() -> None:
-    from flock_es.runtime.checkpoints import Checkpoints
-
     assert Checkpoints("x.db", "r-x", events=0, every=100, first=1_000).next_at == 1_000
     # A resume that folded 400 events past its latest snapshot: 600 more, then a job.
     assert Checkpoints("x.db", "r-x", events=500, every=100, lag=400, first=1_000).next_at == 1_100
