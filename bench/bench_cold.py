@@ -91,10 +91,10 @@ def _news_overheads(latencies: tuple[float, ...]) -> dict[float, float]:
     out = {}
     with tempfile.TemporaryDirectory() as d:
         for lat in latencies:
-            _es_side.LATENCY = lat
-            asyncio.run(_es_side._news_fn(Path(d) / f"warm{lat}.db"))
+            asyncio.run(_es_side.news_fn(Path(d) / f"warm{lat}.db", lat))
             overs = [
-                asyncio.run(_es_side._news_fn(Path(d) / f"a{lat}-{i}.db")) * 1e3 for i in range(7)
+                asyncio.run(_es_side.news_fn(Path(d) / f"a{lat}-{i}.db", lat)) * 1e3
+                for i in range(7)
             ]
             out[lat] = statistics.median(overs)
     return out

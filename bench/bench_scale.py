@@ -7,7 +7,10 @@
 For each size (8 ``def`` agents, one output each, so 8 agent runs per artifact;
 program: bench/_scale_program.py), in fresh processes:
 
-run      the program itself: agent runs per second, CPU per run (in all, then the
+run      the program itself: agent runs per second (to idle, and in brackets to its
+         log closed: a run whose WAL never reached a background checkpoint, as at
+         2,000 artifacts, copies all of it into the database at its close, which
+         larger runs did as they went), CPU per run (in all, then the
          event loop's thread and the SQLite writer's: their sum close to the wall
          time per run says they took turns), peak RSS, and database bytes per run
          (database plus WAL after close); sizes up to 20,000 artifacts are run three
@@ -21,6 +24,7 @@ flat     each later size's run is bracketed by runs of the first (smallest) size
          the first size's row. On a shared host the same short run varies by a
          third from one minute to the next; runs made around the large one share
          its minutes, so the host's drift moves that ratio less than the rows' one;
+         then the same ratios to each run's log closed;
 show     ``flock-es show RUN --at LAST`` of the complete run (the state at its last
          event, folded from the latest snapshot the run checkpointed): wall and CPU;
 replay   ``flock-es replay`` of the complete run: wall time, CPU seconds (next to
@@ -250,12 +254,14 @@ BRACKET = 2
 """Runs of the first size made just before, and as many just after, each later one."""
 
 
-def _reference(tmp: Path, n: int, tag: str) -> list[float]:
-    """Runs/s of ``BRACKET`` fresh runs of ``n`` artifacts (the bracket of a larger run)."""
+def _reference(tmp: Path, n: int, tag: str) -> list[tuple[float, float]]:
+    """Runs/s of ``BRACKET`` fresh runs of ``n`` artifacts (the bracket of a larger run):
+    to idle, and to the log closed."""
     out = []
     for i in range(BRACKET):
         db = tmp / f"ref-{tag}-{i}.db"
-        out.append(AGENTS * n / _run(db, n)["wall"])
+        r = _run(db, n)
+        out.append((AGENTS * n / r["wall"], AGENTS * n / r["closed_wall"]))
         for f in _files(db):
             f.unlink()
     return out
@@ -274,13 +280,15 @@ def one_size(n: int, tmp: Path, reference: int | None = None) -> dict[str, float
         "runs": runs,
         "events": full_events,
         "runs_per_s": runs / r["wall"],
+        "closed_runs_per_s": runs / r["closed_wall"],
         "cpu_us_per_run": r["cpu"] / runs * 1e6,
         "main_us_per_run": r.get("main_cpu", 0.0) / runs * 1e6,
         "writer_us_per_run": r.get("writer_cpu", 0.0) / runs * 1e6,
         "run_rss_mb": r["rss_mb"],
         "jobs_rss_mb": r.get("jobs_rss_mb", 0.0),
         "db_bytes_per_run": _size(db) / runs,
-        "bracket_runs_per_s": statistics.median(bracket) if bracket else 0.0,
+        "bracket_runs_per_s": statistics.median(b[0] for b in bracket) if bracket else 0.0,
+        "bracket_closed_runs_per_s": statistics.median(b[1] for b in bracket) if bracket else 0.0,
     }
     wall, _, cpu, _ = _cli(["show", "latest", "--db", str(db), "--at", str(full_events)], n)
     row.update(show_at_s=wall, show_at_cpu_s=cpu)
@@ -316,27 +324,25 @@ def main() -> None:
     print(machine())
     print(f"publish_many of a {args.feed} of N objects")
     print(
-        "| Artifacts (agent runs) | events | runs/s | CPU µs/run (main; writer) | run RSS (its jobs) "
+        "| Artifacts (agent runs) | events | runs/s (closed) | CPU µs/run (main; writer) | run RSS (its jobs) "
         "| db bytes/run | show --at end (CPU) | replay (CPU; run CPU) | replay RSS "
         "| resume (CPU) (killed at) | resume RSS own (its jobs) |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     flat: list[str] = []
+    closed: list[str] = []
     with tempfile.TemporaryDirectory() as d:
         for i, n in enumerate(sizes):
             first = i == 0
             r = one_size(n, Path(d), None if first else sizes[0])
             if first:
-                base = r["runs_per_s"]
+                base = r
             else:
-                flat.append(
-                    f"{n:,}: {r['runs_per_s'] / base:.2f} of the {sizes[0]:,} row; "
-                    f"{r['runs_per_s'] / r['bracket_runs_per_s']:.2f} of the "
-                    f"{sizes[0]:,}-artifact runs around it "
-                    f"(median {r['bracket_runs_per_s']:,.0f} runs/s of {2 * BRACKET})"
-                )
+                flat.append(_flat(n, sizes[0], r, base, ""))
+                closed.append(_flat(n, sizes[0], r, base, "closed_"))
             print(
                 f"| {n:,} ({r['runs']:,}) | {r['events']:,} | {r['runs_per_s']:,.0f} "
+                f"({r['closed_runs_per_s']:,.0f}) "
                 f"| {r['cpu_us_per_run']:.1f} "
                 f"({r['main_us_per_run']:.1f}; {r['writer_us_per_run']:.1f}) "
                 f"| {r['run_rss_mb']:.0f} MB ({r['jobs_rss_mb']:.0f} MB) "
@@ -353,6 +359,18 @@ def main() -> None:
                 f.unlink()
     if flat:
         print("\nflat at scale (runs/s over the first size's): " + "; ".join(flat))
+        print("the same, to each run's log closed: " + "; ".join(closed))
+
+
+def _flat(n: int, first: int, r: dict[str, float], base: dict[str, float], to: str) -> str:
+    """``n``'s runs/s (``to``: "" to idle, "closed_" to its log closed) over the first
+    size's row and over the median of the first size's runs around it."""
+    rate, around = r[f"{to}runs_per_s"], r[f"bracket_{to}runs_per_s"]
+    return (
+        f"{n:,}: {rate / base[f'{to}runs_per_s']:.2f} of the {first:,} row; "
+        f"{rate / around:.2f} of the {first:,}-artifact runs around it "
+        f"(median {around:,.0f} runs/s of {2 * BRACKET})"
+    )
 
 
 if __name__ == "__main__":

@@ -320,7 +320,7 @@ def test_a_chain_with_a_link_missing_damaged_or_stale_falls_back_to_the_log(
         state, folded = fold_run(log, run)
         # A damaged segment: from the link before it; a link gone or of another fold
         # breaks the chain its headers make: from event 0.
-        start = sum(e.seq <= seqs[0] for e in evs) if harm == "damaged" else 0
+        start = sum((e.seq or 0) <= seqs[0] for e in evs) if harm == "damaged" else 0
         assert state == fold(evs) and folded == len(evs) - start
         # A resume needs only the latest link, which is whole.
         compact, folded = fold_run(log, run, compact=True)
@@ -346,7 +346,7 @@ def test_readers_start_from_an_older_link_when_the_newest_is_damaged(
     # Right after the header: the compact state's stream; the last bytes: the segment's.
     _harm(db, seqs[-1], HEADER_BYTES + 2 if part == "core" else -40)
     store = open_store(db)
-    since = sum(e.seq > seqs[-2] for e in evs)
+    since = sum((e.seq or 0) > seqs[-2] for e in evs)
     with store.reader() as log:
         compact, folded = fold_run(log, run, compact=True)
         assert folded == since
