@@ -22,7 +22,7 @@ import textwrap
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -49,7 +49,7 @@ __all__ = ["EventStoreContract", "artifact", "started"]
 
 
 def started(run: str = RUN, **kw: Any) -> Event:
-    body = RunStarted(model="offline", agents=[], **kw)
+    body = cast(RunStarted, {"model": "offline", "agents": [], **kw})  # kw: optional fields
     return make_event(run, EventKind.RUN_STARTED, body, time.time())
 
 

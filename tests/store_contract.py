@@ -8,7 +8,7 @@ same events) for the upgrade test.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from flock_es.domain.events import (
     ArtifactPublished,
@@ -47,7 +47,8 @@ T0 = 1_700_000_000.0
 
 
 def _art(run: str, aid: str, typ: str, ts: float, **kw: Any) -> Event:
-    body = ArtifactPublished(id=aid, type=typ, payload={"id": aid}, **kw)
+    # ``kw``: any of its optional fields (tags, visibility, produced_by, ...).
+    body = cast(ArtifactPublished, {"id": aid, "type": typ, "payload": {"id": aid}, **kw})
     return make_event(run, EventKind.ARTIFACT_PUBLISHED, body, ts)
 
 

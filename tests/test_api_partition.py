@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flock_es.domain.events import EventKind, make_event
+from flock_es.domain.events import ArtifactPublished, EventKind, make_event
 from flock_es.projection.fold import fold
 from tests.conftest import run_cli
 
@@ -15,7 +15,7 @@ PROGRAMS = Path(__file__).parent / "programs"
 
 
 def test_an_artifact_published_without_it_folds_to_none() -> None:
-    body = {"id": "a1", "type": "Order", "payload": {"item": "tea"}}
+    body: ArtifactPublished = {"id": "a1", "type": "Order", "payload": {"item": "tea"}}
     state = fold([make_event("r", EventKind.ARTIFACT_PUBLISHED, body, 1.0)])
     assert state.artifacts["a1"].partition_key is None
     body = {**body, "id": "a2", "partition_key": "eu"}

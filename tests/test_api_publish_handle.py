@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from flock_es import AgentBuilder, Flock, PrivateVisibility, flock_type
 from flock_es.log import LogReader
+from flock_es.runtime.agent import Agent
 from flock_es.runtime.replay import Replayer
 
 
@@ -72,7 +73,7 @@ async def test_visibility_on_the_handle_covers_only_the_types_just_declared(
     assert report.identical, report.divergence
 
 
-def fresh_agents():  # type: ignore[no-untyped-def]
+def fresh_agents() -> dict[str, Agent]:
     again = Flock()
     build(again, {})
     return again.agents

@@ -19,7 +19,8 @@ from flock_es import flock_type
 from flock_es.log import LogWriter
 from flock_es.log.event_rows import rebuild_read_models
 from flock_es.log.ports import open_store
-from flock_es.log.queries import ArtifactFilter, BoardQueries
+from flock_es.log.queries import BoardQueries
+from flock_es.log.query_values import ArtifactFilter
 from flock_es.log.schema import DB_SCHEMA_VERSION
 from tests.pg import pg_url  # noqa: F401  (fixture)
 from tests.two_agent_run import two_agent_run, upgraded_pg_version

@@ -28,7 +28,14 @@ def test_in_a_pipe_the_digest_is_on_stdout_and_the_summary_on_stderr(tmp_path: P
 @pytest.mark.slow
 def test_plain_progress_lines_are_never_stale_nor_wrapped(tmp_path: Path) -> None:
     db = tmp_path / "slow.db"
-    args = ["run", EXAMPLES / "news.py", "--db", db, "--model", "offline?latency=1.5"]
+    args: list[str | Path] = [
+        "run",
+        EXAMPLES / "news.py",
+        "--db",
+        db,
+        "--model",
+        "offline?latency=1.5",
+    ]
     out = run_cli(args, cwd=tmp_path, env={"COLUMNS": "80"})
     assert out.returncode == 0, out.stderr
     progress = [line for line in out.stderr.splitlines() if line.startswith("[")]

@@ -62,7 +62,15 @@ def busy_of(stderr: str) -> float:
 @pytest.mark.slow
 def test_a_fork_counts_only_its_own_work(tmp_path: Path) -> None:
     db = tmp_path / "f.db"
-    slow = ["run", EXAMPLES / "news.py", "--db", db, "-q", "--model", "offline?latency=1"]
+    slow: list[str | Path] = [
+        "run",
+        EXAMPLES / "news.py",
+        "--db",
+        db,
+        "-q",
+        "--model",
+        "offline?latency=1",
+    ]
     parent = run_cli(slow, cwd=tmp_path)
     assert parent.returncode == 0, parent.stderr
     assert busy_of(parent.stderr) >= 8.0  # eight analysts of a second each, then the editor

@@ -183,9 +183,14 @@ def test_rewritten_inputs_are_recorded_and_replay_compares_them(db_path: Path) -
 
     def build(suffix: str) -> Flock:
         flock = Flock(db=db_path)
-        flock.agent("echo").consumes(Note).publishes(Loud).with_function(
-            lambda n: seen.append(n.text) or Loud(text=n.text)
-        ).with_utilities(Upper(suffix=suffix))
+
+        def echo(n: Note) -> Loud:
+            seen.append(n.text)
+            return Loud(text=n.text)
+
+        flock.agent("echo").consumes(Note).publishes(Loud).with_function(echo).with_utilities(
+            Upper(suffix=suffix)
+        )
         return flock
 
     flock = build("!")

@@ -121,9 +121,9 @@ def test_a_schema_6_postgres_database_upgrades_to_the_smaller_epochs(pg_url: str
     run = asyncio.run(_run(pg_url))
     with pg_connect(pg_url) as con:
         for name in NEW:
-            con.execute(f"DROP INDEX {name}")  # type: ignore[arg-type]  # constant names
+            con.execute(f"DROP INDEX {name}")  # constant names
         for ddl in V6_INDEXES:
-            con.execute(ddl)  # type: ignore[arg-type]
+            con.execute(ddl)
         con.execute("UPDATE flock_es_meta SET value = '6' WHERE key = 'schema_version'")
 
     version = upgraded_pg_version(pg_url)

@@ -142,7 +142,7 @@ async def test_batch_dict_form_is_accepted(db_path: Path) -> None:
         (lambda f: f.agent("x").consumes(GateA, where=[lambda a: True, "no"]), "callable"),
         (lambda f: JoinSpec(by=lambda a: a.key, within=-1), "positive"),
         (lambda f: JoinSpec(by=lambda a: a.key, within=timedelta(seconds=-5)), "positive"),
-        (lambda f: JoinSpec(by="key", within=3), "callable"),
+        (lambda f: JoinSpec(by="key", within=3), "callable"),  # type: ignore[arg-type]
         (lambda f: f.agent("x").consumes(GateA, join="key"), "JoinSpec"),
         (lambda f: f.agent("x").consumes(GateA, priority="high"), "priority"),
         (lambda f: Flock(max_agent_iterations=0), "max_agent_iterations"),

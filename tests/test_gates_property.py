@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from flock_es.domain.events import EventKind, trusted_event
+from flock_es.domain.events import ArtifactPublished, EventKind, trusted_event
 from flock_es.domain.subscriptions import JoinSpec, Subscription
 from flock_es.projection.decide import SubscriptionIndex, decide_artifact
 from flock_es.projection.fold import apply
@@ -34,7 +34,9 @@ class PB(BaseModel):
 SHAPES = {"and": (PA, PB), "count": (PA, PA, PB), "count2": (PA, PB, PB, PA)}
 
 
-def run(shape: tuple[type[BaseModel], ...], arrivals: list[tuple[str, int]], join: bool):
+def run(
+    shape: tuple[type[BaseModel], ...], arrivals: list[tuple[str, int]], join: bool
+) -> tuple[list[list[str]], list[str]]:
     sub = Subscription.build(
         "g",
         0,
@@ -50,7 +52,12 @@ def run(shape: tuple[type[BaseModel], ...], arrivals: list[tuple[str, int]], joi
     firings: list[list[str]] = []
     for i, (t, key) in enumerate(arrivals):
         aid = f"{t}{i}"
-        body = {"id": aid, "type": t, "payload": {"key": key}, "produced_by": "external"}
+        body: ArtifactPublished = {
+            "id": aid,
+            "type": t,
+            "payload": {"key": key},
+            "produced_by": "external",
+        }
         apply(state, trusted_event("r-prop", EventKind.ARTIFACT_PUBLISHED, body, float(i)))
         obj = (PA if t == "PA" else PB)(key=key)
         for e in decide_artifact(state, index, state.artifacts[aid], obj, float(i)):
@@ -61,7 +68,9 @@ def run(shape: tuple[type[BaseModel], ...], arrivals: list[tuple[str, int]], joi
     return firings, waiting
 
 
-def summary(firings: list[list[str]], waiting: list[str], arrivals: list[tuple[str, int]]):
+def summary(
+    firings: list[list[str]], waiting: list[str], arrivals: list[tuple[str, int]]
+) -> tuple[Counter[tuple[tuple[tuple[str, int], ...], int]], Counter[tuple[str, int]]]:
     key_of = {f"{t}{i}": k for i, (t, k) in enumerate(arrivals)}
     shapes = Counter(
         (tuple(sorted(Counter(a[:2] for a in f).items())), key_of[f[0]]) for f in firings

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -54,7 +55,7 @@ class Reply(BaseModel):
     answer: str
 
 
-def show(db: Path, *extra: str) -> tuple[dict[str, object], str]:
+def show(db: Path, *extra: str) -> tuple[dict[str, Any], str]:
     js = run_cli(["show", "latest", "--db", db, "--json", *extra])
     assert js.returncode == 0, js.stderr
     text = run_cli(["show", "latest", "--db", db, *extra])
@@ -95,13 +96,13 @@ async def test_show_lists_waiting_and_expired_joins_trips_and_embargoed_artifact
         ("joiner", "k4", {"Rhs": 1}),
     ]
     assert gates[0]["need"] == {"Lhs": 1, "Rhs": 1} and len(gates[0]["members"]["Lhs"]) == 1
-    [expired] = data["expired_joins"]  # type: ignore[misc]
+    [expired] = data["expired_joins"]
     assert (expired["agent"], expired["key"], expired["reason"]) == ("joiner", "k2", "count")
     assert len(expired["members"]) == 1 and expired["seq"] > 0
-    [trip] = data["circuit_trips"]  # type: ignore[misc]
+    [trip] = data["circuit_trips"]
     assert (trip["agent"], trip["limit"]) == ("ticker", 3) and len(trip["inputs"]) == 1
     assert data["tripped"] == {"ticker": 1}
-    [hidden] = data["unreleased"]  # type: ignore[misc]
+    [hidden] = data["unreleased"]
     assert hidden["type"] == "Notice" and hidden["then"] == "public" and hidden["due"] > 0
     assert data["model_attempts"] == [] and data["tool_calls"] == []
 
@@ -115,7 +116,7 @@ async def test_show_lists_waiting_and_expired_joins_trips_and_embargoed_artifact
     # Right after the k2 group expired, k1 has fired and k3 waits; no trip yet.
     seq = int(expired["seq"])
     early, early_text = show(db_path, "--at", str(seq))
-    assert [g["key"] for g in early["gates"]] == ["k3"]  # type: ignore[index]
+    assert [g["key"] for g in early["gates"]] == ["k3"]
     assert early["circuit_trips"] == [] and early["unreleased"] == []
     assert "Circuit breaker" not in early_text and "Not yet visible" not in early_text
 
@@ -150,14 +151,14 @@ async def test_show_and_runs_report_retried_model_calls_and_tool_calls(
     await flock.close()
 
     data, text = show(db_path)
-    [failed] = data["model_attempts"]  # type: ignore[misc]
+    [failed] = data["model_attempts"]
     assert (failed["agent"], failed["call_index"], failed["attempt"]) == ("forecaster", 0, 1)
     assert failed["outcome"] == "server_error" and failed["status"] == 500
     assert failed["will_retry"] is True
-    assert [(c["agent"], c["call_index"], c["attempt"]) for c in data["retried_calls"]] == [  # type: ignore[union-attr]
+    assert [(c["agent"], c["call_index"], c["attempt"]) for c in data["retried_calls"]] == [
         ("forecaster", 0, 2)
     ]
-    [tool] = data["tool_calls"]  # type: ignore[misc]
+    [tool] = data["tool_calls"]
     assert (tool["agent"], tool["tool"], tool["call_index"], tool["position"]) == (
         "forecaster",
         "weather",
@@ -165,7 +166,7 @@ async def test_show_and_runs_report_retried_model_calls_and_tool_calls(
         0,
     )
     assert json.loads(tool["arguments"]) == {"city": "Oslo"} and "sunny in Oslo" in tool["result"]
-    assert data["totals"]["calls"] == 2  # type: ignore[index]
+    assert data["totals"]["calls"] == 2
 
     task = tool["task_id"]
     assert "Model call retries (1 failed attempt)" in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -30,7 +31,7 @@ class Diagnosis(BaseModel):
     members: list[str]
 
 
-def kinds(db: Path, run_id: str) -> list[tuple[str, dict[str, object]]]:
+def kinds(db: Path, run_id: str) -> list[tuple[str, dict[str, Any]]]:
     with LogReader(db) as r:
         return [(e.kind.value, e.body) for e in r.events(run_id)]
 
@@ -150,7 +151,7 @@ async def test_join_with_batch_groups_the_joined_sets(db_path: Path) -> None:
     events = kinds(db_path, flock.run_id)
     assert [b["reason"] for k, b in events if k == "task.scheduled"] == ["batch_size"]
     buffered = [b for k, b in events if k == "batch.buffered"]
-    assert all(len(b["group"]) == 2 for b in buffered)  # type: ignore[arg-type]
+    assert all(len(b["group"]) == 2 for b in buffered)
 
 
 async def test_join_with_batch_timeout_flushes_partial_sets(db_path: Path) -> None:

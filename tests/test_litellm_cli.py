@@ -125,7 +125,15 @@ def test_resume_after_sigkill_does_not_run_a_tool_twice(
 def test_cli_cap_on_calls_in_flight(server: OpenAIServer, tmp_path: Path) -> None:
     db = tmp_path / "cap.db"
     env = {"OPENAI_API_BASE": server.url, "OPENAI_API_KEY": KEY}
-    args = ["run", EXAMPLES / "news.py", "-m", "openai/test-model", "--db", db, "-q"]
+    args: list[str | Path] = [
+        "run",
+        EXAMPLES / "news.py",
+        "-m",
+        "openai/test-model",
+        "--db",
+        db,
+        "-q",
+    ]
     out = run_cli([*args, "--max-concurrent-calls", "3"], cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr
     assert server.calls == 9 and server.max_inflight == 3

@@ -6,6 +6,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ def limited() -> Iterator[OpenAIServer]:
     srv.stop()
 
 
-def kinds(db: Path) -> list[tuple[str, dict[str, object]]]:
+def kinds(db: Path) -> list[tuple[str, dict[str, Any]]]:
     con = sqlite3.connect(db)
     try:
         rows = con.execute("SELECT kind, body FROM events ORDER BY seq").fetchall()

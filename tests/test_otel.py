@@ -35,7 +35,7 @@ class Receiver(ThreadingHTTPServer):
 
     def spans(self) -> list[tuple[dict[str, Any], Any]]:
         """(resource attributes, span) for every span received."""
-        out = []
+        out: list[tuple[dict[str, Any], Any]] = []
         for _, req in self.requests:
             for rs in req.resource_spans:
                 res = {a.key: value(a.value) for a in rs.resource.attributes}

@@ -47,9 +47,10 @@ def resume_four_at_once(db: Path) -> list[subprocess.CompletedProcess[str]]:
 
 def one_round(db: Path) -> None:
     kill_with_work_pending(db)
-    with LogReader(db) as r:
-        run_id = r.resolve_run("latest")
-        resumed_before = r.query("SELECT count(*) FROM events WHERE kind='run.resumed'")[0][0]
+    with LogReader(db) as log:
+        run_id = log.resolve_run("latest")
+        resumed_before = log.query("SELECT count(*) FROM events WHERE kind='run.resumed'")[0][0]
+        assert isinstance(resumed_before, int)
     results = resume_four_at_once(db)
     winners = [r for r in results if r.returncode == 0]
     losers = [r for r in results if r.returncode != 0]
@@ -60,11 +61,11 @@ def one_round(db: Path) -> None:
         assert len(lines) == 1, r.stderr
         assert lines[0].startswith(f"flock-es: error: run {run_id} is owned by pid ")
         assert " since " in lines[0]
-    with LogReader(db) as r:
-        resumed = r.query("SELECT count(*) FROM events WHERE kind='run.resumed'")[0][0]
+    with LogReader(db) as log:
+        resumed = log.query("SELECT count(*) FROM events WHERE kind='run.resumed'")[0][0]
         assert resumed == resumed_before + 1
-        assert r.owner(run_id) is None  # released at the end
-        check_log_invariants(r)
+        assert log.owner(run_id) is None  # released at the end
+        check_log_invariants(log)
     replay = run_cli(["replay", run_id, "--db", db, "--no-timeline"], timeout=120)
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert replay.stdout.strip().endswith("identical")

@@ -98,7 +98,7 @@ async def test_an_answer_that_did_not_validate_is_durable_before_the_next_call(
     db = tmp_path / "b.db"
     flock = Flock("first-invalid", db=db)
     client = FirstInvalid(db)
-    flock.clients.register("first-invalid", client)  # type: ignore[arg-type]
+    flock.clients.register("first-invalid", client)
     flock.agent("replier").consumes(Ask).publishes(Reply)
     await flock.publish(Ask(text="hello there, world"))
     await flock.run_until_idle()

@@ -34,14 +34,14 @@ class TestPostgresLog(EventStoreContract):
         assert isinstance(store, PostgresStore)
         with pg_connect(store.url) as con:
             for stmt in DOWNGRADE_TO_V2:
-                con.execute(stmt)  # type: ignore[arg-type]  # our own constant statements
+                con.execute(stmt)  # our own constant statements
         self.set_schema_version(store, 2)
 
     def drop_counters(self, store: EventStore) -> None:
         assert isinstance(store, PostgresStore)
         with pg_connect(store.url) as con:
             for col in (*COUNTER_COLUMNS, "last_ts", "pid", "host"):
-                con.execute(f"ALTER TABLE runs DROP COLUMN {col}")  # type: ignore[arg-type]
+                con.execute(f"ALTER TABLE runs DROP COLUMN {col}")
         self.set_schema_version(store, 8)
 
 

@@ -8,6 +8,7 @@ it; loops it does not know are left as they are; a run's ``Flock`` installs it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import selectors
 import sys
@@ -26,6 +27,13 @@ class Ping(BaseModel):
     n: int
 
 
+def _stamp(
+    fired: list[tuple[str, bool]], loop: asyncio.AbstractEventLoop, name: str, when: float
+) -> None:
+    """A timer's callback: its name, and whether it ran at or after its deadline."""
+    fired.append((name, loop.time() >= when))
+
+
 def _selector(loop: asyncio.AbstractEventLoop) -> object:
     return getattr(loop, "_selector", None)
 
@@ -39,7 +47,7 @@ def test_timers_fire_in_deadline_order_and_only_when_due() -> None:
         fired: list[tuple[str, bool]] = []
         for name, delay in (("late", 0.06), ("early", 0.02), ("mid", 0.04)):
             when = loop.time() + delay
-            loop.call_at(when, lambda n=name, w=when: fired.append((n, loop.time() >= w)))
+            loop.call_at(when, functools.partial(_stamp, fired, loop, name, when))
         cancelled = loop.call_later(0.03, lambda: fired.append(("cancelled", True)))
         cancelled.cancel()
         await asyncio.sleep(0.08)
@@ -87,7 +95,7 @@ def test_each_loop_closes_its_timer() -> None:
 
 
 def test_other_loops_and_the_switch_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
+    loop: asyncio.AbstractEventLoop = asyncio.SelectorEventLoop(selectors.SelectSelector())
     try:
         assert not make_timers_precise(loop)
         assert type(_selector(loop)) is selectors.SelectSelector
@@ -133,7 +141,7 @@ def test_waits_shorter_than_the_spin_fire_only_when_due_and_see_io() -> None:
         for i in range(20):
             delay = SPIN * (0.2 + (i % 5) * 0.4)  # shorter and longer than the spin
             when = loop.time() + delay
-            loop.call_at(when, lambda i=i, w=when: fired.append((f"t{i}", loop.time() >= w)))
+            loop.call_at(when, functools.partial(_stamp, fired, loop, f"t{i}", when))
             if i == 10:
                 os.write(w, b"x")
             await asyncio.sleep(delay * 1.5)

@@ -12,7 +12,7 @@ import pytest
 
 import flock_es.log.reader as reader_module
 from flock_es.domain.events import Event
-from flock_es.log.ports import open_store
+from flock_es.log.ports import EventRow, open_store
 from tests.test_snapshot_chain import _large_log
 
 
@@ -33,7 +33,7 @@ def test_a_page_s_read_transaction_ends_before_its_events_are_decoded(
     busy: list[int] = []
     decode = reader_module.row_to_event
 
-    def decoding(row: tuple[object, ...]) -> Event | None:
+    def decoding(row: EventRow) -> Event | None:
         if not busy:  # while the page's first event is decoded
             busy.append(writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0])
         return decode(row)

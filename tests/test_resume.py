@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -22,7 +23,7 @@ from tests.conftest import CLI, EXAMPLES, ROOT, cli_env, run_cli
 PROGRAMS = ROOT / "tests" / "programs"
 
 
-def events_of(db: Path) -> list[tuple[str, dict[str, object]]]:
+def events_of(db: Path) -> list[tuple[str, dict[str, Any]]]:
     with LogReader(db) as reader:
         return [(e.kind.value, e.body) for e in reader.events(reader.resolve_run("latest"))]
 
@@ -153,7 +154,7 @@ async def test_a_run_whose_process_is_alive_is_not_resumed(tmp_path: Path) -> No
     flock.agent("noop").consumes(Ping).with_function(lambda p: None)
     await flock.publish(Ping(n=1))
     await flock.run_until_idle()
-    await flock.engine.writer.close()  # no run.finished: as if still running, here
+    await cast(LogWriter, flock.engine.writer).close()  # no run.finished: still running
     runs = json.loads(run_cli(["runs", "--db", db, "--json"]).stdout)
     assert runs[0]["status"] == "running"
     out = run_cli(["resume", flock.run_id, "--db", db])

@@ -227,7 +227,7 @@ class CountingModel:
 async def test_max_concurrency_and_global_call_cap(db_path: Path) -> None:
     flock = Flock("counting", db=db_path, max_concurrent_calls=2)
     model = CountingModel()
-    flock.clients.register("counting", model)  # type: ignore[arg-type]
+    flock.clients.register("counting", model)
     for i in range(4):
         flock.agent(f"m{i}").consumes(Seed).publishes(Step)
     live = 0
@@ -314,7 +314,7 @@ async def test_publishing_a_non_model_is_a_user_error(db_path: Path) -> None:
 
     flock = Flock(db=db_path)
     with pytest.raises(ArtifactValidationError):
-        await flock.publish({"text": "x"})  # type: ignore[arg-type]
+        await flock.publish({"text": "x"})
 
 
 @flock_type

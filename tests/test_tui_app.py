@@ -55,7 +55,8 @@ async def settle(pilot, app: MonitorApp, timeout: float = 10.0) -> None:  # type
 
 def keys_of(table: DiffTable | VirtualList) -> list[str]:
     if isinstance(table, VirtualList):
-        return table.keys()
+        keys: list[str] = table.keys()
+        return keys
     return [str(k.value) for k in table.rows]
 
 
@@ -124,7 +125,7 @@ async def test_artifact_selection_shows_payload_and_drills_down(news_db: Path) -
         await pilot.press("home", *["down"] * 9)
         await pilot.pause()
         assert table.selected_key == "a-news-digest-000001"
-        payload = app.query_one("#payload", Static).content.code  # type: ignore[union-attr]
+        payload = app.query_one("#payload", Static).content.code
         assert "total_analysts" in payload
         await pilot.press("enter")
         await pilot.pause()
@@ -217,7 +218,7 @@ async def test_help_lists_every_binding_and_palette_switches_view(news_db: Path)
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
-        descriptions = {b.description for b in app.screen.bindings}  # type: ignore[union-attr]
+        descriptions = {b.description for b in app.screen.bindings}
         assert {"Help", "Filter", "Follow", "Pause", "Open", "Back", "Quit"} <= descriptions
         await pilot.press("escape")
         await pilot.pause()
@@ -422,10 +423,10 @@ async def test_open_finished_task_and_walk_the_lineage(news_db: Path) -> None:
         assert app.screen.data["model_calls"][0]["request"]["messages"][0]["role"] == "system"
         await pilot.press("down", "enter")  # its output
         await pilot.pause()
-        assert app.screen.title_text.startswith("NewsAnalysis a-analysis-world-01")  # type: ignore[attr-defined]
+        assert app.screen.title_text.startswith("NewsAnalysis a-analysis-world-01")
         await pilot.press("enter")  # back up: its producer task
         await pilot.pause()
-        assert app.screen.data["task"] == "t-world-analyst-000"  # type: ignore[attr-defined]
+        assert app.screen.data["task"] == "t-world-analyst-000"
 
 
 @pytest.mark.slow

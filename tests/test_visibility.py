@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 from pydantic import BaseModel
 
 from flock_es import (
     AfterVisibility,
+    AgentBuilder,
     AgentContext,
     Flock,
     LabelledVisibility,
@@ -19,6 +22,7 @@ from flock_es import (
 )
 from flock_es.domain.visibility import Identity, visible_to
 from flock_es.log import LogReader
+from flock_es.log.writer import LogWriter
 from flock_es.projection.fold import apply
 from flock_es.projection.state import RunState
 
@@ -38,14 +42,14 @@ class Report(BaseModel):
     summary: str
 
 
-def log(db: Path, run_id: str) -> list[tuple[str, dict[str, object]]]:
+def log(db: Path, run_id: str) -> list[tuple[str, dict[str, Any]]]:
     with LogReader(db) as r:
         return [(e.kind.value, e.body) for e in r.events(run_id)]
 
 
-def recorder(into: list[str]):  # type: ignore[no-untyped-def]
+def recorder(into: list[str]) -> Callable[[BaseModel], None]:
     def fn(x: BaseModel) -> None:
-        into.append(getattr(x, "note", None) or getattr(x, "summary", ""))
+        into.append(str(getattr(x, "note", None) or getattr(x, "summary", "")))
 
     return fn
 
@@ -88,12 +92,13 @@ async def test_builder_labels_tenant_publishes_visibility_and_only_for(db_path: 
     flock.agent("whisper").consumes(Trigger).with_function(lambda t: Memo(note="psst")).publishes(
         Memo
     ).only_for("friend")
-    for name, build in {
+    builds: dict[str, Callable[[AgentBuilder], AgentBuilder]] = {
         "hr": lambda b: b.labels("hr"),
         "acme": lambda b: b.tenant("acme"),
         "friend": lambda b: b,
         "stranger": lambda b: b,
-    }.items():
+    }
+    for name, build in builds.items():
         seen[name] = []
         b = flock.agent(name)
         build(b)
@@ -107,7 +112,7 @@ async def test_builder_labels_tenant_publishes_visibility_and_only_for(db_path: 
         for k, b in log(db_path, flock.run_id)
         if k == "run.started"
         for a in b["agents"]
-    }  # type: ignore[union-attr]
+    }
     assert spec["hr"]["labels"] == ["hr"] and spec["acme"]["tenant"] == "acme"
 
 
@@ -155,7 +160,7 @@ async def test_store_queries_made_for_an_agent_are_filtered(db_path: Path) -> No
 
 async def test_no_model_request_contains_an_artifact_its_agent_may_not_see(db_path: Path) -> None:
     flock = Flock(db=db_path)
-    agents = {
+    agents: dict[str, Callable[[AgentBuilder], AgentBuilder]] = {
         "alice": lambda b: b,
         "bob": lambda b: b.labels("clearance"),
         "carol": lambda b: b.tenant("acme"),
@@ -235,7 +240,7 @@ async def test_a_re_executed_task_gets_the_context_recorded_for_it(db_path: Path
     while len(await first.store.get_by_type(Memo)) < 3 or not got:
         await asyncio.sleep(0.01)
     await first.engine.cancel_all()  # the process dies with "slow" still running
-    await first.engine.writer.close()
+    await cast(LogWriter, first.engine.writer).close()
     assert got == [["earlier"]]
 
     with LogReader(db_path) as r:

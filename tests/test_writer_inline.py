@@ -248,7 +248,7 @@ async def test_units_are_settled_in_commit_order_whichever_thread_commits(
             time.sleep(0.05)
         return forward(fn, *args, **kw)
 
-    loop.call_soon_threadsafe = late  # type: ignore[method-assign]
+    loop.call_soon_threadsafe = late  # type: ignore[assignment]
     order: list[str] = []
     big = w.submit([artifact(i) for i in range(RELEASE_AT)])  # to the thread at once
     big.add_done_callback(lambda _: order.append("first"))

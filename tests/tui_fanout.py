@@ -19,7 +19,17 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-from flock_es.domain.events import Event, EventKind, trusted_event
+from flock_es.domain.events import (
+    AgentSpec,
+    ArtifactPublished,
+    Event,
+    EventKind,
+    RunStarted,
+    TaskCompleted,
+    TaskFailed,
+    TaskScheduled,
+    trusted_event,
+)
 from flock_es.log.writer import LogWriter
 
 T0 = 1_735_740_000.0  # 2025-01-01 14:00:00 UTC
@@ -34,7 +44,7 @@ TRACEBACK = (
 )
 
 
-def _agent_specs() -> list[dict[str, object]]:
+def _agent_specs() -> list[AgentSpec]:
     return [
         {
             "name": name,
@@ -53,13 +63,13 @@ def task_id(n: int, agent: int) -> str:
 
 def start_events(run_id: str = FANOUT_RUN, pid: int | None = None) -> list[Event]:
     """``run.started``; with ``pid`` (and this host) a reader can tell whether it still runs."""
-    body: dict[str, object] = {
+    body: RunStarted = {
         "program": "/demo/fanout.py",
         "model": "offline",
         "agents": _agent_specs(),
     }
     if pid is not None:
-        body.update(pid=pid, host=socket.gethostname())
+        body["pid"], body["host"] = pid, socket.gethostname()
     return [trusted_event(run_id, EventKind.RUN_STARTED, body, T0)]
 
 
@@ -68,16 +78,15 @@ def publish_and_schedule(n: int, run_id: str = FANOUT_RUN) -> list[Event]:
     t = T0 + 0.0004 * n
     item = f"a-item-{n:06d}"
     payload = {"n": n, "text": f"item number {n}: a short story about fan-outs"}
-    out = [
-        trusted_event(
-            run_id,
-            EventKind.ARTIFACT_PUBLISHED,
-            {"id": item, "type": "Item", "payload": payload, "produced_by": "external"},
-            t,
-        )
-    ]
+    published: ArtifactPublished = {
+        "id": item,
+        "type": "Item",
+        "payload": payload,
+        "produced_by": "external",
+    }
+    out = [trusted_event(run_id, EventKind.ARTIFACT_PUBLISHED, published, t)]
     for i, agent in enumerate(AGENTS):
-        body = {
+        body: TaskScheduled = {
             "task_id": task_id(n, i),
             "agent": agent,
             "sub_index": 0,
@@ -101,7 +110,7 @@ def run_task(
     ]
     end = t + duration
     if (n * 8 + i) % fail_every == fail_every - 1:
-        body = {
+        body: TaskFailed = {
             "task_id": tid,
             "agent": agent,
             "error": "cannot analyse item",
@@ -115,10 +124,22 @@ def run_task(
         return out
     aid = f"a-an-{n:06d}-{i}"
     payload = {"item": n, "agent": agent, "summary": f"analysis {i} of item {n}", "score": i}
-    art = {"id": aid, "type": "Analysis", "payload": payload, "produced_by": agent, "task_id": tid}
+    art: ArtifactPublished = {
+        "id": aid,
+        "type": "Analysis",
+        "payload": payload,
+        "produced_by": agent,
+        "task_id": tid,
+    }
     out.append(trusted_event(run_id, EventKind.ARTIFACT_PUBLISHED, art, end))
-    done = {"task_id": tid, "agent": agent, "outputs": [aid], "attempt": 1}
-    out.append(trusted_event(run_id, EventKind.TASK_COMPLETED, dict(done, duration_ms=0.0), end))
+    done: TaskCompleted = {
+        "task_id": tid,
+        "agent": agent,
+        "outputs": [aid],
+        "attempt": 1,
+        "duration_ms": 0.0,
+    }
+    out.append(trusted_event(run_id, EventKind.TASK_COMPLETED, done, end))
     return out
 
 

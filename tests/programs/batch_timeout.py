@@ -26,6 +26,6 @@ flock.agent("collector").consumes(Item, batch=BatchSpec(size=100, timeout=TIMEOU
 ).with_function(lambda items: Tally(count=len(items), total=sum(i.n for i in items)))
 
 
-async def main():
+async def main() -> None:
     await flock.publish_many(Item(n=i) for i in range(3))
     await flock.run_until_idle()

@@ -41,6 +41,7 @@ def count(x: BNote) -> BDone:
 
 
 async def look(x: BNote, ctx: AgentContext) -> BSeen:
+    assert ctx.store is not None
     notes = await ctx.store.get_by_type(BNote)
     return BSeen(
         context=[a.id for a in ctx.context], notes=len(notes), first=[n.n for n in notes[:3]]
@@ -53,5 +54,5 @@ flock.agent("look").consumes(BNote, where=lambda x: x.n == N - 1).publishes(BSee
 ).with_context()
 
 
-async def main():
+async def main() -> None:
     await flock.publish_many((BNote(n=i) for i in range(N)), correlation_id="c")

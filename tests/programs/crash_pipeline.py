@@ -87,7 +87,7 @@ flock.agent("collector").consumes(Tag, batch=BatchSpec(size=4, timeout=30)).publ
 ).with_function(lambda tags: Tally(count=len(tags)))
 
 
-async def main():
+async def main() -> None:
     await flock.publish_many(
         Job(n=i, text=f"Job number {i}. It needs a plan and a careful review of step {i}.")
         for i in range(6)

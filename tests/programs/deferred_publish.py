@@ -3,6 +3,7 @@
 
 import os
 import time
+from collections.abc import Callable
 
 from pydantic import BaseModel
 
@@ -25,7 +26,7 @@ class Done(BaseModel):
 flock = Flock()
 
 
-def worker(name: str):
+def worker(name: str) -> Callable[[Item], Done]:
     def run(x: Item) -> Done:
         time.sleep(0.001)  # slow enough for a kill to land between the decided units
         return Done(n=x.n, by=name)
@@ -37,5 +38,5 @@ for name in ("a", "b"):
     flock.agent(name).consumes(Item).publishes(Done).with_function(worker(name))
 
 
-async def main():
+async def main() -> None:
     await flock.publish_many(Item(n=i) for i in range(N))

@@ -8,7 +8,8 @@ import os
 
 from pydantic import BaseModel
 
-from flock_es import EngineComponent, EvalResult, Flock, flock_type
+from flock_es import AgentContext, EngineComponent, EvalInputs, EvalResult, Flock, flock_type
+from flock_es.runtime.agent import Agent
 
 LATENCY = os.environ.get("ENGINE_LATENCY", "0.3")
 
@@ -34,10 +35,11 @@ class Answer(BaseModel):
 class TwoStepEngine(EngineComponent):
     """Outline first, then the answer: two recorded calls through ``ctx.llm``."""
 
-    async def evaluate(self, agent, ctx, inputs):
-        q = inputs.first_as(Question)
-        outline = await ctx.llm.structured(Outline, f"Outline an answer to: {q.text}")
-        draft = await ctx.llm.complete(f"Answer {q.text} along {outline.points}")
+    async def evaluate(self, agent: Agent, ctx: AgentContext, inputs: EvalInputs) -> EvalResult:
+        q, llm = inputs.first_as(Question), ctx.llm
+        assert q is not None and llm is not None  # a Question consumed, a model agent
+        outline = await llm.structured(Outline, f"Outline an answer to: {q.text}")
+        draft = await llm.complete(f"Answer {q.text} along {outline.points}")
         return EvalResult.from_object(
             Answer(n=q.n, outline=outline.points, text=draft.content[:80]), agent=agent
         )
@@ -47,6 +49,6 @@ flock = Flock(f"offline?latency={LATENCY}")
 flock.agent("answerer").consumes(Question).publishes(Answer).with_engines(TwoStepEngine())
 
 
-async def main():
+async def main() -> None:
     await flock.publish_many([Question(n=n, text=f"question number {n}") for n in range(3)])
     await flock.run_until_idle()

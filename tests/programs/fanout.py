@@ -46,6 +46,6 @@ else:
     flock.agent("summarise").description("Summarise the item").consumes(Item).publishes(Summary)
 
 
-async def main():
+async def main() -> None:
     await flock.publish_many(Item(n=i, text=f"Item number {i} of the fan-out.") for i in range(N))
     await flock.run_until_idle()

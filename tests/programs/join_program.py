@@ -37,7 +37,7 @@ flock.agent("shipper").consumes(Order, Payment, join=JoinSpec(by=lambda x: x.ord
 ).with_function(ship)
 
 
-async def main():
+async def main() -> None:
     await flock.publish_many(
         [Order(order_id=i, item=f"item {i}") for i in range(4)]
         + [Payment(order_id=i, amount=10 * i) for i in reversed(range(4))]

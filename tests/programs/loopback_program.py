@@ -26,6 +26,6 @@ flock.agent("answerer").description("Answers a question").consumes(Question).pub
 ).model("openai/loopback-model", api_base=URL, api_key="sk-loopback-test-key-123456")
 
 
-async def main():
+async def main() -> None:
     await flock.publish_many(Question(text=f"What is {i} + {i}?") for i in range(3))
     await flock.run_until_idle()

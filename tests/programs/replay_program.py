@@ -38,6 +38,6 @@ flock.agent("doubler").consumes(Item).publishes(Doubled).with_function(lambda i:
 flock.agent("describer").description("Describe a big item").consumes(Big).publishes(Note)
 
 
-async def main():
+async def main() -> None:
     await flock.publish_many(Item(n=i) for i in range(5))
     await flock.run_until_idle()

@@ -9,6 +9,7 @@ agents (comma-separated), ``$ANSWER`` a text the triage summary must carry.
 """
 
 import os
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -30,7 +31,7 @@ class Triage(BaseModel):
 server = os.environ["SERVER"]
 flock = Flock("openai/test-model", retry=RetryPolicy(base_delay=0.01, timeout=20))
 wanted = os.environ.get("AGENTS", "env,setting,header").split(",")
-settings = {
+settings: dict[str, dict[str, Any]] = {
     "env": {"api_base": server},
     "setting": {"api_base": server, "api_key": os.environ.get("K_SETTING", "")},
     "header": {

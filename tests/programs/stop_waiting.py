@@ -27,7 +27,7 @@ flock.agent("editor").consumes(Analysis, batch=BatchSpec(size=8, timeout=BATCH_T
 ).with_function(lambda items: Digest(count=len(items)))
 
 
-async def main():
+async def main() -> None:
     await flock.publish_many(Analysis(n=i) for i in range(7))
     if STOP_AFTER:
         idle = await flock.run_until_idle(timeout=STOP_AFTER)

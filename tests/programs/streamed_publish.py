@@ -36,5 +36,5 @@ flock = Flock()
 flock.agent("a").consumes(SItem).publishes(SDone).with_function(lambda x: SDone(n=x.n))
 
 
-async def main():
+async def main() -> None:
     await flock.publish_many([SItem(n=i) for i in range(N)])
