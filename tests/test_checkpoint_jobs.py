@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from flock_es.log.ports import open_store
-from flock_es.runtime.checkpoints import Checkpoints
+from flock_es.runtime.checkpoints import FIRST_CHECKPOINT, Checkpoints
 from tests.conftest import EXAMPLES, run_cli
 
 # The "run": it holds the database's write lock, so its checkpoint job folds and then
@@ -312,7 +312,6 @@ def test_a_short_live_run_starts_no_checkpoint_job(
     artifacts: issue 14), to save a fold ``resume`` or ``show --at`` makes in well
     under a second; a run that grows past ``FIRST_CHECKPOINT`` events starts one."""
     from flock_es.runtime import run_lifecycle
-    from flock_es.runtime.checkpoints import FIRST_CHECKPOINT
 
     short = _short_run(tmp_path / "short.db", 400, monkeypatch)
     assert 10_000 < short.events < FIRST_CHECKPOINT
