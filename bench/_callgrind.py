@@ -1,13 +1,13 @@
 """Callgrind for the profile_* scripts: run a script under valgrind, one output file per
 thread, and read the instructions each file counts.
 
-    from _callgrind import instructions, run_script
+    from bench._callgrind import instructions, run_script
     run_script(prefix, [script, "--items", "250"])
     main_thread = instructions(glob.glob(prefix + "*-01")[0])
 
-Imported as a sibling module (``bench/`` on the path), not ``bench._callgrind``: with
-``--root BASE`` the scripts put another checkout first on the path, whose ``bench``
-package may not have this module.
+With ``--root BASE`` the scripts put another checkout first on the path, whose ``bench``
+package may not have this module: they import ``bench._checkout`` before that (see
+its docstring), so the ``bench`` package, and this module, are this checkout's.
 """
 
 from __future__ import annotations

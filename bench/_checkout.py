@@ -1,14 +1,16 @@
 """The flock-es checkout a profile script measures: ``--root DIR`` (A/B runs), else
 the one it is part of. Call ``use_checkout()`` before importing ``flock_es``.
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/: sibling modules
-    from _checkout import use_checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root
+    from bench._checkout import use_checkout
     ROOT = use_checkout()
+    from bench._callgrind import run_script
     from flock_es import Flock
 
-A sibling module, not ``bench._checkout``: with ``--root BASE`` the scripts import
-from another checkout, whose ``bench`` package may not have this module (nor
-``_callgrind``).
+Import it as ``bench._checkout`` before calling ``use_checkout()``: that import makes
+the ``bench`` package this checkout's, so ``bench._callgrind`` imported after it comes
+from here too, while ``--root BASE`` puts BASE first on the path for ``flock_es``
+(BASE's own ``bench`` package may not have these modules).
 """
 
 from __future__ import annotations

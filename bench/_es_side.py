@@ -11,7 +11,9 @@ import asyncio
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -107,9 +109,10 @@ async def _one_publish_wall(flock: Flock) -> float:
     return wall
 
 
-def _fresh(coro_fn, *args, **kw):  # type: ignore[no-untyped-def]
+def _fresh(run: Callable[[Path], Coroutine[Any, Any, float]]) -> float:
+    """``run(db)`` on a database in a fresh temporary directory: its one number."""
     with tempfile.TemporaryDirectory() as d:
-        return asyncio.run(coro_fn(*args, db=Path(d) / "bench.db", **kw))
+        return asyncio.run(run(Path(d) / "bench.db"))
 
 
 def measure(name: str) -> float:
@@ -123,13 +126,14 @@ def measure(name: str) -> float:
         return statistics.median(overs) * 1000
     if name.startswith("b_"):
         kind = name[2:]
-        _fresh(_per_run, 8, 100, kind=kind, output=True)
-        return 1 / _fresh(_per_run, 8, 2000, kind=kind, output=True)
+        _fresh(lambda db: _per_run(8, 100, db, kind=kind, output=True))
+        return 1 / _fresh(lambda db: _per_run(8, 2000, db, kind=kind, output=True))
     if name.startswith("c"):
         n, kind = name[1:].split("_")
         agents = int(n)
-        _fresh(_per_run, agents, 4, kind=kind, output=False)
-        return _fresh(_per_run, agents, max(4, 4096 // agents), kind=kind, output=False) * 1e6
+        _fresh(lambda db: _per_run(agents, 4, db, kind=kind, output=False))
+        items = max(4, 4096 // agents)
+        return _fresh(lambda db: _per_run(agents, items, db, kind=kind, output=False)) * 1e6
     if name == "e_fn":
         return _fresh(_wide_fn)
     if name == "e_model":

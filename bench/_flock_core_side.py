@@ -32,7 +32,7 @@ from flock.subscription import BatchSpec
 from pydantic import BaseModel
 
 # flock-core prints (and clears the screen for) a banner on every publish.
-_orch.init_console = lambda *a, **k: None  # type: ignore[attr-defined]
+_orch.init_console = lambda *a, **k: None
 
 NO_BREAKER = 10**9
 

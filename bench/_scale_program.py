@@ -77,7 +77,7 @@ def thread_cpu() -> dict[str, float]:
     return out
 
 
-async def measured(db: Path) -> dict[str, float]:
+async def measured(db: Path) -> dict[str, float | str]:
     flock.db_path = db
     await flock.start()
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()

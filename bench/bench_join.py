@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._machine import help_or_bad_args, machine, median, peak_rss_mb
 from flock_es import Flock, JoinSpec
+from flock_es.domain.event_bodies import ArtifactPublished
 from flock_es.domain.events import EventKind, trusted_event
 from flock_es.domain.subscriptions import Subscription
 from flock_es.projection.decide import SubscriptionIndex, decide_artifact
@@ -85,7 +86,11 @@ def _pure(pattern: str) -> float:
     items = arrivals(pattern)
     t0 = time.perf_counter()
     for i, obj in enumerate(items):
-        body = {"id": f"a{i}", "type": type(obj).__name__, "payload": obj.model_dump()}
+        body: ArtifactPublished = {
+            "id": f"a{i}",
+            "type": type(obj).__name__,
+            "payload": obj.model_dump(),
+        }
         apply(state, trusted_event("r-bench", EventKind.ARTIFACT_PUBLISHED, body, 0.0))
         for e in decide_artifact(state, index, state.artifacts[f"a{i}"], obj, 0.0):
             apply(state, e)

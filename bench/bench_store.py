@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import shutil
 import sqlite3
 import sys
@@ -101,7 +102,7 @@ def measure(location: str, n: int, repeat: int, plans: bool) -> None:
     with open_store(location, readonly=True).reader() as reader:
         board = BoardQueries(reader)
         for name, flt, viewer in cases(n):
-            stats = timed(lambda f=flt, v=viewer: board.artifacts(f, limit=50, viewer=v), repeat)
+            stats = timed(functools.partial(board.artifacts, flt, limit=50, viewer=viewer), repeat)
             total = board.artifacts(flt, limit=0, viewer=viewer)[1]
             print(f"  {name:<20} {stats}  ({total:,} matches)")
             if plans:  # SQLite's plan for the page query

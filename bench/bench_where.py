@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._machine import help_or_bad_args, machine, median
 from flock_es import Flock
+from flock_es.domain.event_bodies import ArtifactPublished
 from flock_es.domain.events import EventKind, trusted_event
 from flock_es.domain.subscriptions import Subscription
 from flock_es.projection.decide import SubscriptionIndex, decide_artifact
@@ -72,7 +73,11 @@ def _pure(n_agents: int) -> float:
     t0 = time.perf_counter()
     for t in tickets:
         aid = f"a{t.n}"
-        body = {"id": aid, "type": "Ticket", "payload": {"n": t.n, "queue": t.queue}}
+        body: ArtifactPublished = {
+            "id": aid,
+            "type": "Ticket",
+            "payload": {"n": t.n, "queue": t.queue},
+        }
         apply(state, trusted_event("r-bench", EventKind.ARTIFACT_PUBLISHED, body, 0.0))
         for e in decide_artifact(state, index, state.artifacts[aid], t, 0.0):
             apply(state, e)

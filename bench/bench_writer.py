@@ -30,7 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._capture_units import capture
-from flock_es.log import writer
+from flock_es.log.event_rows import write_events
 from flock_es.log.schema import PRAGMAS, WRITER_PRAGMAS
 from flock_es.log.sqlite_file import ensure_schema
 
@@ -93,7 +93,7 @@ def main(argv: list[str]) -> int:
         for g in fresh:
             conn.execute("BEGIN IMMEDIATE")
             row = conn.execute("SELECT coalesce(max(seq), 0) FROM events").fetchone()
-            writer.write_events(conn, g, int(row[0]))
+            write_events(conn, g, int(row[0]))
             conn.execute("COMMIT")
         acc += time.thread_time() - c0
         sys_acc += resource.getrusage(resource.RUSAGE_THREAD).ru_stime - s0

@@ -29,6 +29,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(HERE))  # the repo root: this checkout's bench package
 SEGMENTS = ("publish->analyst", "(analysts sleep)", "wake->editor", "(editor sleeps)", "wake->idle")
 
 
@@ -36,11 +37,13 @@ def child(root: str) -> None:
     import gc
 
     gc.disable()  # see the module docstring: collections land anywhere on the path
+    # The seed's module is this checkout's (one under test may lack it), the flock_es it
+    # imports root's: the bench package is imported before root goes first on the path,
+    # the module after.
+    import bench  # noqa: F401
+
     sys.path.insert(0, root)
-
-    # The seed's module from this script's folder (a checkout under test may lack it).
-    from _news_seed import Analysis, Digest, News, wire_news
-
+    from bench._news_seed import Analysis, Digest, News, wire_news
     from flock_es import Flock
     from flock_es.log import thread_drain as td
 
@@ -111,8 +114,8 @@ def main() -> int:
     parts = counts[1:6]  # the first dump is everything before the publish
     for name, n in zip(SEGMENTS, parts, strict=True):
         print(f"{name:18s} {n / 1000:9,.0f}k")
-    path = parts[0] + parts[2] + parts[4]
-    print(f"{'critical path':18s} {path / 1000:9,.0f}k instructions  ({root})")
+    critical = parts[0] + parts[2] + parts[4]
+    print(f"{'critical path':18s} {critical / 1000:9,.0f}k instructions  ({root})")
     return 0
 
 

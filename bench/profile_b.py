@@ -32,14 +32,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/: its sibling modules
-from _checkout import use_checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: bench.*
+from bench._checkout import use_checkout  # this checkout's bench package, before --root's
 
 _ROOT = use_checkout()  # ``--root DIR``: the flock-es checked out at DIR (A/B runs)
 
-from _callgrind import instructions, run_script  # noqa: E402
 from pydantic import BaseModel  # noqa: E402  (after the path is set)
 
+from bench._callgrind import instructions, run_script  # noqa: E402
 from flock_es import Flock  # noqa: E402
 
 
