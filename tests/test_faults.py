@@ -8,6 +8,7 @@ they skip with the reason when ``mount`` is refused.
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import sqlite3
@@ -18,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import EXAMPLES, run_cli
+
+PROGRAMS = Path(__file__).parent / "programs"
 
 NEWS = EXAMPLES / "news.py"
 
@@ -223,3 +226,20 @@ def test_read_only_mount(small_disk: Path, news_db: Path, tmp_path: Path) -> Non
     out = run_cli(["export", "latest", "--db", news_db, "-o", small_disk / "x.jsonl"])
     one_line_error(out, "cannot write the export to")
     assert not list(small_disk.glob("*.part"))
+
+
+def test_show_json_with_a_full_temporary_disk_says_so(small_disk: Path, tmp_path: Path) -> None:
+    """``show --json`` keeps its listing in a temporary file: a TMPDIR that fills up is
+    one line naming it (and TMPDIR), and nothing is left behind there."""
+    db = tmp_path / "fanout.db"
+    out = run_cli(["run", PROGRAMS / "fanout.py", "--db", db, "-q"])  # a 270 kB listing
+    assert out.returncode == 0, out.stderr
+    with (small_disk / "filler").open("wb") as f:
+        f.write(b"\0" * (512 - 64) * 1024)  # 64 kB left: room to start, not to finish
+    for flag in ("--json", "--payloads"):
+        out = run_cli(["show", "latest", "--db", db, flag], env={"TMPDIR": str(small_disk)})
+        one_line_error(out, str(small_disk), "TMPDIR")
+        assert [p.name for p in small_disk.iterdir()] == ["filler"]
+    (small_disk / "filler").unlink()
+    ok = run_cli(["show", "latest", "--db", db, "--json"], env={"TMPDIR": str(small_disk)})
+    assert ok.returncode == 0 and json.loads(ok.stdout)["status"] == "completed", ok.stderr

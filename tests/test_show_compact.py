@@ -2,7 +2,8 @@
 work plus what it prints, not the run's size) and prints what the full fold prints,
 the retried model calls and tool calls of completed tasks included: those a compact
 state let go of are read from the log, before and after the snapshot link it starts
-from, on both backends."""
+from, on both backends. ``--json`` and ``--payloads`` print what they printed from
+the full fold, written a part at a time from a compact one (``show_listing``)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import flock_es.runtime.resume as resume_module
 from flock_es import Flock, flock_type
 from flock_es.cli.app import app
 from flock_es.cli.show_calls import text_view
+from flock_es.cli.show_listing import write_json
 from flock_es.cli.show_render import print_show, show_data
 from flock_es.domain.events import EventKind
 from flock_es.errors import PermanentModelError, TransientModelError
@@ -176,6 +178,43 @@ def test_the_text_view_prints_what_the_full_fold_prints(
     assert "error: weather raised RuntimeError: no station in Err3" in text
 
 
+def _full_json(db: str, run: str, at: int | None, payloads: bool) -> str:
+    """What ``show --json`` printed before it folded compactly: the full fold, dumped."""
+    with open_store(db).reader() as log:
+        state = load_run(log, run, at)
+        before_end = at is not None and at < log.last_seq(run)
+    return json.dumps(show_data(state, payloads, before_end), indent=2, default=str) + "\n"
+
+
+def _full_payloads(db: str, run: str, at: int | None) -> str:
+    """What ``show --payloads`` printed before it folded compactly."""
+    with open_store(db).reader() as log:
+        state = load_run(log, run, at)
+        before_end = at is not None and at < log.last_seq(run)
+    out = io.StringIO()
+    with redirect_stdout(out):
+        print_show(show_data(state, True, before_end), True)
+    return out.getvalue()
+
+
+def test_json_and_payloads_print_what_the_full_fold_prints(recorded: tuple[str, str]) -> None:
+    db, run = recorded
+    with open_store(db).reader() as log:
+        seqs = [e.seq for e in log.events(run) if e.seq is not None]
+    for at in (None, seqs[0], seqs[len(seqs) // 3], seqs[len(seqs) * 3 // 4]):
+        where = [] if at is None else ["--at", str(at)]
+        for payloads in (False, True):
+            out = run_cli(["show", run, "--db", db, "--json", *where, *(["--payloads"] * payloads)])
+            assert out.returncode == 0, out.stderr
+            assert out.stdout == _full_json(db, run, at, payloads), (at, payloads)
+        out = run_cli(["show", run, "--db", db, "--payloads", *where])
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == _full_payloads(db, run, at), at
+    data = json.loads(run_cli(["show", run, "--db", db, "--json"]).stdout)
+    assert data["tool_calls"] and data["retried_calls"] and data["task_list"]["failed"]
+    assert len(data["tool_calls"][0]["result"]) > 60  # whole, not clipped as in the text
+
+
 async def _many_tools(db: Path, n: int) -> str:
     """A finished run of ``n`` tasks, each with a tool call whose result is 20 kB."""
 
@@ -216,7 +255,13 @@ def test_the_text_view_folds_compactly_and_holds_no_completed_task(
     assert all(len(t["result"]) <= 60 for t in calls[1])
     assert compact_peak * 4 < full_peak, (compact_peak, full_peak)
 
-    # The command's text view is the compact fold; --json and --payloads keep the full one.
+    # --json lists every task and tool call, written as they are read: it holds neither.
+    with open_store(db).reader() as log:
+        _, json_peak = _peak(lambda: write_json(log, run, None, _Discard()))
+    assert json_peak * 4 < full_peak, (json_peak, full_peak)
+
+    # The command's text view is the compact fold, and --json and --payloads never fold
+    # the full state (they fold compactly from event 0: ``show_listing``).
     folds: list[bool] = []
     real = fold_run  # what resume (and so the command) calls
 
@@ -228,4 +273,11 @@ def test_the_text_view_folds_compactly_and_holds_no_completed_task(
     for extra in ([], ["--json"], ["--payloads"]):
         res = CliRunner().invoke(app, ["show", run, "--db", str(db), *extra])
         assert res.exit_code == 0, res.output
-    assert folds == [True, False, False]
+    assert folds == [True]
+
+
+class _Discard:
+    """A stream that keeps nothing written to it."""
+
+    def write(self, text: str) -> int:
+        return len(text)

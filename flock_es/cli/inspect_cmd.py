@@ -156,26 +156,27 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show the blackboard of RUN at its end, or right after event --at SEQ.
 
-        The text view prints counts and what is pending or went wrong: it folds the
-        run compactly, in memory bounded by the pending work, not by the run's size.
-        --json and --payloads list every artifact, so they fold the run's full state
-        (memory grows with the run).
+        The text view prints counts and what is pending or went wrong. Every view
+        folds the run compactly, in memory bounded by the pending work, not by the
+        run's size: --json and --payloads, which list every artifact (--json every
+        task too), keep those in a temporary file as they fold and write them out
+        one at a time.
         """
-        from flock_es.log.backends import open_reader
-        from flock_es.runtime.resume import load_run
+        import sys
 
-        calls = None
+        from flock_es.cli.show_calls import text_view
+        from flock_es.cli.show_listing import print_payloads, write_json
+        from flock_es.log.backends import open_reader
+        from flock_es.runtime.resume import check_at
+
         with open_reader(db_path(db)) as reader:
             run_id = reader.resolve_run(run)
-            if as_json or payloads:
-                state = load_run(reader, run_id, at)
+            at = check_at(reader, run_id, at)
+            if as_json:
+                write_json(reader, run_id, at, sys.stdout, payloads)
+            elif payloads:
+                print_payloads(reader, run_id, at)
             else:
-                from flock_es.cli.show_calls import text_view
-
                 state, calls = text_view(reader, run_id, at)
-            before_end = at is not None and at < reader.last_seq(run_id)
-        data = show_data(state, payloads, before_end, calls)
-        if as_json:
-            typer.echo(json.dumps(data, indent=2, default=str))
-        else:
-            print_show(data, payloads)
+                before_end = at is not None and at < reader.last_seq(run_id)
+                print_show(show_data(state, False, before_end, calls), False)

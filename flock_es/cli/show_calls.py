@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from flock_es.cli.show_render import ARGS_CLIP, RESULT_CLIP, clip
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from flock_es.log.ports import EventReader
     from flock_es.projection.state import RunState
 
-__all__ = ["shown_calls", "text_view"]
+__all__ = ["call_entries", "shown_calls", "text_view"]
 
 Calls = tuple[list[dict[str, Any]], list[dict[str, Any]]]
 
@@ -52,13 +53,23 @@ def shown_calls(reader: EventReader, state: RunState) -> Calls:
     A tool call's arguments and result or error come clipped as the text view prints
     them (``clip`` is idempotent, so the view prints the same line): a tool's result may
     be large, and only its first few dozen characters are printed."""
+    retried: list[dict[str, Any]] = []
+    tools: list[dict[str, Any]] = []
+    for is_tool, entry in call_entries(reader, state, clipped=True):
+        (tools if is_tool else retried).append(entry)
+    return retried, tools
+
+
+def call_entries(
+    reader: EventReader, state: RunState, clipped: bool
+) -> Iterator[tuple[bool, dict[str, Any]]]:
+    """(whether a tool call, its entry) of each call ``shown_calls`` lists, one at a time
+    (``show --json`` writes the tool calls as they come: ``clipped=False``, whole)."""
     # A compact fold counts every answer on its agent (an answer follows its task's
     # scheduling, and a tool call follows the answer that asked for it): none counted,
     # none recorded, and a run of function agents needs no scan of its log.
     if not any(a.calls for a in state.agents.values()):
-        return [], []
-    retried: list[dict[str, Any]] = []
-    tools: list[dict[str, Any]] = []
+        return
     seen_calls: set[tuple[str, int]] = set()
     seen_tools: set[tuple[str, int, int]] = set()
     for e in reader.call_records(state.run_id, state.last_seq):
@@ -68,11 +79,12 @@ def shown_calls(reader: EventReader, state: RunState) -> Calls:
             key = (tid, index, int(b["position"]))
             if key not in seen_tools:
                 seen_tools.add(key)
-                tools.append(_tool(b, tid, index, e.seq))
+                yield True, (_tool if clipped else _whole_tool)(b, tid, index, e.seq)
         elif (tid, index) not in seen_calls:
             seen_calls.add((tid, index))
             task = state.tasks.get(tid)
-            retried.append(
+            yield (
+                False,
                 {
                     "task_id": tid,
                     # The full fold names the agent of the task; a completed task is gone
@@ -81,9 +93,8 @@ def shown_calls(reader: EventReader, state: RunState) -> Calls:
                     "call_index": index,
                     "attempt": b.get("attempt", 1),
                     "seq": e.seq,
-                }
+                },
             )
-    return retried, tools
 
 
 def _tool(b: dict[str, Any], tid: str, index: int, seq: int | None) -> dict[str, Any]:
@@ -101,5 +112,20 @@ def _tool(b: dict[str, Any], tid: str, index: int, seq: int | None) -> dict[str,
         "arguments": clip(b["arguments"], ARGS_CLIP),
         "result": "" if error else clip(b["result"], RESULT_CLIP),
         "error": error,
+        "seq": seq,
+    }
+
+
+def _whole_tool(b: dict[str, Any], tid: str, index: int, seq: int | None) -> dict[str, Any]:
+    """A tool call as the full fold lists it (``show_render._tool_calls``)."""
+    return {
+        "task_id": tid,
+        "agent": b["agent"],
+        "call_index": index,
+        "position": b["position"],
+        "tool": b["tool"],
+        "arguments": b["arguments"],
+        "result": b["result"],
+        "error": b.get("error"),
         "seq": seq,
     }

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 if TYPE_CHECKING:
-    from flock_es.projection.state import RunState
+    from flock_es.projection.state import ArtifactView, RunState, TaskView
 
 _CLIP = 80
 ARGS_CLIP, RESULT_CLIP = 40, 60  # a tool call's line: its arguments, its result or error
@@ -109,30 +109,37 @@ def _artifacts_by_type(state: RunState, payloads: bool) -> dict[str, Any]:
     for t, aids in state.by_type.items():
         arts = [state.artifacts[a] for a in aids]
         entry: dict[str, Any] = {"count": len(arts)}
-        entry["artifacts"] = [
-            {"id": a.id, "produced_by": a.produced_by, "seq": a.seq}
-            | ({"partition_key": a.partition_key} if a.partition_key is not None else {})
-            | ({"payload": a.payload} if payloads else {})
-            for a in arts
-        ]
+        entry["artifacts"] = [artifact_entry(a, payloads) for a in arts]
         by_type[t] = entry
     return by_type
+
+
+def artifact_entry(a: ArtifactView, payloads: bool) -> dict[str, Any]:
+    """An artifact as ``show --json`` lists it (its payload too with ``payloads``)."""
+    return (
+        {"id": a.id, "produced_by": a.produced_by, "seq": a.seq}
+        | ({"partition_key": a.partition_key} if a.partition_key is not None else {})
+        | ({"payload": a.payload} if payloads else {})
+    )
+
+
+def task_entry(task: TaskView) -> dict[str, Any]:
+    """A task as ``show --json``'s ``task_list`` lists it."""
+    return {
+        "id": task.id,
+        "agent": task.agent,
+        "inputs": task.inputs,
+        "reason": task.reason,
+        "attempt": task.attempt,
+        "outputs": task.outputs,
+        "error": task.error,
+    }
 
 
 def _task_list(state: RunState) -> dict[str, list[dict[str, Any]]]:
     tasks: dict[str, list[dict[str, Any]]] = {}
     for task in state.tasks.values():
-        tasks.setdefault(task.status.value, []).append(
-            {
-                "id": task.id,
-                "agent": task.agent,
-                "inputs": task.inputs,
-                "reason": task.reason,
-                "attempt": task.attempt,
-                "outputs": task.outputs,
-                "error": task.error,
-            }
-        )
+        tasks.setdefault(task.status.value, []).append(task_entry(task))
     return tasks
 
 

@@ -331,7 +331,8 @@ class RunState:
         tokens_in = sum(c.tokens_in for c in self.calls.values())
         tokens_out = sum(c.tokens_out for c in self.calls.values())
         costs = [c.cost for c in self.calls.values()]
-        cost = None if any(c is None for c in costs) else sum(c for c in costs if c is not None)
+        # Dollars, a float even with no call (as the agents' sums in a compact state).
+        cost = None if None in costs else sum((c for c in costs if c is not None), 0.0)
         return {
             "calls": len(self.calls),
             "tokens_in": tokens_in,
@@ -350,7 +351,7 @@ def _agent_totals(agents: Iterable[AgentView]) -> dict[str, Any]:
         "calls": sum(a.calls for a in views),
         "tokens_in": sum(a.tokens_in for a in views),
         "tokens_out": sum(a.tokens_out for a in views),
-        "cost": None if any(c is None for c in costs) else sum(c for c in costs if c is not None),
+        "cost": None if None in costs else sum((c for c in costs if c is not None), 0.0),
     }
 
 

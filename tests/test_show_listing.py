@@ -1,0 +1,115 @@
+"""``show --json`` and ``--payloads`` print, byte for byte, what they printed when they
+folded the run's full state, on runs of every shape the examples and test programs
+make: batches, joins, partitions, deferred publishes, a fork; and at a seq in the
+middle of each. They fold compactly from event 0 and keep what they list in a
+temporary file (``flock_es.cli.show_listing``)."""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flock_es.cli.show_listing import dumps_at, print_payloads, write_json
+from flock_es.cli.show_render import print_show, show_data
+from flock_es.log.ports import open_store
+from flock_es.runtime.resume import load_run
+from tests.conftest import run_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+PROGRAMS = [
+    "examples/pipeline.py",
+    "examples/routing.py",
+    "examples/components.py",
+    "tests/programs/deferred_publish.py",
+    "tests/programs/join_program.py",
+    "tests/programs/partitions.py",
+    "tests/programs/batch_deadline.py",
+    "tests/programs/gates_crash.py",
+    "tests/programs/named_types.py",
+]
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A log holding a run of each program, and a fork of the first one."""
+    db = tmp_path_factory.mktemp("shapes") / "shapes.db"
+    for program in PROGRAMS:
+        out = run_cli(["run", ROOT / program, "--db", db, "-q"])
+        assert out.returncode == 0, (program, out.stderr)
+    with open_store(db).reader() as log:
+        first = log.runs()[0].run_id
+        middle = log.first_seq(first) + 20
+    out = run_cli(["fork", first, "--at", str(middle), "--db", db, "-q"])
+    assert out.returncode == 0, out.stderr
+    return db
+
+
+def _full(db: Path, run: str, at: int | None, payloads: bool, as_json: bool) -> str:
+    """What ``show`` printed from the full fold."""
+    with open_store(db).reader() as log:
+        state = load_run(log, run, at)
+        before_end = at is not None and at < log.last_seq(run)
+    data = show_data(state, payloads, before_end)
+    if as_json:
+        return json.dumps(data, indent=2, default=str) + "\n"
+    out = io.StringIO()
+    with redirect_stdout(out):
+        print_show(data, payloads)
+    return out.getvalue()
+
+
+@pytest.mark.slow  # 9 programs and a fork in subprocesses: about 10 s
+def test_every_shape_prints_what_the_full_fold_printed(shapes: Path) -> None:
+    with open_store(shapes).reader() as log:
+        runs = [r.run_id for r in log.runs()]
+        assert len(runs) == len(PROGRAMS) + 1
+        assert log.runs()[-1].parent_run == runs[0]  # the fork
+        for run in runs:
+            first, last = log.first_seq(run), log.last_seq(run)
+            for at in (None, (first + last) // 2):
+                for payloads in (False, True):
+                    text = io.StringIO()
+                    write_json(log, run, at, text, payloads)
+                    assert text.getvalue() == _full(shapes, run, at, payloads, True), (run, at)
+                out = io.StringIO()
+                with redirect_stdout(out):
+                    print_payloads(log, run, at)
+                assert out.getvalue() == _full(shapes, run, at, True, False), (run, at)
+
+
+def test_a_run_with_nothing_yet_lists_empty_sections(tmp_path: Path) -> None:
+    """The empty objects and arrays print as ``json.dumps`` prints them: ``{}``, ``[]``."""
+    db = tmp_path / "one.db"
+    out = run_cli(["run", ROOT / "examples/routing.py", "--db", db, "-q"])
+    assert out.returncode == 0, out.stderr
+    with open_store(db).reader() as log:
+        run = log.runs()[0].run_id
+        first = log.first_seq(run)
+        text = io.StringIO()
+        write_json(log, run, first, text)
+    assert text.getvalue() == _full(db, run, first, False, True)
+    data = json.loads(text.getvalue())
+    assert data["artifacts"] == {} and data["task_list"] == {} and data["tool_calls"] == []
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text() | st.integers() | st.booleans() | st.none(), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(value=_JSON, level=st.integers(0, 5))
+def test_a_value_renders_as_json_dumps_renders_it_in_place(value: object, level: int) -> None:
+    whole = json.dumps({"k": value}, indent=2, default=str)
+    assert f'{{\n  "k": {dumps_at(value, 1)}\n}}' == whole
+    assert dumps_at(value, level) == json.dumps(value, indent=2).replace("\n", "\n" + "  " * level)
