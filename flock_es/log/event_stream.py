@@ -30,14 +30,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flock_es.domain.events import Event
 
-__all__ = ["AHEAD", "EventStream", "StreamAborted", "drain_stream", "split_streams"]
+if TYPE_CHECKING:
+    from flock_es.log.ports import EventWriter
+
+__all__ = [
+    "AHEAD",
+    "EventStream",
+    "StreamAborted",
+    "append_streamed",
+    "drain_stream",
+    "split_streams",
+]
 
 # A group-commit unit: its events (or a stream) and who waits for them.
 _U = TypeVar("_U", bound=tuple[list[Event], Any])
@@ -187,3 +198,26 @@ async def drain_stream(
             raise
     else:
         stream.settle(first, last, None)
+
+
+async def append_streamed(writer: EventWriter, events: Iterator[Event], chunk: int) -> None:
+    """``events`` committed by ``writer`` in one transaction, handed over ``chunk`` at a
+    time where the writer takes a stream (``submit_stream``), so they are never held
+    whole (an import, a fork's copy of its parent); else appended as one unit."""
+    submit: Callable[[EventStream], None] | None = getattr(writer, "submit_stream", None)
+    if submit is None:
+        await writer.append(list(events))
+        return
+    stream = EventStream()
+    submit(stream)
+    try:
+        while part := list(itertools.islice(events, chunk)):
+            await stream.put(part)
+        stream.end()
+    except BaseException as exc:
+        stream.abort(exc)
+        await asyncio.wait([stream.done])  # rolled back; its outcome is this error's
+        if not stream.done.cancelled():
+            stream.done.exception()
+        raise
+    await stream.done

@@ -30,7 +30,7 @@ from flock_es.domain.validate import check_body
 from flock_es.errors import DatabaseDamagedError, DatabaseError, ExportFormatError, OutputError
 from flock_es.log.backends import DbRef, describe_db, is_postgres, open_reader, open_writer
 from flock_es.log.event_rows import dumps
-from flock_es.log.event_stream import EventStream
+from flock_es.log.event_stream import append_streamed
 from flock_es.log.ports import EventReader
 from flock_es.log.schema import DB_SCHEMA_VERSION, check_database, damaged_message
 from flock_es.redaction import redact
@@ -350,22 +350,6 @@ async def _append(db: DbRef, events: Iterator[Event]) -> None:
     takes a stream (``EventStream``): an export of 100,000 artifacts is not held."""
     writer = await open_writer(db)
     try:
-        submit: Callable[[EventStream], None] | None = getattr(writer, "submit_stream", None)
-        if submit is None:
-            await writer.append(list(events))
-            return
-        stream = EventStream()
-        submit(stream)
-        try:
-            while chunk := list(itertools.islice(events, IMPORT_CHUNK)):
-                await stream.put(chunk)
-            stream.end()
-        except BaseException as exc:
-            stream.abort(exc)
-            await asyncio.wait([stream.done])  # rolled back; its outcome is this error's
-            if not stream.done.cancelled():
-                stream.done.exception()
-            raise
-        await stream.done
+        await append_streamed(writer, events, IMPORT_CHUNK)
     finally:
         await writer.close()

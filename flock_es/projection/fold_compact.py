@@ -14,7 +14,15 @@ import bisect
 from flock_es.domain.events import TaskStatus
 from flock_es.projection.state import RunState, TaskView
 
-__all__ = ["PRUNE_AT", "SPANS_HELD", "compacted", "count_span", "forget_task", "prune_artifacts"]
+__all__ = [
+    "PRUNE_AT",
+    "SPANS_HELD",
+    "compacted",
+    "count_span",
+    "forget_spans",
+    "forget_task",
+    "prune_artifacts",
+]
 
 PRUNE_AT = 4096
 """The fewest artifact views a compact state holds before it lets go of some."""
@@ -153,6 +161,16 @@ def forget_task(s: RunState, t: TaskView) -> None:
         s.rewritten_inputs.pop(tid, None)
     if s.mcp_tools:
         s.mcp_tools.pop(tid, None)
+
+
+def forget_spans(s: RunState) -> None:
+    """Let go of the executions ``count_span`` summed: a resumed or forked run's summary
+    counts what ran in its own process only (``cli.progress.own_work``), not what its
+    fold of the log forgot (the tasks finished before a crash, or inherited)."""
+    s.finished_busy = 0.0
+    s.finished_spans = []
+    s.finished_active = 0.0
+    s.spans_floor = float("-inf")
 
 
 def compacted(s: RunState) -> RunState:

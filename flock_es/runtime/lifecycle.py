@@ -10,8 +10,8 @@ program or a test can call them the same way.
 * ``plan_resume``/``resume``: fold the run, pick its program, and
   check every recorded model call a re-run task would be served against the
   request the program makes now, before anything runs or is paid for.
-* ``plan_fork``/``start_fork``: a new run from the state of another at a seq,
-  with its pending timers restarted relative to the fork.
+* ``plan_fork``/``start_fork`` (``runtime/fork.py``): a new run from the state of
+  another at a seq, with its pending timers restarted relative to the fork.
 
 Example::
 
@@ -31,27 +31,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flock_es.domain.events import Event, RunStatus
-from flock_es.errors import DatabaseError, DiskFullError, ProgramError, RunOwnedError, UserError
+from flock_es.domain.events import RunStatus
+from flock_es.errors import DatabaseError, DiskFullError, RunOwnedError, UserError
 from flock_es.log.backends import DbRef, open_reader
 from flock_es.log.ports import Lease, open_store
 from flock_es.log.snapshots import fold_run, save_snapshot
-from flock_es.projection.fold import compacted, fold
+from flock_es.projection.fold import compacted
 from flock_es.projection.state import RunState
 from flock_es.runtime.artifacts import RunArtifacts
 from flock_es.runtime.board_queries import BoardSource
 from flock_es.runtime.flock import Flock
+from flock_es.runtime.fork import ForkPlan, plan_fork, start_fork
 from flock_es.runtime.preflight import check_recorded_calls, pending_requests
 from flock_es.runtime.resume import (
-    check_at,
-    fork_events,
     live_status,
     nothing_to_resume,
     prepare,
     program_hash,
+    program_of,
     start_resumed,
-    unit_end,
-    write_fork,
 )
 
 __all__ = [
@@ -166,20 +164,6 @@ async def drive(
                 loop.remove_signal_handler(sig)
 
 
-def program_of(recorded: str | None, given: Path | None, run_id: str) -> Path:
-    """The program to load for ``run_id``: ``given``, else the one the run recorded."""
-    if given is not None:
-        return given
-    if not recorded:
-        raise ProgramError(f"run {run_id} recorded no program file; pass --program PROGRAM.py")
-    path = Path(recorded)
-    if not path.is_file():
-        raise ProgramError(
-            f"the program of run {run_id} ({recorded}) no longer exists; pass --program PROGRAM.py"
-        )
-    return path
-
-
 # --- resume -------------------------------------------------------------------
 
 
@@ -273,51 +257,3 @@ async def resume(flock: Flock, plan: ResumePlan, model: str | None) -> int:
         compacted(plan.state)
     flock.continue_from(plan.state, requests)
     return await start_resumed(flock, retry_failed=plan.retry_failed)
-
-
-# --- fork ---------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class ForkPlan:
-    """A fork to take: the parent's prefix up to ``cut`` (``at``, moved to a unit's end)."""
-
-    parent_id: str
-    db: DbRef
-    at: int
-    cut: int
-    parent: list[Event]
-    state: RunState
-    program: Path
-
-
-def plan_fork(db: DbRef, run_id: str, at: int, program: Path | None = None) -> ForkPlan:
-    """Read the parent and fix the fork point (never inside a transaction)."""
-    with open_reader(db) as reader:
-        check_at(reader, run_id, at)
-        parent = reader.events(run_id)
-    cut = unit_end(parent, at)
-    state = fold(e for e in parent if e.seq is not None and e.seq <= cut)
-    path = program_of(state.program, program, run_id)
-    return ForkPlan(run_id, db, at, cut, parent, state, path)
-
-
-async def start_fork(flock: Flock, plan: ForkPlan, model: str | None) -> int:
-    """Write the child's inherited prefix, then continue it live; tasks re-launched.
-
-    The inherited timers get the time they had left at the fork point, counted
-    from the fork's start (both recorded in its ``run.started``, so workers and a
-    later resume agree): a fork taken long after its parent does not flush a
-    batch early.
-    """
-    flock.program = plan.program.resolve()
-    flock.db_path = plan.db
-    chosen = model or plan.state.model or flock.model
-    flock.model = chosen
-    flock.check_models()
-    events = fork_events(plan.parent, plan.state, plan.cut, flock, chosen)
-    await write_fork(plan.db, events, flock.lease)
-    with open_reader(plan.db) as reader:
-        state = fold(reader.iter_events(flock.run_id))
-    prepare(flock, state, plan.db, chosen, plan.program)
-    return await start_resumed(flock, record=False)

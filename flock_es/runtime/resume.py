@@ -6,10 +6,8 @@ and re-launches every task that was scheduled or started but not finished;
 batch timers are re-armed from their recorded deadlines. Model calls already
 recorded for a task are served from the record by ``(task id, call index)``.
 
-A fork copies the parent's events up to the fork point into a new run, so the
-child's log is self-contained (it can be exported and replayed on its own).
-It keeps the parent's id namespace (``id_root``), so inherited tasks keep
-their ids and a re-executed inherited task produces the same artifact ids.
+A fork (``runtime/fork.py``) writes a new run from the parent's events up to
+the fork point, then continues it the same way.
 
 Example::
 
@@ -26,43 +24,25 @@ import socket
 import time
 from pathlib import Path
 
-from flock_es._version import __version__
 from flock_es.domain import ids
 from flock_es.domain.events import (
-    ArtifactPublished,
-    BatchBuffered,
-    Event,
     EventKind,
     RunResumed,
-    RunStarted,
     RunStatus,
-    ScheduleReason,
-    TaskScheduled,
-    body_as,
     make_event,
 )
-from flock_es.errors import AtOutOfRange
+from flock_es.errors import AtOutOfRange, ProgramError
 from flock_es.log.backends import DbRef
 
 # Re-exported: live_status and pid_alive moved down to the log layer so readers
 # (cli show/runs, the TUI) need not import the runtime.
 from flock_es.log.liveness import live_status as live_status
 from flock_es.log.liveness import pid_alive as pid_alive
-from flock_es.log.ports import EventReader, Lease, open_store
+from flock_es.log.ports import EventReader
 from flock_es.log.snapshots import fold_run
-from flock_es.projection.decide import DECISIONS
+from flock_es.projection.fold_compact import forget_spans
 from flock_es.projection.state import RunState
 from flock_es.runtime.flock import Flock
-
-_RUN_KINDS = {EventKind.RUN_STARTED, EventKind.RUN_FINISHED, EventKind.RUN_RESUMED}
-_UNIT_KINDS = {
-    EventKind.ARTIFACT_PUBLISHED,
-    EventKind.ARTIFACT_RELEASED,
-    EventKind.TASK_COMPLETED,
-    EventKind.SCHEDULE_VETOED,
-    *DECISIONS,
-}
-_TRIGGERED = {ScheduleReason.MATCH.value, ScheduleReason.BATCH_SIZE.value}
 
 
 def check_at(reader: EventReader, run_id: str, at: int | None) -> int | None:
@@ -131,6 +111,7 @@ async def start_resumed(
     relative to its recorded fork point.
     """
     engine = await flock.start()
+    forget_spans(engine.state)
     if record:
         program = flock.program
         retried = [t.id for t in engine.state.retryable_tasks()] if retry_failed else []
@@ -157,88 +138,15 @@ def program_hash(path: Path | None) -> str | None:
     return ids.content_hash(path.read_bytes())
 
 
-# --- fork ------------------------------------------------------------------
-
-
-def unit_end(events: list[Event], at: int) -> int:
-    """Move ``at`` forward to the end of the transaction it falls in.
-
-    The writer never splits a unit (an agent's outputs, its completion and the
-    schedules they cause; or a publish and its schedules), so a fork must not
-    either: all events of a unit share one timestamp, and a decision follows
-    the artifact that caused it.
-    """
-    prefix = [e for e in events if e.seq is not None and e.seq <= at]
-    if not prefix:
-        return at
-    rest = events[len(prefix) :]
-    unit_ts = prefix[-1].ts if prefix[-1].kind in _UNIT_KINDS else None
-    seen = {
-        body_as(e, ArtifactPublished)["id"]
-        for e in prefix
-        if e.kind is EventKind.ARTIFACT_PUBLISHED
-    }
-    for e in rest:
-        trigger = _trigger(e)
-        same_unit = unit_ts is not None and e.ts == unit_ts and e.kind in _UNIT_KINDS
-        if not same_unit and not (trigger is not None and trigger in seen):
-            break
-        if e.kind is EventKind.ARTIFACT_PUBLISHED:
-            seen.add(body_as(e, ArtifactPublished)["id"])
-        at = e.seq if e.seq is not None else at
-    return at
-
-
-def _trigger(e: Event) -> str | None:
-    """The artifact whose publication decided ``e``, for decision events."""
-    if e.kind is EventKind.TASK_SCHEDULED:
-        scheduled = body_as(e, TaskScheduled)
-        inputs = scheduled.get("inputs")
-        return str(inputs[-1]) if scheduled.get("reason") in _TRIGGERED and inputs else None
-    if e.kind in (EventKind.BATCH_BUFFERED, EventKind.PREDICATE_FAILED, EventKind.GATE_BUFFERED):
-        # All three name the artifact that arrived under the same field.
-        return str(body_as(e, BatchBuffered).get("artifact_id"))
-    return None
-
-
-def fork_events(
-    parent: list[Event], parent_state: RunState, at: int, flock: Flock, model: str
-) -> list[Event]:
-    """The child's first events: its ``run.started``, then the parent's prefix, re-labelled."""
-    program = flock.program
-    started = RunStarted(
-        program=str(program) if program else None,
-        program_hash=program_hash(program),
-        model=model,
-        agents=[a.spec() for a in flock.agents.values()],
-        parent_run=parent_state.run_id,
-        fork_seq=at,
-        id_root=parent_state.ids_run,
-        pid=os.getpid(),
-        host=socket.gethostname(),
-        version=__version__,
-    )
-    if flock.once_per_agent:
-        started["once_per_agent"] = True
-    child = flock.run_id
-    out: list[Event] = []
-    for e in parent:
-        if e.seq is None or e.seq > at:
-            break
-        if e.kind in _RUN_KINDS:
-            continue
-        out.append(Event(run_id=child, kind=e.kind, body=e.body, ts=e.ts, v=e.v))
-    started["inherited"] = len(out)
-    # The fork point in time, recorded: whoever arms the inherited timers (this
-    # process, a worker, a later resume) restarts them relative to the fork.
-    started["fork_ts"] = max((e.ts for e in out), default=None)
-    return [make_event(child, EventKind.RUN_STARTED, started, time.time()), *out]
-
-
-async def write_fork(db: DbRef, events: list[Event], lease: Lease | None = None) -> None:
-    """Write the child's inherited prefix in one transaction (fenced by the child's lease)."""
-    writer = await open_store(db).open_writer(fence=lease)
-    try:
-        await writer.append(events)
-    finally:
-        await writer.close()
+def program_of(recorded: str | None, given: Path | None, run_id: str) -> Path:
+    """The program to load for ``run_id``: ``given``, else the one the run recorded."""
+    if given is not None:
+        return given
+    if not recorded:
+        raise ProgramError(f"run {run_id} recorded no program file; pass --program PROGRAM.py")
+    path = Path(recorded)
+    if not path.is_file():
+        raise ProgramError(
+            f"the program of run {run_id} ({recorded}) no longer exists; pass --program PROGRAM.py"
+        )
+    return path
