@@ -149,7 +149,7 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option(
                 "--payloads",
-                help="Print every artifact's payload (folds the run's full state, as --json).",
+                help="Print every artifact's payload (with --json too).",
             ),
         ] = False,
         as_json: JsonOption = False,
@@ -159,8 +159,8 @@ def register(app: typer.Typer) -> None:
         The text view prints counts and what is pending or went wrong. Every view
         folds the run compactly, in memory bounded by the pending work, not by the
         run's size: --json and --payloads, which list every artifact (--json every
-        task too), keep those in a temporary file as they fold and write them out
-        one at a time.
+        task too), keep those in a temporary file in $TMPDIR as they fold (about the
+        size of what they print) and write them out one at a time.
         """
         import sys
 
