@@ -197,6 +197,7 @@ def _full_payloads(db: str, run: str, at: int | None) -> str:
     return out.getvalue()
 
 
+@pytest.mark.slow  # 12 show commands in subprocesses on each backend: about 5 s each
 def test_json_and_payloads_print_what_the_full_fold_prints(recorded: tuple[str, str]) -> None:
     db, run = recorded
     with open_store(db).reader() as log:
