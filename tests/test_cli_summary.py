@@ -13,7 +13,7 @@ import pytest
 from flock_es.cli.progress import own_work, time_line
 from flock_es.domain.events import TaskStatus
 from flock_es.projection.state import RunState, TaskView
-from tests.conftest import EXAMPLES, run_cli
+from tests.conftest import EXAMPLES, kill_cli_when, run_cli
 
 
 def state_with(spans: list[tuple[float, float]]) -> RunState:
@@ -86,3 +86,31 @@ def test_a_fork_counts_only_its_own_work(tmp_path: Path) -> None:
     assert child.returncode == 0, child.stderr
     # only the editor ran here, offline: no analyst's second counts, no speedup claimed
     assert busy_of(child.stderr) < 1.0 and "speedup" not in child.stderr, child.stderr
+
+
+@pytest.mark.slow  # eight 0.4 s analysts, a kill, then the resume
+def test_a_resume_counts_only_its_own_work(tmp_path: Path) -> None:
+    """The analysts that finished before the crash are folded compactly (their times
+    summed, ``count_span``) and do not count as the resumed process's work."""
+    db = tmp_path / "r.db"
+
+    def analysts_done() -> bool:
+        try:
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+            try:
+                row = con.execute(
+                    "SELECT count(*) FROM events WHERE kind = 'task.completed'"
+                ).fetchone()
+            finally:
+                con.close()
+        except sqlite3.Error:
+            return False
+        return bool(row and row[0] >= 8)
+
+    slow = ["run", EXAMPLES / "news.py", "--db", db, "-q", "--model", "offline?latency=0.4"]
+    assert kill_cli_when(slow, analysts_done, cwd=tmp_path)
+    resumed = run_cli(["resume", "latest", "--db", db, "-q"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "completed" in resumed.stderr
+    # the editor's 0.4 s only: not the analysts' 3.2 s before the kill
+    assert busy_of(resumed.stderr) < 1.0, resumed.stderr
