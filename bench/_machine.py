@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import resource
@@ -53,3 +54,12 @@ def peak_rss_mb() -> float:
 
 def median(xs: list[float]) -> float:
     return statistics.median(xs)
+
+
+def add_sizes(ap: argparse.ArgumentParser) -> None:
+    """``--sizes``: artifacts per size, the scale benchmarks' 2,000, 20,000 and 100,000."""
+    ap.add_argument(
+        "--sizes",
+        default="2000,20000,100000",
+        help="artifacts per size, comma-separated (default: 2000,20000,100000)",
+    )

@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._machine import machine
+from bench._machine import add_sizes, machine
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT / "bench" / "_scale_program.py"
@@ -98,11 +98,7 @@ def one_size(n: int, tmp: Path) -> dict[str, tuple[float, float, float, int]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
-    ap.add_argument(
-        "--sizes",
-        default="2000,20000,100000",
-        help="artifacts per size, comma-separated (default: 2000,20000,100000)",
-    )
+    add_sizes(ap)
     sizes = [int(s) for s in ap.parse_args().sizes.split(",") if s]
     print(machine())
     print("| Artifacts | command | wall | CPU | peak RSS | printed |")

@@ -61,7 +61,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._machine import machine
+from bench._machine import add_sizes, machine
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT / "bench" / "_scale_program.py"
@@ -306,11 +306,7 @@ def one_size(n: int, tmp: Path, reference: int | None = None) -> dict[str, float
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])
-    ap.add_argument(
-        "--sizes",
-        default="2000,20000,100000",
-        help="artifacts per size, comma-separated (default: 2000,20000,100000)",
-    )
+    add_sizes(ap)
     ap.add_argument(
         "--feed",
         choices=("list", "generator"),

@@ -143,6 +143,22 @@ def event_kinds(db: Path) -> list[str]:
         con.close()
 
 
+def completed_tasks(db: Path) -> int:
+    """How many ``task.completed`` events ``db`` has committed (0 while it cannot be read:
+    not created yet, or busy): what a test polls to SIGKILL a run part-way."""
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            (done,) = con.execute(
+                "SELECT count(*) FROM events WHERE kind = 'task.completed'"
+            ).fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+    return int(done)
+
+
 def kill_cli_when(
     args: Sequence[object],
     reached: Callable[[], bool],

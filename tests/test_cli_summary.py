@@ -13,7 +13,7 @@ import pytest
 from flock_es.cli.progress import own_work, time_line
 from flock_es.domain.events import TaskStatus
 from flock_es.projection.state import RunState, TaskView
-from tests.conftest import EXAMPLES, kill_cli_when, run_cli
+from tests.conftest import EXAMPLES, completed_tasks, kill_cli_when, run_cli
 
 
 def state_with(spans: list[tuple[float, float]]) -> RunState:
@@ -94,21 +94,8 @@ def test_a_resume_counts_only_its_own_work(tmp_path: Path) -> None:
     summed, ``count_span``) and do not count as the resumed process's work."""
     db = tmp_path / "r.db"
 
-    def analysts_done() -> bool:
-        try:
-            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-            try:
-                row = con.execute(
-                    "SELECT count(*) FROM events WHERE kind = 'task.completed'"
-                ).fetchone()
-            finally:
-                con.close()
-        except sqlite3.Error:
-            return False
-        return bool(row and row[0] >= 8)
-
     slow = ["run", EXAMPLES / "news.py", "--db", db, "-q", "--model", "offline?latency=0.4"]
-    assert kill_cli_when(slow, analysts_done, cwd=tmp_path)
+    assert kill_cli_when(slow, lambda: completed_tasks(db) >= 8, cwd=tmp_path)
     resumed = run_cli(["resume", "latest", "--db", db, "-q"], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "completed" in resumed.stderr

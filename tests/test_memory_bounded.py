@@ -11,7 +11,6 @@ log holds, live, after a resume from a SIGKILL, and under replay.
 from __future__ import annotations
 
 import importlib.util
-import sqlite3
 from pathlib import Path
 from types import ModuleType
 
@@ -21,7 +20,7 @@ from flock_es.log import LogReader
 from flock_es.projection import fold_compact
 from flock_es.projection.fold import PRUNE_AT, fold
 from flock_es.projection.state import RunState
-from tests.conftest import ROOT, kill_cli_when, run_cli
+from tests.conftest import ROOT, completed_tasks, kill_cli_when, run_cli
 
 PROGRAM = ROOT / "tests" / "programs" / "bounded_memory.py"
 N = 5000  # the program's default: 10,000 artifacts, over twice PRUNE_AT
@@ -105,20 +104,11 @@ def test_a_resumed_run_reads_what_its_state_let_go_of_from_the_log(tmp_path: Pat
     db = tmp_path / "bounded.db"
     env = {"BOUNDED_SLOW": "0.002"}
 
-    def reached() -> bool:  # past PRUNE_AT artifacts (with the notes), well before the end
-        try:
-            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-            try:
-                (done,) = con.execute(
-                    "SELECT count(*) FROM events WHERE kind = 'task.completed'"
-                ).fetchone()
-            finally:
-                con.close()
-        except sqlite3.Error:
-            return False
-        return int(done) >= PRUNE_AT // 2
-
-    assert kill_cli_when(["run", PROGRAM, "--db", db, "-q"], reached, env=env)
+    # Past PRUNE_AT artifacts (with the notes), well before the end.
+    half = PRUNE_AT // 2
+    assert kill_cli_when(
+        ["run", PROGRAM, "--db", db, "-q"], lambda: completed_tasks(db) >= half, env=env
+    )
     assert "BSeen" not in _full(db).by_type  # killed before the last note ran
     out = run_cli(["resume", "latest", "--db", db, "-q"], env=env, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr

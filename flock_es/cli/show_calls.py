@@ -79,7 +79,7 @@ def call_entries(
             key = (tid, index, int(b["position"]))
             if key not in seen_tools:
                 seen_tools.add(key)
-                yield True, (_tool if clipped else _whole_tool)(b, tid, index, e.seq)
+                yield True, _tool(b, tid, index, e.seq, clipped)
         elif (tid, index) not in seen_calls:
             seen_calls.add((tid, index))
             task = state.tasks.get(tid)
@@ -97,35 +97,31 @@ def call_entries(
             )
 
 
-def _tool(b: dict[str, Any], tid: str, index: int, seq: int | None) -> dict[str, Any]:
+def _tool(
+    b: dict[str, Any], tid: str, index: int, seq: int | None, clipped: bool = True
+) -> dict[str, Any]:
+    """A tool call as the text view prints it (``clipped``), or as the full fold lists it
+    (``show_render._tool_calls``: ``show --json``)."""
     error = b.get("error")
-    if error:
+    if error and clipped:
         # Still true once clipped (a blank error clips to ""): the view prints it as
         # "error: ...", which clips alike with the error clipped first or not.
         error = clip(error, RESULT_CLIP) or " "
+    if clipped:
+        arguments, result = (
+            clip(b["arguments"], ARGS_CLIP),
+            "" if error else clip(b["result"], RESULT_CLIP),
+        )
+    else:
+        arguments, result = b["arguments"], b["result"]
     return {
         "task_id": tid,
         "agent": b["agent"],
         "call_index": index,
         "position": b["position"],
         "tool": b["tool"],
-        "arguments": clip(b["arguments"], ARGS_CLIP),
-        "result": "" if error else clip(b["result"], RESULT_CLIP),
+        "arguments": arguments,
+        "result": result,
         "error": error,
-        "seq": seq,
-    }
-
-
-def _whole_tool(b: dict[str, Any], tid: str, index: int, seq: int | None) -> dict[str, Any]:
-    """A tool call as the full fold lists it (``show_render._tool_calls``)."""
-    return {
-        "task_id": tid,
-        "agent": b["agent"],
-        "call_index": index,
-        "position": b["position"],
-        "tool": b["tool"],
-        "arguments": b["arguments"],
-        "result": b["result"],
-        "error": b.get("error"),
         "seq": seq,
     }

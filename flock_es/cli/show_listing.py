@@ -150,8 +150,6 @@ class Listing:
             self._db.execute("CREATE TABLE tasks (seq INTEGER, doc TEXT)")  # completed ones
             self._db.execute("BEGIN")
         self._kinds: dict[str, int] = {}
-        self.completed = 0
-        self.completed_first = 0  # the first scheduling seq of a completed one
         self._artifacts: list[tuple[str, int, int | None, str]] = []
         self._tasks: list[tuple[int, str]] = []
 
@@ -170,11 +168,7 @@ class Listing:
             self._artifact(e)
 
     def _task_done(self, t: TaskView) -> None:
-        seq = t.seq or 0
-        if not self.completed or seq < self.completed_first:
-            self.completed_first = seq
-        self.completed += 1
-        self._tasks.append((seq, dumps_at(task_entry(t), 3)))
+        self._tasks.append((t.seq or 0, dumps_at(task_entry(t), 3)))
         if len(self._tasks) >= _ROWS:
             self._flush_tasks()
 
@@ -225,6 +219,12 @@ class Listing:
             sql = "SELECT doc FROM artifacts WHERE kind = ? ORDER BY seq"
             for (doc,) in self._db.execute(sql, (kind,)):
                 yield doc
+
+    def first_completed(self) -> int | None:
+        """The scheduling seq of the first task scheduled of those completed (None: none)."""
+        with _spill_errors():
+            (first,) = self._db.execute("SELECT min(seq) FROM tasks").fetchone()
+        return None if first is None else int(first)
 
     def completed_docs(self) -> Iterator[str]:
         """The rendered entries of the completed tasks, in the order they were scheduled."""
@@ -356,8 +356,9 @@ def _write_tasks(write: _Out, listing: Listing, state: RunState) -> None:
     for t in state.tasks.values():  # the tasks a compact state holds: none completed
         groups.setdefault(t.status.value, (t.seq or 0, []))[1].append(t)
     order = sorted((first, status) for status, (first, _) in groups.items())
-    if listing.completed:
-        order.append((listing.completed_first, _COMPLETED.value))
+    first = listing.first_completed()
+    if first is not None:
+        order.append((first, _COMPLETED.value))
         order.sort()
     if not order:
         write("{}")
