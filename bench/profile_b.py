@@ -99,7 +99,7 @@ def _fresh(kind: str, agents: int, items: int) -> tuple[float, dict[str, float]]
 
 
 def _yappi_report(top: int) -> None:
-    import yappi  # type: ignore[import-not-found]
+    import yappi
 
     names = {t.id: t.name for t in yappi.get_thread_stats()}
     for tid, tname in names.items():

@@ -265,9 +265,12 @@ def test_the_first_checkpoint_waits_for_first_events_past_the_latest_snapshot() 
     assert Checkpoints("x.db", "r-x", events=500, every=100, lag=2_000, first=1_000).next_at == 500
 
 
-def _short_run(db: Path, items: int, monkeypatch: pytest.MonkeyPatch) -> Checkpoints:
+def _short_run(
+    db: Path | str, items: int, monkeypatch: pytest.MonkeyPatch, shared: bool = False
+) -> Checkpoints:
     """A live run of workload (b)'s shape (8 function agents, ``items`` artifacts, about
-    26 events an artifact); the run's ``Checkpoints``, recorded as it made them."""
+    26 events an artifact); the run's ``Checkpoints``, recorded as it made them.
+    ``shared``: a run open to workers, as ``flock-es run --share`` (or on PostgreSQL)."""
     import asyncio
 
     from pydantic import BaseModel
@@ -295,6 +298,10 @@ def _short_run(db: Path, items: int, monkeypatch: pytest.MonkeyPatch) -> Checkpo
         flock = Flock(db=db)
         for i in range(8):
             flock.agent(f"f{i}").consumes(Item).publishes(Out).with_function(work)
+        if shared:
+            from flock_es.runtime.sharing import ShareRun
+
+            flock.share = ShareRun(flock, str(db), execute=True, concurrency=16)
         await flock.publish_many([Item(n=i) for i in range(items)])
         await flock.run_until_idle()
         await flock.close()
@@ -319,3 +326,22 @@ def test_a_short_live_run_starts_no_checkpoint_job(
     monkeypatch.setattr(run_lifecycle, "FIRST_CHECKPOINT", 5_000)
     longer = _short_run(tmp_path / "longer.db", 400, monkeypatch)
     assert longer.started == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_shared_run_checkpoints_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    """A run open to workers (every run on PostgreSQL) starts its checkpoint job as a
+    run of its own does: the workers that join it and its resume fold from the latest
+    snapshot, not from its first event."""
+    from flock_es.runtime import run_lifecycle
+
+    monkeypatch.setattr(run_lifecycle, "FIRST_CHECKPOINT", 5_000)
+    if backend == "sqlite":
+        assert _short_run(tmp_path / "shared.db", 400, monkeypatch, shared=True).started == 1
+        return
+    from tests.pg import pg_admin_url, pg_database
+
+    with pg_database(pg_admin_url()) as url:
+        assert _short_run(url, 400, monkeypatch, shared=True).started == 1

@@ -112,9 +112,8 @@ def resume(
     # Owned before the log is even folded: a second resume never sees the same work.
     with Ownership(path_db, run_id, force=force) as owner:
         shared = is_shared_run(path_db, run_id)
-        # A run of its own folds compact (its resumed run forgets completed tasks);
-        # a shared one keeps them: workers look finished tasks up by id.
-        plan = plan_resume(path_db, run_id, program, force, retry_failed, compact=not shared)
+        # Compact: the resumed run forgets completed tasks, a shared one's too.
+        plan = plan_resume(path_db, run_id, program, force, retry_failed, compact=True)
         if plan.nothing_to_do or plan.program is None:
             _nothing_to_resume(plan.state, run_id)
             return

@@ -10,8 +10,7 @@ so it equals the view the state held. The log is read only up to the state's
 ``last_seq``: a replay never sees what its walk has not reached, and an artifact
 the live run has applied but not yet committed is the state's.
 
-A full state (``show``, the TUI, a run on a shared log) holds every view and
-never reads the log here.
+A full state (``show``, the TUI) holds every view and never reads the log here.
 
 Example::
 
@@ -22,6 +21,8 @@ Example::
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from flock_es.domain.events import ArtifactPublished, Event, EventKind, body_as
 from flock_es.log.published import published
@@ -93,9 +94,16 @@ class RunArtifacts:
         state = self.state
         if not state.compact:
             return 0
-        held = state.artifacts
-        missing = [a for a in state.pinned_artifacts() if a not in held]
-        views = self._log(ids=missing) if missing else []
+        return self.hold(state.pinned_artifacts())
+
+    def hold(self, aids: Iterable[str]) -> int:
+        """Put the views of ``aids`` that a compact state does not hold into it, read
+        from the log together; how many. A shared run's worker holds those of the
+        artifacts another process decided (its ``artifact.decided``, caught up): pending
+        work may pin them, as ``Kernel.decide_deferred`` holds its own."""
+        held = self.state.artifacts
+        missing = [a for a in aids if a not in held]
+        views = self._log(ids=missing) if missing and self.state.compact else []
         for view in views:
             held.setdefault(view.id, view)
         return len(views)

@@ -12,8 +12,8 @@ asked for (``fork_point``), the parent's state at it is its compact fold (from
 its latest snapshot), the copy is one transaction written a chunk at a time as
 the parent's events are read (``write_fork``), and the child then starts as a
 resume does: from the compact fold of its log, with the views its pending work
-pins read back. A shared child (workers take part) is folded whole, as a shared
-resume is: its workers look finished tasks up in their fold.
+pins read back (``resume.fold_for_work``), a shared child's (workers take part)
+as well.
 
 Example (in a coroutine; ``flock-es fork`` also takes the child's lease first)::
 
@@ -51,11 +51,10 @@ from flock_es.log.ports import EventReader, Lease, open_store
 from flock_es.log.snapshots import fold_run
 from flock_es.projection.decide import DECISIONS
 from flock_es.projection.state import RunState
-from flock_es.runtime.artifacts import RunArtifacts
-from flock_es.runtime.board_queries import BoardSource
 from flock_es.runtime.flock import Flock
 from flock_es.runtime.resume import (
     check_at,
+    fold_for_work,
     prepare,
     program_hash,
     program_of,
@@ -233,14 +232,6 @@ async def start_fork(flock: Flock, plan: ForkPlan, model: str | None) -> int:
 
 def _child_state(db: DbRef, flock: Flock) -> RunState:
     """The child's state as a resume folds it: compact, with the views its pending work
-    pins read from the log; whole for a shared run (see the module docstring)."""
-    shared = flock.share is not None
-    with open_reader(db) as reader:
-        state, _ = fold_run(reader, flock.run_id, compact=not shared)
-    if not shared:
-        board = BoardSource(db, flock.run_id)
-        try:
-            RunArtifacts(state, board).hold_pinned()
-        finally:
-            board.close()
+    pins read from the log."""
+    state, _ = fold_for_work(db, flock.run_id)
     return state

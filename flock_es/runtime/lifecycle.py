@@ -38,12 +38,11 @@ from flock_es.log.ports import Lease, open_store
 from flock_es.log.snapshots import fold_run, save_snapshot
 from flock_es.projection.fold import compacted
 from flock_es.projection.state import RunState
-from flock_es.runtime.artifacts import RunArtifacts
-from flock_es.runtime.board_queries import BoardSource
 from flock_es.runtime.flock import Flock
 from flock_es.runtime.fork import ForkPlan, plan_fork, start_fork
 from flock_es.runtime.preflight import check_recorded_calls, pending_requests
 from flock_es.runtime.resume import (
+    fold_for_work,
     live_status,
     nothing_to_resume,
     prepare,
@@ -201,19 +200,16 @@ def plan_resume(
 ) -> ResumePlan:
     """Fold ``run_id`` (take its ``Ownership`` first) and decide what resuming it means.
 
-    ``compact`` (a run no worker shares): the fold keeps only what the open work
-    needs from its latest snapshot on (``fold_run``); else the whole state is
-    folded and stored as a snapshot for the next resume or ``show --at``.
+    ``compact`` (``flock-es resume``'s, shared runs' too): the fold keeps only what
+    the open work needs from its latest snapshot on (``resume.fold_for_work``); else
+    the whole state is folded and stored as a snapshot for the next resume or
+    ``show --at``.
     """
-    with open_reader(db) as reader:
-        state, folded = fold_run(reader, run_id, compact=compact)
     if compact:  # the views of deferred artifacts decided into pending work: the log's
-        board = BoardSource(db, run_id)
-        try:
-            RunArtifacts(state, board).hold_pinned()
-        finally:
-            board.close()
+        state, folded = fold_for_work(db, run_id)
     else:
+        with open_reader(db) as reader:
+            state, folded = fold_run(reader, run_id)
         # The next resume or ``show --at`` starts here rather than where this fold did.
         save_snapshot(open_store(db), state, folded)
     if nothing_to_resume(state, retry_failed):
@@ -250,10 +246,8 @@ async def resume(flock: Flock, plan: ResumePlan, model: str | None) -> int:
     prepare(flock, plan.state, plan.db, model, plan.program)
     flock.snapshot_lag = plan.folded
     await check_recorded_calls(flock, plan.state, requests)
-    if flock.share is None:
-        # Only what the open work needs from here on: completed tasks are forgotten, so
-        # the resumed run's memory does not grow with the tasks it completes (issue 14).
-        # (Workers look finished tasks up by id in their shared fold: not there.)
-        compacted(plan.state)
+    # Only what the open work needs from here on: completed tasks are forgotten, so the
+    # resumed run's memory does not grow with the tasks it completes (issue 14).
+    compacted(plan.state)
     flock.continue_from(plan.state, requests)
     return await start_resumed(flock, retry_failed=plan.retry_failed)

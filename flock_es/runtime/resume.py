@@ -32,7 +32,7 @@ from flock_es.domain.events import (
     make_event,
 )
 from flock_es.errors import AtOutOfRange, ProgramError
-from flock_es.log.backends import DbRef
+from flock_es.log.backends import DbRef, open_reader
 
 # Re-exported: live_status and pid_alive moved down to the log layer so readers
 # (cli show/runs, the TUI) need not import the runtime.
@@ -42,6 +42,8 @@ from flock_es.log.ports import EventReader
 from flock_es.log.snapshots import fold_run
 from flock_es.projection.fold_compact import forget_spans
 from flock_es.projection.state import RunState
+from flock_es.runtime.artifacts import RunArtifacts
+from flock_es.runtime.board_queries import BoardSource
 from flock_es.runtime.flock import Flock
 
 
@@ -65,6 +67,25 @@ def load_run(
     only what decisions need (``fold_run``), as ``show``'s text view reads it."""
     state, _ = fold_run(reader, run_id, check_at(reader, run_id, at), compact=compact)
     return state
+
+
+def fold_for_work(db: DbRef, run_id: str) -> tuple[RunState, int]:
+    """The state of ``run_id`` as the work that continues it needs it: compact, folded
+    from its latest snapshot, with the views its pending work pins read from the log
+    (``RunArtifacts.hold_pinned``); also how many events were folded past the snapshot.
+    A resume, a fork's child and a worker joining a shared run start from it, so their
+    memory is that of the open work, not of the run so far (issue 14).
+
+    Example: ``state, folded = fold_for_work("data/flock-es.db", "r-2026...")``.
+    """
+    with open_reader(db) as reader:
+        state, folded = fold_run(reader, run_id, compact=True)
+    board = BoardSource(db, run_id)
+    try:
+        RunArtifacts(state, board).hold_pinned()
+    finally:
+        board.close()
+    return state, folded
 
 
 def resumable_work(state: RunState) -> int:

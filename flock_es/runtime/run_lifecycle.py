@@ -108,7 +108,7 @@ class RunLifecycle:
             store = open_store(self.db_path)
             writer = self._writer = await store.open_writer(self.durability, fence=self.lease)
         state = self._initial_state
-        if state is None and share is None:  # workers look finished tasks up by id
+        if state is None:
             state = RunState(run_id=self.run_id, compact=True)
         kernel, calls = self.kernel_for(
             self.run_id,
@@ -124,15 +124,16 @@ class RunLifecycle:
         if share is not None:
             share.bind(engine)
         kernel.listeners.extend(self._listeners)
-        if share is None:  # a live run checkpoints its fold, in another process
-            self._checkpoints = Checkpoints(
-                self.db_path,
-                self.run_id,
-                kernel.state.events,
-                lag=self.snapshot_lag,
-                first=FIRST_CHECKPOINT,
-            )
-            kernel.listeners.append(self._checkpoints.committed)
+        # A live run checkpoints its fold, in another process; a shared run too (every run
+        # on PostgreSQL): its workers and resumes fold from the latest snapshot on.
+        self._checkpoints = Checkpoints(
+            self.db_path,
+            self.run_id,
+            kernel.state.events,
+            lag=self.snapshot_lag,
+            first=FIRST_CHECKPOINT,
+        )
+        kernel.listeners.append(self._checkpoints.committed)
         self._engine = engine
         if self._initial_state is None:
             started = run_started_event(

@@ -32,7 +32,13 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from flock_es.domain.events import Event, EventKind, TaskCompleted, body_as
+from flock_es.domain.events import (
+    ArtifactDecided,
+    Event,
+    EventKind,
+    TaskCompleted,
+    body_as,
+)
 from flock_es.errors import DatabaseError
 from flock_es.log.ports import Lease
 from flock_es.log.shared_ports import SharedRuns
@@ -45,6 +51,7 @@ __all__ = ["RunLink", "SharedActor", "idle"]
 
 Build = Callable[[], list[Event]]
 _ENDED = (EventKind.TASK_COMPLETED, EventKind.TASK_FAILED)
+_DECIDED = EventKind.ARTIFACT_DECIDED
 
 
 @dataclass(slots=True)
@@ -182,17 +189,25 @@ class RunLink:
             self.apply_foreign(await self.runs.events_after(self.run_id, self.cursor))
 
     def apply_foreign(self, events: list[Event]) -> None:
+        kernel = self.kernel
         foreign = []
+        decided = []
         for e in events:
             seq = e.seq or 0
             self.cursor = max(self.cursor, seq)
             if seq in self.own:
                 self.own.discard(seq)
                 continue
-            apply(self.kernel.state, e)
+            apply(kernel.state, e)
             foreign.append(e)
+            if e.kind is _DECIDED:
+                decided.append(body_as(e, ArtifactDecided)["id"])
+        if decided:
+            # A compact state holds no view of a deferred artifact until its decision
+            # (``RunArtifacts.hold``): another process's decision made it pending work's.
+            kernel.artifacts.hold(decided)
         if foreign:
-            self.kernel.committed(foreign)  # seqs, listeners (progress), the actor
+            kernel.committed(foreign)  # seqs, listeners (progress), the actor
 
     async def _drain(self) -> None:
         while True:

@@ -45,12 +45,11 @@ from flock_es.errors import UserError
 from flock_es.log.lease import new_worker_id
 from flock_es.log.ports import open_store
 from flock_es.log.shared_ports import SharedRuns
-from flock_es.projection.fold import fold
 from flock_es.projection.state import TaskView
 from flock_es.runtime.board_queries import BoardSource
 from flock_es.runtime.executor import FATAL, Executor
 from flock_es.runtime.flock import Flock
-from flock_es.runtime.resume import program_hash
+from flock_es.runtime.resume import fold_for_work, program_hash
 from flock_es.runtime.shared_run import RunLink, SharedActor
 from flock_es.runtime.timers import Timers
 from flock_es.runtime.work import Work
@@ -206,9 +205,10 @@ class Worker:
 
     async def _join(self, run_id: str) -> None:
         link = RunLink(self.runs, run_id, self._on_launch, self._holds(run_id), self.id)
-        events = await self.runs.events_after(run_id, 0)
-        link.cursor = max((e.seq or 0 for e in events), default=0)
-        state = fold(events)
+        # Compact, from the run's latest snapshot, on a thread (the loop goes on renewing
+        # leases meanwhile): what the open work needs, not the run so far (issue 14).
+        state, _ = await asyncio.to_thread(fold_for_work, self.url, run_id)
+        link.cursor = state.last_seq
         # The run's recorded model, as resume does (one worker serves one program's runs).
         self.flock.model = self.model or state.model or self.flock.model
         try:
@@ -268,8 +268,8 @@ class Worker:
     async def _execute(self, link: RunLink, task_id: str) -> None:
         ended = False
         try:
-            task = link.kernel.state.tasks.get(task_id)
-            if task is not None and task.status in (TaskStatus.SCHEDULED, TaskStatus.RUNNING):
+            # A compact state forgets a completed task: one missing here is done.
+            if _open(link.kernel.state.tasks.get(task_id)):
                 await run_claimed(self.executors[link.run_id], task_id, link.lost)
                 self.executed += 1
                 if task_id in link.lost:
@@ -278,8 +278,7 @@ class Worker:
                         f"flock-es: worker {self.id}: the lease on task {task_id} was taken "
                         "over by another worker; its outcome here was dropped\n"
                     )
-            done = link.kernel.state.tasks.get(task_id)
-            ended = done is not None and not _open(done)
+            ended = not _open(link.kernel.state.tasks.get(task_id))
         finally:
             self.running.pop((link.run_id, task_id), None)
             link.lost.discard(task_id)
@@ -321,8 +320,9 @@ def _same_name(recorded: str | None, mine: Path | None) -> bool:
     return bool(recorded) and mine is not None and Path(str(recorded)).name == mine.name
 
 
-def _open(task: TaskView) -> bool:
-    return task.status in (TaskStatus.SCHEDULED, TaskStatus.RUNNING)
+def _open(task: TaskView | None) -> bool:
+    """Whether ``task`` is still to run (None: a compact state forgot it: completed)."""
+    return task is not None and task.status in (TaskStatus.SCHEDULED, TaskStatus.RUNNING)
 
 
 async def run_claimed(executor: Executor, task_id: str, lost: set[str] | None = None) -> None:
@@ -337,7 +337,7 @@ async def run_claimed(executor: Executor, task_id: str, lost: set[str] | None = 
 
     def fail(exc: Exception, t0: float | None) -> Callable[[], list[Event]]:
         def build() -> list[Event]:
-            if not _open(kernel.state.tasks[task_id]) or task_id in lost:
+            if not _open(kernel.state.tasks.get(task_id)) or task_id in lost:
                 return []
             failed = [executor.failure(task, exc, t0)]
             kernel.apply(failed)
@@ -360,7 +360,7 @@ async def run_claimed(executor: Executor, task_id: str, lost: set[str] | None = 
         return
 
     def complete() -> list[Event]:
-        if not _open(kernel.state.tasks[task_id]) or task_id in lost:
+        if not _open(kernel.state.tasks.get(task_id)) or task_id in lost:
             return []
         return executor.completion(run, outputs, False)
 
