@@ -153,6 +153,9 @@ def test_workers_produce_what_a_local_run_does(
         assert all(p.poll() is None for p in procs)  # still serving
     assert "completed" in out.stderr
     run = latest(shared_db)
+    logs = [(tmp_path / f"worker{i}.log").read_text() for i in range(n_workers)]
+    # The workers that served it said so (one may find it only once it has ended).
+    assert any(f"joined run {run}: " in log for log in logs), logs
     assert artifact_counts(shared_db, run) == artifact_counts(lite, latest(lite))
     started = kinds(shared_db, run, "task.started")
     assert started and all(str(b.get("worker", "")).count(":") == 2 for b in started)

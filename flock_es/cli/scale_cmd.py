@@ -86,6 +86,10 @@ def register(app: typer.Typer) -> None:
         from flock_es.runtime.worker import Worker
 
         w = Worker(prog.flock, str(target), concurrency=concurrency, lease=lease, model=model)
+        w.on_join = lambda j: typer.echo(
+            f"worker {w.id} joined run {j.run_id}: {j.open_tasks:,} tasks open "
+            f"({j.folded:,} events folded in {j.seconds:.1f} s)"
+        )
         asyncio.run(_serve(w, f"worker {w.id} serving {program} on {describe_db(target)}"))
         typer.echo(f"worker {w.id} stopped after {w.executed} tasks")
 

@@ -38,6 +38,7 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from flock_es.domain.events import Event, TaskStatus
@@ -54,10 +55,21 @@ from flock_es.runtime.shared_run import RunLink, SharedActor
 from flock_es.runtime.timers import Timers
 from flock_es.runtime.work import Work
 
-__all__ = ["LEASE_SECONDS", "Worker", "run_claimed", "worker_id"]
+__all__ = ["LEASE_SECONDS", "Joined", "Worker", "run_claimed", "worker_id"]
 
 LEASE_SECONDS = 10.0
 RUNS_EVERY = 0.5  # seconds between looks for new (or closed) runs of the program
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """A run a worker joined: its open tasks, and the events its fold read (past the
+    run's latest snapshot) in how many seconds."""
+
+    run_id: str
+    open_tasks: int
+    folded: int
+    seconds: float
 
 
 def worker_id() -> str:
@@ -101,6 +113,8 @@ class Worker:
         self.work = Work()  # the timers' tasks
         self._runs: SharedRuns | None = None
         self._wake = asyncio.Event()
+        # Told of each run this worker joins (``flock-es worker`` prints a line).
+        self.on_join: Callable[[Joined], None] | None = None
 
     @property
     def runs(self) -> SharedRuns:
@@ -207,7 +221,8 @@ class Worker:
         link = RunLink(self.runs, run_id, self._on_launch, self._holds(run_id), self.id)
         # Compact, from the run's latest snapshot, on a thread (the loop goes on renewing
         # leases meanwhile): what the open work needs, not the run so far (issue 14).
-        state, _ = await asyncio.to_thread(fold_for_work, self.url, run_id)
+        t0 = time.monotonic()
+        state, folded = await asyncio.to_thread(fold_for_work, self.url, run_id)
         link.cursor = state.last_seq
         # The run's recorded model, as resume does (one worker serves one program's runs).
         self.flock.model = self.model or state.model or self.flock.model
@@ -226,6 +241,8 @@ class Worker:
         link.bind(kernel)
         self.links[run_id] = link
         self.executors[run_id] = executor
+        if self.on_join is not None:
+            self.on_join(Joined(run_id, len(state.pending_tasks()), folded, time.monotonic() - t0))
 
     def _skip(self, run_id: str, why: str) -> None:
         self.skipped[run_id] = why
