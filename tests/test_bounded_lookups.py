@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from flock_es import Flock, flock_type
 from flock_es.log.ports import EventReader, open_store
-from flock_es.log.published import published
+from flock_es.log.published import KEYS_AT_ONCE, published
 from flock_es.log.queries import BoardQueries
 from flock_es.log.query_models import EPOCH_BITS
 from flock_es.log.query_values import ArtifactFilter
@@ -111,6 +111,12 @@ async def test_bounded_lookups_probe_the_key_and_keep_the_bound(tmp_path: Path) 
                 ArtifactFilter(run_id=run, correlation_id="c-late", until_seq=middle)
             )
         assert _walks(db, seen) == []
+        with _statements(reader) as asked:
+            many = published(board, run, middle, ids=ids[: 2 * KEYS_AT_ONCE + 7])
+        # Many ids (a task's large context): KEYS_AT_ONCE a statement (on PostgreSQL a
+        # round trip each), each id still a probe.
+        probes = [sql for sql, _ in asked if "artifacts a" in sql]
+        assert _walks(db, asked) == [] and len(probes) == 3  # (and the run's epochs)
         # Across runs (no run id): the tag's probe of each row, the bound beside it.
         any_run_then, _ = board.artifacts(ArtifactFilter(tags=("late",), until_seq=middle))
         any_run, _ = board.artifacts(ArtifactFilter(tags=("late",), until_seq=middle + 3))
@@ -119,6 +125,7 @@ async def test_bounded_lookups_probe_the_key_and_keep_the_bound(tmp_path: Path) 
         )
     # The bound holds: what came after ``middle`` is not on the board as it stood then.
     assert [e.body["id"] for e in at_middle] == [ids[0], ids[N - 1]]
+    assert [e.body["id"] for e in many] == ids[: 2 * KEYS_AT_ONCE + 7]
     assert by_corr == [] and one is None and none_yet == [] and corr_then == []
     assert kept is not None and kept.payload == {"n": 5}
     assert sorted(a.payload["n"] for a in corr) == sorted(a.payload["n"] for a in tagged)

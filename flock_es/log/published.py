@@ -21,7 +21,10 @@ from flock_es.domain.events import Event
 from flock_es.log.queries import BoardQueries
 from flock_es.log.query_models import by_key
 
-__all__ = ["published"]
+__all__ = ["KEYS_AT_ONCE", "published"]
+
+KEYS_AT_ONCE = 500
+"""Ids one statement looks up (SQLite binds at most 32,766 arguments; epochs come too)."""
 
 
 def published(
@@ -42,12 +45,14 @@ def published(
         if not epochs:
             return []
         column, keys = ("id", ids) if ids is not None else ("correlation_id", [correlation_id])
-        cond = by_key(run_id, column, epochs, bounded=True)
-        # One index probe per id: the ids asked for at once are few (a task's context).
-        for key in dict.fromkeys(keys):
+        unique = list(dict.fromkeys(keys))
+        # An index probe per id, up to KEYS_AT_ONCE ids a statement.
+        for at in range(0, len(unique), KEYS_AT_ONCE):
+            chunk = unique[at : at + KEYS_AT_ONCE]
+            cond = by_key(run_id, column, epochs, bounded=True, keys=len(chunk))
             rows += board.reader.query(
                 f"SELECT a.seq FROM artifacts a WHERE a.run_id = ? AND {cond}",
-                (run_id, *epochs, key, until_seq),
+                (run_id, *epochs, *chunk, until_seq),
             )
     elif type_name is not None:
         rows = board.reader.query(

@@ -182,10 +182,13 @@ def epoch_in(alias: str, epochs: Sequence[int]) -> tuple[str, list[object]]:
     return f"{expr} IN ({','.join('?' * len(epochs))})", list(epochs)
 
 
-def by_key(run_id: str | None, column: str, epochs: Sequence[int], bounded: bool = False) -> str:
+def by_key(
+    run_id: str | None, column: str, epochs: Sequence[int], bounded: bool = False, keys: int = 1
+) -> str:
     """The condition on ``artifacts a`` that ``a.<column>`` (a digest: ``id`` or
-    ``correlation_id``) equals the next argument, after the arguments of ``epochs``;
-    with ``bounded``, and that ``a.seq`` is at most the argument after it.
+    ``correlation_id``) equals the next argument (one of the next ``keys`` arguments),
+    after the arguments of ``epochs``; with ``bounded``, and that ``a.seq`` is at most
+    the argument after it.
 
     In one run, the matching seqs come from the epoch index in a subquery and are
     probed in the run's index (the planner would otherwise walk the run's index and
@@ -196,12 +199,15 @@ def by_key(run_id: str | None, column: str, epochs: Sequence[int], bounded: bool
     inside (issue 14: a resume reads the views its pending work pins one id at a
     time). Across runs, the epoch index is read directly.
     """
+    # Several keys in one statement, each an index probe: a task's context of 5,000
+    # artifacts was 5,000 statements, 1.7 s of round trips on PostgreSQL.
+    eq = "= ?" if keys == 1 else f"IN ({','.join('?' * keys)})"
     if run_id is None:
-        cond = f"{epoch_in('a', epochs)[0]} AND a.{column} = ?"
+        cond = f"{epoch_in('a', epochs)[0]} AND a.{column} {eq}"
         return f"{cond} AND a.seq <= ?" if bounded else cond
     cond = epoch_in("k", epochs)[0]
     bound = " AND k.seq <= ?" if bounded else ""
-    return f"a.seq IN (SELECT k.seq FROM artifacts k WHERE {cond} AND k.{column} = ?{bound})"
+    return f"a.seq IN (SELECT k.seq FROM artifacts k WHERE {cond} AND k.{column} {eq}{bound})"
 
 
 def visibility_columns(vis: dict[str, Any] | None) -> tuple[str, str | None]:

@@ -22,7 +22,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from flock_es.domain.events import ArtifactPublished, Event, EventKind, body_as
 from flock_es.log.published import published
@@ -59,17 +59,18 @@ class RunArtifacts:
         found = {v.id: v for v in self._log(ids=missing)} if missing and self.state.compact else {}
         return [v for a in aids if (v := held.get(a) or found.get(a)) is not None]
 
-    def undecided(self, aids: list[str]) -> list[ArtifactView]:
-        """``get_many`` for artifacts still to be decided (``RunState.undecided``): those
-        the state does not hold are read from the log by their seqs, in one read (a
-        lookup by id is a statement per id, each probing every epoch of the run), else
-        by id."""
+    def undecided(self, aids: list[str], seqs: dict[str, int] | None = None) -> list[ArtifactView]:
+        """``get_many`` for artifacts still to be decided (``RunState.undecided``, or
+        ``seqs``: their seqs): those the state does not hold are read from the log by
+        their seqs, in one read (a lookup by id is a statement per id, each probing
+        every epoch of the run), else by id."""
         state = self.state
-        held, seqs = state.artifacts, state.undecided
+        held = state.artifacts
+        at_of: Mapping[str, int | None] = state.undecided if seqs is None else seqs
         missing = [a for a in aids if a not in held]
         board = self.board.queries() if self.board is not None and missing else None
         found: dict[str, ArtifactView] = {}
-        at = sorted(s for a in missing if (s := seqs.get(a)) is not None and s <= state.last_seq)
+        at = sorted(s for a in missing if (s := at_of.get(a)) is not None and s <= state.last_seq)
         if board is not None and at:
             for e in board.reader.events_at(at):
                 if e.kind is _PUBLISHED and e.run_id == state.run_id:
@@ -96,14 +97,17 @@ class RunArtifacts:
             return 0
         return self.hold(state.pinned_artifacts())
 
-    def hold(self, aids: Iterable[str]) -> int:
+    def hold(self, aids: Iterable[str], seqs: dict[str, int] | None = None) -> int:
         """Put the views of ``aids`` that a compact state does not hold into it, read
-        from the log together; how many. A shared run's worker holds those of the
-        artifacts another process decided (its ``artifact.decided``, caught up): pending
-        work may pin them, as ``Kernel.decide_deferred`` holds its own."""
+        from the log together (by their ``seqs`` where given: one read); how many. A
+        shared run's worker holds those of the artifacts another process decided (its
+        ``artifact.decided``, caught up): pending work may pin them, as
+        ``Kernel.decide_deferred`` holds its own."""
         held = self.state.artifacts
         missing = [a for a in aids if a not in held]
-        views = self._log(ids=missing) if missing and self.state.compact else []
+        if not missing or not self.state.compact:
+            return 0
+        views = self.undecided(missing, seqs) if seqs else self._log(ids=missing)
         for view in views:
             held.setdefault(view.id, view)
         return len(views)

@@ -190,22 +190,27 @@ class RunLink:
 
     def apply_foreign(self, events: list[Event]) -> None:
         kernel = self.kernel
+        state = kernel.state
         foreign = []
-        decided = []
+        decided: dict[str, int] = {}  # artifacts another process decided: their seqs
         for e in events:
             seq = e.seq or 0
             self.cursor = max(self.cursor, seq)
             if seq in self.own:
                 self.own.discard(seq)
                 continue
-            apply(kernel.state, e)
+            if e.kind is _DECIDED:  # its seq, before the fold lets go of it
+                aid = body_as(e, ArtifactDecided)["id"]
+                at = state.undecided.get(aid)
+                if at is not None:
+                    decided[aid] = at
+            apply(state, e)
             foreign.append(e)
-            if e.kind is _DECIDED:
-                decided.append(body_as(e, ArtifactDecided)["id"])
         if decided:
             # A compact state holds no view of a deferred artifact until its decision
-            # (``RunArtifacts.hold``): another process's decision made it pending work's.
-            kernel.artifacts.hold(decided)
+            # (``RunArtifacts.hold``, in one read by seq): another process's decision
+            # made it pending work's (its inputs: their correlation, ctx.store's bound).
+            kernel.artifacts.hold(decided, decided)
         if foreign:
             kernel.committed(foreign)  # seqs, listeners (progress), the actor
 
