@@ -202,6 +202,7 @@ class Worker:
         for run_id in [r for r in self.links if r not in open_runs and r not in self.adopted]:
             if not any(key[0] == run_id for key in self.running):
                 await self.links.pop(run_id).close()
+                self.elsewhere.pop(run_id, None)
 
     async def _take_over_gone(self) -> None:
         """Free the leases of dead workers of this machine: offered again now, not
@@ -263,6 +264,11 @@ class Worker:
         # candidates, not all, and a dead holder's tasks are taken over at most a
         # third of a lease after its leases expire (not up to a whole lease more).
         elsewhere = self.elsewhere.setdefault(run_id, {})
+        if len(elsewhere) > 4 * self.concurrency:
+            # Those due again are clutter: over a long run, every task another worker
+            # took before this one offered it piled up here.
+            for tid in [tid for tid, due in elsewhere.items() if due <= now]:
+                del elsewhere[tid]
         offer: list[str] = []
         for t in link.kernel.state.pending_tasks():
             if (run_id, t.id) in self.running or elsewhere.get(t.id, 0.0) > now:
