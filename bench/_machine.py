@@ -52,6 +52,18 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def hwm_mb(pid: int) -> float | None:
+    """The peak RSS (VmHWM) of process ``pid`` so far, in MB; None once it is gone or
+    a zombie (or not on Linux)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def median(xs: list[float]) -> float:
     return statistics.median(xs)
 

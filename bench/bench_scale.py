@@ -61,7 +61,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._machine import add_sizes, machine
+from bench._machine import add_sizes, hwm_mb, machine
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT / "bench" / "_scale_program.py"
@@ -87,14 +87,11 @@ def _wait(proc: subprocess.Popen[str]) -> tuple[int, float, float]:
 
 def _own_peak_mb(proc: subprocess.Popen[str], peak: list[float]) -> None:
     """Keep ``peak[0]`` at the process's own peak RSS (VmHWM) while it runs."""
-    status = Path(f"/proc/{proc.pid}/status")
     while proc.returncode is None:
-        try:
-            for line in status.read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak[0] = max(peak[0], int(line.split()[1]) / 1024)
-        except (OSError, ValueError, IndexError):
+        mb = hwm_mb(proc.pid)
+        if mb is None:
             return  # gone (or not Linux)
+        peak[0] = max(peak[0], mb)
         time.sleep(0.02)
 
 
@@ -107,12 +104,11 @@ def _jobs_peak_mb(parent: subprocess.Popen[str], peak: list[float]) -> None:
             jobs.update(_children(parent.pid, b"flock_es.log.snapshot_job"))
         tick += 1
         for pid in list(jobs):
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        peak[0] = max(peak[0], int(line.split()[1]) / 1024)
-            except (OSError, ValueError, IndexError):
+            mb = hwm_mb(pid)
+            if mb is None:
                 jobs.discard(pid)  # gone
+            else:
+                peak[0] = max(peak[0], mb)
         time.sleep(0.02)
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: bench.*
 
-from bench._machine import add_sizes, machine
+from bench._machine import add_sizes, hwm_mb, machine
 
 PROGRAM = textwrap.dedent(
     """
@@ -101,13 +101,6 @@ def _done(db: Path) -> int:
     return _count(db, "SELECT count(*) FROM events WHERE kind = 'task.completed'")
 
 
-def _hwm_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024.0
-    return 0.0
-
-
 def _stop(proc: subprocess.Popen[bytes], sig: int) -> None:
     proc.send_signal(sig)
     try:
@@ -137,7 +130,7 @@ def measure(n: int, tmp: Path, root: str | None) -> tuple[int, float, float]:
     wall = time.perf_counter() - t0
     if worker.poll() is not None:
         raise SystemExit(f"the worker ended early (exit {worker.returncode})")
-    peak = _hwm_mb(worker.pid)
+    peak = hwm_mb(worker.pid) or 0.0
     _stop(worker, signal.SIGTERM)
     return events, wall, peak
 

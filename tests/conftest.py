@@ -9,8 +9,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -191,3 +193,21 @@ def kill_cli_when(
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     return done
+
+
+T = TypeVar("T")
+
+
+def traced(fn: Callable[[], T]) -> tuple[T, int, int]:
+    """``fn()`` under tracemalloc: its result, the bytes still held once it returned
+    (its result among them), and the peak while it ran.
+
+    Example: ``state, held, peak = traced(lambda: fold(reader.iter_events(run)))``.
+    """
+    tracemalloc.start()
+    try:
+        out = fn()
+        held, peak = tracemalloc.get_traced_memory()
+        return out, held, peak
+    finally:
+        tracemalloc.stop()

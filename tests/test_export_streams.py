@@ -10,13 +10,13 @@ first, then streams it into one transaction (62 MB).
 
 from __future__ import annotations
 
-import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from flock_es.log.export import export_to_file, import_run, read_export
 from flock_es.log.ports import open_store
+from tests.conftest import traced
 from tests.test_bounded_lookups import N, _log
 
 
@@ -25,12 +25,7 @@ async def test_an_export_streams_the_run(tmp_path: Path) -> None:
     db, out = tmp_path / "cards.db", tmp_path / "cards.jsonl"
     run, ids, _ = await _log(db)
     with open_store(db).reader() as reader:
-        tracemalloc.start()
-        try:
-            n = export_to_file(reader, run, out)
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+        n, _, peak = traced(lambda: export_to_file(reader, run, out))
     assert n > N
     # Held whole, these events took some 30 MB; a page of them takes a few.
     assert peak < 8 << 20, f"peak {peak / 1e6:.1f} MB"
@@ -48,12 +43,8 @@ def test_an_import_streams_the_export(tmp_path: Path) -> None:
     run, _, _ = asyncio.run(_log(db))
     with open_store(db).reader() as reader:
         n = export_to_file(reader, run, out)
-    tracemalloc.start()
-    try:
-        assert import_run(out, into) == (run, n)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    imported, _, peak = traced(lambda: import_run(out, into))
+    assert imported == (run, n)
     # Held whole, the file's events took 96 MB; streamed, a few chunks of them (10 MB).
     assert peak < 24 << 20, f"peak {peak / 1e6:.1f} MB"
     with open_store(into).reader() as reader, open_store(db).reader() as source:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from flock_es.domain.events import EventKind
 from flock_es.log import LogReader
 from flock_es.projection.fold import fold
 from flock_es.runtime.fork import fork_point, plan_fork, start_fork
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, traced
 
 PROGRAM = ROOT / "tests" / "programs" / "bounded_memory.py"
 N = 20_000  # notes: 40,000 artifacts, whose full fold is several times a fork's fixed cost
@@ -61,21 +60,11 @@ def test_a_fork_holds_its_pending_work_not_the_parents_run(
         # run, not the pending work of a run still going (its own, bounded, memory).
         done = [e.seq for e in events if e.kind is EventKind.TASK_COMPLETED]
         at = fork_point(r, parent, r.last_seq(parent))
-        tracemalloc.start()
-        try:
-            full = fold(r.iter_events(parent))
-            full_peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
+        full, _, full_peak = traced(lambda: fold(r.iter_events(parent)))
     assert len(full.tasks) == len(done)
     del full
 
-    tracemalloc.start()
-    try:
-        child, compact, held = asyncio.run(_fork(db, parent, at))
-        fork_peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    (child, compact, held), _, fork_peak = traced(lambda: asyncio.run(_fork(db, parent, at)))
     assert compact and held == 0
     # Its own cost is about flat past PRUNE_AT views (16 MB here, 95 MB of RSS for a
     # 100,000-artifact run), where the full fold grows by some 1 KB per artifact.

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import tracemalloc
 from collections.abc import Iterator
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -36,7 +35,7 @@ from flock_es.models.base import ModelRequest, ModelResponse
 from flock_es.models.offline import OfflineModel
 from flock_es.models.retry import RetryPolicy
 from flock_es.runtime.resume import load_run
-from tests.conftest import run_cli
+from tests.conftest import run_cli, traced
 from tests.pg import pg_admin_url, pg_database
 
 
@@ -233,23 +232,14 @@ async def _many_tools(db: Path, n: int) -> str:
     return flock.run_id
 
 
-def _peak(fn: Any) -> tuple[Any, int]:
-    tracemalloc.start()
-    try:
-        out = fn()
-        return out, tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 def test_the_text_view_folds_compactly_and_holds_no_completed_task(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = tmp_path / "tools.db"
     run = asyncio.run(_many_tools(db, 300))
     with open_store(db).reader() as log:
-        (state, calls), compact_peak = _peak(lambda: text_view(log, run, None))
-        full, full_peak = _peak(lambda: load_run(log, run))
+        (state, calls), _, compact_peak = traced(lambda: text_view(log, run, None))
+        full, _, full_peak = traced(lambda: load_run(log, run))
     assert state.compact and not state.tasks and not state.calls and not state.tool_calls
     assert len(full.tool_calls) == len(calls[1]) == 300
     # The calls are printed clipped, so they are held clipped: not their 6 MB of results.
@@ -258,7 +248,7 @@ def test_the_text_view_folds_compactly_and_holds_no_completed_task(
 
     # --json lists every task and tool call, written as they are read: it holds neither.
     with open_store(db).reader() as log:
-        _, json_peak = _peak(lambda: write_json(log, run, None, _Discard()))
+        _, _, json_peak = traced(lambda: write_json(log, run, None, _Discard()))
     assert json_peak * 4 < full_peak, (json_peak, full_peak)
 
     # The command's text view is the compact fold, and --json and --payloads never fold

@@ -13,7 +13,6 @@ a local one does, every task completed once.
 from __future__ import annotations
 
 import asyncio
-import tracemalloc
 from collections import Counter
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from flock_es.projection.fold import fold
 from flock_es.projection.state import RunState
 from flock_es.runtime.program import load_program
 from flock_es.runtime.worker import Worker
-from tests.conftest import ROOT, completed_tasks, kill_cli_when, run_cli
+from tests.conftest import ROOT, completed_tasks, kill_cli_when, run_cli, traced
 from tests.test_workers import artifact_counts, latest
 
 PROGRAM = ROOT / "tests" / "programs" / "bounded_memory.py"
@@ -58,22 +57,12 @@ def test_a_worker_joining_a_long_shared_run_holds_its_open_work(
     assert kill_cli_when(args, lambda: completed_tasks(db) >= N * 17 // 20, env=ENV)
     run_id = latest(db)
     with open_reader(db) as r:
-        tracemalloc.start()
-        try:
-            full = fold(r.iter_events(run_id))
-            full_held = tracemalloc.get_traced_memory()[0]
-        finally:
-            tracemalloc.stop()
+        full, full_held, _ = traced(lambda: fold(r.iter_events(run_id)))
     done = sum(1 for t in full.tasks.values() if t.status is TaskStatus.COMPLETED)
     assert N * 17 // 20 <= done < N
     del full
 
-    tracemalloc.start()
-    try:
-        state = asyncio.run(_join(db, run_id))
-        join_held = tracemalloc.get_traced_memory()[0]  # what it goes on holding
-    finally:
-        tracemalloc.stop()
+    state, join_held, _ = traced(lambda: asyncio.run(_join(db, run_id)))  # what it goes on holding
     assert state.compact and state.finished >= done
     assert all(t.status is not TaskStatus.COMPLETED for t in state.tasks.values())
     # Every input of its open work is held, so its agents and decisions read them.
