@@ -22,7 +22,7 @@ from tests.test_artifacts_by_seq import Answer, Letter
 from tests.two_agent_run import two_agent_run
 
 
-def _counted(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+def counted_checks(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """The budgets of the integrity checks made from now on."""
     made: list[float] = []
     check = integrity.check_integrity
@@ -40,7 +40,7 @@ async def test_a_log_is_checked_once_a_process(
 ) -> None:
     db = tmp_path / "notes.db"
     await two_agent_run(db, Letter, Answer, 2)
-    made = _counted(monkeypatch)
+    made = counted_checks(monkeypatch)
     LogReader(db, verify=True).close()
     for _ in range(3):
         w = await LogWriter.open(db)

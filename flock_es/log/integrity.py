@@ -5,7 +5,8 @@ before a command reads (``schema.READER_CHECK_SECONDS``), 1 s before a writer
 appends (``schema.WRITER_CHECK_SECONDS``: never bury damage under new events). A
 check the budget cuts short on a huge file passes; damage found later while
 reading gives the same one-line error. A process checks each file once
-(``verify``).
+(``verify``), and not at all a file unchanged since a flock-es process that
+wrote it exited (``log/verified.py``).
 
 Example::
 
@@ -21,6 +22,7 @@ import threading
 from pathlib import Path
 
 from flock_es.log.schema import damaged_message, storage_error
+from flock_es.log.verified import unchanged
 
 __all__ = ["check_integrity", "verify"]
 
@@ -49,11 +51,12 @@ def verify(path: Path, con: sqlite3.Connection, budget_s: float) -> None:
     body valid JSON. Raises DatabaseDamagedError; a check cut short by the budget on a
     huge file passes (damage found later while reading still gives the same error).
     A file this process already checked with at least this budget is not checked
-    again (``_CHECKED``)."""
+    again (``_CHECKED``), nor one unchanged since a process that wrote it exited."""
     key = _identity(path, con)
     if key is not None and _CHECKED.get(key, 0.0) >= budget_s:
         return
-    check_integrity(path, con, budget_s)
+    if not unchanged(path):
+        check_integrity(path, con, budget_s)
     if key is not None:
         _CHECKED[key] = max(_CHECKED.get(key, 0.0), budget_s)
 

@@ -34,6 +34,7 @@ from flock_es.log.run_counters import (
     backfill_sqlite,
 )
 from flock_es.log.spans_view import SQLITE_SPANS
+from flock_es.log.verified import suspect
 
 __all__ = [
     "APPLICATION_ID",
@@ -358,6 +359,9 @@ def storage_error(path: Path, exc: BaseException, *, writing: bool = False) -> D
 
 
 def damaged_message(path: Path | str, what: str) -> str:
+    # Every report of a damaged file comes here: it is never marked as left intact
+    # (``verified``), so the next open checks it again.
+    suspect(path)
     what = " ".join(what.split())  # one line, whatever SQLite said
     return (
         f"the database {path} is damaged ({what}); salvage what is left with "

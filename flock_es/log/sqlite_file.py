@@ -33,6 +33,7 @@ from flock_es.log.schema import (
     read_uri,
     storage_error,
 )
+from flock_es.log.verified import wrote
 
 __all__ = ["ensure_schema"]
 
@@ -41,7 +42,9 @@ _PART = ".creating"  # the temporary file's suffix: ``.NAME.PID.RANDOM.creating`
 
 def ensure_schema(path: Path, *, verify: bool = True) -> None:
     """Make ``path`` a current flock-es database (create, finish or upgrade it), after a
-    bounded integrity check of an existing file (``verify``)."""
+    bounded integrity check of an existing file (``verify``). The file is marked as
+    this process leaves it, at its exit (``verified.wrote``)."""
+    wrote(path)
     try:
         if _current(path, verify):
             return
