@@ -98,4 +98,7 @@ def suspect(path: Path | str) -> None:
 
 def _mark_all() -> None:
     for path in sorted(_WROTE):
-        mark(path)
+        # A mark is a cache: whatever goes wrong writing it at exit (the file's folder
+        # gone, a full disk) must not turn a clean exit into a traceback.
+        with contextlib.suppress(Exception):
+            mark(path)
