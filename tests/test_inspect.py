@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from flock_es.cli.inspect_cmd import RUNS_SHOWN
 from flock_es.log.reader import LogReader
 from tests.conftest import EXAMPLES, run_cli
 
@@ -37,6 +38,47 @@ def test_runs_lists_every_run_as_json_and_as_a_table(pipeline_db: Path) -> None:
     assert table.returncode == 0
     assert runs[0]["run_id"] in table.stdout and runs[1]["run_id"] in table.stdout
     assert "33/0/0" in table.stdout and "completed" in table.stdout
+
+
+async def _many_runs(db: Path, n: int) -> None:
+    from pydantic import BaseModel
+
+    from flock_es import Flock
+
+    class Ping(BaseModel):
+        n: int
+
+    for i in range(n):
+        flock = Flock(db=db)
+        flock.agent("echo").consumes(Ping).with_function(lambda p: None)
+        await flock.publish(Ping(n=i))
+        await flock.run_until_idle()
+        await flock.close()
+
+
+async def test_runs_lists_the_latest_fifty_unless_told(tmp_path: Path) -> None:
+    """A log in use for months holds thousands of runs: the table lists the latest 50
+    (its 3,000 rows took 2.5 s to print), says on stderr how many it left out, and
+    ``--limit`` chooses; JSON, for programs, has every run unless limited."""
+    db = tmp_path / "many.db"
+    await _many_runs(db, RUNS_SHOWN + 3)
+    every = json.loads(run_cli(["runs", "--db", db, "--json"]).stdout)
+    assert len(every) == RUNS_SHOWN + 3
+    ids = [r["run_id"] for r in every]
+
+    table = run_cli(["runs", "--db", db])
+    assert table.returncode == 0, table.stderr
+    listed = [line.split()[0] for line in table.stdout.splitlines()[1:]]
+    assert listed == ids[3:]  # the latest, oldest first, as with --limit 0
+    assert table.stderr.strip() == "(3 older runs not listed: --limit 0 lists them all)"
+    whole = run_cli(["runs", "--db", db, "--limit", "0"])
+    assert [line.split()[0] for line in whole.stdout.splitlines()[1:]] == ids
+    assert whole.stderr == ""
+    two = json.loads(run_cli(["runs", "--db", db, "--json", "-n", "2"]).stdout)
+    assert [r["run_id"] for r in two] == ids[-2:]
+    bad = run_cli(["runs", "--db", db, "--limit", "-1"])
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip() == "flock-es: error: --limit must be 0 (all runs) or more, not -1"
 
 
 def test_show_at_the_end_and_at_any_seq(pipeline_db: Path) -> None:

@@ -16,6 +16,7 @@ from flock_es.cli.options import DbOption, JsonOption, RunArg, db_path
 from flock_es.cli.show_render import fmt_cost as _fmt_cost
 from flock_es.cli.show_render import fmt_time as _fmt_time
 from flock_es.cli.show_render import print_show, show_data
+from flock_es.errors import UserError
 
 AtOption = Annotated[
     int | None,
@@ -89,11 +90,36 @@ def _str(v: object) -> str | None:
     return v if isinstance(v, str) else None
 
 
+RUNS_SHOWN = 50
+"""The runs ``flock-es runs`` lists by default (the latest): a log in use for months
+holds thousands, and its table of 3,000 took 2.5 s to print, most of it formatting."""
+
+LimitOption = Annotated[
+    int | None,
+    typer.Option(
+        "--limit",
+        "-n",
+        help=f"List the latest N runs (0: all). Default: {RUNS_SHOWN}, and all with --json.",
+        show_default=False,
+    ),
+]
+
+
+def latest(rows: list[dict[str, Any]], limit: int | None, as_json: bool) -> list[dict[str, Any]]:
+    """The latest ``limit`` of ``rows`` (oldest first, as listed); see ``LimitOption``."""
+    if limit is not None and limit < 0:
+        raise UserError(f"--limit must be 0 (all runs) or more, not {limit}")
+    n = limit if limit is not None else (0 if as_json else RUNS_SHOWN)
+    return rows[-n:] if n else rows
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
-    def runs(db: DbOption = None, as_json: JsonOption = False) -> None:
-        """List the runs in the database: status, tasks, artifacts, model usage, forks."""
-        rows = run_rows(db_path(db))
+    def runs(db: DbOption = None, as_json: JsonOption = False, limit: LimitOption = None) -> None:
+        """List the runs in the database, the latest last: status, tasks, artifacts,
+        model usage, forks."""
+        every = run_rows(db_path(db))
+        rows = latest(every, limit, as_json)
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
             return
@@ -139,6 +165,9 @@ def register(app: typer.Typer) -> None:
                 fork,
             )
         Console(width=200, highlight=False).print(table)
+        if len(every) > len(rows):  # on stderr: the table stays the whole of stdout
+            older = len(every) - len(rows)
+            typer.echo(f"({older:,} older runs not listed: --limit 0 lists them all)", err=True)
 
     @app.command()
     def show(
