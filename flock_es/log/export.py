@@ -59,7 +59,8 @@ PROGRESS_EVERY = 20_000
 ImportProgress = Callable[[str, int, int | None], None]
 """``progress(phase, done, total)`` of ``import_run``: phase ``checking`` (total from
 the header, None if it has none), ``importing`` or ``verifying``; at most every
-``PROGRESS_EVERY`` events, and once at each phase's end."""
+``PROGRESS_EVERY`` events, and once at each phase's end. An export's
+(``export_run``) has one phase, ``exporting``, its total the run's events."""
 
 
 class _Checked:
@@ -112,7 +113,7 @@ class _Checked:
         raise DatabaseDamagedError(damaged_message(self.where, what))
 
 
-def _lines(reader: EventReader, run_id: str) -> Iterator[str]:
+def _lines(reader: EventReader, run_id: str, progress: ImportProgress | None) -> Iterator[str]:
     checked = _Checked(reader, run_id)
     yield dumps(
         {
@@ -124,7 +125,7 @@ def _lines(reader: EventReader, run_id: str) -> Iterator[str]:
             "events": checked.count,
         }
     )
-    for e in checked.events():
+    for e in _counted(checked.events(), "exporting", checked.count, progress):
         body = e.body
         if e.kind is EventKind.MODEL_CALLED:
             # Recorded requests are already redacted; an export leaves the machine, so again.
@@ -142,16 +143,21 @@ def _lines(reader: EventReader, run_id: str) -> Iterator[str]:
     yield dumps({"end": True, "events": checked.count})
 
 
-def export_run(reader: EventReader, run_id: str, out: IO[str]) -> int:
-    """Write ``run_id``'s events to ``out`` as JSON Lines; returns the number of events."""
+def export_run(
+    reader: EventReader, run_id: str, out: IO[str], progress: ImportProgress | None = None
+) -> int:
+    """Write ``run_id``'s events to ``out`` as JSON Lines; returns the number of events.
+    ``progress`` hears how far it has come (``ImportProgress``, phase ``exporting``)."""
     n = -2
-    for line in _lines(reader, run_id):
+    for line in _lines(reader, run_id, progress):
         out.write(line + "\n")
         n += 1
     return n
 
 
-def export_to_file(reader: EventReader, run_id: str, output: Path) -> int:
+def export_to_file(
+    reader: EventReader, run_id: str, output: Path, progress: ImportProgress | None = None
+) -> int:
     """Write the export to ``output`` atomically (``.part`` then rename); nothing is left
     behind on failure. Returns the number of events."""
     if output.is_dir():
@@ -161,7 +167,7 @@ def export_to_file(reader: EventReader, run_id: str, output: Path) -> int:
     tmp = output.with_name(output.name + ".part")
     try:
         with tmp.open("w", encoding="utf-8") as f:
-            n = export_run(reader, run_id, f)
+            n = export_run(reader, run_id, f, progress)
             f.flush()
             os.fsync(f.fileno())
         tmp.replace(output)
