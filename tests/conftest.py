@@ -120,6 +120,37 @@ def run_cli(
     )
 
 
+def run_cli_stderr_on_a_terminal(
+    args: Sequence[str | os.PathLike[str]],
+) -> tuple[subprocess.CompletedProcess[str], str]:
+    """``flock-es ARGS`` with its stderr on a pseudo-terminal: the process (stdout
+    captured) and what the terminal received."""
+    master, slave = os.openpty()
+    try:
+        out = subprocess.run(
+            [*CLI, *map(str, args)],
+            env=cli_env(None),
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            timeout=60,
+        )
+        os.close(slave)
+        screen = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the other side is closed and drained
+                break
+            if not chunk:
+                break
+            screen += chunk
+    finally:
+        os.close(master)
+    return out, screen.decode()
+
+
 def run_killed_writer(script: str, db: Path) -> str:
     """Run ``script`` (Python source, given ``db`` as its argument) in a process of its
     own from the repository's root, as the crash tests' writers that kill themselves

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CLI, EXAMPLES, cli_env, run_cli
+from tests.conftest import EXAMPLES, run_cli, run_cli_stderr_on_a_terminal
 
 
 @pytest.fixture(scope="module")
@@ -122,39 +120,10 @@ def test_import_reports_each_phase_to_its_progress(
         assert [d for d, _ in mine] == sorted(d for d, _ in mine)
 
 
-def _stderr_on_a_terminal(args: list[object]) -> tuple[subprocess.CompletedProcess[str], str]:
-    """``flock-es ARGS`` with its stderr on a pseudo-terminal: the process (stdout
-    captured) and what the terminal received."""
-    master, slave = os.openpty()
-    try:
-        out = subprocess.run(
-            [*CLI, *map(str, args)],
-            env=cli_env(None),
-            stdout=subprocess.PIPE,
-            stderr=slave,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            timeout=60,
-        )
-        os.close(slave)
-        screen = b""
-        while True:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # the other side is closed and drained
-                break
-            if not chunk:
-                break
-            screen += chunk
-    finally:
-        os.close(master)
-    return out, screen.decode()
-
-
 def test_import_on_a_terminal_shows_a_line_that_goes_when_done(
     exported: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    out, text = _stderr_on_a_terminal(["import", exported[1], "--db", tmp_path / "t.db"])
+    out, text = run_cli_stderr_on_a_terminal(["import", exported[1], "--db", tmp_path / "t.db"])
     assert out.returncode == 0 and "imported run" in out.stdout  # stdout: the result alone
     assert "checking 0 of" in text and "verifying" in text
     assert text.endswith("\r\x1b[K")  # the progress line is cleared at the end
@@ -182,11 +151,13 @@ def test_export_on_a_terminal_shows_a_line_that_goes_when_done(
     """A large run's export takes seconds (13 s for 2.6M events): on a terminal it says
     how far it has come, on stderr; to a file or to stdout alike."""
     target = tmp_path / "t.jsonl"
-    out, text = _stderr_on_a_terminal(["export", "latest", "--db", exported[0], "-o", target])
+    out, text = run_cli_stderr_on_a_terminal(
+        ["export", "latest", "--db", exported[0], "-o", target]
+    )
     assert out.returncode == 0 and target.read_text() == exported[1].read_text()
     # The line goes, and the result takes its place.
     assert "exporting 0 of" in text and text.rstrip().endswith(f"to {target}")
     assert "\r\x1b[Kexported " in text
-    out, text = _stderr_on_a_terminal(["export", "latest", "--db", exported[0]])
+    out, text = run_cli_stderr_on_a_terminal(["export", "latest", "--db", exported[0]])
     assert out.returncode == 0 and out.stdout == exported[1].read_text()
     assert "exporting 0 of" in text and text.endswith("\r\x1b[K")

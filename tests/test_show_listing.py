@@ -19,7 +19,7 @@ from flock_es.cli.show_listing import dumps_at, print_payloads, write_json
 from flock_es.cli.show_render import print_show, show_data
 from flock_es.log.ports import open_store
 from flock_es.runtime.resume import load_run
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_cli_stderr_on_a_terminal
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAMS = [
@@ -96,6 +96,27 @@ def test_a_run_with_nothing_yet_lists_empty_sections(tmp_path: Path) -> None:
     assert text.getvalue() == _full(db, run, first, False, True)
     data = json.loads(text.getvalue())
     assert data["artifacts"] == {} and data["task_list"] == {} and data["tool_calls"] == []
+
+
+def test_show_json_on_a_terminal_says_how_far_its_reading_has_come(tmp_path: Path) -> None:
+    """Folding a 2.6M-event run for ``show --json`` takes some 29 s: on a terminal,
+    stderr says how far it has come, and the line goes before the document comes (the
+    document itself is the same). The text view of ``show`` leaves stderr empty."""
+    db = tmp_path / "news.db"
+    assert run_cli(["run", ROOT / "examples/news.py", "--db", db, "-q"]).returncode == 0
+    with open_store(db).reader() as log:
+        events = log.runs()[0].events
+    plain = run_cli(["show", "latest", "--json", "--db", db])
+    for args in (["--json"], ["--payloads"]):
+        out, screen = run_cli_stderr_on_a_terminal(["show", "latest", *args, "--db", db])
+        assert out.returncode == 0
+        assert f"reading 0 of {events:,} events" in screen, screen
+        assert f"reading {events:,} of {events:,} events" in screen
+        assert screen.endswith("\r\x1b[K")
+    out, screen = run_cli_stderr_on_a_terminal(["show", "latest", "--json", "--db", db])
+    assert out.stdout == plain.stdout
+    out, screen = run_cli_stderr_on_a_terminal(["show", "latest", "--db", db])
+    assert out.returncode == 0 and screen == ""
 
 
 _JSON = st.recursive(

@@ -193,18 +193,19 @@ def register(app: typer.Typer) -> None:
         """
         import sys
 
+        from flock_es.cli.phase_line import phase_line
         from flock_es.cli.show_calls import text_view
         from flock_es.cli.show_listing import print_payloads, write_json
         from flock_es.log.backends import open_reader
         from flock_es.runtime.resume import check_at
 
-        with open_reader(db_path(db)) as reader:
+        with open_reader(db_path(db)) as reader, phase_line() as line:
             run_id = reader.resolve_run(run)
             at = check_at(reader, run_id, at)
             if as_json:
-                write_json(reader, run_id, at, sys.stdout, payloads)
+                write_json(reader, run_id, at, sys.stdout, payloads, line)
             elif payloads:
-                print_payloads(reader, run_id, at)
+                print_payloads(reader, run_id, at, line)
             else:
                 state, calls = text_view(reader, run_id, at)
                 before_end = at is not None and at < reader.last_seq(run_id)

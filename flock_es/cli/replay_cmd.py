@@ -284,7 +284,7 @@ def export_(
     --otlp, send the run, its tasks, model calls and tool calls as
     OpenTelemetry spans to a collector instead.
     """
-    from flock_es.cli.progress import stream_kind
+    from flock_es.cli.phase_line import phase_line
     from flock_es.log.backends import open_reader
     from flock_es.log.export import export_run, export_to_file
 
@@ -293,17 +293,12 @@ def export_(
         return
     if output == Path("-"):  # the usual spelling of stdout, not a file named "-"
         output = None
-    progress = _progress_line if stream_kind(sys.stderr) == "tty" else None
-    try:
-        with open_reader(db_path(db)) as reader:
-            run_id = reader.resolve_run(run)
-            if output is None:
-                n = export_run(reader, run_id, sys.stdout, progress)
-            else:
-                n = export_to_file(reader, run_id, output, progress)
-    finally:
-        if progress is not None:
-            sys.stderr.write("\r\033[K")  # the line goes; the result or the error follows
+    with phase_line() as line, open_reader(db_path(db)) as reader:
+        run_id = reader.resolve_run(run)
+        if output is None:
+            n = export_run(reader, run_id, sys.stdout, line)
+        else:
+            n = export_to_file(reader, run_id, output, line)
     if output is not None:
         typer.echo(f"exported {n} events of {run_id} to {output}", err=True)
 
@@ -318,23 +313,12 @@ def import_(
     transaction and read back; on a terminal, a line on stderr says how far each
     of the three has come.
     """
-    from flock_es.cli.progress import stream_kind
+    from flock_es.cli.phase_line import phase_line
     from flock_es.log.export import import_run
 
-    progress = _progress_line if stream_kind(sys.stderr) == "tty" else None
-    try:
-        run_id, n = import_run(file, db_path(db), progress)
-    finally:
-        if progress is not None:
-            sys.stderr.write("\r\033[K")  # the line goes; the result or the error follows
+    with phase_line() as line:
+        run_id, n = import_run(file, db_path(db), line)
     typer.echo(f"imported run {run_id} ({n} events) into {db_path(db)}")
-
-
-def _progress_line(phase: str, done: int, total: int | None) -> None:
-    """``import``'s and ``export``'s progress on a terminal: one line, rewritten in place."""
-    of = f" of {total:,}" if total is not None else ""
-    sys.stderr.write(f"\r\033[K{phase} {done:,}{of} events")
-    sys.stderr.flush()
 
 
 def register(app: typer.Typer) -> None:

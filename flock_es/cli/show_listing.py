@@ -33,10 +33,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from flock_es.cli.phase_line import PhaseLine
 from flock_es.cli.show_calls import call_entries, shown_calls
 from flock_es.cli.show_render import artifact_entry, print_show, show_data, task_entry
 from flock_es.domain.events import EventKind, TaskStatus
 from flock_es.errors import OutputError
+from flock_es.log.export import counted
 from flock_es.projection.fold import apply, artifact_view
 from flock_es.projection.fold_compact import compacted
 from flock_es.projection.snapshot import collector_paused
@@ -237,19 +239,39 @@ class Listing:
         self._dir.cleanup()
 
 
-def fold_listing(reader: EventReader, run_id: str, until: int | None, payloads: bool) -> Listing:
-    """The ``Listing`` of ``run_id`` up to seq ``until`` (all of it if None)."""
+def fold_listing(
+    reader: EventReader,
+    run_id: str,
+    until: int | None,
+    payloads: bool,
+    line: PhaseLine | None = None,
+) -> Listing:
+    """The ``Listing`` of ``run_id`` up to seq ``until`` (all of it if None); ``line``
+    hears how far the reading has come (phase ``reading``), and is cleared after it."""
     listing = Listing(payloads)
     try:
         with collector_paused():
             add = listing.add
-            for e in reader.iter_events(run_id, until=until):
+            events = reader.iter_events(run_id, until=until)
+            if line is not None:
+                events = counted(events, "reading", _events_of(reader, run_id, until), line)
+            for e in events:
                 add(e)
         listing.finish()
+        if line is not None:
+            line.clear()  # what the command prints next starts on a clean line
     except BaseException:
         listing.close()
         raise
     return listing
+
+
+def _events_of(reader: EventReader, run_id: str, until: int | None) -> int | None:
+    """How many events ``fold_listing`` reads: the run's (None if only up to ``until``)."""
+    row = next((r for r in reader.runs() if r.run_id == run_id), None)
+    if row is None or (until is not None and until < (row.last_seq or 0)):
+        return None
+    return row.events
 
 
 class Writable(Protocol):
@@ -278,9 +300,11 @@ class _Out:
         self.size = 0
 
 
-def print_payloads(reader: EventReader, run_id: str, at: int | None) -> None:
+def print_payloads(
+    reader: EventReader, run_id: str, at: int | None, line: PhaseLine | None = None
+) -> None:
     """``show --payloads``: the text view, with every artifact and its payload."""
-    listing = fold_listing(reader, run_id, at, payloads=True)
+    listing = fold_listing(reader, run_id, at, True, line)
     try:
         data = _data(reader, listing, at, clipped=True)
         data["artifacts"] = {
@@ -305,12 +329,17 @@ def _data(reader: EventReader, listing: Listing, at: int | None, clipped: bool) 
 
 
 def write_json(
-    reader: EventReader, run_id: str, at: int | None, out: Writable, payloads: bool = False
+    reader: EventReader,
+    run_id: str,
+    at: int | None,
+    out: Writable,
+    payloads: bool = False,
+    line: PhaseLine | None = None,
 ) -> None:
     """Write ``show --json``'s document for ``run_id`` (up to seq ``at``) to ``out``: the
     text ``json.dumps(show_data(full state, payloads), indent=2, default=str)`` gives,
-    and a newline."""
-    listing = fold_listing(reader, run_id, at, payloads)
+    and a newline. ``line``: see ``fold_listing``."""
+    listing = fold_listing(reader, run_id, at, payloads, line)
     try:
         state = listing.state
         data = _data(reader, listing, at, clipped=False)

@@ -41,6 +41,7 @@ __all__ = [
     "IMPORT_CHUNK",
     "PROGRESS_EVERY",
     "ImportProgress",
+    "counted",
     "export_run",
     "export_to_file",
     "import_run",
@@ -125,7 +126,7 @@ def _lines(reader: EventReader, run_id: str, progress: ImportProgress | None) ->
             "events": checked.count,
         }
     )
-    for e in _counted(checked.events(), "exporting", checked.count, progress):
+    for e in counted(checked.events(), "exporting", checked.count, progress):
         body = e.body
         if e.kind is EventKind.MODEL_CALLED:
             # Recorded requests are already redacted; an export leaves the machine, so again.
@@ -268,10 +269,11 @@ def scan_export(path: Path, progress: ImportProgress | None = None) -> tuple[str
     return run_id, n
 
 
-def _counted(
-    events: Iterator[Event], phase: str, total: int, progress: ImportProgress | None
+def counted(
+    events: Iterator[Event], phase: str, total: int | None, progress: ImportProgress | None
 ) -> Iterator[Event]:
-    """``events``, calling ``progress`` on the way (see ``ImportProgress``)."""
+    """``events``, calling ``progress(phase, done, total)`` on the way: at the first,
+    every ``PROGRESS_EVERY`` events and after the last (see ``ImportProgress``)."""
     if progress is None:
         yield from events
         return
@@ -338,9 +340,9 @@ def import_run(path: Path, db: DbRef, progress: ImportProgress | None = None) ->
             with reader:
                 if reader.first_seq(run_id):
                     raise DatabaseError(f"run {run_id} is already in {describe_db(db)}")
-    asyncio.run(_append(db, _counted(iter_export(path, run_id), "importing", n, progress)))
+    asyncio.run(_append(db, counted(iter_export(path, run_id), "importing", n, progress)))
     with open_reader(db) as reader:  # read back what was written: same count, same kinds
-        back = _counted(reader.iter_events(run_id), "verifying", n, progress)
+        back = counted(reader.iter_events(run_id), "verifying", n, progress)
         pairs = itertools.zip_longest(back, iter_export(path, run_id))
         if any(a is None or b is None or (a.kind, a.body) != (b.kind, b.body) for a, b in pairs):
             raise DatabaseDamagedError(

@@ -1,0 +1,53 @@
+"""How far a long command has come, on a terminal: one line on stderr, rewritten in place.
+
+``export`` and ``import`` of a large run, and ``show --json`` or ``--payloads`` of
+one, read millions of events (a 2.6M-event run: 13 s to export, 29 s to fold
+for ``show --json``). On a terminal, stderr shows the phase and its count; the
+line is cleared before the command prints its result. In a pipe or a log
+nothing is shown.
+
+Example::
+
+    with phase_line() as line:            # None unless stderr is a terminal
+        export_to_file(reader, run_id, path, line)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+
+from flock_es.cli.progress import stream_kind
+
+__all__ = ["PhaseLine", "phase_line"]
+
+
+class PhaseLine:
+    """``line(phase, done, total)`` rewrites the line; ``clear()`` removes it."""
+
+    def __init__(self) -> None:
+        self.shown = False
+
+    def __call__(self, phase: str, done: int, total: int | None) -> None:
+        of = f" of {total:,}" if total is not None else ""
+        sys.stderr.write(f"\r\033[K{phase} {done:,}{of} events")
+        sys.stderr.flush()
+        self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+            self.shown = False
+
+
+@contextlib.contextmanager
+def phase_line() -> Iterator[PhaseLine | None]:
+    """A ``PhaseLine`` if stderr is a terminal (cleared at the end, error or not), else None."""
+    line = PhaseLine() if stream_kind(sys.stderr) == "tty" else None
+    try:
+        yield line
+    finally:
+        if line is not None:
+            line.clear()  # the result, or the error, follows on a clean line
