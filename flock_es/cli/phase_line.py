@@ -43,9 +43,14 @@ class PhaseLine:
 
 
 @contextlib.contextmanager
-def phase_line() -> Iterator[PhaseLine | None]:
-    """A ``PhaseLine`` if stderr is a terminal (cleared at the end, error or not), else None."""
-    line = PhaseLine() if stream_kind(sys.stderr) == "tty" else None
+def phase_line(streams_to_stdout: bool = False) -> Iterator[PhaseLine | None]:
+    """A ``PhaseLine`` if stderr is a terminal (cleared at the end, error or not), else
+    None. ``streams_to_stdout``: the command prints as it reads, so not if stdout is
+    that terminal too (the line would land in the middle of what it prints)."""
+    shown = stream_kind(sys.stderr) == "tty"
+    if streams_to_stdout and stream_kind(sys.stdout) == "tty":
+        shown = False
+    line = PhaseLine() if shown else None
     try:
         yield line
     finally:

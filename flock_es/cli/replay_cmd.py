@@ -293,7 +293,7 @@ def export_(
         return
     if output == Path("-"):  # the usual spelling of stdout, not a file named "-"
         output = None
-    with phase_line() as line, open_reader(db_path(db)) as reader:
+    with phase_line(streams_to_stdout=output is None) as line, open_reader(db_path(db)) as reader:
         run_id = reader.resolve_run(run)
         if output is None:
             n = export_run(reader, run_id, sys.stdout, line)
