@@ -189,7 +189,8 @@ def register(app: typer.Typer) -> None:
         folds the run compactly, in memory bounded by the pending work, not by the
         run's size: --json and --payloads, which list every artifact (--json every
         task too), keep those in a temporary file in $TMPDIR as they fold (about the
-        size of what they print) and write them out one at a time.
+        size of what they print) and write them out one at a time. On a terminal,
+        a line on stderr says how many of the run's events they have read so far.
         """
         import sys
 
