@@ -12,7 +12,7 @@ import time
 import tracemalloc
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 import pytest
 
@@ -107,13 +107,17 @@ def run_cli(
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 60,
+    stdout: int | IO[str] = subprocess.PIPE,
+    stderr: int | IO[str] = subprocess.PIPE,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``flock-es ARGS`` as a user would, in a subprocess."""
+    """Run ``flock-es ARGS`` as a user would, in a subprocess; its output captured unless
+    ``stdout`` or ``stderr`` say where it goes (a file, a descriptor)."""
     return subprocess.run(
         [*CLI, *map(str, args)],
         cwd=cwd,
         env=cli_env(env),
-        capture_output=True,
+        stdout=stdout,
+        stderr=stderr,
         text=True,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
@@ -127,15 +131,7 @@ def run_cli_stderr_on_a_terminal(
     captured) and what the terminal received."""
     master, slave = os.openpty()
     try:
-        out = subprocess.run(
-            [*CLI, *map(str, args)],
-            env=cli_env(None),
-            stdout=subprocess.PIPE,
-            stderr=slave,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            timeout=60,
-        )
+        out = run_cli(args, stderr=slave)
         os.close(slave)
         screen = b""
         while True:

@@ -32,16 +32,7 @@ def _cli_with_closed_stdout(args: list[str], cwd: Path) -> tuple[int, str]:
 def _cli_to_dev_full(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run ``flock-es ARGS`` with stdout on /dev/full: every write fails with ENOSPC."""
     with open("/dev/full", "w") as full:
-        return subprocess.run(
-            [*CLI, *args],
-            cwd=cwd,
-            env=cli_env(None),
-            stdin=subprocess.DEVNULL,
-            stdout=full,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-        )
+        return run_cli(args, cwd, stdout=full)
 
 
 def _run_status(db: Path, cwd: Path) -> str:

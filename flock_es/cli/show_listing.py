@@ -268,7 +268,7 @@ def fold_listing(
 
 def _events_of(reader: EventReader, run_id: str, until: int | None) -> int | None:
     """How many events ``fold_listing`` reads: the run's (None if only up to ``until``)."""
-    row = next((r for r in reader.runs() if r.run_id == run_id), None)
+    row = reader.run_row(run_id)
     if row is None or row.events <= 0 or (until is not None and until < (row.last_seq or 0)):
         return None  # (a file of an old schema has no count)
     return row.events

@@ -83,7 +83,7 @@ class _Checked:
         )
         # The count and the last seq from one row (one commit wrote both): a run still
         # appending is exported as it stood then, not refused for what came after.
-        row = next((r for r in reader.runs() if r.run_id == run_id), None)
+        row = reader.run_row(run_id)
         self.modelled = row is not None and row.last_seq is not None
         if row is not None and row.last_seq is not None:
             self.last, self.count = row.last_seq, row.events

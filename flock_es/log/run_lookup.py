@@ -111,6 +111,10 @@ class RunLookup:
         runs = self.runs()
         return runs[-1] if runs else None
 
+    def run_row(self, run_id: str) -> RunRow | None:
+        """``run_id``'s row of the ``runs`` read model (None if it has none)."""
+        return next((r for r in self.runs() if r.run_id == run_id), None)
+
     def resolve_run(self, ref: str) -> str:
         """The full run id for ``ref``: an id, a unique prefix, or ``latest``."""
         if ref in ("latest", "last"):
