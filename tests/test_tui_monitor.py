@@ -8,17 +8,28 @@ from pathlib import Path
 
 import pytest
 
+from flock_es.domain.events import Event
 from flock_es.log.reader import LogReader
 from flock_es.projection.fold import fold
+from flock_es.projection.state import RunState
 from flock_es.runtime.program import load_program
 from flock_es.tui import rows
 from flock_es.tui.monitor import Monitor
+from flock_es.tui.on_disk import ON_DISK, payload_of, shed
 from tests.conftest import EXAMPLES
 from tests.tui_logs import NEWS_RUN, news_events, write_news_log
 
 
 def comparable(state: object) -> dict[str, object]:
     return dataclasses.asdict(state)  # type: ignore[call-overload, no-any-return]
+
+
+def screen_fold(events: list[Event]) -> RunState:
+    """What the screen holds of ``events``: the runtime's fold, less what the log keeps."""
+    state = fold(events)
+    for e in events:
+        shed(state, e)
+    return state
 
 
 async def run_news(db: Path) -> str:
@@ -40,8 +51,14 @@ def test_monitor_folds_a_real_run_like_everyone_else(tmp_path: Path) -> None:
         while monitor.poll():
             polls += 1
         assert polls > 5
-        expected = fold(log.events(run_id))
+        expected = screen_fold(log.events(run_id))
         assert comparable(monitor.live) == comparable(expected)
+        # No payload or answer stays in the screen's state; each is read back from the log.
+        full = fold(log.events(run_id))
+        for aid, view in monitor.live.artifacts.items():
+            assert view.payload is ON_DISK
+            assert payload_of(view, log) == full.artifacts[aid].payload != {}
+        assert {c.response for c in monitor.live.calls.values()} <= {""}
         assert monitor.live.artifact_counts() == {
             "BreakingNews": 1,
             "NewsAnalysis": 8,
@@ -49,7 +66,8 @@ def test_monitor_folds_a_real_run_like_everyone_else(tmp_path: Path) -> None:
         }
         for seq in (monitor.seqs[0], monitor.seqs[len(monitor.seqs) // 2], monitor.seqs[-2]):
             monitor.travel(seq)
-            assert comparable(monitor.state) == comparable(fold(log.events(run_id, until=seq)))
+            want = screen_fold(log.events(run_id, until=seq))
+            assert comparable(monitor.state) == comparable(want)
             last = monitor.log_lines(log, monitor.ordinal - 1, 1)
             assert [line.seq for line in last] == [seq]
         monitor.travel(None)
@@ -65,7 +83,7 @@ def test_stepping_forward_and_back_matches_a_fresh_fold(tmp_path: Path) -> None:
         m.travel(10)
         for n in (1, 5, 17, -3, -20, 40):
             m.step(n)
-            want = fold(log.events(NEWS_RUN, until=m.position))
+            want = screen_fold(log.events(NEWS_RUN, until=m.position))
             assert comparable(m.state) == comparable(want)
         m.seek_fraction(0.0)
         assert m.position == 1

@@ -42,6 +42,7 @@ from flock_es.log.ports import EventReader
 from flock_es.projection.state import RunState
 
 from .index import RunIndex
+from .on_disk import payload_of, payloads_of
 from .rows import fmt_cost, fmt_iso, fmt_seconds, preview
 
 __all__ = ["Detail", "Link", "artifact_detail", "chat", "task_detail"]
@@ -116,12 +117,14 @@ def _task_events(reader: EventReader, run_id: str, seqs: list[int]) -> list[Even
     return out
 
 
-def _artifact_block(state: RunState, aid: str, role: str) -> list[RenderableType]:
+def _artifact_block(
+    state: RunState, aid: str, role: str, payloads: dict[str, dict[str, Any]]
+) -> list[RenderableType]:
     a = state.artifacts.get(aid)
     if a is None:
         return [Text(f"{role} {aid} (not in the log yet)", "dim")]
     head = Text.assemble((f"{role} ", "bold"), f"{a.type} {a.id}", (f" by {a.produced_by}", "dim"))
-    return [head, pretty(a.payload)]
+    return [head, pretty(payloads.get(aid, a.payload))]
 
 
 def task_detail(state: RunState, index: RunIndex, reader: EventReader, tid: str) -> Detail:
@@ -146,8 +149,10 @@ def task_detail(state: RunState, index: RunIndex, reader: EventReader, tid: str)
     if t.worker:
         d.data["worker"] = t.worker
     d.data.update(inputs=list(t.inputs), outputs=list(t.outputs), error=t.error)
+    shown = [*t.inputs, *t.outputs]
+    payloads = payloads_of([a for i in shown if (a := state.artifacts.get(i)) is not None], reader)
     for aid in t.inputs:
-        d.body.extend(_artifact_block(state, aid, "input"))
+        d.body.extend(_artifact_block(state, aid, "input", payloads))
         d.links.append(Link(f"input  {_label(state, aid)}", "artifact", aid))
     calls: list[dict[str, Any]] = []
     started: set[int] = set()  # attempts whose task.started is among the events
@@ -161,7 +166,7 @@ def task_detail(state: RunState, index: RunIndex, reader: EventReader, tid: str)
         d.body.extend(_event_block(e, calls))
     d.data["model_calls"] = calls
     for aid in t.outputs:
-        d.body.extend(_artifact_block(state, aid, "output"))
+        d.body.extend(_artifact_block(state, aid, "output", payloads))
         d.links.append(Link(f"output {_label(state, aid)}", "artifact", aid))
     return d
 
@@ -233,8 +238,9 @@ def _model_call_block(b: ModelCalled, calls: list[dict[str, Any]]) -> list[Rende
     return out
 
 
-def artifact_detail(state: RunState, index: RunIndex, aid: str) -> Detail:
+def artifact_detail(state: RunState, index: RunIndex, reader: EventReader, aid: str) -> Detail:
     a = state.artifacts[aid]
+    payload = payload_of(a, reader)
     d = Detail(title=f"{a.type} {a.id} by {a.produced_by}")
     consumers = index.consumers.get(aid, [])
     d.body.append(
@@ -254,8 +260,8 @@ def artifact_detail(state: RunState, index: RunIndex, aid: str) -> Detail:
             (f" · consumed by {len(consumers)} task(s)", "bold"),
         )
     )
-    d.body.append(pretty(a.payload))
-    d.data = dict(a.payload)
+    d.body.append(pretty(payload))
+    d.data = dict(payload)
     if a.task_id and a.task_id in state.tasks:
         d.links.append(Link(f"producer task {a.task_id} ({a.produced_by})", "task", a.task_id))
     for tid in consumers:

@@ -8,6 +8,7 @@ from flock_es.projection.state import RunState
 from . import rows
 from .detail import Detail, Link, artifact_detail, pretty, task_detail
 from .index import RunIndex
+from .on_disk import payloads_of
 
 __all__ = ["KIND_OF_VIEW", "detail"]
 
@@ -35,13 +36,13 @@ def detail(
     if kind == "task" and key in s.tasks:
         return task_detail(s, index, reader, key)
     if kind == "artifact" and key in s.artifacts:
-        return artifact_detail(s, index, key)
+        return artifact_detail(s, index, reader, key)
     if kind == "agent" and key in s.agents:
         data = rows.agent_detail(s, index, key)
         links = [Link(f"task {t} ({st})", "task", t) for t, st in data["recent tasks"].items()]
         return Detail(f"agent {key}", [pretty(data)], links, data)
     if kind == "batch":
-        return _batch(s, key)
+        return _batch(s, key, reader)
     if kind == "event":
         events = reader.events(s.run_id, after=int(key) - 1, until=int(key))
         if events:
@@ -52,7 +53,7 @@ def detail(
     return None
 
 
-def _batch(s: RunState, key: str) -> Detail | None:
+def _batch(s: RunState, key: str, reader: EventReader) -> Detail | None:
     agent, _, rest = key.partition("[")
     sub, _, group = rest.partition("]")
     if group.startswith("/"):
@@ -65,6 +66,7 @@ def _batch(s: RunState, key: str) -> Detail | None:
     b = s.batches.get((agent, int(sub)))
     if b is None:
         return None
-    members = {i: s.artifacts[i].payload if i in s.artifacts else None for i in b.members}
+    payloads = payloads_of([s.artifacts[i] for i in b.members if i in s.artifacts], reader)
+    members = {i: payloads.get(i) for i in b.members}
     links = [Link(f"member {a}", "artifact", a) for a in b.members]
     return Detail(f"batch {key}", [pretty(members)], links, members)

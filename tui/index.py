@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+from array import array
 from bisect import insort
 from dataclasses import dataclass, field
 
@@ -44,7 +45,9 @@ _FINISH = (EventKind.TASK_COMPLETED, EventKind.TASK_FAILED)
 class RunIndex:
     """Ordered and aggregated views of one folded run (append-mostly lists)."""
 
-    seqs: list[int] = field(default_factory=list)
+    # Every seq folded, and each agent's sorted durations: arrays of machine numbers, not
+    # lists of number objects (a 2,600,000-event run's seqs: 21 MB, not 94 MB).
+    seqs: array[int] = field(default_factory=lambda: array("q"))
     tasks: list[str] = field(default_factory=list)
     by_agent: dict[str, list[str]] = field(default_factory=dict)
     artifacts: list[str] = field(default_factory=list)
@@ -52,7 +55,7 @@ class RunIndex:
     in_flight: dict[str, None] = field(default_factory=dict)
     consumers: dict[str, list[str]] = field(default_factory=dict)
     task_seqs: dict[str, list[int]] = field(default_factory=dict)
-    durations: dict[str, list[float]] = field(default_factory=dict)
+    durations: dict[str, array[float]] = field(default_factory=dict)
     # Some task ran on a `flock-es worker` (the task list grows a worker column).
     workers: bool = False
 
@@ -97,7 +100,10 @@ class RunIndex:
             return
         if self.in_flight.pop(tid, 0) is None and kind in _FINISH:
             if t.started_at is not None and t.finished_at is not None:
-                insort(self.durations.setdefault(t.agent, []), t.finished_at - t.started_at)
+                durations = self.durations.get(t.agent)
+                if durations is None:
+                    durations = self.durations[t.agent] = array("d")
+                insort(durations, t.finished_at - t.started_at)
             if t.status is TaskStatus.FAILED:
                 self.failed.append(tid)
 

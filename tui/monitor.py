@@ -3,10 +3,11 @@
 It follows one run through a read-only ``EventReader`` (SQLite or PostgreSQL,
 from ``flock_es.log.open_store``): a cheap ``data_version`` check, then
 ``events(run, after=cursor)`` folded with the same ``apply`` as the runtime,
-resume, replay and ``show --at``, plus a ``RunIndex`` for ordered windows and
-aggregates. Time travel folds the run's events up to a chosen seq into a second
-state. The app calls ``poll`` and ``travel`` from one worker thread and reads
-under ``lock`` from the UI thread. Nothing here imports Textual.
+resume, replay and ``show --at`` (less the payloads and answers the log holds:
+``on_disk``), plus a ``RunIndex`` for ordered windows and aggregates. Time
+travel folds the run's events up to a chosen seq into a second state. The app
+calls ``poll`` and ``travel`` from one worker thread and reads under ``lock``
+from the UI thread. Nothing here imports Textual.
 
 Example::
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
+from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ from flock_es.projection.state import RunState
 
 from .describe import summarise
 from .index import RunIndex
+from .on_disk import shed
 
 __all__ = ["CHUNK", "Clock", "LogLine", "Monitor", "summarise"]
 
@@ -98,7 +101,7 @@ class Monitor:
         return self.runs[-1].run_id if self.runs else None
 
     @property
-    def seqs(self) -> list[int]:
+    def seqs(self) -> array[int]:
         """Every seq of the run folded so far (for stepping and the event log)."""
         return self.live_index.seqs
 
@@ -162,8 +165,7 @@ class Monitor:
                 pause()
             with self.lock:
                 for e in events[i : i + SLICE]:
-                    apply(self.live, e)
-                    self.live_index.add(self.live, e)
+                    _fold(self.live, self.live_index, e)
                     if e.seq is not None:
                         self.cursor = e.seq
         if not events:  # the runs row is ahead of what we can see yet; retry next poll
@@ -261,16 +263,14 @@ class Monitor:
             events = self.reader.events(self.run_id, after=self.at, until=seq)
             with self.lock:
                 for e in events:
-                    apply(self.past, e)
-                    self.past_index.add(self.past, e)
+                    _fold(self.past, self.past_index, e)
                 self.at = seq
             return events
         past, index = RunState(), RunIndex()
         for n, e in enumerate(self.reader.iter_events(self.run_id, until=seq)):
             if pause is not None and n % SLICE == 0:
                 pause()
-            apply(past, e)
-            index.add(past, e)
+            _fold(past, index, e)
         with self.lock:
             self.past, self.past_index, self.at = past, index, seq
         return []
@@ -308,3 +308,11 @@ class Monitor:
             if r.run_id == self.run_id:
                 return r
         return None
+
+
+def _fold(state: RunState, index: RunIndex, e: Event) -> None:
+    """Fold ``e`` into the screen's ``state`` and its ``index``, without the content the
+    log holds (``on_disk.shed``: payloads and answers are read back to be shown)."""
+    apply(state, e)
+    index.add(state, e)
+    shed(state, e)

@@ -244,10 +244,11 @@ def agent_rows(
     return out
 
 
-def artifact_matches(a: ArtifactView, flt: Filter) -> bool:
+def artifact_matches(a: ArtifactView, payload: dict[str, Any], flt: Filter) -> bool:
+    """Whether artifact ``a`` with ``payload`` (the view's own may be on disk) passes ``flt``."""
     if not flt:
         return True
-    return flt.matches(agent=a.produced_by, type=a.type, text=f"{a.id} {preview(a.payload, 400)}")
+    return flt.matches(agent=a.produced_by, type=a.type, text=f"{a.id} {preview(payload, 400)}")
 
 
 def batch_rows(state: RunState, now: float, flt: Filter = NO_FILTER) -> dict[str, Row]:

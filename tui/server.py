@@ -21,7 +21,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rich.markup import escape
@@ -33,6 +33,7 @@ from flock_es.projection.state import ArtifactView, RunState
 from . import drill, rows
 from .detail import Detail
 from .monitor import Monitor
+from .on_disk import payload_of
 from .sources import (
     ArtifactSource,
     FailureSource,
@@ -178,7 +179,11 @@ class ViewServer:
     def artifact(self, key: str) -> tuple[ArtifactView | None, int]:
         """An artifact and how many tasks consumed it (the payload pane)."""
         with self.m.lock:
-            return self.m.state.artifacts.get(key), len(self.m.index.consumers.get(key, []))
+            a = self.m.state.artifacts.get(key)
+            consumers = len(self.m.index.consumers.get(key, []))
+        if a is None:
+            return None, consumers
+        return replace(a, payload=payload_of(a, self.reader)), consumers
 
     def frame(self, req: ViewRequest) -> Frame:
         """The screen's state now (status, lanes, batches, list sizes)."""

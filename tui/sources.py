@@ -20,6 +20,7 @@ from flock_es.projection.state import ArtifactView, TaskView
 
 from . import rows
 from .monitor import LogLine, Monitor
+from .on_disk import payloads_of
 from .rows import Filter
 from .vlist import Row
 
@@ -54,6 +55,19 @@ class _Filtered:
             if keep(key):
                 self.keys.append(key)
         self.scanned = len(base)
+        return self.keys
+
+    def update_in_parts(
+        self, base: Sequence[str], kept: Callable[[Sequence[str]], list[str]], part: int
+    ) -> list[str]:
+        """``update``, ``part`` keys at a time: ``kept`` returns those of a part that pass
+        (it reads what it needs for a whole part at once)."""
+        if base is not self.base or len(base) < self.scanned:
+            self.keys, self.scanned, self.base = [], 0, base
+        while self.scanned < len(base):
+            keys = base[self.scanned : self.scanned + part]
+            self.keys.extend(kept(keys))
+            self.scanned += len(keys)
         return self.keys
 
 
@@ -163,28 +177,67 @@ def task_cells(t: TaskView, now: float) -> tuple[Text, ...]:
 
 
 class ArtifactSource(_Base):
+    """Artifacts in publish order; their payloads are read from the log (``on_disk``) for
+    the rows asked for, and for a filter's words a part of the list at a time."""
+
     columns = ("type", "producer", "time", "preview")
+
+    PART = 500
+    """Artifacts whose payloads a filter reads in one query."""
+
+    PREVIEWS = 4_096
+    """Previews kept for the rows shown again (scrolling back, the next frame)."""
+
+    def __init__(self, monitor: Monitor, flt: Filter = rows.NO_FILTER) -> None:
+        super().__init__(monitor, flt)
+        self._previews: dict[str, str] = {}
 
     def keys(self) -> Sequence[str]:
         return self.m.index.artifacts
 
-    def keep(self, key: str) -> bool:
-        a = self.m.state.artifacts.get(key)
-        return a is not None and rows.artifact_matches(a, self.flt)
+    def _ordered(self) -> Sequence[str]:
+        base = self.keys()
+        return self._filtered.update_in_parts(base, self._kept, self.PART) if self.flt else base
 
-    def cells(self, key: str) -> tuple[Text, ...]:
-        a = self.m.state.artifacts.get(key)
-        if a is None:
-            return (Text(key),)
-        return artifact_cells(a, self.m.state.started_at or a.ts)
+    def _kept(self, keys: Sequence[str]) -> list[str]:
+        arts = self.m.state.artifacts
+        views = [a for k in keys if (a := arts.get(k)) is not None]
+        # Only a filter's words look at the payload: agent: and type: need no reading.
+        payloads = payloads_of(views, self.m.reader) if self.flt.words else {}
+        return [a.id for a in views if rows.artifact_matches(a, payloads.get(a.id, {}), self.flt)]
+
+    def rows(self, start: int, count: int) -> list[Row]:
+        with self.m.lock:
+            arts = self.m.state.artifacts
+            keys = self._ordered()[start : start + count]
+            views = [a for k in keys if (a := arts.get(k)) is not None]
+            previews = self._previews_of(views)
+            t0 = self.m.state.started_at
+            out: list[Row] = []
+            for k in keys:
+                a = arts.get(k)
+                cells = artifact_cells(a, t0 or a.ts, previews[k]) if a is not None else (Text(k),)
+                out.append((k, cells))
+            return out
+
+    def _previews_of(self, views: list[ArtifactView]) -> dict[str, str]:
+        """The previews of ``views`` by id, the payloads not seen yet read in one query."""
+        cache = self._previews
+        if len(cache) + len(views) > self.PREVIEWS:
+            cache.clear()
+        missing = [a for a in views if a.id not in cache]
+        for aid, payload in payloads_of(missing, self.m.reader).items() if missing else ():
+            cache[aid] = rows.preview(payload, 400)
+        return {a.id: cache.get(a.id, "") for a in views}
 
 
-def artifact_cells(a: ArtifactView, start: float) -> tuple[Text, ...]:
+def artifact_cells(a: ArtifactView, start: float, preview: str) -> tuple[Text, ...]:
+    """An artifact's row: type, producer, time since ``start`` and its payload's ``preview``."""
     return (
         Text(a.type),
         Text(a.produced_by),
         Text("+" + rows.fmt_seconds(a.ts - start)),
-        Text(rows.preview(a.payload, 400)),
+        Text(preview),
     )
 
 
