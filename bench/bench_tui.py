@@ -1,7 +1,7 @@
 """TUI benchmarks (issues 4 and 12). Prints numbers and the machine.
 
     python bench/bench_tui.py                 # all
-    python bench/bench_tui.py fanout live     # some: startup | fanout | live | idle
+    python bench/bench_tui.py fanout live     # some: startup | fanout | live | idle | filter
 
 startup  a fresh process imports the TUI, paints the news run headless and quits;
          median of 3; and whether litellm or the runtime got imported (they must not).
@@ -19,6 +19,10 @@ live     the same fan-out left open with 4,000 tasks in flight, then a writer in
          app follows it; key latency p50/p95 while following.
 idle     CPU used by the app and its fold process over 10 s once loaded: on the
          completed run, and on a crashed run (no run.finished, its process dead).
+filter   the completed fan-out loaded, the event log on screen, a filter typed: how
+         long ``enter`` took to answer, how long until every list held all it
+         matches (the fold process scans on between the screen's questions), and
+         the latency of keys pressed meanwhile.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench._machine import help_or_bad_args, machine, median, peak_rss_mb  # noqa: E402
 from flock_es.tui import MonitorApp  # noqa: E402
+from flock_es.tui.rows import Filter  # noqa: E402
 from tests.tui_fanout import write_fanout_log  # noqa: E402
 from tests.tui_logs import write_news_log  # noqa: E402
 
@@ -319,14 +324,67 @@ def bench_idle(tmp: Path) -> None:
     )
 
 
+async def filtered(db: Path, words: str) -> dict[str, Any]:
+    """Load ``db``, type ``words`` into the filter: the time until ``enter`` returned, until
+    the lists were whole, and the keys pressed (every 0.2 s) while they filled."""
+    app = MonitorApp(db)
+    keys = Keys(app)
+    async with app.run_test(size=SIZE) as pilot:
+        while not app.settled:
+            await pilot.pause(0.2)
+        await pilot.press("6", "slash", *words)
+        t = time.perf_counter()
+        await pilot.press("enter")
+        out: dict[str, Any] = {"enter": time.perf_counter() - t, "keys": keys}
+        while not app.settled:
+            await keys.press(pilot, "down" if len(keys.idle) % 2 else "up")
+            await pilot.pause(0.2)
+        out["whole"] = time.perf_counter() - t
+        out["lists"] = dict(app.frame.lists)
+    return out
+
+
+def bench_filter(tmp: Path) -> None:
+    db = tmp / "filter.db"
+    n = write_fanout_log(db, ITEMS)
+    print(f"filter: wrote {n:,} events ({ITEMS * 8:,} tasks)")
+    for words in ("kind:task.failed", "item 1234"):
+        r = asyncio.run(filtered(db, words))
+        print(
+            f"filter {words!r} on the event log: enter answered in {r['enter']:.2f} s, lists "
+            f"whole after {r['whole']:.1f} s ({r['lists']}); {len(r['keys'].idle)} keys "
+            f"meanwhile: {r['keys'].summary()}; one frame scanning it whole "
+            f"{whole_frame(db, words):.1f} s; load {os.getloadavg()[0]:.1f}"
+        )
+
+
+def whole_frame(db: Path, words: str) -> float:
+    """Seconds of one frame that scans the filter whole before it answers (no slices)."""
+    from flock_es.log.reader import LogReader
+    from flock_es.tui import server, sources
+    from flock_es.tui.monitor import Monitor
+
+    with LogReader(db) as log:
+        s = server.ViewServer(Monitor(log), log)
+        s.m.catch_up()
+        saved = sources.SCAN_SECONDS, server.SCAN_SECONDS
+        sources.SCAN_SECONDS = server.SCAN_SECONDS = 1e9
+        try:
+            t = time.perf_counter()
+            s.frame(server.ViewRequest(flt=Filter.parse(words), view="log"))
+            return time.perf_counter() - t
+        finally:
+            sources.SCAN_SECONDS, server.SCAN_SECONDS = saved
+
+
 def main() -> None:
-    help_or_bad_args(__doc__, {"startup", "fanout", "live", "idle"})
-    which = sys.argv[1:] or ["startup", "fanout", "live", "idle"]
+    help_or_bad_args(__doc__, {"startup", "fanout", "live", "idle", "filter"})
+    which = sys.argv[1:] or ["startup", "fanout", "live", "idle", "filter"]
     print(machine())
     print(f"load average: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     os.environ.setdefault("NO_COLOR", "1")
     benches = {"startup": bench_startup, "fanout": bench_fanout, "live": bench_live}
-    benches["idle"] = bench_idle
+    benches["idle"], benches["filter"] = bench_idle, bench_filter
     with tempfile.TemporaryDirectory() as d:
         for name in which:
             benches[name](Path(d))

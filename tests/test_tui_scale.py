@@ -15,8 +15,11 @@ from typing import Any
 
 import pytest
 
+from flock_es.log.reader import LogReader
 from flock_es.tui import MonitorApp
+from flock_es.tui.monitor import Monitor
 from flock_es.tui.screens import DetailScreen
+from flock_es.tui.server import ViewRequest, ViewServer
 from flock_es.tui.widgets import TableStats
 from tests.tui_fanout import (
     AGENTS,
@@ -128,6 +131,21 @@ async def test_big_completed_log_folds_in_a_child_process_and_lanes_count_right(
         assert app.frame.counts["completed"] + app.frame.counts["failed"] == items * 8
         await pilot.press("8")
         assert app.vlist("failures").row_count == app.frame.counts["failed"]
+        # A filter: the child answers with what a slice of its scan found, scans on
+        # between questions, and the lists fill to what a whole scan finds.
+        app.set_filter(f"agent:{AGENTS[3]}")
+        await settled(pilot, app, timeout=240)
+        assert not app.frame.filtering
+        with LogReader(db) as log:
+            whole = ViewServer(Monitor(log), log)
+            whole.m.catch_up()
+            req = ViewRequest(flt=app.filter, task_mode=app.task_mode)
+            whole.frame(req)
+            while whole.scan():
+                pass
+            want = whole.frame(req).lists
+        failed = sum(1 for n in range(items) if (n * 8 + 3) % FAIL_EVERY == FAIL_EVERY - 1)
+        assert app.frame.lists == want and want["artifacts"] == items - failed < want["log"]
 
 
 async def test_a_long_list_draws_its_own_scrollbar_in_one_frame(tmp_path: Path) -> None:

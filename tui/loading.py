@@ -104,6 +104,7 @@ class LoadingMixin(ActionsMixin):
             and not self._owed
             and (caught_up or f.run_id is None)
             and (f.caught_up or f.run_id is None)
+            and not f.filtering
         )
 
     def command(self, name: str, *args: Any) -> None:
@@ -144,6 +145,12 @@ class LoadingMixin(ActionsMixin):
                     self._owed = True
             if events and self.monitor is not None and not self.monitor.caught_up:
                 continue
+            if not events and self._scan(self.server):  # a filter's lists fill meanwhile
+                if time.monotonic() - self._notified > REDRAW_SECONDS:
+                    self._notify()
+                else:
+                    self._owed = True
+                continue
             if self._owed and not events:  # the last events of a burst get drawn too
                 self._notify()
             idle = time.monotonic() - quiet_since > 5.0
@@ -178,6 +185,14 @@ class LoadingMixin(ActionsMixin):
                       | events.MouseScrollUp | events.Resize):  # fmt: skip
             self._busy_until = time.monotonic() + KEY_BUDGET
         await super().on_event(event)
+
+    def _scan(self, server: ViewServer) -> bool:
+        """Go on with a filter's scans (``ViewServer.scan``); True if any was left."""
+        try:
+            return server.scan(self._yield_to_ui)
+        except FlockError as exc:  # e.g. the database went away: say so, keep going
+            self._error = str(exc)
+            return False
 
     def _run_commands(self, server: ViewServer) -> int:
         did = 0

@@ -163,6 +163,13 @@ class _Child:
         else:
             self.owed = True
 
+    def scan(self) -> bool:
+        """Go on with a filter's scans (``ViewServer.scan``); True if any was left."""
+        try:
+            return self.server.scan(self.answer)
+        except FlockError:
+            return False
+
     def run(self) -> None:
         self.note(force=True)  # started: the app may ask now without waiting for imports
         quiet_since = time.monotonic()
@@ -190,6 +197,9 @@ class _Child:
                 self.note(force=bool(did))
                 if not self.server.m.caught_up:
                     continue
+            elif self.scan():  # a filter's lists fill between questions, noted as they grow
+                self.note()
+                continue
             elif self.owed:
                 self.note(force=True)
             idle = time.monotonic() - quiet_since > IDLE_AFTER

@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -35,6 +36,7 @@ from .detail import Detail
 from .monitor import Monitor
 from .on_disk import payload_of
 from .sources import (
+    SCAN_SECONDS,
     ArtifactSource,
     FailureSource,
     LogSource,
@@ -48,6 +50,9 @@ from .vlist import Row
 __all__ = ["LISTS", "Frame", "ViewRequest", "ViewServer"]
 
 LISTS = ("tasks", "artifacts", "log", "failures")
+SCAN_ROUND = 0.2
+"""How long ``ViewServer.scan`` goes on with a filter's scans before the fold's loop
+runs again (queued commands, new events)."""
 Pause = Callable[[], None]
 
 
@@ -94,6 +99,8 @@ class Frame:
     task_columns: tuple[str, ...] = TaskSource.COLUMNS
     timeline: int = 0
     commands_done: int = 0
+    # A filter's scan of some list is not done: its count is of the rows found so far.
+    filtering: bool = False
 
     def run_status(self) -> str:
         return self.status
@@ -108,12 +115,35 @@ class ViewServer:
         self.commands_done = 0
         self._sources: dict[tuple[str, rows.Filter, str], Any] = {}
         self._generation = monitor.generation
+        self._shown = ViewRequest()  # the request of the last frame: whose scans go on
 
     # Folding and commands ----------------------------------------------------
 
     def fold(self, pause: Pause | None = None) -> list[Event]:
         """Fold the next chunk of what was committed (see ``Monitor.poll``)."""
         return self.m.poll(pause)
+
+    def scan(self, pause: Pause | None = None) -> bool:
+        """Go on with the filter scans the last frame left unfinished, for about
+        ``SCAN_ROUND`` seconds (``pause`` between slices); True if it scanned any.
+
+        The fold's loop calls this when it has nothing to fold, so a filter on a big
+        run fills its lists in the background and a frame never waits for a scan."""
+        req = self._shown
+        if not req.flt:
+            return False
+        did = False
+        until = time.perf_counter() + SCAN_ROUND
+        for name in LISTS:
+            src = self._source(name, req)
+            while src.scanning():
+                did = True
+                src.count(time.perf_counter() + SCAN_SECONDS)
+                if pause is not None:
+                    pause()
+                if time.perf_counter() >= until:
+                    return True
+        return did
 
     def command(self, name: str, args: tuple[Any, ...], pause: Pause | None = None) -> None:
         """Run a command of the screen: follow, pause, resume_live, travel, step, seek,
@@ -206,8 +236,12 @@ class ViewServer:
             f.batch_members = _batch_members(s)
             # No row selected yet: the table's cursor will start on its first lane.
             f.recent = self._recent(req.agent or next(iter(f.agents), None), f.now)
-            for name in LISTS:  # a filtered log is scanned once per filter, then cached
-                f.lists[name] = self._source(name, req).count()
+            # A filter is scanned for a slice per frame, the rest between questions (scan).
+            self._shown = req
+            until = time.perf_counter() + SCAN_SECONDS
+            for name in LISTS:
+                f.lists[name] = self._source(name, req).count(until)
+            f.filtering = any(self._source(name, req).scanning() for name in LISTS)
             # Every frame, so switching to the timeline needs no frame of its own.
             f.timeline = self._source("timeline", req).count()
             f.task_columns = self._source("tasks", req).columns

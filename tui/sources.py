@@ -9,6 +9,8 @@ run costs the new keys only.
 from __future__ import annotations
 
 import itertools
+import time
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -19,7 +21,7 @@ from flock_es.log.ports import EventReader
 from flock_es.projection.state import ArtifactView, TaskView
 
 from . import rows
-from .monitor import LogLine, Monitor
+from .monitor import Monitor, summarise
 from .on_disk import payloads_of
 from .rows import Filter
 from .vlist import Row
@@ -40,39 +42,54 @@ def status_text(status: str) -> Text:
     return Text(status, "bright_black")
 
 
+SCAN_SECONDS = 0.03
+"""How long one question (a frame, a window of rows) may spend scanning a filter: the
+rest of a scan goes on between questions (``ViewServer.scan``), so a filter typed on a
+run of 160,000 tasks never holds the screen while it reads the whole log."""
+
+
+def _deadline(deadline: float | None) -> float:
+    return time.perf_counter() + SCAN_SECONDS if deadline is None else deadline
+
+
 class _Filtered:
-    """Keys of an append-only list that pass a predicate, extended as the list grows."""
+    """Keys of an append-only list that pass a filter, extended as the list grows, a
+    part at a time until a deadline (the rest on the next call)."""
 
     def __init__(self) -> None:
         self.keys: list[str] = []
         self.scanned = 0
         self.base: object = None
 
-    def update(self, base: Sequence[str], keep: Callable[[str], bool]) -> list[str]:
-        if base is not self.base or len(base) < self.scanned:
-            self.keys, self.scanned, self.base = [], 0, base
-        for key in base[self.scanned :]:
-            if keep(key):
-                self.keys.append(key)
-        self.scanned = len(base)
-        return self.keys
-
-    def update_in_parts(
-        self, base: Sequence[str], kept: Callable[[Sequence[str]], list[str]], part: int
+    def update(
+        self,
+        base: Sequence[str],
+        kept: Callable[[Sequence[str]], list[str]],
+        part: int,
+        deadline: float,
     ) -> list[str]:
-        """``update``, ``part`` keys at a time: ``kept`` returns those of a part that pass
-        (it reads what it needs for a whole part at once)."""
+        """The keys that passed so far, after scanning parts of ``base`` until ``deadline``
+        (at least one): ``kept`` returns those of a part that pass."""
         if base is not self.base or len(base) < self.scanned:
             self.keys, self.scanned, self.base = [], 0, base
         while self.scanned < len(base):
             keys = base[self.scanned : self.scanned + part]
             self.keys.extend(kept(keys))
             self.scanned += len(keys)
+            if time.perf_counter() >= deadline:
+                break
         return self.keys
+
+    def behind(self, base: Sequence[str]) -> bool:
+        """Whether some of ``base`` is not scanned yet."""
+        return base is not self.base or self.scanned < len(base)
 
 
 class _Base:
     columns: tuple[str, ...] = ()
+
+    PART = 1_000
+    """Keys a filter scans between two looks at the clock."""
 
     def __init__(self, monitor: Monitor, flt: Filter = rows.NO_FILTER) -> None:
         self.m = monitor
@@ -85,13 +102,24 @@ class _Base:
     def keep(self, key: str) -> bool:
         return True
 
-    def _ordered(self) -> Sequence[str]:
-        base = self.keys()
-        return self._filtered.update(base, self.keep) if self.flt else base
+    def _kept(self, keys: Sequence[str]) -> list[str]:
+        return [k for k in keys if self.keep(k)]
 
-    def count(self) -> int:
+    def _ordered(self, deadline: float | None = None) -> Sequence[str]:
+        base = self.keys()
+        if not self.flt:
+            return base
+        return self._filtered.update(base, self._kept, self.PART, _deadline(deadline))
+
+    def scanning(self) -> bool:
+        """Whether the filter has keys left to scan (``count`` goes on with them)."""
         with self.m.lock:
-            return len(self._ordered())
+            return bool(self.flt) and self._filtered.behind(self.keys())
+
+    def count(self, deadline: float | None = None) -> int:
+        """The rows so far, scanning the filter on until ``deadline`` (default: a slice)."""
+        with self.m.lock:
+            return len(self._ordered(deadline))
 
     def rows(self, start: int, count: int) -> list[Row]:
         with self.m.lock:
@@ -125,10 +153,13 @@ class TaskSource(_Base):
             return index.failed
         return _DictKeys(index.in_flight)
 
-    def _ordered(self) -> Sequence[str]:
-        if self.mode == "flight" and self.flt:
+    def _ordered(self, deadline: float | None = None) -> Sequence[str]:
+        if self.mode == "flight" and self.flt:  # what is in flight changes: whole each time
             return [k for k in self.m.index.in_flight if self.keep(k)]
-        return super()._ordered()
+        return super()._ordered(deadline)
+
+    def scanning(self) -> bool:
+        return not (self.mode == "flight" and self.flt) and super().scanning()
 
     def keep(self, key: str) -> bool:
         t = self.m.state.tasks.get(key)
@@ -183,7 +214,7 @@ class ArtifactSource(_Base):
     columns = ("type", "producer", "time", "preview")
 
     PART = 500
-    """Artifacts whose payloads a filter reads in one query."""
+    """Artifacts whose payloads a filter's words read in one query."""
 
     PREVIEWS = 4_096
     """Previews kept for the rows shown again (scrolling back, the next frame)."""
@@ -194,10 +225,6 @@ class ArtifactSource(_Base):
 
     def keys(self) -> Sequence[str]:
         return self.m.index.artifacts
-
-    def _ordered(self) -> Sequence[str]:
-        base = self.keys()
-        return self._filtered.update_in_parts(base, self._kept, self.PART) if self.flt else base
 
     def _kept(self, keys: Sequence[str]) -> list[str]:
         arts = self.m.state.artifacts
@@ -267,35 +294,57 @@ class FailureSource(_Base):
 
 
 class LogSource:
-    """The event log, every event of the run (read from the log for the rows on screen)."""
+    """The event log, every event of the run (read from the log for the rows on screen).
+
+    With a filter, the matching seqs: the log is scanned ``PART`` events at a time,
+    until a question's deadline, then on between questions (``ViewServer.scan``), and
+    on as the run grows; the rows on screen are read by their seqs.
+    """
 
     columns = ("seq", "time", "kind", "agent", "event")
+
+    PART = 2_000
+    """Events a filter reads between two looks at the clock."""
 
     def __init__(self, monitor: Monitor, reader: EventReader, flt: Filter = rows.NO_FILTER):
         self.m = monitor
         self.reader = reader
         self.flt = flt
-        self._lines: dict[int, LogLine] = {}
-        self._filtered: list[int] | None = None
+        self._matched: array[int] = array("q")
+        self._scanned = 0  # events of the run on screen scanned so far
 
-    def count(self) -> int:
+    def count(self, deadline: float | None = None) -> int:
         if self.flt:
-            return len(self._matching())
+            return len(self._matching(deadline))
         return self.m.ordinal
 
-    def _matching(self) -> list[int]:
-        """With a filter: the matching seqs (one pass over the log, on a user action)."""
-        if self._filtered is None:
-            lines = self.m.log_lines(self.reader, 0, self.m.ordinal)
-            self._filtered = [ln.seq for ln in lines if rows.log_matches(ln, self.flt)]
-            self._lines.update((ln.seq, ln) for ln in lines if ln.seq in set(self._filtered))
-        return self._filtered
+    def scanning(self) -> bool:
+        with self.m.lock:
+            return bool(self.flt) and self._scanned < self.m.ordinal
+
+    def _matching(self, deadline: float | None = None) -> array[int]:
+        """The matching seqs so far, after scanning on until ``deadline``."""
+        with self.m.lock:
+            end = self.m.ordinal
+            if end < self._scanned:  # travelled back: the events on screen are fewer
+                self._matched, self._scanned = array("q"), 0
+            until = _deadline(deadline)
+            while self._scanned < end:
+                lines = self.m.log_lines(self.reader, self._scanned, self.PART)
+                if not lines:  # the log has less than the fold saw: nothing more to scan
+                    self._scanned = end
+                    break
+                self._matched.extend(ln.seq for ln in lines if rows.log_matches(ln, self.flt))
+                self._scanned += len(lines)
+                if time.perf_counter() >= until:
+                    break
+            return self._matched
 
     def rows(self, start: int, count: int) -> list[Row]:
         with self.m.lock:
             if self.flt:
-                seqs = self._matching()[start : start + count]
-                lines = [self._lines[s] for s in seqs if s in self._lines]
+                seqs = list(self._matching()[start : start + count])
+                lines = [summarise(e) for e in self.reader.events_at(seqs)] if seqs else []
             else:
                 lines = self.m.log_lines(self.reader, start, count)
             run_start = self.m.state.started_at or 0.0

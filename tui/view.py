@@ -191,6 +191,8 @@ class ViewMixin(App[None]):
         if not f.follow_latest:
             follow = " · [b]this run[/b] (f: follow newest)"
         flt = f" · filter: {escape(self._filter_text)}" if self.filter else ""
+        if self.filter and f.filtering:
+            flt += " (searching…)"
         self._set(
             "#status",
             f" [b]{f.run_id}[/b] {escape(f.program)} · {shown} {elapsed} · "
