@@ -91,6 +91,8 @@ class Monitor:
         self._data_version: int | None = None
         self._liveness: tuple[float, str] = (0.0, "")
         self.generation = 0  # bumped on run switch: views drop everything they hold
+        # While travel folds the run again up to a seq: (events folded, events to fold).
+        self.rebuilding: tuple[int, int] | None = None
         self.refresh_runs()
         if self.run_id is None and self.runs:
             self.run_id = self._newest()
@@ -267,12 +269,18 @@ class Monitor:
                 self.at = seq
             return events
         past, index = RunState(), RunIndex()
-        for n, e in enumerate(self.reader.iter_events(self.run_id, until=seq)):
-            if pause is not None and n % SLICE == 0:
-                pause()
-            _fold(past, index, e)
-        with self.lock:
-            self.past, self.past_index, self.at = past, index, seq
+        total = bisect_right(seqs, seq)
+        try:
+            for n, e in enumerate(self.reader.iter_events(self.run_id, until=seq)):
+                if n % SLICE == 0:
+                    self.rebuilding = (n, total)  # the screen says how far it has come
+                    if pause is not None:
+                        pause()
+                _fold(past, index, e)
+            with self.lock:
+                self.past, self.past_index, self.at = past, index, seq
+        finally:
+            self.rebuilding = None
         return []
 
     def step(self, n: int, pause: Callable[[], None] | None = None) -> list[Event]:

@@ -155,6 +155,11 @@ class _Child:
             except FlockError as exc:
                 self.conn.send((False, str(exc)))
 
+    def answer_and_note(self) -> None:
+        """Between slices of a long command: answer, and tell the screen (throttled)."""
+        self.answer()
+        self.note()
+
     def note(self, force: bool = False) -> None:
         every = NOTE_SECONDS if self.server.m.caught_up else LOADING_NOTE_SECONDS
         if force or time.monotonic() - self.noted > every:
@@ -178,8 +183,8 @@ class _Child:
             did = 0
             while self.commands:
                 name, args = self.commands.popleft()
-                try:
-                    self.server.command(name, args, self.answer)
+                try:  # travelling back folds the run again: the screen hears how far
+                    self.server.command(name, args, self.answer_and_note)
                 except FlockError:
                     self.server.commands_done += 1
                 did += 1

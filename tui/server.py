@@ -101,6 +101,9 @@ class Frame:
     commands_done: int = 0
     # A filter's scan of some list is not done: its count is of the rows found so far.
     filtering: bool = False
+    # Travelling back: the run is folded again up to the seq asked for (events folded,
+    # events to fold); the state shown is the one before until then.
+    rebuilding: tuple[int, int] | None = None
 
     def run_status(self) -> str:
         return self.status
@@ -221,6 +224,7 @@ class ViewServer:
         with m.lock:
             f = Frame(generation=m.generation, run_id=m.run_id, runs=list(m.runs))
             f.follow_latest, f.commands_done = m.follow_latest, self.commands_done
+            f.rebuilding = m.rebuilding
             if m.run_id is None:
                 return f
             s = m.state

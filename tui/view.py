@@ -202,6 +202,9 @@ class ViewMixin(App[None]):
         )
         self._banner(f, counts["failed"])
         mode = "LIVE" if f.at is None else self._travel_mode
+        if f.rebuilding is not None:  # going back: the run is folded again up to there
+            done, total = f.rebuilding
+            mode = f"REWIND {100 * done // max(total, 1)}%"
         self._q("#scrub", ScrubBar).show(mode, f.position, f.ordinal, f.total)
 
     def _limits(self, limiters: dict[str, dict[str, Any]]) -> None:
