@@ -4,8 +4,9 @@
 that draws a window of 40 rows out of 100,000 needs them *in order* and
 needs aggregates without a pass over everything: the tasks in schedule order
 and per agent, the failed ones, who consumed an artifact, the seqs that
-mention a task (to open it), and each agent's sorted durations (p50/p95).
-``RunIndex.add`` updates all of that in O(log n) per event, after ``apply``.
+mention a task (to open it), and each agent's durations in order (p50/p95,
+``durations.Durations``). ``RunIndex.add`` updates all of that event by event,
+after ``apply``, in time that does not grow with the run.
 
 No Textual here; the monitor's worker thread owns the writes.
 
@@ -21,7 +22,6 @@ Example::
 from __future__ import annotations
 
 from array import array
-from bisect import insort
 from dataclasses import dataclass, field
 
 from flock_es.domain.events import (
@@ -36,6 +36,8 @@ from flock_es.domain.events import (
 )
 from flock_es.projection.state import RunState
 
+from .durations import Durations
+
 __all__ = ["RunIndex"]
 
 _FINISH = (EventKind.TASK_COMPLETED, EventKind.TASK_FAILED)
@@ -45,8 +47,8 @@ _FINISH = (EventKind.TASK_COMPLETED, EventKind.TASK_FAILED)
 class RunIndex:
     """Ordered and aggregated views of one folded run (append-mostly lists)."""
 
-    # Every seq folded, and each agent's sorted durations: arrays of machine numbers, not
-    # lists of number objects (a 2,600,000-event run's seqs: 21 MB, not 94 MB).
+    # Every seq folded: an array of machine numbers, not a list of number objects (a
+    # 2,600,000-event run's seqs: 21 MB, not 94 MB).
     seqs: array[int] = field(default_factory=lambda: array("q"))
     tasks: list[str] = field(default_factory=list)
     by_agent: dict[str, list[str]] = field(default_factory=dict)
@@ -55,7 +57,7 @@ class RunIndex:
     in_flight: dict[str, None] = field(default_factory=dict)
     consumers: dict[str, list[str]] = field(default_factory=dict)
     task_seqs: dict[str, list[int]] = field(default_factory=dict)
-    durations: dict[str, array[float]] = field(default_factory=dict)
+    durations: dict[str, Durations] = field(default_factory=dict)
     # Some task ran on a `flock-es worker` (the task list grows a worker column).
     workers: bool = False
 
@@ -102,14 +104,12 @@ class RunIndex:
             if t.started_at is not None and t.finished_at is not None:
                 durations = self.durations.get(t.agent)
                 if durations is None:
-                    durations = self.durations[t.agent] = array("d")
-                insort(durations, t.finished_at - t.started_at)
+                    durations = self.durations[t.agent] = Durations()
+                durations.add(t.finished_at - t.started_at)
             if t.status is TaskStatus.FAILED:
                 self.failed.append(tid)
 
     def percentile(self, agent: str, q: float) -> float | None:
         """The ``q`` quantile (0..1) of ``agent``'s finished task durations, seconds."""
         d = self.durations.get(agent)
-        if not d:
-            return None
-        return d[min(len(d) - 1, int(q * (len(d) - 1) + 0.5))]
+        return d.quantile(q) if d is not None else None
