@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from flock_es.cli.phase_line import PhaseLine
 from flock_es.cli.show_listing import dumps_at, print_payloads, write_json
 from flock_es.cli.show_render import print_show, show_data
 from flock_es.log.ports import open_store
@@ -115,8 +116,37 @@ def test_show_json_on_a_terminal_says_how_far_its_reading_has_come(tmp_path: Pat
         assert screen.endswith("\r\x1b[K")
     out, screen = run_cli_stderr_on_a_terminal(["show", "latest", "--json", "--db", db])
     assert out.stdout == plain.stdout
+    # The document went to a pipe, so its writing has a line too: every artifact and task.
+    doc = json.loads(out.stdout)
+    entries = sum(t["count"] for t in doc["artifacts"].values())
+    entries += sum(len(ts) for ts in doc["task_list"].values())
+    assert f"writing 0 of {entries:,} entries" in screen, screen
+    assert screen.rstrip("\r\x1b[K").endswith(f"writing {entries:,} of {entries:,} entries")
     out, screen = run_cli_stderr_on_a_terminal(["show", "latest", "--db", db])
     assert out.returncode == 0 and screen == ""
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_show_json_to_the_terminal_has_no_writing_line(tmp_path: Path) -> None:
+    """To the terminal the line would land amid the document: only the reading has one."""
+    db = tmp_path / "news.db"
+    assert run_cli(["run", ROOT / "examples/news.py", "--db", db, "-q"]).returncode == 0
+    heard: list[tuple[str, ...]] = []
+
+    class Line(PhaseLine):
+        def __call__(self, phase: str, done: int, total: int | None, unit: str = "events") -> None:
+            heard.append((phase, unit))
+
+    with open_store(db).reader() as log:
+        for out, phases in ((_Terminal(), {"reading"}), (io.StringIO(), {"reading", "writing"})):
+            heard.clear()
+            write_json(log, log.resolve_run("latest"), None, out, False, Line())
+            assert {p for p, _ in heard} == phases
+            assert json.loads(out.getvalue())
 
 
 _JSON = st.recursive(

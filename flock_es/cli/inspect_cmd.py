@@ -190,7 +190,8 @@ def register(app: typer.Typer) -> None:
         run's size: --json and --payloads, which list every artifact (--json every
         task too), keep those in a temporary file in $TMPDIR as they fold (about the
         size of what they print) and write them out one at a time. On a terminal,
-        a line on stderr says how many of the run's events they have read so far.
+        a line on stderr says how many of the run's events they have read so far,
+        then (--json to a file or a pipe) how many entries are written.
         """
         import sys
 

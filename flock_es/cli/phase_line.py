@@ -2,7 +2,7 @@
 
 ``export`` and ``import`` of a large run, and ``show --json`` or ``--payloads`` of
 one, read millions of events (a 2.6M-event run: 13 s to export, 29 s to fold
-for ``show --json``). On a terminal, stderr shows the phase and its count; the
+for ``show --json``, then 9 s to write its entries when they go to a file). On a terminal, stderr shows the phase and its count; the
 line is cleared before the command prints its result. In a pipe or a log
 nothing is shown.
 
@@ -29,9 +29,9 @@ class PhaseLine:
     def __init__(self) -> None:
         self.shown = False
 
-    def __call__(self, phase: str, done: int, total: int | None) -> None:
+    def __call__(self, phase: str, done: int, total: int | None, unit: str = "events") -> None:
         of = f" of {total:,}" if total is not None else ""
-        sys.stderr.write(f"\r\033[K{phase} {done:,}{of} events")
+        sys.stderr.write(f"\r\033[K{phase} {done:,}{of} {unit}")
         sys.stderr.flush()
         self.shown = True
 

@@ -38,7 +38,7 @@ from flock_es.cli.show_calls import call_entries, shown_calls
 from flock_es.cli.show_render import artifact_entry, print_show, show_data, task_entry
 from flock_es.domain.events import EventKind, TaskStatus
 from flock_es.errors import OutputError
-from flock_es.log.export import counted
+from flock_es.log.export import PROGRESS_EVERY, counted
 from flock_es.projection.fold import apply, artifact_view
 from flock_es.projection.fold_compact import compacted
 from flock_es.projection.snapshot import collector_paused
@@ -228,6 +228,12 @@ class Listing:
             (first,) = self._db.execute("SELECT min(seq) FROM tasks").fetchone()
         return None if first is None else int(first)
 
+    def completed_count(self) -> int:
+        """How many completed tasks are listed."""
+        with _spill_errors():
+            (n,) = self._db.execute("SELECT count(*) FROM tasks").fetchone()
+        return int(n)
+
     def completed_docs(self) -> Iterator[str]:
         """The rendered entries of the completed tasks, in the order they were scheduled."""
         with _spill_errors():
@@ -281,12 +287,20 @@ class Writable(Protocol):
 
 
 class _Out:
-    """Text written to ``out`` in large pieces."""
+    """Text written to ``out`` in large pieces; ``line`` hears how many of ``total``
+    entries (artifacts and tasks) are written (phase ``writing``)."""
 
-    def __init__(self, out: Writable) -> None:
+    def __init__(self, out: Writable, line: PhaseLine | None = None, total: int = 0) -> None:
         self.out = out
         self.parts: list[str] = []
         self.size = 0
+        self.line, self.total, self.entries = line, total, 0
+
+    def entry(self) -> None:
+        """One more entry written: the line moves every ``PROGRESS_EVERY``."""
+        if self.line is not None and self.entries % PROGRESS_EVERY == 0:
+            self.line("writing", self.entries, self.total, "entries")
+        self.entries += 1
 
     def __call__(self, text: str) -> None:
         self.parts.append(text)
@@ -343,7 +357,11 @@ def write_json(
     try:
         state = listing.state
         data = _data(reader, listing, at, clipped=False)
-        write = _Out(out)
+        # Written to a file or a pipe, the entries have a line of their own too (9 s for a
+        # 2.6M-event run); to the terminal the line would land amid the document.
+        writing = line if line is not None and not _is_terminal(out) else None
+        total = sum(n for _, n, _ in listing.artifact_types()) + listing.completed_count()
+        write = _Out(out, writing, total + len(state.tasks))
         write("{")
         sep = "\n"
         for key, value in data.items():
@@ -360,8 +378,19 @@ def write_json(
                 write(dumps_at(value, 1))
         write("\n}\n")
         write.flush()
+        if writing is not None:
+            writing("writing", write.entries, write.total, "entries")
+            writing.clear()
     finally:
         listing.close()
+
+
+def _is_terminal(out: Writable) -> bool:
+    isatty = getattr(out, "isatty", None)
+    try:
+        return bool(isatty()) if callable(isatty) else False
+    except ValueError:  # closed
+        return False
 
 
 def _write_artifacts(write: _Out, listing: Listing) -> None:
@@ -413,13 +442,18 @@ def _write_list(write: _Out, docs: Iterator[str], level: int) -> None:
         return
     pad = "  " * (level + 1)
     write(f"[\n{pad}{first}")
-    _write_items(write, docs, 2 * (level + 1), first=False)
+    _write_items(write, docs, 2 * (level + 1), first=False, entries=False)
     write("\n" + "  " * level + "]")
 
 
-def _write_items(write: _Out, docs: Iterator[str], indent: int, first: bool = True) -> None:
+def _write_items(
+    write: _Out, docs: Iterator[str], indent: int, first: bool = True, entries: bool = True
+) -> None:
+    """``docs`` as the items of an array; ``entries``: each is an artifact or a task."""
     pad = " " * indent
     sep = "\n" if first else ",\n"
     for doc in docs:
         write(f"{sep}{pad}{doc}")
+        if entries:
+            write.entry()
         sep = ",\n"
