@@ -74,6 +74,7 @@ def test_monitor_folds_a_real_run_like_everyone_else(tmp_path: Path) -> None:
             assert [line.seq for line in last] == [seq]
         monitor.travel(None)
         assert monitor.state is monitor.live
+        assert not monitor.past.tasks and not monitor.past_index.seqs  # its memory is let go
 
 
 def test_stepping_forward_and_back_matches_a_fresh_fold(tmp_path: Path) -> None:

@@ -255,7 +255,10 @@ class Monitor:
         """
         if seq is None or self.run_id is None:
             with self.lock:
+                # Back to live: the past state goes (as large as the live one on a big
+                # run); the next travel folds it again anyway, from the live position.
                 self.at = None
+                self.past, self.past_index = RunState(), RunIndex()
             return []
         seqs = self.seqs
         seq = max(seq, seqs[0] if seqs else 0)
