@@ -137,6 +137,9 @@ class LoadingMixin(ActionsMixin):
             self._wake.clear()
             did = self._run_commands(self.server)
             events = self.server.fold(self._yield_to_ui)
+            # A filter's lists fill once the fold has caught up (a live run's too).
+            caught_up = self.monitor is None or self.monitor.caught_up
+            scanned = caught_up and self._scan(self.server)
             if events or did:
                 quiet_since = time.monotonic()
                 if did or time.monotonic() - self._notified > REDRAW_SECONDS:
@@ -145,7 +148,7 @@ class LoadingMixin(ActionsMixin):
                     self._owed = True
             if events and self.monitor is not None and not self.monitor.caught_up:
                 continue
-            if not events and self._scan(self.server):  # a filter's lists fill meanwhile
+            if scanned:  # noted as the lists grow (throttled), and scanned on at once
                 if time.monotonic() - self._notified > REDRAW_SECONDS:
                     self._notify()
                 else:
@@ -187,7 +190,7 @@ class LoadingMixin(ActionsMixin):
         await super().on_event(event)
 
     def _scan(self, server: ViewServer) -> bool:
-        """Go on with a filter's scans (``ViewServer.scan``); True if any was left."""
+        """Go on with a filter's scans (``ViewServer.scan``); True if it scanned any."""
         try:
             return server.scan(self._yield_to_ui)
         except FlockError as exc:  # e.g. the database went away: say so, keep going

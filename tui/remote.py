@@ -169,7 +169,7 @@ class _Child:
             self.owed = True
 
     def scan(self) -> bool:
-        """Go on with a filter's scans (``ViewServer.scan``); True if any was left."""
+        """Go on with a filter's scans (``ViewServer.scan``); True if it scanned any."""
         try:
             return self.server.scan(self.answer)
         except FlockError:
@@ -192,6 +192,9 @@ class _Child:
                 events = self.server.fold(self.answer)
             except FlockError:
                 events = []
+            # A filter's lists fill between questions once the fold has caught up, while
+            # a live run goes on too (not while a backlog loads: that would slow it).
+            scanned = self.server.m.caught_up and self.scan()
             if events or did:
                 # What was folded lives as long as the screen shows the run, and holds no
                 # cycles: frozen, the collector never walks it again. Otherwise each full
@@ -202,7 +205,7 @@ class _Child:
                 self.note(force=bool(did))
                 if not self.server.m.caught_up:
                     continue
-            elif self.scan():  # a filter's lists fill between questions, noted as they grow
+            elif scanned:  # noted as the lists grow, and scanned on at once
                 self.note()
                 continue
             elif self.owed:
