@@ -2,9 +2,9 @@
 
 ``export`` and ``import`` of a large run, and ``show --json`` or ``--payloads`` of
 one, read millions of events (a 2.6M-event run: 13 s to export, 29 s to fold
-for ``show --json``, then 9 s to write its entries when they go to a file). On a terminal, stderr shows the phase and its count; the
-line is cleared before the command prints its result. In a pipe or a log
-nothing is shown.
+for ``show --json``, then 9 s to write its entries when they go to a file). On
+a terminal, stderr shows the phase and its count; the line is cleared before
+the command prints its result. In a pipe or a log nothing is shown.
 
 Example::
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from flock_es.cli.phase_line import PhaseLine
+from flock_es.cli.progress import stream_kind
 from flock_es.cli.show_calls import call_entries, shown_calls
 from flock_es.cli.show_render import artifact_entry, print_show, show_data, task_entry
 from flock_es.domain.events import EventKind, TaskStatus
@@ -359,16 +360,17 @@ def write_json(
         data = _data(reader, listing, at, clipped=False)
         # Written to a file or a pipe, the entries have a line of their own too (9 s for a
         # 2.6M-event run); to the terminal the line would land amid the document.
-        writing = line if line is not None and not _is_terminal(out) else None
-        total = sum(n for _, n, _ in listing.artifact_types()) + listing.completed_count()
-        write = _Out(out, writing, total + len(state.tasks))
+        writing = line if line is not None and stream_kind(out) != "tty" else None
+        types = listing.artifact_types()  # one query, for the count and the listing
+        total = sum(n for _, n, _ in types) + listing.completed_count() + len(state.tasks)
+        write = _Out(out, writing, total)
         write("{")
         sep = "\n"
         for key, value in data.items():
             write(f"{sep}  {json.dumps(key)}: ")
             sep = ",\n"
             if key == "artifacts":
-                _write_artifacts(write, listing)
+                _write_artifacts(write, listing, types)
             elif key == "task_list":
                 _write_tasks(write, listing, state)
             elif key == "tool_calls":
@@ -385,16 +387,7 @@ def write_json(
         listing.close()
 
 
-def _is_terminal(out: Writable) -> bool:
-    isatty = getattr(out, "isatty", None)
-    try:
-        return bool(isatty()) if callable(isatty) else False
-    except ValueError:  # closed
-        return False
-
-
-def _write_artifacts(write: _Out, listing: Listing) -> None:
-    types = listing.artifact_types()
+def _write_artifacts(write: _Out, listing: Listing, types: list[tuple[str, int, int]]) -> None:
     if not types:
         write("{}")
         return
