@@ -2,12 +2,17 @@
 
     python bench/bench_ratelimit.py                      # 200 agents, 8 in flight, latency 0.2 s
     python bench/bench_ratelimit.py --agents 200 --max-inflight 8 --retry-after 1
+    python bench/bench_ratelimit.py --agents 40 --tickets 50 --max-inflight 16 --latency 0.3
+    python bench/bench_ratelimit.py --agents 40 --tickets 50 --root /tmp/base   # another checkout
 
 The loopback server (``python -m tests.openai_server --max-inflight N``, a
 separate process) answers 429 to every request beyond N in flight. The run is
 the real CLI (``flock-es run tests/programs/swarm_program.py``). Printed: wall
-time (ideal: agents / N * latency), tasks done and failed, 429s the server
-sent, the most calls it saw in flight, and the limit the client learned.
+time (ideal: tasks / N * latency, a task per agent and ticket), tasks done and
+failed, 429s the server sent, the most calls it saw in flight, and the limit the
+client learned. ``--root DIR`` runs the flock-es checked out at DIR instead (on
+``PYTHONPATH``; the program and the server stay this checkout's), after this
+one's, for a before/after in one run.
 """
 
 from __future__ import annotations
@@ -41,7 +46,14 @@ def start_server(latency: float, max_inflight: int, retry_after: str | None) -> 
     return proc, port
 
 
-def one(agents: int, latency: float, max_inflight: int, retry_after: str | None) -> None:
+def one(
+    agents: int,
+    latency: float,
+    max_inflight: int,
+    retry_after: str | None,
+    tickets: int = 1,
+    root: str | None = None,
+) -> None:
     server, port = start_server(latency, max_inflight, retry_after)
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -53,7 +65,10 @@ def one(agents: int, latency: float, max_inflight: int, retry_after: str | None)
                 OPENAI_API_BASE=f"http://127.0.0.1:{port}/v1",
                 OPENAI_API_KEY="sk-bench-0000000000000000000000",
                 SWARM_N=str(agents),
+                SWARM_TICKETS=str(tickets),
             )
+            if root is not None:
+                env["PYTHONPATH"] = root
             program = ROOT / "tests" / "programs" / "swarm_program.py"
             cmd = [sys.executable, "-m", "flock_es.cli.app", "run", str(program), "-q"]
             cmd += ["-m", "openai/test-model", "--db", str(db)]
@@ -70,12 +85,13 @@ def one(agents: int, latency: float, max_inflight: int, retry_after: str | None)
     failed = sum(1 for k, _ in rows if k == "task.failed")
     limits = [json.loads(b).get("limiter") for k, b in rows if k == "model.called"]
     learned = [x["limit"] for x in limits if x]
+    tasks = agents * tickets
     print(
-        f"agents {agents} · server allows {max_inflight} in flight, latency {latency} s, "
-        f"Retry-After {retry_after or 'none'}"
+        f"{root or 'this checkout'}: agents {agents} x tickets {tickets} · server allows "
+        f"{max_inflight} in flight, latency {latency} s, Retry-After {retry_after or 'none'}"
     )
     print(
-        f"  wall {wall:.2f} s (ideal {agents / max_inflight * latency:.2f} s) · "
+        f"  wall {wall:.2f} s (ideal {tasks / max_inflight * latency:.2f} s) · "
         f"{done} done · {failed} failed · exit {out.returncode}"
     )
     print(f"  server: {log[-1] if log else '?'}")
@@ -89,13 +105,14 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--max-inflight", type=int, default=8)
     parser.add_argument("--retry-after", default=None)
+    parser.add_argument("--tickets", type=int, default=1, help="tickets each agent triages")
+    parser.add_argument("--root", default=None, help="also run the checkout at DIR")
     args = parser.parse_args()
     print(machine())
-    if args.retry_after is not None:
-        one(args.agents, args.latency, args.max_inflight, args.retry_after)
-        return
-    for ra in (None, "1"):
-        one(args.agents, args.latency, args.max_inflight, ra)
+    retry_afters = [args.retry_after] if args.retry_after is not None else [None, "1"]
+    for ra in retry_afters:
+        for root in [None, args.root] if args.root else [None]:
+            one(args.agents, args.latency, args.max_inflight, ra, args.tickets, root)
 
 
 if __name__ == "__main__":

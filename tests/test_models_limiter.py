@@ -5,7 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 
-from flock_es.models.limiter import AdaptiveLimiter, limiter_for, parse_reset
+from flock_es.models.limiter import (
+    FIRST_WAVE,
+    PROBE_EVERY,
+    PROBE_EVERY_MAX,
+    AdaptiveLimiter,
+    limiter_for,
+    parse_reset,
+)
 
 
 async def test_no_limit_until_a_429_then_the_accepted_calls() -> None:
@@ -19,6 +26,74 @@ async def test_no_limit_until_a_429_then_the_accepted_calls() -> None:
     for h in held[1:]:
         await h.__aexit__(None, None, None)
     assert lim.in_flight == 0 and lim.limit is not None and 9 < lim.limit < 10  # grows slowly
+
+
+async def test_before_any_answer_a_first_wave_then_one_more_per_answer() -> None:
+    lim = AdaptiveLimiter("m")
+    held = [lim.slot() for _ in range(FIRST_WAVE + 3)]
+    for h in held[:FIRST_WAVE]:
+        await h.__aenter__()
+    rest = [asyncio.ensure_future(h.__aenter__()) for h in held[FIRST_WAVE:]]
+    await asyncio.sleep(0.01)
+    assert lim.in_flight == FIRST_WAVE and lim.snapshot()["queued"] == 3
+    assert not lim.limited  # no limit learned: none is shown
+    await held[0].__aexit__(None, None, None)  # an answer: its place, and one more
+    await asyncio.sleep(0.01)
+    assert sum(w.done() for w in rest) == 2 and lim.in_flight == FIRST_WAVE + 1
+    # A 429 now: the calls still in flight are the provider's budget, as before.
+    ticket = await rest[0]
+    ticket.rate_limited(None, None)
+    assert lim.limit == FIRST_WAVE
+    rest[2].cancel()
+    for h in held[1 : FIRST_WAVE + 2]:
+        await h.__aexit__(None, None, None)
+    assert lim.in_flight == 0 and lim.snapshot()["queued"] == 0
+
+
+async def _calls(lim: AdaptiveLimiter, n: int, rate_limit_last: bool = False) -> None:
+    """``n`` calls in flight at once; all answered, or the last one turned away."""
+    held = [lim.slot() for _ in range(n)]
+    tickets = [await h.__aenter__() for h in held]
+    if rate_limit_last:
+        tickets[-1].rate_limited(None, None)
+    for h in held:
+        await h.__aexit__(None, None, None)
+
+
+async def _answers_until(lim: AdaptiveLimiter, level: float) -> int:
+    """Answered calls, one at a time, until the limit reaches ``level``: how many."""
+    n = 0
+    while lim.limit is not None and lim.limit < level:
+        await _calls(lim, 1)
+        n += 1
+    return n
+
+
+async def test_probes_that_get_a_429_come_more_and_more_rarely() -> None:
+    lim = AdaptiveLimiter("m")
+    await _calls(lim, 17, rate_limit_last=True)  # the provider takes 16
+    assert int(lim.limit or 0) == 16 and lim.probe_every == PROBE_EVERY
+    first = await _answers_until(lim, 17)  # growing into the level of the 429: slowly
+    await _calls(lim, 17, rate_limit_last=True)  # the probe: 429 again
+    assert int(lim.limit or 0) == 16 and lim.probe_every == 2 * PROBE_EVERY
+    second = await _answers_until(lim, 17)
+    assert second >= 2 * first - 2, (first, second)
+    for _ in range(10):
+        await _answers_until(lim, 17)
+        await _calls(lim, 17, rate_limit_last=True)
+    assert lim.probe_every == PROBE_EVERY_MAX  # and no further
+
+
+async def test_a_limit_grown_a_call_past_the_last_429_grows_as_fast_as_before() -> None:
+    lim = AdaptiveLimiter("m")
+    await _calls(lim, 9, rate_limit_last=True)
+    await _answers_until(lim, 9)
+    await _calls(lim, 9, rate_limit_last=True)  # at the level again: a failed probe
+    assert lim.probe_every == 2 * PROBE_EVERY and lim.ceiling == 9
+    await _answers_until(lim, 10)  # the provider took more meanwhile: no 429 past 9
+    await _calls(lim, 1)
+    assert lim.ceiling is None and lim.probe_every == PROBE_EVERY
+    assert await _answers_until(lim, 11) <= 11  # a window of answers a call, as at first
 
 
 async def test_a_full_budget_queues_and_a_release_lets_the_next_in() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from flock_es.models.limiter import FIRST_WAVE
 from tests.conftest import ROOT, run_cli
 from tests.openai_server import OpenAIServer
 
@@ -62,3 +63,32 @@ def test_forty_agents_against_eight_in_flight_all_complete(
     assert sum(1 for k, _ in events if k == "task.completed") == 40
     # Rejections stay a small multiple of the burst, not 429 storms.
     assert limited.rejected < 4 * 40
+
+
+@pytest.mark.slow
+def test_a_burst_larger_than_the_first_wave_sends_no_more_than_it(
+    limited: OpenAIServer, tmp_path: Path
+) -> None:
+    """600 calls at once (40 agents x 15 tickets): at most ``FIRST_WAVE`` go out before
+    the first 429 is heard, not all 600 (the loop ran every call's first steps before
+    it read the first 429, and nearly every call got one)."""
+    limited.latency = 0.02
+    db = tmp_path / "wave.db"
+    env = {
+        "OPENAI_API_BASE": limited.url,
+        "OPENAI_API_KEY": KEY,
+        "SWARM_N": "40",
+        "SWARM_TICKETS": "15",
+    }
+    out = run_cli(
+        ["run", PROGRAM, "-m", "openai/test-model", "--db", db, "-q"],
+        cwd=tmp_path,
+        env=env,
+        timeout=240,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "600 done, 0 failed" in out.stderr.replace("tasks      ", ""), out.stderr
+    assert limited.completed == 600 and limited.max_inflight <= 8
+    # The first wave (FIRST_WAVE calls, 8 of them accepted), then the limiter's rare
+    # probes above the 8 it learned; unbounded, the first wave was the whole burst.
+    assert 0 < limited.rejected < FIRST_WAVE + 60, limited.rejected

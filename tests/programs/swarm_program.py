@@ -1,4 +1,5 @@
-"""$SWARM_N model agents that all consume one ticket: a burst against one provider.
+"""$SWARM_N model agents that all consume each of $SWARM_TICKETS tickets (one by
+default): a burst against one provider.
 
 The model comes from ``--model`` (``openai/test-model`` with ``OPENAI_API_BASE``
 pointing at the loopback server). Used by the rate-limit tests and
@@ -29,4 +30,7 @@ for i in range(int(os.environ.get("SWARM_N", "40"))):
 
 
 async def main() -> None:
-    await flock.publish(Ticket(text="The printer is on fire again"))
+    tickets = int(os.environ.get("SWARM_TICKETS", "1"))
+    await flock.publish_many(
+        [Ticket(text=f"The printer is on fire again ({n})") for n in range(tickets)]
+    )
