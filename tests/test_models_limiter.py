@@ -137,3 +137,61 @@ def test_reset_values_and_one_limiter_per_endpoint() -> None:
     assert parse_reset("soon") is None
     assert limiter_for("openai/x", "http://a/v1") is limiter_for("openai/x", "http://a/v1")
     assert limiter_for("openai/x", "http://a/v1") is not limiter_for("openai/x", "http://b/v1")
+
+
+async def test_the_queue_is_served_in_order_however_many_calls_end_at_once() -> None:
+    lim = AdaptiveLimiter("m")
+    lim.limit = 3.0
+    order: list[int] = []
+    done = asyncio.Event()
+
+    async def call(n: int, seconds: float) -> None:
+        async with lim.slot():
+            order.append(n)
+            await asyncio.sleep(seconds)
+        if len(order) == 33:
+            done.set()
+
+    # Three hold the budget; thirty queue; the three end together, then one by one.
+    tasks = [asyncio.ensure_future(call(n, 0.01 if n < 3 else 0.001 * (n % 4))) for n in range(33)]
+    await asyncio.wait_for(done.wait(), 5)
+    await asyncio.gather(*tasks)
+    assert order == list(range(33))
+    assert lim.in_flight == 0 and lim.snapshot()["queued"] == 0
+
+
+async def test_a_call_cancelled_in_the_queue_or_on_its_turn_passes_the_turn_on() -> None:
+    lim = AdaptiveLimiter("m")
+    lim.limit = 1.0
+    entered: list[str] = []
+
+    async def call(name: str) -> None:
+        async with lim.slot():
+            entered.append(name)
+
+    async def held_then_released(queued: str) -> asyncio.Future[None]:
+        """A slot held while ``queued`` queues; released as failed (the limit stays 1)."""
+        holder = lim.slot()
+        ticket = await holder.__aenter__()
+        task = asyncio.ensure_future(call(queued))
+        await asyncio.sleep(0.01)
+        ticket.failed()
+        await holder.__aexit__(None, None, None)
+        return task
+
+    holder = lim.slot()
+    ticket = await holder.__aenter__()
+    a, b, c = (asyncio.ensure_future(call(n)) for n in "abc")
+    await asyncio.sleep(0.01)
+    b.cancel()  # cancelled while queued
+    await asyncio.sleep(0.01)
+    ticket.failed()
+    await holder.__aexit__(None, None, None)  # a's turn: woken...
+    a.cancel()  # ...and cancelled before it runs: the turn goes to c
+    await asyncio.wait_for(c, 1)
+    assert entered == ["c"] and a.cancelled() and b.cancelled()
+    assert lim.in_flight == 0 and lim.snapshot()["queued"] == 0
+    # No turn was lost on the way: the next call queued behind a held slot gets in.
+    lim.limit = 1.0  # (c's answer grew it)
+    await asyncio.wait_for(await held_then_released("d"), 1)
+    assert entered == ["c", "d"]

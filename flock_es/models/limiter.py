@@ -133,6 +133,7 @@ class AdaptiveLimiter:
         self.paused_until = 0.0
         self.rate_limited = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._woken = 0  # waiters woken whose turn has not come yet
         self._wake_handle: asyncio.TimerHandle | None = None
 
     # --- state -------------------------------------------------------------
@@ -173,12 +174,16 @@ class AdaptiveLimiter:
 
     async def _acquire(self) -> None:
         loop = asyncio.get_running_loop()
+        first = False
         while True:
             if self.paused_for() == 0 and self._room() and not self._waiters:
                 self.in_flight += 1
                 return
             fut: asyncio.Future[None] = loop.create_future()
-            self._waiters.append(fut)
+            if first:
+                self._waiters.appendleft(fut)
+            else:
+                self._waiters.append(fut)
             if self.paused_for() > 0:
                 self._schedule_wake(self.paused_for())
             try:
@@ -186,14 +191,17 @@ class AdaptiveLimiter:
             except asyncio.CancelledError:
                 if fut in self._waiters:
                     self._waiters.remove(fut)
-                else:
-                    self._wake()  # it was woken: pass the turn on
+                elif not fut.cancelled():  # it was woken: pass the turn on
+                    self._woken -= 1
+                    self._wake()
                 raise
+            self._woken -= 1
             if self.paused_for() == 0 and self._room():
                 self.in_flight += 1
                 self._wake()  # room left over goes to the next in line
                 return
-            # Woken, but a pause began or the limit shrank meanwhile: queue again.
+            # Woken, but a pause began or the limit shrank meanwhile: first in line again.
+            first = True
 
     def _release(self, ticket: Ticket) -> None:
         self.in_flight -= 1
@@ -215,11 +223,16 @@ class AdaptiveLimiter:
         if wait > 0:
             self._schedule_wake(wait)
             return
-        room = int(self.opening if self.limit is None else self.limit) - self.in_flight
+        # Less the calls woken whose turn has not come yet: woken again for the same
+        # room, those beyond it queued again at the back, and the queue lost its order
+        # (the 7th of 33 calls ran 13th).
+        room = int(self.opening if self.limit is None else self.limit)
+        room -= self.in_flight + self._woken
         while room > 0 and self._waiters:
             fut = self._waiters.popleft()
             if not fut.done():
                 fut.set_result(None)
+                self._woken += 1
                 room -= 1
 
     def _schedule_wake(self, delay: float) -> None:
