@@ -34,26 +34,38 @@ def kinds(db: Path) -> list[tuple[str, dict[str, Any]]]:
     return [(k, json.loads(b)) for k, b in rows]
 
 
+def swarm(server: OpenAIServer, tmp_path: Path, agents: int, tickets: int = 1) -> Path:
+    """``agents`` model agents on each of ``tickets`` tickets against ``server``, through
+    the CLI: every task done, every call answered once, never more than 8 at once. The log."""
+    db = tmp_path / "burst.db"
+    env = {
+        "OPENAI_API_BASE": server.url,
+        "OPENAI_API_KEY": KEY,
+        "SWARM_N": str(agents),
+        "SWARM_TICKETS": str(tickets),
+    }
+    out = run_cli(
+        ["run", PROGRAM, "-m", "openai/test-model", "--db", db, "-q"],
+        cwd=tmp_path,
+        env=env,
+        timeout=240,
+    )
+    tasks = agents * tickets
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"{tasks} done, 0 failed" in out.stderr.replace("tasks      ", ""), out.stderr
+    # The server log: every task answered once, never more than 8 at once.
+    assert server.completed == tasks and server.max_inflight <= 8
+    return db
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("retry_after", [None, "0.3"], ids=["no-retry-after", "retry-after"])
 def test_forty_agents_against_eight_in_flight_all_complete(
     limited: OpenAIServer, tmp_path: Path, retry_after: str | None
 ) -> None:
     limited.retry_after = retry_after
-    db = tmp_path / "burst.db"
-    env = {"OPENAI_API_BASE": limited.url, "OPENAI_API_KEY": KEY, "SWARM_N": "40"}
-    out = run_cli(
-        ["run", PROGRAM, "-m", "openai/test-model", "--db", db],
-        cwd=tmp_path,
-        env=env,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "40 done, 0 failed" in out.stderr.replace("tasks      ", ""), out.stderr
-    # The server log: every agent answered, some were turned away, never more than 8 at once.
-    assert limited.completed == 40 and limited.max_inflight <= 8
-    assert limited.rejected > 0
-    events = kinds(db)
+    events = kinds(swarm(limited, tmp_path, 40))
+    assert limited.rejected > 0  # some were turned away
     attempts = [b for k, b in events if k == "model.attempt"]
     assert attempts and all(a["outcome"] == "rate_limited" for a in attempts)
     # The limiter learned the budget and recorded it where the TUI can read it.
@@ -73,22 +85,7 @@ def test_a_burst_larger_than_the_first_wave_sends_no_more_than_it(
     the first 429 is heard, not all 600 (the loop ran every call's first steps before
     it read the first 429, and nearly every call got one)."""
     limited.latency = 0.02
-    db = tmp_path / "wave.db"
-    env = {
-        "OPENAI_API_BASE": limited.url,
-        "OPENAI_API_KEY": KEY,
-        "SWARM_N": "40",
-        "SWARM_TICKETS": "15",
-    }
-    out = run_cli(
-        ["run", PROGRAM, "-m", "openai/test-model", "--db", db, "-q"],
-        cwd=tmp_path,
-        env=env,
-        timeout=240,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "600 done, 0 failed" in out.stderr.replace("tasks      ", ""), out.stderr
-    assert limited.completed == 600 and limited.max_inflight <= 8
+    swarm(limited, tmp_path, 40, tickets=15)
     # The first wave (FIRST_WAVE calls, 8 of them accepted), then the limiter's rare
     # probes above the 8 it learned; unbounded, the first wave was the whole burst.
     assert 0 < limited.rejected < FIRST_WAVE + 60, limited.rejected
