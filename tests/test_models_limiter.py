@@ -195,3 +195,27 @@ async def test_a_call_cancelled_in_the_queue_or_on_its_turn_passes_the_turn_on()
     lim.limit = 1.0  # (c's answer grew it)
     await asyncio.wait_for(await held_then_released("d"), 1)
     assert entered == ["c", "d"]
+
+
+async def test_waiting_calls_go_in_by_priority_then_by_their_place_in_line() -> None:
+    lim = AdaptiveLimiter("m")
+    lim.limit = 1.0
+    holder = lim.slot()
+    ticket = await holder.__aenter__()
+    order: list[str] = []
+
+    async def call(name: str, priority: int = 0, place: int | None = None) -> None:
+        async with lim.slot(priority, place) as t:
+            order.append(name)
+            t.failed()  # (the limit stays 1)
+
+    early = lim.place()  # a call that came first, turned away, and retries later
+    tasks = [asyncio.ensure_future(call(n)) for n in ("b", "c")]
+    await asyncio.sleep(0.01)
+    tasks.append(asyncio.ensure_future(call("vip", priority=5)))
+    tasks.append(asyncio.ensure_future(call("retry", place=early)))
+    await asyncio.sleep(0.01)
+    ticket.failed()
+    await holder.__aexit__(None, None, None)
+    await asyncio.wait_for(asyncio.gather(*tasks), 1)
+    assert order == ["vip", "retry", "b", "c"]

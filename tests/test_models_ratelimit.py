@@ -34,15 +34,19 @@ def kinds(db: Path) -> list[tuple[str, dict[str, Any]]]:
     return [(k, json.loads(b)) for k, b in rows]
 
 
-def swarm(server: OpenAIServer, tmp_path: Path, agents: int, tickets: int = 1) -> Path:
-    """``agents`` model agents on each of ``tickets`` tickets against ``server``, through
-    the CLI: every task done, every call answered once, never more than 8 at once. The log."""
+def swarm(
+    server: OpenAIServer, tmp_path: Path, agents: int, tickets: int = 1, vip: bool = False
+) -> Path:
+    """``agents`` model agents (and ``vip``) on each of ``tickets`` tickets against
+    ``server``, through the CLI: every task done, every call answered once, never more
+    than 8 at once. The log."""
     db = tmp_path / "burst.db"
     env = {
         "OPENAI_API_BASE": server.url,
         "OPENAI_API_KEY": KEY,
         "SWARM_N": str(agents),
         "SWARM_TICKETS": str(tickets),
+        **({"SWARM_VIP": "1"} if vip else {}),
     }
     out = run_cli(
         ["run", PROGRAM, "-m", "openai/test-model", "--db", db, "-q"],
@@ -50,7 +54,7 @@ def swarm(server: OpenAIServer, tmp_path: Path, agents: int, tickets: int = 1) -
         env=env,
         timeout=240,
     )
-    tasks = agents * tickets
+    tasks = (agents + vip) * tickets
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"{tasks} done, 0 failed" in out.stderr.replace("tasks      ", ""), out.stderr
     # The server log: every task answered once, never more than 8 at once.
@@ -89,3 +93,20 @@ def test_a_burst_larger_than_the_first_wave_sends_no_more_than_it(
     # The first wave (FIRST_WAVE calls, 8 of them accepted), then the limiter's rare
     # probes above the 8 it learned; unbounded, the first wave was the whole burst.
     assert 0 < limited.rejected < FIRST_WAVE + 60, limited.rejected
+
+
+@pytest.mark.slow
+def test_calls_waiting_for_a_rate_limited_provider_go_in_by_priority(
+    limited: OpenAIServer, tmp_path: Path
+) -> None:
+    """40 agents and a ``priority=5`` one on 10 tickets: 410 calls, 256 in the first wave.
+    The vip calls left waiting go in before every call queued ahead of them (the last
+    vip task is the last task started)."""
+    limited.latency = 0.02
+    events = kinds(swarm(limited, tmp_path, 40, tickets=10, vip=True))
+    agent_of = {b["task_id"]: b["agent"] for k, b in events if k == "task.scheduled"}
+    answered = [agent_of[b["task_id"]] for k, b in events if k == "model.called"]
+    vip = [i for i, agent in enumerate(answered) if agent == "vip"]
+    assert len(vip) == 10 and len(answered) == 410
+    # In line by arrival only, the last vip call was answered last of all (409th).
+    assert max(vip) < 120, vip

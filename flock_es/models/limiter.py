@@ -24,7 +24,11 @@ its own (retries landing together, 429 after 429, tasks failing):
   pause for every call, and took 58.6 s; now 4 and 48.1 s). A limit grown a
   whole call past that level clears it: growth is as fast as before again;
 * a ``Retry-After`` (or ``x-ratelimit-remaining-requests: 0`` with its reset
-  time) pauses the whole model's queue, not only the call that got it.
+  time) pauses the whole model's queue, not only the call that got it;
+* calls waiting for room go in by priority (the subscription's ``priority=``),
+  then by their place in line, which a call's retries keep: a call turned away
+  waits ahead of those that came after it, not behind every call queued
+  meanwhile (a queue of 1,700 behind the first wave's 429s).
 
 Waiting for the limiter is not part of a call's timeout. Its state goes into
 the log (``model.attempt`` and ``model.called`` carry a ``limiter`` snapshot
@@ -40,9 +44,10 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import re
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -132,7 +137,9 @@ class AdaptiveLimiter:
         self.in_flight = 0
         self.paused_until = 0.0
         self.rate_limited = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        # A heap: higher priority first, then the earlier place in line.
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._places = itertools.count()
         self._woken = 0  # waiters woken whose turn has not come yet
         self._wake_handle: asyncio.TimerHandle | None = None
 
@@ -157,51 +164,58 @@ class AdaptiveLimiter:
             "rate_limited": self.rate_limited,
         }
 
-    def _room(self) -> bool:
-        return self.in_flight < int(self.opening if self.limit is None else self.limit)
+    def _free(self) -> int:
+        """Calls that may start now: the budget less those in flight and those woken
+        whose turn has not come yet (woken again for the same room, the calls beyond
+        it queued again at the back, and the queue lost its order)."""
+        budget = int(self.opening if self.limit is None else self.limit)
+        return budget - self.in_flight - self._woken
 
     # --- acquire / release -------------------------------------------------
 
+    def place(self) -> int:
+        """A place in line for one call, which its retries keep (``slot(place=)``)."""
+        return next(self._places)
+
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[Ticket]:
-        """Wait for room (and for any pause to end), hold it for one call."""
-        await self._acquire()
+    async def slot(self, priority: int = 0, place: int | None = None) -> AsyncIterator[Ticket]:
+        """Wait for room (and for any pause to end), hold it for one call. Waiting
+        calls go in by ``priority`` (higher first), then by ``place`` (``place()``;
+        a new one if None)."""
+        await self._acquire(priority, self.place() if place is None else place)
         ticket = Ticket(self)
         try:
             yield ticket
         finally:
             self._release(ticket)
 
-    async def _acquire(self) -> None:
+    async def _acquire(self, priority: int, place: int) -> None:
         loop = asyncio.get_running_loop()
-        first = False
         while True:
-            if self.paused_for() == 0 and self._room() and not self._waiters:
+            if self.paused_for() == 0 and self._free() > 0 and not self._waiters:
                 self.in_flight += 1
                 return
             fut: asyncio.Future[None] = loop.create_future()
-            if first:
-                self._waiters.appendleft(fut)
-            else:
-                self._waiters.append(fut)
+            entry = (-priority, place, fut)
+            heapq.heappush(self._waiters, entry)
             if self.paused_for() > 0:
                 self._schedule_wake(self.paused_for())
             try:
                 await fut
             except asyncio.CancelledError:
-                if fut in self._waiters:
-                    self._waiters.remove(fut)
-                elif not fut.cancelled():  # it was woken: pass the turn on
+                if not fut.cancelled():  # it was woken: pass the turn on
                     self._woken -= 1
                     self._wake()
+                elif entry in self._waiters:  # (``_wake`` drops those it finds done)
+                    self._waiters.remove(entry)
+                    heapq.heapify(self._waiters)
                 raise
             self._woken -= 1
-            if self.paused_for() == 0 and self._room():
+            if self.paused_for() == 0 and self._free() > 0:
                 self.in_flight += 1
                 self._wake()  # room left over goes to the next in line
                 return
-            # Woken, but a pause began or the limit shrank meanwhile: first in line again.
-            first = True
+            # Woken, but a pause began or the limit shrank meanwhile: back to its place.
 
     def _release(self, ticket: Ticket) -> None:
         self.in_flight -= 1
@@ -223,13 +237,9 @@ class AdaptiveLimiter:
         if wait > 0:
             self._schedule_wake(wait)
             return
-        # Less the calls woken whose turn has not come yet: woken again for the same
-        # room, those beyond it queued again at the back, and the queue lost its order
-        # (the 7th of 33 calls ran 13th).
-        room = int(self.opening if self.limit is None else self.limit)
-        room -= self.in_flight + self._woken
+        room = self._free()
         while room > 0 and self._waiters:
-            fut = self._waiters.popleft()
+            fut = heapq.heappop(self._waiters)[2]
             if not fut.done():
                 fut.set_result(None)
                 self._woken += 1

@@ -143,6 +143,7 @@ async def call_with_retries(
     limiter: AdaptiveLimiter | None = None,
     what: str = "the model",
     ready: Callable[[], Awaitable[Any]] | None = None,
+    priority: int = 0,
 ) -> tuple[T, int]:
     """Run ``call`` until it answers; returns the answer and the attempt that gave it.
 
@@ -154,10 +155,12 @@ async def call_with_retries(
     the last one, or any permanent failure, is raised after ``on_failure`` has
     seen it. ``what`` names the model in timeout messages. ``ready`` is awaited
     first, outside every timeout (the client finishing its start-up, such as
-    litellm's import in the background).
+    litellm's import in the background). ``priority`` orders the call among
+    those waiting for the ``limiter``; its retries keep its first place in line.
     """
     if ready is not None:
         await ready()
+    place = limiter.place() if limiter is not None else 0
     attempt = failures = limited = 0
     while True:
         attempt += 1
@@ -167,7 +170,7 @@ async def call_with_retries(
             # path each time it suspends and resumes (issue 14 (e)).
             exc, latency = await _timed(call, policy, None, what)
         else:
-            exc, latency = await _attempt(call, policy, slot, limiter, what)
+            exc, latency = await _attempt(call, policy, slot, limiter, what, (priority, place))
         if not isinstance(exc, ModelCallError):
             return exc, attempt
         if exc.outcome == "rate_limited":
@@ -203,10 +206,12 @@ async def _attempt(
     slot: Callable[[], AbstractAsyncContextManager[Any]] | None,
     limiter: AdaptiveLimiter | None,
     what: str,
+    line: tuple[int, int] = (0, 0),
 ) -> tuple[T | ModelCallError, float]:
     """One attempt under a budget or a cap: the answer, or the error it ended with; and
-    its latency in ms (``call_with_retries`` calls ``_timed`` itself without either)."""
-    budget = limiter.slot() if limiter is not None else contextlib.nullcontext(None)
+    its latency in ms (``call_with_retries`` calls ``_timed`` itself without either).
+    ``line``: the call's priority and place among those waiting for the budget."""
+    budget = limiter.slot(*line) if limiter is not None else contextlib.nullcontext(None)
     async with budget as ticket, slot() if slot is not None else contextlib.nullcontext():
         return await _timed(call, policy, ticket, what)
 

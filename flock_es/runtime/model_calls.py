@@ -172,6 +172,7 @@ class ModelCalls:
             limiter=limiter,
             what=f"model {request.model!r}",
             ready=getattr(client, "ready", None),
+            priority=run.priority,
         )
         # What the agent sees is exactly what is recorded, so a replay matches. Each
         # field is set only if it changed: a pydantic model's setattr is a Python call.

@@ -1,5 +1,6 @@
 """$SWARM_N model agents that all consume each of $SWARM_TICKETS tickets (one by
-default): a burst against one provider.
+default): a burst against one provider. With $SWARM_VIP set, one more agent
+(``vip``, registered last) consumes each ticket with ``priority=5``.
 
 The model comes from ``--model`` (``openai/test-model`` with ``OPENAI_API_BASE``
 pointing at the loopback server). Used by the rate-limit tests and
@@ -27,6 +28,8 @@ class Tag(BaseModel):
 flock = Flock(retry=RetryPolicy(base_delay=0.2, max_delay=5.0, timeout=30))
 for i in range(int(os.environ.get("SWARM_N", "40"))):
     flock.agent(f"a{i:03d}").consumes(Ticket).publishes(Tag)
+if os.environ.get("SWARM_VIP"):
+    flock.agent("vip").consumes(Ticket, priority=5).publishes(Tag)
 
 
 async def main() -> None:
