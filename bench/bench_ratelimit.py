@@ -108,6 +108,8 @@ def main() -> None:
     parser.add_argument("--tickets", type=int, default=1, help="tickets each agent triages")
     parser.add_argument("--root", default=None, help="also run the checkout at DIR")
     args = parser.parse_args()
+    if args.root is not None and not (Path(args.root) / "flock_es").is_dir():
+        parser.error(f"--root {args.root}: no flock_es package there (a flock-es checkout?)")
     print(machine())
     retry_afters = [args.retry_after] if args.retry_after is not None else [None, "1"]
     for ra in retry_afters:
