@@ -9,9 +9,11 @@ from flock_es.models.limiter import (
     FIRST_WAVE,
     PROBE_EVERY,
     PROBE_EVERY_MAX,
+    SEED_WITHIN,
     AdaptiveLimiter,
     limiter_for,
     parse_reset,
+    seed_limits,
 )
 
 
@@ -219,3 +221,25 @@ async def test_waiting_calls_go_in_by_priority_then_by_their_place_in_line() -> 
     await holder.__aexit__(None, None, None)
     await asyncio.wait_for(asyncio.gather(*tasks), 1)
     assert order == ["vip", "retry", "b", "c"]
+
+
+def test_a_resumed_run_s_limiters_start_from_the_recent_limits_its_log_recorded() -> None:
+    now = time.time()
+    made_before = limiter_for("openai/seeded", "http://seed/v1")
+    learned = limiter_for("openai/learned", "http://seed/v1")
+    learned.limit = 30.0
+    seed_limits(
+        {
+            "openai/seeded @ http://seed/v1": {"limit": 8, "ts": now - 5},
+            "openai/later @ http://seed/v1": {"limit": 4, "ts": now - 5},
+            "openai/learned @ http://seed/v1": {"limit": 8, "ts": now - 5},
+            "openai/stale @ http://seed/v1": {"limit": 8, "ts": now - SEED_WITHIN - 1},
+            "openai/none @ http://seed/v1": {"limit": None, "ts": now},
+        },
+        now,
+    )
+    assert made_before.limit == 8 and made_before.ceiling == 9  # growing past 8: a probe
+    assert limiter_for("openai/later", "http://seed/v1").limit == 4  # made after the seed
+    assert learned.limit == 30  # what this process learned itself stays
+    assert limiter_for("openai/stale", "http://seed/v1").limit is None  # a first wave
+    assert limiter_for("openai/none", "http://seed/v1").limit is None

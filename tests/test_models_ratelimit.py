@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +14,7 @@ from typing import Any
 import pytest
 
 from flock_es.models.limiter import FIRST_WAVE
-from tests.conftest import ROOT, run_cli
+from tests.conftest import CLI, ROOT, cli_env, run_cli
 from tests.openai_server import OpenAIServer
 
 PROGRAM = ROOT / "tests" / "programs" / "swarm_program.py"
@@ -34,6 +37,16 @@ def kinds(db: Path) -> list[tuple[str, dict[str, Any]]]:
     return [(k, json.loads(b)) for k, b in rows]
 
 
+def swarm_env(server: OpenAIServer, agents: int, tickets: int, vip: bool = False) -> dict[str, str]:
+    return {
+        "OPENAI_API_BASE": server.url,
+        "OPENAI_API_KEY": KEY,
+        "SWARM_N": str(agents),
+        "SWARM_TICKETS": str(tickets),
+        **({"SWARM_VIP": "1"} if vip else {}),
+    }
+
+
 def swarm(
     server: OpenAIServer, tmp_path: Path, agents: int, tickets: int = 1, vip: bool = False
 ) -> Path:
@@ -41,13 +54,7 @@ def swarm(
     ``server``, through the CLI: every task done, every call answered once, never more
     than 8 at once. The log."""
     db = tmp_path / "burst.db"
-    env = {
-        "OPENAI_API_BASE": server.url,
-        "OPENAI_API_KEY": KEY,
-        "SWARM_N": str(agents),
-        "SWARM_TICKETS": str(tickets),
-        **({"SWARM_VIP": "1"} if vip else {}),
-    }
+    env = swarm_env(server, agents, tickets, vip)
     out = run_cli(
         ["run", PROGRAM, "-m", "openai/test-model", "--db", db, "-q"],
         cwd=tmp_path,
@@ -110,3 +117,39 @@ def test_calls_waiting_for_a_rate_limited_provider_go_in_by_priority(
     assert len(vip) == 10 and len(answered) == 410
     # In line by arrival only, the last vip call was answered last of all (409th).
     assert max(vip) < 120, vip
+
+
+@pytest.mark.slow
+def test_a_resumed_run_starts_from_the_limit_it_had_learned(
+    limited: OpenAIServer, tmp_path: Path
+) -> None:
+    """600 calls; the run is killed after 150 answers and resumed: the resume goes on at
+    the recorded limit, without a first wave of its own (about 250 429s)."""
+    limited.latency = 0.02
+    db = tmp_path / "killed.db"
+    args = [*CLI, "run", str(PROGRAM), "-m", "openai/test-model", "--db", str(db), "-q"]
+    proc = subprocess.Popen(
+        args,
+        cwd=tmp_path,
+        env=cli_env(swarm_env(limited, 40, 15)),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while limited.completed < 150 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    before = limited.rejected
+    assert before > 100  # the run's own first wave
+    out = run_cli(
+        ["resume", "latest", "--db", db, "-q"], cwd=tmp_path, env=swarm_env(limited, 40, 15)
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "600 done, 0 failed" in out.stderr.replace("tasks      ", ""), out.stderr
+    # Probes above the recorded limit only; a first wave was some 250.
+    assert limited.rejected - before < 40, (before, limited.rejected)

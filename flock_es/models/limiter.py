@@ -28,7 +28,11 @@ its own (retries landing together, 429 after 429, tasks failing):
 * calls waiting for room go in by priority (the subscription's ``priority=``),
   then by their place in line, which a call's retries keep: a call turned away
   waits ahead of those that came after it, not behind every call queued
-  meanwhile (a queue of 1,700 behind the first wave's 429s).
+  meanwhile (a queue of 1,700 behind the first wave's 429s);
+* a resumed run starts from the limit its log recorded last (``seed_limits``),
+  if that is recent (``SEED_WITHIN``): not from a first wave, which against a
+  provider that allowed 16 was 240 more 429s, and a pause for everyone if the
+  provider sent ``Retry-After``.
 
 Waiting for the limiter is not part of a call's timeout. Its state goes into
 the log (``model.attempt`` and ``model.called`` carry a ``limiter`` snapshot
@@ -57,10 +61,12 @@ __all__ = [
     "FIRST_WAVE",
     "PROBE_EVERY",
     "PROBE_EVERY_MAX",
+    "SEED_WITHIN",
     "AdaptiveLimiter",
     "Ticket",
     "limiter_for",
     "parse_reset",
+    "seed_limits",
 ]
 
 FIRST_WAVE = 256
@@ -69,6 +75,8 @@ PROBE_EVERY = 8.0
 """How much slower the limit grows past the level of the last 429, at first."""
 PROBE_EVERY_MAX = 256.0
 """... and at most, after probes there that each got a 429."""
+SEED_WITHIN = 600.0
+"""How old (seconds) a recorded limit may be for a resumed run to start from it."""
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -142,6 +150,14 @@ class AdaptiveLimiter:
         self._places = itertools.count()
         self._woken = 0  # waiters woken whose turn has not come yet
         self._wake_handle: asyncio.TimerHandle | None = None
+
+    def seed(self, limit: int) -> None:
+        """Start from ``limit``, learned earlier (``seed_limits``), as if the provider
+        had just said 429 above it: growing past it is a probe. Only a limiter that
+        has learned nothing yet and has nothing in flight takes it."""
+        if self.limit is None and self.in_flight == 0 and limit >= 1:
+            self.limit = float(min(limit, self.max_limit))
+            self.ceiling = self.limit + 1.0
 
     # --- state -------------------------------------------------------------
 
@@ -302,4 +318,26 @@ def limiter_for(model: str, endpoint: str | None) -> AdaptiveLimiter:
     if found is None:
         name = model if not endpoint else f"{model} @ {endpoint}"
         found = _limiters[key] = AdaptiveLimiter(name)
+        if name in _seeds:
+            found.seed(_seeds[name])
     return found
+
+
+_seeds: dict[str, int] = {}
+
+
+def seed_limits(recorded: Mapping[str, Mapping[str, Any]], now: float) -> None:
+    """Start this process's limiters from what a run's log recorded last (the state's
+    ``limiters``: a snapshot by limiter name, with its event's ``ts``), for those
+    recorded within ``SEED_WITHIN`` of ``now``. Limiters made later take theirs when
+    made; one that has learned a limit of its own keeps it."""
+    for name, snap in recorded.items():
+        limit, ts = snap.get("limit"), snap.get("ts")
+        if not isinstance(limit, int) or not isinstance(ts, int | float):
+            continue
+        if now - ts > SEED_WITHIN:
+            continue
+        _seeds[name] = limit
+        for lim in _limiters.values():
+            if lim.name == name:
+                lim.seed(limit)

@@ -24,6 +24,8 @@ def model_called(s: RunState, e: Event, b: ModelCalled) -> None:
     key = (tid, b["call_index"])
     calls = s.calls
     if key in calls or (s.compact and tid not in s.tasks):
+        if b.get("limiter"):  # the latest one, which a resume starts its limiter from
+            _limiter(s, e, b.get("limiter"))
         return
     cost = b.get("cost")
     tokens_in = b.get("tokens_in") or 0

@@ -40,6 +40,7 @@ from flock_es.log.liveness import live_status as live_status
 from flock_es.log.liveness import pid_alive as pid_alive
 from flock_es.log.ports import EventReader
 from flock_es.log.snapshots import fold_run
+from flock_es.models.limiter import seed_limits
 from flock_es.projection.fold_compact import forget_spans
 from flock_es.projection.state import RunState
 from flock_es.runtime.artifacts import RunArtifacts
@@ -133,6 +134,8 @@ async def start_resumed(
     """
     engine = await flock.start()
     forget_spans(engine.state)
+    # The model's rate limit as the run last knew it, not a first wave of calls again.
+    seed_limits(engine.state.limiters, time.time())
     if record:
         program = flock.program
         retried = [t.id for t in engine.state.retryable_tasks()] if retry_failed else []
