@@ -107,16 +107,19 @@ def test_calls_waiting_for_a_rate_limited_provider_go_in_by_priority(
     limited: OpenAIServer, tmp_path: Path
 ) -> None:
     """40 agents and a ``priority=5`` one on 10 tickets: 410 calls, 256 in the first wave.
-    The vip calls left waiting go in before every call queued ahead of them (the last
-    vip task is the last task started)."""
+    The last vip task is the last task scheduled, so it waits behind every other call
+    queued: by priority it goes in ahead of them."""
     limited.latency = 0.02
     events = kinds(swarm(limited, tmp_path, 40, tickets=10, vip=True))
-    agent_of = {b["task_id"]: b["agent"] for k, b in events if k == "task.scheduled"}
-    answered = [agent_of[b["task_id"]] for k, b in events if k == "model.called"]
-    vip = [i for i, agent in enumerate(answered) if agent == "vip"]
-    assert len(vip) == 10 and len(answered) == 410
-    # In line by arrival only, the last vip call was answered last of all (409th).
-    assert max(vip) < 120, vip
+    scheduled = [b for k, b in events if k == "task.scheduled"]
+    last_vip = [b["task_id"] for b in scheduled if b["agent"] == "vip"][-1]
+    assert scheduled[-1]["task_id"] == last_vip
+    answered = [b["task_id"] for k, b in events if k == "model.called"]
+    assert len(answered) == 410
+    # In line by arrival only, it was answered last of all (409th). By priority it goes
+    # in once the first wave is answered: 21st to 35th on a quiet machine, 168th under
+    # the load of the whole suite on two cores.
+    assert answered.index(last_vip) < 300, answered.index(last_vip)
 
 
 @pytest.mark.slow
