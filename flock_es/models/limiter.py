@@ -330,7 +330,12 @@ def seed_limits(recorded: Mapping[str, Mapping[str, Any]], now: float) -> None:
     """Start this process's limiters from what a run's log recorded last (the state's
     ``limiters``: a snapshot by limiter name, with its event's ``ts``), for those
     recorded within ``SEED_WITHIN`` of ``now``. Limiters made later take theirs when
-    made; one that has learned a limit of its own keeps it."""
+    made; one that has learned a limit of its own keeps it.
+
+    Example::
+
+        seed_limits({"openai/gpt-4o": {"limit": 16, "ts": time.time()}}, time.time())
+    """
     for name, snap in recorded.items():
         limit, ts = snap.get("limit"), snap.get("ts")
         if not isinstance(limit, int) or not isinstance(ts, int | float):
