@@ -362,7 +362,9 @@ def write_json(
         # 2.6M-event run); to the terminal the line would land amid the document.
         writing = line if line is not None and stream_kind(out) != "tty" else None
         types = listing.artifact_types()  # one query, for the count and the listing
-        total = sum(n for _, n, _ in types) + listing.completed_count() + len(state.tasks)
+        total = 0  # the entries the line counts to: only counted when there is a line
+        if writing is not None:
+            total = sum(n for _, n, _ in types) + listing.completed_count() + len(state.tasks)
         write = _Out(out, writing, total)
         write("{")
         sep = "\n"
