@@ -93,6 +93,7 @@ def configure(
     model: str | None,
     max_calls: int | None,
     sync: str | None = None,
+    prepare: bool = True,
 ) -> Flock:
     flock = program.flock
     flock.durability = durability(sync)
@@ -105,7 +106,9 @@ def configure(
         if max_calls < 1:
             raise UserError("--max-concurrent-calls must be at least 1")
         flock.max_concurrent_calls = max_calls
-    flock.check_models()
+    # Fails fast before main() runs; ``prepare`` starts litellm's import meanwhile,
+    # unless this process makes no call (--no-execute: workers do).
+    flock.check_models(prepare=prepare)
     return flock
 
 
@@ -187,7 +190,7 @@ def register(app: typer.Typer) -> None:
         the run resumable with `flock-es resume RUN`.
         """
         prog = load_program(program)
-        flock = configure(prog, db, model, max_concurrent_calls, sync)
+        flock = configure(prog, db, model, max_concurrent_calls, sync, prepare=not no_execute)
         share(flock, no_execute, concurrency, shared)
         t0 = time.time()
         with Ownership(flock.db_path, flock.run_id) as owner:

@@ -24,6 +24,7 @@ from flock_es.models.preflight import (
     KEYLESS,
     import_in_background,
     import_litellm,
+    imported_litellm,
     missing_keys,
     wait_for_litellm,
 )
@@ -111,8 +112,6 @@ class LiteLLMClient:
                 raise MissingCredentialsError(
                     f"model {self.model!r} needs {', '.join(known)} in the environment"
                 )
-            model = self.model
-            import_in_background(lambda litellm: _warm_up(litellm, model))
             return
         litellm = import_litellm()
         try:
@@ -129,7 +128,17 @@ class LiteLLMClient:
                 raise MissingCredentialsError(
                     f"model {self.model!r} needs {', '.join(missing)} in the environment"
                 )
-        _warm_up(litellm, self.model)
+
+    def prepare(self) -> None:
+        """Start what the first call needs, once ``check`` has passed: litellm's import
+        and a warm-up (in a background thread; inline if ``check`` imported litellm).
+        A process that makes no call (``flock-es run --no-execute``) skips it."""
+        model = self.model
+        litellm = imported_litellm()
+        if litellm is not None:
+            _warm_up(litellm, model)
+        else:
+            import_in_background(lambda litellm: _warm_up(litellm, model))
 
     def _supports_schema(self, litellm: Any) -> bool:
         if self._schema_support is None:

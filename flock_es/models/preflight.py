@@ -31,6 +31,7 @@ __all__ = [
     "PROVIDER_KEYS",
     "import_in_background",
     "import_litellm",
+    "imported_litellm",
     "missing_keys",
     "wait_for_litellm",
 ]
@@ -109,9 +110,17 @@ def import_in_background(warm_up: Any = None) -> None:
     _thread.start()
 
 
-async def wait_for_litellm() -> Any:
-    """litellm, waiting for the background import off the event loop if it is running."""
+def imported_litellm() -> Any | None:
+    """litellm if ``import_litellm`` has finished importing it (not one still under way)."""
     module = sys.modules.get("litellm")
     if module is not None and getattr(module, "suppress_debug_info", False):
+        return module
+    return None
+
+
+async def wait_for_litellm() -> Any:
+    """litellm, waiting for the background import off the event loop if it is running."""
+    module = imported_litellm()
+    if module is not None:
         return module
     return await asyncio.to_thread(import_litellm)

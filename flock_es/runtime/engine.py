@@ -402,7 +402,11 @@ _OPEN = (TaskStatus.SCHEDULED, TaskStatus.RUNNING)
 
 class ShareHook(Protocol):
     """How a run joins a shared log (``runtime.sharing.ShareRun``): the sink its
-    events go through, and the engine it then serves."""
+    events go through, and the engine it then serves. ``execute`` is False when this
+    process only publishes and waits (``--no-execute``): its model calls are made by
+    workers."""
+
+    execute: bool
 
     async def open_sink(self) -> EventWriter: ...
 

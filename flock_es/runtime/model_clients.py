@@ -52,13 +52,18 @@ class ModelClients:
             client = self._by_key[key] = resolve_client(model, agent.settings)
         return client
 
-    def check(self, agents: Iterable[Agent], default: str) -> None:
-        """Fail fast on an unknown provider or a missing API key, before any work."""
+    def check(self, agents: Iterable[Agent], default: str, prepare: bool = True) -> None:
+        """Fail fast on an unknown provider or a missing API key, before any work.
+
+        Then, with ``prepare``, each client that has a ``prepare()`` starts what its
+        first call needs (litellm's import, in the background)."""
+        checked: list[ModelClient] = []
         for agent in agents:
             if agent.function is not None:
                 continue
+            client = self.for_agent(agent, default)
             try:
-                self.for_agent(agent, default).check()
+                client.check()
             except MissingCredentialsError as exc:
                 # Say what will work: --model only reaches agents without their own.
                 hint = (
@@ -73,3 +78,9 @@ class ModelClients:
                     f"agent {agent.name!r} has no .publishes() and no function; "
                     "the model would not know what to answer"
                 )
+            if client not in checked:
+                checked.append(client)
+        for client in checked if prepare else ():
+            start = getattr(client, "prepare", None)  # optional: in-process clients have none
+            if start is not None:
+                start()

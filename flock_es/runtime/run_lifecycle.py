@@ -88,9 +88,10 @@ class RunLifecycle:
     def _client(self, agent: Agent) -> ModelClient:
         return self.clients.for_agent(agent, self.model)
 
-    def check_models(self) -> None:
-        """Fail fast on an unknown provider or a missing API key, before any work."""
-        self.clients.check(self.agents.values(), self.model)
+    def check_models(self, prepare: bool = True) -> None:
+        """Fail fast on an unknown provider or a missing API key, before any work; then,
+        unless ``prepare`` is False, start what the first calls need (litellm's import)."""
+        self.clients.check(self.agents.values(), self.model, prepare=prepare)
 
     async def start(self) -> Engine:
         """Open the log and record ``run.started`` (done implicitly by the first publish)."""
@@ -98,8 +99,12 @@ class RunLifecycle:
             return self._engine
         if self._closed:
             raise UserError(f"run {self.run_id} is closed")
-        self.check_models()
-        warm_schemas(self.agents.values())  # setup work, off the first calls' path
+        # A run that only publishes (``--no-execute``) makes no model call: importing
+        # litellm would take seconds of CPU from the workers starting beside it.
+        calling = self.share is None or self.share.execute
+        self.check_models(prepare=calling)
+        if calling:
+            warm_schemas(self.agents.values())  # setup work, off the first calls' path
         make_timers_precise(asyncio.get_running_loop())  # agents' sleeps end on time
         share = self.share
         if share is not None:

@@ -147,6 +147,8 @@ class Worker:
         """Serve until ``stop`` is set; then give back the leases still held."""
         if self._runs is None:
             await self.connect()
+        if execute and self.only_run is None:
+            self._prepare_models()
         helpers = [
             asyncio.create_task(self._heartbeat(), name="flock-es:heartbeat"),
             asyncio.create_task(self._listen(), name="flock-es:listen"),
@@ -166,6 +168,16 @@ class Worker:
                 h.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             await self._stop_running()
+
+    def _prepare_models(self) -> None:
+        """Start litellm's import now if this worker's model (``--model``, else the
+        program's) or an agent's own is a litellm one: it takes seconds, and would
+        otherwise start only once the first run is joined. A check that fails here is
+        reported when a run is joined (``_join``), whose recorded model may differ."""
+        if self.model:
+            self.flock.model = self.model
+        with contextlib.suppress(UserError):
+            self.flock.check_models()
 
     async def poll(self, execute: bool = True) -> None:
         """One round: join new runs, catch up, flush due batches, claim tasks."""
