@@ -119,6 +119,26 @@ async def test_known_model_gets_json_schema_and_a_price(
     assert agent.cost == pytest.approx(expected) and agent.tokens_in == called["tokens_in"]
 
 
+async def test_prices_in_the_settings_price_a_model_litellm_has_none_for(
+    server: OpenAIServer, db_path: Path
+) -> None:
+    # A self-hosted model is in no price table; litellm prices its calls with the
+    # prices passed to the call, and that is the cost recorded (it was null).
+    flock = Flock("offline", db=db_path, retry=FAST)
+    flock.agent("triage").consumes(Ticket).publishes(Triage).model(
+        "openai/my-model",
+        api_base=server.url,
+        api_key=KEY,
+        input_cost_per_token=1e-6,
+        output_cost_per_token=3e-6,
+    )
+    await run_one(flock)
+    [called] = events(db_path, "model.called")
+    expected = called["tokens_in"] * 1e-6 + called["tokens_out"] * 3e-6
+    assert called["cost"] == pytest.approx(expected) and expected > 0
+    assert flock.state.totals()["cost"] == pytest.approx(expected)
+
+
 async def test_settings_pass_through(server: OpenAIServer, db_path: Path) -> None:
     flock = Flock("offline", db=db_path, retry=FAST)
     flock.agent("triage").consumes(Ticket).publishes(Triage).model(
