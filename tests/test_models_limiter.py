@@ -30,6 +30,29 @@ async def test_no_limit_until_a_429_then_the_accepted_calls() -> None:
     assert lim.in_flight == 0 and lim.limit is not None and 9 < lim.limit < 10  # grows slowly
 
 
+async def test_calls_waiting_for_the_global_cap_are_not_at_the_provider() -> None:
+    """With ``max_concurrent_calls``, a call holds its room here, then waits for the cap
+    (``capped``). A 429 counts only the calls sent; one let in before it, still
+    waiting for the cap, does not go out over the limit the 429 taught."""
+    lim = AdaptiveLimiter("m")
+    held = [lim.slot() for _ in range(10)]
+    tickets = [await h.__aenter__() for h in held]
+    for t in tickets[4:]:
+        t.capped()  # 4 sent, 6 behind the cap
+    tickets[3].rate_limited(None, None)
+    assert lim.limit == 3 and lim.in_flight == 10  # the 3 others sent, not 9
+    await held[3].__aexit__(None, None, None)
+    assert not tickets[4].sent()  # the cap let it through, but 3 are at the provider
+    tickets[4].requeue()
+    await held[4].__aexit__(None, None, None)
+    assert lim.limit == 3  # given back unsent: no success to grow on
+    await held[0].__aexit__(None, None, None)  # an answer: room for one
+    assert tickets[5].sent()
+    for h in held[1:3] + held[5:]:
+        await h.__aexit__(None, None, None)  # the rest cancelled while capped
+    assert lim.in_flight == 0 and lim.capped == 0
+
+
 async def test_before_any_answer_a_first_wave_then_one_more_per_answer() -> None:
     lim = AdaptiveLimiter("m")
     held = [lim.slot() for _ in range(FIRST_WAVE + 3)]

@@ -48,15 +48,20 @@ def swarm_env(server: OpenAIServer, agents: int, tickets: int, vip: bool = False
 
 
 def swarm(
-    server: OpenAIServer, tmp_path: Path, agents: int, tickets: int = 1, vip: bool = False
+    server: OpenAIServer,
+    tmp_path: Path,
+    agents: int,
+    tickets: int = 1,
+    vip: bool = False,
+    args: tuple[str, ...] = (),
 ) -> Path:
     """``agents`` model agents (and ``vip``) on each of ``tickets`` tickets against
-    ``server``, through the CLI: every task done, every call answered once, never more
-    than 8 at once. The log."""
+    ``server``, through the CLI (with ``args``): every task done, every call answered
+    once, never more than 8 at once. The log."""
     db = tmp_path / "burst.db"
     env = swarm_env(server, agents, tickets, vip)
     out = run_cli(
-        ["run", PROGRAM, "-m", "openai/test-model", "--db", db, "-q"],
+        ["run", PROGRAM, "-m", "openai/test-model", "--db", db, "-q", *args],
         cwd=tmp_path,
         env=env,
         timeout=240,
@@ -100,6 +105,18 @@ def test_a_burst_larger_than_the_first_wave_sends_no_more_than_it(
     # The first wave (FIRST_WAVE calls, 8 of them accepted), then the limiter's rare
     # probes above the 8 it learned; unbounded, the first wave was the whole burst.
     assert 0 < limited.rejected < FIRST_WAVE + 60, limited.rejected
+
+
+@pytest.mark.slow
+def test_a_global_cap_above_the_provider_s_limit_sends_no_burst_past_it(
+    limited: OpenAIServer, tmp_path: Path
+) -> None:
+    """200 agents, ``--max-concurrent-calls 16``, a provider allowing 8. The limiter let
+    all 200 in before the first 429 (they waited for the cap, not for it), and they went
+    out at the cap's pace: 164 429s. A 429 now counts the calls sent, and a call the cap
+    lets through over the limit learned meanwhile waits again."""
+    swarm(limited, tmp_path, 200, args=("--max-concurrent-calls", "16"))
+    assert 0 < limited.rejected < 40, limited.rejected
 
 
 @pytest.mark.slow

@@ -23,6 +23,11 @@ its own (retries landing together, 429 after 429, tasks failing):
   2,000-call run with ``Retry-After: 1`` made 14 probes, each a second's
   pause for every call, and took 58.6 s; now 4 and 48.1 s). A limit grown a
   whole call past that level clears it: growth is as fast as before again;
+* calls that hold room here but still wait for the run's global cap
+  (``max_concurrent_calls``; ``Ticket.capped``) are not at the provider: a 429
+  counts only the others. Counted in, a first wave of 256 behind a cap of 16,
+  against a provider allowing 8, took the limit down by about one per 429
+  (200 calls, 191 429s);
 * a ``Retry-After`` (or ``x-ratelimit-remaining-requests: 0`` with its reset
   time) pauses the whole model's queue, not only the call that got it;
 * calls waiting for room go in by priority (the subscription's ``priority=``),
@@ -116,6 +121,26 @@ class Ticket:
 
     limiter: AdaptiveLimiter
     outcome: str = "ok"
+    waiting: bool = False  # for the global cap, not yet at the provider
+
+    def capped(self) -> None:
+        """The call waits for the run's global cap before it goes out."""
+        self.waiting = True
+        self.limiter.capped += 1
+
+    def sent(self) -> bool:
+        """The call got past the cap: whether it may go to the provider now. Not if a
+        429 meanwhile set a limit that the calls already there fill (``requeue`` it):
+        calls let in before any 429 would otherwise all go out at the cap's pace."""
+        lim = self.limiter
+        if self.waiting:
+            self.waiting = False
+            lim.capped -= 1
+        return lim.limit is None or lim.in_flight - lim.capped <= lim.limit
+
+    def requeue(self) -> None:
+        """The call gives its room back unsent (``sent`` said no): it waits again."""
+        self.outcome = "requeued"
 
     def rate_limited(self, retry_after: float | None, headers: Mapping[str, Any] | None) -> None:
         self.outcome = "rate_limited"
@@ -143,6 +168,7 @@ class AdaptiveLimiter:
         self.ceiling: float | None = None
         self.probe_every = PROBE_EVERY
         self.in_flight = 0
+        self.capped = 0  # of those in flight, waiting for the global cap (``Ticket.capped``)
         self.paused_until = 0.0
         self.rate_limited = 0
         # A heap: higher priority first, then the earlier place in line.
@@ -235,6 +261,9 @@ class AdaptiveLimiter:
 
     def _release(self, ticket: Ticket) -> None:
         self.in_flight -= 1
+        if ticket.waiting:  # cancelled while it waited for the cap
+            ticket.waiting = False
+            self.capped -= 1
         if ticket.outcome == "ok" and self.limit is None:
             self.opening = min(self.opening + 1.0, float(self.max_limit))
         elif ticket.outcome == "ok" and self.limit is not None:
@@ -275,11 +304,12 @@ class AdaptiveLimiter:
     def on_rate_limited(self, retry_after: float | None, headers: Mapping[str, Any] | None) -> None:
         """A 429: the calls still in flight are what the provider accepts."""
         self.rate_limited += 1
-        if self.ceiling is not None and self.in_flight >= self.ceiling:
+        sent = self.in_flight - self.capped  # at the provider (the one refused included)
+        if self.ceiling is not None and sent >= self.ceiling:
             # A probe at the level of the last 429 got one too: the next waits longer.
             self.probe_every = min(self.probe_every * 2.0, PROBE_EVERY_MAX)
-        accepted = max(self.in_flight - 1, 1)
-        self.ceiling = float(self.in_flight)
+        accepted = max(sent - 1, 1)
+        self.ceiling = float(sent)
         current = self.limit if self.limit is not None else self.opening
         self.limit = float(max(min(current, accepted), 1))
         if retry_after:

@@ -211,9 +211,18 @@ async def _attempt(
     """One attempt under a budget or a cap: the answer, or the error it ended with; and
     its latency in ms (``call_with_retries`` calls ``_timed`` itself without either).
     ``line``: the call's priority and place among those waiting for the budget."""
-    budget = limiter.slot(*line) if limiter is not None else contextlib.nullcontext(None)
-    async with budget as ticket, slot() if slot is not None else contextlib.nullcontext():
-        return await _timed(call, policy, ticket, what)
+    if limiter is None:
+        async with slot() if slot is not None else contextlib.nullcontext():
+            return await _timed(call, policy, None, what)
+    while True:
+        async with limiter.slot(*line) as ticket:
+            if slot is None:
+                return await _timed(call, policy, ticket, what)
+            ticket.capped()  # its room here is taken, but it is not at the provider yet
+            async with slot():
+                if ticket.sent():
+                    return await _timed(call, policy, ticket, what)
+            ticket.requeue()  # a limit learned while it waited has no room for it
 
 
 async def _timed(
