@@ -40,7 +40,8 @@ def env_for(src: Path, extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def first_request(src: Path) -> tuple[float, float]:
+def stamped_server() -> tuple[OpenAIServer, list[float]]:
+    """A loopback server, started, and the list it appends each request's arrival to."""
     server = OpenAIServer().start()
     arrivals: list[float] = []
     handle = server._handle
@@ -50,6 +51,11 @@ def first_request(src: Path) -> tuple[float, float]:
         handle(h)  # type: ignore[arg-type]
 
     server._handle = stamped  # type: ignore[method-assign]
+    return server, arrivals
+
+
+def first_request(src: Path) -> tuple[float, float]:
+    server, arrivals = stamped_server()
     try:
         with tempfile.TemporaryDirectory() as tmp:
             env = env_for(src, {"OPENAI_API_BASE": server.url, "OPENAI_API_KEY": "sk-bench-0"})
@@ -67,15 +73,7 @@ def first_request(src: Path) -> tuple[float, float]:
 
 def shared_first_request(src: Path, workers: int) -> tuple[float, float]:
     """``--workers N``: N workers and a ``run --no-execute`` spawned together."""
-    server = OpenAIServer().start()
-    arrivals: list[float] = []
-    handle = server._handle
-
-    def stamped(h: object) -> None:
-        arrivals.append(time.perf_counter())
-        handle(h)  # type: ignore[arg-type]
-
-    server._handle = stamped  # type: ignore[method-assign]
+    server, arrivals = stamped_server()
     procs: list[subprocess.Popen[bytes]] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
