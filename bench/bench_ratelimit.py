@@ -4,6 +4,7 @@
     python bench/bench_ratelimit.py --agents 200 --max-inflight 8 --retry-after 1
     python bench/bench_ratelimit.py --agents 40 --tickets 50 --max-inflight 16 --latency 0.3
     python bench/bench_ratelimit.py --agents 40 --tickets 50 --root /tmp/base   # another checkout
+    python bench/bench_ratelimit.py --cap 16       # with --max-concurrent-calls 16 (a global cap)
 
 The loopback server (``python -m tests.openai_server --max-inflight N``, a
 separate process) answers 429 to every request beyond N in flight. The run is
@@ -53,6 +54,7 @@ def one(
     retry_after: str | None,
     tickets: int = 1,
     root: str | None = None,
+    cap: int | None = None,
 ) -> None:
     server, port = start_server(latency, max_inflight, retry_after)
     try:
@@ -72,6 +74,7 @@ def one(
             program = ROOT / "tests" / "programs" / "swarm_program.py"
             cmd = [sys.executable, "-m", "flock_es.cli.app", "run", str(program), "-q"]
             cmd += ["-m", "openai/test-model", "--db", str(db)]
+            cmd += ["--max-concurrent-calls", str(cap)] if cap else []
             t0 = time.perf_counter()
             out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp)
             wall = time.perf_counter() - t0
@@ -89,6 +92,7 @@ def one(
     print(
         f"{root or 'this checkout'}: agents {agents} x tickets {tickets} · server allows "
         f"{max_inflight} in flight, latency {latency} s, Retry-After {retry_after or 'none'}"
+        + (f", global cap {cap}" if cap else "")
     )
     print(
         f"  wall {wall:.2f} s (ideal {tasks / max_inflight * latency:.2f} s) · "
@@ -107,6 +111,7 @@ def main() -> None:
     parser.add_argument("--retry-after", default=None)
     parser.add_argument("--tickets", type=int, default=1, help="tickets each agent triages")
     parser.add_argument("--root", default=None, help="also run the checkout at DIR")
+    parser.add_argument("--cap", type=int, default=None, help="run with --max-concurrent-calls N")
     args = parser.parse_args()
     if args.root is not None and not (Path(args.root) / "flock_es").is_dir():
         parser.error(f"--root {args.root}: no flock_es package there (a flock-es checkout?)")
@@ -114,7 +119,7 @@ def main() -> None:
     retry_afters = [args.retry_after] if args.retry_after is not None else [None, "1"]
     for ra in retry_afters:
         for root in [None, args.root] if args.root else [None]:
-            one(args.agents, args.latency, args.max_inflight, ra, args.tickets, root)
+            one(args.agents, args.latency, args.max_inflight, ra, args.tickets, root, args.cap)
 
 
 if __name__ == "__main__":
