@@ -25,9 +25,10 @@ its own (retries landing together, 429 after 429, tasks failing):
   whole call past that level clears it: growth is as fast as before again;
 * calls that hold room here but still wait for the run's global cap
   (``max_concurrent_calls``; ``Ticket.capped``) are not at the provider: a 429
-  counts only the others. Counted in, a first wave of 256 behind a cap of 16,
-  against a provider allowing 8, took the limit down by about one per 429
-  (200 calls, 191 429s);
+  counts only the others, and a call the cap lets through when those fill the
+  limit learned meanwhile waits again (``Ticket.requeue``). Before, a first wave
+  of 200 behind a cap of 16 went out at the cap's pace against a provider
+  allowing 8: 156 to 191 429s for 200 calls, now 9;
 * a ``Retry-After`` (or ``x-ratelimit-remaining-requests: 0`` with its reset
   time) pauses the whole model's queue, not only the call that got it;
 * calls waiting for room go in by priority (the subscription's ``priority=``),
