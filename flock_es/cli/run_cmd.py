@@ -93,7 +93,6 @@ def configure(
     model: str | None,
     max_calls: int | None,
     sync: str | None = None,
-    prepare: bool = True,
 ) -> Flock:
     flock = program.flock
     flock.durability = durability(sync)
@@ -106,9 +105,6 @@ def configure(
         if max_calls < 1:
             raise UserError("--max-concurrent-calls must be at least 1")
         flock.max_concurrent_calls = max_calls
-    # Fails fast before main() runs; ``prepare`` starts litellm's import meanwhile,
-    # unless this process makes no call (--no-execute: workers do).
-    flock.check_models(prepare=prepare)
     return flock
 
 
@@ -190,8 +186,11 @@ def register(app: typer.Typer) -> None:
         the run resumable with `flock-es resume RUN`.
         """
         prog = load_program(program)
-        flock = configure(prog, db, model, max_concurrent_calls, sync, prepare=not no_execute)
+        flock = configure(prog, db, model, max_concurrent_calls, sync)
         share(flock, no_execute, concurrency, shared)
+        # Fails fast before main() runs, and starts litellm's import meanwhile if this
+        # process makes the calls (not with --no-execute: its workers do).
+        flock.check_models()
         t0 = time.time()
         with Ownership(flock.db_path, flock.run_id) as owner:
             status = run_to_end(flock, lambda: call_main(prog), quiet, program, owner)

@@ -133,11 +133,15 @@ class Ticket:
         """The call got past the cap: whether it may go to the provider now. Not if a
         429 meanwhile set a limit that the calls already there fill (``requeue`` it):
         calls let in before any 429 would otherwise all go out at the cap's pace."""
+        self.uncap()
         lim = self.limiter
+        return lim.limit is None or lim.in_flight - lim.capped <= lim.limit
+
+    def uncap(self) -> None:
+        """No longer waiting for the global cap (it got past it, or it ended)."""
         if self.waiting:
             self.waiting = False
-            lim.capped -= 1
-        return lim.limit is None or lim.in_flight - lim.capped <= lim.limit
+            self.limiter.capped -= 1
 
     def requeue(self) -> None:
         """The call gives its room back unsent (``sent`` said no): it waits again."""
@@ -262,9 +266,7 @@ class AdaptiveLimiter:
 
     def _release(self, ticket: Ticket) -> None:
         self.in_flight -= 1
-        if ticket.waiting:  # cancelled while it waited for the cap
-            ticket.waiting = False
-            self.capped -= 1
+        ticket.uncap()  # (a call cancelled while it waited for the cap)
         if ticket.outcome == "ok" and self.limit is None:
             self.opening = min(self.opening + 1.0, float(self.max_limit))
         elif ticket.outcome == "ok" and self.limit is not None:

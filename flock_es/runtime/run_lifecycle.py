@@ -88,10 +88,18 @@ class RunLifecycle:
     def _client(self, agent: Agent) -> ModelClient:
         return self.clients.for_agent(agent, self.model)
 
-    def check_models(self, prepare: bool = True) -> None:
+    @property
+    def calls_models(self) -> bool:
+        """Whether this process makes the run's model calls: not one that only publishes
+        and waits (``--no-execute``), whose workers make them."""
+        return self.share is None or self.share.execute
+
+    def check_models(self) -> None:
         """Fail fast on an unknown provider or a missing API key, before any work; then,
-        unless ``prepare`` is False, start what the first calls need (litellm's import)."""
-        self.clients.check(self.agents.values(), self.model, prepare=prepare)
+        if this process makes the calls, start what the first ones need (litellm's
+        import: seconds of CPU that a run that only publishes would take from the
+        workers starting beside it)."""
+        self.clients.check(self.agents.values(), self.model, prepare=self.calls_models)
 
     async def start(self) -> Engine:
         """Open the log and record ``run.started`` (done implicitly by the first publish)."""
@@ -99,11 +107,8 @@ class RunLifecycle:
             return self._engine
         if self._closed:
             raise UserError(f"run {self.run_id} is closed")
-        # A run that only publishes (``--no-execute``) makes no model call: importing
-        # litellm would take seconds of CPU from the workers starting beside it.
-        calling = self.share is None or self.share.execute
-        self.check_models(prepare=calling)
-        if calling:
+        self.check_models()
+        if self.calls_models:
             warm_schemas(self.agents.values())  # setup work, off the first calls' path
         make_timers_precise(asyncio.get_running_loop())  # agents' sleeps end on time
         share = self.share
