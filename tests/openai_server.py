@@ -16,6 +16,8 @@ rate limit: 429 for every request beyond 8 in flight (``rejected`` counts them).
 for the CLI acceptance and the benchmarks::
 
     python -m tests.openai_server --latency 1     # prints "port N", serves until killed
+
+SIGINT or SIGTERM stops it, and it prints what it served, rejected and held in flight.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
 import sys
 import threading
 import time
@@ -89,6 +92,17 @@ def default_answer(body: dict[str, Any]) -> str:
     return OfflineModel().answer(req)
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 1024
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that went away (a run SIGKILLed mid-call, as the crash tests and
+        # benchmarks do) is what a provider sees too: not worth a traceback apiece.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class OpenAIServer:
     """The server; ``start()`` returns it listening, ``url`` is its ``api_base``."""
 
@@ -129,8 +143,7 @@ class OpenAIServer:
             def do_GET(self) -> None:
                 server._send(self, 200, {"object": "list", "data": []})
 
-        ThreadingHTTPServer.request_queue_size = 1024
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.httpd = _Server(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.thread: threading.Thread | None = None
 
@@ -266,6 +279,10 @@ class OpenAIServer:
         h.wfile.write(data)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--latency", type=float, default=0.0)
@@ -280,6 +297,10 @@ def main() -> None:
         retry_after=args.retry_after,
     ).start()
     print(f"port {server.port}", flush=True)
+    # Stopped by SIGTERM as by Ctrl-C, and by SIGINT even when started in the background
+    # of a script (whose shell has the job ignore SIGINT): it prints its counts either way.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
     try:
         while True:
             time.sleep(3600)
