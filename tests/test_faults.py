@@ -205,6 +205,61 @@ def test_a_full_disk_stops_the_run_cleanly_and_it_resumes_later(
     assert dupes == []
 
 
+# The disk fills with the agents' outputs, committed in the background: after main()
+# published every seed and waits for the run ("waiting"), or while it still publishes
+# them one by one ("seeding"). The commit that fails is not main()'s own.
+GROWER = """
+import asyncio
+from pydantic import BaseModel
+from flock_es import Flock, flock_type
+
+@flock_type
+class Seed(BaseModel):
+    n: int
+
+@flock_type
+class Bulk(BaseModel):
+    n: int
+    text: str
+
+flock = Flock()
+flock.agent("grower").consumes(Seed).with_function(lambda s: Bulk(n=s.n, text="x" * 40000))
+
+async def main():
+    if {seeding}:
+        for i in range(400):
+            await flock.publish(Seed(n=i))
+            await asyncio.sleep(0.005)
+    else:
+        await flock.publish_many([Seed(n=i) for i in range(30)])
+    await flock.run_until_idle()
+"""
+
+
+@pytest.mark.parametrize("when", ["waiting", "seeding"])
+def test_a_disk_filled_by_the_agents_outputs_does_not_blame_the_program(
+    when: str, small_disk: Path, tmp_path: Path
+) -> None:
+    prog = tmp_path / "grower.py"
+    prog.write_text(GROWER.format(seeding=when == "seeding"))
+    db = small_disk / "grow.db"
+    out = run_cli(["run", prog, "--db", db, "-q"], cwd=tmp_path)
+    line = one_line_error(out, str(db), "full")
+    assert out.returncode == 2
+    assert "grower.py" not in line and "CommitFailed" not in line, line
+    # Only a run whose main() had not published every seed leaves some unpublished.
+    assert ("while main() was still publishing its seeds" in line) == (when == "seeding"), line
+    _remount(small_disk, "size=64m")
+    done = run_cli(["resume", "latest", "--db", db, "-q"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    con = sqlite3.connect(db)
+    seeds, bulks = con.execute(
+        "SELECT sum(type = 'Seed'), sum(type = 'Bulk') FROM artifacts"
+    ).fetchone()
+    con.close()
+    assert seeds == bulks and (seeds == 30 or when == "seeding"), (seeds, bulks)
+
+
 @pytest.mark.slow
 def test_read_only_mount(small_disk: Path, news_db: Path, tmp_path: Path) -> None:
     _remount(small_disk, "size=64m")

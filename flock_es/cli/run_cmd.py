@@ -15,7 +15,7 @@ from flock_es.cli.closed_stdout import keep_running
 from flock_es.cli.options import DbOption, DurabilityOption, durability
 from flock_es.cli.progress import Progress, print_summary, summary_lines
 from flock_es.domain.events import RunStatus
-from flock_es.errors import ExitCode, ProgramError, UserError
+from flock_es.errors import CommitFailed, DatabaseError, ExitCode, ProgramError, UserError
 from flock_es.log.backends import describe_db, is_postgres, parse_db
 from flock_es.runtime.flock import Flock
 from flock_es.runtime.gc_policy import RUN_THRESHOLDS
@@ -57,6 +57,8 @@ def run_to_end(
                 return await drive(flock, body(), owner)
         except UserError:
             raise
+        except CommitFailed as exc:  # the log refused a commit: not the program's fault
+            raise DatabaseError(str(exc)) from None
         except Exception as exc:
             raise ProgramError(describe_exception(program, exc)) from None
 

@@ -124,6 +124,9 @@ class Flock(RunLifecycle, Invocations):
         self.share: ShareHook | None = None
         # The last run_until_idle(timeout=) gave up: the CLI then does not wait again.
         self.stopped_waiting = False
+        # The run stopped (a commit failed) while the program waited in run_until_idle,
+        # not while it published: the CLI then says no seed was left unpublished.
+        self.failed_while_waiting = False
         # Orchestrator components (``add_component``), in the order added.
         self.components: list[OrchestratorComponent] = []
         # MCP servers (add_mcp); started on first use, stopped at close().

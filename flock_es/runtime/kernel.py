@@ -234,7 +234,9 @@ class Kernel:
 
     def _check(self) -> None:
         if self.halted is not None:
-            raise CommitFailed(f"run {self.run_id} stopped: a commit failed: {self.halted}")
+            raise CommitFailed(
+                f"run {self.run_id} stopped: a commit failed: {self.halted}"
+            ) from self.halted
 
     def _halt(self, exc: Exception) -> None:
         """A commit failed: accept nothing more, and make the state the log's again."""

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from flock_es.domain.events import RunStatus
-from flock_es.errors import DatabaseError, DiskFullError, RunOwnedError, UserError
+from flock_es.errors import CommitFailed, DatabaseError, DiskFullError, RunOwnedError, UserError
 from flock_es.log.backends import DbRef, open_reader
 from flock_es.log.ports import Lease, open_store
 from flock_es.log.snapshots import fold_run, save_snapshot
@@ -146,12 +146,16 @@ async def drive(
             await flock.engine.cancel_all()
         return await flock.close(RunStatus.INTERRUPTED, reason=stopped[0])
     except BaseException as exc:
+        cause = _cause(exc)
         if flock.started and not isinstance(exc, KeyboardInterrupt):
             await flock.engine.cancel_all()
-            status = RunStatus.INTERRUPTED if isinstance(exc, UserError) else RunStatus.FAILED
-            await flock.close(status, reason=f"{type(exc).__name__}: {exc}")
-        if seeding and isinstance(exc, DiskFullError):
-            raise exc.while_seeding() from None
+            status = RunStatus.INTERRUPTED if isinstance(cause, UserError) else RunStatus.FAILED
+            await flock.close(status, reason=f"{type(cause).__name__}: {cause}")
+        # main() that waited for its run (run_until_idle) had published its seeds.
+        if seeding and not flock.failed_while_waiting and isinstance(cause, DiskFullError):
+            raise cause.while_seeding() from None
+        if cause is not exc:
+            raise cause from None
         raise
     finally:
         if keeper is not None:
@@ -161,6 +165,15 @@ async def drive(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """What stopped the run: for a commit that failed on what the user can fix (a full
+    disk, a lost lease), that error, which says so, and not the ``CommitFailed`` the
+    next call of the run (a publish, a wait) raised for it."""
+    if isinstance(exc, CommitFailed) and isinstance(exc.__cause__, UserError):
+        return exc.__cause__
+    return exc
 
 
 # --- resume -------------------------------------------------------------------

@@ -68,6 +68,7 @@ class RunLifecycle:
     share: ShareHook | None
     snapshot_lag: int
     stopped_waiting: bool
+    failed_while_waiting: bool
     mcp_servers: McpServers
     clients: ModelClients
     _engine: Engine | None
@@ -216,11 +217,15 @@ class RunLifecycle:
         """
         engine = await self.start()
         seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else timeout
-        with fewer_collections():
-            idle = await engine.run_until_idle(seconds)
-            if idle and engine.hooks is not None:
-                await engine.hooks.idle()
-                idle = await engine.run_until_idle(seconds)  # what the idle hooks published
+        try:
+            with fewer_collections():
+                idle = await engine.run_until_idle(seconds)
+                if idle and engine.hooks is not None:
+                    await engine.hooks.idle()
+                    idle = await engine.run_until_idle(seconds)  # what the idle hooks published
+        except Exception:  # a commit failed (CommitFailed, or the writer's own error)
+            self.failed_while_waiting = True
+            raise
         self.stopped_waiting = not idle
         if idle and self.reset_circuit_at_idle:
             from flock_es.runtime.circuit import reset_at_idle
