@@ -6,13 +6,15 @@ Each test gets a database of its own on $FLOCK_ES_TEST_PG (see tests/pg.py).
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from flock_es.log.backends import open_reader
-from tests.conftest import EXAMPLES, run_cli
-from tests.pg import pg_url  # noqa: F401  (fixture)
+from tests.conftest import CLI, EXAMPLES, cli_env, run_cli
+from tests.pg import pg_admin_url, pg_url  # noqa: F401  (fixture)
 
 
 def _artifacts(db: str | Path, run: str) -> dict[str, int]:
@@ -123,3 +125,131 @@ def test_a_database_the_server_lacks_is_created_by_a_writer_only(tmp_path: Path)
 
         with psycopg.connect(admin, autocommit=True) as con:
             con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+SLOW = """
+import asyncio
+from pydantic import BaseModel
+from flock_es import Flock, flock_type
+
+@flock_type
+class Item(BaseModel):
+    n: int
+
+@flock_type
+class Out(BaseModel):
+    n: int
+
+flock = Flock()
+
+async def work(x: Item) -> Out:
+    await asyncio.sleep(0.3)
+    return Out(n=x.n)
+
+for i in range(4):
+    flock.agent(f"w{i}").consumes(Item).publishes(Out).with_function(work)
+
+async def main():
+    for i in range(100):  # some 10 s of seeds: the cut comes while they still come
+        await flock.publish(Item(n=i))
+        await asyncio.sleep(0.1)
+    await flock.run_until_idle()
+"""
+
+
+def _done(db: str) -> int:
+    out = run_cli(["runs", "--db", db, "--json"])
+    runs = json.loads(out.stdout) if out.returncode == 0 and out.stdout.strip() else []
+    return int(runs[-1]["tasks"]["done"]) if runs else 0
+
+
+def _cut_connections(url: str) -> None:
+    """End every server connection to ``url``'s database, as a failover would."""
+    import psycopg
+
+    with psycopg.connect(pg_admin_url(), autocommit=True) as con:
+        con.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (url.rsplit("/", 1)[1],),
+        )
+
+
+def _start(args: list[str], cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*CLI, *args],
+        cwd=cwd,
+        env=cli_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_done(url: str, tasks: int) -> None:
+    deadline = time.monotonic() + 60
+    while _done(url) < tasks and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_connections_cut_mid_run_are_one_line_and_the_run_resumes(
+    tmp_path: Path,
+    pg_url: str,  # noqa: F811
+) -> None:
+    """The server ends the run's connections (a failover, an administrator): one line
+    naming the database, none of the pool's own warnings, and ``resume`` finishes."""
+    prog = tmp_path / "slow.py"
+    prog.write_text(SLOW)
+    run = _start(["run", str(prog), "--db", pg_url, "-q"], tmp_path)
+    try:
+        _wait_done(pg_url, 8)
+        _cut_connections(pg_url)
+        _, err = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("flock-es: error: ") and "postgresql://" in lines[0], err
+    done = run_cli(["resume", "latest", "--db", pg_url, "-q"], cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    made = _artifacts(pg_url, _latest(pg_url))
+    assert made["Out"] == 4 * made["Item"] and made["Item"] >= 2, made
+
+
+@pytest.mark.slow
+def test_a_worker_whose_connections_are_cut_stops_in_one_line(
+    tmp_path: Path,
+    pg_url: str,  # noqa: F811
+) -> None:
+    """A ``flock-es worker`` serving a shared run: the server ends its connections.
+    The worker and the publishing run each stop with one line, no traceback of a task
+    nobody awaited; a new worker and ``resume`` finish the run."""
+    prog = tmp_path / "slow.py"
+    prog.write_text(SLOW)
+    worker = _start(["worker", str(prog), "--db", pg_url], tmp_path)
+    run = _start(["run", str(prog), "--db", pg_url, "--no-execute", "-q"], tmp_path)
+    try:
+        _wait_done(pg_url, 8)
+        _cut_connections(pg_url)
+        _, werr = worker.communicate(timeout=60)
+        _, rerr = run.communicate(timeout=60)
+    finally:
+        worker.kill()
+        run.kill()
+    for proc, err in ((worker, werr), (run, rerr)):
+        assert proc.returncode == 2, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("flock-es: error: "), err
+        assert "postgresql://" in lines[0], err
+    again = _start(["worker", str(prog), "--db", pg_url], tmp_path)
+    try:
+        done = run_cli(["resume", "latest", "--db", pg_url, "-q"], cwd=tmp_path, timeout=120)
+    finally:
+        again.terminate()
+        again.communicate(timeout=60)
+    assert done.returncode == 0, done.stderr
+    made = _artifacts(pg_url, _latest(pg_url))
+    assert made["Out"] == 4 * made["Item"] and made["Item"] >= 2, made

@@ -7,6 +7,7 @@ a bug and keeps its traceback. Nothing here imports litellm or textual.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -87,9 +88,20 @@ def _exit(code: object) -> None:
     os._exit(code)
 
 
+def _quiet_library_warnings() -> None:
+    """No warnings of the PostgreSQL driver on stderr: its pool logs one for each
+    connection it drops (the server ended them: a failover, an administrator) ahead of
+    the one line that says what stopped and where, and the CLI configures no logging
+    that would route them elsewhere. A program that sets up logging still gets them
+    (they reach the root logger's handlers as before)."""
+    logging.getLogger("psycopg").addHandler(logging.NullHandler())
+
+
 def main() -> None:
     """Console script: ``flock-es``."""
     from flock_es.cli.closed_stdout import StdoutClosed, guard_stdout
+
+    _quiet_library_warnings()
 
     try:
         with guard_stdout():

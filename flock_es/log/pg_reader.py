@@ -21,7 +21,13 @@ import psycopg
 from flock_es.domain.events import Event
 from flock_es.errors import DatabaseError
 from flock_es.log.body_paths import ANSWERED_ON, CALLED, TOOL_CALLED
-from flock_es.log.pg_schema import NOTIFY_CHANNEL, check_schema, describe_url, pg_connect
+from flock_es.log.pg_schema import (
+    NOTIFY_CHANNEL,
+    check_schema,
+    describe_url,
+    first_line,
+    pg_connect,
+)
 from flock_es.log.ports import EventRow, Lease, RunRow
 from flock_es.log.reader import row_to_event
 from flock_es.log.run_counters import STATS_SELECT, stats_of_row
@@ -70,8 +76,7 @@ class PgLogReader(RunLookup):
         try:
             return self._con.execute(sql, args).fetchall()
         except psycopg.OperationalError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "connection lost"
-            raise DatabaseError(f"cannot read {self.path}: {first}") from None
+            raise DatabaseError(f"cannot read {self.path}: {first_line(exc)}") from None
 
     def data_version(self) -> int:
         """Moves whenever something was committed; a cheap "anything new?" check."""

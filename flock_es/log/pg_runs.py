@@ -22,6 +22,8 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
@@ -31,13 +33,15 @@ from flock_es.domain.events import Event
 from flock_es.errors import DatabaseError, RunOwnedError
 from flock_es.log.body_paths import PROGRAM_HASH
 from flock_es.log.lease import gone_workers, local_worker_range
-from flock_es.log.pg_schema import NOTIFY_CHANNEL, describe_url, migrate, pg_connect
+from flock_es.log.pg_schema import NOTIFY_CHANNEL, describe_url, first_line, migrate, pg_connect
 from flock_es.log.pg_writer import insert_events
 from flock_es.log.ports import Lease
 from flock_es.log.reader import row_to_event
 from flock_es.log.shared_ports import RunTurn
 
 __all__ = ["PgRuns"]
+
+_Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 
 _NOW = "extract(epoch FROM clock_timestamp())"
 _RUN_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 13))"
@@ -74,9 +78,21 @@ class PgRuns:
             await self._listen.close()
         await self.pool.close()
 
+    @contextlib.asynccontextmanager
+    async def _connection(self, doing: str = "read") -> AsyncIterator[_Connection]:
+        """A connection of the pool. A lost one (the server ended it: a failover, an
+        administrator; the network; the pool found none in time) is a one-line
+        ``DatabaseError`` naming the database, as the log's writer and reader say it:
+        raised in a worker's task or loop, psycopg's own error went out as a traceback."""
+        try:
+            async with self.pool.connection() as con:
+                yield con
+        except psycopg.OperationalError as exc:
+            raise DatabaseError(f"cannot {doing} {self.location}: {first_line(exc)}") from None
+
     async def mark_shared(self, run_id: str) -> None:
         """Open ``run_id`` to workers (a run driven by one process alone is not)."""
-        async with self.pool.connection() as con:
+        async with self._connection("write to") as con:
             await con.execute(
                 "INSERT INTO shared_runs(run_id) VALUES (%s) ON CONFLICT DO NOTHING", (run_id,)
             )
@@ -88,18 +104,18 @@ class PgRuns:
             "JOIN shared_runs s ON s.run_id = r.run_id JOIN events e ON e.seq = r.first_seq "
             "WHERE r.status = 'running' ORDER BY r.first_seq"
         )
-        async with self.pool.connection() as con:
+        async with self._connection() as con:
             cur = await con.execute(sql)
             return [(str(r), p, h) for r, p, h in await cur.fetchall()]
 
     async def events_after(self, run_id: str, cursor: int) -> list[Event]:
-        async with self.pool.connection() as con:
+        async with self._connection() as con:
             cur = await con.execute(_EVENTS, (run_id, cursor))
             rows = await cur.fetchall()
         return [e for e in (row_to_event(r) for r in rows) if e is not None]
 
     async def is_shared(self, run_id: str) -> bool:
-        async with self.pool.connection() as con:
+        async with self._connection() as con:
             cur = await con.execute("SELECT 1 FROM shared_runs WHERE run_id = %s", (run_id,))
             return await cur.fetchone() is not None
 
@@ -108,7 +124,7 @@ class PgRuns:
         (``turn.fence``), lock the task leases the turn relies on (a claimant's
         ``SKIP LOCKED`` passes them by), catch up, build, append, drop the leases
         of the tasks it ended."""
-        async with self.pool.connection() as con, con.transaction():
+        async with self._connection("write to") as con, con.transaction():
             await con.execute(_RUN_LOCK, (run_id,))
             if turn.fence is not None:
                 await _check_run_lease(con, turn.fence)
@@ -144,7 +160,7 @@ class PgRuns:
         so workers never wait on each other), then tasks nobody holds."""
         if not candidates or limit <= 0:
             return []
-        async with self.pool.connection() as con, con.transaction():
+        async with self._connection("write to") as con, con.transaction():
             cur = await con.execute(
                 "WITH expired AS ("
                 " SELECT run_id, task_id FROM task_leases"
@@ -171,21 +187,21 @@ class PgRuns:
 
     async def renew_tasks(self, worker: str, lease: float) -> int:
         """Extend every lease ``worker`` holds; returns how many it still holds."""
-        async with self.pool.connection() as con:
+        async with self._connection("write to") as con:
             cur = await con.execute(
                 f"UPDATE task_leases SET expires = {_NOW} + %s WHERE worker = %s", (lease, worker)
             )
             return cur.rowcount
 
     async def release_tasks(self, run_id: str, worker: str, task_ids: list[str]) -> None:
-        async with self.pool.connection() as con:
+        async with self._connection("write to") as con:
             await con.execute(
                 "DELETE FROM task_leases WHERE run_id = %s AND worker = %s AND task_id = ANY(%s)",
                 (run_id, worker, task_ids),
             )
 
     async def drop_gone_leases(self) -> list[tuple[str, str]]:
-        async with self.pool.connection() as con:
+        async with self._connection("write to") as con:
             cur = await con.execute(
                 # starts_with: a range on a linguistic collation would not be byte-wise
                 "SELECT DISTINCT worker FROM task_leases WHERE starts_with(worker, %s)",
@@ -201,7 +217,7 @@ class PgRuns:
             return [(str(r), str(t)) for r, t in await cur.fetchall()]
 
     async def task_holders(self, run_id: str) -> dict[str, str]:
-        async with self.pool.connection() as con:
+        async with self._connection() as con:
             cur = await con.execute(
                 f"SELECT task_id, worker FROM task_leases WHERE run_id = %s AND expires >= {_NOW}",
                 (run_id,),
@@ -210,13 +226,21 @@ class PgRuns:
 
     async def wait(self, timeout: float) -> bool:
         """Sleep until a commit anywhere (NOTIFY) or ``timeout``; True when woken."""
-        if self._listen is None:
-            self._listen = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-            await self._listen.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        woke = False
-        async for _ in self._listen.notifies(timeout=timeout, stop_after=1):
-            woke = True
-        return woke
+        try:
+            if self._listen is None:
+                self._listen = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+                await self._listen.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            woke = False
+            async for _ in self._listen.notifies(timeout=timeout, stop_after=1):
+                woke = True
+            return woke
+        except psycopg.OperationalError as exc:
+            # The next wait listens on a new connection: a lost one never wakes again.
+            listen, self._listen = self._listen, None
+            if listen is not None:
+                with contextlib.suppress(psycopg.Error):
+                    await listen.close()
+            raise DatabaseError(f"cannot read {self.location}: {first_line(exc)}") from None
 
 
 async def _check_run_lease(con: psycopg.AsyncConnection[tuple[Any, ...]], fence: Lease) -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "PG_SCHEMA_VERSION",
     "check_schema",
     "describe_url",
+    "first_line",
     "is_postgres_url",
     "migrate",
     "pg_connect",
@@ -204,6 +205,13 @@ def describe_url(url: str) -> str:
     return f"{parts.scheme}://{user}{host}{port}{parts.path}"
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of a driver error's text (its class name if it has none): the
+    part of a one-line ``DatabaseError`` that says what the server or network did."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def pg_connect(
     url: str, *, autocommit: bool = True, create: bool = False
 ) -> psycopg.Connection[tuple[object, ...]]:
@@ -216,7 +224,7 @@ def pg_connect(
     try:
         return psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
     except psycopg.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         missing = _missing_database(first, url)
         if missing and create:
             _create_database(url, missing)

@@ -29,6 +29,7 @@ from flock_es.log.pg_schema import (
     APPEND_LOCK,
     NOTIFY_CHANNEL,
     describe_url,
+    first_line,
     migrate,
     pg_connect,
 )
@@ -191,7 +192,7 @@ class PgLogWriter(UnitQueue):
                 url, autocommit=True, connect_timeout=10
             )
         except psycopg.Error as exc:
-            raise DatabaseError(f"cannot connect to {self.path}: {_first_line(exc)}") from None
+            raise DatabaseError(f"cannot connect to {self.path}: {first_line(exc)}") from None
         if self.durability is Durability.NORMAL:
             # Commits survive a crash of this process (the server has them) but not
             # necessarily of the server's machine; paid results still wait for the flush.
@@ -260,15 +261,10 @@ class PgLogWriter(UnitQueue):
             self._conn = None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _as_database_error(exc: BaseException, where: str) -> BaseException:
     """Connection failures become one-line DatabaseErrors; anything else is kept."""
     if isinstance(exc, psycopg.OperationalError):
-        return DatabaseError(f"cannot write to {where}: {_first_line(exc)}")
+        return DatabaseError(f"cannot write to {where}: {first_line(exc)}")
     return exc
 
 

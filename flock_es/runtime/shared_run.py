@@ -97,6 +97,9 @@ class RunLink:
         # Tasks whose leases another worker took over while this one executed them.
         self.lost: set[str] = set()
         self.broken: BaseException | None = None
+        # What stopped this process's work on the run (a task's commit that failed, a
+        # changed program): waiting for the run (``until_idle``) raises it.
+        self.failure: BaseException | None = None
         self.on_close: Callable[[], Awaitable[None]] | None = None
         self._kernel: Kernel | None = None
         self._queue: list[_Unit] = []
@@ -114,6 +117,13 @@ class RunLink:
         assert self._kernel is not None, "RunLink.bind() first"
         return self._kernel
 
+    def _write_error(self, exc: BaseException) -> DatabaseError:
+        """The one-line error of a commit that failed with ``exc`` (said once, if the
+        log already said it)."""
+        if isinstance(exc, DatabaseError):
+            return exc
+        return DatabaseError(f"cannot write to {self.runs.location}: {exc}")
+
     def bind(self, kernel: Kernel) -> None:
         """Follow and commit for ``kernel`` (whose sink this link is)."""
         self._kernel = kernel
@@ -123,7 +133,7 @@ class RunLink:
 
     def _put(self, build: Build, wait: bool) -> asyncio.Future[list[Event]] | None:
         if self.broken is not None:
-            raise DatabaseError(f"cannot write to {self.runs.location}: {self.broken}")
+            raise self._write_error(self.broken)
         if self._closing:
             raise DatabaseError(f"the log writer for {self.runs.location} is closed")
         fut = asyncio.get_running_loop().create_future() if wait else None
@@ -177,6 +187,8 @@ class RunLink:
     async def until_idle(self) -> None:
         """Follow the log until the run has nothing left to do."""
         while True:
+            if self.failure is not None:
+                raise self.failure
             await self.catch_up()
             if idle(self.kernel.state) and not self._queue:
                 return
@@ -236,9 +248,7 @@ class RunLink:
             self.broken = exc
             for u in units:
                 if u.future is not None and not u.future.done():
-                    u.future.set_exception(
-                        DatabaseError(f"cannot write to {self.runs.location}: {exc}")
-                    )
+                    u.future.set_exception(self._write_error(exc))
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return

@@ -104,6 +104,9 @@ class Worker:
         self.adopted: set[str] = set()
         self.running: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.executed = 0
+        # The first error a task's execution ended with (not the task's own failure,
+        # which its executor records): the loop stops on it (``serve`` raises it).
+        self.failure: Exception | None = None
         # Outcomes dropped because another worker had taken the task's lease over.
         self.lost_leases = 0
         self.timers: dict[str, Timers] = {}
@@ -156,6 +159,8 @@ class Worker:
         stopped = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
+                if self.failure is not None:
+                    raise self.failure
                 self._wake.clear()
                 await self.poll(execute)
                 # A commit anywhere (NOTIFY), a task ending here, or 0.25 s: poll again.
@@ -314,6 +319,11 @@ class Worker:
                         "over by another worker; its outcome here was dropped\n"
                     )
             ended = not _open(link.kernel.state.tasks.get(task_id))
+        except Exception as exc:  # a commit that failed (the database went away), ...
+            # ... raised here, in a task nobody awaits: handed to the loop and to whoever
+            # waits for the run, not left for the garbage collector to print.
+            self.failure = self.failure or exc
+            link.failure = link.failure or exc
         finally:
             self.running.pop((link.run_id, task_id), None)
             link.lost.discard(task_id)
