@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, run_cli
+from tests.conftest import CLI, EXAMPLES, cli_env, run_cli
 
 PROGRAMS = Path(__file__).parent / "programs"
 
@@ -258,6 +258,46 @@ def test_a_disk_filled_by_the_agents_outputs_does_not_blame_the_program(
     ).fetchone()
     con.close()
     assert seeds == bulks and (seeds == 30 or when == "seeding"), (seeds, bulks)
+
+
+@pytest.mark.slow
+def test_a_full_disk_under_a_worker_is_one_line_for_it_and_for_the_run(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    """A shared run on SQLite: ``flock-es worker`` executes, ``run --no-execute``
+    publishes, and the workers' outputs fill the disk. Each process says so in one
+    line (the disk, as an unshared run says it), and ``resume`` finishes the run."""
+    prog = tmp_path / "grower.py"
+    prog.write_text(GROWER.format(seeding=True))
+    db = small_disk / "shared.db"
+    worker = subprocess.Popen(
+        [*CLI, "worker", str(prog), "--db", str(db)],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out = run_cli(["run", prog, "--db", db, "--no-execute", "-q"], cwd=tmp_path)
+        _, werr = worker.communicate(timeout=60)
+    finally:
+        worker.kill()
+    line = one_line_error(out, str(db), "is full")
+    assert "while main() was still publishing its seeds" in line, line
+    assert worker.returncode == 2, werr
+    lines = werr.strip().splitlines()
+    assert len(lines) == 1 and "the disk holding" in lines[0] and str(db) in lines[0], werr
+    _remount(small_disk, "size=64m")
+    done = run_cli(["resume", "latest", "--db", db, "-q"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    con = sqlite3.connect(db)
+    seeds, bulks = con.execute(
+        "SELECT sum(type = 'Seed'), sum(type = 'Bulk') FROM artifacts"
+    ).fetchone()
+    con.close()
+    assert seeds == bulks and seeds > 0, (seeds, bulks)
 
 
 @pytest.mark.slow

@@ -192,10 +192,12 @@ class SqliteRuns:
             events: list[Event] = []
             try:
                 events = self._turn(run_id, turn, held)
-            except BaseException:
+            except BaseException as exc:
                 for e in events:
                     e.seq = None
                 self._rollback(self.turn_con)
+                if isinstance(exc, sqlite3.Error | OSError):  # a full disk says so, as a run's
+                    raise storage_error(self.path, exc, writing=True) from None
                 raise
         if self.durability is Durability.FULL and any(e.kind in PAID_KINDS for e in events):
             await self._call(self._sync_wal)
