@@ -6,9 +6,14 @@ Each test gets a database of its own on $FLOCK_ES_TEST_PG (see tests/pg.py).
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -244,6 +249,98 @@ def test_a_worker_whose_connections_are_cut_stops_in_one_line(
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("flock-es: error: "), err
         assert "postgresql://" in lines[0], err
+    again = _start(["worker", str(prog), "--db", pg_url], tmp_path)
+    try:
+        done = run_cli(["resume", "latest", "--db", pg_url, "-q"], cwd=tmp_path, timeout=120)
+    finally:
+        again.terminate()
+        again.communicate(timeout=60)
+    assert done.returncode == 0, done.stderr
+    made = _artifacts(pg_url, _latest(pg_url))
+    assert made["Out"] == 4 * made["Item"] and made["Item"] >= 2, made
+
+
+class _Proxy:
+    """A TCP forwarder to the test server on a port of its own: ``down()`` is the server
+    going away (its connections drop, new ones are refused), not just ending sessions."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.socks: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            self.socks += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def down(self) -> None:
+        self.listener.close()
+        for s in self.socks:
+            with suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+
+@contextmanager
+def _proxied(url: str) -> Iterator[tuple[str, _Proxy]]:
+    parts = urlsplit(url)
+    proxy = _Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    netloc = (
+        f"{parts.username}@127.0.0.1:{proxy.port}" if parts.username else f"127.0.0.1:{proxy.port}"
+    )
+    try:
+        yield urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), proxy
+    finally:
+        proxy.down()
+
+
+@pytest.mark.slow
+def test_a_server_that_goes_away_is_one_line_for_the_worker_and_the_run(
+    tmp_path: Path,
+    pg_url: str,  # noqa: F811
+) -> None:
+    """The server becomes unreachable under a worker and ``run --no-execute``: each
+    stops with one line naming the database (after the pool's wait for a connection,
+    once: a stopping run does not wait again), and ``resume`` on the server finishes."""
+    prog = tmp_path / "slow.py"
+    prog.write_text(SLOW)
+    with _proxied(pg_url) as (url, proxy):
+        worker = _start(["worker", str(prog), "--db", url], tmp_path)
+        run = _start(["run", str(prog), "--db", url, "--no-execute", "-q"], tmp_path)
+        try:
+            _wait_done(pg_url, 8)
+            proxy.down()
+            _, werr = worker.communicate(timeout=90)
+            _, rerr = run.communicate(timeout=90)
+        finally:
+            worker.kill()
+            run.kill()
+    for proc, err in ((worker, werr), (run, rerr)):
+        assert proc.returncode == 2, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("flock-es: error: cannot "), err
+        assert f":{proxy.port}/" in lines[0], err
     again = _start(["worker", str(prog), "--db", pg_url], tmp_path)
     try:
         done = run_cli(["resume", "latest", "--db", pg_url, "-q"], cwd=tmp_path, timeout=120)

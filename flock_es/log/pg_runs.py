@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from flock_es.domain.events import Event
 from flock_es.errors import DatabaseError, RunOwnedError
@@ -39,10 +39,15 @@ from flock_es.log.ports import Lease
 from flock_es.log.reader import row_to_event
 from flock_es.log.shared_ports import RunTurn
 
-__all__ = ["PgRuns"]
+__all__ = ["POOL_WAIT", "PgRuns"]
 
 _Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 
+POOL_WAIT = 10.0
+"""Seconds a use of the pool waits for a connection (and a new one for the server)
+before it is a one-line ``DatabaseError``: the pool's default, 30 s, left a worker
+whose server had gone silent for 30 s, and ``run`` for a minute (issue 14's
+realistic case: a server that goes away); ``pg_connect`` waits as long."""
 _NOW = "extract(epoch FROM clock_timestamp())"
 _RUN_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 13))"
 _EVENTS = (
@@ -59,13 +64,21 @@ class PgRuns:
         self.location = describe_url(url)
         self.pool = pool
         self._listen: psycopg.AsyncConnection[tuple[Any, ...]] | None = None
+        # Why the pool found no connection in POOL_WAIT s: the server is gone, and
+        # every later use fails at once (a stopping run's close does not wait again).
+        self.unreachable: str | None = None
 
     @classmethod
     async def open(cls, url: str, size: int = 4) -> PgRuns:
         """Connect (creating or upgrading the schema first, in one transaction)."""
         await asyncio.to_thread(_migrate, url)
         pool = AsyncConnectionPool(
-            url, min_size=1, max_size=size, open=False, kwargs={"autocommit": True}
+            url,
+            min_size=1,
+            max_size=size,
+            open=False,
+            kwargs={"autocommit": True, "connect_timeout": POOL_WAIT},
+            timeout=POOL_WAIT,
         )
         try:
             await pool.open(wait=True, timeout=10)
@@ -84,10 +97,14 @@ class PgRuns:
         administrator; the network; the pool found none in time) is a one-line
         ``DatabaseError`` naming the database, as the log's writer and reader say it:
         raised in a worker's task or loop, psycopg's own error went out as a traceback."""
+        if self.unreachable is not None:
+            raise DatabaseError(f"cannot {doing} {self.location}: {self.unreachable}")
         try:
             async with self.pool.connection() as con:
                 yield con
         except psycopg.OperationalError as exc:
+            if isinstance(exc, PoolTimeout):  # no connection for POOL_WAIT s: the server is
+                self.unreachable = first_line(exc)  # gone; the next uses say so at once
             raise DatabaseError(f"cannot {doing} {self.location}: {first_line(exc)}") from None
 
     async def mark_shared(self, run_id: str) -> None:
