@@ -300,6 +300,49 @@ def test_a_full_disk_under_a_worker_is_one_line_for_it_and_for_the_run(
     assert seeds == bulks and seeds > 0, (seeds, bulks)
 
 
+def test_a_run_whose_commit_failed_never_passes_for_done(
+    small_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit fails (the disk is full) and the log cannot be read back either (a
+    server gone: the state after the failure is then empty, which looks idle). Waiting
+    for the run raises; closing it says interrupted. On PostgreSQL, with the server
+    going away at the wrong moment, ``run`` said completed (exit 0) with 1,600 tasks
+    scheduled and 16 done: that race is not reproduced here, only the promise."""
+    import asyncio
+
+    from pydantic import BaseModel
+
+    from flock_es import Flock
+    from flock_es.domain.events import RunStatus
+    from flock_es.errors import CommitFailed, DiskFullError
+    from flock_es.projection.state import RunState
+    from flock_es.runtime.run_lifecycle import RunLifecycle
+
+    class Seed(BaseModel):
+        n: int
+
+    class Bulk(BaseModel):
+        n: int
+        text: str
+
+    monkeypatch.setattr(RunLifecycle, "_durable_state", lambda self: RunState(run_id=self.run_id))
+
+    async def main() -> RunStatus:
+        flock = Flock(db=small_disk / "gone.db")
+
+        async def grow(s: Seed) -> Bulk:
+            await asyncio.sleep(0.01)
+            return Bulk(n=s.n, text="x" * 40_000)
+
+        flock.agent("grower").consumes(Seed).publishes(Bulk).with_function(grow)
+        await flock.publish_many([Seed(n=i) for i in range(30)])
+        with pytest.raises((CommitFailed, DiskFullError)):
+            await flock.run_until_idle()
+        return await flock.close()
+
+    assert asyncio.run(main()) is RunStatus.INTERRUPTED
+
+
 @pytest.mark.slow
 def test_read_only_mount(small_disk: Path, news_db: Path, tmp_path: Path) -> None:
     _remount(small_disk, "size=64m")

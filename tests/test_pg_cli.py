@@ -264,11 +264,13 @@ class _Proxy:
     """A TCP forwarder to the test server on a port of its own: ``down()`` is the server
     going away (its connections drop, new ones are refused), not just ending sessions."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, listen: int = 0) -> None:
         self.target = (host, port)
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener = socket.create_server(("127.0.0.1", listen))
         self.port = int(self.listener.getsockname()[1])
         self.socks: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -278,7 +280,12 @@ class _Proxy:
             except OSError:
                 return
             server = socket.create_connection(self.target)
-            self.socks += [client, server]
+            with self.lock:  # one accepted as down() ran is not left working behind it
+                if self.closed:
+                    client.close()
+                    server.close()
+                    return
+                self.socks += [client, server]
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
@@ -295,6 +302,8 @@ class _Proxy:
                     s.shutdown(socket.SHUT_RDWR)
 
     def down(self) -> None:
+        with self.lock:
+            self.closed = True
         self.listener.close()
         for s in self.socks:
             with suppress(OSError):

@@ -136,7 +136,13 @@ class LoadingMixin(ActionsMixin):
                 continue
             self._wake.clear()
             did = self._run_commands(self.server)
-            events = self.server.fold(self._yield_to_ui)
+            trouble = self.server.trouble
+            try:
+                events = self.server.fold(self._yield_to_ui)
+            except FlockError:  # kept as ``server.trouble``: the screen says so
+                events = []
+            if self.server.trouble != trouble:
+                self._notify()
             # A filter's lists fill once the fold has caught up (a live run's too).
             caught_up = self.monitor is None or self.monitor.caught_up
             scanned = caught_up and self._scan(self.server)

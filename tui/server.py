@@ -28,6 +28,7 @@ from typing import Any
 from rich.markup import escape
 
 from flock_es.domain.events import Event
+from flock_es.errors import FlockError
 from flock_es.log.ports import EventReader, RunRow
 from flock_es.projection.state import ArtifactView, RunState
 
@@ -104,6 +105,8 @@ class Frame:
     # Travelling back: the run is folded again up to the seq asked for (events folded,
     # events to fold); the state shown is the one before until then.
     rebuilding: tuple[int, int] | None = None
+    # Why the last fold read nothing (the database went away), until one reads again.
+    trouble: str = ""
 
     def run_status(self) -> str:
         return self.status
@@ -116,6 +119,7 @@ class ViewServer:
         self.m = monitor
         self.reader = reader
         self.commands_done = 0
+        self.trouble = ""  # the last fold's error (``Frame.trouble``), "" once one reads
         self._sources: dict[tuple[str, rows.Filter, str], Any] = {}
         self._generation = monitor.generation
         self._shown = ViewRequest()  # the request of the last frame: whose scans go on
@@ -123,8 +127,15 @@ class ViewServer:
     # Folding and commands ----------------------------------------------------
 
     def fold(self, pause: Pause | None = None) -> list[Event]:
-        """Fold the next chunk of what was committed (see ``Monitor.poll``)."""
-        return self.m.poll(pause)
+        """Fold the next chunk of what was committed (see ``Monitor.poll``); an error
+        reading it (a server gone, a file gone) is kept for the screen and raised."""
+        try:
+            events = self.m.poll(pause)
+        except FlockError as exc:
+            self.trouble = str(exc)
+            raise
+        self.trouble = ""
+        return events
 
     def scan(self, pause: Pause | None = None) -> bool:
         """Go on with the filter scans the last frame left unfinished, for about
@@ -224,7 +235,7 @@ class ViewServer:
         with m.lock:
             f = Frame(generation=m.generation, run_id=m.run_id, runs=list(m.runs))
             f.follow_latest, f.commands_done = m.follow_latest, self.commands_done
-            f.rebuilding = m.rebuilding
+            f.rebuilding, f.trouble = m.rebuilding, self.trouble
             if m.run_id is None:
                 return f
             s = m.state

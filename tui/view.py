@@ -179,7 +179,8 @@ class ViewMixin(App[None]):
     def _status(self, f: Frame) -> None:
         self._limits(f.limiters if f.run_id is not None else {})
         if f.run_id is None:
-            self._set("#status", f" {self.db}: waiting for a run to start… {self._error}")
+            why = f.trouble or self._error
+            self._set("#status", f" {self.db}: waiting for a run to start… {escape(why)}")
             self._q("#scrub", ScrubBar).show("LIVE", 0, 0, 0)
             return
         status, counts = f.status, f.counts
@@ -217,7 +218,9 @@ class ViewMixin(App[None]):
         banner = self._q("#banner", Static)
         run = f.run_id
         text = ""
-        if f.status == RunStatus.INTERRUPTED.value:
+        if f.trouble:
+            text = f" ✗ {escape(f.trouble)} · showing what was read before; trying again"
+        elif f.status == RunStatus.INTERRUPTED.value:
             text = (
                 f" ✗ INTERRUPTED: run {run}'s process is gone with work left. "
                 f"R: flock-es resume {run} · F: flock-es fork {run} --at SEQ"

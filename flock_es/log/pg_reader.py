@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -33,9 +34,10 @@ from flock_es.log.reader import row_to_event
 from flock_es.log.run_counters import STATS_SELECT, stats_of_row
 from flock_es.log.run_lookup import RunLookup, events_query, prefix_pattern
 
-__all__ = ["PgLogReader"]
+__all__ = ["RECONNECT_EVERY", "PgLogReader"]
 
 _EVENT_COLS = "seq, run_id, kind, ts, v, body::text"
+RECONNECT_EVERY = 5.0  # seconds between attempts to replace a lost connection
 _PAGE = 10_000  # events per query of iter_events
 # ``call_records``: a body is read as JSON only for the run's model.called rows.
 _SHOWN_CALLS = (
@@ -59,6 +61,8 @@ class PgLogReader(RunLookup):
         self.path = describe_url(url)
         self._con = pg_connect(url)
         self._listener: psycopg.Connection[tuple[Any, ...]] | None = None
+        self._tried = 0.0  # when a lost connection was last replaced (``_reconnect``)
+        self._lost = "the connection was lost"
         try:
             check_schema(self._con, url)
             self._con.read_only = True
@@ -73,10 +77,29 @@ class PgLogReader(RunLookup):
             self._listener = None
 
     def _rows(self, sql: str, args: tuple[object, ...] | list[object] = ()) -> list[Any]:
+        if self._con.closed:  # lost (the server went away or ended it): try a new one
+            self._reconnect()
         try:
             return self._con.execute(sql, args).fetchall()
         except psycopg.OperationalError as exc:
             raise DatabaseError(f"cannot read {self.path}: {first_line(exc)}") from None
+
+    def _reconnect(self) -> None:
+        """A new connection in place of a lost one: a reader that follows a run (the TUI)
+        goes on once the server is back. Tried at most every ``RECONNECT_EVERY`` s, for
+        at most 2 s (libpq's least): each read meanwhile says it cannot at once, and a
+        server that does not answer at all holds a read up 2 s, not the usual 10."""
+        now = time.monotonic()
+        if now - self._tried < RECONNECT_EVERY:
+            raise DatabaseError(f"cannot read {self.path}: {self._lost}")
+        self._tried = now
+        try:
+            con = pg_connect(self.url, timeout=2)
+        except DatabaseError as exc:
+            self._lost = str(exc).split(": ", 1)[-1]
+            raise
+        con.read_only = True
+        self._con = con
 
     def data_version(self) -> int:
         """Moves whenever something was committed; a cheap "anything new?" check."""
@@ -88,13 +111,18 @@ class PgLogReader(RunLookup):
         Returns True when woken by a notification. Callers poll afterwards either
         way, so a missed notification costs at most one timeout.
         """
-        if self._listener is None:
-            self._listener = pg_connect(self.url)
-            self._listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
-        woke = False
-        for _ in self._listener.notifies(timeout=timeout, stop_after=1):
-            woke = True
-        return woke
+        if self._listener is not None and self._listener.closed:
+            self._listener = None  # lost: listen on a new one
+        try:
+            if self._listener is None:
+                self._listener = pg_connect(self.url)
+                self._listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+            woke = False
+            for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+                woke = True
+            return woke
+        except psycopg.OperationalError as exc:
+            raise DatabaseError(f"cannot read {self.path}: {first_line(exc)}") from None
 
     def runs(self) -> list[RunRow]:
         rows = self._rows(

@@ -213,7 +213,7 @@ def first_line(exc: BaseException) -> str:
 
 
 def pg_connect(
-    url: str, *, autocommit: bool = True, create: bool = False
+    url: str, *, autocommit: bool = True, create: bool = False, timeout: int = 10
 ) -> psycopg.Connection[tuple[object, ...]]:
     """A synchronous connection, or a one-line DatabaseError naming the server.
 
@@ -222,7 +222,7 @@ def pg_connect(
     server (``docker run postgres``) needs no ``createdb``.
     """
     try:
-        return psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
+        return psycopg.connect(url, autocommit=autocommit, connect_timeout=timeout)
     except psycopg.Error as exc:
         first = first_line(exc)
         missing = _missing_database(first, url)

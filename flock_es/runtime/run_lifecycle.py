@@ -223,6 +223,10 @@ class RunLifecycle:
                 if idle and engine.hooks is not None:
                     await engine.hooks.idle()
                     idle = await engine.run_until_idle(seconds)  # what the idle hooks published
+            # A commit that failed meanwhile left the state the log's as far as it could
+            # be read (nothing, if the server went away): that looks idle, and the run
+            # must not pass for done (it closed 'completed', exit 0, with work left).
+            engine.kernel.check()
         except Exception:  # a commit failed (CommitFailed, or the writer's own error)
             self.failed_while_waiting = True
             raise
@@ -263,6 +267,8 @@ class RunLifecycle:
                 await self._writer.close()
             await self.mcp_servers.aclose()
             self._closed = True
+        if engine.kernel.halted is not None and closing.status is RunStatus.COMPLETED:
+            return RunStatus.INTERRUPTED  # a commit failed: what is left is in no log yet
         return closing.status
 
     async def __aenter__(self) -> Self:

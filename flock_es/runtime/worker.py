@@ -167,6 +167,13 @@ class Worker:
                 woke = asyncio.ensure_future(self._wake.wait())
                 await asyncio.wait([woke, stopped], timeout=0.25, return_when="FIRST_COMPLETED")
                 woke.cancel()
+        except Exception as exc:
+            # Whoever waits for these runs here (``run``'s own wait, in this process) hears
+            # it: with this loop gone nothing here executes their tasks, and a log that can
+            # be read again (a server back after a failover) would have it wait forever.
+            for link in self.links.values():
+                link.failure = link.failure or exc
+            raise
         finally:
             stopped.cancel()
             for h in helpers:
