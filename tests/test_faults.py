@@ -236,6 +236,19 @@ async def main():
 """
 
 
+def _resumed_with_space(disk: Path, db: Path, cwd: Path) -> tuple[int, int]:
+    """Grow the disk, resume the latest run to its end: its Seeds and Bulks."""
+    _remount(disk, "size=64m")
+    done = run_cli(["resume", "latest", "--db", db, "-q"], cwd=cwd)
+    assert done.returncode == 0, done.stderr
+    con = sqlite3.connect(db)
+    seeds, bulks = con.execute(
+        "SELECT sum(type = 'Seed'), sum(type = 'Bulk') FROM artifacts"
+    ).fetchone()
+    con.close()
+    return int(seeds), int(bulks)
+
+
 @pytest.mark.parametrize("when", ["waiting", "seeding"])
 def test_a_disk_filled_by_the_agents_outputs_does_not_blame_the_program(
     when: str, small_disk: Path, tmp_path: Path
@@ -249,14 +262,7 @@ def test_a_disk_filled_by_the_agents_outputs_does_not_blame_the_program(
     assert "grower.py" not in line and "CommitFailed" not in line, line
     # Only a run whose main() had not published every seed leaves some unpublished.
     assert ("while main() was still publishing its seeds" in line) == (when == "seeding"), line
-    _remount(small_disk, "size=64m")
-    done = run_cli(["resume", "latest", "--db", db, "-q"], cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    con = sqlite3.connect(db)
-    seeds, bulks = con.execute(
-        "SELECT sum(type = 'Seed'), sum(type = 'Bulk') FROM artifacts"
-    ).fetchone()
-    con.close()
+    seeds, bulks = _resumed_with_space(small_disk, db, tmp_path)
     assert seeds == bulks and (seeds == 30 or when == "seeding"), (seeds, bulks)
 
 
@@ -289,14 +295,7 @@ def test_a_full_disk_under_a_worker_is_one_line_for_it_and_for_the_run(
     assert worker.returncode == 2, werr
     lines = werr.strip().splitlines()
     assert len(lines) == 1 and "the disk holding" in lines[0] and str(db) in lines[0], werr
-    _remount(small_disk, "size=64m")
-    done = run_cli(["resume", "latest", "--db", db, "-q"], cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    con = sqlite3.connect(db)
-    seeds, bulks = con.execute(
-        "SELECT sum(type = 'Seed'), sum(type = 'Bulk') FROM artifacts"
-    ).fetchone()
-    con.close()
+    seeds, bulks = _resumed_with_space(small_disk, db, tmp_path)
     assert seeds == bulks and seeds > 0, (seeds, bulks)
 
 

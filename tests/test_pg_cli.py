@@ -10,7 +10,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -132,7 +132,7 @@ def test_a_database_the_server_lacks_is_created_by_a_writer_only(tmp_path: Path)
             con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-SLOW = """
+_AGENTS = """
 import asyncio
 from pydantic import BaseModel
 from flock_es import Flock, flock_type
@@ -154,12 +154,19 @@ async def work(x: Item) -> Out:
 for i in range(4):
     flock.agent(f"w{i}").consumes(Item).publishes(Out).with_function(work)
 
+"""
+
+# Seeds one at a time, some 10 s of them: a cut comes while they still come.
+SLOW = (
+    _AGENTS
+    + """
 async def main():
     for i in range(100):  # some 10 s of seeds: the cut comes while they still come
         await flock.publish(Item(n=i))
         await asyncio.sleep(0.1)
     await flock.run_until_idle()
 """
+)
 
 
 def _done(db: str) -> int:
@@ -224,6 +231,39 @@ def test_connections_cut_mid_run_are_one_line_and_the_run_resumes(
     assert made["Out"] == 4 * made["Item"] and made["Item"] >= 2, made
 
 
+def _cut_under_a_worker(
+    prog: Path, url: str, direct: str, cut: Callable[[], None], tmp_path: Path
+) -> None:
+    """A worker and ``run --no-execute`` on ``url``; ``cut()`` once tasks are done: each
+    stops with one line naming ``url``; a new worker and ``resume`` (on ``direct``)
+    finish the run."""
+    worker = _start(["worker", str(prog), "--db", url], tmp_path)
+    run = _start(["run", str(prog), "--db", url, "--no-execute", "-q"], tmp_path)
+    try:
+        _wait_done(direct, 8)
+        cut()
+        _, werr = worker.communicate(timeout=90)
+        _, rerr = run.communicate(timeout=90)
+    finally:
+        worker.kill()
+        run.kill()
+    where = url.rsplit("/", 1)[0]
+    for proc, err in ((worker, werr), (run, rerr)):
+        assert proc.returncode == 2, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("flock-es: error: cannot "), err
+        assert where in lines[0], err
+    again = _start(["worker", str(prog), "--db", direct], tmp_path)
+    try:
+        done = run_cli(["resume", "latest", "--db", direct, "-q"], cwd=tmp_path, timeout=120)
+    finally:
+        again.terminate()
+        again.communicate(timeout=60)
+    assert done.returncode == 0, done.stderr
+    made = _artifacts(direct, _latest(direct))
+    assert made["Out"] == 4 * made["Item"] and made["Item"] >= 2, made
+
+
 @pytest.mark.slow
 def test_a_worker_whose_connections_are_cut_stops_in_one_line(
     tmp_path: Path,
@@ -234,30 +274,7 @@ def test_a_worker_whose_connections_are_cut_stops_in_one_line(
     nobody awaited; a new worker and ``resume`` finish the run."""
     prog = tmp_path / "slow.py"
     prog.write_text(SLOW)
-    worker = _start(["worker", str(prog), "--db", pg_url], tmp_path)
-    run = _start(["run", str(prog), "--db", pg_url, "--no-execute", "-q"], tmp_path)
-    try:
-        _wait_done(pg_url, 8)
-        _cut_connections(pg_url)
-        _, werr = worker.communicate(timeout=60)
-        _, rerr = run.communicate(timeout=60)
-    finally:
-        worker.kill()
-        run.kill()
-    for proc, err in ((worker, werr), (run, rerr)):
-        assert proc.returncode == 2, err
-        lines = err.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("flock-es: error: "), err
-        assert "postgresql://" in lines[0], err
-    again = _start(["worker", str(prog), "--db", pg_url], tmp_path)
-    try:
-        done = run_cli(["resume", "latest", "--db", pg_url, "-q"], cwd=tmp_path, timeout=120)
-    finally:
-        again.terminate()
-        again.communicate(timeout=60)
-    assert done.returncode == 0, done.stderr
-    made = _artifacts(pg_url, _latest(pg_url))
-    assert made["Out"] == 4 * made["Item"] and made["Item"] >= 2, made
+    _cut_under_a_worker(prog, pg_url, pg_url, lambda: _cut_connections(pg_url), tmp_path)
 
 
 class _Proxy:
@@ -335,30 +352,7 @@ def test_a_server_that_goes_away_is_one_line_for_the_worker_and_the_run(
     prog = tmp_path / "slow.py"
     prog.write_text(SLOW)
     with _proxied(pg_url) as (url, proxy):
-        worker = _start(["worker", str(prog), "--db", url], tmp_path)
-        run = _start(["run", str(prog), "--db", url, "--no-execute", "-q"], tmp_path)
-        try:
-            _wait_done(pg_url, 8)
-            proxy.down()
-            _, werr = worker.communicate(timeout=90)
-            _, rerr = run.communicate(timeout=90)
-        finally:
-            worker.kill()
-            run.kill()
-    for proc, err in ((worker, werr), (run, rerr)):
-        assert proc.returncode == 2, err
-        lines = err.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("flock-es: error: cannot "), err
-        assert f":{proxy.port}/" in lines[0], err
-    again = _start(["worker", str(prog), "--db", pg_url], tmp_path)
-    try:
-        done = run_cli(["resume", "latest", "--db", pg_url, "-q"], cwd=tmp_path, timeout=120)
-    finally:
-        again.terminate()
-        again.communicate(timeout=60)
-    assert done.returncode == 0, done.stderr
-    made = _artifacts(pg_url, _latest(pg_url))
-    assert made["Out"] == 4 * made["Item"] and made["Item"] >= 2, made
+        _cut_under_a_worker(prog, url, pg_url, proxy.down, tmp_path)
 
 
 def _events(url: str) -> int:
@@ -372,32 +366,15 @@ def _events(url: str) -> int:
     return int(row[0]) if row else 0
 
 
-WIDE = """
-import asyncio
-from pydantic import BaseModel
-from flock_es import Flock, flock_type
-
-@flock_type
-class Item(BaseModel):
-    n: int
-
-@flock_type
-class Out(BaseModel):
-    n: int
-
-flock = Flock()
-
-async def work(x: Item) -> Out:
-    await asyncio.sleep(0.5)
-    return Out(n=x.n)
-
-for i in range(4):
-    flock.agent(f"w{i}").consumes(Item).publishes(Out).with_function(work)
-
+# 400 seeds at once: 1,600 tasks start together.
+WIDE = (
+    _AGENTS
+    + """
 async def main():
     await flock.publish_many([Item(n=i) for i in range(400)])
     await flock.run_until_idle()
 """
+)
 
 
 @pytest.mark.slow
