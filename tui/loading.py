@@ -136,12 +136,8 @@ class LoadingMixin(ActionsMixin):
                 continue
             self._wake.clear()
             did = self._run_commands(self.server)
-            trouble = self.server.trouble
-            try:
-                events = self.server.fold(self._yield_to_ui)
-            except FlockError:  # kept as ``server.trouble``: the screen says so
-                events = []
-            if self.server.trouble != trouble:
+            events, told = self.server.fold(self._yield_to_ui)
+            if told:  # it could not read, or can again: the screen says so
                 self._notify()
             # A filter's lists fill once the fold has caught up (a live run's too).
             caught_up = self.monitor is None or self.monitor.caught_up

@@ -188,12 +188,8 @@ class _Child:
                 except FlockError:
                     self.server.commands_done += 1
                 did += 1
-            trouble = self.server.trouble
-            try:
-                events = self.server.fold(self.answer)
-            except FlockError:  # kept as ``server.trouble``: the screen says so
-                events = []
-            if self.server.trouble != trouble:
+            events, told = self.server.fold(self.answer)
+            if told:  # it could not read, or can again: the screen says so
                 self.note(force=True)
             # A filter's lists fill between questions once the fold has caught up, while
             # a live run goes on too (not while a backlog loads: that would slow it).

@@ -12,7 +12,7 @@ that folds a 400,000-event log without touching the UI's interpreter
 Example::
 
     server = ViewServer(Monitor(reader), reader)
-    server.fold()                                   # fold what was committed
+    events, told = server.fold()                    # fold what was committed
     frame = server.frame(ViewRequest())
     frame.agents["editor"], frame.lists["tasks"]    # a lane, the tasks' count
     server.rows("tasks", ViewRequest(), 0, 40)      # the first screenful
@@ -126,16 +126,18 @@ class ViewServer:
 
     # Folding and commands ----------------------------------------------------
 
-    def fold(self, pause: Pause | None = None) -> list[Event]:
-        """Fold the next chunk of what was committed (see ``Monitor.poll``); an error
-        reading it (a server gone, a file gone) is kept for the screen and raised."""
+    def fold(self, pause: Pause | None = None) -> tuple[list[Event], bool]:
+        """Fold the next chunk of what was committed (see ``Monitor.poll``): the events,
+        and whether ``trouble`` changed (the screen is to be told). An error reading it
+        (a server gone, a file gone) folds nothing and is kept as ``trouble``."""
+        was = self.trouble
         try:
             events = self.m.poll(pause)
         except FlockError as exc:
-            self.trouble = str(exc)
-            raise
-        self.trouble = ""
-        return events
+            events, self.trouble = [], str(exc)
+        else:
+            self.trouble = ""
+        return events, self.trouble != was
 
     def scan(self, pause: Pause | None = None) -> bool:
         """Go on with the filter scans the last frame left unfinished, for about

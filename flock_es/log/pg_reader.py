@@ -82,7 +82,10 @@ class PgLogReader(RunLookup):
         try:
             return self._con.execute(sql, args).fetchall()
         except psycopg.OperationalError as exc:
-            raise DatabaseError(f"cannot read {self.path}: {first_line(exc)}") from None
+            raise self._unreadable(first_line(exc)) from None
+
+    def _unreadable(self, why: str) -> DatabaseError:
+        return DatabaseError(f"cannot read {self.path}: {why}")
 
     def _reconnect(self) -> None:
         """A new connection in place of a lost one: a reader that follows a run (the TUI)
@@ -91,7 +94,7 @@ class PgLogReader(RunLookup):
         server that does not answer at all holds a read up 2 s, not the usual 10."""
         now = time.monotonic()
         if now - self._tried < RECONNECT_EVERY:
-            raise DatabaseError(f"cannot read {self.path}: {self._lost}")
+            raise self._unreadable(self._lost)
         self._tried = now
         try:
             con = pg_connect(self.url, timeout=2)
@@ -122,7 +125,7 @@ class PgLogReader(RunLookup):
                 woke = True
             return woke
         except psycopg.OperationalError as exc:
-            raise DatabaseError(f"cannot read {self.path}: {first_line(exc)}") from None
+            raise self._unreadable(first_line(exc)) from None
 
     def runs(self) -> list[RunRow]:
         rows = self._rows(

@@ -98,14 +98,17 @@ class PgRuns:
         ``DatabaseError`` naming the database, as the log's writer and reader say it:
         raised in a worker's task or loop, psycopg's own error went out as a traceback."""
         if self.unreachable is not None:
-            raise DatabaseError(f"cannot {doing} {self.location}: {self.unreachable}")
+            raise self._lost(doing, self.unreachable)
         try:
             async with self.pool.connection() as con:
                 yield con
         except psycopg.OperationalError as exc:
             if isinstance(exc, PoolTimeout):  # no connection for POOL_WAIT s: the server is
                 self.unreachable = first_line(exc)  # gone; the next uses say so at once
-            raise DatabaseError(f"cannot {doing} {self.location}: {first_line(exc)}") from None
+            raise self._lost(doing, first_line(exc)) from None
+
+    def _lost(self, doing: str, why: str) -> DatabaseError:
+        return DatabaseError(f"cannot {doing} {self.location}: {why}")
 
     async def mark_shared(self, run_id: str) -> None:
         """Open ``run_id`` to workers (a run driven by one process alone is not)."""
@@ -257,7 +260,7 @@ class PgRuns:
             if listen is not None:
                 with contextlib.suppress(psycopg.Error):
                     await listen.close()
-            raise DatabaseError(f"cannot read {self.location}: {first_line(exc)}") from None
+            raise self._lost("read", first_line(exc)) from None
 
 
 async def _check_run_lease(con: psycopg.AsyncConnection[tuple[Any, ...]], fence: Lease) -> None:

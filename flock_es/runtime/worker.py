@@ -327,10 +327,9 @@ class Worker:
                     )
             ended = not _open(link.kernel.state.tasks.get(task_id))
         except Exception as exc:  # a commit that failed (the database went away), ...
-            # ... raised here, in a task nobody awaits: handed to the loop and to whoever
-            # waits for the run, not left for the garbage collector to print.
+            # ... raised here, in a task nobody awaits: handed to the loop (which stops
+            # on it and tells the runs), not left for the garbage collector to print.
             self.failure = self.failure or exc
-            link.failure = link.failure or exc
         finally:
             self.running.pop((link.run_id, task_id), None)
             link.lost.discard(task_id)
