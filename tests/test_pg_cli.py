@@ -232,46 +232,81 @@ def test_connections_cut_mid_run_are_one_line_and_the_run_resumes(
 
 
 def _cut_under_a_worker(
-    prog: Path, url: str, direct: str, cut: Callable[[], None], tmp_path: Path
-) -> None:
-    """A worker and ``run --no-execute`` on ``url``; ``cut()`` once tasks are done: each
-    stops with one line naming ``url``; a new worker and ``resume`` (on ``direct``)
-    finish the run."""
-    worker = _start(["worker", str(prog), "--db", url], tmp_path)
+    prog: Path,
+    url: str,
+    direct: str,
+    cut: Callable[[], None],
+    tmp_path: Path,
+    back: Callable[[], None] | None = None,
+) -> tuple[str, str]:
+    """A worker and ``run --no-execute`` on ``url``; ``cut()`` once tasks are done. The
+    run stops with one line naming ``url``. With ``back`` (called 3 s after the cut),
+    the same worker, still up, serves ``resume`` (on ``direct``) to the end; without,
+    the worker (``--reconnect-for 0``) stops with one line too, and a new one serves
+    it. Returns the worker's output and errors."""
+    again = [] if back is not None else ["--reconnect-for", "0"]
+    worker = _start(["worker", str(prog), "--db", url, *again], tmp_path)
     run = _start(["run", str(prog), "--db", url, "--no-execute", "-q"], tmp_path)
     try:
         _wait_done(direct, 8)
         cut()
-        _, werr = worker.communicate(timeout=90)
         _, rerr = run.communicate(timeout=90)
+        if back is None:
+            wout, werr = worker.communicate(timeout=90)
+            worker = _start(["worker", str(prog), "--db", direct], tmp_path)
+        else:
+            time.sleep(3)
+            back()
+        done = run_cli(["resume", "latest", "--db", direct, "-q"], cwd=tmp_path, timeout=120)
+        if back is not None:
+            worker.terminate()
+            wout, werr = worker.communicate(timeout=60)
     finally:
         worker.kill()
         run.kill()
     where = url.rsplit("/", 1)[0]
-    for proc, err in ((worker, werr), (run, rerr)):
-        assert proc.returncode == 2, err
-        lines = err.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("flock-es: error: cannot "), err
-        assert where in lines[0], err
-    again = _start(["worker", str(prog), "--db", direct], tmp_path)
-    try:
-        done = run_cli(["resume", "latest", "--db", direct, "-q"], cwd=tmp_path, timeout=120)
-    finally:
-        again.terminate()
-        again.communicate(timeout=60)
+    lines = rerr.strip().splitlines()
+    assert run.returncode == 2 and len(lines) == 1, rerr
+    assert lines[0].startswith("flock-es: error: cannot ") and where in lines[0], rerr
+    if back is None:
+        lines = werr.strip().splitlines()
+        assert worker.returncode != 0 and len(lines) == 1, werr
+        assert lines[0].startswith("flock-es: error: cannot ") and where in lines[0], werr
+    else:
+        assert worker.returncode == 0, werr
+        assert "Traceback" not in werr and "lost the database: cannot " in werr, werr
+        assert " connected again to " in wout and " stopped after " in wout, wout
     assert done.returncode == 0, done.stderr
     made = _artifacts(direct, _latest(direct))
     assert made["Out"] == 4 * made["Item"] and made["Item"] >= 2, made
+    return wout, werr
 
 
 @pytest.mark.slow
-def test_a_worker_whose_connections_are_cut_stops_in_one_line(
+def test_a_worker_whose_connections_are_cut_connects_again(
     tmp_path: Path,
     pg_url: str,  # noqa: F811
 ) -> None:
-    """A ``flock-es worker`` serving a shared run: the server ends its connections.
-    The worker and the publishing run each stop with one line, no traceback of a task
-    nobody awaited; a new worker and ``resume`` finish the run."""
+    """A ``flock-es worker`` serving a shared run: the server ends its connections (a
+    failover). The publishing run stops with one line; the worker says it lost the
+    database, connects again, and serves ``resume`` to the end, with no traceback of a
+    task nobody awaited."""
+    prog = tmp_path / "slow.py"
+    prog.write_text(SLOW)
+    _, werr = _cut_under_a_worker(
+        prog, pg_url, pg_url, lambda: _cut_connections(pg_url), tmp_path, back=lambda: None
+    )
+    assert len(werr.strip().splitlines()) == 1, werr  # back within the first attempts
+
+
+@pytest.mark.slow
+def test_a_worker_told_not_to_reconnect_stops_in_one_line(
+    tmp_path: Path,
+    pg_url: str,  # noqa: F811
+) -> None:
+    """``--reconnect-for 0``: a worker whose connections are cut stops with one line
+    naming the database, as the publishing run does; a new worker and ``resume``
+    finish the run."""
     prog = tmp_path / "slow.py"
     prog.write_text(SLOW)
     _cut_under_a_worker(prog, pg_url, pg_url, lambda: _cut_connections(pg_url), tmp_path)
@@ -346,13 +381,38 @@ def test_a_server_that_goes_away_is_one_line_for_the_worker_and_the_run(
     tmp_path: Path,
     pg_url: str,  # noqa: F811
 ) -> None:
-    """The server becomes unreachable under a worker and ``run --no-execute``: each
-    stops with one line naming the database (after the pool's wait for a connection,
-    once: a stopping run does not wait again), and ``resume`` on the server finishes."""
+    """The server becomes unreachable under a worker (``--reconnect-for 0``) and ``run
+    --no-execute``: each stops with one line naming the database (after the pool's wait
+    for a connection, once: a stopping run does not wait again), and ``resume`` on the
+    server finishes."""
     prog = tmp_path / "slow.py"
     prog.write_text(SLOW)
     with _proxied(pg_url) as (url, proxy):
         _cut_under_a_worker(prog, url, pg_url, proxy.down, tmp_path)
+
+
+@pytest.mark.slow
+def test_a_worker_waits_for_a_server_that_comes_back(
+    tmp_path: Path,
+    pg_url: str,  # noqa: F811
+) -> None:
+    """The server is out of reach for 3 s under a worker: it says so once, tries again
+    (refused meanwhile), connects once the server is back on the same address, and
+    serves the resumed run to the end."""
+    prog = tmp_path / "slow.py"
+    prog.write_text(SLOW)
+    with _proxied(pg_url) as (url, proxy):
+        revived: list[_Proxy] = []
+
+        def back() -> None:
+            revived.append(_Proxy(*proxy.target, listen=proxy.port))
+
+        try:
+            wout, _ = _cut_under_a_worker(prog, url, pg_url, proxy.down, tmp_path, back=back)
+        finally:
+            for p in revived:
+                p.down()
+    assert wout.count(" joined run ") >= 2, wout  # the run, once by each worker
 
 
 def _events(url: str) -> int:

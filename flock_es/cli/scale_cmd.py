@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from flock_es.cli.options import DbOption, db_path
+from flock_es.cli.worker_loop import serve_worker
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -63,6 +63,14 @@ def register(app: typer.Typer) -> None:
                 show_default=False,
             ),
         ] = None,
+        reconnect_for: Annotated[
+            float,
+            typer.Option(
+                "--reconnect-for",
+                help="Seconds a worker that lost its database keeps trying to connect "
+                "again before it stops; 0: stop at once.",
+            ),
+        ] = 300.0,
     ) -> None:
         """Execute the tasks of every open shared run of PROGRAM in the log.
 
@@ -72,36 +80,34 @@ def register(app: typer.Typer) -> None:
         `flock-es run PROGRAM --db URL` (PostgreSQL), or with --share or
         --no-execute (SQLite), are served.
         Stop with Ctrl-C or SIGTERM. A killed worker's tasks are taken over at once
-        by the workers of its machine, by others when its leases expire.
+        by the workers of its machine, by others when its leases expire. A worker
+        whose database goes away (a failover, a full disk) connects again and joins
+        the open runs anew, for up to --reconnect-for seconds.
         """
         from flock_es.errors import UserError
         from flock_es.log.backends import describe_db
         from flock_es.runtime.program import load_program
 
         target = db_path(db)
-        if concurrency < 1 or lease <= 0:
-            raise UserError("--concurrency must be at least 1 and --lease positive")
+        if concurrency < 1 or lease <= 0 or reconnect_for < 0:
+            raise UserError(
+                "--concurrency must be at least 1, --lease positive "
+                "and --reconnect-for not negative"
+            )
         prog = load_program(program)
         prog.flock.program = prog.path.resolve()
         from flock_es.runtime.worker import Worker
 
-        w = Worker(prog.flock, str(target), concurrency=concurrency, lease=lease, model=model)
-        w.on_join = lambda j: typer.echo(
-            f"worker {w.id} joined run {j.run_id}: {j.open_tasks:,} tasks open "
-            f"({j.folded:,} events folded in {j.seconds:.1f} s)"
-        )
-        asyncio.run(_serve(w, f"worker {w.id} serving {program} on {describe_db(target)}"))
-        typer.echo(f"worker {w.id} stopped after {w.executed} tasks")
+        where = describe_db(target)
 
+        def make() -> Worker:
+            w = Worker(prog.flock, str(target), concurrency=concurrency, lease=lease, model=model)
+            w.on_join = lambda j: typer.echo(
+                f"worker {w.id} joined run {j.run_id}: {j.open_tasks:,} tasks open "
+                f"({j.folded:,} events folded in {j.seconds:.1f} s)"
+            )
+            return w
 
-async def _serve(w: Worker, banner: str) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await w.connect()
-    typer.echo(banner)  # connected: a log it cannot use was refused in one line before
-    try:
-        await w.serve(stop)
-    finally:
-        await w.close()
+        serving = f"serving {program} on {where}"
+        served = asyncio.run(serve_worker(make, where, reconnect_for, serving))
+        typer.echo(f"worker {served.last} stopped after {served.executed} tasks")

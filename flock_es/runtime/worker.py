@@ -109,6 +109,9 @@ class Worker:
         self.failure: Exception | None = None
         # Outcomes dropped because another worker had taken the task's lease over.
         self.lost_leases = 0
+        # (run, task) leases it could not give back (the database was gone): the next
+        # worker of ``flock-es worker`` frees them (``cli.worker_loop``).
+        self.unreleased: list[tuple[str, str]] = []
         self.timers: dict[str, Timers] = {}
         # run -> task -> when to offer it again (another worker held it when offered)
         self.elsewhere: dict[str, dict[str, float]] = {}
@@ -334,8 +337,10 @@ class Worker:
             self.running.pop((link.run_id, task_id), None)
             link.lost.discard(task_id)
             if not ended:  # the commit that ended it dropped the lease already
-                with contextlib.suppress(Exception):
+                try:
                     await self.runs.release_tasks(link.run_id, self.id, [task_id])
+                except Exception:
+                    self.unreleased.append((link.run_id, task_id))
             self._wake.set()
 
     async def _listen(self) -> None:

@@ -1,0 +1,205 @@
+"""``flock-es worker`` as a service: it rides out a lost database instead of stopping.
+
+A worker whose server ends its connections (a failover, a restart) or goes away,
+or whose disk fills, cannot go on with the state it holds: after a failed commit
+its kernel may be ahead of the log. So it does what a fresh worker does. It drops
+that state and its in-flight tasks, and connects again, first after 0.5 s, then
+twice as long each time (at most 10 s). Once connected, a new worker joins the
+open runs from the log and serves them. It frees the leases the lost one could not
+give back, so other workers need not wait for them to expire. Its model calls that
+were answered but not recorded are lost with it, and run again.
+
+It says so in one line when it loses the database, and in one when it is connected
+again; while the outage lasts (no connection, or none that lasts ``STEADY`` seconds:
+a full disk), a line at most every 30 s. After ``reconnect_for`` seconds of it, the
+worker stops with one line and exit status 2, as before.
+A worker that cannot connect when it starts stops at once: a mistyped URL is one
+line, not a long wait. A damaged file is not retried, and neither is any error that
+is not the database's.
+
+Example::
+
+    served = asyncio.run(serve_worker(make_worker, "postgresql://db/flock", 300.0))
+    print(served.executed)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import typer
+
+from flock_es.errors import DatabaseDamagedError, DatabaseError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from flock_es.runtime.worker import Worker
+
+__all__ = [
+    "RETRY_FIRST",
+    "RETRY_MAX",
+    "SAY_EVERY",
+    "STEADY",
+    "Served",
+    "lost_database",
+    "serve_worker",
+]
+
+RETRY_FIRST = 0.5
+"""Seconds before the first attempt to connect again; each next one waits twice as long."""
+RETRY_MAX = 10.0
+"""The longest wait between two attempts."""
+SAY_EVERY = 30.0
+"""Seconds between two lines about one outage, after its first."""
+STEADY = 10.0
+"""Seconds a worker must serve after it connects for its failure to be a new outage."""
+
+
+@dataclass
+class Served:
+    """What the workers of one ``flock-es worker`` did: tasks executed, and how often
+    the database was lost and found again."""
+
+    executed: int = 0
+    reconnects: int = 0
+    last: str = ""  # the id of the last worker
+
+
+def lost_database(exc: BaseException) -> DatabaseError | None:
+    """The database error ``exc`` is, or was raised for, if the database may come back
+    (a connection, a server, a full disk); None for a damaged file or anything else."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, DatabaseDamagedError):
+            return None
+        if isinstance(seen, DatabaseError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+async def serve_worker(
+    make: Callable[[], Worker], where: str, reconnect_for: float, serving: str = ""
+) -> Served:
+    """Serve with workers from ``make()`` until SIGINT or SIGTERM; a lost database (see
+    the module docstring) ends one worker and, once it can be reached, starts the next.
+    The first says ``worker ID {serving}`` once connected."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    served = Served()
+    lost = _Outage(where, reconnect_for)
+    unreleased: list[tuple[str, str, str]] = []
+    connected = 0.0  # when the last worker connected; 0: none ever did
+    while not stop.is_set():
+        w = make()
+        served.last = w.id
+        try:
+            await w.connect()
+            if not connected:
+                typer.echo(f"worker {w.id} {serving or f'serving on {where}'}")
+            else:
+                lost.found(w.id)
+                served.reconnects += 1
+            connected = time.monotonic()
+            await _release(w, unreleased)
+            await w.serve(stop)
+        except Exception as exc:
+            cause = lost_database(exc)
+            await _close_quietly(w, served, unreleased)
+            if cause is None or not connected:  # not connected: it never could
+                raise
+            lost.lost(w.id, cause, time.monotonic() - connected)  # raises once it is over
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), lost.delay())
+            continue
+        served.executed += w.executed
+        await w.close()
+        return served
+    return served
+
+
+async def _close_quietly(w: Worker, served: Served, unreleased: list[tuple[str, str, str]]) -> None:
+    """Close a worker whose database failed: what it cannot commit or give back is lost
+    with it (its leases are noted, for the next worker to free)."""
+    with contextlib.suppress(Exception):
+        await w.close()
+    served.executed += w.executed
+    unreleased += [(w.id, run, task) for run, task in w.unreleased]
+
+
+async def _release(w: Worker, unreleased: list[tuple[str, str, str]]) -> None:
+    """Free the leases that lost workers of this process could not give back."""
+    by_owner: dict[tuple[str, str], list[str]] = {}
+    for owner, run, task in unreleased:
+        by_owner.setdefault((owner, run), []).append(task)
+    for (owner, run), tasks in by_owner.items():
+        await w.runs.release_tasks(run, owner, tasks)
+    unreleased.clear()
+
+
+class _Outage:
+    """One outage of the database: since when, the next wait, and the lines about it.
+
+    A worker that fails within ``STEADY`` seconds of connecting is part of the same
+    outage (a SQLite disk still full: reads work, commits fail): its failure adds no
+    line of its own, and the outage goes on counting towards ``reconnect_for``. Lines
+    after the first come at most every ``SAY_EVERY`` seconds."""
+
+    def __init__(self, where: str, reconnect_for: float) -> None:
+        self.where = where
+        self.reconnect_for = reconnect_for
+        self.since: float | None = None
+        self.said = 0.0
+        self.wait = RETRY_FIRST
+        self.reconnected = False  # a worker connected again in this outage
+
+    def lost(self, worker: str, cause: DatabaseError, served_for: float) -> None:
+        now = time.monotonic()
+        if self.since is None or served_for >= STEADY:
+            self.since, self.said, self.wait, self.reconnected = now, now, RETRY_FIRST, False
+            if self.reconnect_for <= 0:
+                raise cause
+            _say(
+                f"worker {worker} lost the database: {cause}; "
+                f"connecting again for up to {self.reconnect_for:g} s"
+            )
+            return
+        out = now - self.since
+        if out >= self.reconnect_for:
+            raise DatabaseError(
+                f"{cause} (no connection that lasted for {out:.0f} s; the worker stopped: "
+                "start one again once the database is back)"
+            ) from None
+        if now - self.said >= SAY_EVERY:
+            self.said = now
+            _say(f"worker {worker}: the database still fails after {out:.0f} s: {cause}")
+
+    def delay(self) -> float:
+        """Seconds to the next attempt (the last one at ``reconnect_for``)."""
+        wait, self.wait = self.wait, min(self.wait * 2, RETRY_MAX)
+        assert self.since is not None
+        left = self.reconnect_for - (time.monotonic() - self.since)
+        return max(min(wait, left), 0.0)
+
+    def found(self, worker: str) -> None:
+        """A worker connected: said for the first in an outage, then as lines may come."""
+        assert self.since is not None
+        now = time.monotonic()
+        if self.reconnected and now - self.said < SAY_EVERY:
+            return
+        self.reconnected, self.said = True, now
+        typer.echo(
+            f"worker {worker} connected again to {self.where} after "
+            f"{now - self.since:.1f} s; joining the open runs"
+        )
+
+
+def _say(line: str) -> None:
+    typer.echo(f"flock-es: {line}", err=True)

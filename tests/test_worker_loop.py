@@ -1,0 +1,131 @@
+"""``flock-es worker``'s policy on a lost database (``flock_es.cli.worker_loop``).
+
+The processes, the servers and the disks are real in tests/test_pg_cli.py and
+tests/test_faults.py; here stand-in workers fail on cue, so each rule is checked
+in milliseconds: which errors are retried, which lines are said, when it gives up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from flock_es.cli import worker_loop
+from flock_es.cli.worker_loop import lost_database, serve_worker
+from flock_es.errors import CommitFailed, DatabaseDamagedError, DatabaseError, DiskFullError
+
+GONE = DatabaseError("cannot write to postgresql://db/x: server closed the connection")
+
+
+def test_which_errors_are_a_lost_database() -> None:
+    assert lost_database(GONE) is GONE
+    full = DiskFullError("x.db", "database or disk is full")
+    assert lost_database(full) is full
+    try:
+        raise CommitFailed("a commit failed") from GONE
+    except CommitFailed as exc:
+        assert lost_database(exc) is GONE  # through the cause
+    assert lost_database(DatabaseDamagedError("x.db is damaged")) is None
+    assert lost_database(ValueError("a bug")) is None
+
+
+class _Runs:
+    def __init__(self, freed: list[tuple[str, str, list[str]]]) -> None:
+        self.freed = freed
+
+    async def release_tasks(self, run_id: str, worker: str, task_ids: list[str]) -> None:
+        self.freed.append((run_id, worker, task_ids))
+
+
+class _Worker:
+    """Connects, or not; serves, failing or returning as told."""
+
+    def __init__(self, n: int, connect: Exception | None, serve: Exception | None) -> None:
+        self.id = f"w{n}"
+        self.executed = 2
+        self.unreleased = [("run", f"t{n}")] if serve else []
+        self._connect, self._serve = connect, serve
+        self.runs: Any = None
+        self.closed = False
+
+    async def connect(self) -> None:
+        if self._connect:
+            raise self._connect
+        self.runs = _Runs(FREED)
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        if self._serve:
+            raise self._serve
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+FREED: list[tuple[str, str, list[str]]] = []
+
+
+def _workers(*plan: tuple[Exception | None, Exception | None]) -> Callable[[], Any]:
+    made = iter(range(len(plan)))
+
+    def make() -> _Worker:
+        n = next(made)
+        return _Worker(n, *plan[n])
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(worker_loop, "RETRY_FIRST", 0.01)
+    monkeypatch.setattr(worker_loop, "RETRY_MAX", 0.02)
+    FREED.clear()
+
+
+def test_a_lost_database_is_one_line_and_the_next_worker_serves(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    make = _workers((None, GONE), (GONE, None), (GONE, None), (None, None))
+    served = asyncio.run(serve_worker(make, "postgresql://db/x", 60, "serving p.py"))
+    out, err = capsys.readouterr()
+    assert served.executed == 8 and served.reconnects == 1 and served.last == "w3"
+    assert out.splitlines()[0] == "worker w0 serving p.py"
+    assert "worker w3 connected again to postgresql://db/x after " in out
+    assert err.splitlines() == [
+        f"flock-es: worker w0 lost the database: {GONE}; connecting again for up to 60 s"
+    ]
+    assert FREED == [("run", "w0", ["t0"])]  # the lease w0 could not give back
+
+
+def test_a_worker_that_cannot_connect_at_first_stops_at_once() -> None:
+    with pytest.raises(DatabaseError) as caught:
+        asyncio.run(serve_worker(_workers((GONE, None)), "x.db", 60))
+    assert caught.value is GONE
+
+
+def test_errors_not_of_the_database_and_damaged_files_are_not_retried() -> None:
+    for failure in (ValueError("a bug"), DatabaseDamagedError("x.db is damaged")):
+        with pytest.raises(type(failure)):
+            asyncio.run(serve_worker(_workers((None, failure)), "x.db", 60))
+
+
+def test_reconnect_for_zero_stops_on_the_first_loss() -> None:
+    with pytest.raises(DatabaseError) as caught:
+        asyncio.run(serve_worker(_workers((None, GONE)), "x.db", 0))
+    assert caught.value is GONE
+
+
+def test_an_outage_that_outlasts_reconnect_for_stops_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Connected each time, failing at once (a disk still full): one outage, one line,
+    then the error that ends the worker says how long it tried."""
+    full = DiskFullError("x.db", "database or disk is full")
+    plan = [(None, full)] * 200
+    with pytest.raises(DatabaseError, match=r"no connection that lasted for \d+ s"):
+        asyncio.run(serve_worker(_workers(*plan), "x.db", 0.3))
+    out, err = capsys.readouterr()
+    assert len(err.splitlines()) == 1 and "lost the database: the disk holding" in err
+    assert out.count("connected again") == 1, out
