@@ -41,11 +41,14 @@ class _Runs:
 
 
 class _Worker:
-    """Connects, or not; serves, failing or returning as told."""
+    """Connects, or not; serves, failing or returning as told (having executed
+    ``executed`` tasks)."""
 
-    def __init__(self, n: int, connect: Exception | None, serve: Exception | None) -> None:
+    def __init__(
+        self, n: int, connect: Exception | None, serve: Exception | None, executed: int = 0
+    ) -> None:
         self.id = f"w{n}"
-        self.executed = 2
+        self.executed = executed
         self.unreleased = [("run", f"t{n}")] if serve else []
         self._connect, self._serve = connect, serve
         self.runs: Any = None
@@ -67,7 +70,7 @@ class _Worker:
 FREED: list[tuple[str, str, list[str]]] = []
 
 
-def _workers(*plan: tuple[Exception | None, Exception | None]) -> Callable[[], Any]:
+def _workers(*plan: tuple[Any, ...]) -> Callable[[], Any]:
     made = iter(range(len(plan)))
 
     def make() -> _Worker:
@@ -87,7 +90,7 @@ def _quick(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_lost_database_is_one_line_and_the_next_worker_serves(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    make = _workers((None, GONE), (GONE, None), (GONE, None), (None, None))
+    make = _workers((None, GONE, 3), (GONE, None), (GONE, None), (None, None, 5))
     served = asyncio.run(serve_worker(make, "postgresql://db/x", 60, "serving p.py"))
     out, err = capsys.readouterr()
     assert served.executed == 8 and served.reconnects == 1 and served.last == "w3"
@@ -129,3 +132,18 @@ def test_an_outage_that_outlasts_reconnect_for_stops_in_one_line(
     out, err = capsys.readouterr()
     assert len(err.splitlines()) == 1 and "lost the database: the disk holding" in err
     assert out.count("connected again") == 1, out
+
+
+def test_a_second_loss_after_the_worker_worked_again_is_said_again(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Two failovers: between them the worker executed tasks (the database was back),
+    so the second is an outage of its own, said as the first was."""
+    make = _workers((None, GONE, 3), (None, GONE, 1), (None, None))
+    served = asyncio.run(serve_worker(make, "x.db", 60))
+    out, err = capsys.readouterr()
+    assert served.reconnects == 2 and out.count("connected again") == 2, out
+    assert [line.split(" lost ")[0] for line in err.splitlines()] == [
+        "flock-es: worker w0",
+        "flock-es: worker w1",
+    ]

@@ -10,8 +10,8 @@ give back, so other workers need not wait for them to expire. Its model calls th
 were answered but not recorded are lost with it, and run again.
 
 It says so in one line when it loses the database, and in one when it is connected
-again; while the outage lasts (no connection, or none that lasts ``STEADY`` seconds:
-a full disk), a line at most every 30 s. After ``reconnect_for`` seconds of it, the
+again; while the outage lasts (no connection, or none that executes a task or lasts
+``STEADY`` seconds: a full disk), a line at most every 30 s. After ``reconnect_for`` seconds of it, the
 worker stops with one line and exit status 2, as before.
 A worker that cannot connect when it starts stops at once: a mistyped URL is one
 line, not a long wait. A damaged file is not retried, and neither is any error that
@@ -57,7 +57,7 @@ RETRY_MAX = 10.0
 SAY_EVERY = 30.0
 """Seconds between two lines about one outage, after its first."""
 STEADY = 10.0
-"""Seconds a worker must serve after it connects for its failure to be a new outage."""
+"""Seconds after which a worker's failure is a new outage, though it executed no task."""
 
 
 @dataclass
@@ -115,7 +115,10 @@ async def serve_worker(
             await _close_quietly(w, served, unreleased)
             if cause is None or not connected:  # not connected: it never could
                 raise
-            lost.lost(w.id, cause, time.monotonic() - connected)  # raises once it is over
+            # Raises once the outage is over. A worker that executed a task, or served a
+            # while, had the database back: its loss is a new outage.
+            steady = w.executed > 0 or time.monotonic() - connected >= STEADY
+            lost.lost(w.id, cause, steady)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), lost.delay())
             continue
@@ -147,10 +150,11 @@ async def _release(w: Worker, unreleased: list[tuple[str, str, str]]) -> None:
 class _Outage:
     """One outage of the database: since when, the next wait, and the lines about it.
 
-    A worker that fails within ``STEADY`` seconds of connecting is part of the same
-    outage (a SQLite disk still full: reads work, commits fail): its failure adds no
-    line of its own, and the outage goes on counting towards ``reconnect_for``. Lines
-    after the first come at most every ``SAY_EVERY`` seconds."""
+    A worker that fails before it executed a task and within ``STEADY`` seconds of
+    connecting is part of the same outage (a SQLite disk still full: reads work,
+    commits fail): its failure adds no line of its own, and the outage goes on
+    counting towards ``reconnect_for``. Lines after the first come at most every
+    ``SAY_EVERY`` seconds."""
 
     def __init__(self, where: str, reconnect_for: float) -> None:
         self.where = where
@@ -160,9 +164,11 @@ class _Outage:
         self.wait = RETRY_FIRST
         self.reconnected = False  # a worker connected again in this outage
 
-    def lost(self, worker: str, cause: DatabaseError, served_for: float) -> None:
+    def lost(self, worker: str, cause: DatabaseError, steady: bool) -> None:
+        """Say the loss (raise ``cause`` once it lasted ``reconnect_for``); ``steady``:
+        the worker that failed worked, so this is a new outage."""
         now = time.monotonic()
-        if self.since is None or served_for >= STEADY:
+        if self.since is None or steady:
             self.since, self.said, self.wait, self.reconnected = now, now, RETRY_FIRST, False
             if self.reconnect_for <= 0:
                 raise cause

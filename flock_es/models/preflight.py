@@ -23,6 +23,7 @@ import gc
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -72,6 +73,9 @@ def missing_keys(model: str, settings: Mapping[str, Any]) -> list[str] | None:
     return [var]
 
 
+_UNAWAITED_LITELLM = r"coroutine '\w+\.acompletion\w*' was never awaited"
+
+
 def import_litellm() -> Any:
     """litellm, imported once, without a network fetch of its cost map."""
     if "litellm" in sys.modules:
@@ -84,6 +88,11 @@ def import_litellm() -> Any:
 
         if not litellm.suppress_debug_info:
             litellm.suppress_debug_info = True
+            # A call cancelled while litellm runs its sync part in an executor (a
+            # worker that lost its database, a run stopped) leaves the coroutine that
+            # part made unawaited: Python's warning about it is litellm's, not the
+            # program's, and came out on stderr beside the one line that says why.
+            warnings.filterwarnings("ignore", message=_UNAWAITED_LITELLM, category=RuntimeWarning)
             # litellm's import leaves a very large heap of long-lived objects; every
             # full collection then walks it and stalls the event loop for ~0.2 s
             # mid-run. Freezing them after one collection makes later ones cheap.
