@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from enum import StrEnum
+from pathlib import Path
 from typing import Literal
 
 import pytest
@@ -17,6 +18,7 @@ from flock_es.errors import ConfigError
 from flock_es.models.base import ModelRequest
 from flock_es.models.offline import OfflineModel
 from flock_es.models.prompt import output_schema, parse_output
+from tests.conftest import run_cli
 
 
 class Mood(StrEnum):
@@ -176,3 +178,23 @@ def test_offline_answers_stay_what_they_were() -> None:
     ]
     digest = hashlib.sha256("\n".join(answers).encode()).hexdigest()
     assert digest == "5f506489b792d71bde26f8c404ba4633cc9b8f0dab75528937ee6a79461ac571"
+
+
+@pytest.mark.parametrize("model", ["offline?latency=abc", "offline?latncy=1", "offline:-1"])
+def test_a_bad_offline_model_is_one_line_though_no_agent_calls_it(
+    tmp_path: Path, model: str
+) -> None:
+    """Only function agents: ``--model`` is still checked, not taken and ignored."""
+    prog = tmp_path / "fn.py"
+    prog.write_text(
+        "from pydantic import BaseModel\n"
+        "from flock_es import Flock, flock_type\n"
+        "@flock_type\nclass A(BaseModel):\n    n: int\n"
+        "flock = Flock()\n"
+        "flock.agent('f').consumes(A).with_function(lambda a: None)\n"
+        "async def main():\n    await flock.publish(A(n=1))\n    await flock.run_until_idle()\n"
+    )
+    out = run_cli(["run", prog, "--db", tmp_path / "x.db", "-q", "--model", model], cwd=tmp_path)
+    assert out.returncode == 2, out.stdout
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("flock-es: error: ") and "offline" in lines[0]

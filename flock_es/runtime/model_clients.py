@@ -58,6 +58,12 @@ class ModelClients:
         Then, with ``prepare``, each client that has a ``prepare()`` starts what its
         first call needs (litellm's import, in the background)."""
         checked: list[ModelClient] = []
+        if default not in self._by_key and (
+            default == OFFLINE or default.startswith((f"{OFFLINE}?", f"{OFFLINE}:"))
+        ):
+            # Its options are checked though no agent may use it: a mistyped
+            # ``--model offline?latency=...`` is one line, not a run that ignores it.
+            self._by_key[default] = resolve_client(default, None)
         for agent in agents:
             if agent.function is not None:
                 continue
