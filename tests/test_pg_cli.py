@@ -415,6 +415,33 @@ def test_a_worker_waits_for_a_server_that_comes_back(
     assert wout.count(" joined run ") >= 2, wout  # the run, once by each worker
 
 
+@pytest.mark.slow
+def test_a_worker_stopped_while_its_server_is_away_stops_cleanly(
+    tmp_path: Path,
+    pg_url: str,  # noqa: F811
+) -> None:
+    """SIGTERM while the server is out of reach (the worker may be waiting on the pool
+    for a connection): exit 0, how many tasks it executed, the one line of the loss,
+    no traceback."""
+    prog = tmp_path / "slow.py"
+    prog.write_text(SLOW)
+    with _proxied(pg_url) as (url, proxy):
+        worker = _start(["worker", str(prog), "--db", url], tmp_path)
+        run = _start(["run", str(prog), "--db", url, "--no-execute", "-q"], tmp_path)
+        try:
+            _wait_done(pg_url, 8)
+            proxy.down()
+            run.communicate(timeout=90)
+            worker.terminate()
+            out, err = worker.communicate(timeout=60)
+        finally:
+            worker.kill()
+            run.kill()
+    assert worker.returncode == 0, err
+    assert " stopped after " in out.splitlines()[-1], out
+    assert "Traceback" not in err and len(err.strip().splitlines()) <= 1, err
+
+
 def _events(url: str) -> int:
     import psycopg
 

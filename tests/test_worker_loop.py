@@ -45,10 +45,16 @@ class _Worker:
     ``executed`` tasks)."""
 
     def __init__(
-        self, n: int, connect: Exception | None, serve: Exception | None, executed: int = 0
+        self,
+        n: int,
+        connect: Exception | None,
+        serve: Exception | None,
+        executed: int = 0,
+        serves_for: float = 0.0,
     ) -> None:
         self.id = f"w{n}"
         self.executed = executed
+        self.serves_for = serves_for
         self.unreleased = [("run", f"t{n}")] if serve else []
         self._connect, self._serve = connect, serve
         self.runs: Any = None
@@ -60,6 +66,7 @@ class _Worker:
         self.runs = _Runs(FREED)
 
     async def serve(self, stop: asyncio.Event) -> None:
+        await asyncio.sleep(self.serves_for)
         if self._serve:
             raise self._serve
 
@@ -147,3 +154,15 @@ def test_a_second_loss_after_the_worker_worked_again_is_said_again(
         "flock-es: worker w0",
         "flock-es: worker w1",
     ]
+
+
+def test_workers_that_cannot_connect_are_one_outage_however_long_the_last_served(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lost worker served longer than ``STEADY``; the next ones cannot connect:
+    one outage, one line (they are not new outages of their own)."""
+    monkeypatch.setattr(worker_loop, "STEADY", 0.05)
+    make = _workers((None, GONE, 0, 0.1), (GONE, None), (GONE, None), (None, None))
+    served = asyncio.run(serve_worker(make, "x.db", 60))
+    _, err = capsys.readouterr()
+    assert served.reconnects == 1 and len(err.splitlines()) == 1, err

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from flock_es.runtime.worker import Worker
 
 __all__ = [
+    "CLOSE_WAIT",
     "RETRY_FIRST",
     "RETRY_MAX",
     "SAY_EVERY",
@@ -56,6 +57,8 @@ RETRY_MAX = 10.0
 """The longest wait between two attempts."""
 SAY_EVERY = 30.0
 """Seconds between two lines about one outage, after its first."""
+CLOSE_WAIT = 2.0
+"""Seconds a lost worker may take to close; what it could not commit is lost with it."""
 STEADY = 10.0
 """Seconds after which a worker's failure is a new outage, though it executed no task."""
 
@@ -100,8 +103,10 @@ async def serve_worker(
     while not stop.is_set():
         w = make()
         served.last = w.id
+        up = False  # this worker connected
         try:
             await w.connect()
+            up = True
             if not connected:
                 typer.echo(f"worker {w.id} {serving or f'serving on {where}'}")
             else:
@@ -109,7 +114,9 @@ async def serve_worker(
                 served.reconnects += 1
             connected = time.monotonic()
             await _release(w, unreleased)
-            await w.serve(stop)
+            if not await _serve(w, stop):
+                await _close_quietly(w, served, unreleased)
+                return served
         except Exception as exc:
             cause = lost_database(exc)
             await _close_quietly(w, served, unreleased)
@@ -117,7 +124,7 @@ async def serve_worker(
                 raise
             # Raises once the outage is over. A worker that executed a task, or served a
             # while, had the database back: its loss is a new outage.
-            steady = w.executed > 0 or time.monotonic() - connected >= STEADY
+            steady = up and (w.executed > 0 or time.monotonic() - connected >= STEADY)
             lost.lost(w.id, cause, steady)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), lost.delay())
@@ -128,11 +135,34 @@ async def serve_worker(
     return served
 
 
+async def _serve(w: Worker, stop: asyncio.Event) -> bool:
+    """``w.serve(stop)``; False if it had to be cancelled: a stop asked for while it
+    waited on a database that does not answer (a pool's wait for a connection lasts
+    10 s), for ``CLOSE_WAIT`` seconds more."""
+    serving = asyncio.ensure_future(w.serve(stop))
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({serving, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not serving.done():  # it ends at its next look, unless stuck on the database
+            await asyncio.wait({serving}, timeout=CLOSE_WAIT)
+        if not serving.done():
+            serving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await serving
+            return False
+        serving.result()
+        return True
+    finally:
+        stopped.cancel()
+
+
 async def _close_quietly(w: Worker, served: Served, unreleased: list[tuple[str, str, str]]) -> None:
     """Close a worker whose database failed: what it cannot commit or give back is lost
     with it (its leases are noted, for the next worker to free)."""
+    # Bounded: with the server gone, committing what a link still holds waits for the
+    # pool's connect timeout (10 s), and a Ctrl-C meanwhile was not heard until then.
     with contextlib.suppress(Exception):
-        await w.close()
+        await asyncio.wait_for(w.close(), CLOSE_WAIT)
     served.executed += w.executed
     unreleased += [(w.id, run, task) for run, task in w.unreleased]
 
