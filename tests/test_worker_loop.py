@@ -8,6 +8,8 @@ in milliseconds: which errors are retried, which lines are said, when it gives u
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -59,6 +61,7 @@ class _Worker:
         self._connect, self._serve = connect, serve
         self.runs: Any = None
         self.closed = False
+        self.cancelled = False
 
     async def connect(self) -> None:
         if self._connect:
@@ -66,7 +69,11 @@ class _Worker:
         self.runs = _Runs(FREED)
 
     async def serve(self, stop: asyncio.Event) -> None:
-        await asyncio.sleep(self.serves_for)
+        try:
+            await asyncio.sleep(self.serves_for)  # deaf to ``stop``, as on a stuck pool
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
         if self._serve:
             raise self._serve
 
@@ -166,3 +173,24 @@ def test_workers_that_cannot_connect_are_one_outage_however_long_the_last_served
     served = asyncio.run(serve_worker(make, "x.db", 60))
     _, err = capsys.readouterr()
     assert served.reconnects == 1 and len(err.splitlines()) == 1, err
+
+
+def test_a_stop_while_serve_is_stuck_on_the_database_cancels_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGTERM while the worker waits on a database that does not answer (its serve
+    hears nothing for the pool's 10 s): after ``CLOSE_WAIT`` it is cancelled and closed,
+    and the worker stops as asked (the per-test timeout is the guard against a hang)."""
+    monkeypatch.setattr(worker_loop, "CLOSE_WAIT", 0.05)
+    made: list[_Worker] = []
+
+    def make() -> Any:  # a stand-in for a Worker
+        made.append(_Worker(0, None, None, serves_for=3600))
+        return made[-1]
+
+    async def main() -> worker_loop.Served:
+        asyncio.get_running_loop().call_later(0.05, os.kill, os.getpid(), signal.SIGTERM)
+        return await serve_worker(make, "x.db", 60)
+
+    served = asyncio.run(main())
+    assert served.last == "w0" and made[0].cancelled and made[0].closed
