@@ -225,6 +225,7 @@ def test_connections_cut_mid_run_are_one_line_and_the_run_resumes(
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert lines[0].startswith("flock-es: error: ") and "postgresql://" in lines[0], err
+    assert "once the database is back, `flock-es resume r-" in lines[0], err  # how to go on
     done = run_cli(["resume", "latest", "--db", pg_url, "-q"], cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr
     made = _artifacts(pg_url, _latest(pg_url))
@@ -268,6 +269,7 @@ def _cut_under_a_worker(
     lines = rerr.strip().splitlines()
     assert run.returncode == 2 and len(lines) == 1, rerr
     assert lines[0].startswith("flock-es: error: cannot ") and where in lines[0], rerr
+    assert "once the database is back, `flock-es resume r-" in lines[0], rerr  # how to go on
     if back is None:
         lines = werr.strip().splitlines()
         assert worker.returncode != 0 and len(lines) == 1, werr

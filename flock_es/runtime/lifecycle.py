@@ -32,7 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from flock_es.domain.events import RunStatus
-from flock_es.errors import CommitFailed, DatabaseError, DiskFullError, RunOwnedError, UserError
+from flock_es.errors import (
+    CommitFailed,
+    DatabaseDamagedError,
+    DatabaseError,
+    DiskFullError,
+    RunOwnedError,
+    UserError,
+)
 from flock_es.log.backends import DbRef, open_reader
 from flock_es.log.ports import Lease, open_store
 from flock_es.log.snapshots import fold_run, save_snapshot
@@ -152,8 +159,11 @@ async def drive(
             status = RunStatus.INTERRUPTED if isinstance(cause, UserError) else RunStatus.FAILED
             await flock.close(status, reason=f"{type(cause).__name__}: {cause}")
         # main() that waited for its run (run_until_idle) had published its seeds.
-        if seeding and not flock.failed_while_waiting and isinstance(cause, DiskFullError):
+        seeding = seeding and not flock.failed_while_waiting
+        if seeding and isinstance(cause, DiskFullError):
             raise cause.while_seeding() from None
+        if flock.started and _lost_database(cause):
+            raise DatabaseError(_how_to_go_on(str(cause), flock.run_id, seeding)) from None
         if cause is not exc:
             raise cause from None
         raise
@@ -165,6 +175,25 @@ async def drive(
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+
+
+def _lost_database(cause: BaseException) -> bool:
+    """A database that may come back (a connection, a server), not a full disk (which
+    says how to go on itself) or a damaged file."""
+    return isinstance(cause, DatabaseError) and not isinstance(
+        cause, DiskFullError | DatabaseDamagedError
+    )
+
+
+def _how_to_go_on(error: str, run_id: str, seeding: bool) -> str:
+    """The one line of a run that lost its database: what happened, and how to finish."""
+    then = (
+        "finishes the work already published (not the seeds main() had yet to publish)"
+        if seeding
+        else "finishes it"
+    )
+    back = f"once the database is back, `flock-es resume {run_id}` {then}"
+    return f"{error}; run {run_id} stopped: {back}"
 
 
 def _cause(exc: BaseException) -> BaseException:
