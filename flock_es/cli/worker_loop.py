@@ -10,12 +10,12 @@ give back, so other workers need not wait for them to expire. Its model calls th
 were answered but not recorded are lost with it, and run again.
 
 It says so in one line when it loses the database, and in one when it is connected
-again; while the outage lasts (no connection, or none that executes a task or lasts
-``STEADY`` seconds: a full disk), a line at most every 30 s. After ``reconnect_for`` seconds of it, the
-worker stops with one line and exit status 2, as before.
-A worker that cannot connect when it starts stops at once: a mistyped URL is one
-line, not a long wait. A damaged file is not retried, and neither is any error that
-is not the database's.
+again. While the outage lasts (no connection, or none that executes a task or lasts
+``STEADY`` seconds: a full disk), a line at most every 30 s. After ``reconnect_for``
+seconds of it, the worker stops with one line and exit status 2. A worker that
+cannot connect when it starts stops at once: a mistyped URL is one line, not a long
+wait. A damaged file is not retried, and neither is any error that is not the
+database's.
 
 Example::
 
