@@ -12,7 +12,9 @@ flight), and ``flock-es run --no-execute`` publishes the tickets. Every ``--ever
 seconds the server ends every connection to the run's database
 (``pg_terminate_backend``, as a failover does), ``--cuts`` times. The workers connect
 again and go on; a ``run`` or ``resume`` that was waiting stops with one line, and is
-resumed (``resume latest``) until the run completes.
+resumed (``resume latest``) until the run completes. ``resume`` takes part in the
+work like a worker, and its calls in flight at a cut are lost with it: with
+``--resume-at-end`` the workers alone do the tasks, and ``resume`` only closes the run.
 
 Printed: the machine, wall time to completion, tasks done and failed, completions the
 provider served against the calls the log recorded (the difference is what the cuts
@@ -75,6 +77,14 @@ def _latest(db: str, env: dict[str, str]) -> dict[str, Any]:
     return runs[-1] if runs else {}
 
 
+def _until_done(db: str, env: dict[str, str], tasks: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if int(_latest(db, env).get("tasks", {}).get("done") or 0) >= tasks:
+            return
+        time.sleep(0.5)
+
+
 def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as f:
         return subprocess.Popen([*CLI, *args], env=env, stdout=f, stderr=f)
@@ -104,8 +114,14 @@ def run(args: argparse.Namespace, admin_url: str, tmp: Path) -> None:
         for _ in range(args.cuts):
             time.sleep(args.every)
             _cut(admin_url, db)
-            if waiting.wait(timeout=60) != 0:
-                stopped += 1
+            if waiting.returncode is None and waiting.wait(timeout=60) != 0:
+                stopped += 1  # once per process: a stopped one stays stopped
+            if not args.resume_at_end and _latest(db, env).get("status") != "completed":
+                resumed += 1
+                waiting = _start(["resume", "latest", "--db", db, "-q"], env, tmp / "run.log")
+        if args.resume_at_end:  # the workers alone execute; then resume closes the run
+            waiting.wait(timeout=args.timeout)
+            _until_done(db, env, args.agents * args.tickets, args.timeout)
             if _latest(db, env).get("status") != "completed":
                 resumed += 1
                 waiting = _start(["resume", "latest", "--db", db, "-q"], env, tmp / "run.log")
@@ -172,6 +188,11 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.3)
     ap.add_argument("--max-inflight", type=int, default=8)
     ap.add_argument("--timeout", type=float, default=600.0)
+    ap.add_argument(
+        "--resume-at-end",
+        action="store_true",
+        help="resume a stopped run only once the workers did every task (their cost alone)",
+    )
     args = ap.parse_args()
     if not args.db or not args.db.startswith(("postgresql://", "postgres://")):
         ap.error("a PostgreSQL server is needed: --db URL or $FLOCK_ES_TEST_PG")

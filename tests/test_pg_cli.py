@@ -199,6 +199,17 @@ def _start(args: list[str], cwd: Path) -> subprocess.Popen[str]:
     )
 
 
+def _wait_pending(db: str) -> int:
+    """The latest run's pending tasks, once none are left (or after a minute)."""
+    deadline = time.monotonic() + 60
+    while True:
+        out = run_cli(["runs", "--db", db, "--json"])
+        pending = int(json.loads(out.stdout)[-1]["tasks"]["pending"])
+        if pending == 0 or time.monotonic() > deadline:
+            return pending
+        time.sleep(0.5)
+
+
 def _wait_done(url: str, tasks: int) -> None:
     deadline = time.monotonic() + 60
     while _done(url) < tasks and time.monotonic() < deadline:
@@ -258,6 +269,9 @@ def _cut_under_a_worker(
         else:
             time.sleep(3)
             back()
+            # The stopped run was left open, not 'interrupted': the worker goes on with
+            # every task published, with no resume.
+            assert _wait_pending(direct) == 0
         done = run_cli(["resume", "latest", "--db", direct, "-q"], cwd=tmp_path, timeout=120)
         if back is not None:
             worker.terminate()

@@ -157,7 +157,11 @@ async def drive(
         if flock.started and not isinstance(exc, KeyboardInterrupt):
             await flock.engine.cancel_all()
             status = RunStatus.INTERRUPTED if isinstance(cause, UserError) else RunStatus.FAILED
-            await flock.close(status, reason=f"{type(cause).__name__}: {cause}")
+            # A shared run that lost its database stays open, though it may be back at
+            # once (a failover): 'interrupted' would stop its workers, who go on
+            # without this process, and a later resume closes it.
+            record = not (flock.share is not None and _lost_database(cause))
+            await flock.close(status, reason=f"{type(cause).__name__}: {cause}", record=record)
         # main() that waited for its run (run_until_idle) had published its seeds.
         seeding = seeding and not flock.failed_while_waiting
         if seeding and isinstance(cause, DiskFullError):

@@ -237,8 +237,11 @@ class RunLifecycle:
             await reset_at_idle(engine)
         return idle
 
-    async def close(self, status: RunStatus | None = None, reason: str | None = None) -> RunStatus:
-        """Record ``run.finished`` and close the log. Returns the final status."""
+    async def close(
+        self, status: RunStatus | None = None, reason: str | None = None, record: bool = True
+    ) -> RunStatus:
+        """Record ``run.finished`` (not with ``record=False``: the run stays open, for the
+        workers of a shared run) and close the log. Returns the final status."""
         if self._engine is None or self._closed:
             self._closed = True
             return status or RunStatus.COMPLETED
@@ -256,7 +259,7 @@ class RunLifecycle:
         try:
             if engine.hooks is not None:
                 await engine.hooks.shutdown()
-            if engine.kernel.halted is None:
+            if record and engine.kernel.halted is None:
                 await engine.emit([closing.event(self.run_id)])
         finally:
             if self._checkpoints is not None:  # first: the writer's close, as the last
