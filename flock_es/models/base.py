@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from flock_es.models.prompt import json_encoder
 
-__all__ = ["ModelClient", "ModelRequest", "ModelResponse", "resolve_client"]
+__all__ = ["ModelClient", "ModelRequest", "ModelResponse", "is_offline", "resolve_client"]
 
 # ``json.dumps(..., sort_keys=True, default=str)``, its encoder built once: the same
 # text, once per offline answer.
@@ -91,12 +91,18 @@ class ModelClient(Protocol):
     async def complete(self, request: ModelRequest) -> ModelResponse: ...
 
 
+def is_offline(model: str) -> bool:
+    """Whether ``model`` names the offline model: ``offline``, ``offline?latency=2``,
+    ``offline:2``."""
+    return model == "offline" or model.startswith(("offline?", "offline:"))
+
+
 def resolve_client(model: str, settings: dict[str, Any] | None = None) -> ModelClient:
     """``offline`` (optionally ``offline?latency=SECONDS``) or a litellm model string.
 
     ``settings`` (``api_base``, ``api_key``, ...) configure a litellm client.
     """
-    if model == "offline" or model.startswith("offline?") or model.startswith("offline:"):
+    if is_offline(model):
         from flock_es.models.offline import OfflineModel
 
         return OfflineModel.from_string(model)

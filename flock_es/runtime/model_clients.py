@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterable
 
 from flock_es.errors import DefinitionError, MissingCredentialsError
-from flock_es.models.base import ModelClient, resolve_client
+from flock_es.models.base import ModelClient, is_offline, resolve_client
 from flock_es.runtime.agent import Agent
 
 __all__ = ["OFFLINE", "ModelClients", "default_model"]
@@ -58,9 +58,7 @@ class ModelClients:
         Then, with ``prepare``, each client that has a ``prepare()`` starts what its
         first call needs (litellm's import, in the background)."""
         checked: list[ModelClient] = []
-        if default not in self._by_key and (
-            default == OFFLINE or default.startswith((f"{OFFLINE}?", f"{OFFLINE}:"))
-        ):
+        if default not in self._by_key and is_offline(default):
             # Its options are checked though no agent may use it: a mistyped
             # ``--model offline?latency=...`` is one line, not a run that ignores it.
             self._by_key[default] = resolve_client(default, None)
