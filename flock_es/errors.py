@@ -43,6 +43,7 @@ __all__ = [
     "RunNotFoundError",
     "TransientModelError",
     "UserError",
+    "database_may_come_back",
 ]
 
 
@@ -262,3 +263,15 @@ class RunOwnedError(UserError):
 
 class OutputError(UserError):
     """A file the user asked for cannot be written (no directory, a directory, read-only)."""
+
+
+def database_may_come_back(exc: BaseException) -> bool:
+    """Whether ``exc`` is a database error that may pass (a lost connection, a server
+    gone, a full disk): not a damaged file. A worker connects again on such an error; a
+    shared run that stops on one stays open for its workers.
+
+    Example::
+
+        database_may_come_back(DiskFullError("x.db", "database or disk is full"))  # True
+    """
+    return isinstance(exc, DatabaseError) and not isinstance(exc, DatabaseDamagedError)

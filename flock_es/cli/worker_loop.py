@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import typer
 
-from flock_es.errors import DatabaseDamagedError, DatabaseError
+from flock_es.errors import DatabaseError, database_may_come_back
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -78,10 +78,8 @@ def lost_database(exc: BaseException) -> DatabaseError | None:
     (a connection, a server, a full disk); None for a damaged file or anything else."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, DatabaseDamagedError):
-            return None
         if isinstance(seen, DatabaseError):
-            return seen
+            return seen if database_may_come_back(seen) else None
         seen = seen.__cause__ or seen.__context__
     return None
 

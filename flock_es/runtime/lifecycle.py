@@ -34,11 +34,11 @@ from typing import Any
 from flock_es.domain.events import RunStatus
 from flock_es.errors import (
     CommitFailed,
-    DatabaseDamagedError,
     DatabaseError,
     DiskFullError,
     RunOwnedError,
     UserError,
+    database_may_come_back,
 )
 from flock_es.log.backends import DbRef, open_reader
 from flock_es.log.ports import Lease, open_store
@@ -184,9 +184,7 @@ async def drive(
 def _lost_database(cause: BaseException) -> bool:
     """A database that may come back (a connection, a server), not a full disk (which
     says how to go on itself) or a damaged file."""
-    return isinstance(cause, DatabaseError) and not isinstance(
-        cause, DiskFullError | DatabaseDamagedError
-    )
+    return database_may_come_back(cause) and not isinstance(cause, DiskFullError)
 
 
 def _how_to_go_on(error: str, run_id: str, seeding: bool) -> str:
