@@ -124,6 +124,20 @@ def run_cli(
     )
 
 
+def start_cli(args: Sequence[str | os.PathLike[str]], cwd: Path) -> subprocess.Popen[str]:
+    """Start ``flock-es ARGS`` in a subprocess, as ``run_cli`` runs it, and return at once
+    (a worker, a run to stop midway); its output and errors are piped."""
+    return subprocess.Popen(
+        [*CLI, *map(str, args)],
+        cwd=cwd,
+        env=cli_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def run_cli_stderr_on_a_terminal(
     args: Sequence[str | os.PathLike[str]],
 ) -> tuple[subprocess.CompletedProcess[str], str]:

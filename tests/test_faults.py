@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CLI, EXAMPLES, cli_env, run_cli
+from tests.conftest import EXAMPLES, run_cli, start_cli
 
 PROGRAMS = Path(__file__).parent / "programs"
 
@@ -278,15 +278,7 @@ def test_a_full_disk_under_a_worker_is_one_line_and_the_worker_waits_for_space(
     prog = tmp_path / "grower.py"
     prog.write_text(GROWER.format(seeding=True))
     db = small_disk / "shared.db"
-    worker = subprocess.Popen(
-        [*CLI, "worker", str(prog), "--db", str(db)],
-        cwd=tmp_path,
-        env=cli_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    worker = start_cli(["worker", prog, "--db", db], tmp_path)
     try:
         out = run_cli(["run", prog, "--db", db, "--no-execute", "-q"], cwd=tmp_path)
         time.sleep(2)  # the worker tries again meanwhile, and fails again

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from flock_es.log.backends import open_reader
-from tests.conftest import CLI, EXAMPLES, cli_env, run_cli
+from tests.conftest import EXAMPLES, run_cli, start_cli
 from tests.pg import pg_admin_url, pg_url  # noqa: F401  (fixture)
 
 
@@ -187,18 +186,6 @@ def _cut_connections(url: str) -> None:
         )
 
 
-def _start(args: list[str], cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [*CLI, *args],
-        cwd=cwd,
-        env=cli_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def _wait_pending(db: str) -> int:
     """The latest run's pending tasks, once none are left (or after a minute)."""
     deadline = time.monotonic() + 60
@@ -225,7 +212,7 @@ def test_connections_cut_mid_run_are_one_line_and_the_run_resumes(
     naming the database, none of the pool's own warnings, and ``resume`` finishes."""
     prog = tmp_path / "slow.py"
     prog.write_text(SLOW)
-    run = _start(["run", str(prog), "--db", pg_url, "-q"], tmp_path)
+    run = start_cli(["run", str(prog), "--db", pg_url, "-q"], tmp_path)
     try:
         _wait_done(pg_url, 8)
         _cut_connections(pg_url)
@@ -257,15 +244,15 @@ def _cut_under_a_worker(
     the worker (``--reconnect-for 0``) stops with one line too, and a new one serves
     it. Returns the worker's output and errors."""
     again = [] if back is not None else ["--reconnect-for", "0"]
-    worker = _start(["worker", str(prog), "--db", url, *again], tmp_path)
-    run = _start(["run", str(prog), "--db", url, "--no-execute", "-q"], tmp_path)
+    worker = start_cli(["worker", str(prog), "--db", url, *again], tmp_path)
+    run = start_cli(["run", str(prog), "--db", url, "--no-execute", "-q"], tmp_path)
     try:
         _wait_done(direct, 8)
         cut()
         _, rerr = run.communicate(timeout=90)
         if back is None:
             wout, werr = worker.communicate(timeout=90)
-            worker = _start(["worker", str(prog), "--db", direct], tmp_path)
+            worker = start_cli(["worker", str(prog), "--db", direct], tmp_path)
         else:
             time.sleep(3)
             back()
@@ -442,8 +429,8 @@ def test_a_worker_stopped_while_its_server_is_away_stops_cleanly(
     prog = tmp_path / "slow.py"
     prog.write_text(SLOW)
     with _proxied(pg_url) as (url, proxy):
-        worker = _start(["worker", str(prog), "--db", url], tmp_path)
-        run = _start(["run", str(prog), "--db", url, "--no-execute", "-q"], tmp_path)
+        worker = start_cli(["worker", str(prog), "--db", url], tmp_path)
+        run = start_cli(["run", str(prog), "--db", url, "--no-execute", "-q"], tmp_path)
         try:
             _wait_done(pg_url, 8)
             proxy.down()
@@ -495,7 +482,7 @@ def test_a_run_whose_server_goes_away_never_passes_for_done(
     prog = tmp_path / "wide.py"
     prog.write_text(WIDE)
     with _proxied(pg_url) as (url, proxy):
-        run = _start(["run", str(prog), "--db", url, "-q"], tmp_path)
+        run = start_cli(["run", str(prog), "--db", url, "-q"], tmp_path)
         try:
             deadline = time.monotonic() + 60
             while _events(pg_url) < after and time.monotonic() < deadline:
