@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from flock_es.log.lease import gone_workers
+from flock_es.log.lease import gone_workers, new_worker_id, worker_ended
 from tests.test_workers import (
     assert_exactly_once,
     cli,
@@ -34,9 +34,12 @@ def test_gone_workers_are_the_dead_processes_of_this_host() -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     host = socket.gethostname()
-    ids = [f"{host}:{dead.pid}:0", f"{host}:{os.getpid()}:3", f"elsewhere-{host}:{dead.pid}:0"]
+    live, ended = new_worker_id(), new_worker_id()
+    worker_ended(ended)  # closed: what it could not give back is taken over at once
+    ids = [f"{host}:{dead.pid}:0", live, f"elsewhere-{host}:{dead.pid}:0", ended]
     # Another machine's worker cannot be checked from here: waited out, never taken.
-    assert gone_workers([*ids, "not-a-worker-id"]) == [ids[0]]
+    assert gone_workers([*ids, "not-a-worker-id"]) == [ids[0], ended]
+    assert live.startswith(f"{host}:{os.getpid()}:")
 
 
 @crash_test

@@ -6,7 +6,9 @@ host, and no such pid (or a zombie). A live holder on another host can only
 be waited out (or, for a run, overridden with ``force``).
 
 A task lease's holder is a worker id, ``host:pid:n``: it names the process,
-so a worker can tell that a worker of its own machine is gone.
+so a worker can tell that a worker of its own machine is gone. A worker of its
+own process is gone once closed (``worker_ended``): a run that lost its database
+and goes on in the same process takes its lost worker's tasks over at once.
 
 Example::
 
@@ -32,9 +34,11 @@ __all__ = [
     "new_worker_id",
     "owned_error",
     "stealable",
+    "worker_ended",
 ]
 
 _counter = itertools.count()
+_live: set[str] = set()  # the worker ids of this process not yet ended
 
 
 def holder_gone(host: str, pid: int) -> bool:
@@ -57,8 +61,18 @@ def owned_error(current: Lease, now: float) -> RunOwnedError:
 
 
 def new_worker_id() -> str:
-    """``host:pid:n``: unique among live workers, shown per task in the TUI."""
-    return f"{socket.gethostname()}:{os.getpid()}:{next(_counter)}"
+    """``host:pid:n``: unique among live workers, shown per task in the TUI. Live
+    until ``worker_ended``: the ids of this process's that ended are gone workers."""
+    worker = f"{socket.gethostname()}:{os.getpid()}:{next(_counter)}"
+    _live.add(worker)
+    return worker
+
+
+def worker_ended(worker: str) -> None:
+    """``worker`` (an id of this process's) is closed: the leases it could not give
+    back (its database was gone) are a gone worker's, taken over at once by the next
+    worker of this process (``gone_workers``), not after they expire."""
+    _live.discard(worker)
 
 
 def local_worker_range() -> tuple[str, str]:
@@ -68,10 +82,13 @@ def local_worker_range() -> tuple[str, str]:
 
 
 def gone_workers(workers: Iterable[str]) -> list[str]:
-    """The worker ids among ``workers`` whose process is known dead (see ``holder_gone``)."""
-    gone = []
-    for worker in workers:
-        parts = worker.rsplit(":", 2)  # host:pid:n
-        if len(parts) == 3 and parts[1].isdigit() and holder_gone(parts[0], int(parts[1])):
-            gone.append(worker)
-    return gone
+    """The worker ids among ``workers`` whose process is known dead (see ``holder_gone``),
+    and those of this process that ended (``worker_ended``)."""
+    me = f"{socket.gethostname()}:{os.getpid()}:"
+    return [w for w in workers if (w.startswith(me) and w not in _live) or _dead(w)]
+
+
+def _dead(worker: str) -> bool:
+    """Whether ``worker``'s process is known dead (``holder_gone``)."""
+    parts = worker.rsplit(":", 2)  # host:pid:n
+    return len(parts) == 3 and parts[1].isdigit() and holder_gone(parts[0], int(parts[1]))

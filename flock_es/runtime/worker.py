@@ -43,7 +43,7 @@ from pathlib import Path
 
 from flock_es.domain.events import Event, TaskStatus
 from flock_es.errors import UserError
-from flock_es.log.lease import new_worker_id
+from flock_es.log.lease import new_worker_id, worker_ended
 from flock_es.log.ports import open_store
 from flock_es.log.shared_ports import SharedRuns
 from flock_es.projection.state import TaskView
@@ -366,10 +366,13 @@ class Worker:
 
     async def close(self) -> None:
         """Commit what the links hold, then close them and the connections."""
-        for link in self.links.values():
-            await link.close()
-        if self._runs is not None:
-            await self._runs.close()
+        try:
+            for link in self.links.values():
+                await link.close()
+            if self._runs is not None:
+                await self._runs.close()
+        finally:  # also when its database is gone: its leases are then a gone worker's
+            worker_ended(self.id)
 
 
 def _same_name(recorded: str | None, mine: Path | None) -> bool:
