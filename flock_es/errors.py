@@ -40,6 +40,7 @@ __all__ = [
     "ProgramError",
     "RecordedCallChanged",
     "ReplayMiss",
+    "RunLostDatabase",
     "RunNotFoundError",
     "TransientModelError",
     "UserError",
@@ -96,6 +97,25 @@ class ArtifactValidationError(UserError):
 
 class DatabaseError(UserError):
     """The database file is missing, foreign, corrupt or from a newer schema."""
+
+
+class RunLostDatabase(DatabaseError):
+    """A run stopped on a database that may come back (a lost connection, a server gone).
+
+    The message says how to go on; ``reason`` is the database's error alone, and
+    ``seeding`` whether ``main()`` was still publishing its seeds (those it had yet
+    to publish are lost: a resume finishes only the work already published).
+
+    Example::
+
+        RunLostDatabase("cannot write to DB ...; run r-1 stopped: ...", "r-1", "cannot ...", False)
+    """
+
+    def __init__(self, message: str, run_id: str, reason: str, seeding: bool) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.reason = reason
+        self.seeding = seeding
 
 
 class RunNotFoundError(UserError):

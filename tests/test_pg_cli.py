@@ -6,33 +6,16 @@ Each test gets a database of its own on $FLOCK_ES_TEST_PG (see tests/pg.py).
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from flock_es.log.backends import open_reader
 from tests.conftest import EXAMPLES, run_cli, start_cli
-from tests.pg import pg_admin_url, pg_url  # noqa: F401  (fixture)
-
-
-def _artifacts(db: str | Path, run: str) -> dict[str, int]:
-    with open_reader(db if isinstance(db, str) else Path(db)) as r:
-        rows = r.query(
-            "SELECT type, count(*) FROM artifacts WHERE run_id = ? GROUP BY type", (run,)
-        )
-    return {str(t): int(str(n)) for t, n in rows}
-
-
-def _latest(db: str | Path) -> str:
-    out = run_cli(["runs", "--db", db, "--json"])
-    assert out.returncode == 0, out.stderr
-    return str(json.loads(out.stdout)[-1]["run_id"])
+from tests.pg import pg_url  # noqa: F401  (fixture)
+from tests.pg_faults import Proxy, artifacts, cut_connections, latest_run, proxied
 
 
 @pytest.mark.parametrize(
@@ -64,8 +47,8 @@ def test_news_on_postgres_matches_sqlite_and_replays_identical(
     assert "completed" in out.stderr and "postgresql://" in out.stderr
     lite = tmp_path / "news.db"
     assert run_cli(["run", EXAMPLES / "news.py", "--db", lite, "-q"], cwd=tmp_path).returncode == 0
-    run = _latest(pg_url)
-    assert _artifacts(pg_url, run) == _artifacts(lite, _latest(lite))
+    run = latest_run(pg_url)
+    assert artifacts(pg_url, run) == artifacts(lite, latest_run(lite))
     replay = run_cli(["replay", run, "--db", pg_url])
     assert replay.returncode == 0, replay.stderr
     assert replay.stdout.strip().endswith("identical")
@@ -79,22 +62,22 @@ def test_news_on_postgres_matches_sqlite_and_replays_identical(
 def test_export_import_and_fork_across_backends(tmp_path: Path, pg_url: str) -> None:  # noqa: F811
     lite = tmp_path / "news.db"
     assert run_cli(["run", EXAMPLES / "news.py", "--db", lite, "-q"], cwd=tmp_path).returncode == 0
-    run = _latest(lite)
+    run = latest_run(lite)
     dump = tmp_path / "run.jsonl"
     assert run_cli(["export", run, "--db", lite, "-o", dump]).returncode == 0
     out = run_cli(["import", dump, "--db", pg_url])
     assert out.returncode == 0, out.stderr
     again = run_cli(["import", dump, "--db", pg_url])
     assert again.returncode == 2 and "already in postgresql://" in again.stderr
-    assert _artifacts(pg_url, run) == _artifacts(lite, run)
+    assert artifacts(pg_url, run) == artifacts(lite, run)
     back = tmp_path / "back.jsonl"
     assert run_cli(["export", run, "--db", pg_url, "-o", back]).returncode == 0
     assert back.read_text() == dump.read_text()  # byte-identical round trip
     fork = run_cli(["fork", run, "--at", "20", "--db", pg_url, "-q"], cwd=tmp_path)
     assert fork.returncode == 0, fork.stderr
-    child = _latest(pg_url)
+    child = latest_run(pg_url)
     assert child != run
-    assert _artifacts(pg_url, child) == _artifacts(pg_url, run)
+    assert artifacts(pg_url, child) == artifacts(pg_url, run)
     assert run_cli(["replay", child, "--db", pg_url]).stdout.strip().endswith("identical")
 
 
@@ -174,18 +157,6 @@ def _done(db: str) -> int:
     return int(runs[-1]["tasks"]["done"]) if runs else 0
 
 
-def _cut_connections(url: str) -> None:
-    """End every server connection to ``url``'s database, as a failover would."""
-    import psycopg
-
-    with psycopg.connect(pg_admin_url(), autocommit=True) as con:
-        con.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = %s AND pid <> pg_backend_pid()",
-            (url.rsplit("/", 1)[1],),
-        )
-
-
 def _wait_pending(db: str) -> int:
     """The latest run's pending tasks, once none are left (or after a minute)."""
     deadline = time.monotonic() + 60
@@ -215,7 +186,7 @@ def test_connections_cut_mid_run_are_one_line_and_the_run_resumes(
     run = start_cli(["run", str(prog), "--db", pg_url, "-q"], tmp_path)
     try:
         _wait_done(pg_url, 8)
-        _cut_connections(pg_url)
+        cut_connections(pg_url)
         _, err = run.communicate(timeout=60)
     finally:
         run.kill()
@@ -226,7 +197,7 @@ def test_connections_cut_mid_run_are_one_line_and_the_run_resumes(
     assert "once the database is back, `flock-es resume r-" in lines[0], err  # how to go on
     done = run_cli(["resume", "latest", "--db", pg_url, "-q"], cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr
-    made = _artifacts(pg_url, _latest(pg_url))
+    made = artifacts(pg_url, latest_run(pg_url))
     assert made["Out"] == 4 * made["Item"] and made["Item"] >= 2, made
 
 
@@ -280,7 +251,7 @@ def _cut_under_a_worker(
         assert "Traceback" not in werr and "lost the database: cannot " in werr, werr
         assert " connected again to " in wout and " stopped after " in wout, wout
     assert done.returncode == 0, done.stderr
-    made = _artifacts(direct, _latest(direct))
+    made = artifacts(direct, latest_run(direct))
     assert made["Out"] == 4 * made["Item"] and made["Item"] >= 2, made
     return wout, werr
 
@@ -297,7 +268,7 @@ def test_a_worker_whose_connections_are_cut_connects_again(
     prog = tmp_path / "slow.py"
     prog.write_text(SLOW)
     _, werr = _cut_under_a_worker(
-        prog, pg_url, pg_url, lambda: _cut_connections(pg_url), tmp_path, back=lambda: None
+        prog, pg_url, pg_url, lambda: cut_connections(pg_url), tmp_path, back=lambda: None
     )
     assert len(werr.strip().splitlines()) == 1, werr  # back within the first attempts
 
@@ -312,71 +283,7 @@ def test_a_worker_told_not_to_reconnect_stops_in_one_line(
     finish the run."""
     prog = tmp_path / "slow.py"
     prog.write_text(SLOW)
-    _cut_under_a_worker(prog, pg_url, pg_url, lambda: _cut_connections(pg_url), tmp_path)
-
-
-class _Proxy:
-    """A TCP forwarder to the test server on a port of its own: ``down()`` is the server
-    going away (its connections drop, new ones are refused), not just ending sessions."""
-
-    def __init__(self, host: str, port: int, listen: int = 0) -> None:
-        self.target = (host, port)
-        self.listener = socket.create_server(("127.0.0.1", listen))
-        self.port = int(self.listener.getsockname()[1])
-        self.socks: list[socket.socket] = []
-        self.lock = threading.Lock()
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self.target)
-            with self.lock:  # one accepted as down() ran is not left working behind it
-                if self.closed:
-                    client.close()
-                    server.close()
-                    return
-                self.socks += [client, server]
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-
-    def down(self) -> None:
-        with self.lock:
-            self.closed = True
-        self.listener.close()
-        for s in self.socks:
-            with suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
-
-
-@contextmanager
-def _proxied(url: str) -> Iterator[tuple[str, _Proxy]]:
-    parts = urlsplit(url)
-    proxy = _Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
-    netloc = (
-        f"{parts.username}@127.0.0.1:{proxy.port}" if parts.username else f"127.0.0.1:{proxy.port}"
-    )
-    try:
-        yield urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), proxy
-    finally:
-        proxy.down()
+    _cut_under_a_worker(prog, pg_url, pg_url, lambda: cut_connections(pg_url), tmp_path)
 
 
 @pytest.mark.slow
@@ -390,7 +297,7 @@ def test_a_server_that_goes_away_is_one_line_for_the_worker_and_the_run(
     server finishes."""
     prog = tmp_path / "slow.py"
     prog.write_text(SLOW)
-    with _proxied(pg_url) as (url, proxy):
+    with proxied(pg_url) as (url, proxy):
         _cut_under_a_worker(prog, url, pg_url, proxy.down, tmp_path)
 
 
@@ -404,11 +311,11 @@ def test_a_worker_waits_for_a_server_that_comes_back(
     serves the resumed run to the end."""
     prog = tmp_path / "slow.py"
     prog.write_text(SLOW)
-    with _proxied(pg_url) as (url, proxy):
-        revived: list[_Proxy] = []
+    with proxied(pg_url) as (url, proxy):
+        revived: list[Proxy] = []
 
         def back() -> None:
-            revived.append(_Proxy(*proxy.target, listen=proxy.port))
+            revived.append(Proxy(*proxy.target, listen=proxy.port))
 
         try:
             wout, _ = _cut_under_a_worker(prog, url, pg_url, proxy.down, tmp_path, back=back)
@@ -428,7 +335,7 @@ def test_a_worker_stopped_while_its_server_is_away_stops_cleanly(
     no traceback."""
     prog = tmp_path / "slow.py"
     prog.write_text(SLOW)
-    with _proxied(pg_url) as (url, proxy):
+    with proxied(pg_url) as (url, proxy):
         worker = start_cli(["worker", str(prog), "--db", url], tmp_path)
         run = start_cli(["run", str(prog), "--db", url, "--no-execute", "-q"], tmp_path)
         try:
@@ -481,8 +388,9 @@ def test_a_run_whose_server_goes_away_never_passes_for_done(
     host, that these points do not hit reliably (they passed before the fix too)."""
     prog = tmp_path / "wide.py"
     prog.write_text(WIDE)
-    with _proxied(pg_url) as (url, proxy):
-        run = start_cli(["run", str(prog), "--db", url, "-q"], tmp_path)
+    with proxied(pg_url) as (url, proxy):
+        # Told not to wait for the server to come back (``test_pg_ride_out``: it does).
+        run = start_cli(["run", str(prog), "--db", url, "-q", "--reconnect-for", "0"], tmp_path)
         try:
             deadline = time.monotonic() + 60
             while _events(pg_url) < after and time.monotonic() < deadline:

@@ -40,6 +40,24 @@ DurabilityOption = Annotated[
         show_default=False,
     ),
 ]
+ReconnectOption = Annotated[
+    float,
+    typer.Option(
+        "--reconnect-for",
+        help="On PostgreSQL: seconds a run that lost its database (once main() had "
+        "published its seeds) keeps connecting again to go on, before it stops; 0: stop "
+        "at once.",
+    ),
+]
+
+
+def reconnect_seconds(value: float) -> float:
+    """``--reconnect-for``, checked."""
+    from flock_es.errors import UserError
+
+    if value < 0:
+        raise UserError("--reconnect-for must not be negative")
+    return value
 
 
 def durability(value: str | None) -> Durability:

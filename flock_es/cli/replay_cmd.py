@@ -21,15 +21,19 @@ from flock_es.cli.options import (
     DbOption,
     DurabilityOption,
     JsonOption,
+    ReconnectOption,
     RunArg,
     db_path,
     durability,
+    reconnect_seconds,
 )
+from flock_es.cli.resume_run import Claim, ResumeOptions, hash_warning, resume_run, warn
 from flock_es.domain.events import RunStarted, body_as
 from flock_es.errors import ExitCode
 
 if TYPE_CHECKING:
-    from flock_es.projection.state import RunState
+    from flock_es.domain.events import RunStatus
+    from flock_es.runtime.flock import Flock
 
 ProgramOption = Annotated[
     Path | None,
@@ -45,28 +49,6 @@ ModelOption = Annotated[
     typer.Option("--model", "-m", help="Model for agents without their own.", show_default=False),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")]
-
-
-def _warn(msg: str) -> None:
-    typer.echo(f"flock-es: warning: {msg}", err=True)
-
-
-def _nothing_to_resume(state: RunState, run_id: str) -> None:
-    retryable = len(state.retryable_tasks())
-    status = state.finished_status or "interrupted"
-    if retryable:
-        typer.echo(
-            f"Run {run_id} is {status}; {retryable} task(s) failed on a provider error "
-            f"that may pass: `flock-es resume {run_id} --retry-failed` re-runs them."
-        )
-        return
-    typer.echo(f"Run {run_id} is {status}; nothing to resume.")
-
-
-def _hash_warning(path: Path, recorded: str | None, now: str | None) -> dict[str, str | None]:
-    if recorded and now and recorded != now:
-        _warn(f"{path} changed since the run was recorded (recorded {recorded}, now {now})")
-    return {"recorded": recorded, "current": now}
 
 
 def resume(
@@ -92,43 +74,41 @@ def resume(
             "(rate limit, 5xx, timeout, connection).",
         ),
     ] = False,
+    reconnect_for: ReconnectOption = 300.0,
 ) -> None:
     """Continue RUN after a crash or Ctrl-C: re-run unfinished tasks, re-arm timers.
 
     Model calls already recorded are served from the log, never paid twice;
     finished tasks are not re-run. After a provider outage, --retry-failed
     re-runs the tasks it made fail. A recorded call whose request the program
-    no longer makes stops resume before any work (exit 2): fork instead.
+    no longer makes stops resume before any work (exit 2): fork instead. On
+    PostgreSQL, a resume that loses its database connects again and goes on, for
+    up to --reconnect-for seconds.
     """
-    from flock_es.cli.run_cmd import finish, run_to_end, share
-    from flock_es.log.backends import open_reader
-    from flock_es.runtime.lifecycle import Ownership, plan_resume, resume
-    from flock_es.runtime.program import load_program
-    from flock_es.runtime.sharing import is_shared_run
+    from flock_es.cli.run_cmd import finish, go_on
+    from flock_es.log.backends import is_postgres, open_reader
 
+    reconnect_seconds(reconnect_for)
     path_db = db_path(db)
     with open_reader(path_db) as reader:
         run_id = reader.resolve_run(run)
-    # Owned before the log is even folded: a second resume never sees the same work.
-    with Ownership(path_db, run_id, force=force) as owner:
-        shared = is_shared_run(path_db, run_id)
-        # Compact: the resumed run forgets completed tasks, a shared one's too.
-        plan = plan_resume(path_db, run_id, program, force, retry_failed, compact=True)
-        if plan.nothing_to_do or plan.program is None:
-            _nothing_to_resume(plan.state, run_id)
-            return
-        _hash_warning(plan.program, plan.recorded_hash, plan.current_hash)
-        prog = load_program(plan.program)
-        prog.flock.durability = durability(sync)
-        if shared:
-            # Workers may hold leases on its tasks: take part like one of them
-            # (claiming tasks under leases), so none is executed twice.
-            share(prog.flock, no_execute=False, concurrency=16, shared=True)
-        t0 = time.time()
-        status = run_to_end(
-            prog.flock, lambda: resume(prog.flock, plan, model), quiet, plan.program, owner
-        )
-    finish(prog.flock, status, t0)
+    options = ResumeOptions(program, model, quiet, sync, force, retry_failed)
+    claim = Claim()
+    t0 = time.time()
+    if not is_postgres(path_db):
+        done = resume_run(path_db, run_id, claim, options)
+        if done is not None:
+            finish(done.flock, done.status, done.started)
+        return
+
+    def first() -> tuple[Flock, RunStatus]:
+        done = resume_run(path_db, run_id, claim, options)
+        if done is None:
+            raise typer.Exit(ExitCode.OK)
+        return done.flock, done.status
+
+    flock, status = go_on(path_db, run_id, claim, options, first, reconnect_for)
+    finish(flock, status, t0)
 
 
 def replay(
@@ -159,7 +139,7 @@ def replay(
         started = body_as(first, RunStarted) if first is not None else None
         path = program_of(started.get("program") if started else None, program, run_id)
         recorded_hash = started.get("program_hash") if started else None
-        digests = _hash_warning(path, recorded_hash, program_hash(path))
+        digests = hash_warning(path, recorded_hash, program_hash(path))
         prog = load_program(path)
         # ctx.store's queries read the recorded run (read-only), up to each task's inputs;
         # so do reads of the artifacts the replay's compact state let go of.
@@ -225,7 +205,7 @@ def fork(
         parent_id = reader.resolve_run(run)
     plan = plan_fork(path_db, parent_id, at, program)
     if plan.cut != at:
-        _warn(f"seq {at} is inside a transaction; forking after seq {plan.cut}, where it ends")
+        warn(f"seq {at} is inside a transaction; forking after seq {plan.cut}, where it ends")
     prog = load_program(plan.program)
     flock = prog.flock
     flock.durability = durability(sync)
@@ -236,9 +216,8 @@ def fork(
     with Ownership(path_db, flock.run_id) as owner:
         t0 = time.time()
         typer.echo(f"Forked {parent_id} at seq {plan.cut} into {flock.run_id}", err=True)
-        status = run_to_end(
-            flock, lambda: start_fork(flock, plan, model), quiet, plan.program, owner
-        )
+        forked = lambda: start_fork(flock, plan, model)  # noqa: E731
+        status = run_to_end(flock, forked, quiet, plan.program, owner, seeds=False)
     finish(flock, status, t0)
 
 

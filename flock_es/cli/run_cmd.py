@@ -12,11 +12,18 @@ from typing import Annotated
 import typer
 
 from flock_es.cli.closed_stdout import keep_running
-from flock_es.cli.options import DbOption, DurabilityOption, durability
+from flock_es.cli.options import (
+    DbOption,
+    DurabilityOption,
+    ReconnectOption,
+    durability,
+    reconnect_seconds,
+)
 from flock_es.cli.progress import Progress, print_summary, summary_lines
+from flock_es.cli.resume_run import Claim, ResumeOptions
 from flock_es.domain.events import RunStatus
 from flock_es.errors import CommitFailed, DatabaseError, ExitCode, ProgramError, UserError
-from flock_es.log.backends import describe_db, is_postgres, parse_db
+from flock_es.log.backends import DbRef, describe_db, is_postgres, parse_db
 from flock_es.runtime.flock import Flock
 from flock_es.runtime.gc_policy import RUN_THRESHOLDS
 from flock_es.runtime.lifecycle import Ownership, drive
@@ -43,9 +50,11 @@ def run_to_end(
     quiet: bool,
     program: Path,
     owner: Ownership | None = None,
+    seeds: bool = True,
 ) -> RunStatus:
     """Drive ``body()`` and the run to the end with live progress; user-code errors
-    become one-line ``ProgramError``s naming ``program``."""
+    become one-line ``ProgramError``s naming ``program``. ``seeds``: ``body()`` is
+    ``main()`` (``drive``'s)."""
     tune_gc()
     keep_running()
     progress = Progress(lambda: flock.state, quiet=quiet)
@@ -54,7 +63,7 @@ def run_to_end(
     async def go() -> RunStatus:
         try:
             with progress:
-                return await drive(flock, body(), owner)
+                return await drive(flock, body(), owner, seeds)
         except UserError:
             raise
         except CommitFailed as exc:  # the log refused a commit: not the program's fault
@@ -180,13 +189,17 @@ def register(app: typer.Typer) -> None:
                 "--concurrency", help="On a shared run: tasks this process executes at once."
             ),
         ] = 16,
+        reconnect_for: ReconnectOption = 300.0,
     ) -> None:
         """Run PROGRAM until nothing is pending, recording every step in the event log.
 
         The program's `main()` publishes the seed artifacts; the run then goes on
         until every triggered agent has finished. Ctrl-C stops cleanly and leaves
-        the run resumable with `flock-es resume RUN`.
+        the run resumable with `flock-es resume RUN`. On PostgreSQL, a run that
+        loses its database once main() has published its seeds connects again and
+        resumes itself, for up to --reconnect-for seconds.
         """
+        reconnect_seconds(reconnect_for)
         prog = load_program(program)
         flock = configure(prog, db, model, max_concurrent_calls, sync)
         share(flock, no_execute, concurrency, shared)
@@ -194,6 +207,46 @@ def register(app: typer.Typer) -> None:
         # process makes the calls (not with --no-execute: its workers do).
         flock.check_models()
         t0 = time.time()
-        with Ownership(flock.db_path, flock.run_id) as owner:
-            status = run_to_end(flock, lambda: call_main(prog), quiet, program, owner)
-        finish(flock, status, t0)
+        claim = Claim()
+
+        def first() -> tuple[Flock, RunStatus]:
+            owner = Ownership(flock.db_path, flock.run_id)
+            try:
+                with owner:
+                    return flock, run_to_end(flock, lambda: call_main(prog), quiet, program, owner)
+            finally:
+                claim.stale = owner.stale
+
+        if no_execute or not is_postgres(flock.db_path):  # its workers ride outages out
+            done, status = first()
+        else:
+            options = ResumeOptions(
+                model=model,
+                quiet=quiet,
+                sync=sync,
+                concurrency=concurrency,
+                max_calls=max_concurrent_calls,
+            )
+            done, status = go_on(flock.db_path, flock.run_id, claim, options, first, reconnect_for)
+        finish(done, status, t0)
+
+
+def go_on(
+    db: DbRef,
+    run_id: str,
+    claim: Claim,
+    options: ResumeOptions,
+    first: Callable[[], tuple[Flock, RunStatus]],
+    reconnect_for: float,
+) -> tuple[Flock, RunStatus]:
+    """``first()``, resumed in this process after a lost database (``cli.run_outage``)."""
+    from flock_es.cli.resume_run import resume_run
+    from flock_es.cli.run_outage import ride_out
+
+    def again(found: Callable[[], None]) -> tuple[Flock, RunStatus]:
+        done = resume_run(db, run_id, claim, options, ours=True, claimed=found)
+        if done is None:  # another process finished it meanwhile (said)
+            raise typer.Exit(ExitCode.OK)
+        return done.flock, done.status
+
+    return ride_out(first, again, run_id, describe_db(db), reconnect_for)

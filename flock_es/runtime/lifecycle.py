@@ -36,6 +36,7 @@ from flock_es.errors import (
     CommitFailed,
     DatabaseError,
     DiskFullError,
+    RunLostDatabase,
     RunOwnedError,
     UserError,
     database_may_come_back,
@@ -74,23 +75,35 @@ __all__ = [
 class Ownership:
     """The lease on one run: ``with Ownership(db, run_id):`` around all its work."""
 
-    def __init__(self, db: DbRef, run_id: str, force: bool = False) -> None:
+    def __init__(
+        self, db: DbRef, run_id: str, force: bool = False, stale: Lease | None = None
+    ) -> None:
+        """``stale``: a lease of this process's on the run that it could not give back
+        (its database was gone): given back first, then the run is claimed anew."""
         self.store = open_store(db)
         self.run_id = run_id
         self.force = force
         self.lease: Lease | None = None
+        # The lease ``__exit__`` could not give back: the database was gone.
+        self.stale = stale
         # Called when a heartbeat finds the run taken over (drive stops the run).
         self.on_lost: Callable[[RunOwnedError], None] | None = None
 
     def __enter__(self) -> Ownership:
         # The store names the database in one line for any fault (full, read-only, damaged).
+        if self.stale is not None:
+            # This process's own: it is alive, so the lease would hold until it expires.
+            self.store.release(self.stale)
+            self.stale = None
         self.lease = self.store.claim(self.run_id, force=self.force)
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.lease is not None:
-            with contextlib.suppress(Exception):
+            try:
                 self.store.release(self.lease)
+            except Exception:
+                self.stale = self.lease
             self.lease = None
 
     async def keep(self) -> None:
@@ -113,9 +126,12 @@ class Ownership:
 
 
 async def drive(
-    flock: Flock, body: Awaitable[Any] | None, owner: Ownership | None = None
+    flock: Flock, body: Awaitable[Any] | None, owner: Ownership | None = None, seeds: bool = True
 ) -> RunStatus:
     """Await ``body``, run until idle, close; SIGINT/SIGTERM close it ``interrupted``.
+
+    ``seeds``: ``body`` is ``main()`` publishing the run's seeds (not a resume's start),
+    so a database lost while it runs loses the seeds it had yet to publish.
 
     A user error raised on the way (a changed recorded call, a bad publish)
     also closes the run ``interrupted``: nothing is lost and it stays resumable.
@@ -138,7 +154,7 @@ async def drive(
         flock.lease = owner.lease  # every commit checks the run is still ours
         owner.on_lost = lambda exc: stop(str(exc))
         keeper = asyncio.create_task(owner.keep(), name="flock-es:lease")
-    seeding = body is not None
+    seeding = body is not None and seeds
     try:
         if body is not None:
             await body
@@ -167,7 +183,8 @@ async def drive(
         if seeding and isinstance(cause, DiskFullError):
             raise cause.while_seeding() from None
         if flock.started and _lost_database(cause):
-            raise DatabaseError(_how_to_go_on(str(cause), flock.run_id, seeding)) from None
+            line = _how_to_go_on(str(cause), flock.run_id, seeding)
+            raise RunLostDatabase(line, flock.run_id, str(cause), seeding) from None
         if cause is not exc:
             raise cause from None
         raise

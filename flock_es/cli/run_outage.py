@@ -1,0 +1,139 @@
+"""A run on PostgreSQL rides out a lost database once ``main()`` has published its seeds.
+
+``flock-es run`` (executing its tasks) and ``flock-es resume`` on PostgreSQL: when
+the server ends the run's connections (a failover, a restart) or goes away, the run
+stops as before (``runtime.lifecycle.drive``: its tasks in flight are dropped, the
+shared run is left open for its workers). Then, instead of asking the user to type
+``flock-es resume RUN``, this process does it: it says so in one line, connects
+again after 0.5 s, then twice as long each time (at most 10 s apart), and once it
+can, resumes the run in this process (``cli.resume_run``), as that command would:
+recorded answers served from the log, never paid twice, and the calls that were in
+flight made again.
+
+Not when ``main()`` was still publishing: the seeds it had yet to publish cannot be
+recovered by a resume, so the run stops with the line that says so. Nor after
+``--reconnect-for`` seconds of outage (default 300; 0: stop at once), when it stops
+with the line that says how to resume it. A resume that ran ``STEADY`` seconds before
+it lost the database again starts a new outage; one that failed sooner (the server
+is not back yet, or back and gone again) is the same outage. Ctrl-C or SIGTERM while
+it waits stops it as interrupted; the run stays resumable.
+
+Example::
+
+    done = ride_out(first, again, "r-1", "postgresql://db/flock", 300.0)
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import typer
+
+from flock_es.cli.worker_loop import RETRY_FIRST, RETRY_MAX, SAY_EVERY, STEADY
+from flock_es.errors import DatabaseError, RunLostDatabase, database_may_come_back
+
+__all__ = ["ride_out"]
+
+T = TypeVar("T")
+
+
+def ride_out(
+    first: Callable[[], T],
+    again: Callable[[Callable[[], None]], T],
+    run_id: str,
+    where: str,
+    reconnect_for: float,
+) -> T:
+    """``first()``; once it loses the database after seeding, ``again(found)`` until
+    one ends (``found`` is called once it has the run claimed and folded)."""
+    outage = _Outage(run_id, where, reconnect_for)
+    attempt: Callable[[], T] = first
+    while True:
+        began = time.monotonic()
+        try:
+            return attempt()
+        except RunLostDatabase as exc:
+            if exc.seeding or reconnect_for <= 0:
+                raise
+            outage.lost(exc.reason, steady=time.monotonic() - began >= STEADY)
+        except DatabaseError as exc:  # connecting again failed: the server is not back
+            if attempt is first or not database_may_come_back(exc):
+                raise
+            outage.lost(str(exc), steady=False)
+        outage.wait()
+        attempt = _again(again, outage.found)
+
+
+def _again(again: Callable[[Callable[[], None]], T], found: Callable[[], None]) -> Callable[[], T]:
+    return lambda: again(found)
+
+
+class _Outage:
+    """One outage: since when, the next wait, and the lines about it."""
+
+    def __init__(self, run_id: str, where: str, reconnect_for: float) -> None:
+        self.run_id = run_id
+        self.where = where
+        self.reconnect_for = reconnect_for
+        self.since: float | None = None
+        self.said = 0.0
+        self.delay = RETRY_FIRST
+
+    def lost(self, reason: str, steady: bool) -> None:
+        """Say the loss; raise the run's stop line once it lasted ``reconnect_for``."""
+        now = time.monotonic()
+        if self.since is None or steady:
+            self.since, self.said, self.delay = now, now, RETRY_FIRST
+            _say(
+                f"run {self.run_id} lost the database: {reason}; connecting again for up "
+                f"to {self.reconnect_for:g} s to go on"
+            )
+            return
+        out = now - self.since
+        if out >= self.reconnect_for:
+            raise DatabaseError(
+                f"{reason} (no connection for {out:.0f} s); run {self.run_id} stopped: once "
+                f"the database is back, `flock-es resume {self.run_id}` finishes it"
+            ) from None
+        if now - self.said >= SAY_EVERY:
+            self.said = now
+            _say(f"run {self.run_id}: the database still fails after {out:.0f} s: {reason}")
+
+    def wait(self) -> None:
+        """Sleep to the next attempt (the last one at ``reconnect_for``); SIGTERM, as
+        Ctrl-C, ends the wait as an interrupt."""
+        assert self.since is not None
+        left = self.reconnect_for - (time.monotonic() - self.since)
+        pause, self.delay = max(min(self.delay, left), 0.0), min(self.delay * 2, RETRY_MAX)
+        with _term_interrupts():
+            time.sleep(pause)
+
+    def found(self) -> None:
+        """Said on stderr, as the loss: stdout is the program's."""
+        assert self.since is not None
+        _say(
+            f"run {self.run_id} connected again to {self.where} after "
+            f"{time.monotonic() - self.since:.1f} s; resuming it"
+        )
+
+
+@contextmanager
+def _term_interrupts() -> Iterator[None]:
+    """SIGTERM raises ``KeyboardInterrupt`` meanwhile, as SIGINT does: one line, exit 130."""
+
+    def interrupt(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _say(line: str) -> None:
+    typer.echo(f"flock-es: {line}", err=True)
