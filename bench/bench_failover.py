@@ -3,6 +3,7 @@
     python bench/bench_failover.py                       # 2 workers, 40 agents x 25 tickets, 2 cuts
     python bench/bench_failover.py --workers 3 --cuts 4 --every 5
     python bench/bench_failover.py --cuts 0              # the same run with no failover
+    python bench/bench_failover.py --workers 0 --run-executes   # one run process rides them out
 
 The realistic case of a shared run: ``flock-es worker`` processes execute the tasks
 of ``tests/programs/swarm_program.py`` (``--agents`` model agents on each of
@@ -11,10 +12,12 @@ tests.openai_server``: ``--latency`` s per answer, 429 beyond ``--max-inflight``
 flight), and ``flock-es run --no-execute`` publishes the tickets. Every ``--every``
 seconds the server ends every connection to the run's database
 (``pg_terminate_backend``, as a failover does), ``--cuts`` times. The workers connect
-again and go on; a ``run`` or ``resume`` that was waiting stops with one line, and is
-resumed (``resume latest``) until the run completes. ``resume`` takes part in the
-work like a worker, and its calls in flight at a cut are lost with it: with
-``--resume-at-end`` the workers alone do the tasks, and ``resume`` only closes the run.
+again and go on; a ``run --no-execute`` that was waiting stops with one line, and is
+resumed (``resume latest``), which rides later cuts out itself, as a run does with
+``--run-executes`` (it executes tasks too; with ``--workers 0`` alone). ``resume``
+takes part in the work like a worker, and its calls in flight at a cut are lost with
+it: with ``--resume-at-end`` the workers alone do the tasks, and ``resume`` only
+closes the run.
 
 Printed: the machine, wall time to completion, tasks done and failed, completions the
 provider served against the calls the log recorded (the difference is what the cuts
@@ -90,6 +93,16 @@ def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
         return subprocess.Popen([*CLI, *args], env=env, stdout=f, stderr=f)
 
 
+def _stops(p: subprocess.Popen[bytes], within: float = 15.0) -> bool:
+    """Whether ``p`` ends with an error within ``within`` s of a cut (a ``run --no-execute``
+    that lost its database does, within the pool's 10 s wait; one that rides the cut out
+    goes on)."""
+    try:
+        return p.wait(timeout=within) != 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
 def run(args: argparse.Namespace, admin_url: str, tmp: Path) -> None:
     server, port = start_server(args.latency, args.max_inflight, "0.2")
     db = _fresh_database(admin_url)
@@ -108,14 +121,16 @@ def run(args: argparse.Namespace, admin_url: str, tmp: Path) -> None:
         for i in range(args.workers)
     ]
     t0 = time.monotonic()
-    waiting = _start(["run", str(PROGRAM), *common, "--no-execute", "-q"], env, tmp / "run.log")
+    alone = [] if args.run_executes else ["--no-execute"]
+    waiting = _start(["run", str(PROGRAM), *common, *alone, "-q"], env, tmp / "run.log")
     stopped = resumed = 0
     try:
         for _ in range(args.cuts):
             time.sleep(args.every)
             _cut(admin_url, db)
-            if waiting.returncode is None and waiting.wait(timeout=60) != 0:
-                stopped += 1  # once per process: a stopped one stays stopped
+            if not _stops(waiting):  # it rides the cut out (it executes, or it resumes)
+                continue
+            stopped += 1
             if not args.resume_at_end and _latest(db, env).get("status") != "completed":
                 resumed += 1
                 waiting = _start(["resume", "latest", "--db", db, "-q"], env, tmp / "run.log")
@@ -155,6 +170,7 @@ def report(
     calls = int(r.get("model_calls") or 0)
     served = int(served_line.split()[1])  # "served N completions, rejected M with 429, ..."
     logs = "".join(p.read_text(errors="replace") for p in sorted(tmp.glob("worker*.log")))
+    runs = (tmp / "run.log").read_text(errors="replace")
     print(
         f"{args.workers} workers, {args.agents} agents x {args.tickets} tickets, "
         f"{args.cuts} cuts every {args.every:g} s; provider {args.latency:g} s a call, "
@@ -173,6 +189,10 @@ def report(
         f"workers: lost the database {logs.count('lost the database')}x, "
         f"connected again {logs.count('connected again')}x, tracebacks {logs.count('Traceback')}"
     )
+    print(
+        f"run and resume: lost the database {runs.count('lost the database')}x, "
+        f"connected again {runs.count('connected again')}x, tracebacks {runs.count('Traceback')}"
+    )
 
 
 def main() -> None:
@@ -188,6 +208,12 @@ def main() -> None:
     ap.add_argument("--latency", type=float, default=0.3)
     ap.add_argument("--max-inflight", type=int, default=8)
     ap.add_argument("--timeout", type=float, default=600.0)
+    ap.add_argument(
+        "--run-executes",
+        action="store_true",
+        help="the run executes tasks too (no --no-execute) and rides the cuts out itself; "
+        "with --workers 0 it is the only process",
+    )
     ap.add_argument(
         "--resume-at-end",
         action="store_true",
