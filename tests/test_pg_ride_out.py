@@ -189,6 +189,33 @@ def test_a_run_gives_up_after_reconnect_for_and_resume_finishes(
 
 
 @pytest.mark.slow
+def test_a_run_stopped_while_it_waits_for_the_server_says_how_to_finish(
+    tmp_path: Path,
+    pg_url: str,  # noqa: F811
+) -> None:
+    """SIGTERM while the run waits for a server that stays away: exit 130 at once, its
+    last line naming the run and the resume that finishes it, no traceback."""
+    with proxied(pg_url) as (url, proxy):
+        run = _start(tmp_path, url)
+        try:
+            _wait_done(pg_url, 8)
+            proxy.down()
+            deadline = time.monotonic() + 60
+            while run.stderr is not None and time.monotonic() < deadline:
+                line = run.stderr.readline()  # the loss is said after the pool's wait
+                if " lost the database: " in line or not line:
+                    break
+            run.terminate()
+            _, err = run.communicate(timeout=30)
+        finally:
+            run.kill()
+    assert run.returncode == 130 and "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and " stopped while it waited for the database: " in lines[0], err
+    assert "`flock-es resume r-" in lines[0], err
+
+
+@pytest.mark.slow
 def test_a_run_told_not_to_reconnect_stops_in_one_line(
     tmp_path: Path,
     pg_url: str,  # noqa: F811

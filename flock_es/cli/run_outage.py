@@ -16,7 +16,7 @@ recovered by a resume, so the run stops with the line that says so. Nor after
 with the line that says how to resume it. A resume that ran ``STEADY`` seconds before
 it lost the database again starts a new outage; one that failed sooner (the server
 is not back yet, or back and gone again) is the same outage. Ctrl-C or SIGTERM while
-it waits stops it as interrupted; the run stays resumable.
+it waits stops it (one line, exit 130); the run stays resumable.
 
 Example::
 
@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import typer
 
 from flock_es.cli.worker_loop import RETRY_FIRST, RETRY_MAX, SAY_EVERY, STEADY
-from flock_es.errors import DatabaseError, RunLostDatabase, database_may_come_back
+from flock_es.errors import DatabaseError, ExitCode, RunLostDatabase, database_may_come_back
 
 __all__ = ["ride_out"]
 
@@ -51,25 +51,38 @@ def ride_out(
     """``first()``; once it loses the database after seeding, ``again(found)`` until
     one ends (``found`` is called once it has the run claimed and folded)."""
     outage = _Outage(run_id, where, reconnect_for)
-    attempt: Callable[[], T] = first
+    try:
+        return first()
+    except RunLostDatabase as exc:
+        if exc.seeding or reconnect_for <= 0:
+            raise
+        lost = exc.reason
+    try:
+        with _term_interrupts():  # from before the line: a stop that follows it is heard
+            outage.lost(lost, steady=False)
+            return _go_on(again, outage)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM between two attempts, or in one's start
+        _say(
+            f"run {run_id} stopped while it waited for the database: once it is back, "
+            f"`flock-es resume {run_id}` finishes it"
+        )
+        raise typer.Exit(ExitCode.INTERRUPTED) from None
+
+
+def _go_on(again: Callable[[Callable[[], None]], T], outage: _Outage) -> T:
+    """Attempts of ``again`` after ``outage``'s waits, until one ends or it lasted too long."""
     while True:
+        outage.wait()
         began = time.monotonic()
         try:
-            return attempt()
-        except RunLostDatabase as exc:
-            if exc.seeding or reconnect_for <= 0:
-                raise
+            with _term_interrupts():  # connecting may wait (a server that does not answer)
+                return again(outage.found)
+        except RunLostDatabase as exc:  # lost again: a new outage if it went on a while
             outage.lost(exc.reason, steady=time.monotonic() - began >= STEADY)
         except DatabaseError as exc:  # connecting again failed: the server is not back
-            if attempt is first or not database_may_come_back(exc):
+            if not database_may_come_back(exc):
                 raise
             outage.lost(str(exc), steady=False)
-        outage.wait()
-        attempt = _again(again, outage.found)
-
-
-def _again(again: Callable[[Callable[[], None]], T], found: Callable[[], None]) -> Callable[[], T]:
-    return lambda: again(found)
 
 
 class _Outage:
