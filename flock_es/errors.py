@@ -102,20 +102,25 @@ class DatabaseError(UserError):
 class RunLostDatabase(DatabaseError):
     """A run stopped on a database that may come back (a lost connection, a server gone).
 
-    The message says how to go on; ``reason`` is the database's error alone, and
+    The message says how to go on; ``reason`` is the database's error alone;
     ``seeding`` whether ``main()`` was still publishing its seeds (those it had yet
-    to publish are lost: a resume finishes only the work already published).
+    to publish are lost: a resume finishes only the work already published); and
+    ``in_main`` whether ``main()`` had not returned (publishing, or waiting in
+    ``run_until_idle()``): what it does after that wait does not run on a resume.
 
     Example::
 
         RunLostDatabase("cannot write to DB ...; run r-1 stopped: ...", "r-1", "cannot ...", False)
     """
 
-    def __init__(self, message: str, run_id: str, reason: str, seeding: bool) -> None:
+    def __init__(
+        self, message: str, run_id: str, reason: str, seeding: bool, in_main: bool = False
+    ) -> None:
         super().__init__(message)
         self.run_id = run_id
         self.reason = reason
         self.seeding = seeding
+        self.in_main = in_main or seeding
 
 
 class RunNotFoundError(UserError):

@@ -12,17 +12,69 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from flock_es.log.backends import open_reader
-from tests.conftest import run_cli
+from tests.conftest import run_cli, start_cli
 from tests.pg import pg_admin_url
 
-__all__ = ["Proxy", "artifacts", "cut_connections", "latest_run", "proxied"]
+__all__ = [
+    "AGENTS",
+    "Proxy",
+    "artifacts",
+    "cut_connections",
+    "cut_mid_run",
+    "done_tasks",
+    "latest_run",
+    "proxied",
+    "wait_done",
+]
+
+AGENTS = """
+import asyncio
+from pydantic import BaseModel
+from flock_es import Flock, flock_type
+
+@flock_type
+class Item(BaseModel):
+    n: int
+
+@flock_type
+class Out(BaseModel):
+    n: int
+
+flock = Flock()
+
+async def work(x: Item) -> Out:
+    await asyncio.sleep(0.3)
+    return Out(n=x.n)
+
+for i in range(4):
+    flock.agent(f"w{i}").consumes(Item).publishes(Out).with_function(work)
+
+"""
+"""The text of a program for the CLI's tests: four agents of 0.3 s on each ``Item``,
+each publishing an ``Out``; its ``main()`` is the test's."""
+
+
+def done_tasks(db: str) -> int:
+    """The tasks done in the latest run of ``db`` (0 before it has one)."""
+    out = run_cli(["runs", "--db", db, "--json"])
+    runs = json.loads(out.stdout) if out.returncode == 0 and out.stdout.strip() else []
+    return int(runs[-1]["tasks"]["done"]) if runs else 0
+
+
+def wait_done(db: str, tasks: int) -> None:
+    """Until the latest run of ``db`` has done ``tasks`` tasks (or a minute passed)."""
+    deadline = time.monotonic() + 60
+    while done_tasks(db) < tasks and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def artifacts(db: str | Path, run: str) -> dict[str, int]:
@@ -116,3 +168,19 @@ def proxied(url: str) -> Iterator[tuple[str, Proxy]]:
         yield urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment)), proxy
     finally:
         proxy.down()
+
+
+def cut_mid_run(
+    args: list[str], url: str, cwd: Path, timeout: float = 120
+) -> tuple[subprocess.Popen[str], str, str]:
+    """``flock-es ARGS`` started; once its run on ``url`` has done 8 tasks, every
+    connection to ``url``'s database ended (a failover). The process once it ended,
+    its output and its errors."""
+    proc = start_cli(args, cwd)
+    try:
+        wait_done(url, 8)
+        cut_connections(url)
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        proc.kill()
+    return proc, out, err

@@ -15,7 +15,16 @@ import pytest
 from flock_es.log.backends import open_reader
 from tests.conftest import EXAMPLES, run_cli, start_cli
 from tests.pg import pg_url  # noqa: F401  (fixture)
-from tests.pg_faults import Proxy, artifacts, cut_connections, latest_run, proxied
+from tests.pg_faults import (
+    AGENTS,
+    Proxy,
+    artifacts,
+    cut_connections,
+    cut_mid_run,
+    latest_run,
+    proxied,
+    wait_done,
+)
 
 
 @pytest.mark.parametrize(
@@ -114,33 +123,9 @@ def test_a_database_the_server_lacks_is_created_by_a_writer_only(tmp_path: Path)
             con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-_AGENTS = """
-import asyncio
-from pydantic import BaseModel
-from flock_es import Flock, flock_type
-
-@flock_type
-class Item(BaseModel):
-    n: int
-
-@flock_type
-class Out(BaseModel):
-    n: int
-
-flock = Flock()
-
-async def work(x: Item) -> Out:
-    await asyncio.sleep(0.3)
-    return Out(n=x.n)
-
-for i in range(4):
-    flock.agent(f"w{i}").consumes(Item).publishes(Out).with_function(work)
-
-"""
-
 # Seeds one at a time, some 10 s of them: a cut comes while they still come.
 SLOW = (
-    _AGENTS
+    AGENTS
     + """
 async def main():
     for i in range(100):  # some 10 s of seeds: the cut comes while they still come
@@ -149,12 +134,6 @@ async def main():
     await flock.run_until_idle()
 """
 )
-
-
-def _done(db: str) -> int:
-    out = run_cli(["runs", "--db", db, "--json"])
-    runs = json.loads(out.stdout) if out.returncode == 0 and out.stdout.strip() else []
-    return int(runs[-1]["tasks"]["done"]) if runs else 0
 
 
 def _wait_pending(db: str) -> int:
@@ -168,12 +147,6 @@ def _wait_pending(db: str) -> int:
         time.sleep(0.5)
 
 
-def _wait_done(url: str, tasks: int) -> None:
-    deadline = time.monotonic() + 60
-    while _done(url) < tasks and time.monotonic() < deadline:
-        time.sleep(0.2)
-
-
 @pytest.mark.slow
 def test_connections_cut_mid_run_are_one_line_and_the_run_resumes(
     tmp_path: Path,
@@ -183,13 +156,7 @@ def test_connections_cut_mid_run_are_one_line_and_the_run_resumes(
     naming the database, none of the pool's own warnings, and ``resume`` finishes."""
     prog = tmp_path / "slow.py"
     prog.write_text(SLOW)
-    run = start_cli(["run", str(prog), "--db", pg_url, "-q"], tmp_path)
-    try:
-        _wait_done(pg_url, 8)
-        cut_connections(pg_url)
-        _, err = run.communicate(timeout=60)
-    finally:
-        run.kill()
+    run, _, err = cut_mid_run(["run", str(prog), "--db", pg_url, "-q"], pg_url, tmp_path)
     assert run.returncode == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
@@ -218,7 +185,7 @@ def _cut_under_a_worker(
     worker = start_cli(["worker", str(prog), "--db", url, *again], tmp_path)
     run = start_cli(["run", str(prog), "--db", url, "--no-execute", "-q"], tmp_path)
     try:
-        _wait_done(direct, 8)
+        wait_done(direct, 8)
         cut()
         _, rerr = run.communicate(timeout=90)
         if back is None:
@@ -339,7 +306,7 @@ def test_a_worker_stopped_while_its_server_is_away_stops_cleanly(
         worker = start_cli(["worker", str(prog), "--db", url], tmp_path)
         run = start_cli(["run", str(prog), "--db", url, "--no-execute", "-q"], tmp_path)
         try:
-            _wait_done(pg_url, 8)
+            wait_done(pg_url, 8)
             proxy.down()
             run.communicate(timeout=90)
             worker.terminate()
@@ -365,7 +332,7 @@ def _events(url: str) -> int:
 
 # 400 seeds at once: 1,600 tasks start together.
 WIDE = (
-    _AGENTS
+    AGENTS
     + """
 async def main():
     await flock.publish_many([Item(n=i) for i in range(400)])
@@ -376,7 +343,7 @@ async def main():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("after", [1, 2001, 2100])
-def test_a_run_whose_server_goes_away_never_passes_for_done(
+def test_a_run_whose_server_goes_away_never_passes_fordone_tasks(
     after: int,
     tmp_path: Path,
     pg_url: str,  # noqa: F811

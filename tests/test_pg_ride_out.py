@@ -6,7 +6,6 @@ the end."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections.abc import Callable
@@ -19,47 +18,36 @@ from flock_es.errors import DatabaseDamagedError, DatabaseError, RunLostDatabase
 from flock_es.log.backends import open_reader
 from tests.conftest import run_cli, start_cli
 from tests.pg import pg_url  # noqa: F401  (fixture)
-from tests.pg_faults import Proxy, artifacts, cut_connections, latest_run, proxied
+from tests.pg_faults import (
+    AGENTS,
+    Proxy,
+    artifacts,
+    cut_connections,
+    cut_mid_run,
+    done_tasks,
+    latest_run,
+    proxied,
+    wait_done,
+)
 
-# 60 seeds at once, then a wait: 240 tasks of 0.3 s, 16 at a time (some 5 s).
-WAITS = """
-import asyncio
-from pydantic import BaseModel
-from flock_es import Flock, flock_type
-
-@flock_type
-class Item(BaseModel):
-    n: int
-
-@flock_type
-class Out(BaseModel):
-    n: int
-
-flock = Flock()
-
-async def work(x: Item) -> Out:
-    await asyncio.sleep(0.3)
-    return Out(n=x.n)
-
-for i in range(4):
-    flock.agent(f"w{i}").consumes(Item).publishes(Out).with_function(work)
-
+# 60 seeds at once: 240 tasks of 0.3 s, 16 at a time (some 5 s), which the CLI waits for.
+WAITS = (
+    AGENTS
+    + """
+async def main():
+    await flock.publish_many([Item(n=i) for i in range(60)])
+"""
+)
+# The same, waiting in main() and printing once done, as the tutorial's main() does.
+PRINTS = (
+    AGENTS
+    + """
 async def main():
     await flock.publish_many([Item(n=i) for i in range(60)])
     await flock.run_until_idle()
+    print("all done")
 """
-
-
-def _done(db: str) -> int:
-    out = run_cli(["runs", "--db", db, "--json"])
-    runs = json.loads(out.stdout) if out.returncode == 0 and out.stdout.strip() else []
-    return int(runs[-1]["tasks"]["done"]) if runs else 0
-
-
-def _wait_done(db: str, tasks: int) -> None:
-    deadline = time.monotonic() + 60
-    while _done(db) < tasks and time.monotonic() < deadline:
-        time.sleep(0.2)
+)
 
 
 def _completed_once(db: str, run: str) -> None:
@@ -79,10 +67,15 @@ def _completed_once(db: str, run: str) -> None:
     assert artifacts(db, run) == {"Item": 60, "Out": 240}
 
 
-def _start(tmp_path: Path, url: str, *extra: str) -> subprocess.Popen[str]:
+def _args(tmp_path: Path, url: str, *extra: str) -> list[str]:
+    """``run`` of ``WAITS`` (written in ``tmp_path``) on ``url``, quiet."""
     prog = tmp_path / "waits.py"
     prog.write_text(WAITS)
-    return start_cli(["run", str(prog), "--db", url, "-q", *extra], tmp_path)
+    return ["run", str(prog), "--db", url, "-q", *extra]
+
+
+def _start(tmp_path: Path, url: str, *extra: str) -> subprocess.Popen[str]:
+    return start_cli(_args(tmp_path, url, *extra), tmp_path)
 
 
 @pytest.mark.slow
@@ -93,13 +86,7 @@ def test_a_run_whose_connections_are_cut_as_it_waits_goes_on(
     """The server ends every connection (a failover) once the seeds are published: the
     run says so, connects again, resumes itself and ends completed, exit 0, every task
     done once, with no resume typed and nothing on the program's stdout."""
-    run = _start(tmp_path, pg_url)
-    try:
-        _wait_done(pg_url, 8)
-        cut_connections(pg_url)
-        out, err = run.communicate(timeout=120)
-    finally:
-        run.kill()
+    run, out, err = cut_mid_run(_args(tmp_path, pg_url), pg_url, tmp_path)
     assert run.returncode == 0, err
     assert out == "" and "Traceback" not in err, err
     lines = err.strip().splitlines()
@@ -112,6 +99,25 @@ def test_a_run_whose_connections_are_cut_as_it_waits_goes_on(
 
 
 @pytest.mark.slow
+def test_a_main_cut_short_while_it_waits_is_said_and_fails_the_process(
+    tmp_path: Path,
+    pg_url: str,  # noqa: F811
+) -> None:
+    """main() waits in run_until_idle() and prints once done: the cut ends that wait, so
+    its print never runs. The run is resumed and completes, and the process says that
+    main() did not run to its end, with exit 1, not a 0 with the program's output cut."""
+    prog = tmp_path / "prints.py"
+    prog.write_text(PRINTS)
+    args = ["run", str(prog), "--db", pg_url, "-q"]
+    run, out, err = cut_mid_run(args, pg_url, tmp_path)
+    assert run.returncode == 1 and "all done" not in out and "Traceback" not in err, err
+    assert err.count(" lost the database: ") == 1 and "  completed" in err, err
+    last = err.strip().splitlines()[-1]
+    assert "main() did not run to its end" in last and "`flock-es show r-" in last, err
+    _completed_once(pg_url, latest_run(pg_url))
+
+
+@pytest.mark.slow
 def test_a_resume_whose_connections_are_cut_goes_on(
     tmp_path: Path,
     pg_url: str,  # noqa: F811
@@ -120,15 +126,15 @@ def test_a_resume_whose_connections_are_cut_goes_on(
     midway, its resume cut in turn, ends completed, every task done once."""
     run = _start(tmp_path, pg_url)
     try:
-        _wait_done(pg_url, 8)
+        wait_done(pg_url, 8)
         run.kill()
         run.communicate(timeout=30)
     finally:
         run.kill()
-    done_before = _done(pg_url)
+    done_before = done_tasks(pg_url)
     resume = start_cli(["resume", "latest", "--db", pg_url, "-q"], tmp_path)
     try:
-        _wait_done(pg_url, done_before + 8)
+        wait_done(pg_url, done_before + 8)
         cut_connections(pg_url)
         _, err = resume.communicate(timeout=120)
     finally:
@@ -149,7 +155,7 @@ def test_a_run_waits_for_a_server_that_comes_back(
         revived: list[Proxy] = []
         run = _start(tmp_path, url)
         try:
-            _wait_done(pg_url, 8)
+            wait_done(pg_url, 8)
             proxy.down()
             time.sleep(3)
             revived.append(Proxy(*proxy.target, listen=proxy.port))
@@ -173,7 +179,7 @@ def test_a_run_gives_up_after_reconnect_for_and_resume_finishes(
     with proxied(pg_url) as (url, proxy):
         run = _start(tmp_path, url, "--reconnect-for", "2")
         try:
-            _wait_done(pg_url, 8)
+            wait_done(pg_url, 8)
             proxy.down()
             _, err = run.communicate(timeout=120)
         finally:
@@ -198,7 +204,7 @@ def test_a_run_stopped_while_it_waits_for_the_server_says_how_to_finish(
     with proxied(pg_url) as (url, proxy):
         run = _start(tmp_path, url)
         try:
-            _wait_done(pg_url, 8)
+            wait_done(pg_url, 8)
             proxy.down()
             deadline = time.monotonic() + 60
             while run.stderr is not None and time.monotonic() < deadline:
@@ -220,13 +226,7 @@ def test_a_run_told_not_to_reconnect_stops_in_one_line(
     tmp_path: Path,
     pg_url: str,  # noqa: F811
 ) -> None:
-    run = _start(tmp_path, pg_url, "--reconnect-for", "0")
-    try:
-        _wait_done(pg_url, 8)
-        cut_connections(pg_url)
-        _, err = run.communicate(timeout=60)
-    finally:
-        run.kill()
+    run, _, err = cut_mid_run(_args(tmp_path, pg_url, "--reconnect-for", "0"), pg_url, tmp_path)
     assert run.returncode == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "once the database is back, `flock-es resume r-" in lines[0]

@@ -22,7 +22,14 @@ from flock_es.cli.options import (
 from flock_es.cli.progress import Progress, print_summary, summary_lines
 from flock_es.cli.resume_run import Claim, ResumeOptions
 from flock_es.domain.events import RunStatus
-from flock_es.errors import CommitFailed, DatabaseError, ExitCode, ProgramError, UserError
+from flock_es.errors import (
+    CommitFailed,
+    DatabaseError,
+    ExitCode,
+    ProgramError,
+    RunLostDatabase,
+    UserError,
+)
 from flock_es.log.backends import DbRef, describe_db, is_postgres, parse_db
 from flock_es.runtime.flock import Flock
 from flock_es.runtime.gc_policy import RUN_THRESHOLDS
@@ -208,12 +215,17 @@ def register(app: typer.Typer) -> None:
         flock.check_models()
         t0 = time.time()
         claim = Claim()
+        cut_short: list[RunLostDatabase] = []  # main() had not returned when it was lost
 
         def first() -> tuple[Flock, RunStatus]:
             owner = Ownership(flock.db_path, flock.run_id)
             try:
                 with owner:
                     return flock, run_to_end(flock, lambda: call_main(prog), quiet, program, owner)
+            except RunLostDatabase as exc:
+                if exc.in_main:
+                    cut_short.append(exc)
+                raise
             finally:
                 claim.stale = owner.stale
 
@@ -229,6 +241,22 @@ def register(app: typer.Typer) -> None:
             )
             done, status = go_on(flock.db_path, flock.run_id, claim, options, first, reconnect_for)
         finish(done, status, t0)
+        if cut_short:
+            main_cut_short(program, flock.run_id)
+
+
+def main_cut_short(program: Path, run_id: str) -> None:
+    """A run completed by resuming it after its ``main()`` was cut short, waiting in
+    ``run_until_idle()``: what ``main()`` does after that (print its results) did not
+    run, so the process does not pass for one whose program ran to its end."""
+    typer.echo(
+        f"flock-es: {program}: main() did not run to its end: it was waiting when run "
+        f"{run_id} lost its database, and the run was resumed and completed without it; "
+        f"what main() does after run_until_idle() did not run (`flock-es show {run_id}` "
+        "shows the run's artifacts)",
+        err=True,
+    )
+    raise typer.Exit(ExitCode.RUN_FAILED)
 
 
 def go_on(

@@ -155,10 +155,11 @@ async def drive(
         owner.on_lost = lambda exc: stop(str(exc))
         keeper = asyncio.create_task(owner.keep(), name="flock-es:lease")
     seeding = body is not None and seeds
+    in_main = seeding  # main() has not returned (publishing, or waiting in it)
     try:
         if body is not None:
             await body
-        seeding = False
+        seeding = in_main = False
         if not flock.stopped_waiting:  # the program chose to stop waiting: leave it resumable
             await flock.run_until_idle()
         return await flock.close()
@@ -184,7 +185,7 @@ async def drive(
             raise cause.while_seeding() from None
         if flock.started and _lost_database(cause):
             line = _how_to_go_on(str(cause), flock.run_id, seeding)
-            raise RunLostDatabase(line, flock.run_id, str(cause), seeding) from None
+            raise RunLostDatabase(line, flock.run_id, str(cause), seeding, in_main) from None
         if cause is not exc:
             raise cause from None
         raise
