@@ -13,7 +13,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -30,10 +30,6 @@ from flock_es.cli.options import (
 from flock_es.cli.resume_run import Claim, ResumeOptions, hash_warning, resume_run, warn
 from flock_es.domain.events import RunStarted, body_as
 from flock_es.errors import ExitCode
-
-if TYPE_CHECKING:
-    from flock_es.domain.events import RunStatus
-    from flock_es.runtime.flock import Flock
 
 ProgramOption = Annotated[
     Path | None,
@@ -85,7 +81,7 @@ def resume(
     PostgreSQL, a resume that loses its database connects again and goes on, for
     up to --reconnect-for seconds.
     """
-    from flock_es.cli.run_cmd import finish, go_on
+    from flock_es.cli.run_cmd import Ended, finish, go_on
     from flock_es.log.backends import is_postgres, open_reader
 
     reconnect_seconds(reconnect_for)
@@ -95,20 +91,18 @@ def resume(
     options = ResumeOptions(program, model, quiet, sync, force, retry_failed)
     claim = Claim()
     t0 = time.time()
-    if not is_postgres(path_db):
-        done = resume_run(path_db, run_id, claim, options)
-        if done is not None:
-            finish(done.flock, done.status, done.started)
-        return
 
-    def first() -> tuple[Flock, RunStatus]:
+    def first() -> Ended:
         done = resume_run(path_db, run_id, claim, options)
-        if done is None:
-            raise typer.Exit(ExitCode.OK)
-        return done.flock, done.status
+        return None if done is None else (done.flock, done.status)
 
-    flock, status = go_on(path_db, run_id, claim, options, first, reconnect_for)
-    finish(flock, status, t0)
+    ended = (
+        go_on(path_db, run_id, claim, options, first, reconnect_for)
+        if is_postgres(path_db)
+        else first()
+    )
+    if ended is not None:  # None: nothing to resume (said)
+        finish(*ended, t0)
 
 
 def replay(

@@ -13,7 +13,6 @@ Example::
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,11 +48,10 @@ class Claim:
 
 @dataclass
 class Resumed:
-    """A resumed run that ended: its flock, its status, and when it started."""
+    """A resumed run that ended: its flock and its status."""
 
     flock: Flock
     status: RunStatus
-    started: float
 
 
 def warn(msg: str) -> None:
@@ -137,9 +135,8 @@ def resume_run(
                 share(prog.flock, no_execute=False, concurrency=o.concurrency, shared=True)
             if claimed is not None:
                 claimed()
-            t0 = time.time()
             resumed = lambda: resume(prog.flock, plan, o.model)  # noqa: E731
             status = run_to_end(prog.flock, resumed, o.quiet, plan.program, owner, seeds=False)
     finally:
         claim.stale = owner.stale
-    return Resumed(prog.flock, status, t0)
+    return Resumed(prog.flock, status)

@@ -36,6 +36,9 @@ from flock_es.runtime.gc_policy import RUN_THRESHOLDS
 from flock_es.runtime.lifecycle import Ownership, drive
 from flock_es.runtime.program import Program, call_main, describe_exception, load_program
 
+Ended = tuple[Flock, RunStatus] | None
+"""A run this process drove to its end and its status; None: nothing was left to do."""
+
 
 def tune_gc() -> None:
     """Keep the garbage collector from rescanning a run's state over and over.
@@ -217,7 +220,7 @@ def register(app: typer.Typer) -> None:
         claim = Claim()
         cut_short: list[RunLostDatabase] = []  # main() had not returned when it was lost
 
-        def first() -> tuple[Flock, RunStatus]:
+        def first() -> Ended:
             owner = Ownership(flock.db_path, flock.run_id)
             try:
                 with owner:
@@ -229,8 +232,9 @@ def register(app: typer.Typer) -> None:
             finally:
                 claim.stale = owner.stale
 
+        ended: Ended
         if no_execute or not is_postgres(flock.db_path):  # its workers ride outages out
-            done, status = first()
+            ended = first()
         else:
             options = ResumeOptions(
                 model=model,
@@ -239,8 +243,9 @@ def register(app: typer.Typer) -> None:
                 concurrency=concurrency,
                 max_calls=max_concurrent_calls,
             )
-            done, status = go_on(flock.db_path, flock.run_id, claim, options, first, reconnect_for)
-        finish(done, status, t0)
+            ended = go_on(flock.db_path, flock.run_id, claim, options, first, reconnect_for)
+        if ended is not None:  # None: another process finished it meanwhile (said)
+            finish(*ended, t0)
         if cut_short:
             main_cut_short(program, flock.run_id)
 
@@ -264,17 +269,16 @@ def go_on(
     run_id: str,
     claim: Claim,
     options: ResumeOptions,
-    first: Callable[[], tuple[Flock, RunStatus]],
+    first: Callable[[], Ended],
     reconnect_for: float,
-) -> tuple[Flock, RunStatus]:
-    """``first()``, resumed in this process after a lost database (``cli.run_outage``)."""
+) -> Ended:
+    """``first()``, resumed in this process after a lost database (``cli.run_outage``);
+    None if there was nothing left to resume (said)."""
     from flock_es.cli.resume_run import resume_run
     from flock_es.cli.run_outage import ride_out
 
-    def again(found: Callable[[], None]) -> tuple[Flock, RunStatus]:
+    def again(found: Callable[[], None]) -> Ended:
         done = resume_run(db, run_id, claim, options, ours=True, claimed=found)
-        if done is None:  # another process finished it meanwhile (said)
-            raise typer.Exit(ExitCode.OK)
-        return done.flock, done.status
+        return None if done is None else (done.flock, done.status)
 
     return ride_out(first, again, run_id, describe_db(db), reconnect_for)
