@@ -94,7 +94,7 @@ def _rates(repeats: int) -> list[float]:
 
 
 def bench_b(repeats: int = 5) -> None:
-    from flock_es.cli.run_cmd import tune_gc
+    from flock_es.cli.run_driver import tune_gc
 
     plain = _rates(repeats)
     tune_gc()  # what `flock-es run` does to its own process

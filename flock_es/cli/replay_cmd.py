@@ -81,7 +81,8 @@ def resume(
     PostgreSQL, a resume that loses its database connects again and goes on, for
     up to --reconnect-for seconds.
     """
-    from flock_es.cli.run_cmd import Ended, finish, go_on
+    from flock_es.cli.run_driver import Ended, finish
+    from flock_es.cli.run_outage import go_on
     from flock_es.log.backends import is_postgres, open_reader
 
     reconnect_seconds(reconnect_for)
@@ -188,7 +189,7 @@ def fork(
     and the fork point. A fork of a shared run (every run on PostgreSQL) is
     shared too: `flock-es worker` processes take part.
     """
-    from flock_es.cli.run_cmd import finish, run_to_end, share
+    from flock_es.cli.run_driver import finish, run_to_end, share
     from flock_es.log.backends import is_postgres, open_reader
     from flock_es.runtime.lifecycle import Ownership, plan_fork, start_fork
     from flock_es.runtime.program import load_program

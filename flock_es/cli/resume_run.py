@@ -107,7 +107,7 @@ def resume_run(
     once the run is claimed and folded, before any work.
     """
     from flock_es.cli.options import durability
-    from flock_es.cli.run_cmd import run_to_end, share
+    from flock_es.cli.run_driver import run_to_end, share
     from flock_es.runtime.lifecycle import Ownership, plan_resume, resume
     from flock_es.runtime.program import load_program
     from flock_es.runtime.sharing import is_shared_run

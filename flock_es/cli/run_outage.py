@@ -33,12 +33,33 @@ from typing import Any, TypeVar
 
 import typer
 
+from flock_es.cli.resume_run import Claim, ResumeOptions, resume_run
+from flock_es.cli.run_driver import Ended
 from flock_es.cli.worker_loop import RETRY_FIRST, RETRY_MAX, SAY_EVERY, STEADY
 from flock_es.errors import DatabaseError, ExitCode, RunLostDatabase, database_may_come_back
+from flock_es.log.backends import DbRef, describe_db
 
-__all__ = ["ride_out"]
+__all__ = ["go_on", "ride_out"]
 
 T = TypeVar("T")
+
+
+def go_on(
+    db: DbRef,
+    run_id: str,
+    claim: Claim,
+    options: ResumeOptions,
+    first: Callable[[], Ended],
+    reconnect_for: float,
+) -> Ended:
+    """``first()``, resumed in this process after a lost database (``ride_out``);
+    None if there was nothing left to resume (said)."""
+
+    def again(found: Callable[[], None]) -> Ended:
+        done = resume_run(db, run_id, claim, options, ours=True, claimed=found)
+        return None if done is None else (done.flock, done.status)
+
+    return ride_out(first, again, run_id, describe_db(db), reconnect_for)
 
 
 def ride_out(
