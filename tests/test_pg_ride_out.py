@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from flock_es.cli import run_outage
+from flock_es.cli import run_outage, worker_loop
 from flock_es.errors import DatabaseDamagedError, DatabaseError, RunLostDatabase
 from flock_es.log.backends import open_reader
 from tests.conftest import run_cli, start_cli
@@ -250,8 +250,8 @@ def _lost(seeding: bool = False) -> RunLostDatabase:
 
 @pytest.fixture
 def quick(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(run_outage, "RETRY_FIRST", 0.01)
-    monkeypatch.setattr(run_outage, "RETRY_MAX", 0.02)
+    monkeypatch.setattr(worker_loop, "RETRY_FIRST", 0.01)
+    monkeypatch.setattr(worker_loop, "RETRY_MAX", 0.02)
 
 
 def test_a_lost_run_goes_on_once_an_attempt_connects(

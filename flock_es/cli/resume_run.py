@@ -13,7 +13,8 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # the CLI's --help loads this module, and none of these
     from flock_es.log.ports import Lease
     from flock_es.projection.state import RunState
     from flock_es.runtime.flock import Flock
+    from flock_es.runtime.lifecycle import Ownership
 
 __all__ = [
     "Claim",
@@ -44,6 +46,19 @@ class Claim:
     give back (its database was gone), for the next to give back before it claims."""
 
     stale: Lease | None = None
+
+    @contextmanager
+    def owning(self, db: DbRef, run_id: str, force: bool = False) -> Iterator[Ownership]:
+        """``with Ownership(...)`` for one attempt: the stale lease given back first, and
+        the one this attempt could not give back kept for the next."""
+        from flock_es.runtime.lifecycle import Ownership
+
+        owner = Ownership(db, run_id, force=force, stale=self.stale)
+        try:
+            with owner:
+                yield owner
+        finally:
+            self.stale = owner.stale
 
 
 @dataclass
@@ -108,35 +123,31 @@ def resume_run(
     """
     from flock_es.cli.options import durability
     from flock_es.cli.run_driver import run_to_end, share
-    from flock_es.runtime.lifecycle import Ownership, plan_resume, resume
+    from flock_es.runtime.lifecycle import plan_resume, resume
     from flock_es.runtime.program import load_program
     from flock_es.runtime.sharing import is_shared_run
 
     o = options or ResumeOptions()
     # Owned before the log is even folded: a second resume never sees the same work.
-    owner = Ownership(db, run_id, force=o.force, stale=claim.stale)
-    try:
-        with owner:
-            shared = is_shared_run(db, run_id)
-            # Compact: the resumed run forgets completed tasks, a shared one's too.
-            force = o.force or ours
-            plan = plan_resume(db, run_id, o.program, force, o.retry_failed, compact=True)
-            if plan.nothing_to_do or plan.program is None:
-                nothing_to_resume(plan.state, run_id)
-                return None
-            hash_warning(plan.program, plan.recorded_hash, plan.current_hash)
-            prog = load_program(plan.program)
-            prog.flock.durability = durability(o.sync)
-            if o.max_calls is not None:
-                prog.flock.max_concurrent_calls = o.max_calls
-            if shared:
-                # Workers may hold leases on its tasks: take part like one of them
-                # (claiming tasks under leases), so none is executed twice.
-                share(prog.flock, no_execute=False, concurrency=o.concurrency, shared=True)
-            if claimed is not None:
-                claimed()
-            resumed = lambda: resume(prog.flock, plan, o.model)  # noqa: E731
-            status = run_to_end(prog.flock, resumed, o.quiet, plan.program, owner, seeds=False)
-    finally:
-        claim.stale = owner.stale
+    with claim.owning(db, run_id, force=o.force) as owner:
+        shared = is_shared_run(db, run_id)
+        # Compact: the resumed run forgets completed tasks, a shared one's too.
+        force = o.force or ours
+        plan = plan_resume(db, run_id, o.program, force, o.retry_failed, compact=True)
+        if plan.nothing_to_do or plan.program is None:
+            nothing_to_resume(plan.state, run_id)
+            return None
+        hash_warning(plan.program, plan.recorded_hash, plan.current_hash)
+        prog = load_program(plan.program)
+        prog.flock.durability = durability(o.sync)
+        if o.max_calls is not None:
+            prog.flock.max_concurrent_calls = o.max_calls
+        if shared:
+            # Workers may hold leases on its tasks: take part like one of them
+            # (claiming tasks under leases), so none is executed twice.
+            share(prog.flock, no_execute=False, concurrency=o.concurrency, shared=True)
+        if claimed is not None:
+            claimed()
+        resumed = lambda: resume(prog.flock, plan, o.model)  # noqa: E731
+        status = run_to_end(prog.flock, resumed, o.quiet, plan.program, owner, seeds=False)
     return Resumed(prog.flock, status)

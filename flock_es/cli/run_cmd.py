@@ -25,7 +25,6 @@ from flock_es.errors import (
 )
 from flock_es.log.backends import is_postgres, parse_db
 from flock_es.runtime.flock import Flock
-from flock_es.runtime.lifecycle import Ownership
 from flock_es.runtime.program import Program, call_main, load_program
 
 
@@ -127,16 +126,13 @@ def register(app: typer.Typer) -> None:
         cut_short: list[RunLostDatabase] = []  # main() had not returned when it was lost
 
         def first() -> Ended:
-            owner = Ownership(flock.db_path, flock.run_id)
             try:
-                with owner:
+                with claim.owning(flock.db_path, flock.run_id) as owner:
                     return flock, run_to_end(flock, lambda: call_main(prog), quiet, program, owner)
             except RunLostDatabase as exc:
                 if exc.in_main:
                     cut_short.append(exc)
                 raise
-            finally:
-                claim.stale = owner.stale
 
         ended: Ended
         if no_execute or not is_postgres(flock.db_path):  # its workers ride outages out

@@ -35,7 +35,7 @@ import typer
 
 from flock_es.cli.resume_run import Claim, ResumeOptions, resume_run
 from flock_es.cli.run_driver import Ended
-from flock_es.cli.worker_loop import RETRY_FIRST, RETRY_MAX, SAY_EVERY, STEADY
+from flock_es.cli.worker_loop import STEADY, Outage
 from flock_es.errors import DatabaseError, ExitCode, RunLostDatabase, database_may_come_back
 from flock_es.log.backends import DbRef, describe_db
 
@@ -80,7 +80,7 @@ def ride_out(
         lost = exc.reason
     try:
         with _term_interrupts():  # from before the line: a stop that follows it is heard
-            outage.lost(lost, steady=False)
+            outage.lost(outage.who, lost, steady=False)
             return _go_on(again, outage)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM between two attempts, or in one's start
         _say(
@@ -93,56 +93,36 @@ def ride_out(
 def _go_on(again: Callable[[Callable[[], None]], T], outage: _Outage) -> T:
     """Attempts of ``again`` after ``outage``'s waits, until one ends or it lasted too long."""
     while True:
-        outage.wait()
+        outage.sleep()
         began = time.monotonic()
         try:
             with _term_interrupts():  # connecting may wait (a server that does not answer)
                 return again(outage.found)
         except RunLostDatabase as exc:  # lost again: a new outage if it went on a while
-            outage.lost(exc.reason, steady=time.monotonic() - began >= STEADY)
+            outage.lost(outage.who, exc.reason, steady=time.monotonic() - began >= STEADY)
         except DatabaseError as exc:  # connecting again failed: the server is not back
             if not database_may_come_back(exc):
                 raise
-            outage.lost(str(exc), steady=False)
+            outage.lost(outage.who, str(exc), steady=False)
 
 
-class _Outage:
-    """One outage: since when, the next wait, and the lines about it."""
+class _Outage(Outage):
+    """The run's outage: its lines name the run and the resume that finishes it."""
 
     def __init__(self, run_id: str, where: str, reconnect_for: float) -> None:
-        self.run_id = run_id
-        self.where = where
-        self.reconnect_for = reconnect_for
-        self.since: float | None = None
-        self.said = 0.0
-        self.delay = RETRY_FIRST
-
-    def lost(self, reason: str, steady: bool) -> None:
-        """Say the loss; raise the run's stop line once it lasted ``reconnect_for``."""
-        now = time.monotonic()
-        if self.since is None or steady:
-            self.since, self.said, self.delay = now, now, RETRY_FIRST
-            _say(
-                f"run {self.run_id} lost the database: {reason}; connecting again for up "
-                f"to {self.reconnect_for:g} s to go on"
+        def gave_up(reason: str, out: float) -> str:
+            return (
+                f"{reason} (no connection for {out:.0f} s); run {run_id} stopped: once the "
+                f"database is back, `flock-es resume {run_id}` finishes it"
             )
-            return
-        out = now - self.since
-        if out >= self.reconnect_for:
-            raise DatabaseError(
-                f"{reason} (no connection for {out:.0f} s); run {self.run_id} stopped: once "
-                f"the database is back, `flock-es resume {self.run_id}` finishes it"
-            ) from None
-        if now - self.said >= SAY_EVERY:
-            self.said = now
-            _say(f"run {self.run_id}: the database still fails after {out:.0f} s: {reason}")
 
-    def wait(self) -> None:
-        """Sleep to the next attempt (the last one at ``reconnect_for``); SIGTERM, as
-        Ctrl-C, ends the wait as an interrupt."""
-        assert self.since is not None
-        left = self.reconnect_for - (time.monotonic() - self.since)
-        pause, self.delay = max(min(self.delay, left), 0.0), min(self.delay * 2, RETRY_MAX)
+        super().__init__(reconnect_for, gave_up, purpose=" to go on")
+        self.who = f"run {run_id}"
+        self.where = where
+
+    def sleep(self) -> None:
+        """Sleep to the next attempt; SIGTERM, as Ctrl-C, ends the wait as an interrupt."""
+        pause = self.delay()
         with _term_interrupts():
             time.sleep(pause)
 
@@ -150,7 +130,7 @@ class _Outage:
         """Said on stderr, as the loss: stdout is the program's."""
         assert self.since is not None
         _say(
-            f"run {self.run_id} connected again to {self.where} after "
+            f"{self.who} connected again to {self.where} after "
             f"{time.monotonic() - self.since:.1f} s; resuming it"
         )
 

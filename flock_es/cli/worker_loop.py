@@ -46,6 +46,7 @@ __all__ = [
     "RETRY_MAX",
     "SAY_EVERY",
     "STEADY",
+    "Outage",
     "Served",
     "lost_database",
     "serve_worker",
@@ -95,7 +96,7 @@ async def serve_worker(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     served = Served()
-    lost = _Outage(where, reconnect_for)
+    lost = Outage(reconnect_for, _worker_gave_up)
     unreleased: list[tuple[str, str, str]] = []
     connected = 0.0  # when the last worker connected; 0: none ever did
     while not stop.is_set():
@@ -108,7 +109,7 @@ async def serve_worker(
             if not connected:
                 typer.echo(f"worker {w.id} {serving or f'serving on {where}'}")
             else:
-                lost.found(w.id)
+                _found(lost, w.id, where)
                 served.reconnects += 1
             connected = time.monotonic()
             await _release(w, unreleased)
@@ -123,7 +124,9 @@ async def serve_worker(
             # Raises once the outage is over. A worker that executed a task, or served a
             # while, had the database back: its loss is a new outage.
             steady = up and (w.executed > 0 or time.monotonic() - connected >= STEADY)
-            lost.lost(w.id, cause, steady)
+            if reconnect_for <= 0:  # told not to wait: the error as it came (it may be exc)
+                raise cause  # noqa: B904
+            lost.lost(f"worker {w.id}", str(cause), steady)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), lost.delay())
             continue
@@ -175,45 +178,48 @@ async def _release(w: Worker, unreleased: list[tuple[str, str, str]]) -> None:
     unreleased.clear()
 
 
-class _Outage:
-    """One outage of the database: since when, the next wait, and the lines about it.
+class Outage:
+    """One outage of the database: since when, the next wait, and the lines about it,
+    for a worker (``serve_worker``) or a run that goes on by itself (``cli.run_outage``).
 
     A worker that fails before it executed a task and within ``STEADY`` seconds of
     connecting is part of the same outage (a SQLite disk still full: reads work,
     commits fail): its failure adds no line of its own, and the outage goes on
     counting towards ``reconnect_for``. Lines after the first come at most every
-    ``SAY_EVERY`` seconds."""
+    ``SAY_EVERY`` seconds. ``purpose`` ends the first line; ``gave_up(reason, seconds)``
+    is the error once the outage lasted ``reconnect_for``."""
 
-    def __init__(self, where: str, reconnect_for: float) -> None:
-        self.where = where
+    def __init__(
+        self,
+        reconnect_for: float,
+        gave_up: Callable[[str, float], str],
+        purpose: str = "",
+    ) -> None:
         self.reconnect_for = reconnect_for
+        self.gave_up = gave_up
+        self.purpose = purpose
         self.since: float | None = None
         self.said = 0.0
         self.wait = RETRY_FIRST
-        self.reconnected = False  # a worker connected again in this outage
+        self.reconnected = False  # connected again in this outage
 
-    def lost(self, worker: str, cause: DatabaseError, steady: bool) -> None:
-        """Say the loss (raise ``cause`` once it lasted ``reconnect_for``); ``steady``:
-        the worker that failed worked, so this is a new outage."""
+    def lost(self, who: str, reason: str, steady: bool) -> None:
+        """Say ``who``'s loss (raise ``gave_up`` once it lasted ``reconnect_for``);
+        ``steady``: what failed had worked, so this is a new outage."""
         now = time.monotonic()
         if self.since is None or steady:
             self.since, self.said, self.wait, self.reconnected = now, now, RETRY_FIRST, False
-            if self.reconnect_for <= 0:
-                raise cause
             _say(
-                f"worker {worker} lost the database: {cause}; "
-                f"connecting again for up to {self.reconnect_for:g} s"
+                f"{who} lost the database: {reason}; "
+                f"connecting again for up to {self.reconnect_for:g} s{self.purpose}"
             )
             return
         out = now - self.since
         if out >= self.reconnect_for:
-            raise DatabaseError(
-                f"{cause} (no connection that lasted for {out:.0f} s; the worker stopped: "
-                "start one again once the database is back)"
-            ) from None
+            raise DatabaseError(self.gave_up(reason, out)) from None
         if now - self.said >= SAY_EVERY:
             self.said = now
-            _say(f"worker {worker}: the database still fails after {out:.0f} s: {cause}")
+            _say(f"{who}: the database still fails after {out:.0f} s: {reason}")
 
     def delay(self) -> float:
         """Seconds to the next attempt (the last one at ``reconnect_for``)."""
@@ -222,17 +228,25 @@ class _Outage:
         left = self.reconnect_for - (time.monotonic() - self.since)
         return max(min(wait, left), 0.0)
 
-    def found(self, worker: str) -> None:
-        """A worker connected: said for the first in an outage, then as lines may come."""
-        assert self.since is not None
-        now = time.monotonic()
-        if self.reconnected and now - self.said < SAY_EVERY:
-            return
-        self.reconnected, self.said = True, now
-        typer.echo(
-            f"worker {worker} connected again to {self.where} after "
-            f"{now - self.since:.1f} s; joining the open runs"
-        )
+
+def _worker_gave_up(reason: str, out: float) -> str:
+    return (
+        f"{reason} (no connection that lasted for {out:.0f} s; the worker stopped: "
+        "start one again once the database is back)"
+    )
+
+
+def _found(lost: Outage, worker: str, where: str) -> None:
+    """A worker connected: said for the first in an outage, then as lines may come."""
+    assert lost.since is not None
+    now = time.monotonic()
+    if lost.reconnected and now - lost.said < SAY_EVERY:
+        return
+    lost.reconnected, lost.said = True, now
+    typer.echo(
+        f"worker {worker} connected again to {where} after "
+        f"{now - lost.since:.1f} s; joining the open runs"
+    )
 
 
 def _say(line: str) -> None:
