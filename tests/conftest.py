@@ -16,6 +16,8 @@ from typing import IO, TypeVar
 
 import pytest
 
+from tests import property_budget
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
@@ -48,6 +50,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="also run the long crash, scale and subprocess-heavy tests (marked slow)",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The full set (``--run-slow`` or ``-m``) tries every example of the properties."""
+    property_budget.FULL = bool(config.getoption("--run-slow") or config.option.markexpr)
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:

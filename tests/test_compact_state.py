@@ -20,6 +20,7 @@ from flock_es.projection import fold
 from flock_es.projection.fold import SPANS_HELD, artifact_view, compacted
 from flock_es.projection.state import ArtifactView, RunState
 from flock_es.runtime.replay import Replayer
+from tests.property_budget import examples
 from tests.test_fold_properties import event_lists
 
 _AFTER_END = {
@@ -92,7 +93,7 @@ def decisions_read(s: RunState) -> dict[str, Any]:
     }
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(event_lists())
 def test_the_compact_fold_agrees_with_the_full_one_on_what_decisions_read(
     evs: list[Event],
@@ -134,7 +135,7 @@ def held_pinned(s: RunState, logged: dict[str, ArtifactView]) -> RunState:
     return s
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(event_lists(), event_lists())
 def test_a_compact_fold_composes(head: list[Event], tail: list[Event]) -> None:
     evs = well_formed(head + tail)
@@ -235,7 +236,7 @@ def _union(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return out
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.lists(st.tuples(st.integers(0, 50), st.integers(0, 10)), max_size=30),
     st.randoms(use_true_random=False),

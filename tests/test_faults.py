@@ -107,6 +107,7 @@ def test_a_damaged_database_is_refused_by_a_reader_and_a_writer(
     refused_by_each(bad_json, [["show", "latest"], ["run", str(NEWS), "-q"]], news_db, tmp_path)
 
 
+@pytest.mark.slow
 def test_export_checks_what_it_writes_and_import_checks_it_again(
     news_db: Path, tmp_path: Path
 ) -> None:
@@ -363,6 +364,7 @@ def test_read_only_mount(small_disk: Path, news_db: Path, tmp_path: Path) -> Non
     assert not list(small_disk.glob("*.part"))
 
 
+@pytest.mark.slow
 def test_show_json_with_a_full_temporary_disk_says_so(small_disk: Path, tmp_path: Path) -> None:
     """``show --json`` keeps its listing in a temporary file: a TMPDIR that fills up is
     one line naming it (and TMPDIR), and nothing is left behind there."""

@@ -12,6 +12,7 @@ from flock_es.domain.validate import body_adapter
 from flock_es.models.base import ModelRequest
 from flock_es.models.offline import OfflineModel
 from flock_es.projection import evolve, fold
+from tests.property_budget import examples
 
 RUN = "r-prop"
 ARTS = [f"a-{i}" for i in range(4)]
@@ -104,7 +105,7 @@ def event_lists(draw: st.DrawFn) -> list[Event]:
     ]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(event_lists(), st.integers(0, 40))
 def test_folding_a_prefix_then_the_rest_equals_folding_everything(
     evs: list[Event], cut: int
@@ -114,7 +115,7 @@ def test_folding_a_prefix_then_the_rest_equals_folding_everything(
     assert fold(evs[cut:], fold(evs[:cut])) == whole
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(event_lists())
 def test_evolve_is_pure_and_agrees_with_fold(evs: list[Event]) -> None:
     state = fold([])
@@ -126,7 +127,7 @@ def test_evolve_is_pure_and_agrees_with_fold(evs: list[Event]) -> None:
     assert state == fold(evs)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(event_lists())
 def test_fold_is_deterministic_and_counts_are_consistent(evs: list[Event]) -> None:
     a, b = fold(evs), fold(evs)
@@ -155,14 +156,14 @@ def any_valid_events(draw: st.DrawFn) -> list[Event]:
     return out
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(any_valid_events(), st.integers(0, 12))
 def test_fold_is_total_over_every_kind_and_composes(evs: list[Event], cut: int) -> None:
     cut = min(cut, len(evs))
     assert fold(evs[cut:], fold(evs[:cut])) == fold(evs)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(event_lists())
 def test_undecided_holds_the_deferred_artifacts_not_yet_decided_in_publish_order(
     evs: list[Event],

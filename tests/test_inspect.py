@@ -56,6 +56,7 @@ async def _many_runs(db: Path, n: int) -> None:
         await flock.close()
 
 
+@pytest.mark.slow
 async def test_runs_lists_the_latest_fifty_unless_told(tmp_path: Path) -> None:
     """A log in use for months holds thousands of runs: the table lists the latest 50
     (its 3,000 rows took 2.5 s to print), says on stderr how many it left out, and
@@ -81,6 +82,7 @@ async def test_runs_lists_the_latest_fifty_unless_told(tmp_path: Path) -> None:
     assert bad.stderr.strip() == "flock-es: error: --limit must be 0 (all runs) or more, not -1"
 
 
+@pytest.mark.slow
 def test_show_at_the_end_and_at_any_seq(pipeline_db: Path) -> None:
     with LogReader(pipeline_db) as reader:
         run = reader.runs()[0].run_id

@@ -60,6 +60,7 @@ async def test_a_marked_log_is_not_checked_and_a_changed_one_is(
     assert made == [READER_CHECK_SECONDS]
 
 
+@pytest.mark.slow
 def test_a_run_marks_its_log_and_damage_in_place_is_still_refused(tmp_path: Path) -> None:
     db = tmp_path / "news.db"
     for _ in range(2):
@@ -110,6 +111,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.slow
 def test_a_killed_writer_leaves_its_log_to_be_checked(tmp_path: Path) -> None:
     db = tmp_path / "news.db"
     assert run_cli(["run", NEWS, "--db", db, "-q"], cwd=tmp_path).returncode == 0

@@ -71,6 +71,7 @@ def one_round(db: Path) -> None:
     assert replay.stdout.strip().endswith("identical")
 
 
+@pytest.mark.slow
 def test_four_concurrent_resumes_one_owner(tmp_path: Path) -> None:
     one_round(tmp_path / "own.db")
 

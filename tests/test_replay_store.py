@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from flock_es.log import LogReader
 from tests.conftest import ROOT, run_cli
 
 PROGRAM = ROOT / "tests" / "programs" / "store_reader.py"
 
 
+@pytest.mark.slow
 def test_function_agent_reading_ctx_store_replays_identical(tmp_path: Path) -> None:
     db = tmp_path / "store.db"
     prog = tmp_path / "store_reader.py"

@@ -49,6 +49,7 @@ def _snapshots(db: Path) -> list[int]:
         con.close()
 
 
+@pytest.mark.slow
 def test_a_serving_job_folds_on_from_its_last_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -109,6 +110,7 @@ def _wait(cond: Callable[[], bool], timeout: float = 60.0) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_a_run_keeps_one_job_and_replaces_one_that_ended(tmp_path: Path) -> None:
     db = tmp_path / "large.db"
     run, evs = _large_log(db, 600, upto=100)

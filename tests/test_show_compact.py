@@ -134,6 +134,7 @@ def _full_text(db: str, run: str, at: int | None) -> str:
     return out.getvalue()
 
 
+@pytest.mark.slow
 def test_the_text_view_prints_what_the_full_fold_prints(
     recorded: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -232,6 +233,7 @@ async def _many_tools(db: Path, n: int) -> str:
     return flock.run_id
 
 
+@pytest.mark.slow
 def test_the_text_view_folds_compactly_and_holds_no_completed_task(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

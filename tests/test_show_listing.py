@@ -99,6 +99,7 @@ def test_a_run_with_nothing_yet_lists_empty_sections(tmp_path: Path) -> None:
     assert data["artifacts"] == {} and data["task_list"] == {} and data["tool_calls"] == []
 
 
+@pytest.mark.slow
 def test_show_json_on_a_terminal_says_how_far_its_reading_has_come(tmp_path: Path) -> None:
     """Folding a 2.6M-event run for ``show --json`` takes some 29 s: on a terminal,
     stderr says how far it has come, and the line goes before the document comes (the

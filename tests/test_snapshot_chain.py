@@ -150,6 +150,7 @@ def _same_order(a: RunState, b: RunState) -> None:
     st.booleans(),
     st.booleans(),
 )
+@pytest.mark.slow
 def test_the_chain_rebuilds_the_full_fold_from_event_0(
     evs: list[Event], cuts: list[int], rooted: bool, by_seq: bool
 ) -> None:
