@@ -1,8 +1,9 @@
 """How many examples a hypothesis property tries: all in the full set, a quarter in the
 quick one.
 
-The properties of the fold are the suite's longest quick tests after the
-subprocess ones (17 s of the quick set's CPU on a slow 2-core host). ``pytest``
+The properties (of the fold, the gates, snapshots, the offline model's JSON) are
+among the quick set's longest tests after the subprocess ones (over 20 s of its
+time on a slow 2-core host). ``pytest``
 alone (the quick set) tries a quarter of each property's examples, at least 25;
 ``--run-slow`` and any ``-m`` expression (what ``.ci/run`` runs) try them all.
 ``conftest.pytest_configure`` sets ``FULL`` before any test module is imported,

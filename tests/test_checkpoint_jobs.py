@@ -141,6 +141,7 @@ def test_a_job_runs_at_the_lowest_priority_from_its_start(tmp_path: Path) -> Non
         assert job.wait(timeout=60) == 2  # no database: nothing stored
 
 
+@pytest.mark.slow
 def test_a_job_imports_the_run_s_flock_es_not_one_in_its_working_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

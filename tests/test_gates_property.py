@@ -21,6 +21,7 @@ from flock_es.domain.subscriptions import JoinSpec, Subscription
 from flock_es.projection.decide import SubscriptionIndex, decide_artifact
 from flock_es.projection.fold import apply
 from flock_es.projection.state import RunState
+from tests.property_budget import examples
 
 
 class PA(BaseModel):
@@ -79,7 +80,7 @@ def summary(
     return shapes, left
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     shape=st.sampled_from(sorted(SHAPES)),
     join=st.booleans(),

@@ -19,6 +19,7 @@ from flock_es.models.base import ModelRequest
 from flock_es.models.offline import OfflineModel
 from flock_es.models.prompt import output_schema, parse_output
 from tests.conftest import run_cli
+from tests.property_budget import examples
 
 
 class Mood(StrEnum):
@@ -92,7 +93,7 @@ def test_several_published_types_get_one_object_each() -> None:
     assert [type(o).__name__ for o in objs] == ["A", "B"]
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(st.text(min_size=0, max_size=300), st.text(min_size=1, max_size=20))
 def test_any_input_text_still_validates(text: str, agent: str) -> None:
     inputs: list[dict[str, object]] = [{"type": "T", "payload": {"text": text}}]
@@ -144,7 +145,7 @@ _JSON_VALUES = st.recursive(
 
 
 @given(_JSON_VALUES)
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 def test_json_encoder_writes_what_json_dumps_writes(value: object) -> None:
     # The prompt, the request digest and the offline answers hash and record this text:
     # the one-shot encoder must write it byte for byte as json.dumps does.

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from flock_es.domain.events import Event, EventKind
 from flock_es.projection import fold
 from flock_es.runtime.preflight import pending_requests, recorded_requests
+from tests.property_budget import examples
 from tests.test_compact_state import well_formed
 from tests.test_fold_properties import event_lists
 
@@ -41,7 +42,7 @@ def _distinct_requests(evs: list[Event]) -> list[Event]:
     ]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(event_lists(), st.booleans(), st.booleans())
 def test_requests_read_by_seq_are_those_of_a_pass_over_the_log(
     evs: list[Event], compact: bool, retry_failed: bool

@@ -24,6 +24,7 @@ from flock_es.projection.snapshot import decode, encode, rebuild
 from flock_es.projection.snapshot_codec import HEADER_BYTES
 from flock_es.projection.snapshot_links import LinkFold, Parked
 from flock_es.projection.state import RunState
+from tests.property_budget import examples
 from tests.test_compact_state import _finished_runs, decisions_read, well_formed
 from tests.test_fold_properties import AGENTS, ARTS, RUN, TASKS, event_lists
 from tests.test_snapshots import news_run  # noqa: F401  (a fixture: a news.py run per backend)
@@ -143,7 +144,7 @@ def _same_order(a: RunState, b: RunState) -> None:
     assert {t: list(ids) for t, ids in a.by_type.items()} == b.by_type
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     task_records(),
     st.lists(st.integers(1, 60), min_size=1, max_size=5),
@@ -246,6 +247,7 @@ def _small_links(monkeypatch: pytest.MonkeyPatch, page: int, segment: int, chunk
     monkeypatch.setattr(links_module, "SEGMENT_BYTES", segment)
 
 
+@pytest.mark.slow
 def test_jobs_link_a_chain_that_full_readers_rebuild_and_resume_starts_from(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

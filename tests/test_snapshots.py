@@ -26,10 +26,11 @@ from flock_es.runtime.lifecycle import plan_resume
 from flock_es.runtime.resume import load_run
 from tests.conftest import EXAMPLES, run_cli
 from tests.pg import pg_database
+from tests.property_budget import examples
 from tests.test_fold_properties import any_valid_events, event_lists
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.one_of(event_lists(), any_valid_events()), st.integers(0, 40))
 def test_a_decoded_snapshot_plus_the_tail_equals_the_full_fold(evs: list[Event], cut: int) -> None:
     cut = min(cut, len(evs))
