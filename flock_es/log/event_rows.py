@@ -4,7 +4,7 @@ The writer (``log/writer.py``) calls ``write_events`` inside its transaction;
 ``rebuild_read_models`` derives the same read-model rows from the events alone
 (schema upgrades, and the test that proves read models hold nothing the log
 does not); PostgreSQL's writer shares ``read_model_rows``. Bodies are JSON made
-by ``dumps``.
+by ``dumps`` (``body_json.body_text``).
 
 Example::
 
@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from orjson import JSONEncodeError
+from orjson import dumps as orjson_dumps
 from pydantic_core import to_json
 
 from flock_es.domain.events import (
@@ -33,6 +35,7 @@ from flock_es.domain.events import (
 )
 from flock_es.log import query_models as qm
 from flock_es.log import run_counters as rc
+from flock_es.log.body_json import ORJSON_OPTIONS, body_text
 from flock_es.log.schema import PRAGMAS, check_database
 from flock_es.log.sqlite_rows import chunk_rows, insert_flat
 from flock_es.log.sqlite_rows import rows_per_statement as per
@@ -116,8 +119,8 @@ PAID_KINDS = frozenset({EventKind.MODEL_CALLED, EventKind.TOOL_CALLED})
 
 
 def dumps(body: dict[str, Any]) -> str:
-    # pydantic's Rust serialiser: several times faster than json.dumps on event bodies.
-    return to_json(body).decode()
+    """A body's JSON text as the log stores it (``body_json.body_text``)."""
+    return body_text(body)
 
 
 class ReadModelRows(NamedTuple):
@@ -252,7 +255,7 @@ def _event_chunks(
     kinds = _KIND_TEXT
     others, runs, restricted = side.others, side.runs, side.restricted
     published, scheduled, other_kinds, public = _PUBLISHED, _SCHEDULED, _OTHER_KINDS, _PUBLIC
-    completed = _COMPLETED
+    completed, opts = _COMPLETED, ORJSON_OPTIONS
     any_published = False
     # The run's counts and rows in locals while its events come (a unit is one run's):
     # added to its counts in ``runs`` when another run's event comes, and at the end.
@@ -284,7 +287,15 @@ def _event_chunks(
         ts = e.ts
         if ts > top:
             top = ts
-        flat += (seq, kinds[kind], ts, e.v, tid, to_json(body).decode())
+        # ``body_json.body_bytes``, spelled out: a call less per event.
+        try:
+            text = orjson_dumps(body, None, opts)
+        except JSONEncodeError:
+            text = to_json(body)
+        else:
+            if b"null" in text:
+                text = to_json(body)
+        flat += (seq, kinds[kind], ts, e.v, tid, text.decode())
         if kind is published:
             n_published += 1
             # A public artifact's row is derived from its event (``PUBLIC_FROM_EVENTS``,
