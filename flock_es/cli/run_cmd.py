@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,17 +15,12 @@ from flock_es.cli.options import (
     durability,
     reconnect_seconds,
 )
-from flock_es.cli.resume_run import Claim, ResumeOptions
-from flock_es.cli.run_driver import Ended, finish, run_to_end, share
-from flock_es.cli.run_outage import go_on
-from flock_es.errors import (
-    ExitCode,
-    RunLostDatabase,
-    UserError,
-)
-from flock_es.log.backends import is_postgres, parse_db
-from flock_es.runtime.flock import Flock
-from flock_es.runtime.program import Program, call_main, load_program
+from flock_es.errors import ExitCode, RunLostDatabase, UserError
+
+if TYPE_CHECKING:  # every command's --help, `show` and `runs` load this module, and none of these
+    from flock_es.cli.run_driver import Ended
+    from flock_es.runtime.flock import Flock
+    from flock_es.runtime.program import Program
 
 
 def configure(
@@ -35,6 +30,8 @@ def configure(
     max_calls: int | None,
     sync: str | None = None,
 ) -> Flock:
+    from flock_es.log.backends import parse_db
+
     flock = program.flock
     flock.durability = durability(sync)
     flock.program = program.path.resolve()
@@ -114,6 +111,12 @@ def register(app: typer.Typer) -> None:
         loses its database once main() has published its seeds connects again and
         resumes itself, for up to --reconnect-for seconds.
         """
+        from flock_es.cli.resume_run import Claim, ResumeOptions
+        from flock_es.cli.run_driver import finish, run_to_end, share
+        from flock_es.cli.run_outage import go_on
+        from flock_es.log.backends import is_postgres
+        from flock_es.runtime.program import call_main, load_program
+
         reconnect_seconds(reconnect_for)
         prog = load_program(program)
         flock = configure(prog, db, model, max_concurrent_calls, sync)
