@@ -30,9 +30,9 @@ def _keep_compiled_bytecode() -> None:
     flock_es (a quarter of its 0.4 CPU-s), a few hundred times a run. So the suite
     writes bytecode as Python does by default, in ``__pycache__`` folders (ignored by
     git). Not in a cache of its own (``PYTHONPYCACHEPREFIX``), as it did: Python then
-    ignores the bytecode pip compiled when it installed the dependencies, and a fresh
-    checkout's first run compiled litellm, textual and pydantic again in each worker
-    (105 s for the quick set on a slow 2-core host, against 77 s once compiled).
+    ignores the bytecode pip compiled when it installed the dependencies, so the first
+    run in a fresh venv compiled litellm and textual again (about 6 s of CPU a
+    process that imports them, on a slow 2-core host).
     """
     if not sys.flags.dont_write_bytecode:
         return

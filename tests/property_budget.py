@@ -3,11 +3,11 @@ quick one.
 
 The properties (of the fold, the gates, snapshots, the offline model's JSON) are
 among the quick set's longest tests after the subprocess ones (over 20 s of its
-time on a slow 2-core host). ``pytest``
-alone (the quick set) tries a quarter of each property's examples, at least 25;
-``--run-slow`` and any ``-m`` expression (what ``.ci/run`` runs) try them all.
-``conftest.pytest_configure`` sets ``FULL`` before any test module is imported,
-so a module's ``@settings(max_examples=examples(200))`` reads it.
+time on a slow 2-core host). ``pytest`` alone (the quick set) tries a quarter of
+each property's examples, at least 25; ``--run-slow`` and any ``-m`` expression
+(``.ci/run`` passes ``--run-slow``) try them all. ``conftest.pytest_configure``
+sets ``FULL`` before any test module is imported, so a module's
+``@settings(max_examples=examples(200))`` reads it.
 """
 
 from __future__ import annotations

@@ -28,8 +28,9 @@ _LEAVES = (
 )
 _VALUES = st.recursive(
     _LEAVES,
-    lambda inner: st.lists(inner, max_size=5)
-    | st.dictionaries(st.text(max_size=8), inner, max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5)
+    ),
     max_leaves=30,
 )
 
@@ -61,7 +62,7 @@ class _Model(BaseModel):
         {"up": float("inf"), "down": float("-inf")},
         {"big": 2**70},
         {1: "a key that is not a string"},
-        {"at": dt.datetime(2026, 12, 1, 7, 30, tzinfo=dt.timezone.utc)},
+        {"at": dt.datetime(2026, 12, 1, 7, 30, tzinfo=dt.UTC)},
         {"naive": dt.datetime(2026, 12, 1, 7, 30), "day": dt.date(2026, 12, 1)},
         {"when": dt.time(7, 30)},
         {"point": _Point(1)},
