@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["instructions", "run_script"]
+__all__ = ["inclusive", "instructions", "run_script"]
 
 
 def run_script(
@@ -53,3 +53,19 @@ def instructions(path: str) -> int:
     if m is None:
         raise SystemExit(f"no summary line in {path}")
     return int(m.group(1))
+
+
+def inclusive(path: str, symbol: str) -> int:
+    """The instructions one callgrind output file counts in ``symbol`` and what it
+    calls (``callgrind_annotate --inclusive=yes``); 0 if it never ran.
+
+    ``inclusive(writer_file, "sqlite3_step")``: what the SQLite writer thread ran
+    without the GIL (CPython releases it around each step, and only there)."""
+    out = subprocess.run(
+        ["callgrind_annotate", "--inclusive=yes", "--threshold=100", path],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    m = re.search(rf"^\s*([\d,]+) \([\d.]+%\)\s+\S*:{re.escape(symbol)}[\s\[]", out, re.M)
+    return int(m.group(1).replace(",", "")) if m else 0

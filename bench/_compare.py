@@ -3,7 +3,10 @@
 Every measurement runs in a fresh process, and the two frameworks alternate
 (pair 1: flock-es then flock-core, pair 2: the other way round, ...), so a
 machine that gets busier or quieter during the run shifts both alike. The
-table shows medians over the pairs and the ratio flock-es / flock-core.
+table shows medians over the pairs and the ratio flock-es / flock-core of the
+medians; beside it, the ratio within each pair (the two runs of a pair are
+minutes apart at most, so a host whose speed drifts moves both alike): their
+median and their range, which says how far one pair can be from another.
 
     python bench/bench_core.py --compare --flock-core-python ~/venvs/flockcore/bin/python
     python bench/bench_core.py --compare --flock-core-python PY --pairs 3 --only b,c
@@ -84,7 +87,15 @@ def _row(label: str, core: list[float], es: list[float], unit: str, higher: bool
         cs, es_ = f"{c:.3f}", f"{e:.3f}"
     else:
         cs, es_ = f"{c:.2f}", f"{e:.2f}"
-    return f"| {label} | {cs} {unit} | {es_} {unit} | {ratio:.2f} ({word}) |"
+    return f"| {label} | {cs} {unit} | {es_} {unit} | {ratio:.2f} ({word}) | {_pairs(core, es)} |"
+
+
+def _pairs(core: list[float], es: list[float]) -> str:
+    """The ratio flock-es / flock-core within each pair: median (min-max)."""
+    ratios = [e / c for c, e in zip(core, es, strict=False) if c]
+    if not ratios:
+        return "-"
+    return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
 
 
 def compare(python: str, pairs: int, only: list[str]) -> None:
@@ -103,8 +114,11 @@ def compare(python: str, pairs: int, only: list[str]) -> None:
                 for k, v in got.items():
                     (es if side == "es" else core).setdefault(k, []).append(v)
             print(f"  {w}: pair {p + 1}/{pairs} done", file=sys.stderr, flush=True)
-    print("\n| Workload | flock-core 0.5.7 | flock-es | Ratio flock-es / flock-core |")
-    print("|---|---|---|---|")
+    print(
+        "\n| Workload | flock-core 0.5.7 | flock-es | Ratio flock-es / flock-core "
+        "| Within each pair: median (range) |"
+    )
+    print("|---|---|---|---|---|")
     if "a" in only:
         print(_row("(a) news, async def agents: over ideal", core["a"], es["a_fn"], "ms", False))
         print(

@@ -16,7 +16,11 @@ in CPU time and prints each thread's top ``N`` functions by self time.
 instructions per agent run of the main thread and of the writer thread: the
 difference of the two runs, divided by the difference in runs, so start-up,
 imports and the warm-up cancel out. Instruction counts do not drift with the
-machine's load, as wall and CPU times on a shared host do.
+machine's load, as wall and CPU times on a shared host do. It also splits them by
+the GIL: the two threads share it, and only the writer's work inside SQLite's
+step and prepare (which CPython runs without it) goes on beside the loop's; when
+the instructions under the GIL come close to the wall time per run, the run is
+bound by the GIL, not by SQLite or either thread alone.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ _ROOT = use_checkout()  # ``--root DIR``: the flock-es checked out at DIR (A/B r
 
 from pydantic import BaseModel  # noqa: E402  (after the path is set)
 
-from bench._callgrind import instructions, run_script  # noqa: E402
+from bench._callgrind import inclusive, instructions, run_script  # noqa: E402
 from flock_es import Flock  # noqa: E402
 
 
@@ -114,15 +118,18 @@ def _yappi_report(top: int) -> None:
             print(f"{s.tsub:7.3f}s {s.ncall:9d}  {s.name}  ({where})")
 
 
-def _threads(prefix: str) -> tuple[int, int]:
+def _threads(prefix: str) -> tuple[int, int, int]:
     """Instructions of the main thread and of the run's writer (the busiest other
-    thread: the warm-up's writer commits fewer artifacts) of one callgrind run."""
+    thread: the warm-up's writer commits fewer artifacts) of one callgrind run, and
+    the writer's in SQLite's step and prepare (run without the GIL)."""
     files = sorted(glob.glob(prefix + "*-[0-9][0-9]"))
     main = [f for f in files if f.endswith("-01")]
-    others = [instructions(f) for f in files if not f.endswith("-01")]
+    others = [(instructions(f), f) for f in files if not f.endswith("-01")]
     if not main or not others:
         raise SystemExit(f"no callgrind output per thread at {prefix}")
-    return instructions(main[0]), max(others)
+    writer_ir, writer = max(others)
+    free = sum(inclusive(writer, s) for s in ("sqlite3_step", "sqlite3_prepare_v2"))
+    return instructions(main[0]), writer_ir, free
 
 
 def _callgrind(args: argparse.Namespace) -> int:
@@ -141,11 +148,20 @@ def _callgrind(args: argparse.Namespace) -> int:
             run_script(prefix, argv, env=env, cwd=args.root)
             counts[items] = _threads(prefix)
     runs = args.agents * (args.items - args.small)
-    main_ir = (counts[args.items][0] - counts[args.small][0]) / runs
-    writer_ir = (counts[args.items][1] - counts[args.small][1]) / runs
+    main_ir, writer_ir, free_ir = (
+        (big - small) / runs
+        for big, small in zip(counts[args.items], counts[args.small], strict=True)
+    )
     print(
         f"{args.kind}: instructions per agent run ({args.items} minus {args.small} artifacts): "
         f"main {main_ir:,.0f}  writer {writer_ir:,.0f}  total {main_ir + writer_ir:,.0f}"
+    )
+    # The two threads share one GIL: only SQLite's own work runs beside the loop's.
+    held = main_ir + writer_ir - free_ir
+    print(
+        f"    under the GIL: {held:,.0f} (main, and the writer's {writer_ir - free_ir:,.0f} "
+        f"outside SQLite); without it: the writer's {free_ir:,.0f} in SQLite "
+        f"({free_ir / writer_ir:.0%} of its instructions)"
     )
     return 0
 
