@@ -4,6 +4,7 @@
     python bench/profile_b.py --kind async --items 2000
     python bench/profile_b.py --yappi 25            # top 25 functions by self time, per thread
     python bench/profile_b.py --callgrind           # instructions per run, main and writer
+    python bench/profile_b.py --txns                # how much of the run the writer spends committing
 
 Workload (b) as ``bench_core.py`` runs it (8 agents, one output each, durable on
 SQLite in the default durability mode). Without ``--yappi`` it prints the rate
@@ -20,7 +21,10 @@ machine's load, as wall and CPU times on a shared host do. It also splits them b
 the GIL: the two threads share it, and only the writer's work inside SQLite's
 step and prepare (which CPython runs without it) goes on beside the loop's; when
 the instructions under the GIL come close to the wall time per run, the run is
-bound by the GIL, not by SQLite or either thread alone.
+bound by the GIL, not by SQLite or either thread alone. ``--txns`` times the
+writer's transactions (``LogWriter._transaction``, in whichever thread runs it)
+and prints the share of the run's wall time spent inside one, with their number
+and mean size: near all of it says the writer is the stage the run waits for.
 """
 
 from __future__ import annotations
@@ -72,6 +76,40 @@ def _thread_cpu() -> dict[str, float]:
     return out
 
 
+_TXNS: list[tuple[float, float, int]] = []  # (start, end, events) of each commit, ``--txns``
+_T0 = [0.0]  # when the measured run's publish started
+
+
+def _time_transactions() -> None:
+    """Record each commit's start, end and size in ``_TXNS`` (``--txns``)."""
+    from flock_es.log import writer
+
+    real = writer.LogWriter._transaction
+
+    def timed(self: Any, conn: Any, events: list[Any], wait: bool) -> bool:
+        start = time.perf_counter()
+        try:
+            return real(self, conn, events, wait)
+        finally:
+            _TXNS.append((start, time.perf_counter(), len(events)))
+
+    writer.LogWriter._transaction = timed  # type: ignore[method-assign]
+
+
+def _txn_share(wall: float) -> str:
+    """The writer's commits during the measured run (not its close): their share of it."""
+    end = _T0[0] + wall
+    inside = [(s, e, n) for s, e, n in _TXNS if _T0[0] <= s <= end]
+    if not inside:
+        return "no commits"
+    busy = sum(min(e, end) - s for s, e, _ in inside)
+    mean = sum(n for _, _, n in inside) / len(inside)
+    return (
+        f"writer in a commit {busy * 1e3:.0f} of {wall * 1e3:.0f} ms ({busy / wall:.0%}): "
+        f"{len(inside)} commits of {mean:,.0f} events on average"
+    )
+
+
 async def _run(db: Path, kind: str, agents: int, items: int) -> tuple[float, dict[str, float]]:
     flock = Flock(db=db)
 
@@ -87,7 +125,8 @@ async def _run(db: Path, kind: str, agents: int, items: int) -> tuple[float, dic
         )
     await flock.start()
     before = _thread_cpu()
-    t0 = time.perf_counter()
+    _TXNS.clear()
+    t0 = _T0[0] = time.perf_counter()
     await flock.publish_many([Item(n=i) for i in range(items)])
     await flock.run_until_idle()
     wall = time.perf_counter() - t0
@@ -175,12 +214,15 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--yappi", type=int, default=0, metavar="TOP")
     ap.add_argument("--root", help="the flock-es checkout to measure (default: this one)")
     ap.add_argument("--callgrind", action="store_true", help="instructions per run (valgrind)")
+    ap.add_argument("--txns", action="store_true", help="the writer's commits: share of the run")
     ap.add_argument("--small", type=int, default=250, help="the smaller run of --callgrind")
     args = ap.parse_args(argv)
     if args.callgrind:
         if args.items == ap.get_default("items"):
             args.items = 1250  # two runs under valgrind: a minute or two
         return _callgrind(args)
+    if args.txns:
+        _time_transactions()
     _fresh(args.kind, args.agents, 100)  # warm-up: imports and first-call caches
     runs = args.agents * args.items
     if args.yappi:
@@ -197,6 +239,8 @@ def main(argv: list[str]) -> int:
         wall, cpu = _fresh(args.kind, args.agents, args.items)
         per = "  ".join(f"{k} {v / runs * 1e6:.1f}" for k, v in sorted(cpu.items()) if v)
         print(f"{args.kind}: {runs / wall:8,.0f} runs/s   CPU µs/run: {per}")
+        if args.txns:
+            print(f"    {_txn_share(wall)}")
     return 0
 
 
