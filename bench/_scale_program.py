@@ -2,6 +2,7 @@
 
     FLOCK_ES_BENCH_N=2000 python bench/_scale_program.py DB
     FLOCK_ES_BENCH_N=2000 FLOCK_ES_BENCH_FEED=generator python bench/_scale_program.py DB
+    FLOCK_ES_BENCH_CHECKPOINTS=off FLOCK_ES_BENCH_N=100000 python bench/_scale_program.py DB
 
 Run directly, it publishes N artifacts (a list of N objects, as workload (b)
 does; with ``FLOCK_ES_BENCH_FEED=generator``, a generator, so the program holds
@@ -9,7 +10,9 @@ none of them), runs until idle and prints one JSON line: wall seconds, CPU
 seconds and peak RSS of this process for the run (wall seconds to idle, and to its
 log closed: ``closed_wall``), the CPU seconds of its event
 loop's thread and of its SQLite writer's (``main_cpu``, ``writer_cpu``; Linux), and
-the peak RSS of the checkpoint jobs it started (``jobs_rss_mb``).
+the peak RSS and CPU seconds of the checkpoint jobs it started (``jobs_rss_mb``,
+``jobs_cpu``). With ``FLOCK_ES_BENCH_CHECKPOINTS=off`` the run starts no checkpoint
+job (``bench/bench_jobcost.py`` compares the two).
 ``flock-es resume`` and ``replay`` load the same file (``main`` is not called
 on resume).
 """
@@ -77,7 +80,18 @@ def thread_cpu() -> dict[str, float]:
     return out
 
 
+def _no_checkpoints() -> None:
+    """No checkpoint job for this run: its first checkpoint never comes. A bench-only
+    switch (``bench_jobcost.py``), not a setting: a run checkpoints its fold."""
+    from flock_es.runtime import run_lifecycle
+
+    # The name ``RunLifecycle.start`` reads (imported there from ``checkpoints``).
+    vars(run_lifecycle)["FIRST_CHECKPOINT"] = sys.maxsize
+
+
 async def measured(db: Path) -> dict[str, float | str]:
+    if os.environ.get("FLOCK_ES_BENCH_CHECKPOINTS") == "off":
+        _no_checkpoints()
     flock.db_path = db
     await flock.start()
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
@@ -96,14 +110,15 @@ async def measured(db: Path) -> dict[str, float | str]:
     # Up to the log closed: a run whose WAL never reached a background checkpoint (2,000
     # artifacts) copies all of it into the database here, what larger ones did as they ran.
     closed = time.perf_counter() - t0
-    jobs = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the jobs, reaped by close
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
     return {
         "wall": wall,
         "closed_wall": closed,
         "cpu": cpu,
         "rss_mb": r1.ru_maxrss / 1024,
-        "jobs_rss_mb": jobs,
+        "jobs_rss_mb": children.ru_maxrss / 1024,
+        "jobs_cpu": children.ru_utime + children.ru_stime,
         "run_id": flock.run_id,
         "main_cpu": split.get("MainThread", 0.0),
         "writer_cpu": split.get("flock-es-writer", 0.0),
