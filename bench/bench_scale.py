@@ -12,7 +12,10 @@ run      the program itself: agent runs per second (to idle, and in brackets to 
          2,000 artifacts, copies all of it into the database at its close, which
          larger runs did as they went), CPU per run (in all, then the
          event loop's thread and the SQLite writer's: their sum close to the wall
-         time per run says they took turns), peak RSS, and database bytes per run
+         time per run says they took turns), the CPU seconds of its checkpoint
+         jobs (after the dot: work beside the run, on the cores its threads need;
+         ``bench_jobcost.py`` measures what it costs the run), peak RSS, and
+         database bytes per run
          (database plus WAL after close); sizes up to 20,000 artifacts are run three
          times and the median (by wall time) is reported;
 resume   a second run of the same size is SIGKILLed about halfway (once half of
@@ -286,6 +289,7 @@ def one_size(n: int, tmp: Path, reference: int | None = None) -> dict[str, float
         "writer_us_per_run": r.get("writer_cpu", 0.0) / runs * 1e6,
         "run_rss_mb": r["rss_mb"],
         "jobs_rss_mb": r.get("jobs_rss_mb", 0.0),
+        "jobs_cpu_s": r.get("jobs_cpu", 0.0),
         "db_bytes_per_run": _size(db) / runs,
         "bracket_runs_per_s": statistics.median(b[0] for b in bracket) if bracket else 0.0,
         "bracket_closed_runs_per_s": statistics.median(b[1] for b in bracket) if bracket else 0.0,
@@ -320,7 +324,8 @@ def main() -> None:
     print(machine())
     print(f"publish_many of a {args.feed} of N objects")
     print(
-        "| Artifacts (agent runs) | events | runs/s (closed) | CPU µs/run (main; writer) | run RSS (its jobs) "
+        "| Artifacts (agent runs) | events | runs/s (closed) | CPU µs/run (main; writer) · jobs' "
+        "CPU-s | run RSS (its jobs) "
         "| db bytes/run | show --at end (CPU) | replay (CPU; run CPU) | replay RSS "
         "| resume (CPU) (killed at) | resume RSS own (its jobs) |"
     )
@@ -346,6 +351,7 @@ def main() -> None:
                 f"({r['closed_runs_per_s']:,.0f}) "
                 f"| {r['cpu_us_per_run']:.1f} "
                 f"({r['main_us_per_run']:.1f}; {r['writer_us_per_run']:.1f}) "
+                f"· {r['jobs_cpu_s']:.1f} "
                 f"| {r['run_rss_mb']:.0f} MB ({r['jobs_rss_mb']:.0f} MB) "
                 f"| {r['db_bytes_per_run']:.0f} "
                 f"| {r['show_at_s']:.1f} s ({r['show_at_cpu_s']:.1f} CPU-s) "
