@@ -7,8 +7,8 @@ A run of more than ``FIRST_CHECKPOINT`` (100,000) events starts a checkpoint job
 (``runtime/checkpoints.py``): another process, at the lowest priority, that
 folds the committed log into snapshots beside the run, so that ``resume`` and
 ``show --at`` start from a recent one. At 100,000 artifacts (2.6 million events)
-its fold takes some 17-20 CPU-s beside a run of 30-40 s, on the cores the run's
-two threads need. Each pair runs ``bench/_scale_program.py`` (8 ``def`` agents,
+its fold took 18-24 CPU-s beside runs of 35-42 s on a 2-core host, on the cores the
+run's two threads need. Each pair runs ``bench/_scale_program.py`` (8 ``def`` agents,
 a generator of N artifacts) twice in fresh processes, once as shipped and once
 with the job switched off (``FLOCK_ES_BENCH_CHECKPOINTS=off``, a bench-only
 switch), in alternating order. It prints each run's agent runs per second, the
