@@ -81,19 +81,26 @@ def main() -> None:
     pairs = f"{args.pairs} pair{'s' if args.pairs > 1 else ''}"
     print(f"workload (b): {args.artifacts:,} artifacts ({runs:,} agent runs), {pairs}")
     print("| Pair, run | runs/s | loop µs/run | writer µs/run | job CPU-s |")
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|", flush=True)
     ratios: list[float] = []
     with tempfile.TemporaryDirectory() as d:
         for p in range(args.pairs):
             order = (True, False) if p % 2 == 0 else (False, True)
             got: dict[bool, dict[str, Any]] = {}
             for job in order:
+                # A run of 100,000 artifacts takes some 40 s: say which one is under way.
+                print(
+                    f"  pair {p + 1}/{args.pairs}: {'with' if job else 'without'} the job ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 db = Path(d) / f"p{p}-{'job' if job else 'nojob'}.db"
                 got[job] = _run(args.artifacts, job, db)
                 for f in Path(d).glob(db.name + "*"):
                     f.unlink()  # a 100,000-artifact log is 1.3 GB
             for job in order:
-                print(_row(f"{p + 1}, {'with' if job else 'without'} the job", got[job], runs))
+                label = f"{p + 1}, {'with' if job else 'without'} the job"
+                print(_row(label, got[job], runs), flush=True)
             ratios.append(got[False]["wall"] / got[True]["wall"])
     print()
     print(
