@@ -23,10 +23,7 @@ together, and the ratio within a pair less than either run. At 2,000 artifacts
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -35,31 +32,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._machine import machine
+from bench.bench_scale import run_program
 
-ROOT = Path(__file__).resolve().parent.parent
-PROGRAM = ROOT / "bench" / "_scale_program.py"
 AGENTS = 8
 
 
 def _run(n: int, job: bool, db: Path) -> dict[str, Any]:
-    """One run of ``n`` artifacts, with its checkpoint job or without: its JSON line."""
-    env = dict(
-        os.environ,
-        FLOCK_ES_BENCH_N=str(n),
-        FLOCK_ES_BENCH_FEED="generator",
-        PYTHONPATH=str(ROOT),
-    )
-    if not job:
-        env["FLOCK_ES_BENCH_CHECKPOINTS"] = "off"
-    proc = subprocess.run(
-        [sys.executable, str(PROGRAM), str(db)], env=env, capture_output=True, text=True
-    )
-    if proc.returncode != 0:
-        raise SystemExit(
-            f"the run of {n:,} artifacts exited {proc.returncode}: {proc.stderr[-1500:]}"
-        )
-    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return out
+    """One run of ``n`` artifacts from a generator, with its checkpoint job or without."""
+    off = {} if job else {"FLOCK_ES_BENCH_CHECKPOINTS": "off"}
+    return run_program(db, n, FLOCK_ES_BENCH_FEED="generator", **off)
 
 
 def _row(label: str, r: dict[str, Any], runs: int) -> str:

@@ -78,10 +78,12 @@ FEED = ["list"]
 """How the program hands its artifacts to ``publish_many`` (``--feed``)."""
 
 
-def _env(n: int) -> dict[str, str]:
-    return dict(
+def _env(n: int, **more: str) -> dict[str, str]:
+    env = dict(
         os.environ, FLOCK_ES_BENCH_N=str(n), FLOCK_ES_BENCH_FEED=FEED[0], PYTHONPATH=str(ROOT)
     )
+    env.update(more)  # the caller's settings win (a feed of its own, say)
+    return env
 
 
 def _wait(proc: subprocess.Popen[str]) -> tuple[int, float, float]:
@@ -181,10 +183,13 @@ def _cli(
     return wall, rss, cpu, text
 
 
-def _run(db: Path, n: int) -> dict[str, float]:
+def run_program(db: Path, n: int, **env: str) -> dict[str, float]:
+    """One run of ``bench/_scale_program.py`` with ``n`` artifacts on ``db`` in a fresh
+    process: its JSON line, with its checkpoint jobs' peak RSS. ``env``: more of its
+    environment (``FLOCK_ES_BENCH_FEED``, ``FLOCK_ES_BENCH_CHECKPOINTS``)."""
     proc = subprocess.Popen(
         [sys.executable, str(PROGRAM), str(db)],
-        env=_env(n),
+        env=_env(n, **env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -194,7 +199,7 @@ def _run(db: Path, n: int) -> dict[str, float]:
     out, err = proc.communicate()
     watch.join()
     if proc.returncode != 0:
-        raise SystemExit(f"the run failed: {err[-1500:]}")
+        raise SystemExit(f"the run of {n:,} artifacts exited {proc.returncode}: {err[-1500:]}")
     result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
     result["jobs_rss_mb"] = jobs[0]  # not the program's RUSAGE_CHILDREN (see the docstring)
     return result
@@ -241,9 +246,9 @@ def _files(db: Path) -> list[Path]:
 
 def _median_run(db: Path, n: int) -> dict[str, float]:
     if AGENTS * n > SHORT_RUNS:
-        return _run(db, n)
+        return run_program(db, n)
     tries = [db.with_name(f"{db.stem}-{i}.db") for i in range(3)]
-    results = sorted(((_run(f, n), f) for f in tries), key=lambda t: t[0]["wall"])
+    results = sorted(((run_program(f, n), f) for f in tries), key=lambda t: t[0]["wall"])
     (_, fast), (median, kept), (_, slow) = results
     for f in _files(fast) + _files(slow):
         f.unlink()
@@ -262,7 +267,7 @@ def _reference(tmp: Path, n: int, tag: str) -> list[tuple[float, float]]:
     out = []
     for i in range(BRACKET):
         db = tmp / f"ref-{tag}-{i}.db"
-        r = _run(db, n)
+        r = run_program(db, n)
         out.append((AGENTS * n / r["wall"], AGENTS * n / r["closed_wall"]))
         for f in _files(db):
             f.unlink()
