@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from flock_es.errors import ProgramError, UserError
 from flock_es.runtime.flock import Flock
+from flock_es.runtime.program_import import StartedOnImport, importing
 
 __all__ = ["MODULE_NAME", "Program", "call_main", "describe_exception", "load_program"]
 
@@ -47,12 +48,17 @@ def describe_exception(path: Path, exc: BaseException) -> str:
             what += f" (and {exc.error_count() - 1} more)"
     else:
         what = f"{type(exc).__name__}: {exc}"
-    where = ""
-    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+    return f"{path}{_line_in(path, exc)}: {what}"
+
+
+def _line_in(path: Path, exc: BaseException, outermost: bool = False) -> str:
+    """``:N``, the line of the user's file ``exc`` was last raised through (``outermost``:
+    first), or ""."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    for frame in frames if outermost else reversed(frames):
         if Path(frame.filename).resolve() == path.resolve():
-            where = f":{frame.lineno}"
-            break
-    return f"{path}{where}: {what}"
+            return f":{frame.lineno}"
+    return ""
 
 
 def load_program(path: Path) -> Program:
@@ -79,11 +85,14 @@ def load_program(path: Path) -> Program:
         # and its mtime in whole seconds, so an edit within the second that kept the
         # size (``n >= 3`` to ``n >= 4``) ran the old code, and replay said identical.
         code = compile(path.read_bytes(), spec.origin or str(path), "exec", dont_inherit=True)
-        exec(code, module.__dict__)
+        with importing(path):
+            exec(code, module.__dict__)
     except SyntaxError as exc:
         raise ProgramError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+    except StartedOnImport as exc:  # the module-level line, not the publish under it
+        raise StartedOnImport(f"{path}{_line_in(path, exc, outermost=True)}: {exc}") from None
     except UserError as exc:
-        raise type(exc)(f"{path}: {exc}") from None
+        raise type(exc)(f"{path}{_line_in(path, exc)}: {exc}") from None
     except Exception as exc:
         raise ProgramError(describe_exception(path, exc)) from None
     flocks = [v for v in vars(module).values() if isinstance(v, Flock)]

@@ -42,6 +42,7 @@ from flock_es.runtime.model_agent import warm_schemas
 from flock_es.runtime.model_calls import ModelCalls
 from flock_es.runtime.model_clients import ModelClients
 from flock_es.runtime.orchestrator_hooks import OrchestratorHooks
+from flock_es.runtime.program_import import check_not_importing
 from flock_es.runtime.run_boundaries import closing_status, program_path, run_started_event
 
 __all__ = ["RunLifecycle"]
@@ -108,6 +109,7 @@ class RunLifecycle:
             return self._engine
         if self._closed:
             raise UserError(f"run {self.run_id} is closed")
+        check_not_importing()  # before the log opens or a model is called
         self.check_models()
         if self.calls_models:
             warm_schemas(self.agents.values())  # setup work, off the first calls' path
