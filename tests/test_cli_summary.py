@@ -12,6 +12,7 @@ import pytest
 
 from flock_es.cli.progress import own_work, time_line
 from flock_es.domain.events import TaskStatus
+from flock_es.projection.fold_compact import compacted
 from flock_es.projection.state import RunState, TaskView
 from tests.conftest import EXAMPLES, completed_tasks, kill_cli_when, run_cli
 
@@ -51,6 +52,19 @@ def test_speedup_hidden_when_overhead_dominates() -> None:
     # a second of work lost in a 30 s wait for a batch timeout says nothing either
     waited = [(100.0, 100.6), (129.0, 129.6)]
     assert "speedup" not in time_line(state_with(waited), wall=30.0, since=99.9)
+
+
+def test_time_waiting_for_a_model_slot_is_not_busy() -> None:
+    """16 model agents started together against a provider that answers 2 calls at a
+    time, in 1 s: each waited for its turn (``waited_ms``), which is not their work."""
+    s = state_with([(100.0, 101.0 + i // 2) for i in range(16)])
+    for i, t in enumerate(s.tasks.values()):
+        t.waited = float(i // 2)
+    busy, active = own_work(s, since=None)
+    assert busy == pytest.approx(16.0) and active == pytest.approx(8.0)
+    assert time_line(s, wall=8.2, since=99.9).endswith("parallel speedup 2.0× (busy ÷ wall)")
+    # A compact state (a long run's) counts them as it forgets them: the same time.
+    assert own_work(compacted(s), since=None) == pytest.approx((16.0, 8.0))
 
 
 def busy_of(stderr: str) -> float:

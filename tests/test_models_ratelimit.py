@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -91,6 +92,32 @@ def test_forty_agents_against_eight_in_flight_all_complete(
     assert sum(1 for k, _ in events if k == "task.completed") == 40
     # Rejections stay a small multiple of the burst, not 429 storms.
     assert limited.rejected < 4 * 40
+
+
+@pytest.mark.slow
+def test_the_summary_does_not_count_calls_queued_as_agents_work(
+    limited: OpenAIServer, tmp_path: Path
+) -> None:
+    """120 calls at once against 8 in flight: the queued ones wait their turn. Their
+    tasks are running all along, but that wait (``waited_ms``) is not busy time: the
+    summary's speedup is about the 8 the provider allows, not about the 120 waiting
+    (it said some 30x before)."""
+    db = tmp_path / "queued.db"
+    out = run_cli(
+        ["run", PROGRAM, "-m", "openai/test-model", "--db", db, "-q"],
+        cwd=tmp_path,
+        env=swarm_env(limited, 40, 3),
+        timeout=240,
+    )
+    assert out.returncode == 0, out.stderr
+    m = re.search(r"wall ([0-9.]+) s · agents busy ([0-9.]+) s", out.stderr)
+    assert m, out.stderr
+    wall, busy = float(m.group(1)), float(m.group(2))
+    # Each answer took the server's 0.2 s: the calls' own time is at least that.
+    assert 120 * 0.2 <= busy <= 1.5 * 8 * wall, out.stderr
+    done = [b for k, b in kinds(db) if k == "task.completed"]
+    assert len(done) == 120 and any(b.get("waited_ms", 0.0) > 200.0 for b in done)
+    assert all(0.0 <= b.get("waited_ms", 0.0) <= b["duration_ms"] for b in done)
 
 
 @pytest.mark.slow

@@ -148,27 +148,25 @@ class Progress:
 def own_work(state: RunState, since: float | None) -> tuple[float, float]:
     """(busy, active) seconds of the task executions that started at or after ``since``.
 
-    ``busy`` sums the executions; ``active`` is the time at least one ran (the
-    union of their intervals). ``since`` is this process's start, so a fork's
+    ``busy`` sums the executions, less the time their model calls waited for a slot
+    or between attempts; ``active`` is the time at least one ran (the union of their
+    intervals). ``since`` is this process's start, so a fork's
     inherited tasks and the tasks a resumed run finished before its crash do
     not count.
     """
-    spans = sorted(
-        [
-            *(
-                (t.started_at, t.finished_at)
-                for t in state.tasks.values()
-                if t.started_at is not None
-                and t.finished_at is not None
-                and (since is None or t.started_at >= since)
-            ),
-            # A compact state's completed tasks, as merged spans: they all ran in this
-            # process (those finished before a resume were forgotten uncounted).
-            *state.finished_spans,
-        ]
-    )
-    busy = sum(end - start for start, end in spans) + state.finished_busy
-    busy -= sum(end - start for start, end in state.finished_spans)
+    own = [
+        (t.started_at, t.finished_at, t.waited)
+        for t in state.tasks.values()
+        if t.started_at is not None
+        and t.finished_at is not None
+        and (since is None or t.started_at >= since)
+    ]
+    # A compact state's completed tasks, as merged spans: they all ran in this process
+    # (those finished before a resume were forgotten uncounted).
+    spans = sorted([*((start, end) for start, end, _ in own), *state.finished_spans])
+    # Less what the executions waited for model-call slots: a run whose provider allows
+    # 16 calls at once queues the rest, which is not the agents' work.
+    busy = sum(end - start - waited for start, end, waited in own) + state.finished_busy
     # The oldest forgotten executions are summed up to spans_floor (fold._sum_old_spans).
     active, reach = state.finished_active, state.spans_floor
     for start, end in spans:

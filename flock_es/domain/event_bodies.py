@@ -239,6 +239,10 @@ class TaskCompleted(TypedDict):
     outputs: list[str]
     attempt: NotRequired[int]  # absent: 1
     duration_ms: NotRequired[float]  # absent: 0.0
+    # Of that, the time it waited for a model-call slot (a limiter's queue, the
+    # global cap) or between a call's attempts: not the agent's work, which the
+    # summary's busy time counts.
+    waited_ms: NotRequired[float]  # absent: 0.0
 
 
 class TaskFailed(TypedDict):
@@ -249,6 +253,7 @@ class TaskFailed(TypedDict):
     attempt: NotRequired[int]  # absent: 1
     will_retry: NotRequired[bool]  # absent: False
     duration_ms: NotRequired[float]  # absent: 0.0
+    waited_ms: NotRequired[float]  # absent: 0.0 (as in TaskCompleted)
     raw: NotRequired[str | None]  # absent: None
     # The failure may pass (rate limit, 5xx, timeout, connection): ``resume --retry-failed``.
     transient: NotRequired[bool]  # absent: False

@@ -255,14 +255,15 @@ def _started(s: RunState, e: Event, b: TaskStarted) -> None:
         t.context = list(context)
 
 
-def _finish(s: RunState, e: Event, t: TaskView) -> AgentView:
+def _finish(s: RunState, e: Event, t: TaskView, waited: float) -> AgentView:
     # ``agent_view``'s call only for an agent not seen yet (views are always true).
     a = s.agents.get(t.agent) or s.agent_view(t.agent)
     if t.status is _RUNNING:
         a.running -= 1
     t.finished_at = e.ts
+    t.waited = waited
     if t.started_at is not None:
-        a.busy_ms += (e.ts - t.started_at) * 1000.0
+        a.busy_ms += (e.ts - t.started_at - waited) * 1000.0
     return a
 
 
@@ -281,16 +282,18 @@ def _completed(s: RunState, e: Event, b: TaskCompleted) -> None:
     if t.status is _RUNNING:
         a.running -= 1
     t.finished_at = end = e.ts
+    # Waiting for model-call slots (a rate-limited run's queue) is not the agent's work.
+    t.waited = waited = b.get("waited_ms", 0.0) / 1000.0
     start = t.started_at
     if start is not None:
-        a.busy_ms += (end - start) * 1000.0
+        a.busy_ms += (end - start - waited) * 1000.0
     t.status = _COMPLETED
     t.outputs = list(b["outputs"])
     t.error = None
     a.done += 1
     if s.compact:
         if start is not None:
-            count_span(s, start, end)
+            count_span(s, start, end, waited)
         forget_task(s, t)
 
 
@@ -298,7 +301,7 @@ def _failed(s: RunState, e: Event, b: TaskFailed) -> None:
     t = s.tasks.get(b["task_id"])
     if t is None or t.status in (_COMPLETED, _FAILED):
         return
-    a = _finish(s, e, t)
+    a = _finish(s, e, t, b.get("waited_ms", 0.0) / 1000.0)
     t.error = b["error"]
     t.transient = bool(b.get("transient"))
     if b.get("will_retry"):

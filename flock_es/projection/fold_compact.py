@@ -33,9 +33,10 @@ SPANS_HELD = 1024
 _SCHEDULED, _RUNNING = TaskStatus.SCHEDULED, TaskStatus.RUNNING
 
 
-def count_span(s: RunState, start: float, end: float) -> None:
-    """Add one execution to ``finished_busy`` and the merged ``finished_spans``."""
-    s.finished_busy += end - start
+def count_span(s: RunState, start: float, end: float, waited: float = 0.0) -> None:
+    """Add one execution to ``finished_busy`` (less the ``waited`` seconds of its model
+    calls) and to the merged ``finished_spans``."""
+    s.finished_busy += end - start - waited
     if start < s.spans_floor:  # what ran before the floor was summed (_sum_old_spans)
         if end <= s.spans_floor:
             return
@@ -183,7 +184,7 @@ def compacted(s: RunState) -> RunState:
     # the summary's busy and active time stay whole after a resume from a full state.
     for t in sorted(done, key=_ended):
         if t.started_at is not None and t.finished_at is not None:
-            count_span(s, t.started_at, t.finished_at)
+            count_span(s, t.started_at, t.finished_at, t.waited)
     for t in done:
         forget_task(s, t)
     s.by_type = {}

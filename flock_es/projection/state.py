@@ -95,6 +95,9 @@ class TaskView:
     transient: bool = False
     # The `flock-es worker` (host:pid:n) of the latest attempt; None when run in-process.
     worker: str | None = None
+    # Seconds of its latest finished attempt spent waiting for model-call slots or
+    # between a call's attempts (``waited_ms``): not counted as the agent's busy time.
+    waited: float = 0.0
 
 
 @dataclass(slots=True)

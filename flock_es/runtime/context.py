@@ -85,6 +85,9 @@ class TaskRun:
     # and that unit (``Executor.execute`` decides), None when each answer is queued on
     # its own as it arrives (components, workers, replay).
     paid: list[Event] | None = None
+    # Seconds its model calls waited for a slot or between attempts (``waited_ms`` of
+    # its outcome): the rest of its time is the agent's work.
+    waited: float = 0.0
 
     @property
     def ctx(self) -> AgentContext:

@@ -26,6 +26,7 @@ from flock_es.domain import ids
 from flock_es.domain.events import (
     Event,
     EventKind,
+    TaskCompleted,
     TaskFailed,
     TaskStarted,
     make_event,
@@ -288,18 +289,16 @@ class Executor:
                 o, oid, name, tid, corr, tags, vis, now, None, False, tname
             )
             arts.append(event)
-        done = trusted_event(
-            kernel.run_id,
-            _COMPLETED,
-            {
-                "task_id": tid,
-                "agent": name,
-                "outputs": oids,
-                "attempt": run.attempt,
-                "duration_ms": (time.perf_counter() - run.t0) * 1000.0,
-            },
-            now,
-        )
+        body: TaskCompleted = {
+            "task_id": tid,
+            "agent": name,
+            "outputs": oids,
+            "attempt": run.attempt,
+            "duration_ms": (time.perf_counter() - run.t0) * 1000.0,
+        }
+        if run.waited:
+            body["waited_ms"] = run.waited * 1000.0
+        done = trusted_event(kernel.run_id, _COMPLETED, body, now)
         events = kernel.decide(arts, now)
         apply(kernel.state, done)  # ``kernel.apply``: ``decide`` just checked the kernel
         events.insert(len(arts), done)
@@ -309,8 +308,11 @@ class Executor:
             events = [*ModelCalls.take_paid(run), *events]
         return events
 
-    def failure(self, task: TaskView, exc: Exception, t0: float | None = None) -> Event:
-        """The ``task.failed`` event for ``exc`` (not applied)."""
+    def failure(
+        self, task: TaskView, exc: Exception, t0: float | None = None, waited: float = 0.0
+    ) -> Event:
+        """The ``task.failed`` event for ``exc`` (not applied); ``waited``: seconds its
+        model calls waited (``TaskRun.waited``)."""
         raw = (
             getattr(exc, "raw", None)
             if isinstance(exc, OutputValidationError | ModelError)
@@ -327,6 +329,8 @@ class Executor:
             raw=redact_text(raw) if raw is not None else None,
             transient=bool(getattr(exc, "transient", False)),
         )
+        if waited:
+            body["waited_ms"] = waited * 1000.0
         return make_event(self.kernel.run_id, EventKind.TASK_FAILED, body, time.time())
 
     def failed_unit(self, run: TaskRun, exc: Exception) -> list[Event]:
@@ -335,7 +339,7 @@ class Executor:
         # start may be held, holds no answers).
         paid = ModelCalls.take_paid(run)
         started = self.held_start(run)
-        failed = self.failure(run.task, exc, run.t0)
+        failed = self.failure(run.task, exc, run.t0, run.waited)
         self.kernel.apply([failed])
         return [*paid, *started, failed]
 

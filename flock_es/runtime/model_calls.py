@@ -164,6 +164,7 @@ class ModelCalls:
         recorded = request.redacted()
         # Each attempt holds a slot of the global cap; backoff waits between them do not.
         limiter = getattr(client, "limiter", None)
+        t0 = time.perf_counter()
         response, attempt = await call_with_retries(
             lambda: client.complete(request),
             self.retry,
@@ -174,6 +175,9 @@ class ModelCalls:
             ready=getattr(client, "ready", None),
             priority=run.priority,
         )
+        # Beyond the answering attempt's own latency: queued for a slot (the limiter's,
+        # the global cap's), failed attempts and the backoff between them.
+        run.waited += max(time.perf_counter() - t0 - response.latency_ms / 1000.0, 0.0)
         # What the agent sees is exactly what is recorded, so a replay matches. Each
         # field is set only if it changed: a pydantic model's setattr is a Python call.
         content = redact_text(response.content)

@@ -394,11 +394,11 @@ async def run_claimed(executor: Executor, task_id: str, lost: set[str] | None = 
     task = kernel.state.tasks[task_id]
     agent = executor.agents.get(task.agent)
 
-    def fail(exc: Exception, t0: float | None) -> Callable[[], list[Event]]:
+    def fail(exc: Exception, t0: float | None, waited: float = 0.0) -> Callable[[], list[Event]]:
         def build() -> list[Event]:
             if not _open(kernel.state.tasks.get(task_id)) or task_id in lost:
                 return []
-            failed = [executor.failure(task, exc, t0)]
+            failed = [executor.failure(task, exc, t0, waited)]
             kernel.apply(failed)
             return failed
 
@@ -414,7 +414,7 @@ async def run_claimed(executor: Executor, task_id: str, lost: set[str] | None = 
     except FATAL:
         raise
     except Exception as exc:
-        await kernel.commit_decided(fail(exc, run.t0))
+        await kernel.commit_decided(fail(exc, run.t0, run.waited))
         await executor.on_error(run, exc)
         return
 
