@@ -56,7 +56,7 @@ from flock_es.runtime.orchestrator_hooks import Candidate, OrchestratorHooks
 from flock_es.runtime.outputs import check_output_types, normalise_outputs
 from flock_es.runtime.store import Artifact
 
-__all__ = ["FATAL", "Executor", "Outcome", "Spawn"]
+__all__ = ["FATAL", "WAITED_FLOOR", "Executor", "Outcome", "Spawn"]
 
 Outcome = list[BaseModel] | Exception
 # How the executor hands work to the run's tracked tasks (``Work.spawn``).
@@ -67,6 +67,10 @@ Spawn = Callable[[Coroutine[Any, Any, Any], str, contextvars.Context], Any]
 FATAL = (asyncio.CancelledError, RecordedCallChanged, CommitFailed, McpServerError)
 # Globals: in Python 3.11 an enum member read off its class costs about 3 global reads.
 _STARTED, _COMPLETED = EventKind.TASK_STARTED, EventKind.TASK_COMPLETED
+
+WAITED_FLOOR = 0.001
+"""Seconds of waiting (``TaskRun.waited``) an outcome records as ``waited_ms``; less is
+the call path's own microseconds (every offline call has some), not a queue."""
 
 
 class Executor:
@@ -296,7 +300,7 @@ class Executor:
             "attempt": run.attempt,
             "duration_ms": (time.perf_counter() - run.t0) * 1000.0,
         }
-        if run.waited:
+        if run.waited >= WAITED_FLOOR:
             body["waited_ms"] = run.waited * 1000.0
         done = trusted_event(kernel.run_id, _COMPLETED, body, now)
         events = kernel.decide(arts, now)
@@ -329,7 +333,7 @@ class Executor:
             raw=redact_text(raw) if raw is not None else None,
             transient=bool(getattr(exc, "transient", False)),
         )
-        if waited:
+        if waited >= WAITED_FLOOR:
             body["waited_ms"] = waited * 1000.0
         return make_event(self.kernel.run_id, EventKind.TASK_FAILED, body, time.time())
 
