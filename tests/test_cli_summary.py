@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flock_es.cli.progress import own_work, time_line
+from flock_es.cli.progress import FAILED_SHOWN, own_work, summary_lines, time_line
 from flock_es.domain.events import TaskStatus
 from flock_es.projection.fold_compact import compacted
 from flock_es.projection.state import RunState, TaskView
@@ -65,6 +65,16 @@ def test_time_waiting_for_a_model_slot_is_not_busy() -> None:
     assert time_line(s, wall=8.2, since=99.9).endswith("parallel speedup 2.0× (busy ÷ wall)")
     # A compact state (a long run's) counts them as it forgets them: the same time.
     assert own_work(compacted(s), since=None) == pytest.approx((16.0, 8.0))
+
+
+def test_an_outage_lists_a_few_failed_tasks_and_counts_the_rest() -> None:
+    s = state_with([(100.0, 101.0)] * 30)
+    for t in s.tasks.values():
+        t.status, t.error = TaskStatus.FAILED, "cannot connect"
+    lines = summary_lines(s, "interrupted", wall=2.0, db="x.db")
+    failed = [ln for ln in lines if ln.startswith("  failed ")]
+    assert len(failed) == FAILED_SHOWN + 1, lines
+    assert failed[-1] == f"  failed     … {30 - FAILED_SHOWN} more (flock-es show r-test --db x.db)"
 
 
 def busy_of(stderr: str) -> float:

@@ -89,6 +89,9 @@ def test_outage_then_resume_retry_failed_completes_and_replays_identical(tmp_pat
     assert "--retry-failed" in err and "Traceback" not in err  # flock-es speaks on stderr
     failed = rows(db, "task.failed")
     assert failed and all(f["transient"] for f in failed)
+    # Their backoff between attempts is waiting, not the agents' work (the summary's busy).
+    assert any(float(f.get("waited_ms", 0.0)) > 0.0 for f in failed), failed  # type: ignore[arg-type]
+    assert all(float(f.get("waited_ms", 0.0)) <= float(f["duration_ms"]) for f in failed)  # type: ignore[arg-type]
     assert rows(db, "run.finished")[-1]["status"] == "interrupted"
     done_before = len(rows(db, "task.completed"))
 

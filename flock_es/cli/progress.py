@@ -145,6 +145,10 @@ class Progress:
         return t
 
 
+FAILED_SHOWN = 12
+"""Failed tasks the closing summary lists; it counts the rest (``flock-es show`` lists all)."""
+
+
 def own_work(state: RunState, since: float | None) -> tuple[float, float]:
     """(busy, active) seconds of the task executions that started at or after ``since``.
 
@@ -213,8 +217,13 @@ def summary_lines(
         f"{tot['tokens_in'] + tot['tokens_out']} tokens · cost {format_cost(tot['cost'])}",
     ]
     lines.extend(ledger_lines(state))
-    for t in state.failed_tasks():
+    failed = state.failed_tasks()
+    # An outage fails thousands alike: the first few say what happened, show lists all.
+    for t in failed[:FAILED_SHOWN]:
         lines.append(f"  failed     {t.agent} ({t.id}): {t.error}")
+    if len(failed) > FAILED_SHOWN:
+        more = len(failed) - FAILED_SHOWN
+        lines.append(f"  failed     … {more} more (flock-es show {state.run_id} --db {db})")
     waiting = [b for b in state.batches.values() if b.members]
     for b in waiting:
         size = f"/{b.size}" if b.size else ""

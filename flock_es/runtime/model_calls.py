@@ -155,7 +155,10 @@ class ModelCalls:
         # A slot of the global cap per attempt, if there is a cap (none: no slot to enter).
         slot = None if self.sem is None else functools.partial(self.sem.slot, run.priority)
 
+        answering = [0.0]  # seconds the provider took on the attempts (failed ones so far)
+
         def failed(f: FailedAttempt) -> None:
+            answering[0] += f.latency_ms / 1000.0
             self.attempt_failed(run, index, f)
 
         # The request as recorded, made before the call, not after its answer: while
@@ -165,19 +168,22 @@ class ModelCalls:
         # Each attempt holds a slot of the global cap; backoff waits between them do not.
         limiter = getattr(client, "limiter", None)
         t0 = time.perf_counter()
-        response, attempt = await call_with_retries(
-            lambda: client.complete(request),
-            self.retry,
-            failed,
-            slot,
-            limiter=limiter,
-            what=f"model {request.model!r}",
-            ready=getattr(client, "ready", None),
-            priority=run.priority,
-        )
-        # Beyond the answering attempt's own latency: queued for a slot (the limiter's,
-        # the global cap's), failed attempts and the backoff between them.
-        run.waited += max(time.perf_counter() - t0 - response.latency_ms / 1000.0, 0.0)
+        try:
+            response, attempt = await call_with_retries(
+                lambda: client.complete(request),
+                self.retry,
+                failed,
+                slot,
+                limiter=limiter,
+                what=f"model {request.model!r}",
+                ready=getattr(client, "ready", None),
+                priority=run.priority,
+            )
+            answering[0] += response.latency_ms / 1000.0
+        finally:
+            # The rest of the call's time (given up on or not) was spent waiting: queued
+            # for a slot (the limiter's, the global cap's) or backing off between attempts.
+            run.waited += max(time.perf_counter() - t0 - answering[0], 0.0)
         # What the agent sees is exactly what is recorded, so a replay matches. Each
         # field is set only if it changed: a pydantic model's setattr is a Python call.
         content = redact_text(response.content)
