@@ -100,8 +100,7 @@ def test_the_summary_does_not_count_calls_queued_as_agents_work(
 ) -> None:
     """120 calls at once against 8 in flight: the queued ones wait their turn. Their
     tasks are running all along, but that wait (``waited_ms``) is not busy time: the
-    summary's speedup is about the 8 the provider allows, not about the 120 waiting
-    (it said some 30x before)."""
+    summary's speedup is about the 8 the provider allows, not about the 120 waiting."""
     db = tmp_path / "queued.db"
     out = run_cli(
         ["run", PROGRAM, "-m", "openai/test-model", "--db", db, "-q"],
@@ -113,8 +112,10 @@ def test_the_summary_does_not_count_calls_queued_as_agents_work(
     m = re.search(r"wall ([0-9.]+) s · agents busy ([0-9.]+) s", out.stderr)
     assert m, out.stderr
     wall, busy = float(m.group(1)), float(m.group(2))
-    # Each answer took the server's 0.2 s: the calls' own time is at least that.
-    assert 120 * 0.2 <= busy <= 1.5 * 8 * wall, out.stderr
+    # Each answer took the server's 0.2 s: the calls' own time is at least that. At
+    # most 8 answer at once, each measured from this side (a loaded host's loop reads
+    # an answer late, so some slack); counting the queue said 94x.
+    assert 120 * 0.2 <= busy <= 3 * 8 * wall, out.stderr
     done = [b for k, b in kinds(db) if k == "task.completed"]
     assert len(done) == 120 and any(b.get("waited_ms", 0.0) > 200.0 for b in done)
     assert all(0.0 <= b.get("waited_ms", 0.0) <= b["duration_ms"] for b in done)

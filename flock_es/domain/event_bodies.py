@@ -239,9 +239,9 @@ class TaskCompleted(TypedDict):
     outputs: list[str]
     attempt: NotRequired[int]  # absent: 1
     duration_ms: NotRequired[float]  # absent: 0.0
-    # Of that, the time it waited for a model-call slot (a limiter's queue, the
-    # global cap) or between a call's attempts: not the agent's work, which the
-    # summary's busy time counts.
+    # Of that, the time its model calls waited: for a slot (a limiter's queue, the
+    # global cap), on attempts that failed and between attempts. Not the agent's
+    # work, which the summary's busy time counts.
     waited_ms: NotRequired[float]  # absent: 0.0
 
 

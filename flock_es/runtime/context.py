@@ -85,8 +85,8 @@ class TaskRun:
     # and that unit (``Executor.execute`` decides), None when each answer is queued on
     # its own as it arrives (components, workers, replay).
     paid: list[Event] | None = None
-    # Seconds its model calls waited for a slot or between attempts (``waited_ms`` of
-    # its outcome): the rest of its time is the agent's work.
+    # Seconds its model calls waited for a slot, on failed attempts or between them
+    # (``waited_ms`` of its outcome): the rest of its time is the agent's work.
     waited: float = 0.0
 
     @property

@@ -155,10 +155,7 @@ class ModelCalls:
         # A slot of the global cap per attempt, if there is a cap (none: no slot to enter).
         slot = None if self.sem is None else functools.partial(self.sem.slot, run.priority)
 
-        answering = [0.0]  # seconds the provider took on the attempts (failed ones so far)
-
         def failed(f: FailedAttempt) -> None:
-            answering[0] += f.latency_ms / 1000.0
             self.attempt_failed(run, index, f)
 
         # The request as recorded, made before the call, not after its answer: while
@@ -168,6 +165,7 @@ class ModelCalls:
         # Each attempt holds a slot of the global cap; backoff waits between them do not.
         limiter = getattr(client, "limiter", None)
         t0 = time.perf_counter()
+        answering = 0.0  # the answering attempt's seconds: the model's work
         try:
             response, attempt = await call_with_retries(
                 lambda: client.complete(request),
@@ -179,11 +177,12 @@ class ModelCalls:
                 ready=getattr(client, "ready", None),
                 priority=run.priority,
             )
-            answering[0] += response.latency_ms / 1000.0
+            answering = response.latency_ms / 1000.0
         finally:
-            # The rest of the call's time (given up on or not) was spent waiting: queued
-            # for a slot (the limiter's, the global cap's) or backing off between attempts.
-            run.waited += max(time.perf_counter() - t0 - answering[0], 0.0)
+            # The rest of the call's time (given up on or not) was waiting: queued for a
+            # slot (the limiter's, the global cap's), turned away (a 429 is a queue at the
+            # provider) or failed, and backing off between attempts.
+            run.waited += max(time.perf_counter() - t0 - answering, 0.0)
         # What the agent sees is exactly what is recorded, so a replay matches. Each
         # field is set only if it changed: a pydantic model's setattr is a Python call.
         content = redact_text(response.content)
