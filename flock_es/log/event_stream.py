@@ -186,18 +186,22 @@ async def drain_stream(
     stream: EventStream,
     commit_stream: Callable[[EventStream], Awaitable[tuple[int, int]]] | None,
     as_error: Callable[[BaseException], BaseException],
-) -> None:
-    """Commit ``stream`` with ``commit_stream`` (a writer on the loop) and settle it."""
+) -> BaseException | None:
+    """Commit ``stream`` with ``commit_stream`` (a writer on the loop) and settle it; the
+    failure its producer heard, if the commit failed (not if the producer gave up:
+    ``StreamAborted`` loses its unit only, ``group_commit.poisoned``)."""
     try:
         if commit_stream is None:
             raise RuntimeError("this writer cannot commit a stream of events")
         first, last = await commit_stream(stream)
     except BaseException as exc:  # the producer must hear about it
-        stream.settle(0, 0, as_error(exc))
+        failed = as_error(exc)
+        stream.settle(0, 0, failed)
         if isinstance(exc, asyncio.CancelledError):
             raise
-    else:
-        stream.settle(first, last, None)
+        return None if isinstance(exc, StreamAborted) else failed
+    stream.settle(first, last, None)
+    return None
 
 
 async def append_streamed(writer: EventWriter, events: Iterator[Event], chunk: int) -> None:

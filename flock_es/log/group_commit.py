@@ -29,6 +29,7 @@ __all__ = [
     "UnitQueue",
     "drain",
     "next_batch",
+    "poisoned",
     "settle",
 ]
 
@@ -86,24 +87,49 @@ async def drain(
     group in one transaction, ``as_error`` turns its failure into what waiters see;
     ``commit_stream`` writes an ``EventStream`` in a transaction of its own.
 
+    After a failed commit it commits nothing more: every later unit gets that
+    failure (``poisoned``). A stream its producer gave up on (``StreamAborted``) is
+    not a failed commit: nothing of it was decided on.
+
     Example: ``await drain(queue, 512, self._commit, lambda exc: exc)``.
     """
+    failed: BaseException | None = None
     while True:
         units, stop = await next_batch(queue, max_batch)
         for stream, group in split_streams(units):
+            if failed is not None:
+                poisoned(stream, group, failed)
+                continue
             if stream is not None:
-                await drain_stream(stream, commit_stream, as_error)
+                failed = await drain_stream(stream, commit_stream, as_error)
                 continue
             try:
                 await commit([e for evs, _ in group for e in evs])
             except BaseException as exc:  # the waiters must hear about it
-                settle(group, as_error(exc))
+                failed = as_error(exc)
+                settle(group, failed)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
             else:
                 settle(group, None)
         if stop:
             return
+
+
+def poisoned(stream: EventStream | None, group: list[Unit], failed: BaseException) -> None:
+    """Settle units queued after a failed commit with its failure, writing none of them.
+
+    The units a run queues were decided on a state that holds every unit before them:
+    a unit after a failed one may name what only the failed one held (a batch that
+    takes an artifact whose publish was lost), and committed, it would put in the log
+    a task whose inputs are not there. So nothing commits after a failure; a resume
+    decides again from the log (a full disk let a later, smaller commit through). The
+    exception: a stream its producer gave up on (a publish whose source failed), which
+    the kernel decides nothing on until it commits.
+    """
+    if stream is not None:
+        stream.settle(0, 0, failed)
+    settle(group, failed)
 
 
 class UnitQueue:

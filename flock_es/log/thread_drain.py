@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flock_es.domain.events import Event
-from flock_es.log.event_stream import EventStream, split_streams
+from flock_es.log.event_stream import EventStream, StreamAborted, split_streams
 from flock_es.log.group_commit import Unit, UnitQueue, settle
 from flock_es.loop_wait import at_next_select
 
@@ -117,6 +117,8 @@ class ThreadDrain(UnitQueue):
         self._held_synced = False
         self._held_seen = 0
         self.inline_commits = 0  # commits made on the loop's thread (``_at_select``)
+        # The first commit that failed: nothing commits after it (``group_commit.poisoned``).
+        self._failed: BaseException | None = None
         self._loop = asyncio.get_running_loop()
         self._ended: asyncio.Future[None] = self._loop.create_future()
         # A daemon: a process that exits without closing its run must not hang on it.
@@ -269,12 +271,13 @@ class ThreadDrain(UnitQueue):
             self._busy = True  # the thread waits until this commit is done
         units = held[:]
         held.clear()
-        exc: BaseException | None = None
-        done = False
+        exc: BaseException | None = self._failed
+        done = exc is not None  # after a failed commit, none (``group_commit.poisoned``)
         try:
-            done = self.commit_here(events)
+            if not done:
+                done = self.commit_here(events)
         except Exception as err:  # the waiters must hear about it
-            exc = self.as_error(err)
+            exc = self._failed = self.as_error(err)
             done = True
         finally:
             with self._cond:
@@ -289,6 +292,28 @@ class ThreadDrain(UnitQueue):
             self.inline_commits += 1
         settle(units, exc)
         return True
+
+    def _commit_group(self, events: list[Event]) -> BaseException | None:
+        """Commit ``events`` in the thread, unless an earlier commit failed (then none
+        is made: ``group_commit.poisoned``); the failure, if any."""
+        if self._failed is None:
+            try:
+                self.commit_sync(events)
+            except Exception as err:  # the waiters must hear about it
+                self._failed = self.as_error(err)
+        return self._failed
+
+    def _commit_stream(self, stream: EventStream) -> tuple[int, int, BaseException | None]:
+        """``_commit_group`` of a stream: its first and last seqs (0 if it failed)."""
+        if self._failed is None:
+            try:
+                first, last = self.commit_stream(stream)
+                return first, last, None
+            except StreamAborted as err:  # its producer gave up: only its unit is lost
+                return 0, 0, self.as_error(err)
+            except Exception as err:
+                self._failed = self.as_error(err)
+        return 0, 0, self._failed
 
     def _take(self) -> tuple[list[Unit], bool]:
         """What is queued (at least one unit, up to ``max_batch`` events), and whether to
@@ -337,18 +362,11 @@ class ThreadDrain(UnitQueue):
         waits hears as each commits (not only once a long stream after it did)."""
         try:
             for stream, group in split_streams(units):
-                exc: BaseException | None = None
-                try:
-                    if stream is None:
-                        self.commit_sync([e for evs, _ in group for e in evs])
-                    else:
-                        first, last = self.commit_stream(stream)
-                except Exception as err:
-                    exc = self.as_error(err)
                 if stream is not None:
-                    ok = exc is None
-                    self._hand_over(stream.settle, first if ok else 0, last if ok else 0, exc)
-                elif waiting := [u for u in group if u[1] is not None]:
+                    self._hand_over(stream.settle, *self._commit_stream(stream))
+                    continue
+                exc = self._commit_group([e for evs, _ in group for e in evs])
+                if waiting := [u for u in group if u[1] is not None]:
                     self._hand_over(settle, waiting, exc)
         finally:
             self._done()
@@ -360,12 +378,8 @@ class ThreadDrain(UnitQueue):
                 if units and any(isinstance(evs, EventStream) for evs, _ in units):
                     self._commit_with_streams(units)
                 elif units:
-                    exc: BaseException | None = None
                     try:
-                        try:
-                            self.commit_sync([e for evs, _ in units for e in evs])
-                        except Exception as err:  # the waiters must hear about it
-                            exc = self.as_error(err)
+                        exc = self._commit_group([e for evs, _ in units for e in evs])
                         if waiting := [u for u in units if u[1] is not None]:
                             self._hand_over(settle, waiting, exc)  # one hop for the group
                     finally:
