@@ -152,9 +152,9 @@ FAILED_SHOWN = 12
 def own_work(state: RunState, since: float | None) -> tuple[float, float]:
     """(busy, active) seconds of the task executions that started at or after ``since``.
 
-    ``busy`` sums the executions, less the time their model calls waited for a slot
-    or between attempts; ``active`` is the time at least one ran (the union of their
-    intervals). ``since`` is this process's start, so a fork's
+    ``busy`` sums the executions, less what their model calls waited (for a slot, on
+    failed attempts, between attempts: ``waited_ms``); ``active`` is the time at least
+    one ran (the union of their intervals). ``since`` is this process's start, so a fork's
     inherited tasks and the tasks a resumed run finished before its crash do
     not count.
     """
