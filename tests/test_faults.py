@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import select
 import shutil
 import sqlite3
 import subprocess
@@ -238,6 +239,27 @@ async def main():
 """
 
 
+# The worker test's agent takes 0.2 s (16 at once: 80 tasks a second, below the 200 seeds
+# a second main() publishes), so the worker has a task left to commit whenever the disk
+# fills, whichever commit finds it full first: one that had caught up would have nothing
+# to write, and nothing to say.
+LAGGING_GROWER = GROWER.replace(
+    'flock.agent("grower").consumes(Seed).with_function(lambda s: Bulk(n=s.n, text="x" * 40000))',
+    "async def grow(s: Seed) -> Bulk:\n"
+    "    await asyncio.sleep(0.2)\n"
+    '    return Bulk(n=s.n, text="x" * 40000)\n\n'
+    'flock.agent("grower").consumes(Seed).with_function(grow)',
+)
+assert LAGGING_GROWER != GROWER
+
+
+def _first_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    """The first line ``proc`` writes on its stdout, or "" if none came within ``timeout``."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    return proc.stdout.readline() if ready else ""
+
+
 def _resumed_with_space(disk: Path, db: Path, cwd: Path) -> tuple[int, int]:
     """Grow the disk, resume the latest run to its end: its Seeds and Bulks."""
     _remount(disk, "size=64m")
@@ -277,10 +299,14 @@ def test_a_full_disk_under_a_worker_is_one_line_and_the_worker_waits_for_space(
     disk, as an unshared run says it); the worker says it in one line too and waits.
     Once there is space, ``resume`` finishes the run, served by the same worker."""
     prog = tmp_path / "grower.py"
-    prog.write_text(GROWER.format(seeding=True))
+    prog.write_text(LAGGING_GROWER.format(seeding=True))
     db = small_disk / "shared.db"
     worker = start_cli(["worker", prog, "--db", db], tmp_path)
     try:
+        # Serving before the run starts: a worker still starting on a loaded host once
+        # first wrote after the disk had grown again, and had nothing to say.
+        serving = _first_line(worker, timeout=60)
+        assert " serving " in serving, serving
         out = run_cli(["run", prog, "--db", db, "--no-execute", "-q"], cwd=tmp_path)
         time.sleep(2)  # the worker tries again meanwhile, and fails again
         assert worker.poll() is None
