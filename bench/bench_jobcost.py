@@ -32,7 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._machine import machine
-from bench.bench_scale import run_program
+from bench.bench_scale import db_files, run_program
 
 AGENTS = 8
 
@@ -77,7 +77,7 @@ def main() -> None:
                 )
                 db = Path(d) / f"p{p}-{'job' if job else 'nojob'}.db"
                 got[job] = _run(args.artifacts, job, db)
-                for f in Path(d).glob(db.name + "*"):
+                for f in db_files(db):
                     f.unlink()  # a 100,000-artifact log is 1.3 GB
             for job in order:
                 label = f"{p + 1}, {'with' if job else 'without'} the job"

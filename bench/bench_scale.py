@@ -239,7 +239,7 @@ file, and the run of median wall time is the one reported (and replayed): one ru
 of a second is at the mercy of the host's moment, and flat-at-scale compares it."""
 
 
-def _files(db: Path) -> list[Path]:
+def db_files(db: Path) -> list[Path]:
     """The database and its -wal and -shm files, those that exist."""
     return list(db.parent.glob(db.name + "*"))
 
@@ -250,9 +250,9 @@ def _median_run(db: Path, n: int) -> dict[str, float]:
     tries = [db.with_name(f"{db.stem}-{i}.db") for i in range(3)]
     results = sorted(((run_program(f, n), f) for f in tries), key=lambda t: t[0]["wall"])
     (_, fast), (median, kept), (_, slow) = results
-    for f in _files(fast) + _files(slow):
+    for f in db_files(fast) + db_files(slow):
         f.unlink()
-    for f in _files(kept):
+    for f in db_files(kept):
         f.rename(db.with_name(db.name + f.name[len(kept.name) :]))
     return median
 
@@ -269,7 +269,7 @@ def _reference(tmp: Path, n: int, tag: str) -> list[tuple[float, float]]:
         db = tmp / f"ref-{tag}-{i}.db"
         r = run_program(db, n)
         out.append((AGENTS * n / r["wall"], AGENTS * n / r["closed_wall"]))
-        for f in _files(db):
+        for f in db_files(db):
             f.unlink()
     return out
 

@@ -95,8 +95,8 @@ class TaskView:
     transient: bool = False
     # The `flock-es worker` (host:pid:n) of the latest attempt; None when run in-process.
     worker: str | None = None
-    # Seconds of its latest finished attempt spent waiting for model-call slots or
-    # between a call's attempts (``waited_ms``): not counted as the agent's busy time.
+    # Seconds its latest finished attempt's model calls waited: for a slot, on failed
+    # attempts and between attempts (``waited_ms``). Not counted as the agent's busy time.
     waited: float = 0.0
 
 

@@ -85,7 +85,7 @@ def load_program(path: Path) -> Program:
         # and its mtime in whole seconds, so an edit within the second that kept the
         # size (``n >= 3`` to ``n >= 4``) ran the old code, and replay said identical.
         code = compile(path.read_bytes(), spec.origin or str(path), "exec", dont_inherit=True)
-        with importing(path):
+        with importing():
             exec(code, module.__dict__)
     except SyntaxError as exc:
         raise ProgramError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None

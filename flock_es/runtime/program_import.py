@@ -12,7 +12,7 @@ way, before it opens the log or calls a model (``StartedOnImport``).
 
 Example::
 
-    with importing(path):
+    with importing():
         exec(code, module.__dict__)   # a Flock started in there raises StartedOnImport
 """
 
@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from pathlib import Path
 
 from flock_es.errors import ProgramError
 
 __all__ = ["StartedOnImport", "check_not_importing", "importing"]
 
-# A stack, not a flag: a program may load another (a test harness does). Global, not a
+# A depth, not a flag: a program may load another (a test harness does). Global, not a
 # context variable: a thread the program starts while imported would start with an
 # empty context and so escape the check.
-_importing: list[Path] = []
+_importing = 0
 
 
 class StartedOnImport(ProgramError):
@@ -37,13 +36,14 @@ class StartedOnImport(ProgramError):
 
 
 @contextlib.contextmanager
-def importing(path: Path) -> Iterator[None]:
-    """Mark the import of the program at ``path`` for its duration."""
-    _importing.append(path)
+def importing() -> Iterator[None]:
+    """Mark the import of a program file for its duration."""
+    global _importing
+    _importing += 1
     try:
         yield
     finally:
-        _importing.pop()
+        _importing -= 1
 
 
 def check_not_importing() -> None:
