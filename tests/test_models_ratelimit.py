@@ -48,18 +48,6 @@ def swarm_env(server: OpenAIServer, agents: int, tickets: int, vip: bool = False
     }
 
 
-def swarm(
-    server: OpenAIServer,
-    tmp_path: Path,
-    agents: int,
-    tickets: int = 1,
-    vip: bool = False,
-    args: tuple[str, ...] = (),
-) -> Path:
-    """``run_swarm``'s log."""
-    return run_swarm(server, tmp_path, agents, tickets, vip, args)[0]
-
-
 def run_swarm(
     server: OpenAIServer,
     tmp_path: Path,
@@ -93,7 +81,7 @@ def test_forty_agents_against_eight_in_flight_all_complete(
     limited: OpenAIServer, tmp_path: Path, retry_after: str | None
 ) -> None:
     limited.retry_after = retry_after
-    events = kinds(swarm(limited, tmp_path, 40))
+    events = kinds(run_swarm(limited, tmp_path, 40)[0])
     assert limited.rejected > 0  # some were turned away
     attempts = [b for k, b in events if k == "model.attempt"]
     assert attempts and all(a["outcome"] == "rate_limited" for a in attempts)
@@ -137,7 +125,7 @@ def test_a_burst_larger_than_the_first_wave_sends_no_more_than_it(
     the first 429 is heard, not all 600 (the loop ran every call's first steps before
     it read the first 429, and nearly every call got one)."""
     limited.latency = 0.02
-    swarm(limited, tmp_path, 40, tickets=15)
+    run_swarm(limited, tmp_path, 40, tickets=15)
     # The first wave (FIRST_WAVE calls, 8 of them accepted), then the limiter's rare
     # probes above the 8 it learned; unbounded, the first wave was the whole burst.
     assert 0 < limited.rejected < FIRST_WAVE + 60, limited.rejected
@@ -151,7 +139,7 @@ def test_a_global_cap_above_the_provider_s_limit_sends_no_burst_past_it(
     all 200 in before the first 429 (they waited for the cap, not for it), and they went
     out at the cap's pace: 164 429s. A 429 now counts the calls sent, and a call the cap
     lets through over the limit learned meanwhile waits again."""
-    swarm(limited, tmp_path, 200, args=("--max-concurrent-calls", "16"))
+    run_swarm(limited, tmp_path, 200, args=("--max-concurrent-calls", "16"))
     assert 0 < limited.rejected < 40, limited.rejected
 
 
@@ -163,7 +151,7 @@ def test_calls_waiting_for_a_rate_limited_provider_go_in_by_priority(
     The last vip task is the last task scheduled, so it waits behind every other call
     queued: by priority it goes in ahead of them."""
     limited.latency = 0.02
-    events = kinds(swarm(limited, tmp_path, 40, tickets=10, vip=True))
+    events = kinds(run_swarm(limited, tmp_path, 40, tickets=10, vip=True)[0])
     scheduled = [b for k, b in events if k == "task.scheduled"]
     last_vip = [b["task_id"] for b in scheduled if b["agent"] == "vip"][-1]
     assert scheduled[-1]["task_id"] == last_vip
