@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TypeVar
 
@@ -258,3 +258,33 @@ def traced(fn: Callable[[], T]) -> tuple[T, int, int]:
         return out, held, peak
     finally:
         tracemalloc.stop()
+
+
+# -- mounts (root) ---------------------------------------------------------------
+
+
+def _mount(target: Path, size: str) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    out = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if out.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {out.stderr.strip()}")
+
+
+def remount(target: Path, opts: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{opts}", str(target)], check=True, timeout=30)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 512 KiB tmpfs (root: skipped with the reason where ``mount`` is refused)."""
+    mnt = tmp_path / "mnt"
+    _mount(mnt, "512k")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], timeout=30, check=False)

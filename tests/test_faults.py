@@ -15,12 +15,11 @@ import shutil
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, run_cli, start_cli
+from tests.conftest import EXAMPLES, remount, run_cli, start_cli
 
 PROGRAMS = Path(__file__).parent / "programs"
 
@@ -89,7 +88,7 @@ def refused_by_each(damage: object, commands: list[list[str]], good: Path, tmp_p
     for cmd in commands:
         args = [a.replace("{tmp}", str(tmp_path)) for a in cmd]
         out = run_cli([*args, "--db", db], cwd=tmp_path)
-        one_line_error(out, "is damaged", ".recover", str(db))
+        one_line_error(out, "is damaged", "flock-es salvage", str(db))
     assert db.read_bytes() == before  # nobody appended to it
     assert not list(tmp_path.glob("*.part")) and not (tmp_path / "out.jsonl").exists()
 
@@ -135,32 +134,6 @@ def test_export_to_a_path_that_cannot_be_written(where: str, news_db: Path, tmp_
 # -- mounts (root) -----------------------------------------------------------------
 
 
-def _mount(target: Path, size: str) -> None:
-    target.mkdir(parents=True, exist_ok=True)
-    out = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    if out.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {out.stderr.strip()}")
-
-
-def _remount(target: Path, opts: str) -> None:
-    subprocess.run(["mount", "-o", f"remount,{opts}", str(target)], check=True, timeout=30)
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "mnt"
-    _mount(mnt, "512k")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], timeout=30, check=False)
-
-
 FILLER = """
 from pydantic import BaseModel
 from flock_es import Flock, flock_type
@@ -197,7 +170,7 @@ def test_a_full_disk_stops_the_run_cleanly_and_it_resumes_later(
     assert "while main() was still publishing its seeds" in line, line
     again = run_cli(["resume", "latest", "--db", db, "-q"], cwd=tmp_path)
     one_line_error(again, str(db), "full")
-    _remount(small_disk, "size=64m")
+    remount(small_disk, "size=64m")
     done = run_cli(["resume", "latest", "--db", db, "-q"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     con = sqlite3.connect(db)
@@ -262,7 +235,7 @@ def _first_line(proc: subprocess.Popen[str], timeout: float) -> str:
 
 def _resumed_with_space(disk: Path, db: Path, cwd: Path) -> tuple[int, int]:
     """Grow the disk, resume the latest run to its end: its Seeds and Bulks."""
-    _remount(disk, "size=64m")
+    remount(disk, "size=64m")
     done = run_cli(["resume", "latest", "--db", db, "-q"], cwd=cwd)
     assert done.returncode == 0, done.stderr
     con = sqlite3.connect(db)
@@ -369,10 +342,10 @@ def test_a_run_whose_commit_failed_never_passes_for_done(
 
 @pytest.mark.slow
 def test_read_only_mount(small_disk: Path, news_db: Path, tmp_path: Path) -> None:
-    _remount(small_disk, "size=64m")
+    remount(small_disk, "size=64m")
     db = small_disk / "ro.db"
     shutil.copy(news_db, db)
-    _remount(small_disk, "ro")
+    remount(small_disk, "ro")
     for cmd in (["runs"], ["show", "latest"], ["replay", "latest", "--no-timeline"]):
         out = run_cli([*cmd, "--db", db], cwd=tmp_path)
         assert out.returncode == 0, (cmd, out.stderr)

@@ -53,9 +53,17 @@ def _root(
 
 
 def _register() -> None:
-    from flock_es.cli import completion, inspect_cmd, replay_cmd, run_cmd, scale_cmd, tui_cmd
+    from flock_es.cli import (
+        completion,
+        inspect_cmd,
+        replay_cmd,
+        run_cmd,
+        salvage_cmd,
+        scale_cmd,
+        tui_cmd,
+    )
 
-    for module in (run_cmd, inspect_cmd, replay_cmd, tui_cmd, scale_cmd, completion):
+    for module in (run_cmd, inspect_cmd, replay_cmd, salvage_cmd, tui_cmd, scale_cmd, completion):
         module.register(app)
 
 

@@ -363,7 +363,9 @@ def damaged_message(path: Path | str, what: str) -> str:
     # (``verified``), so the next open checks it again.
     suspect(path)
     what = " ".join(what.split())  # one line, whatever SQLite said
+    if "://" in str(path):  # a PostgreSQL server: its own recovery, not a file to salvage
+        return f"the database {path} is damaged ({what})"
     return (
-        f"the database {path} is damaged ({what}); salvage what is left with "
-        f"`sqlite3 {path} .recover | sqlite3 recovered.db`"
+        f"the database {path} is damaged ({what}); copy what still reads with "
+        f"`flock-es salvage recovered.db --db {path}`"
     )

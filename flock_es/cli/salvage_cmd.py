@@ -1,0 +1,69 @@
+"""``salvage``: copy what still reads of a damaged SQLite database into a new one.
+
+Every command that meets a damaged file names it and points here. The damaged
+file is only read; each run goes to the new database up to its first lost
+event, where ``resume`` goes on (``flock_es.log.salvage``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flock_es.cli.options import DbOption, db_path
+from flock_es.errors import DatabaseError
+
+__all__ = ["register"]
+
+
+def salvage(
+    output: Annotated[Path, typer.Argument(help="The new database to write (must not exist).")],
+    db: DbOption = None,
+) -> None:
+    """Copy every run that still reads from a damaged database (--db) into OUTPUT.
+
+    A run whose events all read is copied whole. A run with a lost event is
+    copied up to it, less the commit that ends there (a commit is all or
+    nothing), and `flock-es resume RUN --db OUTPUT` goes on from that point
+    without paying again for any model call the copy holds. A run whose start
+    is lost cannot be copied. On a terminal, a line on stderr says how far it
+    has come.
+    """
+    from flock_es.cli.phase_line import phase_line
+    from flock_es.log.salvage import salvage as salvage_log
+
+    source = db_path(db)
+    if not isinstance(source, Path):
+        raise DatabaseError("salvage reads a SQLite file; a PostgreSQL server has its own recovery")
+    with phase_line() as line:
+        progress = None
+        if line is not None:
+            progress = lambda phase, done, total: line(  # noqa: E731
+                phase, done, total, "pages" if phase == "reading" else "events"
+            )
+        report = salvage_log(source, output, progress)
+    kept = sum(r.kept for r in report.runs)
+    lost = f"{report.lost:,} rows lost" if report.lost else "no row lost"
+    typer.echo(
+        f"salvaged {len(report.runs)} run(s) of {source} into {output}: {kept:,} events, {lost}"
+    )
+    for run in report.runs:
+        resume = f"flock-es resume {run.run_id} --db {output}"
+        if run.cut_at is None and run.finished:
+            typer.echo(f"  {run.run_id}  whole: {run.kept:,} events")
+        elif run.cut_at is None:
+            typer.echo(f"  {run.run_id}  whole, not finished: {run.kept:,} events; {resume}")
+        else:
+            typer.echo(
+                f"  {run.run_id}  cut at seq {run.cut_at:,}: {run.kept:,} of the "
+                f"{run.read:,} events that read; {resume}"
+            )
+    for run_id in report.dropped:
+        typer.echo(f"  {run_id}  not copied: its run.started is lost")
+
+
+def register(app: typer.Typer) -> None:
+    """Add salvage to ``app``."""
+    app.command()(salvage)

@@ -1,0 +1,209 @@
+"""``flock-es salvage``: what still reads of a damaged log goes to a new database,
+each run up to its first lost event less the unit that ends there, and
+``resume`` finishes it there without a model call made twice.
+
+The damage is real: a page of the events b-tree zeroed (found with SQLite's
+``dbstat``), the file cut short, a body that does not parse. Every command
+runs through the CLI in a subprocess.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+PROGRAMS = Path(__file__).parent / "programs"
+SWARM = PROGRAMS / "swarm_program.py"
+TASKS = 600  # 20 model agents on each of 30 tickets, on the offline model
+Row = tuple[str, str, str, float]  # run, kind, body, ts
+
+
+def swarm_run(db: Path) -> None:
+    env = {"SWARM_N": "20", "SWARM_TICKETS": "30"}
+    out = run_cli(["run", SWARM, "--db", db, "-q"], env=env)
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    db = tmp_path_factory.mktemp("salvage") / "runs.db"
+    swarm_run(db)
+    swarm_run(db)  # two runs, one after the other
+    return db
+
+
+def rows(db: Path) -> list[Row]:
+    con = sqlite3.connect(db)
+    try:
+        return con.execute("SELECT run_id, kind, body, ts FROM events ORDER BY seq").fetchall()
+    finally:
+        con.close()
+
+
+def zero_events_page(src: Path, dst: Path, at: float) -> None:
+    """Zero the leaf page of the events table that lies ``at`` of the way through them."""
+    con = sqlite3.connect(src)
+    pages = [
+        p
+        for (p,) in con.execute(
+            "SELECT pageno FROM dbstat WHERE name = 'events' AND pagetype = 'leaf' ORDER BY pageno"
+        )
+    ]
+    size = con.execute("PRAGMA page_size").fetchone()[0]
+    con.close()
+    page = pages[int(len(pages) * at)]
+    data = bytearray(src.read_bytes())
+    data[(page - 1) * size : page * size] = bytes(size)
+    dst.write_bytes(bytes(data))
+
+
+def salvaged(damaged: Path, tmp_path: Path) -> tuple[Path, str]:
+    out_db = tmp_path / "recovered.db"
+    before = damaged.read_bytes()
+    out = run_cli(["salvage", out_db, "--db", damaged])
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr
+    assert damaged.read_bytes() == before  # only read
+    return out_db, out.stdout
+
+
+def by_run(all_rows: list[Row]) -> dict[str, list[Row]]:
+    runs: dict[str, list[Row]] = {}
+    for r in all_rows:
+        runs.setdefault(r[0], []).append(r)
+    return runs
+
+
+def check_prefixes(original: Path, copy: Path) -> dict[str, int]:
+    """Each run of ``copy`` is a prefix of the original's that ends where a unit ends;
+    returns how many events each run lost."""
+    before, after = by_run(rows(original)), by_run(rows(copy))
+    short = {}
+    for run_id, kept in after.items():
+        whole = before[run_id]
+        assert [r[1:] for r in kept] == [r[1:] for r in whole[: len(kept)]]
+        if len(kept) < len(whole):  # the next event starts another unit
+            assert whole[len(kept)][3] != kept[-1][3]
+        short[run_id] = len(whole) - len(kept)
+    return short
+
+
+def resume_all(db: Path, original: Path) -> None:
+    """Resume each unfinished run; it ends with the original's artifacts, and each
+    model call (task, call index) is in the log once."""
+    for run_id, lost in check_prefixes(original, db).items():
+        if lost:
+            out = run_cli(["resume", run_id, "--db", db, "-q"])
+            assert out.returncode == 0, out.stderr
+    con, src = sqlite3.connect(db), sqlite3.connect(original)
+    try:
+        ids = "SELECT run_id, id FROM artifacts ORDER BY run_id, id"
+        assert con.execute(ids).fetchall() == src.execute(ids).fetchall()
+        calls = con.execute(
+            "SELECT count(*), count(DISTINCT run_id || task_id ||"
+            " json_extract(body, '$.call_index')) FROM events WHERE kind = 'model.called'"
+        ).fetchone()
+        assert calls == (2 * TASKS, 2 * TASKS)
+        status = con.execute("SELECT DISTINCT status FROM runs").fetchall()
+        assert status == [("completed",)]
+    finally:
+        con.close()
+        src.close()
+
+
+def test_a_lost_page_cuts_the_run_there_and_resume_finishes_it(
+    finished: Path, tmp_path: Path
+) -> None:
+    damaged = tmp_path / "damaged.db"
+    zero_events_page(finished, damaged, at=0.75)  # in the second run
+    assert run_cli(["runs", "--db", damaged]).returncode != 0
+    copy, said = salvaged(damaged, tmp_path)
+    short = check_prefixes(finished, copy)
+    first, second = sorted(short, key=lambda r: said.index(r))
+    assert short[first] == 0 and short[second] > 0, short
+    assert f"{first}  whole:" in said
+    assert f"{second}  cut at seq" in said and f"flock-es resume {second} --db {copy}" in said
+    resume_all(copy, finished)
+
+
+def test_a_file_cut_short_is_salvaged(finished: Path, tmp_path: Path) -> None:
+    damaged = tmp_path / "short.db"
+    data = finished.read_bytes()
+    damaged.write_bytes(data[: len(data) * 6 // 10])
+    copy, said = salvaged(damaged, tmp_path)
+    assert "cut at seq" in said
+    assert sum(check_prefixes(finished, copy).values()) > 0
+    resume_all(copy, finished)
+
+
+def test_a_finished_run_stays_whole_when_the_index_that_tells_runs_apart_is_lost(
+    finished: Path, tmp_path: Path
+) -> None:
+    damaged = tmp_path / "noindex.db"
+    con = sqlite3.connect(finished)
+    index = [p for (p,) in con.execute("SELECT pageno FROM dbstat WHERE name = 'events_run'")]
+    con.close()
+    data = bytearray(finished.read_bytes())
+    for p in index:
+        data[(p - 1) * 4096 : p * 4096] = bytes(4096)
+    damaged.write_bytes(bytes(data[: len(data) * 6 // 10]))
+    copy, said = salvaged(damaged, tmp_path)
+    short = check_prefixes(finished, copy)
+    assert sorted(short.values())[0] == 0 and said.count("whole:") == 1, said
+    resume_all(copy, finished)
+
+
+def test_a_body_that_does_not_parse_is_a_lost_event(finished: Path, tmp_path: Path) -> None:
+    damaged = tmp_path / "badjson.db"
+    shutil.copy(finished, damaged)
+    con = sqlite3.connect(damaged)
+    con.execute("UPDATE events SET body = '{not json' WHERE seq = 1000")
+    con.commit()
+    con.close()
+    copy, said = salvaged(damaged, tmp_path)
+    assert "1 rows lost" in said
+    first_run = rows(finished)[0][0]
+    short = check_prefixes(finished, copy)
+    assert short[first_run] > len(by_run(rows(finished))[first_run]) - 1000
+    assert sorted(short.values())[0] == 0  # the second run is whole
+    resume_all(copy, finished)
+
+
+def test_an_intact_file_is_copied_whole(finished: Path, tmp_path: Path) -> None:
+    copy, said = salvaged(finished, tmp_path)
+    assert "no row lost" in said and said.count("whole:") == 2
+    assert rows(copy) == rows(finished)
+
+
+@pytest.mark.parametrize("case", ["exists", "missing", "garbage", "postgres"])
+def test_salvage_refuses_in_one_line(case: str, finished: Path, tmp_path: Path) -> None:
+    src, dst = finished, tmp_path / "out.db"
+    if case == "exists":
+        dst.write_bytes(b"")
+    elif case == "missing":
+        src = tmp_path / "nowhere.db"
+    elif case == "garbage":
+        src = tmp_path / "garbage.db"
+        src.write_bytes(bytes(range(256)) * 64)
+    args: list[str | Path] = ["salvage", dst, "--db", src]
+    if case == "postgres":
+        args = ["salvage", dst, "--db", "postgresql://postgres@127.0.0.1:5432/test"]
+    out = run_cli(args)
+    assert out.returncode == 2, out.stdout
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("flock-es: error: "), out.stderr
+    if case != "exists":
+        assert not dst.exists()
+
+
+def test_a_full_disk_under_the_copy_leaves_no_copy(finished: Path, small_disk: Path) -> None:
+    out = run_cli(["salvage", small_disk / "copy.db", "--db", finished])
+    assert out.returncode == 2, out.stdout
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is full" in lines[0] and "copy was removed" in lines[0]
+    assert list(small_disk.iterdir()) == []
