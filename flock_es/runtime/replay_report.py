@@ -29,10 +29,12 @@ class Divergence:
 
     def __str__(self) -> str:
         who = f" ({self.agent})" if self.agent else ""
+        where, expected, actual = first_difference(self.expected, self.actual)
         return (
             f"diverged at seq {self.seq}{who}: {self.what}\n"
-            f"  expected (recorded): {_short(self.expected)}\n"
-            f"  actual   (replayed): {_short(self.actual)}"
+            + (f"  where: {where}\n" if where else "")
+            + f"  expected (recorded): {expected}\n"
+            f"  actual   (replayed): {actual}"
         )
 
 
@@ -65,9 +67,76 @@ class ReplayReport:
         return out
 
 
-def _short(value: Any, limit: int = 400) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str, sort_keys=True)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+SHOWN = 400
+"""Characters of each side a divergence shows."""
+
+
+def first_difference(expected: Any, actual: Any, limit: int = SHOWN) -> tuple[str, str, str]:
+    """Where two recorded values first differ, and each side shown from there.
+
+    A prompt is thousands of characters; its first ``limit`` are the same on both
+    sides when an output schema or an input changed further on. So the values are
+    followed down (keys, list positions) to the first part that differs, and a long
+    text is shown from a little before its first differing character.
+
+    Example::
+
+        first_difference([{"content": "ab"}], [{"content": "ac"}])
+        # -> ('[0].content', 'ab', 'ac')
+    """
+    path = ""
+    while True:
+        if isinstance(expected, dict) and isinstance(actual, dict):
+            keys = [
+                k
+                for k in sorted({*expected, *actual}, key=str)
+                if _at(expected, k) != _at(actual, k)
+            ]
+            if len(keys) != 1 or keys[0] not in expected or keys[0] not in actual:
+                break
+            path, expected, actual = f"{path}.{keys[0]}", expected[keys[0]], actual[keys[0]]
+        elif (
+            isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual)
+        ):
+            pairs = enumerate(zip(expected, actual, strict=True))
+            i = next((i for i, (a, b) in pairs if a != b), None)
+            if i is None:
+                break
+            path, expected, actual = f"{path}[{i}]", expected[i], actual[i]
+        else:
+            break
+    a, b = _text(expected), _text(actual)
+    if len(a) <= limit and len(b) <= limit:
+        return path.lstrip("."), _one_line(a), _one_line(b)
+    pairs = enumerate(zip(a, b, strict=False))
+    i = next((n for n, (x, y) in pairs if x != y), min(len(a), len(b)))
+    start = max(0, i - limit // 4)
+    where = path.lstrip(".") + (f", first differs at character {i:,}" if start else "")
+    return where.lstrip(", "), _window(a, start, limit), _window(b, start, limit)
+
+
+def _at(value: dict[Any, Any], key: Any) -> Any:
+    return value.get(key, _MISSING)
+
+
+_MISSING = object()
+
+
+def _text(value: Any) -> str:
+    # A text as it is (a prompt's characters are counted in it); anything else as JSON.
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, default=str, sort_keys=True, ensure_ascii=False)
+
+
+def _window(text: str, start: int, limit: int) -> str:
+    head = "…" if start else ""
+    tail = "…" if len(text) > start + limit else ""
+    return head + _one_line(text[start : start + limit]) + tail
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
 
 
 def timeline_step(e: Event, start: float) -> Step:
