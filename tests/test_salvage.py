@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
+from tests.openai_server import OpenAIServer
 
 PROGRAMS = Path(__file__).parent / "programs"
 SWARM = PROGRAMS / "swarm_program.py"
@@ -207,3 +208,44 @@ def test_a_full_disk_under_the_copy_leaves_no_copy(finished: Path, small_disk: P
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "is full" in lines[0] and "copy was removed" in lines[0]
     assert list(small_disk.iterdir()) == []
+
+
+def call_keys(db: Path, table: str = "events WHERE kind = 'model.called'") -> set[str]:
+    con = sqlite3.connect(db)
+    try:
+        sql = f"SELECT json_extract(body, '$.task_id') || ':' || json_extract(body, '$.call_index') FROM {table}"
+        return {k for (k,) in con.execute(sql)}
+    finally:
+        con.close()
+
+
+def test_answers_paid_after_the_cut_are_not_paid_again(tmp_path: Path) -> None:
+    """A page lost early in a run against a real provider: the copy stops there, and the
+    answers that still read after it are kept aside. The resume pays only for the calls
+    whose answers were on the lost page, and the run replays identical."""
+    server = OpenAIServer(latency=0.01).start()
+    try:
+        env = {"OPENAI_API_BASE": server.url, "OPENAI_API_KEY": "sk-test-SALVAGE1234567890"}
+        env |= {"SWARM_N": "20", "SWARM_TICKETS": "30"}
+        args = ["-m", "openai/test-model", "-q"]
+        db = tmp_path / "paid.db"
+        out = run_cli(["run", SWARM, "--db", db, *args], env=env, timeout=120)
+        assert out.returncode == 0 and server.completed == TASKS, out.stderr
+        damaged = tmp_path / "damaged.db"
+        zero_events_page(db, damaged, at=0.3)
+        copy, said = salvaged(damaged, tmp_path)
+        assert "paid answers after it kept for the resume" in said, said
+        in_copy = call_keys(copy)
+        kept = call_keys(copy, "salvaged_answers")
+        assert len(in_copy) < TASKS // 2 and kept and not in_copy & kept
+        out = run_cli(["resume", "latest", "--db", copy, *args], env=env, timeout=120)
+        assert out.returncode == 0, out.stderr
+        final = call_keys(copy)
+        assert len(final) == TASKS
+        paid = server.completed - TASKS
+        assert paid == len(final - in_copy - kept), said
+        assert paid < len(kept) // 10, (paid, len(kept))
+    finally:
+        server.stop()
+    replay = run_cli(["replay", "latest", "--db", copy, "--no-timeline"], env=env)
+    assert replay.returncode == 0 and "identical" in replay.stdout, replay.stdout

@@ -26,10 +26,11 @@ def salvage(
 
     A run whose events all read is copied whole. A run with a lost event is
     copied up to it, less the commit that ends there (a commit is all or
-    nothing), and `flock-es resume RUN --db OUTPUT` goes on from that point
-    without paying again for any model call the copy holds. A run whose start
-    is lost cannot be copied. On a terminal, a line on stderr says how far it
-    has come.
+    nothing), and `flock-es resume RUN --db OUTPUT` goes on from that point.
+    The paid answers that still read past the cut are kept aside for that
+    resume, which serves each to the same call: only answers that were lost
+    are paid again. A run whose start is lost cannot be copied. On a
+    terminal, a line on stderr says how far it has come.
     """
     from flock_es.cli.phase_line import phase_line
     from flock_es.log.salvage import salvage as salvage_log
@@ -56,9 +57,10 @@ def salvage(
         elif run.cut_at is None:
             typer.echo(f"  {run.run_id}  whole, not finished: {run.kept:,} events; {resume}")
         else:
+            aside = f"; {run.answers:,} paid answers after it kept for the resume"
             typer.echo(
                 f"  {run.run_id}  cut at seq {run.cut_at:,}: {run.kept:,} of the "
-                f"{run.read:,} events that read; {resume}"
+                f"{run.read:,} events that read{aside if run.answers else ''}; {resume}"
             )
     for run_id in report.dropped:
         typer.echo(f"  {run_id}  not copied: its run.started is lost")

@@ -37,13 +37,14 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from flock_es.domain.events import Event, EventKind
 from flock_es.errors import DatabaseDamagedError, DatabaseError, DiskFullError
 from flock_es.log.backends import open_writer
 from flock_es.log.event_stream import append_streamed
 from flock_es.log.reader import row_to_event
+from flock_es.log.salvaged_answers import keep_answers
 from flock_es.log.sqlite_pages import PageReader, Value
 
 __all__ = [
@@ -78,6 +79,8 @@ class SalvagedRun:
     cut_at: int | None = None
     kept: int = 0
     finished: bool = False
+    answers: int = 0
+    """Paid answers read after the cut, kept for the resume (``salvaged_answers``)."""
 
     @property
     def read(self) -> int:
@@ -285,6 +288,16 @@ class _Log:
                     progress("writing", done, total)
         finally:
             await writer.close()
+        for run in report.runs:
+            run.answers = keep_answers(dst, self._answers_after_cut(run))
+
+    def _answers_after_cut(self, run: SalvagedRun) -> Iterator[tuple[str, dict[str, Any]]]:
+        if run.cut_at is None:
+            return
+        for seq in run.seqs[bisect.bisect_left(run.seqs, run.cut_at) :]:
+            e = self.event(seq)
+            if e is not None and e.kind is EventKind.MODEL_CALLED:
+                yield run.run_id, e.body
 
     def _kept(self, run: SalvagedRun) -> Iterator[Event]:
         """The run's events up to its cut, as new ones (the new log numbers them)."""

@@ -114,6 +114,7 @@ class Flock(RunLifecycle, Invocations):
         self._board: BoardSource | None = None  # see continue_from
         # Recorded requests of the calls resume may serve (checked before serving).
         self._recorded_requests: dict[tuple[str, int], dict[str, Any]] | None = None
+        self._salvaged_answers: dict[tuple[str, int], dict[str, Any]] | None = None
         self._closed = False
         # The run's lease (lifecycle.Ownership): every commit checks it is still ours.
         self.lease: Lease | None = None
@@ -221,6 +222,7 @@ class Flock(RunLifecycle, Invocations):
         state: RunState,
         recorded_requests: dict[tuple[str, int], dict[str, Any]] | None = None,
         board: BoardSource | None = None,
+        salvaged: dict[tuple[str, int], dict[str, Any]] | None = None,
     ) -> None:
         """Continue a recorded run from its folded ``state`` (resume, fork) instead of
         starting a new one; ``start`` then records no ``run.started``.
@@ -228,7 +230,9 @@ class Flock(RunLifecycle, Invocations):
         ``recorded_requests`` are the requests of the model calls recorded for
         the tasks to re-run: a recorded answer is served only to the same request.
         ``board``: where the store reads the artifacts a compact ``state`` let go of
-        before the run starts (a replay, which never starts it).
+        before the run starts (a replay, which never starts it). ``salvaged``: the
+        answers ``flock-es salvage`` kept for the run past its cut, by (task id,
+        call index), served to the same requests and recorded then.
         """
         self._check_not_started("continue another run")
         self._board = board
@@ -237,6 +241,7 @@ class Flock(RunLifecycle, Invocations):
         self.fork_seq = state.fork_seq
         self._initial_state = state
         self._recorded_requests = recorded_requests
+        self._salvaged_answers = salvaged
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(events)`` after every commit (progress displays use this)."""

@@ -43,6 +43,7 @@ from flock_es.errors import (
 )
 from flock_es.log.backends import DbRef, open_reader
 from flock_es.log.ports import Lease, open_store
+from flock_es.log.salvaged_answers import salvaged_answers
 from flock_es.log.snapshots import fold_run, save_snapshot
 from flock_es.projection.fold import compacted
 from flock_es.projection.state import RunState
@@ -305,11 +306,12 @@ async def resume(flock: Flock, plan: ResumePlan, model: str | None) -> int:
     assert plan.program is not None
     with open_reader(plan.db) as reader:
         requests = pending_requests(reader, plan.state, plan.retry_failed)
+    salvaged = salvaged_answers(plan.db, plan.run_id)
     prepare(flock, plan.state, plan.db, model, plan.program)
     flock.snapshot_lag = plan.folded
     await check_recorded_calls(flock, plan.state, requests)
     # Only what the open work needs from here on: completed tasks are forgotten, so the
     # resumed run's memory does not grow with the tasks it completes (issue 14).
     compacted(plan.state)
-    flock.continue_from(plan.state, requests)
+    flock.continue_from(plan.state, requests, salvaged=salvaged or None)
     return await start_resumed(flock, retry_failed=plan.retry_failed)

@@ -101,6 +101,7 @@ class ModelCalls:
         max_concurrent: int | None = None,
         record_only: bool = False,
         requests: Mapping[CallKey, Mapping[str, Any]] | None = None,
+        salvaged: dict[CallKey, dict[str, Any]] | None = None,
     ) -> None:
         self.state = state
         self.recorder = recorder
@@ -112,6 +113,8 @@ class ModelCalls:
         self.record_only = record_only
         # Recorded requests by (task, call index): served answers must match them.
         self.requests = requests
+        # Answers ``flock-es salvage`` read after a damaged run's cut (a resume of it).
+        self.salvaged = salvaged
         self.made = 0
         self.served = 0
 
@@ -146,54 +149,58 @@ class ModelCalls:
             if rec is not None:
                 self.served += 1
                 return _served(rec)
-        agent = run.agent
-        if self.record_only:
-            raise ReplayMiss(
-                f"no recorded model call {index} for task {run.task.id} ({agent.name})"
-            )
-        client = self.clients(agent)
-        # A slot of the global cap per attempt, if there is a cap (none: no slot to enter).
-        slot = None if self.sem is None else functools.partial(self.sem.slot, run.priority)
-
-        def failed(f: FailedAttempt) -> None:
-            self.attempt_failed(run, index, f)
-
         # The request as recorded, made before the call, not after its answer: while
         # the answers of many calls started together arrive, the loop's work per
         # answer is what makes the last one wait (issue 14 (e)).
         recorded = request.redacted()
-        # Each attempt holds a slot of the global cap; backoff waits between them do not.
-        limiter = getattr(client, "limiter", None)
-        t0 = time.perf_counter()
-        answering = 0.0  # the answering attempt's seconds: the model's work
-        try:
-            response, attempt = await call_with_retries(
-                lambda: client.complete(request),
-                self.retry,
-                failed,
-                slot,
-                limiter=limiter,
-                what=f"model {request.model!r}",
-                ready=getattr(client, "ready", None),
-                priority=run.priority,
-            )
-            answering = response.latency_ms / 1000.0
-        finally:
-            # The rest of the call's time (given up on or not) was waiting: queued for a
-            # slot (the limiter's, the global cap's), turned away (a 429 is a queue at the
-            # provider) or failed, and backing off between attempts.
-            run.waited += max(time.perf_counter() - t0 - answering, 0.0)
-        # What the agent sees is exactly what is recorded, so a replay matches. Each
-        # field is set only if it changed: a pydantic model's setattr is a Python call.
-        content = redact_text(response.content)
-        if content is not response.content:
-            response.content = content
-        if response.tool_calls:
-            response.tool_calls = redact(response.tool_calls)
-        if response.attempt != attempt:
-            response.attempt = attempt
-        self.made += 1
-        snapshot = limiter.snapshot() if limiter is not None and limiter.limited else None
+        kept = self._salvaged(run, index, recorded) if self.salvaged else None
+        if kept is not None:
+            response, snapshot = kept, None
+        else:  # inline, not a coroutine of its own: once per model call
+            agent = run.agent
+            if self.record_only:
+                raise ReplayMiss(
+                    f"no recorded model call {index} for task {run.task.id} ({agent.name})"
+                )
+            client = self.clients(agent)
+            # A slot of the global cap per attempt, if there is a cap (none: no slot to enter).
+            slot = None if self.sem is None else functools.partial(self.sem.slot, run.priority)
+
+            def failed(f: FailedAttempt) -> None:
+                self.attempt_failed(run, index, f)
+
+            # Each attempt holds a slot of the global cap; backoff waits between them do not.
+            limiter = getattr(client, "limiter", None)
+            t0 = time.perf_counter()
+            answering = 0.0  # the answering attempt's seconds: the model's work
+            try:
+                response, attempt = await call_with_retries(
+                    lambda: client.complete(request),
+                    self.retry,
+                    failed,
+                    slot,
+                    limiter=limiter,
+                    what=f"model {request.model!r}",
+                    ready=getattr(client, "ready", None),
+                    priority=run.priority,
+                )
+                answering = response.latency_ms / 1000.0
+            finally:
+                # The rest of the call's time (given up on or not) was waiting: queued for a
+                # slot (the limiter's, the global cap's), turned away (a 429 is a queue at the
+                # provider) or failed, and backing off between attempts.
+                run.waited += max(time.perf_counter() - t0 - answering, 0.0)
+            # What the agent sees is exactly what is recorded, so a replay matches. Each
+            # field is set only if it changed: a pydantic model's setattr is a Python call.
+            content = redact_text(response.content)
+            if content is not response.content:
+                response.content = content
+            if response.tool_calls:
+                response.tool_calls = redact(response.tool_calls)
+            if response.attempt != attempt:
+                response.attempt = attempt
+            self.made += 1
+            snapshot = limiter.snapshot() if limiter is not None and limiter.limited else None
         event = self._answer_event(run, index, request.model, recorded, response, snapshot)
         held = run.paid
         if response.tool_calls:
@@ -218,6 +225,25 @@ class ModelCalls:
             # only delay the agent, not the write.
             self.recorder.record([event])
         return response
+
+    def _salvaged(self, run: TaskRun, index: int, recorded: dict[str, Any]) -> ModelResponse | None:
+        """An answer ``flock-es salvage`` kept for this call, if the request is the one
+        it answered (``salvaged_answers``); recorded then like an answer made now."""
+        body = self.salvaged.pop((run.task.id, index), None) if self.salvaged else None
+        if body is None:
+            return None
+        if request_change(body["request"], json.loads(dumps(recorded))) is not None:
+            return None  # another request now: the kept answer does not apply
+        self.served += 1
+        return ModelResponse(
+            content=body["response"],
+            tokens_in=body.get("tokens_in", 0),
+            tokens_out=body.get("tokens_out", 0),
+            cost=body.get("cost"),
+            latency_ms=body.get("latency_ms", 0.0),
+            tool_calls=body.get("tool_calls", []),
+            attempt=body.get("attempt", 1),
+        )
 
     def flush_paid(self, run: TaskRun) -> None:
         """Queue the answers ``run`` holds, before it suspends (another call follows)."""

@@ -78,6 +78,7 @@ class RunLifecycle:
     _checkpoints: Checkpoints | None
     _initial_state: RunState | None
     _recorded_requests: dict[tuple[str, int], dict[str, Any]] | None
+    _salvaged_answers: dict[tuple[str, int], dict[str, Any]] | None
     _closed: bool
 
     if TYPE_CHECKING:
@@ -129,6 +130,7 @@ class RunLifecycle:
             state,
             restore=self._durable_state,
             recorded_requests=self._recorded_requests,
+            salvaged=self._salvaged_answers,
         )
         engine = Engine(kernel, self.agents, calls)
         engine.hooks = engine.executor.orchestrator = hooks = self.orchestrator_hooks()
@@ -172,11 +174,13 @@ class RunLifecycle:
         *,
         restore: Callable[[], RunState] | None = None,
         recorded_requests: dict[tuple[str, int], dict[str, Any]] | None = None,
+        salvaged: dict[tuple[str, int], dict[str, Any]] | None = None,
     ) -> tuple[Kernel, ModelCalls]:
         """A kernel and model calls for ``run_id`` with this program's agents, models
         and settings (``start`` makes the run's own; ``flock-es worker`` one per run
         it serves). ``restore`` rebuilds the state from the log after a failed commit;
-        ``recorded_requests`` are checked before a recorded answer is served."""
+        ``recorded_requests`` are checked before a recorded answer is served;
+        ``salvaged``: answers a salvage kept for the run (``salvaged_answers``)."""
         index = build_index(self.agents.values(), self.max_agent_iterations)
         kernel = Kernel(run_id, sink, index, state, restore)
         calls = ModelCalls(
@@ -187,6 +191,7 @@ class RunLifecycle:
             retry=self.retry,
             max_concurrent=self.max_concurrent_calls,
             requests=recorded_requests,
+            salvaged=salvaged,
         )
         return kernel, calls
 
