@@ -10,7 +10,8 @@ Each run is then copied as the longest prefix of its events with no hole in
 it. The log is append-only, so a prefix of a run is a state the run passed
 through, and ``flock-es resume`` goes on from there without paying again for
 any call the prefix recorded. Events after a hole are left out: the fold
-cannot know what the lost ones said.
+cannot know what the lost ones said. The paid answers among them are kept
+aside (``salvaged_answers``) for the resume to serve to the same calls.
 
 A hole counts against a run unless the run's index (``events_run``) still
 reads and does not list it. Where a run is cut, its last unit goes too: the
@@ -48,6 +49,7 @@ from flock_es.log.salvaged_answers import keep_answers
 from flock_es.log.sqlite_pages import PageReader, Value
 
 __all__ = [
+    "EVENTS_SHOWN",
     "PAGES_SHOWN",
     "READ_CHUNK",
     "SalvageProgress",
@@ -60,6 +62,8 @@ READ_CHUNK = 4_096
 """Seqs read through SQL at a time, and events handed to the new log at a time."""
 PAGES_SHOWN = 5_000
 """Pages read between two calls of ``progress``."""
+EVENTS_SHOWN = 20_000
+"""Events written between two calls of ``progress``."""
 
 _COLS = "SELECT seq, run_id, kind, ts, v, body FROM events NOT INDEXED"
 _KINDS = frozenset(k.value for k in EventKind)
@@ -85,6 +89,11 @@ class SalvagedRun:
     @property
     def read(self) -> int:
         return len(self.seqs)
+
+    @property
+    def copied(self) -> int:
+        """How many of the run's events go to the new log: those before the cut."""
+        return self.read if self.cut_at is None else bisect.bisect_left(self.seqs, self.cut_at)
 
 
 @dataclass(slots=True)
@@ -163,6 +172,8 @@ class _Log:
         # Where each event that reads is: page << 16 | cell offset, or -1 for SQL (an
         # int, not a tuple: a log of millions of events keeps one per event).
         self.at: dict[int, int] = {}
+        self.lost_set: set[int] = set()  # the seqs that do not read, once scanned
+        self.written = 0  # events handed to the new log
 
     def __enter__(self) -> _Log:
         return self
@@ -179,7 +190,8 @@ class _Log:
                 runs.setdefault(e.run_id, SalvagedRun(e.run_id)).seqs.append(e.seq)
         report = SalvageReport(last_seq=max([*self.at, *self.ends.values()], default=0))
         report.lost = report.last_seq - len(self.at)
-        lost = sorted(set(range(1, report.last_seq + 1)).difference(self.at))
+        self.lost_set = set(range(1, report.last_seq + 1)).difference(self.at)
+        lost = sorted(self.lost_set)
         for run in runs.values():
             run.seqs.sort()
             self._place(run, report, lost)
@@ -244,17 +256,25 @@ class _Log:
         return last is not None and last.kind is EventKind.RUN_FINISHED
 
     def _hole(self, run: SalvagedRun, lost: list[int]) -> int | None:
-        """The first lost seq after the run's start that may have been the run's."""
-        for seq in lost[bisect.bisect_right(lost, run.seqs[0]) :]:
-            try:
-                ours = self.con.execute(
-                    "SELECT 1 FROM events INDEXED BY events_run WHERE run_id = ? AND seq = ?",
-                    (run.run_id, seq),
-                ).fetchone()
-            except sqlite3.DatabaseError:
-                return seq  # the index is damaged there too: the row may have been the run's
-            if ours is not None:
-                return seq
+        """The first lost seq after the run's start that may have been the run's.
+
+        The run's index (``events_run``) lists its seqs: one scan of it finds the
+        first that is lost. Where the scan fails (the index is damaged too), any
+        lost seq from there on may have been the run's."""
+        after = run.seqs[0]
+        lost_set = self.lost_set
+        try:
+            for (seq,) in self.con.execute(
+                "SELECT seq FROM events INDEXED BY events_run"
+                " WHERE run_id = ? AND seq > ? ORDER BY seq",
+                (run.run_id, after),
+            ):
+                if seq in lost_set:
+                    return int(seq)
+                after = seq
+        except sqlite3.DatabaseError:
+            i = bisect.bisect_right(lost, after)
+            return lost[i] if i < len(lost) else None
         return None
 
     def _unit_start(self, run: SalvagedRun, hole: int) -> int:
@@ -279,34 +299,35 @@ class _Log:
         self, dst: Path, report: SalvageReport, progress: SalvageProgress | None
     ) -> None:
         writer = await open_writer(dst)
+        total = sum(r.copied for r in report.runs)
         try:
-            total, done = sum(r.read for r in report.runs), 0
             for run in report.runs:
-                await append_streamed(writer, self._kept(run), READ_CHUNK)
-                done += run.read
-                if progress is not None:
-                    progress("writing", done, total)
+                await append_streamed(writer, self._kept(run, progress, total), READ_CHUNK)
         finally:
             await writer.close()
+        if progress is not None:
+            progress("writing", self.written, total)
         for run in report.runs:
             run.answers = keep_answers(dst, self._answers_after_cut(run))
 
     def _answers_after_cut(self, run: SalvagedRun) -> Iterator[tuple[str, dict[str, Any]]]:
-        if run.cut_at is None:
-            return
-        for seq in run.seqs[bisect.bisect_left(run.seqs, run.cut_at) :]:
+        for seq in run.seqs[run.copied :]:  # none for a whole run
             e = self.event(seq)
             if e is not None and e.kind is EventKind.MODEL_CALLED:
                 yield run.run_id, e.body
 
-    def _kept(self, run: SalvagedRun) -> Iterator[Event]:
+    def _kept(
+        self, run: SalvagedRun, progress: SalvageProgress | None, total: int
+    ) -> Iterator[Event]:
         """The run's events up to its cut, as new ones (the new log numbers them)."""
-        end = len(run.seqs) if run.cut_at is None else bisect.bisect_left(run.seqs, run.cut_at)
-        for seq in run.seqs[:end]:
+        for seq in run.seqs[: run.copied]:
             e = self.event(seq)
             if e is None:  # it read a moment ago
                 raise DatabaseDamagedError(f"{self.src} changed while it was salvaged")
             run.kept += 1
+            self.written += 1
+            if progress is not None and self.written % EVENTS_SHOWN == 0:
+                progress("writing", self.written, total)
             run.finished = run.finished or e.kind is EventKind.RUN_FINISHED
             yield Event(run_id=e.run_id, kind=e.kind, body=e.body, ts=e.ts, v=e.v)
 
