@@ -15,7 +15,8 @@ does not carry it. It exists only in a database that ``salvage`` wrote.
 Example::
 
     keep_answers(Path("recovered.db"), [(run_id, body), ...])
-    answers = salvaged_answers(Path("recovered.db"), run_id)  # {(task, index): body}
+    answers = salvaged_answers(Path("recovered.db"), run_id)  # None if it kept none
+    body = answers.pop((task_id, 0)) if answers is not None else None
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 
 from flock_es.log.event_rows import dumps
 
-__all__ = ["TABLE", "keep_answers", "salvaged_answers"]
+__all__ = ["TABLE", "SalvagedAnswers", "keep_answers", "salvaged_answers"]
 
 TABLE = "salvaged_answers"
 
@@ -65,18 +66,48 @@ def keep_answers(db: Path, answers: Iterable[tuple[str, dict[str, Any]]]) -> int
     return kept
 
 
-def salvaged_answers(db: Path | str, run_id: str) -> dict[tuple[str, int], dict[str, Any]]:
-    """The answers a salvage kept for ``run_id`` by (task id, call index); none for a
-    PostgreSQL database or a file no salvage wrote."""
+class SalvagedAnswers:
+    """The answers a salvage kept for one run: their keys in memory, each body read
+    when its call comes (a run's answers with their requests: 1.2 GB of dicts for
+    82,000 calls, read whole).
+
+    ``pop((task id, call index))`` gives the body once, then forgets it.
+    """
+
+    def __init__(self, con: sqlite3.Connection, run_id: str, keys: set[tuple[str, int]]) -> None:
+        self._con, self._run_id, self._keys = con, run_id, keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def pop(self, key: tuple[str, int]) -> dict[str, Any] | None:
+        if key not in self._keys:
+            return None
+        self._keys.discard(key)
+        row = self._con.execute(
+            f"SELECT body FROM {TABLE} WHERE run_id = ? AND task_id = ? AND call_index = ?",
+            (self._run_id, *key),
+        ).fetchone()
+        body: dict[str, Any] | None = None if row is None else json.loads(row[0])
+        return body
+
+    def close(self) -> None:
+        self._con.close()
+
+
+def salvaged_answers(db: Path | str, run_id: str) -> SalvagedAnswers | None:
+    """The answers a salvage kept for ``run_id``; None for a PostgreSQL database, a
+    file no salvage wrote, or a run it kept none for."""
     if not isinstance(db, Path) or not db.is_file():
-        return {}
+        return None
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         rows = con.execute(
-            f"SELECT task_id, call_index, body FROM {TABLE} WHERE run_id = ?", (run_id,)
+            f"SELECT task_id, call_index FROM {TABLE} WHERE run_id = ?", (run_id,)
         ).fetchall()
     except sqlite3.OperationalError:  # no such table: no salvage wrote this file
-        return {}
-    finally:
+        rows = []
+    if not rows:
         con.close()
-    return {(t, i): json.loads(b) for t, i, b in rows}
+        return None
+    return SalvagedAnswers(con, run_id, {(t, i) for t, i in rows})

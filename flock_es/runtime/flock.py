@@ -21,6 +21,7 @@ from flock_es.domain.visibility import to_dict as visibility_dict
 from flock_es.errors import DefinitionError, UserError
 from flock_es.log.backends import DbRef, parse_db
 from flock_es.log.ports import Durability, EventWriter, Lease
+from flock_es.log.salvaged_answers import SalvagedAnswers
 from flock_es.log.schema import default_db_path
 from flock_es.models.mcp_client import McpServers
 from flock_es.models.retry import RetryPolicy
@@ -114,7 +115,7 @@ class Flock(RunLifecycle, Invocations):
         self._board: BoardSource | None = None  # see continue_from
         # Recorded requests of the calls resume may serve (checked before serving).
         self._recorded_requests: dict[tuple[str, int], dict[str, Any]] | None = None
-        self._salvaged_answers: dict[tuple[str, int], dict[str, Any]] | None = None
+        self._salvaged_answers: SalvagedAnswers | None = None
         self._closed = False
         # The run's lease (lifecycle.Ownership): every commit checks it is still ours.
         self.lease: Lease | None = None
@@ -222,7 +223,7 @@ class Flock(RunLifecycle, Invocations):
         state: RunState,
         recorded_requests: dict[tuple[str, int], dict[str, Any]] | None = None,
         board: BoardSource | None = None,
-        salvaged: dict[tuple[str, int], dict[str, Any]] | None = None,
+        salvaged: SalvagedAnswers | None = None,
     ) -> None:
         """Continue a recorded run from its folded ``state`` (resume, fork) instead of
         starting a new one; ``start`` then records no ``run.started``.

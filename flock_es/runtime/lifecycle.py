@@ -313,5 +313,5 @@ async def resume(flock: Flock, plan: ResumePlan, model: str | None) -> int:
     # Only what the open work needs from here on: completed tasks are forgotten, so the
     # resumed run's memory does not grow with the tasks it completes (issue 14).
     compacted(plan.state)
-    flock.continue_from(plan.state, requests, salvaged=salvaged or None)
+    flock.continue_from(plan.state, requests, salvaged=salvaged)
     return await start_resumed(flock, retry_failed=plan.retry_failed)

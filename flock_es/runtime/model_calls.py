@@ -32,6 +32,7 @@ from flock_es.domain.events import (
 )
 from flock_es.errors import RecordedCallChanged, ReplayMiss
 from flock_es.log.event_rows import dumps
+from flock_es.log.salvaged_answers import SalvagedAnswers
 from flock_es.models.base import ModelClient, ModelRequest, ModelResponse
 from flock_es.models.retry import FailedAttempt, RetryPolicy, call_with_retries
 from flock_es.models.tools import run_tool
@@ -101,7 +102,7 @@ class ModelCalls:
         max_concurrent: int | None = None,
         record_only: bool = False,
         requests: Mapping[CallKey, Mapping[str, Any]] | None = None,
-        salvaged: dict[CallKey, dict[str, Any]] | None = None,
+        salvaged: SalvagedAnswers | None = None,
     ) -> None:
         self.state = state
         self.recorder = recorder
@@ -153,7 +154,7 @@ class ModelCalls:
         # the answers of many calls started together arrive, the loop's work per
         # answer is what makes the last one wait (issue 14 (e)).
         recorded = request.redacted()
-        kept = self._salvaged(run, index, recorded) if self.salvaged else None
+        kept = self._salvaged(run, index, recorded) if self.salvaged is not None else None
         if kept is not None:
             response, snapshot = kept, None
         else:  # inline, not a coroutine of its own: once per model call
@@ -229,7 +230,7 @@ class ModelCalls:
     def _salvaged(self, run: TaskRun, index: int, recorded: dict[str, Any]) -> ModelResponse | None:
         """An answer ``flock-es salvage`` kept for this call, if the request is the one
         it answered (``salvaged_answers``); recorded then like an answer made now."""
-        body = self.salvaged.pop((run.task.id, index), None) if self.salvaged else None
+        body = self.salvaged.pop((run.task.id, index)) if self.salvaged is not None else None
         if body is None:
             return None
         if request_change(body["request"], json.loads(dumps(recorded))) is not None:

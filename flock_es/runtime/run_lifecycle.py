@@ -25,6 +25,7 @@ from flock_es.domain.events import RunStatus
 from flock_es.errors import UserError
 from flock_es.log.backends import DbRef, open_reader
 from flock_es.log.ports import Durability, EventWriter, Lease, open_store
+from flock_es.log.salvaged_answers import SalvagedAnswers
 from flock_es.models.base import ModelClient
 from flock_es.models.mcp_client import McpServers
 from flock_es.models.precise_timers import make_timers_precise
@@ -78,7 +79,7 @@ class RunLifecycle:
     _checkpoints: Checkpoints | None
     _initial_state: RunState | None
     _recorded_requests: dict[tuple[str, int], dict[str, Any]] | None
-    _salvaged_answers: dict[tuple[str, int], dict[str, Any]] | None
+    _salvaged_answers: SalvagedAnswers | None
     _closed: bool
 
     if TYPE_CHECKING:
@@ -174,7 +175,7 @@ class RunLifecycle:
         *,
         restore: Callable[[], RunState] | None = None,
         recorded_requests: dict[tuple[str, int], dict[str, Any]] | None = None,
-        salvaged: dict[tuple[str, int], dict[str, Any]] | None = None,
+        salvaged: SalvagedAnswers | None = None,
     ) -> tuple[Kernel, ModelCalls]:
         """A kernel and model calls for ``run_id`` with this program's agents, models
         and settings (``start`` makes the run's own; ``flock-es worker`` one per run
