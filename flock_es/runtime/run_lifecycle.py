@@ -274,6 +274,9 @@ class RunLifecycle:
                 self._checkpoints.stop()  # connection, then checkpoints and drops the WAL
             if engine.executor.board is not None:  # read-only, but open it would keep
                 engine.executor.board.close()  # the WAL the writer's close drops
+            if self._salvaged_answers is not None:  # so would this one
+                self._salvaged_answers.close()
+                self._salvaged_answers = None
             if self._writer is not None:
                 await self._writer.close()
             await self.mcp_servers.aclose()
