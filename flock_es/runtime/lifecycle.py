@@ -306,12 +306,12 @@ async def resume(flock: Flock, plan: ResumePlan, model: str | None) -> int:
     assert plan.program is not None
     with open_reader(plan.db) as reader:
         requests = pending_requests(reader, plan.state, plan.retry_failed)
-    salvaged = salvaged_answers(plan.db, plan.run_id)
     prepare(flock, plan.state, plan.db, model, plan.program)
     flock.snapshot_lag = plan.folded
     await check_recorded_calls(flock, plan.state, requests)
     # Only what the open work needs from here on: completed tasks are forgotten, so the
     # resumed run's memory does not grow with the tasks it completes (issue 14).
     compacted(plan.state)
-    flock.continue_from(plan.state, requests, salvaged=salvaged)
+    # Opened last: a refusal above leaves no connection to close.
+    flock.continue_from(plan.state, requests, salvaged=salvaged_answers(plan.db, plan.run_id))
     return await start_resumed(flock, retry_failed=plan.retry_failed)
