@@ -47,21 +47,28 @@ def rows(db: Path) -> list[Row]:
         con.close()
 
 
+def pages_of(db: Path, name: str, pagetype: str = "%") -> list[int]:
+    """The pages of table or index ``name`` in ``db``, in file order (SQLite's dbstat)."""
+    con = sqlite3.connect(db)
+    try:
+        sql = "SELECT pageno FROM dbstat WHERE name = ? AND pagetype LIKE ? ORDER BY pageno"
+        return [p for (p,) in con.execute(sql, (name, pagetype))]
+    finally:
+        con.close()
+
+
+def zeroed(src: Path, pages: list[int]) -> bytearray:
+    """``src``'s bytes with ``pages`` (4 KiB each) zeroed."""
+    data = bytearray(src.read_bytes())
+    for p in pages:
+        data[(p - 1) * 4096 : p * 4096] = bytes(4096)
+    return data
+
+
 def zero_events_page(src: Path, dst: Path, at: float) -> None:
     """Zero the leaf page of the events table that lies ``at`` of the way through them."""
-    con = sqlite3.connect(src)
-    pages = [
-        p
-        for (p,) in con.execute(
-            "SELECT pageno FROM dbstat WHERE name = 'events' AND pagetype = 'leaf' ORDER BY pageno"
-        )
-    ]
-    size = con.execute("PRAGMA page_size").fetchone()[0]
-    con.close()
-    page = pages[int(len(pages) * at)]
-    data = bytearray(src.read_bytes())
-    data[(page - 1) * size : page * size] = bytes(size)
-    dst.write_bytes(bytes(data))
+    leaves = pages_of(src, "events", "leaf")
+    dst.write_bytes(bytes(zeroed(src, [leaves[int(len(leaves) * at)]])))
 
 
 def salvaged(damaged: Path, tmp_path: Path) -> tuple[Path, str]:
@@ -155,12 +162,7 @@ def test_a_finished_run_stays_whole_when_the_index_that_tells_runs_apart_is_lost
     finished: Path, tmp_path: Path
 ) -> None:
     damaged = tmp_path / "noindex.db"
-    con = sqlite3.connect(finished)
-    index = [p for (p,) in con.execute("SELECT pageno FROM dbstat WHERE name = 'events_run'")]
-    con.close()
-    data = bytearray(finished.read_bytes())
-    for p in index:
-        data[(p - 1) * 4096 : p * 4096] = bytes(4096)
+    data = zeroed(finished, pages_of(finished, "events_run"))
     damaged.write_bytes(bytes(data[: len(data) * 6 // 10]))
     copy, said = salvaged(damaged, tmp_path)
     short = check_prefixes(finished, copy)

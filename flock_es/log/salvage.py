@@ -172,7 +172,9 @@ class _Log:
         # Where each event that reads is: page << 16 | cell offset, or -1 for SQL (an
         # int, not a tuple: a log of millions of events keeps one per event).
         self.at: dict[int, int] = {}
-        self.lost_set: set[int] = set()  # the seqs that do not read, once scanned
+        # The seqs that do not read, once scanned: in order, and as a set.
+        self.lost: list[int] = []
+        self.lost_set: set[int] = set()
         self.written = 0  # events handed to the new log
 
     def __enter__(self) -> _Log:
@@ -188,14 +190,18 @@ class _Log:
             assert e.seq is not None
             if e.seq not in self.at:
                 runs.setdefault(e.run_id, SalvagedRun(e.run_id)).seqs.append(e.seq)
-        report = SalvageReport(last_seq=max([*self.at, *self.ends.values()], default=0))
+        report = SalvageReport(last_seq=self._highest())
         report.lost = report.last_seq - len(self.at)
         self.lost_set = set(range(1, report.last_seq + 1)).difference(self.at)
-        lost = sorted(self.lost_set)
+        self.lost = sorted(self.lost_set)
         for run in runs.values():
             run.seqs.sort()
-            self._place(run, report, lost)
+            self._place(run, report)
         return report
+
+    def _highest(self) -> int:
+        """The highest seq an event that reads, or a runs row, names."""
+        return max(max(self.at, default=0), max(self.ends.values(), default=0))
 
     def _found(self, progress: SalvageProgress | None) -> Iterator[Event]:
         """Every event that reads, off the pages first, then through SQL; each one is
@@ -215,7 +221,7 @@ class _Log:
         with contextlib.suppress(sqlite3.DatabaseError):
             for values in self.con.execute("SELECT * FROM runs"):
                 self._note_end(list(values))
-        top = max(_last_seq(self.con), max(self.at, default=0))
+        top = max(_last_seq(self.con), self._highest())
         lo = 1
         while lo <= top:  # the seqs the pages did not give, in ranges
             while lo <= top and lo in self.at:
@@ -238,12 +244,12 @@ class _Log:
         if isinstance(last, int) and last > self.ends.get(values[0], 0):
             self.ends[values[0]] = last
 
-    def _place(self, run: SalvagedRun, report: SalvageReport, lost: list[int]) -> None:
+    def _place(self, run: SalvagedRun, report: SalvageReport) -> None:
         first = self.event(run.seqs[0])
         if first is None or first.kind is not EventKind.RUN_STARTED:
             report.dropped.append(run.run_id)  # its start is lost: nothing to fold from
             return
-        hole = self._hole(run, lost)
+        hole = self._hole(run)
         if hole is not None and not (hole > run.seqs[-1] and self._finished(run)):
             run.cut_at = self._unit_start(run, hole)
         report.runs.append(run)
@@ -255,21 +261,20 @@ class _Log:
         last = self.event(run.seqs[-1])
         return last is not None and last.kind is EventKind.RUN_FINISHED
 
-    def _hole(self, run: SalvagedRun, lost: list[int]) -> int | None:
+    def _hole(self, run: SalvagedRun) -> int | None:
         """The first lost seq after the run's start that may have been the run's.
 
         The run's index (``events_run``) lists its seqs: one scan of it finds the
         first that is lost. Where the scan fails (the index is damaged too), any
         lost seq from there on may have been the run's."""
-        after = run.seqs[0]
-        lost_set = self.lost_set
+        after, lost = run.seqs[0], self.lost
         try:
             for (seq,) in self.con.execute(
                 "SELECT seq FROM events INDEXED BY events_run"
                 " WHERE run_id = ? AND seq > ? ORDER BY seq",
                 (run.run_id, after),
             ):
-                if seq in lost_set:
+                if seq in self.lost_set:
                     return int(seq)
                 after = seq
         except sqlite3.DatabaseError:
@@ -341,15 +346,12 @@ def _connect(src: Path) -> sqlite3.Connection:
 
 
 def _last_seq(con: sqlite3.Connection) -> int:
-    """The highest seq SQL knows of: from the b-tree's right edge, else the runs table."""
-    for sql in ("SELECT max(seq) FROM events", "SELECT max(last_seq) FROM runs"):
-        try:
-            row = con.execute(sql).fetchone()
-        except sqlite3.DatabaseError:
-            continue
-        if row and row[0]:
-            return int(row[0])
-    return 0
+    """The highest seq SQL knows of, from the b-tree's right edge (0 if that is lost)."""
+    try:
+        row = con.execute("SELECT max(seq) FROM events").fetchone()
+    except sqlite3.DatabaseError:
+        return 0
+    return int(row[0] or 0)
 
 
 def _readable(con: sqlite3.Connection, lo: int, hi: int) -> Iterator[Event]:

@@ -154,7 +154,7 @@ class ModelCalls:
         # the answers of many calls started together arrive, the loop's work per
         # answer is what makes the last one wait (issue 14 (e)).
         recorded = request.redacted()
-        kept = self._salvaged(run, index, recorded) if self.salvaged is not None else None
+        kept = self._salvaged(run, index, request) if self.salvaged is not None else None
         if kept is not None:
             response, snapshot = kept, None
         else:  # inline, not a coroutine of its own: once per model call
@@ -227,13 +227,13 @@ class ModelCalls:
             self.recorder.record([event])
         return response
 
-    def _salvaged(self, run: TaskRun, index: int, recorded: dict[str, Any]) -> ModelResponse | None:
+    def _salvaged(self, run: TaskRun, index: int, request: ModelRequest) -> ModelResponse | None:
         """An answer ``flock-es salvage`` kept for this call, if the request is the one
         it answered (``salvaged_answers``); recorded then like an answer made now."""
         body = self.salvaged.pop((run.task.id, index)) if self.salvaged is not None else None
         if body is None:
             return None
-        if request_change(body["request"], json.loads(dumps(recorded))) is not None:
+        if request_change(body["request"], _canonical(request)) is not None:
             return None  # another request now: the kept answer does not apply
         self.served += 1
         return ModelResponse(
