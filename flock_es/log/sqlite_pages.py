@@ -46,13 +46,18 @@ class _File:
         self.page_size = 65536 if size == 1 else size
         self.usable = self.page_size - head[20]
         self.pages = os.fstat(f.fileno()).st_size // self.page_size
+        self._last: tuple[int, bytes | None] = (0, None)
 
     def page(self, n: int) -> bytes | None:
+        if n == self._last[0]:  # the rows of a run sit side by side: read once for all
+            return self._last[1]
         if not 1 <= n <= self.pages:
             return None
         self.f.seek((n - 1) * self.page_size)
         data = self.f.read(self.page_size)
-        return data if len(data) == self.page_size else None
+        page = data if len(data) == self.page_size else None
+        self._last = (n, page)
+        return page
 
 
 def _varint(b: bytes, i: int) -> tuple[int, int]:
