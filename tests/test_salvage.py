@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from flock_es.log.salvaged_answers import salvaged_answers
 from tests.conftest import run_cli
 from tests.openai_server import OpenAIServer
 
@@ -262,6 +263,69 @@ def test_answers_paid_after_the_cut_are_not_paid_again(tmp_path: Path) -> None:
         server.stop()
     replay = run_cli(["replay", "latest", "--db", copy, "--no-timeline"], env=env)
     assert replay.returncode == 0 and "identical" in replay.stdout, replay.stdout
+
+
+def tool_keys(db: Path, table: str = "events WHERE kind = 'tool.called'") -> list[str]:
+    """(task, call index, position) of each tool result in ``table``, repeats kept."""
+    con = sqlite3.connect(db)
+    try:
+        key = "json_extract(body, '$.{}')"
+        parts = " || ':' || ".join(key.format(k) for k in ("task_id", "call_index", "position"))
+        return [k for (k,) in con.execute(f"SELECT {parts} FROM {table}")]
+    finally:
+        con.close()
+
+
+def test_tools_that_ran_after_the_cut_do_not_run_again(tmp_path: Path) -> None:
+    """Each of 600 tasks calls a tool with a side effect (a line in a file). A page lost
+    early cuts the copy before most of them; the results that still read are kept
+    aside, and the resume serves each to the same call instead of running the tool
+    again. The run replays identical, each tool result in the log once."""
+    log = tmp_path / "tools.log"
+    env = {"SWARM_N": "20", "SWARM_TICKETS": "30", "TOOL_LOG": str(log)}
+    db = tmp_path / "tools.db"
+    out = run_cli(["run", SWARM, "--db", db, "-q"], env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert len(log.read_text().splitlines()) == TASKS
+    damaged = tmp_path / "damaged.db"
+    zero_events_page(db, damaged, at=0.3)
+    copy, said = salvaged(damaged, tmp_path)
+    assert "tool results after it kept for the resume" in said, said
+    in_copy, kept = set(tool_keys(copy)), set(tool_keys(copy, "salvaged_tool_results"))
+    assert len(in_copy) < TASKS // 2 and kept and not in_copy & kept
+    out = run_cli(["resume", "latest", "--db", copy, "-q"], env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    final = tool_keys(copy)
+    assert len(final) == len(set(final)) == TASKS
+    ran_again = len(log.read_text().splitlines()) - TASKS
+    assert ran_again == len(set(final) - in_copy - kept), said
+    assert ran_again < len(kept) // 10, (ran_again, len(kept))
+    replay = run_cli(["replay", "latest", "--db", copy, "--no-timeline"], env=env)
+    assert replay.returncode == 0 and "identical" in replay.stdout, replay.stdout
+
+
+def test_a_copy_an_earlier_salvage_wrote_serves_its_answers(tmp_path: Path) -> None:
+    """A copy written before tool results were kept has no table for them: its answers
+    are still served, and no tool result is."""
+    db = tmp_path / "older.db"
+    con = sqlite3.connect(db)
+    con.execute(
+        "CREATE TABLE salvaged_answers (run_id TEXT NOT NULL, task_id TEXT NOT NULL,"
+        " call_index INTEGER NOT NULL, body TEXT NOT NULL,"
+        " PRIMARY KEY (run_id, task_id, call_index))"
+    )
+    con.execute("INSERT INTO salvaged_answers VALUES ('r', 't', 0, '{\"response\": \"{}\"}')")
+    con.commit()
+    con.close()
+    kept = salvaged_answers(db, "r")
+    assert kept is not None and len(kept) == 1
+    try:
+        assert kept.pop_tool(("t", 0, 0)) is None
+        assert kept.pop(("t", 0)) == {"response": "{}"}
+        assert kept.pop(("t", 0)) is None  # once
+    finally:
+        kept.close()
+    assert salvaged_answers(db, "another run") is None
 
 
 @pytest.mark.slow  # six damaged files, each salvaged and resumed through the CLI

@@ -8,12 +8,15 @@ event, where ``resume`` goes on (``flock_es.log.salvage``).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from flock_es.cli.options import DbOption, db_path
 from flock_es.errors import DatabaseError
+
+if TYPE_CHECKING:  # imported when the command runs: the CLI starts without it
+    from flock_es.log.salvage import SalvagedRun
 
 __all__ = ["register"]
 
@@ -27,9 +30,10 @@ def salvage(
     A run whose events all read is copied whole. A run with a lost event is
     copied up to it, less the commit that ends there (a commit is all or
     nothing), and `flock-es resume RUN --db OUTPUT` goes on from that point.
-    The paid answers that still read past the cut are kept aside for that
-    resume, which serves each to the same call: only answers that were lost
-    are paid again. A run whose start is lost cannot be copied. On a
+    The paid answers and tool results that still read past the cut are kept
+    aside for that resume, which serves each to the same call: only answers
+    that were lost are paid again, and only tools whose results were lost run
+    again. A run whose start is lost cannot be copied. On a
     terminal, a line on stderr says how far it has come.
     """
     from flock_es.cli.phase_line import phase_line
@@ -57,13 +61,20 @@ def salvage(
         elif run.cut_at is None:
             typer.echo(f"  {run.run_id}  whole, not finished: {run.kept:,} events; {resume}")
         else:
-            aside = f"; {run.answers:,} paid answers after it kept for the resume"
             typer.echo(
                 f"  {run.run_id}  cut at seq {run.cut_at:,}: {run.kept:,} of the "
-                f"{run.read:,} events that read{aside if run.answers else ''}; {resume}"
+                f"{run.read:,} events that read{_aside(run)}; {resume}"
             )
     for run_id in report.dropped:
         typer.echo(f"  {run_id}  not copied: its run.started is lost")
+
+
+def _aside(run: SalvagedRun) -> str:
+    """What the salvage kept of ``run`` past its cut, for the resume ("" if nothing)."""
+    parts = [f"{run.answers:,} paid answers"] if run.answers else []
+    if run.tools:
+        parts.append(f"{run.tools:,} tool results")
+    return f"; {' and '.join(parts)} after it kept for the resume" if parts else ""
 
 
 def register(app: typer.Typer) -> None:

@@ -10,8 +10,9 @@ Each run is then copied as the longest prefix of its events with no hole in
 it. The log is append-only, so a prefix of a run is a state the run passed
 through, and ``flock-es resume`` goes on from there without paying again for
 any call the prefix recorded. Events after a hole are left out: the fold
-cannot know what the lost ones said. The paid answers among them are kept
-aside (``salvaged_answers``) for the resume to serve to the same calls.
+cannot know what the lost ones said. The paid answers and tool results among
+them are kept aside (``salvaged_answers``) for the resume to serve to the same
+calls: no call paid again, no tool run again, for what still reads.
 
 A hole counts against a run unless the run's index (``events_run``) still
 reads and does not list it. Where a run is cut, its last unit goes too: the
@@ -38,14 +39,14 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from flock_es.domain.events import Event, EventKind
 from flock_es.errors import DatabaseDamagedError, DatabaseError, DiskFullError
 from flock_es.log.backends import open_writer
 from flock_es.log.event_stream import append_streamed
 from flock_es.log.reader import row_to_event
-from flock_es.log.salvaged_answers import keep_answers
+from flock_es.log.salvaged_answers import Kept, keep_answers
 from flock_es.log.sqlite_pages import PageReader, Value
 
 __all__ = [
@@ -67,6 +68,8 @@ EVENTS_SHOWN = 20_000
 
 _COLS = "SELECT seq, run_id, kind, ts, v, body FROM events NOT INDEXED"
 _KINDS = frozenset(k.value for k in EventKind)
+# What is kept of a run past its cut: what the resume would otherwise pay for or redo.
+_KEPT_KINDS = frozenset({EventKind.MODEL_CALLED, EventKind.TOOL_CALLED})
 
 SalvageProgress = Callable[[str, int, int | None], None]
 """``progress(phase, done, total)``: ``reading`` (pages of the file), then ``writing``
@@ -85,6 +88,8 @@ class SalvagedRun:
     finished: bool = False
     answers: int = 0
     """Paid answers read after the cut, kept for the resume (``salvaged_answers``)."""
+    tools: int = 0
+    """Tool results read after the cut, kept for the resume likewise."""
 
     @property
     def read(self) -> int:
@@ -313,13 +318,13 @@ class _Log:
         if progress is not None:
             progress("writing", self.written, total)
         for run in report.runs:
-            run.answers = keep_answers(dst, self._answers_after_cut(run))
+            run.answers, run.tools = keep_answers(dst, self._paid_after_cut(run))
 
-    def _answers_after_cut(self, run: SalvagedRun) -> Iterator[tuple[str, dict[str, Any]]]:
+    def _paid_after_cut(self, run: SalvagedRun) -> Iterator[Kept]:
         for seq in run.seqs[run.copied :]:  # none for a whole run
             e = self.event(seq)
-            if e is not None and e.kind is EventKind.MODEL_CALLED:
-                yield run.run_id, e.body
+            if e is not None and e.kind in _KEPT_KINDS:
+                yield run.run_id, e.kind, e.body
 
     def _kept(
         self, run: SalvagedRun, progress: SalvageProgress | None, total: int

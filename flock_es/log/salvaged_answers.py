@@ -1,91 +1,134 @@
-"""Model answers a salvage found after a run's cut, kept for the resume that follows.
+"""Model answers and tool results a salvage found after a run's cut, kept for the
+resume that follows.
 
 ``salvage`` copies a run only up to its first lost event. The paid answers it
 could still read after that point would be lost with the rest, and the resume
-would pay for each again. They go to a table of their own in the new database,
-``salvaged_answers``, outside the log: the log stays a prefix the run passed
-through. A resume offers each to the task that makes the same call again
-(same task id, call index and request; task ids are digests of their inputs,
-so a re-run task has its old id), and records it in the log as that call's
-``model.called`` then, so the log reads as if it had been answered at once.
+would pay for each again; the tools those answers asked for would run again,
+side effects and all (a card charged twice). They go to tables of their own in
+the new database, ``salvaged_answers`` and ``salvaged_tool_results``, outside
+the log: the log stays a prefix the run passed through. A resume offers each
+answer to the task that makes the same call again (same task id, call index
+and request; task ids are digests of their inputs, so a re-run task has its
+old id), and each tool result to the same tool call (same task id, call index,
+position, tool and arguments), and records it in the log then, as that call's
+``model.called`` or ``tool.called``: the log reads as if it had been answered
+at once.
 
 This is not a read model: nothing rebuilds it from the events, and an export
 does not carry it. It exists only in a database that ``salvage`` wrote.
 
 Example::
 
-    keep_answers(Path("recovered.db"), [(run_id, body), ...])
-    answers = salvaged_answers(Path("recovered.db"), run_id)  # None if it kept none
-    body = answers.pop((task_id, 0)) if answers is not None else None
+    keep_answers(Path("recovered.db"), [(run_id, EventKind.MODEL_CALLED, body), ...])
+    kept = salvaged_answers(Path("recovered.db"), run_id)  # None if it kept none
+    body = kept.pop((task_id, 0)) if kept is not None else None
+    result = kept.pop_tool((task_id, 0, 0)) if kept is not None else None
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from flock_es.domain.events import EventKind
 from flock_es.log.event_rows import dumps
 
-__all__ = ["TABLE", "SalvagedAnswers", "keep_answers", "salvaged_answers"]
+__all__ = ["TABLE", "TOOLS_TABLE", "Kept", "SalvagedAnswers", "keep_answers", "salvaged_answers"]
 
 TABLE = "salvaged_answers"
+TOOLS_TABLE = "salvaged_tool_results"
 
-_CREATE = f"""
-CREATE TABLE IF NOT EXISTS {TABLE} (
-    run_id     TEXT    NOT NULL,
-    task_id    TEXT    NOT NULL,
-    call_index INTEGER NOT NULL,
-    body       TEXT    NOT NULL,
-    PRIMARY KEY (run_id, task_id, call_index)
-)
-"""
+# Each table's key after (run id, task id): an answer's call index; a tool result's
+# call index and position in that answer's tool calls.
+_KEYS = {TABLE: ("call_index",), TOOLS_TABLE: ("call_index", "position")}
 
 
-def keep_answers(db: Path, answers: Iterable[tuple[str, dict[str, Any]]]) -> int:
-    """Keep ``(run id, model.called body)`` pairs in ``db``, streamed into one
-    transaction (a run's answers with their requests can be hundreds of MB);
-    returns how many."""
-    kept = 0
+def _create(table: str) -> str:
+    cols = "".join(f"{k} INTEGER NOT NULL, " for k in _KEYS[table])
+    return (
+        f"CREATE TABLE IF NOT EXISTS {table} (run_id TEXT NOT NULL, task_id TEXT NOT NULL, "
+        f"{cols}body TEXT NOT NULL, PRIMARY KEY (run_id, task_id, {', '.join(_KEYS[table])}))"
+    )
 
-    def rows() -> Iterator[tuple[str, str, int, str]]:
-        nonlocal kept
-        for run_id, b in answers:
-            kept += 1
-            yield run_id, b["task_id"], b["call_index"], dumps(b)
+
+_BATCH = 1000
+Kept = tuple[str, EventKind, dict[str, Any]]
+"""A run id, and the kind and body of a ``model.called`` or ``tool.called`` to keep."""
+
+
+def keep_answers(db: Path, kept: Iterable[Kept]) -> tuple[int, int]:
+    """Keep paid answers and tool results (``Kept``: other kinds are skipped) in ``db``,
+    in one transaction, ``_BATCH`` rows held at a time (a run's answers with their
+    requests can be hundreds of MB); how many answers, and how many tool results."""
+    answers: list[tuple[str, str, int, str]] = []
+    tools: list[tuple[str, str, int, int, str]] = []
+    counts = [0, 0]
+
+    def flush() -> None:
+        con.executemany(f"INSERT OR REPLACE INTO {TABLE} VALUES (?, ?, ?, ?)", answers)
+        con.executemany(f"INSERT OR REPLACE INTO {TOOLS_TABLE} VALUES (?, ?, ?, ?, ?)", tools)
+        counts[0] += len(answers)
+        counts[1] += len(tools)
+        answers.clear()
+        tools.clear()
 
     con = sqlite3.connect(db)
     try:
         with con:
-            con.execute(_CREATE)
-            con.executemany(f"INSERT OR REPLACE INTO {TABLE} VALUES (?, ?, ?, ?)", rows())
+            con.execute(_create(TABLE))
+            con.execute(_create(TOOLS_TABLE))
+            for run_id, kind, b in kept:
+                if kind is EventKind.MODEL_CALLED:
+                    answers.append((run_id, b["task_id"], b["call_index"], dumps(b)))
+                elif kind is EventKind.TOOL_CALLED:
+                    row = (run_id, b["task_id"], b["call_index"], b["position"], dumps(b))
+                    tools.append(row)
+                if len(answers) + len(tools) >= _BATCH:
+                    flush()
+            flush()
     finally:
         con.close()
-    return kept
+    return counts[0], counts[1]
 
 
 class SalvagedAnswers:
-    """The answers a salvage kept for one run: their keys in memory, each body read
-    when its call comes (a run's answers with their requests: 1.2 GB of dicts for
-    82,000 calls, read whole).
+    """The answers and tool results a salvage kept for one run: their keys in memory,
+    each body read when its call comes (a run's answers with their requests: 1.2 GB
+    of dicts for 82,000 calls, read whole).
 
-    ``pop((task id, call index))`` gives the body once, then forgets it.
+    ``pop((task id, call index))`` gives an answer's body once, then forgets it;
+    ``pop_tool((task id, call index, position))`` a tool result's.
     """
 
-    def __init__(self, con: sqlite3.Connection, run_id: str, keys: set[tuple[str, int]]) -> None:
+    def __init__(
+        self,
+        con: sqlite3.Connection,
+        run_id: str,
+        keys: set[tuple[str, int]],
+        tool_keys: set[tuple[str, int, int]] | None = None,
+    ) -> None:
         self._con, self._run_id, self._keys = con, run_id, keys
+        self._tool_keys = tool_keys or set()
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._keys) + len(self._tool_keys)
 
     def pop(self, key: tuple[str, int]) -> dict[str, Any] | None:
-        if key not in self._keys:
+        return self._pop(TABLE, self._keys, key)
+
+    def pop_tool(self, key: tuple[str, int, int]) -> dict[str, Any] | None:
+        return self._pop(TOOLS_TABLE, self._tool_keys, key)
+
+    def _pop(self, table: str, keys: set[Any], key: tuple[Any, ...]) -> dict[str, Any] | None:
+        if key not in keys:
             return None
-        self._keys.discard(key)
+        keys.discard(key)
+        where = "".join(f" AND {k} = ?" for k in _KEYS[table])
         row = self._con.execute(
-            f"SELECT body FROM {TABLE} WHERE run_id = ? AND task_id = ? AND call_index = ?",
+            f"SELECT body FROM {table} WHERE run_id = ? AND task_id = ?{where}",
             (self._run_id, *key),
         ).fetchone()
         body: dict[str, Any] | None = None if row is None else json.loads(row[0])
@@ -96,18 +139,23 @@ class SalvagedAnswers:
 
 
 def salvaged_answers(db: Path | str, run_id: str) -> SalvagedAnswers | None:
-    """The answers a salvage kept for ``run_id``; None for a PostgreSQL database, a
-    file no salvage wrote, or a run it kept none for."""
+    """The answers and tool results a salvage kept for ``run_id``; None for a
+    PostgreSQL database, a file no salvage wrote, or a run it kept none for."""
     if not isinstance(db, Path) or not db.is_file():
         return None
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        rows = con.execute(
-            f"SELECT task_id, call_index FROM {TABLE} WHERE run_id = ?", (run_id,)
-        ).fetchall()
-    except sqlite3.OperationalError:  # no such table: no salvage wrote this file
-        rows = []
-    if not rows:
+    keys = _keys(con, TABLE, run_id)
+    tools = _keys(con, TOOLS_TABLE, run_id)  # none in a copy an earlier salvage wrote
+    if not keys and not tools:
         con.close()
         return None
-    return SalvagedAnswers(con, run_id, {(t, i) for t, i in rows})
+    return SalvagedAnswers(con, run_id, set(keys), set(tools))
+
+
+def _keys(con: sqlite3.Connection, table: str, run_id: str) -> list[Any]:
+    """The keys of ``run_id``'s rows in ``table``, each (task id, *``_KEYS[table]``)."""
+    sql = f"SELECT task_id, {', '.join(_KEYS[table])} FROM {table} WHERE run_id = ?"
+    try:
+        return [tuple(r) for r in con.execute(sql, (run_id,))]
+    except sqlite3.OperationalError:  # no such table: no salvage wrote it in this file
+        return []

@@ -19,7 +19,7 @@ import functools
 import json
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from flock_es.domain.events import (
     Event,
@@ -246,6 +246,20 @@ class ModelCalls:
             attempt=body.get("attempt", 1),
         )
 
+    def _salvaged_tool(self, key: tuple[str, int, int], call: dict[str, Any]) -> ToolCalled | None:
+        """The ``tool.called`` body ``flock-es salvage`` kept for this tool call, if the
+        call is the one it answered (same tool, same arguments as recorded)."""
+        kept = self.salvaged.pop_tool(key) if self.salvaged is not None else None
+        if kept is None:
+            return None
+        body = cast(ToolCalled, kept)  # a tool.called body, as the log recorded it
+        same = body.get("tool") == str(call["name"]) and body.get("arguments") == redact_text(
+            str(call["arguments"])
+        )
+        if not same:
+            return None  # another call now: the kept result does not apply
+        return body
+
     def flush_paid(self, run: TaskRun) -> None:
         """Queue the answers ``run`` holds, before it suspends (another call follows)."""
         if run.paid:
@@ -321,6 +335,13 @@ class ModelCalls:
             return rec.result
         if self.record_only:
             raise ReplayMiss(f"no recorded tool call {index}.{position} for task {key[0]}")
+        kept = self._salvaged_tool(key, call) if self.salvaged is not None else None
+        if kept is not None:
+            # It ran before the salvage: recorded now, durable before the model hears it.
+            await self.recorder.emit(
+                [make_event(self.state.run_id, EventKind.TOOL_CALLED, kept, time.time())]
+            )
+            return str(kept["result"])
         t0 = time.perf_counter()
         mcp = mcp_server_of(run.agent, str(call["name"]))
         if mcp is not None and run.agent.mcp is not None:
