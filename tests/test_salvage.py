@@ -293,8 +293,14 @@ def test_tools_that_ran_after_the_cut_do_not_run_again(tmp_path: Path) -> None:
     assert "tool results after it kept for the resume" in said, said
     in_copy, kept = set(tool_keys(copy)), set(tool_keys(copy, "salvaged_tool_results"))
     assert len(in_copy) < TASKS // 2 and kept and not in_copy & kept
+    # An export carries the log only: before the resume, it says what it leaves out.
+    export: list[str | Path] = ["export", "latest", "--db", copy, "-o", tmp_path / "run.jsonl"]
+    out = run_cli(export)
+    assert out.returncode == 0 and "export leaves out the" in out.stderr, out.stderr
     out = run_cli(["resume", "latest", "--db", copy, "-q"], env=env, timeout=120)
     assert out.returncode == 0, out.stderr
+    out = run_cli(export)
+    assert out.returncode == 0 and "leaves out" not in out.stderr, out.stderr
     final = tool_keys(copy)
     assert len(final) == len(set(final)) == TASKS
     ran_again = len(log.read_text().splitlines()) - TASKS

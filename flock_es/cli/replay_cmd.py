@@ -28,7 +28,7 @@ from flock_es.cli.options import (
     reconnect_seconds,
 )
 from flock_es.cli.resume_run import Claim, ResumeOptions, hash_warning, resume_run, warn
-from flock_es.domain.events import RunStarted, body_as
+from flock_es.domain.events import RunStarted, RunStatus, body_as
 from flock_es.errors import ExitCode
 
 ProgramOption = Annotated[
@@ -273,8 +273,28 @@ def export_(
             n = export_run(reader, run_id, sys.stdout, line)
         else:
             n = export_to_file(reader, run_id, output, line)
+        status = next((r.status for r in reader.runs() if r.run_id == run_id), None)
     if output is not None:
         typer.echo(f"exported {n} events of {run_id} to {output}", err=True)
+    if status != RunStatus.COMPLETED:  # a completed run needs nothing kept for it
+        _note_salvaged(db_path(db), run_id)
+
+
+def _note_salvaged(db: Path | str, run_id: str) -> None:
+    """Say on stderr what a salvage kept aside for ``run_id`` that an export leaves out."""
+    from flock_es.log.salvaged_answers import salvaged_answers
+
+    kept = salvaged_answers(db, run_id)
+    if kept is None:
+        return
+    n = len(kept)
+    kept.close()
+    typer.echo(
+        f"flock-es: note: the export leaves out the {n:,} answers and tool results that "
+        f"salvage kept past the cut of {run_id}; resume it here first "
+        f"(flock-es resume {run_id} --db {db}) so that none is paid for or run again",
+        err=True,
+    )
 
 
 def import_(
