@@ -125,3 +125,21 @@ def test_a_resume_counts_only_its_own_work(tmp_path: Path) -> None:
     assert "completed" in resumed.stderr
     # the editor's 0.4 s only: not the analysts' 3.2 s before the kill
     assert busy_of(resumed.stderr) < 1.0, resumed.stderr
+
+
+def test_agents_waiting_for_the_event_loop_are_not_busy(tmp_path: Path) -> None:
+    """600 model agents start together on the offline model (no latency), each calling
+    a plain-function tool: every task then spends most of the run waiting for the
+    event loop, which runs the others, or for one of the few tool threads. That is
+    not the agents' work: the summary said ``agents busy 115.16 s · parallel
+    speedup 330.7×`` for a 0.35 s run on two cores. A model agent's busy time is its
+    model's answering and its tools' running."""
+    env = {"SWARM_N": "20", "SWARM_TICKETS": "30", "TOOL_LOG": str(tmp_path / "tools.log")}
+    swarm = Path(__file__).parent / "programs" / "swarm_program.py"
+    out = run_cli(["run", swarm, "--db", tmp_path / "s.db", "-q"], env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    m = re.search(r"wall ([0-9.]+) s", out.stderr)
+    assert m, out.stderr
+    # Each agent's work is a few dozen microseconds of answer and a line written.
+    assert busy_of(out.stderr) <= max(2 * float(m.group(1)), 1.0), out.stderr
+    assert "speedup" not in out.stderr, out.stderr

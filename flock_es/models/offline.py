@@ -348,8 +348,13 @@ class OfflineModel:
             # is worked out, within the latency (as a server works while clients
             # wait), so its CPU delays neither them nor the answer.
             await asyncio.sleep(0)
+        t1 = time.perf_counter()
         calls = tool_calls(request)
         content = "" if calls else self.answer(request)
+        # The simulated provider's time: its latency, or its work if that took longer.
+        # Not the wall time until this coroutine runs again, which also holds the
+        # event loop's other tasks (600 started together: a tenth of a second each).
+        latency = max(self.latency, time.perf_counter() - t1)
         prompt_chars = sum(len(str(m.get("content", ""))) for m in request.messages)
         # Always yield, as a real call would: a zero-latency model must not run
         # agents that were started together one after another. The wait ends on
@@ -361,6 +366,6 @@ class OfflineModel:
             tokens_in=max(1, prompt_chars // 4),
             tokens_out=max(1, len(content) // 4),
             cost=0.0,
-            latency_ms=(time.perf_counter() - t0) * 1000.0,
+            latency_ms=latency * 1000.0,
             tool_calls=calls,
         )

@@ -22,7 +22,8 @@ import asyncio
 import functools
 import inspect
 import json
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
@@ -103,17 +104,22 @@ def result_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-async def run_tool(tools: Sequence[Tool], name: str, arguments: str) -> tuple[str, str | None]:
+async def run_tool(
+    tools: Sequence[Tool], name: str, arguments: str
+) -> tuple[str, str | None, float]:
     """Call the tool ``name`` with the model's JSON ``arguments``.
 
-    Returns ``(result, error)``. A bad call (unknown tool, arguments that do not
-    parse or validate, an exception in the tool) is not fatal: the error text
-    goes back to the model as the result, so it can correct itself.
+    Returns ``(result, error, seconds)``. A bad call (unknown tool, arguments that
+    do not parse or validate, an exception in the tool) is not fatal: the error
+    text goes back to the model as the result, so it can correct itself.
+    ``seconds`` is how long the tool ran: a plain function's time in its worker
+    thread, not its wait for one (40 agents calling tools at once share a few
+    threads), an ``async def``'s from its call to its result.
     """
     fn = next((t for t in tools if tool_name(t) == name), None)
     if fn is None:
         err = f"unknown tool {name!r}; available: {', '.join(tool_name(t) for t in tools)}"
-        return f"error: {err}", err
+        return f"error: {err}", err, 0.0
     try:
         raw = json.loads(arguments or "{}")
         if not isinstance(raw, dict):
@@ -121,16 +127,38 @@ async def run_tool(tools: Sequence[Tool], name: str, arguments: str) -> tuple[st
         parsed = _arguments_model(fn).model_validate(raw)
     except (ValueError, ValidationError) as exc:
         err = f"bad arguments for {name}: {' '.join(str(exc).split())}"
-        return f"error: {err}", err
+        return f"error: {err}", err, 0.0
     kwargs = {k: getattr(parsed, k) for k in type(parsed).model_fields}
+    took = [0.0]
     try:
-        if inspect.iscoroutinefunction(fn):
-            value = await fn(**kwargs)
-        else:
-            value = await asyncio.to_thread(fn, **kwargs)
-            if inspect.isawaitable(value):
-                value = await value
+        value = await _timed(fn, kwargs, took)
     except Exception as exc:
         err = f"{name} raised {type(exc).__name__}: {exc}"
-        return f"error: {err}", err
-    return result_text(value), None
+        return f"error: {err}", err, took[0]
+    return result_text(value), None, took[0]
+
+
+async def _timed(fn: Tool, kwargs: dict[str, Any], took: list[float]) -> Any:
+    """``fn(**kwargs)``'s value (a plain function in a worker thread); the seconds it
+    ran are added to ``took[0]``, raised or not: a plain function's in its thread."""
+    if inspect.iscoroutinefunction(fn):
+        return await _awaited(fn(**kwargs), took)
+
+    def timed() -> Any:
+        t0 = time.perf_counter()
+        try:
+            return fn(**kwargs)
+        finally:
+            took[0] += time.perf_counter() - t0
+
+    value = await asyncio.to_thread(timed)
+    # A plain function that returned an awaitable: its time counts too.
+    return await _awaited(value, took) if inspect.isawaitable(value) else value
+
+
+async def _awaited(value: Awaitable[Any], took: list[float]) -> Any:
+    t0 = time.perf_counter()
+    try:
+        return await value
+    finally:
+        took[0] += time.perf_counter() - t0

@@ -88,6 +88,9 @@ class TaskRun:
     # Seconds its model calls waited for a slot, on failed attempts or between them
     # (``waited_ms`` of its outcome): the rest of its time is the agent's work.
     waited: float = 0.0
+    # Seconds the model took to answer the calls made now, and its tools to run: all a
+    # model agent's work (``Executor.waited``); served ones took none.
+    answered: float = 0.0
 
     @property
     def ctx(self) -> AgentContext:

@@ -186,6 +186,7 @@ class ModelCalls:
                     priority=run.priority,
                 )
                 answering = response.latency_ms / 1000.0
+                run.answered += answering
             finally:
                 # The rest of the call's time (given up on or not) was waiting: queued for a
                 # slot (the limiter's, the global cap's), turned away (a 429 is a queue at the
@@ -347,12 +348,14 @@ class ModelCalls:
         if mcp is not None and run.agent.mcp is not None:
             server: str | None = mcp[0]
             result, error = await run.agent.mcp.call_tool(*mcp, str(call["arguments"]))
+            took = time.perf_counter() - t0
         else:
             server = None
-            result, error = await run_tool(
+            result, error, took = await run_tool(
                 run.agent.tools, str(call["name"]), str(call["arguments"])
             )
         result = redact_text(result)
+        run.answered += took  # a tool's run is the agent's work
         body = ToolCalled(
             task_id=run.task.id,
             agent=run.agent.name,
@@ -363,7 +366,7 @@ class ModelCalls:
             arguments=redact_text(str(call["arguments"])),
             result=result,
             error=redact_text(error) if error else None,
-            duration_ms=(time.perf_counter() - t0) * 1000.0,
+            duration_ms=took * 1000.0,
         )
         if server is not None:
             body["server"] = server
