@@ -33,8 +33,8 @@ def salvage(
     The paid answers and tool results that still read past the cut are kept
     aside for that resume, which serves each to the same call: only answers
     that were lost are paid again, and only tools whose results were lost run
-    again. A run whose start is lost cannot be copied. On a
-    terminal, a line on stderr says how far it has come.
+    again. A run whose start is lost cannot be copied. On a terminal, a line
+    on stderr says how far it has come.
     """
     from flock_es.cli.phase_line import phase_line
     from flock_es.log.salvage import salvage as salvage_log
