@@ -116,8 +116,7 @@ def latest(rows: list[dict[str, Any]], limit: int | None, as_json: bool) -> list
 def register(app: typer.Typer) -> None:
     @app.command()
     def runs(db: DbOption = None, as_json: JsonOption = False, limit: LimitOption = None) -> None:
-        """List the runs in the database, the latest last: status, tasks, artifacts,
-        model usage, forks."""
+        """List the runs in the database, latest last: status, tasks, artifacts, models, forks."""
         every = run_rows(db_path(db))
         rows = latest(every, limit, as_json)
         if as_json:
