@@ -318,10 +318,11 @@ class _Log:
         if progress is not None:
             progress("writing", self.written, total)
         for run in report.runs:
-            run.answers, run.tools = keep_answers(dst, self._paid_after_cut(run))
+            if run.copied < run.read:  # events read past the cut (a whole run has none)
+                run.answers, run.tools = keep_answers(dst, self._paid_after_cut(run))
 
     def _paid_after_cut(self, run: SalvagedRun) -> Iterator[Kept]:
-        for seq in run.seqs[run.copied :]:  # none for a whole run
+        for seq in run.seqs[run.copied :]:
             e = self.event(seq)
             if e is not None and e.kind in _KEPT_KINDS:
                 yield run.run_id, e.kind, e.body

@@ -232,8 +232,8 @@ class Flock(RunLifecycle, Invocations):
         the tasks to re-run: a recorded answer is served only to the same request.
         ``board``: where the store reads the artifacts a compact ``state`` let go of
         before the run starts (a replay, which never starts it). ``salvaged``: the
-        answers ``flock-es salvage`` kept for the run past its cut, by (task id,
-        call index), served to the same requests and recorded then.
+        answers and tool results ``flock-es salvage`` kept for the run past its cut,
+        served to the same calls and recorded then.
         """
         self._check_not_started("continue another run")
         self._board = board

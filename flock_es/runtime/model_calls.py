@@ -114,7 +114,8 @@ class ModelCalls:
         self.record_only = record_only
         # Recorded requests by (task, call index): served answers must match them.
         self.requests = requests
-        # Answers ``flock-es salvage`` read after a damaged run's cut (a resume of it).
+        # Answers and tool results ``flock-es salvage`` read after a damaged run's cut
+        # (a resume of it).
         self.salvaged = salvaged
         self.made = 0
         self.served = 0

@@ -181,7 +181,8 @@ class RunLifecycle:
         and settings (``start`` makes the run's own; ``flock-es worker`` one per run
         it serves). ``restore`` rebuilds the state from the log after a failed commit;
         ``recorded_requests`` are checked before a recorded answer is served;
-        ``salvaged``: answers a salvage kept for the run (``salvaged_answers``)."""
+        ``salvaged``: answers and tool results a salvage kept for the run
+        (``salvaged_answers``)."""
         index = build_index(self.agents.values(), self.max_agent_iterations)
         kernel = Kernel(run_id, sink, index, state, restore)
         calls = ModelCalls(
