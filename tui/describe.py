@@ -10,13 +10,16 @@ from flock_es.domain.events import Event
 if TYPE_CHECKING:
     from .monitor import LogLine
 
-__all__ = ["summarise"]
+__all__ = ["WIDEST", "summarise"]
+
+WIDEST = 4_000  # characters: wider than any terminal
 
 
 def summarise(e: Event) -> LogLine:
-    """A one-line description of an event for the event log (no length cap: the
-    screen truncates to its width)."""
+    """A one-line description of an event for the event log (the screen truncates it
+    to its width; only its first ``WIDEST`` characters are read: a failure's
+    message can hold a whole document)."""
     from .monitor import LogLine
 
-    text = " ".join(describe(e).split())
+    text = " ".join(describe(e)[:WIDEST].split())
     return LogLine(seq=e.seq or 0, ts=e.ts, kind=str(e.kind), agent=actor(e), summary=text)

@@ -41,6 +41,7 @@ from flock_es.domain.events import (
 from flock_es.log.ports import EventReader
 from flock_es.projection.state import RunState
 
+from .bounded import DETAIL, bounded, bounded_text, cut_note
 from .index import RunIndex
 from .on_disk import payload_of, payloads_of
 from .rows import fmt_cost, fmt_iso, fmt_seconds, preview
@@ -69,29 +70,45 @@ class Detail:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-def pretty(value: Any) -> Syntax:
-    text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
-    return Syntax(text, "json", word_wrap=True, theme="ansi_dark", background_color="default")
+def pretty(value: Any, run: str = "RUN", events: bool = False) -> RenderableType:
+    """``value`` as highlighted JSON, its long strings and lists cut (``bounded``: a
+    whole document laid out would hold the screen for seconds), saying so above it
+    (and where the whole is: ``cut_note``)."""
+    shown, cut = bounded(value, DETAIL)
+    text = json.dumps(shown, indent=2, ensure_ascii=False, default=str)
+    syntax = Syntax(text, "json", word_wrap=True, theme="ansi_dark", background_color="default")
+    return Group(Text(cut_note(run, events), "yellow"), syntax) if cut else syntax
 
 
-def _content_text(content: Any) -> RenderableType:
+def _content_text(content: Any, run: str = "RUN") -> RenderableType:
     """A message's content: text as text; JSON text or structured parts pretty-printed."""
     if isinstance(content, str):
         stripped = content.strip()
         if stripped[:1] in "{[":
             try:
-                return pretty(json.loads(stripped))
+                return pretty(json.loads(stripped), run, events=True)
             except ValueError:
                 pass
-        return Text(content)
+        return _long_text(content, run)
     if isinstance(content, list):
         parts = [p.get("text") if isinstance(p, dict) and "text" in p else p for p in content]
         if all(isinstance(p, str) for p in parts):
-            return Text("\n".join(str(p) for p in parts))
-    return pretty(content)
+            return _long_text("\n".join(str(p) for p in parts), run)
+    return pretty(content, run, events=True)
 
 
-def chat(messages: list[dict[str, Any]]) -> Group:
+def _long_text(text: str, run: str = "RUN") -> RenderableType:
+    """``text`` as plain text, cut to a detail's bound (saying so above it)."""
+    shown, cut = bounded_text(text, DETAIL)
+    return Group(Text(cut_note(run, events=True), "yellow"), Text(shown)) if cut else Text(text)
+
+
+def _short_text(value: Any) -> str:
+    """``value`` as one string, cut to a detail's bound."""
+    return bounded_text(str(value), DETAIL)[0]
+
+
+def chat(messages: list[dict[str, Any]], run: str = "RUN") -> Group:
     """A prompt as a chat: one titled turn per message (tool calls and results included)."""
     turns: list[RenderableType] = []
     for m in messages:
@@ -101,10 +118,11 @@ def chat(messages: list[dict[str, Any]]) -> Group:
             title += f" · result of {m['tool_call_id']}"
         parts: list[RenderableType] = []
         if m.get("content") not in (None, ""):
-            parts.append(_content_text(m.get("content")))
+            parts.append(_content_text(m.get("content"), run))
         for call in m.get("tool_calls") or []:
             fn = call.get("function", call)
-            parts.append(Text(f"→ calls {fn.get('name')}({fn.get('arguments', '')})", "yellow"))
+            args = _short_text(fn.get("arguments", ""))
+            parts.append(Text(f"→ calls {fn.get('name')}({args})", "yellow"))
         style = ROLE_STYLE.get(role, "white")
         turns.append(Panel(Group(*parts), title=title, title_align="left", border_style=style))
     return Group(*turns)
@@ -124,7 +142,7 @@ def _artifact_block(
     if a is None:
         return [Text(f"{role} {aid} (not in the log yet)", "dim")]
     head = Text.assemble((f"{role} ", "bold"), f"{a.type} {a.id}", (f" by {a.produced_by}", "dim"))
-    return [head, pretty(payloads.get(aid, a.payload))]
+    return [head, pretty(payloads.get(aid, a.payload), state.run_id)]
 
 
 def task_detail(state: RunState, index: RunIndex, reader: EventReader, tid: str) -> Detail:
@@ -163,7 +181,7 @@ def task_detail(state: RunState, index: RunIndex, reader: EventReader, tid: str)
             done = body_as(e, TaskCompleted)
             if done.get("attempt", 1) not in started:
                 d.body.append(_own_start(done, e.ts))
-        d.body.extend(_event_block(e, calls))
+        d.body.extend(_event_block(e, calls, state.run_id))
     d.data["model_calls"] = calls
     for aid in t.outputs:
         d.body.extend(_artifact_block(state, aid, "output", payloads))
@@ -182,7 +200,7 @@ def _own_start(done: TaskCompleted, ts: float) -> RenderableType:
     return Rule(f"attempt {done.get('attempt', 1)} started {fmt_iso(began)}", align="left")
 
 
-def _event_block(e: Event, calls: list[dict[str, Any]]) -> list[RenderableType]:
+def _event_block(e: Event, calls: list[dict[str, Any]], run: str) -> list[RenderableType]:
     when = fmt_iso(e.ts)
     if e.kind is EventKind.TASK_STARTED:
         started = body_as(e, TaskStarted)
@@ -190,15 +208,15 @@ def _event_block(e: Event, calls: list[dict[str, Any]]) -> list[RenderableType]:
         on = f" on worker {worker}" if worker else ""
         return [Rule(f"attempt {started.get('attempt', 1)} started {when}{on}", align="left")]
     if e.kind is EventKind.TASK_FAILED:
-        return _failure_block(body_as(e, TaskFailed))
+        return _failure_block(body_as(e, TaskFailed), run)
     if e.kind is EventKind.MODEL_CALLED:
-        return _model_call_block(body_as(e, ModelCalled), calls)
+        return _model_call_block(body_as(e, ModelCalled), calls, run)
     if e.kind is EventKind.TOOL_CALLED:
         b = body_as(e, ToolCalled)
         err = f" ✗ {b.get('error')}" if b.get("error") else ""
         return [
-            Text(f"tool {b.get('tool')}({b.get('arguments')}) · {b.get('duration_ms', 0):.0f}ms{err}", "yellow"),
-            _content_text(b.get("result", "")),
+            Text(f"tool {b.get('tool')}({_short_text(b.get('arguments'))}) · {b.get('duration_ms', 0):.0f}ms{err}", "yellow"),
+            _content_text(b.get("result", ""), run),
         ]  # fmt: skip
     if e.kind is EventKind.MODEL_ATTEMPT:
         a = body_as(e, ModelAttempt)
@@ -208,18 +226,19 @@ def _event_block(e: Event, calls: list[dict[str, Any]]) -> list[RenderableType]:
     return []
 
 
-def _failure_block(b: TaskFailed) -> list[RenderableType]:
+def _failure_block(b: TaskFailed, run: str) -> list[RenderableType]:
     retry = " (will retry)" if b.get("will_retry") else ""
-    out: list[RenderableType] = [
-        Text(f"✗ {b.get('error_type')}: {b.get('error')}{retry}", "bold red")
-    ]
+    error, _ = bounded_text(str(b.get("error")), DETAIL)
+    out: list[RenderableType] = [Text(f"✗ {b.get('error_type')}: {error}{retry}", "bold red")]
     raw = b.get("raw")
     if raw:
-        out.append(Panel(Text(str(raw)), title="traceback", border_style="red"))
+        out.append(Panel(_long_text(str(raw), run), title="traceback", border_style="red"))
     return out
 
 
-def _model_call_block(b: ModelCalled, calls: list[dict[str, Any]]) -> list[RenderableType]:
+def _model_call_block(
+    b: ModelCalled, calls: list[dict[str, Any]], run: str
+) -> list[RenderableType]:
     req = b.get("request") or {}
     calls.append({"call_index": b.get("call_index"), "model": b.get("model"), "request": req})
     head = (
@@ -229,12 +248,12 @@ def _model_call_block(b: ModelCalled, calls: list[dict[str, Any]]) -> list[Rende
     )
     messages = list(req.get("messages") or [])
     out: list[RenderableType] = [Rule(head, align="left", style="cyan")]
-    out.append(chat(messages) if messages else Text("(no messages recorded)", "dim"))
+    out.append(chat(messages, run) if messages else Text("(no messages recorded)", "dim"))
     reply: dict[str, Any] = {"role": "assistant", "content": b.get("response", "")}
     tool_calls = b.get("tool_calls")
     if tool_calls:
         reply["tool_calls"] = tool_calls
-    out.append(chat([reply]))
+    out.append(chat([reply], run))
     return out
 
 
@@ -260,7 +279,7 @@ def artifact_detail(state: RunState, index: RunIndex, reader: EventReader, aid: 
             (f" · consumed by {len(consumers)} task(s)", "bold"),
         )
     )
-    d.body.append(pretty(payload))
+    d.body.append(pretty(payload, state.run_id))
     d.data = dict(payload)
     if a.task_id and a.task_id in state.tasks:
         d.links.append(Link(f"producer task {a.task_id} ({a.produced_by})", "task", a.task_id))

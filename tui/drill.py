@@ -40,7 +40,7 @@ def detail(
     if kind == "agent" and key in s.agents:
         data = rows.agent_detail(s, index, key)
         links = [Link(f"task {t} ({st})", "task", t) for t, st in data["recent tasks"].items()]
-        return Detail(f"agent {key}", [pretty(data)], links, data)
+        return Detail(f"agent {key}", [pretty(data, s.run_id)], links, data)
     if kind == "batch":
         return _batch(s, key, reader)
     if kind == "event":
@@ -49,7 +49,8 @@ def detail(
             e = events[0]
             data = {"ts": rows.fmt_iso(e.ts), "body": e.body}
             links = [Link(f"task {e.task_id}", "task", e.task_id)] if e.task_id else []
-            return Detail(f"seq {e.seq} {e.kind}", [pretty(data)], links, data)
+            body = [pretty(data, s.run_id, events=True)]
+            return Detail(f"seq {e.seq} {e.kind}", body, links, data)
     return None
 
 
@@ -62,11 +63,11 @@ def _batch(s: RunState, key: str, reader: EventReader) -> Detail | None:
         if g is None:
             return None
         links = [Link(f"member {a}", "artifact", a) for ids in g.by_type.values() for a in ids]
-        return Detail(f"gate {key}", [pretty(g.by_type)], links, dict(g.by_type))
+        return Detail(f"gate {key}", [pretty(g.by_type, s.run_id)], links, dict(g.by_type))
     b = s.batches.get((agent, int(sub)))
     if b is None:
         return None
     payloads = payloads_of([s.artifacts[i] for i in b.members if i in s.artifacts], reader)
     members = {i: payloads.get(i) for i in b.members}
     links = [Link(f"member {a}", "artifact", a) for a in b.members]
-    return Detail(f"batch {key}", [pretty(members)], links, members)
+    return Detail(f"batch {key}", [pretty(members, s.run_id)], links, members)

@@ -18,6 +18,7 @@ from rich.markup import escape
 from flock_es.log.ports import RunRow
 from flock_es.projection.state import AgentView, ArtifactView, RunState, limiter_summary
 
+from .bounded import Bounds, bounded
 from .index import RunIndex
 from .monitor import LogLine
 
@@ -98,7 +99,12 @@ def limiter_line(limiters: dict[str, dict[str, Any]]) -> str:
 
 
 def preview(payload: dict[str, Any], width: int = 400) -> str:
-    text = json.dumps(payload, ensure_ascii=False, separators=(", ", ": "))
+    """``payload`` on one line of at most ``width`` characters.
+
+    Only the start of each long string and list is read (``bounded``): a row of a
+    document-sized payload dumped whole cost tens of milliseconds a row."""
+    shown, _ = bounded(payload, Bounds(chars=4 * width, items=width))
+    text = json.dumps(shown, ensure_ascii=False, separators=(", ", ": "), default=str)
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
 

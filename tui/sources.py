@@ -21,6 +21,7 @@ from flock_es.log.ports import EventReader
 from flock_es.projection.state import ArtifactView, TaskView
 
 from . import rows
+from .describe import WIDEST
 from .monitor import Monitor, summarise
 from .on_disk import payloads_of
 from .rows import Filter
@@ -283,7 +284,7 @@ class FailureSource(_Base):
         if t is None:
             return (Text(key),)
         start = self.m.state.started_at or t.scheduled_at
-        error = " ".join((t.error or "").split())
+        error = " ".join((t.error or "")[:WIDEST].split())  # a message may hold a document
         return (
             Text("✗ " + t.id, FAILED_STYLE),
             Text(t.agent),

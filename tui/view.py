@@ -26,6 +26,7 @@ from flock_es.errors import FlockError
 from flock_es.log.ports import EventReader
 
 from . import rows
+from .bounded import PANE, bounded
 from .monitor import Clock, Monitor
 from .server import Frame, ViewRequest, ViewServer
 from .terminal import MIN_HEIGHT, MIN_WIDTH
@@ -264,8 +265,13 @@ class ViewMixin(App[None]):
         if a is None or (key, consumers) == self._payload_shown:
             return  # following a run re-selects the newest row: highlight it once
         self._payload_shown = (key, consumers)
-        text = json.dumps(a.payload, indent=2, ensure_ascii=False)
+        # Cut (``bounded``): a document-sized payload laid out whole held the screen for
+        # seconds at each selection; enter opens more of it, and says where all of it is.
+        shown, cut = bounded(a.payload, PANE)
+        text = json.dumps(shown, indent=2, ensure_ascii=False, default=str)
         head = f"// {a.type} {a.id} by {a.produced_by}, consumed by {consumers} task(s)\n"
+        if cut:
+            head += "// long text and lists cut here: enter shows more\n"
         widget.update(Syntax(head + text, "json", word_wrap=True, theme="ansi_dark"))
 
     @on(VirtualList.Highlighted, "#artifacts-list")
