@@ -143,3 +143,45 @@ def test_agents_waiting_for_the_event_loop_are_not_busy(tmp_path: Path) -> None:
     # Each agent's work is a few dozen microseconds of answer and a line written.
     assert busy_of(out.stderr) <= max(2 * float(m.group(1)), 1.0), out.stderr
     assert "speedup" not in out.stderr, out.stderr
+
+
+LONG_ERROR = '''
+from pydantic import BaseModel
+from flock_es import Flock
+
+class Doc(BaseModel):
+    text: str
+
+class Parsed(BaseModel):
+    n: int
+
+flock = Flock()
+
+def parse(doc: Doc) -> Parsed:
+    raise ValueError("could not parse: " + doc.text)
+
+flock.agent("parser").consumes(Doc).publishes(Parsed).with_function(parse)
+
+async def main():
+    await flock.publish(Doc(text="lorem ipsum " * 100_000))
+    await flock.run_until_idle()
+'''
+
+
+def test_an_error_holding_a_document_is_cut_on_the_summary_and_show(tmp_path: Path) -> None:
+    """An error whose message holds the agent's 1.2 MB input printed all of it on the
+    run's summary line and on ``show``'s; they print its start and say how much
+    more ``show --json`` has (which has it whole)."""
+    program, db = tmp_path / "long_error.py", tmp_path / "e.db"
+    program.write_text(LONG_ERROR)
+    out = run_cli(["run", program, "--db", db, "-q"], cwd=tmp_path)
+    assert out.returncode == 1, out.stderr
+    assert len(out.stdout) + len(out.stderr) < 5_000
+    assert "characters: flock-es show r-" in out.stderr
+    assert "--json" in out.stderr and "has the whole error]" in out.stderr
+    shown = run_cli(["show", "--db", db], cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert len(shown.stdout) < 5_000 and "has the whole error]" in shown.stdout
+    whole = run_cli(["show", "--db", db, "--json"], cwd=tmp_path)
+    failed = json.loads(whole.stdout)["task_list"]["failed"]
+    assert len(failed[0]["error"]) == len("could not parse: ") + 1_200_000

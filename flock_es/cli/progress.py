@@ -15,6 +15,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from flock_es.cli.error_line import error_line
 from flock_es.cli.waiting import waiting_for
 from flock_es.domain.events import Event
 from flock_es.projection.state import RunState, limiter_summary
@@ -220,7 +221,8 @@ def summary_lines(
     failed = state.failed_tasks()
     # An outage fails thousands alike: the first few say what happened, show lists all.
     for t in failed[:FAILED_SHOWN]:
-        lines.append(f"  failed     {t.agent} ({t.id}): {t.error}")
+        error = error_line(t.error or "", f"flock-es show {state.run_id} --json --db {db}")
+        lines.append(f"  failed     {t.agent} ({t.id}): {error}")
     if len(failed) > FAILED_SHOWN:
         more = len(failed) - FAILED_SHOWN
         lines.append(f"  failed     … {more} more (flock-es show {state.run_id} --db {db})")

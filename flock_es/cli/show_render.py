@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from flock_es.cli.error_line import error_line
+
 if TYPE_CHECKING:
     from flock_es.projection.state import ArtifactView, RunState, TaskView
 
@@ -283,7 +285,8 @@ def print_show(data: dict[str, Any], payloads: bool) -> None:
     echo("  " + " · ".join(f"{k} {v}" for k, v in tasks.items()))
     for status in ("running", "scheduled", "failed"):
         for t in data["task_list"].get(status, []):
-            extra = f": {t['error']}" if t["error"] else ""
+            error = error_line(t["error"] or "", f"flock-es show {data['run_id']} --json")
+            extra = f": {error}" if error else ""
             echo(f"  {status:<9} {t['agent']} {t['id']}{extra}")
     echo("Waiting batches")
     if not data["batches"]:
