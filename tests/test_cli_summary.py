@@ -145,7 +145,7 @@ def test_agents_waiting_for_the_event_loop_are_not_busy(tmp_path: Path) -> None:
     assert "speedup" not in out.stderr, out.stderr
 
 
-LONG_ERROR = '''
+LONG_ERROR = """
 from pydantic import BaseModel
 from flock_es import Flock
 
@@ -165,7 +165,7 @@ flock.agent("parser").consumes(Doc).publishes(Parsed).with_function(parse)
 async def main():
     await flock.publish(Doc(text="lorem ipsum " * 100_000))
     await flock.run_until_idle()
-'''
+"""
 
 
 def test_an_error_holding_a_document_is_cut_on_the_summary_and_show(tmp_path: Path) -> None:

@@ -178,7 +178,7 @@ class Listing:
     def _artifact(self, e: Event) -> None:
         body = cast("ArtifactPublished", e.body)
         # The fold's own view if it holds one (a compact state holds a deferred one later).
-        view = self.state.artifacts.get(body["id"]) or artifact_view(body, e.seq, e.ts)
+        view = self.state.artifacts.get(body["id"]) or artifact_view(body, e.seq, e.ts, e.size)
         entry = artifact_entry(view, self.payloads)
         kind = self._kinds.setdefault(view.type, len(self._kinds))
         self._artifacts.append((view.id, kind, view.seq, dumps_at(entry, 4)))

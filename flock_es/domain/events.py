@@ -19,7 +19,7 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 # The kinds and bodies are defined in ``event_kinds`` and ``event_bodies`` and
@@ -58,6 +58,9 @@ class Event:
     ts: float
     seq: int | None = None
     v: int = SCHEMA_VERSION
+    # The characters of its body's JSON where the writer wrote it or a reader read it
+    # (0: not known yet): what an artifact weighs in memory (``payload_size``).
+    size: int = field(default=0, compare=False, repr=False)
 
     @property
     def task_id(self) -> str | None:

@@ -288,8 +288,10 @@ def _event_chunks(
         ts = e.ts
         if ts > top:
             top = ts
-        flat += (seq, kinds[kind], ts, e.v, tid, to_json(body).decode())
+        text = to_json(body).decode()
+        flat += (seq, kinds[kind], ts, e.v, tid, text)
         if kind is published:
+            e.size = len(text)  # what its view weighs (``Kernel.committed``)
             n_published += 1
             # A public artifact's row is derived from its event (``PUBLIC_FROM_EVENTS``,
             # which tells public ones as this does); the others' through ``artifact_row``.

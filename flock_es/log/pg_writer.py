@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 
-from flock_es.domain.events import Event
+from flock_es.domain.events import Event, EventKind
 from flock_es.errors import DatabaseError, RunOwnedError
 from flock_es.log.event_rows import PAID_KINDS, dumps, read_model_rows
 from flock_es.log.event_stream import EventStream
@@ -135,7 +135,10 @@ async def _insert(cur: psycopg.AsyncCursor[tuple[Any, ...]], events: list[Event]
     for e in events:
         seq += 1
         e.seq = seq
-        rows.append((seq, e.run_id, e.kind.value, e.ts, e.v, e.task_id, dumps(e.body)))
+        text = dumps(e.body)
+        if e.kind is EventKind.ARTIFACT_PUBLISHED:
+            e.size = len(text)  # what its view weighs (``Kernel.committed``)
+        rows.append((seq, e.run_id, e.kind.value, e.ts, e.v, e.task_id, text))
     await cur.executemany(_INSERT_EVENT, rows)
     for sql, args in read_model_sql(events):
         await cur.executemany(sql, args)

@@ -43,6 +43,7 @@ from flock_es.log.schema import (
 __all__ = ["EventRow", "LogReader", "RunRow", "row_to_event"]
 
 _KINDS = {k.value: k for k in EventKind}
+_PUBLISHED = EventKind.ARTIFACT_PUBLISHED
 _EVENT_COLS = "seq, run_id, kind, ts, v, body"
 # Below SQLite's default limit of host parameters in one statement (999 before 3.32).
 _SEQS_PER_QUERY = 900
@@ -96,7 +97,8 @@ def row_to_event(row: EventRow) -> Event | None:
     # pydantic's Rust parser: about three times faster than json.loads on event bodies.
     current, v = upcast(k, v, from_json(body))
     # Positional: a call by keywords matches each name (every event read, replayed, folded).
-    return Event(run_id, k, current, ts, seq, v)
+    # An artifact's carries its body's size: what its view weighs (``payload_size``).
+    return Event(run_id, k, current, ts, seq, v, len(body) if k is _PUBLISHED else 0)
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])

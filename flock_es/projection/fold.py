@@ -143,13 +143,14 @@ def _run_resumed(s: RunState, e: Event, b: RunResumed) -> None:
             s.agent_view(t.agent).failed -= 1
 
 
-def artifact_view(b: ArtifactPublished, seq: int | None, ts: float) -> ArtifactView:
-    """The view of the artifact ``b`` publishes (at ``seq``, time ``ts``), not released:
-    the fold's, and the runtime's for an artifact a compact state let go of."""
+def artifact_view(b: ArtifactPublished, seq: int | None, ts: float, chars: int = 0) -> ArtifactView:
+    """The view of the artifact ``b`` publishes (at ``seq``, time ``ts``; its event's body
+    ``chars`` long, if known), not released: the fold's, and the runtime's for an
+    artifact a compact state let go of."""
     vis = b.get("visibility")
     # Positional, in the fields' order (id, type, payload, produced_by, task_id,
-    # correlation_id, tags, visibility, seq, ts, released, partition_key): a call by
-    # keywords matches each name, and this runs once per artifact (issue 14).
+    # correlation_id, tags, visibility, seq, ts, released, partition_key, chars): a call
+    # by keywords matches each name, and this runs once per artifact (issue 14).
     return ArtifactView(
         b["id"],
         b["type"],
@@ -163,6 +164,7 @@ def artifact_view(b: ArtifactPublished, seq: int | None, ts: float) -> ArtifactV
         ts,
         False,
         b.get("partition_key"),
+        chars,
     )
 
 
@@ -183,12 +185,15 @@ def _artifact(s: RunState, e: Event, b: ArtifactPublished) -> None:
             # from the log then (issue 14: a 100,000-artifact publish held every view).
             _count(s, b["type"])
             return
+    size = e.size  # read from the log: its body's length; applied live: 0 (until committed)
+    view = artifact_view(b, e.seq, e.ts, size)
     if s.compact:
-        if len(arts) >= s.prune_at:
+        if len(arts) >= s.prune_at or s.held_chars + size > s.prune_chars:
             prune_artifacts(s)  # before the new view is added: its decision reads it
+        s.held_chars += size
     else:
         s.by_type.setdefault(b["type"], []).append(aid)
-    arts[aid] = artifact_view(b, e.seq, e.ts)
+    arts[aid] = view
     counts, name = s.type_counts, b["type"]  # ``_count``, inlined: once per artifact
     counts[name] = counts.get(name, 0) + 1
     if after and vis is not None:

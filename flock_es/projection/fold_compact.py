@@ -12,6 +12,7 @@ from __future__ import annotations
 import bisect
 
 from flock_es.domain.events import TaskStatus
+from flock_es.projection.payload_size import HELD_CHARS
 from flock_es.projection.state import RunState, TaskView
 
 __all__ = [
@@ -197,7 +198,8 @@ def _ended(t: TaskView) -> float:
 
 
 def prune_artifacts(s: RunState) -> None:
-    """A compact state's step when it holds ``prune_at`` views: let go of every view
+    """A compact state's step when it holds ``prune_at`` views (or ``prune_chars``
+    characters of payload): let go of every view
     that is durable (it has a seq; the runtime then reads it from the log) and that
     nothing pending refers to (``pinned_artifacts``)."""
     pinned = s.pinned_artifacts()
@@ -211,3 +213,8 @@ def prune_artifacts(s: RunState) -> None:
     # over at least a quarter as many new artifacts.
     kept = len(arts)
     s.prune_at = kept + max(PRUNE_AT, kept // 4)
+    # Likewise by the characters of their payloads: a few views of documents weigh
+    # what thousands of small ones do (``payload_size``).
+    chars = sum(v.chars for v in arts.values())
+    s.held_chars = chars
+    s.prune_chars = chars + max(HELD_CHARS, chars // 4)

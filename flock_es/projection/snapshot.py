@@ -82,7 +82,7 @@ _SPLIT = ("artifacts", "tasks")
 """The fields of a compact state that may hold many views (the artifacts a large
 publish pins until they are decided, the tasks it schedules)."""
 _COUNTED = ("compact", "finished", "prune_at", "finished_busy", "finished_spans")
-_COUNTED_TOO = ("finished_active", "spans_floor")
+_COUNTED_TOO = ("finished_active", "spans_floor", "held_chars", "prune_chars")
 """The fields only a compact state counts in: a full fold leaves them as they start."""
 
 

@@ -159,7 +159,7 @@ class Parked:
         self.ids, self.seqs = array("q"), array("q")
         for i in range(0, len(seqs), _CHUNK):
             views = [
-                artifact_view(e.body, e.seq, e.ts)  # type: ignore[arg-type]
+                artifact_view(e.body, e.seq, e.ts, e.size)  # type: ignore[arg-type]
                 for e in self.read(seqs[i : i + _CHUNK])
                 if e.kind is _PUBLISHED
             ]
@@ -250,7 +250,7 @@ class LinkFold:
         known = b["id"] in state.undecided or b["id"] in state.artifacts
         apply(state, e)
         if not known and b["id"] in state.undecided and b["id"] not in state.artifacts:
-            self.artifacts.park(b["id"], artifact_view(b, e.seq, e.ts))
+            self.artifacts.park(b["id"], artifact_view(b, e.seq, e.ts, e.size))
 
     @property
     def behind(self) -> int:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flock_es.domain.events import TaskStatus
+from flock_es.projection.payload_size import HELD_CHARS
 
 __all__ = [
     "AgentView",
@@ -37,6 +38,9 @@ class ArtifactView:
     # For an "after" visibility: whether its artifact.released event has been folded.
     released: bool = False
     partition_key: str | None = None
+    # The characters of its event's JSON body, once known (``payload_size``): what it
+    # weighs in memory. Not part of what the view says: equal views may not know it yet.
+    chars: int = field(default=0, compare=False, repr=False)
 
 
 @dataclass(slots=True)
@@ -204,8 +208,12 @@ class RunState:
     # Artifact ids by type, in publication order (a full fold only: a compact one counts).
     by_type: dict[str, list[str]] = field(default_factory=dict)
     type_counts: dict[str, int] = field(default_factory=dict)
-    # A compact fold lets go of the views it does not need when it holds this many.
+    # A compact fold lets go of the views it does not need when it holds this many,
+    # or once their payloads' strings hold ``prune_chars`` characters (``held_chars``:
+    # added up as views come, counted again at each prune; ``payload_size``).
     prune_at: int = 4096
+    held_chars: int = 0
+    prune_chars: int = HELD_CHARS
     tasks: dict[str, TaskView] = field(default_factory=dict)
     batches: dict[tuple[str, int], BatchView] = field(default_factory=dict)
     calls: dict[tuple[str, int], CallView] = field(default_factory=dict)

@@ -216,7 +216,7 @@ class RunArtifacts:
 
     def _view(self, e: Event) -> ArtifactView:
         b = body_as(e, ArtifactPublished)
-        view = artifact_view(b, e.seq, e.ts)
+        view = artifact_view(b, e.seq, e.ts, e.size)
         vis = b.get("visibility")
         # Not pinned as unreleased, so an "after" artifact the log holds was released.
         if vis and vis.get("kind") == "after" and view.id not in self.state.unreleased:

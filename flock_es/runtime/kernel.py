@@ -44,6 +44,8 @@ from flock_es.domain.events import (
 from flock_es.errors import ArtifactValidationError, CommitFailed
 from flock_es.projection.decide import SubscriptionIndex, decide_artifact
 from flock_es.projection.fold import apply
+from flock_es.projection.fold_compact import prune_artifacts
+from flock_es.projection.payload_size import HEAVY_CHARS, HELD_CHARS
 from flock_es.projection.state import ArtifactView, RunState
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.artifacts import RunArtifacts
@@ -57,7 +59,8 @@ UNPUBLISHED_TAG = "flock-es:unpublished"
 
 # How many artifact objects the kernel keeps built. Their consumers usually run soon
 # after the publish; an older one is rebuilt from its payload when asked, so memory
-# does not grow with every artifact of a long run.
+# does not grow with every artifact of a long run. Large payloads count by their
+# characters as well (``payload_size``: at most ``HELD_CHARS`` of them).
 OBJECT_CACHE = 4096
 
 # Enum members bound to module globals for the hot paths: in Python 3.11 ``Kind.X``
@@ -106,6 +109,11 @@ class Kernel:
         # Ordered: the oldest entry goes in O(1) (a dict's first key, after many deletes
         # at its front, takes a scan over the deleted slots to find).
         self.objects: OrderedDict[str, BaseModel] = OrderedDict()
+        # The cached objects of large payloads (``HEAVY_CHARS``) with their characters,
+        # oldest first: the cache lets go of the oldest once they pass ``HELD_CHARS``
+        # (a count alone held 4,096 documents).
+        self.heavy: OrderedDict[str, int] = OrderedDict()
+        self.heavy_chars = 0
         # Type names ``artifact_event`` found registered (types are never unregistered).
         self.registered: set[str] = set()
         self.halted: Exception | None = None
@@ -208,9 +216,11 @@ class Kernel:
 
     def committed(self, events: list[Event]) -> None:
         """After ``events`` (applied) committed: seqs, listeners, then the actor."""
-        arts = self.state.artifacts
-        last = self.state.last_seq
+        state = self.state
+        arts = state.artifacts
+        last = state.last_seq
         published = _PUBLISHED
+        added = 0  # characters of the payloads now durable: what their views weigh
         for e in events:
             seq = e.seq
             if e.kind is published:
@@ -220,9 +230,19 @@ class Kernel:
                 view = arts.get(b["id"])
                 if view is not None:
                     view.seq = seq
+                    # Its size, as the writer wrote its body (``Event.size``).
+                    if size := e.size:
+                        view.chars = size
+                        added += size
+                        if size >= HEAVY_CHARS:  # ``artifact_event`` may hold its object
+                            self._weigh(view.id, size)
             if seq is not None and seq > last:
                 last = seq
-        self.state.last_seq = last
+        state.last_seq = last
+        if added:
+            state.held_chars += added
+            if state.compact and state.held_chars > state.prune_chars:
+                prune_artifacts(state)  # those durable and not pinned: read from the log
         for listener in self.listeners:
             listener(events)
         if self.actor is not None:
@@ -249,6 +269,8 @@ class Kernel:
         for f in dataclasses.fields(RunState):
             setattr(self.state, f.name, getattr(durable, f.name))
         self.objects.clear()
+        self.heavy.clear()
+        self.heavy_chars = 0
 
     # --- deciding ----------------------------------------------------------
 
@@ -378,10 +400,28 @@ class Kernel:
         if cached is None:
             cached = registry.to_object(view.type, view.payload)
             self._cache(view.id, cached)
+            if view.chars >= HEAVY_CHARS:
+                self._weigh(view.id, view.chars)
         return cached
 
     def _cache(self, aid: str, obj: BaseModel) -> None:
         objects = self.objects
         objects[aid] = obj
         if len(objects) > OBJECT_CACHE:
-            objects.popitem(last=False)  # the oldest entry
+            old, _ = objects.popitem(last=False)  # the oldest entry
+            if self.heavy:
+                self.heavy_chars -= self.heavy.pop(old, 0)
+
+    def _weigh(self, aid: str, chars: int) -> None:
+        """Count the cached object ``aid`` of a large payload against ``HELD_CHARS``,
+        letting go of the oldest such objects past it (rebuilt from their views or
+        the log when asked again)."""
+        heavy = self.heavy
+        if aid in heavy or aid not in self.objects:
+            return
+        heavy[aid] = chars
+        self.heavy_chars += chars
+        while self.heavy_chars > HELD_CHARS and len(heavy) > 1:
+            old, n = heavy.popitem(last=False)
+            self.heavy_chars -= n
+            self.objects.pop(old, None)

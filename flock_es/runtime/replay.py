@@ -133,6 +133,8 @@ class Replayer(DecisionChecks):
         # the whole run (issue 14). Without one (a list of events) every view stays.
         if state is None:
             state = RunState(compact=True, prune_at=PRUNE_AT if board is not None else _NEVER)
+            if board is None:
+                state.prune_chars = _NEVER
         self.state = state
         run_id = first.run_id if first is not None else ""
         started = body_as(first, RunStarted) if first is not None else None

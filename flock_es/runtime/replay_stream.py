@@ -236,7 +236,7 @@ class DeferredViews:
     def published(self, b: ArtifactPublished, e: Event) -> None:
         """A deferred artifact was folded (``e``, body ``b``)."""
         if self.artifacts.board is None and b["id"] not in self.state.artifacts:
-            self.views[b["id"]] = artifact_view(b, e.seq, e.ts)
+            self.views[b["id"]] = artifact_view(b, e.seq, e.ts, e.size)
 
     def read_ahead(self, aid: str) -> None:
         """Before ``aid``'s ``artifact.decided`` is folded (its seq still known)."""
