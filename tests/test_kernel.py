@@ -94,9 +94,9 @@ async def test_objects_are_built_only_where_a_decision_or_a_run_reads_them(
     object (none is rebuilt from the log for it), and an output nothing consumes is not
     kept built; with a ``where`` the object is built, and the same tasks result."""
     from flock_es.domain import registry
-    from flock_es.runtime import kernel
+    from flock_es.runtime import object_cache
 
-    monkeypatch.setattr(kernel, "OBJECT_CACHE", 0)  # nothing stays built: all rebuilt
+    monkeypatch.setattr(object_cache, "OBJECT_CACHE", 0)  # nothing stays built: all rebuilt
     flock = Flock(db=db_path)
     flock.agent("plain").consumes(KPing).with_function(lambda p: KLeaf(n=p.n)).publishes(KLeaf)
     flock.agent("picky").consumes(KPong, where=lambda p: p.n > 1).with_function(

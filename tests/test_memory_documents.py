@@ -76,3 +76,33 @@ def test_a_compact_fold_of_the_log_lets_go_past_the_characters_it_holds(tmp_path
     assert len(full.artifacts) == 120
     docs = [v for v in full.artifacts.values() if v.type == "Document"]
     assert all(500_000 < v.chars < 501_000 for v in docs)
+
+
+def test_the_object_cache_lets_go_of_its_oldest_large_objects(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Large objects count by their payload's characters: past ``HELD_CHARS`` the oldest
+    large ones go, the small ones stay (bounded by the cache's count alone)."""
+    from pydantic import BaseModel
+
+    from flock_es.runtime import object_cache
+
+    class Obj(BaseModel):
+        n: int
+
+    monkeypatch.setattr(object_cache, "OBJECT_CACHE", 100)
+    cache = object_cache.ObjectCache()
+    third = HELD_CHARS // 3
+    for i in range(5):
+        cache.put(f"big{i}", Obj(n=i))
+        cache.weigh(f"big{i}", third)
+        cache.put(f"small{i}", Obj(n=i))
+    assert [k for k in cache if k.startswith("big")] == ["big2", "big3", "big4"]
+    assert all(f"small{i}" in cache for i in range(5))
+    assert cache.heavy_chars == 3 * third
+    for i in range(200):  # the count bound pushes the large ones out too, and their size
+        cache.put(f"x{i}", Obj(n=i))
+    assert len(cache) == 100 and cache.heavy_chars == 0 and not cache.heavy
+    cache.weigh("x199", third)
+    cache.clear()
+    assert not cache and not cache.heavy and cache.heavy_chars == 0

@@ -1,7 +1,7 @@
 """How much of memory the payloads a run holds take: the characters of their JSON.
 
 The runtime keeps a bounded number of artifact views and built objects
-(``PRUNE_AT`` views, ``OBJECT_CACHE`` objects) and reads the others from the
+(``PRUNE_AT`` views, ``object_cache.OBJECT_CACHE`` objects) and reads the others from the
 log. A count bounds memory only while payloads are small: a document pipeline
 of 300 artifacts of 1 MB each held every one of them (650 MB at its peak), and
 4,096 would have held 4 GB. So a compact state also lets go of the views that

@@ -27,7 +27,6 @@ import asyncio
 import dataclasses
 import functools
 import itertools
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
@@ -45,23 +44,18 @@ from flock_es.errors import ArtifactValidationError, CommitFailed
 from flock_es.projection.decide import SubscriptionIndex, decide_artifact
 from flock_es.projection.fold import apply
 from flock_es.projection.fold_compact import prune_artifacts
-from flock_es.projection.payload_size import HEAVY_CHARS, HELD_CHARS
+from flock_es.projection.payload_size import HEAVY_CHARS
 from flock_es.projection.state import ArtifactView, RunState
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.artifacts import RunArtifacts
 from flock_es.runtime.kernel_ports import Actor, Listener, Sink
+from flock_es.runtime.object_cache import ObjectCache
 from flock_es.runtime.payloads import PLAIN_DUMP, plain_dump
 
-__all__ = ["OBJECT_CACHE", "UNPUBLISHED_TAG", "Kernel", "build_index"]
+__all__ = ["UNPUBLISHED_TAG", "Kernel", "build_index"]
 
 # Artifacts recorded but not offered to subscribers (``invoke(..., publish_outputs=False)``).
 UNPUBLISHED_TAG = "flock-es:unpublished"
-
-# How many artifact objects the kernel keeps built. Their consumers usually run soon
-# after the publish; an older one is rebuilt from its payload when asked, so memory
-# does not grow with every artifact of a long run. Large payloads count by their
-# characters as well (``payload_size``: at most ``HELD_CHARS`` of them).
-OBJECT_CACHE = 4096
 
 # Enum members bound to module globals for the hot paths: in Python 3.11 ``Kind.X``
 # goes through the enum metaclass's attribute hook, about 3x a global's cost.
@@ -106,14 +100,8 @@ class Kernel:
         self.artifacts = RunArtifacts(self.state)
         self.actor: Actor | None = None
         self.listeners: list[Listener] = []
-        # Ordered: the oldest entry goes in O(1) (a dict's first key, after many deletes
-        # at its front, takes a scan over the deleted slots to find).
-        self.objects: OrderedDict[str, BaseModel] = OrderedDict()
-        # The cached objects of large payloads (``HEAVY_CHARS``) with their characters,
-        # oldest first: the cache lets go of the oldest once they pass ``HELD_CHARS``
-        # (a count alone held 4,096 documents).
-        self.heavy: OrderedDict[str, int] = OrderedDict()
-        self.heavy_chars = 0
+        # The objects built for consumers, bounded by number and size (``object_cache``).
+        self.objects = ObjectCache()
         # Type names ``artifact_event`` found registered (types are never unregistered).
         self.registered: set[str] = set()
         self.halted: Exception | None = None
@@ -235,7 +223,7 @@ class Kernel:
                         view.chars = size
                         added += size
                         if size >= HEAVY_CHARS:  # ``artifact_event`` may hold its object
-                            self._weigh(view.id, size)
+                            self.objects.weigh(view.id, size)
             if seq is not None and seq > last:
                 last = seq
         state.last_seq = last
@@ -269,8 +257,6 @@ class Kernel:
         for f in dataclasses.fields(RunState):
             setattr(self.state, f.name, getattr(durable, f.name))
         self.objects.clear()
-        self.heavy.clear()
-        self.heavy_chars = 0
 
     # --- deciding ----------------------------------------------------------
 
@@ -303,7 +289,7 @@ class Kernel:
         if name in self.index.by_type:
             # Only what may be decided or run on: an output nothing consumes (most of
             # them) would push its inputs out of the cache, to be rebuilt from the log.
-            self._cache(aid, obj)
+            self.objects.put(aid, obj)
         # ``payload_of``, inlined (once per artifact, the same dict).
         plain = PLAIN_DUMP.get(cls)
         if plain is None:
@@ -399,29 +385,8 @@ class Kernel:
         cached = self.objects.get(view.id)
         if cached is None:
             cached = registry.to_object(view.type, view.payload)
-            self._cache(view.id, cached)
+            objects = self.objects
+            objects.put(view.id, cached)
             if view.chars >= HEAVY_CHARS:
-                self._weigh(view.id, view.chars)
+                objects.weigh(view.id, view.chars)
         return cached
-
-    def _cache(self, aid: str, obj: BaseModel) -> None:
-        objects = self.objects
-        objects[aid] = obj
-        if len(objects) > OBJECT_CACHE:
-            old, _ = objects.popitem(last=False)  # the oldest entry
-            if self.heavy:
-                self.heavy_chars -= self.heavy.pop(old, 0)
-
-    def _weigh(self, aid: str, chars: int) -> None:
-        """Count the cached object ``aid`` of a large payload against ``HELD_CHARS``,
-        letting go of the oldest such objects past it (rebuilt from their views or
-        the log when asked again)."""
-        heavy = self.heavy
-        if aid in heavy or aid not in self.objects:
-            return
-        heavy[aid] = chars
-        self.heavy_chars += chars
-        while self.heavy_chars > HELD_CHARS and len(heavy) > 1:
-            old, n = heavy.popitem(last=False)
-            self.heavy_chars -= n
-            self.objects.pop(old, None)
