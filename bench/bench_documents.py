@@ -36,12 +36,14 @@ CLI = [sys.executable, "-m", "flock_es.cli.app"]
 def _run(args: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]:
     """``flock-es ARGS``: its wall seconds and peak RSS in MB."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [*CLI, *args], cwd=cwd, env={**os.environ, **env}, stdout=subprocess.DEVNULL
-    )
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"flock-es {' '.join(args)} failed")
+    with (cwd / "stderr.txt").open("w") as err:
+        proc = subprocess.Popen(
+            [*CLI, *args], cwd=cwd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=err
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"flock-es {' '.join(args)} failed: {(cwd / 'stderr.txt').read_text()}")
     return time.perf_counter() - t0, usage.ru_maxrss / 1024
 
 
