@@ -165,3 +165,12 @@ def test_the_preview_of_a_small_payload_is_its_whole_dump(payload: dict[str, Any
     text = " ".join(text.split())
     expected = text if len(text) <= 400 else text[:399] + "…"
     assert preview(payload, 400) == expected
+
+
+def test_nested_lists_do_not_multiply_what_is_shown() -> None:
+    """100 pages of 100 lines of 2,000 characters (20 MB) are within each bound on its
+    own (strings, lists); the total bound keeps what is shown to a screenful or so."""
+    pages = {"pages": [["x" * 2_000] * 100] * 100}
+    for bounds in (PANE, DETAIL):
+        shown, cut = bounded(pages, bounds)
+        assert cut and len(json.dumps(shown)) < bounds.total + 2_000

@@ -27,23 +27,18 @@ __all__ = ["DETAIL", "PANE", "Bounds", "bounded", "bounded_text", "cut_note"]
 @dataclass(frozen=True, slots=True)
 class Bounds:
     """At most ``chars`` characters of one string and ``items`` entries of one list or
-    object; ``depth`` levels of nesting."""
+    object, ``total`` characters and entries in all (lists nested in lists multiply
+    the others); ``depth`` levels of nesting."""
 
     chars: int
     items: int
+    total: int = 1_000_000
     depth: int = 32
 
 
 # The side pane shows a screenful; a detail screen is scrolled, so it shows more.
-PANE = Bounds(chars=2_000, items=100)
-DETAIL = Bounds(chars=20_000, items=1_000)
-
-
-def _cut_string(s: str, limit: int) -> tuple[str, int]:
-    left = len(s) - limit
-    if left <= 0:
-        return s, 0
-    return f"{s[:limit]}… [+{left:,} characters]", left
+PANE = Bounds(chars=2_000, items=100, total=20_000)
+DETAIL = Bounds(chars=20_000, items=1_000, total=100_000)
 
 
 def bounded(value: Any, bounds: Bounds) -> tuple[Any, int]:
@@ -51,54 +46,75 @@ def bounded(value: Any, bounds: Bounds) -> tuple[Any, int]:
     many characters and entries were cut in all (0: the copy is ``value`` itself).
 
     Containers are copied only where something in them was cut."""
-    return _bounded(value, bounds, bounds.depth)
+    walk = _Walk(bounds)
+    return walk.value(value, bounds.depth), walk.cut
 
 
-def _bounded(value: Any, bounds: Bounds, depth: int) -> tuple[Any, int]:
-    if isinstance(value, str):
-        return _cut_string(value, bounds.chars)
-    if depth <= 0 and isinstance(value, dict | list | tuple):
-        return f"… [{len(value):,} entries nested too deep]", len(value)
-    if isinstance(value, dict):
-        return _bounded_dict(value, bounds, depth)
-    if isinstance(value, list | tuple):
-        return _bounded_list(value, bounds, depth)
-    return value, 0
+class _Walk:
+    """One pass over a value: what it may still show (``left``) and what it cut."""
 
+    def __init__(self, bounds: Bounds) -> None:
+        self.bounds = bounds
+        self.left = bounds.total
+        self.cut = 0
 
-def _bounded_dict(value: dict[Any, Any], bounds: Bounds, depth: int) -> tuple[Any, int]:
-    out: dict[Any, Any] = {}
-    cut = 0
-    for i, (k, v) in enumerate(value.items()):
-        if i == bounds.items:
-            rest = len(value) - i
-            out["…"] = f"[+{rest:,} more entries]"
-            cut += rest
-            break
-        out[k], n = _bounded(v, bounds, depth - 1)
-        cut += n
-    return (out, cut) if cut else (value, 0)
+    def value(self, v: Any, depth: int) -> Any:
+        if isinstance(v, str):
+            return self.string(v)
+        if isinstance(v, dict | list | tuple):
+            if depth <= 0:
+                self.cut += len(v)
+                return f"… [{len(v):,} entries nested too deep]"
+            return self.dict(v, depth) if isinstance(v, dict) else self.list(v, depth)
+        self.left -= 1
+        return v
 
+    def string(self, s: str) -> str:
+        limit = max(min(self.bounds.chars, self.left), 0)
+        self.left -= min(len(s), limit)
+        rest = len(s) - limit
+        if rest <= 0:
+            return s
+        self.cut += rest
+        return f"{s[:limit]}… [+{rest:,} characters]"
 
-def _bounded_list(
-    value: list[Any] | tuple[Any, ...], bounds: Bounds, depth: int
-) -> tuple[Any, int]:
-    out: list[Any] = []
-    cut = 0
-    for v in value[: bounds.items]:
-        item, n = _bounded(v, bounds, depth - 1)
-        out.append(item)
-        cut += n
-    rest = len(value) - bounds.items
-    if rest > 0:
-        out.append(f"… [+{rest:,} more items]")
-        cut += rest
-    return (out, cut) if cut else (value, 0)
+    def _full(self, i: int) -> bool:
+        """Whether a container's entry ``i`` is past what may be shown."""
+        return i >= self.bounds.items or self.left <= 0
+
+    def dict(self, d: dict[Any, Any], depth: int) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        changed = False
+        for i, (k, v) in enumerate(d.items()):
+            if self._full(i):
+                rest = len(d) - i
+                out["…"] = f"[+{rest:,} more entries]"
+                self.cut += rest
+                return out
+            self.left -= 1
+            out[k] = shown = self.value(v, depth - 1)
+            changed = changed or shown is not v
+        return out if changed else d
+
+    def list(self, items: list[Any] | tuple[Any, ...], depth: int) -> list[Any] | tuple[Any, ...]:
+        out: list[Any] = []
+        changed = False
+        for i, v in enumerate(items):
+            if self._full(i):
+                rest = len(items) - i
+                out.append(f"… [+{rest:,} more items]")
+                self.cut += rest
+                return out
+            self.left -= 1
+            out.append(shown := self.value(v, depth - 1))
+            changed = changed or shown is not v
+        return out if changed else items
 
 
 def bounded_text(text: str, bounds: Bounds) -> tuple[str, int]:
     """``text`` cut to ``bounds.chars`` characters (saying how many it left out)."""
-    return _cut_string(text, bounds.chars)
+    walk = _Walk(bounds)
+    return walk.string(text), walk.cut
 
 
 def cut_note(run: str = "RUN", events: bool = False) -> str:
