@@ -213,7 +213,7 @@ def _event_block(e: Event, calls: list[dict[str, Any]], run: str) -> list[Render
         return _model_call_block(body_as(e, ModelCalled), calls, run)
     if e.kind is EventKind.TOOL_CALLED:
         b = body_as(e, ToolCalled)
-        err = f" ✗ {b.get('error')}" if b.get("error") else ""
+        err = f" ✗ {_short_text(b.get('error'))}" if b.get("error") else ""
         return [
             Text(f"tool {b.get('tool')}({_short_text(b.get('arguments'))}) · {b.get('duration_ms', 0):.0f}ms{err}", "yellow"),
             _content_text(b.get("result", ""), run),
@@ -221,14 +221,17 @@ def _event_block(e: Event, calls: list[dict[str, Any]], run: str) -> list[Render
     if e.kind is EventKind.MODEL_ATTEMPT:
         a = body_as(e, ModelAttempt)
         return [
-            Text(f"model attempt {a.get('attempt')}: {a.get('outcome')} {a.get('error')}", "red")
+            Text(
+                f"model attempt {a.get('attempt')}: {a.get('outcome')} {_short_text(a.get('error'))}",
+                "red",
+            )
         ]
     return []
 
 
 def _failure_block(b: TaskFailed, run: str) -> list[RenderableType]:
     retry = " (will retry)" if b.get("will_retry") else ""
-    error, _ = bounded_text(str(b.get("error")), DETAIL)
+    error = _short_text(b.get("error"))
     out: list[RenderableType] = [Text(f"✗ {b.get('error_type')}: {error}{retry}", "bold red")]
     raw = b.get("raw")
     if raw:
