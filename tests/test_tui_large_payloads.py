@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 from rich.console import Console, Group
@@ -27,6 +27,7 @@ from flock_es.tui import MonitorApp
 from flock_es.tui.bounded import DETAIL, PANE, Bounds, bounded
 from flock_es.tui.rows import preview
 from flock_es.tui.screens import DetailScreen
+from tests.property_budget import examples
 from tests.test_tui_app import keys_of, settle
 
 SIZE = (120, 40)
@@ -142,6 +143,7 @@ JSON = st.recursive(
 )
 
 
+@settings(max_examples=examples(100), deadline=None)
 @given(JSON)
 def test_a_value_within_bounds_is_shown_unchanged(value: Any) -> None:
     shown, cut = bounded(value, Bounds(chars=30, items=6))
@@ -149,6 +151,7 @@ def test_a_value_within_bounds_is_shown_unchanged(value: Any) -> None:
     assert shown is value
 
 
+@settings(max_examples=examples(100), deadline=None)
 @given(JSON, st.integers(1, 10), st.integers(1, 5))
 def test_a_cut_value_says_what_it_left_out(value: Any, chars: int, items: int) -> None:
     shown, cut = bounded(value, Bounds(chars=chars, items=items))
@@ -159,6 +162,7 @@ def test_a_cut_value_says_what_it_left_out(value: Any, chars: int, items: int) -
         assert "[+" in json.dumps(shown, ensure_ascii=False)
 
 
+@settings(max_examples=examples(100), deadline=None)
 @given(st.dictionaries(st.text(max_size=8), JSON, max_size=6))
 def test_the_preview_of_a_small_payload_is_its_whole_dump(payload: dict[str, Any]) -> None:
     text = json.dumps(payload, ensure_ascii=False, separators=(", ", ": "), default=str)
