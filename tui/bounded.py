@@ -12,7 +12,7 @@ RUN`` every event (prompts and answers too), as the log holds them.
 Example::
 
     value, cut = bounded({"text": "x" * 50_000}, DETAIL)
-    value["text"][-30:]   # '… [+30,000 characters]'
+    value["text"][-22:]   # '… [+30,000 characters]' (after 20,000 x)
     cut                   # 30000
 """
 

@@ -8,7 +8,7 @@ parse: {text}")``): a 2.4 MB message made ``flock-es run``'s summary and
 Example::
 
     error_line("x" * 1000, "flock-es show r-1 --json")
-    # 'xxx…x… [+700 characters: flock-es show r-1 --json has the whole error]'
+    # 300 x, then '… [+700 characters: flock-es show r-1 --json has the whole error]'
 """
 
 from __future__ import annotations
