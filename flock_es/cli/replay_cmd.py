@@ -273,10 +273,10 @@ def export_(
             n = export_run(reader, run_id, sys.stdout, line)
         else:
             n = export_to_file(reader, run_id, output, line)
-        status = next((r.status for r in reader.runs() if r.run_id == run_id), None)
+        row = reader.run_row(run_id)
     if output is not None:
         typer.echo(f"exported {n} events of {run_id} to {output}", err=True)
-    if status != RunStatus.COMPLETED:  # a completed run needs nothing kept for it
+    if row is None or row.status != RunStatus.COMPLETED:  # a completed one needs nothing kept
         _note_salvaged(db_path(db), run_id)
 
 
