@@ -43,7 +43,6 @@ from flock_es.domain.events import (
 from flock_es.errors import ArtifactValidationError, CommitFailed
 from flock_es.projection.decide import SubscriptionIndex, decide_artifact
 from flock_es.projection.fold import apply
-from flock_es.projection.fold_compact import prune_artifacts
 from flock_es.projection.payload_size import HEAVY_CHARS
 from flock_es.projection.state import ArtifactView, RunState
 from flock_es.runtime.agent import Agent
@@ -227,10 +226,10 @@ class Kernel:
             if seq is not None and seq > last:
                 last = seq
         state.last_seq = last
-        if added:
-            state.held_chars += added
-            if state.compact and state.held_chars > state.prune_chars:
-                prune_artifacts(state)  # those durable and not pinned: read from the log
+        # Counted now, let go of by the fold: the next artifact it applies finds the views
+        # past ``prune_chars`` and prunes them first (``fold._artifact``), as it does by
+        # their number; one trigger for both, and these views are durable by then.
+        state.held_chars += added
         for listener in self.listeners:
             listener(events)
         if self.actor is not None:
