@@ -7,8 +7,10 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def help_or_bad_args(doc: str | None, allowed: set[str] | None = None) -> None:
@@ -50,6 +52,14 @@ def machine() -> str:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def child_usage(proc: subprocess.Popen[Any]) -> tuple[int, float, float]:
+    """Wait for ``proc``: its exit status, peak RSS (MB) and CPU seconds (user +
+    system), its own (``wait4``'s rusage, not every child's)."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def hwm_mb(pid: int) -> float | None:

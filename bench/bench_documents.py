@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._machine import machine  # noqa: E402
+from bench._machine import child_usage, machine  # noqa: E402
 
 PROGRAM = ROOT / "tests" / "programs" / "documents.py"
 CLI = [sys.executable, "-m", "flock_es.cli.app"]
@@ -40,11 +40,10 @@ def _run(args: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]
         proc = subprocess.Popen(
             [*CLI, *args], cwd=cwd, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=err
         )
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
+        code, peak, _ = child_usage(proc)
+    if code != 0:
         raise SystemExit(f"flock-es {' '.join(args)} failed: {(cwd / 'stderr.txt').read_text()}")
-    return time.perf_counter() - t0, usage.ru_maxrss / 1024
+    return time.perf_counter() - t0, peak
 
 
 def _documents(db: Path) -> int:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._machine import add_sizes, machine
+from bench._machine import add_sizes, child_usage, machine
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT / "bench" / "_scale_program.py"
@@ -57,12 +57,12 @@ def measured(cmd: list[str], n: int) -> tuple[float, float, float, int]:
         proc = subprocess.Popen(cmd, env=_env(n), stdout=out, stderr=subprocess.PIPE)
         assert proc.stderr is not None
         errors = proc.stderr.read()
-        _, status, usage = os.wait4(proc.pid, 0)
+        code, peak, cpu = child_usage(proc)
         wall = time.perf_counter() - t0
-        if os.waitstatus_to_exitcode(status) != 0:
+        if code != 0:
             raise SystemExit(f"{' '.join(cmd[2:])} failed: {errors[-1500:].decode()}")
         size = out.tell()
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, size
+    return wall, cpu, peak, size
 
 
 def _cli(*args: str) -> list[str]:

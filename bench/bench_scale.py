@@ -67,7 +67,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._machine import add_sizes, hwm_mb, machine
+from bench._machine import add_sizes, child_usage, hwm_mb, machine
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAM = ROOT / "bench" / "_scale_program.py"
@@ -84,13 +84,6 @@ def _env(n: int, **more: str) -> dict[str, str]:
     )
     env.update(more)  # the caller's settings win (a feed of its own, say)
     return env
-
-
-def _wait(proc: subprocess.Popen[str]) -> tuple[int, float, float]:
-    """Exit status, peak RSS (MB) and CPU seconds (user + system) of a child."""
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def _own_peak_mb(proc: subprocess.Popen[str], peak: list[float]) -> None:
@@ -122,7 +115,7 @@ def _jobs_peak_mb(parent: subprocess.Popen[str], peak: list[float]) -> None:
 
 def _running(pid: int) -> bool:
     """Whether ``pid`` still runs, without reaping it: ``Popen.poll`` would, and the
-    main thread's ``_wait`` (``os.wait4``, for the child's rusage) then found no
+    main thread's ``child_usage`` (``os.wait4``, for the child's rusage) then found no
     child (ChildProcessError; seen once at 20,000 artifacts)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_bytes()
@@ -174,7 +167,7 @@ def _cli(
     assert out is not None and err is not None
     text = out.read()
     errors = err.read()
-    code, rss, cpu = _wait(proc)
+    code, rss, cpu = child_usage(proc)
     for watch in watches:
         watch.join()
     wall = time.perf_counter() - t0
