@@ -231,6 +231,7 @@ def call_keys(db: Path, table: str = "events WHERE kind = 'model.called'") -> se
         con.close()
 
 
+@pytest.mark.slow  # 600 tasks against the loopback model server, run, salvaged and resumed
 def test_answers_paid_after_the_cut_are_not_paid_again(tmp_path: Path) -> None:
     """A page lost early in a run against a real provider: the copy stops there, and the
     answers that still read after it are kept aside. The resume pays only for the calls
@@ -276,6 +277,7 @@ def tool_keys(db: Path, table: str = "events WHERE kind = 'tool.called'") -> lis
         con.close()
 
 
+@pytest.mark.slow  # 600 tasks run, salvaged and resumed through the CLI
 def test_tools_that_ran_after_the_cut_do_not_run_again(tmp_path: Path) -> None:
     """Each of 600 tasks calls a tool with a side effect (a line in a file). A page lost
     early cuts the copy before most of them; the results that still read are kept
