@@ -95,6 +95,16 @@ class ArtifactValidationError(UserError):
     """A published object is not a registered pydantic model or fails validation."""
 
 
+class PayloadNotJson(ArtifactValidationError):
+    """A payload holds a value JSON cannot (NaN, infinity, a lone surrogate): refused
+    where it is published, so the log writer never meets it."""
+
+
+class UnstorableEvent(UserError):
+    """An event holds text JSON cannot (a lone surrogate) where the program put it
+    (a description, a setting): its commit fails, and the run stops until it is fixed."""
+
+
 class DatabaseError(UserError):
     """The database file is missing, foreign, corrupt or from a newer schema."""
 

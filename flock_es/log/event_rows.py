@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from pydantic_core import to_json
+from pydantic_core import PydanticSerializationError, to_json
 
 from flock_es.domain.events import (
     ArtifactPublished,
@@ -31,6 +31,7 @@ from flock_es.domain.events import (
     RunStarted,
     body_as,
 )
+from flock_es.errors import UnstorableEvent
 from flock_es.log import query_models as qm
 from flock_es.log import run_counters as rc
 from flock_es.log.schema import PRAGMAS, check_database
@@ -51,6 +52,7 @@ __all__ = [
     "ReadModelRows",
     "artifact_row",
     "dumps",
+    "event_text",
     "read_model_rows",
     "rebuild_in_transaction",
     "rebuild_read_models",
@@ -122,6 +124,26 @@ def dumps(body: dict[str, Any]) -> str:
     # about 8x a body's size while it writes (8.3 MB for a 1 MB body), which a bounded
     # fork's peak showed twice over: tried and left out (issue 14).
     return to_json(body).decode()
+
+
+def event_text(e: Event) -> str:
+    """``e``'s body as the log stores it, or ``UnstorableEvent`` saying which event
+    holds what JSON text cannot (a payload's are refused before: ``json_values``)."""
+    try:
+        return to_json(e.body).decode()
+    except PydanticSerializationError as exc:
+        raise _unstorable(e, exc) from None
+
+
+def _unstorable(e: Event, exc: Exception) -> UnstorableEvent:
+    """The error for event ``e`` whose body did not serialise (``exc``)."""
+    body = e.body
+    who = f" of task {body['task_id']}" if body.get("task_id") else ""
+    agent = f" (agent {body['agent']!r})" if isinstance(body.get("agent"), str) else ""
+    why = str(exc)
+    if "surrogate" in why:
+        why = "a lone surrogate, text that is not UTF-8 (a file name os.fsdecode read, say)"
+    return UnstorableEvent(f"{e.kind}{who}{agent} holds what the log cannot store: {why}")
 
 
 class ReadModelRows(NamedTuple):
@@ -288,7 +310,10 @@ def _event_chunks(
         ts = e.ts
         if ts > top:
             top = ts
-        text = to_json(body).decode()
+        try:
+            text = to_json(body).decode()
+        except PydanticSerializationError as exc:  # rare: its cost is the try's, none
+            raise _unstorable(e, exc) from None
         flat += (seq, kinds[kind], ts, e.v, tid, text)
         if kind is published:
             e.size = len(text)  # what its view weighs (``Kernel.committed``)

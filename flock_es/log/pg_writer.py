@@ -22,7 +22,7 @@ import psycopg
 
 from flock_es.domain.events import Event, EventKind
 from flock_es.errors import DatabaseError, RunOwnedError
-from flock_es.log.event_rows import PAID_KINDS, dumps, read_model_rows
+from flock_es.log.event_rows import PAID_KINDS, event_text, read_model_rows
 from flock_es.log.event_stream import EventStream
 from flock_es.log.group_commit import Unit, UnitQueue, drain
 from flock_es.log.pg_schema import (
@@ -135,7 +135,7 @@ async def _insert(cur: psycopg.AsyncCursor[tuple[Any, ...]], events: list[Event]
     for e in events:
         seq += 1
         e.seq = seq
-        text = dumps(e.body)
+        text = event_text(e)
         if e.kind is EventKind.ARTIFACT_PUBLISHED:
             e.size = len(text)  # what its view weighs (``Kernel.committed``)
         rows.append((seq, e.run_id, e.kind.value, e.ts, e.v, e.task_id, text))

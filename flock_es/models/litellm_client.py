@@ -17,6 +17,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+from flock_es.domain.json_values import storable
 from flock_es.errors import ConfigError, MissingCredentialsError
 from flock_es.models.base import ModelRequest, ModelResponse
 from flock_es.models.limiter import limiter_for
@@ -195,7 +196,9 @@ class LiteLLMClient:
         message = resp.choices[0].message
         tokens_in, tokens_out = _usage(resp)
         return ModelResponse(
-            content=message.content or "",
+            # ``storable``: a provider that escapes half a surrogate pair would give
+            # text the log cannot hold, and its answer (paid) could not be recorded.
+            content=storable(message.content or ""),
             tool_calls=[
                 {
                     "id": tc.id,

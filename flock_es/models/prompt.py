@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from flock_es.domain.json_values import NOT_JSON, payload_problem
 from flock_es.errors import OutputValidationError
 
 __all__ = [
@@ -292,6 +293,22 @@ def parse_output(
 
 
 def _validate(
+    data: Any,
+    publishes: Sequence[type[BaseModel]],
+    fan_out: dict[str, int] | None,
+    content: str,
+) -> list[BaseModel]:
+    outputs = _typed(data, publishes, fan_out, content)
+    # ``json.loads`` reads ``NaN`` and a lone ``"\\ud83d"``; the log cannot hold either,
+    # so such an answer is invalid here and is asked again, as any other is.
+    for o in outputs:
+        problem = payload_problem(type(o), o.model_dump(mode="json"))
+        if problem is not None:
+            raise OutputValidationError(f"{problem}: {NOT_JSON}", raw=content)
+    return outputs
+
+
+def _typed(
     data: Any,
     publishes: Sequence[type[BaseModel]],
     fan_out: dict[str, int] | None,

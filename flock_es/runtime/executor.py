@@ -32,6 +32,7 @@ from flock_es.domain.events import (
     make_event,
     trusted_event,
 )
+from flock_es.domain.json_values import storable
 from flock_es.domain.registry import type_name
 from flock_es.domain.visibility import visible_to
 from flock_es.errors import (
@@ -272,10 +273,6 @@ class Executor:
         """
         kernel, task, agent = self.kernel, run.task, run.agent
         now = time.time()
-        if vetoes:
-            for v in vetoes:
-                v.ts = now  # one unit, one timestamp (replay and fork find units by it)
-            kernel.apply(vetoes)
         tags = [UNPUBLISHED_TAG] if unpublished else []
         # ``run.correlation_id`` without its property's call (once per run).
         built = run.built
@@ -293,6 +290,12 @@ class Executor:
                 o, oid, name, tid, corr, tags, vis, now, None, False, tname
             )
             arts.append(event)
+        # The vetoes once every output is made: an output the log cannot hold
+        # (``PayloadNotJson``) fails the task with nothing of this unit applied.
+        if vetoes:
+            for v in vetoes:
+                v.ts = now  # one unit, one timestamp (replay and fork find units by it)
+            kernel.apply(vetoes)
         duration = time.perf_counter() - run.t0
         body: TaskCompleted = {
             "task_id": tid,
@@ -343,7 +346,8 @@ class Executor:
             if isinstance(exc, OutputValidationError | ModelError)
             else None
         )
-        error = str(exc) or type(exc).__name__
+        # ``storable``: a message may quote a file name that is not UTF-8 (``\\udce9``).
+        error = storable(str(exc) or type(exc).__name__)
         body = TaskFailed(
             task_id=task.id,
             agent=task.agent,
@@ -351,7 +355,7 @@ class Executor:
             error_type=type(exc).__name__,
             attempt=max(task.attempt, 1),
             duration_ms=(time.perf_counter() - t0) * 1000.0 if t0 is not None else 0.0,
-            raw=redact_text(raw) if raw is not None else None,
+            raw=redact_text(storable(raw)) if raw is not None else None,
             transient=bool(getattr(exc, "transient", False)),
         )
         if waited >= WAITED_FLOOR:

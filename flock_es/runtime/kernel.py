@@ -40,6 +40,7 @@ from flock_es.domain.events import (
     EventKind,
     trusted_event,
 )
+from flock_es.domain.json_values import NOTHING_TO_CHECK, payload_problem
 from flock_es.errors import ArtifactValidationError, CommitFailed
 from flock_es.projection.decide import SubscriptionIndex, decide_artifact
 from flock_es.projection.fold import apply
@@ -49,7 +50,7 @@ from flock_es.runtime.agent import Agent
 from flock_es.runtime.artifacts import RunArtifacts
 from flock_es.runtime.kernel_ports import Actor, Listener, Sink
 from flock_es.runtime.object_cache import ObjectCache
-from flock_es.runtime.payloads import PLAIN_DUMP, plain_dump
+from flock_es.runtime.payloads import PLAIN_DUMP, not_json, plain_dump
 
 __all__ = ["UNPUBLISHED_TAG", "Kernel", "build_index"]
 
@@ -285,10 +286,6 @@ class Kernel:
                     "or name it in an agent's .consumes()/.publishes(), so a replay can load it"
                 )
             self.registered.add(name)
-        if name in self.index.by_type:
-            # Only what may be decided or run on: an output nothing consumes (most of
-            # them) would push its inputs out of the cache, to be rebuilt from the log.
-            self.objects.put(aid, obj)
         # ``payload_of``, inlined (once per artifact, the same dict).
         plain = PLAIN_DUMP.get(cls)
         if plain is None:
@@ -298,6 +295,13 @@ class Kernel:
             if plain
             else obj.model_dump(mode="json")
         )
+        # Refused here (NaN, a lone surrogate): the writer would fail the whole commit.
+        if cls not in NOTHING_TO_CHECK and (problem := payload_problem(cls, payload)):
+            raise not_json(problem)
+        if name in self.index.by_type:
+            # Only what may be decided or run on: an output nothing consumes (most of
+            # them) would push its inputs out of the cache, to be rebuilt from the log.
+            self.objects.put(aid, obj)
         body: ArtifactPublished = {
             "id": aid,
             "type": name,

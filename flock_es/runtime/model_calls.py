@@ -30,6 +30,7 @@ from flock_es.domain.events import (
     make_event,
     trusted_event,
 )
+from flock_es.domain.json_values import storable
 from flock_es.errors import RecordedCallChanged, ReplayMiss
 from flock_es.log.event_rows import dumps
 from flock_es.log.salvaged_answers import SalvagedAnswers
@@ -314,7 +315,7 @@ class ModelCalls:
             call_index=index,
             attempt=failed.attempt,
             outcome=failed.outcome,
-            error=redact_text(failed.error),
+            error=redact_text(storable(failed.error)),
             status=failed.status,
             will_retry=failed.will_retry,
             retry_in=failed.retry_in,
@@ -355,7 +356,9 @@ class ModelCalls:
             result, error, took = await run_tool(
                 run.agent.tools, str(call["name"]), str(call["arguments"])
             )
-        result = redact_text(result)
+        # ``storable``: a tool that lists files may return a name that is not UTF-8; the
+        # model hears what is recorded, its lone surrogates escaped.
+        result = redact_text(storable(result))
         run.answered += took  # a tool's run is the agent's work
         body = ToolCalled(
             task_id=run.task.id,
@@ -364,9 +367,9 @@ class ModelCalls:
             position=position,
             call_id=str(call.get("id", "")),
             tool=str(call["name"]),
-            arguments=redact_text(str(call["arguments"])),
+            arguments=redact_text(storable(str(call["arguments"]))),
             result=result,
-            error=redact_text(error) if error else None,
+            error=redact_text(storable(error)) if error else None,
             duration_ms=took * 1000.0,
         )
         if server is not None:

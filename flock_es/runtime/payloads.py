@@ -18,7 +18,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-__all__ = ["PLAIN_DUMP", "payload_of", "plain_dump"]
+from flock_es.domain.json_values import NOT_JSON, payload_problem
+from flock_es.errors import PayloadNotJson
+
+__all__ = ["PLAIN_DUMP", "check_payloads", "not_json", "payload_of", "plain_dump"]
 
 PLAIN_DUMP: dict[type[BaseModel], bool] = {}
 """Whether a class serialises as pydantic's own ``model_dump`` does (not overridden)."""
@@ -41,3 +44,17 @@ def payload_of(obj: BaseModel) -> dict[str, Any]:
         dumped: dict[str, Any] = obj.__pydantic_serializer__.to_python(obj, mode="json")
         return dumped
     return obj.model_dump(mode="json")
+
+
+def not_json(problem: str) -> PayloadNotJson:
+    """The error that refuses a payload with ``problem`` (``payload_problem``'s words)."""
+    return PayloadNotJson(f"{problem}: {NOT_JSON}")
+
+
+def check_payloads(outputs: list[BaseModel]) -> None:
+    """Raise ``not_json`` for the first of ``outputs`` JSON cannot hold, as the live
+    run's ``Kernel.artifact_event`` does (a replay makes no events of its outputs)."""
+    for obj in outputs:
+        problem = payload_problem(type(obj), payload_of(obj))
+        if problem is not None:
+            raise not_json(problem)

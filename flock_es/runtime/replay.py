@@ -65,6 +65,7 @@ from flock_es.runtime.kernel import Kernel, build_index
 from flock_es.runtime.kernel_ports import NullRecorder, NullSink
 from flock_es.runtime.model_calls import ModelCalls
 from flock_es.runtime.orchestrator_hooks import OrchestratorHooks
+from flock_es.runtime.payloads import check_payloads
 from flock_es.runtime.replay_checks import (
     TaskOutcome,
     completed_divergence,
@@ -307,6 +308,7 @@ class Replayer(DecisionChecks):
         run = self.executor.prepare(task, agent, attempt, task.context)
         try:
             outputs = await self.executor.outputs(run)
+            check_payloads(outputs)  # the live run refuses them as it records them
         except InputsDiverged as exc:
             return TaskOutcome(divergence=("inputs after components", exc.expected, exc.actual))
         except ReplayMiss as exc:

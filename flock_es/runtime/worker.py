@@ -418,9 +418,19 @@ async def run_claimed(executor: Executor, task_id: str, lost: set[str] | None = 
         await executor.on_error(run, exc)
         return
 
+    refused: list[Exception] = []
+
     def complete() -> list[Event]:
         if not _open(kernel.state.tasks.get(task_id)) or task_id in lost:
             return []
-        return executor.completion(run, outputs, False)
+        try:
+            return executor.completion(run, outputs, False)
+        except FATAL:
+            raise
+        except Exception as error:  # an output the log cannot hold (``PayloadNotJson``):
+            refused.append(error)  # the task fails, as a local run's does, not the commit
+            return executor.failed_unit(run, error)
 
     await kernel.commit_decided(complete)
+    for error in refused:
+        await executor.on_error(run, error)
