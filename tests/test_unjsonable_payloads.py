@@ -289,3 +289,56 @@ async def test_a_tool_result_with_a_lone_surrogate_is_stored_escaped_and_replays
         recorded = list(reader.events(reader.resolve_run("latest")))
     report = await Replayer(recorded, tool_flock().agents).run()
     assert report.identical, report.divergence
+
+
+BYTES = (
+    TYPES
+    + """
+from pydantic import ConfigDict
+
+@flock_type
+class Raw(BaseModel):
+    blob: bytes
+
+@flock_type
+class Encoded(BaseModel):
+    model_config = ConfigDict(ser_json_bytes="base64", val_json_bytes="base64")
+    blob: bytes
+
+def raw(x: Item) -> Raw:
+    return Raw(blob=b"\\xff\\xfe")
+
+def encoded(x: Item) -> Encoded:
+    return Encoded(blob=b"\\xff\\xfe")
+
+def check(e: Encoded) -> Verdict:
+    return Verdict(name="encoded", ok=e.blob == b"\\xff\\xfe")
+
+flock.agent("raw").consumes(Item).publishes(Raw).with_function(raw)
+flock.agent("encoded").consumes(Item).publishes(Encoded).with_function(encoded)
+flock.agent("check").consumes(Encoded).publishes(Verdict).with_function(check)
+
+async def main():
+    await flock.publish(Item(name="a"))
+    await flock.run_until_idle()
+"""
+)
+
+
+def test_bytes_that_are_not_utf8_fail_their_task_with_the_way_out(tmp_path: Path) -> None:
+    db = tmp_path / "run.db"
+    out = run_cli(["run", write(tmp_path, BYTES), "--db", db], cwd=tmp_path)
+    assert out.returncode == 1, out.stderr
+    assert "Raw does not serialise to JSON: 'utf-8' codec can't decode byte 0xff" in out.stderr
+    assert "ser_json_bytes='base64'" in out.stderr
+    con = sqlite3.connect(db)
+    try:
+        [(ok,)] = con.execute(
+            "SELECT json_extract(body, '$.payload.ok') FROM events WHERE kind = 'artifact.published'"
+            " AND json_extract(body, '$.type') = 'Verdict'"
+        ).fetchall()
+    finally:
+        con.close()
+    assert ok == 1  # the base64 bytes came back whole to the agent that read them
+    replay = run_cli(["replay", "latest", "--db", db, "--no-timeline"])
+    assert replay.returncode == 0 and "identical" in replay.stdout, replay.stdout

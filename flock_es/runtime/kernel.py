@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError
 
 from flock_es.domain import registry
 from flock_es.domain.events import (
@@ -50,7 +51,7 @@ from flock_es.runtime.agent import Agent
 from flock_es.runtime.artifacts import RunArtifacts
 from flock_es.runtime.kernel_ports import Actor, Listener, Sink
 from flock_es.runtime.object_cache import ObjectCache
-from flock_es.runtime.payloads import PLAIN_DUMP, not_json, plain_dump
+from flock_es.runtime.payloads import PLAIN_DUMP, not_dumped, not_json, plain_dump
 
 __all__ = ["UNPUBLISHED_TAG", "Kernel", "build_index"]
 
@@ -290,11 +291,14 @@ class Kernel:
         plain = PLAIN_DUMP.get(cls)
         if plain is None:
             plain = plain_dump(cls)
-        payload: dict[str, Any] = (
-            obj.__pydantic_serializer__.to_python(obj, mode="json")
-            if plain
-            else obj.model_dump(mode="json")
-        )
+        try:
+            payload: dict[str, Any] = (
+                obj.__pydantic_serializer__.to_python(obj, mode="json")
+                if plain
+                else obj.model_dump(mode="json")
+            )
+        except (PydanticSerializationError, UnicodeDecodeError) as exc:
+            raise not_dumped(name, exc) from exc
         # Refused here (NaN, a lone surrogate): the writer would fail the whole commit.
         if cls not in NOTHING_TO_CHECK and (problem := payload_problem(cls, payload)):
             raise not_json(problem)

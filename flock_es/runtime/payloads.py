@@ -17,11 +17,13 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError
 
 from flock_es.domain.json_values import NOT_JSON, payload_problem
+from flock_es.domain.registry import type_name
 from flock_es.errors import PayloadNotJson
 
-__all__ = ["PLAIN_DUMP", "check_payloads", "not_json", "payload_of", "plain_dump"]
+__all__ = ["PLAIN_DUMP", "check_payloads", "not_dumped", "not_json", "payload_of", "plain_dump"]
 
 PLAIN_DUMP: dict[type[BaseModel], bool] = {}
 """Whether a class serialises as pydantic's own ``model_dump`` does (not overridden)."""
@@ -51,10 +53,22 @@ def not_json(problem: str) -> PayloadNotJson:
     return PayloadNotJson(f"{problem}: {NOT_JSON}")
 
 
+def not_dumped(name: str, exc: Exception) -> PayloadNotJson:
+    """The error for an object of type ``name`` whose JSON-mode dump raised ``exc``."""
+    why = " ".join(str(exc).split())
+    if isinstance(exc, UnicodeDecodeError):  # a ``bytes`` field: pydantic writes it as UTF-8
+        why += " (bytes that are not UTF-8: ser_json_bytes='base64' in the model's config)"
+    return PayloadNotJson(f"{name} does not serialise to JSON: {why}")
+
+
 def check_payloads(outputs: list[BaseModel]) -> None:
     """Raise ``not_json`` for the first of ``outputs`` JSON cannot hold, as the live
     run's ``Kernel.artifact_event`` does (a replay makes no events of its outputs)."""
     for obj in outputs:
-        problem = payload_problem(type(obj), payload_of(obj))
+        try:
+            payload = payload_of(obj)
+        except (PydanticSerializationError, UnicodeDecodeError) as exc:
+            raise not_dumped(type_name(type(obj)), exc) from exc
+        problem = payload_problem(type(obj), payload)
         if problem is not None:
             raise not_json(problem)
