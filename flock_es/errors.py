@@ -95,9 +95,10 @@ class ArtifactValidationError(UserError):
     """A published object is not a registered pydantic model or fails validation."""
 
 
-class PayloadNotJson(ArtifactValidationError):
-    """A payload holds a value JSON cannot (NaN, infinity, a lone surrogate): refused
-    where it is published, so the log writer never meets it."""
+class PayloadNotJson(ArtifactValidationError, ValueError):
+    """A payload holds a value JSON cannot (NaN, infinity, a lone surrogate), or its
+    dump fails: refused where it is published, so the log writer never meets it. A
+    ``ValueError`` too, as the serialiser's own error it replaces is."""
 
 
 class UnstorableEvent(UserError):
