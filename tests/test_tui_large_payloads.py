@@ -23,6 +23,7 @@ from rich.console import Console, Group
 from textual.widgets import Static
 
 from flock_es import Flock, flock_type
+from flock_es.domain.printable import printable
 from flock_es.tui import MonitorApp
 from flock_es.tui.bounded import DETAIL, PANE, Bounds, bounded
 from flock_es.tui.rows import preview
@@ -166,7 +167,7 @@ def test_a_cut_value_says_what_it_left_out(value: Any, chars: int, items: int) -
 @given(st.dictionaries(st.text(max_size=8), JSON, max_size=6))
 def test_the_preview_of_a_small_payload_is_its_whole_dump(payload: dict[str, Any]) -> None:
     text = json.dumps(payload, ensure_ascii=False, separators=(", ", ": "), default=str)
-    text = " ".join(text.split())
+    text = printable(" ".join(text.split()))  # control characters as escapes
     expected = text if len(text) <= 400 else text[:399] + "…"
     assert preview(payload, 400) == expected
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from flock_es.domain.printable import printable
+
 __all__ = ["DETAIL", "PANE", "Bounds", "bounded", "bounded_text", "cut_note"]
 
 
@@ -112,9 +114,10 @@ class _Walk:
 
 
 def bounded_text(text: str, bounds: Bounds) -> tuple[str, int]:
-    """``text`` cut to ``bounds.chars`` characters (saying how many it left out)."""
+    """``text`` cut to ``bounds.chars`` characters (saying how many it left out), its
+    control characters escaped (``printable``: the terminal must not act on them)."""
     walk = _Walk(bounds)
-    return walk.string(text), walk.cut
+    return printable(walk.string(text)), walk.cut
 
 
 def cut_note(run: str = "RUN", events: bool = False) -> str:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from flock_es.domain.describe import actor, describe
 from flock_es.domain.events import Event
+from flock_es.domain.printable import printable
 
 if TYPE_CHECKING:
     from .monitor import LogLine
@@ -21,5 +22,5 @@ def summarise(e: Event) -> LogLine:
     message can hold a whole document)."""
     from .monitor import LogLine
 
-    text = " ".join(describe(e)[:WIDEST].split())
+    text = printable(" ".join(describe(e)[:WIDEST].split()))  # it may quote an error
     return LogLine(seq=e.seq or 0, ts=e.ts, kind=str(e.kind), agent=actor(e), summary=text)

@@ -38,6 +38,7 @@ from flock_es.domain.events import (
     ToolCalled,
     body_as,
 )
+from flock_es.domain.printable import printable
 from flock_es.log.ports import EventReader
 from flock_es.projection.state import RunState
 
@@ -75,7 +76,8 @@ def pretty(value: Any, run: str = "RUN", events: bool = False) -> RenderableType
     whole document laid out would hold the screen for seconds), saying so above it
     (and where the whole is: ``cut_note``)."""
     shown, cut = bounded(value, DETAIL)
-    text = json.dumps(shown, indent=2, ensure_ascii=False, default=str)
+    # ``printable``: JSON escapes C0 controls but not C1 (``\x9b`` is a terminal's CSI).
+    text = printable(json.dumps(shown, indent=2, ensure_ascii=False, default=str))
     syntax = Syntax(text, "json", word_wrap=True, theme="ansi_dark", background_color="default")
     return Group(Text(cut_note(run, events), "yellow"), syntax) if cut else syntax
 
@@ -100,7 +102,7 @@ def _content_text(content: Any, run: str = "RUN") -> RenderableType:
 def _long_text(text: str, run: str = "RUN") -> RenderableType:
     """``text`` as plain text, cut to a detail's bound (saying so above it)."""
     shown, cut = bounded_text(text, DETAIL)
-    return Group(Text(cut_note(run, events=True), "yellow"), Text(shown)) if cut else Text(text)
+    return Group(Text(cut_note(run, events=True), "yellow"), Text(shown)) if cut else Text(shown)
 
 
 def _short_text(value: Any) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from rich.markup import escape
 
+from flock_es.domain.printable import printable
 from flock_es.log.ports import RunRow
 from flock_es.projection.state import AgentView, ArtifactView, RunState, limiter_summary
 
@@ -105,7 +106,7 @@ def preview(payload: dict[str, Any], width: int = 400) -> str:
     document-sized payload dumped whole cost tens of milliseconds a row."""
     shown, _ = bounded(payload, Bounds(chars=4 * width, items=width))
     text = json.dumps(shown, ensure_ascii=False, separators=(", ", ": "), default=str)
-    text = " ".join(text.split())
+    text = printable(" ".join(text.split()))  # JSON escapes C0 controls, not C1
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

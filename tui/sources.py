@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from rich.text import Text
 
 from flock_es.domain.events import TaskStatus
+from flock_es.domain.printable import printable
 from flock_es.log.ports import EventReader
 from flock_es.projection.state import ArtifactView, TaskView
 
@@ -284,7 +285,8 @@ class FailureSource(_Base):
         if t is None:
             return (Text(key),)
         start = self.m.state.started_at or t.scheduled_at
-        error = " ".join((t.error or "")[:WIDEST].split())  # a message may hold a document
+        # A message may hold a document, and control characters (``printable``).
+        error = printable(" ".join((t.error or "")[:WIDEST].split()))
         return (
             Text("✗ " + t.id, FAILED_STYLE),
             Text(t.agent),

@@ -72,9 +72,11 @@ _register()
 
 def fail(message: str, code: int = ExitCode.USER_ERROR) -> None:
     """Print a one-line error (without any secret this process holds) and exit."""
+    from flock_es.domain.printable import printable
     from flock_es.redaction import redact_text
 
-    typer.echo(f"flock-es: error: {redact_text(message)}", err=True)
+    # ``printable``: the message may quote a program's exception, which may quote data.
+    typer.echo(f"flock-es: error: {printable(redact_text(message))}", err=True)
     raise SystemExit(code)
 
 

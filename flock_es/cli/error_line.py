@@ -13,14 +13,17 @@ Example::
 
 from __future__ import annotations
 
+from flock_es.domain.printable import printable
+
 __all__ = ["ERROR_CHARS", "error_line"]
 
 ERROR_CHARS = 300
 
 
 def error_line(error: str, whole: str) -> str:
-    """``error`` cut to ``ERROR_CHARS`` characters, saying that command ``whole`` has all."""
+    """``error`` cut to ``ERROR_CHARS`` characters, saying that command ``whole`` has all;
+    its control characters escaped (``printable``: a terminal must not act on them)."""
     left = len(error) - ERROR_CHARS
     if left <= 0:
-        return error
-    return f"{error[:ERROR_CHARS]}… [+{left:,} characters: {whole} has the whole error]"
+        return printable(error)
+    return f"{printable(error[:ERROR_CHARS])}… [+{left:,} characters: {whole} has the whole error]"

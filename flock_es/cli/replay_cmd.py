@@ -29,6 +29,7 @@ from flock_es.cli.options import (
 )
 from flock_es.cli.resume_run import Claim, ResumeOptions, hash_warning, resume_run, warn
 from flock_es.domain.events import RunStarted, RunStatus, body_as
+from flock_es.domain.printable import printable
 from flock_es.errors import ExitCode
 
 ProgramOption = Annotated[
@@ -160,7 +161,8 @@ def replay(
         if timeline:
             for s in report.timeline:
                 mark = " " if s.ok else "✗"
-                typer.echo(f"{mark}{s.seq:>7}  +{s.offset:8.3f}s  {s.agent[:24]:<24} {s.text}")
+                text = printable(s.text)  # an event's summary may quote an error, an answer
+                typer.echo(f"{mark}{s.seq:>7}  +{s.offset:8.3f}s  {s.agent[:24]:<24} {text}")
         summary = (
             f"{report.events} events · {report.tasks_replayed} tasks re-executed · "
             f"{report.decisions_checked} decisions checked · {report.served_calls} model "
@@ -169,7 +171,7 @@ def replay(
         typer.echo(summary)
         if report.pending_at_end:
             typer.echo(f"{report.pending_at_end} tasks were unfinished in the record")
-        typer.echo("identical" if report.identical else str(report.divergence))
+        typer.echo("identical" if report.identical else printable(str(report.divergence)))
     if not report.identical:
         raise typer.Exit(ExitCode.RUN_FAILED)
 
