@@ -235,7 +235,7 @@ def test_on_postgres_a_nan_output_fails_its_task_and_the_run_goes_on(
 
 
 def test_only_classes_of_whole_numbers_skip_the_check() -> None:
-    from pydantic import ConfigDict, computed_field
+    from pydantic import ConfigDict, computed_field, field_serializer
 
     from flock_es.domain.json_values import NOTHING_TO_CHECK
 
@@ -259,7 +259,17 @@ def test_only_classes_of_whole_numbers_skip_the_check() -> None:
     assert Counts in NOTHING_TO_CHECK
     assert payload_problem(Open, {"n": 1, "x": float("nan")}) == "Open.x is nan"
     assert payload_problem(Derived, Derived(n=0).model_dump(mode="json")) == "Derived.ratio is nan"
+
+    class Scaled(BaseModel):
+        n: int
+
+        @field_serializer("n")
+        def ratio(self, n: int) -> float:
+            return n / 0 if n else float("inf")
+
+    assert payload_problem(Scaled, Scaled(n=0).model_dump(mode="json")) == "Scaled.n is inf"
     assert Open not in NOTHING_TO_CHECK and Derived not in NOTHING_TO_CHECK
+    assert Scaled not in NOTHING_TO_CHECK
 
 
 @flock_tool(name="list_folder")

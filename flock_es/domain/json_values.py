@@ -50,10 +50,14 @@ def _skipped(cls: type[BaseModel]) -> frozenset[str]:
     keys = _SKIPPED.get(cls)
     if keys is None:
         fields = cls.model_fields
+        hooks = cls.__pydantic_decorators__
+        # A serialiser of its own may turn a whole number into anything: look at all.
+        custom = bool(hooks.field_serializers or hooks.model_serializers)
         keys = _SKIPPED[cls] = frozenset(
             name
             for name, field in fields.items()
-            if field.alias is None
+            if not custom
+            and field.alias is None
             and field.serialization_alias is None
             and (field.annotation in _NEVER_TEXT or _optional_int(field.annotation))
         )
