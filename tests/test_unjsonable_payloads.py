@@ -352,3 +352,26 @@ def test_bytes_that_are_not_utf8_fail_their_task_with_the_way_out(tmp_path: Path
     assert ok == 1  # the base64 bytes came back whole to the agent that read them
     replay = run_cli(["replay", "latest", "--db", db, "--no-timeline"])
     assert replay.returncode == 0 and "identical" in replay.stdout, replay.stdout
+
+
+def test_a_large_publish_names_the_object_and_commits_none_of_itself(tmp_path: Path) -> None:
+    program = write(
+        tmp_path,
+        TYPES
+        + """
+async def main():
+    await flock.publish(Score(name="first", score=1.0))
+    bad = 4_500
+    await flock.publish_many(
+        Score(name=str(n), score=float("inf") if n == bad else 0.5) for n in range(5_000)
+    )
+""",
+    )
+    db = tmp_path / "run.db"
+    out = run_cli(["run", program, "--db", db], cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "flock-es: error: object 4500 (from 0) of the publish: Score.score is inf: "
+        "a payload is recorded as JSON, which has no NaN, infinity or lone surrogate"
+    ]
+    assert kinds(db)["artifact.published"] == 1  # the streamed publish is one unit

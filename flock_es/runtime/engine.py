@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -42,7 +43,7 @@ from flock_es.domain.events import (
     TaskStatus,
     body_as,
 )
-from flock_es.errors import AgentFailed
+from flock_es.errors import AgentFailed, PayloadNotJson
 from flock_es.log.ports import EventWriter
 from flock_es.projection.decide import schedule
 from flock_es.projection.state import RunState, TaskView
@@ -276,12 +277,21 @@ class Engine:
             return [body_as(e, ArtifactPublished)["id"] for e in evs]
         defer = may_defer and (not isinstance(objs, list) or len(objs) > DEFER_AT)
 
+        several = not isinstance(objs, list) or len(objs) > 1
+        position = itertools.count()
+
         def event(obj: BaseModel) -> Event:
             aid = ids.external_artifact_id()
             corr = correlation_id or aid
-            return kernel.artifact_event(
-                obj, aid, "external", None, corr, tags, visibility, now, partition_key, defer
-            )
+            at = next(position)
+            try:
+                return kernel.artifact_event(
+                    obj, aid, "external", None, corr, tags, visibility, now, partition_key, defer
+                )
+            except PayloadNotJson as exc:  # which of 20,000 objects it was
+                if not several:
+                    raise
+                raise PayloadNotJson(f"object {at} (from 0) of the publish: {exc}") from None
 
         if defer:  # one transaction, streamed (runtime/publish_stream.py)
             aids = await publish_deferred(kernel, objs, event)
