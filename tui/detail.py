@@ -124,7 +124,8 @@ def chat(messages: list[dict[str, Any]], run: str = "RUN") -> Group:
         for call in m.get("tool_calls") or []:
             fn = call.get("function", call)
             args = _short_text(fn.get("arguments", ""))
-            parts.append(Text(f"→ calls {fn.get('name')}({args})", "yellow"))
+            name = printable(str(fn.get("name")))  # the model's words, as its arguments are
+            parts.append(Text(f"→ calls {name}({args})", "yellow"))
         style = ROLE_STYLE.get(role, "white")
         turns.append(Panel(Group(*parts), title=title, title_align="left", border_style=style))
     return Group(*turns)

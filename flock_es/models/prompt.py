@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from flock_es.domain.json_values import NOT_JSON, payload_problem
 from flock_es.errors import OutputValidationError
@@ -302,7 +303,11 @@ def _validate(
     # ``json.loads`` reads ``NaN`` and a lone ``"\\ud83d"``; the log cannot hold either,
     # so such an answer is invalid here and is asked again, as any other is.
     for o in outputs:
-        problem = payload_problem(type(o), o.model_dump(mode="json"))
+        try:
+            dumped = o.model_dump(mode="json")
+        except (PydanticSerializationError, UnicodeDecodeError) as exc:
+            raise OutputValidationError(f"{type(o).__name__}: {exc}", raw=content) from None
+        problem = payload_problem(type(o), dumped)
         if problem is not None:
             raise OutputValidationError(f"{problem}: {NOT_JSON}", raw=content)
     return outputs
