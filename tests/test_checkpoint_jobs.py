@@ -329,6 +329,7 @@ def test_a_short_live_run_starts_no_checkpoint_job(
     assert longer.started == 1
 
 
+@pytest.mark.slow  # 3.0 s here: a shared run long enough to start its job, and its resume
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_shared_run_checkpoints_too(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str

@@ -134,6 +134,7 @@ def resume_all(db: Path, original: Path) -> None:
         src.close()
 
 
+@pytest.mark.slow  # 3.7 s here, beside its fixture's run (2.3 s): salvage and resume by the CLI
 def test_a_lost_page_cuts_the_run_there_and_resume_finishes_it(
     finished: Path, tmp_path: Path
 ) -> None:
