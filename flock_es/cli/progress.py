@@ -18,7 +18,6 @@ from rich.text import Text
 from flock_es.cli.error_line import error_line
 from flock_es.cli.waiting import waiting_for
 from flock_es.domain.events import Event
-from flock_es.domain.printable import printable
 from flock_es.projection.state import RunState, limiter_summary
 
 
@@ -281,5 +280,5 @@ def print_summary(lines: list[str]) -> None:
     """The summary goes to stderr, like the progress: stdout is the program's."""
     sys.stdout.flush()  # the program's last prints come before the summary
     out = sys.stderr
-    out.write(printable("\n".join(lines)) + "\n")  # errors in it may hold data
+    out.write("\n".join(lines) + "\n")
     out.flush()

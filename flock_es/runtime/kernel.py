@@ -31,7 +31,6 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic_core import PydanticSerializationError
 
 from flock_es.domain import registry
 from flock_es.domain.events import (
@@ -41,7 +40,6 @@ from flock_es.domain.events import (
     EventKind,
     trusted_event,
 )
-from flock_es.domain.json_values import NOTHING_TO_CHECK, payload_problem
 from flock_es.errors import ArtifactValidationError, CommitFailed
 from flock_es.projection.decide import SubscriptionIndex, decide_artifact
 from flock_es.projection.fold import apply
@@ -51,7 +49,7 @@ from flock_es.runtime.agent import Agent
 from flock_es.runtime.artifacts import RunArtifacts
 from flock_es.runtime.kernel_ports import Actor, Listener, Sink
 from flock_es.runtime.object_cache import ObjectCache
-from flock_es.runtime.payloads import PLAIN_DUMP, not_dumped, not_json, plain_dump
+from flock_es.runtime.payloads import checked_payload
 
 __all__ = ["UNPUBLISHED_TAG", "Kernel", "build_index"]
 
@@ -287,21 +285,8 @@ class Kernel:
                     "or name it in an agent's .consumes()/.publishes(), so a replay can load it"
                 )
             self.registered.add(name)
-        # ``payload_of``, inlined (once per artifact, the same dict).
-        plain = PLAIN_DUMP.get(cls)
-        if plain is None:
-            plain = plain_dump(cls)
-        try:
-            payload: dict[str, Any] = (
-                obj.__pydantic_serializer__.to_python(obj, mode="json")
-                if plain
-                else obj.model_dump(mode="json")
-            )
-        except (PydanticSerializationError, UnicodeDecodeError) as exc:
-            raise not_dumped(name, exc) from exc
         # Refused here (NaN, a lone surrogate): the writer would fail the whole commit.
-        if cls not in NOTHING_TO_CHECK and (problem := payload_problem(cls, payload)):
-            raise not_json(problem)
+        payload = checked_payload(obj, cls, name)
         if name in self.index.by_type:
             # Only what may be decided or run on: an output nothing consumes (most of
             # them) would push its inputs out of the cache, to be rebuilt from the log.

@@ -19,11 +19,11 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError
 
-from flock_es.domain.json_values import NOT_JSON, payload_problem
+from flock_es.domain.json_values import NOT_JSON, NOTHING_TO_CHECK, payload_problem
 from flock_es.domain.registry import type_name
 from flock_es.errors import PayloadNotJson
 
-__all__ = ["PLAIN_DUMP", "check_payloads", "not_dumped", "not_json", "payload_of", "plain_dump"]
+__all__ = ["PLAIN_DUMP", "check_payloads", "checked_payload", "payload_of", "plain_dump"]
 
 PLAIN_DUMP: dict[type[BaseModel], bool] = {}
 """Whether a class serialises as pydantic's own ``model_dump`` does (not overridden)."""
@@ -48,27 +48,33 @@ def payload_of(obj: BaseModel) -> dict[str, Any]:
     return obj.model_dump(mode="json")
 
 
-def not_json(problem: str) -> PayloadNotJson:
-    """The error that refuses a payload with ``problem`` (``payload_problem``'s words)."""
-    return PayloadNotJson(f"{problem}: {NOT_JSON}")
+def checked_payload(obj: BaseModel, cls: type[BaseModel], name: str) -> dict[str, Any]:
+    """``payload_of(obj)`` (``obj`` of class ``cls``, registered as ``name``), or
+    ``PayloadNotJson`` if its dump fails or holds what JSON cannot (``payload_problem``).
 
-
-def not_dumped(name: str, exc: Exception) -> PayloadNotJson:
-    """The error for an object of type ``name`` whose JSON-mode dump raised ``exc``."""
-    why = " ".join(str(exc).split())
-    if isinstance(exc, UnicodeDecodeError):  # a ``bytes`` field: pydantic writes it as UTF-8
-        why += " (bytes that are not UTF-8: ser_json_bytes='base64' in the model's config)"
-    return PayloadNotJson(f"{name} does not serialise to JSON: {why}")
+    What ``Kernel.artifact_event`` records, and what a replay checks its outputs with
+    (it makes no events of them): the two refuse the same outputs in the same words."""
+    plain = PLAIN_DUMP.get(cls)  # ``payload_of``, inlined: once per artifact
+    if plain is None:
+        plain = plain_dump(cls)
+    try:
+        payload: dict[str, Any] = (
+            obj.__pydantic_serializer__.to_python(obj, mode="json")
+            if plain
+            else obj.model_dump(mode="json")
+        )
+    except (PydanticSerializationError, UnicodeDecodeError) as exc:
+        why = " ".join(str(exc).split())
+        if isinstance(exc, UnicodeDecodeError):  # a ``bytes`` field: written as UTF-8
+            why += " (bytes that are not UTF-8: ser_json_bytes='base64' in the model's config)"
+        raise PayloadNotJson(f"{name} does not serialise to JSON: {why}") from exc
+    if cls not in NOTHING_TO_CHECK and (problem := payload_problem(cls, payload)):
+        raise PayloadNotJson(f"{problem}: {NOT_JSON}")
+    return payload
 
 
 def check_payloads(outputs: list[BaseModel]) -> None:
-    """Raise ``not_json`` for the first of ``outputs`` JSON cannot hold, as the live
-    run's ``Kernel.artifact_event`` does (a replay makes no events of its outputs)."""
+    """Raise ``PayloadNotJson`` for the first of ``outputs`` the live run would refuse."""
     for obj in outputs:
-        try:
-            payload = payload_of(obj)
-        except (PydanticSerializationError, UnicodeDecodeError) as exc:
-            raise not_dumped(type_name(type(obj)), exc) from exc
-        problem = payload_problem(type(obj), payload)
-        if problem is not None:
-            raise not_json(problem)
+        cls = type(obj)
+        checked_payload(obj, cls, type_name(cls))
