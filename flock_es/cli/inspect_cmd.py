@@ -128,6 +128,8 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
+        from flock_es.domain.printable import printable
+
         table = Table(box=None, pad_edge=False)
         for col in (
             "run",
@@ -148,7 +150,7 @@ def register(app: typer.Typer) -> None:
             t = r["tasks"]
             dur = f"{r['duration_s']:.1f}s" if r["duration_s"] is not None else "-"
             fork = f"{r['parent_run']}@{r['fork_seq']}" if r["parent_run"] else ""
-            prog = (r["program"] or "-").rsplit("/", 1)[-1]
+            prog = printable((r["program"] or "-").rsplit("/", 1)[-1])
             table.add_row(
                 r["run_id"],
                 prog,
@@ -163,7 +165,8 @@ def register(app: typer.Typer) -> None:
                 _fmt_cost(r["cost"]),
                 fork,
             )
-        Console(width=200, highlight=False).print(table)
+        # Not markup: a program file named ``m[red].py`` was listed as ``m.py``.
+        Console(width=200, highlight=False, markup=False).print(table)
         if len(every) > len(rows):  # on stderr: the table stays the whole of stdout
             older = len(every) - len(rows)
             typer.echo(f"({older:,} older runs not listed: --limit 0 lists them all)", err=True)

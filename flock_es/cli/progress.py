@@ -18,6 +18,7 @@ from rich.text import Text
 from flock_es.cli.error_line import error_line
 from flock_es.cli.waiting import waiting_for
 from flock_es.domain.events import Event
+from flock_es.domain.printable import printable
 from flock_es.projection.state import RunState, limiter_summary
 
 
@@ -108,7 +109,9 @@ class Progress:
             body = line.split("]", 1)[-1]
             if body != last or now - self._last_line >= 10.0:
                 last, self._last_line = body, now
-                self.console.print(line, highlight=False, soft_wrap=True)
+                # Not markup: an agent named ``w[/]k`` raised in the ticker, which then
+                # printed no line for the rest of the run, and ``[bold]`` vanished.
+                self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     def _line(self, waiting: bool = True) -> str:
         s: RunState = self.state_fn()
@@ -122,7 +125,7 @@ class Progress:
             + "".join(f" · {limiter_text(lim)}" for lim in s.limiters.values())
         )
         waits = self._waiting(s) if waiting else ""
-        return line + (f" · waiting: {waits}" if waits else "")
+        return printable(line + (f" · waiting: {waits}" if waits else ""))
 
     @staticmethod
     def _waiting(s: RunState) -> str:
@@ -136,10 +139,10 @@ class Progress:
         t.add_row(Text(self._line(waiting=False), style="bold"))
         for a in s.agents.values():
             if a.running:
-                t.add_row(Text(f"  ▶ {a.name} ({a.running})", style="cyan"))
+                t.add_row(Text(printable(f"  ▶ {a.name} ({a.running})"), style="cyan"))
         waits = self._waiting(s)
         if waits:  # its own row: on an 80-column terminal the first one is full
-            t.add_row(Text(f"  waiting: {waits}", style="yellow"))
+            t.add_row(Text(printable(f"  waiting: {waits}"), style="yellow"))
         counts = " · ".join(f"{k} {v}" for k, v in s.artifact_counts().items())
         if counts:
             t.add_row(Text(f"  artifacts: {counts}", style="dim"))
