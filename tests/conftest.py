@@ -146,12 +146,14 @@ def start_cli(args: Sequence[str | os.PathLike[str]], cwd: Path) -> subprocess.P
 
 def run_cli_stderr_on_a_terminal(
     args: Sequence[str | os.PathLike[str]],
+    env: dict[str, str] | None = None,
+    stdout: int | IO[str] = subprocess.PIPE,
 ) -> tuple[subprocess.CompletedProcess[str], str]:
     """``flock-es ARGS`` with its stderr on a pseudo-terminal: the process (stdout
-    captured) and what the terminal received."""
+    captured, or where ``stdout`` says) and what the terminal received."""
     master, slave = os.openpty()
     try:
-        out = run_cli(args, stderr=slave)
+        out = run_cli(args, env=env, stdout=stdout, stderr=slave)
         os.close(slave)
         screen = b""
         while True:

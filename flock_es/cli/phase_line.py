@@ -4,7 +4,8 @@
 one, read millions of events (a 2.6M-event run: 13 s to export, 29 s to fold
 for ``show --json``, then 9 s to write its entries when they go to a file). On
 a terminal, stderr shows the phase and its count; the line is cleared before
-the command prints its result. In a pipe or a log nothing is shown.
+the command prints its result. In a pipe, a log or a terminal that cannot redraw
+a line (``TERM=dumb``) nothing is shown.
 
 Example::
 
@@ -18,7 +19,7 @@ import contextlib
 import sys
 from collections.abc import Iterator
 
-from flock_es.cli.progress import stream_kind
+from flock_es.cli.progress import redrawable, stream_kind
 
 __all__ = ["PhaseLine", "phase_line"]
 
@@ -47,7 +48,7 @@ def phase_line(streams_to_stdout: bool = False) -> Iterator[PhaseLine | None]:
     """A ``PhaseLine`` if stderr is a terminal (cleared at the end, error or not), else
     None. ``streams_to_stdout``: the command prints as it reads, so not if stdout is
     that terminal too (the line would land in the middle of what it prints)."""
-    shown = stream_kind(sys.stderr) == "tty"
+    shown = redrawable(sys.stderr)  # not TERM=dumb: it would print ESC [ K as it is
     if streams_to_stdout and stream_kind(sys.stdout) == "tty":
         shown = False
     line = PhaseLine() if shown else None

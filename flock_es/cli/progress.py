@@ -31,6 +31,17 @@ def limiter_text(lim: dict[str, Any]) -> str:
     return limiter_summary(lim) + ", limited"
 
 
+# Terminals that cannot redraw a line (Emacs's shell, some CI consoles): rich's Live
+# draws nothing on them, so a run showed no progress at all, and ``ESC [ K`` prints as
+# it is. Rich's own test (``Console.is_dumb_terminal``).
+DUMB_TERMS = frozenset({"dumb", "unknown"})
+
+
+def redrawable(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal that redraws in place (not ``TERM=dumb``)."""
+    return stream_kind(stream) == "tty" and os.environ.get("TERM", "").lower() not in DUMB_TERMS
+
+
 def stream_kind(stream: Any) -> str:
     """``tty``, ``file`` (a regular file or /dev/null) or ``pipe`` (anything else)."""
     try:
@@ -50,8 +61,9 @@ class Progress:
     - stderr a terminal, stdout a file (``> out.txt``): the same panel; the
       program's prints go to the file untouched.
     - stdout a pipe (``| tee out.txt``, whose copy may land on the same
-      terminal) or stderr not a terminal: plain lines at most once a second,
-      never wrapped, and none before there is something to report.
+      terminal), stderr not a terminal, or a terminal that cannot redraw
+      (``TERM=dumb``): plain lines at most once a second, never wrapped, and
+      none before there is something to report.
     """
 
     def __init__(self, state_fn: Any, quiet: bool = False) -> None:
@@ -60,7 +72,7 @@ class Progress:
         self.t0 = time.time()
         self.live: Live | None = None
         self.stdout_kind = stream_kind(sys.stdout)
-        panel = stream_kind(sys.stderr) == "tty" and self.stdout_kind != "pipe"
+        panel = redrawable(sys.stderr) and self.stdout_kind != "pipe"
         # Off a terminal rich would hard-wrap at 80 columns: give plain lines room.
         self.console = Console(stderr=True, width=None if panel else 10_000)
         self.panel = panel and not quiet
