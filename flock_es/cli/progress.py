@@ -21,6 +21,21 @@ from flock_es.domain.events import Event
 from flock_es.domain.printable import printable
 from flock_es.projection.state import RunState, limiter_summary
 
+__all__ = [
+    "DUMB_TERMS",
+    "FAILED_SHOWN",
+    "Progress",
+    "format_cost",
+    "ledger_lines",
+    "limiter_text",
+    "own_work",
+    "print_summary",
+    "redrawable",
+    "stream_kind",
+    "summary_lines",
+    "time_line",
+]
+
 
 def format_cost(cost: float | None) -> str:
     return "unknown" if cost is None else f"${cost:.4f}"
