@@ -265,12 +265,23 @@ def summary_lines(
         lines.append(f"  waiting    join for {gate.agent}{key}: {len(group.members)} artifacts")
     if state.expired_joins:
         lines.append(f"  expired    {len(state.expired_joins)} join group(s) timed out incomplete")
+    deep: dict[str, int] = {}  # max_depth's refusals, by agent
+    for c in state.circuit_trips:
+        if "depth" in c:
+            deep[c["agent"]] = deep.get(c["agent"], 0) + 1
     for agent in state.agents.values():
-        if agent.tripped:
+        if agent.tripped - deep.get(agent.name, 0) > 0:
             lines.append(
                 f"  circuit    breaker tripped for {agent.name}: stopped after "
                 f"{agent.scheduled} runs, {agent.tripped} match(es) not scheduled"
             )
+    if deep:
+        limit = state.max_depth
+        who = ", ".join(f"{name} ({n})" for name, n in deep.items())
+        lines.append(
+            f"  circuit    a chain of {limit} agent runs reached max_depth: not scheduled "
+            f"for {who}; agents feeding each other in a loop? (Flock(max_depth=...))"
+        )
     if status == "interrupted":
         lines.append(f"  resume     flock-es resume {state.run_id} --db {db}")
     lines.append(f"  log        {db}  (flock-es show {state.run_id} --db {db})")

@@ -78,7 +78,8 @@ def show_data(
             for j in state.expired_joins
         ],
         "circuit_trips": [
-            _plain(c, "agent", "sub_index", "inputs", "limit", "seq") for c in state.circuit_trips
+            _plain(c, "agent", "sub_index", "inputs", "limit", "depth", "seq")
+            for c in state.circuit_trips
         ],
         "tripped": {a.name: a.tripped for a in state.agents.values() if a.tripped},
         "unreleased": _unreleased(state),
@@ -355,8 +356,12 @@ def _trip_lines(data: dict[str, Any]) -> list[str]:
         return []
     out = ["Circuit breaker"]
     for agent, n in data["tripped"].items():
-        limit = next((c["limit"] for c in data["circuit_trips"] if c["agent"] == agent), "?")
-        out.append(f"  {agent}: tripped {n}× (limit {limit} runs)")
+        trip: dict[str, Any] = next((c for c in data["circuit_trips"] if c["agent"] == agent), {})
+        if trip.get("depth") is not None:
+            why = f"max_depth: a chain of {trip['limit']} agent runs"
+        else:
+            why = f"limit {trip.get('limit', '?')} runs"
+        out.append(f"  {agent}: tripped {n}× ({why})")
     for c in data["circuit_trips"]:
         out.append(f"    seq {c['seq']}: not scheduled on {', '.join(c['inputs'])}")
     return out

@@ -108,7 +108,10 @@ def _join_expired(b: body.JoinExpired) -> str:
 
 
 def _circuit_tripped(b: body.CircuitTripped) -> str:
-    return f"circuit breaker of {b['agent']} refuses {', '.join(b['inputs'])} (limit {b['limit']})"
+    inputs = ", ".join(b["inputs"])
+    if "depth" in b:
+        return f"max_depth refuses {b['agent']} on {inputs} (a chain of {b['limit']} agent runs)"
+    return f"circuit breaker of {b['agent']} refuses {inputs} (limit {b['limit']})"
 
 
 def _inputs_rewritten(b: body.InputsRewritten) -> str:

@@ -97,6 +97,9 @@ class RunStarted(TypedDict):
     version: NotRequired[str]  # absent: ""
     # The circuit breaker's limit, so resume and replay decide with the same one.
     max_agent_iterations: NotRequired[int | None]  # absent: None
+    # The longest chain of agent runs from a published artifact (``Flock(max_depth=)``);
+    # absent: None, no limit, and no depths recorded (runs written before the option).
+    max_depth: NotRequired[int]
     # Flock(once_per_agent=True): an agent takes an artifact through one subscription
     # at most (flock-core's rule), so resume and replay decide alike. absent: False
     once_per_agent: NotRequired[bool]
@@ -135,6 +138,9 @@ class ArtifactPublished(TypedDict):
     # True: decided later, after its ``artifact.decided`` (a large publish_many commits
     # its artifacts at once and schedules their tasks in chunks); absent: decided here.
     deferred: NotRequired[bool]
+    # An output's place in its chain of agent runs: its task's depth + 1 (``max_depth``).
+    # absent: 0 (a publish from outside, or a run that records no ``max_depth``)
+    depth: NotRequired[int]
 
 
 class TaskScheduled(TypedDict):
@@ -143,6 +149,8 @@ class TaskScheduled(TypedDict):
     sub_index: int
     inputs: list[str]
     reason: NotRequired[str]  # a ScheduleReason value; absent: "match"
+    # The deepest of its inputs' depths (``max_depth``); absent: 0.
+    depth: NotRequired[int]
 
 
 class TaskStarted(TypedDict):
@@ -303,12 +311,14 @@ class ArtifactReleased(TypedDict):
 
 
 class CircuitTripped(TypedDict):
-    """``max_agent_iterations`` reached: this match was not scheduled."""
+    """``max_agent_iterations`` reached, or ``max_depth`` (then ``depth`` is present and
+    ``limit`` is ``max_depth``): this match was not scheduled."""
 
     agent: str
     sub_index: int
     inputs: list[str]
     limit: int
+    depth: NotRequired[int]  # the run it would have been in its chain; absent: a count trip
 
 
 class PredicateFailed(TypedDict):

@@ -7,7 +7,11 @@ recorded as a ``predicate.failed`` event rather than swallowed.
 
 Visibility is checked here, before anything is scheduled; the circuit breaker
 (``max_agent_iterations``) turns a schedule past the limit into a recorded
-``circuit.tripped``. AND/count gates and joins live in ``gates.py``.
+``circuit.tripped``, and so does a chain of agent runs ``max_depth`` long: a
+task's depth is the deepest of its inputs' (0 for a publish from outside), its
+outputs' one more, so agents that feed each other in a loop stop there while a
+fan-out of any size (depth 1) does not. AND/count gates and joins live in
+``gates.py``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from flock_es.domain.events import (
 )
 from flock_es.domain.subscriptions import Subscription
 from flock_es.domain.visibility import Identity, visible_to
+from flock_es.projection.chain_depth import refused, task_depth, too_deep
 from flock_es.projection.gates import gate_arrival
 from flock_es.projection.state import ArtifactView, RunState
 
@@ -125,6 +130,7 @@ def schedule(
     inputs: list[str],
     reason: ScheduleReason,
     now: float,
+    depth: int = 0,
 ) -> Event:
     # ``state.ids_run`` without its property's call (once per task).
     tid = ids.task_id(state.id_root or state.run_id, agent, sub_index, inputs)
@@ -135,6 +141,8 @@ def schedule(
         "inputs": inputs,
         "reason": _REASON_TEXT[reason],
     }
+    if depth:  # absent at 0, as in runs written before ``max_depth``
+        body["depth"] = depth
     return trusted_event(state.run_id, _SCHEDULED_KIND, body, now)
 
 
@@ -169,7 +177,12 @@ def decide_artifact(
 
     produced_by = art.produced_by
     vetoed = state.vetoed
-    unlimited = _limit(state, index) is None  # the same for every subscriber
+    # The same for every subscriber: a task on this artifact alone is as deep as it is;
+    # past ``max_depth`` each match is refused at once (not buffered, to be refused
+    # with the batch or group it would have joined).
+    depth = art.depth
+    deep = state.max_depth is not None and depth >= state.max_depth
+    unlimited = _limit(state, index) is None
     for sub in subs:
         # Cheapest checks first: this loop runs once per subscriber of the type.
         if sub.agent == produced_by and sub.agent not in index.allow_self:
@@ -191,7 +204,11 @@ def decide_artifact(
                 ok = all(pred(obj) for pred in where)
             if ok and taken is not None and sub.agent in taken:
                 ok = False  # an earlier subscription of this agent took it (flock-core's rule)
-            caused = gate_arrival(state, sub, art, obj, now, deliver) if ok and gated else []
+            caused = (
+                gate_arrival(state, sub, art, obj, now, deliver)
+                if ok and gated and not deep
+                else []
+            )
         except Exception as exc:
             err = f"{type(exc).__name__}: {exc}"
             body = PredicateFailed(
@@ -203,10 +220,12 @@ def decide_artifact(
             continue
         if taken is not None:
             taken.add(sub.agent)
-        if gated:
+        if deep:
+            out.append(refused(state, sub.agent, sub.index, [art.id], depth, now))
+        elif gated:
             out.extend(caused)
         elif sub.batch is None and unlimited:
-            out.append(schedule(state, sub.agent, sub.index, [art.id], _MATCH, now))
+            out.append(schedule(state, sub.agent, sub.index, [art.id], _MATCH, now, depth))
         else:
             out.extend(_to_batch(state, sub, [art.id], now, fire))
     return out
@@ -251,11 +270,15 @@ def _fire(
     now: float,
     planned: dict[str, int],
 ) -> list[Event]:
-    """Schedule ``inputs`` for ``sub``, unless the agent's circuit breaker is open."""
-    tripped = _breaker(state, _limit(state, index), sub.agent, sub.index, inputs, planned, now)
+    """Schedule ``inputs`` for ``sub``, unless the agent's circuit breaker is open or
+    the chain of runs ``inputs`` come from is ``max_depth`` long."""
+    depth = task_depth(state, inputs)
+    tripped = too_deep(state, sub.agent, sub.index, inputs, depth, now) or _breaker(
+        state, _limit(state, index), sub.agent, sub.index, inputs, planned, now
+    )
     if tripped is not None:
         return [tripped]
-    return [schedule(state, sub.agent, sub.index, inputs, reason, now)]
+    return [schedule(state, sub.agent, sub.index, inputs, reason, now, depth)]
 
 
 def _breaker(
@@ -348,7 +371,10 @@ def decide_batch_flush(
         return []
     members = list(buf.members)
     limit = state.max_agent_iterations
-    tripped = _breaker(state, limit, agent, sub_index, members, {}, now)
+    depth = task_depth(state, members)
+    tripped = too_deep(state, agent, sub_index, members, depth, now) or _breaker(
+        state, limit, agent, sub_index, members, {}, now
+    )
     if tripped is not None:
         return [tripped]
-    return [schedule(state, agent, sub_index, members, reason, now)]
+    return [schedule(state, agent, sub_index, members, reason, now, depth)]

@@ -101,6 +101,7 @@ def _run_started(s: RunState, e: Event, b: RunStarted) -> None:
     s.fork_ts = b.get("fork_ts")
     s.id_root = b.get("id_root")
     s.max_agent_iterations = b.get("max_agent_iterations")
+    s.max_depth = b.get("max_depth")
     s.once_per_agent = b.get("once_per_agent", False)
     s.pid = b.get("pid")
     s.host = b.get("host")
@@ -149,8 +150,8 @@ def artifact_view(b: ArtifactPublished, seq: int | None, ts: float, chars: int =
     artifact a compact state let go of."""
     vis = b.get("visibility")
     # Positional, in the fields' order (id, type, payload, produced_by, task_id,
-    # correlation_id, tags, visibility, seq, ts, released, partition_key, chars): a call
-    # by keywords matches each name, and this runs once per artifact (issue 14).
+    # correlation_id, tags, visibility, seq, ts, released, partition_key, chars, depth):
+    # a call by keywords matches each name, and this runs once per artifact (issue 14).
     return ArtifactView(
         b["id"],
         b["type"],
@@ -165,6 +166,7 @@ def artifact_view(b: ArtifactPublished, seq: int | None, ts: float, chars: int =
         False,
         b.get("partition_key"),
         chars,
+        b.get("depth", 0),
     )
 
 
@@ -238,6 +240,9 @@ def _scheduled(s: RunState, e: Event, b: TaskScheduled) -> None:
             e.seq,
         )
         (s.agents.get(b["agent"]) or s.agent_view(b["agent"])).scheduled += 1  # see _finish
+        depth = b.get("depth")
+        if depth:  # absent but in chains of agents (``max_depth``)
+            s.tasks[tid].depth = depth
     if reason in _BATCH_REASONS:
         take_inputs(s, (b["agent"], b["sub_index"]), b["inputs"])
     elif reason in _GATE_REASONS:

@@ -41,6 +41,8 @@ class ArtifactView:
     # The characters of its event's JSON body, once known (``payload_size``): what it
     # weighs in memory. Not part of what the view says: equal views may not know it yet.
     chars: int = field(default=0, compare=False, repr=False)
+    # Its place in its chain of agent runs (0: published from outside; ``max_depth``).
+    depth: int = 0
 
 
 @dataclass(slots=True)
@@ -102,6 +104,8 @@ class TaskView:
     # Seconds its latest finished attempt's model calls waited: for a slot, on failed
     # attempts and between attempts (``waited_ms``). Not counted as the agent's busy time.
     waited: float = 0.0
+    # The deepest of its inputs' depths; its outputs are one deeper (``max_depth``).
+    depth: int = 0
 
 
 @dataclass(slots=True)
@@ -220,6 +224,9 @@ class RunState:
     predicate_errors: list[dict[str, Any]] = field(default_factory=list)
     gates: dict[tuple[str, int], GateView] = field(default_factory=dict)
     max_agent_iterations: int | None = None
+    # The longest chain of agent runs (``run.started``'s ``max_depth``); None: no limit,
+    # and no depths recorded (a run written before the option).
+    max_depth: int | None = None
     # flock-core's rule (Flock(once_per_agent=True)): one subscription per agent and artifact.
     once_per_agent: bool = False
     # AfterVisibility artifacts not yet released, with the time they are due.

@@ -280,6 +280,8 @@ class Executor:
         tid, name = task.id, agent.name
         arts: list[Event] = []
         oids: list[str] = []
+        # One run deeper than its task (recorded only where the run has a ``max_depth``).
+        depth = task.depth + 1 if kernel.state.max_depth is not None else 0
         for pos, o in enumerate(outputs):  # most runs: one output
             oid = ids.output_id(tid, pos)
             oids.append(oid)
@@ -287,7 +289,7 @@ class Executor:
             vis = agent.type_visibility.get(tname, agent.output_visibility)  # visibility_for
             # Positional (no partition key, not deferred): a call by keywords matches names.
             event = kernel.artifact_event(
-                o, oid, name, tid, corr, tags, vis, now, None, False, tname
+                o, oid, name, tid, corr, tags, vis, now, None, False, tname, depth
             )
             arts.append(event)
         # The vetoes once every output is made: an output the log cannot hold

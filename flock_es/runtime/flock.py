@@ -25,6 +25,7 @@ from flock_es.log.salvaged_answers import SalvagedAnswers
 from flock_es.log.schema import default_db_path
 from flock_es.models.mcp_client import McpServers
 from flock_es.models.retry import RetryPolicy
+from flock_es.projection.chain_depth import DEFAULT_MAX_DEPTH
 from flock_es.projection.state import RunState
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.agent_builder import AgentBuilder
@@ -63,6 +64,11 @@ class Flock(RunLifecycle, Invocations):
     calls and how often an answer that does not validate is sent back.
     ``max_agent_iterations`` is a circuit breaker: no agent runs more often than
     that in one run; a refused match is recorded as ``circuit.tripped``.
+    ``max_depth`` (default 1,000; None: no limit) stops a chain of agent runs,
+    each on the last one's output, at that many runs: agents that feed each other
+    in a loop stop there, while a fan-out of any size is one run deep. It is
+    recorded in ``run.started``: resume and replay keep the run's
+    (``projection/chain_depth.py``).
     ``once_per_agent=True`` is flock-core's rule: when several subscriptions of
     one agent match an artifact, only the first (in declaration order) takes it;
     by default each matching subscription runs (docs/differences-from-flock.md).
@@ -78,6 +84,7 @@ class Flock(RunLifecycle, Invocations):
         max_concurrent_calls: int | None = None,
         run_id: str | None = None,
         max_agent_iterations: int | None = None,
+        max_depth: int | None = DEFAULT_MAX_DEPTH,
         retry: RetryPolicy | None = None,
         once_per_agent: bool = False,
         reset_circuit_at_idle: bool = False,
@@ -93,6 +100,11 @@ class Flock(RunLifecycle, Invocations):
         ):
             raise DefinitionError("max_agent_iterations must be a positive integer")
         self.max_agent_iterations = max_agent_iterations
+        if max_depth is not None and (
+            isinstance(max_depth, bool) or not isinstance(max_depth, int) or max_depth < 1
+        ):
+            raise DefinitionError("max_depth must be a positive integer, or None for no limit")
+        self.max_depth = max_depth
         self.db_path: DbRef = parse_db(db) if db is not None else default_db_path()
         if max_concurrent_calls is not None and max_concurrent_calls < 1:
             raise DefinitionError("max_concurrent_calls must be >= 1")

@@ -184,6 +184,8 @@ def _started(plan: ForkPlan, flock: Flock, model: str) -> Event:
     )
     if flock.once_per_agent:
         started["once_per_agent"] = True
+    if flock.max_depth is not None:
+        started["max_depth"] = flock.max_depth
     started["inherited"] = plan.inherited
     # The fork point in time, recorded: whoever arms the inherited timers (this
     # process, a worker, a later resume) restarts them relative to the fork.

@@ -272,10 +272,12 @@ class Kernel:
         partition_key: str | None = None,
         deferred: bool = False,
         tname: str | None = None,
+        depth: int = 0,
     ) -> Event:
         """The ``artifact.published`` event for ``obj`` (its type must be registered);
         ``deferred``: decided later, by ``decide_deferred``; ``tname``: the name of its
-        type, if the caller has it already (an output's, for its visibility)."""
+        type, if the caller has it already (an output's, for its visibility); ``depth``:
+        its place in its chain of agent runs (an output's: its task's depth + 1)."""
         cls = type(obj)
         name = registry.type_name(cls) if tname is None else tname
         if name not in self.registered:  # a set, not ``resolve``'s call per artifact
@@ -305,6 +307,8 @@ class Kernel:
             body["partition_key"] = partition_key
         if deferred:
             body["deferred"] = True
+        if depth:  # absent at 0, as in runs written before ``max_depth``
+            body["depth"] = depth
         return trusted_event(self.run_id, _PUBLISHED, body, now)
 
     def decide(self, artifact_events: list[Event], now: float) -> list[Event]:

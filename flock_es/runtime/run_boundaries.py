@@ -45,6 +45,7 @@ def run_started_event(
     parent_run: str | None = None,
     fork_seq: int | None = None,
     max_agent_iterations: int | None = None,
+    max_depth: int | None = None,
     once_per_agent: bool = False,
 ) -> Event:
     """The ``run.started`` event of a new run (or a fork) of ``program``."""
@@ -64,6 +65,8 @@ def run_started_event(
     )
     if once_per_agent:  # absent otherwise, as in logs written before the option
         body["once_per_agent"] = True
+    if max_depth is not None:  # absent: no limit, and no depths recorded
+        body["max_depth"] = max_depth
     return make_event(run_id, EventKind.RUN_STARTED, body, time.time())
 
 

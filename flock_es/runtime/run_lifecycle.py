@@ -61,6 +61,7 @@ class RunLifecycle:
     parent_run: str | None
     fork_seq: int | None
     max_agent_iterations: int | None
+    max_depth: int | None
     once_per_agent: bool
     reset_circuit_at_idle: bool
     retry: RetryPolicy | None
@@ -160,6 +161,7 @@ class RunLifecycle:
                 parent_run=self.parent_run,
                 fork_seq=self.fork_seq,
                 max_agent_iterations=self.max_agent_iterations,
+                max_depth=self.max_depth,
                 once_per_agent=self.once_per_agent,
             )
             await kernel.emit([started])
