@@ -15,11 +15,14 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
+from textual.widgets import Static
 
 from flock_es import BatchSpec, Flock, flock_type
 from flock_es.errors import DefinitionError
 from flock_es.log import LogReader
+from flock_es.tui import MonitorApp
 from tests.conftest import run_cli
+from tests.test_tui_app import settle
 
 
 @flock_type
@@ -154,3 +157,16 @@ def test_the_default_stops_a_loop_and_replay_keeps_the_recorded_limit(tmp_path: 
     replay = run_cli(["replay", "latest", "--db", db, "--program", program])
     assert replay.returncode == 0, replay.stderr
     assert replay.stdout.strip().endswith("identical"), replay.stdout[-2000:]
+
+
+async def test_the_tui_says_why_a_loop_stopped(db_path: Path) -> None:
+    flock = Flock(db=db_path, max_depth=10)
+    ping_pong(flock)
+    await flock.publish(Ask(n=0))
+    await flock.run_until_idle()
+    await flock.close()
+    app = MonitorApp(db_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot, app, 30)
+        banner = str(app.query_one("#banner", Static).render())
+        assert "CIRCUIT BREAKER: 1 match(es) refused: a chain of 10 agent runs" in banner, banner

@@ -107,6 +107,9 @@ class Frame:
     rebuilding: tuple[int, int] | None = None
     # Why the last fold read nothing (the database went away), until one reads again.
     trouble: str = ""
+    # Matches the circuit breaker refused: by max_agent_iterations, by max_depth.
+    trips: tuple[int, int] = (0, 0)
+    max_depth: int | None = None
 
     def run_status(self) -> str:
         return self.status
@@ -292,6 +295,8 @@ def _totals(f: Frame, s: RunState) -> None:
     f.cost = None if any(c is None for c in cost) else sum(c or 0.0 for c in cost)
     f.artifacts = len(s.artifacts)
     f.types = s.artifact_counts()
+    deep = sum(1 for c in s.circuit_trips if "depth" in c)
+    f.trips, f.max_depth = (len(s.circuit_trips) - deep, deep), s.max_depth
 
 
 def _batch_members(s: RunState) -> str:

@@ -231,6 +231,8 @@ class ViewMixin(App[None]):
                 f" ✗ {failed} TASK(S) FAILED (8: failures view). T: flock-es resume {run} "
                 f"--retry-failed · F: fork at the current event"
             )
+        elif any(f.trips) and f.at is None and f.caught_up:
+            text = _trips_banner(f)
         banner.display = bool(text)
         self._set("#banner", text)
 
@@ -307,3 +309,15 @@ def _height(widget: Widget, text: str, width: int) -> int:
     """Lines that ``text`` takes in ``widget`` at ``width`` (wrapped as Textual wraps it)."""
     # Widget.get_content_height passes its styles the same way (typed as a RulesMap).
     return visualize(widget, text).get_height(widget.styles, width)  # type: ignore[arg-type]
+
+
+def _trips_banner(f: Frame) -> str:
+    """The circuit breaker refused work: a loop stopped at ``max_depth``, or an agent at
+    ``max_agent_iterations`` (the event log says which matches; ``show`` lists them)."""
+    counted, deep = f.trips
+    parts = []
+    if deep:
+        parts.append(f"{deep} match(es) refused: a chain of {f.max_depth} agent runs (max_depth)")
+    if counted:
+        parts.append(f"{counted} match(es) refused by max_agent_iterations")
+    return f" ⚠ CIRCUIT BREAKER: {' · '.join(parts)} (6: event log)"
