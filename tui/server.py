@@ -30,6 +30,7 @@ from rich.markup import escape
 from flock_es.domain.events import Event
 from flock_es.errors import FlockError
 from flock_es.log.ports import EventReader, RunRow
+from flock_es.projection.chain_depth import depth_trips
 from flock_es.projection.state import ArtifactView, RunState
 
 from . import drill, rows
@@ -295,7 +296,7 @@ def _totals(f: Frame, s: RunState) -> None:
     f.cost = None if any(c is None for c in cost) else sum(c or 0.0 for c in cost)
     f.artifacts = len(s.artifacts)
     f.types = s.artifact_counts()
-    deep = sum(1 for c in s.circuit_trips if "depth" in c)
+    deep = sum(depth_trips(s.circuit_trips).values())
     f.trips, f.max_depth = (len(s.circuit_trips) - deep, deep), s.max_depth
 
 

@@ -19,6 +19,7 @@ from flock_es.cli.error_line import error_line
 from flock_es.cli.waiting import waiting_for
 from flock_es.domain.events import Event
 from flock_es.domain.printable import printable
+from flock_es.projection.chain_depth import depth_trips
 from flock_es.projection.state import RunState, limiter_summary
 
 __all__ = [
@@ -265,15 +266,13 @@ def summary_lines(
         lines.append(f"  waiting    join for {gate.agent}{key}: {len(group.members)} artifacts")
     if state.expired_joins:
         lines.append(f"  expired    {len(state.expired_joins)} join group(s) timed out incomplete")
-    deep: dict[str, int] = {}  # max_depth's refusals, by agent
-    for c in state.circuit_trips:
-        if "depth" in c:
-            deep[c["agent"]] = deep.get(c["agent"], 0) + 1
+    deep = depth_trips(state.circuit_trips)
     for agent in state.agents.values():
-        if agent.tripped - deep.get(agent.name, 0) > 0:
+        counted = agent.tripped - deep.get(agent.name, 0)  # max_agent_iterations' refusals
+        if counted > 0:
             lines.append(
                 f"  circuit    breaker tripped for {agent.name}: stopped after "
-                f"{agent.scheduled} runs, {agent.tripped} match(es) not scheduled"
+                f"{agent.scheduled} runs, {counted} match(es) not scheduled"
             )
     if deep:
         limit = state.max_depth

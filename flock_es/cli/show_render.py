@@ -355,16 +355,29 @@ def _trip_lines(data: dict[str, Any]) -> list[str]:
     if not data["circuit_trips"]:
         return []
     out = ["Circuit breaker"]
+    from flock_es.projection.chain_depth import depth_trips  # as the state: when asked
+
+    trips = data["circuit_trips"]
+    deep = depth_trips(trips)
     for agent, n in data["tripped"].items():
-        trip: dict[str, Any] = next((c for c in data["circuit_trips"] if c["agent"] == agent), {})
-        if trip.get("depth") is not None:
-            why = f"max_depth: a chain of {trip['limit']} agent runs"
-        else:
-            why = f"limit {trip.get('limit', '?')} runs"
-        out.append(f"  {agent}: tripped {n}× ({why})")
+        by_depth = deep.get(agent, 0)
+        if by_depth:
+            limit = _first_limit(trips, agent, by_depth=True)
+            out.append(f"  {agent}: tripped {by_depth}× (max_depth: a chain of {limit} agent runs)")
+        if n > by_depth:  # max_agent_iterations' refusals
+            limit = _first_limit(trips, agent, by_depth=False)
+            out.append(f"  {agent}: tripped {n - by_depth}× (limit {limit} runs)")
     for c in data["circuit_trips"]:
         out.append(f"    seq {c['seq']}: not scheduled on {', '.join(c['inputs'])}")
     return out
+
+
+def _first_limit(trips: list[dict[str, Any]], agent: str, by_depth: bool) -> Any:
+    """The limit of ``agent``'s first trip of one kind (``max_depth``'s, or the count's)."""
+    return next(
+        (c["limit"] for c in trips if c["agent"] == agent and (c["depth"] is not None) == by_depth),
+        "?",
+    )
 
 
 def _embargo_lines(data: dict[str, Any]) -> list[str]:

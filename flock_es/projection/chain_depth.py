@@ -24,10 +24,13 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from typing import Any
+
 from flock_es.domain.events import CircuitTripped, Event, EventKind, make_event
 from flock_es.projection.state import RunState
 
-__all__ = ["DEFAULT_MAX_DEPTH", "refused", "task_depth", "too_deep"]
+__all__ = ["DEFAULT_MAX_DEPTH", "depth_trips", "refused", "task_depth", "too_deep"]
 
 DEFAULT_MAX_DEPTH = 1000
 """``Flock``'s default: flock-core's 1,000, counted along a chain, not per agent."""
@@ -63,3 +66,14 @@ def refused(
     body = CircuitTripped(agent=agent, sub_index=sub_index, inputs=inputs, limit=limit)
     body["depth"] = depth
     return make_event(state.run_id, EventKind.CIRCUIT_TRIPPED, body, now)
+
+
+def depth_trips(trips: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """How many of ``trips`` (``circuit.tripped`` bodies, as ``RunState.circuit_trips``
+    or ``show``'s data hold them) were ``max_depth``'s, by agent; the others were
+    ``max_agent_iterations``'."""
+    deep: dict[str, int] = {}
+    for c in trips:
+        if c.get("depth") is not None:
+            deep[c["agent"]] = deep.get(c["agent"], 0) + 1
+    return deep
