@@ -40,18 +40,19 @@ def events(db: Path, run_id: str) -> list[tuple[str, dict[str, object]]]:
         return [(e.kind.value, e.body) for e in r.events(run_id)]
 
 
-def ping_pong(flock: Flock) -> None:
-    """Two agents that feed each other: a loop nothing else ends."""
+async def ping_pong(flock: Flock) -> Flock:
+    """Two agents that feed each other, a loop nothing else ends, run on ``flock`` from
+    one Ask until idle; ``flock``, closed."""
     flock.agent("asker").consumes(Reply).publishes(Ask).with_function(lambda r: Ask(n=r.n + 1))
     flock.agent("replier").consumes(Ask).publishes(Reply).with_function(lambda a: Reply(n=a.n))
-
-
-async def test_agents_feeding_each_other_stop_at_max_depth(db_path: Path) -> None:
-    flock = Flock(db=db_path, max_depth=10)
-    ping_pong(flock)
     await flock.publish(Ask(n=0))
     await flock.run_until_idle()
     await flock.close()
+    return flock
+
+
+async def test_agents_feeding_each_other_stop_at_max_depth(db_path: Path) -> None:
+    flock = await ping_pong(Flock(db=db_path, max_depth=10))
     log = events(db_path, flock.run_id)
     depths = [b.get("depth", 0) for k, b in log if k == "task.scheduled"]
     assert depths == list(range(10))  # ten runs, each on the last one's output
@@ -104,11 +105,7 @@ async def test_an_artifact_past_max_depth_is_refused_before_it_joins_a_batch(
 
 
 async def test_a_run_without_max_depth_records_no_depths(db_path: Path) -> None:
-    flock = Flock(db=db_path, max_depth=None, max_agent_iterations=5)
-    ping_pong(flock)
-    await flock.publish(Ask(n=0))
-    await flock.run_until_idle()
-    await flock.close()
+    flock = await ping_pong(Flock(db=db_path, max_depth=None, max_agent_iterations=5))
     log = events(db_path, flock.run_id)
     assert not any("depth" in b or "max_depth" in b for _, b in log), log
     [trip] = [b for k, b in log if k == "circuit.tripped"]  # the count breaker, as before
@@ -160,11 +157,7 @@ def test_the_default_stops_a_loop_and_replay_keeps_the_recorded_limit(tmp_path: 
 
 
 async def test_the_tui_says_why_a_loop_stopped(db_path: Path) -> None:
-    flock = Flock(db=db_path, max_depth=10)
-    ping_pong(flock)
-    await flock.publish(Ask(n=0))
-    await flock.run_until_idle()
-    await flock.close()
+    await ping_pong(Flock(db=db_path, max_depth=10))
     app = MonitorApp(db_path)
     async with app.run_test(size=(160, 40)) as pilot:
         await settle(pilot, app, 30)
