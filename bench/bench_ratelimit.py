@@ -5,6 +5,7 @@
     python bench/bench_ratelimit.py --agents 40 --tickets 50 --max-inflight 16 --latency 0.3
     python bench/bench_ratelimit.py --agents 40 --tickets 50 --root /tmp/base   # another checkout
     python bench/bench_ratelimit.py --cap 16       # with --max-concurrent-calls 16 (a global cap)
+    python bench/bench_ratelimit.py --agents 40 --tickets 25 --workers 1,2,4   # shared runs
 
 The loopback server (``python -m tests.openai_server --max-inflight N``, a
 separate process) answers 429 to every request beyond N in flight. The run is
@@ -13,7 +14,11 @@ time (ideal: tasks / N * latency, a task per agent and ticket), tasks done and
 failed, 429s the server sent, the most calls it saw in flight, and the limit the
 client learned. ``--root DIR`` runs the flock-es checked out at DIR instead (on
 ``PYTHONPATH``; the program and the server stay this checkout's), after this
-one's, for a before/after in one run.
+one's, for a before/after in one run. ``--workers 1,2,4`` runs the same
+burst as a shared run (``run --no-execute``) served by that many ``flock-es
+worker`` processes (``--concurrency 16`` each) on the same SQLite file, one
+after the other: each worker has its own limiter, and their sum meets the
+provider's limit.
 """
 
 from __future__ import annotations
@@ -55,8 +60,10 @@ def one(
     tickets: int = 1,
     root: str | None = None,
     cap: int | None = None,
+    workers: int = 0,
 ) -> None:
     server, port = start_server(latency, max_inflight, retry_after)
+    served: list[subprocess.Popen[str]] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             db = Path(tmp) / "burst.db"
@@ -75,13 +82,22 @@ def one(
             cmd = [sys.executable, "-m", "flock_es.cli.app", "run", str(program), "-q"]
             cmd += ["-m", "openai/test-model", "--db", str(db)]
             cmd += ["--max-concurrent-calls", str(cap)] if cap else []
+            cmd += ["--no-execute"] if workers else []
+            served = [_worker(program, db, env, tmp) for _ in range(workers)]
             t0 = time.perf_counter()
             out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp)
             wall = time.perf_counter() - t0
+            for w in served:
+                w.send_signal(signal.SIGTERM)
+            for w in served:
+                w.communicate(timeout=60)
             con = sqlite3.connect(db)
             rows = con.execute("SELECT kind, body FROM events").fetchall()
             con.close()
     finally:
+        for w in served:
+            if w.poll() is None:
+                w.kill()
         server.send_signal(signal.SIGINT)
         log = server.communicate(timeout=30)[0].strip().splitlines()
     done = sum(1 for k, _ in rows if k == "task.completed")
@@ -93,6 +109,7 @@ def one(
         f"{root or 'this checkout'}: agents {agents} x tickets {tickets} · server allows "
         f"{max_inflight} in flight, latency {latency} s, Retry-After {retry_after or 'none'}"
         + (f", global cap {cap}" if cap else "")
+        + (f", {workers} workers" if workers else "")
     )
     print(
         f"  wall {wall:.2f} s (ideal {tasks / max_inflight * latency:.2f} s) · "
@@ -101,6 +118,19 @@ def one(
     print(f"  server: {log[-1] if log else '?'}")
     if learned:
         print(f"  learned limit: first {learned[0]}, last {learned[-1]}, max {max(learned)}")
+
+
+def _worker(program: Path, db: Path, env: dict[str, str], cwd: str) -> subprocess.Popen[str]:
+    """A ``flock-es worker`` serving ``program``'s shared runs in ``db``, once it has
+    opened the log (its first line)."""
+    cmd = [sys.executable, "-m", "flock_es.cli.app", "worker", str(program), "--db", str(db)]
+    cmd += ["-m", "openai/test-model"]
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    return proc
 
 
 def main() -> None:
@@ -112,14 +142,21 @@ def main() -> None:
     parser.add_argument("--tickets", type=int, default=1, help="tickets each agent triages")
     parser.add_argument("--root", default=None, help="also run the checkout at DIR")
     parser.add_argument("--cap", type=int, default=None, help="run with --max-concurrent-calls N")
+    parser.add_argument(
+        "--workers", default="", help="e.g. 1,2,4: a shared run served by that many workers"
+    )
     args = parser.parse_args()
     if args.root is not None and not (Path(args.root) / "flock_es").is_dir():
         parser.error(f"--root {args.root}: no flock_es package there (a flock-es checkout?)")
     print(machine())
     retry_afters = [args.retry_after] if args.retry_after is not None else [None, "1"]
+    counts = [int(n) for n in args.workers.split(",") if n.strip()] or [0]
     for ra in retry_afters:
         for root in [None, args.root] if args.root else [None]:
-            one(args.agents, args.latency, args.max_inflight, ra, args.tickets, root, args.cap)
+            for n in counts:
+                one(
+                    args.agents, args.latency, args.max_inflight, ra, args.tickets, root, args.cap, n
+                )
 
 
 if __name__ == "__main__":
