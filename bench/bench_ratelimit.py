@@ -138,7 +138,7 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=200)
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--max-inflight", type=int, default=8)
-    parser.add_argument("--retry-after", default=None)
+    parser.add_argument("--retry-after", default=None, help="seconds, or none")
     parser.add_argument("--tickets", type=int, default=1, help="tickets each agent triages")
     parser.add_argument("--root", default=None, help="also run the checkout at DIR")
     parser.add_argument("--cap", type=int, default=None, help="run with --max-concurrent-calls N")
@@ -149,13 +149,22 @@ def main() -> None:
     if args.root is not None and not (Path(args.root) / "flock_es").is_dir():
         parser.error(f"--root {args.root}: no flock_es package there (a flock-es checkout?)")
     print(machine())
-    retry_afters = [args.retry_after] if args.retry_after is not None else [None, "1"]
+    # Both (none and 1 s) unless one is asked for; "none": without only.
+    chosen = None if args.retry_after == "none" else args.retry_after
+    retry_afters = [chosen] if args.retry_after is not None else [None, "1"]
     counts = [int(n) for n in args.workers.split(",") if n.strip()] or [0]
     for ra in retry_afters:
         for root in [None, args.root] if args.root else [None]:
             for n in counts:
                 one(
-                    args.agents, args.latency, args.max_inflight, ra, args.tickets, root, args.cap, n
+                    args.agents,
+                    args.latency,
+                    args.max_inflight,
+                    ra,
+                    args.tickets,
+                    root,
+                    args.cap,
+                    n,
                 )
 
 

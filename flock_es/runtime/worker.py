@@ -46,6 +46,7 @@ from flock_es.errors import UserError
 from flock_es.log.lease import new_worker_id, worker_ended
 from flock_es.log.ports import open_store
 from flock_es.log.shared_ports import SharedRuns
+from flock_es.models.limiter import seed_limits
 from flock_es.projection.state import TaskView
 from flock_es.runtime.board_queries import BoardSource
 from flock_es.runtime.executor import FATAL, Executor
@@ -252,6 +253,10 @@ class Worker:
         t0 = time.monotonic()
         state, folded = await asyncio.to_thread(fold_for_work, self.url, run_id)
         link.cursor = state.last_seq
+        # The provider's limit as the run's other processes learned it, as a resume
+        # starts from it: a worker that takes over a dead one's tasks (with room for 64
+        # calls) sent them all at once against a provider allowing 8 (56 429s).
+        seed_limits(state.limiters, time.time())
         # The run's recorded model, as resume does (one worker serves one program's runs).
         self.flock.model = self.model or state.model or self.flock.model
         try:
