@@ -16,7 +16,7 @@ client learned. ``--root DIR`` runs the flock-es checked out at DIR instead (on
 ``PYTHONPATH``; the program and the server stay this checkout's), after this
 one's, for a before/after in one run. ``--workers 1,2,4`` runs the same
 burst as a shared run (``run --no-execute``) served by that many ``flock-es
-worker`` processes (``--concurrency 16`` each) on the same SQLite file, one
+worker`` processes (``--concurrency 16`` each, or N) on the same SQLite file, one
 after the other: each worker has its own limiter, and their sum meets the
 provider's limit.
 """
@@ -61,6 +61,7 @@ def one(
     root: str | None = None,
     cap: int | None = None,
     workers: int = 0,
+    concurrency: int = 16,
 ) -> None:
     server, port = start_server(latency, max_inflight, retry_after)
     served: list[subprocess.Popen[str]] = []
@@ -83,7 +84,7 @@ def one(
             cmd += ["-m", "openai/test-model", "--db", str(db)]
             cmd += ["--max-concurrent-calls", str(cap)] if cap else []
             cmd += ["--no-execute"] if workers else []
-            served = [_worker(program, db, env, tmp) for _ in range(workers)]
+            served = [_worker(program, db, env, tmp, concurrency) for _ in range(workers)]
             t0 = time.perf_counter()
             out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp)
             wall = time.perf_counter() - t0
@@ -109,7 +110,7 @@ def one(
         f"{root or 'this checkout'}: agents {agents} x tickets {tickets} · server allows "
         f"{max_inflight} in flight, latency {latency} s, Retry-After {retry_after or 'none'}"
         + (f", global cap {cap}" if cap else "")
-        + (f", {workers} workers" if workers else "")
+        + (f", {workers} workers (--concurrency {concurrency})" if workers else "")
     )
     print(
         f"  wall {wall:.2f} s (ideal {tasks / max_inflight * latency:.2f} s) · "
@@ -120,11 +121,13 @@ def one(
         print(f"  learned limit: first {learned[0]}, last {learned[-1]}, max {max(learned)}")
 
 
-def _worker(program: Path, db: Path, env: dict[str, str], cwd: str) -> subprocess.Popen[str]:
+def _worker(
+    program: Path, db: Path, env: dict[str, str], cwd: str, concurrency: int
+) -> subprocess.Popen[str]:
     """A ``flock-es worker`` serving ``program``'s shared runs in ``db``, once it has
     opened the log (its first line)."""
     cmd = [sys.executable, "-m", "flock_es.cli.app", "worker", str(program), "--db", str(db)]
-    cmd += ["-m", "openai/test-model"]
+    cmd += ["-m", "openai/test-model", "--concurrency", str(concurrency)]
     proc = subprocess.Popen(
         cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
@@ -142,6 +145,7 @@ def main() -> None:
     parser.add_argument("--tickets", type=int, default=1, help="tickets each agent triages")
     parser.add_argument("--root", default=None, help="also run the checkout at DIR")
     parser.add_argument("--cap", type=int, default=None, help="run with --max-concurrent-calls N")
+    parser.add_argument("--concurrency", type=int, default=16, help="each worker's --concurrency")
     parser.add_argument(
         "--workers", default="", help="e.g. 1,2,4: a shared run served by that many workers"
     )
@@ -165,6 +169,7 @@ def main() -> None:
                     root,
                     args.cap,
                     n,
+                    args.concurrency,
                 )
 
 
