@@ -14,7 +14,8 @@ lock standing in for row locks and advisory locks:
   held while the process does something else, and the loop never blocks on
   another process.
 - **Wake-ups**: ``PRAGMA data_version`` (it moves when another connection
-  commits), polled every few milliseconds.
+  commits), polled every few milliseconds by a thread of its own
+  (``sqlite_watch``), not by the event loop.
 - **Durability**: a commit that carries a paid result (``model.called``,
   ``tool.called``) has the WAL fsynced before ``commit_turn`` returns, as the
   log's writer does in ``full`` durability.
@@ -50,11 +51,11 @@ from flock_es.log.ports import Durability, Lease
 from flock_es.log.reader import row_to_event
 from flock_es.log.schema import BUSY_TIMEOUT_MS, PRAGMAS, storage_error
 from flock_es.log.shared_ports import RunTurn
+from flock_es.log.sqlite_watch import DataVersionWatch
 
 __all__ = ["SqliteRuns"]
 
 _T = TypeVar("_T")
-POLL_SECONDS = 0.005  # how often ``wait`` looks at data_version
 
 _DDL = (
     "CREATE TABLE IF NOT EXISTS task_leases (run_id TEXT NOT NULL, task_id TEXT NOT NULL, "
@@ -90,7 +91,7 @@ class SqliteRuns:
         self._con: sqlite3.Connection | None = None
         self._turn_con: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()  # one write transaction of this process at a time
-        self._seen: int | None = None
+        self._watch = DataVersionWatch(path)
 
     @classmethod
     async def open(cls, path: Path, durability: Durability = Durability.FULL) -> SqliteRuns:
@@ -144,6 +145,7 @@ class SqliteRuns:
         return out
 
     async def close(self) -> None:
+        await self._watch.close()
         if self._turn_con is not None:
             self._turn_con.close()
             self._turn_con = None
@@ -331,20 +333,11 @@ class SqliteRuns:
         return await self._call(read)
 
     async def wait(self, timeout: float) -> bool:
-        """Poll ``PRAGMA data_version`` until another connection commits."""
-        deadline = time.monotonic() + timeout
-        while True:
-            version = await self._call(
-                lambda: int(self.con.execute("PRAGMA data_version").fetchone()[0])
-            )
-            if self._seen is None:
-                self._seen = version
-            elif version != self._seen:
-                self._seen = version
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.sleep(POLL_SECONDS)
+        """Sleep until another connection commits (``DataVersionWatch``) or ``timeout``."""
+        try:
+            return await self._watch.wait(timeout)
+        except (sqlite3.Error, OSError) as exc:
+            raise storage_error(self.path, exc) from None
 
 
 def _check_run_lease(con: sqlite3.Connection, fence: Lease) -> None:
