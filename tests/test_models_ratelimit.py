@@ -244,7 +244,17 @@ def test_a_worker_joining_a_shared_run_starts_from_the_limit_it_had_learned(
     db = tmp_path / "shared.db"
     env = swarm_env(limited, 40, 15)
     run = subprocess.Popen(
-        [*CLI, "run", str(PROGRAM), "-m", "openai/test-model", "--db", str(db), "--no-execute"],
+        [
+            *CLI,
+            "run",
+            str(PROGRAM),
+            "-m",
+            "openai/test-model",
+            "--db",
+            str(db),
+            "--no-execute",
+            "-q",
+        ],
         cwd=tmp_path,
         env=cli_env(env),
         stdin=subprocess.DEVNULL,
