@@ -351,6 +351,12 @@ class Worker:
     async def _listen(self) -> None:
         while True:
             try:
+                if not self.links:
+                    # No run joined: a commit would wake nothing that matters, as runs
+                    # are looked for every RUNS_EVERY anyway (and watching a SQLite file
+                    # costs an idle worker some 3% of a core: ``sqlite_watch``).
+                    await asyncio.sleep(RUNS_EVERY)
+                    continue
                 if await self.runs.wait(5.0):
                     self._wake.set()
             except Exception:  # LISTEN is only a wake-up; polling goes on without it
