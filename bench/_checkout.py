@@ -15,10 +15,12 @@ from here too, while ``--root BASE`` puts BASE first on the path for ``flock_es`
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["use_checkout"]
+__all__ = ["checkout_cli", "use_checkout"]
 
 
 def use_checkout(argv: list[str] | None = None) -> str | None:
@@ -29,3 +31,26 @@ def use_checkout(argv: list[str] | None = None) -> str | None:
     root = args[at] if 0 < at < len(args) else None
     sys.path.insert(0, root or str(Path(__file__).resolve().parent.parent))
     return root
+
+
+def checkout_cli(
+    root: str | None, cwd: Path, *args: object, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``flock-es ARGS`` from this checkout, or from ``root``'s, in ``cwd`` (not the
+    checkout's folder: ``python -m`` puts its working folder before PYTHONPATH), with
+    ``env`` added and its output dropped."""
+    path = root or str(Path(__file__).resolve().parent.parent)
+    full = {
+        **os.environ,
+        **(env or {}),
+        "PYTHONPATH": path,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "flock_es.cli.app", *map(str, args)],
+        cwd=cwd,
+        env=full,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._checkout import checkout_cli
 from bench._machine import machine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,19 +48,6 @@ async def main() -> None:
 """
 
 
-def _cli(root: str, cwd: Path, *args: object) -> subprocess.Popen[bytes]:
-    """``flock-es ARGS`` of the checkout at ``root``, in ``cwd``."""
-    env = {**os.environ, "PYTHONPATH": root, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "flock_es.cli.app", *map(str, args)],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-    )
-
-
 def _cpu(pid: int) -> float:
     """CPU seconds (user + system) of process ``pid`` so far."""
     with open(f"/proc/{pid}/stat") as f:
@@ -73,7 +60,7 @@ def idle(root: str, workers: int, seconds: float) -> float:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         (tmp / "p.py").write_text(PROGRAM)
-        procs = [_cli(root, tmp, "worker", "p.py", "--db", "w.db") for _ in range(workers)]
+        procs = [checkout_cli(root, tmp, "worker", "p.py", "--db", "w.db") for _ in range(workers)]
         try:
             time.sleep(3.0)
             before = [_cpu(p.pid) for p in procs]
@@ -92,11 +79,11 @@ def waiting(root: str) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         (tmp / "p.py").write_text(PROGRAM)
-        worker = _cli(root, tmp, "worker", "p.py", "--db", "w.db", "--concurrency", "4")
+        worker = checkout_cli(root, tmp, "worker", "p.py", "--db", "w.db", "--concurrency", "4")
         try:
             time.sleep(3.0)
             t0 = time.monotonic()
-            run = _cli(root, tmp, "run", "p.py", "--db", "w.db", "--no-execute", "-q")
+            run = checkout_cli(root, tmp, "run", "p.py", "--db", "w.db", "--no-execute", "-q")
             _pid, status, usage = os.wait4(run.pid, 0)  # reaped here, with its CPU
             run.returncode = os.waitstatus_to_exitcode(status)
             wall = time.monotonic() - t0

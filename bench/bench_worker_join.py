@@ -18,7 +18,6 @@ holds the tenth left to do. Last: each size's peak RSS over the smallest's.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sqlite3
 import subprocess
@@ -30,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: bench.*
 
+from bench._checkout import checkout_cli
 from bench._machine import add_sizes, hwm_mb, machine
 
 PROGRAM = textwrap.dedent(
@@ -69,23 +69,6 @@ PROGRAM = textwrap.dedent(
 )
 
 
-def _cli(
-    root: str | None, cwd: Path, *args: object, env: dict[str, str]
-) -> subprocess.Popen[bytes]:
-    """``flock-es ARGS`` from this checkout, or from ``root``'s, in ``cwd`` (not the
-    checkout's folder: ``python -m`` puts its working folder before PYTHONPATH)."""
-    path = root or str(Path(__file__).resolve().parent.parent)
-    full = {**os.environ, **env, "PYTHONPATH": path, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "flock_es.cli.app", *map(str, args)],
-        cwd=cwd,
-        env=full,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-    )
-
-
 def _count(db: Path, sql: str) -> int:
     try:
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
@@ -116,7 +99,7 @@ def measure(n: int, tmp: Path, root: str | None) -> tuple[int, float, float]:
     program, db = tmp / "join_program.py", tmp / f"join{n}.db"
     program.write_text(PROGRAM)
     env = {"JOIN_N": str(n)}
-    run = _cli(root, tmp, "run", program, "--db", db, "--share", "-q", env=env)
+    run = checkout_cli(root, tmp, "run", program, "--db", db, "--share", "-q", env=env)
     while run.poll() is None and _done(db) < n * 9 // 10:
         time.sleep(0.01)
     _stop(run, signal.SIGKILL)
@@ -124,7 +107,7 @@ def measure(n: int, tmp: Path, root: str | None) -> tuple[int, float, float]:
         raise SystemExit(f"the run of {n} notes ended before it could be killed")
     events = _count(db, "SELECT count(*) FROM events")
     t0 = time.perf_counter()
-    worker = _cli(root, tmp, "worker", program, "--db", db, env=env)
+    worker = checkout_cli(root, tmp, "worker", program, "--db", db, env=env)
     while worker.poll() is None and _done(db) < n:
         time.sleep(0.01)
     wall = time.perf_counter() - t0
