@@ -255,7 +255,7 @@ class Worker:
         link.cursor = state.last_seq
         # The provider's limit as the run's other processes learned it, as a resume
         # starts from it: a worker that takes over a dead one's tasks (with room for 64
-        # calls) sent them all at once against a provider allowing 8 (56 429s).
+        # calls) sent them all at once against a provider allowing 8 (50 429s).
         seed_limits(state.limiters, time.time())
         # The run's recorded model, as resume does (one worker serves one program's runs).
         self.flock.model = self.model or state.model or self.flock.model
