@@ -99,6 +99,8 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env["NO_COLOR"] = "1"
     env["COLUMNS"] = "120"
+    # A CLI that hangs is made to print its threads' stacks (``communicate_or_dump``).
+    env["PYTHONFAULTHANDLER"] = "1"
     if extra:
         env.update(extra)
     return env
@@ -106,6 +108,23 @@ def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 CLI = (sys.executable, "-m", "flock_es.cli.app")
 """``flock-es`` as a test runs it in a subprocess: ``[*CLI, "run", program]``."""
+
+
+def communicate_or_dump(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+    """``proc.communicate(timeout)``; a CLI still running then fails the test with its
+    threads' stacks (SIGABRT: the CLIs the tests start have the fault handler on), so a
+    hang seen once, on a busy CI machine, says where it was instead of only that the
+    test timed out."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        try:
+            _out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _out, err = proc.communicate()
+        pytest.fail(f"{proc.args!r} did not end in {timeout:g} s; its stacks:\n{err[-8000:]}")
 
 
 def run_cli(

@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 
 from flock_es.tui import MonitorApp
+from tests.conftest import communicate_or_dump
 from tests.pg import pg_url  # noqa: F401  (fixture)
 from tests.test_tui_app import cells, settle
 from tests.test_workers import all_kinds, cli, fanout, workers
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)  # the waits below add up to 170 s at most
 async def test_the_monitor_follows_workers_on_postgres_and_names_each_task_s_worker(
     tmp_path: Path,
     pg_url: str,  # noqa: F811
@@ -48,7 +50,9 @@ async def test_the_monitor_follows_workers_on_postgres_and_names_each_task_s_wor
                 str(b["task_id"]): str(b["worker"]) for b in all_kinds(pg_url, "task.started")
             }
             shown = {task: cells(tasks, task)[-1] for task in recorded}
-        _out, err = run.communicate(timeout=120)
+        # The run ends at once here (its last commit is what the monitor saw). It
+        # hung once in CI, for over 45 s: if it does again, its stacks say where.
+        _out, err = communicate_or_dump(run, 90)
     assert run.returncode == 0, err
     assert len(recorded) == 24 and shown == recorded
     assert len(set(recorded.values())) == 2  # both workers took part
