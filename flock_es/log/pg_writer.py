@@ -25,6 +25,7 @@ from flock_es.errors import DatabaseError, RunOwnedError
 from flock_es.log.event_rows import PAID_KINDS, event_text, read_model_rows
 from flock_es.log.event_stream import EventStream
 from flock_es.log.group_commit import Unit, UnitQueue, drain
+from flock_es.log.pg_rows import insert_events_json, insert_rows
 from flock_es.log.pg_schema import (
     APPEND_LOCK,
     NOTIFY_CHANNEL,
@@ -39,9 +40,6 @@ from flock_es.log.run_counters import PG_RESET, PG_TOUCH_RUN
 
 __all__ = ["PgLogWriter", "insert_events", "read_model_sql", "rebuild_on"]
 
-_INSERT_EVENT = (
-    "INSERT INTO events(seq, run_id, kind, ts, v, task_id, body) VALUES (%s,%s,%s,%s,%s,%s,%s)"
-)
 _INSERT_ARTIFACT = (
     "INSERT INTO artifacts(seq, id, run_id, type, produced_by, ts, task_id, "
     "correlation_id, vis_kind, visibility) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
@@ -132,16 +130,18 @@ async def _last_seq(cur: psycopg.AsyncCursor[tuple[Any, ...]]) -> int:
 async def _insert(cur: psycopg.AsyncCursor[tuple[Any, ...]], events: list[Event], seq: int) -> int:
     """Insert ``events`` after ``seq`` with their read-model rows; the last seq."""
     rows = []
+    bodies = []
     for e in events:
         seq += 1
         e.seq = seq
         text = event_text(e)
         if e.kind is EventKind.ARTIFACT_PUBLISHED:
             e.size = len(text)  # what its view weighs (``Kernel.committed``)
-        rows.append((seq, e.run_id, e.kind.value, e.ts, e.v, e.task_id, text))
-    await cur.executemany(_INSERT_EVENT, rows)
+        rows.append((seq, e.run_id, e.kind.value, e.ts, e.v, e.task_id))
+        bodies.append(text)
+    await insert_events_json(cur, rows, bodies)
     for sql, args in read_model_sql(events):
-        await cur.executemany(sql, args)
+        await insert_rows(cur, sql, args)
     return seq
 
 
@@ -229,7 +229,9 @@ class PgLogWriter(UnitQueue):
     async def _commit(self, events: list[Event]) -> None:
         assert self._conn is not None
         try:
-            async with self._conn.transaction():
+            # Pipelined: three round trips (the fence, the numbering, the appends with
+            # the commit), not one a statement.
+            async with self._conn.pipeline(), self._conn.transaction():
                 if self.durability is Durability.NORMAL and any(
                     e.kind in PAID_KINDS for e in events
                 ):
