@@ -128,6 +128,15 @@ def test_evolve_is_pure_and_agrees_with_fold(evs: list[Event]) -> None:
 
 
 @settings(max_examples=examples(100), deadline=None)
+@given(event_lists(), st.booleans())
+def test_pending_tasks_one_at_a_time_are_the_pending_tasks(evs: list[Event], compact: bool) -> None:
+    # A worker's claim and a shared run's idle check read them one at a time.
+    state = fold(evs, compact=compact)
+    assert list(state.iter_pending()) == state.pending_tasks()
+    assert state.has_pending_tasks() == bool(state.pending_tasks())
+
+
+@settings(max_examples=examples(100), deadline=None)
 @given(event_lists())
 def test_fold_is_deterministic_and_counts_are_consistent(evs: list[Event]) -> None:
     a, b = fold(evs), fold(evs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -290,9 +290,20 @@ class RunState:
             t for t in self.tasks.values() if t.status in (TaskStatus.SCHEDULED, TaskStatus.RUNNING)
         ]
 
+    def iter_pending(self) -> Iterator[TaskView]:
+        """``pending_tasks()`` one at a time: a caller that wants a few (a worker's
+        claim) or whether there is one stops early, where the list is made whole (a
+        shared run's claims each made the list of its thousands of pending tasks)."""
+        pending = (TaskStatus.SCHEDULED, TaskStatus.RUNNING)
+        return (t for t in self.tasks.values() if t.status in pending)
+
+    def has_pending_tasks(self) -> bool:
+        """Whether a task is scheduled or started but not finished."""
+        return next(self.iter_pending(), None) is not None
+
     def has_pending_work(self) -> bool:
         return (
-            bool(self.pending_tasks())
+            self.has_pending_tasks()
             or any(b.members for b in self.batches.values())
             or bool(self.unreleased)
             or bool(self.undecided)

@@ -12,8 +12,9 @@ A ``RunLink`` is the kernel's sink (and the run's ``EventWriter``):
   took over are reported (``lost``), so their outcomes are dropped instead of
   completing a task twice; a coordinator's commits also check the run lease;
 - the kernel's own events are applied before they commit (as the kernel
-  always does); their seqs are remembered so catching up never applies them
-  twice.
+  always does); the cursor then moves past them, as nothing else of the run
+  can come between the turn's catch-up and its own events (the turn holds the
+  run's lock), so catching up never reads them back.
 
 ``SharedActor`` is the kernel's actor on a shared log: it starts nothing
 itself (workers claim the tasks) and only wakes the claimer.
@@ -63,7 +64,7 @@ class _Unit:
 def idle(state: RunState) -> bool:
     """No task left to run, and no batch, join window or release waiting for its
     time (a local run waits for its armed timers too)."""
-    if state.pending_tasks() or state.unreleased:
+    if state.has_pending_tasks() or state.unreleased:
         return False
     if any(b.members and b.deadline is not None for b in state.batches.values()):
         return False
@@ -86,7 +87,6 @@ class RunLink:
         self.runs = runs
         self.run_id = run_id
         self.cursor = 0
-        self.own: set[int] = set()
         self.commits = 0
         self.committed_events = 0
         self.on_launch = on_launch
@@ -196,7 +196,11 @@ class RunLink:
 
     # --- following and committing -------------------------------------------
 
-    async def catch_up(self) -> None:
+    async def catch_up(self, unless_committing: bool = False) -> None:
+        """Apply what other processes committed since the cursor. ``unless_committing``:
+        not now if a commit is on its way (it catches up first, under the same lock)."""
+        if unless_committing and self._lock.locked():
+            return
         async with self._lock:
             self.apply_foreign(await self.runs.events_after(self.run_id, self.cursor))
 
@@ -207,10 +211,9 @@ class RunLink:
         decided: dict[str, int] = {}  # artifacts another process decided: their seqs
         for e in events:
             seq = e.seq or 0
-            self.cursor = max(self.cursor, seq)
-            if seq in self.own:
-                self.own.discard(seq)
+            if seq <= self.cursor:  # read before this link's last turn moved past it
                 continue
+            self.cursor = seq
             if e.kind is _DECIDED:  # its seq, before the fold lets go of it
                 aid = body_as(e, ArtifactDecided)["id"]
                 at = state.undecided.get(aid)
@@ -252,7 +255,9 @@ class RunLink:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
-        self.own.update(e.seq for e in events if e.seq is not None)
+        # The turn caught up under the run's lock, which it held while its events were
+        # appended: every event of the run up to its last one is applied here.
+        self.cursor = max([self.cursor, *(e.seq for e in events if e.seq is not None)])
         self.commits += 1
         self.committed_events += len(events)
         for u, evs in zip(units, turn.built, strict=True):

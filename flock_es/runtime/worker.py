@@ -41,25 +41,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from flock_es.domain.events import Event, TaskStatus
 from flock_es.errors import UserError
 from flock_es.log.lease import new_worker_id, worker_ended
 from flock_es.log.ports import open_store
 from flock_es.log.shared_ports import SharedRuns
 from flock_es.models.limiter import seed_limits
-from flock_es.projection.state import TaskView
 from flock_es.runtime.board_queries import BoardSource
-from flock_es.runtime.executor import FATAL, Executor
+from flock_es.runtime.claimed_task import is_open, run_claimed
+from flock_es.runtime.executor import Executor
 from flock_es.runtime.flock import Flock
 from flock_es.runtime.resume import fold_for_work, program_hash
 from flock_es.runtime.shared_run import RunLink, SharedActor
 from flock_es.runtime.timers import Timers
 from flock_es.runtime.work import Work
 
-__all__ = ["LEASE_SECONDS", "Joined", "Worker", "run_claimed", "worker_id"]
+__all__ = ["LEASE_SECONDS", "Joined", "Worker", "worker_id"]
 
 LEASE_SECONDS = 10.0
 RUNS_EVERY = 0.5  # seconds between looks for new (or closed) runs of the program
+COMMITTING_SLOTS = 4
+"""Tasks a worker may hold, executing or committing their outcomes, per slot of its
+``concurrency``: a task whose agent is done frees its slot while its outcome commits
+(a round trip to the database), up to this many times the slots in all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,9 @@ class Worker:
         self.executors: dict[str, Executor] = {}
         self.adopted: set[str] = set()
         self.running: dict[tuple[str, str], asyncio.Task[None]] = {}
+        # Those of ``running`` whose agent is done and whose outcome is committing: they
+        # hold their leases, not a slot (``_claim``).
+        self.committing: set[tuple[str, str]] = set()
         self.executed = 0
         # The first error a task's execution ended with (not the task's own failure,
         # which its executor records): the loop stops on it (``serve`` raises it).
@@ -206,7 +212,9 @@ class Worker:
         for link in list(self.links.values()):
             if not link.bound:  # adopted, but its first publish has not started it
                 continue
-            await link.catch_up()
+            # A commit on its way catches up anyway: waiting for it here held every
+            # claim back until it ended (and each commit then carried one claim's tasks).
+            await link.catch_up(unless_committing=True)
             self._arm_timers(link)
             if execute:
                 await self._claim(link)
@@ -286,8 +294,13 @@ class Worker:
         so a busy worker does not pay a round trip per task), then catch up once:
         what a previous holder recorded (model calls) is in the state before any
         claimed task starts."""
-        free = self.concurrency - len(self.running)
-        if free <= 0 or (self.running and free < max(1, self.concurrency // 4)):
+        executing = len(self.running) - len(self.committing)
+        free = min(
+            self.concurrency - executing,
+            # Outcomes still committing hold leases (and outputs): a bound on them too.
+            COMMITTING_SLOTS * self.concurrency - len(self.running),
+        )
+        if free <= 0 or (executing and free < max(1, self.concurrency // 4)):
             return
         run_id = link.run_id
         now = time.monotonic()
@@ -302,7 +315,7 @@ class Worker:
             for tid in [tid for tid, due in elsewhere.items() if due <= now]:
                 del elsewhere[tid]
         offer: list[str] = []
-        for t in link.kernel.state.pending_tasks():
+        for t in link.kernel.state.iter_pending():
             if (run_id, t.id) in self.running or elsewhere.get(t.id, 0.0) > now:
                 continue
             offer.append(t.id)
@@ -320,12 +333,20 @@ class Worker:
             task = asyncio.create_task(self._execute(link, task_id), name=f"flock-es:{task_id}")
             self.running[(run_id, task_id)] = task
 
+    def _ran(self, key: tuple[str, str]) -> None:
+        """The task's agent is done, its outcome committing: its slot is free."""
+        self.committing.add(key)
+        self._wake.set()
+
     async def _execute(self, link: RunLink, task_id: str) -> None:
         ended = False
+        key = (link.run_id, task_id)
         try:
             # A compact state forgets a completed task: one missing here is done.
-            if _open(link.kernel.state.tasks.get(task_id)):
-                await run_claimed(self.executors[link.run_id], task_id, link.lost)
+            if is_open(link.kernel.state.tasks.get(task_id)):
+                await run_claimed(
+                    self.executors[link.run_id], task_id, link.lost, lambda: self._ran(key)
+                )
                 self.executed += 1
                 if task_id in link.lost:
                     self.lost_leases += 1
@@ -333,13 +354,14 @@ class Worker:
                         f"flock-es: worker {self.id}: the lease on task {task_id} was taken "
                         "over by another worker; its outcome here was dropped\n"
                     )
-            ended = not _open(link.kernel.state.tasks.get(task_id))
+            ended = not is_open(link.kernel.state.tasks.get(task_id))
         except Exception as exc:  # a commit that failed (the database went away), ...
             # ... raised here, in a task nobody awaits: handed to the loop (which stops
             # on it and tells the runs), not left for the garbage collector to print.
             self.failure = self.failure or exc
         finally:
-            self.running.pop((link.run_id, task_id), None)
+            self.running.pop(key, None)
+            self.committing.discard(key)
             link.lost.discard(task_id)
             if not ended:  # the commit that ended it dropped the lease already
                 try:
@@ -388,60 +410,3 @@ class Worker:
 
 def _same_name(recorded: str | None, mine: Path | None) -> bool:
     return bool(recorded) and mine is not None and Path(str(recorded)).name == mine.name
-
-
-def _open(task: TaskView | None) -> bool:
-    """Whether ``task`` is still to run (None: a compact state forgot it: completed)."""
-    return task is not None and task.status in (TaskStatus.SCHEDULED, TaskStatus.RUNNING)
-
-
-async def run_claimed(executor: Executor, task_id: str, lost: set[str] | None = None) -> None:
-    """Execute a task this worker holds the lease of, with the executor a local run
-    uses. Its outcome is decided under the run's lock, caught up, and only if the
-    task is still open and its lease still ours (``lost`` names the leases the
-    commit found taken over): a task is never completed twice."""
-    lost = lost if lost is not None else set()
-    kernel = executor.kernel
-    task = kernel.state.tasks[task_id]
-    agent = executor.agents.get(task.agent)
-
-    def fail(exc: Exception, t0: float | None, waited: float = 0.0) -> Callable[[], list[Event]]:
-        def build() -> list[Event]:
-            if not _open(kernel.state.tasks.get(task_id)) or task_id in lost:
-                return []
-            failed = [executor.failure(task, exc, t0, waited)]
-            kernel.apply(failed)
-            return failed
-
-        return build
-
-    if agent is None:
-        missing = LookupError(f"agent {task.agent!r} is not defined in this program")
-        await kernel.commit_decided(fail(missing, None))
-        return
-    run = executor.start(task, agent)
-    try:
-        outputs = await executor.outputs(run)
-    except FATAL:
-        raise
-    except Exception as exc:
-        await kernel.commit_decided(fail(exc, run.t0, run.waited))
-        await executor.on_error(run, exc)
-        return
-
-    refused: list[Exception] = []
-
-    def complete() -> list[Event]:
-        if not _open(kernel.state.tasks.get(task_id)) or task_id in lost:
-            return []
-        try:
-            return executor.completion(run, outputs, False)
-        except FATAL:
-            raise
-        except Exception as error:  # an output the log cannot hold (``PayloadNotJson``):
-            refused.append(error)  # the task fails, as a local run's does, not the commit
-            return executor.failed_unit(run, error)
-
-    await kernel.commit_decided(complete)
-    for error in refused:
-        await executor.on_error(run, error)
