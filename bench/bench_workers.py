@@ -1,7 +1,7 @@
 """Scale-out benchmarks (issue 13) on PostgreSQL and on one SQLite file.
 
     python bench/bench_workers.py                 # everything, both backends
-    python bench/bench_workers.py model cpu       # some of: model cpu log failover
+    python bench/bench_workers.py model cpu       # some of: model cpu quick log failover
     BENCH_BACKENDS=sqlite BENCH_REPEATS=3 python bench/bench_workers.py cpu
 
 Each measurement is repeated (BENCH_REPEATS, default 3), the repeats of all
@@ -12,6 +12,8 @@ average seen around the measurements.
 model     1, 2, 4 workers on 2,000 model tasks at offline latency 0.2 s,
           --concurrency 16 per worker: tasks/s and speedup over 1 worker.
 cpu       1, 2, 4 workers on 2,000 function tasks that each burn 5 ms of CPU.
+quick     1, 2, 4 workers on 8,000 function tasks that do nothing: the cost of
+          claiming a task and committing its outcome on a shared log.
 log       bench_core (b) (8 function agents x 2,000 artifacts, in one process)
           durable on PostgreSQL against SQLite.
 failover  2 workers, --lease 3: SIGKILL one mid-run; the time from its death
@@ -146,6 +148,10 @@ def bench_scale(kind: str) -> None:
         env = {"FANOUT_N": "2000", "FANOUT_KIND": "model", "FANOUT_LATENCY": "0.2"}
         what = "2,000 model tasks at 0.2 s, --concurrency 16 per worker"
         ideal = "ideal 1 worker: 25 s"
+    elif kind == "quick":
+        env = {"FANOUT_N": "8000", "FANOUT_KIND": "cpu", "FANOUT_CPU_MS": "0"}
+        what = "8,000 function tasks that do nothing (what coordinating a task costs)"
+        ideal = "no ideal: each task is a claim and a commit of its outcome"
     else:
         env = {"FANOUT_N": "2000", "FANOUT_KIND": "cpu", "FANOUT_CPU_MS": "5"}
         what = "2,000 function tasks burning 5 ms CPU each"
@@ -250,15 +256,15 @@ def bench_failover(lease: float = 3.0) -> None:
 
 
 if __name__ == "__main__":
-    help_or_bad_args(__doc__, {"model", "cpu", "log", "failover"})
+    help_or_bad_args(__doc__, {"model", "cpu", "quick", "log", "failover"})
     print(machine())
     print(f"server: {ADMIN.rsplit('@', 1)[-1]}  (shared machine: other processes may be running)")
     print(
         f"backends: {', '.join(BACKENDS)}; repeats: {REPEATS}; load average now {os.getloadavg()}"
     )
-    which = sys.argv[1:] or ["model", "cpu", "log", "failover"]
+    which = sys.argv[1:] or ["model", "cpu", "quick", "log", "failover"]
     for w in which:
-        if w in ("model", "cpu"):
+        if w in ("model", "cpu", "quick"):
             bench_scale(w)
         elif w == "log":
             bench_log()
