@@ -7,9 +7,9 @@ prepared ones, its result read), and a multi-row ``VALUES`` list is parsed again
 in Python for each of its placeholders (psycopg caches no statement of more than
 50 of them). A shared run commits some four rows an agent run (events,
 artifacts, consumptions). Here the rows go as one JSON text, which
-pydantic-core writes and the server parses, in C, and the table's own row type
-gives each column its type. An event's body, already JSON text, goes in as it
-is (``insert_events``): a ``json`` column keeps the text it is given.
+pydantic-core writes (in Rust) and the server parses (in C), and the table's own
+row type gives each column its type. An event's body, already JSON text, goes in
+as it is (``insert_events_json``): a ``json`` column keeps the text it is given.
 
 ``executemany`` stays where a statement is not one plain ``INSERT ... VALUES
 (...)`` (updates; ``ON CONFLICT DO UPDATE``, which may not touch a row twice
