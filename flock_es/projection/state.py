@@ -10,6 +10,7 @@ from flock_es.domain.events import TaskStatus
 from flock_es.projection.payload_size import HELD_CHARS
 
 __all__ = [
+    "PENDING_STATUSES",
     "AgentView",
     "ArtifactView",
     "BatchView",
@@ -21,6 +22,10 @@ __all__ = [
     "ToolCallView",
     "limiter_summary",
 ]
+
+
+PENDING_STATUSES = (TaskStatus.SCHEDULED, TaskStatus.RUNNING)
+"""The statuses of a task still to run (a compact state forgets completed ones)."""
 
 
 @dataclass(slots=True)
@@ -286,16 +291,13 @@ class RunState:
 
     def pending_tasks(self) -> list[TaskView]:
         """Tasks scheduled or started but not finished: the work a resume re-runs."""
-        return [
-            t for t in self.tasks.values() if t.status in (TaskStatus.SCHEDULED, TaskStatus.RUNNING)
-        ]
+        return list(self.iter_pending())
 
     def iter_pending(self) -> Iterator[TaskView]:
         """``pending_tasks()`` one at a time: a caller that wants a few (a worker's
         claim) or whether there is one stops early, where the list is made whole (a
         shared run's claims each made the list of its thousands of pending tasks)."""
-        pending = (TaskStatus.SCHEDULED, TaskStatus.RUNNING)
-        return (t for t in self.tasks.values() if t.status in pending)
+        return (t for t in self.tasks.values() if t.status in PENDING_STATUSES)
 
     def has_pending_tasks(self) -> bool:
         """Whether a task is scheduled or started but not finished."""

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flock_es.domain.events import Event, TaskStatus
-from flock_es.projection.state import TaskView
+from flock_es.domain.events import Event
+from flock_es.projection.state import PENDING_STATUSES, TaskView
 from flock_es.runtime.executor import FATAL, Executor
 
 __all__ = ["is_open", "run_claimed"]
@@ -22,7 +22,7 @@ __all__ = ["is_open", "run_claimed"]
 
 def is_open(task: TaskView | None) -> bool:
     """Whether ``task`` is still to run (None: a compact state forgot it: completed)."""
-    return task is not None and task.status in (TaskStatus.SCHEDULED, TaskStatus.RUNNING)
+    return task is not None and task.status in PENDING_STATUSES
 
 
 async def run_claimed(

@@ -40,13 +40,12 @@ from flock_es.domain.events import (
     GateBuffered,
     ScheduleReason,
     TaskScheduled,
-    TaskStatus,
     body_as,
 )
 from flock_es.errors import AgentFailed, PayloadNotJson
 from flock_es.log.ports import EventWriter
 from flock_es.projection.decide import schedule
-from flock_es.projection.state import RunState, TaskView
+from flock_es.projection.state import PENDING_STATUSES, RunState, TaskView
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.executor import Executor, Outcome
 from flock_es.runtime.inline_runs import InlineRuns
@@ -348,7 +347,7 @@ class Engine:
                 head = units[0]
                 while head:  # ``_open``, inlined: once per task of a large publish
                     task = tasks.get(head[0])
-                    if task is not None and task.status in _OPEN:
+                    if task is not None and task.status in PENDING_STATUSES:
                         break
                     head.popleft()
                 if head:
@@ -405,9 +404,6 @@ class Engine:
 
 # Kinds ``act`` does nothing for (an artifact only while some are unreleased).
 _QUIET = frozenset(EventKind(k) for k in ("model.called", "task.completed", "task.started"))
-
-# The statuses of a task still to run (a compact state forgets completed ones).
-_OPEN = (TaskStatus.SCHEDULED, TaskStatus.RUNNING)
 
 
 class ShareHook(Protocol):
