@@ -355,6 +355,25 @@ def test_a_worker_whose_lease_was_taken_over_drops_its_outcome(
     assert "was taken over by another worker" in log
 
 
+@pytest.mark.slow
+def test_a_lone_worker_never_says_its_own_committed_tasks_were_taken_over(
+    tmp_path: Path,
+) -> None:
+    """A commit turn that began right after one that ended tasks, before their
+    executions let go, found their leases gone (that commit dropped them) and took
+    them for taken over: a lone SQLite worker said "its outcome here was dropped"
+    of tasks it had committed (16 of 300 at --concurrency 32, before the fix)."""
+    program, env = fanout(300, 0.2)
+    db = str(tmp_path / "shared.db")
+    with workers(program, db, 1, tmp_path, "--concurrency", "32", env=env):
+        out = run_cli(["run", program, "--db", db, "--no-execute", "-q"], env=env)
+    assert out.returncode == 0, out.stderr
+    assert "300 done, 0 failed" in out.stderr
+    assert "taken over" not in (tmp_path / "worker0.log").read_text()
+    done = Counter(str(b["task_id"]) for b in kinds(db, latest(db), "task.completed"))
+    assert len(done) == 300 and set(done.values()) == {1}
+
+
 def test_a_worker_says_so_when_a_run_is_of_another_version_of_its_program(
     tmp_path: Path,
 ) -> None:

@@ -96,6 +96,10 @@ class RunLink:
         self.fence: Lease | None = None
         # Tasks whose leases another worker took over while this one executed them.
         self.lost: set[str] = set()
+        # Tasks this link's commits ended (their leases dropped with them) that the
+        # worker still counts as held until their executions let go (``let_go``): the
+        # next turn may start before they do, and must not take them for lost.
+        self.ended: set[str] = set()
         self.broken: BaseException | None = None
         # What stopped this process's work on the run (a task's commit that failed, a
         # changed program): waiting for the run (``until_idle``) raises it.
@@ -180,6 +184,11 @@ class RunLink:
         assert fut is not None
         return await fut
 
+    def let_go(self, task_id: str) -> None:
+        """The worker's execution of ``task_id`` is over: it is no longer held."""
+        self.lost.discard(task_id)
+        self.ended.discard(task_id)
+
     def launch(self, task_id: str) -> None:
         if self.on_launch is not None:
             self.on_launch(task_id)
@@ -258,6 +267,7 @@ class RunLink:
         # The turn caught up under the run's lock, which it held while its events were
         # appended: every event of the run up to its last one is applied here.
         self.cursor = max([self.cursor, *(e.seq for e in events if e.seq is not None)])
+        self.ended.update(turn.ended_here)
         self.commits += 1
         self.committed_events += len(events)
         for u, evs in zip(units, turn.built, strict=True):
@@ -275,10 +285,13 @@ class _Turn:
         self.worker = link.worker
         self.fence = link.fence
         self.built: list[list[Event]] = []
+        self.ended_here: list[str] = []
         self._held: set[str] = set()
 
     def held(self) -> list[str]:
-        held = self.link.held()
+        # Not the tasks an earlier turn ended: their leases went with that commit.
+        ended = self.link.ended
+        held = [t for t in self.link.held() if t not in ended]
         self._held = set(held)
         return held
 
@@ -299,7 +312,8 @@ class _Turn:
         held = self._held
         # task.completed and task.failed carry the task id under the same field.
         ended = [body_as(e, TaskCompleted)["task_id"] for e in events if e.kind in _ENDED]
-        return [task_id for task_id in ended if task_id in held]
+        self.ended_here = [task_id for task_id in ended if task_id in held]
+        return self.ended_here
 
 
 class SharedActor:

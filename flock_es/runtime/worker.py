@@ -362,7 +362,7 @@ class Worker:
         finally:
             self.running.pop(key, None)
             self.committing.discard(key)
-            link.lost.discard(task_id)
+            link.let_go(task_id)
             if not ended:  # the commit that ended it dropped the lease already
                 try:
                     await self.runs.release_tasks(link.run_id, self.id, [task_id])
