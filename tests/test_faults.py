@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import EXAMPLES, remount, run_cli, start_cli
+from tests.conftest import EXAMPLES, kill_cli_when, remount, run_cli, start_cli
 
 PROGRAMS = Path(__file__).parent / "programs"
 
@@ -361,6 +361,34 @@ def test_read_only_mount(small_disk: Path, news_db: Path, tmp_path: Path) -> Non
     out = run_cli(["export", "latest", "--db", news_db, "-o", small_disk / "x.jsonl"])
     one_line_error(out, "cannot write the export to")
     assert not list(small_disk.glob("*.part"))
+
+
+@pytest.mark.slow
+def test_a_crashed_run_on_a_read_only_medium_is_read_with_its_write_ahead_log(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    """What a reader that cannot write sees (another user's live run, a read-only
+    medium): the file read as immutable ignored its write-ahead log, so a crashed
+    run's events there were not shown ("no runs"), and pages the log replaced read
+    as damage. It reads the log through the ``-shm`` beside it, or says it cannot."""
+    db = tmp_path / "crashed.db"
+    env = {"FANOUT_N": "40", "FANOUT_LATENCY": "30"}
+    args = ["run", PROGRAMS / "fanout.py", "--db", db, "-q"]
+    assert kill_cli_when(args, lambda: Path(f"{db}-wal").exists(), env=env, then_wait=1.0)
+    assert Path(f"{db}-wal").stat().st_size > 0 and Path(f"{db}-shm").exists()
+    remount(small_disk, "size=64m")
+    (small_disk / "noshm").mkdir()
+    for suffix in ("", "-wal", "-shm"):
+        shutil.copy(f"{db}{suffix}", small_disk / f"ro.db{suffix}")
+        if suffix != "-shm":
+            shutil.copy(f"{db}{suffix}", small_disk / "noshm" / f"ro.db{suffix}")
+    remount(small_disk, "ro")
+    out = run_cli(["runs", "--db", small_disk / "ro.db"], cwd=tmp_path)
+    assert out.returncode == 0 and "interrupted" in out.stdout, out.stdout + out.stderr
+    out = run_cli(["show", "latest", "--db", small_disk / "ro.db"], cwd=tmp_path)
+    assert out.returncode == 0 and "Item: 40" in out.stdout, out.stdout + out.stderr
+    out = run_cli(["runs", "--db", small_disk / "noshm" / "ro.db"], cwd=tmp_path)
+    one_line_error(out, "ro.db-wal", "ro.db-shm")
 
 
 @pytest.mark.slow

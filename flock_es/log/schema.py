@@ -5,7 +5,8 @@ switches to ``FULL`` for each commit that must survive power loss (see
 ``Durability``); the writer checkpoints every ~40 MB of WAL
 (``WRITER_PRAGMAS``); writers take the lock up front with ``BEGIN IMMEDIATE``
 and wait on a busy timeout; readers use their own read-only connections
-(``immutable=1`` where the medium is read-only, as no writer can exist there).
+(``immutable=1`` where they cannot write and no write-ahead log holds anything:
+``read_uri``).
 The schema, ``application_id`` and ``user_version`` are written in one
 transaction (``initialise``); ``flock_es.log.sqlite_file`` builds a new file
 under a temporary name and links it in place, so no process ever sees one
@@ -182,13 +183,34 @@ _OUR_TABLES = {"events", "runs", "artifacts", "owners", "artifact_tags", "consum
 
 
 def read_uri(path: Path) -> str:
-    """A read-only URI; ``immutable=1`` when the file or its directory cannot be written,
-    since then no writer can exist and SQLite must not try to create the -shm file."""
+    """A read-only URI for ``path``.
+
+    Where this process may write the file and its directory, plain ``mode=ro``.
+    Where it may not (another user's run, a read-only medium): ``immutable=1`` only
+    when no write-ahead log holds anything, since SQLite then ignores it; with one,
+    plain ``mode=ro`` again, which reads the log through its existing ``-shm``
+    (SQLite 3.22 and later). Without that ``-shm`` nothing can read the log, and
+    ``DatabaseError`` says so rather than show the file without it ("no runs", or
+    pages the log replaced read as damage)."""
     from urllib.parse import quote
 
     base = f"file:{quote(str(path.resolve()))}?mode=ro"
     writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
-    return base + ("" if writable and not _read_only_mount(path) else "&immutable=1")
+    if writable and not _read_only_mount(path):
+        return base
+    try:
+        logged = os.stat(f"{path}-wal").st_size > 0
+    except OSError:
+        logged = False
+    if not logged:
+        return base + "&immutable=1"
+    if os.access(f"{path}-shm", os.R_OK):
+        return base
+    raise DatabaseError(
+        f"cannot read {path}: its write-ahead log {path.name}-wal needs {path.name}-shm, "
+        "which this user cannot create; read it as a user who can write "
+        f"{path.parent}, or once the process writing it has closed it"
+    )
 
 
 def _read_only_mount(path: Path) -> bool:
