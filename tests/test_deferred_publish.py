@@ -186,3 +186,29 @@ async def test_units_are_decided_ahead_of_their_commits_and_run_only_once_durabl
     with LogReader(db_path) as reader:
         report = await Replayer(reader.iter_events(flock.run_id), flock.agents).run()
     assert report.identical, report.divergence
+
+
+async def test_one_slow_task_holds_back_no_other_unit(db_path: Path) -> None:
+    """Only the units with tasks not done count against ``DECIDE_AHEAD``: a unit
+    waiting on one slow task (a long model call, a retry after a 429) held back
+    every unit behind it, and the whole publish waited for that one task."""
+    import asyncio
+
+    flock = Flock(db=db_path)
+    done_before_slow: list[int] = []
+    done = [0]
+
+    async def work(x: DItem) -> DOut:
+        if x.n == 0:
+            await asyncio.sleep(0.5)
+            done_before_slow.append(done[0])
+        done[0] += 1
+        return DOut(n=x.n)
+
+    flock.agent("work").consumes(DItem).publishes(DOut).with_function(work)
+    n = DEFER_AT * 4
+    await flock.publish_many(DItem(n=i) for i in range(n))
+    await flock.run_until_idle()
+    await flock.close()
+    assert done[0] == n
+    assert done_before_slow == [n - 1]  # everything else ran while it waited

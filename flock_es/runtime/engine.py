@@ -341,18 +341,20 @@ class Engine:
         """Wait until fewer than ``DECIDE_AHEAD`` decided units have tasks not done."""
         if self.kernel.actor is not self:  # a shared run's tasks: the workers' leases
             return
-        units, tasks = self.decided_units, self.kernel.state.tasks
+        tasks = self.kernel.state.tasks
         while True:
-            while units:
-                head = units[0]
+            # Every unit, not only the first: a unit waiting on one slow task (a long
+            # model call, a retry after a 429) held back the units behind it, done or
+            # not, and the whole publish waited for that one task.
+            units = self.decided_units
+            for head in units:
                 while head:  # ``_open``, inlined: once per task of a large publish
                     task = tasks.get(head[0])
                     if task is not None and task.status in PENDING_STATUSES:
                         break
                     head.popleft()
-                if head:
-                    break
-                units.popleft()
+            if not all(units):
+                self.decided_units = units = deque(u for u in units if u)
             if len(units) < DECIDE_AHEAD:
                 return
             self.room.clear()
