@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from collections import Counter
@@ -112,6 +113,19 @@ def all_kinds(db: str, kind: str) -> list[dict[str, object]]:
         return []  # the run has not created the log yet
 
 
+def task_leases(db: str) -> int:
+    """How many task leases the shared log holds."""
+    if db.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(db) as con:
+            row = con.execute("SELECT count(*) FROM task_leases").fetchone()
+    else:
+        with sqlite3.connect(db) as lite:
+            row = lite.execute("SELECT count(*) FROM task_leases").fetchone()
+    return int(row[0]) if row else 0
+
+
 def cli(*args: object, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """The CLI in a subprocess that the test may kill."""
     return subprocess.Popen(
@@ -170,6 +184,10 @@ def test_run_executes_alongside_workers(tmp_path: Path, shared_db: str) -> None:
     program, env = fanout(60, 0.05)
     with workers(program, shared_db, 1, tmp_path, "--concurrency", "4", env=env):
         out = run_cli(["run", program, "--db", shared_db, "--concurrency", "4", "--share"], env=env)
+        # No lease outlives its task while the worker lives: one claimed from a stale
+        # view (the run process had ended the task) was kept and renewed for good, so a
+        # ``resume --retry-failed`` that reopened the task waited on it forever.
+        assert task_leases(shared_db) == 0
     assert out.returncode == 0, out.stderr
     assert "60 done, 0 failed" in out.stderr
     run = latest(shared_db)

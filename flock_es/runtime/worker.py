@@ -354,7 +354,11 @@ class Worker:
                         f"flock-es: worker {self.id}: the lease on task {task_id} was taken "
                         "over by another worker; its outcome here was dropped\n"
                     )
-            ended = not is_open(link.kernel.state.tasks.get(task_id))
+            # Only a commit of this link's that ended the task dropped its lease. A task
+            # claimed from a stale view (another process ended it since) is skipped, and
+            # its lease given back: kept, the heartbeat renewed it for good, and a
+            # ``resume --retry-failed`` that reopened the task waited on it forever.
+            ended = task_id in link.ended
         except Exception as exc:  # a commit that failed (the database went away), ...
             # ... raised here, in a task nobody awaits: handed to the loop (which stops
             # on it and tells the runs), not left for the garbage collector to print.
@@ -363,7 +367,7 @@ class Worker:
             self.running.pop(key, None)
             self.committing.discard(key)
             link.let_go(task_id)
-            if not ended:  # the commit that ended it dropped the lease already
+            if not ended:  # else the commit that ended it dropped the lease already
                 try:
                     await self.runs.release_tasks(link.run_id, self.id, [task_id])
                 except Exception:
