@@ -137,3 +137,23 @@ def test_cli_cap_on_calls_in_flight(server: OpenAIServer, tmp_path: Path) -> Non
     out = run_cli([*args, "--max-concurrent-calls", "3"], cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr
     assert server.calls == 9 and server.max_inflight == 3
+
+
+@pytest.mark.slow
+def test_resume_keeps_the_run_s_cap_on_calls_in_flight(
+    server: OpenAIServer, tmp_path: Path
+) -> None:
+    """A resume went on with no cap: a run started with ``--max-concurrent-calls 5``
+    and killed sent 366 calls at once to a provider when resumed. The cap is
+    recorded in ``run.started``; ``resume --max-concurrent-calls`` sets another."""
+    db = tmp_path / "cap.db"
+    env = {"OPENAI_API_BASE": server.url, "OPENAI_API_KEY": KEY}
+    args = ["run", EXAMPLES / "news.py", "-m", "openai/test-model", "--db", db, "-q"]
+    assert kill_cli_when([*args, "--max-concurrent-calls", "2"], lambda: server.calls >= 1, env=env)
+    assert server.max_inflight == 2
+    server.max_inflight = 0
+    out = run_cli(["resume", "latest", "--db", db, "-q"], cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    assert server.max_inflight == 2 and event_kinds(db).count("model.called") == 9
+    bad = run_cli(["resume", "latest", "--db", db, "--max-concurrent-calls", "0"], env=env)
+    assert bad.returncode == 2 and "--max-concurrent-calls" in one_line_error(bad)

@@ -30,7 +30,7 @@ from flock_es.cli.options import (
 from flock_es.cli.resume_run import Claim, ResumeOptions, hash_warning, resume_run, warn
 from flock_es.domain.events import RunStarted, RunStatus, body_as
 from flock_es.domain.printable import printable
-from flock_es.errors import ExitCode
+from flock_es.errors import ExitCode, UserError
 
 ProgramOption = Annotated[
     Path | None,
@@ -71,6 +71,15 @@ def resume(
             "(rate limit, 5xx, timeout, connection).",
         ),
     ] = False,
+    max_concurrent_calls: Annotated[
+        int | None,
+        typer.Option(
+            "--max-concurrent-calls",
+            help="Cap on model calls in flight across all agents (default: the run's own, "
+            "as `run --max-concurrent-calls` or the program set it).",
+            show_default=False,
+        ),
+    ] = None,
     reconnect_for: ReconnectOption = 300.0,
 ) -> None:
     """Continue RUN after a crash or Ctrl-C: re-run unfinished tasks, re-arm timers.
@@ -87,10 +96,17 @@ def resume(
     from flock_es.log.backends import is_postgres, open_reader
 
     reconnect_seconds(reconnect_for)
+    if max_concurrent_calls is not None and max_concurrent_calls < 1:
+        raise UserError("--max-concurrent-calls must be at least 1")
     path_db = db_path(db)
     with open_reader(path_db) as reader:
         run_id = reader.resolve_run(run)
+        if max_concurrent_calls is None:  # the run's own cap, as it started
+            head = next(iter(reader.iter_events(run_id, limit=1)), None)
+            started = body_as(head, RunStarted) if head is not None else None
+            max_concurrent_calls = started.get("max_concurrent_calls") if started else None
     options = ResumeOptions(program, model, quiet, sync, force, retry_failed)
+    options.max_calls = max_concurrent_calls
     claim = Claim()
     t0 = time.time()
 

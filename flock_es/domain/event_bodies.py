@@ -103,6 +103,10 @@ class RunStarted(TypedDict):
     # Flock(once_per_agent=True): an agent takes an artifact through one subscription
     # at most (flock-core's rule), so resume and replay decide alike. absent: False
     once_per_agent: NotRequired[bool]
+    # The cap on model calls in flight (``run --max-concurrent-calls``,
+    # ``Flock(max_concurrent_calls=)``): a resume keeps it unless told another.
+    # absent: no cap
+    max_concurrent_calls: NotRequired[int]
 
 
 class RunResumed(TypedDict):

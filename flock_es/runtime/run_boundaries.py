@@ -47,6 +47,7 @@ def run_started_event(
     max_agent_iterations: int | None = None,
     max_depth: int | None = None,
     once_per_agent: bool = False,
+    max_concurrent_calls: int | None = None,
 ) -> Event:
     """The ``run.started`` event of a new run (or a fork) of ``program``."""
     body = RunStarted(
@@ -67,6 +68,8 @@ def run_started_event(
         body["once_per_agent"] = True
     if max_depth is not None:  # absent: no limit, and no depths recorded
         body["max_depth"] = max_depth
+    if max_concurrent_calls is not None:  # absent: no cap
+        body["max_concurrent_calls"] = max_concurrent_calls
     return make_event(run_id, EventKind.RUN_STARTED, body, time.time())
 
 

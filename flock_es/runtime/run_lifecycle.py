@@ -163,6 +163,7 @@ class RunLifecycle:
                 max_agent_iterations=self.max_agent_iterations,
                 max_depth=self.max_depth,
                 once_per_agent=self.once_per_agent,
+                max_concurrent_calls=self.max_concurrent_calls,
             )
             await kernel.emit([started])
         if hooks is not None:
