@@ -159,3 +159,26 @@ def test_foreign_and_newer_databases_are_refused(tmp_path: Path, command: list[s
         assert out.returncode == 2, (db, out.stdout)
         assert message in out.stderr and str(db) in out.stderr
         assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_show_of_a_run_that_ended_while_it_was_read_says_running(
+    pipeline_db: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``show`` folds the run, then asks whether its process lives: a run that ended
+    in between (its ``run.finished`` after the fold's last event, its process gone)
+    read "interrupted". Here the fold stops before ``run.finished``, as it does when
+    the run ends during it."""
+    from typer.testing import CliRunner
+
+    from flock_es.cli import show_calls
+    from flock_es.cli.app import app
+
+    real = show_calls.text_view
+
+    def read_before_the_end(reader: LogReader, run_id: str, at: int | None) -> object:
+        return real(reader, run_id, reader.last_seq(run_id) - 1)
+
+    monkeypatch.setattr(show_calls, "text_view", read_before_the_end)
+    out = CliRunner().invoke(app, ["show", "latest", "--db", str(pipeline_db)])
+    assert out.exit_code == 0, out.output
+    assert "running" in out.output.splitlines()[0], out.output

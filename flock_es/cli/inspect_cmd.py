@@ -213,4 +213,13 @@ def register(app: typer.Typer) -> None:
             else:
                 state, calls = text_view(reader, run_id, at)
                 before_end = at is not None and at < reader.last_seq(run_id)
-                print_show(show_data(state, False, before_end, calls), False)
+                data = show_data(state, False, before_end, calls)
+                if (
+                    data["status"] != "running"
+                    and state.finished_status is None
+                    and reader.last_seq(run_id) > state.last_seq
+                ):
+                    # Its process was checked after the fold, and wrote on since: it was
+                    # alive at the fold and ended since (not "interrupted", as it read).
+                    data["status"] = "running"
+                print_show(data, False)
