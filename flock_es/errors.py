@@ -35,6 +35,8 @@ __all__ = [
     "ModelCallError",
     "ModelError",
     "OutputValidationError",
+    "PayloadInvalid",
+    "PayloadNotJson",
     "PermanentModelError",
     "ProgramChanged",
     "ProgramError",
@@ -99,6 +101,12 @@ class PayloadNotJson(ArtifactValidationError, ValueError):
     """A payload holds a value JSON cannot (NaN, infinity, a lone surrogate), or its
     dump fails: refused where it is published, so the log writer never meets it. A
     ``ValueError`` too, as the serialiser's own error it replaces is."""
+
+
+class PayloadInvalid(ArtifactValidationError, ValueError):
+    """A payload its own type does not validate (a field assigned after the object was
+    made: pydantic checks assignments only with ``validate_assignment=True``):
+    refused where it is published, as a resume or replay could not rebuild it."""
 
 
 class UnstorableEvent(UserError):

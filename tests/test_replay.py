@@ -184,10 +184,10 @@ def test_join_replays_identical_and_a_changed_join_key_diverges(tmp_path: Path) 
 
 
 def test_an_output_no_subscriber_takes_must_still_rebuild(program_run: tuple[Path, Path]) -> None:
-    """Nothing consumes Doubled, so nothing decides on its object; replay still rebuilds
-    it from the record (the check that the current type takes the recorded payload) and
-    reports where it no longer can. The agent builds it unvalidated, so its output still
-    serialises as recorded: the rebuild is the only check that fails."""
+    """Nothing consumes Doubled, so nothing decides on its object; replay still checks
+    it against the current type and reports where that no longer takes it. The agent
+    builds it unvalidated, so its output still serialises as recorded: the type's check
+    of what is published (``PayloadInvalid``, as a live run makes it) fails the task."""
     prog, db = program_run
     edit(prog, "class Doubled(BaseModel):\n    n: int", "class Doubled(BaseModel):\n    n: str")
     edit(prog, "Doubled(n=i.n * 2)", "Doubled.model_construct(n=i.n * 2)")
@@ -198,4 +198,5 @@ def test_an_output_no_subscriber_takes_must_still_rebuild(program_run: tuple[Pat
     )
     div = report["divergence"]
     assert div["seq"] == first and div["agent"] == "doubler"
-    assert "cannot be rebuilt" in div["what"] and div["expected"] == "Doubled"
+    assert "failed on replay" in div["what"], div
+    assert "Doubled is not valid: n: Input should be a valid string" in str(div["actual"]), div

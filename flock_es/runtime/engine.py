@@ -42,7 +42,7 @@ from flock_es.domain.events import (
     TaskScheduled,
     body_as,
 )
-from flock_es.errors import AgentFailed, PayloadNotJson
+from flock_es.errors import AgentFailed, PayloadInvalid, PayloadNotJson
 from flock_es.log.ports import EventWriter
 from flock_es.projection.decide import schedule
 from flock_es.projection.state import PENDING_STATUSES, RunState, TaskView
@@ -287,10 +287,10 @@ class Engine:
                 return kernel.artifact_event(
                     obj, aid, "external", None, corr, tags, visibility, now, partition_key, defer
                 )
-            except PayloadNotJson as exc:  # which of 20,000 objects it was
+            except (PayloadNotJson, PayloadInvalid) as exc:  # which of 20,000 objects it was
                 if not several:
                     raise
-                raise PayloadNotJson(f"object {at} (from 0) of the publish: {exc}") from None
+                raise type(exc)(f"object {at} (from 0) of the publish: {exc}") from None
 
         if defer:  # one transaction, streamed (runtime/publish_stream.py)
             aids = await publish_deferred(kernel, objs, event)

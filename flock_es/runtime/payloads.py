@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from flock_es.domain.json_values import NOT_JSON, NOTHING_TO_CHECK, payload_problem
 from flock_es.domain.registry import type_name
-from flock_es.errors import PayloadNotJson
+from flock_es.errors import PayloadInvalid, PayloadNotJson
 
 __all__ = ["PLAIN_DUMP", "check_payloads", "checked_payload", "payload_of", "plain_dump"]
 
@@ -50,7 +50,8 @@ def payload_of(obj: BaseModel) -> dict[str, Any]:
 
 def checked_payload(obj: BaseModel, cls: type[BaseModel], name: str) -> dict[str, Any]:
     """``payload_of(obj)`` (``obj`` of class ``cls``, registered as ``name``), or
-    ``PayloadNotJson`` if its dump fails or holds what JSON cannot (``payload_problem``).
+    ``PayloadNotJson`` if its dump fails or holds what JSON cannot (``payload_problem``),
+    ``PayloadInvalid`` if its own type does not validate it.
 
     What ``Kernel.artifact_event`` records, and what a replay checks its outputs with
     (it makes no events of them): the two refuse the same outputs in the same words."""
@@ -70,6 +71,19 @@ def checked_payload(obj: BaseModel, cls: type[BaseModel], name: str) -> dict[str
         raise PayloadNotJson(f"{name} does not serialise to JSON: {why}") from exc
     if cls not in NOTHING_TO_CHECK and (problem := payload_problem(cls, payload)):
         raise PayloadNotJson(f"{problem}: {NOT_JSON}")
+    try:
+        # What a resume or replay rebuilds the object from, checked as they check it
+        # (``registry.to_object``): an object whose field was assigned after it was
+        # made (pydantic checks assignments only with ``validate_assignment=True``)
+        # committed, then could not be rebuilt, and the run could never resume.
+        cls.__pydantic_validator__.validate_python(payload)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "value"
+        raise PayloadInvalid(
+            f"{name} is not valid: {loc}: {err.get('msg')} (a field assigned after the "
+            "object was made? pydantic checks assignments only with validate_assignment=True)"
+        ) from None
     return payload
 
 
