@@ -44,6 +44,7 @@ __all__ = [
     "ReplayMiss",
     "RunLostDatabase",
     "RunNotFoundError",
+    "TaskEndedElsewhere",
     "TransientModelError",
     "UserError",
     "database_may_come_back",
@@ -200,6 +201,11 @@ class McpServerError(UserError):
     An environmental fault: the run stops (resumable), the CLI prints one line
     naming the server.
     """
+
+
+class TaskEndedElsewhere(FlockError):
+    """A shared run's task another worker ended (its lease was taken over while this
+    one stalled): its work here stops before another model call is paid for."""
 
 
 class ModelError(FlockError):

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flock_es.domain.events import Event
+from flock_es.errors import TaskEndedElsewhere
 from flock_es.projection.state import PENDING_STATUSES, TaskView
 from flock_es.runtime.executor import FATAL, Executor
 
@@ -65,6 +66,10 @@ async def run_claimed(
         outputs = await executor.outputs(run)
     except FATAL:
         raise
+    except TaskEndedElsewhere:  # its lease was taken over: nothing of it commits here
+        lost.add(task_id)
+        done()
+        return
     except Exception as exc:
         done()
         await kernel.commit_decided(fail(exc, run.t0, run.waited))

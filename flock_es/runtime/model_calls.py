@@ -31,13 +31,13 @@ from flock_es.domain.events import (
     trusted_event,
 )
 from flock_es.domain.json_values import storable
-from flock_es.errors import RecordedCallChanged, ReplayMiss
+from flock_es.errors import RecordedCallChanged, ReplayMiss, TaskEndedElsewhere
 from flock_es.log.event_rows import dumps
 from flock_es.log.salvaged_answers import SalvagedAnswers
 from flock_es.models.base import ModelClient, ModelRequest, ModelResponse
 from flock_es.models.retry import FailedAttempt, RetryPolicy, call_with_retries
 from flock_es.models.tools import run_tool
-from flock_es.projection.state import CallView, RunState
+from flock_es.projection.state import PENDING_STATUSES, CallView, RunState
 from flock_es.redaction import redact, redact_text
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.context import TaskRun
@@ -178,7 +178,7 @@ class ModelCalls:
             answering = 0.0  # the answering attempt's seconds: the model's work
             try:
                 response, attempt = await call_with_retries(
-                    lambda: client.complete(request),
+                    lambda: self._complete(client, request, run.task.id),
                     self.retry,
                     failed,
                     slot,
@@ -276,6 +276,16 @@ class ModelCalls:
             return []
         run.paid = []
         return paid
+
+    def _complete(self, client: Any, request: ModelRequest, task_id: str) -> Any:
+        """``client.complete(request)``, unless another process ended the task: on a shared
+        run, a worker that stalled past its lease (its tasks taken over and ended
+        elsewhere, as its catch-up shows) paid again for each attempt still queued for a
+        slot or backing off after a 429."""
+        task = self.state.tasks.get(task_id)
+        if task is None or task.status not in PENDING_STATUSES:
+            raise TaskEndedElsewhere(f"task {task_id} was ended by another process")
+        return client.complete(request)
 
     def _answer_event(
         self,
