@@ -44,6 +44,7 @@ __all__ = [
     "TransientModelError",
     "call_with_retries",
     "parse_retry_after",
+    "recorded_failure",
 ]
 
 # One generator for every call's backoff jitter, seeded once: ``random.Random()``
@@ -190,14 +191,46 @@ async def call_with_retries(
             )
         )
         if not retry:
-            if isinstance(exc, TransientModelError) and attempt > 1:
-                gave_up = TransientModelError(
-                    f"{exc} (gave up after {attempt} attempts)", exc.outcome, exc.status
-                )
-                gave_up.raw = exc.raw
-                raise gave_up from None
-            raise exc
+            raise _last_error(exc, attempt)
         await asyncio.sleep(wait or 0.0)
+
+
+def _last_error(exc: ModelCallError, attempt: int) -> ModelCallError:
+    """What a call raises when its attempt ``attempt`` failed with ``exc`` and is not
+    retried: ``exc``, or for a transient error after several attempts, one that says so."""
+    if isinstance(exc, TransientModelError) and attempt > 1:
+        gave_up = TransientModelError(
+            f"{exc} (gave up after {attempt} attempts)", exc.outcome, exc.status
+        )
+        gave_up.raw = exc.raw
+        return gave_up
+    return exc
+
+
+TRANSIENT_OUTCOMES = frozenset(
+    {"rate_limited", "server_error", "connection", "timeout", "malformed"}
+)
+"""The outcomes of flock-es's ``TransientModelError``s; any other is a permanent one's."""
+
+
+def recorded_failure(
+    outcome: str, error: str, status: int | None = None, attempt: int = 1
+) -> ModelCallError:
+    """The error ``call_with_retries`` raised for a call whose last attempt (``attempt``)
+    failed as recorded in ``model.attempt`` (``will_retry`` false; ``outcome``, ``error``,
+    ``status``): what a replay raises again at that call, instead of calling a model.
+
+    Example: ``recorded_failure("bad_request", "...: bad request (HTTP 400): x", 400)``
+    is the ``PermanentModelError`` the live call raised.
+    """
+    exc: ModelCallError
+    if outcome == "malformed":
+        exc = MalformedResponseError(error, raw="")
+    elif outcome in TRANSIENT_OUTCOMES:
+        exc = TransientModelError(error, outcome, status)
+    else:
+        exc = PermanentModelError(error, outcome, status)
+    return _last_error(exc, attempt)
 
 
 async def _attempt(

@@ -5,7 +5,10 @@ A recorded call is keyed (task id, call index). Before a recorded answer is
 served, the request the program makes *now* is compared with the recorded one
 (when the recorded requests are known: resume and replay): an answer to a
 different prompt must never be passed off as the answer to this one, so a
-changed request raises ``RecordedCallChanged`` instead.
+changed request raises ``RecordedCallChanged`` instead. Where only records may
+be served (replay), a call the live run made in vain (a 400, 401, 404 from the
+provider: its last ``model.attempt``, not retried) fails again with the error it
+recorded, as the live call did, and no model is asked.
 
 Example::
 
@@ -35,7 +38,7 @@ from flock_es.errors import RecordedCallChanged, ReplayMiss, TaskEndedElsewhere
 from flock_es.log.event_rows import dumps
 from flock_es.log.salvaged_answers import SalvagedAnswers
 from flock_es.models.base import ModelClient, ModelRequest, ModelResponse
-from flock_es.models.retry import FailedAttempt, RetryPolicy, call_with_retries
+from flock_es.models.retry import FailedAttempt, RetryPolicy, call_with_retries, recorded_failure
 from flock_es.models.tools import run_tool
 from flock_es.projection.state import PENDING_STATUSES, CallView, RunState
 from flock_es.redaction import redact, redact_text
@@ -104,6 +107,7 @@ class ModelCalls:
         record_only: bool = False,
         requests: Mapping[CallKey, Mapping[str, Any]] | None = None,
         salvaged: SalvagedAnswers | None = None,
+        failures: Mapping[CallKey, Mapping[str, Any]] | None = None,
     ) -> None:
         self.state = state
         self.recorder = recorder
@@ -118,6 +122,9 @@ class ModelCalls:
         # Answers and tool results ``flock-es salvage`` read after a damaged run's cut
         # (a resume of it).
         self.salvaged = salvaged
+        # The last failed attempts of calls that got no answer (``model.attempt`` bodies,
+        # not retried) by (task, call index): raised again where only records are served.
+        self.failures = failures
         self.made = 0
         self.served = 0
 
@@ -162,6 +169,14 @@ class ModelCalls:
         else:  # inline, not a coroutine of its own: once per model call
             agent = run.agent
             if self.record_only:
+                refused = self.failures.get((run.task.id, index)) if self.failures else None
+                if refused is not None:  # the call was made in vain: it fails as it did
+                    raise recorded_failure(
+                        str(refused["outcome"]),
+                        str(refused["error"]),
+                        refused.get("status"),
+                        int(refused.get("attempt", 1)),
+                    )
                 raise ReplayMiss(
                     f"no recorded model call {index} for task {run.task.id} ({agent.name})"
                 )

@@ -14,7 +14,10 @@ and compares:
   its answers served from the record only), and its outputs must equal the
   recorded ones, in type and payload;
 * time-dependent decisions (a batch flushed by its timeout) are followed as
-  recorded, not decided again.
+  recorded, not decided again; so is the outside world: a task that failed on a
+  provider error that may pass (``transient``) is not run again, and a model call
+  the provider refused for good (HTTP 400, 401, 404: its last ``model.attempt``)
+  fails again with the recorded error, so its task fails as it did.
 
 The decision checks are ``flock_es.runtime.replay_decisions``'s; this module
 walks the record and re-executes the tasks. Nothing is written anywhere: the
@@ -147,10 +150,17 @@ class Replayer(DecisionChecks):
         self.requests, self.completion = self.index.requests, self.index.completion
         self.ahead = Lookahead((), self.index.note)
         # The live run's executor, Temporal-Replayer style: a kernel whose sink records
-        # nothing (the state is the fold of the record) and calls served from the record.
+        # nothing (the state is the fold of the record) and calls served from the record:
+        # its answers, and the errors of the calls that got none.
         self.kernel = Kernel(run_id, NullSink(), build_index(agents.values()), self.state)
         self.calls = ModelCalls(
-            self.state, NullRecorder(), _no_client, model, record_only=True, requests=self.requests
+            self.state,
+            NullRecorder(),
+            _no_client,
+            model,
+            record_only=True,
+            requests=self.requests,
+            failures=self.index.failures,
         )
         self.executor = Executor(self.kernel, agents, self.calls)
         self.executor.board = board
@@ -284,12 +294,15 @@ class Replayer(DecisionChecks):
             div = await self._check_completed(e)
         # A transient failure (the provider was down) is the outside world: followed as
         # recorded, like a time decision; a ``resume --retry-failed`` re-ran the task.
+        # Any other failure is re-executed: a model call the provider refused for good
+        # (a 400) raises its recorded error again (``ModelCalls.failures``).
         else:
             failed = body_as(e, TaskFailed)
             retried = failed.get("will_retry") or failed.get("transient")
             div = None if retried else await self._check_failed(e)
             if not failed.get("will_retry"):
                 self.outcomes.pop(failed["task_id"], None)
+            self.index.forget_failures(failed["task_id"], e.seq)
         apply(self.state, e)
         return div
 

@@ -24,6 +24,7 @@ from flock_es.domain.events import (
     ArtifactPublished,
     Event,
     EventKind,
+    ModelAttempt,
     ModelCalled,
     TaskCompleted,
     body_as,
@@ -47,6 +48,7 @@ __all__ = [
 # goes through the enum metaclass's attribute hook, about 3x a global's cost.
 _COMPLETED = EventKind.TASK_COMPLETED
 _CALLED = EventKind.MODEL_CALLED
+_ATTEMPT = EventKind.MODEL_ATTEMPT
 
 READ_AHEAD = 256
 """Deferred artifacts whose views one read of the log brings, ahead of their decisions."""
@@ -173,20 +175,25 @@ class Lookahead:
         return len(self._buf) + sum(1 for _ in self._it)
 
 
-NOTED = frozenset({EventKind.MODEL_CALLED, EventKind.TASK_COMPLETED})
+NOTED = frozenset({EventKind.MODEL_CALLED, EventKind.MODEL_ATTEMPT, EventKind.TASK_COMPLETED})
 """The kinds ``RecordIndex.note`` indexes."""
 
 
 class RecordIndex:
     """What a task's re-execution needs of the record, indexed as the record is read
     (``note``, ahead of the outputs that trigger it): its recorded requests by (task,
-    call index), and its completion. Both are dropped once the transaction holding
-    the completion is walked (``end_unit``)."""
+    call index), its completion, and the calls it made in vain (``failures``: the
+    last failed attempt of a call that got no answer, a 400 say, which the call then
+    raises again). Requests and completions are dropped once the transaction holding
+    the completion is walked (``end_unit``), failures once the task's end is
+    (``end_unit``, ``forget_failures``)."""
 
     def __init__(self) -> None:
         self.requests: dict[tuple[str, int], dict[str, Any]] = {}
         self.completion: dict[str, Event] = {}
         self.ends: deque[str] = deque()  # the completions' task ids, in the order read
+        # ``model.attempt`` bodies (with their ``seq``) by (task, call index).
+        self.failures: dict[tuple[str, int], dict[str, Any]] = {}
 
     def note(self, e: Event) -> None:
         """Index ``e`` (of a kind in ``NOTED``)."""
@@ -194,6 +201,14 @@ class RecordIndex:
             call = body_as(e, ModelCalled)
             key = (call["task_id"], call["call_index"])
             self.requests.setdefault(key, call.get("request", {}))
+        elif e.kind is _ATTEMPT:
+            failed = body_as(e, ModelAttempt)
+            # The call's last attempt, not retried: the call raised its error (an answer
+            # that did not validate is an answer, recorded and served as such). The
+            # latest wins: a task re-run after a crash may have made the call again.
+            if not failed.get("will_retry") and failed["outcome"] != "invalid_output":
+                key = (failed["task_id"], failed["call_index"])
+                self.failures[key] = dict(failed, seq=e.seq or 0)
         elif e.kind is _COMPLETED:
             tid = body_as(e, TaskCompleted)["task_id"]
             if tid not in self.completion:
@@ -210,12 +225,24 @@ class RecordIndex:
         done: list[str] = []
         while ends and completion[ends[0]].ts == ts:
             task_id = ends.popleft()
-            del completion[task_id]
+            ended = completion.pop(task_id)
             done.append(task_id)
             index = 0
             while requests and requests.pop((task_id, index), None) is not None:
                 index += 1
+            if self.failures:  # a call failed, and the task completed all the same
+                self.forget_failures(task_id, ended.seq)
         return done
+
+    def forget_failures(self, task_id: str, seq: int | None) -> None:
+        """The end of ``task_id`` at ``seq`` is walked: forget the failures of its calls
+        recorded up to there (not those of a later run of it, read ahead already)."""
+        failures = self.failures
+        if not failures:
+            return
+        upto = seq or 0
+        for key in [k for k, f in failures.items() if k[0] == task_id and f["seq"] <= upto]:
+            del failures[key]
 
 
 class DeferredViews:
