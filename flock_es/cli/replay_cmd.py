@@ -162,7 +162,8 @@ def replay(
             for s in report.timeline:
                 mark = " " if s.ok else "✗"
                 text = printable(s.text)  # an event's summary may quote an error, an answer
-                typer.echo(f"{mark}{s.seq:>7}  +{s.offset:8.3f}s  {s.agent[:24]:<24} {text}")
+                agent = printable(s.agent)[:24]  # a name may hold control characters too
+                typer.echo(f"{mark}{s.seq:>7}  +{s.offset:8.3f}s  {agent:<24} {text}")
         summary = (
             f"{report.events} events · {report.tasks_replayed} tasks re-executed · "
             f"{report.decisions_checked} decisions checked · {report.served_calls} model "
