@@ -9,6 +9,7 @@ they skip with the reason when ``mount`` is refused.
 from __future__ import annotations
 
 import json
+import os
 import random
 import select
 import shutil
@@ -129,6 +130,24 @@ def test_export_to_a_path_that_cannot_be_written(where: str, news_db: Path, tmp_
     out = run_cli(["export", "latest", "--db", news_db, "-o", target])
     one_line_error(out, "cannot write the export to")
     assert not list(tmp_path.rglob("*.part"))
+
+
+def test_a_database_path_that_is_not_utf8_works(tmp_path: Path) -> None:
+    # What a shell passes for a file name in another encoding: bytes that are not UTF-8,
+    # a str with lone surrogates in Python (os.fsdecode), as the subprocess is given it.
+    db = os.fsdecode(os.fsencode(tmp_path) + b"/\xff\xfe.db")
+    out = run_cli(["run", NEWS, "-q", "--db", db], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    runs = run_cli(["runs", "--db", db], cwd=tmp_path)
+    assert runs.returncode == 0 and " news.py " in runs.stdout, runs.stderr
+
+
+def test_a_file_uri_encodes_a_path_from_its_bytes() -> None:
+    from flock_es.log.schema import file_uri
+
+    assert file_uri(Path("a?#%.db"), "mode=ro") == "file:a%3F%23%25.db?mode=ro"
+    not_utf8 = Path(os.fsdecode(b"/tmp/\xff.db"))
+    assert file_uri(not_utf8, "mode=ro") == "file:/tmp/%FF.db?mode=ro"
 
 
 # -- mounts (root) -----------------------------------------------------------------

@@ -49,6 +49,7 @@ __all__ = [
     "check_database",
     "damaged_message",
     "default_db_path",
+    "file_uri",
     "initialise",
     "read_uri",
     "statements",
@@ -181,12 +182,23 @@ def default_db_path() -> Path | str:
 _OUR_TABLES = {"events", "runs", "artifacts", "owners", "artifact_tags", "consumptions"}
 
 
+def file_uri(path: Path, query: str) -> str:
+    """``file:PATH?QUERY`` for ``sqlite3.connect(..., uri=True)``, the path percent-encoded.
+
+    Encoded from its bytes (``os.fsencode``): a file name that is not UTF-8 holds lone
+    surrogates as a ``str`` (``os.fsdecode``), which ``quote`` of the text cannot
+    encode; its bytes are what SQLite opens. Example: ``file_uri(Path("a?.db"), "mode=ro")``
+    is ``file:a%3F.db?mode=ro``.
+    """
+    from urllib.parse import quote
+
+    return f"file:{quote(os.fsencode(path))}?{query}"
+
+
 def read_uri(path: Path) -> str:
     """A read-only URI; ``immutable=1`` when the file or its directory cannot be written,
     since then no writer can exist and SQLite must not try to create the -shm file."""
-    from urllib.parse import quote
-
-    base = f"file:{quote(str(path.resolve()))}?mode=ro"
+    base = file_uri(path.resolve(), "mode=ro")
     writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
     return base + ("" if writable and not _read_only_mount(path) else "&immutable=1")
 
