@@ -132,6 +132,16 @@ def test_export_to_a_path_that_cannot_be_written(where: str, news_db: Path, tmp_
     assert not list(tmp_path.rglob("*.part"))
 
 
+@pytest.mark.parametrize("url", ["mysql://x/y", "postgresql://u:pw@127.0.0.1:5432/y"])
+def test_export_to_a_url_is_refused_not_made_a_file(
+    url: str, news_db: Path, tmp_path: Path
+) -> None:
+    out = run_cli(["export", "latest", "--db", news_db, "-o", url], cwd=tmp_path)
+    line = one_line_error(out, "export writes JSON Lines to a file or '-' (stdout), not to a URL")
+    assert ":pw@" not in line
+    assert list(tmp_path.iterdir()) == []  # no ./mysql:/x/y
+
+
 def test_a_database_path_that_is_not_utf8_works(tmp_path: Path) -> None:
     # What a shell passes for a file name in another encoding: bytes that are not UTF-8,
     # a str with lone surrogates in Python (os.fsdecode), as the subprocess is given it.

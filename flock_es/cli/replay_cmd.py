@@ -25,6 +25,7 @@ from flock_es.cli.options import (
     RunArg,
     db_path,
     durability,
+    output_path,
     reconnect_seconds,
 )
 from flock_es.cli.resume_run import Claim, ResumeOptions, hash_warning, resume_run, warn
@@ -237,8 +238,8 @@ def _export_otlp(db: str | None, run: str, endpoint: str) -> None:
 def export_(
     run: RunArg = "latest",
     db: DbOption = None,
-    output: Annotated[
-        Path | None,
+    to: Annotated[
+        str | None,
         typer.Option(
             "--output", "-o", help="File to write (default, or '-': stdout).", show_default=False
         ),
@@ -268,8 +269,9 @@ def export_(
     if otlp is not None:
         _export_otlp(db, run, otlp)
         return
-    if output == Path("-"):  # the usual spelling of stdout, not a file named "-"
-        output = None
+    output = None
+    if to is not None and to != "-":  # "-": the usual spelling of stdout, not a file named "-"
+        output = output_path(to, "export writes JSON Lines to a file or '-' (stdout)")
     with phase_line(streams_to_stdout=output is None) as line, open_reader(db_path(db)) as reader:
         run_id = reader.resolve_run(run)
         if output is None:
