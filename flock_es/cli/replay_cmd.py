@@ -148,6 +148,7 @@ def replay(
             hooks=prog.flock.orchestrator_hooks(),
             timeline=timeline,
             board=board,
+            where=reader.path,
         )
         prog.flock.continue_from(replayer.state, board=board)  # its store sees the replay
         report = asyncio.run(replayer.run())

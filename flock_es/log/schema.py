@@ -370,14 +370,14 @@ def storage_error(path: Path, exc: BaseException, *, writing: bool = False) -> D
     return DatabaseError(f"cannot {verb} the database {path}: {reason}")
 
 
-def damaged_message(path: Path | str, what: str) -> str:
+def damaged_message(path: Path | str, what: str, way_out: str | None = None) -> str:
+    """``the database PATH is damaged (WHAT); WAY_OUT``: by default, the salvage of a
+    file; ``way_out`` where a salvage would copy the damage as it is (an event whose
+    row reads, but not as its kind)."""
     # Every report of a damaged file comes here: it is never marked as left intact
     # (``verified``), so the next open checks it again.
     suspect(path)
     what = " ".join(what.split())  # one line, whatever SQLite said
-    if "://" in str(path):  # a PostgreSQL server: its own recovery, not a file to salvage
-        return f"the database {path} is damaged ({what})"
-    return (
-        f"the database {path} is damaged ({what}); copy what still reads with "
-        f"`flock-es salvage recovered.db --db {path}`"
-    )
+    if way_out is None and "://" not in str(path):  # a server has its own recovery
+        way_out = f"copy what still reads with `flock-es salvage recovered.db --db {path}`"
+    return f"the database {path} is damaged ({what})" + (f"; {way_out}" if way_out else "")
