@@ -162,6 +162,28 @@ def test_bad_programs_get_one_line_errors(tmp_path: Path, name: str) -> None:
     assert expected in lines[0] and name in lines[0]
 
 
+def test_a_program_holding_a_nul_byte_is_one_line_without_a_line_number(tmp_path: Path) -> None:
+    prog = tmp_path / "nul.py"
+    prog.write_bytes(b"x = 1\x00\n")
+    out = run_cli(["run", prog, "--db", tmp_path / "x.db"], cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith(f"flock-es: error: {prog}: syntax error: "), line
+    assert "null bytes" in line and "None" not in line
+
+
+def test_a_syntax_error_in_a_module_the_program_imports_names_that_module(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "helper.py").write_text("x = 1\ny = (\n")
+    prog = tmp_path / "prog.py"
+    prog.write_text("import helper\n")
+    out = run_cli(["run", prog, "--db", tmp_path / "x.db"], cwd=tmp_path)
+    assert out.returncode == 2
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith(f"flock-es: error: {tmp_path / 'helper.py'}:2: syntax error"), line
+
+
 def test_invalid_publish_fails_the_run_but_keeps_the_log(tmp_path: Path) -> None:
     prog = tmp_path / "late.py"
     prog.write_text(

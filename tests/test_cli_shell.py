@@ -194,3 +194,37 @@ def test_the_installed_bash_function_completes_run_ids(two_runs: tuple[Path, lis
         timeout=60,
     )
     assert out.stdout.splitlines() == [news, chain, "latest"], out.stderr
+
+
+# The folder each shell's script goes in, under the home folder, and where to put a
+# file that stands in its way (the folder itself, or one above it).
+IN_THE_WAY = {"bash": ".bash_completions", "zsh": ".zfunc", "fish": ".config/fish"}
+
+
+@pytest.mark.parametrize("shell", sorted(IN_THE_WAY))
+def test_completion_install_where_a_file_stands_for_its_folder_is_one_line(
+    tmp_path: Path, shell: str
+) -> None:
+    blocking = tmp_path / IN_THE_WAY[shell]
+    blocking.parent.mkdir(parents=True, exist_ok=True)
+    blocking.write_text("mine\n")
+    out = run_cli(["completion", shell, "--install"], env={"HOME": str(tmp_path)})
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.splitlines() == [
+        f"flock-es: error: cannot install the {shell} completion: "
+        f"{blocking} is a file, where a folder must be"
+    ]
+    assert blocking.read_text() == "mine\n"
+    # Nor is the shell told to load a script that was not written.
+    assert not (tmp_path / ".bashrc").exists() and not (tmp_path / ".zshrc").exists()
+
+
+@pytest.mark.parametrize("shell", ["powershell", "pwsh"])
+def test_completion_install_without_powershell_is_one_line(tmp_path: Path, shell: str) -> None:
+    # A PATH with no PowerShell on it (the CLI itself runs as sys.executable).
+    env = {"HOME": str(tmp_path), "PATH": str(Path(sys.executable).parent)}
+    out = run_cli(["completion", shell, "--install"], env=env)
+    assert out.returncode == 2 and out.stdout == ""
+    [line] = out.stderr.splitlines()
+    assert line.startswith(f"flock-es: error: cannot install the {shell} completion: no `{shell}`")
+    assert f"`flock-es completion {shell}` prints the script" in line

@@ -87,6 +87,63 @@ def test_the_summary_show_and_replay_print_escapes(hostile_db: tuple[Path, str])
     assert failed["error"] == "cannot parse: " + HOSTILE
 
 
+NAMED = """
+from pydantic import BaseModel
+from flock_es import Flock, flock_type
+
+@flock_type
+class Page(BaseModel):
+    text: str
+
+flock = Flock()
+
+def parse(p: Page) -> None:
+    raise ValueError("boom")
+
+flock.agent("evil" + HOSTILE).consumes(Page).with_function(parse)
+
+async def main():
+    await flock.publish(Page(text="hi"))
+    await flock.run_until_idle()
+"""
+
+
+@pytest.fixture(scope="module")
+def hostile_names(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """A run through the CLI of a program whose file name and agent's name hold control
+    characters, the agent failing: the database, the program, the run's summary."""
+    d = tmp_path_factory.mktemp("names")
+    program = d / f"esc{HOSTILE}.py"
+    program.write_text(textwrap.dedent(NAMED).replace("HOSTILE", repr(HOSTILE)))
+    out = run_cli(["run", program, "--db", d / "run.db"], cwd=d)
+    assert out.returncode == 1, out.stderr
+    return d / "run.db", program, out.stderr
+
+
+def test_agent_names_and_program_paths_print_as_escapes(
+    hostile_names: tuple[Path, Path, str],
+) -> None:
+    db, _, summary = hostile_names
+    assert hostile_free(summary) and "failed     evil\\x1b]0;PWNED" in summary, repr(summary)
+    show = run_cli(["show", "latest", "--db", db])
+    assert show.returncode == 0 and hostile_free(show.stdout), repr(show.stdout)
+    assert "failed    evil\\x1b]0;PWNED" in show.stdout
+    assert "  program  " in show.stdout and "esc\\x1b]0;PWNED\\x07" in show.stdout
+
+
+def test_replay_prints_agent_names_as_escapes_and_the_log_keeps_them(
+    hostile_names: tuple[Path, Path, str],
+) -> None:
+    db, program, _ = hostile_names
+    timeline = run_cli(["replay", "latest", "--db", db])
+    assert timeline.returncode == 0 and hostile_free(timeline.stdout), repr(timeline.stdout)
+    assert "evil\\x1b]0;PWNED" in timeline.stdout
+    data = json.loads(run_cli(["show", "latest", "--db", db, "--json"]).stdout)
+    assert data["program"] == str(program)
+    [failed] = data["task_list"]["failed"]
+    assert failed["agent"] == "evil" + HOSTILE
+
+
 def test_the_tui_lists_and_details_show_escapes(hostile_db: tuple[Path, str]) -> None:
     db, _ = hostile_db
 

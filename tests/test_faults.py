@@ -9,6 +9,7 @@ they skip with the reason when ``mount`` is refused.
 from __future__ import annotations
 
 import json
+import os
 import random
 import select
 import shutil
@@ -129,6 +130,90 @@ def test_export_to_a_path_that_cannot_be_written(where: str, news_db: Path, tmp_
     out = run_cli(["export", "latest", "--db", news_db, "-o", target])
     one_line_error(out, "cannot write the export to")
     assert not list(tmp_path.rglob("*.part"))
+
+
+@pytest.mark.parametrize("url", ["mysql://x/y", "postgresql://u:pw@127.0.0.1:5432/y"])
+def test_export_to_a_url_is_refused_not_made_a_file(
+    url: str, news_db: Path, tmp_path: Path
+) -> None:
+    out = run_cli(["export", "latest", "--db", news_db, "-o", url], cwd=tmp_path)
+    line = one_line_error(out, "export writes JSON Lines to a file or '-' (stdout), not to a URL")
+    assert ":pw@" not in line
+    assert list(tmp_path.iterdir()) == []  # no ./mysql:/x/y
+
+
+def test_a_database_path_that_is_not_utf8_works(tmp_path: Path) -> None:
+    # What a shell passes for a file name in another encoding: bytes that are not UTF-8,
+    # a str with lone surrogates in Python (os.fsdecode), as the subprocess is given it.
+    db = os.fsdecode(os.fsencode(tmp_path) + b"/\xff\xfe.db")
+    out = run_cli(["run", NEWS, "-q", "--db", db], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    runs = run_cli(["runs", "--db", db], cwd=tmp_path)
+    assert runs.returncode == 0 and " news.py " in runs.stdout, runs.stderr
+
+
+def test_a_file_uri_encodes_a_path_from_its_bytes() -> None:
+    from flock_es.log.schema import file_uri
+
+    assert file_uri(Path("a?#%.db"), "mode=ro") == "file:a%3F%23%25.db?mode=ro"
+    not_utf8 = Path(os.fsdecode(b"/tmp/\xff.db"))
+    assert file_uri(not_utf8, "mode=ro") == "file:/tmp/%FF.db?mode=ro"
+
+
+def unfit_body(src: Path, dst: Path) -> int:
+    """``src`` copied to ``dst`` with one model.called body that is JSON but lacks its
+    ``task_id`` (renamed): what a bad restore or a hand edit leaves; its seq."""
+    shutil.copy(src, dst)
+    con = sqlite3.connect(dst)
+    (seq,) = con.execute("SELECT min(seq) FROM events WHERE kind = 'model.called'").fetchone()
+    con.execute(
+        "UPDATE events SET body = replace(body, '\"task_id\"', '\"task_iX\"') WHERE seq = ?",
+        (seq,),
+    )
+    con.commit()
+    con.close()
+    return int(seq)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["show", "latest"],
+        ["show", "latest", "--json"],
+        ["replay", "latest", "--no-timeline"],
+        ["resume", "latest", "-q"],
+    ],
+)
+def test_an_event_that_lacks_a_field_of_its_kind_is_one_line_naming_it(
+    command: list[str], news_db: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "unfit.db"
+    seq = unfit_body(news_db, db)
+    out = run_cli([*command, "--db", db], cwd=tmp_path)
+    line = one_line_error(out, f"the database {db} is damaged (event {seq} of run r-")
+    assert "is not a valid model.called: task_id: field required" in line, line
+    assert out.returncode == 2
+    # The way out it names works: the run up to the event before the damaged one.
+    assert "show r-" in line and f" --at {seq - 1} --db {db}`" in line
+    if command == ["show", "latest"]:
+        hint = line.split("`")[1].split()[1:]  # flock-es show RUN --at SEQ --db DB
+        before = run_cli(hint, cwd=tmp_path)
+        assert before.returncode == 0 and f"(at seq {seq - 1}," in before.stdout, before.stderr
+
+
+def test_a_fold_fault_on_a_valid_body_is_not_blamed_on_the_database() -> None:
+    from flock_es.domain.events import Event, EventKind
+    from flock_es.errors import DatabaseDamagedError
+    from flock_es.log.unfit_event import unfit_event
+
+    body = {"task_id": "t-1", "agent": "a", "attempt": 1}
+    good = Event("r-1", EventKind.TASK_STARTED, body, 0.0, seq=7)
+    assert unfit_event(Path("x.db"), good) is None  # a bug of flock-es keeps its traceback
+    assert unfit_event(Path("x.db"), None) is None
+    bad = Event("r-1", EventKind.TASK_STARTED, {"agent": "a", "attempt": 1}, 0.0, seq=7)
+    err = unfit_event(Path("x.db"), bad)
+    assert isinstance(err, DatabaseDamagedError)
+    assert "event 7 of run r-1 is not a valid task.started: task_id: field required" in str(err)
 
 
 # -- mounts (root) -----------------------------------------------------------------

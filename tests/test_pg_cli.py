@@ -372,3 +372,38 @@ def test_a_run_whose_server_goes_away_never_passes_fordone_tasks(
     assert run.returncode == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("flock-es: error: cannot "), err
+
+
+@pytest.mark.parametrize(
+    ("command", "url", "why"),
+    [
+        (["runs"], "postgresql://postgres:s3cret@127.0.0.1:abc/test", "port is not a number"),
+        (["run", str(EXAMPLES / "news.py")], "postgresql://postgres@127.0.0.1:99999/test", "port"),
+        (["tui"], "postgresql://postgres@[::1/x", "opens a '[' it never closes"),
+    ],
+)
+def test_a_malformed_postgres_url_is_one_line_naming_it(
+    tmp_path: Path, command: list[str], url: str, why: str
+) -> None:
+    out = run_cli([*command, "--db", url], cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith("flock-es: error: bad PostgreSQL URL postgresql://postgres"), line
+    assert why in line and "s3cret" not in out.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_url_message_never_shows_the_password() -> None:
+    from flock_es.errors import DatabaseError
+    from flock_es.log.backends import parse_db
+
+    # A '/' or '@' left unescaped in a password: urlsplit takes a piece of it for the
+    # port or the host; the message masks up to the last '@'.
+    for url, secret in [
+        ("postgresql://u:pa/ss@h:5432/db", "pa/ss"),
+        ("postgresql://u:p@ss@h:abc/db", "p@ss"),
+        ("mysql://u:pw/x@h/db", "pw/x"),
+    ]:
+        with pytest.raises(DatabaseError) as err:
+            parse_db(url)
+        assert secret not in str(err.value) and "u:***@" in str(err.value), err.value

@@ -362,3 +362,15 @@ def test_random_lost_pages_leave_prefixes_that_resume_to_the_same_end(
         assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
         return
     resume_all(tmp_path / "copy.db", finished)
+
+
+@pytest.mark.parametrize("url", ["postgresql://postgres:pw@127.0.0.1:5432/x", "mysql://x/y"])
+def test_salvage_to_a_url_is_refused_not_made_a_file(
+    url: str, finished: Path, tmp_path: Path
+) -> None:
+    out = run_cli(["salvage", url, "--db", finished], cwd=tmp_path)
+    assert out.returncode == 2, out.stdout
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith("flock-es: error: salvage writes a new SQLite file, not to a URL: ")
+    assert ":pw@" not in line
+    assert list(tmp_path.iterdir()) == []  # no ./postgresql:/postgres@127.0.0.1:5432/x

@@ -15,6 +15,7 @@ error into the user's command line.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +23,7 @@ import typer
 
 from flock_es.errors import UserError
 
-__all__ = ["SHELLS", "complete_run", "completion_script", "register"]
+__all__ = ["SHELLS", "complete_run", "completion_script", "install_script", "register"]
 
 # The shells typer has a completion script for ("pwsh" is PowerShell 7's name).
 SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
@@ -54,6 +55,51 @@ def _known(shell: str) -> str:
     return shell
 
 
+# Where typer's installer writes each shell's script, under the home folder: made
+# here first, so a file in its place stops the install before it edits ~/.bashrc or
+# ~/.zshrc to load a script it then cannot write.
+_FOLDERS = {"bash": ".bash_completions", "zsh": ".zfunc", "fish": ".config/fish/completions"}
+
+
+def install_script(shell: str) -> Path:
+    """Install ``shell``'s script where it loads it (typer's installer); where it went.
+
+    What typer raises (a file where a folder must be, no ``powershell`` program to ask
+    for the profile's path, a folder it cannot write) becomes one line naming it.
+    """
+    from typer.completion import install  # type: ignore[attr-defined]
+
+    try:
+        if shell in _FOLDERS:
+            (Path.home() / _FOLDERS[shell]).mkdir(parents=True, exist_ok=True)
+        _, path = install(shell=shell, prog_name=PROG_NAME, complete_var=COMPLETE_VAR)
+    except subprocess.CalledProcessError as exc:
+        raise UserError(
+            f"cannot install the {shell} completion: `{shell}` failed (exit {exc.returncode}) "
+            f"when asked for its profile's path; `flock-es completion {shell}` prints the script"
+        ) from None
+    except OSError as exc:
+        raise UserError(f"cannot install the {shell} completion: {_why(shell, exc)}") from None
+    return Path(path)
+
+
+def _why(shell: str, exc: OSError) -> str:
+    """What stopped the install: a missing shell program, a file in a folder's place."""
+    name = exc.filename if isinstance(exc.filename, str) else None
+    if isinstance(exc, FileNotFoundError) and name == shell:  # subprocess.run([shell, ...])
+        return (
+            f"no `{shell}` program on the PATH to ask for its profile's path; "
+            f"`flock-es completion {shell}` prints the script to add to the profile"
+        )
+    if name is not None and isinstance(exc, FileExistsError | NotADirectoryError):
+        # mkdir names the folder it was making, not the file in the way (an ancestor).
+        target = Path(name)
+        blocking = next((p for p in (*reversed(target.parents), target) if p.is_file()), target)
+        return f"{blocking} is a file, where a folder must be"
+    where = f"{name}: " if name else ""
+    return f"{where}{exc.strerror or exc}"
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def completion(
@@ -82,11 +128,7 @@ def register(app: typer.Typer) -> None:
         if not install:
             typer.echo(completion_script(shell))
             return
-        from typer.completion import install as install_script  # type: ignore[attr-defined]
-
-        _, path = install_script(
-            shell=_known(shell), prog_name=PROG_NAME, complete_var=COMPLETE_VAR
-        )
+        path = install_script(_known(shell))
         typer.echo(f"{shell} completion installed in {path}")
         typer.echo("It takes effect in new shells.")
 

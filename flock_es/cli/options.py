@@ -75,6 +75,26 @@ def db_path(db: str | Path | None) -> DbRef:
     return parse_db(db) if db is not None else default_db_path()
 
 
+def output_path(value: str, writes: str, sqlite: bool = False, hint: str = "") -> Path:
+    """A file to write, as given; ``scheme://`` is an error, never a file name, as in
+    ``--db``: ``Path`` made ``postgresql://h/x`` the local file ``./postgresql:/h/x``.
+    ``writes`` says what the command writes instead, ``hint`` what to do; ``sqlite``:
+    ``sqlite:///PATH`` is taken, as ``--db`` takes it.
+
+    Example: ``output_path("out.jsonl", "export writes a file")`` is ``Path("out.jsonl")``.
+    """
+    from flock_es.errors import OutputError
+    from flock_es.log.pg_url import safe_url
+    from flock_es.log.ports import sqlite_path, url_scheme
+
+    scheme = url_scheme(value)
+    if scheme is None:
+        return Path(value)
+    if sqlite and scheme == "sqlite":
+        return sqlite_path(value)
+    raise OutputError(f"{writes}, not to a URL: {safe_url(value)}" + (f"; {hint}" if hint else ""))
+
+
 # Options whose value may be left out, and what they then mean. The click that
 # typer vendors has no optional option values, so main() fills them in.
 OPTIONAL_VALUES = {"--otlp": "default"}

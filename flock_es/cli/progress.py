@@ -320,5 +320,7 @@ def print_summary(lines: list[str]) -> None:
     """The summary goes to stderr, like the progress: stdout is the program's."""
     sys.stdout.flush()  # the program's last prints come before the summary
     out = sys.stderr
-    out.write("\n".join(lines) + "\n")
+    # Escaped whole (``printable``): an agent's name in a failed or waiting line, as
+    # well as an error, may hold control characters.
+    out.write(printable("\n".join(lines)) + "\n")
     out.flush()

@@ -25,6 +25,7 @@ from flock_es.cli.options import (
     RunArg,
     db_path,
     durability,
+    output_path,
     reconnect_seconds,
 )
 from flock_es.cli.resume_run import Claim, ResumeOptions, hash_warning, resume_run, warn
@@ -163,6 +164,7 @@ def replay(
             hooks=prog.flock.orchestrator_hooks(),
             timeline=timeline,
             board=board,
+            where=reader.path,
         )
         prog.flock.continue_from(replayer.state, board=board)  # its store sees the replay
         report = asyncio.run(replayer.run())
@@ -178,7 +180,8 @@ def replay(
             for s in report.timeline:
                 mark = " " if s.ok else "✗"
                 text = printable(s.text)  # an event's summary may quote an error, an answer
-                typer.echo(f"{mark}{s.seq:>7}  +{s.offset:8.3f}s  {s.agent[:24]:<24} {text}")
+                agent = printable(s.agent)[:24]  # a name may hold control characters too
+                typer.echo(f"{mark}{s.seq:>7}  +{s.offset:8.3f}s  {agent:<24} {text}")
         summary = (
             f"{report.events} events · {report.tasks_replayed} tasks re-executed · "
             f"{report.decisions_checked} decisions checked · {report.served_calls} model "
@@ -252,8 +255,8 @@ def _export_otlp(db: str | None, run: str, endpoint: str) -> None:
 def export_(
     run: RunArg = "latest",
     db: DbOption = None,
-    output: Annotated[
-        Path | None,
+    to: Annotated[
+        str | None,
         typer.Option(
             "--output", "-o", help="File to write (default, or '-': stdout).", show_default=False
         ),
@@ -283,8 +286,9 @@ def export_(
     if otlp is not None:
         _export_otlp(db, run, otlp)
         return
-    if output == Path("-"):  # the usual spelling of stdout, not a file named "-"
-        output = None
+    output = None
+    if to is not None and to != "-":  # "-": the usual spelling of stdout, not a file named "-"
+        output = output_path(to, "export writes JSON Lines to a file or '-' (stdout)")
     with phase_line(streams_to_stdout=output is None) as line, open_reader(db_path(db)) as reader:
         run_id = reader.resolve_run(run)
         if output is None:

@@ -70,7 +70,10 @@ class Resumed:
 
 
 def warn(msg: str) -> None:
-    typer.echo(f"flock-es: warning: {msg}", err=True)
+    """One line on stderr, escaped as ``fail`` escapes an error (it may name a program)."""
+    from flock_es.domain.printable import printable
+
+    typer.echo(f"flock-es: warning: {printable(msg)}", err=True)
 
 
 def nothing_to_resume(state: RunState, run_id: str) -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from flock_es.cli.options import DbOption, db_path
+from flock_es.cli.options import DbOption, db_path, output_path
 from flock_es.errors import DatabaseError
 
 if TYPE_CHECKING:  # imported when the command runs: the CLI starts without it
@@ -22,7 +22,7 @@ __all__ = ["register"]
 
 
 def salvage(
-    output: Annotated[Path, typer.Argument(help="The new database to write (must not exist).")],
+    output: Annotated[str, typer.Argument(help="The new SQLite file to write (must not exist).")],
     db: DbOption = None,
 ) -> None:
     """Copy every run that still reads from a damaged database (--db) into OUTPUT.
@@ -39,6 +39,12 @@ def salvage(
     from flock_es.cli.phase_line import phase_line
     from flock_es.log.salvage import salvage as salvage_log
 
+    new_db = output_path(
+        output,
+        "salvage writes a new SQLite file",
+        sqlite=True,
+        hint="`flock-es export` and `flock-es import --db URL` move its runs to PostgreSQL",
+    )
     source = db_path(db)
     if not isinstance(source, Path):
         raise DatabaseError("salvage reads a SQLite file; a PostgreSQL server has its own recovery")
@@ -48,14 +54,14 @@ def salvage(
             progress = lambda phase, done, total: line(  # noqa: E731
                 phase, done, total, "pages" if phase == "reading" else "events"
             )
-        report = salvage_log(source, output, progress)
+        report = salvage_log(source, new_db, progress)
     kept = sum(r.kept for r in report.runs)
     lost = f"{report.lost:,} rows lost" if report.lost else "no row lost"
     typer.echo(
-        f"salvaged {len(report.runs)} run(s) of {source} into {output}: {kept:,} events, {lost}"
+        f"salvaged {len(report.runs)} run(s) of {source} into {new_db}: {kept:,} events, {lost}"
     )
     for run in report.runs:
-        resume = f"flock-es resume {run.run_id} --db {output}"
+        resume = f"flock-es resume {run.run_id} --db {new_db}"
         if run.cut_at is None and run.finished:
             typer.echo(f"  {run.run_id}  whole: {run.kept:,} events")
         elif run.cut_at is None:

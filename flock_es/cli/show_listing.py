@@ -40,6 +40,7 @@ from flock_es.cli.show_render import artifact_entry, print_show, show_data, task
 from flock_es.domain.events import EventKind, TaskStatus
 from flock_es.errors import OutputError
 from flock_es.log.export import PROGRESS_EVERY, counted
+from flock_es.log.unfit_event import FOLD_FAULTS, unfit_event
 from flock_es.projection.fold import apply, artifact_view
 from flock_es.projection.fold_compact import compacted
 from flock_es.projection.snapshot import collector_paused
@@ -262,8 +263,14 @@ def fold_listing(
             events = reader.iter_events(run_id, until=until)
             if line is not None:
                 events = counted(events, "reading", _events_of(reader, run_id, until), line)
-            for e in events:
-                add(e)
+            e = None
+            try:  # around the loop: a healthy log's fold pays nothing for it
+                for e in events:
+                    add(e)
+            except FOLD_FAULTS as exc:
+                if (damaged := unfit_event(reader.path, e)) is None:
+                    raise
+                raise damaged from exc
         listing.finish()
         if line is not None:
             line.clear()  # what the command prints next starts on a clean line

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from flock_es.cli.error_line import error_line
+from flock_es.domain.printable import printable
 
 if TYPE_CHECKING:
     from flock_es.projection.state import ArtifactView, RunState, TaskView
@@ -266,7 +267,12 @@ def _tool_calls(state: RunState) -> list[dict[str, Any]]:
 
 def print_show(data: dict[str, Any], payloads: bool) -> None:
     """Render ``show_data`` for a person."""
-    echo = typer.echo
+
+    def echo(line: str) -> None:
+        # Every line, not each field: an agent's name, a program's path, a join key or
+        # a tool's answer may hold control characters; the data keeps them (``--json``).
+        typer.echo(printable(line))
+
     echo(
         f"Run {data['run_id']}  {data['status']}  (at seq {data['at_seq']}, {data['events']} events)"
     )

@@ -27,6 +27,7 @@ from psycopg import sql
 
 from flock_es.errors import DatabaseError
 from flock_es.log.body_paths import ATTEMPT, DONE, FAILED, STARTED, STARTED_AGENT
+from flock_es.log.pg_url import describe_url
 from flock_es.log.query_models import EPOCH_16_DROPS, PG_QUERY_DDL, PG_QUERY_INDEXES
 from flock_es.log.run_counters import PG_ADD_COLUMNS, PG_BACKFILL
 from flock_es.log.spans_view import PG_SPANS
@@ -194,15 +195,6 @@ assert len(MIGRATIONS) == PG_SCHEMA_VERSION
 def is_postgres_url(db: object) -> bool:
     """True for ``postgresql://...`` and ``postgres://...`` database URLs."""
     return str(db).startswith(("postgresql://", "postgres://"))
-
-
-def describe_url(url: str) -> str:
-    """The URL without its password, for messages and the log."""
-    parts = urlsplit(url)
-    host = parts.hostname or "localhost"
-    user = f"{parts.username}@" if parts.username else ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{user}{host}{port}{parts.path}"
 
 
 def first_line(exc: BaseException) -> str:

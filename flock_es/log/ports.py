@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from flock_es.domain.events import Event
 from flock_es.errors import DatabaseError
+from flock_es.log.pg_url import check_url, safe_url
 
 if TYPE_CHECKING:
     # For annotations only: a process that reads the log (a snapshot job, ``show``)
@@ -63,6 +64,7 @@ __all__ = [
     "RunRow",
     "open_store",
     "store_kind",
+    "url_scheme",
 ]
 
 LEASE_SECONDS = float(os.environ.get("FLOCK_ES_LEASE_SECONDS", "30") or 30)
@@ -154,6 +156,11 @@ EventRow = tuple[int, str, str, float, int, str]
 @runtime_checkable
 class EventReader(Protocol):
     """A read-only view of the log; any number may follow a live writer."""
+
+    @property
+    def path(self) -> Path | str:
+        """The database, for messages: a SQLite file, a PostgreSQL URL without password."""
+        ...
 
     def close(self) -> None: ...
     def __enter__(self) -> EventReader: ...
@@ -302,19 +309,23 @@ class EventStore(Protocol):
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
+def url_scheme(text: str) -> str | None:
+    """The scheme of a ``scheme://...`` text, lower-cased; None for a path."""
+    m = _SCHEME.match(text)
+    return None if m is None else m.group(1).lower()
+
+
 def store_kind(url_or_path: str | os.PathLike[str]) -> str:
     """``sqlite`` or ``postgresql`` for a location, or DatabaseError for anything else."""
     text = os.fspath(url_or_path)
-    m = _SCHEME.match(text)
-    if m is None:
-        return "sqlite"
-    scheme = m.group(1).lower()
-    if scheme == "sqlite":
+    scheme = url_scheme(text)
+    if scheme is None or scheme == "sqlite":
         return "sqlite"
     if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
+        check_url(text)  # a bad port or host: one line here, not a traceback on first use
         return "postgresql"
     raise DatabaseError(
-        f"unsupported database URL scheme {scheme!r} in {_safe(text)} "
+        f"unsupported database URL scheme {scheme!r} in {safe_url(text)} "
         "(use a file path, sqlite:///PATH or postgresql://...)"
     )
 
@@ -327,11 +338,6 @@ def sqlite_path(url_or_path: str | os.PathLike[str]) -> Path:
         # sqlite:///relative/x.db -> relative; sqlite:////abs/x.db -> /abs (SQLAlchemy's rule)
         return Path(rest[1:] if rest.startswith("/") else rest)
     return Path(text)
-
-
-def _safe(url: str) -> str:
-    """``url`` without a password."""
-    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 def open_store(
@@ -359,7 +365,7 @@ def open_store(
         postgres = importlib.import_module("flock_es.log.postgres_store")
     except ImportError as exc:
         raise DatabaseError(
-            f"{_safe(os.fspath(url_or_path))} needs the PostgreSQL driver "
+            f"{safe_url(os.fspath(url_or_path))} needs the PostgreSQL driver "
             f"({exc.name or exc}): pip install 'flock-es[postgres]'"
         ) from None
     store: EventStore = postgres.open_postgres_store(os.fspath(url_or_path), readonly=readonly)

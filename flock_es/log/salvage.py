@@ -47,6 +47,7 @@ from flock_es.log.backends import open_writer
 from flock_es.log.event_stream import append_streamed
 from flock_es.log.reader import row_to_event
 from flock_es.log.salvaged_answers import Kept, keep_answers
+from flock_es.log.schema import file_uri
 from flock_es.log.sqlite_pages import PageReader, Value
 
 __all__ = [
@@ -344,7 +345,7 @@ class _Log:
 
 
 def _connect(src: Path) -> sqlite3.Connection:
-    con = sqlite3.connect(f"file:{src}?mode=ro", uri=True)
+    con = sqlite3.connect(file_uri(src, "mode=ro"), uri=True)
     # Loads a schema whose other tables' root pages are lost (a file cut short).
     with contextlib.suppress(sqlite3.DatabaseError):
         con.execute("PRAGMA writable_schema = ON")

@@ -35,6 +35,7 @@ from typing import Any
 
 from flock_es.domain.events import EventKind
 from flock_es.log.event_rows import dumps
+from flock_es.log.schema import file_uri
 
 __all__ = ["TABLE", "TOOLS_TABLE", "Kept", "SalvagedAnswers", "keep_answers", "salvaged_answers"]
 
@@ -143,7 +144,7 @@ def salvaged_answers(db: Path | str, run_id: str) -> SalvagedAnswers | None:
     PostgreSQL database, a file no salvage wrote, or a run it kept none for."""
     if not isinstance(db, Path) or not db.is_file():
         return None
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    con = sqlite3.connect(file_uri(db, "mode=ro"), uri=True)
     keys = _keys(con, TABLE, run_id)
     tools = _keys(con, TOOLS_TABLE, run_id)  # none in a copy an earlier salvage wrote
     if not keys and not tools:

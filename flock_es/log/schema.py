@@ -50,6 +50,7 @@ __all__ = [
     "check_database",
     "damaged_message",
     "default_db_path",
+    "file_uri",
     "initialise",
     "read_uri",
     "statements",
@@ -182,6 +183,19 @@ def default_db_path() -> Path | str:
 _OUR_TABLES = {"events", "runs", "artifacts", "owners", "artifact_tags", "consumptions"}
 
 
+def file_uri(path: Path, query: str) -> str:
+    """``file:PATH?QUERY`` for ``sqlite3.connect(..., uri=True)``, the path percent-encoded.
+
+    Encoded from its bytes (``os.fsencode``): a file name that is not UTF-8 holds lone
+    surrogates as a ``str`` (``os.fsdecode``), which ``quote`` of the text cannot
+    encode; its bytes are what SQLite opens. Example: ``file_uri(Path("a?.db"), "mode=ro")``
+    is ``file:a%3F.db?mode=ro``.
+    """
+    from urllib.parse import quote
+
+    return f"file:{quote(os.fsencode(path))}?{query}"
+
+
 def read_uri(path: Path) -> str:
     """A read-only URI for ``path``.
 
@@ -192,9 +206,7 @@ def read_uri(path: Path) -> str:
     (SQLite 3.22 and later). Without that ``-shm`` nothing can read the log, and
     ``DatabaseError`` says so rather than show the file without it ("no runs", or
     pages the log replaced read as damage)."""
-    from urllib.parse import quote
-
-    base = f"file:{quote(str(path.resolve()))}?mode=ro"
+    base = file_uri(path.resolve(), "mode=ro")
     writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
     if writable and not _read_only_mount(path):
         return base
@@ -380,14 +392,14 @@ def storage_error(path: Path, exc: BaseException, *, writing: bool = False) -> D
     return DatabaseError(f"cannot {verb} the database {path}: {reason}")
 
 
-def damaged_message(path: Path | str, what: str) -> str:
+def damaged_message(path: Path | str, what: str, way_out: str | None = None) -> str:
+    """``the database PATH is damaged (WHAT); WAY_OUT``: by default, the salvage of a
+    file; ``way_out`` where a salvage would copy the damage as it is (an event whose
+    row reads, but not as its kind)."""
     # Every report of a damaged file comes here: it is never marked as left intact
     # (``verified``), so the next open checks it again.
     suspect(path)
     what = " ".join(what.split())  # one line, whatever SQLite said
-    if "://" in str(path):  # a PostgreSQL server: its own recovery, not a file to salvage
-        return f"the database {path} is damaged ({what})"
-    return (
-        f"the database {path} is damaged ({what}); copy what still reads with "
-        f"`flock-es salvage recovered.db --db {path}`"
-    )
+    if way_out is None and "://" not in str(path):  # a server has its own recovery
+        way_out = f"copy what still reads with `flock-es salvage recovered.db --db {path}`"
+    return f"the database {path} is damaged ({what})" + (f"; {way_out}" if way_out else "")

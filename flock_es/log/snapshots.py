@@ -24,6 +24,7 @@ from collections.abc import Iterator
 
 from flock_es.errors import DatabaseError
 from flock_es.log.ports import EventReader, EventStore
+from flock_es.log.unfit_event import FOLD_FAULTS, unfit_event
 from flock_es.projection.fold import apply, compacted
 from flock_es.projection.snapshot import (
     SNAPSHOT_EVERY,
@@ -180,9 +181,15 @@ def fold_run(
         if compact:
             compacted(state)
         folded = 0
-        for e in reader.iter_events(run_id, after=state.last_seq, until=until):
-            apply(state, e)
-            folded += 1
+        e = None
+        try:  # around the loop, not in it: a healthy log's fold pays nothing for it
+            for e in reader.iter_events(run_id, after=state.last_seq, until=until):
+                apply(state, e)
+                folded += 1
+        except FOLD_FAULTS as exc:
+            if (damaged := unfit_event(reader.path, e)) is None:
+                raise
+            raise damaged from exc
     return state, folded
 
 

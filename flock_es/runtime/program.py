@@ -88,7 +88,12 @@ def load_program(path: Path) -> Program:
         with importing():
             exec(code, module.__dict__)
     except SyntaxError as exc:
-        raise ProgramError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from None
+        # In a module the program imports: that file (not text given to exec, "<string>").
+        # No line for an error in the whole file (a NUL byte in it): the path alone.
+        file = exc.filename or spec.origin
+        where = file if file and file != spec.origin and not file.startswith("<") else str(path)
+        where += f":{exc.lineno}" if exc.lineno else ""
+        raise ProgramError(f"{where}: syntax error: {exc.msg}") from None
     except StartedOnImport as exc:  # the module-level line, not the publish under it
         raise StartedOnImport(f"{path}{_line_in(path, exc, outermost=True)}: {exc}") from None
     except UserError as exc:

@@ -43,6 +43,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from flock_es.domain.events import (
     ArtifactDecided,
@@ -56,6 +57,7 @@ from flock_es.domain.events import (
     body_as,
 )
 from flock_es.errors import RecordedCallChanged, ReplayMiss
+from flock_es.log.unfit_event import FOLD_FAULTS, unfit_event
 from flock_es.models.base import ModelClient
 from flock_es.projection.fold import PRUNE_AT, apply
 from flock_es.projection.state import RunState, TaskView
@@ -122,6 +124,7 @@ class Replayer(DecisionChecks):
         hooks: OrchestratorHooks | None = None,
         timeline: bool = True,
         board: BoardSource | None = None,
+        where: Path | str | None = None,
     ) -> None:
         stream = iter(events)
         first = next(stream, None)
@@ -129,6 +132,9 @@ class Replayer(DecisionChecks):
             itertools.chain([first], stream) if first is not None else stream
         )
         self.first = first
+        # The database the events come from, to name one that does not read (None: the
+        # events are a list, and what a body lacks is raised as the fold met it).
+        self.where = where
         self.agents = agents
         self.timeline = timeline
         # Compact: a completed task leaves the fold (its counts stay), and with the recorded
@@ -185,32 +191,40 @@ class Replayer(DecisionChecks):
         ahead = self.ahead = Lookahead(self.recorded, self.index.note, NOTED)
         unit_ts: float | None = None
         completion = self.completion
-        while (e := ahead.pop()) is not None:
-            if e.ts != unit_ts:
-                if completion:
-                    self._end_unit(unit_ts)
-                unit_ts = e.ts
-            n += 1
-            if 2 <= n <= inherited + 1:
-                apply(self.state, e)
-                continue
-            # Most events need nothing awaited: a coroutine each was a tenth of the walk.
-            kind = e.kind
-            if kind is _COMPLETED and e.body["task_id"] in self.outcomes:
-                div = self._completed(e)  # its outputs came first: nothing to run
-            elif kind in _AWAITED or (kind is _PUBLISHED and e.body.get("task_id")):
-                div = await self._step(e)
+        e = None
+        try:  # around the walk, not in it: a healthy record's replay pays nothing for it
+            while (e := ahead.pop()) is not None:
+                if e.ts != unit_ts:
+                    if completion:
+                        self._end_unit(unit_ts)
+                    unit_ts = e.ts
+                n += 1
+                if 2 <= n <= inherited + 1:
+                    apply(self.state, e)
+                    continue
+                # Most events need nothing awaited: a coroutine each was a tenth of the walk.
+                kind = e.kind
+                if kind is _COMPLETED and e.body["task_id"] in self.outcomes:
+                    div = self._completed(e)  # its outputs came first: nothing to run
+                elif kind in _AWAITED or (kind is _PUBLISHED and e.body.get("task_id")):
+                    div = await self._step(e)
+                else:
+                    div = self._step_now(e)
+                if div is not None:
+                    self._mark(div, e, start)
+                    n += ahead.count_rest()
+                    break
+                if self.timeline:
+                    self.report.timeline.append(timeline_step(e, start))
             else:
-                div = self._step_now(e)
-            if div is not None:
-                self._mark(div, e, start)
-                n += ahead.count_rest()
-                break
-            if self.timeline:
-                self.report.timeline.append(timeline_step(e, start))
-        else:
-            self._end_unit(unit_ts)
-            self.report.pending_at_end = len(self.state.pending_tasks())
+                self._end_unit(unit_ts)
+                self.report.pending_at_end = len(self.state.pending_tasks())
+        except FOLD_FAULTS as exc:
+            # The event read ahead that ``note`` failed on, else the one being walked.
+            bad = ahead.unread or e
+            if self.where is None or (damaged := unfit_event(self.where, bad)) is None:
+                raise
+            raise damaged from exc
         self.report.events = n
         self.report.model_calls = self.calls.made
         self.report.served_calls = self.calls.served

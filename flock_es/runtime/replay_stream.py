@@ -29,6 +29,7 @@ from flock_es.domain.events import (
     TaskCompleted,
     body_as,
 )
+from flock_es.log.unfit_event import FOLD_FAULTS
 from flock_es.projection.decide import DECISIONS
 from flock_es.projection.fold import artifact_view
 from flock_es.projection.state import ArtifactView, RunState
@@ -112,15 +113,23 @@ class Lookahead:
         self._buf: deque[Event] = deque()
         self._on_read = on_read
         self._kinds = kinds  # None: ``on_read`` sees every kind, else only these
+        # The event ``on_read`` raised on (a body without a field it reads), not yet
+        # taken: the one a replay names as not readable.
+        self.unread: Event | None = None
 
     def _read(self) -> bool:
         page = list(itertools.islice(self._it, self.PAGE))
         if not page:
             return False
         on_read, kinds = self._on_read, self._kinds
-        for e in page:
-            if kinds is None or e.kind in kinds:
-                on_read(e)
+        e = None
+        try:  # around the loop: a healthy record pays nothing for it
+            for e in page:
+                if kinds is None or e.kind in kinds:
+                    on_read(e)
+        except FOLD_FAULTS:
+            self.unread = e
+            raise
         self._buf.extend(page)
         return True
 
