@@ -201,6 +201,25 @@ def test_an_event_that_lacks_a_field_of_its_kind_is_one_line_naming_it(
         assert before.returncode == 0 and f"(at seq {seq - 1}," in before.stdout, before.stderr
 
 
+def test_the_tui_s_fold_says_which_event_lacks_a_field(news_db: Path, tmp_path: Path) -> None:
+    """The TUI's fold (in its reader process) met the same KeyError: it is the
+    screen's trouble line now, naming the event, as ``show`` does."""
+    from flock_es.log.backends import open_reader
+    from flock_es.tui.monitor import Monitor
+    from flock_es.tui.server import ViewServer
+
+    db = tmp_path / "unfit.db"
+    seq = unfit_body(news_db, db)
+    with open_reader(db) as reader:
+        server = ViewServer(Monitor(reader, None), reader)
+        for _ in range(20):
+            server.fold()
+            if server.trouble:
+                break
+    assert f"is damaged (event {seq} of run r-" in server.trouble
+    assert "is not a valid model.called: task_id: field required" in server.trouble
+
+
 def test_a_fold_fault_on_a_valid_body_is_not_blamed_on_the_database() -> None:
     from flock_es.domain.events import Event, EventKind
     from flock_es.errors import DatabaseDamagedError

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from flock_es.domain.events import Event, RunStatus
 from flock_es.log.liveness import live_status
 from flock_es.log.ports import EventReader, RunRow
+from flock_es.log.unfit_event import FOLD_FAULTS, unfit_event
 from flock_es.projection.fold import apply
 from flock_es.projection.state import RunState
 
@@ -162,14 +163,20 @@ class Monitor:
         if self.run_id is None or self.caught_up:
             return []
         events = self.reader.events(self.run_id, after=self.cursor, limit=self.chunk)
-        for i in range(0, len(events), SLICE):
-            if pause is not None:
-                pause()
-            with self.lock:
-                for e in events[i : i + SLICE]:
-                    _fold(self.live, self.live_index, e)
-                    if e.seq is not None:
-                        self.cursor = e.seq
+        e = None
+        try:  # around the loop, not in it: a healthy log's fold pays nothing for it
+            for i in range(0, len(events), SLICE):
+                if pause is not None:
+                    pause()
+                with self.lock:
+                    for e in events[i : i + SLICE]:
+                        _fold(self.live, self.live_index, e)
+                        if e.seq is not None:
+                            self.cursor = e.seq
+        except FOLD_FAULTS:  # a body that is JSON but not its kind's (``unfit_event``)
+            if (damaged := unfit_event(self.reader.path, e)) is None:
+                raise
+            raise damaged from None  # the screen shows it as the fold's trouble
         if not events:  # the runs row is ahead of what we can see yet; retry next poll
             self._data_version = None
         return events
