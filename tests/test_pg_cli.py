@@ -380,6 +380,7 @@ def test_a_run_whose_server_goes_away_never_passes_fordone_tasks(
         (["runs"], "postgresql://postgres:s3cret@127.0.0.1:abc/test", "port is not a number"),
         (["run", str(EXAMPLES / "news.py")], "postgresql://postgres@127.0.0.1:99999/test", "port"),
         (["tui"], "postgresql://postgres@[::1/x", "opens a '[' it never closes"),
+        (["runs"], "postgresql://postgres@h1:5432,h2:5433/test", "several hosts"),
     ],
 )
 def test_a_malformed_postgres_url_is_one_line_naming_it(

@@ -43,6 +43,8 @@ def check_url(url: str) -> SplitResult:
         parts = urlsplit(url)
     except ValueError:  # the only one urlsplit raises: an unclosed IPv6 bracket
         raise DatabaseError(_bad(url, "its host opens a '[' it never closes")) from None
+    if "," in parts.netloc.rpartition("@")[2]:  # libpq's several hosts, h1:5432,h2:5433
+        raise DatabaseError(_bad(url, "it names several hosts; flock-es takes one"))
     try:
         parts.port  # noqa: B018  (read for the check: it raises on a bad port)
     except ValueError:
