@@ -150,10 +150,10 @@ def test_resume_keeps_the_run_s_cap_on_calls_in_flight(
     env = {"OPENAI_API_BASE": server.url, "OPENAI_API_KEY": KEY}
     args = ["run", EXAMPLES / "news.py", "-m", "openai/test-model", "--db", db, "-q"]
     assert kill_cli_when([*args, "--max-concurrent-calls", "2"], lambda: server.calls >= 1, env=env)
-    assert server.max_inflight == 2
     server.max_inflight = 0
     out = run_cli(["resume", "latest", "--db", db, "-q"], cwd=tmp_path, env=env)
     assert out.returncode == 0, out.stderr
-    assert server.max_inflight == 2 and event_kinds(db).count("model.called") == 9
+    # At most the run's cap (8 analysts wanting a call at once took 8 without it).
+    assert 1 <= server.max_inflight <= 2 and event_kinds(db).count("model.called") == 9
     bad = run_cli(["resume", "latest", "--db", db, "--max-concurrent-calls", "0"], env=env)
     assert bad.returncode == 2 and "--max-concurrent-calls" in one_line_error(bad)
