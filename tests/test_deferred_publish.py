@@ -200,7 +200,7 @@ async def test_one_slow_task_holds_back_no_other_unit(db_path: Path) -> None:
 
     async def work(x: DItem) -> DOut:
         if x.n == 0:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(1.0)  # long beside the rest (about 40 ms)
             done_before_slow.append(done[0])
         done[0] += 1
         return DOut(n=x.n)
