@@ -20,12 +20,18 @@ __all__ = [
     "RunState",
     "TaskView",
     "ToolCallView",
+    "is_open",
     "limiter_summary",
 ]
 
 
 PENDING_STATUSES = (TaskStatus.SCHEDULED, TaskStatus.RUNNING)
 """The statuses of a task still to run (a compact state forgets completed ones)."""
+
+
+def is_open(task: TaskView | None) -> bool:
+    """Whether ``task`` is still to run (None: a compact state forgot it: completed)."""
+    return task is not None and task.status in PENDING_STATUSES
 
 
 @dataclass(slots=True)

@@ -15,15 +15,10 @@ from collections.abc import Callable
 
 from flock_es.domain.events import Event
 from flock_es.errors import TaskEndedElsewhere
-from flock_es.projection.state import PENDING_STATUSES, TaskView
+from flock_es.projection.state import is_open
 from flock_es.runtime.executor import FATAL, Executor
 
-__all__ = ["is_open", "run_claimed"]
-
-
-def is_open(task: TaskView | None) -> bool:
-    """Whether ``task`` is still to run (None: a compact state forgot it: completed)."""
-    return task is not None and task.status in PENDING_STATUSES
+__all__ = ["run_claimed"]
 
 
 async def run_claimed(

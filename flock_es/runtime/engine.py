@@ -348,7 +348,7 @@ class Engine:
             # not, and the whole publish waited for that one task.
             units = self.decided_units
             for head in units:
-                while head:  # ``_open``, inlined: once per task of a large publish
+                while head:  # ``is_open``, inlined: once per task of a large publish
                     task = tasks.get(head[0])
                     if task is not None and task.status in PENDING_STATUSES:
                         break

@@ -40,7 +40,7 @@ from flock_es.log.salvaged_answers import SalvagedAnswers
 from flock_es.models.base import ModelClient, ModelRequest, ModelResponse
 from flock_es.models.retry import FailedAttempt, RetryPolicy, call_with_retries, recorded_failure
 from flock_es.models.tools import run_tool
-from flock_es.projection.state import PENDING_STATUSES, CallView, RunState
+from flock_es.projection.state import CallView, RunState, is_open
 from flock_es.redaction import redact, redact_text
 from flock_es.runtime.agent import Agent
 from flock_es.runtime.context import TaskRun
@@ -297,8 +297,7 @@ class ModelCalls:
         run, a worker that stalled past its lease (its tasks taken over and ended
         elsewhere, as its catch-up shows) paid again for each attempt still queued for a
         slot or backing off after a 429."""
-        task = self.state.tasks.get(task_id)
-        if task is None or task.status not in PENDING_STATUSES:
+        if not is_open(self.state.tasks.get(task_id)):
             raise TaskEndedElsewhere(f"task {task_id} was ended by another process")
         return client.complete(request)
 

@@ -46,8 +46,9 @@ from flock_es.log.lease import new_worker_id, worker_ended
 from flock_es.log.ports import open_store
 from flock_es.log.shared_ports import SharedRuns
 from flock_es.models.limiter import seed_limits
+from flock_es.projection.state import is_open
 from flock_es.runtime.board_queries import BoardSource
-from flock_es.runtime.claimed_task import is_open, run_claimed
+from flock_es.runtime.claimed_task import run_claimed
 from flock_es.runtime.executor import Executor
 from flock_es.runtime.flock import Flock
 from flock_es.runtime.resume import fold_for_work, program_hash
