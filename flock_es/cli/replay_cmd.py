@@ -13,7 +13,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -33,6 +33,9 @@ from flock_es.domain.events import RunStarted, RunStatus, body_as
 from flock_es.domain.printable import printable
 from flock_es.errors import ExitCode, UserError
 
+if TYPE_CHECKING:  # for annotations: the CLI starts without the log's modules
+    from flock_es.log.ports import EventReader
+
 ProgramOption = Annotated[
     Path | None,
     typer.Option(
@@ -47,6 +50,12 @@ ModelOption = Annotated[
     typer.Option("--model", "-m", help="Model for agents without their own.", show_default=False),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No live progress.")]
+
+
+def _run_started(reader: EventReader, run_id: str) -> RunStarted | None:
+    """The body of ``run_id``'s ``run.started`` (its first event), or None."""
+    first = next(iter(reader.iter_events(run_id, limit=1)), None)
+    return body_as(first, RunStarted) if first is not None else None
 
 
 def resume(
@@ -103,8 +112,7 @@ def resume(
     with open_reader(path_db) as reader:
         run_id = reader.resolve_run(run)
         if max_concurrent_calls is None:  # the run's own cap, as it started
-            head = next(iter(reader.iter_events(run_id, limit=1)), None)
-            started = body_as(head, RunStarted) if head is not None else None
+            started = _run_started(reader, run_id)
             max_concurrent_calls = started.get("max_concurrent_calls") if started else None
     options = ResumeOptions(program, model, quiet, sync, force, retry_failed)
     options.max_calls = max_concurrent_calls
@@ -148,8 +156,7 @@ def replay(
 
     with open_reader(db_path(db)) as reader:
         run_id = reader.resolve_run(run)
-        first = next(iter(reader.iter_events(run_id, limit=1)), None)
-        started = body_as(first, RunStarted) if first is not None else None
+        started = _run_started(reader, run_id)
         path = program_of(started.get("program") if started else None, program, run_id)
         recorded_hash = started.get("program_hash") if started else None
         digests = hash_warning(path, recorded_hash, program_hash(path))
