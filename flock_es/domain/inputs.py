@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from flock_es.domain import registry
+from flock_es.domain.validation_text import first_problem
 from flock_es.errors import ArtifactValidationError
 
 __all__ = ["PublishInput", "as_model"]
@@ -40,8 +41,6 @@ def as_model(obj: object) -> BaseModel:
     try:
         return registry.to_object(name, dict(payload))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "payload"
         raise ArtifactValidationError(
-            f"published dict of type {name!r} does not validate: {where}: {first['msg']}"
+            f"published dict of type {name!r} does not validate: {first_problem(exc, 'payload')}"
         ) from None

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from flock_es.domain.events import SCHEMA_VERSION, Event, EventKind, ModelCalled, body_as
 from flock_es.domain.upcast import upcast
 from flock_es.domain.validate import check_body
+from flock_es.domain.validation_text import first_problem
 from flock_es.errors import DatabaseDamagedError, DatabaseError, ExportFormatError, OutputError
 from flock_es.log.backends import DbRef, describe_db, is_postgres, open_reader, open_writer
 from flock_es.log.event_rows import dumps
@@ -317,9 +318,7 @@ def _event(path: Path, lineno: int, obj: dict[str, Any], run_id: str) -> Event:
     try:
         check_body(kind, body)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err.get("loc", ()))
-        raise _bad(path, lineno, f"{kind.value} body: {loc}: {err.get('msg')}") from None
+        raise _bad(path, lineno, f"{kind.value} body: {first_problem(exc, '')}") from None
     return Event(run_id=run_id, kind=kind, body=body, ts=float(ts), v=v)
 
 

@@ -21,6 +21,7 @@ from pydantic_core import PydanticSerializationError
 
 from flock_es.domain.json_values import NOT_JSON, NOTHING_TO_CHECK, payload_problem
 from flock_es.domain.registry import type_name
+from flock_es.domain.validation_text import first_problem
 from flock_es.errors import PayloadInvalid, PayloadNotJson
 
 __all__ = ["PLAIN_DUMP", "check_payloads", "checked_payload", "payload_of", "plain_dump"]
@@ -78,10 +79,8 @@ def checked_payload(obj: BaseModel, cls: type[BaseModel], name: str) -> dict[str
         # committed, then could not be rebuilt, and the run could never resume.
         cls.__pydantic_validator__.validate_python(payload)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err.get("loc", ())) or "value"
         raise PayloadInvalid(
-            f"{name} is not valid: {loc}: {err.get('msg')} (a field assigned after the "
+            f"{name} is not valid: {first_problem(exc)} (a field assigned after the "
             "object was made? pydantic checks assignments only with validate_assignment=True)"
         ) from None
     return payload

@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from flock_es.domain.validation_text import first_problem
 from flock_es.errors import ProgramError, UserError
 from flock_es.runtime.flock import Flock
 from flock_es.runtime.program_import import StartedOnImport, importing
@@ -41,9 +42,7 @@ class Program:
 def describe_exception(path: Path, exc: BaseException) -> str:
     """One line naming the error and the line of the user's file it came from."""
     if isinstance(exc, ValidationError):
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err.get("loc", ())) or "value"
-        what = f"{exc.title} failed validation: {loc}: {err.get('msg')}"
+        what = f"{exc.title} failed validation: {first_problem(exc)}"
         if exc.error_count() > 1:
             what += f" (and {exc.error_count() - 1} more)"
     else:
